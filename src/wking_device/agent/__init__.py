@@ -1,0 +1,3 @@
+"""agent (under construction)."""
+
+from __future__ import annotations

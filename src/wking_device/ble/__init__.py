@@ -1,0 +1,3 @@
+"""ble (under construction)."""
+
+from __future__ import annotations

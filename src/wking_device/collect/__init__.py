@@ -1,0 +1,3 @@
+"""collect (under construction)."""
+
+from __future__ import annotations

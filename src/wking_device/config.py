@@ -1,0 +1,252 @@
+"""Configuration: where an installation keeps its files, and its settings.
+
+This module owns path resolution (``WKING_HOME`` / ``--home`` or the platform's user directories
+from ``platformdirs``) and the settings model (a TOML file, overridden by ``WKING_*`` environment
+variables). It does not create keys, databases or ledgers; the layers that own those files create
+them under the paths given here.
+
+Precedence, highest first: environment (``WKING_SECTION__KEY``; ``DO_NOT_TRACK`` as well), the
+TOML file (``<config dir>/config.toml``), defaults. A malformed file raises
+:class:`~wking_device.errors.ConfigError` naming the file, the line and the key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import platformdirs
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from wking_device.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from pydantic_settings import PydanticBaseSettingsSource
+
+__all__ = [
+    "APP_NAME",
+    "BleSettings",
+    "Paths",
+    "Settings",
+    "StorageSettings",
+    "UploadSettings",
+    "load_settings",
+    "resolve_paths",
+]
+
+APP_NAME = "wking"
+
+
+@dataclass(frozen=True, slots=True)
+class Paths:
+    """The directories of one installation.
+
+    Attributes:
+        home: The ``WKING_HOME`` directory, or ``None`` when platform directories are used.
+        config_dir: Holds ``config.toml`` and device bindings.
+        data_dir: Holds the consent ledger, the encrypted store and (lowest key-store level) keys.
+    """
+
+    home: Path | None
+    config_dir: Path
+    data_dir: Path
+
+    @property
+    def config_file(self) -> Path:
+        """The TOML settings file."""
+        return self.config_dir / "config.toml"
+
+    def ensure(self) -> None:
+        """Create the directories, private to the user (0700)."""
+        for directory in (self.config_dir, self.data_dir):
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            directory.chmod(0o700)
+
+
+def resolve_paths(home: str | os.PathLike[str] | None = None) -> Paths:
+    """Resolve the installation's directories.
+
+    Args:
+        home: An explicit home (``--home``); defaults to ``$WKING_HOME``, then platform dirs.
+
+    Returns:
+        The paths; nothing is created.
+    """
+    chosen = home if home is not None else os.environ.get("WKING_HOME") or None
+    if chosen is not None:
+        root = Path(chosen).expanduser().resolve()
+        return Paths(home=root, config_dir=root / "config", data_dir=root / "data")
+    return Paths(
+        home=None,
+        config_dir=Path(platformdirs.user_config_dir(APP_NAME)),
+        data_dir=Path(platformdirs.user_data_dir(APP_NAME)),
+    )
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BleSettings(_Section):
+    """Bluetooth behaviour."""
+
+    max_connections: int = Field(default=5, ge=1, le=64)
+    """Concurrent connections per adapter (real adapters manage 5-10)."""
+    scan_timeout: float = Field(default=5.0, gt=0)
+    connect_timeout: float = Field(default=10.0, gt=0)
+    connect_attempts: int = Field(default=3, ge=1, le=10)
+    command_timeout: float = Field(default=5.0, gt=0)
+
+
+class StorageSettings(_Section):
+    """The encrypted local store."""
+
+    max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
+    """Size cap; past it the lowest-priority records are evicted and counted."""
+    dek_rotation_days: int = Field(default=30, ge=1)
+
+
+class UploadSettings(_Section):
+    """The OTLP/HTTP uploader."""
+
+    endpoint: str | None = None
+    ca_bundle: Path | None = None
+    spki_pins: tuple[str, ...] = ()
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    collector_region: str | None = None
+    batch_size: int = Field(default=1000, ge=1, le=10_000)
+    interval: float = Field(default=30.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """All settings of one installation.
+
+    Build it with :func:`load_settings`, which reads the TOML file and the environment.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="WKING_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    do_not_track: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("do_not_track", "WKING_DO_NOT_TRACK", "DO_NOT_TRACK"),
+    )
+    minor: bool = False
+    """The profile belongs to a minor: sensitive categories need a guardian grant."""
+    region: str = "EU"
+    """The user's region (compared with the collector's for cross-border transfer)."""
+    location: str | None = None
+    """A coarse location the user chose to report (collected only under a ``location`` grant)."""
+    simulate: int = Field(default=0, ge=0, le=1000)
+    ble: BleSettings = BleSettings()
+    storage: StorageSettings = StorageSettings()
+    upload: UploadSettings = UploadSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment first, then the file's values (passed as init arguments), then defaults."""
+        del settings_cls, dotenv_settings, file_secret_settings
+        return (env_settings, init_settings)
+
+
+def _line_of(text: str, loc: tuple[str | int, ...]) -> int | None:
+    """Find the line defining a dotted key in TOML text (best effort, for error messages)."""
+    keys = [str(part) for part in loc if isinstance(part, str)]
+    if not keys:
+        return None
+    table, key = keys[:-1], keys[-1]
+    in_table = not table
+    key_re = re.compile(rf"^\s*{re.escape(key)}\s*=")
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            in_table = stripped.strip("[] ") == ".".join(table)
+            if not table:
+                in_table = False
+            if table and in_table and len(keys) == 1:
+                return number
+            continue
+        if in_table and key_re.match(line):
+            return number
+    return None
+
+
+def load_settings(
+    paths: Paths | None = None, *, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the settings of an installation.
+
+    Args:
+        paths: The installation's paths; defaults to :func:`resolve_paths`.
+        environ: Accepted for symmetry with tests; the process environment is always read by
+            pydantic-settings, so pass overrides by setting variables.
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        ConfigError: The file is not valid TOML, or a key is unknown or has a bad value.
+    """
+    del environ
+    paths = paths or resolve_paths()
+    file = paths.config_file
+    data: dict[str, Any] = {}
+    text = ""
+    if file.exists():
+        try:
+            text = file.read_text(encoding="utf-8")
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            match = re.search(r"line (\d+)", str(exc))
+            raise ConfigError(
+                f"not valid TOML: {exc}",
+                file=str(file),
+                line=int(match.group(1)) if match else None,
+            ) from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read: {exc}", file=str(file)) from exc
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(first["loc"])
+        key = ".".join(str(part) for part in loc)
+        from_file = bool(data) and _lookup(data, loc)
+        raise ConfigError(
+            first["msg"],
+            file=str(file) if from_file else None,
+            line=_line_of(text, loc) if from_file else None,
+            key=key,
+            remedy=None if from_file else "check the WKING_* environment variables",
+        ) from exc
+
+
+def _lookup(data: Mapping[str, Any], loc: tuple[str | int, ...]) -> bool:
+    """Tell whether a location exists in the parsed file (to blame the file or the environment)."""
+    node: Any = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return False
+    return True

@@ -1,0 +1,3 @@
+"""consent (under construction)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""crypto (under construction)."""
+
+from __future__ import annotations

@@ -1,0 +1,480 @@
+"""The one exception tree of ``wking_device``.
+
+Every error this package raises is a :class:`WkingError`. Foreign errors (bleak, bumble, sqlite3,
+ssl, cryptography's ``InvalidTag``, aiohttp) are translated once, at the boundary of the layer that
+calls them, with ``raise ... from exc``; nothing above that layer sees a foreign exception.
+
+Each error carries structured fields and a ``remedy``: one sentence telling the user what to do.
+``exit_code`` is what the ``wking`` command exits with when the error reaches it::
+
+    WkingError                      exit 1
+    ├── UsageError                  exit 2
+    ├── ConfigError                 exit 2   (file, line, key)
+    ├── ProtocolError               exit 4   frames, advertisements, codec misuse
+    │   ├── FrameError                       malformed frame bytes (reason)
+    │   ├── ChecksumError                    a frame whose CRC does not match
+    │   ├── CodecStateError                  the codec was used after an error
+    │   └── AdvertisementError               malformed advertisement / manufacturer data
+    ├── BluetoothError              exit 4   (address, reason, remedy)
+    │   ├── AdapterUnavailable               no adapter / backend cannot start
+    │   ├── DeviceNotFound                   address not seen in discovery
+    │   ├── ConnectionFailed                 connect failed after bounded retries
+    │   ├── DeviceDisconnected               link lost during an operation
+    │   ├── OperationTimeout                 no answer in time (connect, read, command)
+    │   ├── GattError                        an ATT/GATT error (att_code)
+    │   ├── CommandRejected                  the speaker answered with an error status
+    │   └── UnsupportedOperation             the profile has no such command/characteristic
+    ├── ConsentError                exit 3
+    │   ├── ConsentRequired                  a category lacks a valid grant (missing)
+    │   ├── PermitRevoked                    a permit was used after revocation
+    │   └── PrerequisiteMissing              e.g. mac_addresses without operation_logs
+    ├── IntegrityError              exit 7
+    │   ├── LedgerTampered                   the consent ledger failed verification
+    │   └── StoreIntegrityError              the database failed its integrity check
+    ├── StorageError                exit 6
+    │   ├── StoreFull                        disk full or size cap with nothing evictable
+    │   ├── StoreClosed                      used after close()
+    │   ├── RecordCorrupt                    a record failed authentication (quarantined)
+    │   └── KeyStoreError                    master key missing, wrong or insecure
+    │       ├── KeyMissing
+    │       └── WrongKey
+    └── UploadError                 exit 5
+        ├── InsecureEndpoint                 http:// or verification disabled: refused
+        ├── TLSError                         handshake / verification / pin mismatch
+        ├── UploadRejected                   permanent HTTP error (status)
+        └── UploadUnavailable                transient: network down, 429/503 (retry_after)
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import ClassVar
+
+__all__ = [
+    "AdapterUnavailable",
+    "AdvertisementError",
+    "BluetoothError",
+    "BluetoothReason",
+    "ChecksumError",
+    "CodecStateError",
+    "CommandRejected",
+    "ConfigError",
+    "ConnectionFailed",
+    "ConsentError",
+    "ConsentRequired",
+    "DeviceDisconnected",
+    "DeviceNotFound",
+    "FrameError",
+    "GattError",
+    "InsecureEndpoint",
+    "IntegrityError",
+    "KeyMissing",
+    "KeyStoreError",
+    "LedgerTampered",
+    "OperationTimeout",
+    "PermitRevoked",
+    "PrerequisiteMissing",
+    "ProtocolError",
+    "RecordCorrupt",
+    "StorageError",
+    "StoreClosed",
+    "StoreFull",
+    "StoreIntegrityError",
+    "TLSError",
+    "UnsupportedOperation",
+    "UploadError",
+    "UploadRejected",
+    "UploadUnavailable",
+    "UsageError",
+    "WkingError",
+    "WrongKey",
+]
+
+
+class WkingError(Exception):
+    """Root of every error raised by ``wking_device``.
+
+    Args:
+        message: What went wrong, in one line.
+        remedy: What the user can do about it, in one sentence (optional).
+    """
+
+    exit_code: ClassVar[int] = 1
+    default_remedy: ClassVar[str | None] = None
+
+    def __init__(self, message: str, *, remedy: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.remedy = remedy if remedy is not None else self.default_remedy
+
+    def __str__(self) -> str:
+        if self.remedy:
+            return f"{self.message} ({self.remedy})"
+        return self.message
+
+
+class UsageError(WkingError):
+    """The caller asked for something that does not make sense (bad argument, wrong state)."""
+
+    exit_code = 2
+
+
+class ConfigError(WkingError):
+    """A configuration file or value is malformed.
+
+    Args:
+        message: What is wrong.
+        file: The config file, when the error comes from one.
+        line: The 1-based line in that file, when known.
+        key: The dotted key that is wrong, when known.
+    """
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+        remedy: str | None = None,
+    ) -> None:
+        where = ""
+        if file is not None:
+            where = file if line is None else f"{file}:{line}"
+        if key is not None:
+            where = f"{where} [{key}]" if where else f"[{key}]"
+        super().__init__(f"{where}: {message}" if where else message, remedy=remedy)
+        self.file = file
+        self.line = line
+        self.key = key
+
+
+# --- protocol -------------------------------------------------------------------------------------
+
+
+class ProtocolError(WkingError):
+    """Bytes from a speaker (a frame or an advertisement) do not follow the profile."""
+
+    exit_code = 4
+
+
+class FrameError(ProtocolError):
+    """A frame is malformed (bad start byte, length, type, opcode or payload)."""
+
+
+class ChecksumError(FrameError):
+    """A frame's checksum does not match its content."""
+
+
+class CodecStateError(ProtocolError):
+    """The codec was used in a state that does not allow it (e.g. after an error, before reset)."""
+
+
+class AdvertisementError(ProtocolError):
+    """An advertisement or its manufacturer data cannot be parsed."""
+
+
+# --- bluetooth ------------------------------------------------------------------------------------
+
+
+class BluetoothReason(enum.StrEnum):
+    """Why a Bluetooth operation failed; stable strings for logs and operation events."""
+
+    ADAPTER_UNAVAILABLE = "adapter_unavailable"
+    NOT_FOUND = "not_found"
+    NOT_CONNECTABLE = "not_connectable"
+    CONNECTION_ABORTED = "connection_aborted"
+    CONNECTION_FAILED = "connection_failed"
+    DISCONNECTED = "disconnected"
+    TIMEOUT = "timeout"
+    GATT_ERROR = "gatt_error"
+    REJECTED = "rejected"
+    MALFORMED_RESPONSE = "malformed_response"
+    UNSUPPORTED = "unsupported"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+
+
+class BluetoothError(WkingError):
+    """A Bluetooth operation on a speaker failed.
+
+    Args:
+        message: What failed.
+        address: The speaker's address (redacted by the log filter, never written to disk).
+        reason: A stable reason code.
+        remedy: What the user can try.
+    """
+
+    exit_code = 4
+    default_reason: ClassVar[BluetoothReason] = BluetoothReason.CONNECTION_FAILED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        address: str | None = None,
+        reason: BluetoothReason | None = None,
+        remedy: str | None = None,
+    ) -> None:
+        super().__init__(message, remedy=remedy)
+        self.address = address
+        self.reason = reason if reason is not None else self.default_reason
+
+
+class AdapterUnavailable(BluetoothError):
+    """No Bluetooth adapter, or the backend cannot start."""
+
+    default_reason = BluetoothReason.ADAPTER_UNAVAILABLE
+    default_remedy = (
+        "check that an adapter is present and powered (bluetoothctl show), "
+        "or use --simulate N to run against simulated speakers"
+    )
+
+
+class DeviceNotFound(BluetoothError):
+    """No speaker with that address was seen during discovery."""
+
+    default_reason = BluetoothReason.NOT_FOUND
+    default_remedy = "move the speaker closer, make sure it is on, and run 'wking scan'"
+
+
+class ConnectionFailed(BluetoothError):
+    """A connection could not be established within the bounded retries."""
+
+    default_reason = BluetoothReason.CONNECTION_FAILED
+    default_remedy = "make sure the speaker is on, in range and not connected to another host"
+
+
+class DeviceDisconnected(BluetoothError):
+    """The link was lost while an operation was in progress."""
+
+    default_reason = BluetoothReason.DISCONNECTED
+    default_remedy = "move the speaker closer and retry"
+
+
+class OperationTimeout(BluetoothError):
+    """A connect, read or command got no answer in time."""
+
+    default_reason = BluetoothReason.TIMEOUT
+    default_remedy = "retry; if it persists, power-cycle the speaker"
+
+
+class GattError(BluetoothError):
+    """An ATT/GATT error from the speaker.
+
+    Args:
+        att_code: The ATT error code, when the stack reports one.
+    """
+
+    default_reason = BluetoothReason.GATT_ERROR
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        address: str | None = None,
+        att_code: int | None = None,
+        reason: BluetoothReason | None = None,
+        remedy: str | None = None,
+    ) -> None:
+        super().__init__(message, address=address, reason=reason, remedy=remedy)
+        self.att_code = att_code
+
+
+class CommandRejected(BluetoothError):
+    """The speaker answered a vendor command with an error status.
+
+    Args:
+        status: The status byte from the speaker's response.
+    """
+
+    default_reason = BluetoothReason.REJECTED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        address: str | None = None,
+        status: int | None = None,
+        remedy: str | None = None,
+    ) -> None:
+        super().__init__(message, address=address, remedy=remedy)
+        self.status = status
+
+
+class UnsupportedOperation(BluetoothError):
+    """The speaker's profile has no such command or characteristic."""
+
+    default_reason = BluetoothReason.UNSUPPORTED
+
+
+# --- consent --------------------------------------------------------------------------------------
+
+
+class ConsentError(WkingError):
+    """Collection was refused because consent is missing or no longer valid."""
+
+    exit_code = 3
+
+
+class ConsentRequired(ConsentError):
+    """One or more categories lack a valid grant.
+
+    Args:
+        missing: The categories that are not granted (or are suspended or denied by DNT).
+    """
+
+    def __init__(self, missing: frozenset[str] | set[str], *, reason: str | None = None) -> None:
+        names = ", ".join(sorted(missing))
+        detail = f" ({reason})" if reason else ""
+        super().__init__(
+            f"consent required for: {names}{detail}",
+            remedy=f"run 'wking consent grant {' '.join(sorted(missing))}'",
+        )
+        self.missing = frozenset(missing)
+
+
+class PermitRevoked(ConsentError):
+    """A permit was used after it had been revoked (withdrawal, DNT, policy change)."""
+
+
+class PrerequisiteMissing(ConsentError):
+    """A category was granted without the categories it requires.
+
+    Args:
+        category: The category asked for.
+        requires: The categories it needs first.
+    """
+
+    def __init__(self, category: str, requires: frozenset[str] | set[str]) -> None:
+        needed = " ".join(sorted(requires))
+        super().__init__(
+            f"{category} requires {needed}",
+            remedy=f"grant {needed} too, e.g. 'wking consent grant {needed} {category}'",
+        )
+        self.category = category
+        self.requires = frozenset(requires)
+
+
+# --- integrity ------------------------------------------------------------------------------------
+
+
+class IntegrityError(WkingError):
+    """Stored data failed verification: it was altered outside this library."""
+
+    exit_code = 7
+
+
+class LedgerTampered(IntegrityError):
+    """The consent ledger's hash chain or HMAC does not verify; the gate fails closed.
+
+    Args:
+        entry: The 0-based index of the first entry that failed, when known.
+    """
+
+    default_remedy = (
+        "the consent ledger was altered; every category is denied until it is restored "
+        "from a backup or reset with 'wking consent reset'"
+    )
+
+    def __init__(self, message: str, *, entry: int | None = None) -> None:
+        super().__init__(message)
+        self.entry = entry
+
+
+class StoreIntegrityError(IntegrityError):
+    """The record database failed its integrity check on open."""
+
+
+# --- storage --------------------------------------------------------------------------------------
+
+
+class StorageError(WkingError):
+    """The encrypted local store cannot do what was asked."""
+
+    exit_code = 6
+
+
+class StoreFull(StorageError):
+    """The disk is full (or the size cap is reached with nothing evictable); nothing was lost."""
+
+    default_remedy = "free disk space or raise storage.max_bytes; stored records are intact"
+
+
+class StoreClosed(StorageError):
+    """The store was used after it was closed."""
+
+
+class RecordCorrupt(StorageError):
+    """A record failed authentication; it was quarantined.
+
+    Args:
+        record_id: The record's id.
+    """
+
+    def __init__(self, message: str, *, record_id: str | None = None) -> None:
+        super().__init__(message)
+        self.record_id = record_id
+
+
+class KeyStoreError(StorageError):
+    """The master key cannot be obtained, or the key store is not secure."""
+
+
+class KeyMissing(KeyStoreError):
+    """The master key the store was created with is not available."""
+
+    default_remedy = (
+        "restore the key (key file, keyring entry or systemd credential) the store was created "
+        "with; a new empty store is never created silently"
+    )
+
+
+class WrongKey(KeyStoreError):
+    """The available master key does not open this store."""
+
+    default_remedy = "point WKING_HOME or the key store at the key this store was created with"
+
+
+# --- upload ---------------------------------------------------------------------------------------
+
+
+class UploadError(WkingError):
+    """Uploading records to the collector failed."""
+
+    exit_code = 5
+
+
+class InsecureEndpoint(UploadError):
+    """The endpoint is not https:// or would need verification switched off: refused."""
+
+    default_remedy = "use an https:// endpoint; set upload.ca_bundle for a private CA"
+
+
+class TLSError(UploadError):
+    """The TLS handshake, certificate verification or SPKI pin check failed."""
+
+
+class UploadRejected(UploadError):
+    """The collector rejected the request permanently.
+
+    Args:
+        status: The HTTP status code.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class UploadUnavailable(UploadError):
+    """The collector is unreachable or asked to retry later.
+
+    Args:
+        retry_after: Seconds the collector asked to wait, when it said so.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,0 +1,150 @@
+"""Value types shared across layers: operation events, device information and records.
+
+This module owns the shapes that cross layer boundaries (the BLE layer emits
+:class:`OperationEvent`, collectors turn events into :class:`Record`, the store keeps records and
+the uploader sends them). It does not validate consent, encrypt or store anything.
+
+Hot-path types (events and records) are frozen, slotted, keyword-only dataclasses: pydantic
+validation costs ~5 µs per object (see shared notes/performance.md) and these are built by the
+thousand. :class:`DeviceInfo` is a pydantic model because it is built from untrusted speaker data
+and validates on construction.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "DeviceInfo",
+    "OperationEvent",
+    "OperationKind",
+    "Outcome",
+    "Record",
+    "new_record_id",
+]
+
+
+class OperationKind(enum.StrEnum):
+    """What a Bluetooth operation did."""
+
+    SCAN = "scan"
+    CONNECT = "connect"
+    DISCONNECT = "disconnect"
+    SERVICES = "services"
+    READ = "read"
+    WRITE = "write"
+    SUBSCRIBE = "subscribe"
+    NOTIFY = "notify"
+    COMMAND = "command"
+    INFO = "info"
+
+
+class Outcome(enum.StrEnum):
+    """How an operation ended."""
+
+    OK = "ok"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    RETRY = "retry"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OperationEvent:
+    """One Bluetooth operation, as the BLE layer saw it.
+
+    Emitted to in-process subscribers for every operation; nothing stores it unless a collector
+    with a valid permit turns it into a record. ``address`` is the speaker's address: collectors
+    attach it to a record only under a ``mac_addresses`` permit.
+
+    Attributes:
+        kind: What the operation was.
+        outcome: How it ended.
+        address: The speaker's address, or ``None`` for adapter-wide operations such as a scan.
+        name: The speaker's advertised name, when known.
+        model: The speaker's model id, when known.
+        started_at: UTC wall-clock start, seconds since the epoch.
+        duration_s: Monotonic duration in seconds.
+        attempt: 1-based attempt number for retried operations.
+        error: A stable reason code (:class:`wking_device.errors.BluetoothReason`) on failure.
+        error_type: The error class name on failure.
+        detail: Small, non-identifying extra facts (opcode, characteristic UUID, RSSI, count).
+    """
+
+    kind: OperationKind
+    outcome: Outcome
+    address: str | None = None
+    name: str | None = None
+    model: str | None = None
+    started_at: float = field(default_factory=time.time)
+    duration_s: float = 0.0
+    attempt: int = 1
+    error: str | None = None
+    error_type: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class DeviceInfo(BaseModel):
+    """What a speaker tells about itself (Device Information, Battery and the vendor channel)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    address: str
+    name: str | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+    model_number: str | None = None
+    firmware: str | None = None
+    hardware: str | None = None
+    battery: int | None = Field(default=None, ge=0, le=100)
+    rssi: int | None = None
+    volume: int | None = Field(default=None, ge=0, le=100)
+    eq: str | None = None
+    light: str | None = None
+
+
+def new_record_id() -> str:
+    """Return a new, time-ordered, 32-hex-digit record id (UUIDv7 layout).
+
+    Time-ordered ids keep SQLite's primary-key index append-mostly; 74 random bits make
+    collisions between installations negligible.
+    """
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (rand >> 4) & ((1 << 76) - 1)
+    # set the RFC 9562 variant bits (10xx) in byte 8
+    value = (value & ~(0xC << 60)) | (0x8 << 60)
+    return f"{value:032x}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Record:
+    """One collected item of one data category, as it is stored and uploaded.
+
+    Only a collector holding a valid permit creates records; ``consent_id`` and
+    ``policy_version`` name the grant that allowed it, so the uploader and the receiver can prove
+    what each record was collected under.
+
+    Attributes:
+        record_id: Unique, time-ordered id (:func:`new_record_id`); the receiver de-duplicates
+            on it.
+        category: The data category (``operation_logs``, ``device_info``, ...).
+        created_at: UTC wall-clock time, seconds since the epoch.
+        consent_id: The ledger entry id of the grant that allowed this record.
+        policy_version: The policy version that grant was made under.
+        body: JSON-serialisable content; never holds a MAC address unless ``mac_addresses`` is
+            granted.
+    """
+
+    category: str
+    consent_id: str
+    policy_version: str
+    body: dict[str, Any]
+    record_id: str = field(default_factory=new_record_id)
+    created_at: float = field(default_factory=time.time)

@@ -1,0 +1,3 @@
+"""policy (under construction)."""
+
+from __future__ import annotations

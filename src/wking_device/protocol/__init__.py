@@ -1,0 +1,3 @@
+"""protocol (under construction)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""receiver (under construction)."""
+
+from __future__ import annotations

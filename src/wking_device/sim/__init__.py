@@ -1,0 +1,3 @@
+"""sim (under construction)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""store (under construction)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""upload (under construction)."""
+
+from __future__ import annotations
