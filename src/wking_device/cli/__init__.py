@@ -1,10 +1,39 @@
-"""The ``wking`` command (under construction)."""
+"""The ``wking`` command: the only place that prints or calls :func:`asyncio.run`.
+
+This package owns argument parsing, output (tables with rich, ``--json`` with orjson) and the
+mapping of errors to exit codes. It does no Bluetooth, consent or storage work of its own: each
+command module (``_ble``, ``_consent``, ``_data``, ``_agent``) calls the library and renders the
+result.
+
+Exit codes: 0 ok, 2 usage, 3 consent required, 4 device error, 5 upload/TLS error,
+6 storage/key error, 7 integrity error (see :mod:`wking_device.errors`).
+"""
 
 from __future__ import annotations
 
-__all__ = ["main"]
+import sys
+
+import click
+
+from wking_device.cli._app import cli
+
+__all__ = ["cli", "main"]
 
 
-def main() -> None:
-    """Run the ``wking`` command."""
-    raise SystemExit(1)
+def main(argv: list[str] | None = None) -> None:
+    """Run the ``wking`` command and exit with its exit code.
+
+    Args:
+        argv: Arguments (defaults to ``sys.argv[1:]``).
+    """
+    try:
+        code = cli.main(args=argv, prog_name="wking", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        code = 1
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    sys.exit(code if isinstance(code, int) else 0)
