@@ -1,0 +1,33 @@
+"""The bleak backend pair every BLE entry point accepts (real adapter or simulator)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bleak.backends.client import BaseBleakClient
+    from bleak.backends.scanner import BaseBleakScanner
+
+__all__ = ["BleBackend"]
+
+
+@dataclass(frozen=True, slots=True)
+class BleBackend:
+    """A pair of bleak backend classes, handed to ``BleakScanner``/``BleakClient`` as ``backend=``.
+
+    ``None`` means bleak's platform default (BlueZ on Linux, CoreBluetooth on macOS, WinRT on
+    Windows). The simulator (:mod:`wking_device.sim`) provides classes bound to a simulated world.
+
+    Attributes:
+        scanner: A subclass of ``bleak.backends.scanner.BaseBleakScanner``, or ``None``.
+        client: A subclass of ``bleak.backends.client.BaseBleakClient``, or ``None``.
+    """
+
+    scanner: type[BaseBleakScanner] | None = None
+    client: type[BaseBleakClient] | None = None
+
+    @property
+    def is_default(self) -> bool:
+        """Whether both classes are bleak's platform defaults."""
+        return self.scanner is None and self.client is None
