@@ -46,6 +46,9 @@ def test_tampering_and_wrong_key_are_integrity_errors(tmp_path: Path) -> None:
     Bindings(path, os.urandom(32)).bind(Binding(address=ADDRESS))
     with pytest.raises(StoreIntegrityError):
         Bindings(path, os.urandom(32)).load()
+    with pytest.raises(StoreIntegrityError):  # nor can a wrong key overwrite it
+        Bindings(path, os.urandom(32)).bind(Binding(address=ADDRESS))
+    path.unlink()
     key = os.urandom(32)
     Bindings(path, key).bind(Binding(address=ADDRESS))
     raw = bytearray(path.read_bytes())
