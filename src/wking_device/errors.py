@@ -23,6 +23,7 @@ Each error carries structured fields and a ``remedy``: one sentence telling the 
     │   ├── OperationTimeout                 no answer in time (connect, read, command)
     │   ├── GattError                        an ATT/GATT error (att_code)
     │   ├── CommandRejected                  the speaker answered with an error status
+    │   ├── MalformedResponse                a response frame was malformed (also a ProtocolError)
     │   └── UnsupportedOperation             the profile has no such command/characteristic
     ├── ConsentError                exit 3
     │   ├── ConsentRequired                  a category lacks a valid grant (missing)
@@ -71,6 +72,7 @@ __all__ = [
     "KeyMissing",
     "KeyStoreError",
     "LedgerTampered",
+    "MalformedResponse",
     "OperationTimeout",
     "PermitRevoked",
     "PrerequisiteMissing",
@@ -301,6 +303,18 @@ class CommandRejected(BluetoothError):
     ) -> None:
         super().__init__(message, address=address, remedy=remedy)
         self.status = status
+
+
+class MalformedResponse(BluetoothError, ProtocolError):
+    """A speaker's response or notification could not be decoded (bad checksum, truncated frame).
+
+    Both a :class:`BluetoothError` (it happened on a device session, with an address) and a
+    :class:`ProtocolError` (the bytes broke the profile). The session resets its codec and stays
+    usable.
+    """
+
+    default_reason = BluetoothReason.MALFORMED_RESPONSE
+    default_remedy = "retry; if it persists, power-cycle the speaker or update its firmware"
 
 
 class UnsupportedOperation(BluetoothError):
