@@ -1,0 +1,203 @@
+from __future__ import annotations
+
+import json
+import stat
+from typing import TYPE_CHECKING
+
+import pytest
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from wking_device.config import resolve_paths
+from wking_device.crypto import (
+    KeyFileBackend,
+    MacPseudonymizer,
+    Sealer,
+    key_dir,
+    normalize_mac,
+    open_key_store,
+)
+from wking_device.errors import KeyMissing, KeyStoreError, RecordCorrupt, UsageError, WrongKey
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+@pytest.fixture(name="paths")
+def fixture_paths(home: Path):
+    paths = resolve_paths(home)
+    paths.ensure()
+    return paths
+
+
+def test_key_file_level_is_private_and_secret_is_stable(paths) -> None:
+    keys = open_key_store(paths)
+    assert keys.level == "key-file"
+    secret = keys.secret("ledger-hmac")
+    assert len(secret) == 32
+    kfile = key_dir(paths) / "master.key"
+    assert stat.S_IMODE(kfile.stat().st_mode) == 0o600
+    assert stat.S_IMODE(key_dir(paths).stat().st_mode) == 0o700
+    assert stat.S_IMODE((key_dir(paths) / "keystore.json").stat().st_mode) == 0o600
+    again = open_key_store(paths, create=False)
+    assert again.secret("ledger-hmac") == secret
+    assert again.secret("other") != secret
+
+
+def test_secret_survives_rotation(paths) -> None:
+    keys = open_key_store(paths)
+    secret = keys.secret("ledger-hmac")
+    dek = keys.current_data_key("operation_logs", rotate_after=1e9)
+    before = keys.master_key_id
+    keys.rotate_master_key()
+    assert keys.master_key_id != before
+    reopened = open_key_store(paths, create=False)
+    assert reopened.secret("ledger-hmac") == secret
+    assert reopened.data_key(dek.key_id) == dek
+
+
+def test_missing_store_and_missing_key_are_errors(paths) -> None:
+    with pytest.raises(KeyMissing):
+        open_key_store(paths, create=False)
+    open_key_store(paths).secret("x")
+    (key_dir(paths) / "master.key").unlink()
+    with pytest.raises(KeyMissing) as info:
+        open_key_store(paths)
+    assert info.value.exit_code == 6
+
+
+def test_wrong_key_is_refused(paths) -> None:
+    open_key_store(paths).secret("x")
+    kfile = key_dir(paths) / "master.key"
+    kfile.write_bytes(b"\x01" * 32)
+    with pytest.raises(WrongKey):
+        open_key_store(paths)
+
+
+def test_world_readable_key_file_is_refused(paths) -> None:
+    open_key_store(paths)
+    (key_dir(paths) / "master.key").chmod(0o644)
+    with pytest.raises(KeyStoreError, match="chmod 600"):
+        open_key_store(paths)
+
+
+def test_dek_epochs_rotate_on_schedule(paths) -> None:
+    keys = open_key_store(paths)
+    first = keys.current_data_key("operation_logs", rotate_after=100, now=1000)
+    assert keys.current_data_key("operation_logs", rotate_after=100, now=1099) == first
+    second = keys.current_data_key("operation_logs", rotate_after=100, now=1100)
+    assert second.epoch == first.epoch + 1
+    assert second.key != first.key
+    assert keys.data_key_ids("operation_logs") == {
+        first.key_id: "operation_logs",
+        second.key_id: "operation_logs",
+    }
+
+
+def test_destroy_retires_old_kek_for_external_key(paths, tmp_path: Path) -> None:
+    external = KeyFileBackend(tmp_path / "external" / "kek")
+    keys = open_key_store(paths, backend=external)
+    doomed = keys.current_data_key("mac_addresses", rotate_after=1e9)
+    kept = keys.current_data_key("operation_logs", rotate_after=1e9)
+    old_doc = json.loads((key_dir(paths) / "keystore.json").read_text())
+    assert keys.destroy_data_keys(category="mac_addresses") == [doomed.key_id]
+    assert keys.data_key(doomed.key_id) is None
+    assert keys.destroy_data_keys(category="mac_addresses") == []
+    # the live store keeps the surviving key
+    again = open_key_store(paths, create=False, backend=external)
+    assert again.data_key(kept.key_id) == kept
+    # the old copy of the key store does not open with the KEK now in force
+    kek = external.load()
+    assert kek is not None
+    entry = next(e for e in old_doc["deks"] if e["id"] == doomed.key_id)
+    import base64
+
+    blob = base64.b64decode(entry["wrapped"])
+    with pytest.raises(InvalidTag):
+        AESGCM(kek).decrypt(blob[:12], blob[12:], None)
+
+
+def test_interrupted_rotation_is_finished_on_open(paths, tmp_path: Path) -> None:
+    class Failing(KeyFileBackend):
+        fail = False
+
+        def save(self, kek: bytes) -> None:
+            if self.fail:
+                raise OSError("boom")
+            super().save(kek)
+
+    backend = Failing(tmp_path / "ext" / "kek")
+    keys = open_key_store(paths, backend=backend)
+    secret = keys.secret("ledger-hmac")
+    old_kek = backend.load()
+    backend.fail = True
+    with pytest.raises(OSError, match="boom"):
+        keys.rotate_master_key()
+    doc = json.loads((key_dir(paths) / "keystore.json").read_text())
+    assert doc["pending"] is not None
+    backend.fail = False
+    reopened = open_key_store(paths, create=False, backend=backend)
+    assert reopened.secret("ledger-hmac") == secret
+    assert backend.load() != old_kek  # the old KEK was retired after all
+    doc = json.loads((key_dir(paths) / "keystore.json").read_text())
+    assert doc["pending"] is None
+
+
+def test_systemd_credential_level(paths, tmp_path: Path) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "wking-kek").write_bytes(b"c" * 32)
+    env = {"CREDENTIALS_DIRECTORY": str(creds)}
+    keys = open_key_store(paths, environ=env)
+    assert keys.level == "systemd-credential"
+    secret = keys.secret("ledger-hmac")
+    assert not (key_dir(paths) / "master.key").exists()
+    keys.rotate_master_key()
+    assert open_key_store(paths, environ=env).secret("ledger-hmac") == secret
+    with pytest.raises(KeyMissing):
+        open_key_store(paths, environ={})
+    (creds / "wking-kek").write_bytes(b"d" * 32)
+    with pytest.raises(WrongKey):
+        open_key_store(paths, environ=env)
+
+
+def test_sealer_round_trip_and_binding() -> None:
+    sealer = Sealer(7, b"k" * 32)
+    sealer.set_block(0, prefix=b"\0\0\0\1")
+    sealed = sealer.seal("r1", "operation_logs", b"hello")
+    assert sealer.open("r1", "operation_logs", sealed) == b"hello"
+    with pytest.raises(RecordCorrupt):
+        sealer.open("r2", "operation_logs", sealed)
+    with pytest.raises(RecordCorrupt):
+        sealer.open("r1", "device_info", sealed)
+    with pytest.raises(RecordCorrupt):
+        Sealer(8, b"k" * 32).open("r1", "operation_logs", sealed)
+    other = sealer.seal("r1", "operation_logs", b"hello")
+    assert other[1:13] != sealed[1:13]  # counter nonce advanced
+    sealer.set_block(5, prefix=b"abcd")
+    for _ in range(3):
+        sealer.seal("r", "c", b"")
+    assert sealer.remaining() == (1 << 20) - 3
+
+
+def test_sealer_refuses_without_block() -> None:
+    with pytest.raises(UsageError):
+        Sealer(1, b"k" * 32).seal("r", "c", b"x")
+
+
+def test_mac_pseudonyms_are_keyed_and_rotate(paths) -> None:
+    keys = open_key_store(paths)
+    now = [0.0]
+    pseudo = MacPseudonymizer(keys, epoch_seconds=100, clock=lambda: now[0])
+    a = pseudo.pseudonym("aa:bb:cc:dd:ee:ff")
+    assert a == pseudo.pseudonym("AA-BB-CC-DD-EE-FF")
+    assert a.startswith("mac:")
+    assert "aabbccddeeff" not in a.lower()
+    assert a != pseudo.pseudonym("aa:bb:cc:dd:ee:fe")
+    now[0] = 150.0
+    b = pseudo.pseudonym("aa:bb:cc:dd:ee:ff")
+    assert b != a
+    assert keys.secret_names() == ["mac-pseudonym:1"]
+    assert normalize_mac("aabb.ccdd.eeff") == "AABBCCDDEEFF"
+    with pytest.raises(UsageError):
+        normalize_mac("not a mac")
