@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import json
 import stat
 from typing import TYPE_CHECKING
@@ -110,8 +111,6 @@ def test_destroy_retires_old_kek_for_external_key(paths, tmp_path: Path) -> None
     kek = external.load()
     assert kek is not None
     entry = next(e for e in old_doc["deks"] if e["id"] == doomed.key_id)
-    import base64
-
     blob = base64.b64decode(entry["wrapped"])
     with pytest.raises(InvalidTag):
         AESGCM(kek).decrypt(blob[:12], blob[12:], None)
