@@ -28,7 +28,8 @@ Each error carries structured fields and a ``remedy``: one sentence telling the 
     ├── ConsentError                exit 3
     │   ├── ConsentRequired                  a category lacks a valid grant (missing)
     │   ├── PermitRevoked                    a permit was used after revocation
-    │   └── PrerequisiteMissing              e.g. mac_addresses without operation_logs
+    │   ├── PrerequisiteMissing              e.g. mac_addresses without operation_logs
+    │   └── GuardianRequired                 a minor's sensitive grant needs a guardian
     ├── IntegrityError              exit 7
     │   ├── LedgerTampered                   the consent ledger failed verification
     │   └── StoreIntegrityError              the database failed its integrity check
@@ -67,6 +68,7 @@ __all__ = [
     "DeviceNotFound",
     "FrameError",
     "GattError",
+    "GuardianRequired",
     "InsecureEndpoint",
     "IntegrityError",
     "KeyMissing",
@@ -369,6 +371,22 @@ class PrerequisiteMissing(ConsentError):
         )
         self.category = category
         self.requires = frozenset(requires)
+
+
+class GuardianRequired(ConsentError):
+    """A minor's profile asked for sensitive categories without a guardian grant.
+
+    Args:
+        categories: The sensitive categories asked for.
+    """
+
+    def __init__(self, categories: frozenset[str] | set[str]) -> None:
+        names = " ".join(sorted(categories))
+        super().__init__(
+            f"this profile is a minor's: {names} need a parent's or guardian's grant",
+            remedy=f"a parent or guardian can run 'wking consent grant --guardian {names}'",
+        )
+        self.categories = frozenset(categories)
 
 
 # --- integrity ------------------------------------------------------------------------------------
