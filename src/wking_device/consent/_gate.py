@@ -1,0 +1,655 @@
+"""The consent gate: the only issuer of permits, and the keeper of consent state.
+
+This module owns turning the ledger's events, the Do Not Track and minor flags and the installed
+policy version into a state for every category (``denied``, ``granted`` or ``suspended``);
+recording grants and withdrawals; issuing :class:`~wking_device.consent.Permit` objects and
+revoking them, at once, when a category loses its consent. It does not collect, store or upload
+anything, and it does not own the ledger key (the installation wiring passes it in).
+
+Rules (DESIGN §3): default denied; Do Not Track denies everything; a minor's profile denies
+sensitive categories unless a guardian granted them; a grant made under an older policy whose
+terms for the category changed significantly is suspended until the user grants again; a category
+whose prerequisite is not in force is suspended; a ledger that fails verification closes the gate
+(everything denied) until it is reset.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from wking_device.consent._ledger import Ledger, LedgerEntry
+from wking_device.consent._permit import _ISSUER, Permit, Revocation, _Token
+from wking_device.errors import (
+    ConsentRequired,
+    GuardianRequired,
+    LedgerTampered,
+    PrerequisiteMissing,
+    UsageError,
+)
+from wking_device.models import new_record_id
+from wking_device.policy import (
+    CATALOG,
+    CATEGORY_IDS,
+    PolicySet,
+    dependents_of,
+    shipped_policies,
+    validate_categories,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from pathlib import Path
+
+    from wking_device.config import Paths, Settings
+    from wking_device.policy import PolicyDocument
+
+__all__ = [
+    "GRANT_METHODS",
+    "CategoryState",
+    "ConsentGate",
+    "ledger_path",
+    "open_gate",
+]
+
+_LOGGER = logging.getLogger(__name__)
+
+GRANT_METHODS = frozenset({"api", "cli-prompt", "cli-yes", "guardian"})
+"""How a grant or withdrawal can be made; the method is recorded in the ledger."""
+
+_STATE_GRANTED = "granted"
+_STATE_DENIED = "denied"
+_STATE_SUSPENDED = "suspended"
+
+# A category's state reason -> the reason a revocation reports.
+_REVOCATION_REASON = {
+    "not_granted": "withdrawn",
+    "withdrawn": "withdrawn",
+    "do_not_track": "do_not_track",
+    "minor": "minor",
+    "policy_change": "policy_change",
+    "ledger_tampered": "ledger_tampered",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CategoryState:
+    """Where one category stands right now.
+
+    Attributes:
+        category: The category id.
+        state: ``granted`` (collection allowed), ``suspended`` (a grant is on record but not in
+            force: policy change or prerequisite) or ``denied``.
+        reason: Why it is not granted: ``not_granted``, ``withdrawn``, ``do_not_track``,
+            ``minor``, ``policy_change``, ``prerequisite`` or ``ledger_tampered``; ``None`` when
+            granted.
+        consent_id: The ledger entry id of the grant on record, if any.
+        policy_version: The policy version that grant was made under.
+        method: How that grant was made.
+        granted_at: When (UTC, ISO 8601).
+    """
+
+    category: str
+    state: str
+    reason: str | None = None
+    consent_id: str | None = None
+    policy_version: str | None = None
+    method: str | None = None
+    granted_at: str | None = None
+
+    @property
+    def granted(self) -> bool:
+        """``True`` when collection of the category is allowed now."""
+        return self.state == _STATE_GRANTED
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict, with the catalog's title and sensitivity."""
+        category = CATALOG[self.category]
+        return {
+            "category": self.category,
+            "title": category.title,
+            "sensitive": category.sensitive,
+            "requires": sorted(category.requires),
+            "state": self.state,
+            "reason": self.reason,
+            "consent_id": self.consent_id,
+            "policy_version": self.policy_version,
+            "method": self.method,
+            "granted_at": self.granted_at,
+        }
+
+
+@dataclass(slots=True)
+class _Replay:
+    """What the ledger says, before flags and policy versions are applied."""
+
+    grants: dict[str, LedgerEntry] = field(default_factory=dict)
+    withdrawn: set[str] = field(default_factory=set)
+    do_not_track: bool = False
+    minor: bool = False
+    policy_version: str | None = None
+
+
+def _replay(entries: Iterable[LedgerEntry]) -> _Replay:
+    result = _Replay()
+    for entry in entries:
+        result.policy_version = entry.policy_version
+        known = [c for c in entry.categories if c in CATALOG]
+        if entry.event == "grant":
+            for category in known:
+                result.grants[category] = entry
+                result.withdrawn.discard(category)
+        elif entry.event == "withdraw":
+            for category in known:
+                result.grants.pop(category, None)
+                result.withdrawn.add(category)
+        elif entry.event in {"dnt_on", "dnt_off"}:
+            result.do_not_track = entry.event == "dnt_on"
+        elif entry.event in {"minor_on", "minor_off"}:
+            result.minor = entry.event == "minor_on"
+    return result
+
+
+class ConsentGate:
+    """Decides, records and enforces consent for one installation.
+
+    Construction reads and verifies the ledger. If it fails verification the gate is closed:
+    every category is denied, :attr:`tampered` holds the error, and grants and withdrawals raise
+    it until the ledger is reset. Otherwise changes of the Do Not Track or minor flag and a newly
+    installed policy version are recorded in the ledger.
+
+    Not thread-safe: use one gate from one thread (the event loop's); other processes' changes
+    are picked up by :meth:`refresh`.
+
+    Args:
+        ledger: The installation's ledger.
+        policies: The policy documents; the newest is the installed version (default: the ones
+            shipped in this package).
+        do_not_track: Deny everything (``DO_NOT_TRACK=1`` / ``do_not_track = true``).
+        minor: The profile belongs to a minor.
+        region: The user's region, recorded with every event.
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        policies: PolicySet | None = None,
+        do_not_track: bool = False,
+        minor: bool = False,
+        region: str = "EU",
+    ) -> None:
+        self._ledger = ledger
+        self._policies = policies if policies is not None else shipped_policies()
+        self._dnt = do_not_track
+        self._minor = minor
+        self._region = region
+        self._tampered: LedgerTampered | None = None
+        self._replayed = _Replay()
+        self._listeners: list[Callable[[Revocation], None]] = []
+        self._tokens: dict[str, weakref.WeakSet[_Token]] = {c: weakref.WeakSet() for c in CATALOG}
+        self._generation = 0
+        self._load()
+        self._states = self._compute()
+        self._record_facts()
+
+    # --- construction helpers -----------------------------------------------------------------
+
+    @classmethod
+    def from_settings(
+        cls, ledger: Ledger, settings: Settings, *, policies: PolicySet | None = None
+    ) -> ConsentGate:
+        """Build a gate with the flags and region of an installation's settings.
+
+        Args:
+            ledger: The installation's ledger.
+            settings: Its settings (``do_not_track``, ``minor``, ``region``).
+            policies: The policy documents (default: shipped).
+
+        Returns:
+            The gate.
+        """
+        return cls(
+            ledger,
+            policies=policies,
+            do_not_track=settings.do_not_track,
+            minor=settings.minor,
+            region=settings.region,
+        )
+
+    def _load(self) -> None:
+        try:
+            entries = self._ledger.load()
+        except LedgerTampered as exc:
+            _LOGGER.warning("consent ledger failed verification, every category is denied: %s", exc)
+            self._tampered = exc
+            self._replayed = _Replay()
+        else:
+            self._tampered = None
+            self._replayed = _replay(entries)
+
+    def _record_facts(self) -> None:
+        """Record flag changes and a newly installed policy version (never on a closed gate)."""
+        if self._tampered is not None:
+            return
+        before = self._replayed
+        if before.do_not_track != self._dnt:
+            self._append("dnt_on" if self._dnt else "dnt_off", (), "settings")
+        if before.minor != self._minor:
+            self._append("minor_on" if self._minor else "minor_off", (), "settings")
+        if before.policy_version is not None and before.policy_version != self.policy.version:
+            self._append(
+                "policy_installed", self._policies.changed_since(before.policy_version), "system"
+            )
+
+    def _append(self, event: str, categories: Iterable[str], method: str) -> LedgerEntry:
+        current = self._policies.current
+        try:
+            entry = self._ledger.append(
+                event,
+                categories,
+                method=method,
+                policy_version=current.version,
+                policy_digest=current.digest,
+                region=self._region,
+            )
+        except LedgerTampered as exc:
+            self._close(exc)
+            raise
+        self._replayed = _replay(self._ledger.entries)
+        return entry
+
+    def _close(self, exc: LedgerTampered) -> None:
+        self._tampered = exc
+        self._replayed = _Replay()
+        self._update(_Replay())
+
+    # --- state --------------------------------------------------------------------------------
+
+    @property
+    def policies(self) -> PolicySet:
+        """The policy documents in force."""
+        return self._policies
+
+    @property
+    def policy(self) -> PolicyDocument:
+        """The installed policy document (the newest of :attr:`policies`)."""
+        return self._policies.current
+
+    @property
+    def do_not_track(self) -> bool:
+        """Whether Do Not Track is on."""
+        return self._dnt
+
+    @property
+    def minor(self) -> bool:
+        """Whether the profile is a minor's."""
+        return self._minor
+
+    @property
+    def region(self) -> str:
+        """The user's region."""
+        return self._region
+
+    @property
+    def tampered(self) -> LedgerTampered | None:
+        """The verification error when the ledger failed verification (gate closed), else None."""
+        return self._tampered
+
+    @property
+    def generation(self) -> int:
+        """A counter that changes whenever any category's state may have changed (cheap)."""
+        return self._generation
+
+    @property
+    def ledger(self) -> Ledger:
+        """The ledger behind this gate."""
+        return self._ledger
+
+    def history(self) -> tuple[LedgerEntry, ...]:
+        """Return every ledger entry, oldest first (empty when the ledger failed verification)."""
+        return () if self._tampered is not None else self._ledger.entries
+
+    def state(self, category: str) -> CategoryState:
+        """Return one category's state.
+
+        Raises:
+            UsageError: Unknown category.
+        """
+        validate_categories([category])
+        return self._states[category]
+
+    def states(self) -> Mapping[str, CategoryState]:
+        """Return every category's state, in catalog order."""
+        return dict(self._states)
+
+    def _grant_current(self, category: str) -> bool:
+        """A grant is on record and no significant policy change happened since."""
+        entry = self._replayed.grants.get(category)
+        return entry is not None and category not in self._policies.changed_since(
+            entry.policy_version
+        )
+
+    def _compute(self) -> dict[str, CategoryState]:
+        states: dict[str, CategoryState] = {}
+        for category_id, category in CATALOG.items():
+            if self._tampered is not None:
+                states[category_id] = CategoryState(
+                    category=category_id, state=_STATE_DENIED, reason="ledger_tampered"
+                )
+                continue
+            entry = self._replayed.grants.get(category_id)
+            if entry is None:
+                reason = "withdrawn" if category_id in self._replayed.withdrawn else "not_granted"
+                states[category_id] = CategoryState(
+                    category=category_id, state=_STATE_DENIED, reason=reason
+                )
+                continue
+            on_record = {
+                "consent_id": entry.id,
+                "policy_version": entry.policy_version,
+                "method": entry.method,
+                "granted_at": entry.time,
+            }
+            if self._dnt:
+                state, reason_ = _STATE_DENIED, "do_not_track"
+            elif self._minor and category.sensitive and entry.method != "guardian":
+                state, reason_ = _STATE_DENIED, "minor"
+            elif category_id in self._policies.changed_since(entry.policy_version):
+                state, reason_ = _STATE_SUSPENDED, "policy_change"
+            else:
+                state, reason_ = _STATE_GRANTED, None
+            states[category_id] = CategoryState(
+                category=category_id, state=state, reason=reason_, **on_record
+            )
+        # A grant is in force only while everything it requires is (catalog order is not
+        # topological in general, so iterate to a fixed point).
+        changed = True
+        while changed:
+            changed = False
+            for category_id, category in CATALOG.items():
+                current = states[category_id]
+                if current.granted and not all(states[p].granted for p in category.requires):
+                    states[category_id] = CategoryState(
+                        category=category_id,
+                        state=_STATE_SUSPENDED,
+                        reason="prerequisite",
+                        consent_id=current.consent_id,
+                        policy_version=current.policy_version,
+                        method=current.method,
+                        granted_at=current.granted_at,
+                    )
+                    changed = True
+        return states
+
+    def _root_reason(self, states: Mapping[str, CategoryState], category_id: str) -> str:
+        state = states[category_id]
+        if state.reason == "prerequisite":
+            for prerequisite in sorted(CATALOG[category_id].requires):
+                if not states[prerequisite].granted:
+                    return self._root_reason(states, prerequisite)
+        return _REVOCATION_REASON.get(state.reason or "", "withdrawn")
+
+    def _update(self, before: _Replay) -> None:
+        """Recompute states; revoke permits and tell subscribers about everything lost."""
+        old = self._states
+        new = self._compute()
+        self._states = new
+        self._generation += 1
+        lost: dict[str, set[str]] = {}
+        for category_id in CATEGORY_IDS:
+            withdrawn = (
+                category_id in before.grants and category_id not in self._replayed.grants
+            ) and self._tampered is None
+            if withdrawn:
+                lost.setdefault("withdrawn", set()).add(category_id)
+            elif old[category_id].granted and not new[category_id].granted:
+                lost.setdefault(self._root_reason(new, category_id), set()).add(category_id)
+        for reason, categories in lost.items():
+            for category_id in categories:
+                for token in list(self._tokens[category_id]):
+                    if token.reason is None:
+                        token.reason = reason
+                self._tokens[category_id] = weakref.WeakSet()
+        for reason, categories in lost.items():
+            self._notify(Revocation(categories=frozenset(categories), reason=reason))
+
+    def _notify(self, revocation: Revocation) -> None:
+        _LOGGER.info(
+            "consent revoked for %s (%s)",
+            ", ".join(sorted(revocation.categories)),
+            revocation.reason,
+        )
+        for listener in list(self._listeners):
+            try:
+                listener(revocation)
+            except Exception:  # one failing subscriber must not stop the others
+                _LOGGER.exception("a revocation subscriber failed")
+
+    # --- permits ------------------------------------------------------------------------------
+
+    def permit(self, categories: Iterable[str]) -> Permit:
+        """Issue a permit for the categories, if every one of them is granted now.
+
+        Args:
+            categories: The categories to collect (prerequisites are checked, not added).
+
+        Returns:
+            A permit, valid until the gate revokes it.
+
+        Raises:
+            ConsentRequired: Some categories are not granted (``missing`` names them).
+            UsageError: No categories, or an unknown one.
+        """
+        wanted = validate_categories(categories)
+        if not wanted:
+            raise UsageError("a permit needs at least one category")
+        states = self._states
+        missing = {c for c in wanted if not states[c].granted}
+        if missing:
+            reasons = sorted({f"{c}: {states[c].reason}" for c in missing})
+            raise ConsentRequired(missing, reason="; ".join(reasons))
+        token = _Token()
+        for category_id in wanted:
+            self._tokens[category_id].add(token)
+        return Permit(
+            permit_id=new_record_id(),
+            consent_ids={c: states[c].consent_id or "" for c in wanted},
+            policy_versions={c: states[c].policy_version or "" for c in wanted},
+            token=token,
+            issuer=_ISSUER,
+        )
+
+    def try_permit(self, categories: Iterable[str]) -> Permit | None:
+        """Like :meth:`permit`, but return ``None`` instead of raising ``ConsentRequired``."""
+        try:
+            return self.permit(categories)
+        except ConsentRequired:
+            return None
+
+    def subscribe(self, listener: Callable[[Revocation], None]) -> Callable[[], None]:
+        """Be told of every revocation, synchronously, as it happens.
+
+        Args:
+            listener: Called with each :class:`Revocation` (after the permits are invalid).
+
+        Returns:
+            A function that unsubscribes the listener.
+        """
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    # --- changes ------------------------------------------------------------------------------
+
+    def _ensure_open(self) -> None:
+        self.refresh()
+        if self._tampered is not None:
+            raise self._tampered
+
+    def grant(self, categories: Iterable[str], *, method: str = "api") -> LedgerEntry:
+        """Record an affirmative grant for the categories.
+
+        Args:
+            categories: The categories the user agreed to.
+            method: How the user agreed: ``api``, ``cli-prompt``, ``cli-yes`` or ``guardian``.
+
+        Returns:
+            The ledger entry (its id is the ``consent_id`` of records collected under it).
+
+        Raises:
+            UsageError: No categories, an unknown one, or an unknown method.
+            PrerequisiteMissing: A category needs another that is neither granted nor included.
+            GuardianRequired: A minor's profile, a sensitive category and no guardian method.
+            LedgerTampered: The ledger failed verification; nothing is recorded.
+        """
+        if method not in GRANT_METHODS:
+            raise UsageError(
+                f"unknown consent method {method!r}", remedy=f"use one of {sorted(GRANT_METHODS)}"
+            )
+        wanted = validate_categories(categories)
+        if not wanted:
+            raise UsageError("name at least one category to grant")
+        self._ensure_open()
+        for category_id in sorted(wanted):
+            needed = {
+                p
+                for p in CATALOG[category_id].requires
+                if p not in wanted and not self._grant_current(p)
+            }
+            if needed:
+                raise PrerequisiteMissing(category_id, needed)
+        if self._minor and method != "guardian":
+            sensitive = {c for c in wanted if CATALOG[c].sensitive}
+            if sensitive:
+                raise GuardianRequired(sensitive)
+        before = self._replayed
+        entry = self._append("grant", wanted, method)
+        self._update(before)
+        return entry
+
+    def withdraw(self, categories: Iterable[str], *, method: str = "api") -> LedgerEntry | None:
+        """Record a withdrawal, effective at once; categories that need them are withdrawn too.
+
+        Permits for the categories are revoked and subscribers told (reason ``withdrawn``) even
+        when the grant was not in force (suspended or denied by Do Not Track), so that pending
+        records of the category are destroyed.
+
+        Args:
+            categories: The categories to withdraw.
+            method: How the user asked: ``api``, ``cli-prompt``, ``cli-yes`` or ``guardian``.
+
+        Returns:
+            The ledger entry, or ``None`` when none of the categories had a grant on record.
+
+        Raises:
+            UsageError: No categories, an unknown one, or an unknown method.
+            LedgerTampered: The ledger failed verification; nothing is recorded.
+        """
+        if method not in GRANT_METHODS:
+            raise UsageError(
+                f"unknown consent method {method!r}", remedy=f"use one of {sorted(GRANT_METHODS)}"
+            )
+        wanted = validate_categories(categories)
+        if not wanted:
+            raise UsageError("name at least one category to withdraw")
+        self._ensure_open()
+        affected = wanted | dependents_of(wanted)
+        on_record = {c for c in affected if c in self._replayed.grants}
+        if not on_record:
+            return None
+        before = self._replayed
+        entry = self._append("withdraw", on_record, method)
+        self._update(before)
+        return entry
+
+    def set_do_not_track(self, on: bool) -> None:
+        """Switch Do Not Track; the change is recorded and, when on, revokes every permit."""
+        if on == self._dnt:
+            return
+        self._dnt = on
+        before = self._replayed
+        self._record_facts()
+        self._update(before)
+
+    def set_minor(self, on: bool) -> None:
+        """Mark the profile as a minor's (or not); sensitive non-guardian grants stop at once."""
+        if on == self._minor:
+            return
+        self._minor = on
+        before = self._replayed
+        self._record_facts()
+        self._update(before)
+
+    def apply_policies(self, policies: PolicySet) -> None:
+        """Install another set of policy documents (an upgrade); suspended grants are revoked.
+
+        Args:
+            policies: The new set; its newest document becomes the installed version.
+        """
+        self._policies = policies
+        before = self._replayed
+        self._record_facts()
+        self._update(before)
+
+    def refresh(self) -> bool:
+        """Pick up changes other processes made to the ledger (cheap when nothing changed).
+
+        Returns:
+            ``True`` when the ledger was re-read.
+        """
+        if not self._ledger.changed_on_disk():
+            return False
+        before = self._replayed
+        was_tampered = self._tampered
+        self._load()
+        if self._tampered is not None and was_tampered is None:
+            self._update(_Replay())
+        else:
+            self._update(before)
+        return True
+
+    def report(self) -> dict[str, Any]:
+        """Return the whole consent status as a JSON-ready dict (``wking consent status``)."""
+        return {
+            "policy_version": self.policy.version,
+            "do_not_track": self._dnt,
+            "minor": self._minor,
+            "region": self._region,
+            "ledger": {
+                "path": str(self._ledger.path),
+                "verified": self._tampered is None,
+                "entries": len(self.history()),
+                "error": None if self._tampered is None else self._tampered.message,
+            },
+            "categories": [state.to_dict() for state in self._states.values()],
+        }
+
+
+def ledger_path(paths: Paths) -> Path:
+    """Return where an installation keeps its consent ledger."""
+    return paths.data_dir / "consent" / "ledger.jsonl"
+
+
+def open_gate(
+    paths: Paths, settings: Settings, *, key: bytes, policies: PolicySet | None = None
+) -> ConsentGate:
+    """Open the consent gate of an installation.
+
+    Args:
+        paths: The installation's paths (the ledger lives under ``data_dir/consent/``).
+        settings: Its settings (Do Not Track, minor, region).
+        key: The ledger's HMAC key (the key store's ``ledger-hmac`` secret).
+        policies: The policy documents (default: shipped).
+
+    Returns:
+        The gate (closed, with :attr:`ConsentGate.tampered` set, if the ledger fails
+        verification).
+    """
+    return ConsentGate.from_settings(Ledger(ledger_path(paths), key), settings, policies=policies)

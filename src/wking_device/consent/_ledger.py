@@ -1,0 +1,439 @@
+"""The consent ledger: an append-only, hash-chained, HMAC'd JSON-lines file.
+
+This module owns the ledger's on-disk format, its verification and its durable, locked appends.
+It does not interpret the events (the gate replays them into consent states) and it does not own
+its key: the HMAC key is given as bytes, kept apart from the ledger (the installation wiring takes
+it from the key store as the ``ledger-hmac`` secret).
+
+Format (DESIGN §3). ``ledger.jsonl`` holds one canonical JSON object per line (sorted keys, no
+spaces)::
+
+    {"categories": [...], "event": "grant", "hmac": "<hex>", "id": "<32 hex>", "method": "api",
+     "policy_digest": "sha256:<hex>", "policy_version": "1.1", "prev": "<hex>", "region": "EU",
+     "seq": 0, "time": "2026-06-01T12:00:00.000000Z"}
+
+``prev`` is the SHA-256 of the previous line's bytes (64 zeros for the first entry) and ``hmac``
+is HMAC-SHA-256 over the line without its ``hmac`` field, so the MAC covers the whole chain.
+Editing an entry breaks its HMAC; deleting or reordering entries breaks ``seq`` and ``prev``.
+Removing entries from the end leaves a valid chain, so ``ledger.head`` records the entry count and
+the hash of the last line under the same key: a truncated (or deleted) ledger no longer matches
+its head. What this cannot detect is a rollback of *both* files to an older pair written with the
+same key — the threat model is editing, not replaying a backup.
+
+Crash safety: an append writes and fsyncs the line, then atomically replaces the head. A crash
+between the two leaves one authenticated entry beyond the head, which the next load accepts and
+records in the head; a torn, newline-less tail beyond the head is an append that never completed
+and is cut off. Appends take an exclusive ``fcntl`` lock on ``ledger.lock`` and re-read the file
+under it, so concurrent processes never interleave or fork the chain.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import logging
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from wking_device.errors import LedgerTampered, UsageError
+from wking_device.models import new_record_id
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+    from pathlib import Path
+
+__all__ = ["GENESIS", "Ledger", "LedgerEntry"]
+
+_LOGGER = logging.getLogger(__name__)
+
+GENESIS = "0" * 64
+"""The ``prev`` of the first entry."""
+
+_FIELDS = frozenset(
+    {
+        "categories",
+        "event",
+        "hmac",
+        "id",
+        "method",
+        "policy_digest",
+        "policy_version",
+        "prev",
+        "region",
+        "seq",
+        "time",
+    }
+)
+_MIN_KEY_BYTES = 16
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerEntry:
+    """One verified ledger entry.
+
+    Attributes:
+        seq: 0-based position in the ledger.
+        id: Unique entry id; a grant's id is the ``consent_id`` of records collected under it.
+        time: UTC time of the event (ISO 8601, ``Z``).
+        event: ``grant``, ``withdraw``, ``dnt_on``, ``dnt_off``, ``minor_on``, ``minor_off`` or
+            ``policy_installed``.
+        categories: The categories the event concerns (sorted).
+        method: How it was made: ``api``, ``cli-prompt``, ``cli-yes``, ``guardian`` for grants
+            and withdrawals; ``settings`` or ``system`` for recorded facts.
+        policy_version: The installed policy version when the event was recorded.
+        policy_digest: ``sha256:<hex>`` of that policy's text.
+        region: The user's region (from the settings).
+        prev: SHA-256 of the previous entry's line.
+        hash: SHA-256 of this entry's line (the next entry's ``prev``).
+    """
+
+    seq: int
+    id: str
+    time: str
+    event: str
+    categories: tuple[str, ...]
+    method: str
+    policy_version: str
+    policy_digest: str
+    region: str
+    prev: str
+    hash: str
+
+    @property
+    def timestamp(self) -> float:
+        """The event time as seconds since the epoch."""
+        return datetime.fromisoformat(self.time).timestamp()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict of the entry (for history and receipts)."""
+        return {
+            "seq": self.seq,
+            "id": self.id,
+            "time": self.time,
+            "event": self.event,
+            "categories": list(self.categories),
+            "method": self.method,
+            "policy_version": self.policy_version,
+            "policy_digest": self.policy_digest,
+            "region": self.region,
+            "prev": self.prev,
+            "hash": self.hash,
+        }
+
+
+def _utc_iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _canonical(obj: dict[str, Any]) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+
+
+class _Loaded:
+    """The result of reading both files: verified entries and what (if anything) to repair."""
+
+    __slots__ = ("entries", "repair_head", "torn_tail_at")
+
+    def __init__(self) -> None:
+        self.entries: list[LedgerEntry] = []
+        self.repair_head = False
+        self.torn_tail_at: int | None = None
+
+
+class Ledger:
+    """The consent ledger of one installation.
+
+    Args:
+        path: The ledger file (``<data dir>/consent/ledger.jsonl``); its directory holds the head
+            and lock files too and is created 0700 on first append.
+        key: The HMAC key (at least 16 bytes), kept apart from the ledger.
+        clock: Wall-clock time source (seconds since the epoch), injectable for tests.
+
+    Raises:
+        UsageError: The key is too short.
+    """
+
+    def __init__(self, path: Path, key: bytes, *, clock: Callable[[], float] = time.time) -> None:
+        if len(key) < _MIN_KEY_BYTES:
+            raise UsageError(f"the ledger key must be at least {_MIN_KEY_BYTES} bytes")
+        self.path = path
+        self.head_path = path.with_name(path.name + ".head")
+        self.lock_path = path.with_name(path.name + ".lock")
+        self._key = key
+        self._clock = clock
+        self._entries: list[LedgerEntry] = []
+        self._stamp: tuple[int, ...] | None = None
+
+    # --- reading ------------------------------------------------------------------------------
+
+    @property
+    def entries(self) -> tuple[LedgerEntry, ...]:
+        """The entries as of the last :meth:`load` or :meth:`append`."""
+        return tuple(self._entries)
+
+    def changed_on_disk(self) -> bool:
+        """Tell whether the files changed since this object last read or wrote them (cheap)."""
+        return self._disk_stamp() != self._stamp
+
+    def load(self) -> tuple[LedgerEntry, ...]:
+        """Read and verify the ledger, repairing an interrupted append.
+
+        Returns:
+            The verified entries.
+
+        Raises:
+            LedgerTampered: An entry was edited, deleted, reordered, truncated or forged, or the
+                head does not match.
+        """
+        if not self.path.exists() and not self.head_path.exists():
+            self._entries = []
+            self._stamp = self._disk_stamp()
+            return ()
+        with self._locked():
+            self._load_locked()
+        return tuple(self._entries)
+
+    def _disk_stamp(self) -> tuple[int, ...]:
+        stamp: list[int] = []
+        for file in (self.path, self.head_path):
+            try:
+                st = file.stat()
+            except FileNotFoundError:
+                stamp.extend((-1, -1, -1))
+            else:
+                stamp.extend((st.st_ino, st.st_size, st.st_mtime_ns))
+        return tuple(stamp)
+
+    def _mac(self, body: bytes) -> str:
+        return hmac.new(self._key, body, hashlib.sha256).hexdigest()
+
+    def _read_head(self) -> tuple[int, str] | None:
+        try:
+            raw = self.head_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            head = orjson.loads(raw)
+            count, last, tag = head["count"], head["last"], head["hmac"]
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise LedgerTampered(f"the ledger head is malformed: {exc}") from exc
+        if not isinstance(count, int) or not isinstance(last, str):
+            raise LedgerTampered("the ledger head is malformed")
+        expected = self._mac(_canonical({"count": count, "last": last}))
+        if not isinstance(tag, str) or not hmac.compare_digest(tag, expected):
+            raise LedgerTampered("the ledger head fails authentication")
+        return count, last
+
+    def _parse_line(self, seq: int, line: bytes, prev: str) -> LedgerEntry:
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise LedgerTampered(f"ledger entry {seq} is not JSON", entry=seq) from exc
+        if not isinstance(obj, dict) or set(obj) != _FIELDS:
+            raise LedgerTampered(f"ledger entry {seq} has unexpected fields", entry=seq)
+        tag = obj.pop("hmac")
+        if not isinstance(tag, str) or not hmac.compare_digest(tag, self._mac(_canonical(obj))):
+            raise LedgerTampered(f"ledger entry {seq} fails authentication", entry=seq)
+        if obj["seq"] != seq:
+            raise LedgerTampered(
+                f"ledger entry {seq} is out of order (it says {obj['seq']})", entry=seq
+            )
+        if obj["prev"] != prev:
+            raise LedgerTampered(f"ledger entry {seq} does not follow its predecessor", entry=seq)
+        categories = obj["categories"]
+        if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
+            raise LedgerTampered(f"ledger entry {seq} has malformed categories", entry=seq)
+        return LedgerEntry(
+            seq=seq,
+            id=str(obj["id"]),
+            time=str(obj["time"]),
+            event=str(obj["event"]),
+            categories=tuple(categories),
+            method=str(obj["method"]),
+            policy_version=str(obj["policy_version"]),
+            policy_digest=str(obj["policy_digest"]),
+            region=str(obj["region"]),
+            prev=prev,
+            hash=hashlib.sha256(line).hexdigest(),
+        )
+
+    def _verify(self) -> _Loaded:
+        result = _Loaded()
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            data = None
+        head = self._read_head()
+        if data is None:
+            if head is not None and head[0] > 0:
+                raise LedgerTampered("the ledger file was deleted", entry=0)
+            return result
+        lines = data.split(b"\n")
+        tail = lines.pop()  # b"" when the file ends with a newline
+        prev = GENESIS
+        for seq, line in enumerate(lines):
+            entry = self._parse_line(seq, line, prev)
+            result.entries.append(entry)
+            prev = entry.hash
+        count = len(result.entries)
+        if head is None:
+            if count or tail:
+                raise LedgerTampered("the ledger head is missing")
+            return result
+        head_count, head_last = head
+        if head_count == count and head_last == (prev if count else GENESIS):
+            pass
+        elif head_count == count - 1 and head_last == (
+            result.entries[-2].hash if count > 1 else GENESIS
+        ):
+            # An append wrote and synced its entry but not the head: the entry is authentic.
+            result.repair_head = True
+        elif head_count > count:
+            raise LedgerTampered(
+                f"the ledger was truncated: {head_count} entries expected, {count} found",
+                entry=count,
+            )
+        else:
+            raise LedgerTampered("the ledger does not match its head", entry=min(count, head_count))
+        if tail:
+            # A torn append (no newline, never acknowledged): cut it off under the lock.
+            result.torn_tail_at = len(data) - len(tail)
+        return result
+
+    def _load_locked(self) -> None:
+        loaded = self._verify()
+        if loaded.torn_tail_at is not None:
+            _LOGGER.warning("consent ledger: discarding an interrupted append")
+            with self.path.open("r+b") as file:
+                file.truncate(loaded.torn_tail_at)
+                os.fsync(file.fileno())
+        if loaded.repair_head:
+            _LOGGER.warning("consent ledger: completing an interrupted append")
+            last = loaded.entries[-1].hash if loaded.entries else GENESIS
+            self._write_head(len(loaded.entries), last)
+        self._entries = loaded.entries
+        self._stamp = self._disk_stamp()
+
+    # --- writing ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    def _write_head(self, count: int, last: str) -> None:
+        body = {"count": count, "last": last}
+        raw = _canonical({**body, "hmac": self._mac(_canonical(body))})
+        tmp = self.head_path.with_name(self.head_path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, raw)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        tmp.replace(self.head_path)
+        self._fsync_dir()
+
+    def _fsync_dir(self) -> None:
+        fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def append(
+        self,
+        event: str,
+        categories: Iterable[str],
+        *,
+        method: str,
+        policy_version: str,
+        policy_digest: str,
+        region: str,
+    ) -> LedgerEntry:
+        """Durably append one event (fsync'd before returning).
+
+        The ledger is re-read and verified under the lock first, so entries appended by other
+        processes are kept and chained.
+
+        Args:
+            event: The event name.
+            categories: The categories it concerns.
+            method: How it was made.
+            policy_version: The installed policy version.
+            policy_digest: That policy's digest.
+            region: The user's region.
+
+        Returns:
+            The new entry.
+
+        Raises:
+            LedgerTampered: The ledger on disk does not verify; nothing is written.
+        """
+        with self._locked():
+            if self._disk_stamp() != self._stamp or not self.path.exists():
+                self._load_locked()
+            seq = len(self._entries)
+            prev = self._entries[-1].hash if self._entries else GENESIS
+            body: dict[str, Any] = {
+                "categories": sorted(set(categories)),
+                "event": event,
+                "id": new_record_id(),
+                "method": method,
+                "policy_digest": policy_digest,
+                "policy_version": policy_version,
+                "prev": prev,
+                "region": region,
+                "seq": seq,
+                "time": _utc_iso(self._clock()),
+            }
+            line = _canonical({**body, "hmac": self._mac(_canonical(body))})
+            created = not self.path.exists()
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line + b"\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if created:
+                self._fsync_dir()
+            entry = self._parse_line(seq, line, prev)
+            self._write_head(seq + 1, entry.hash)
+            self._entries.append(entry)
+            self._stamp = self._disk_stamp()
+            return entry
+
+    def quarantine(self) -> Path | None:
+        """Move a ledger that fails verification aside, so a new, empty one can start.
+
+        Used by ``wking consent reset``; the old files are kept (renamed) as evidence.
+
+        Returns:
+            The new name of the old ledger file, or ``None`` when there was none.
+        """
+        with self._locked():
+            suffix = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            moved: Path | None = None
+            if self.path.exists():
+                moved = self.path.with_name(f"{self.path.name}.tampered-{suffix}")
+                self.path.replace(moved)
+            if self.head_path.exists():
+                self.head_path.replace(
+                    self.head_path.with_name(f"{self.head_path.name}.tampered-{suffix}")
+                )
+            self._fsync_dir()
+            self._entries = []
+            self._stamp = self._disk_stamp()
+            return moved
