@@ -1,0 +1,51 @@
+"""Opening an installation's consent gate with the ledger key from the key store.
+
+This module owns the wiring the agent and the CLI share: paths + settings + the key store's
+``ledger-hmac`` secret → a :class:`~wking_device.consent.ConsentGate`. It lives above
+:mod:`wking_device.crypto` (the consent layer below it never imports crypto) and does nothing
+else.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from wking_device.consent import ConsentGate, open_gate
+from wking_device.crypto import open_key_store
+
+if TYPE_CHECKING:
+    from wking_device.config import Paths, Settings
+    from wking_device.policy import PolicySet
+
+__all__ = ["LEDGER_SECRET", "open_installation_gate"]
+
+_LOGGER = logging.getLogger(__name__)
+
+LEDGER_SECRET = "ledger-hmac"  # noqa: S105 - the name of a key-store secret, not a secret
+"""The key store's name for the ledger's HMAC key."""
+
+
+def open_installation_gate(
+    paths: Paths, settings: Settings, *, policies: PolicySet | None = None
+) -> ConsentGate:
+    """Open the consent gate of an installation.
+
+    The HMAC key comes from the installation's key store (created on first use), so it is kept
+    apart from the ledger file.
+
+    Args:
+        paths: The installation's paths.
+        settings: Its settings (Do Not Track, minor, region).
+        policies: The policy documents (default: shipped).
+
+    Returns:
+        The gate; closed (every category denied, ``tampered`` set) when the ledger fails
+        verification.
+
+    Raises:
+        KeyStoreError: The key store cannot be opened (``KeyMissing``, ``WrongKey``).
+    """
+    paths.ensure()
+    key = open_key_store(paths).secret(LEDGER_SECRET)
+    return open_gate(paths, settings, key=key, policies=policies)
