@@ -19,6 +19,7 @@ from wking_device.crypto._backends import (
 )
 from wking_device.crypto._envelope import (
     ENVELOPE_VERSION,
+    NONCE_BLOCK,
     RECORD_SCHEMA_VERSION,
     Sealer,
     associated_data,
@@ -29,6 +30,7 @@ from wking_device.crypto._pseudonym import MacPseudonymizer, normalize_mac
 __all__ = [
     "CREDENTIAL_NAME",
     "ENVELOPE_VERSION",
+    "NONCE_BLOCK",
     "RECORD_SCHEMA_VERSION",
     "DataKey",
     "KekBackend",

@@ -320,6 +320,14 @@ class KeyStore:
                 return dict(entry)
         return None
 
+    def was_destroyed(self, key_id: int) -> bool:
+        """Tell whether a data key existed and was destroyed (its records are shredded)."""
+        with self._lock:
+            if key_id in self._doc.get("destroyed", ()):
+                return True
+            self._reload()
+            return key_id in self._doc.get("destroyed", ())
+
     def data_key_ids(self, category: str | None = None) -> dict[int, str]:
         """Return the ids of the live data keys (all, or of one category) with their category."""
         with self._lock:
@@ -369,6 +377,8 @@ class KeyStore:
         with self._mutating() as doc:
             old = _Wrapper(self._kek, self.store_id)
             doc["deks"] = [entry for entry in doc["deks"] if entry["id"] not in drop_deks]
+            # tombstones tell a shredded record (key destroyed) from a corrupt key id
+            doc["destroyed"] = sorted({*doc.get("destroyed", []), *drop_deks})
             for name in drop_secrets:
                 doc["secrets"].pop(name, None)
             new_kek = os.urandom(KEK_SIZE)
@@ -537,6 +547,7 @@ def _create(
         "deks": [],
         "secrets": {},
         "pending": None,
+        "destroyed": [],
     }
     store = KeyStore(directory, backend, doc, kek)
     store._write(doc)

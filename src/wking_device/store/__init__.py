@@ -1,3 +1,30 @@
-"""store (under construction)."""
+"""The encrypted local record store.
+
+This package owns the SQLite database of collected records: durable group-committed appends under
+a consent permit, claim/ack/release for the uploader, crypto-shredding purge, retention sweeps,
+export for the owner, quarantine of records that fail authentication, a size cap with counted
+evictions, and the counts ``wking data status`` shows. Keys come from :mod:`wking_device.crypto`;
+consent permits from :mod:`wking_device.consent`.
+"""
 
 from __future__ import annotations
+
+from wking_device.store._store import (
+    DB_FILE,
+    DEFAULT_PRIORITY,
+    DEFAULT_RETENTION,
+    RecordStore,
+    StoreStats,
+    SweepResult,
+    open_store,
+)
+
+__all__ = [
+    "DB_FILE",
+    "DEFAULT_PRIORITY",
+    "DEFAULT_RETENTION",
+    "RecordStore",
+    "StoreStats",
+    "SweepResult",
+    "open_store",
+]

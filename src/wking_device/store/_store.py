@@ -1,0 +1,998 @@
+"""The encrypted record store: durable group commit, claim/ack, crypto-shredding, retention.
+
+This module owns ``records.sqlite3`` in the data directory: one writer thread, fed by a queue,
+runs every database operation in FIFO order; appends that arrive together are sealed and committed
+in one transaction (WAL, ``synchronous=FULL``), and each caller's ``await`` returns only after
+that commit. It checks consent permits (a second time, in the writer, so a permit revoked while
+a record waited is refused), keeps the size cap, quarantines records that fail authentication,
+and crypto-shreds a category by destroying its data keys (:mod:`wking_device.crypto`).
+
+It does not decide consent (:mod:`wking_device.consent` issues permits), upload, or know the
+retention policy of a category (passed in as ``retention``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import functools
+import logging
+import os
+import queue
+import shutil
+import sqlite3
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from wking_device.config import load_settings
+from wking_device.crypto import NONCE_BLOCK, Sealer, open_key_store
+from wking_device.errors import (
+    ConsentError,
+    RecordCorrupt,
+    StorageError,
+    StoreClosed,
+    StoreFull,
+    StoreIntegrityError,
+    UsageError,
+    WkingError,
+    WrongKey,
+)
+from wking_device.store._schema import (
+    STATE_CLAIMED,
+    STATE_PENDING,
+    migrate,
+    record_from_row,
+    row_from_record,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from pathlib import Path
+
+    from wking_device.config import Paths, Settings
+    from wking_device.crypto import KekBackend, KeyStore
+    from wking_device.models import Record
+
+__all__ = [
+    "DB_FILE",
+    "DEFAULT_PRIORITY",
+    "DEFAULT_RETENTION",
+    "RecordStore",
+    "StoreStats",
+    "SweepResult",
+    "open_store",
+]
+
+_LOGGER = logging.getLogger(__name__)
+
+DB_FILE: Final = "records.sqlite3"
+_LOCK_FILE: Final = "records.lock"
+_ROW_OVERHEAD: Final = 64
+"""Bytes counted per row beside its payload (columns, index entries) for the size cap."""
+_CHUNK: Final = 500
+_MEASURE: Final = (
+    f"SELECT COALESCE(SUM(length(payload)), 0) + COUNT(*) * {_ROW_OVERHEAD} FROM records"  # noqa: S608
+)
+_EVICT_TO: Final = 0.9
+"""Eviction frees down to this fraction of the cap, so it runs once per many batches."""
+
+DEFAULT_RETENTION: Final = 30 * 86400.0
+"""Seconds a record is kept when its category has no retention of its own."""
+
+DEFAULT_PRIORITY: Final[Mapping[str, int]] = {
+    "diagnostics": 10,
+    "software_info": 20,
+    "device_info": 30,
+    "location": 30,
+    "operation_logs": 50,
+}
+"""Eviction order under the size cap: lower goes first; unknown categories count as 0."""
+
+
+class _Permit(Protocol):
+    """What the store needs of :class:`wking_device.consent.Permit`."""
+
+    def require(self, category: str) -> None:
+        """Raise unless the permit is valid and covers the category."""
+
+
+class _Revocation(Protocol):
+    categories: frozenset[str]
+    reason: str
+
+
+class _Gate(Protocol):
+    """What the store needs of :class:`wking_device.consent.ConsentGate`."""
+
+    def subscribe(self, listener: Callable[[Any], None]) -> Callable[[], None]:
+        """Call ``listener`` with every revocation; return an unsubscribe function."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreStats:
+    """What ``wking data status`` shows.
+
+    Attributes:
+        total: Records kept.
+        pending: Records waiting for upload.
+        claimed: Records claimed by an uploader and not yet acknowledged.
+        by_category: Records kept per category.
+        quarantined: Records that failed authentication (kept aside, never decrypted).
+        evicted: Records dropped by the size cap (the loss counter).
+        shredded: Records deleted by crypto-shredding (withdrawal, erasure).
+        key_store: The key-store level in use.
+        bytes: Approximate size counted against the cap.
+        max_bytes: The size cap.
+    """
+
+    total: int
+    pending: int
+    claimed: int
+    by_category: dict[str, int]
+    quarantined: int
+    evicted: int
+    shredded: int
+    key_store: str | None
+    bytes: int
+    max_bytes: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the JSON shape of ``wking data status --json``."""
+        return {
+            "records": {
+                "total": self.total,
+                "pending": self.pending,
+                "claimed": self.claimed,
+                "by_category": dict(sorted(self.by_category.items())),
+            },
+            "quarantined": self.quarantined,
+            "evicted": self.evicted,
+            "shredded": self.shredded,
+            "key_store": self.key_store,
+            "bytes": self.bytes,
+            "max_bytes": self.max_bytes,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SweepResult:
+    """What a retention sweep did.
+
+    Attributes:
+        expired: Records deleted because their retention ended.
+        keys_destroyed: Data keys destroyed because no record needs them any more.
+    """
+
+    expired: int
+    keys_destroyed: int
+
+
+@dataclass(slots=True)
+class _Append:
+    records: Sequence[Record]
+    permit: _Permit
+    future: asyncio.Future[None]
+    loop: asyncio.AbstractEventLoop
+
+
+@dataclass(slots=True)
+class _Call:
+    fn: Callable[[], Any]
+    future: asyncio.Future[Any] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+_STOP: Final = object()
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    """Resolve futures on their loop (called through ``call_soon_threadsafe``)."""
+    for future, result, exc in outcomes:
+        if future.done():
+            continue  # the caller was cancelled; the work is done anyway
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+
+def _translate(exc: sqlite3.Error, directory: Path) -> WkingError:
+    """Turn a sqlite3 error into ours (the one place foreign database errors are mapped)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_FULL:
+        return StoreFull("the disk is full (or the database reached its page limit)")
+    if code is not None and (code & 0xFF) == sqlite3.SQLITE_IOERR:
+        # ENOSPC during a write can surface as an I/O error; tell the two apart by free space
+        with contextlib.suppress(OSError):
+            if shutil.disk_usage(directory).free < 1024 * 1024:
+                return StoreFull("the disk is full")
+    if code is not None and (code & 0xFF) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return StoreIntegrityError(f"the record database is damaged: {exc}")
+    return StorageError(f"record database error: {exc}")
+
+
+class RecordStore:
+    """The encrypted local record store. Build it with :func:`open_store`.
+
+    All database work runs on one writer thread in FIFO order; the ``async`` methods queue work
+    and await its result, so they never block the event loop. Usable as an async context manager.
+
+    Args:
+        conn: An open connection (autocommit mode) to the migrated database.
+        keys: The key store.
+        directory: The data directory (for disk-space diagnostics).
+        max_bytes: The size cap.
+        rotate_after: Seconds before a category's data key is replaced by a new epoch.
+        retention: Seconds records of a category are kept.
+        priority: Eviction order (lower first).
+        clock: UTC time source.
+        readonly: Refuse changes (for status and export while an agent runs).
+        lock_fd: The file descriptor holding the writer lock (closed on close).
+        max_batch: Most records committed in one transaction.
+    """
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        keys: KeyStore,
+        *,
+        directory: Path,
+        max_bytes: int,
+        rotate_after: float,
+        retention: Mapping[str, float],
+        priority: Mapping[str, int],
+        clock: Callable[[], float],
+        readonly: bool,
+        lock_fd: int | None,
+        max_batch: int = 2048,
+    ) -> None:
+        self.keys = keys
+        self.readonly = readonly
+        self.max_bytes = max_bytes
+        self._conn = conn
+        self._directory = directory
+        self._rotate_after = rotate_after
+        self._retention = dict(retention)
+        self._priority = dict(priority)
+        self._clock = clock
+        self._lock_fd = lock_fd
+        self._max_batch = max_batch
+        self._sealers: dict[int, Sealer] = {}
+        self._bytes = int(conn.execute(_MEASURE).fetchone()[0])
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="wking-store-writer", daemon=True)
+        self._thread.start()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def level(self) -> str:
+        """The key-store level in use (for ``wking doctor``)."""
+        return self.keys.level
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def close(self) -> None:
+        """Finish queued work, stop the writer and close the database (idempotent, blocking)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    async def aclose(self) -> None:
+        """Close without blocking the event loop."""
+        await asyncio.to_thread(self.close)
+
+    async def __aenter__(self) -> RecordStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def _check_open(self, *, write: bool = False) -> None:
+        if self._closed:
+            raise StoreClosed("the record store is closed")
+        if write and self.readonly:
+            raise UsageError("the record store was opened read-only")
+
+    async def _submit(self, fn: Callable[[], Any], *, write: bool = True) -> Any:
+        self._check_open(write=write)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.put(_Call(fn, future, loop))
+        return await future
+
+    # -- public API ----------------------------------------------------------------------------
+
+    async def append(self, records: Sequence[Record], permit: _Permit) -> None:
+        """Store records; return only after they are durably committed.
+
+        Args:
+            records: The records (any categories the permit covers).
+            permit: The consent permit they were collected under.
+
+        Raises:
+            PermitRevoked: The permit was revoked (checked now and again right before writing).
+            ConsentRequired: The permit does not cover a record's category.
+            StoreFull: The disk is full, or the cap is reached with nothing evictable; nothing
+                stored before was lost.
+            StoreClosed: The store was closed.
+        """
+        self._check_open(write=True)
+        if not records:
+            return
+        for category in {record.category for record in records}:
+            permit.require(category)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._queue.put(_Append(records, permit, future, loop))
+        await future
+
+    async def claim(self, n: int) -> list[Record]:
+        """Claim up to ``n`` pending records (oldest first) for upload, decrypted.
+
+        A claimed record is not claimed again until released, and becomes pending again when the
+        store is reopened (a crash between claim and ack never loses it). Records that fail
+        authentication are quarantined instead of returned.
+        """
+        if n <= 0:
+            return []
+        result: list[Record] = await self._submit(functools.partial(self._claim_sync, n))
+        return result
+
+    async def ack(self, record_ids: Iterable[str]) -> int:
+        """Delete records the collector acknowledged; returns how many were deleted."""
+        ids = list(record_ids)
+        if not ids:
+            return 0
+        result: int = await self._submit(functools.partial(self._ack_sync, ids))
+        return result
+
+    async def release(self, record_ids: Iterable[str]) -> int:
+        """Make claimed records pending again (upload failed); returns how many."""
+        ids = list(record_ids)
+        if not ids:
+            return 0
+        result: int = await self._submit(functools.partial(self._release_sync, ids))
+        return result
+
+    async def purge(self, category: str) -> int:
+        """Crypto-shred a category: destroy its data keys, retire the KEK, delete its rows.
+
+        Returns:
+            The number of records deleted.
+        """
+        result: int = await self._submit(functools.partial(self._purge_sync, category))
+        return result
+
+    async def sweep(self, now: float | None = None) -> SweepResult:
+        """Delete records past retention and destroy data keys no record needs any more."""
+        result: SweepResult = await self._submit(functools.partial(self._sweep_sync, now))
+        return result
+
+    async def export(self, categories: Iterable[str] | None = None) -> list[Record]:
+        """Decrypt every record (or those of some categories) for the owner, oldest first."""
+        wanted = None if categories is None else sorted(set(categories))
+        result: list[Record] = await self._submit(
+            functools.partial(self._export_sync, wanted), write=False
+        )
+        return result
+
+    async def stats(self) -> StoreStats:
+        """Return counts for ``wking data status``."""
+        result: StoreStats = await self._submit(self._stats_sync, write=False)
+        return result
+
+    def attach(self, gate: _Gate) -> Callable[[], None]:
+        """Crypto-shred a category as soon as the gate reports its withdrawal.
+
+        Args:
+            gate: The consent gate; revocations with reason ``"withdrawn"`` purge their
+                categories (queued behind appends already accepted, so those are shredded too).
+
+        Returns:
+            A function that detaches the store from the gate.
+        """
+
+        def listener(revocation: _Revocation) -> None:
+            if revocation.reason != "withdrawn" or self._closed:
+                return
+            for category in sorted(revocation.categories):
+                self._queue.put(_Call(functools.partial(self._purge_sync, category)))
+
+        return gate.subscribe(listener)
+
+    # -- writer thread -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            stop = False
+            while not stop:
+                items = [self._queue.get()]
+                count = len(items[0].records) if isinstance(items[0], _Append) else 0
+                while count < self._max_batch:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    items.append(item)
+                    if isinstance(item, _Append):
+                        count += len(item.records)
+                appends: list[_Append] = []
+                for item in items:
+                    if isinstance(item, _Append):
+                        appends.append(item)
+                        continue
+                    self._flush(appends)
+                    appends = []
+                    if item is _STOP:
+                        stop = True
+                        break
+                    self._call(item)
+                self._flush(appends)
+        finally:
+            self._conn.close()
+            self._fail_leftovers()
+
+    def _fail_leftovers(self) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, _Append | _Call) and item.future is not None:
+                assert item.loop is not None
+                self._post(item.loop, [(item.future, None, StoreClosed("the store is closed"))])
+
+    @staticmethod
+    def _post(
+        loop: asyncio.AbstractEventLoop,
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]],
+    ) -> None:
+        with contextlib.suppress(RuntimeError):  # the caller's loop is gone
+            loop.call_soon_threadsafe(_settle, outcomes)
+
+    def _call(self, item: _Call) -> None:
+        try:
+            result: Any = item.fn()
+            exc: BaseException | None = None
+        except sqlite3.Error as error:
+            self._rollback()
+            result, exc = None, _translate(error, self._directory)
+            exc.__cause__ = error
+        except Exception as error:  # noqa: BLE001 - handed to the awaiting caller, not swallowed
+            self._rollback()
+            result, exc = None, error
+        if item.future is None:
+            if exc is not None:
+                _LOGGER.error("background store operation failed: %s", exc)
+            return
+        assert item.loop is not None
+        self._post(item.loop, [(item.future, result, exc)])
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+
+    def _flush(self, appends: list[_Append]) -> None:
+        if not appends:
+            return
+        outcomes: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        live: list[_Append] = []
+        for item in appends:
+            try:
+                # the permit may have been revoked while the records waited in the queue
+                for category in {record.category for record in item.records}:
+                    item.permit.require(category)
+            except ConsentError as exc:
+                outcomes.setdefault(item.loop, []).append((item.future, None, exc))
+                continue
+            live.append(item)
+        if live:
+            try:
+                self._write(live)
+                failure: Callable[[], BaseException | None] = lambda: None  # noqa: E731
+            except StoreFull as exc:
+                message, remedy = exc.message, exc.remedy
+                failure = lambda: StoreFull(message, remedy=remedy)  # noqa: E731
+            except sqlite3.Error as exc:
+                self._rollback()
+                error = _translate(exc, self._directory)
+                error.__cause__ = exc
+                failure = lambda: error  # noqa: E731
+            except Exception as exc:  # noqa: BLE001 - handed to every waiting caller
+                self._rollback()
+                unexpected = exc
+                failure = lambda: unexpected  # noqa: E731
+            for item in live:
+                outcomes.setdefault(item.loop, []).append((item.future, None, failure()))
+        for loop, batch in outcomes.items():
+            self._post(loop, batch)
+
+    def _sealer(self, category: str, count: int, now: float) -> Sealer:
+        dek = self.keys.current_data_key(category, rotate_after=self._rotate_after, now=now)
+        sealer = self._sealers.get(dek.key_id)
+        if sealer is None:
+            sealer = self._sealers[dek.key_id] = Sealer(dek.key_id, dek.key)
+        if sealer.remaining() < count:
+            self._reserve(sealer)
+        return sealer
+
+    def _reserve(self, sealer: Sealer) -> None:
+        """Durably reserve a nonce block for a key before any nonce of it is used."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            (end,) = conn.execute(
+                "INSERT INTO nonce_blocks (key_id, next) VALUES (?, ?) "
+                "ON CONFLICT (key_id) DO UPDATE SET next = next + excluded.next RETURNING next",
+                (sealer.key_id, NONCE_BLOCK),
+            ).fetchone()
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        sealer.set_block(int(end) - NONCE_BLOCK)
+
+    def _write(self, live: list[_Append]) -> None:
+        now = self._clock()
+        records = [record for item in live for record in item.records]
+        sealers = {
+            category: self._sealer(category, count, now)
+            for category, count in Counter(record.category for record in records).items()
+        }
+        retention = self._retention
+        rows = [
+            row_from_record(
+                record,
+                sealers[record.category],
+                record.created_at + retention.get(record.category, DEFAULT_RETENTION),
+            )
+            for record in records
+        ]
+        size = sum(len(row[5]) for row in rows) + _ROW_OVERHEAD * len(rows)
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            freed = 0
+            if self._bytes + size > self.max_bytes:
+                top = max(self._priority.get(category, 0) for category in sealers)
+                freed = self._evict(self._bytes + size - int(self.max_bytes * _EVICT_TO), top)
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO records "
+                "(record_id, category, key_id, created_at, expires_at, payload) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            inserted = conn.total_changes - before
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        if inserted != len(rows):
+            # duplicates were ignored (idempotent append): recount what is really kept
+            self._bytes = self._measure()
+        else:
+            self._bytes += size - freed
+
+    def _measure(self) -> int:
+        return int(self._conn.execute(_MEASURE).fetchone()[0])
+
+    def _evict(self, need: int, top_priority: int) -> int:
+        """Delete pending records, lowest priority and oldest first, until ``need`` bytes are free.
+
+        Runs inside the caller's transaction. Raises StoreFull (the caller rolls back) when
+        records of priority up to ``top_priority`` cannot free enough.
+        """
+        conn = self._conn
+        categories = sorted(
+            (self._priority.get(category, 0), category)
+            for (category,) in conn.execute("SELECT DISTINCT category FROM records")
+        )
+        freed = 0
+        evicted = 0
+        for rank, category in categories:
+            if rank > top_priority or freed >= need:
+                break
+            while freed < need:
+                rows = conn.execute(
+                    "SELECT seq, length(payload) FROM records "
+                    "WHERE category = ? AND state = ? ORDER BY seq LIMIT 1000",
+                    (category, STATE_PENDING),
+                ).fetchall()
+                if not rows:
+                    break
+                last = rows[-1][0]
+                for seq, length in rows:
+                    freed += length + _ROW_OVERHEAD
+                    evicted += 1
+                    if freed >= need:
+                        last = seq
+                        break
+                conn.execute(
+                    "DELETE FROM records WHERE category = ? AND state = ? AND seq <= ?",
+                    (category, STATE_PENDING, last),
+                )
+        if freed < need:
+            raise StoreFull(
+                f"the store reached its size cap ({self.max_bytes} bytes) and nothing of equal or "
+                "lower priority is left to evict"
+            )
+        conn.execute(
+            "UPDATE meta SET value = value + ? WHERE name = 'evicted'",
+            (evicted,),
+        )
+        _LOGGER.warning("size cap reached: evicted %d records", evicted)
+        return freed
+
+    def _sealer_for(self, key_id: int) -> Sealer | None:
+        sealer = self._sealers.get(key_id)
+        if sealer is None:
+            dek = self.keys.data_key(key_id)
+            if dek is None:
+                return None
+            sealer = self._sealers[key_id] = Sealer(key_id, dek.key)
+        return sealer
+
+    def _open_rows(
+        self, rows: list[tuple[int, str, str, int, float, bytes]]
+    ) -> tuple[list[tuple[int, Record]], list[tuple[int, str]], list[int]]:
+        """Decrypt rows; return (good, quarantine candidates with reason, shredded seqs)."""
+        good: list[tuple[int, Record]] = []
+        bad: list[tuple[int, str]] = []
+        shredded: list[int] = []
+        for seq, record_id, category, key_id, created_at, payload in rows:
+            sealer = self._sealer_for(key_id)
+            if sealer is None:
+                if self.keys.was_destroyed(key_id):
+                    shredded.append(seq)
+                else:
+                    bad.append((seq, "unknown data key"))
+                continue
+            try:
+                good.append(
+                    (seq, record_from_row(record_id, category, created_at, payload, sealer))
+                )
+            except RecordCorrupt:
+                bad.append((seq, "authentication failed"))
+        return good, bad, shredded
+
+    def _set_aside(self, bad: list[tuple[int, str]], shredded: list[int]) -> None:
+        """Quarantine failing rows and drop shredded ones (inside the caller's transaction)."""
+        conn = self._conn
+        now = self._clock()
+        for seq, reason in bad:
+            conn.execute(
+                "INSERT OR REPLACE INTO quarantine "
+                "(seq, record_id, category, key_id, created_at, reason, quarantined_at, payload) "
+                "SELECT seq, record_id, category, key_id, created_at, ?, ?, payload "
+                "FROM records WHERE seq = ?",
+                (reason, now, seq),
+            )
+            _LOGGER.warning("record #%d quarantined: %s", seq, reason)
+        gone = [seq for seq, _ in bad] + shredded
+        for start in range(0, len(gone), _CHUNK):
+            chunk = gone[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            conn.execute(f"DELETE FROM records WHERE seq IN ({marks})", chunk)  # noqa: S608
+        if bad:
+            conn.execute(
+                "UPDATE meta SET value = value + ? WHERE name = 'quarantined'", (len(bad),)
+            )
+        if shredded:
+            conn.execute(
+                "UPDATE meta SET value = value + ? WHERE name = 'shredded'", (len(shredded),)
+            )
+
+    _SELECT: Final = "SELECT seq, record_id, category, key_id, created_at, payload FROM records"
+
+    def _claim_sync(self, n: int) -> list[Record]:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            rows = conn.execute(
+                f"{self._SELECT} WHERE state = ? ORDER BY seq LIMIT ?", (STATE_PENDING, n)
+            ).fetchall()
+            good, bad, shredded = self._open_rows(rows)
+            conn.executemany(
+                "UPDATE records SET state = ? WHERE seq = ?",
+                [(STATE_CLAIMED, seq) for seq, _ in good],
+            )
+            self._set_aside(bad, shredded)
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        if bad or shredded:
+            self._bytes = self._measure()
+        return [record for _, record in good]
+
+    def _ack_sync(self, ids: list[str]) -> int:
+        conn = self._conn
+        deleted = 0
+        freed = 0
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                count, size = conn.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(length(payload)), 0) FROM records "  # noqa: S608
+                    f"WHERE record_id IN ({marks})",
+                    chunk,
+                ).fetchone()
+                conn.execute(f"DELETE FROM records WHERE record_id IN ({marks})", chunk)  # noqa: S608
+                deleted += count
+                freed += size + count * _ROW_OVERHEAD
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        self._bytes -= freed
+        return deleted
+
+    def _release_sync(self, ids: list[str]) -> int:
+        conn = self._conn
+        released = 0
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                released += conn.execute(
+                    f"UPDATE records SET state = ? WHERE state = ? AND record_id IN ({marks})",  # noqa: S608
+                    (STATE_PENDING, STATE_CLAIMED, *chunk),
+                ).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        return released
+
+    def _purge_sync(self, category: str) -> int:
+        # Shred first: once the keys are gone the rows are unreadable even if we crash before
+        # deleting them (the next read drops them as shredded).
+        destroyed = self.keys.destroy_data_keys(category=category)
+        for key_id in destroyed:
+            self._sealers.pop(key_id, None)
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            deleted = conn.execute("DELETE FROM records WHERE category = ?", (category,)).rowcount
+            conn.execute("DELETE FROM quarantine WHERE category = ?", (category,))
+            conn.executemany(
+                "DELETE FROM nonce_blocks WHERE key_id = ?", [(key_id,) for key_id in destroyed]
+            )
+            conn.execute("UPDATE meta SET value = value + ? WHERE name = 'shredded'", (deleted,))
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        self._bytes = self._measure()
+        _LOGGER.info(
+            "purged %s: %d records, %d data keys destroyed", category, deleted, len(destroyed)
+        )
+        return int(deleted)
+
+    def _sweep_sync(self, now: float | None) -> SweepResult:
+        now = self._clock() if now is None else now
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            expired = conn.execute("DELETE FROM records WHERE expires_at <= ?", (now,)).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        in_use = {int(key_id) for (key_id,) in conn.execute("SELECT DISTINCT key_id FROM records")}
+        live = self.keys.data_key_ids()
+        newest: dict[str, int] = {}
+        for key_id, category in live.items():
+            newest[category] = max(newest.get(category, key_id), key_id)
+        doomed = {
+            key_id
+            for key_id, category in live.items()
+            if key_id not in in_use and key_id != newest[category]
+        }
+        destroyed = self.keys.destroy_data_keys(key_ids=doomed) if doomed else []
+        for key_id in destroyed:
+            self._sealers.pop(key_id, None)
+        if expired:
+            self._bytes = self._measure()
+        return SweepResult(expired=int(expired), keys_destroyed=len(destroyed))
+
+    def _export_sync(self, categories: list[str] | None) -> list[Record]:
+        conn = self._conn
+        if categories is None:
+            rows = conn.execute(f"{self._SELECT} ORDER BY seq").fetchall()
+        else:
+            marks = ",".join("?" * len(categories))
+            rows = conn.execute(
+                f"{self._SELECT} WHERE category IN ({marks}) ORDER BY seq",
+                categories,
+            ).fetchall()
+        good, bad, shredded = self._open_rows(rows)
+        if (bad or shredded) and not self.readonly:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._set_aside(bad, shredded)
+                conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+            self._bytes = self._measure()
+        return [record for _, record in good]
+
+    def _stats_sync(self) -> StoreStats:
+        conn = self._conn
+        states = dict(conn.execute("SELECT state, COUNT(*) FROM records GROUP BY state").fetchall())
+        by_category = dict(
+            conn.execute("SELECT category, COUNT(*) FROM records GROUP BY category").fetchall()
+        )
+        meta = dict(conn.execute("SELECT name, value FROM meta").fetchall())
+        return StoreStats(
+            total=sum(states.values()),
+            pending=int(states.get(STATE_PENDING, 0)),
+            claimed=int(states.get(STATE_CLAIMED, 0)),
+            by_category={str(k): int(v) for k, v in by_category.items()},
+            quarantined=int(meta.get("quarantined", 0)),
+            evicted=int(meta.get("evicted", 0)),
+            shredded=int(meta.get("shredded", 0)),
+            key_store=self.keys.level,
+            bytes=self._bytes,
+            max_bytes=self.max_bytes,
+        )
+
+
+def _connect(db: Path, *, readonly: bool) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(
+            f"{db.as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+    else:
+        if not db.exists():
+            # created private; SQLite gives its -wal and -shm files the same mode
+            os.close(os.open(db, os.O_WRONLY | os.O_CREAT, 0o600))
+        conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA journal_size_limit = 16777216")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA cache_size = -8192")
+    return conn
+
+
+def _prepare(conn: sqlite3.Connection, keys: KeyStore, *, readonly: bool, check: bool) -> None:
+    """Check, migrate and bind a freshly opened database; reset claims of a crashed writer."""
+    if check:
+        result = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
+        if result != ["ok"]:
+            raise StoreIntegrityError(
+                f"the record database failed its integrity check: {result[0]}",
+                remedy="restore data/records.sqlite3 from a backup, or move it aside",
+            )
+    if not readonly:
+        migrate(conn, store_id=keys.store_id)
+    row = conn.execute("SELECT value FROM meta WHERE name = 'store_id'").fetchone()
+    if row is None or row[0] != keys.store_id:
+        raise WrongKey("the key store does not belong to this record database")
+    if not readonly:
+        # we hold the writer lock: claims left over belong to a writer that crashed
+        conn.execute("UPDATE records SET state = ? WHERE state = ?", (STATE_PENDING, STATE_CLAIMED))
+
+
+def _lock(paths: Paths) -> int:
+    """Take the single-writer lock of the store (released when the process dies)."""
+    lock_fd = os.open(paths.data_dir / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(lock_fd)
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            raise StorageError(
+                "the record store is open in another process",
+                remedy="stop the agent, or use a read-only command",
+            ) from exc
+        raise StorageError(f"cannot lock the record store: {exc.strerror}") from exc
+    return lock_fd
+
+
+def open_store(
+    paths: Paths,
+    settings: Settings | None = None,
+    *,
+    keys: KeyStore | None = None,
+    key_backend: KekBackend | None = None,
+    readonly: bool = False,
+    retention: Mapping[str, float] | None = None,
+    priority: Mapping[str, int] | None = None,
+    clock: Callable[[], float] = time.time,
+    check: bool = True,
+    max_bytes: int | None = None,
+    max_batch: int = 2048,
+) -> RecordStore:
+    """Open (or create) the record store of an installation.
+
+    Args:
+        paths: The installation's paths.
+        settings: Its settings (size cap, DEK rotation); read from the config file by default.
+        keys: An open key store; by default :func:`~wking_device.crypto.open_key_store` is
+            called, creating keys only when there is no database yet.
+        key_backend: Where the KEK lives, when not the default ladder (passed to the key store).
+        readonly: Open for status and export only (works while an agent holds the store).
+        retention: Seconds records of each category are kept (default 30 days).
+        priority: Eviction order under the size cap (lower first; default
+            :data:`DEFAULT_PRIORITY`).
+        clock: UTC time source.
+        check: Run SQLite's ``quick_check`` on open.
+        max_bytes: Override the size cap of the settings.
+        max_batch: Most records per group commit.
+
+    Returns:
+        The open store; close it with :meth:`RecordStore.close` or ``async with``.
+
+    Raises:
+        KeyMissing: The database exists and its master key is not available.
+        WrongKey: The key store does not belong to this database.
+        StoreIntegrityError: The database failed its integrity check.
+        StorageError: The store is open in another process, or the database cannot be used.
+    """
+    settings = settings if settings is not None else load_settings(paths)
+    db = paths.data_dir / DB_FILE
+    exists = db.exists() and db.stat().st_size > 0
+    if readonly and not exists:
+        raise StorageError("there is no record store yet", remedy="collect something first")
+    paths.ensure()
+    if keys is None:
+        keys = open_key_store(paths, create=not exists, backend=key_backend)
+    lock_fd = None if readonly else _lock(paths)
+    conn: sqlite3.Connection | None = None
+    try:
+        conn = _connect(db, readonly=readonly)
+        _prepare(conn, keys, readonly=readonly, check=check)
+        store = RecordStore(
+            conn,
+            keys,
+            directory=paths.data_dir,
+            max_bytes=max_bytes if max_bytes is not None else settings.storage.max_bytes,
+            rotate_after=settings.storage.dek_rotation_days * 86400.0,
+            retention=retention or {},
+            priority=priority if priority is not None else DEFAULT_PRIORITY,
+            clock=clock,
+            readonly=readonly,
+            lock_fd=lock_fd,
+            max_batch=max_batch,
+        )
+    except sqlite3.Error as exc:
+        if conn is not None:
+            conn.close()
+        if lock_fd is not None:
+            os.close(lock_fd)
+        error = _translate(exc, paths.data_dir)
+        if isinstance(error, StorageError) and not isinstance(error, StoreFull):
+            error = StoreIntegrityError(f"the record database cannot be opened: {exc}")
+        raise error from exc
+    except BaseException:
+        if conn is not None:
+            conn.close()
+        if lock_fd is not None:
+            os.close(lock_fd)
+        raise
+    _LOGGER.debug("record store open (key store %s)", keys.level)
+    return store
