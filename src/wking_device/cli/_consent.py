@@ -1,13 +1,405 @@
-"""Commands of the `wking` CLI (placeholder until its layer lands)."""
+"""The ``wking consent`` and ``wking policy`` commands.
+
+This module owns the consent dialogue (showing each category's description and the policy
+version before a grant), the confirmation of withdrawals, and the rendering of status, history,
+receipts and policy documents. Every decision is the gate's (:mod:`wking_device.consent`); this
+module only asks the user and prints.
+
+Exit codes: 2 usage (unknown category, ``--yes`` without categories), 3 consent errors (a missing
+prerequisite, a minor without guardian), 7 a ledger that fails verification.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+import orjson
+from rich.table import Table
+
+from wking_device.cli._app import AppContext, pass_app
+from wking_device.errors import UsageError
+from wking_device.policy import CATALOG, CATEGORY_IDS, dependents_of, shipped_policies
 
 if TYPE_CHECKING:
-    import click
+    from rich.console import Console
+
+    from wking_device.consent import ConsentGate
+
+__all__ = ["register"]
+
+_STATE_STYLE = {"granted": "green", "suspended": "yellow", "denied": "red"}
+
+
+def _gate(app: AppContext) -> ConsentGate:
+    # Imported here: the key store and collectors are not needed by `wking --help`.
+    from wking_device.collect import open_installation_gate  # noqa: PLC0415
+
+    return open_installation_gate(app.paths, app.settings)
+
+
+def _categories_arg(values: tuple[str, ...]) -> list[str]:
+    """Accept ``a b`` and ``a,b``; keep order, drop duplicates, reject unknown ids (exit 2)."""
+    result: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            name = part.strip()
+            if not name:
+                continue
+            if name not in CATALOG:
+                raise UsageError(
+                    f"unknown data category: {name!r}",
+                    remedy=f"use one of: {', '.join(CATEGORY_IDS)}",
+                )
+            if name not in result:
+                result.append(name)
+    return result
+
+
+def _with_json(app: AppContext, as_json: bool) -> None:
+    if as_json:
+        app.json = True
+
+
+# --- consent ------------------------------------------------------------------------------------
+
+
+@click.group("consent")
+def consent_group() -> None:
+    """See, grant and withdraw consent for each data category."""
+
+
+@consent_group.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@pass_app
+def consent_status(app: AppContext, as_json: bool) -> None:
+    """Show every category's state (denied, granted, suspended), Do Not Track and the ledger."""
+    _with_json(app, as_json)
+    gate = _gate(app)
+    report = gate.report()
+
+    def render(console: Console) -> None:
+        table = Table(title=f"Consent (policy {report['policy_version']})")
+        for column in ("category", "state", "reason", "sensitive", "policy", "granted at"):
+            table.add_column(column)
+        for item in report["categories"]:
+            style = _STATE_STYLE[item["state"]]
+            table.add_row(
+                item["category"],
+                f"[{style}]{item['state']}[/{style}]",
+                item["reason"] or "",
+                "yes" if item["sensitive"] else "",
+                item["policy_version"] or "",
+                item["granted_at"] or "",
+            )
+        console.print(table)
+        console.print(f"Do Not Track: {'on' if report['do_not_track'] else 'off'}")
+        if report["minor"]:
+            console.print("Profile: minor (sensitive categories need a guardian grant)")
+        ledger = report["ledger"]
+        verdict = "verified" if ledger["verified"] else f"FAILED: {ledger['error']}"
+        console.print(f"Ledger: {ledger['entries']} entries, {verdict}")
+
+    app.out(report, render)
+    if gate.tampered is not None:
+        raise gate.tampered
+
+
+def _describe(console: Console, category_id: str, policy_version: str, policy_date: str) -> None:
+    category = CATALOG[category_id]
+    console.print(f"\n[bold]{category.title}[/bold] ({category.id})")
+    console.print(f"  What: {category.description}")
+    console.print(f"  Why: {category.purpose}")
+    console.print(f"  Kept locally: at most {category.retention_days} days")
+    if category.sensitive:
+        console.print("  [yellow]Sensitive: asked for separately.[/yellow]")
+    if category.requires:
+        console.print(f"  Requires: {', '.join(sorted(category.requires))}")
+    console.print(
+        f"  Privacy notice: version {policy_version} of {policy_date} "
+        f"('wking policy show --version {policy_version}')"
+    )
+
+
+@consent_group.command("grant")
+@click.argument("categories", nargs=-1)
+@click.option(
+    "--yes",
+    "-y",
+    is_flag=True,
+    help="Grant the named categories without prompting (categories must be named).",
+)
+@click.option(
+    "--guardian",
+    is_flag=True,
+    help="The grant is made by a parent or guardian (needed for sensitive categories of a minor).",
+)
+@pass_app
+def consent_grant(app: AppContext, categories: tuple[str, ...], yes: bool, guardian: bool) -> None:
+    """Grant consent for CATEGORIES (asks for each one unless --yes).
+
+    Without categories, every category is offered one by one.
+    """
+    chosen = _categories_arg(categories)
+    if yes and not chosen:
+        raise UsageError(
+            "--yes needs the categories named explicitly",
+            remedy="e.g. 'wking consent grant --yes operation_logs'; categories: "
+            + ", ".join(CATEGORY_IDS),
+        )
+    gate = _gate(app)
+    if gate.tampered is not None:
+        raise gate.tampered
+    policy = gate.policy
+    if yes:
+        method = "guardian" if guardian else "cli-yes"
+        accepted = chosen
+    else:
+        method = "guardian" if guardian else "cli-prompt"
+        console = app.console
+        if guardian and not click.confirm(
+            "Do you confirm you are the parent or guardian of this profile's user?", default=False
+        ):
+            raise click.Abort
+        accepted = []
+        for category_id in chosen or list(CATEGORY_IDS):
+            _describe(console, category_id, policy.version, policy.date.isoformat())
+            if click.confirm(f"Grant consent for {category_id}?", default=False):
+                accepted.append(category_id)
+        if not accepted:
+            click.echo("nothing granted")
+            return
+    entry = gate.grant(accepted, method=method)
+    states = gate.states()
+    result = {
+        "granted": list(entry.categories),
+        "consent_id": entry.id,
+        "method": entry.method,
+        "policy_version": entry.policy_version,
+        "states": {c: states[c].state for c in entry.categories},
+        "do_not_track": gate.do_not_track,
+    }
+
+    def render(console: Console) -> None:
+        console.print(
+            f"granted: {', '.join(entry.categories)} (policy {entry.policy_version}, "
+            f"consent id {entry.id})"
+        )
+        if gate.do_not_track:
+            console.print(
+                "[yellow]Do Not Track is on: nothing is collected until it is off.[/yellow]"
+            )
+
+    app.out(result, render)
+
+
+@consent_group.command("withdraw")
+@click.argument("categories", nargs=-1)
+@click.option("--all", "withdraw_all", is_flag=True, help="Withdraw every category.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def consent_withdraw(
+    app: AppContext, categories: tuple[str, ...], withdraw_all: bool, yes: bool
+) -> None:
+    """Withdraw consent for CATEGORIES, effective at once (one confirmation unless --yes).
+
+    Categories that need a withdrawn one are withdrawn with it (mac_addresses with
+    operation_logs).
+    """
+    chosen = list(CATEGORY_IDS) if withdraw_all else _categories_arg(categories)
+    if not chosen:
+        raise UsageError("name the categories to withdraw, or use --all")
+    gate = _gate(app)
+    if gate.tampered is not None:
+        raise gate.tampered
+    affected = sorted(set(chosen) | dependents_of(chosen))
+    if not yes:
+        extra = sorted(set(affected) - set(chosen))
+        also = f" (and {', '.join(extra)}, which needs it)" if extra else ""
+        click.confirm(
+            f"Withdraw consent for {', '.join(chosen)}{also}? Collection stops at once and "
+            "records not yet uploaded are destroyed.",
+            default=True,
+            abort=True,
+        )
+    entry = gate.withdraw(chosen, method="cli-yes" if yes else "cli-prompt")
+    withdrawn = list(entry.categories) if entry is not None else []
+    result = {"withdrawn": withdrawn, "entry_id": entry.id if entry is not None else None}
+
+    def render(console: Console) -> None:
+        if withdrawn:
+            console.print(f"withdrawn: {', '.join(withdrawn)}")
+        else:
+            console.print("nothing to withdraw: none of these categories was granted")
+
+    app.out(result, render)
+
+
+@consent_group.command("history")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@pass_app
+def consent_history(app: AppContext, as_json: bool) -> None:
+    """Show every recorded consent event, oldest first."""
+    _with_json(app, as_json)
+    gate = _gate(app)
+    if gate.tampered is not None:
+        raise gate.tampered
+    entries = [entry.to_dict() for entry in gate.history()]
+
+    def render(console: Console) -> None:
+        table = Table(title="Consent history")
+        for column in ("#", "time (UTC)", "event", "categories", "method", "policy"):
+            table.add_column(column)
+        for item in entries:
+            table.add_row(
+                str(item["seq"]),
+                item["time"],
+                item["event"],
+                ", ".join(item["categories"]),
+                item["method"],
+                item["policy_version"],
+            )
+        console.print(table)
+
+    app.out(entries, render)
+
+
+@consent_group.command("receipts")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
+    help="Write the receipts (JSON) to FILE ('-' for standard output).",
+)
+@pass_app
+def consent_receipts(app: AppContext, out: Path) -> None:
+    """Export consent receipts (ISO/IEC TS 27560 / Kantara Consent Receipt shape)."""
+    from wking_device.consent import build_receipts  # noqa: PLC0415
+
+    gate = _gate(app)
+    document = build_receipts(gate)
+    data = orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"
+    if str(out) == "-":
+        sys.stdout.write(data.decode())
+        return
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
+    click.echo(f"wrote {len(document['receipts'])} receipts to {out}", err=True)
+
+
+@consent_group.command("reset")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def consent_reset(app: AppContext, yes: bool) -> None:
+    """Set a ledger that failed verification aside and start an empty one (everything denied)."""
+    gate = _gate(app)
+    if gate.tampered is None:
+        raise UsageError(
+            "the consent ledger verifies; nothing to reset",
+            remedy="use 'wking consent withdraw --all' to withdraw every consent",
+        )
+    if not yes:
+        click.confirm(
+            "The consent ledger failed verification. Set it aside and start a new, empty one? "
+            "Every category stays denied until granted again.",
+            default=False,
+            abort=True,
+        )
+    moved = gate.ledger.quarantine()
+    result: dict[str, Any] = {"reset": True, "kept_as": str(moved) if moved else None}
+    app.out(result, lambda console: console.print(f"ledger reset; the old one is kept as {moved}"))
+
+
+# --- policy -------------------------------------------------------------------------------------
+
+
+@click.group("policy")
+def policy_group() -> None:
+    """Read this library's privacy notice, its versions and their differences."""
+
+
+@policy_group.command("show")
+@click.option("--version", "version", default=None, metavar="V", help="Show version V.")
+@pass_app
+def policy_show(app: AppContext, version: str | None) -> None:
+    """Print the privacy notice (the installed version unless --version)."""
+    document = shipped_policies().get(version)
+    result = {
+        "version": document.version,
+        "date": document.date.isoformat(),
+        "digest": document.digest,
+        "significant": sorted(document.significant),
+        "summary": document.summary,
+        "text": document.text,
+    }
+    app.out(result, lambda console: click.echo(document.text))
+
+
+@policy_group.command("versions")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@pass_app
+def policy_versions(app: AppContext, as_json: bool) -> None:
+    """List every version of the privacy notice, oldest first."""
+    _with_json(app, as_json)
+    policies = shipped_policies()
+    items: list[dict[str, Any]] = [
+        {
+            "version": doc.version,
+            "date": doc.date.isoformat(),
+            "current": doc is policies.current,
+            "significant": sorted(doc.significant),
+            "summary": doc.summary,
+            "digest": doc.digest,
+        }
+        for doc in policies
+    ]
+
+    def render(console: Console) -> None:
+        table = Table(title="Privacy notice versions")
+        for column in ("version", "date", "significant changes", "summary"):
+            table.add_column(column)
+        for item in items:
+            marker = " (installed)" if item["current"] else ""
+            table.add_row(
+                item["version"] + marker,
+                item["date"],
+                ", ".join(item["significant"]),
+                item["summary"],
+            )
+        console.print(table)
+
+    app.out(items, render)
+
+
+@policy_group.command("diff")
+@click.argument("old")
+@click.argument("new")
+@pass_app
+def policy_diff(app: AppContext, old: str, new: str) -> None:
+    """Show what changed between versions OLD and NEW of the privacy notice."""
+    diff = shipped_policies().diff(old, new)
+    result = {
+        "old": diff.old,
+        "new": diff.new,
+        "significant": sorted(diff.significant),
+        "diff": diff.unified,
+    }
+
+    def render(console: Console) -> None:
+        del console
+        significant = ", ".join(sorted(diff.significant)) or "none"
+        click.echo(f"significant changes for: {significant}")
+        click.echo(diff.unified or "(no textual change)", nl=not diff.unified)
+
+    app.out(result, render)
 
 
 def register(group: click.Group) -> None:
-    """Add this module's commands to the root group."""
-    del group
+    """Add the ``consent`` and ``policy`` groups to the root group."""
+    group.add_command(consent_group)
+    group.add_command(policy_group)
