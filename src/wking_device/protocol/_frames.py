@@ -931,7 +931,7 @@ def parse_header(header: bytes | bytearray) -> tuple[FrameType, int, int, int]:
         raise FrameError(f"payload length {length} exceeds the maximum of {MAX_PAYLOAD}")
     is_event_code = code >= 0x80
     if is_event_code != (ftype is FrameType.EVENT):
-        raise FrameError(f"code 0x{code:02x} is not valid in a {ftype.name.lower()} frame")
+        raise FrameError(f"code 0x{code:02x} is not valid for frame type {ftype.name}")
     return ftype, seq, code, length
 
 
