@@ -1,3 +1,51 @@
-"""ble (under construction)."""
+"""The Bluetooth layer: discovery, connection with retry, the device session, operation events.
+
+This package owns everything that talks to bleak: finding speakers (:func:`discover`,
+:class:`SpeakerScanner`, :func:`find`), sessions with one speaker (:class:`Speaker`: connect with
+bounded retries from a fresh ``BLEDevice``, standard and vendor reads, control commands,
+notifications), the per-adapter :class:`ConnectionLimiter`, reading a fleet (:func:`read_all`)
+and the :class:`EventBus` every operation reports to. Every entry point takes
+``backend: BleBackend | None`` (the simulator's or the platform default). Foreign errors are
+translated here into :mod:`wking_device.errors`. It stores nothing and decides nothing about
+consent: collectors subscribe to the event bus.
+"""
 
 from __future__ import annotations
+
+from wking_device.ble._backend import BleBackend
+from wking_device.ble._discovery import (
+    DEFAULT_SCAN_TIMEOUT,
+    DiscoveredSpeaker,
+    SpeakerScanner,
+    discover,
+    find,
+    find_speaker,
+)
+from wking_device.ble._events import EventBus, EventCallback, Unsubscribe, get_event_bus
+from wking_device.ble._fleet import FleetResult, read_all
+from wking_device.ble._limiter import ConnectionLimiter, limiter_for
+from wking_device.ble._speaker import BatteryReading, Speaker, SpeakerEvent, SpeakerTarget
+from wking_device.ble._translate import RetryPolicy
+
+__all__ = [  # noqa: RUF022 - plain sorted() order, like wking_device.__all__
+    "BatteryReading",
+    "BleBackend",
+    "ConnectionLimiter",
+    "DEFAULT_SCAN_TIMEOUT",
+    "DiscoveredSpeaker",
+    "EventBus",
+    "EventCallback",
+    "FleetResult",
+    "RetryPolicy",
+    "Speaker",
+    "SpeakerEvent",
+    "SpeakerScanner",
+    "SpeakerTarget",
+    "Unsubscribe",
+    "discover",
+    "find",
+    "find_speaker",
+    "get_event_bus",
+    "limiter_for",
+    "read_all",
+]

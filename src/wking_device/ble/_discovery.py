@@ -1,0 +1,382 @@
+"""Discovery: finding W-KING speakers (or one address) in advertisements.
+
+This module owns :class:`DiscoveredSpeaker`, the streaming :class:`SpeakerScanner`, and the
+one-shot helpers :func:`discover`, :func:`find_speaker` and :func:`find`. Advertisements are
+matched through a :class:`~wking_device.protocol.DeviceProfile` (name prefix, vendor service UUID,
+manufacturer data) and deduplicated by address, the latest RSSI winning. A malformed advertisement
+is skipped, counted and logged at debug level; it never stops a scan.
+
+It does not connect (see :mod:`._speaker`) and does not keep anything beyond the scanner's life.
+Every scan emits one ``SCAN`` operation event when it stops, with counts in ``detail``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from bleak import BleakScanner
+
+from wking_device.ble._events import OpTimer, get_event_bus
+from wking_device.ble._translate import translate
+from wking_device.errors import AdapterUnavailable, DeviceNotFound, ProtocolError
+from wking_device.models import OperationKind
+from wking_device.protocol import WKING_V1
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Collection
+    from types import TracebackType
+
+    from bleak.backends.device import BLEDevice
+    from bleak.backends.scanner import AdvertisementData
+
+    from wking_device.ble._backend import BleBackend
+    from wking_device.ble._events import EventBus
+    from wking_device.protocol import DeviceProfile
+
+__all__ = [
+    "DEFAULT_SCAN_TIMEOUT",
+    "DiscoveredSpeaker",
+    "SpeakerScanner",
+    "discover",
+    "find",
+    "find_speaker",
+]
+
+_LOGGER = logging.getLogger(__name__)
+
+DEFAULT_SCAN_TIMEOUT = 5.0
+"""Seconds :func:`discover` scans when given no timeout (``Settings.ble.scan_timeout``)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiscoveredSpeaker:
+    """A speaker seen in an advertisement.
+
+    Attributes:
+        address: The Bluetooth address (a UUID on macOS).
+        name: The advertised local name, when one was seen (active scans only, it travels in the
+            scan response).
+        rssi: Signal strength of the latest advertisement, in dBm.
+        model: The profile's model id, or ``None`` when the profile could not tell.
+        address_type: ``"public"`` or ``"random"``, when the backend reports it.
+        tx_power: Advertised TX power in dBm, when present.
+        service_uuids: Advertised service UUIDs.
+        device: bleak's ``BLEDevice`` to connect with.
+        seen_at: ``time.monotonic()`` of the latest advertisement.
+    """
+
+    address: str
+    name: str | None
+    rssi: int
+    model: str | None = None
+    address_type: str | None = None
+    tx_power: int | None = None
+    service_uuids: tuple[str, ...] = ()
+    device: BLEDevice = field(compare=False, repr=False)
+    seen_at: float = field(default_factory=time.monotonic, compare=False, repr=False)
+
+    @property
+    def age(self) -> float:
+        """Seconds since the latest advertisement."""
+        return time.monotonic() - self.seen_at
+
+
+def _address_type(device: BLEDevice) -> str | None:
+    """Best-effort address type from the backend's native details (BlueZ props, bumble)."""
+    details: Any = device.details
+    if isinstance(details, dict):
+        props = details.get("props")
+        if isinstance(props, dict):
+            value = props.get("AddressType")
+            return str(value) if value is not None else None
+        return None
+    is_public = getattr(details, "is_public", None)
+    if isinstance(is_public, bool):
+        return "public" if is_public else "random"
+    return None
+
+
+class SpeakerScanner:
+    """A running scan that collects matching speakers and can stream them as they appear.
+
+    Example::
+
+        async with SpeakerScanner(backend=backend) as scanner:
+            async for speaker in scanner:
+                print(speaker.name, speaker.rssi)
+
+    Args:
+        backend: The bleak backend pair; ``None`` for the platform default.
+        profile: Matches advertisements to models.
+        events: The operation-event bus; defaults to the process-wide bus.
+        addresses: When given, collect exactly these addresses (matched or not, so any BLE
+            device can be found) and nothing else.
+        on_speaker: Called with every new (or, with ``report_updates``, updated) speaker.
+        report_updates: Also report a speaker again when a later advertisement changes it.
+        scanning_mode: ``"active"`` (names arrive in scan responses) or ``"passive"``.
+
+    Attributes:
+        speakers: The speakers seen so far, by address.
+        adverts: Advertisements received.
+        malformed: Advertisements skipped because the profile could not parse them.
+    """
+
+    def __init__(
+        self,
+        *,
+        backend: BleBackend | None = None,
+        profile: DeviceProfile = WKING_V1,
+        events: EventBus | None = None,
+        addresses: Collection[str] | None = None,
+        on_speaker: Callable[[DiscoveredSpeaker], None] | None = None,
+        report_updates: bool = False,
+        scanning_mode: Literal["active", "passive"] = "active",
+    ) -> None:
+        self._backend = backend
+        self._profile = profile
+        self._bus = events if events is not None else get_event_bus()
+        self._addresses = {a.upper() for a in addresses} if addresses is not None else None
+        self._on_speaker = on_speaker
+        self._report_updates = report_updates
+        self._scanning_mode = scanning_mode
+        self.speakers: dict[str, DiscoveredSpeaker] = {}
+        self.adverts = 0
+        self.malformed = 0
+        self._queue: asyncio.Queue[DiscoveredSpeaker | None] = asyncio.Queue()
+        self._scanner: BleakScanner | None = None
+        self._timer: OpTimer | None = None
+        self._changed = asyncio.Event()
+
+    # --- life cycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start scanning.
+
+        Raises:
+            AdapterUnavailable: The backend cannot scan (no adapter, no BlueZ, powered off).
+        """
+        if self._scanner is not None:
+            return
+        self._timer = OpTimer(self._bus, OperationKind.SCAN, detail={})
+        scanner = BleakScanner(
+            self._on_advert,
+            scanning_mode=self._scanning_mode,
+            backend=self._backend.scanner if self._backend is not None else None,
+        )
+        try:
+            await scanner.start()
+        except asyncio.CancelledError:
+            self._timer.fail(asyncio.CancelledError())
+            raise
+        except Exception as exc:
+            error = translate(exc, address=None, operation="scan")
+            if not isinstance(error, AdapterUnavailable):
+                error = AdapterUnavailable(f"cannot start scanning: {error.message}")
+            self._timer.fail(error)
+            self._timer = None
+            raise error from exc
+        self._scanner = scanner
+
+    async def stop(self) -> None:
+        """Stop scanning (idempotent) and emit the ``SCAN`` event; ends any stream."""
+        scanner, self._scanner = self._scanner, None
+        if scanner is None:
+            return
+        try:
+            await scanner.stop()
+        except Exception:  # a failing stop must not hide what the scan found
+            _LOGGER.debug("stopping the scanner failed", exc_info=True)
+        finally:
+            self._queue.put_nowait(None)
+            if self._timer is not None:
+                self._timer.detail.update(
+                    adverts=self.adverts, malformed=self.malformed, speakers=len(self.speakers)
+                )
+                self._timer.ok()
+                self._timer = None
+
+    async def __aenter__(self) -> SpeakerScanner:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # --- results --------------------------------------------------------------------------------
+
+    def found(self) -> list[DiscoveredSpeaker]:
+        """The speakers seen so far, strongest signal first."""
+        return sorted(self.speakers.values(), key=lambda s: (-s.rssi, s.address))
+
+    def __aiter__(self) -> AsyncIterator[DiscoveredSpeaker]:
+        return self._stream()
+
+    async def _stream(self) -> AsyncIterator[DiscoveredSpeaker]:
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            yield item
+
+    async def wait_for(self, count: int, timeout: float) -> bool:  # noqa: ASYNC109 - deadline is the API
+        """Wait until ``count`` speakers were seen, or ``timeout`` seconds passed.
+
+        Returns:
+            Whether ``count`` speakers were seen.
+        """
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while len(self.speakers) < count:
+                    self._changed.clear()
+                    await self._changed.wait()
+        return len(self.speakers) >= count
+
+    # --- advertisement handling -----------------------------------------------------------------
+
+    def _on_advert(self, device: BLEDevice, adv: AdvertisementData) -> None:
+        self.adverts += 1
+        address = device.address.upper()
+        wanted = self._addresses
+        if wanted is not None and address not in wanted:
+            return
+        try:
+            model = self._profile.match(
+                adv.local_name or device.name, adv.service_uuids, adv.manufacturer_data
+            )
+        except ProtocolError as exc:
+            self.malformed += 1
+            _LOGGER.debug("skipped a malformed advertisement: %s", exc)
+            return
+        except Exception:  # a third-party profile must not stop a scan (DESIGN §9)
+            self.malformed += 1
+            _LOGGER.debug("profile %r failed on an advertisement", self._profile, exc_info=True)
+            return
+        if model is None and wanted is None:
+            return
+        previous = self.speakers.get(address)
+        name = adv.local_name or device.name
+        if name is None and previous is not None:
+            name = previous.name
+        speaker = DiscoveredSpeaker(
+            address=device.address,
+            name=name,
+            rssi=adv.rssi,
+            model=model if model is not None else (previous.model if previous else None),
+            address_type=_address_type(device),
+            tx_power=adv.tx_power,
+            service_uuids=tuple(adv.service_uuids),
+            device=device,
+        )
+        self.speakers[address] = speaker
+        self._changed.set()
+        if previous is None or (self._report_updates and speaker != previous):
+            self._queue.put_nowait(speaker)
+            if self._on_speaker is not None:
+                try:
+                    self._on_speaker(speaker)
+                except Exception:
+                    _LOGGER.exception("on_speaker callback raised; scanning continues")
+
+
+async def discover(
+    timeout: float | None = None,  # noqa: ASYNC109 - a scan's duration is its API
+    *,
+    backend: BleBackend | None = None,
+    profile: DeviceProfile = WKING_V1,
+    events: EventBus | None = None,
+    count: int | None = None,
+    scanning_mode: Literal["active", "passive"] = "active",
+) -> list[DiscoveredSpeaker]:
+    """Scan for speakers and return them, strongest signal first.
+
+    Args:
+        timeout: Seconds to scan (default :data:`DEFAULT_SCAN_TIMEOUT`).
+        backend: The bleak backend pair; ``None`` for the platform default.
+        profile: Matches advertisements to models.
+        events: The operation-event bus; defaults to the process-wide bus.
+        count: Stop early once this many speakers were seen.
+        scanning_mode: ``"active"`` or ``"passive"`` (passive scans see no names).
+
+    Returns:
+        The speakers seen, deduplicated by address (latest RSSI).
+
+    Raises:
+        AdapterUnavailable: Scanning could not start.
+    """
+    timeout = DEFAULT_SCAN_TIMEOUT if timeout is None else timeout
+    async with SpeakerScanner(
+        backend=backend, profile=profile, events=events, scanning_mode=scanning_mode
+    ) as scanner:
+        if count is None:
+            await asyncio.sleep(timeout)
+        else:
+            await scanner.wait_for(count, timeout)
+    return scanner.found()
+
+
+async def find_speaker(
+    address: str,
+    *,
+    timeout: float | None = None,  # noqa: ASYNC109 - a scan's duration is its API
+    backend: BleBackend | None = None,
+    profile: DeviceProfile = WKING_V1,
+    events: EventBus | None = None,
+) -> DiscoveredSpeaker:
+    """Scan until ``address`` advertises; any BLE device is accepted, W-KING or not.
+
+    Args:
+        address: The Bluetooth address (case-insensitive).
+        timeout: Seconds to scan at most (default :data:`DEFAULT_SCAN_TIMEOUT`).
+        backend: The bleak backend pair; ``None`` for the platform default.
+        profile: Used to fill in the model when the device matches.
+        events: The operation-event bus; defaults to the process-wide bus.
+
+    Returns:
+        A freshly seen speaker (``model`` is ``None`` for a foreign device).
+
+    Raises:
+        DeviceNotFound: The address did not advertise in time.
+        AdapterUnavailable: Scanning could not start.
+    """
+    timeout = DEFAULT_SCAN_TIMEOUT if timeout is None else timeout
+    async with SpeakerScanner(
+        backend=backend, profile=profile, events=events, addresses=(address,)
+    ) as scanner:
+        await scanner.wait_for(1, timeout)
+    found = scanner.speakers.get(address.upper())
+    if found is None:
+        raise DeviceNotFound(f"{address} did not advertise within {timeout:g} s", address=address)
+    return found
+
+
+async def find(
+    address: str,
+    *,
+    timeout: float | None = None,  # noqa: ASYNC109 - a scan's duration is its API
+    backend: BleBackend | None = None,
+    events: EventBus | None = None,
+) -> BLEDevice:
+    """Scan until ``address`` advertises and return a fresh ``BLEDevice`` for it.
+
+    Args:
+        address: The Bluetooth address (case-insensitive).
+        timeout: Seconds to scan at most (default :data:`DEFAULT_SCAN_TIMEOUT`).
+        backend: The bleak backend pair; ``None`` for the platform default.
+        events: The operation-event bus; defaults to the process-wide bus.
+
+    Raises:
+        DeviceNotFound: The address did not advertise in time.
+        AdapterUnavailable: Scanning could not start.
+    """
+    speaker = await find_speaker(address, timeout=timeout, backend=backend, events=events)
+    return speaker.device

@@ -1,0 +1,150 @@
+"""Reading many speakers at once, under the connection limit, one failure not stopping the rest.
+
+This module owns :func:`read_all` and its :class:`FleetResult`, used by ``wking info``, the agent
+and the benchmark. Each speaker gets its own :class:`~wking_device.ble.Speaker` session (connect,
+read info, disconnect); at most ``limit`` are connected at once. It does not scan (pass the
+results of :func:`~wking_device.ble.discover`) and does not retry beyond what each session does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from wking_device.ble._limiter import ConnectionLimiter, limiter_for
+from wking_device.ble._speaker import Speaker, SpeakerTarget
+from wking_device.config import BleSettings
+from wking_device.errors import BluetoothError
+from wking_device.protocol import WKING_V1
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable
+
+    from wking_device.ble._backend import BleBackend
+    from wking_device.ble._events import EventBus
+    from wking_device.ble._translate import RetryPolicy
+    from wking_device.models import DeviceInfo
+    from wking_device.protocol import DeviceProfile
+
+__all__ = ["FleetResult", "read_all"]
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class FleetResult:
+    """What :func:`read_all` got from each speaker.
+
+    Attributes:
+        infos: Address -> information, for the speakers that answered.
+        errors: Address -> the typed error, for those that did not.
+        peak_connections: The most connections open at once while reading.
+        duration_s: Wall time of the whole read.
+    """
+
+    infos: dict[str, DeviceInfo] = field(default_factory=dict)
+    errors: dict[str, BluetoothError] = field(default_factory=dict)
+    peak_connections: int = 0
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Whether every speaker answered."""
+        return not self.errors
+
+
+def _address_of(target: SpeakerTarget) -> str:
+    return target if isinstance(target, str) else target.address
+
+
+async def read_all(
+    speakers: Iterable[SpeakerTarget],
+    *,
+    backend: BleBackend | None = None,
+    limit: int | None = None,
+    profile: DeviceProfile = WKING_V1,
+    events: EventBus | None = None,
+    settings: BleSettings | None = None,
+    retry: RetryPolicy | None = None,
+    read: Callable[[Speaker], Awaitable[DeviceInfo]] | None = None,
+    on_result: Callable[[str, DeviceInfo | BluetoothError], None] | None = None,
+) -> FleetResult:
+    """Connect to each speaker, read its information, disconnect; concurrently, under a limit.
+
+    A speaker that fails (not found, connection failed, timed out, disconnected) is recorded in
+    :attr:`FleetResult.errors` and the others carry on. A cancellation of the caller cancels all
+    and propagates.
+
+    Args:
+        speakers: Discovery results, ``BLEDevice`` objects or addresses.
+        backend: The bleak backend pair; ``None`` for the platform default.
+        limit: Connections open at once; defaults to ``settings.max_connections``. With no
+            explicit limit the adapter's shared limiter is used, so other sessions count too.
+        profile: The vendor profile.
+        events: The operation-event bus; defaults to the process-wide bus.
+        settings: Timeouts, attempts and the default limit.
+        retry: Connection attempts and backoff for each session.
+        read: What to do with each connected speaker (default :meth:`Speaker.read_info`).
+        on_result: Called as each speaker finishes (progress display).
+
+    Returns:
+        Per-speaker results and errors.
+    """
+    settings = settings or BleSettings()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    limiter: ConnectionLimiter = (
+        ConnectionLimiter(limit)
+        if limit is not None
+        else limiter_for(backend, settings.max_connections)
+    )
+    baseline_peak = limiter.peak
+    limiter.reset_peak()
+    reader = read or (lambda speaker: speaker.read_info())
+    result = FleetResult()
+
+    async def one(target: SpeakerTarget) -> None:
+        address = _address_of(target)
+        outcome: DeviceInfo | BluetoothError
+        try:
+            async with Speaker(
+                target,
+                backend=backend,
+                profile=profile,
+                events=events,
+                settings=settings,
+                limiter=limiter,
+                retry=retry,
+            ) as speaker:
+                outcome = await reader(speaker)
+        except BluetoothError as exc:
+            _LOGGER.debug("reading %s failed: %s", address, exc)
+            outcome = exc
+            result.errors[address] = exc
+        else:
+            result.infos[address] = outcome
+        if on_result is not None:
+            try:
+                on_result(address, outcome)
+            except Exception:
+                _LOGGER.exception("read_all on_result callback raised")
+
+    targets = list(speakers)
+    seen: set[str] = set()
+    unique: list[SpeakerTarget] = []
+    for target in targets:
+        key = _address_of(target).upper()
+        if key not in seen:
+            seen.add(key)
+            unique.append(target)
+    try:
+        async with asyncio.TaskGroup() as group:
+            for target in unique:
+                group.create_task(one(target))
+    finally:
+        result.peak_connections = limiter.peak
+        limiter.peak = max(baseline_peak, limiter.peak)
+        result.duration_s = loop.time() - started
+    return result

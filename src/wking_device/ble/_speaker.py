@@ -1,0 +1,1077 @@
+"""The device session: one connected speaker, its GATT reads, vendor commands and notifications.
+
+This module owns :class:`Speaker`: connecting with bounded retries and backoff from a fresh
+``BLEDevice``, the per-adapter connection limit, reading standard Device Information and Battery
+(which work on any BLE device), the ``wking-v1`` vendor channel (the sans-IO
+:class:`~wking_device.protocol.FrameCodec` driven over GATT writes and notifications, requests and
+responses correlated by sequence number), notification delivery and re-subscription after a
+reconnect, and the translation of every bleak, bumble and asyncio error into
+:mod:`wking_device.errors`. Every operation emits an :class:`~wking_device.models.OperationEvent`.
+It does not scan on its own account beyond re-finding its own address, and it stores nothing.
+
+Why not ``bleak_retry_connector.establish_connection``? It is the field's reference and this
+module follows its classification (``_translate``) and backoff table, but:
+
+* it reports nothing per attempt, while every attempt here must emit an operation event with its
+  number and outcome (RETRY / ERROR / OK);
+* transient errors do not count against its ``max_attempts`` (up to 9 more attempts), and its
+  connect timeout (20 s) and safety timeout (60 s) are fixed, while ``ble.connect_attempts`` and
+  ``ble.connect_timeout`` must bound a connection exactly;
+* on Linux it asks BlueZ over D-Bus for already-connected devices before every connection, which
+  a simulated backend (or a machine without BlueZ) does not have.
+
+So the retry loop lives here, and a retry re-finds the device by address when the previous
+``BLEDevice`` is stale or the stack lost it (DESIGN §6: always a fresh ``BLEDevice``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+
+from bleak import BleakClient
+from bleak.backends.device import BLEDevice
+
+from wking_device.ble._discovery import DiscoveredSpeaker, find_speaker
+from wking_device.ble._events import OpTimer, get_event_bus
+from wking_device.ble._limiter import ConnectionLimiter, limiter_for
+from wking_device.ble._translate import RetryPolicy, is_caller_cancelled, is_transient, translate
+from wking_device.config import BleSettings
+from wking_device.errors import (
+    AdapterUnavailable,
+    BluetoothError,
+    BluetoothReason,
+    CommandRejected,
+    ConnectionFailed,
+    DeviceDisconnected,
+    DeviceNotFound,
+    MalformedResponse,
+    OperationTimeout,
+    ProtocolError,
+    UnsupportedOperation,
+    UsageError,
+)
+from wking_device.models import DeviceInfo, OperationKind
+from wking_device.protocol import (
+    BATTERY_LEVEL_UUID,
+    FIRMWARE_REVISION_UUID,
+    HARDWARE_REVISION_UUID,
+    MANUFACTURER_NAME_UUID,
+    MAX_MTU,
+    MIN_MTU,
+    MODEL_NUMBER_UUID,
+    NEED_DATA,
+    SERIAL_NUMBER_UUID,
+    WKING_V1,
+    Command,
+    EqPreset,
+    Event,
+    GetInfo,
+    GetState,
+    InfoResult,
+    LightMode,
+    Ping,
+    PingResult,
+    PowerOff,
+    Response,
+    Role,
+    SetEq,
+    SetLight,
+    SetVolume,
+    StateResult,
+    Status,
+    UnknownEvent,
+    model_by_code,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from types import TracebackType
+
+    from bleak.backends.characteristic import BleakGATTCharacteristic
+
+    from wking_device.ble._backend import BleBackend
+    from wking_device.ble._events import EventBus
+    from wking_device.protocol import DeviceProfile, FrameCodec
+
+__all__ = ["BatteryReading", "Speaker", "SpeakerEvent", "SpeakerTarget"]
+
+_LOGGER = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+_DEFAULTS = BleSettings()
+_DISCONNECT_TIMEOUT = 5.0
+"""Bound on a local disconnect: bumble's can hang when the peer vanished (simulator gap D)."""
+
+
+class BatteryReading:
+    """A battery level notified on the standard Battery Level characteristic (0x2A19).
+
+    Attributes:
+        level: 0-100 %.
+    """
+
+    __slots__ = ("level",)
+
+    def __init__(self, level: int) -> None:
+        self.level = level
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BatteryReading) and other.level == self.level
+
+    def __hash__(self) -> int:
+        return hash(("BatteryReading", self.level))
+
+    def __repr__(self) -> str:
+        return f"BatteryReading(level={self.level})"
+
+
+SpeakerEvent: TypeAlias = Event | UnknownEvent | BatteryReading
+"""What notification subscribers receive: a vendor event frame or a standard battery reading."""
+
+SpeakerTarget: TypeAlias = DiscoveredSpeaker | BLEDevice | str
+"""What a :class:`Speaker` can be built from: a discovery result, a bleak device or an address."""
+
+
+class _Subscription:
+    """Handle returned by :meth:`Speaker.subscribe`; call it to unsubscribe."""
+
+    __slots__ = ("_callback", "_speaker")
+
+    def __init__(self, speaker: Speaker, callback: Callable[[SpeakerEvent], None]) -> None:
+        self._speaker: Speaker | None = speaker
+        self._callback = callback
+
+    def __call__(self) -> None:
+        if self._speaker is not None:
+            with contextlib.suppress(ValueError):
+                self._speaker._listeners.remove(self._callback)
+            self._speaker = None
+
+
+class Speaker:
+    """A session with one speaker: ``async with Speaker(target, backend=...) as speaker: ...``.
+
+    Entering connects (waiting for a slot of the adapter's :class:`ConnectionLimiter`, then with
+    bounded retries); leaving disconnects and frees the slot. A lost link fails operations in
+    flight with :class:`DeviceDisconnected`; :meth:`reconnect` (or ``auto_reconnect=True``)
+    connects again and restores every notification subscription.
+
+    Args:
+        target: A :class:`DiscoveredSpeaker`, a bleak ``BLEDevice`` or an address (found by
+            scanning first).
+        backend: The bleak backend pair; ``None`` for the platform default.
+        profile: The vendor profile (GATT layout and codec).
+        events: The operation-event bus; defaults to the process-wide bus.
+        settings: Timeouts, attempts and the connection limit; defaults to ``BleSettings()``.
+        limiter: The connection limiter; defaults to the shared one for ``backend`` and
+            ``adapter`` with ``settings.max_connections`` slots.
+        retry: Attempts and backoff; defaults to ``settings.connect_attempts`` attempts.
+        connect_timeout: Seconds per connection attempt (default ``settings.connect_timeout``).
+        command_timeout: Seconds per GATT operation or vendor command (default
+            ``settings.command_timeout``).
+        scan_timeout: Seconds to look for the address when a fresh ``BLEDevice`` is needed
+            (default ``settings.scan_timeout``).
+        fresh_for: A discovery result older than this many seconds is re-found before connecting.
+        auto_reconnect: Reconnect on the next operation after the link was lost.
+        adapter: The adapter name (e.g. ``hci0``), passed to bleak's BlueZ backend.
+    """
+
+    def __init__(
+        self,
+        target: SpeakerTarget,
+        *,
+        backend: BleBackend | None = None,
+        profile: DeviceProfile = WKING_V1,
+        events: EventBus | None = None,
+        settings: BleSettings | None = None,
+        limiter: ConnectionLimiter | None = None,
+        retry: RetryPolicy | None = None,
+        connect_timeout: float | None = None,
+        command_timeout: float | None = None,
+        scan_timeout: float | None = None,
+        fresh_for: float = 30.0,
+        auto_reconnect: bool = False,
+        adapter: str | None = None,
+    ) -> None:
+        settings = settings or _DEFAULTS
+        self._backend = backend
+        self._profile = profile
+        self._bus = events if events is not None else get_event_bus()
+        self._settings = settings
+        self._limiter = limiter
+        self._retry = retry or RetryPolicy(attempts=settings.connect_attempts)
+        self._connect_timeout = connect_timeout or settings.connect_timeout
+        self._command_timeout = command_timeout or settings.command_timeout
+        self._scan_timeout = scan_timeout or settings.scan_timeout
+        self._fresh_for = fresh_for
+        self._auto_reconnect = auto_reconnect
+        self._adapter = adapter
+
+        self._discovered: DiscoveredSpeaker | None = None
+        self._device: BLEDevice | None = None
+        if isinstance(target, DiscoveredSpeaker):
+            self._discovered = target
+            self._device = target.device
+            self._address = target.address
+            self._name = target.name
+            self._model = target.model
+        elif isinstance(target, BLEDevice):
+            self._device = target
+            self._address = target.address
+            self._name = target.name
+            self._model = None
+        elif isinstance(target, str) and target:
+            self._address = target
+            self._name = None
+            self._model = None
+        else:
+            raise UsageError(f"Speaker needs a DiscoveredSpeaker, BLEDevice or address: {target!r}")
+        self._device_at = time.monotonic() if self._device is not None else 0.0
+
+        self._client: BleakClient | None = None
+        self._codec: FrameCodec | None = None
+        self._has_vendor = False
+        self._write_response = True
+        self._pending: dict[int, asyncio.Future[Response]] = {}
+        self._listeners: list[Callable[[SpeakerEvent], None]] = []
+        self._raw_subscriptions: dict[str, Callable[[bytes], None]] = {}
+        self._lost: asyncio.Future[None] | None = None
+        self._connect_lock = asyncio.Lock()
+        self._write_lock = asyncio.Lock()
+        self._holding_slot = False
+        self._closing = False
+        self._closed = False
+        self.connections = 0
+        """Successful connections made by this session (1 + reconnects)."""
+        self.malformed = 0
+        """Malformed vendor frames received (each reset the codec)."""
+
+    # --- identity -------------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        """The speaker's Bluetooth address."""
+        return self._address
+
+    @property
+    def name(self) -> str | None:
+        """The advertised name, when known."""
+        return self._name
+
+    @property
+    def model(self) -> str | None:
+        """The profile's model id, when known."""
+        return self._model
+
+    @property
+    def rssi(self) -> int | None:
+        """RSSI of the latest advertisement this session saw, when known."""
+        return self._discovered.rssi if self._discovered is not None else None
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the link is up."""
+        client = self._client
+        return client is not None and client.is_connected and not self._link_lost()
+
+    @property
+    def has_vendor_channel(self) -> bool:
+        """Whether the connected speaker offers the profile's vendor service."""
+        return self._has_vendor
+
+    @property
+    def limiter(self) -> ConnectionLimiter | None:
+        """The connection limiter in use (known once connecting started)."""
+        return self._limiter
+
+    def __repr__(self) -> str:
+        state = "connected" if self.is_connected else "disconnected"
+        return f"<Speaker {self._name or '?'} {state}>"
+
+    # --- life cycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Speaker:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.disconnect()
+
+    async def connect(self) -> None:
+        """Connect (no-op when connected), subscribe to notifications and set up the codec.
+
+        Raises:
+            ConnectionFailed: No attempt succeeded (reason tells aborted / too many
+                connections / failed).
+            DeviceNotFound: The address did not advertise.
+            AdapterUnavailable: The backend cannot connect at all.
+            DeviceDisconnected: The link dropped while setting up.
+        """
+        async with self._connect_lock:
+            if self.is_connected:
+                return
+            self._closing = False
+            self._closed = False
+            await self._acquire_slot()
+            client: BleakClient | None = None
+            try:
+                client = await self._connect_with_retries()
+                await self._set_up(client)
+            except BaseException:
+                self._closing = True
+                if client is not None:
+                    await self._abandon(client)
+                await self._teardown()
+                raise
+
+    async def reconnect(self) -> None:
+        """Drop the link if it is up, then connect again; subscriptions are restored."""
+        if self._client is not None:
+            await self.disconnect()
+        await self.connect()
+
+    async def disconnect(self) -> None:
+        """Disconnect and free the connection slot (idempotent; never raises for a lost link)."""
+        self._closing = True
+        client = self._client
+        if client is None:
+            await self._teardown()
+            return
+        timer = self._timer(OperationKind.DISCONNECT)
+        try:
+            if client.is_connected:
+                async with asyncio.timeout(_DISCONNECT_TIMEOUT):
+                    await client.disconnect()
+        except asyncio.CancelledError:
+            timer.fail(asyncio.CancelledError())
+            await self._teardown()
+            raise
+        except Exception as exc:  # noqa: BLE001 - the link is being dropped anyway
+            error = translate(exc, address=self._address, operation="disconnect")
+            _LOGGER.debug("disconnect from %s: %s", self._address, error)
+            timer.fail(error)
+        else:
+            timer.ok()
+        await self._teardown()
+        self._closed = True
+
+    async def _acquire_slot(self) -> None:
+        if self._holding_slot:
+            return
+        if self._limiter is None:
+            self._limiter = limiter_for(
+                self._backend, self._settings.max_connections, adapter=self._adapter
+            )
+        await self._limiter.acquire()
+        self._holding_slot = True
+
+    def _release_slot(self) -> None:
+        if self._holding_slot and self._limiter is not None:
+            self._holding_slot = False
+            self._limiter.release()
+
+    async def _teardown(self) -> None:
+        """Forget the connection: fail pending commands, drop the codec, free the slot."""
+        self._mark_lost(DeviceDisconnected(f"{self._address}: disconnected", address=self._address))
+        self._client = None
+        self._codec = None
+        self._release_slot()
+
+    # --- connecting -----------------------------------------------------------------------------
+
+    async def _fresh_device(self, *, force: bool) -> BLEDevice:
+        """A ``BLEDevice`` seen recently, re-found by address when stale, missing or forced."""
+        stale = time.monotonic() - self._device_at > self._fresh_for
+        if self._device is not None and not force and not stale:
+            return self._device
+        found = await find_speaker(
+            self._address,
+            timeout=self._scan_timeout,
+            backend=self._backend,
+            profile=self._profile,
+            events=self._bus,
+        )
+        self._discovered = found
+        self._device = found.device
+        self._device_at = time.monotonic()
+        self._name = found.name or self._name
+        self._model = found.model or self._model
+        return found.device
+
+    async def _connect_with_retries(self) -> BleakClient:
+        attempts = self._retry.attempts
+        last: BluetoothError | None = None
+        for attempt in range(1, attempts + 1):
+            # Re-find the device when the previous attempt suggests the stack lost it.
+            force = last is not None and last.reason in {
+                BluetoothReason.NOT_FOUND,
+                BluetoothReason.CONNECTION_ABORTED,
+            }
+            try:
+                device = await self._fresh_device(force=force)
+            except DeviceNotFound as exc:
+                last = exc
+                if attempt == attempts or self._device is None:
+                    raise
+                await asyncio.sleep(self._retry.delay(attempt, exc))
+                continue
+            timer = self._timer(OperationKind.CONNECT, attempt=attempt)
+            client = BleakClient(
+                device,
+                disconnected_callback=self._on_disconnected,
+                timeout=self._connect_timeout,
+                backend=self._backend.client if self._backend is not None else None,
+                bluez={"adapter": self._adapter} if self._adapter else {},
+            )
+            try:
+                # bleak applies the timeout itself; the outer bound covers backends that do not.
+                async with asyncio.timeout(self._connect_timeout + 1.0):
+                    await client.connect()
+            except asyncio.CancelledError as exc:
+                if is_caller_cancelled():
+                    timer.fail(exc)
+                    await self._abandon(client)
+                    raise
+                error = translate(exc, address=self._address, operation="connect", connecting=True)
+            except Exception as exc:  # noqa: BLE001 - translated; the loop decides on retry
+                error = translate(exc, address=self._address, operation="connect", connecting=True)
+            else:
+                timer.ok()
+                return client
+            await self._abandon(client)
+            last = error
+            if not is_transient(error) or attempt == attempts:
+                final = self._final_connect_error(error, attempt)
+                timer.fail(final)
+                raise final from error
+            timer.retry(error)
+            delay = self._retry.delay(attempt, error)
+            _LOGGER.debug(
+                "connect %s attempt %d/%d failed (%s); retrying in %.2f s",
+                self._address,
+                attempt,
+                attempts,
+                error.message,
+                delay,
+            )
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _final_connect_error(self, error: BluetoothError, attempts: int) -> BluetoothError:
+        if isinstance(error, AdapterUnavailable | DeviceNotFound | UnsupportedOperation):
+            return error
+        reason = error.reason
+        if reason not in {BluetoothReason.CONNECTION_ABORTED, BluetoothReason.TOO_MANY_CONNECTIONS}:
+            reason = BluetoothReason.CONNECTION_FAILED
+        plural = "attempt" if attempts == 1 else "attempts"
+        remedy = error.remedy if reason is not BluetoothReason.CONNECTION_FAILED else None
+        return ConnectionFailed(
+            f"could not connect to {self._address} after {attempts} {plural}: {error.message}",
+            address=self._address,
+            reason=reason,
+            remedy=remedy,
+        )
+
+    async def _abandon(self, client: BleakClient) -> None:
+        """Best-effort cleanup of a failed attempt, so the stack holds no pending connection."""
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            async with asyncio.timeout(_DISCONNECT_TIMEOUT):
+                await client.disconnect()
+
+    async def _set_up(self, client: BleakClient) -> None:
+        """Services, codec and subscriptions of a fresh connection."""
+        loop = asyncio.get_running_loop()
+        self._lost = loop.create_future()
+        self._client = client
+        self.connections += 1
+        timer = self._timer(OperationKind.SERVICES)
+        try:
+            services = client.services
+            vendor = services.get_service(self._profile.service_uuid)
+            command_char = services.get_characteristic(self._profile.command_uuid)
+            notify_char = services.get_characteristic(self._profile.notify_uuid)
+            battery_char = services.get_characteristic(BATTERY_LEVEL_UUID)
+            timer.detail.update(
+                services=len(services.services), characteristics=len(services.characteristics)
+            )
+        except Exception as exc:
+            error = translate(exc, address=self._address, operation="discover services")
+            timer.fail(error)
+            raise error from exc
+        timer.ok()
+        self._has_vendor = (
+            vendor is not None and command_char is not None and notify_char is not None
+        )
+        if self._has_vendor:
+            assert command_char is not None
+            self._write_response = "write" in command_char.properties
+            mtu = min(max(client.mtu_size, MIN_MTU), MAX_MTU)
+            self._codec = self._profile.new_codec(Role.CENTRAL, mtu=mtu)
+            await self._start_notify(self._profile.notify_uuid, self._on_vendor_data)
+        if battery_char is not None and "notify" in battery_char.properties:
+            await self._start_notify(BATTERY_LEVEL_UUID, self._on_battery_data)
+        for uuid, callback in list(self._raw_subscriptions.items()):
+            await self._start_notify(uuid, self._raw_handler(uuid, callback))
+
+    async def _start_notify(self, uuid: str, handler: Callable[[bytes], None]) -> None:
+        def on_notify(_char: BleakGATTCharacteristic, data: bytearray) -> None:
+            handler(bytes(data))
+
+        await self._gatt(
+            OperationKind.SUBSCRIBE,
+            uuid,
+            lambda client: client.start_notify(uuid, on_notify),
+            reconnect=False,
+        )
+
+    def _on_disconnected(self, client: BleakClient) -> None:
+        """Handle bleak's disconnected callback (also fired by a local disconnect, as on BlueZ)."""
+        if client is not self._client:
+            return
+        if self._closing:
+            return
+        _LOGGER.debug("%s: link lost", self._address)
+        error = DeviceDisconnected(f"{self._address}: the link was lost", address=self._address)
+        self._timer(OperationKind.DISCONNECT).fail(error)
+        self._mark_lost(error)
+        self._client = None
+        self._codec = None
+        self._release_slot()
+
+    def _link_lost(self) -> bool:
+        return self._lost is None or self._lost.done()
+
+    def _mark_lost(self, error: DeviceDisconnected) -> None:
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(error)
+                # Retrieved by the waiting command; mark it so an orphan does not log.
+                future.exception()
+
+    # --- the guarded operation ------------------------------------------------------------------
+
+    async def _ready(self, *, reconnect: bool = True) -> BleakClient:
+        client = self._client
+        if client is not None and not self._link_lost():
+            return client
+        if reconnect and self._auto_reconnect and not self._closed:
+            await self.connect()
+            if self._client is not None:
+                return self._client
+        raise DeviceDisconnected(
+            f"{self._address} is not connected",
+            address=self._address,
+            remedy="connect first (async with Speaker(...)), or call reconnect()",
+        )
+
+    async def _race(self, awaitable: Awaitable[_T], lost: asyncio.Future[None]) -> _T:
+        """Await ``awaitable`` unless the link is lost first (then DeviceDisconnected)."""
+        task = asyncio.ensure_future(awaitable)
+        try:
+            await asyncio.wait((task, lost), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        if task.cancelled() or (not task.done()):
+            raise DeviceDisconnected(f"{self._address}: the link was lost", address=self._address)
+        return task.result()
+
+    async def _gatt(
+        self,
+        kind: OperationKind,
+        uuid: str,
+        operation: Callable[[BleakClient], Awaitable[_T]],
+        *,
+        what: str | None = None,
+        reconnect: bool = True,
+    ) -> _T:
+        client = await self._ready(reconnect=reconnect)
+        lost = self._lost
+        assert lost is not None
+        timer = self._timer(kind, detail={"char": uuid})
+        label = what or f"{kind.value} {uuid}"
+        try:
+            async with asyncio.timeout(self._command_timeout):
+                result = await self._race(operation(client), lost)
+        except asyncio.CancelledError as exc:
+            if is_caller_cancelled():
+                timer.fail(exc)
+                raise
+            error: BluetoothError = DeviceDisconnected(
+                f"{label} on {self._address}: the link was lost", address=self._address
+            )
+            timer.fail(error)
+            raise error from exc
+        except Exception as exc:
+            error = translate(exc, address=self._address, operation=label)
+            if lost.done() and not isinstance(error, DeviceDisconnected):
+                error = DeviceDisconnected(
+                    f"{label} on {self._address}: the link was lost", address=self._address
+                )
+            timer.fail(error)
+            raise error from exc
+        timer.ok()
+        return result
+
+    # --- GATT reads and raw notifications -------------------------------------------------------
+
+    def _has_char(self, uuid: str) -> bool:
+        client = self._client
+        return client is not None and client.services.get_characteristic(uuid) is not None
+
+    async def read(self, uuid: str) -> bytes:
+        """Read a characteristic.
+
+        Args:
+            uuid: The characteristic's 128-bit UUID.
+
+        Raises:
+            UnsupportedOperation: The speaker has no such characteristic.
+            OperationTimeout: No answer within the command timeout.
+            DeviceDisconnected: The link is down or dropped during the read.
+            GattError: The speaker answered with an ATT error.
+        """
+        data = await self._gatt(
+            OperationKind.READ,
+            uuid,
+            lambda client: client.read_gatt_char(uuid),
+            what=f"read {uuid}",
+        )
+        return bytes(data)
+
+    async def write(self, uuid: str, data: bytes, *, response: bool = True) -> None:
+        """Write a characteristic (with or without response).
+
+        Raises:
+            UnsupportedOperation, OperationTimeout, DeviceDisconnected, GattError: As :meth:`read`.
+        """
+        await self._gatt(
+            OperationKind.WRITE,
+            uuid,
+            lambda client: client.write_gatt_char(uuid, data, response=response),
+            what=f"write {uuid}",
+        )
+
+    async def _read_text(self, uuid: str) -> str | None:
+        if not self._has_char(uuid):
+            return None
+        raw = await self.read(uuid)
+        return raw.decode("utf-8", errors="replace").rstrip("\x00") or None
+
+    async def read_battery(self) -> int:
+        """Read the standard Battery Level (0x2A19), 0-100 %.
+
+        Raises:
+            UnsupportedOperation: No Battery service.
+            MalformedResponse: The value is not one byte 0-100.
+        """
+        await self._ready()
+        if not self._has_char(BATTERY_LEVEL_UUID):
+            raise UnsupportedOperation(
+                f"{self._address} has no Battery service", address=self._address
+            )
+        raw = await self.read(BATTERY_LEVEL_UUID)
+        if len(raw) != 1 or raw[0] > 100:
+            raise MalformedResponse(
+                f"{self._address}: battery level {raw.hex()} is not one byte 0-100",
+                address=self._address,
+            )
+        return raw[0]
+
+    async def start_notify(self, uuid: str, callback: Callable[[bytes], None]) -> None:
+        """Subscribe to raw notifications of any characteristic; restored after a reconnect.
+
+        The profile's vendor channel and the battery level are subscribed already; use
+        :meth:`subscribe` for their decoded events.
+
+        Args:
+            uuid: The characteristic's UUID.
+            callback: Receives each notified value.
+        """
+        self._raw_subscriptions[uuid] = callback
+        await self._start_notify(uuid, self._raw_handler(uuid, callback))
+
+    async def stop_notify(self, uuid: str) -> None:
+        """Undo :meth:`start_notify`."""
+        self._raw_subscriptions.pop(uuid, None)
+        if self.is_connected:
+            await self._gatt(OperationKind.SUBSCRIBE, uuid, lambda client: client.stop_notify(uuid))
+
+    def _raw_handler(self, uuid: str, callback: Callable[[bytes], None]) -> Callable[[bytes], None]:
+        def handler(data: bytes) -> None:
+            self._timer(OperationKind.NOTIFY, detail={"char": uuid, "size": len(data)}).ok()
+            try:
+                callback(data)
+            except Exception:
+                _LOGGER.exception("notification callback for %s raised", uuid)
+
+        return handler
+
+    # --- notifications --------------------------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[SpeakerEvent], None]) -> Callable[[], None]:
+        """Receive the speaker's unsolicited events (vendor events and battery readings).
+
+        Subscriptions belong to the session: they survive reconnects.
+
+        Args:
+            callback: Called in the event loop's thread with each :data:`SpeakerEvent`.
+
+        Returns:
+            A function that unsubscribes.
+        """
+        self._listeners.append(callback)
+        return _Subscription(self, callback)
+
+    def _deliver(self, event: SpeakerEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                _LOGGER.exception("speaker event subscriber raised; skipped")
+
+    def _on_battery_data(self, data: bytes) -> None:
+        timer = self._timer(OperationKind.NOTIFY, detail={"char": BATTERY_LEVEL_UUID})
+        if len(data) != 1 or data[0] > 100:
+            self.malformed += 1
+            error = MalformedResponse(
+                f"{self._address}: battery notification {data.hex()}", address=self._address
+            )
+            timer.fail(error)
+            return
+        timer.detail["battery"] = data[0]
+        timer.ok()
+        self._deliver(BatteryReading(data[0]))
+
+    def _on_vendor_data(self, data: bytes) -> None:
+        codec = self._codec
+        if codec is None:
+            return
+        try:
+            codec.receive_data(data)
+            while (frame := codec.next_event()) is not NEED_DATA:
+                if isinstance(frame, Response):
+                    self._on_response(frame)
+                elif isinstance(frame, Event | UnknownEvent):
+                    code = frame.code
+                    self._timer(
+                        OperationKind.NOTIFY,
+                        detail={"char": self._profile.notify_uuid, "code": int(code)},
+                    ).ok()
+                    self._deliver(frame)
+        except ProtocolError as exc:
+            self._on_malformed(codec, exc)
+
+    def _on_response(self, response: Response) -> None:
+        future = self._pending.pop(response.seq, None)
+        if future is None or future.done():
+            # A late answer to a command that already timed out: correlation by seq drops it.
+            _LOGGER.debug("%s: dropped response seq=%d (no waiter)", self._address, response.seq)
+            return
+        future.set_result(response)
+
+    def _on_malformed(self, codec: FrameCodec, exc: ProtocolError) -> None:
+        """A malformed frame: reset the codec and fail the commands waiting (their answer broke)."""
+        self.malformed += 1
+        codec.reset()
+        _LOGGER.debug("%s: malformed vendor frame (%s); codec reset", self._address, exc.message)
+        error = MalformedResponse(
+            f"{self._address}: malformed response ({exc.message})", address=self._address
+        )
+        self._timer(OperationKind.NOTIFY, detail={"char": self._profile.notify_uuid}).fail(error)
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(error)
+
+    # --- vendor commands ------------------------------------------------------------------------
+
+    async def command(self, build: Callable[[int], Command]) -> Response:
+        """Send one vendor command and wait for its response (correlated by sequence number).
+
+        Args:
+            build: Makes the command from the sequence number, e.g.
+                ``lambda seq: SetVolume(seq=seq, volume=30)``.
+
+        Returns:
+            The OK response.
+
+        Raises:
+            UnsupportedOperation: The speaker has no vendor channel, or answered UNSUPPORTED.
+            CommandRejected: The speaker answered with another error status.
+            OperationTimeout: No response within the command timeout.
+            MalformedResponse: The response did not decode; the session stays usable.
+            DeviceDisconnected: The link is down or dropped while waiting.
+        """
+        client = await self._ready()
+        codec = self._codec
+        if not self._has_vendor or codec is None:
+            raise UnsupportedOperation(
+                f"{self._address} has no {self._profile.id} vendor service",
+                address=self._address,
+                remedy="standard information ('wking info') works; control needs a W-KING speaker",
+            )
+        seq = codec.next_seq()
+        frame = build(seq)
+        opcode = frame.opcode
+        timer = self._timer(
+            OperationKind.COMMAND,
+            detail={"opcode": int(opcode), "command": opcode.name, "seq": seq},
+        )
+        lost = self._lost
+        assert lost is not None
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        stale = self._pending.pop(seq, None)
+        if stale is not None and not stale.done():
+            stale.cancel()  # 256 commands later: the old one can never be answered now
+        self._pending[seq] = future
+        try:
+            response = await self._exchange(client, codec, frame, future, lost)
+            timer.detail["status"] = response.status.name
+            self._check_status(response, opcode.name)
+        except BaseException as exc:
+            if self._pending.get(seq) is future:
+                del self._pending[seq]
+            timer.fail(exc)
+            raise
+        timer.ok()
+        return response
+
+    async def _exchange(
+        self,
+        client: BleakClient,
+        codec: FrameCodec,
+        frame: Command,
+        future: asyncio.Future[Response],
+        lost: asyncio.Future[None],
+    ) -> Response:
+        """Write the command's fragments and wait for its response, translating failures."""
+        what = frame.opcode.name
+        try:
+            async with asyncio.timeout(self._command_timeout):
+                fragments = codec.send(frame)
+                async with self._write_lock:
+                    for fragment in fragments:
+                        await self._race(
+                            client.write_gatt_char(
+                                self._profile.command_uuid, fragment, response=self._write_response
+                            ),
+                            lost,
+                        )
+                return await self._race(asyncio.shield(future), lost)
+        except TimeoutError as exc:
+            raise self._timeout_error(codec, what) from exc
+        except asyncio.CancelledError as exc:
+            if is_caller_cancelled():
+                raise
+            raise DeviceDisconnected(
+                f"{what} on {self._address}: the link was lost", address=self._address
+            ) from exc
+        except BluetoothError:
+            raise
+        except ProtocolError as exc:
+            # The codec refused to encode (it is reset on every malformed frame, so this is a
+            # bug or misuse); report it as what it is for this session.
+            raise MalformedResponse(
+                f"{what} on {self._address}: {exc.message}", address=self._address
+            ) from exc
+        except Exception as exc:
+            translated = translate(exc, address=self._address, operation=what)
+            if lost.done():
+                translated = DeviceDisconnected(
+                    f"{what} on {self._address}: the link was lost", address=self._address
+                )
+            raise translated from exc
+
+    def _check_status(self, response: Response, what: str) -> None:
+        if response.status is Status.UNSUPPORTED:
+            raise UnsupportedOperation(
+                f"{self._address} does not support {what}", address=self._address
+            )
+        if response.status is not Status.OK:
+            raise CommandRejected(
+                f"{self._address} rejected {what}: {response.status.name}",
+                address=self._address,
+                status=int(response.status),
+                remedy=_REJECT_REMEDIES.get(response.status),
+            )
+
+    def _timeout_error(self, codec: FrameCodec, what: str) -> BluetoothError:
+        if codec.buffered:
+            # Part of a frame arrived and the rest never will (a truncated response): drop it so
+            # the next response starts on a clean buffer.
+            codec.reset()
+            self.malformed += 1
+            return MalformedResponse(
+                f"{what} on {self._address}: truncated response", address=self._address
+            )
+        return OperationTimeout(
+            f"{what} on {self._address}: no response within {self._command_timeout:g} s",
+            address=self._address,
+        )
+
+    async def get_info(self) -> InfoResult:
+        """Vendor GET_INFO: model code, firmware, hardware revision, serial number."""
+        response = await self.command(lambda seq: GetInfo(seq=seq))
+        assert isinstance(response.result, InfoResult)
+        return response.result
+
+    async def get_state(self) -> StateResult:
+        """Vendor GET_STATE: volume, EQ, light, power, battery, charging."""
+        response = await self.command(lambda seq: GetState(seq=seq))
+        assert isinstance(response.result, StateResult)
+        return response.result
+
+    async def set_volume(self, volume: int) -> None:
+        """Set the volume, 0-100 (``UsageError`` outside that range)."""
+        SetVolume(seq=0, volume=volume)  # validate before touching the link
+        await self.command(lambda seq: SetVolume(seq=seq, volume=volume))
+
+    async def set_eq(self, preset: EqPreset | int | str) -> None:
+        """Select an EQ preset (an :class:`EqPreset`, its value or its name, any case)."""
+        value = _enum_value(EqPreset, preset)
+        await self.command(lambda seq: SetEq(seq=seq, preset=value))
+
+    async def set_light(self, mode: LightMode | int | str) -> None:
+        """Select a light mode (a :class:`LightMode`, its value or its name, any case)."""
+        value = _enum_value(LightMode, mode)
+        await self.command(lambda seq: SetLight(seq=seq, mode=value))
+
+    async def power_off(self) -> None:
+        """Ask the speaker to power off; it answers, then drops the link."""
+        await self.command(lambda seq: PowerOff(seq=seq))
+
+    async def ping(self, data: bytes = b"") -> float:
+        """Round trip over the vendor channel.
+
+        Args:
+            data: Bytes the speaker must echo.
+
+        Returns:
+            The round-trip time in seconds.
+
+        Raises:
+            MalformedResponse: The echo differs from ``data``.
+        """
+        started = time.monotonic()
+        response = await self.command(lambda seq: Ping(seq=seq, data=data))
+        elapsed = time.monotonic() - started
+        if not isinstance(response.result, PingResult) or response.result.data != data:
+            raise MalformedResponse(
+                f"{self._address}: ping echo does not match", address=self._address
+            )
+        return elapsed
+
+    # --- information ----------------------------------------------------------------------------
+
+    async def read_info(self) -> DeviceInfo:
+        """Read what the speaker tells about itself.
+
+        Standard Device Information and Battery are read when present (any BLE device); the
+        vendor channel adds model, volume, EQ and light when the speaker has it.
+
+        Returns:
+            The validated information.
+        """
+        timer = self._timer(OperationKind.INFO)
+        try:
+            info = await self._read_info()
+        except BaseException as exc:
+            timer.fail(exc)
+            raise
+        timer.ok()
+        return info
+
+    async def _read_info(self) -> DeviceInfo:
+        await self._ready()
+        fields: dict[str, Any] = {
+            "address": self._address,
+            "name": self._name,
+            "model": self._model,
+            "rssi": self.rssi,
+            "manufacturer": await self._read_text(MANUFACTURER_NAME_UUID),
+            "model_number": await self._read_text(MODEL_NUMBER_UUID),
+            "firmware": await self._read_text(FIRMWARE_REVISION_UUID),
+            "hardware": await self._read_text(HARDWARE_REVISION_UUID),
+        }
+        if self._has_char(BATTERY_LEVEL_UUID):
+            fields["battery"] = await self.read_battery()
+        if self._has_vendor:
+            state = await self.get_state()
+            fields.update(
+                volume=state.volume,
+                eq=state.eq.name.lower(),
+                light=state.light.name.lower(),
+            )
+            if fields.get("battery") is None:
+                fields["battery"] = state.battery
+            if fields["model"] in (None, "unknown"):
+                vendor = await self.get_info()
+                model = model_by_code(vendor.model_code)
+                if model is not None:
+                    fields["model"] = self._model = model.id
+                fields["firmware"] = fields["firmware"] or vendor.firmware_version
+                fields["hardware"] = fields["hardware"] or vendor.hardware_version
+        return DeviceInfo(**fields)
+
+    async def read_serial_number(self) -> str | None:
+        """The Device Information serial number (0x2A25), when present."""
+        await self._ready()
+        return await self._read_text(SERIAL_NUMBER_UUID)
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _timer(
+        self,
+        kind: OperationKind,
+        *,
+        attempt: int = 1,
+        detail: dict[str, Any] | None = None,
+    ) -> OpTimer:
+        return OpTimer(
+            self._bus,
+            kind,
+            address=self._address,
+            name=self._name,
+            model=self._model,
+            attempt=attempt,
+            detail=detail,
+        )
+
+
+_REJECT_REMEDIES: dict[Status, str] = {
+    Status.BAD_PARAM: "check the value against 'wking control --help'",
+    Status.BUSY: "the speaker is busy; retry in a moment",
+    Status.LOW_BATTERY: "charge the speaker and retry",
+    Status.FAILED: "retry; if it persists, power-cycle the speaker",
+}
+
+
+def _enum_value(kind: type[EqPreset] | type[LightMode], value: object) -> Any:
+    """An enum member from a member, its value or its name (case-insensitive)."""
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, str):
+        key = value.strip().upper().replace("-", "_").replace(" ", "_")
+        if key in kind.__members__:
+            return kind[key]
+    if isinstance(value, int) and not isinstance(value, bool):
+        with contextlib.suppress(ValueError):
+            return kind(value)
+    names = ", ".join(m.name.lower() for m in kind)
+    raise UsageError(f"{value!r} is not a {kind.__name__}; choose one of: {names}")
