@@ -1,3 +1,74 @@
-"""sim (under construction)."""
+"""Simulated W-KING speakers on bumble, and a bleak backend over them (``wking_device.sim``).
+
+Public, documented testing support (like ``structlog.testing``): nothing in the core layers
+imports it. :class:`SimWorld` runs speakers as real BLE peripherals on bumble's emulated
+controllers on an in-process link, and ``world.backend`` gives the bleak backend classes that
+drive a bumble central on the same link, so library code runs bleak's public API unchanged.
+See docs/testing.md.
+
+bumble lives in the ``sim`` extra. Names that need it (:class:`SimWorld`, :class:`SimSpeaker`,
+the backend classes) are imported on first access and raise
+:class:`~wking_device.errors.AdapterUnavailable` naming the extra when it is missing; fault
+plans, specs and :func:`require_bumble` work without it.
+"""
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from wking_device.sim._compat import (
+    BUMBLE_VERSION,
+    INSTALL_HINT,
+    bumble_available,
+    require_bumble,
+)
+from wking_device.sim._faults import FaultPlan
+from wking_device.sim._spec import SpeakerSpec, speaker_address
+from wking_device.sim._vendor import SpeakerState
+
+if TYPE_CHECKING:
+    from wking_device.sim._client import SimClient
+    from wking_device.sim._scanner import SimDeviceDetails, SimScanner
+    from wking_device.sim._speaker import SimSpeaker
+    from wking_device.sim._world import ADAPTER_ADDRESS, SimWorld
+
+__all__ = [
+    "ADAPTER_ADDRESS",
+    "BUMBLE_VERSION",
+    "INSTALL_HINT",
+    "FaultPlan",
+    "SimClient",
+    "SimDeviceDetails",
+    "SimScanner",
+    "SimSpeaker",
+    "SimWorld",
+    "SpeakerSpec",
+    "SpeakerState",
+    "bumble_available",
+    "require_bumble",
+    "speaker_address",
+]
+
+_LAZY = {
+    "ADAPTER_ADDRESS": "wking_device.sim._world",
+    "SimWorld": "wking_device.sim._world",
+    "SimSpeaker": "wking_device.sim._speaker",
+    "SimClient": "wking_device.sim._client",
+    "SimScanner": "wking_device.sim._scanner",
+    "SimDeviceDetails": "wking_device.sim._scanner",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    require_bumble()
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

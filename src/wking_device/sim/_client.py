@@ -1,0 +1,427 @@
+"""The bleak client backend over the simulated world's adapter (a bumble central).
+
+This module owns :class:`SimClient` (a ``BaseBleakClient``): connect through the world's adapter
+(one connect at a time, as a controller allows), MTU exchange and service discovery into bleak's
+GATT objects, reads, writes, notifications, and the translation of bumble's exceptions into what
+bleak's BlueZ backend raises, so that code above (and bleak-retry-connector) sees the same errors
+as on a real adapter. It also holds the GATT-client workarounds for bumble 0.0.236:
+
+- E: link loss during a request surfaces in bumble as ``asyncio.CancelledError``; it becomes a
+  bleak error here, while a real cancellation of the caller (``Task.cancelling()``) propagates.
+- F: after a caller abandoned a request (its own timeout), bumble would take the late response
+  for the next request. Requests are serialised per connection and the next one waits until the
+  abandoned one's response has arrived (and is discarded), as BlueZ does.
+
+It does not match W-KING speakers or decode vendor frames (the BLE layer does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from bleak.backends.characteristic import BleakGATTCharacteristic
+from bleak.backends.client import BaseBleakClient
+from bleak.backends.descriptor import BleakGATTDescriptor
+from bleak.backends.device import BLEDevice
+from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
+from bleak.exc import BleakDBusError, BleakDeviceNotFoundError, BleakError, BleakGATTProtocolError
+from bumble import att, core, hci
+from bumble.gatt import Characteristic
+
+from wking_device.sim._scanner import SimDeviceDetails
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from bleak.backends.client import NotifyCallback
+    from bumble.device import Connection, Peer
+    from bumble.gatt_client import CharacteristicProxy, Client
+
+    from wking_device.sim._world import SimWorld
+
+__all__ = ["ABORT_ERROR", "NOT_CONNECTED_ERROR", "SimClient", "bleak_uuid"]
+
+_LOGGER = logging.getLogger(__name__)
+
+#: What BlueZ reports for a connection attempt the controller aborted (bleak-retry-connector
+#: classifies it as transient and retries with backoff).
+ABORT_ERROR = ("org.bluez.Error.Failed", ["le-connection-abort-by-local"])
+#: What BlueZ reports for a GATT operation on a link that is gone.
+NOT_CONNECTED_ERROR = ("org.bluez.Error.Failed", ["Not connected"])
+_ABORT_STATUSES = frozenset(
+    {
+        hci.HCI_ErrorCode.CONNECTION_FAILED_TO_BE_ESTABLISHED_ERROR,
+        hci.HCI_ErrorCode.CONNECTION_TERMINATED_BY_LOCAL_HOST_ERROR,
+    }
+)
+_REQUEST_MTU = 517
+_ATT_TIMEOUT = 30.0
+_DISCONNECT_TIMEOUT = 5.0
+# BlueZ handles the GAP (0x1800) and GATT (0x1801) services itself and does not export them.
+_HIDDEN_SERVICES = frozenset(
+    {"00001800-0000-1000-8000-00805f9b34fb", "00001801-0000-1000-8000-00805f9b34fb"}
+)
+_PROPERTY_NAMES = (
+    (Characteristic.Properties.BROADCAST, "broadcast"),
+    (Characteristic.Properties.READ, "read"),
+    (Characteristic.Properties.WRITE_WITHOUT_RESPONSE, "write-without-response"),
+    (Characteristic.Properties.WRITE, "write"),
+    (Characteristic.Properties.NOTIFY, "notify"),
+    (Characteristic.Properties.INDICATE, "indicate"),
+    (Characteristic.Properties.AUTHENTICATED_SIGNED_WRITES, "authenticated-signed-writes"),
+    (Characteristic.Properties.EXTENDED_PROPERTIES, "extended-properties"),
+)
+
+
+def bleak_uuid(value: core.UUID) -> str:
+    """A bumble UUID as bleak writes it: 128-bit, lower case, with dashes."""
+    return str(uuid.UUID(bytes=bytes(value.to_bytes(force_128=True))[::-1]))
+
+
+def _not_connected() -> BleakDBusError:
+    return BleakDBusError(NOT_CONNECTED_ERROR[0], list(NOT_CONNECTED_ERROR[1]))
+
+
+def _really_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+class _RequestGuard:
+    """Serialises ATT requests on one connection and absorbs late responses (gap F)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._lock = asyncio.Lock()
+        self._late: asyncio.Future[None] | None = None
+        self._send_request = client.send_request
+        self._on_gatt_pdu = client.on_gatt_pdu
+        # Instance attributes shadow the methods: bumble calls them through the instance.
+        client.send_request = self.send_request  # type: ignore[method-assign]
+        client.on_gatt_pdu = self.on_gatt_pdu  # type: ignore[method-assign,assignment]
+
+    async def send_request(self, request: att.ATT_PDU) -> Any:
+        async with self._lock:
+            if self._late is not None:
+                # Wait for the answer to the request a caller gave up on; it must not be taken
+                # for this request's answer.
+                try:
+                    await asyncio.wait_for(asyncio.shield(self._late), _ATT_TIMEOUT)
+                except TimeoutError as exc:
+                    raise core.TimeoutError(
+                        "ATT response to an abandoned request never came"
+                    ) from exc
+                finally:
+                    self._late = None
+            try:
+                return await self._send_request(request)
+            except asyncio.CancelledError:
+                if _really_cancelled():
+                    self._late = asyncio.get_running_loop().create_future()
+                raise
+
+    def on_gatt_pdu(self, pdu: att.ATT_PDU) -> None:
+        late = self._late
+        if (
+            late is not None
+            and self._client.pending_request is None
+            and pdu.op_code in att.ATT_RESPONSES
+        ):
+            if not late.done():
+                late.set_result(None)
+            return
+        self._on_gatt_pdu(pdu)
+
+    def link_lost(self) -> None:
+        if self._late is not None and not self._late.done():
+            self._late.set_result(None)
+
+
+class SimClient(BaseBleakClient):
+    """bleak client backend for a :class:`~wking_device.sim.SimWorld` (use ``world.backend``).
+
+    Behaviour follows bleak's BlueZ backend where backends differ: the disconnected callback also
+    fires after a local :meth:`disconnect`; ``stop_notify`` on a characteristic that is not
+    notifying does nothing; errors carry BlueZ's strings.
+    """
+
+    _world: ClassVar[SimWorld]
+
+    def __init__(
+        self,
+        address_or_ble_device: BLEDevice | str,
+        *,
+        disconnected_callback: Callable[[], None] | None = None,
+        timeout: float = 10.0,
+        services: set[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            address_or_ble_device, disconnected_callback=disconnected_callback, timeout=timeout
+        )
+        del kwargs  # bluez=, winrt=, pair=, _is_retry_client= ... mean nothing here
+        self._name: str | None = None
+        self._details: SimDeviceDetails | None = None
+        if isinstance(address_or_ble_device, BLEDevice):
+            self._name = address_or_ble_device.name
+            if isinstance(address_or_ble_device.details, SimDeviceDetails):
+                self._details = address_or_ble_device.details
+        self._wanted_services = set(services) if services else None
+        self._connection: Connection | None = None
+        self._peer: Peer | None = None
+        self._guard: _RequestGuard | None = None
+        self._mtu = att.ATT_DEFAULT_MTU
+        self._notifying: dict[int, Callable[[bytes], None]] = {}
+
+    # --- properties -------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The advertised name, or the address with dashes (as BlueZ does)."""
+        return self._name or self.address.replace(":", "-")
+
+    @property
+    def mtu_size(self) -> int:
+        """The negotiated ATT MTU."""
+        return self._mtu
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the link is up."""
+        return self._connection is not None
+
+    # --- connection -------------------------------------------------------------------------
+
+    def _peer_address(self) -> hci.Address:
+        world = self._world
+        if self._details is not None:
+            if self._details.world_id != id(world):
+                raise BleakError(f"{self.address} was discovered in another simulated world")
+            return self._details.address
+        speaker = world.speaker_or_none(self.address)
+        if speaker is None:
+            raise BleakDeviceNotFoundError(
+                self.address, f"Device with address {self.address} was not found."
+            )
+        return speaker.bumble_address
+
+    async def connect(self, pair: bool = False, **kwargs: Any) -> None:
+        """Connect, exchange the MTU and discover services.
+
+        Raises:
+            TimeoutError: The speaker did not connect within the timeout (not connectable, out of
+                range, or busy), as bleak's BlueZ backend raises.
+            BleakDBusError: The attempt was aborted (``le-connection-abort-by-local``).
+            BleakDeviceNotFoundError: No speaker with this address exists in the world.
+        """
+        del pair
+        if self.is_connected:
+            return
+        timeout = float(kwargs.get("timeout", self._timeout))
+        adapter = self._world.running_adapter()
+        peer_address = self._peer_address()
+        try:
+            async with asyncio.timeout(timeout):
+                async with adapter.connect_lock:
+                    connection = await self._create_connection(adapter, peer_address)
+                self._attach(connection)
+                await self._discover()
+        except BaseException:
+            adapter.controller.cancel_pending_connection()
+            if self._connection is not None:
+                await self._drop_quietly()
+            raise
+
+    async def _create_connection(self, adapter: Any, peer_address: hci.Address) -> Connection:
+        try:
+            connection: Connection = await adapter.device.connect(peer_address, timeout=None)
+        except core.ConnectionError as exc:
+            if exc.error_code in _ABORT_STATUSES:
+                raise BleakDBusError(ABORT_ERROR[0], list(ABORT_ERROR[1])) from exc
+            if exc.error_code == hci.HCI_ErrorCode.UNKNOWN_CONNECTION_IDENTIFIER_ERROR:
+                raise TimeoutError(f"connecting to {self.address} was cancelled") from exc
+            raise BleakError(f"failed to connect to {self.address}: {exc}") from exc
+        return connection
+
+    def _attach(self, connection: Connection) -> None:
+        from bumble.device import Peer  # noqa: PLC0415 - bumble is imported with the world
+
+        self._connection = connection
+        self._peer = Peer(connection)
+        self._guard = _RequestGuard(connection.gatt_client)
+        connection.on("disconnection", self._on_disconnection)
+
+    async def _discover(self) -> None:
+        peer = self._peer
+        assert peer is not None
+        try:
+            self._mtu = await peer.request_mtu(_REQUEST_MTU)
+            if self._wanted_services:
+                from bumble.core import UUID  # noqa: PLC0415
+
+                await peer.discover_services([UUID(u) for u in self._wanted_services])
+            else:
+                await peer.discover_services()
+            for service in peer.services:
+                await service.discover_characteristics()
+                for characteristic in service.characteristics:
+                    await characteristic.discover_descriptors()
+        except asyncio.CancelledError:
+            if _really_cancelled():
+                raise
+            raise _not_connected() from None
+        except (core.BaseBumbleError, att.ATT_Error) as exc:
+            raise BleakError(f"service discovery on {self.address} failed: {exc}") from exc
+        if self._connection is None:
+            raise _not_connected()
+        self.services = self._build_services(peer)
+
+    def _build_services(self, peer: Peer) -> BleakGATTServiceCollection:
+        collection = BleakGATTServiceCollection()
+        for service in peer.services:
+            service_uuid = bleak_uuid(service.uuid)
+            if service_uuid in _HIDDEN_SERVICES:
+                continue
+            bleak_service = BleakGATTService(service, service.handle, service_uuid)
+            collection.add_service(bleak_service)
+            for characteristic in service.characteristics:
+                flags = int(characteristic.properties)
+                props = [name for flag, name in _PROPERTY_NAMES if flags & flag]
+                bleak_char = BleakGATTCharacteristic(
+                    characteristic,
+                    characteristic.handle,
+                    bleak_uuid(characteristic.uuid),
+                    props,  # type: ignore[arg-type]
+                    lambda: self._mtu - 3,
+                    bleak_service,
+                )
+                collection.add_characteristic(bleak_char)
+                for descriptor in characteristic.descriptors:
+                    collection.add_descriptor(
+                        BleakGATTDescriptor(
+                            descriptor, descriptor.handle, bleak_uuid(descriptor.type), bleak_char
+                        )
+                    )
+        return collection
+
+    def _on_disconnection(self, reason: int) -> None:
+        _LOGGER.debug("%s: disconnected (reason 0x%02X)", self.address, reason)
+        self._connection = None
+        self._peer = None
+        if self._guard is not None:
+            self._guard.link_lost()
+            self._guard = None
+        self._notifying.clear()
+        callback = self._disconnected_callback
+        if callback is not None:
+            try:
+                callback()
+            except Exception:
+                _LOGGER.exception("disconnected callback failed")
+
+    async def _drop_quietly(self) -> None:
+        connection = self._connection
+        if connection is None:
+            return
+        try:
+            await asyncio.wait_for(connection.disconnect(), _DISCONNECT_TIMEOUT)
+        except (TimeoutError, core.BaseBumbleError, hci.HCI_Error):
+            _LOGGER.debug("%s: disconnect did not complete", self.address)
+        finally:
+            if self._connection is connection:
+                self._on_disconnection(hci.HCI_ErrorCode.CONNECTION_TERMINATED_BY_LOCAL_HOST_ERROR)
+
+    async def disconnect(self) -> None:
+        """Disconnect; the disconnected callback fires (as with BlueZ). A no-op when idle."""
+        await self._drop_quietly()
+
+    async def pair(self, *args: Any, **kwargs: Any) -> None:
+        """Simulated speakers need no pairing; accepted and ignored."""
+        del args, kwargs
+
+    async def unpair(self) -> None:
+        """Simulated speakers need no pairing; accepted and ignored."""
+
+    # --- I/O --------------------------------------------------------------------------------
+
+    async def _gatt(self, operation: Callable[[], Awaitable[Any]]) -> Any:
+        if self._connection is None:
+            raise _not_connected()
+        try:
+            return await operation()
+        except asyncio.CancelledError:
+            if _really_cancelled():
+                raise
+            # gap E: bumble cancels the pending request when the link drops
+            raise _not_connected() from None
+        except att.ATT_Error as exc:
+            raise BleakGATTProtocolError(exc.error_code) from exc
+        except core.TimeoutError as exc:
+            raise TimeoutError(f"{self.address}: ATT request timed out") from exc
+        except (core.BaseBumbleError, hci.HCI_Error) as exc:
+            if self._connection is None:
+                raise _not_connected() from exc
+            raise BleakError(f"{self.address}: {exc}") from exc
+
+    async def read_gatt_char(
+        self, characteristic: BleakGATTCharacteristic, *, use_cached: bool = False, **kwargs: Any
+    ) -> bytearray:
+        """Read a characteristic value (``use_cached`` is ignored: always read)."""
+        del use_cached, kwargs
+        proxy = characteristic.obj
+        return bytearray(await self._gatt(proxy.read_value))
+
+    async def read_gatt_descriptor(
+        self, descriptor: BleakGATTDescriptor, *, use_cached: bool = False, **kwargs: Any
+    ) -> bytearray:
+        """Read a descriptor value."""
+        del use_cached, kwargs
+        proxy = descriptor.obj
+        return bytearray(await self._gatt(proxy.read_value))
+
+    async def write_gatt_char(
+        self, characteristic: BleakGATTCharacteristic, data: Any, response: bool
+    ) -> None:
+        """Write a characteristic value, with or without response."""
+        proxy = characteristic.obj
+        value = bytes(data)
+        await self._gatt(lambda: proxy.write_value(value, with_response=response))
+
+    async def write_gatt_descriptor(self, descriptor: BleakGATTDescriptor, data: Any) -> None:
+        """Write a descriptor value."""
+        proxy = descriptor.obj
+        value = bytes(data)
+        await self._gatt(lambda: proxy.write_value(value, with_response=True))
+
+    async def start_notify(
+        self, characteristic: BleakGATTCharacteristic, callback: NotifyCallback, **kwargs: Any
+    ) -> None:
+        """Subscribe to notifications (a second call replaces the callback)."""
+        del kwargs
+        proxy: CharacteristicProxy[bytes] = characteristic.obj
+        handle = characteristic.handle
+        peer = self._peer
+        if peer is None:
+            raise _not_connected()
+        previous = self._notifying.pop(handle, None)
+        if previous is not None:
+            peer.gatt_client.notification_subscribers.get(handle, set()).discard(previous)
+
+        def on_value(value: bytes) -> None:
+            callback(bytearray(value))
+
+        await self._gatt(lambda: peer.gatt_client.subscribe(proxy, on_value))
+        self._notifying[handle] = on_value
+
+    async def stop_notify(self, characteristic: BleakGATTCharacteristic) -> None:
+        """Unsubscribe; a no-op for a characteristic that is not notifying (as with BlueZ)."""
+        handle = characteristic.handle
+        subscriber = self._notifying.pop(handle, None)
+        peer = self._peer
+        if subscriber is None or peer is None:
+            return
+        proxy: CharacteristicProxy[bytes] = characteristic.obj
+        await self._gatt(lambda: peer.gatt_client.unsubscribe(proxy, subscriber))

@@ -1,0 +1,48 @@
+"""Whether the simulator can run here: bumble (the ``sim`` extra) and its pinned version.
+
+This module owns the check and the error message only; it imports bumble lazily and never at
+import time, so the CLI and the pytest plugin can call it where the extra is missing.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+
+from wking_device.errors import AdapterUnavailable
+
+__all__ = ["BUMBLE_VERSION", "INSTALL_HINT", "bumble_available", "require_bumble"]
+
+#: The bumble version the simulator's workarounds are written and tested against.
+BUMBLE_VERSION = "0.0.236"
+#: What to run when the extra is missing.
+INSTALL_HINT = 'pip install "wking-device[sim]"'
+
+
+def bumble_available() -> bool:
+    """Whether bumble is importable (without importing it)."""
+    return importlib.util.find_spec("bumble") is not None
+
+
+def require_bumble() -> None:
+    """Raise a clear error when the simulator cannot run because bumble is missing.
+
+    A different bumble version is allowed (a warning is not raised; the gap tests in
+    tests/sim/ catch behaviour changes), but the pinned one is what is supported.
+
+    Raises:
+        AdapterUnavailable: bumble is not installed; the remedy names the ``sim`` extra.
+    """
+    if not bumble_available():
+        raise AdapterUnavailable(
+            "the simulator needs the 'bumble' package, which is not installed",
+            remedy=f"install the simulator extra: {INSTALL_HINT}",
+        )
+
+
+def installed_bumble_version() -> str | None:
+    """The installed bumble version, or ``None`` when it is missing."""
+    try:
+        return importlib.metadata.version("bumble")
+    except importlib.metadata.PackageNotFoundError:
+        return None
