@@ -444,14 +444,18 @@ def _read_doc(path: Path) -> dict[str, Any] | None:
 
 
 def _backend_for(
-    level: str, directory: Path, store_id: str, environ: Mapping[str, str] | None
+    level: str,
+    directory: Path,
+    store_id: str,
+    environ: Mapping[str, str] | None,
+    key_file: Path | None = None,
 ) -> KekBackend:
     if level == "systemd-credential":
         return SystemdCredentialBackend(directory / _SEALED, environ=environ)
     if level == "keyring":
         return KeyringBackend(f"kek-{store_id}")
     if level == "key-file":
-        return KeyFileBackend(directory / _KEY_FILE)
+        return KeyFileBackend(key_file or directory / _KEY_FILE)
     raise KeyStoreError(f"unknown key store level {level!r}")
 
 
@@ -473,7 +477,8 @@ def open_key_store(
         create: Create a key store when there is none (pass ``False`` when data already exists
             that a new key could not open).
         backend: Keep the KEK in this place instead of the ladder (e.g. a
-            :class:`KeyFileBackend` outside the data directory: an external key location).
+            :class:`KeyFileBackend` outside the data directory: an external key location,
+            whose path is remembered so later opens without ``backend`` find it).
         environ: The environment (``CREDENTIALS_DIRECTORY``); defaults to ``os.environ``.
 
     Returns:
@@ -490,7 +495,8 @@ def open_key_store(
         if not create:
             raise KeyMissing(f"no key store in {directory}")
         return _create(directory, backend, environ)
-    chosen = backend or _backend_for(doc["level"], directory, doc["store_id"], environ)
+    external = Path(doc["key_file"]) if doc.get("key_file") else None
+    chosen = backend or _backend_for(doc["level"], directory, doc["store_id"], environ, external)
     if chosen.level != doc["level"] and backend is None:
         raise KeyMissing(f"the key store was created with level {doc['level']!r}")
     if not chosen.available():
@@ -549,6 +555,9 @@ def _create(
         "pending": None,
         "destroyed": [],
     }
+    if isinstance(backend, KeyFileBackend) and backend.path != directory / _KEY_FILE:
+        # an external key location: remembered (the path only), so every opener finds it
+        doc["key_file"] = str(backend.path.resolve())
     store = KeyStore(directory, backend, doc, kek)
     store._write(doc)
     _LOGGER.info("created a key store (level %s)", backend.level)

@@ -467,7 +467,7 @@ class RecordStore:
 
     def _call(self, item: _Call) -> None:
         try:
-            result: Any = item.fn()
+            result: Any = self._with_repair(item.fn)
             exc: BaseException | None = None
         except sqlite3.Error as error:
             self._rollback()
@@ -482,6 +482,24 @@ class RecordStore:
             return
         assert item.loop is not None
         self._post(item.loop, [(item.future, result, exc)])
+
+    def _with_repair(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn``, repairing a damaged index once.
+
+        A flipped bit in an indexed column makes the table and its index disagree; SQLite then
+        reports corruption when the row is touched. The indexes are rebuilt from the table and
+        ``fn`` is retried, so the damaged row can be quarantined.
+        """
+        try:
+            return fn()
+        except sqlite3.DatabaseError as exc:
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+            if code != sqlite3.SQLITE_CORRUPT or self.readonly:
+                raise
+            self._rollback()
+            _LOGGER.warning("the record database has a damaged index; rebuilding it")
+            self._conn.execute("REINDEX")
+            return fn()
 
     def _rollback(self) -> None:
         if self._conn.in_transaction:
