@@ -29,7 +29,9 @@ from wking_device.protocol import (
     AdvertisementFlags,
     DeviceProfile,
     FrameCodec,
+    ModelInfo,
     Role,
+    WkingV1Profile,
     build_advertising_data,
     build_manufacturer_data,
     build_scan_response,
@@ -204,3 +206,18 @@ def test_parse_advertising_data_gives_fields_or_a_typed_error(raw: bytes) -> Non
         UNKNOWN_MODEL,
         *MODELS,
     }
+
+
+def test_a_second_profile_plugs_in_with_its_own_identifiers_and_models() -> None:
+    oem_model = ModelInfo(id="oem-1", name="ACME Boom", code=0x01, battery_mah=900, output_w=5)
+    oem = WkingV1Profile(
+        id="wking-v1-oem",
+        service_uuid="0000aaaa-1111-2222-3333-444455556666",
+        name_prefix="ACME",
+        models={oem_model.id: oem_model},
+    )
+    assert isinstance(oem, DeviceProfile)
+    assert oem.match("ACME Boom 7", [], {}) == "oem-1"
+    assert oem.match(None, [], {COMPANY_ID_TESTING: b"WK\x01\x00"}) == "oem-1"
+    assert oem.match("W-KING X10", [], {}) is None  # not this profile's device
+    assert WKING_V1.match("ACME Boom", [], {}) is None

@@ -146,8 +146,6 @@ _MODEL_LIST: Final = (
 #: Known models by id.
 MODELS: Final[Mapping[str, ModelInfo]] = MappingProxyType({m.id: m for m in _MODEL_LIST})
 _BY_CODE: Final[Mapping[int, ModelInfo]] = MappingProxyType({m.code: m for m in _MODEL_LIST})
-# Longest name first, so "W-KING T9 Pro" wins over a shorter name it starts with.
-_BY_NAME: Final = tuple(sorted(_MODEL_LIST, key=lambda m: len(m.name), reverse=True))
 
 
 def model_by_code(code: int) -> ModelInfo | None:
@@ -155,12 +153,20 @@ def model_by_code(code: int) -> ModelInfo | None:
     return _BY_CODE.get(code)
 
 
-def model_from_name(name: str | None) -> ModelInfo | None:
-    """The model whose display name the advertised ``name`` starts with (case-insensitive)."""
+def model_from_name(
+    name: str | None, models: Iterable[ModelInfo] = _MODEL_LIST
+) -> ModelInfo | None:
+    """The model whose display name the advertised ``name`` starts with (case-insensitive).
+
+    Args:
+        name: The advertised name.
+        models: Candidates (default: :data:`MODELS`); the longest matching name wins, so
+            ``"W-KING T9 Pro"`` beats a shorter name it starts with.
+    """
     if not isinstance(name, str):
         return None
     folded = name.casefold()
-    for model in _BY_NAME:
+    for model in sorted(models, key=lambda m: len(m.name), reverse=True):
         if folded.startswith(model.name.casefold()):
             return model
     return None
@@ -461,12 +467,13 @@ class WkingV1Profile:
         if not (mfr_match or name_match or uuid_match):
             return None
         if payload is not None and mfr_match and len(payload) == _MANUFACTURER_SIZE:
-            model = model_by_code(payload[2])
-            if model is not None and model.id in self.models:
-                return model.id
-        model = model_from_name(name) if name_match else None
-        if model is not None and model.id in self.models:
-            return model.id
+            for model in self.models.values():
+                if model.code == payload[2]:
+                    return model.id
+        if name_match:
+            named = model_from_name(name, self.models.values())
+            if named is not None:
+                return named.id
         return UNKNOWN_MODEL
 
     def new_codec(self, role: Role, *, mtu: int = DEFAULT_MTU) -> FrameCodec:
