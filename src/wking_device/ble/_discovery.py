@@ -25,7 +25,12 @@ from wking_device.ble._events import OpTimer, get_event_bus
 from wking_device.ble._translate import translate
 from wking_device.errors import AdapterUnavailable, DeviceNotFound, ProtocolError
 from wking_device.models import OperationKind
-from wking_device.protocol import WKING_V1
+from wking_device.protocol import (
+    MANUFACTURER_MAGIC,
+    WKING_V1,
+    WkingV1Profile,
+    parse_manufacturer_data,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Collection
@@ -95,10 +100,29 @@ def _address_type(device: BLEDevice) -> str | None:
             value = props.get("AddressType")
             return str(value) if value is not None else None
         return None
-    is_public = getattr(details, "is_public", None)
-    if isinstance(is_public, bool):
-        return "public" if is_public else "random"
+    # bumble's Address (directly, or wrapped as the simulator's details.address)
+    for candidate in (details, getattr(details, "address", None)):
+        is_public = getattr(candidate, "is_public", None)
+        if isinstance(is_public, bool):
+            return "public" if is_public else "random"
     return None
+
+
+def _check_strictly(profile: DeviceProfile, adv: AdvertisementData) -> None:
+    """Raise AdvertisementError for a W-KING advertisement whose vendor data is malformed.
+
+    ``DeviceProfile.match`` is lenient by contract (it never raises, it just cannot tell the
+    model); discovery wants malformed advertisements skipped and counted, so it checks the
+    manufacturer data strictly. A profile may offer ``check_advertisement(adv)`` to do the same.
+    """
+    checker = getattr(profile, "check_advertisement", None)
+    if callable(checker):
+        checker(adv)
+        return
+    if isinstance(profile, WkingV1Profile):
+        payload = adv.manufacturer_data.get(profile.company_id)
+        if payload is not None and payload[:2] == MANUFACTURER_MAGIC:
+            parse_manufacturer_data(payload)
 
 
 class SpeakerScanner:
@@ -250,6 +274,7 @@ class SpeakerScanner:
         if wanted is not None and address not in wanted:
             return
         try:
+            _check_strictly(self._profile, adv)
             model = self._profile.match(
                 adv.local_name or device.name, adv.service_uuids, adv.manufacturer_data
             )
