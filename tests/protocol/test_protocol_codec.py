@@ -13,12 +13,14 @@ from wking_device.protocol import (
     CodecState,
     FrameCodec,
     GetState,
+    InfoResult,
     Opcode,
     Ping,
     PingResult,
     Response,
     Role,
     SetVolume,
+    StateResult,
     crc16,
     decode_frame,
     encode_frame,
@@ -209,7 +211,7 @@ def test_malformed_response_payloads_are_frame_errors() -> None:
         (framed(2, 0x02, b"\x00\x01\x02"), "state result"),
         (framed(2, 0x10, b"\x00\x01"), "has a body"),
         (framed(2, 0x01, b"\x00\x02\x05abc"), "runs past"),
-        (framed(2, 0x01, b"\x00\x02\x01\xff\x00\x00"), "malformed response"),
+        (framed(2, 0x01, b"\x00\x02\x01\xff\x00\x00"), "malformed info result.*utf-8"),
         (framed(3, 0x81, b"\x65\x00\x00"), "volume"),
         (framed(3, 0x82, b"\x10\x02"), "charging flag"),
         (framed(3, 0x83, b"\x09\x00"), "malformed event"),
@@ -217,3 +219,21 @@ def test_malformed_response_payloads_are_frame_errors() -> None:
     for wire, match in cases:
         with pytest.raises(FrameError, match=match):
             FrameCodec(Role.CENTRAL).receive(wire)
+
+
+def test_result_parsers_raise_only_frame_errors() -> None:
+    for body in (b"", b"\x01\x01\xff\x00\x00", b"\x01\x01\x07\x00\x00", b"\x01\x00\x00\x00\x00"):
+        with pytest.raises(FrameError):
+            InfoResult.from_bytes(body)
+    for body in (b"", b"\x65\x00\x00\x01\x00\x00", b"\x00\x09\x00\x01\x00\x00"):
+        with pytest.raises(FrameError):
+            StateResult.from_bytes(body)
+    with pytest.raises(FrameError):
+        PingResult.from_bytes(bytes(MAX_PING_DATA + 1))
+
+
+def test_codec_argument_misuse_is_typed() -> None:
+    with pytest.raises(UsageError, match="role"):
+        FrameCodec("speaker")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="bytes"):
+        FrameCodec(Role.CENTRAL).receive_data("a5")  # type: ignore[arg-type]

@@ -100,7 +100,12 @@ class FrameCodec:
         mtu: int = DEFAULT_MTU,
         max_buffer: int = DEFAULT_MAX_BUFFER,
     ) -> None:
-        self._role = Role(role)
+        try:
+            self._role = Role(role)
+        except ValueError:
+            raise UsageError(
+                f"role must be Role.CENTRAL or Role.PERIPHERAL, got {role!r}"
+            ) from None
         self._mtu = _check_mtu(mtu)
         if isinstance(max_buffer, bool) or not isinstance(max_buffer, int):
             raise UsageError(f"max_buffer must be an int, got {max_buffer!r}")
@@ -176,8 +181,11 @@ class FrameCodec:
         Raises:
             CodecStateError: The codec is in the ERROR state.
             FrameError: More than ``max_buffer`` bytes would be held; drain with next_event().
+            UsageError: ``data`` is not bytes-like.
         """
         self._advance(Op.RECEIVE_DATA)
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise UsageError(f"receive_data() takes bytes, got {type(data).__name__}")
         if len(self._buffer) + len(data) > self._max_buffer:
             self._fail_with(
                 FrameError(

@@ -25,13 +25,17 @@ cannot be said in this protocol. The same problem found in bytes from the air ra
 from __future__ import annotations
 
 import binascii
+import contextlib
 import enum
 import logging
 import struct
 from dataclasses import dataclass
-from typing import ClassVar, Final, TypeAlias
+from typing import TYPE_CHECKING, ClassVar, Final, TypeAlias
 
 from wking_device.errors import ChecksumError, FrameError, UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = [
     "FRAME_OVERHEAD",
@@ -277,6 +281,19 @@ def _decode_text(payload: bytes, offset: int, name: str) -> tuple[str, int]:
     return payload[offset + 1 : end].decode("utf-8"), end
 
 
+@contextlib.contextmanager
+def _as_frame_error(what: str) -> Iterator[None]:
+    """Turn a construction error, bad enum value or bad UTF-8 met while decoding into FrameError."""
+    try:
+        yield
+    except FrameError:
+        raise
+    except (UsageError, ValueError) as exc:
+        # UsageError: a field out of range; ValueError: an unknown enum value or bad UTF-8.
+        detail = exc.message if isinstance(exc, UsageError) else str(exc)
+        raise FrameError(f"malformed {what}: {detail}") from exc
+
+
 def _expect_len(payload: bytes, size: int, what: str) -> None:
     if len(payload) != size:
         raise FrameError(f"{what} payload must be {size} bytes, got {len(payload)}")
@@ -323,6 +340,11 @@ class InfoResult:
         Raises:
             FrameError: The body is malformed.
         """
+        with _as_frame_error("info result"):
+            return cls._from_bytes(body)
+
+    @classmethod
+    def _from_bytes(cls, body: bytes) -> InfoResult:
         if not body:
             raise FrameError("info result is empty")
         firmware, offset = _decode_text(body, 1, "firmware_version")
@@ -382,6 +404,11 @@ class StateResult:
         Raises:
             FrameError: The body is malformed.
         """
+        with _as_frame_error("state result"):
+            return cls._from_bytes(body)
+
+    @classmethod
+    def _from_bytes(cls, body: bytes) -> StateResult:
         _expect_len(body, cls._STRUCT.size, "state result")
         volume, eq, light, power, battery, charging = cls._STRUCT.unpack(body)
         if charging > 1:
@@ -415,8 +442,13 @@ class PingResult:
 
     @classmethod
     def from_bytes(cls, body: bytes) -> PingResult:
-        """Decode a response body."""
-        return cls(data=body)
+        """Decode a response body.
+
+        Raises:
+            FrameError: The body is longer than :data:`MAX_PING_DATA`.
+        """
+        with _as_frame_error("ping result"):
+            return cls(data=body)
 
 
 Result: TypeAlias = InfoResult | StateResult | PingResult
@@ -953,19 +985,13 @@ def decode_body(ftype: FrameType, seq: int, code: int, payload: bytes) -> Frame:
             return MalformedCommand(
                 seq=seq, opcode=command_cls.opcode, payload=payload, reason=reason
             )
-    try:
+    with _as_frame_error(f"{ftype.name.lower()} 0x{code:02x}"):
         if ftype is FrameType.RESPONSE:
             return Response._from_payload(seq, code, payload)
         event_cls = _EVENTS.get(code)
         if event_cls is None:
             return UnknownEvent(seq=seq, code=code, payload=payload)
         return event_cls._from_payload(seq, payload)
-    except FrameError:
-        raise
-    except (UsageError, ValueError) as exc:
-        # UsageError: a field out of range; ValueError: an unknown enum value or bad UTF-8.
-        detail = exc.message if isinstance(exc, UsageError) else str(exc)
-        raise FrameError(f"malformed {ftype.name.lower()} 0x{code:02x}: {detail}") from exc
 
 
 def check_crc(frame_bytes: bytes) -> None:
