@@ -73,6 +73,8 @@ from wking_device.protocol import (
     GetState,
     InfoResult,
     LightMode,
+    MalformedCommand,
+    Opcode,
     Ping,
     PingResult,
     PowerOff,
@@ -84,6 +86,7 @@ from wking_device.protocol import (
     StateResult,
     Status,
     UnknownEvent,
+    UnsupportedCommand,
     model_by_code,
 )
 
@@ -132,6 +135,9 @@ class BatteryReading:
 
 SpeakerEvent: TypeAlias = Event | UnknownEvent | BatteryReading
 """What notification subscribers receive: a vendor event frame or a standard battery reading."""
+
+CommandFrame: TypeAlias = Command | MalformedCommand | UnsupportedCommand
+"""Frames :meth:`Speaker.command` sends (the last two only to test a speaker's answers)."""
 
 SpeakerTarget: TypeAlias = DiscoveredSpeaker | BLEDevice | str
 """What a :class:`Speaker` can be built from: a discovery result, a bleak device or an address."""
@@ -214,23 +220,10 @@ class Speaker:
 
         self._discovered: DiscoveredSpeaker | None = None
         self._device: BLEDevice | None = None
-        if isinstance(target, DiscoveredSpeaker):
-            self._discovered = target
-            self._device = target.device
-            self._address = target.address
-            self._name = target.name
-            self._model = target.model
-        elif isinstance(target, BLEDevice):
-            self._device = target
-            self._address = target.address
-            self._name = target.name
-            self._model = None
-        elif isinstance(target, str) and target:
-            self._address = target
-            self._name = None
-            self._model = None
-        else:
-            raise UsageError(f"Speaker needs a DiscoveredSpeaker, BLEDevice or address: {target!r}")
+        self._address: str
+        self._name: str | None = None
+        self._model: str | None = None
+        self._set_target(target)
         self._device_at = time.monotonic() if self._device is not None else 0.0
 
         self._client: BleakClient | None = None
@@ -240,6 +233,8 @@ class Speaker:
         self._pending: dict[int, asyncio.Future[Response]] = {}
         self._listeners: list[Callable[[SpeakerEvent], None]] = []
         self._raw_subscriptions: dict[str, Callable[[bytes], None]] = {}
+        self._notifying: set[str] = set()
+        self._battery_notify = False
         self._lost: asyncio.Future[None] | None = None
         self._connect_lock = asyncio.Lock()
         self._write_lock = asyncio.Lock()
@@ -250,6 +245,22 @@ class Speaker:
         """Successful connections made by this session (1 + reconnects)."""
         self.malformed = 0
         """Malformed vendor frames received (each reset the codec)."""
+
+    def _set_target(self, target: SpeakerTarget) -> None:
+        if isinstance(target, DiscoveredSpeaker):
+            self._discovered = target
+            self._device = target.device
+            self._address = target.address
+            self._name = target.name
+            self._model = target.model
+        elif isinstance(target, BLEDevice):
+            self._device = target
+            self._address = target.address
+            self._name = target.name
+        elif isinstance(target, str) and target:
+            self._address = target
+        else:
+            raise UsageError(f"Speaker needs a DiscoveredSpeaker, BLEDevice or address: {target!r}")
 
     # --- identity -------------------------------------------------------------------------------
 
@@ -512,20 +523,31 @@ class Speaker:
         self._has_vendor = (
             vendor is not None and command_char is not None and notify_char is not None
         )
+        self._notifying = set()
+        self._battery_notify = battery_char is not None and "notify" in battery_char.properties
         if self._has_vendor:
             assert command_char is not None
             self._write_response = "write" in command_char.properties
             mtu = min(max(client.mtu_size, MIN_MTU), MAX_MTU)
             self._codec = self._profile.new_codec(Role.CENTRAL, mtu=mtu)
-            await self._start_notify(self._profile.notify_uuid, self._on_vendor_data)
-        if battery_char is not None and "notify" in battery_char.properties:
-            await self._start_notify(BATTERY_LEVEL_UUID, self._on_battery_data)
-        for uuid, callback in list(self._raw_subscriptions.items()):
-            await self._start_notify(uuid, self._raw_handler(uuid, callback))
+            await self._start_notify(self._profile.notify_uuid)
+        if self._battery_notify:
+            await self._start_notify(BATTERY_LEVEL_UUID)
+        # Re-subscription after a reconnect (DESIGN §6): the session's raw subscriptions too.
+        for uuid in list(self._raw_subscriptions):
+            await self._start_notify(uuid)
 
-    async def _start_notify(self, uuid: str, handler: Callable[[bytes], None]) -> None:
+    async def _start_notify(self, uuid: str) -> None:
+        """One bleak subscription per characteristic, dispatching to every interested handler.
+
+        bleak keeps one callback per characteristic, so the vendor channel, the battery reading
+        and a caller's raw subscription to the same characteristic share one subscription.
+        """
+        if uuid in self._notifying:
+            return
+
         def on_notify(_char: BleakGATTCharacteristic, data: bytearray) -> None:
-            handler(bytes(data))
+            self._on_notify(uuid, bytes(data))
 
         await self._gatt(
             OperationKind.SUBSCRIBE,
@@ -533,6 +555,20 @@ class Speaker:
             lambda client: client.start_notify(uuid, on_notify),
             reconnect=False,
         )
+        self._notifying.add(uuid)
+
+    def _on_notify(self, uuid: str, data: bytes) -> None:
+        if uuid == self._profile.notify_uuid and self._has_vendor:
+            self._on_vendor_data(data)
+        elif uuid == BATTERY_LEVEL_UUID and self._battery_notify:
+            self._on_battery_data(data)
+        callback = self._raw_subscriptions.get(uuid)
+        if callback is not None:
+            self._timer(OperationKind.NOTIFY, detail={"char": uuid, "size": len(data)}).ok()
+            try:
+                callback(data)
+            except Exception:
+                _LOGGER.exception("notification callback for %s raised", uuid)
 
     def _on_disconnected(self, client: BleakClient) -> None:
         """Handle bleak's disconnected callback (also fired by a local disconnect, as on BlueZ)."""
@@ -704,23 +740,16 @@ class Speaker:
             callback: Receives each notified value.
         """
         self._raw_subscriptions[uuid] = callback
-        await self._start_notify(uuid, self._raw_handler(uuid, callback))
+        if self._client is not None and not self._link_lost():
+            await self._start_notify(uuid)
 
     async def stop_notify(self, uuid: str) -> None:
-        """Undo :meth:`start_notify`."""
+        """Undo :meth:`start_notify` (the session's own subscriptions stay)."""
         self._raw_subscriptions.pop(uuid, None)
-        if self.is_connected:
+        internal = {BATTERY_LEVEL_UUID, self._profile.notify_uuid}
+        if uuid in self._notifying and uuid not in internal and self.is_connected:
+            self._notifying.discard(uuid)
             await self._gatt(OperationKind.SUBSCRIBE, uuid, lambda client: client.stop_notify(uuid))
-
-    def _raw_handler(self, uuid: str, callback: Callable[[bytes], None]) -> Callable[[bytes], None]:
-        def handler(data: bytes) -> None:
-            self._timer(OperationKind.NOTIFY, detail={"char": uuid, "size": len(data)}).ok()
-            try:
-                callback(data)
-            except Exception:
-                _LOGGER.exception("notification callback for %s raised", uuid)
-
-        return handler
 
     # --- notifications --------------------------------------------------------------------------
 
@@ -801,7 +830,7 @@ class Speaker:
 
     # --- vendor commands ------------------------------------------------------------------------
 
-    async def command(self, build: Callable[[int], Command]) -> Response:
+    async def command(self, build: Callable[[int], CommandFrame]) -> Response:
         """Send one vendor command and wait for its response (correlated by sequence number).
 
         Args:
@@ -828,10 +857,11 @@ class Speaker:
             )
         seq = codec.next_seq()
         frame = build(seq)
-        opcode = frame.opcode
+        opcode = int(frame.opcode)
+        what = _opcode_name(opcode)
         timer = self._timer(
             OperationKind.COMMAND,
-            detail={"opcode": int(opcode), "command": opcode.name, "seq": seq},
+            detail={"opcode": opcode, "command": what, "seq": seq},
         )
         lost = self._lost
         assert lost is not None
@@ -843,7 +873,7 @@ class Speaker:
         try:
             response = await self._exchange(client, codec, frame, future, lost)
             timer.detail["status"] = response.status.name
-            self._check_status(response, opcode.name)
+            self._check_status(response, what)
         except BaseException as exc:
             if self._pending.get(seq) is future:
                 del self._pending[seq]
@@ -856,12 +886,12 @@ class Speaker:
         self,
         client: BleakClient,
         codec: FrameCodec,
-        frame: Command,
+        frame: CommandFrame,
         future: asyncio.Future[Response],
         lost: asyncio.Future[None],
     ) -> Response:
         """Write the command's fragments and wait for its response, translating failures."""
-        what = frame.opcode.name
+        what = _opcode_name(int(frame.opcode))
         try:
             async with asyncio.timeout(self._command_timeout):
                 fragments = codec.send(frame)
@@ -1060,6 +1090,13 @@ _REJECT_REMEDIES: dict[Status, str] = {
     Status.LOW_BATTERY: "charge the speaker and retry",
     Status.FAILED: "retry; if it persists, power-cycle the speaker",
 }
+
+
+def _opcode_name(opcode: int) -> str:
+    try:
+        return Opcode(opcode).name
+    except ValueError:
+        return f"0x{opcode:02x}"
 
 
 def _enum_value(kind: type[EqPreset] | type[LightMode], value: object) -> Any:
