@@ -38,7 +38,10 @@ def fixture_make_gate(ledger_file: Path) -> Callable[..., ConsentGate]:
 
 def _upgrade(gate: ConsentGate, *significant: str, version: str = "9.0") -> None:
     doc = PolicyDocument(
-        version=version, date=date(2030, 1, 1), text=f"v{version}", significant=frozenset(significant)
+        version=version,
+        date=date(2030, 1, 1),
+        text=f"v{version}",
+        significant=frozenset(significant),
     )
     gate.apply_policies(gate.policies.with_document(doc))
 
@@ -194,7 +197,9 @@ def test_significant_policy_change_suspends_until_regranted(
     assert not macs.valid  # its prerequisite is suspended
     assert diag.valid
     assert seen == [
-        Revocation(categories=frozenset({"operation_logs", "mac_addresses"}), reason="policy_change")
+        Revocation(
+            categories=frozenset({"operation_logs", "mac_addresses"}), reason="policy_change"
+        )
     ]
     assert gate.state("operation_logs").state == "suspended"
     assert gate.state("mac_addresses").reason == "prerequisite"

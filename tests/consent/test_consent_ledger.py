@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import stat
 import subprocess
 import sys
@@ -39,7 +40,7 @@ def test_appends_chain_and_verify(ledger_file: Path) -> None:
     entries = Ledger(ledger_file, KEY).load()
     assert [e.seq for e in entries] == [0, 1, 2, 3]
     assert entries[0].prev == GENESIS
-    assert all(b.prev == a.hash for a, b in zip(entries, entries[1:], strict=False))
+    assert all(b.prev == a.hash for a, b in itertools.pairwise(entries))
     assert entries == ledger.entries
     assert len({e.id for e in entries}) == 4
     assert entries[0].time.endswith("Z")
