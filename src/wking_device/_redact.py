@@ -1,0 +1,162 @@
+"""Log redaction: MAC addresses and key material never reach log output.
+
+This module owns the patterns and the :class:`logging.Filter` that rewrite a log record before
+any handler formats it: the message with its arguments (``str(exception)`` included), the
+formatted traceback, the stack, and string-valued extras. :func:`install_redaction` (called by the
+CLI and the agent) puts it in two places: a log-record factory, so every record of the
+``wking_device`` loggers is redacted when it is created, at every level; and the handlers of the
+root and package loggers, so records of other libraries (bleak and bumble log addresses at DEBUG)
+are redacted before output too. It does not configure levels or handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["RedactingFilter", "install_redaction", "redact", "redact_record"]
+
+MAC_MARK: Final = "[MAC]"
+KEY_MARK: Final = "[KEY]"
+
+_HEX = "[0-9A-Fa-f]"
+# 6 pairs with one consistent separator (":", "-", or "_" as in BlueZ object paths),
+# or 3 dotted quads, or 12 bare hex digits
+_MAC_RE: Final = re.compile(
+    rf"(?<![0-9A-Za-z])(?:{_HEX}{{2}}([:_-])(?:{_HEX}{{2}}\1){{4}}{_HEX}{{2}}"
+    rf"|{_HEX}{{4}}\.{_HEX}{{4}}\.{_HEX}{{4}}"
+    rf"|{_HEX}{{12}})(?![0-9A-Za-z])"
+)
+# key-sized hex (>= 40 digits: 20 bytes; record ids are 32 digits and stay readable)
+_HEX_KEY_RE: Final = re.compile(rf"(?<![0-9A-Za-z]){_HEX}{{40,}}(?![0-9A-Za-z])")
+# base64 / base64url of >= 30 bytes with mixed case and digits (not paths: few slashes)
+_B64_KEY_RE: Final = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{40,}={0,2}")
+# repr() of bytes of 16 characters or more
+_BYTES_RE: Final = re.compile(r"""b'(?:[^'\\]|\\.){16,}'|b"(?:[^"\\]|\\.){16,}\"""")
+
+_STANDARD_ATTRS: Final = frozenset(
+    logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys() | {"message", "asctime"}
+)
+
+
+def _b64_key(match: re.Match[str]) -> str:
+    token = match.group(0)
+    if (
+        token.count("/") <= 3
+        and any(c.isdigit() for c in token)
+        and any(c.isupper() for c in token)
+        and any(c.islower() for c in token)
+    ):
+        return KEY_MARK
+    return token
+
+
+def redact(text: str) -> str:
+    """Replace MAC addresses and key material in a text.
+
+    Args:
+        text: Any text (a log message, a traceback).
+
+    Returns:
+        The text with MAC addresses as ``[MAC]`` and keys as ``[KEY]``.
+    """
+    text = _BYTES_RE.sub(KEY_MARK, text)
+    text = _HEX_KEY_RE.sub(KEY_MARK, text)
+    text = _B64_KEY_RE.sub(_b64_key, text)
+    return _MAC_RE.sub(MAC_MARK, text)
+
+
+def redact_record(record: logging.LogRecord) -> None:
+    """Redact a log record in place (idempotent).
+
+    String extras (``extra={...}``) are redacted on every call: they are attached after the
+    record factory ran, so the handler filter is what catches them.
+
+    The message is formatted with its arguments first (so ``str(exception)`` arguments are
+    covered), then the arguments are dropped; a traceback is formatted and redacted into
+    ``exc_text`` and ``exc_info`` cleared, so no handler can render the raw exception.
+    """
+    # extras are set after the record factory ran: always look at them (redact is idempotent)
+    for name, value in list(record.__dict__.items()):
+        if name not in _STANDARD_ATTRS and isinstance(value, str):
+            setattr(record, name, redact(value))
+    if getattr(record, "_wking_redacted", False):
+        return
+    try:
+        message = record.getMessage()
+    except Exception:  # noqa: BLE001 - a bad format string must not leak the raw arguments
+        message = f"{record.msg!s} (unformattable log arguments dropped)"
+    record.msg = redact(message)
+    record.args = None
+    if record.exc_info and record.exc_info[0] is not None:
+        record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        record.exc_info = None
+    elif record.exc_text:
+        record.exc_text = redact(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
+    record._wking_redacted = True
+
+
+class RedactingFilter(logging.Filter):
+    """A filter that redacts every record it sees and lets it through."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record; always keep it."""
+        redact_record(record)
+        return True
+
+
+_INSTALL_LOCK = threading.Lock()
+_FILTER = RedactingFilter()
+
+
+def install_redaction(*, everything: bool = False) -> Callable[[], None]:
+    """Redact MAC addresses and key material from log output, at every level.
+
+    Safe to call more than once. Call it after the logging handlers are configured (the CLI
+    calls it right after ``logging.basicConfig``); handlers added later still get records of
+    ``wking_device`` redacted (by the record factory), but not other libraries' records.
+
+    Args:
+        everything: Redact records of every logger at creation, not only ``wking_device``'s
+            (for processes that are ours: the CLI and the agent).
+
+    Returns:
+        A function that removes what this call installed (for tests).
+    """
+    with _INSTALL_LOCK:
+        previous = logging.getLogRecordFactory()
+
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = previous(*args, **kwargs)
+            if (
+                everything
+                or record.name == "wking_device"
+                or record.name.startswith("wking_device.")
+            ):
+                redact_record(record)
+            return record
+
+        logging.setLogRecordFactory(factory)
+        handlers = [
+            *logging.getLogger().handlers,
+            *logging.getLogger("wking_device").handlers,
+        ]
+        added = [handler for handler in handlers if _FILTER not in handler.filters]
+        for handler in added:
+            handler.addFilter(_FILTER)
+
+    def uninstall() -> None:
+        with _INSTALL_LOCK:
+            if logging.getLogRecordFactory() is factory:
+                logging.setLogRecordFactory(previous)
+            for handler in added:
+                handler.removeFilter(_FILTER)
+
+    return uninstall

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import io
+import logging
+from typing import TYPE_CHECKING
+
+import pytest
+
+from wking_device._redact import RedactingFilter, install_redaction, redact
+from wking_device.collect._install import open_installation_gate
+from wking_device.config import load_settings, resolve_paths
+from wking_device.models import Record
+from wking_device.store import open_store
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+MAC = "C4:7F:51:9A:2B:E3"
+KEY_HEX = "9f" * 32
+
+
+def _forms(mac: str) -> list[str]:
+    digits = mac.replace(":", "")
+    out = []
+    for d in (digits.upper(), digits.lower()):
+        pairs = [d[i : i + 2] for i in range(0, 12, 2)]
+        out += [":".join(pairs), "-".join(pairs), "_".join(pairs), "".join(pairs)]
+        out.append(".".join([d[0:4], d[4:8], d[8:12]]))
+    return out
+
+
+@pytest.mark.parametrize("form", _forms(MAC))
+def test_every_mac_notation_is_redacted(form: str) -> None:
+    assert redact(f"connect to {form} failed") == "connect to [MAC] failed"
+
+
+def test_key_material_is_redacted_and_ids_are_kept() -> None:
+    record_id = "01a224e434117f9a9e9437ca9fcd46f7"
+    text = redact(f"id {record_id} key {KEY_HEX} raw {bytes(range(20))!r}")
+    assert record_id in text
+    assert KEY_HEX not in text
+    assert "\\x01" not in text
+    assert text.count("[KEY]") == 2
+    b64 = "q83vASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4k="
+    assert redact(f"kek {b64}") == "kek [KEY]"
+    path = "/work/main/src/wking_device/store/_store_with_a_long_name.py"
+    assert redact(path) == path
+
+
+@pytest.fixture(name="output")
+def fixture_output() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s %(peer)s"))
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    uninstall = install_redaction()
+    yield stream
+    uninstall()
+    root.removeHandler(handler)
+    root.setLevel(old_level)
+
+
+def _fail() -> None:
+    raise ValueError(f"no answer from {MAC.replace(':', '-')}")
+
+
+def test_package_records_are_redacted_at_every_level(output: io.StringIO) -> None:
+    logger = logging.getLogger("wking_device.ble.test")
+    extra = {"peer": MAC.lower()}
+    for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL):
+        logger.log(level, "speaker %s key %s", MAC, KEY_HEX, extra=extra)
+    try:
+        _fail()
+    except ValueError as exc:
+        logger.exception("failed: %s", str(exc), extra=extra)  # noqa: TRY401 - the case under test
+        logger.debug("args: %r", exc.args, extra=extra, stack_info=True)
+    text = output.getvalue()
+    assert text.count("[MAC]") >= 10
+    assert "ValueError" in text  # the traceback is kept, redacted
+    for form in _forms(MAC):
+        assert form not in text
+    assert KEY_HEX not in text
+
+
+def test_other_libraries_are_redacted_by_the_handler_filter(output: io.StringIO) -> None:
+    logging.getLogger("bleak.backends.bluezdbus").debug(
+        "/org/bluez/hci0/dev_%s", MAC.replace(":", "_"), extra={"peer": "-"}
+    )
+    assert "[MAC]" in output.getvalue()
+    assert MAC.replace(":", "_") not in output.getvalue()
+
+
+def test_filter_is_idempotent() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "a %s", (MAC,), None)
+    assert RedactingFilter().filter(record)
+    assert RedactingFilter().filter(record)
+    assert record.getMessage() == "a [MAC]"
+
+
+async def test_store_logs_carry_no_macs_or_keys(
+    home: Path, output: io.StringIO, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    paths = resolve_paths(home)
+    settings = load_settings(paths)
+    gate = open_installation_gate(paths, settings)
+    gate.grant(["operation_logs"])
+    permit = gate.permit(["operation_logs"])
+    store = open_store(paths, settings)
+    try:
+        record = Record(
+            category="operation_logs",
+            consent_id=permit.consent_ids["operation_logs"],
+            policy_version=permit.policy_version,
+            body={"address": MAC},
+        )
+        await store.append([record], permit)
+        await store.purge("operation_logs")
+    finally:
+        await store.aclose()
+    logging.getLogger("wking_device.test").info("done with %s", MAC, extra={"peer": "-"})
+    text = output.getvalue() + caplog.text
+    assert "purged" in text
+    for form in _forms(MAC):
+        assert form not in text
