@@ -312,9 +312,9 @@ class SimController(Controller):
         """
         if self._pending is None:
             return False
-        peer = self._pending.peer_address
+        # No event: the host stopped listening, and a late failure event would be taken as
+        # the answer to the host's next connection attempt.
         self.pending_le_connection = None
-        self._report_connection_failure(peer, _CANCELLED)
         return True
 
     def _report_connection_failure(self, peer: hci.Address, status: int) -> None:
