@@ -1,0 +1,215 @@
+"""Every fault of the simulator's FaultPlan gives the typed error or the retry it should."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import pytest
+
+from wking_device.ble import RetryPolicy, Speaker
+from wking_device.errors import (
+    BluetoothReason,
+    ConnectionFailed,
+    DeviceDisconnected,
+    MalformedResponse,
+    OperationTimeout,
+    ProtocolError,
+)
+from wking_device.models import OperationKind, Outcome
+from wking_device.sim import FaultPlan, SimWorld, SpeakerSpec
+
+if TYPE_CHECKING:
+    from tests.ble.conftest import Recorder
+
+    from wking_device.config import BleSettings
+
+
+def _world(**faults: object) -> SimWorld:
+    spec = SpeakerSpec.for_index(1, adv_interval_ms=20, faults=FaultPlan(**faults))
+    return SimWorld([spec])
+
+
+async def test_not_connectable_fails_after_bounded_attempts(
+    recorder: Recorder, fast_settings: BleSettings, fast_retry: RetryPolicy
+) -> None:
+    settings = fast_settings.model_copy(update={"connect_timeout": 0.25})
+    async with _world(connectable=False) as world:
+        speaker = Speaker(
+            world.speakers[0].address,
+            backend=world.backend,
+            events=recorder.bus,
+            settings=settings,
+            retry=fast_retry,
+        )
+        with pytest.raises(ConnectionFailed) as caught:
+            await speaker.connect()
+        assert speaker.limiter is not None
+        assert speaker.limiter.active == 0
+    assert "after 3 attempts" in str(caught.value)
+    assert caught.value.reason is BluetoothReason.CONNECTION_FAILED
+    connects = recorder.of(OperationKind.CONNECT)
+    assert [(e.attempt, e.outcome) for e in connects] == [
+        (1, Outcome.RETRY),
+        (2, Outcome.RETRY),
+        (3, Outcome.ERROR),
+    ]
+    assert connects[0].error == "timeout"
+    assert connects[-1].error_type == "ConnectionFailed"
+
+
+@pytest.mark.parametrize("aborted", [frozenset({1}), frozenset({1, 2})])
+async def test_aborted_attempts_are_retried_and_succeed(
+    recorder: Recorder,
+    fast_settings: BleSettings,
+    fast_retry: RetryPolicy,
+    aborted: frozenset[int],
+) -> None:
+    async with (
+        _world(abort_connect_attempts=aborted) as world,
+        Speaker(
+            world.speakers[0].address,
+            backend=world.backend,
+            events=recorder.bus,
+            settings=fast_settings,
+            retry=fast_retry,
+        ) as speaker,
+    ):
+        assert (await speaker.get_state()).volume == world.speakers[0].state.volume
+    connects = recorder.of(OperationKind.CONNECT)
+    expected = [(k, Outcome.RETRY, "connection_aborted") for k in sorted(aborted)]
+    expected.append((len(aborted) + 1, Outcome.OK, None))
+    assert [(e.attempt, e.outcome, e.error) for e in connects] == expected
+
+
+async def test_aborted_on_every_attempt_says_so(
+    fast_settings: BleSettings, fast_retry: RetryPolicy
+) -> None:
+    async with _world(abort_connect_attempts=frozenset(range(1, 10))) as world:
+        with pytest.raises(ConnectionFailed) as caught:
+            await Speaker(
+                world.speakers[0].address,
+                backend=world.backend,
+                settings=fast_settings,
+                retry=fast_retry,
+            ).connect()
+        assert world.speakers[0].connect_attempts == 3
+    assert caught.value.reason is BluetoothReason.CONNECTION_ABORTED
+    assert "closer" in (caught.value.remedy or "")
+
+
+async def test_out_of_range_while_connected_fails_the_operation_in_flight(
+    recorder: Recorder, fast_settings: BleSettings
+) -> None:
+    settings = fast_settings.model_copy(update={"command_timeout": 3.0})
+    async with (
+        _world(response_delay_s=2.0) as world,
+        Speaker(
+            world.speakers[0].address, backend=world.backend, events=recorder.bus, settings=settings
+        ) as speaker,
+    ):
+        sim = world.speakers[0]
+        task = asyncio.create_task(speaker.get_state())
+        await asyncio.sleep(0.1)
+        started = asyncio.get_running_loop().time()
+        sim.faults.in_range = False
+        with pytest.raises(DeviceDisconnected):
+            await task
+        # raised by the link loss, not by the 3 s command timeout
+        assert asyncio.get_running_loop().time() - started < 1.0
+        assert not speaker.is_connected
+        assert speaker.limiter is not None
+        assert speaker.limiter.active == 0  # the slot is free while the link is down
+    (command,) = recorder.of(OperationKind.COMMAND)
+    assert command.outcome is Outcome.ERROR
+    assert command.error == "disconnected"
+
+
+async def test_disconnect_after_n_operations(fast_settings: BleSettings) -> None:
+    async with (
+        _world(disconnect_after_ops=3) as world,
+        Speaker(world.speakers[0].address, backend=world.backend, settings=fast_settings) as sp,
+    ):
+        for volume in (10, 11, 12):
+            await sp.set_volume(volume)
+        with pytest.raises(DeviceDisconnected):
+            await sp.set_volume(13)
+        assert world.speakers[0].state.volume == 12
+
+
+async def test_slow_response_times_out(recorder: Recorder, fast_settings: BleSettings) -> None:
+    async with (
+        _world() as world,
+        Speaker(
+            world.speakers[0].address,
+            backend=world.backend,
+            events=recorder.bus,
+            settings=fast_settings,
+        ) as speaker,
+    ):
+        world.speakers[0].faults.response_delay_s = 0.6
+        with pytest.raises(OperationTimeout) as caught:
+            await speaker.get_state()
+        assert caught.value.address == world.speakers[0].address
+        # the late answer is dropped by sequence number, the next command gets its own
+        world.speakers[0].faults.response_delay_s = 0.0
+        await asyncio.sleep(0.7)
+        assert await speaker.ping(b"after") < 1
+    timed_out = [e for e in recorder.of(OperationKind.COMMAND) if e.outcome is Outcome.TIMEOUT]
+    assert len(timed_out) == 1
+    assert timed_out[0].error == "timeout"
+
+
+async def test_dropped_response_times_out_and_the_session_recovers(
+    fast_settings: BleSettings,
+) -> None:
+    async with (
+        _world() as world,
+        Speaker(world.speakers[0].address, backend=world.backend, settings=fast_settings) as sp,
+    ):
+        world.speakers[0].faults.drop_responses = 1.0
+        with pytest.raises(OperationTimeout):
+            await sp.set_volume(40)
+        world.speakers[0].faults.drop_responses = 0.0
+        await sp.set_volume(41)
+        assert world.speakers[0].state.volume == 41
+
+
+@pytest.mark.parametrize("kind", ["bad_crc", "truncated"])
+async def test_malformed_response_is_typed_and_the_session_recovers(
+    recorder: Recorder, fast_settings: BleSettings, kind: str
+) -> None:
+    async with (
+        _world(malformed_responses=1.0, malformed_kind=kind) as world,
+        Speaker(
+            world.speakers[0].address,
+            backend=world.backend,
+            events=recorder.bus,
+            settings=fast_settings,
+        ) as speaker,
+    ):
+        with pytest.raises(MalformedResponse) as caught:
+            await speaker.get_state()
+        assert isinstance(caught.value, ProtocolError)  # both a BluetoothError and a ProtocolError
+        assert caught.value.reason is BluetoothReason.MALFORMED_RESPONSE
+        assert speaker.malformed == 1
+        world.speakers[0].faults.malformed_responses = 0.0
+        state = await speaker.get_state()
+        assert state.volume == world.speakers[0].state.volume
+        assert speaker.is_connected
+    failed = [e for e in recorder.of(OperationKind.COMMAND) if e.outcome is Outcome.ERROR]
+    assert [e.error for e in failed] == ["malformed_response"]
+
+
+async def test_dropped_notifications_do_not_break_commands(fast_settings: BleSettings) -> None:
+    async with (
+        _world(drop_notifications=1.0) as world,
+        Speaker(world.speakers[0].address, backend=world.backend, settings=fast_settings) as sp,
+    ):
+        events: list[object] = []
+        sp.subscribe(events.append)
+        await sp.set_volume(90)
+        await world.speakers[0].set_battery(12)
+        await asyncio.sleep(0.05)
+        assert events == []
+        assert (await sp.get_state()).volume == 90
