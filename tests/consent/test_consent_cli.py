@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -11,7 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from wking_device.cli import cli
+from wking_device.collect import OperationLogCollector, open_installation_gate
+from wking_device.config import load_settings, resolve_paths
+from wking_device.models import OperationEvent, OperationKind, Outcome
 from wking_device.policy import CATEGORY_IDS
+from wking_device.store import open_store
 
 
 @pytest.fixture(name="run")
@@ -215,3 +220,22 @@ def test_policy_commands(run) -> None:
     assert "+Version 1.1" in diff.stdout
     assert run("policy", "diff", "1.0", "7.0").exit_code == 2
     assert run("policy", "show", "--version", "x").exit_code == 2
+
+
+async def _store_records(count: int) -> None:
+    paths = resolve_paths()
+    settings = load_settings(paths)
+    gate = open_installation_gate(paths, settings)
+    async with open_store(paths, settings) as store:
+        collector = OperationLogCollector(gate, store, adapter_mac="")
+        for _ in range(count):
+            collector.on_event(OperationEvent(kind=OperationKind.SCAN, outcome=Outcome.OK))
+        assert await collector.flush() == count
+
+
+def test_withdraw_destroys_stored_records(run) -> None:
+    run("consent", "grant", "--yes", "operation_logs")
+    asyncio.run(_store_records(5))
+    result = run("--json", "consent", "withdraw", "--yes", "operation_logs")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["purged"] == 5

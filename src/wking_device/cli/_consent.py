@@ -227,15 +227,49 @@ def consent_withdraw(
         )
     entry = gate.withdraw(chosen, method="cli-yes" if yes else "cli-prompt")
     withdrawn = list(entry.categories) if entry is not None else []
-    result = {"withdrawn": withdrawn, "entry_id": entry.id if entry is not None else None}
+    shred = app.run(_shred(app, withdrawn)) if withdrawn else {"purged": 0, "note": None}
+    result = {
+        "withdrawn": withdrawn,
+        "entry_id": entry.id if entry is not None else None,
+        "purged": shred["purged"],
+        "note": shred["note"],
+    }
 
     def render(console: Console) -> None:
         if withdrawn:
             console.print(f"withdrawn: {', '.join(withdrawn)}")
+            if shred["purged"]:
+                console.print(f"destroyed {shred['purged']} stored records not yet uploaded")
+            if shred["note"]:
+                console.print(f"[yellow]{shred['note']}[/yellow]")
         else:
             console.print("nothing to withdraw: none of these categories was granted")
 
     app.out(result, render)
+
+
+async def _shred(app: AppContext, categories: list[str]) -> dict[str, Any]:
+    """Crypto-shred the stored, unsent records of withdrawn categories (DESIGN §3)."""
+    from wking_device.errors import StorageError  # noqa: PLC0415
+    from wking_device.store import DB_FILE, open_store  # noqa: PLC0415 - only on this path
+
+    if not (app.paths.data_dir / DB_FILE).exists():
+        return {"purged": 0, "note": None}
+    try:
+        store = open_store(app.paths, app.settings)
+    except StorageError as exc:
+        # Typically a running agent holds the store: it sees the withdrawal in the ledger and
+        # destroys the records itself (its gate reports it as a "withdrawn" revocation).
+        return {
+            "purged": None,
+            "note": f"stored records were not destroyed here ({exc.message}); a running agent "
+            "destroys them when it sees the withdrawal, and nothing withdrawn is uploaded",
+        }
+    async with store:
+        purged = 0
+        for category in categories:
+            purged += await store.purge(category)
+    return {"purged": purged, "note": None}
 
 
 @consent_group.command("history")

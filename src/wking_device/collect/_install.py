@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from wking_device.consent import ConsentGate, open_gate
+from wking_device.consent import ConsentGate, ledger_path, open_gate
 from wking_device.crypto import open_key_store
 
 if TYPE_CHECKING:
@@ -44,8 +44,12 @@ def open_installation_gate(
         verification.
 
     Raises:
-        KeyStoreError: The key store cannot be opened (``KeyMissing``, ``WrongKey``).
+        KeyStoreError: The key store cannot be opened (``KeyMissing`` — also when a ledger exists
+            but the key store is gone —, ``WrongKey``).
     """
     paths.ensure()
-    key = open_key_store(paths).secret(LEDGER_SECRET)
+    # With a ledger on disk, a missing key store is an error (KeyMissing), never a fresh key
+    # that would make the existing ledger look tampered with.
+    create = not ledger_path(paths).exists()
+    key = open_key_store(paths, create=create).secret(LEDGER_SECRET)
     return open_gate(paths, settings, key=key, policies=policies)
