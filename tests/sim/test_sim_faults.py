@@ -50,8 +50,8 @@ class _Channel:
             await self.client.write_gatt_char(WKING_COMMAND_CHAR_UUID, fragment, response=True)
         return seq
 
-    async def next(self, timeout: float = 1.0) -> object:
-        return await asyncio.wait_for(self.frames.get(), timeout)
+    async def next(self, wait_s: float = 1.0) -> object:
+        return await asyncio.wait_for(self.frames.get(), wait_s)
 
 
 async def test_not_connectable_times_out_and_is_still_discovered() -> None:
