@@ -108,7 +108,7 @@ async def test_store_logs_carry_no_macs_or_keys(
     paths = resolve_paths(home)
     settings = load_settings(paths)
     gate = open_installation_gate(paths, settings)
-    gate.grant(["operation_logs"])
+    gate.grant(["operation_logs"], method="api")
     permit = gate.permit(["operation_logs"])
     store = open_store(paths, settings)
     try:

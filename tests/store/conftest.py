@@ -37,7 +37,7 @@ def fixture_settings(paths: Paths) -> Settings:
 @pytest.fixture(name="gate")
 def fixture_gate(paths: Paths, settings: Settings) -> ConsentGate:
     gate = open_installation_gate(paths, settings)
-    gate.grant(GRANTED)
+    gate.grant(GRANTED, method="api")
     return gate
 
 

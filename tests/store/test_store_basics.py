@@ -92,7 +92,7 @@ async def test_permit_is_checked(store, gate, make_record, permit) -> None:
     narrow = gate.permit(["device_info"])
     with pytest.raises(ConsentRequired):
         await store.append([make_record("operation_logs")], narrow)
-    gate.withdraw(["device_info"])
+    gate.withdraw(["device_info"], method="api")
     with pytest.raises(PermitRevoked):
         await store.append([make_record("device_info")], narrow)
     with pytest.raises(PermitRevoked):
@@ -105,7 +105,7 @@ async def test_withdrawal_purges_pending_records(store, gate, make_record, permi
     await store.append([make_record("device_info"), make_record("operation_logs")], permit)
     keys_before = store.keys.data_key_ids("device_info")
     assert keys_before
-    gate.withdraw(["device_info"])
+    gate.withdraw(["device_info"], method="api")
     # the purge is queued behind earlier work; stats run after it (FIFO)
     stats = await store.stats()
     assert stats.by_category == {"operation_logs": 1}

@@ -197,7 +197,7 @@ async def test_purge_shreds_a_category_in_copies_taken_earlier(
     external = KeyFileBackend(tmp_path / "usb-key" / "wking.kek")
     open_key_store(paths, backend=external)  # the KEK lives outside the data directory
     gate = open_installation_gate(paths, settings)  # finds the external key by itself
-    gate.grant(["operation_logs", "mac_addresses"])
+    gate.grant(["operation_logs", "mac_addresses"], method="api")
     permit = gate.permit(["operation_logs", "mac_addresses"])
 
     def rec(category: str, n: int) -> Record:

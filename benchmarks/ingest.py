@@ -1,0 +1,180 @@
+"""Ingest benchmark: 100 concurrent producers appending 300-byte records with durable acks.
+
+Runs the public async API (``open_store`` + ``RecordStore.append`` under a real consent permit)
+in a temporary home, then a plaintext SQLite WAL (synchronous=FULL) batch insert of the same rows
+as the baseline, and prints records/s, p50/p99 append latency, the ratio to the baseline, and
+RSS over the run (to show memory stays flat).
+
+    .venv/bin/python benchmarks/ingest.py              # 200,000 records
+    .venv/bin/python benchmarks/ingest.py --quick      # 20,000 records
+    .venv/bin/python benchmarks/ingest.py --records 1000000   # the memory check
+
+Goals on 2 cores: >= 40,000 records/s, p99 <= 25 ms, ratio >= 0.3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from array import array
+from pathlib import Path
+
+import orjson
+
+from wking_device.collect import open_installation_gate
+from wking_device.config import load_settings, resolve_paths
+from wking_device.models import Record
+from wking_device.store import open_store
+
+CATEGORY = "operation_logs"
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:  # noqa: PTH123
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def body(n: int) -> dict:
+    # ~300 bytes of JSON, the size of one operation event
+    return {
+        "kind": "connect",
+        "outcome": "ok",
+        "name": "W-KING D8",
+        "model": "D8",
+        "started_at": 1_795_000_000.0 + n,
+        "duration_s": 0.8123,
+        "attempt": 1,
+        "error": None,
+        "error_type": None,
+        "detail": {"rssi": -61, "mtu": 247, "count": n, "note": "x" * 70},
+    }
+
+
+async def run_store(home: Path, total: int, producers: int) -> dict:
+    paths = resolve_paths(home)
+    settings = load_settings(paths)
+    gate = open_installation_gate(paths, settings)
+    gate.grant([CATEGORY], method="api")
+    permit = gate.permit([CATEGORY])
+    consent_id = permit.consent_ids[CATEGORY]
+    version = permit.policy_version
+    store = open_store(paths, settings, max_bytes=2**40)
+    latencies = array("d")
+    per = total // producers
+    rss: list[tuple[int, float]] = [(0, rss_mib())]
+    done = 0
+    step = max(total // 10, 1)
+
+    async def producer(k: int) -> None:
+        nonlocal done
+        perf = time.perf_counter
+        append = store.append
+        for i in range(per):
+            record = Record(
+                category=CATEGORY, consent_id=consent_id, policy_version=version, body=body(i)
+            )
+            t0 = perf()
+            await append([record], permit)
+            latencies.append(perf() - t0)
+            done += 1
+            if done % step == 0:
+                rss.append((done, rss_mib()))
+        del k
+
+    start = time.perf_counter()
+    await asyncio.gather(*(producer(k) for k in range(producers)))
+    elapsed = time.perf_counter() - start
+    stats = await store.stats()
+    await store.aclose()
+    assert stats.total == per * producers, stats
+    ordered = sorted(latencies)
+    return {
+        "records": len(latencies),
+        "rate": len(latencies) / elapsed,
+        "p50_ms": statistics.median(ordered) * 1000,
+        "p99_ms": ordered[int(len(ordered) * 0.99) - 1] * 1000,
+        "max_ms": ordered[-1] * 1000,
+        "rss": rss,
+    }
+
+
+def run_baseline(directory: Path, total: int, batch: int = 1000) -> float:
+    """Plaintext rows (same columns, JSON body instead of ciphertext), WAL + FULL, batches."""
+    db = directory / "baseline.sqlite3"
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute(
+        "CREATE TABLE records (seq INTEGER PRIMARY KEY, record_id TEXT NOT NULL UNIQUE, "
+        "category TEXT NOT NULL, key_id INTEGER NOT NULL, created_at REAL NOT NULL, "
+        "expires_at REAL NOT NULL, state INTEGER NOT NULL DEFAULT 0, payload BLOB NOT NULL)"
+    )
+    conn.execute("CREATE INDEX records_by_category ON records (category)")
+    start = time.perf_counter()
+    for base in range(0, total, batch):
+        rows = []
+        for i in range(base, min(base + batch, total)):
+            record = Record(category=CATEGORY, consent_id="c", policy_version="1", body=body(i))
+            rows.append(
+                (
+                    record.record_id,
+                    record.category,
+                    1,
+                    record.created_at,
+                    record.created_at + 86400,
+                    orjson.dumps({"c": "c", "p": "1", "b": record.body}),
+                )
+            )
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT INTO records (record_id, category, key_id, created_at, expires_at, payload) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return total / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--producers", type=int, default=100)
+    parser.add_argument("--quick", action="store_true", help="20,000 records")
+    parser.add_argument("--baseline-records", type=int, default=None)
+    args = parser.parse_args()
+    total = 20_000 if args.quick else args.records
+    with tempfile.TemporaryDirectory(prefix="wking-ingest-") as tmp:
+        result = asyncio.run(run_store(Path(tmp) / "home", total, args.producers))
+        baseline_n = args.baseline_records or min(total, 200_000)
+        baseline = run_baseline(Path(tmp), baseline_n)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"records            {result['records']:,} from {args.producers} producers")
+    print(f"store rate         {result['rate']:,.0f} records/s (durable, encrypted)")
+    print(
+        f"append latency     p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms  "
+        f"max {result['max_ms']:.1f} ms"
+    )
+    print(
+        f"baseline           {baseline:,.0f} rows/s (plaintext SQLite WAL FULL, batch 1000, "
+        f"{baseline_n:,} rows)"
+    )
+    print(f"ratio              {result['rate'] / baseline:.2f}  (goal >= 0.3)")
+    print(f"peak RSS           {peak:.1f} MiB")
+    print("RSS over the run   " + "  ".join(f"{n:,}:{m:.0f}MiB" for n, m in result["rss"]))
+    ok = result["rate"] >= 40_000 and result["p99_ms"] <= 25 and result["rate"] / baseline >= 0.3
+    print("goals              " + ("met" if ok else "NOT met"))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
