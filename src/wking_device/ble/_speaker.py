@@ -100,7 +100,7 @@ if TYPE_CHECKING:
     from wking_device.ble._events import EventBus
     from wking_device.protocol import DeviceProfile, FrameCodec
 
-__all__ = ["BatteryReading", "Speaker", "SpeakerEvent", "SpeakerTarget"]
+__all__ = ["BatteryReading", "CommandFrame", "Speaker", "SpeakerEvent", "SpeakerTarget"]
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -1,0 +1,106 @@
+"""Many speakers: 50 discovered and read in one test, the connection limit measured."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from wking_device.ble import ConnectionLimiter, Speaker, discover, limiter_for, read_all
+from wking_device.errors import ConnectionFailed, DeviceNotFound
+from wking_device.models import OperationKind
+from wking_device.sim import SimWorld
+
+if TYPE_CHECKING:
+    from tests.ble.conftest import Recorder
+
+    from wking_device.ble import RetryPolicy
+    from wking_device.config import BleSettings
+
+
+async def test_fifty_speakers_discovered_and_all_read(recorder: Recorder) -> None:
+    async with SimWorld.fleet(50, instant_connect=True, adv_interval_ms=50) as world:
+        found = await discover(5.0, backend=world.backend, events=recorder.bus, count=50)
+        assert len(found) == 50
+        progress: list[str] = []
+        result = await read_all(
+            found,
+            backend=world.backend,
+            limit=8,
+            events=recorder.bus,
+            on_result=lambda address, _outcome: progress.append(address),
+        )
+        assert result.ok, result.errors
+        assert len(result.infos) == 50
+        assert sorted(progress) == sorted(s.address for s in world.speakers)
+        assert 1 < result.peak_connections <= 8
+        for sim in world.speakers:
+            info = result.infos[sim.address]
+            assert info.model == sim.spec.model_id
+            assert info.volume == sim.state.volume
+            assert info.battery == sim.state.battery_level
+    assert len(recorder.of(OperationKind.INFO)) == 50
+
+
+async def test_concurrency_limit_is_honoured_and_measured() -> None:
+    async with SimWorld.fleet(12, instant_connect=True, adv_interval_ms=20) as world:
+        found = await discover(3.0, backend=world.backend, count=12)
+        now = 0
+        peak_seen = 0
+
+        async def read_slowly(speaker: Speaker) -> object:
+            nonlocal now, peak_seen
+            now += 1
+            peak_seen = max(peak_seen, now)
+            try:
+                await asyncio.sleep(0.05)  # hold the connection a while
+                return await speaker.read_info()
+            finally:
+                now -= 1
+
+        result = await read_all(found, backend=world.backend, limit=3, read=read_slowly)
+        assert result.ok
+        assert peak_seen == 3
+        assert result.peak_connections == 3
+        # sessions sharing an adapter share its limiter
+        shared = limiter_for(world.backend, 2)
+        assert limiter_for(world.backend, 99) is shared
+        assert shared.limit == 2
+
+
+async def test_one_failure_does_not_cancel_the_others(
+    fast_settings: BleSettings, fast_retry: RetryPolicy
+) -> None:
+    async with SimWorld.fleet(4, adv_interval_ms=20) as world:
+        found = await discover(2.0, backend=world.backend, count=4)
+        # Every attempt aborted: fails fast. (A non-connectable speaker would hold the adapter's
+        # one pending connection for a whole connect timeout per attempt, delaying the others,
+        # as on a real controller.)
+        world.speakers[0].faults.abort_connect_attempts = frozenset(range(1, 10))
+        targets = [*found, "C0:57:4B:77:77:77"]
+        result = await read_all(
+            targets, backend=world.backend, settings=fast_settings, retry=fast_retry
+        )
+        assert sorted(result.infos) == sorted(s.address for s in world.speakers[1:])
+        assert isinstance(result.errors[world.speakers[0].address], ConnectionFailed)
+        assert isinstance(result.errors["C0:57:4B:77:77:77"], DeviceNotFound)
+        assert not result.ok
+
+
+async def test_limiter_counts_and_rejects_misuse() -> None:
+    limiter = ConnectionLimiter(2)
+    async with limiter.slot(), limiter.slot():
+        assert limiter.active == 2
+        waiter = asyncio.create_task(limiter.acquire())
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        assert limiter.waiting == 1
+    await waiter
+    assert limiter.active == 1
+    assert limiter.peak == 2
+    limiter.release()
+    try:
+        limiter.release()
+    except RuntimeError:
+        pass
+    else:  # pragma: no cover
+        raise AssertionError("release without acquire must fail")
