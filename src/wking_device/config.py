@@ -65,6 +65,8 @@ class Paths:
 
     def ensure(self) -> None:
         """Create the directories, private to the user (0700)."""
+        if self.home is not None:
+            self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         for directory in (self.config_dir, self.data_dir):
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             directory.chmod(0o700)

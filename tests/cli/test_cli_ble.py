@@ -1,0 +1,139 @@
+"""The Bluetooth commands of ``wking``, run against simulated speakers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from wking_device.cli import cli
+
+ADDRESS = "C0:57:4B:00:00:02"
+
+
+@pytest.fixture(name="runner")
+def fixture_runner() -> CliRunner:
+    return CliRunner()
+
+
+def _json(runner: CliRunner, *args: str) -> object:
+    result = runner.invoke(cli, ["--simulate", "3", "--json", *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_scan_json_lists_the_deterministic_fleet(runner: CliRunner) -> None:
+    rows = _json(runner, "scan", "--timeout", "1")
+    assert isinstance(rows, list)
+    assert {row["address"] for row in rows} == {
+        "C0:57:4B:00:00:01",
+        "C0:57:4B:00:00:02",
+        "C0:57:4B:00:00:03",
+    }
+    for row in rows:
+        assert row["name"].startswith("W-KING")
+        assert isinstance(row["rssi"], int)
+        assert row["model"] in {"d8-mini", "x10", "t9-pro"}
+
+
+def test_info_json_has_the_documented_fields(runner: CliRunner) -> None:
+    data = _json(runner, "info", ADDRESS)
+    assert isinstance(data, dict)
+    assert data["address"] == ADDRESS
+    assert data["manufacturer"] == "W-KING"
+    assert data["model"] == "x10"
+    assert data["firmware"]
+    assert 0 <= data["battery"] <= 100
+
+
+def test_control_volume_reports_the_new_state(runner: CliRunner) -> None:
+    data = _json(runner, "control", ADDRESS, "volume", "77")
+    assert isinstance(data, dict)
+    assert data["state"]["volume"] == 77
+
+
+def test_control_eq_and_light(runner: CliRunner) -> None:
+    eq = _json(runner, "control", ADDRESS, "eq", "bass-boost")
+    assert isinstance(eq, dict)
+    assert eq["state"]["eq"] == "bass_boost"
+    light = _json(runner, "control", ADDRESS, "light", "rainbow")
+    assert isinstance(light, dict)
+    assert light["state"]["light"] == "rainbow"
+
+
+def test_control_rejects_out_of_range_volume_as_usage(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["--simulate", "3", "control", ADDRESS, "volume", "101"])
+    assert result.exit_code == 2
+
+
+def test_devices_bind_list_unbind(runner: CliRunner, home: Path) -> None:
+    bound = _json(runner, "devices", "bind", ADDRESS, "--alias", "kitchen")
+    assert isinstance(bound, dict)
+    assert bound["bound"] is True
+    listed = _json(runner, "devices", "list")
+    assert isinstance(listed, list)
+    assert [(d["address"], d["alias"]) for d in listed] == [(ADDRESS, "kitchen")]
+    # the binding file holds no plaintext address
+    for path in home.rglob("*"):
+        if path.is_file():
+            assert ADDRESS.encode() not in path.read_bytes()
+            assert ADDRESS.replace(":", "").encode() not in path.read_bytes()
+    _json(runner, "devices", "unbind", ADDRESS)
+    assert _json(runner, "devices", "list") == []
+    again = runner.invoke(cli, ["devices", "unbind", ADDRESS])
+    assert again.exit_code == 2
+
+
+def test_doctor_json(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["--json", "doctor"], catch_exceptions=False)
+    assert result.exit_code == 0
+    report = json.loads(result.stdout)
+    assert report["bleak"].startswith("3.1")
+    assert report["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert "key_store" in report
+
+
+def test_unknown_address_exits_4_with_one_line_and_no_traceback(home: Path) -> None:
+    wking = Path(sys.executable).with_name("wking")
+    proc = subprocess.run(
+        [str(wking), "--simulate", "2", "info", "C0:57:4B:00:00:09"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 4
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: C0:57:4B:00:00:09")
+    verbose = subprocess.run(
+        [str(wking), "-v", "--simulate", "2", "info", "C0:57:4B:00:00:09"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert verbose.returncode == 4
+    assert "Traceback" in verbose.stderr
+
+
+def test_simulated_addresses_are_the_same_in_every_process(home: Path) -> None:
+    wking = Path(sys.executable).with_name("wking")
+    outputs = [
+        subprocess.run(
+            [str(wking), "--simulate", "3", "--json", "scan", "--timeout", "1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        for _ in range(2)
+    ]
+    first, second = (sorted((r["address"], r["name"]) for r in json.loads(o)) for o in outputs)
+    assert first == second
+    assert len(first) == 3
