@@ -33,11 +33,11 @@ if TYPE_CHECKING:
     from wking_device.sim._speaker import SimSpeaker
     from wking_device.sim._world import ADAPTER_ADDRESS, SimWorld
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - plain sorted(), as the package root's __all__ test expects
     "ADAPTER_ADDRESS",
     "BUMBLE_VERSION",
-    "INSTALL_HINT",
     "FaultPlan",
+    "INSTALL_HINT",
     "SimClient",
     "SimDeviceDetails",
     "SimScanner",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import sys
 
 from wking_device.errors import AdapterUnavailable
 
@@ -21,7 +22,13 @@ INSTALL_HINT = 'pip install "wking-device[sim]"'
 
 def bumble_available() -> bool:
     """Whether bumble is importable (without importing it)."""
-    return importlib.util.find_spec("bumble") is not None
+    if "bumble" in sys.modules:
+        # None there means "blocked" (how tests and some tools hide a package)
+        return sys.modules["bumble"] is not None
+    try:
+        return importlib.util.find_spec("bumble") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def require_bumble() -> None:
