@@ -52,7 +52,7 @@ def _event(**kwargs: object) -> OperationEvent:
 
 
 async def test_operation_logs_without_mac_grant_have_no_mac_fields(gate: ConsentGate) -> None:
-    gate.grant(["operation_logs"])
+    gate.grant(["operation_logs"], method="api")
     sink = MemorySink()
     collector = OperationLogCollector(gate, sink, adapter_mac=ADAPTER)
     collector.on_event(_event())
@@ -68,7 +68,7 @@ async def test_operation_logs_without_mac_grant_have_no_mac_fields(gate: Consent
 
 
 async def test_mac_grant_attaches_both_macs(gate: ConsentGate) -> None:
-    gate.grant(["operation_logs", "mac_addresses"])
+    gate.grant(["operation_logs", "mac_addresses"], method="api")
     sink = MemorySink()
     collector = OperationLogCollector(gate, sink, adapter_mac=ADAPTER)
     collector.on_event(_event())
@@ -82,7 +82,7 @@ async def test_mac_grant_attaches_both_macs(gate: ConsentGate) -> None:
 
 
 async def test_mac_withdrawal_before_flush_strips_macs(gate: ConsentGate) -> None:
-    gate.grant(["operation_logs", "mac_addresses"])
+    gate.grant(["operation_logs", "mac_addresses"], method="api")
     sink = MemorySink()
     collector = OperationLogCollector(gate, sink, adapter_mac=ADAPTER)
     collector.on_event(_event())
@@ -95,7 +95,7 @@ async def test_mac_withdrawal_before_flush_strips_macs(gate: ConsentGate) -> Non
 
 
 async def test_withdrawal_drops_buffered_records_and_stops_collection(gate: ConsentGate) -> None:
-    gate.grant(["operation_logs"])
+    gate.grant(["operation_logs"], method="api")
     sink = MemorySink()
     collector = OperationLogCollector(gate, sink, adapter_mac="")
     for _ in range(3):
@@ -107,13 +107,15 @@ async def test_withdrawal_drops_buffered_records_and_stops_collection(gate: Cons
     assert sink.records == []
     assert collector.stats.discarded == 3
     assert collector.stats.skipped == 1
-    gate.grant(["operation_logs"])  # a new grant: collection resumes under a new permit
+    gate.grant(
+        ["operation_logs"], method="api"
+    )  # a new grant: collection resumes under a new permit
     collector.on_event(_event())
     assert await collector.flush() == 1
 
 
 async def test_bus_attachment_and_automatic_batches(gate: ConsentGate) -> None:
-    gate.grant(["operation_logs"])
+    gate.grant(["operation_logs"], method="api")
     sink = MemorySink()
     collector = OperationLogCollector(gate, sink, adapter_mac="", batch_size=10)
     bus = EventBus()
@@ -139,7 +141,7 @@ class _FlakySink(MemorySink):
 
 
 async def test_sink_failure_keeps_records_for_the_next_flush(gate: ConsentGate) -> None:
-    gate.grant(["diagnostics"])
+    gate.grant(["diagnostics"], method="api")
     sink = _FlakySink()
     collector = DiagnosticsCollector(gate, sink)
     collector.on_event(_event(outcome=Outcome.TIMEOUT, error="timeout"))
@@ -163,7 +165,7 @@ class _RevokingSink(MemorySink):
 
 
 async def test_revocation_during_the_sink_call_is_refused(gate: ConsentGate) -> None:
-    gate.grant(["device_info"])
+    gate.grant(["device_info"], method="api")
     sink = _RevokingSink(gate)
     collector = DeviceInfoCollector(gate, sink, host={"os": "Linux"})
     collector.on_info(DeviceInfo(address=SPEAKER, model="X8", firmware="1.2", battery=80))
@@ -173,7 +175,7 @@ async def test_revocation_during_the_sink_call_is_refused(gate: ConsentGate) -> 
 
 
 async def test_memory_sink_checks_categories_and_mac_fields(gate: ConsentGate) -> None:
-    gate.grant(["operation_logs", "device_info"])
+    gate.grant(["operation_logs", "device_info"], method="api")
     collector = OperationLogCollector(gate, MemorySink(), adapter_mac="")
     collector.on_event(_event())
     record = collector._buffer[0][0]
@@ -197,7 +199,7 @@ def _fail() -> None:
 
 
 async def test_device_software_location_and_exception_records(gate: ConsentGate) -> None:
-    gate.grant(["device_info", "software_info", "location", "diagnostics"])
+    gate.grant(["device_info", "software_info", "location", "diagnostics"], method="api")
     sink = MemorySink()
     info = DeviceInfoCollector(gate, sink, host={"os": "Linux", "adapter_model": "hci-x"})
     info.on_info(DeviceInfo(address=SPEAKER, name=SPEAKER, model="X8", battery=80))
@@ -251,7 +253,7 @@ def test_installation_gate_keeps_its_key_apart_and_persists(home: Path) -> None:
 
 
 async def test_collection_throughput(gate: ConsentGate) -> None:
-    gate.grant(["operation_logs", "mac_addresses"])
+    gate.grant(["operation_logs", "mac_addresses"], method="api")
     sink = MemorySink()
     collector = OperationLogCollector(gate, sink, adapter_mac=ADAPTER, max_buffer=10**6)
     events = [_event() for _ in range(20_000)]

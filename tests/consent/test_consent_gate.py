@@ -89,7 +89,7 @@ def test_bad_method_and_empty_requests_are_usage_errors(
     with pytest.raises(UsageError):
         gate.grant(["operation_logs"], method="implied")
     with pytest.raises(UsageError):
-        gate.grant([])
+        gate.grant([], method="api")
     with pytest.raises(UsageError):
         gate.permit([])
 
@@ -97,10 +97,10 @@ def test_bad_method_and_empty_requests_are_usage_errors(
 def test_prerequisites_are_enforced(make_gate: Callable[..., ConsentGate]) -> None:
     gate = make_gate()
     with pytest.raises(PrerequisiteMissing) as info:
-        gate.grant(["mac_addresses"])
+        gate.grant(["mac_addresses"], method="api")
     assert info.value.requires == {"operation_logs"}
     assert gate.history() == ()
-    gate.grant(["operation_logs", "mac_addresses"])
+    gate.grant(["operation_logs", "mac_addresses"], method="api")
     assert gate.permit(["mac_addresses"]).valid
 
 
@@ -108,7 +108,7 @@ def test_withdrawal_revokes_at_once_and_cascades(make_gate: Callable[..., Consen
     gate = make_gate()
     seen: list[Revocation] = []
     gate.subscribe(seen.append)
-    gate.grant(["operation_logs", "mac_addresses", "device_info"])
+    gate.grant(["operation_logs", "mac_addresses", "device_info"], method="api")
     permit = gate.permit(["operation_logs", "mac_addresses"])
     other = gate.permit(["device_info"])
     entry = gate.withdraw(["operation_logs"])
@@ -135,11 +135,11 @@ def test_unsubscribe_stops_notifications_and_a_failing_listener_is_isolated(
 
     gate.subscribe(broken)
     unsubscribe = gate.subscribe(seen.append)
-    gate.grant(["device_info"])
+    gate.grant(["device_info"], method="api")
     gate.withdraw(["device_info"])
     assert len(seen) == 1
     unsubscribe()
-    gate.grant(["device_info"])
+    gate.grant(["device_info"], method="api")
     gate.withdraw(["device_info"])
     assert len(seen) == 1
 
@@ -148,7 +148,7 @@ def test_do_not_track_denies_everything_and_is_recorded(
     make_gate: Callable[..., ConsentGate],
 ) -> None:
     gate = make_gate()
-    gate.grant(["operation_logs", "device_info"])
+    gate.grant(["operation_logs", "device_info"], method="api")
     permit = gate.permit(["device_info"])
     seen: list[Revocation] = []
     gate.subscribe(seen.append)
@@ -169,14 +169,14 @@ def test_minor_needs_a_guardian_for_sensitive_categories(
     make_gate: Callable[..., ConsentGate],
 ) -> None:
     gate = make_gate()
-    gate.grant(["operation_logs", "location"])
+    gate.grant(["operation_logs", "location"], method="api")
     location = gate.permit(["location"])
     gate.set_minor(True)
     assert not location.valid
     assert location.revoked_reason == "minor"
     assert gate.permit(["operation_logs"]).valid  # not sensitive
     with pytest.raises(GuardianRequired):
-        gate.grant(["ip_address"])
+        gate.grant(["ip_address"], method="api")
     gate.grant(["location"], method="guardian")
     assert gate.permit(["location"]).valid
     assert gate.history()[-2].event == "minor_on"
@@ -186,7 +186,7 @@ def test_significant_policy_change_suspends_until_regranted(
     make_gate: Callable[..., ConsentGate],
 ) -> None:
     gate = make_gate()
-    gate.grant(["operation_logs", "mac_addresses", "diagnostics"])
+    gate.grant(["operation_logs", "mac_addresses", "diagnostics"], method="api")
     logs = gate.permit(["operation_logs"])
     macs = gate.permit(["mac_addresses"])
     diag = gate.permit(["diagnostics"])
@@ -204,9 +204,8 @@ def test_significant_policy_change_suspends_until_regranted(
     assert gate.state("operation_logs").state == "suspended"
     assert gate.state("mac_addresses").reason == "prerequisite"
     assert gate.history()[-1].event == "policy_installed"
-    # re-granting the prerequisite alone is not enough for mac_addresses? it is: its own terms
-    # did not change, so its grant comes back into force with its prerequisite
-    gate.grant(["operation_logs"])
+    # mac_addresses' own terms did not change: its grant comes back with its prerequisite
+    gate.grant(["operation_logs"], method="api")
     assert gate.permit(["operation_logs", "mac_addresses"]).valid
     assert gate.state("operation_logs").policy_version == "9.0"
 
@@ -215,7 +214,7 @@ def test_a_new_process_with_a_newer_policy_records_the_upgrade(
     make_gate: Callable[..., ConsentGate],
 ) -> None:
     gate = make_gate()
-    gate.grant(["location"])
+    gate.grant(["location"], method="api")
     doc = PolicyDocument(
         version="9.0", date=date(2030, 1, 1), text="new", significant=frozenset({"location"})
     )
@@ -229,7 +228,7 @@ def test_refresh_picks_up_other_processes(make_gate: Callable[..., ConsentGate])
     agent = make_gate()
     cli = make_gate()
     assert not agent.refresh()
-    cli.grant(["device_info"])
+    cli.grant(["device_info"], method="api")
     assert agent.refresh()
     permit = agent.permit(["device_info"])
     seen: list[Revocation] = []
@@ -244,7 +243,7 @@ def test_tampered_ledger_closes_the_gate(
     make_gate: Callable[..., ConsentGate], ledger_file: Path
 ) -> None:
     gate = make_gate()
-    gate.grant(["device_info", "operation_logs"])
+    gate.grant(["device_info", "operation_logs"], method="api")
     permit = gate.permit(["device_info"])
     seen: list[Revocation] = []
     gate.subscribe(seen.append)
@@ -257,7 +256,7 @@ def test_tampered_ledger_closes_the_gate(
     assert isinstance(closed.tampered, LedgerTampered)
     assert all(s.reason == "ledger_tampered" for s in closed.states().values())
     with pytest.raises(LedgerTampered):
-        closed.grant(["device_info"])
+        closed.grant(["device_info"], method="api")
     with pytest.raises(LedgerTampered):
         closed.withdraw(["device_info"])
     assert closed.report()["ledger"]["verified"] is False

@@ -181,7 +181,7 @@ async def test_no_collector_emits_without_a_permit(closed_gate: ConsentGate) -> 
 
 async def test_emit_refuses_a_revoked_permit(tmp_path: Path) -> None:
     gate = ConsentGate(Ledger(tmp_path / "ledger.jsonl", b"r" * 32))
-    gate.grant(["diagnostics"])
+    gate.grant(["diagnostics"], method="api")
     permit = gate.permit(["diagnostics"])
     collector = collect_pkg.DiagnosticsCollector(gate, MemorySink())
     gate.withdraw(["diagnostics"])

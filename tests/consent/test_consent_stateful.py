@@ -202,8 +202,17 @@ class ConsentMachine(RuleBasedStateMachine):
                 assert "adapter_mac" not in new[0].body
         else:
             assert len(new) == (1 if self.valid(category) else 0), category
+        history = self.gate.history()
         for record in new:
-            assert record.consent_id == self.gate.state(record.category).consent_id
+            # the grant named is one in force: a grant of the category never withdrawn since (a
+            # permit outlives a re-grant of a category that stayed granted throughout)
+            (grant,) = [e for e in history if e.id == record.consent_id]
+            assert grant.event == "grant"
+            assert record.category in grant.categories
+            assert not any(
+                e.event == "withdraw" and record.category in e.categories
+                for e in history[grant.seq + 1 :]
+            )
 
     # --- invariants ---------------------------------------------------------------------------
 
@@ -228,8 +237,8 @@ class ConsentMachine(RuleBasedStateMachine):
 
 TestConsentStateful = ConsentMachine.TestCase
 TestConsentStateful.settings = settings(
-    max_examples=40,
-    stateful_step_count=25,
+    max_examples=60,
+    stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
