@@ -44,18 +44,14 @@ async def test_fifty_speakers_discovered_and_all_read(recorder: Recorder) -> Non
 async def test_concurrency_limit_is_honoured_and_measured() -> None:
     async with SimWorld.fleet(12, instant_connect=True, adv_interval_ms=20) as world:
         found = await discover(3.0, backend=world.backend, count=12)
-        now = 0
         peak_seen = 0
 
         async def read_slowly(speaker: Speaker) -> object:
-            nonlocal now, peak_seen
-            now += 1
-            peak_seen = max(peak_seen, now)
-            try:
-                await asyncio.sleep(0.05)  # hold the connection a while
-                return await speaker.read_info()
-            finally:
-                now -= 1
+            nonlocal peak_seen
+            # measured on the simulated speakers' side: links actually up right now
+            peak_seen = max(peak_seen, sum(1 for s in world.speakers if s.connected))
+            await asyncio.sleep(0.05)  # hold the connection a while
+            return await speaker.read_info()
 
         result = await read_all(found, backend=world.backend, limit=3, read=read_slowly)
         assert result.ok

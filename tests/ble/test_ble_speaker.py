@@ -24,6 +24,7 @@ from wking_device.protocol import (
     PowerState,
     StateChanged,
     UnsupportedCommand,
+    WkingV1Profile,
 )
 from wking_device.sim import SimWorld, SpeakerSpec
 
@@ -219,6 +220,22 @@ async def test_auto_reconnect_on_next_operation(
             await speaker.set_volume(64)
             assert sim.state.volume == 64
             assert speaker.connections == 2
+
+
+async def test_standard_services_work_without_the_vendor_channel() -> None:
+    # A profile whose vendor service this device lacks: only DIS and Battery are there for it.
+    foreign = WkingV1Profile(service_uuid="0000abcd-0000-1000-8000-00805f9b34fb")
+    async with (
+        SimWorld.fleet(1, adv_interval_ms=20) as world,
+        Speaker(world.speakers[0].address, backend=world.backend, profile=foreign) as speaker,
+    ):
+        assert not speaker.has_vendor_channel
+        info = await speaker.read_info()
+        assert info.manufacturer == "W-KING"
+        assert info.battery == world.speakers[0].state.battery_level
+        assert info.volume is None
+        with pytest.raises(UnsupportedOperation):
+            await speaker.set_volume(10)
 
 
 async def test_not_connected_session_says_so() -> None:

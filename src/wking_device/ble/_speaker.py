@@ -357,6 +357,7 @@ class Speaker:
         client = self._client
         if client is None:
             await self._teardown()
+            self._closed = True
             return
         timer = self._timer(OperationKind.DISCONNECT)
         try:
