@@ -279,3 +279,20 @@ async def test_cancelling_a_connect_propagates_and_frees_the_slot(
         assert speaker.limiter is not None
         assert speaker.limiter.active == 0
         assert not speaker.is_connected
+
+
+async def test_a_stale_discovery_result_is_refound_before_connecting(recorder: Recorder) -> None:
+    async with SimWorld.fleet(1, adv_interval_ms=20) as world:
+        (found,) = await discover(2.0, backend=world.backend, count=1)
+        world.speakers[0].rssi = found.rssi - 9
+        recorder.events.clear()
+        async with Speaker(
+            found, backend=world.backend, events=recorder.bus, fresh_for=0.0
+        ) as speaker:
+            assert speaker.rssi == found.rssi - 9  # from the fresh advertisement
+        kinds = [e.kind for e in recorder.events]
+        assert kinds[:2] == [OperationKind.SCAN, OperationKind.CONNECT]
+        recorder.events.clear()
+        async with Speaker(found, backend=world.backend, events=recorder.bus):
+            pass
+        assert recorder.events[0].kind is OperationKind.CONNECT  # fresh enough: no rescan
