@@ -190,6 +190,26 @@ class _Call:
 _STOP: Final = object()
 
 
+_INSERT_ROWS: Final = 1000
+"""Rows per INSERT statement (6 parameters each, under SQLite's 32,766-variable limit)."""
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(rows: int) -> str:
+    """One multi-row INSERT for a whole batch.
+
+    A single statement is a single ``sqlite3_step``: the writer gives up and re-takes the GIL
+    once per batch instead of once per row. Each re-take can wait for the event loop's thread
+    for up to the interpreter's switch interval, which made per-row ``executemany`` the
+    bottleneck under 100 producers (see docs/security.md, "Performance").
+    """
+    values = ",".join(["(?, ?, ?, ?, ?, ?)"] * rows)
+    return (
+        "INSERT OR IGNORE INTO records "  # noqa: S608 - placeholders only, no data in the text
+        f"(record_id, category, key_id, created_at, expires_at, payload) VALUES {values}"
+    )
+
+
 def _settle(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
     """Resolve futures on their loop (called through ``call_soon_threadsafe``)."""
     for future, result, exc in outcomes:
@@ -584,25 +604,32 @@ class RecordStore:
         ]
         size = sum(len(row[5]) for row in rows) + _ROW_OVERHEAD * len(rows)
         conn = self._conn
+        before = conn.total_changes
+        freed = 0
+        if len(rows) <= _INSERT_ROWS and self._bytes + size <= self.max_bytes:
+            # One statement in autocommit mode is one durable transaction (WAL, FULL): the
+            # whole group commit is a single sqlite3 call.
+            conn.execute(_insert_sql(len(rows)), [v for row in rows for v in row])
+            self._account(conn.total_changes - before, len(rows), size, freed)
+            return
         conn.execute("BEGIN IMMEDIATE")
         try:
-            freed = 0
             if self._bytes + size > self.max_bytes:
                 top = max(self._priority.get(category, 0) for category in sealers)
                 freed = self._evict(self._bytes + size - int(self.max_bytes * _EVICT_TO), top)
             before = conn.total_changes
-            conn.executemany(
-                "INSERT OR IGNORE INTO records "
-                "(record_id, category, key_id, created_at, expires_at, payload) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            for start in range(0, len(rows), _INSERT_ROWS):
+                chunk = rows[start : start + _INSERT_ROWS]
+                conn.execute(_insert_sql(len(chunk)), [v for row in chunk for v in row])
             inserted = conn.total_changes - before
             conn.execute("COMMIT")
         except BaseException:
             self._rollback()
             raise
-        if inserted != len(rows):
+        self._account(inserted, len(rows), size, freed)
+
+    def _account(self, inserted: int, offered: int, size: int, freed: int) -> None:
+        if inserted != offered:
             # duplicates were ignored (idempotent append): recount what is really kept
             self._bytes = self._measure()
         else:
