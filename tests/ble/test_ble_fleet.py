@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
 from wking_device.ble import ConnectionLimiter, Speaker, discover, limiter_for, read_all
@@ -46,14 +47,22 @@ async def test_concurrency_limit_is_honoured_and_measured() -> None:
         found = await discover(3.0, backend=world.backend, count=12)
         peak_seen = 0
 
-        async def read_slowly(speaker: Speaker) -> object:
+        async def sample() -> None:
+            # measured on the simulated speakers' side: links actually up at each moment
             nonlocal peak_seen
-            # measured on the simulated speakers' side: links actually up right now
-            peak_seen = max(peak_seen, sum(1 for s in world.speakers if s.connected))
-            await asyncio.sleep(0.05)  # hold the connection a while
+            while True:
+                peak_seen = max(peak_seen, sum(1 for s in world.speakers if s.connected))
+                await asyncio.sleep(0.002)
+
+        async def read_slowly(speaker: Speaker) -> object:
+            await asyncio.sleep(0.1)  # hold the connection a while
             return await speaker.read_info()
 
+        sampler = asyncio.create_task(sample())
         result = await read_all(found, backend=world.backend, limit=3, read=read_slowly)
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
         assert result.ok
         assert peak_seen == 3
         assert result.peak_connections == 3
