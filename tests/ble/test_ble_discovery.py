@@ -78,6 +78,9 @@ async def test_stream_yields_each_speaker_once_and_ends_on_stop() -> None:
         await stopper
         assert sorted(s.address for s in seen) == sorted(s.address for s in world.speakers)
         assert sorted(callback_seen) == sorted(s.address for s in seen)
+        # a stream started late (here: after the stop) yields what was seen, then ends
+        replay = [speaker async for speaker in scanner]
+        assert sorted(s.address for s in replay) == sorted(s.address for s in seen)
 
 
 async def test_foreign_devices_are_ignored_but_find_accepts_any_address() -> None:

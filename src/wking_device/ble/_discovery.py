@@ -171,7 +171,8 @@ class SpeakerScanner:
         self.speakers: dict[str, DiscoveredSpeaker] = {}
         self.adverts = 0
         self.malformed = 0
-        self._queue: asyncio.Queue[DiscoveredSpeaker | None] = asyncio.Queue()
+        # Created when a stream starts, so a scanner nobody iterates keeps no backlog.
+        self._queues: list[asyncio.Queue[DiscoveredSpeaker | None]] = []
         self._scanner: BleakScanner | None = None
         self._timer: OpTimer | None = None
         self._changed = asyncio.Event()
@@ -216,7 +217,8 @@ class SpeakerScanner:
         except Exception:  # a failing stop must not hide what the scan found
             _LOGGER.debug("stopping the scanner failed", exc_info=True)
         finally:
-            self._queue.put_nowait(None)
+            for queue in self._queues:
+                queue.put_nowait(None)
             if self._timer is not None:
                 self._timer.detail.update(
                     adverts=self.adverts, malformed=self.malformed, speakers=len(self.speakers)
@@ -243,14 +245,22 @@ class SpeakerScanner:
         return sorted(self.speakers.values(), key=lambda s: (-s.rssi, s.address))
 
     def __aiter__(self) -> AsyncIterator[DiscoveredSpeaker]:
+        """Stream speakers: those seen so far, then each new (or updated) one until stopped."""
         return self._stream()
 
     async def _stream(self) -> AsyncIterator[DiscoveredSpeaker]:
-        while True:
-            item = await self._queue.get()
-            if item is None:
-                return
-            yield item
+        """Yield the speakers seen so far, then each new one, until the scan stops."""
+        queue: asyncio.Queue[DiscoveredSpeaker | None] = asyncio.Queue()
+        for speaker in self.found():
+            queue.put_nowait(speaker)
+        if self._scanner is None:
+            queue.put_nowait(None)
+        self._queues.append(queue)
+        try:
+            while (item := await queue.get()) is not None:
+                yield item
+        finally:
+            self._queues.remove(queue)
 
     async def wait_for(self, count: int, timeout: float) -> bool:  # noqa: ASYNC109 - deadline is the API
         """Wait until ``count`` speakers were seen, or ``timeout`` seconds passed.
@@ -305,7 +315,8 @@ class SpeakerScanner:
         self.speakers[address] = speaker
         self._changed.set()
         if previous is None or (self._report_updates and speaker != previous):
-            self._queue.put_nowait(speaker)
+            for queue in self._queues:
+                queue.put_nowait(speaker)
             if self._on_speaker is not None:
                 try:
                     self._on_speaker(speaker)
