@@ -267,3 +267,21 @@ def test_tampered_ledger_closes_the_gate(
     fresh = make_gate()
     assert fresh.tampered is None
     assert fresh.history() == ()
+
+
+def test_allows_checks_the_records_grant_was_never_withdrawn(
+    make_gate: Callable[..., ConsentGate],
+) -> None:
+    gate = make_gate()
+    assert not gate.allows("device_info")
+    assert not gate.allows("no_such_category")
+    first = gate.grant(["device_info"], method="api")
+    again = gate.grant(["device_info"], method="api")  # a re-grant keeps the first in force
+    assert gate.allows("device_info", first.id)
+    assert gate.allows("device_info", again.id)
+    gate.withdraw(["device_info"])
+    assert not gate.allows("device_info", first.id)
+    new = gate.grant(["device_info"], method="api")
+    assert gate.allows("device_info")
+    assert gate.allows("device_info", new.id)
+    assert not gate.allows("device_info", first.id)  # collected before the withdrawal

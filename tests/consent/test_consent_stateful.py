@@ -220,6 +220,7 @@ class ConsentMachine(RuleBasedStateMachine):
     def states_match_the_model(self) -> None:
         for category, state in self.gate.states().items():
             assert state.granted == self.valid(category), (category, state)
+            assert self.gate.allows(category) == self.valid(category)
 
     @invariant()
     def held_permits_never_outlive_consent(self) -> None:

@@ -127,6 +127,8 @@ class _Replay:
 
     grants: dict[str, LedgerEntry] = field(default_factory=dict)
     withdrawn: set[str] = field(default_factory=set)
+    live: dict[str, set[str]] = field(default_factory=dict)
+    """Per category, the ids of the grants made since its last withdrawal."""
     do_not_track: bool = False
     minor: bool = False
     policy_version: str | None = None
@@ -141,10 +143,12 @@ def _replay(entries: Iterable[LedgerEntry]) -> _Replay:
             for category in known:
                 result.grants[category] = entry
                 result.withdrawn.discard(category)
+                result.live.setdefault(category, set()).add(entry.id)
         elif entry.event == "withdraw":
             for category in known:
                 result.grants.pop(category, None)
                 result.withdrawn.add(category)
+                result.live.pop(category, None)
         elif entry.event in {"dnt_on", "dnt_off"}:
             result.do_not_track = entry.event == "dnt_on"
         elif entry.event in {"minor_on", "minor_off"}:
@@ -324,6 +328,25 @@ class ConsentGate:
     def states(self) -> Mapping[str, CategoryState]:
         """Return every category's state, in catalog order."""
         return dict(self._states)
+
+    def allows(self, category: str, consent_id: str | None = None) -> bool:
+        """Tell, cheaply, whether a record of ``category`` may be kept or sent right now.
+
+        For the uploader's last check before sending: with ``consent_id`` (the record's), the
+        grant it names must also not have been withdrawn since, so a record collected before a
+        withdrawal is not sent under a later, new grant.
+
+        Args:
+            category: The record's category (unknown categories are not allowed).
+            consent_id: The record's ``consent_id``, to check too.
+
+        Returns:
+            Whether the category is granted now (and the record's grant was never withdrawn).
+        """
+        state = self._states.get(category)
+        if state is None or state.state != _STATE_GRANTED:
+            return False
+        return consent_id is None or consent_id in self._replayed.live.get(category, ())
 
     def _grant_current(self, category: str) -> bool:
         """A grant is on record and no significant policy change happened since."""

@@ -19,7 +19,6 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from wking_device.errors import LedgerTampered
 from wking_device.policy import CATALOG
 
 if TYPE_CHECKING:
@@ -68,11 +67,10 @@ def build_receipts(gate: ConsentGate, *, now: float | None = None) -> dict[str, 
     Raises:
         LedgerTampered: The ledger failed verification; receipts from it would prove nothing.
     """
+    gate.refresh()
     if gate.tampered is not None:
         raise gate.tampered
     history = gate.history()
-    if not history and gate.ledger.changed_on_disk():
-        raise LedgerTampered("the ledger changed while exporting; retry")
     principal = f"installation:{history[0].id}" if history else None
     receipts: list[dict[str, Any]] = []
     for entry in history:
