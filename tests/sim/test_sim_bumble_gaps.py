@@ -23,7 +23,7 @@ from bumble.host import Host
 from bumble.link import LocalLink
 
 from wking_device.errors import UsageError
-from wking_device.protocol._uuids import BATTERY_LEVEL_UUID, MODEL_NUMBER_UUID
+from wking_device.protocol import BATTERY_LEVEL_UUID, MODEL_NUMBER_UUID
 from wking_device.sim import FaultPlan, SimWorld, SpeakerSpec
 from wking_device.sim._compat import BUMBLE_VERSION, installed_bumble_version
 from wking_device.sim._scanner import address_string, parse_ad_structures

@@ -10,10 +10,7 @@ import asyncio
 
 from bleak import BleakClient, BleakScanner
 
-from wking_device.protocol._codec import FrameCodec
-from wking_device.protocol._frames import GetState, Response, SetVolume, StateChanged
-from wking_device.protocol._state import Role
-from wking_device.protocol._uuids import (
+from wking_device.protocol import (
     BATTERY_LEVEL_UUID,
     FIRMWARE_REVISION_UUID,
     MANUFACTURER_NAME_UUID,
@@ -22,6 +19,12 @@ from wking_device.protocol._uuids import (
     WKING_COMMAND_CHAR_UUID,
     WKING_NOTIFY_CHAR_UUID,
     WKING_SERVICE_UUID,
+    FrameCodec,
+    GetState,
+    Response,
+    Role,
+    SetVolume,
+    StateChanged,
 )
 from wking_device.sim import SimWorld
 

@@ -11,14 +11,19 @@ from bleak.exc import BleakDBusError, BleakError
 from bleak_retry_connector import TRANSIENT_ERRORS, establish_connection
 
 from wking_device.errors import ChecksumError, FrameError
-from wking_device.protocol._codec import NEED_DATA, FrameCodec
-from wking_device.protocol._frames import Ping, Response, SetLight, SetVolume, StateChanged
-from wking_device.protocol._state import Role
-from wking_device.protocol._uuids import (
+from wking_device.protocol import (
     BATTERY_LEVEL_UUID,
     MANUFACTURER_NAME_UUID,
+    NEED_DATA,
     WKING_COMMAND_CHAR_UUID,
     WKING_NOTIFY_CHAR_UUID,
+    FrameCodec,
+    Ping,
+    Response,
+    Role,
+    SetLight,
+    SetVolume,
+    StateChanged,
 )
 from wking_device.sim import FaultPlan, SimWorld, SpeakerSpec
 

@@ -14,8 +14,14 @@ from bleak import BleakClient, BleakScanner
 
 import wking_device.sim
 from wking_device.errors import AdapterUnavailable, UsageError
-from wking_device.protocol._frames import PowerOff, PowerState
-from wking_device.protocol._uuids import MANUFACTURER_NAME_UUID
+from wking_device.protocol import (
+    MANUFACTURER_NAME_UUID,
+    WKING_COMMAND_CHAR_UUID,
+    FrameCodec,
+    PowerOff,
+    PowerState,
+    Role,
+)
 from wking_device.sim import INSTALL_HINT, SimWorld, SpeakerSpec, speaker_address
 from wking_device.sim import _compat as compat
 
@@ -82,10 +88,6 @@ async def test_add_and_remove_speakers_at_run_time() -> None:
 
 
 async def test_state_is_readable_and_power_off_drops_the_link() -> None:
-    from wking_device.protocol._codec import FrameCodec  # noqa: PLC0415
-    from wking_device.protocol._state import Role  # noqa: PLC0415
-    from wking_device.protocol._uuids import WKING_COMMAND_CHAR_UUID  # noqa: PLC0415
-
     async with SimWorld.fleet(2) as world:
         speaker = world.speakers[1]
         assert speaker.state.volume == speaker.spec.volume
@@ -98,10 +100,8 @@ async def test_state_is_readable_and_power_off_drops_the_link() -> None:
                 await client.write_gatt_char(WKING_COMMAND_CHAR_UUID, fragment, response=True)
             await asyncio.wait_for(lost.wait(), 1.0)
         assert speaker.state.power is PowerState.STANDBY
-        assert not await BleakScanner.discover(0.3, backend=world.backend.scanner) or all(
-            d.address != speaker.address
-            for d in await BleakScanner.discover(0.2, backend=world.backend.scanner)
-        )
+        found = await BleakScanner.discover(0.3, backend=world.backend.scanner)
+        assert [d.address for d in found] == [world.speakers[0].address]
 
 
 async def test_patch_bleak_for_code_that_passes_no_backend() -> None:

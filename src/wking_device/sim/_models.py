@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wking_device.protocol._profile import (
+from wking_device.protocol import (
     MODELS,
     build_advertising_data,
     build_scan_response,

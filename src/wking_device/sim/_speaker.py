@@ -21,10 +21,7 @@ from bumble.device import AdvertisingType, Device
 from bumble.gatt import Characteristic, CharacteristicValue, Service
 
 from wking_device.errors import UsageError
-from wking_device.protocol._codec import FrameCodec
-from wking_device.protocol._frames import PowerState, Response
-from wking_device.protocol._state import Role
-from wking_device.protocol._uuids import (
+from wking_device.protocol import (
     BATTERY_LEVEL_UUID,
     BATTERY_SERVICE_UUID,
     DEVICE_INFORMATION_SERVICE_UUID,
@@ -36,6 +33,10 @@ from wking_device.protocol._uuids import (
     WKING_COMMAND_CHAR_UUID,
     WKING_NOTIFY_CHAR_UUID,
     WKING_SERVICE_UUID,
+    FrameCodec,
+    PowerState,
+    Response,
+    Role,
 )
 from wking_device.sim._faults import FaultPlan
 from wking_device.sim._models import advertisement_payloads
@@ -46,7 +47,7 @@ from wking_device.sim._vendor import SpeakerState, VendorHandler
 if TYPE_CHECKING:
     from bumble.device import Connection
 
-    from wking_device.protocol._frames import Event, Frame
+    from wking_device.protocol import Event, Frame
     from wking_device.sim._world import SimWorld
 
 __all__ = ["MAX_ADV_DATA", "SimSpeaker"]
@@ -168,9 +169,32 @@ class SimSpeaker:
 
     # --- lifecycle --------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Power on and start advertising."""
+    @property
+    def advertising_phase_s(self) -> float:
+        """A deterministic offset (0..1 interval) of the first advertisement after start.
+
+        Real advertisers are not in phase; a fleet started in one go would be, and a central
+        connecting to one speaker after another would then wait a whole interval each time.
+        """
+        golden = 0.6180339887498949
+        fraction = (int.from_bytes(bytes(self.bumble_address.address_bytes), "little") * golden) % 1
+        return fraction * self.spec.adv_interval_ms / 1000
+
+    async def start(self, *, stagger: bool = False) -> None:
+        """Power on and start advertising.
+
+        Args:
+            stagger: Start advertising after :attr:`advertising_phase_s` in the background
+                (fleets do, so speakers are out of phase), instead of at once.
+        """
         await self.device.power_on()
+        if stagger and self.advertising_phase_s > 0:
+            self._spawn(self._start_advertising_later(self.advertising_phase_s))
+        else:
+            await self.start_advertising()
+
+    async def _start_advertising_later(self, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
         await self.start_advertising()
 
     async def start_advertising(self) -> None:

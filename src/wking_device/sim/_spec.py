@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wking_device.errors import UsageError
-from wking_device.protocol._frames import EqPreset, LightMode
+from wking_device.protocol import EqPreset, LightMode
 from wking_device.sim._faults import FaultPlan
 from wking_device.sim._models import model_for_index
 

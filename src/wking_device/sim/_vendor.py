@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from wking_device.protocol._frames import (
+from wking_device.protocol import (
     BatteryLevel,
     Command,
     EqPreset,

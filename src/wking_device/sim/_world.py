@@ -203,7 +203,7 @@ class SimWorld:
 
         async def start_one(speaker: SimSpeaker) -> None:
             async with gate:
-                await speaker.start()
+                await speaker.start(stagger=True)
 
         await asyncio.gather(*(start_one(s) for s in speakers))
         self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
