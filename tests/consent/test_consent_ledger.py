@@ -163,3 +163,9 @@ def test_two_processes_appending_at_once_do_not_corrupt(ledger_file: Path) -> No
     entries = Ledger(ledger_file, KEY).load()
     assert len(entries) == 50
     assert [e.seq for e in entries] == list(range(50))
+
+
+def test_crash_after_the_very_first_entry_is_completed(ledger_file: Path) -> None:
+    ledger = _fill(ledger_file, 1)
+    ledger._write_head(0, GENESIS)  # the state right after the first line, before its head
+    assert len(Ledger(ledger_file, KEY).load()) == 1

@@ -18,9 +18,11 @@ Editing an entry breaks its HMAC; deleting or reordering entries breaks ``seq`` 
 Removing entries from the end leaves a valid chain, so ``ledger.head`` records the entry count and
 the hash of the last line under the same key: a truncated (or deleted) ledger no longer matches
 its head. What this cannot detect is a rollback of *both* files to an older pair written with the
-same key — the threat model is editing, not replaying a backup.
+same key, or both deleted together (which resets consent to default-denied: it loses the record
+but never grants anything) — the threat model is editing, not replaying a backup.
 
-Crash safety: an append writes and fsyncs the line, then atomically replaces the head. A crash
+Crash safety: an append writes and fsyncs the line, then atomically replaces the head (the very
+first append writes an empty head before its line). A crash
 between the two leaves one authenticated entry beyond the head, which the next load accepts and
 records in the head; a torn, newline-less tail beyond the head is an append that never completed
 and is cut off. Appends take an exclusive ``fcntl`` lock on ``ledger.lock`` and re-read the file
@@ -401,6 +403,10 @@ class Ledger:
             }
             line = _canonical({**body, "hmac": self._mac(_canonical(body))})
             created = not self.path.exists()
+            if seq == 0 and not self.head_path.exists():
+                # The head exists before the first entry, so a crash right after writing that
+                # entry looks like an interrupted append, not like a deleted head.
+                self._write_head(0, GENESIS)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 os.write(fd, line + b"\n")
