@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from wking_device.consent import GENESIS, Ledger
-from wking_device.errors import LedgerTampered, UsageError
+from wking_device.errors import LedgerTampered, StorageError, UsageError
 
 KEY = b"k" * 32
 
@@ -169,3 +169,14 @@ def test_crash_after_the_very_first_entry_is_completed(ledger_file: Path) -> Non
     ledger = _fill(ledger_file, 1)
     ledger._write_head(0, GENESIS)  # the state right after the first line, before its head
     assert len(Ledger(ledger_file, KEY).load()) == 1
+
+
+def test_file_system_errors_become_storage_errors(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    ledger = Ledger(blocker / "consent" / "ledger.jsonl", KEY)
+    with pytest.raises(StorageError, match="cannot use the consent ledger") as info:
+        ledger.append(
+            "grant", ["location"], method="api", policy_version="1", policy_digest="", region="EU"
+        )
+    assert info.value.exit_code == 6

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from wking_device.errors import LedgerTampered, UsageError
+from wking_device.errors import LedgerTampered, StorageError, UsageError
 from wking_device.models import new_record_id
 
 if TYPE_CHECKING:
@@ -128,6 +128,13 @@ class LedgerEntry:
             "prev": self.prev,
             "hash": self.hash,
         }
+
+
+def _storage_error(path: Path, exc: OSError) -> StorageError:
+    return StorageError(
+        f"cannot use the consent ledger {path}: {exc.strerror or exc}",
+        remedy="check that the data directory exists, is writable and the disk is not full",
+    )
 
 
 def _utc_iso(timestamp: float) -> str:
@@ -327,11 +334,17 @@ class Ledger:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        """Hold the ledger's lock; file-system errors become :class:`StorageError` here."""
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise _storage_error(self.path, exc) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
+        except OSError as exc:
+            raise _storage_error(self.path, exc) from exc
         finally:
             os.close(fd)  # closing the descriptor releases the lock
 
@@ -383,6 +396,7 @@ class Ledger:
 
         Raises:
             LedgerTampered: The ledger on disk does not verify; nothing is written.
+            StorageError: The file system refused (read-only, full, permissions).
         """
         with self._locked():
             if self._disk_stamp() != self._stamp or not self.path.exists():
