@@ -109,3 +109,12 @@ async def test_limiter_counts_and_rejects_misuse() -> None:
         pass
     else:  # pragma: no cover
         raise AssertionError("release without acquire must fail")
+
+
+async def test_addresses_are_resolved_with_one_shared_scan(recorder: Recorder) -> None:
+    async with SimWorld.fleet(3, adv_interval_ms=20) as world:
+        addresses = [s.address.lower() for s in world.speakers]
+        result = await read_all(addresses, backend=world.backend, events=recorder.bus)
+        assert result.ok
+        assert sorted(result.infos) == sorted(s.address for s in world.speakers)
+    assert len(recorder.of(OperationKind.SCAN)) == 1

@@ -13,10 +13,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from wking_device.ble._discovery import SpeakerScanner
 from wking_device.ble._limiter import ConnectionLimiter, limiter_for
 from wking_device.ble._speaker import Speaker, SpeakerTarget
 from wking_device.config import BleSettings
-from wking_device.errors import BluetoothError
+from wking_device.errors import BluetoothError, DeviceNotFound
 from wking_device.protocol import WKING_V1
 
 if TYPE_CHECKING:
@@ -125,6 +126,9 @@ async def read_all(
             result.errors[address] = exc
         else:
             result.infos[address] = outcome
+        report(address, outcome)
+
+    def report(address: str, outcome: DeviceInfo | BluetoothError) -> None:
         if on_result is not None:
             try:
                 on_result(address, outcome)
@@ -140,6 +144,16 @@ async def read_all(
             seen.add(key)
             unique.append(target)
     try:
+        unique = await _find_addresses(
+            unique, backend=backend, profile=profile, events=events, settings=settings
+        )
+        for missing in [t for t in unique if isinstance(t, str)]:
+            error = DeviceNotFound(
+                f"{missing} did not advertise within {settings.scan_timeout:g} s", address=missing
+            )
+            result.errors[missing] = error
+            report(missing, error)
+        unique = [t for t in unique if not isinstance(t, str)]
         async with asyncio.TaskGroup() as group:
             for target in unique:
                 group.create_task(one(target))
@@ -148,3 +162,26 @@ async def read_all(
         limiter.peak = max(baseline_peak, limiter.peak)
         result.duration_s = loop.time() - started
     return result
+
+
+async def _find_addresses(
+    targets: list[SpeakerTarget],
+    *,
+    backend: BleBackend | None,
+    profile: DeviceProfile,
+    events: EventBus | None,
+    settings: BleSettings,
+) -> list[SpeakerTarget]:
+    """Resolve plain addresses with one shared scan instead of one scan per session.
+
+    Addresses that do not advertise in time stay strings (reported as not found).
+    """
+    wanted = {t.upper() for t in targets if isinstance(t, str)}
+    if not wanted:
+        return targets
+    async with SpeakerScanner(
+        backend=backend, profile=profile, events=events, addresses=wanted
+    ) as scanner:
+        await scanner.wait_for(len(wanted), settings.scan_timeout)
+    found = scanner.speakers
+    return [found.get(t.upper(), t) if isinstance(t, str) else t for t in targets]
