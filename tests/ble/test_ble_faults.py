@@ -213,3 +213,14 @@ async def test_dropped_notifications_do_not_break_commands(fast_settings: BleSet
         await asyncio.sleep(0.05)
         assert events == []
         assert (await sp.get_state()).volume == 90
+
+
+async def test_link_lost_during_read_info_is_an_error_not_partial_info(
+    fast_settings: BleSettings,
+) -> None:
+    async with (
+        _world(disconnect_after_ops=2) as world,
+        Speaker(world.speakers[0].address, backend=world.backend, settings=fast_settings) as sp,
+    ):
+        with pytest.raises(DeviceDisconnected):
+            await sp.read_info()

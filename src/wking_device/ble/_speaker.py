@@ -529,7 +529,7 @@ class Speaker:
         if self._has_vendor:
             assert command_char is not None
             self._write_response = "write" in command_char.properties
-            mtu = min(max(client.mtu_size, MIN_MTU), MAX_MTU)
+            mtu = min(max(_mtu_of(client), MIN_MTU), MAX_MTU)
             self._codec = self._profile.new_codec(Role.CENTRAL, mtu=mtu)
             await self._start_notify(self._profile.notify_uuid)
         if self._battery_notify:
@@ -668,8 +668,11 @@ class Speaker:
     # --- GATT reads and raw notifications -------------------------------------------------------
 
     def _has_char(self, uuid: str) -> bool:
+        """Whether the connected speaker has the characteristic (DeviceDisconnected if down)."""
         client = self._client
-        return client is not None and client.services.get_characteristic(uuid) is not None
+        if client is None or self._link_lost():
+            raise DeviceDisconnected(f"{self._address}: the link was lost", address=self._address)
+        return client.services.get_characteristic(uuid) is not None
 
     async def read(self, uuid: str) -> bytes:
         """Read a characteristic.
@@ -1091,6 +1094,14 @@ _REJECT_REMEDIES: dict[Status, str] = {
     Status.LOW_BATTERY: "charge the speaker and retry",
     Status.FAILED: "retry; if it persists, power-cycle the speaker",
 }
+
+
+def _mtu_of(client: BleakClient) -> int:
+    """The negotiated ATT MTU; the ATT default when the backend cannot tell."""
+    try:
+        return int(client.mtu_size)
+    except Exception:  # noqa: BLE001 - some backends raise before an MTU exchange
+        return MIN_MTU
 
 
 def _opcode_name(opcode: int) -> str:
