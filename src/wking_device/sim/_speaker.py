@@ -33,6 +33,9 @@ from wking_device.protocol import (
     WKING_COMMAND_CHAR_UUID,
     WKING_NOTIFY_CHAR_UUID,
     WKING_SERVICE_UUID,
+    Button,
+    ButtonAction,
+    ButtonPressed,
     FrameCodec,
     PowerState,
     Response,
@@ -58,7 +61,6 @@ _LOGGER = logging.getLogger(__name__)
 MAX_ADV_DATA = 31
 _ABORT_STATUS = hci.HCI_ErrorCode.CONNECTION_FAILED_TO_BE_ESTABLISHED_ERROR
 _RSSI_LOW, _RSSI_HIGH = -100.0, -30.0
-_SERVER_MAX_MTU = 247
 
 
 class SimSpeaker:
@@ -104,7 +106,7 @@ class SimSpeaker:
         self.controller.instant_connect = False
         host = SimHost(controller_source=self.controller, controller_sink=self.controller)
         self.device = Device(name=spec.name, address=self.bumble_address, host=host)
-        self.device.gatt_server.max_mtu = _SERVER_MAX_MTU
+        self.device.gatt_server.max_mtu = spec.mtu
         self._build_gatt()
         self.device.on("connection", self._on_connection)
         self.adv_data, self.scan_response = self._build_advertisement()
@@ -224,7 +226,13 @@ class SimSpeaker:
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # e.g. a notification on a link that dropped meanwhile: the central sees the loss
+            _LOGGER.debug("%s: background task failed: %r", self.name, exc)
 
     # --- advertising ------------------------------------------------------------------------
 
@@ -395,12 +403,23 @@ class SimSpeaker:
 
     async def _power_off(self) -> None:
         self.state.power = PowerState.STANDBY
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # let the last notifications leave first
+        self.controller.silent = True  # no advertisements, whatever bumble's auto-restart does
         for connection in list(self.device.connections.values()):
             with contextlib.suppress(Exception):
                 await connection.disconnect()
-        with contextlib.suppress(Exception):
-            await self.device.stop_advertising()
+
+    async def power_on(self) -> None:
+        """Power the speaker back on after a power-off command: it advertises again."""
+        self.state.power = PowerState.ON
+        self.controller.silent = False
+        if not self.device.is_advertising:
+            await self.start_advertising()
+
+    async def press_button(self, button: Button, action: ButtonAction = ButtonAction.PRESS) -> None:
+        """Simulate a button press: connected centrals get a ``ButtonPressed`` event."""
+        for connection in list(self.device.connections.values()):
+            await self._send_event(connection, ButtonPressed(seq=0, button=button, action=action))
 
     # --- unsolicited events -----------------------------------------------------------------
 

@@ -46,6 +46,8 @@ class SpeakerSpec:
         rssi: Initial RSSI in dBm as seen by the world's adapter.
         tx_power: TX power level advertised in the scan response (dBm), or ``None``.
         adv_interval_ms: Advertising interval.
+        mtu: The largest ATT MTU the speaker accepts (23-517); vendor frames longer than
+            ``mtu - 3`` are sent as several notifications.
         volume: Initial volume.
         battery: Initial battery level.
         eq: Initial EQ preset.
@@ -64,6 +66,7 @@ class SpeakerSpec:
     rssi: int = -60
     tx_power: int | None = -8
     adv_interval_ms: float = 100.0
+    mtu: int = 247
     volume: int = 30
     battery: int = 80
     eq: EqPreset = EqPreset.FLAT
@@ -81,6 +84,8 @@ class SpeakerSpec:
             )
         if not 0 <= self.volume <= 100 or not 0 <= self.battery <= 100:
             raise UsageError("volume and battery must be 0..100")
+        if not 23 <= self.mtu <= 517:
+            raise UsageError(f"mtu must be 23..517, got {self.mtu}")
         if self.adv_interval_ms < 20:
             raise UsageError("adv_interval_ms must be at least 20 ms (the Bluetooth minimum)")
 

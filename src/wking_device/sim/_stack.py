@@ -141,7 +141,7 @@ class SimLink(LocalLink):
             if target is not None and not target.out_of_range:
                 loop.call_soon(target.on_ll_advertising_pdu, packet)
             return
-        if not isinstance(packet, ll.AdvInd | ll.AdvExtInd):
+        if not isinstance(packet, ll.AdvInd | ll.AdvExtInd) or sender_controller.silent:
             return
         for controller in list(self._listeners.values()):
             if controller is not sender_controller and not controller.out_of_range:
@@ -206,6 +206,7 @@ class SimController(Controller):
             this controller; returns ``None`` to accept or an HCI status to fail the attempt.
         connectable: Whether this controller accepts connections (its advertisements are then
             reported as non-connectable).
+        silent: Send no advertisements (a powered-off speaker), without leaving the link.
     """
 
     def __init__(self, name: str, link: SimLink, address: hci.Address) -> None:
@@ -218,6 +219,7 @@ class SimController(Controller):
         self.connectable = True
         self.connection_gate: Callable[[hci.Address], int | None] | None = None
         self._active_scan = True
+        self.silent = False
         super().__init__(name, link=None)
         self.link = link
         self.random_address = address
@@ -356,7 +358,7 @@ class SimController(Controller):
 
     def is_connectable_now(self) -> bool:
         """Whether this controller advertises connectably and is in range."""
-        if self._out_of_range or not self.connectable:
+        if self._out_of_range or self.silent or not self.connectable:
             return False
         state = self._advertiser_state(self.random_address)
         return state is not None and state[0]
