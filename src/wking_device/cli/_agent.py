@@ -1,13 +1,87 @@
-"""Commands of the `wking` CLI (placeholder until its layer lands)."""
+"""``wking agent run``: run the agent for a bounded time (or until interrupted).
+
+This module opens the installation (gate, store, bindings), starts the agent against the real
+adapter or ``--simulate N`` speakers, and prints the run's summary. The agent itself lives in
+:mod:`wking_device.agent`.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.table import Table
+
+from wking_device.cli._app import AppContext, pass_app
+from wking_device.cli._ble import bluetooth, open_bindings
 
 if TYPE_CHECKING:
-    import click
+    from rich.console import Console
+
+__all__ = ["register"]
+
+
+@click.group()
+def agent() -> None:
+    """The collection agent."""
+
+
+@agent.command()
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Seconds to run (default: until interrupted).",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="Seconds between scan-and-read cycles.",
+)
+@pass_app
+def run(app: AppContext, duration: float | None, interval: float) -> None:
+    """Scan, read the bound (or, simulated, all) speakers and collect what consent allows."""
+    summary = app.run(_run(app, duration, interval))
+
+    def render(console: Console) -> None:
+        table = Table(title="Agent run", show_header=False)
+        for key in ("cycles", "speakers_seen", "reads_ok", "reads_failed", "skipped"):
+            table.add_row(key, str(summary[key]))
+        for name, count in summary["records"].items():
+            table.add_row(f"stored by {name}", str(count))
+        console.print(table)
+        for line in summary["errors"]:
+            console.print(f"[yellow]{line}[/yellow]")
+
+    app.out(summary, render)
+
+
+async def _run(app: AppContext, duration: float | None, interval: float) -> dict[str, Any]:
+    from wking_device.agent import Agent  # noqa: PLC0415
+    from wking_device.collect import open_installation_gate  # noqa: PLC0415
+    from wking_device.store import open_store  # noqa: PLC0415
+
+    paths, settings = app.paths, app.settings
+    gate = open_installation_gate(paths, settings)
+    bound = open_bindings(app).addresses()
+    async with bluetooth(app) as backend, open_store(paths, settings) as store:
+        agent_ = Agent(
+            gate=gate,
+            store=store,
+            settings=settings,
+            backend=backend,
+            bound=bound,
+            connect_all=bool(app.simulate),
+            interval=interval,
+            scan_seconds=min(1.5, interval) if app.simulate else None,
+            adapter_mac="" if app.simulate else None,
+        )
+        summary = await agent_.run(duration)
+    return summary.as_dict()
 
 
 def register(group: click.Group) -> None:
     """Add this module's commands to the root group."""
-    del group
+    group.add_command(agent)

@@ -14,6 +14,7 @@ import click
 import orjson
 from rich.console import Console
 
+from wking_device._redact import install_redaction
 from wking_device.config import Paths, Settings, load_settings, resolve_paths
 from wking_device.errors import WkingError
 
@@ -133,6 +134,8 @@ def cli(
         stream=sys.stderr,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # No MAC address or key material in any log line, at any level (DESIGN §4, §9).
+    install_redaction(everything=True)
     ctx.obj = app
 
 

@@ -1,0 +1,144 @@
+"""The agent in-process, on a simulated world: withdrawal mid-run, faults, bindings."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from wking_device.agent import Agent
+from wking_device.collect import open_installation_gate
+from wking_device.config import BleSettings, load_settings, resolve_paths
+from wking_device.sim import SimWorld
+from wking_device.store import open_store
+
+if TYPE_CHECKING:
+    from wking_device.consent import ConsentGate
+    from wking_device.store import RecordStore
+
+
+def _open() -> tuple[ConsentGate, RecordStore]:
+    paths, settings = resolve_paths(), load_settings()
+    return open_installation_gate(paths, settings), open_store(paths, settings)
+
+
+async def test_withdrawal_mid_run_takes_effect_at_once() -> None:
+    gate, store = _open()
+    gate.grant(["operation_logs", "device_info"])
+    async with SimWorld.fleet(3, instant_connect=True) as world, store:
+        agent = Agent(
+            gate=gate,
+            store=store,
+            settings=load_settings(),
+            backend=world.backend,
+            connect_all=True,
+            interval=0.5,
+            scan_seconds=0.4,
+            adapter_mac="",
+        )
+        task = asyncio.create_task(agent.run(4.0))
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            if (await store.stats()).by_category.get("operation_logs", 0) > 0:
+                break
+        else:
+            raise AssertionError("no operation logs were stored while granted")
+        gate.withdraw(["operation_logs"])
+        stats = await store.stats()  # queued behind the purge the withdrawal triggered
+        assert "operation_logs" not in stats.by_category
+        await task
+        stats = await store.stats()
+        assert "operation_logs" not in stats.by_category
+        assert stats.by_category.get("device_info", 0) >= 3
+        assert stats.shredded > 0
+
+
+async def test_a_failing_speaker_does_not_stop_the_others() -> None:
+    gate, store = _open()
+    gate.grant(["operation_logs", "device_info", "diagnostics"])
+    async with SimWorld.fleet(3, instant_connect=True) as world, store:
+        world.speakers[0].faults.connectable = False
+        quick = BleSettings(connect_timeout=0.5, connect_attempts=2)
+        agent = Agent(
+            gate=gate,
+            store=store,
+            settings=load_settings().model_copy(update={"ble": quick}),
+            backend=world.backend,
+            connect_all=True,
+            interval=0.5,
+            scan_seconds=0.4,
+            adapter_mac="",
+        )
+        summary = await agent.run(2.0)
+    assert summary.reads_ok >= 2
+    assert summary.reads_failed >= 1
+    errors = [
+        r for r in await _export(store) if r.category == "operation_logs" and "error" in r.body
+    ]
+    assert errors, "the failed connection attempts were logged"
+
+
+async def _export(store: RecordStore) -> list:  # type: ignore[type-arg]
+    reopened = open_store(resolve_paths(), load_settings(), readonly=True)
+    try:
+        return await reopened.export()
+    finally:
+        await reopened.aclose()
+
+
+async def test_withdrawal_in_another_process_stops_collection_at_once() -> None:
+    gate, store = _open()
+    gate.grant(["operation_logs", "device_info"])
+    # a second gate on the same ledger stands for `wking consent withdraw` in another process
+    other = open_installation_gate(resolve_paths(), load_settings())
+    async with SimWorld.fleet(2, instant_connect=True) as world, store:
+        agent = Agent(
+            gate=gate,
+            store=store,
+            settings=load_settings(),
+            backend=world.backend,
+            connect_all=True,
+            interval=0.5,
+            scan_seconds=0.4,
+            adapter_mac="",
+            consent_poll=0.1,
+        )
+        task = asyncio.create_task(agent.run(3.0))
+        await asyncio.sleep(1.0)
+        other.withdraw(["operation_logs"])
+        await asyncio.sleep(0.5)  # a few polls
+        assert not gate.allows("operation_logs")
+        assert "operation_logs" not in (await store.stats()).by_category
+        await task
+    assert "operation_logs" not in (await _stats()).by_category
+
+
+async def _stats():  # type: ignore[no-untyped-def]
+    reopened = open_store(resolve_paths(), load_settings(), readonly=True)
+    try:
+        return await reopened.stats()
+    finally:
+        await reopened.aclose()
+
+
+async def test_only_bound_speakers_are_read() -> None:
+    gate, store = _open()
+    gate.grant(["device_info"])
+    async with SimWorld.fleet(3, instant_connect=True) as world, store:
+        bound = {world.speakers[1].address}
+        agent = Agent(
+            gate=gate,
+            store=store,
+            settings=load_settings(),
+            backend=world.backend,
+            bound=bound,
+            connect_all=True,
+            interval=0.5,
+            scan_seconds=0.4,
+            adapter_mac="",
+        )
+        summary = await agent.run(1.5)
+        assert summary.speakers_seen == 3
+        assert summary.reads_ok >= 1
+        exported = await store.export()
+    names = {r.body.get("name") for r in exported if r.category == "device_info"}
+    assert names == {world.speakers[1].spec.name}
