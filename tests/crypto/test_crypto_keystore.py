@@ -5,9 +5,11 @@ import json
 import stat
 from typing import TYPE_CHECKING
 
+import keyring
 import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from keyring.backend import KeyringBackend
 
 from wking_device.config import resolve_paths
 from wking_device.crypto import (
@@ -17,6 +19,7 @@ from wking_device.crypto import (
     key_dir,
     normalize_mac,
     open_key_store,
+    secure_keyring,
 )
 from wking_device.errors import KeyMissing, KeyStoreError, RecordCorrupt, UsageError, WrongKey
 
@@ -200,3 +203,80 @@ def test_mac_pseudonyms_are_keyed_and_rotate(paths) -> None:
     assert normalize_mac("aabb.ccdd.eeff") == "AABBCCDDEEFF"
     with pytest.raises(UsageError):
         normalize_mac("not a mac")
+
+
+def _memory_keyring_class(name: str) -> type:
+    """Define an in-memory keyring backend (stands in for a secure OS keyring).
+
+    Defined only after keyring chose its default backend: keyring registers every subclass of
+    KeyringBackend as a candidate, and a module-level class would become the default keyring of
+    the whole test session.
+    """
+    keyring.get_keyring()  # fix the session's default first
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.entries.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.entries[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.entries.pop((service, username), None)
+
+    return type(
+        name,
+        (KeyringBackend,),
+        {
+            "priority": 1,
+            "entries": None,
+            "get_password": get_password,
+            "set_password": set_password,
+            "delete_password": delete_password,
+        },
+    )
+
+
+@pytest.fixture(name="memory_keyring")
+def fixture_memory_keyring():
+    previous = keyring.get_keyring()
+    backend = _memory_keyring_class("MemoryKeyring")()
+    backend.entries = {}
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(previous)
+
+
+def test_keyring_level_rotates_the_entry(paths, memory_keyring) -> None:
+    keys = open_key_store(paths)
+    assert keys.level == "keyring"
+    assert not (key_dir(paths) / "master.key").exists()
+    secret = keys.secret("ledger-hmac")
+    dek = keys.current_data_key("device_info", rotate_after=1e9)
+    (entry,) = memory_keyring.entries.values()
+    old_doc = json.loads((key_dir(paths) / "keystore.json").read_text())
+    keys.destroy_data_keys(category="device_info")
+    (rotated,) = memory_keyring.entries.values()
+    assert rotated != entry
+    again = open_key_store(paths, create=False)
+    assert again.secret("ledger-hmac") == secret
+    assert again.data_key(dek.key_id) is None
+    kek = base64.b64decode(rotated)
+    wrapped = base64.b64decode(old_doc["deks"][0]["wrapped"])
+    with pytest.raises(InvalidTag):
+        AESGCM(kek).decrypt(wrapped[:12], wrapped[12:], None)
+    memory_keyring.entries.clear()
+    with pytest.raises(KeyMissing):
+        open_key_store(paths)
+
+
+def test_insecure_keyrings_are_skipped(paths) -> None:
+    previous = keyring.get_keyring()
+    try:
+        plaintext = _memory_keyring_class("PlaintextKeyring")()
+        plaintext.entries = {}
+        keyring.set_keyring(plaintext)
+        assert secure_keyring() is None
+        assert open_key_store(paths).level == "key-file"
+    finally:
+        keyring.set_keyring(previous)
+    assert secure_keyring() is None  # the machine's default here is keyring.backends.fail

@@ -200,3 +200,20 @@ async def test_duplicate_record_ids_are_idempotent(store, make_record, permit) -
     await store.append([record], permit)
     await store.append([record, record], permit)
     assert (await store.stats()).total == 1
+
+
+async def test_mac_fields_need_the_mac_permit_and_withdrawal_shreds_only_them(
+    store, gate, make_record, permit
+) -> None:
+    store.attach(gate)
+    no_macs = gate.permit(["operation_logs"])
+    with_mac = make_record(speaker_mac="C4:7F:51:9A:2B:E3", op="connect")
+    plain = make_record(op="scan")
+    with pytest.raises(ConsentRequired):
+        await store.append([with_mac], no_macs)
+    await store.append([with_mac, plain], permit)
+    assert len(store.keys.data_key_ids()) == 2  # separate data keys: with and without MACs
+    gate.withdraw(["mac_addresses"], method="api")
+    assert await store.export() == [plain]
+    stats = await store.stats()
+    assert stats.shredded == 1

@@ -13,9 +13,11 @@ from wking_device.store._store import (
     DB_FILE,
     DEFAULT_PRIORITY,
     DEFAULT_RETENTION,
+    MAC_FIELDS,
     RecordStore,
     StoreStats,
     SweepResult,
+    key_scope,
     open_store,
 )
 
@@ -23,8 +25,10 @@ __all__ = [
     "DB_FILE",
     "DEFAULT_PRIORITY",
     "DEFAULT_RETENTION",
+    "MAC_FIELDS",
     "RecordStore",
     "StoreStats",
     "SweepResult",
+    "key_scope",
     "open_store",
 ]

@@ -62,9 +62,11 @@ __all__ = [
     "DB_FILE",
     "DEFAULT_PRIORITY",
     "DEFAULT_RETENTION",
+    "MAC_FIELDS",
     "RecordStore",
     "StoreStats",
     "SweepResult",
+    "key_scope",
     "open_store",
 ]
 
@@ -92,6 +94,31 @@ DEFAULT_PRIORITY: Final[Mapping[str, int]] = {
     "operation_logs": 50,
 }
 """Eviction order under the size cap: lower goes first; unknown categories count as 0."""
+
+
+MAC_FIELDS: Final = ("speaker_mac", "adapter_mac")
+"""Body fields holding MAC addresses (the same names as ``wking_device.collect.MAC_FIELDS``)."""
+_MAC_CATEGORY: Final = "mac_addresses"
+
+
+def key_scope(record: Record) -> str:
+    """Return the data-key scope of a record: the categories whose withdrawal must shred it.
+
+    A record of ``operation_logs`` that carries a MAC field is sealed under the data key of
+    ``operation_logs+mac_addresses``, so withdrawing ``mac_addresses`` destroys exactly the
+    records holding MAC addresses (and withdrawing ``operation_logs`` destroys them too).
+    """
+    body = record.body
+    if record.category != _MAC_CATEGORY and (MAC_FIELDS[0] in body or MAC_FIELDS[1] in body):
+        return f"{record.category}+{_MAC_CATEGORY}"
+    return record.category
+
+
+def _needed(records: Sequence[Record]) -> set[str]:
+    needed: set[str] = set()
+    for record in records:
+        needed.update(key_scope(record).split("+"))
+    return needed
 
 
 class _Permit(Protocol):
@@ -354,7 +381,7 @@ class RecordStore:
         self._check_open(write=True)
         if not records:
             return
-        for category in {record.category for record in records}:
+        for category in _needed(records):
             permit.require(category)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
@@ -534,7 +561,7 @@ class RecordStore:
         for item in appends:
             try:
                 # the permit may have been revoked while the records waited in the queue
-                for category in {record.category for record in item.records}:
+                for category in _needed(item.records):
                     item.permit.require(category)
             except ConsentError as exc:
                 outcomes.setdefault(item.loop, []).append((item.future, None, exc))
@@ -561,8 +588,8 @@ class RecordStore:
         for loop, batch in outcomes.items():
             self._post(loop, batch)
 
-    def _sealer(self, category: str, count: int, now: float) -> Sealer:
-        dek = self.keys.current_data_key(category, rotate_after=self._rotate_after, now=now)
+    def _sealer(self, scope: str, count: int, now: float) -> Sealer:
+        dek = self.keys.current_data_key(scope, rotate_after=self._rotate_after, now=now)
         sealer = self._sealers.get(dek.key_id)
         if sealer is None:
             sealer = self._sealers[dek.key_id] = Sealer(dek.key_id, dek.key)
@@ -589,18 +616,18 @@ class RecordStore:
     def _write(self, live: list[_Append]) -> None:
         now = self._clock()
         records = [record for item in live for record in item.records]
+        scopes = [key_scope(record) for record in records]
         sealers = {
-            category: self._sealer(category, count, now)
-            for category, count in Counter(record.category for record in records).items()
+            scope: self._sealer(scope, count, now) for scope, count in Counter(scopes).items()
         }
         retention = self._retention
         rows = [
             row_from_record(
                 record,
-                sealers[record.category],
+                sealers[scope],
                 record.created_at + retention.get(record.category, DEFAULT_RETENTION),
             )
-            for record in records
+            for record, scope in zip(records, scopes, strict=True)
         ]
         size = sum(len(row[5]) for row in rows) + _ROW_OVERHEAD * len(rows)
         conn = self._conn
@@ -615,7 +642,7 @@ class RecordStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             if self._bytes + size > self.max_bytes:
-                top = max(self._priority.get(category, 0) for category in sealers)
+                top = max(self._priority.get(record.category, 0) for record in records)
                 freed = self._evict(self._bytes + size - int(self.max_bytes * _EVICT_TO), top)
             before = conn.total_changes
             for start in range(0, len(rows), _INSERT_ROWS):
@@ -812,13 +839,25 @@ class RecordStore:
     def _purge_sync(self, category: str) -> int:
         # Shred first: once the keys are gone the rows are unreadable even if we crash before
         # deleting them (the next read drops them as shredded).
-        destroyed = self.keys.destroy_data_keys(category=category)
+        doomed = {
+            key_id
+            for key_id, scope in self.keys.data_key_ids().items()
+            if category in scope.split("+")
+        }
+        destroyed = self.keys.destroy_data_keys(key_ids=doomed) if doomed else []
         for key_id in destroyed:
             self._sealers.pop(key_id, None)
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             deleted = conn.execute("DELETE FROM records WHERE category = ?", (category,)).rowcount
+            for start in range(0, len(destroyed), _CHUNK):
+                chunk = destroyed[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                deleted += conn.execute(
+                    f"DELETE FROM records WHERE key_id IN ({marks})",  # noqa: S608
+                    chunk,
+                ).rowcount
             conn.execute("DELETE FROM quarantine WHERE category = ?", (category,))
             conn.executemany(
                 "DELETE FROM nonce_blocks WHERE key_id = ?", [(key_id,) for key_id in destroyed]
