@@ -1,0 +1,33 @@
+"""Control a speaker: volume, EQ preset and light mode, and watch its notifications.
+
+Runs against simulated speakers; pass --real (and an address) to use the Bluetooth adapter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from _common import backend_for, parse_args
+
+from wking_device.ble import Speaker, discover
+from wking_device.protocol import EqPreset, LightMode
+
+
+async def main() -> None:
+    args = parse_args(__doc__.splitlines()[0], address=True)
+    async with backend_for(args) as backend:
+        target = args.address or (await discover(3.0, backend=backend, count=1))[0]
+        async with Speaker(target, backend=backend) as speaker:
+            unsubscribe = speaker.subscribe(lambda event: print("event:", event))
+            await speaker.set_volume(45)
+            await speaker.set_eq(EqPreset.BASS_BOOST)
+            await speaker.set_light(LightMode.RAINBOW)
+            print(f"ping round trip: {await speaker.ping(b'hello') * 1000:.2f} ms")
+            state = await speaker.get_state()
+            print(f"volume {state.volume}, eq {state.eq.name}, light {state.light.name}")
+            await asyncio.sleep(0.2)  # let notifications arrive
+            unsubscribe()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

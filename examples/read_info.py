@@ -1,0 +1,26 @@
+"""Connect to a speaker and read its information (Device Information, Battery, vendor state).
+
+Runs against simulated speakers; pass --real (and an address) to use the Bluetooth adapter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from _common import backend_for, parse_args
+
+from wking_device.ble import Speaker, discover
+
+
+async def main() -> None:
+    args = parse_args(__doc__.splitlines()[0], address=True)
+    async with backend_for(args) as backend:
+        target = args.address or (await discover(3.0, backend=backend, count=1))[0]
+        async with Speaker(target, backend=backend) as speaker:
+            info = await speaker.read_info()
+    for key, value in info.model_dump().items():
+        print(f"{key:13} {value}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
