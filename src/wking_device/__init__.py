@@ -3,50 +3,159 @@
 With the user's consent, ``wking_device`` collects Bluetooth operation logs, keeps them encrypted
 and uploads them over TLS.
 
-This module is the public door: it re-exports the names of the library's API. Subpackages that
-are not re-exported here (``sim``, ``receiver``) are public in their own right; everything else
-whose name starts with ``_`` is internal.
+This module is the public door: it re-exports the names of the library's API. The errors, value
+types and configuration load at once; the layers behind the other names (bleak, cryptography,
+SQLite) load on first use, so ``import wking_device`` stays cheap. Subpackages that are not
+re-exported here (``sim``, ``receiver``) are public in their own right; everything whose name
+starts with ``_`` is internal.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any
 
 from wking_device._version import __version__
 from wking_device.config import Paths, Settings, load_settings, resolve_paths
 from wking_device.errors import (
     BluetoothError,
     ConfigError,
+    ConnectionFailed,
     ConsentError,
     ConsentRequired,
+    DeviceDisconnected,
+    DeviceNotFound,
     IntegrityError,
+    KeyStoreError,
+    LedgerTampered,
+    OperationTimeout,
+    PermitRevoked,
     ProtocolError,
     StorageError,
+    StoreFull,
     UploadError,
     WkingError,
 )
 from wking_device.models import DeviceInfo, OperationEvent, OperationKind, Outcome, Record
 
+if TYPE_CHECKING:
+    from wking_device.agent import Agent, AgentSummary
+    from wking_device.ble import (
+        BleBackend,
+        ConnectionLimiter,
+        DiscoveredSpeaker,
+        EventBus,
+        FleetResult,
+        RetryPolicy,
+        Speaker,
+        SpeakerScanner,
+        discover,
+        find,
+        get_event_bus,
+        read_all,
+    )
+    from wking_device.collect import RecordSink, open_installation_gate
+    from wking_device.consent import ConsentGate, Permit, Revocation
+    from wking_device.protocol import MODELS, WKING_V1, DeviceProfile, FrameCodec, Role
+    from wking_device.store import RecordStore, open_store
+
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-__all__ = [
+_LAZY = {
+    "Agent": "wking_device.agent",
+    "AgentSummary": "wking_device.agent",
+    "BleBackend": "wking_device.ble",
+    "ConnectionLimiter": "wking_device.ble",
+    "DiscoveredSpeaker": "wking_device.ble",
+    "EventBus": "wking_device.ble",
+    "FleetResult": "wking_device.ble",
+    "RetryPolicy": "wking_device.ble",
+    "Speaker": "wking_device.ble",
+    "SpeakerScanner": "wking_device.ble",
+    "discover": "wking_device.ble",
+    "find": "wking_device.ble",
+    "get_event_bus": "wking_device.ble",
+    "read_all": "wking_device.ble",
+    "RecordSink": "wking_device.collect",
+    "open_installation_gate": "wking_device.collect",
+    "ConsentGate": "wking_device.consent",
+    "Permit": "wking_device.consent",
+    "Revocation": "wking_device.consent",
+    "DeviceProfile": "wking_device.protocol",
+    "FrameCodec": "wking_device.protocol",
+    "MODELS": "wking_device.protocol",
+    "Role": "wking_device.protocol",
+    "WKING_V1": "wking_device.protocol",
+    "RecordStore": "wking_device.store",
+    "open_store": "wking_device.store",
+}
+
+__all__ = [  # noqa: RUF022 - plain sorted() order, checked by tests/test_exported_members.py
+    "Agent",
+    "AgentSummary",
+    "BleBackend",
     "BluetoothError",
     "ConfigError",
+    "ConnectionFailed",
+    "ConnectionLimiter",
     "ConsentError",
+    "ConsentGate",
     "ConsentRequired",
+    "DeviceDisconnected",
     "DeviceInfo",
+    "DeviceNotFound",
+    "DeviceProfile",
+    "DiscoveredSpeaker",
+    "EventBus",
+    "FleetResult",
+    "FrameCodec",
     "IntegrityError",
+    "KeyStoreError",
+    "LedgerTampered",
+    "MODELS",
     "OperationEvent",
     "OperationKind",
+    "OperationTimeout",
     "Outcome",
     "Paths",
+    "Permit",
+    "PermitRevoked",
     "ProtocolError",
     "Record",
+    "RecordSink",
+    "RecordStore",
+    "RetryPolicy",
+    "Revocation",
+    "Role",
     "Settings",
+    "Speaker",
+    "SpeakerScanner",
     "StorageError",
+    "StoreFull",
     "UploadError",
+    "WKING_V1",
     "WkingError",
     "__version__",
+    "discover",
+    "find",
+    "get_event_bus",
     "load_settings",
+    "open_installation_gate",
+    "open_store",
+    "read_all",
     "resolve_paths",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
