@@ -195,17 +195,21 @@ class SimWorld:
             raise UsageError("this SimWorld was already started; create one world per test")
         self._loop = asyncio.get_running_loop()
         self.link = SimLink()
-        self._adapter = _Adapter(self)
-        await self._adapter.start()
-        speakers = [SimSpeaker(self, spec) for spec in self._specs]
-        self.speakers.extend(speakers)
-        gate = asyncio.Semaphore(_START_CONCURRENCY)
+        try:
+            self._adapter = _Adapter(self)
+            await self._adapter.start()
+            for spec in self._specs:
+                self.speakers.append(SimSpeaker(self, spec))
+            gate = asyncio.Semaphore(_START_CONCURRENCY)
 
-        async def start_one(speaker: SimSpeaker) -> None:
-            async with gate:
-                await speaker.start(stagger=True)
+            async def start_one(speaker: SimSpeaker) -> None:
+                async with gate:
+                    await speaker.start(stagger=True)
 
-        await asyncio.gather(*(start_one(s) for s in speakers))
+            await asyncio.gather(*(start_one(s) for s in self.speakers))
+        except BaseException:
+            await self.close()
+            raise
         self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
 
     async def close(self) -> None:
