@@ -217,3 +217,24 @@ async def test_mac_fields_need_the_mac_permit_and_withdrawal_shreds_only_them(
     assert await store.export() == [plain]
     stats = await store.stats()
     assert stats.shredded == 1
+
+
+async def test_rows_of_destroyed_keys_are_dropped_unknown_keys_quarantined(
+    paths, settings, store, make_record, permit
+) -> None:
+    await store.append([make_record("device_info"), make_record("diagnostics")], permit)
+    await store.append([make_record("operation_logs")], permit)
+    # a crash right after the keys were destroyed, before the rows were deleted
+    store.keys.destroy_data_keys(category="device_info")
+    await store.aclose()
+    conn = sqlite3.connect(paths.data_dir / DB_FILE)
+    conn.execute("UPDATE records SET key_id = 999 WHERE category = 'diagnostics'")
+    conn.commit()
+    conn.close()
+    reopened = open_store(paths, settings)
+    try:
+        assert [r.category for r in await reopened.export()] == ["operation_logs"]
+        stats = await reopened.stats()
+        assert (stats.total, stats.shredded, stats.quarantined) == (1, 1, 1)
+    finally:
+        reopened.close()

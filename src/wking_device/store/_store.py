@@ -728,10 +728,13 @@ class RecordStore:
         good: list[tuple[int, Record]] = []
         bad: list[tuple[int, str]] = []
         shredded: list[int] = []
+        missing: dict[int, bool] = {}  # key id -> destroyed? (looked up once per call)
         for seq, record_id, category, key_id, created_at, payload in rows:
-            sealer = self._sealer_for(key_id)
+            sealer = None if key_id in missing else self._sealer_for(key_id)
             if sealer is None:
-                if self.keys.was_destroyed(key_id):
+                if key_id not in missing:
+                    missing[key_id] = self.keys.was_destroyed(key_id)
+                if missing[key_id]:
                     shredded.append(seq)
                 else:
                     bad.append((seq, "unknown data key"))
