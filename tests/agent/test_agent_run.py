@@ -16,6 +16,17 @@ if TYPE_CHECKING:
     from wking_device.store import RecordStore
 
 
+def _agent(gate: ConsentGate, store: RecordStore, world: SimWorld, **options: object) -> Agent:
+    defaults: dict[str, object] = {
+        "settings": load_settings(),
+        "connect_all": True,
+        "interval": 0.5,
+        "scan_seconds": 0.4,
+        "adapter_mac": "",
+    }
+    return Agent(gate=gate, store=store, backend=world.backend, **{**defaults, **options})  # type: ignore[arg-type]
+
+
 def _open() -> tuple[ConsentGate, RecordStore]:
     paths, settings = resolve_paths(), load_settings()
     return open_installation_gate(paths, settings), open_store(paths, settings)
@@ -25,16 +36,7 @@ async def test_withdrawal_mid_run_takes_effect_at_once() -> None:
     gate, store = _open()
     gate.grant(["operation_logs", "device_info"])
     async with SimWorld.fleet(3, instant_connect=True) as world, store:
-        agent = Agent(
-            gate=gate,
-            store=store,
-            settings=load_settings(),
-            backend=world.backend,
-            connect_all=True,
-            interval=0.5,
-            scan_seconds=0.4,
-            adapter_mac="",
-        )
+        agent = _agent(gate, store, world)
         task = asyncio.create_task(agent.run(4.0))
         for _ in range(100):
             await asyncio.sleep(0.1)
@@ -58,15 +60,8 @@ async def test_a_failing_speaker_does_not_stop_the_others() -> None:
     async with SimWorld.fleet(3, instant_connect=True) as world, store:
         world.speakers[0].faults.connectable = False
         quick = BleSettings(connect_timeout=0.5, connect_attempts=2)
-        agent = Agent(
-            gate=gate,
-            store=store,
-            settings=load_settings().model_copy(update={"ble": quick}),
-            backend=world.backend,
-            connect_all=True,
-            interval=0.5,
-            scan_seconds=0.4,
-            adapter_mac="",
+        agent = _agent(
+            gate, store, world, settings=load_settings().model_copy(update={"ble": quick})
         )
         summary = await agent.run(2.0)
     assert summary.reads_ok >= 2
@@ -91,17 +86,7 @@ async def test_withdrawal_in_another_process_stops_collection_at_once() -> None:
     # a second gate on the same ledger stands for `wking consent withdraw` in another process
     other = open_installation_gate(resolve_paths(), load_settings())
     async with SimWorld.fleet(2, instant_connect=True) as world, store:
-        agent = Agent(
-            gate=gate,
-            store=store,
-            settings=load_settings(),
-            backend=world.backend,
-            connect_all=True,
-            interval=0.5,
-            scan_seconds=0.4,
-            adapter_mac="",
-            consent_poll=0.1,
-        )
+        agent = _agent(gate, store, world, consent_poll=0.1)
         task = asyncio.create_task(agent.run(3.0))
         await asyncio.sleep(1.0)
         other.withdraw(["operation_logs"])
@@ -125,17 +110,7 @@ async def test_only_bound_speakers_are_read() -> None:
     gate.grant(["device_info"])
     async with SimWorld.fleet(3, instant_connect=True) as world, store:
         bound = {world.speakers[1].address}
-        agent = Agent(
-            gate=gate,
-            store=store,
-            settings=load_settings(),
-            backend=world.backend,
-            bound=bound,
-            connect_all=True,
-            interval=0.5,
-            scan_seconds=0.4,
-            adapter_mac="",
-        )
+        agent = _agent(gate, store, world, bound=bound)
         summary = await agent.run(1.5)
         assert summary.speakers_seen == 3
         assert summary.reads_ok >= 1
