@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from wking_device.collect import RecordSink
 from wking_device.config import resolve_paths
 from wking_device.crypto import key_dir, open_key_store
 from wking_device.errors import (
@@ -18,6 +19,7 @@ from wking_device.errors import (
     UsageError,
     WrongKey,
 )
+from wking_device.policy import CATALOG
 from wking_device.store import DB_FILE, open_store
 
 if TYPE_CHECKING:
@@ -238,3 +240,12 @@ async def test_rows_of_destroyed_keys_are_dropped_unknown_keys_quarantined(
         assert (stats.total, stats.shredded, stats.quarantined) == (1, 1, 1)
     finally:
         reopened.close()
+
+
+async def test_default_retention_comes_from_the_policy_catalog(store, make_record, permit) -> None:
+    assert isinstance(store, RecordSink)
+    record = make_record("device_info")
+    await store.append([record], permit)
+    days = CATALOG["device_info"].retention_days
+    assert (await store.sweep(now=record.created_at + days * 86400 - 1)).expired == 0
+    assert (await store.sweep(now=record.created_at + days * 86400)).expired == 1

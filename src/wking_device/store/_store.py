@@ -42,6 +42,7 @@ from wking_device.errors import (
     WkingError,
     WrongKey,
 )
+from wking_device.policy import CATALOG
 from wking_device.store._schema import (
     STATE_CLAIMED,
     STATE_PENDING,
@@ -66,6 +67,7 @@ __all__ = [
     "RecordStore",
     "StoreStats",
     "SweepResult",
+    "catalog_retention",
     "key_scope",
     "open_store",
 ]
@@ -965,6 +967,11 @@ def _connect(db: Path, *, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
+def catalog_retention() -> dict[str, float]:
+    """Return each catalog category's retention period in seconds (the default retention)."""
+    return {cid: category.retention_days * 86400.0 for cid, category in CATALOG.items()}
+
+
 def _prepare(conn: sqlite3.Connection, keys: KeyStore, *, readonly: bool, check: bool) -> None:
     """Check, migrate and bind a freshly opened database; reset claims of a crashed writer."""
     if check:
@@ -1023,7 +1030,8 @@ def open_store(
             called, creating keys only when there is no database yet.
         key_backend: Where the KEK lives, when not the default ladder (passed to the key store).
         readonly: Open for status and export only (works while an agent holds the store).
-        retention: Seconds records of each category are kept (default 30 days).
+        retention: Seconds records of each category are kept (default: the policy catalog's
+            ``retention_days``; :data:`DEFAULT_RETENTION` for categories it does not name).
         priority: Eviction order under the size cap (lower first; default
             :data:`DEFAULT_PRIORITY`).
         clock: UTC time source.
@@ -1059,7 +1067,7 @@ def open_store(
             directory=paths.data_dir,
             max_bytes=max_bytes if max_bytes is not None else settings.storage.max_bytes,
             rotate_after=settings.storage.dek_rotation_days * 86400.0,
-            retention=retention or {},
+            retention=retention if retention is not None else catalog_retention(),
             priority=priority if priority is not None else DEFAULT_PRIORITY,
             clock=clock,
             readonly=readonly,
