@@ -13,7 +13,7 @@ import time
 
 import pytest
 from bleak import BleakClient, BleakScanner
-from bleak.exc import BleakDBusError
+from bleak.exc import BleakDBusError, BleakGATTProtocolError
 from bumble import core, hci
 from bumble.controller import Controller
 from bumble.core import AdvertisingData
@@ -295,6 +295,28 @@ async def test_fixed_gap_f_late_response_is_discarded() -> None:
             speaker.state.battery = 22
             speaker.faults.response_delay_s = 0.0
             assert (await client.read_gatt_char(BATTERY_LEVEL_UUID))[0] == 22
+
+
+# --- G: the GATT server checks no permissions; a missing handler sends no answer ----------------
+
+
+async def test_stock_gap_g_write_to_read_only_value_gets_no_answer() -> None:
+    _link, _central, _peripheral, _connection, (slow, fast) = await _stock_pair()
+    await fast.write_value(b"changed", with_response=True)  # READ-only, yet accepted
+    assert await fast.read_value() == b"changed"
+    with pytest.raises(TimeoutError):  # no write function: no response until the 30 s timeout
+        await asyncio.wait_for(slow.write_value(b"x", with_response=True), 0.3)
+
+
+async def test_fixed_gap_g_speaker_answers_not_permitted() -> None:
+    async with SimWorld.fleet(1) as world, BleakClient(
+        world.speakers[0].address, timeout=2, backend=world.backend.client
+    ) as client:
+        started = time.perf_counter()
+        with pytest.raises(BleakGATTProtocolError) as info:
+            await client.write_gatt_char(MODEL_NUMBER_UUID, b"x", response=True)
+        assert info.value.args[0] == 0x03
+        assert time.perf_counter() - started < 1.0
 
 
 # --- cost ----------------------------------------------------------------------------------------

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from bleak import BleakClient, BleakScanner
+from bleak.exc import BleakGATTProtocolError
 
 from wking_device.protocol import (
+    BATTERY_LEVEL_UUID,
+    MANUFACTURER_NAME_UUID,
     WKING_COMMAND_CHAR_UUID,
     WKING_NOTIFY_CHAR_UUID,
     WKING_SERVICE_UUID,
@@ -103,3 +107,15 @@ async def test_button_event_and_power_cycle() -> None:
         assert await BleakScanner.find_device_by_address(
             speaker.address, 1.0, backend=world.backend.scanner
         )
+
+
+async def test_att_errors_surface_as_bleak_gatt_protocol_errors() -> None:
+    async with (
+        SimWorld.fleet(1) as world,
+        BleakClient(world.speakers[0].address, timeout=2, backend=world.backend.client) as client,
+    ):
+        with pytest.raises(BleakGATTProtocolError) as info:
+            await client.write_gatt_char(MANUFACTURER_NAME_UUID, b"nope", response=True)
+        assert info.value.args[0] == 0x03  # ATT Write Not Permitted, as a real peripheral
+        descriptor = client.services.get_characteristic(BATTERY_LEVEL_UUID).descriptors[0]
+        assert await client.read_gatt_descriptor(descriptor.handle) == b"\x00\x00"

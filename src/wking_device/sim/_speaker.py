@@ -16,7 +16,7 @@ import logging
 import random
 from typing import TYPE_CHECKING, Any
 
-from bumble import hci
+from bumble import att, hci
 from bumble.device import AdvertisingType, Device
 from bumble.gatt import Characteristic, CharacteristicValue, Service
 
@@ -61,6 +61,24 @@ _LOGGER = logging.getLogger(__name__)
 MAX_ADV_DATA = 31
 _ABORT_STATUS = hci.HCI_ErrorCode.CONNECTION_FAILED_TO_BE_ESTABLISHED_ERROR
 _RSSI_LOW, _RSSI_HIGH = -100.0, -30.0
+
+
+def _refuse_read(_connection: Connection) -> bytes:
+    raise att.ATT_Error(att.ATT_READ_NOT_PERMITTED_ERROR)
+
+
+def _refuse_write(_connection: Connection, _value: bytes) -> None:
+    raise att.ATT_Error(att.ATT_WRITE_NOT_PERMITTED_ERROR)
+
+
+def _value(read: Any = None, write: Any = None) -> CharacteristicValue[bytes]:
+    """A value whose missing side answers with an ATT error.
+
+    bumble 0.0.236's GATT server does not check permissions; an operation on a value without
+    the matching function raises inside the server and no response is sent at all (the central
+    waits for the 30 s ATT timeout). A real peripheral answers "not permitted".
+    """
+    return CharacteristicValue(read=read or _refuse_read, write=write or _refuse_write)
 
 
 class SimSpeaker:
@@ -254,7 +272,7 @@ class SimSpeaker:
         spec = self.spec
 
         def text(value: str) -> CharacteristicValue[bytes]:
-            return CharacteristicValue(read=self._reader(value.encode))
+            return _value(read=self._reader(value.encode))
 
         readable = Characteristic.Permissions.READABLE
         dis = Service(
@@ -281,20 +299,20 @@ class SimSpeaker:
             BATTERY_LEVEL_UUID,
             Characteristic.READ | Characteristic.NOTIFY,
             readable,
-            CharacteristicValue(read=self._reader(lambda: bytes((self.state.battery_level,)))),
+            _value(read=self._reader(lambda: bytes((self.state.battery_level,)))),
         )
         battery = Service(BATTERY_SERVICE_UUID, [self._battery_char])
         self._command_char: Characteristic[bytes] = Characteristic(
             WKING_COMMAND_CHAR_UUID,
             Characteristic.WRITE | Characteristic.WRITE_WITHOUT_RESPONSE,
             Characteristic.Permissions.WRITEABLE,
-            CharacteristicValue(write=self._on_command_write),
+            _value(write=self._on_command_write),
         )
         self._notify_char: Characteristic[bytes] = Characteristic(
             WKING_NOTIFY_CHAR_UUID,
             Characteristic.NOTIFY,
             readable,
-            b"",
+            _value(),
         )
         vendor = Service(WKING_SERVICE_UUID, [self._command_char, self._notify_char])
         self.device.add_services([dis, battery, vendor])

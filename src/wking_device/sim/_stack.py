@@ -16,7 +16,8 @@ listed in docs/testing.md and tested in tests/sim/test_sim_bumble_gaps.py):
   a dict, and neither controller nor host formats packets for debug logging unless DEBUG is on.
 
 It does not know about speakers, GATT or bleak; :mod:`wking_device.sim._world` wires these parts
-together. Gaps E and F (GATT client) are handled in :mod:`wking_device.sim._client`.
+together. Gaps E and F (GATT client) are handled in :mod:`wking_device.sim._client`, gap G (GATT
+server permissions) in :mod:`wking_device.sim._speaker`.
 """
 
 from __future__ import annotations
