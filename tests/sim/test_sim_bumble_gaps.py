@@ -309,9 +309,10 @@ async def test_stock_gap_g_write_to_read_only_value_gets_no_answer() -> None:
 
 
 async def test_fixed_gap_g_speaker_answers_not_permitted() -> None:
-    async with SimWorld.fleet(1) as world, BleakClient(
-        world.speakers[0].address, timeout=2, backend=world.backend.client
-    ) as client:
+    async with (
+        SimWorld.fleet(1) as world,
+        BleakClient(world.speakers[0].address, timeout=2, backend=world.backend.client) as client,
+    ):
         started = time.perf_counter()
         with pytest.raises(BleakGATTProtocolError) as info:
             await client.write_gatt_char(MODEL_NUMBER_UUID, b"x", response=True)

@@ -17,11 +17,14 @@ from wking_device.protocol import (
     Button,
     ButtonPressed,
     FrameCodec,
+    LightMode,
     Ping,
     PowerOff,
     PowerState,
     Response,
     Role,
+    SetLight,
+    Status,
 )
 from wking_device.sim import SimWorld, SpeakerSpec
 
@@ -119,3 +122,21 @@ async def test_att_errors_surface_as_bleak_gatt_protocol_errors() -> None:
         assert info.value.args[0] == 0x03  # ATT Write Not Permitted, as a real peripheral
         descriptor = client.services.get_characteristic(BATTERY_LEVEL_UUID).descriptors[0]
         assert await client.read_gatt_descriptor(descriptor.handle) == b"\x00\x00"
+
+
+async def test_models_without_lights_refuse_set_light() -> None:
+    async with SimWorld.fleet(2) as world:
+        results = {}
+        for speaker in world.speakers:  # 1: d8-mini (no lights), 2: x10
+            async with BleakClient(speaker.address, timeout=2, backend=world.backend.client) as c:
+                codec = FrameCodec(Role.CENTRAL, mtu=c.mtu_size)
+                frames: asyncio.Queue = asyncio.Queue()
+                await c.start_notify(
+                    WKING_NOTIFY_CHAR_UUID,
+                    lambda _c, d, q=frames, k=codec: [q.put_nowait(f) for f in k.receive(bytes(d))],
+                )
+                for fragment in codec.send(SetLight(seq=codec.next_seq(), mode=LightMode.RAINBOW)):
+                    await c.write_gatt_char(WKING_COMMAND_CHAR_UUID, fragment, response=True)
+                results[speaker.spec.model_id] = (await asyncio.wait_for(frames.get(), 1.0)).status
+        assert results == {"d8-mini": Status.UNSUPPORTED, "x10": Status.OK}
+        assert world.speakers[1].state.light is LightMode.RAINBOW

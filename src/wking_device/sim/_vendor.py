@@ -91,6 +91,8 @@ class VendorHandler:
         firmware: Firmware version text.
         hardware: Hardware revision text.
         serial: Serial number text.
+        has_lights: Whether the model has a light show; others answer ``SetLight`` with
+            ``UNSUPPORTED`` (as the protocol's MODELS table says).
     """
 
     def __init__(
@@ -101,13 +103,15 @@ class VendorHandler:
         firmware: str,
         hardware: str,
         serial: str,
+        has_lights: bool = True,
     ) -> None:
         self.state = state
+        self.has_lights = has_lights
         self._identity = _Identity(
             model_code=model_code, firmware=firmware, hardware=hardware, serial=serial
         )
 
-    def handle(  # noqa: PLR0911 - one return per command kind reads like the command table
+    def handle(
         self, command: Command | UnsupportedCommand | MalformedCommand
     ) -> list[Response | Event]:
         """Answer one command frame.
@@ -122,23 +126,45 @@ class VendorHandler:
             return [Response(seq=seq, opcode=command.opcode, status=Status.UNSUPPORTED)]
         if isinstance(command, MalformedCommand):
             return [Response(seq=seq, opcode=command.opcode, status=Status.BAD_PARAM)]
+        answer = self._query(command)
+        if answer is not None:
+            return [answer]
         opcode = command.opcode
-        state = self.state
+        if self.state.power is not PowerState.ON:
+            return [Response(seq=seq, opcode=opcode, status=Status.BUSY)]
+        if isinstance(command, PowerOff):
+            self.state.power = PowerState.SHUTTING_DOWN
+            return [
+                Response(seq=seq, opcode=opcode),
+                PoweringOff(seq=0, reason=PowerOffReason.REQUESTED),
+            ]
+        status, changed = self._set(command)
+        frames: list[Response | Event] = [Response(seq=seq, opcode=opcode, status=status)]
+        if changed:
+            frames.append(self.state_changed())
+        return frames
+
+    def _query(self, command: Command) -> Response | None:
+        """Answer a command that only reads (info, state, ping), else ``None``."""
+        seq, opcode = command.seq, command.opcode
         if isinstance(command, GetInfo):
             ident = self._identity
-            result = InfoResult(
+            info = InfoResult(
                 model_code=ident.model_code,
                 firmware_version=ident.firmware,
                 hardware_version=ident.hardware,
                 serial_number=ident.serial,
             )
-            return [Response(seq=seq, opcode=opcode, result=result)]
+            return Response(seq=seq, opcode=opcode, result=info)
         if isinstance(command, GetState):
-            return [Response(seq=seq, opcode=opcode, result=self.state_result())]
+            return Response(seq=seq, opcode=opcode, result=self.state_result())
         if isinstance(command, Ping):
-            return [Response(seq=seq, opcode=opcode, result=PingResult(data=command.data))]
-        if state.power is not PowerState.ON:
-            return [Response(seq=seq, opcode=opcode, status=Status.BUSY)]
+            return Response(seq=seq, opcode=opcode, result=PingResult(data=command.data))
+        return None
+
+    def _set(self, command: Command) -> tuple[Status, bool]:
+        """Apply a setter command; return its status and whether the state changed."""
+        state = self.state
         if isinstance(command, SetVolume):
             changed = state.volume != command.volume
             state.volume = command.volume
@@ -146,20 +172,13 @@ class VendorHandler:
             changed = state.eq != command.preset
             state.eq = EqPreset(command.preset)
         elif isinstance(command, SetLight):
+            if not self.has_lights:
+                return Status.UNSUPPORTED, False
             changed = state.light != command.mode
             state.light = LightMode(command.mode)
-        elif isinstance(command, PowerOff):
-            state.power = PowerState.SHUTTING_DOWN
-            return [
-                Response(seq=seq, opcode=opcode),
-                PoweringOff(seq=0, reason=PowerOffReason.REQUESTED),
-            ]
         else:  # a Command subclass the protocol added later
-            return [Response(seq=seq, opcode=opcode, status=Status.UNSUPPORTED)]
-        frames: list[Response | Event] = [Response(seq=seq, opcode=opcode)]
-        if changed:
-            frames.append(self.state_changed())
-        return frames
+            return Status.UNSUPPORTED, False
+        return Status.OK, changed
 
     def state_result(self) -> StateResult:
         """The current state as a ``GetState`` result."""
