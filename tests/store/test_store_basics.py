@@ -249,3 +249,16 @@ async def test_default_retention_comes_from_the_policy_catalog(store, make_recor
     days = CATALOG["device_info"].retention_days
     assert (await store.sweep(now=record.created_at + days * 86400 - 1)).expired == 0
     assert (await store.sweep(now=record.created_at + days * 86400)).expired == 1
+
+
+async def test_a_bad_body_fails_only_its_own_append(store, make_record, permit) -> None:
+    good = [make_record(n=i) for i in range(20)]
+    bad = make_record(unserialisable={1, 2})
+    results = await asyncio.gather(
+        *(store.append([r], permit) for r in good[:10]),
+        store.append([bad], permit),
+        *(store.append([r], permit) for r in good[10:]),
+        return_exceptions=True,
+    )
+    assert [type(r).__name__ for r in results if r is not None] == ["UsageError"]
+    assert {r.record_id for r in await store.export()} == {r.record_id for r in good}

@@ -1,4 +1,4 @@
-"""The database schema, its migrations, and the one pair of functions between records and rows.
+"""The database schema, its migrations, and the functions between records and rows.
 
 This module owns the SQLite layout of the record store (``PRAGMA user_version`` is the schema
 version) and the conversion of a :class:`~wking_device.models.Record` to a sealed row and back.
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from wking_device.errors import RecordCorrupt, StorageError
+from wking_device.errors import RecordCorrupt, StorageError, UsageError
 from wking_device.models import Record
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATE_CLAIMED",
     "STATE_PENDING",
+    "encode_body",
     "migrate",
     "record_from_row",
     "row_from_record",
@@ -109,20 +110,33 @@ def migrate(conn: sqlite3.Connection, *, store_id: str) -> int:
     return found
 
 
+def encode_body(record: Record) -> bytes:
+    """Serialise what a row keeps encrypted: the body, the consent id and the policy version.
+
+    Raises:
+        UsageError: The body is not JSON-serialisable (checked before the record is queued, so
+            one bad record fails only its own append).
+    """
+    try:
+        return orjson.dumps({"c": record.consent_id, "p": record.policy_version, "b": record.body})
+    except TypeError as exc:
+        raise UsageError(f"record {record.record_id} has a body that is not JSON: {exc}") from exc
+
+
 def row_from_record(
-    record: Record, sealer: Sealer, expires_at: float
+    record: Record, plaintext: bytes, sealer: Sealer, expires_at: float
 ) -> tuple[str, str, int, float, float, bytes]:
     """Seal a record into a row: ``(record_id, category, key_id, created, expires, payload)``.
 
     Args:
         record: The record.
+        plaintext: Its :func:`encode_body`.
         sealer: The sealer of the record's data key.
         expires_at: When retention ends (UTC seconds).
 
     Returns:
         The values for an ``INSERT`` into ``records``.
     """
-    plaintext = orjson.dumps({"c": record.consent_id, "p": record.policy_version, "b": record.body})
     return (
         record.record_id,
         record.category,

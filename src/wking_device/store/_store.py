@@ -46,6 +46,7 @@ from wking_device.policy import CATALOG
 from wking_device.store._schema import (
     STATE_CLAIMED,
     STATE_PENDING,
+    encode_body,
     migrate,
     record_from_row,
     row_from_record,
@@ -204,6 +205,7 @@ class SweepResult:
 @dataclass(slots=True)
 class _Append:
     records: Sequence[Record]
+    plaintexts: list[bytes]
     permit: _Permit
     future: asyncio.Future[None]
     loop: asyncio.AbstractEventLoop
@@ -315,6 +317,7 @@ class RecordStore:
         self._bytes = int(conn.execute(_MEASURE).fetchone()[0])
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False
+        self._enqueue_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="wking-store-writer", daemon=True)
         self._thread.start()
 
@@ -332,10 +335,11 @@ class RecordStore:
 
     def close(self) -> None:
         """Finish queued work, stop the writer and close the database (idempotent, blocking)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(_STOP)
+        with self._enqueue_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(_STOP)
         self._thread.join()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
@@ -357,11 +361,18 @@ class RecordStore:
         if write and self.readonly:
             raise UsageError("the record store was opened read-only")
 
+    def _enqueue(self, item: _Append | _Call) -> None:
+        # The check and the put are one step, so nothing is ever queued behind _STOP.
+        with self._enqueue_lock:
+            if self._closed:
+                raise StoreClosed("the record store is closed")
+            self._queue.put(item)
+
     async def _submit(self, fn: Callable[[], Any], *, write: bool = True) -> Any:
         self._check_open(write=write)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(_Call(fn, future, loop))
+        self._enqueue(_Call(fn, future, loop))
         return await future
 
     # -- public API ----------------------------------------------------------------------------
@@ -378,6 +389,7 @@ class RecordStore:
             ConsentRequired: The permit does not cover a record's category.
             StoreFull: The disk is full, or the cap is reached with nothing evictable; nothing
                 stored before was lost.
+            UsageError: A record's body is not JSON-serialisable.
             StoreClosed: The store was closed.
         """
         self._check_open(write=True)
@@ -387,7 +399,8 @@ class RecordStore:
             permit.require(category)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._queue.put(_Append(records, permit, future, loop))
+        plaintexts = [encode_body(record) for record in records]
+        self._enqueue(_Append(records, plaintexts, permit, future, loop))
         await future
 
     async def claim(self, n: int) -> list[Record]:
@@ -460,7 +473,8 @@ class RecordStore:
             if revocation.reason != "withdrawn" or self._closed:
                 return
             for category in sorted(revocation.categories):
-                self._queue.put(_Call(functools.partial(self._purge_sync, category)))
+                with contextlib.suppress(StoreClosed):
+                    self._enqueue(_Call(functools.partial(self._purge_sync, category)))
 
         return gate.subscribe(listener)
 
@@ -468,8 +482,7 @@ class RecordStore:
 
     def _run(self) -> None:
         try:
-            stop = False
-            while not stop:
+            while True:
                 items = [self._queue.get()]
                 count = len(items[0].records) if isinstance(items[0], _Append) else 0
                 while count < self._max_batch:
@@ -480,21 +493,37 @@ class RecordStore:
                     items.append(item)
                     if isinstance(item, _Append):
                         count += len(item.records)
-                appends: list[_Append] = []
-                for item in items:
-                    if isinstance(item, _Append):
-                        appends.append(item)
-                        continue
-                    self._flush(appends)
-                    appends = []
-                    if item is _STOP:
-                        stop = True
-                        break
-                    self._call(item)
-                self._flush(appends)
+                try:
+                    if self._process(items):
+                        return
+                except Exception:  # a bug must not kill the writer and leave callers hanging
+                    _LOGGER.exception("the record store writer failed on a batch")
+                    self._rollback()
+                    self._fail(items, "internal error in the record store writer")
         finally:
             self._conn.close()
             self._fail_leftovers()
+
+    def _process(self, items: list[Any]) -> bool:
+        """Run queued work in FIFO order, appends in between grouped; True when told to stop."""
+        appends: list[_Append] = []
+        for item in items:
+            if isinstance(item, _Append):
+                appends.append(item)
+                continue
+            self._flush(appends)
+            appends = []
+            if item is _STOP:
+                return True  # nothing is queued behind _STOP (see _enqueue)
+            self._call(item)
+        self._flush(appends)
+        return False
+
+    def _fail(self, items: list[Any], message: str) -> None:
+        for item in items:
+            if isinstance(item, _Append | _Call) and item.future is not None:
+                assert item.loop is not None
+                self._post(item.loop, [(item.future, None, StorageError(message))])
 
     def _fail_leftovers(self) -> None:
         while True:
@@ -618,6 +647,7 @@ class RecordStore:
     def _write(self, live: list[_Append]) -> None:
         now = self._clock()
         records = [record for item in live for record in item.records]
+        plaintexts = [plaintext for item in live for plaintext in item.plaintexts]
         scopes = [key_scope(record) for record in records]
         sealers = {
             scope: self._sealer(scope, count, now) for scope, count in Counter(scopes).items()
@@ -626,10 +656,11 @@ class RecordStore:
         rows = [
             row_from_record(
                 record,
+                plaintext,
                 sealers[scope],
                 record.created_at + retention.get(record.category, DEFAULT_RETENTION),
             )
-            for record, scope in zip(records, scopes, strict=True)
+            for record, plaintext, scope in zip(records, plaintexts, scopes, strict=True)
         ]
         size = sum(len(row[5]) for row in rows) + _ROW_OVERHEAD * len(rows)
         conn = self._conn
