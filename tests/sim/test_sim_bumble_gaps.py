@@ -443,6 +443,17 @@ async def test_stock_trap_one_pending_connection_and_fixed() -> None:
         await asyncio.gather(*(c.disconnect() for c in clients))
 
 
+async def test_stock_trap_connect_waits_for_the_next_advertisement() -> None:
+    link = LocalLink()
+    central = await _device(link, "central", CENTRAL)
+    peripheral = await _device(link, "peripheral", PERIPHERAL)
+    await peripheral.start_advertising(advertising_interval_min=500, advertising_interval_max=500)
+    await asyncio.sleep(0.05)  # the first advertisement went out at start
+    started = time.perf_counter()
+    await central.connect(hci.Address(PERIPHERAL), timeout=2)
+    assert time.perf_counter() - started > 0.3
+
+
 async def test_fixed_trap_instant_connect_does_not_wait_for_an_advertisement() -> None:
     specs = [SpeakerSpec.for_index(1, adv_interval_ms=2000)]
     async with SimWorld(specs, instant_connect=True) as world:
