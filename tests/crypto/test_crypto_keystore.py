@@ -280,3 +280,17 @@ def test_insecure_keyrings_are_skipped(paths) -> None:
     finally:
         keyring.set_keyring(previous)
     assert secure_keyring() is None  # the machine's default here is keyring.backends.fail
+
+
+def test_two_openers_see_each_others_rotation(paths) -> None:
+    first = open_key_store(paths)
+    second = open_key_store(paths, create=False)
+    secret = first.secret("ledger-hmac")
+    dek = first.current_data_key("diagnostics", rotate_after=1e9)
+    second.rotate_master_key()
+    # the first opener's KEK is stale now: its next change picks up the new one
+    other = first.current_data_key("device_info", rotate_after=1e9)
+    assert second.data_key(other.key_id) == other
+    assert second.secret("ledger-hmac") == secret
+    assert first.data_key(dek.key_id) == dek
+    assert open_key_store(paths, create=False).master_key_id == second.master_key_id

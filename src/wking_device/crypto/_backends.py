@@ -156,10 +156,10 @@ class KeyFileBackend:
         return data
 
     def save(self, kek: bytes) -> None:
-        """Atomically replace the key file (0600, directory 0700)."""
+        """Atomically replace the key file (0600; a directory it creates is 0700)."""
         try:
+            # a new directory is made 0700; an existing one (an external location) is left as is
             atomic_write(self.path, kek)
-            self.path.parent.chmod(0o700)
         except OSError as exc:
             raise KeyStoreError(f"cannot write key file {self.path}: {exc.strerror}") from exc
 

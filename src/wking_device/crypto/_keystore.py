@@ -179,9 +179,16 @@ class KeyStore:
             kek = self._backend.load()
             if kek is None:
                 raise KeyMissing("the master key disappeared from its key store")
-            if kek_id(kek) != doc["kek_id"]:
+            pending = doc.get("pending")
+            if pending and kek_id(kek) == pending["kek_id"]:
+                # another process is between steps 2 and 3 of a rotation: finish it here
+                _promote(doc)
+                self._write(doc)
+            elif kek_id(kek) != doc["kek_id"]:
                 raise WrongKey("the master key does not match the key store file")
             self._kek = kek
+            self._deks.clear()
+            self._secrets.clear()
         self._doc = doc
 
     def _write(self, doc: dict[str, Any]) -> None:
