@@ -124,10 +124,11 @@ async def test_att_errors_surface_as_bleak_gatt_protocol_errors() -> None:
         assert await client.read_gatt_descriptor(descriptor.handle) == b"\x00\x00"
 
 
-async def test_models_without_lights_refuse_set_light() -> None:
-    async with SimWorld.fleet(2) as world:
+async def test_speakers_without_lights_refuse_set_light() -> None:
+    specs = [SpeakerSpec.for_index(1, has_lights=False), SpeakerSpec.for_index(2)]
+    async with SimWorld(specs) as world:
         results = {}
-        for speaker in world.speakers:  # 1: d8-mini (no lights), 2: x10
+        for speaker in world.speakers:  # 1: d8-mini without lights, 2: x10
             async with BleakClient(speaker.address, timeout=2, backend=world.backend.client) as c:
                 codec = FrameCodec(Role.CENTRAL, mtu=c.mtu_size)
                 frames: asyncio.Queue = asyncio.Queue()

@@ -40,7 +40,6 @@ from wking_device.protocol import (
     PowerState,
     Response,
     Role,
-    model_by_code,
 )
 from wking_device.sim._faults import FaultPlan
 from wking_device.sim._models import advertisement_payloads
@@ -107,7 +106,7 @@ class SimSpeaker:
             firmware=spec.firmware,
             hardware=spec.hardware,
             serial=spec.serial,
-            has_lights=getattr(model_by_code(spec.model_code), "has_lights", True),
+            has_lights=spec.has_lights,
         )
         self.connect_attempts = 0
         self.operations = 0

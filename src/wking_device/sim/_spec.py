@@ -52,6 +52,9 @@ class SpeakerSpec:
         battery: Initial battery level.
         eq: Initial EQ preset.
         light: Initial light mode.
+        has_lights: Whether ``SetLight`` works. ``True`` for every fleet speaker, so the same
+            commands work on all of them, although the protocol's MODELS table lists models
+            without a light show; set ``False`` to test the ``UNSUPPORTED`` answer.
         faults: The initial fault plan (a fresh, fault-free one when ``None``).
     """
 
@@ -71,6 +74,7 @@ class SpeakerSpec:
     battery: int = 80
     eq: EqPreset = EqPreset.FLAT
     light: LightMode = LightMode.STATIC
+    has_lights: bool = True
     faults: FaultPlan | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
