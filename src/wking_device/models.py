@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "MAC_FIELDS",
     "DeviceInfo",
     "OperationEvent",
     "OperationKind",
@@ -28,6 +29,11 @@ __all__ = [
     "Record",
     "new_record_id",
 ]
+
+
+MAC_FIELDS = ("speaker_mac", "adapter_mac")
+"""Record body fields that hold MAC addresses: present only under a ``mac_addresses`` permit
+(collectors), and sealed under that category's data key so its withdrawal shreds them (store)."""
 
 
 class OperationKind(enum.StrEnum):

@@ -11,6 +11,8 @@ import logging
 import re
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from wking_device.models import MAC_FIELDS
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -20,10 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["MAC_FIELDS", "MAC_PATTERN", "MemorySink", "RecordSink", "check_records"]
 
 _LOGGER = logging.getLogger(__name__)
-
-MAC_FIELDS = ("speaker_mac", "adapter_mac")
-"""Body fields that hold MAC addresses; present only in records made under a ``mac_addresses``
-permit (absent otherwise: not hashed, not blank)."""
 
 MAC_PATTERN = re.compile(r"(?i)\b[0-9a-f]{2}(?:[:-][0-9a-f]{2}){5}\b")
 """A Bluetooth/Ethernet MAC address in text."""

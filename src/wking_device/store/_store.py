@@ -42,6 +42,7 @@ from wking_device.errors import (
     WkingError,
     WrongKey,
 )
+from wking_device.models import MAC_FIELDS
 from wking_device.policy import CATALOG
 from wking_device.store._schema import (
     STATE_CLAIMED,
@@ -99,8 +100,6 @@ DEFAULT_PRIORITY: Final[Mapping[str, int]] = {
 """Eviction order under the size cap: lower goes first; unknown categories count as 0."""
 
 
-MAC_FIELDS: Final = ("speaker_mac", "adapter_mac")
-"""Body fields holding MAC addresses (the same names as ``wking_device.collect.MAC_FIELDS``)."""
 _MAC_CATEGORY: Final = "mac_addresses"
 
 
