@@ -128,15 +128,18 @@ async def test_fixed_gap_ab_timeout_cancels_and_next_connect_works() -> None:
 
 
 async def test_fixed_gap_ab_cancelled_bleak_connect_leaves_nothing_pending() -> None:
-    async with SimWorld.fleet(1) as world:
+    async with SimWorld([SpeakerSpec.for_index(1, adv_interval_ms=3000)]) as world:
         speaker = world.speakers[0]
-        speaker.faults.connectable = False
+        await asyncio.sleep(speaker.advertising_phase_s + 0.05)  # first advertisement is out
         client = BleakClient(speaker.address, timeout=0.2, backend=world.backend.client)
-        with pytest.raises(TimeoutError):
-            await client.connect()
         adapter = world.running_adapter()
+        task = asyncio.create_task(client.connect())
+        await asyncio.sleep(0.1)
+        assert adapter.controller.pending_le_connection is not None  # waiting for an advert
+        with pytest.raises(TimeoutError):
+            await task
         assert adapter.controller.pending_le_connection is None
-        speaker.faults.connectable = True
+        world.running_adapter().controller.instant_connect = True
         await client.connect()
         assert client.is_connected
         await client.disconnect()

@@ -71,6 +71,20 @@ async def test_not_connectable_times_out_and_is_still_discovered() -> None:
         assert speaker.connect_attempts == 0  # nothing reached it
 
 
+async def test_an_absent_speaker_does_not_block_connects_to_others() -> None:
+    async with SimWorld.fleet(2) as world:
+        absent, present = world.speakers
+        absent.faults.in_range = False
+        waiting = asyncio.create_task(
+            BleakClient(absent.address, timeout=1.0, backend=world.backend.client).connect()
+        )
+        await asyncio.sleep(0.05)
+        async with BleakClient(present.address, timeout=0.4, backend=world.backend.client) as c:
+            assert c.is_connected
+        with pytest.raises(TimeoutError):
+            await waiting
+
+
 async def test_out_of_range_now_is_not_found_and_connect_times_out() -> None:
     spec = SpeakerSpec.for_index(1, faults=FaultPlan(in_range=False))
     async with SimWorld([spec]) as world:

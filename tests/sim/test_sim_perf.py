@@ -39,7 +39,12 @@ _BENCH = textwrap.dedent(
             started = time.perf_counter()
             values = await asyncio.gather(*(read(d) for d in seen.values()))
             connect_s = time.perf_counter() - started
-        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # VmHWM: this process's peak (ru_maxrss would include the pytest parent's, on Linux)
+        try:
+            with open("/proc/self/status") as status:
+                rss_mb = next(int(l.split()[1]) for l in status if l.startswith("VmHWM")) / 1024
+        except OSError:
+            rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps({"setup_s": setup_s, "discover_s": discover_s, "connect_s": connect_s,
                           "ok": values.count(b"W-KING"), "rss_mb": rss_mb}))
 
@@ -54,8 +59,8 @@ def test_hundred_speakers_meet_the_targets() -> None:
         [sys.executable, "-c", _BENCH], capture_output=True, text=True, timeout=90, check=True
     )
     figures = json.loads(out.stdout)
-    assert figures["ok"] == 100
-    assert figures["setup_s"] < 3.0
-    assert figures["discover_s"] < 1.0
-    assert figures["connect_s"] < 5.0
-    assert figures["rss_mb"] < 120
+    assert figures["ok"] == 100, figures
+    assert figures["setup_s"] < 3.0, figures
+    assert figures["discover_s"] < 1.0, figures
+    assert figures["connect_s"] < 5.0, figures
+    assert figures["rss_mb"] < 120, figures

@@ -60,6 +60,7 @@ _ABORT_STATUSES = frozenset(
 _REQUEST_MTU = 517
 _ATT_TIMEOUT = 30.0
 _DISCONNECT_TIMEOUT = 5.0
+_POLL_S = 0.02
 # BlueZ handles the GAP (0x1800) and GATT (0x1801) services itself and does not export them.
 _HIDDEN_SERVICES = frozenset(
     {"00001800-0000-1000-8000-00805f9b34fb", "00001801-0000-1000-8000-00805f9b34fb"}
@@ -225,6 +226,7 @@ class SimClient(BaseBleakClient):
         peer_address = self._peer_address()
         try:
             async with asyncio.timeout(timeout):
+                await self._until_connectable(peer_address)
                 async with adapter.connect_lock:
                     connection = await self._create_connection(adapter, peer_address)
                 self._attach(connection)
@@ -234,6 +236,21 @@ class SimClient(BaseBleakClient):
             if self._connection is not None:
                 await self._drop_quietly()
             raise
+
+    async def _until_connectable(self, peer_address: hci.Address) -> None:
+        """Wait until the target advertises connectably, without holding the adapter.
+
+        The controller takes one connection request at a time, but a request for a device that
+        is absent must not block the others: BlueZ keeps such devices on the controller's accept
+        list and connects whichever advertises first. Only a target that advertises
+        connectably goes to the controller.
+        """
+        link = self._world.link
+        while True:
+            target = link.find_sim_controller(peer_address)
+            if target is not None and target.is_connectable_now():
+                return
+            await asyncio.sleep(_POLL_S)
 
     async def _create_connection(self, adapter: Any, peer_address: hci.Address) -> Connection:
         try:
