@@ -118,7 +118,7 @@ async def test_fixed_gap_ab_timeout_cancels_and_next_connect_works() -> None:
     started = time.perf_counter()
     with pytest.raises(core.TimeoutError):
         await central.connect(hci.Address(PERIPHERAL), timeout=0.1)
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 5.0  # the timeout is honoured (no hang)
     assert controller.pending_le_connection is None
     peripheral = await _peripheral(link, sim=True)
     await asyncio.sleep(0.1)
@@ -237,7 +237,8 @@ async def test_fixed_gap_d_out_of_range_disconnects_both_sides() -> None:
             started = time.perf_counter()
             with pytest.raises(BleakDBusError, match="Not connected"):
                 await client.read_gatt_char(BATTERY_LEVEL_UUID)
-            assert time.perf_counter() - started < 0.1
+            # fails at once, not after bumble's 30 s ATT timeout (the bound is generous for CI)
+            assert time.perf_counter() - started < 5.0
         # not advertising while out of range; back in range it is found again
         assert not await BleakScanner.discover(0.3, backend=world.backend.scanner)
         speaker.faults.in_range = True
@@ -320,7 +321,7 @@ async def test_fixed_gap_g_speaker_answers_not_permitted() -> None:
         with pytest.raises(BleakGATTProtocolError) as info:
             await client.write_gatt_char(MODEL_NUMBER_UUID, b"x", response=True)
         assert info.value.args[0] == 0x03
-        assert time.perf_counter() - started < 1.0
+        assert time.perf_counter() - started < 5.0  # an answer, not bumble's 30 s silence
 
 
 # --- cost ----------------------------------------------------------------------------------------
