@@ -134,6 +134,8 @@ def cli(
         stream=sys.stderr,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # bumble's DEBUG output is a dump of every HCI packet of the simulator: too much for -v.
+    logging.getLogger("bumble").setLevel(logging.INFO)
     # No MAC address or key material in any log line, at any level (DESIGN §4, §9).
     install_redaction(everything=True)
     ctx.obj = app
