@@ -117,3 +117,26 @@ async def test_only_bound_speakers_are_read() -> None:
         exported = await store.export()
     names = {r.body.get("name") for r in exported if r.category == "device_info"}
     assert names == {world.speakers[1].spec.name}
+
+
+async def test_withdraw_and_regrant_elsewhere_shreds_what_the_old_grant_collected() -> None:
+    gate, store = _open()
+    first = gate.grant(["operation_logs", "device_info"])
+    other = open_installation_gate(resolve_paths(), load_settings())
+    async with SimWorld.fleet(2, instant_connect=True) as world, store:
+        agent = _agent(gate, store, world, consent_poll=0.1)
+        task = asyncio.create_task(agent.run(3.0))
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            if (await store.stats()).by_category.get("operation_logs", 0) > 0:
+                break
+        else:
+            raise AssertionError("no operation logs were stored while granted")
+        # both before the agent's next look at the ledger (no await in between)
+        other.withdraw(["operation_logs"])
+        second = other.grant(["operation_logs"])
+        await task
+        kept = [r for r in await store.export() if r.category == "operation_logs"]
+    assert first.id != second.id
+    assert {r.consent_id for r in kept} <= {second.id}
+    assert (await _stats()).shredded > 0

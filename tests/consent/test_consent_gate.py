@@ -285,3 +285,38 @@ def test_allows_checks_the_records_grant_was_never_withdrawn(
     assert gate.allows("device_info")
     assert gate.allows("device_info", new.id)
     assert not gate.allows("device_info", first.id)  # collected before the withdrawal
+
+
+def test_a_withdrawal_and_regrant_between_refreshes_still_revokes(
+    make_gate: Callable[..., ConsentGate],
+) -> None:
+    # Another process withdraws and grants again before this gate looks at the ledger: the
+    # category is granted before and after, but the grant this gate's permits name is gone.
+    agent = make_gate()
+    cli = make_gate()
+    first = cli.grant(["device_info"], method="api")
+    agent.refresh()
+    permit = agent.permit(["device_info"])
+    seen: list[Revocation] = []
+    agent.subscribe(seen.append)
+    cli.withdraw(["device_info"])
+    second = cli.grant(["device_info"], method="api")
+    assert agent.refresh()
+    assert not permit.valid
+    assert permit.revoked_reason == "withdrawn"
+    assert seen == [Revocation(categories=frozenset({"device_info"}), reason="withdrawn")]
+    fresh = agent.permit(["device_info"])
+    assert fresh.consent_ids == {"device_info": second.id} != {"device_info": first.id}
+
+
+def test_a_regrant_without_withdrawal_revokes_nothing(
+    make_gate: Callable[..., ConsentGate],
+) -> None:
+    agent = make_gate()
+    cli = make_gate()
+    cli.grant(["device_info"], method="api")
+    agent.refresh()
+    permit = agent.permit(["device_info"])
+    cli.grant(["device_info"], method="api")  # a second grant keeps the first in force
+    assert agent.refresh()
+    assert permit.valid

@@ -422,10 +422,17 @@ class ConsentGate:
         self._states = new
         self._generation += 1
         lost: dict[str, set[str]] = {}
+        live = self._replayed.live
         for category_id in CATEGORY_IDS:
+            # Withdrawn: the grant in force before is no longer live, even when another process
+            # granted the category again since (withdraw + grant between two refreshes) — the
+            # permits and the records made under that grant must not ride on the new one.
+            previous = before.grants.get(category_id)
             withdrawn = (
-                category_id in before.grants and category_id not in self._replayed.grants
-            ) and self._tampered is None
+                previous is not None
+                and previous.id not in live.get(category_id, ())
+                and self._tampered is None
+            )
             if withdrawn:
                 lost.setdefault("withdrawn", set()).add(category_id)
             elif old[category_id].granted and not new[category_id].granted:
