@@ -127,3 +127,9 @@ async def test_store_logs_carry_no_macs_or_keys(
     assert "purged" in text
     for form in _forms(MAC):
         assert form not in text
+
+
+def test_uuids_stay_readable() -> None:
+    # the last group of a UUID is 12 hex digits, but not a MAC
+    uuid = "0000180a-0000-1000-8000-00805f9b34fb"
+    assert redact(f"read {uuid} from {MAC}") == f"read {uuid} from [MAC]"

@@ -19,19 +19,20 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["RedactingFilter", "install_redaction", "redact", "redact_record"]
+__all__ = ["MAC_RE", "RedactingFilter", "install_redaction", "redact", "redact_record"]
 
 MAC_MARK: Final = "[MAC]"
 KEY_MARK: Final = "[KEY]"
 
 _HEX = "[0-9A-Fa-f]"
 # 6 pairs with one consistent separator (":", "-", or "_" as in BlueZ object paths),
-# or 3 dotted quads, or 12 bare hex digits
-_MAC_RE: Final = re.compile(
+# or 3 dotted quads, or 12 bare hex digits (not the last group of a UUID: no "-" beside them)
+MAC_RE: Final = re.compile(
     rf"(?<![0-9A-Za-z])(?:{_HEX}{{2}}([:_-])(?:{_HEX}{{2}}\1){{4}}{_HEX}{{2}}"
     rf"|{_HEX}{{4}}\.{_HEX}{{4}}\.{_HEX}{{4}}"
-    rf"|{_HEX}{{12}})(?![0-9A-Za-z])"
+    rf"|(?<!-){_HEX}{{12}}(?!-))(?![0-9A-Za-z])"
 )
+"""A MAC address in any common notation; the one pattern the log filter and collectors share."""
 # key-sized hex (>= 40 digits: 20 bytes; record ids are 32 digits and stay readable)
 _HEX_KEY_RE: Final = re.compile(rf"(?<![0-9A-Za-z]){_HEX}{{40,}}(?![0-9A-Za-z])")
 # base64 / base64url of >= 30 bytes with mixed case and digits (not paths: few slashes)
@@ -68,7 +69,7 @@ def redact(text: str) -> str:
     text = _BYTES_RE.sub(KEY_MARK, text)
     text = _HEX_KEY_RE.sub(KEY_MARK, text)
     text = _B64_KEY_RE.sub(_b64_key, text)
-    return _MAC_RE.sub(MAC_MARK, text)
+    return MAC_RE.sub(MAC_MARK, text)
 
 
 def redact_record(record: logging.LogRecord) -> None:

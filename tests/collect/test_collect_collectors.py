@@ -274,3 +274,51 @@ async def test_collection_throughput(gate: ConsentGate) -> None:
         f"\ncollect: {20_000 / collected:,.0f} events/s granted, {20_000 / skipped:,.0f} /s denied"
     )
     assert 20_000 / collected > 20_000  # thousands per second with room to spare
+
+
+def test_scrub_knows_every_mac_notation_and_leaves_uuids() -> None:
+    bluez = "[org.bluez.Error.Failed] /org/bluez/hci0/dev_C0_00_00_00_00_01 not available"
+    assert "C0_00_00_00_00_01" not in scrub(bluez)
+    assert "<mac>" in scrub(bluez)
+    assert scrub("device c00000000001 gone") == "device <mac> gone"
+    assert scrub("device c000.0000.0001 gone") == "device <mac> gone"
+    uuid = "0000180a-0000-1000-8000-00805f9b34fb"
+    assert scrub(f"read {uuid}") == f"read {uuid}"
+
+
+async def test_no_mac_in_an_operation_log_without_mac_fields(gate: ConsentGate) -> None:
+    # A MAC as the advertised name, or nested in the details, must not ride in a record that
+    # has no MAC field: such a record is not sealed under the mac_addresses key, so withdrawing
+    # mac_addresses would not destroy it (and without that grant it must not exist at all).
+    from wking_device.store import key_scope  # noqa: PLC0415
+
+    nested = {"rssi": -60, "peers": [SPEAKER.lower()], "path": {"dev": "dev_C0_00_00_00_00_01"}}
+    gate.grant(["operation_logs"], method="api")
+    sink = MemorySink()
+    collector = OperationLogCollector(gate, sink, adapter_mac=ADAPTER)
+    collector.on_event(_event(name=SPEAKER, detail=nested))
+    gate.grant(["mac_addresses"], method="api")
+    # the MAC grant is in force, but a scan has no speaker and this host no known adapter
+    scan = OperationLogCollector(gate, sink, adapter_mac="")
+    scan.on_event(_event(kind=OperationKind.SCAN, address=None, name=SPEAKER, detail=nested))
+    await collector.flush()
+    await scan.flush()
+    assert len(sink.records) == 2
+    for record in sink.records:
+        text = repr(record.body).upper()
+        if key_scope(record) == "operation_logs":
+            assert "C0:00:00:00:00:01" not in text
+            assert "C0_00_00_00_00_01" not in text
+        assert record.body["detail"] == {"rssi": -60}
+        assert "name" not in record.body
+
+
+async def test_salvage_strips_a_mac_valued_name(gate: ConsentGate) -> None:
+    gate.grant(["operation_logs", "mac_addresses"], method="api")
+    sink = MemorySink()
+    collector = OperationLogCollector(gate, sink, adapter_mac=ADAPTER)
+    collector.on_event(_event(name=SPEAKER))
+    gate.withdraw(["mac_addresses"])
+    await collector.flush()
+    (record,) = sink.records
+    assert SPEAKER not in repr(record.body)

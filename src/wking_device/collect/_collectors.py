@@ -168,18 +168,25 @@ class OperationLogCollector(Collector):
             body["error"] = event.error
         if event.error_type is not None:
             body["error_type"] = event.error_type
-        mac_permit = self._permit(_WITH_MACS)
         if event.detail:
-            body["detail"] = (
-                dict(event.detail) if mac_permit is not None else _without_macs(event.detail)
-            )
+            body["detail"] = dict(event.detail)
+        macs: dict[str, str] = {}
+        mac_permit = self._permit(_WITH_MACS)
         if mac_permit is not None:
             if event.address is not None:
-                body["speaker_mac"] = event.address
+                macs["speaker_mac"] = event.address
             if self._adapter_mac is not None:
-                body["adapter_mac"] = self._adapter_mac
-            if "speaker_mac" in body or "adapter_mac" in body:
-                permit = mac_permit
+                macs["adapter_mac"] = self._adapter_mac
+        if macs:
+            # under the mac_addresses permit: the record is sealed under that category's key
+            # (see store.key_scope) and shredded, or stripped, when it is withdrawn
+            body.update(macs)
+            assert mac_permit is not None
+            permit = mac_permit
+        else:
+            # no MAC field, so nothing else in the record may hold one either: an advertised
+            # name that is a MAC, a MAC anywhere in the details
+            _strip_macs(body)
         self._emit("operation_logs", body, permit, created_at=event.started_at)
 
     def _salvage(self, record: Record) -> tuple[Record, Permit] | None:
@@ -187,8 +194,7 @@ class OperationLogCollector(Collector):
         if permit is None or not any(name in record.body for name in MAC_FIELDS):
             return None
         body = {k: v for k, v in record.body.items() if k not in MAC_FIELDS}
-        if "detail" in body:
-            body["detail"] = _without_macs(body["detail"])
+        _strip_macs(body)
         return (
             Record(
                 category=record.category,
@@ -202,12 +208,27 @@ class OperationLogCollector(Collector):
         )
 
 
+def _has_mac(value: Any) -> bool:
+    """Tell whether a value holds a MAC address anywhere (strings, nested dicts and lists)."""
+    if isinstance(value, str):
+        return MAC_PATTERN.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_mac(k) or _has_mac(v) for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(_has_mac(item) for item in value)
+    return False
+
+
 def _without_macs(detail: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        key: value
-        for key, value in detail.items()
-        if not (isinstance(value, str) and MAC_PATTERN.search(value))
-    }
+    return {key: value for key, value in detail.items() if not (_has_mac(key) or _has_mac(value))}
+
+
+def _strip_macs(body: dict[str, Any]) -> None:
+    """Remove, in place, what holds a MAC from a record body without MAC fields."""
+    if _has_mac(body.get("name")):
+        del body["name"]  # some speakers advertise their MAC as their name
+    if "detail" in body:
+        body["detail"] = _without_macs(body["detail"])
 
 
 class DeviceInfoCollector(Collector):
@@ -244,8 +265,7 @@ class DeviceInfoCollector(Collector):
             self.stats.skipped += 1
             return
         body = info.model_dump(exclude={"address"}, exclude_none=True)
-        if isinstance(body.get("name"), str) and MAC_PATTERN.search(body["name"]):
-            del body["name"]  # some speakers advertise their MAC as their name
+        _strip_macs(body)
         body["host"] = dict(self._host)
         self._emit("device_info", body, permit)
 

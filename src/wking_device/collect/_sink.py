@@ -11,6 +11,7 @@ import logging
 import re
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from wking_device._redact import MAC_RE
 from wking_device.models import MAC_FIELDS
 
 if TYPE_CHECKING:
@@ -23,8 +24,9 @@ __all__ = ["MAC_FIELDS", "MAC_PATTERN", "MemorySink", "RecordSink", "check_recor
 
 _LOGGER = logging.getLogger(__name__)
 
-MAC_PATTERN = re.compile(r"(?i)\b[0-9a-f]{2}(?:[:-][0-9a-f]{2}){5}\b")
-"""A Bluetooth/Ethernet MAC address in text."""
+MAC_PATTERN: re.Pattern[str] = MAC_RE
+"""A Bluetooth/Ethernet MAC address in text, in any common notation (``AA:BB:…``, ``aa-bb-…``,
+BlueZ's ``dev_AA_BB_…``, ``aabb.ccdd.eeff``, bare hex): the log filter's pattern."""
 
 
 @runtime_checkable
