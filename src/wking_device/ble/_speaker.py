@@ -109,6 +109,8 @@ _T = TypeVar("_T")
 _DEFAULTS = BleSettings()
 _DISCONNECT_TIMEOUT = 5.0
 """Bound on a local disconnect: bumble's can hang when the peer vanished (simulator gap D)."""
+_SEQ_SPACE = 256
+"""Sequence numbers are one byte (docs/protocol.md): they wrap after 256 commands."""
 
 
 class BatteryReading:
@@ -230,7 +232,11 @@ class Speaker:
         self._codec: FrameCodec | None = None
         self._has_vendor = False
         self._write_response = True
-        self._pending: dict[int, asyncio.Future[Response]] = {}
+        self._pending: dict[int, tuple[int, asyncio.Future[Response]]] = {}
+        """Commands waiting for their response: seq -> (opcode, future)."""
+        self._abandoned: dict[int, int] = {}
+        """Seqs of commands that ended without their response (timeout, cancel, malformed), in
+        order: the speaker may still answer them, so they are not reused while others are free."""
         self._listeners: list[Callable[[SpeakerEvent], None]] = []
         self._raw_subscriptions: dict[str, Callable[[bytes], None]] = {}
         self._notifying: set[str] = set()
@@ -506,6 +512,7 @@ class Speaker:
         self._lost = loop.create_future()
         self._client = client
         self.connections += 1
+        self._abandoned.clear()  # a new link: nothing sent on the old one can be answered here
         timer = self._timer(OperationKind.SERVICES)
         try:
             services = client.services
@@ -592,7 +599,7 @@ class Speaker:
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(None)
         pending, self._pending = self._pending, {}
-        for future in pending.values():
+        for _opcode, future in pending.values():
             if not future.done():
                 future.set_exception(error)
                 # Retrieved by the waiting command; mark it so an orphan does not log.
@@ -811,10 +818,25 @@ class Speaker:
             self._on_malformed(codec, exc)
 
     def _on_response(self, response: Response) -> None:
-        future = self._pending.pop(response.seq, None)
-        if future is None or future.done():
-            # A late answer to a command that already timed out: correlation by seq drops it.
-            _LOGGER.debug("%s: dropped response seq=%d (no waiter)", self._address, response.seq)
+        seq = response.seq
+        waiter = self._pending.pop(seq, None)
+        if waiter is None or waiter[1].done():
+            # A late answer to a command that already timed out or was cancelled: its seq is not
+            # reused while it may still come (see _take_seq), so it is dropped here.
+            self._abandoned.pop(seq, None)
+            _LOGGER.debug("%s: dropped response seq=%d (no waiter)", self._address, seq)
+            return
+        opcode, future = waiter
+        if int(response.opcode) != opcode:
+            # Not the answer to the command waiting under this seq: a speaker bug, or an answer
+            # so late that its seq was reused after all. Either way not this command's result.
+            answered, asked = _opcode_name(int(response.opcode)), _opcode_name(opcode)
+            future.set_exception(
+                MalformedResponse(
+                    f"{self._address}: response seq={seq} answers {answered}, not {asked}",
+                    address=self._address,
+                )
+            )
             return
         future.set_result(response)
 
@@ -828,7 +850,7 @@ class Speaker:
         )
         self._timer(OperationKind.NOTIFY, detail={"char": self._profile.notify_uuid}).fail(error)
         pending, self._pending = self._pending, {}
-        for future in pending.values():
+        for _opcode, future in pending.values():
             if not future.done():
                 future.set_exception(error)
 
@@ -859,7 +881,7 @@ class Speaker:
                 address=self._address,
                 remedy="standard information ('wking info') works; control needs a W-KING speaker",
             )
-        seq = codec.next_seq()
+        seq = self._take_seq(codec)
         frame = build(seq)
         opcode = int(frame.opcode)
         what = _opcode_name(opcode)
@@ -870,21 +892,47 @@ class Speaker:
         lost = self._lost
         assert lost is not None
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        stale = self._pending.pop(seq, None)
-        if stale is not None and not stale.done():
-            stale.cancel()  # 256 commands later: the old one can never be answered now
-        self._pending[seq] = future
+        waiter = (opcode, future)
+        self._pending[seq] = waiter
         try:
             response = await self._exchange(client, codec, frame, future, lost)
             timer.detail["status"] = response.status.name
             self._check_status(response, what)
         except BaseException as exc:
-            if self._pending.get(seq) is future:
+            if self._pending.get(seq) is waiter:
                 del self._pending[seq]
+            answered = future.done() and not future.cancelled() and future.exception() is None
+            if not answered and not lost.done():
+                # The speaker may still answer: keep this seq out of use while others are free.
+                self._abandoned.pop(seq, None)
+                self._abandoned[seq] = opcode
             timer.fail(exc)
             raise
         timer.ok()
         return response
+
+    def _take_seq(self, codec: FrameCodec) -> int:
+        """The next sequence number that no waiting or unanswered command holds.
+
+        A command that timed out may still be answered; were its seq handed out again (256
+        commands later), the late answer would be taken for the new command's. Such seqs are
+        skipped until their answer came or every other seq is taken too (then the oldest goes).
+
+        Raises:
+            UsageError: All 256 sequence numbers belong to commands still waiting.
+        """
+        for _ in range(_SEQ_SPACE):
+            seq = codec.next_seq()
+            if seq not in self._pending and seq not in self._abandoned:
+                return seq
+        if self._abandoned:
+            oldest = next(iter(self._abandoned))
+            del self._abandoned[oldest]
+            return oldest
+        raise UsageError(
+            f"{_SEQ_SPACE} commands to {self._address} already wait for their responses; "
+            "await some before sending more"
+        )
 
     async def _exchange(
         self,
