@@ -140,3 +140,40 @@ async def test_withdraw_and_regrant_elsewhere_shreds_what_the_old_grant_collecte
     assert first.id != second.id
     assert {r.consent_id for r in kept} <= {second.id}
     assert (await _stats()).shredded > 0
+
+
+async def test_a_full_store_at_shutdown_still_closes_everything_and_returns_the_summary() -> None:
+    paths, settings = resolve_paths(), load_settings()
+    gate = open_installation_gate(paths, settings)
+    gate.grant(["operation_logs", "device_info", "diagnostics"])
+    # a cap below one record and nothing to evict: every append is StoreFull
+    store = open_store(paths, settings, max_bytes=10)
+    async with SimWorld.fleet(2, instant_connect=True) as world, store:
+        agent = _agent(gate, store, world)
+        summary = await agent.run(1.5)
+        assert summary.cycles >= 1
+        assert any(line.startswith("store:") for line in summary.errors)
+        assert all(collector.pending == 0 for collector in agent.collectors)
+        # every collector stopped listening to the gate, the full one included
+        assert len(gate._listeners) == 0  # the subscription list is the point
+        assert (await store.stats()).total == 0
+
+
+async def test_an_unreadable_ledger_fails_a_cycle_not_the_run() -> None:
+    from wking_device.consent import ledger_path  # noqa: PLC0415
+
+    gate, store = _open()
+    gate.grant(["device_info"])
+    ledger = ledger_path(resolve_paths())
+    async with SimWorld.fleet(2, instant_connect=True) as world, store:
+        agent = _agent(gate, store, world, consent_poll=60.0)
+        task = asyncio.create_task(agent.run(2.5))
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if agent.summary.cycles:
+                break
+        ledger.rename(ledger.with_name("moved-aside"))
+        ledger.mkdir()  # reading it now fails with an OS error
+        summary = await task
+    assert summary.cycles >= 2
+    assert any(line.startswith("cycle:") for line in summary.errors)

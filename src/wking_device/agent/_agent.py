@@ -173,7 +173,10 @@ class Agent:
             self.location.snapshot()
             while deadline is None or loop.time() < deadline:
                 cycle_started = loop.time()
-                await self._cycle(deadline)
+                try:
+                    await self._cycle(deadline)
+                except Exception as exc:  # noqa: BLE001 - one failing cycle must not end the run
+                    self._failed("cycle", exc)
                 self.summary.cycles += 1
                 await self._flush()
                 pause = self._interval - (loop.time() - cycle_started)
@@ -187,15 +190,22 @@ class Agent:
                 await watcher
             for undo in detach:
                 undo()
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._flush())
+            for collector in self.collectors:
+                # Each collector flushes what it holds and closes; one whose last flush fails
+                # (a full disk) must not keep the others open or replace the run's outcome.
+                unsent = collector.pending
+                try:
+                    await asyncio.shield(collector.aclose())
+                except Exception as exc:  # noqa: BLE001 - reported in the summary and the log
+                    _LOGGER.warning(
+                        "%s: %d records not stored: %s", type(collector).__name__, unsent, exc
+                    )
+                    self.summary.errors.append(f"store: {unsent} records not stored: {exc}")
             self.summary.duration_s = loop.time() - started
             self.summary.speakers_seen = len(self._seen)
             self.summary.skipped = sum(c.stats.skipped for c in self.collectors)
             for collector in self.collectors:
-                name = type(collector).__name__
-                self.summary.records[name] = collector.stats.flushed
-                await collector.aclose()
+                self.summary.records[type(collector).__name__] = collector.stats.flushed
         return self.summary
 
     async def _watch_consent(self) -> None:
