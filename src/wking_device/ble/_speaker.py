@@ -56,6 +56,7 @@ from wking_device.errors import (
 )
 from wking_device.models import DeviceInfo, OperationKind
 from wking_device.protocol import (
+    ATT_HEADER_SIZE,
     BATTERY_LEVEL_UUID,
     FIRMWARE_REVISION_UUID,
     HARDWARE_REVISION_UUID,
@@ -186,7 +187,9 @@ class Speaker:
             (default ``settings.scan_timeout``).
         fresh_for: A discovery result older than this many seconds is re-found before connecting.
         auto_reconnect: Reconnect on the next operation after the link was lost.
-        adapter: The adapter name (e.g. ``hci0``), passed to bleak's BlueZ backend.
+        adapter: The adapter name (e.g. ``hci0``), passed to bleak's BlueZ backend for the
+            connection and for any scan that re-finds the address (a ``target`` BlueZ saw on
+            another adapter is re-found on this one: BlueZ connects through the device's path).
     """
 
     def __init__(
@@ -410,7 +413,7 @@ class Speaker:
     async def _fresh_device(self, *, force: bool) -> BLEDevice:
         """A ``BLEDevice`` seen recently, re-found by address when stale, missing or forced."""
         stale = time.monotonic() - self._device_at > self._fresh_for
-        if self._device is not None and not force and not stale:
+        if self._device is not None and not force and not stale and not self._elsewhere():
             return self._device
         found = await find_speaker(
             self._address,
@@ -418,6 +421,7 @@ class Speaker:
             backend=self._backend,
             profile=self._profile,
             events=self._bus,
+            adapter=self._adapter,  # a device found on another adapter connects through that one
         )
         self._discovered = found
         self._device = found.device
@@ -425,6 +429,18 @@ class Speaker:
         self._name = found.name or self._name
         self._model = found.model or self._model
         return found.device
+
+    def _elsewhere(self) -> bool:
+        """Whether BlueZ saw the device on an adapter other than the one asked for.
+
+        BlueZ connects through the adapter in the ``BLEDevice``'s D-Bus path, whatever
+        ``bluez={"adapter": ...}`` says, so such a device must be re-found on our adapter.
+        """
+        if self._adapter is None or self._device is None:
+            return False
+        details: Any = self._device.details
+        path = details.get("path") if isinstance(details, dict) else None
+        return isinstance(path, str) and not path.startswith(f"/org/bluez/{self._adapter}/")
 
     async def _connect_with_retries(self) -> BleakClient:
         attempts = self._retry.attempts
@@ -536,7 +552,7 @@ class Speaker:
         if self._has_vendor:
             assert command_char is not None
             self._write_response = "write" in command_char.properties
-            mtu = min(max(_mtu_of(client), MIN_MTU), MAX_MTU)
+            mtu = _fragment_mtu(command_char)
             self._codec = self._profile.new_codec(Role.CENTRAL, mtu=mtu)
             await self._start_notify(self._profile.notify_uuid)
         if self._battery_notify:
@@ -1144,12 +1160,19 @@ _REJECT_REMEDIES: dict[Status, str] = {
 }
 
 
-def _mtu_of(client: BleakClient) -> int:
-    """The negotiated ATT MTU; the ATT default when the backend cannot tell."""
+def _fragment_mtu(command_char: BleakGATTCharacteristic) -> int:
+    """The ATT MTU to fragment commands for: the command characteristic's write size + 3.
+
+    Not ``BleakClient.mtu_size``: bleak's BlueZ backend answers that with 23 and a warning on
+    every connection unless its private ``_acquire_mtu()`` ran. Every backend reports the
+    negotiated size through the characteristic instead (BlueZ >= 5.62 from its MTU property,
+    older BlueZ 20; CoreBluetooth; WinRT), which is also what bounds one write without response.
+    """
     try:
-        return int(client.mtu_size)
-    except Exception:  # noqa: BLE001 - some backends raise before an MTU exchange
+        size = int(command_char.max_write_without_response_size)
+    except Exception:  # noqa: BLE001 - a backend that cannot tell: the ATT default is always safe
         return MIN_MTU
+    return min(max(size + ATT_HEADER_SIZE, MIN_MTU), MAX_MTU)
 
 
 def _opcode_name(opcode: int) -> str:

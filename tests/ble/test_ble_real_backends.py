@@ -1,0 +1,101 @@
+"""Behaviour of real bleak backends that the simulator does not show by itself.
+
+Each test wraps the simulator's backend classes in a subclass that behaves (or records) as bleak's
+BlueZ backend does at that one point, and checks that the BLE layer copes with a real adapter.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from bleak.backends.device import BLEDevice
+
+from wking_device.ble import BleBackend, Speaker, discover
+from wking_device.sim import SimWorld, SpeakerSpec
+
+
+def _world() -> SimWorld:
+    return SimWorld([SpeakerSpec.for_index(1, adv_interval_ms=20, mtu=247)])
+
+
+def _bluez_mtu_client(base: Any) -> Any:
+    """The simulator's client with BlueZ's ``mtu_size``: 23 and a warning (bleak 3.1)."""
+
+    class BlueZMtuClient(base):  # type: ignore[misc, valid-type]
+        @property
+        def mtu_size(self) -> int:
+            warnings.warn(
+                "Using default MTU value. Call _acquire_mtu() or set _mtu_size first to avoid "
+                "this warning.",
+                stacklevel=2,
+            )
+            return 23
+
+    return BlueZMtuClient
+
+
+async def test_commands_use_the_negotiated_mtu_without_bluez_mtu_size_warning() -> None:
+    async with _world() as world:
+        backend = BleBackend(world.backend.scanner, _bluez_mtu_client(world.backend.client))
+        sim = world.speakers[0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # BlueZ's warning would fail the test
+            async with Speaker(sim.address, backend=backend) as speaker:
+                before = sim.operations
+                await speaker.ping(bytes(200))
+                writes = sim.operations - before
+    # a 208-byte frame fits one write at MTU 247; at BlueZ's default 23 it would take 11
+    assert writes == 1
+
+
+def _bluez_args_backend(world: SimWorld, seen: list[tuple[str, dict[str, Any]]]) -> BleBackend:
+    """The simulator's backend classes, recording the ``bluez=`` arguments bleak hands them."""
+
+    class BlueZArgsScanner(world.backend.scanner):  # type: ignore[misc, name-defined]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            seen.append(("scan", dict(kwargs.get("bluez", {}))))
+            super().__init__(*args, **kwargs)
+
+    class BlueZArgsClient(world.backend.client):  # type: ignore[misc, name-defined]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            seen.append(("connect", dict(kwargs.get("bluez", {}))))
+            super().__init__(*args, **kwargs)
+
+    return BleBackend(BlueZArgsScanner, BlueZArgsClient)
+
+
+async def test_a_session_on_another_adapter_scans_and_connects_on_that_adapter() -> None:
+    seen: list[tuple[str, dict[str, Any]]] = []
+    async with _world() as world:
+        backend = _bluez_args_backend(world, seen)
+        async with Speaker(world.speakers[0].address, backend=backend, adapter="hci1") as sp:
+            assert sp.is_connected
+    # the address is re-found on hci1: a BLEDevice from hci0 would connect through hci0
+    assert seen == [("scan", {"adapter": "hci1"}), ("connect", {"adapter": "hci1"})]
+
+
+async def test_discovery_scans_on_the_adapter_asked_for() -> None:
+    seen: list[tuple[str, dict[str, Any]]] = []
+    async with _world() as world:
+        found = await discover(
+            2.0, backend=_bluez_args_backend(world, seen), count=1, adapter="hci1"
+        )
+    assert [s.address for s in found] == [world.speakers[0].address]
+    assert seen == [("scan", {"adapter": "hci1"})]
+
+
+async def test_a_device_bluez_saw_on_another_adapter_is_refound_on_ours() -> None:
+    seen: list[tuple[str, dict[str, Any]]] = []
+    async with _world() as world:
+        address = world.speakers[0].address
+        path = f"/org/bluez/hci0/dev_{address.replace(':', '_')}"
+        device = BLEDevice(address, "W-KING", {"path": path, "props": {}})
+        backend = _bluez_args_backend(world, seen)
+        async with Speaker(device, backend=backend, adapter="hci0"):
+            pass
+        assert seen == [("connect", {"adapter": "hci0"})]  # fresh and on hci0: used as is
+        seen.clear()
+        async with Speaker(device, backend=backend, adapter="hci1"):
+            pass
+        assert seen == [("scan", {"adapter": "hci1"}), ("connect", {"adapter": "hci1"})]
