@@ -143,6 +143,9 @@ class SpeakerScanner:
         on_speaker: Called with every new (or, with ``report_updates``, updated) speaker.
         report_updates: Also report a speaker again when a later advertisement changes it.
         scanning_mode: ``"active"`` (names arrive in scan responses) or ``"passive"``.
+        adapter: The adapter to scan with (e.g. ``hci1``), passed to bleak's BlueZ backend;
+            ``None`` for the default one. A ``BLEDevice`` found on one adapter connects through
+            that adapter, so a session on another adapter must scan on its own.
 
     Attributes:
         speakers: The speakers seen so far, by address.
@@ -160,8 +163,10 @@ class SpeakerScanner:
         on_speaker: Callable[[DiscoveredSpeaker], None] | None = None,
         report_updates: bool = False,
         scanning_mode: Literal["active", "passive"] = "active",
+        adapter: str | None = None,
     ) -> None:
         self._backend = backend
+        self._adapter = adapter
         self._profile = profile
         self._bus = events if events is not None else get_event_bus()
         self._addresses = {a.upper() for a in addresses} if addresses is not None else None
@@ -191,6 +196,7 @@ class SpeakerScanner:
         scanner = BleakScanner(
             self._on_advert,
             scanning_mode=self._scanning_mode,
+            bluez={"adapter": self._adapter} if self._adapter else {},
             backend=self._backend.scanner if self._backend is not None else None,
         )
         try:
@@ -332,6 +338,7 @@ async def discover(
     events: EventBus | None = None,
     count: int | None = None,
     scanning_mode: Literal["active", "passive"] = "active",
+    adapter: str | None = None,
 ) -> list[DiscoveredSpeaker]:
     """Scan for speakers and return them, strongest signal first.
 
@@ -342,6 +349,7 @@ async def discover(
         events: The operation-event bus; defaults to the process-wide bus.
         count: Stop early once this many speakers were seen.
         scanning_mode: ``"active"`` or ``"passive"`` (passive scans see no names).
+        adapter: The adapter to scan with (e.g. ``hci1``); ``None`` for the default one.
 
     Returns:
         The speakers seen, deduplicated by address (latest RSSI).
@@ -351,7 +359,11 @@ async def discover(
     """
     timeout = DEFAULT_SCAN_TIMEOUT if timeout is None else timeout
     async with SpeakerScanner(
-        backend=backend, profile=profile, events=events, scanning_mode=scanning_mode
+        backend=backend,
+        profile=profile,
+        events=events,
+        scanning_mode=scanning_mode,
+        adapter=adapter,
     ) as scanner:
         if count is None:
             await asyncio.sleep(timeout)
@@ -367,6 +379,7 @@ async def find_speaker(
     backend: BleBackend | None = None,
     profile: DeviceProfile = WKING_V1,
     events: EventBus | None = None,
+    adapter: str | None = None,
 ) -> DiscoveredSpeaker:
     """Scan until ``address`` advertises; any BLE device is accepted, W-KING or not.
 
@@ -376,6 +389,7 @@ async def find_speaker(
         backend: The bleak backend pair; ``None`` for the platform default.
         profile: Used to fill in the model when the device matches.
         events: The operation-event bus; defaults to the process-wide bus.
+        adapter: The adapter to scan with (e.g. ``hci1``); ``None`` for the default one.
 
     Returns:
         A freshly seen speaker (``model`` is ``None`` for a foreign device).
@@ -386,7 +400,7 @@ async def find_speaker(
     """
     timeout = DEFAULT_SCAN_TIMEOUT if timeout is None else timeout
     async with SpeakerScanner(
-        backend=backend, profile=profile, events=events, addresses=(address,)
+        backend=backend, profile=profile, events=events, addresses=(address,), adapter=adapter
     ) as scanner:
         await scanner.wait_for(1, timeout)
     found = scanner.speakers.get(address.upper())
@@ -401,6 +415,7 @@ async def find(
     timeout: float | None = None,  # noqa: ASYNC109 - a scan's duration is its API
     backend: BleBackend | None = None,
     events: EventBus | None = None,
+    adapter: str | None = None,
 ) -> BLEDevice:
     """Scan until ``address`` advertises and return a fresh ``BLEDevice`` for it.
 
@@ -409,10 +424,13 @@ async def find(
         timeout: Seconds to scan at most (default :data:`DEFAULT_SCAN_TIMEOUT`).
         backend: The bleak backend pair; ``None`` for the platform default.
         events: The operation-event bus; defaults to the process-wide bus.
+        adapter: The adapter to scan with (e.g. ``hci1``); ``None`` for the default one.
 
     Raises:
         DeviceNotFound: The address did not advertise in time.
         AdapterUnavailable: Scanning could not start.
     """
-    speaker = await find_speaker(address, timeout=timeout, backend=backend, events=events)
+    speaker = await find_speaker(
+        address, timeout=timeout, backend=backend, events=events, adapter=adapter
+    )
     return speaker.device
