@@ -294,3 +294,54 @@ def test_two_openers_see_each_others_rotation(paths) -> None:
     assert second.secret("ledger-hmac") == secret
     assert first.data_key(dek.key_id) == dek
     assert open_key_store(paths, create=False).master_key_id == second.master_key_id
+
+
+_CORRUPTIONS = {
+    "wrapped key not base64": lambda d: d["deks"][0].__setitem__("wrapped", "!!!notb64"),
+    "wrapped key too short": lambda d: d["deks"][0].__setitem__("wrapped", "AAAA"),
+    "wrapped secret too short": lambda d: d["secrets"].__setitem__("s", "AAAA"),
+    "data key without its key": lambda d: d["deks"][0].pop("wrapped"),
+    "data keys not a list": lambda d: d.__setitem__("deks", "x"),
+    "secrets not a mapping": lambda d: d.__setitem__("secrets", []),
+    "kek id not a string": lambda d: d.__setitem__("kek_id", 5),
+    "pending section garbage": lambda d: d.__setitem__("pending", {"x": 1}),
+    "tombstones garbage": lambda d: d.__setitem__("destroyed", "abc"),
+}
+
+
+@pytest.mark.parametrize("corrupt", list(_CORRUPTIONS), ids=list(_CORRUPTIONS))
+def test_a_corrupted_key_store_file_is_a_key_store_error(paths, corrupt: str) -> None:
+    store = open_key_store(paths)
+    store.secret("s")
+    dek = store.current_data_key("device_info", rotate_after=1e9)
+    path = key_dir(paths) / "keystore.json"
+    doc = json.loads(path.read_text())
+    _CORRUPTIONS[corrupt](doc)
+    path.write_text(json.dumps(doc))
+
+    def use() -> None:
+        reopened = open_key_store(paths, create=False)
+        reopened.secret("s")
+        reopened.data_key(dek.key_id)
+
+    with pytest.raises(KeyStoreError) as info:
+        use()
+    assert info.value.exit_code == 6
+    assert "corrupt" in info.value.message or "does not" in info.value.message
+
+
+def test_the_cli_reports_a_corrupted_key_store_with_exit_6(paths) -> None:
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from wking_device.cli import cli  # noqa: PLC0415
+
+    runner = CliRunner()
+    granted = runner.invoke(cli, ["consent", "grant", "--yes", "device_info"])
+    assert granted.exit_code == 0, granted.output
+    path = key_dir(paths) / "keystore.json"
+    doc = json.loads(path.read_text())
+    doc["secrets"] = dict.fromkeys(doc["secrets"], "AAAA")
+    path.write_text(json.dumps(doc))
+    result = runner.invoke(cli, ["consent", "status"], catch_exceptions=False)
+    assert result.exit_code == 6
+    assert "corrupt" in result.stderr

@@ -21,6 +21,7 @@ rotation stopped before step 2, and it is started again so the old KEK is still 
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import fcntl
 import logging
@@ -110,7 +111,16 @@ class _Wrapper:
         return _b64(nonce + self._aead.encrypt(nonce, key, self._ad(name)))
 
     def unwrap(self, name: str, wrapped: str) -> bytes:
-        blob = _unb64(wrapped)
+        try:
+            blob = _unb64(wrapped)
+        except binascii.Error as exc:
+            raise KeyStoreError(
+                f"key store entry {name!r} is corrupt ({exc})", remedy=_CORRUPT_REMEDY
+            ) from exc
+        if len(blob) < 12 + 16:
+            raise KeyStoreError(
+                f"key store entry {name!r} is corrupt (too short)", remedy=_CORRUPT_REMEDY
+            )
         try:
             return self._aead.decrypt(blob[:12], blob[12:], self._ad(name))
         except InvalidTag as exc:
@@ -431,6 +441,61 @@ def _promote(doc: dict[str, Any]) -> None:
     doc["secrets"] = pending["secrets"]
 
 
+_CORRUPT_REMEDY: Final = (
+    "restore keys/keystore.json from a backup; without it the stored records cannot be read"
+)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _section_error(label: str, section: dict[str, Any]) -> str | None:
+    deks, secrets = section.get("deks"), section.get("secrets")
+    if not isinstance(deks, list):
+        return f"{label}'deks' is not a list"
+    for entry in deks:
+        if not (
+            isinstance(entry, dict)
+            and _is_int(entry.get("id"))
+            and isinstance(entry.get("category"), str)
+            and _is_int(entry.get("epoch"))
+            and isinstance(entry.get("created_at"), int | float)
+            and isinstance(entry.get("wrapped"), str)
+        ):
+            return f"a {label}data key entry is malformed"
+    if not isinstance(secrets, dict) or not all(isinstance(v, str) for v in secrets.values()):
+        return f"{label}'secrets' is malformed"
+    return None
+
+
+def _shape_error(doc: dict[str, Any]) -> str | None:
+    """Say what is malformed in a parsed key store document, or ``None`` when it is sound.
+
+    Checked once, on read, so a damaged file is a :class:`KeyStoreError` naming the problem
+    instead of a ``KeyError`` or ``TypeError`` deep in a later operation.
+    """
+    problems = [
+        f"{name!r} is not a string"
+        for name in ("store_id", "level", "kek_id")
+        if not isinstance(doc[name], str)
+    ]
+    if not _is_int(doc["next_key_id"]):
+        problems.append("'next_key_id' is not an integer")
+    destroyed = doc.get("destroyed", [])
+    if not isinstance(destroyed, list) or not all(_is_int(key_id) for key_id in destroyed):
+        problems.append("'destroyed' is malformed")
+    problems.append(_section_error("", doc) or "")
+    pending = doc.get("pending")
+    if pending is not None:
+        if isinstance(pending, dict) and isinstance(pending.get("kek_id"), str):
+            problems.append(_section_error("pending ", pending) or "")
+        else:
+            problems.append("'pending' is malformed")
+    found = [problem for problem in problems if problem]
+    return found[0] if found else None
+
+
 def _read_doc(path: Path) -> dict[str, Any] | None:
     try:
         raw = path.read_bytes()
@@ -440,13 +505,20 @@ def _read_doc(path: Path) -> dict[str, Any] | None:
         raise KeyStoreError(f"cannot read the key store file {path}: {exc.strerror}") from exc
     try:
         doc = orjson.loads(raw)
-        if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
-            raise KeyStoreError(f"{path} is not a key store file of format {_FORMAT}")
-        for name in ("store_id", "level", "kek_id", "next_key_id", "deks", "secrets"):
-            if name not in doc:
-                raise KeyStoreError(f"{path} lacks {name!r}")
     except orjson.JSONDecodeError as exc:
-        raise KeyStoreError(f"the key store file {path} is corrupt") from exc
+        raise KeyStoreError(
+            f"the key store file {path} is corrupt", remedy=_CORRUPT_REMEDY
+        ) from exc
+    if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
+        raise KeyStoreError(f"{path} is not a key store file of format {_FORMAT}")
+    for name in ("store_id", "level", "kek_id", "next_key_id", "deks", "secrets"):
+        if name not in doc:
+            raise KeyStoreError(f"{path} lacks {name!r}", remedy=_CORRUPT_REMEDY)
+    problem = _shape_error(doc)
+    if problem is not None:
+        raise KeyStoreError(
+            f"the key store file {path} is corrupt: {problem}", remedy=_CORRUPT_REMEDY
+        )
     return doc
 
 
