@@ -349,9 +349,11 @@ class Speaker:
                 await self._set_up(client)
             except BaseException:
                 self._closing = True
-                if client is not None:
-                    await self._abandon(client)
-                await self._teardown()
+                try:
+                    if client is not None:
+                        await self._abandon(client)
+                finally:
+                    await self._teardown()  # the slot is freed even if the cleanup is cancelled
                 raise
 
     async def reconnect(self) -> None:
@@ -517,10 +519,19 @@ class Speaker:
         )
 
     async def _abandon(self, client: BleakClient) -> None:
-        """Best-effort cleanup of a failed attempt, so the stack holds no pending connection."""
-        with contextlib.suppress(Exception, asyncio.CancelledError):
+        """Best-effort cleanup of a failed attempt, so the stack holds no pending connection.
+
+        Failures are swallowed, but not the caller's cancellation: swallowing it would let a
+        connect run on past its caller's ``asyncio.timeout``.
+        """
+        try:
             async with asyncio.timeout(_DISCONNECT_TIMEOUT):
                 await client.disconnect()
+        except asyncio.CancelledError:
+            if is_caller_cancelled():
+                raise
+        except Exception as exc:  # noqa: BLE001 - the attempt failed already; cleanup is best effort
+            _LOGGER.debug("cleaning up a failed connection to %s: %r", self._address, exc)
 
     async def _set_up(self, client: BleakClient) -> None:
         """Services, codec and subscriptions of a fresh connection."""
@@ -645,8 +656,13 @@ class Speaker:
         finally:
             if not task.done():
                 task.cancel()
-                with contextlib.suppress(BaseException):
+                try:
                     await task
+                except asyncio.CancelledError:
+                    if is_caller_cancelled():
+                        raise  # the caller was cancelled meanwhile: that must reach it
+                except Exception:  # noqa: BLE001, S110 - the operation was abandoned
+                    pass
         if task.cancelled() or (not task.done()):
             raise DeviceDisconnected(f"{self._address}: the link was lost", address=self._address)
         return task.result()
