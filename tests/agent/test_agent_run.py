@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
 from wking_device.agent import Agent
@@ -177,3 +178,26 @@ async def test_an_unreadable_ledger_fails_a_cycle_not_the_run() -> None:
         summary = await task
     assert summary.cycles >= 2
     assert any(line.startswith("cycle:") for line in summary.errors)
+
+
+async def test_a_withdrawal_seen_only_at_shutdown_is_still_carried_out() -> None:
+    gate, store = _open()
+    gate.grant(["operation_logs", "device_info"])
+    other = open_installation_gate(resolve_paths(), load_settings())
+    async with SimWorld.fleet(2, instant_connect=True) as world, store:
+        agent = _agent(gate, store, world, consent_poll=60.0, interval=60.0)
+        task = asyncio.create_task(agent.run())
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            if (await store.stats()).by_category.get("operation_logs", 0) > 0:
+                break
+        else:
+            raise AssertionError("no operation logs were stored while granted")
+        # withdrawn elsewhere, then the agent is stopped (Ctrl-C) before its next look
+        other.withdraw(["operation_logs"])
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        stats = await store.stats()
+    assert "operation_logs" not in stats.by_category
+    assert stats.by_category.get("device_info", 0) >= 1

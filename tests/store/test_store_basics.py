@@ -262,3 +262,26 @@ async def test_a_bad_body_fails_only_its_own_append(store, make_record, permit) 
     )
     assert [type(r).__name__ for r in results if r is not None] == ["UsageError"]
     assert {r.record_id for r in await store.export()} == {r.record_id for r in good}
+
+
+async def test_a_withdrawal_the_store_never_saw_is_carried_out_on_attach(
+    paths, settings, store, gate, make_record, permit
+) -> None:
+    # `wking consent withdraw` while another process held the store: the command could not
+    # purge, and that process stopped before it saw the withdrawal.
+    from wking_device.collect import open_installation_gate  # noqa: PLC0415
+
+    await store.append([make_record("device_info"), make_record("operation_logs")], permit)
+    keys_before = store.keys.data_key_ids("device_info")
+    store.close()
+    other = open_installation_gate(paths, settings)
+    other.withdraw(["device_info"], method="api")
+    agent_gate = open_installation_gate(paths, settings)
+    async with open_store(paths, settings) as reopened:
+        detach = reopened.attach(agent_gate)
+        stats = await reopened.stats()
+        assert stats.by_category == {"operation_logs": 1}
+        assert stats.shredded == 1
+        assert all(reopened.keys.was_destroyed(k) for k in keys_before)
+        detach()
+    del gate

@@ -185,6 +185,12 @@ class Agent:
                 if pause > 0:
                     await asyncio.sleep(pause)
         finally:
+            # A withdrawal made since the last look is carried out before the store is let go
+            # (another process cannot purge while this one holds the store).
+            try:
+                self._gate.refresh()
+            except Exception:  # a tampered ledger already closed the gate; keep shutting down
+                _LOGGER.exception("re-reading the consent ledger failed")
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher

@@ -141,6 +141,9 @@ class _Gate(Protocol):
     def subscribe(self, listener: Callable[[Any], None]) -> Callable[[], None]:
         """Call ``listener`` with every revocation; return an unsubscribe function."""
 
+    def states(self) -> Mapping[str, Any]:
+        """Every category's state (with a ``reason``, ``"withdrawn"`` after a withdrawal)."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoreStats:
@@ -460,6 +463,10 @@ class RecordStore:
     def attach(self, gate: _Gate) -> Callable[[], None]:
         """Crypto-shred a category as soon as the gate reports its withdrawal.
 
+        Categories that are withdrawn already when the store is attached are purged too: a
+        withdrawal made while another process held the store (which then stopped before it saw
+        the withdrawal), or one whose purge a crash interrupted, is carried out now.
+
         Args:
             gate: The consent gate; revocations with reason ``"withdrawn"`` purge their
                 categories (queued behind appends already accepted, so those are shredded too).
@@ -468,14 +475,24 @@ class RecordStore:
             A function that detaches the store from the gate.
         """
 
-        def listener(revocation: _Revocation) -> None:
-            if revocation.reason != "withdrawn" or self._closed:
+        def purge(categories: Iterable[str]) -> None:
+            if self._closed or self.readonly:
                 return
-            for category in sorted(revocation.categories):
+            for category in sorted(categories):
                 with contextlib.suppress(StoreClosed):
                     self._enqueue(_Call(functools.partial(self._purge_sync, category)))
 
-        return gate.subscribe(listener)
+        def listener(revocation: _Revocation) -> None:
+            if revocation.reason == "withdrawn":
+                purge(revocation.categories)
+
+        unsubscribe = gate.subscribe(listener)
+        purge(
+            category
+            for category, state in gate.states().items()
+            if getattr(state, "reason", None) == "withdrawn"
+        )
+        return unsubscribe
 
     # -- writer thread -------------------------------------------------------------------------
 
@@ -903,9 +920,10 @@ class RecordStore:
             self._rollback()
             raise
         self._bytes = self._measure()
-        _LOGGER.info(
-            "purged %s: %d records, %d data keys destroyed", category, deleted, len(destroyed)
-        )
+        if deleted or destroyed:
+            _LOGGER.info(
+                "purged %s: %d records, %d data keys destroyed", category, deleted, len(destroyed)
+            )
         return int(deleted)
 
     def _sweep_sync(self, now: float | None) -> SweepResult:
