@@ -10,8 +10,10 @@ import warnings
 from typing import Any
 
 from bleak.backends.device import BLEDevice
+from bumble.gatt import Characteristic, CharacteristicValue, Service
 
 from wking_device.ble import BleBackend, Speaker, discover
+from wking_device.protocol import BATTERY_LEVEL_UUID, BATTERY_SERVICE_UUID
 from wking_device.sim import SimWorld, SpeakerSpec
 
 
@@ -99,3 +101,22 @@ async def test_a_device_bluez_saw_on_another_adapter_is_refound_on_ours() -> Non
         async with Speaker(device, backend=backend, adapter="hci1"):
             pass
         assert seen == [("scan", {"adapter": "hci1"}), ("connect", {"adapter": "hci1"})]
+
+
+async def test_a_device_with_two_battery_services_is_usable() -> None:
+    """Earbuds and some speakers carry two Battery services; bleak's UUID lookup then raises."""
+    async with _world() as world:
+        sim = world.speakers[0]
+        second = Characteristic(
+            BATTERY_LEVEL_UUID,
+            Characteristic.READ | Characteristic.NOTIFY,
+            Characteristic.Permissions.READABLE,
+            CharacteristicValue(read=lambda _connection: bytes((7,))),
+        )
+        sim.device.add_service(Service(BATTERY_SERVICE_UUID, [second]))
+        async with Speaker(sim.address, backend=world.backend) as speaker:
+            assert speaker.has_vendor_channel
+            assert await speaker.read_battery() == sim.state.battery_level  # the first service
+            info = await speaker.read_info()
+    assert info.battery == sim.state.battery_level
+    assert info.manufacturer == "W-KING"

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from bleak import BleakClient
 from bleak.backends.device import BLEDevice
+from bleak.uuids import normalize_uuid_str
 
 from wking_device.ble._discovery import DiscoveredSpeaker, find_speaker
 from wking_device.ble._events import OpTimer, get_event_bus
@@ -92,10 +93,11 @@ from wking_device.protocol import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterable
     from types import TracebackType
 
     from bleak.backends.characteristic import BleakGATTCharacteristic
+    from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
 
     from wking_device.ble._backend import BleBackend
     from wking_device.ble._events import EventBus
@@ -543,10 +545,10 @@ class Speaker:
         timer = self._timer(OperationKind.SERVICES)
         try:
             services = client.services
-            vendor = services.get_service(self._profile.service_uuid)
-            command_char = services.get_characteristic(self._profile.command_uuid)
-            notify_char = services.get_characteristic(self._profile.notify_uuid)
-            battery_char = services.get_characteristic(BATTERY_LEVEL_UUID)
+            vendor = _first(services.services.values(), self._profile.service_uuid)
+            command_char = _first_char(services, self._profile.command_uuid)
+            notify_char = _first_char(services, self._profile.notify_uuid)
+            battery_char = _first_char(services, BATTERY_LEVEL_UUID)
             timer.detail.update(
                 services=len(services.services), characteristics=len(services.characteristics)
             )
@@ -587,7 +589,7 @@ class Speaker:
         await self._gatt(
             OperationKind.SUBSCRIBE,
             uuid,
-            lambda client: client.start_notify(uuid, on_notify),
+            lambda client: client.start_notify(_resolve(client, uuid), on_notify),
             reconnect=False,
         )
         self._notifying.add(uuid)
@@ -711,7 +713,7 @@ class Speaker:
         client = self._client
         if client is None or self._link_lost():
             raise DeviceDisconnected(f"{self._address}: the link was lost", address=self._address)
-        return client.services.get_characteristic(uuid) is not None
+        return _first_char(client.services, uuid) is not None
 
     async def read(self, uuid: str) -> bytes:
         """Read a characteristic.
@@ -728,7 +730,7 @@ class Speaker:
         data = await self._gatt(
             OperationKind.READ,
             uuid,
-            lambda client: client.read_gatt_char(uuid),
+            lambda client: client.read_gatt_char(_resolve(client, uuid)),
             what=f"read {uuid}",
         )
         return bytes(data)
@@ -742,7 +744,7 @@ class Speaker:
         await self._gatt(
             OperationKind.WRITE,
             uuid,
-            lambda client: client.write_gatt_char(uuid, data, response=response),
+            lambda client: client.write_gatt_char(_resolve(client, uuid), data, response=response),
             what=f"write {uuid}",
         )
 
@@ -792,7 +794,11 @@ class Speaker:
         internal = {BATTERY_LEVEL_UUID, self._profile.notify_uuid}
         if uuid in self._notifying and uuid not in internal and self.is_connected:
             self._notifying.discard(uuid)
-            await self._gatt(OperationKind.SUBSCRIBE, uuid, lambda client: client.stop_notify(uuid))
+            await self._gatt(
+                OperationKind.SUBSCRIBE,
+                uuid,
+                lambda client: client.stop_notify(_resolve(client, uuid)),
+            )
 
     # --- notifications --------------------------------------------------------------------------
 
@@ -979,11 +985,12 @@ class Speaker:
         try:
             async with asyncio.timeout(self._command_timeout):
                 fragments = codec.send(frame)
+                command_char = _resolve(client, self._profile.command_uuid)
                 async with self._write_lock:
                     for fragment in fragments:
                         await self._race(
                             client.write_gatt_char(
-                                self._profile.command_uuid, fragment, response=self._write_response
+                                command_char, fragment, response=self._write_response
                             ),
                             lost,
                         )
@@ -1174,6 +1181,35 @@ _REJECT_REMEDIES: dict[Status, str] = {
     Status.LOW_BATTERY: "charge the speaker and retry",
     Status.FAILED: "retry; if it persists, power-cycle the speaker",
 }
+
+
+_Attribute = TypeVar("_Attribute", "BleakGATTService", "BleakGATTCharacteristic")
+
+
+def _first(attributes: Iterable[_Attribute], uuid: str) -> _Attribute | None:
+    """The attribute with ``uuid`` that has the lowest handle, or ``None``.
+
+    bleak's ``get_service``/``get_characteristic`` raise ``BleakError`` when a device has the UUID
+    more than once (earbuds and some speakers carry two Battery services), which would make the
+    device unusable; the first one is what a UUID-addressed operation means here.
+    """
+    wanted = normalize_uuid_str(uuid)
+    matches = [a for a in attributes if a.uuid == wanted]
+    return min(matches, key=lambda a: a.handle) if matches else None
+
+
+def _first_char(services: BleakGATTServiceCollection, uuid: str) -> BleakGATTCharacteristic | None:
+    """The first characteristic with ``uuid`` (see :func:`_first`)."""
+    return _first(services.characteristics.values(), uuid)
+
+
+def _resolve(client: BleakClient, uuid: str) -> BleakGATTCharacteristic | str:
+    """The characteristic to address by handle; the UUID itself when the device has none.
+
+    (bleak then raises ``BleakCharacteristicNotFoundError``: an ``UnsupportedOperation``.)
+    """
+    char = _first_char(client.services, uuid)
+    return char if char is not None else uuid
 
 
 def _fragment_mtu(command_char: BleakGATTCharacteristic) -> int:
