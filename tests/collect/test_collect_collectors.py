@@ -322,3 +322,26 @@ async def test_salvage_strips_a_mac_valued_name(gate: ConsentGate) -> None:
     await collector.flush()
     (record,) = sink.records
     assert SPEAKER not in repr(record.body)
+
+
+async def test_a_record_of_a_withdrawn_grant_is_not_salvaged_onto_a_new_grant(
+    gate: ConsentGate, tmp_path: Path
+) -> None:
+    first = gate.grant(["operation_logs", "mac_addresses"], method="api")
+    sink = MemorySink()
+    collector = OperationLogCollector(gate, sink, adapter_mac=ADAPTER)
+    collector.on_event(_event())
+    assert collector.pending == 1
+    # another process withdraws operation_logs (mac_addresses goes with it) and grants it again
+    other = ConsentGate(Ledger(tmp_path / "ledger.jsonl", b"c" * 32))
+    other.withdraw(["operation_logs"])
+    second = other.grant(["operation_logs"], method="api")
+    assert gate.refresh()
+    await collector.flush()
+    assert sink.records == []
+    assert collector.stats.discarded == 1
+    # what is collected from now on carries the new grant
+    collector.on_event(_event())
+    await collector.flush()
+    assert [r.consent_id for r in sink.records] == [second.id]
+    assert first.id != second.id

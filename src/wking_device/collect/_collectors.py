@@ -193,13 +193,17 @@ class OperationLogCollector(Collector):
         permit = self._permit()
         if permit is None or not any(name in record.body for name in MAC_FIELDS):
             return None
+        if not self._gate.allows(record.category, record.consent_id):
+            # operation_logs was withdrawn (and granted again since): the record belongs to a
+            # grant that is gone and must not ride on the new one
+            return None
         body = {k: v for k, v in record.body.items() if k not in MAC_FIELDS}
         _strip_macs(body)
         return (
             Record(
                 category=record.category,
-                consent_id=permit.consent_ids[record.category],
-                policy_version=permit.policy_versions[record.category],
+                consent_id=record.consent_id,  # the grant it was collected under, still live
+                policy_version=record.policy_version,
                 body=body,
                 record_id=record.record_id,
                 created_at=record.created_at,
