@@ -345,3 +345,27 @@ async def test_a_record_of_a_withdrawn_grant_is_not_salvaged_onto_a_new_grant(
     await collector.flush()
     assert [r.consent_id for r in sink.records] == [second.id]
     assert first.id != second.id
+
+
+async def test_records_without_their_key_store_are_never_given_a_fresh_one(home: Path) -> None:
+    # keys/ and consent/ lost (a partial restore), records.sqlite3 still there: a clear
+    # KeyMissing, not a new key store that then calls the records foreign.
+    from wking_device.crypto import key_dir  # noqa: PLC0415
+    from wking_device.errors import KeyMissing  # noqa: PLC0415
+    from wking_device.store import open_store  # noqa: PLC0415
+
+    paths = resolve_paths()
+    settings = load_settings(paths)
+    gate = open_installation_gate(paths, settings)
+    gate.grant(["software_info"], method="api")
+    async with open_store(paths, settings) as store:
+        collector = SoftwareInfoCollector(gate, store)
+        assert collector.snapshot()
+        assert await collector.flush() == 1
+    (key_dir(paths) / "keystore.json").unlink()
+    for file in ledger_path(paths).parent.iterdir():
+        file.unlink()
+    with pytest.raises(KeyMissing):
+        open_installation_gate(paths, settings)
+    assert not (key_dir(paths) / "keystore.json").exists()
+    assert home in paths.data_dir.parents

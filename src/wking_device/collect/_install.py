@@ -44,12 +44,14 @@ def open_installation_gate(
         verification.
 
     Raises:
-        KeyStoreError: The key store cannot be opened (``KeyMissing`` — also when a ledger exists
-            but the key store is gone —, ``WrongKey``).
+        KeyStoreError: The key store cannot be opened (``KeyMissing`` — also when a ledger or a
+            record database exists but the key store is gone —, ``WrongKey``).
     """
+    from wking_device.store import DB_FILE  # noqa: PLC0415 - the store is not needed otherwise
+
     paths.ensure()
-    # With a ledger on disk, a missing key store is an error (KeyMissing), never a fresh key
-    # that would make the existing ledger look tampered with.
-    create = not ledger_path(paths).exists()
+    # With a ledger or records on disk, a missing key store is an error (KeyMissing), never a
+    # fresh key that would make the ledger look tampered with or the records foreign.
+    create = not ledger_path(paths).exists() and not (paths.data_dir / DB_FILE).exists()
     key = open_key_store(paths, create=create).secret(LEDGER_SECRET)
     return open_gate(paths, settings, key=key, policies=policies)
