@@ -10,7 +10,7 @@ from bleak.backends.scanner import BaseBleakScanner
 from bleak.exc import BleakError
 
 from wking_device.ble import BleBackend, DiscoveredSpeaker, SpeakerScanner, discover, find
-from wking_device.errors import AdapterUnavailable, DeviceNotFound
+from wking_device.errors import AdapterUnavailable, DeviceNotFound, UnsupportedOperation
 from wking_device.models import OperationKind, Outcome
 from wking_device.protocol import MODELS
 from wking_device.sim import SimWorld, SpeakerSpec
@@ -176,3 +176,21 @@ async def test_scanner_that_cannot_start_raises_adapter_unavailable(recorder: Re
     (scan,) = recorder.of(OperationKind.SCAN)
     assert scan.outcome is Outcome.ERROR
     assert scan.error == "adapter_unavailable"
+
+
+async def test_a_passive_scan_bluez_refuses_is_a_typed_error(recorder: Recorder) -> None:
+    # bleak's real BlueZ scanner refuses a passive scan without or_patterns in its constructor,
+    # before it touches D-Bus (CoreBluetooth refuses every passive scan the same way).
+    bluez = pytest.importorskip("bleak.backends.bluezdbus.scanner")  # dbus-fast: Linux only
+
+    with pytest.raises(UnsupportedOperation) as caught:
+        await discover(
+            0.1,
+            backend=BleBackend(scanner=bluez.BleakScannerBlueZDBus),
+            events=recorder.bus,
+            scanning_mode="passive",
+        )
+    assert "or_patterns" in str(caught.value)
+    (scan,) = recorder.of(OperationKind.SCAN)
+    assert scan.outcome is Outcome.ERROR
+    assert scan.error == "unsupported"

@@ -20,10 +20,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from bleak import BleakScanner
+from bleak.exc import BleakError
 
 from wking_device.ble._events import OpTimer, get_event_bus
 from wking_device.ble._translate import translate
-from wking_device.errors import AdapterUnavailable, DeviceNotFound, ProtocolError
+from wking_device.errors import (
+    AdapterUnavailable,
+    DeviceNotFound,
+    ProtocolError,
+    UnsupportedOperation,
+)
 from wking_device.models import OperationKind
 from wking_device.protocol import (
     MANUFACTURER_MAGIC,
@@ -189,24 +195,36 @@ class SpeakerScanner:
 
         Raises:
             AdapterUnavailable: The backend cannot scan (no adapter, no BlueZ, powered off).
+            UnsupportedOperation: A passive scan the backend cannot do (CoreBluetooth never;
+                BlueZ only with advertisement-monitor patterns).
         """
         if self._scanner is not None:
             return
         self._timer = OpTimer(self._bus, OperationKind.SCAN, detail={})
-        scanner = BleakScanner(
-            self._on_advert,
-            scanning_mode=self._scanning_mode,
-            bluez={"adapter": self._adapter} if self._adapter else {},
-            backend=self._backend.scanner if self._backend is not None else None,
-        )
+        constructed = False
         try:
+            # bleak's backends refuse some settings when constructed (BlueZ: a passive scan
+            # without or_patterns; CoreBluetooth: any passive scan), so this is inside the try.
+            scanner = BleakScanner(
+                self._on_advert,
+                scanning_mode=self._scanning_mode,
+                bluez={"adapter": self._adapter} if self._adapter else {},
+                backend=self._backend.scanner if self._backend is not None else None,
+            )
+            constructed = True
             await scanner.start()
         except asyncio.CancelledError:
             self._timer.fail(asyncio.CancelledError())
+            self._timer = None
             raise
         except Exception as exc:
             error = translate(exc, address=None, operation="scan")
-            if not isinstance(error, AdapterUnavailable):
+            if not constructed and self._scanning_mode == "passive" and isinstance(exc, BleakError):
+                error = UnsupportedOperation(
+                    f"passive scanning is not available here: {exc}",
+                    remedy="scan actively (the default); passive scans need platform support",
+                )
+            elif not isinstance(error, AdapterUnavailable):
                 error = AdapterUnavailable(f"cannot start scanning: {error.message}")
             self._timer.fail(error)
             self._timer = None
@@ -356,6 +374,7 @@ async def discover(
 
     Raises:
         AdapterUnavailable: Scanning could not start.
+        UnsupportedOperation: A passive scan the platform cannot do.
     """
     timeout = DEFAULT_SCAN_TIMEOUT if timeout is None else timeout
     async with SpeakerScanner(
