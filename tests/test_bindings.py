@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,32 @@ def test_tampering_and_wrong_key_are_integrity_errors(tmp_path: Path) -> None:
     path.write_bytes(bytes(raw))
     with pytest.raises(StoreIntegrityError):
         Bindings(path, key).load()
+
+
+_WORKER = """
+import sys
+from pathlib import Path
+from wking_device.bindings import Binding, Bindings
+path, key, worker = Path(sys.argv[1]), bytes.fromhex(sys.argv[2]), int(sys.argv[3])
+bindings = Bindings(path, key)
+for i in range(15):
+    bindings.bind(Binding(address=f"C0:00:00:00:{worker:02X}:{i:02X}"))
+"""
+
+
+def test_concurrent_processes_lose_no_binding(tmp_path: Path) -> None:
+    # `wking devices bind` and `unbind` in two terminals: each change is kept (and an unbind
+    # is never undone by a bind that read the file before it)
+    path = tmp_path / "cfg" / "devices.bin"
+    key = os.urandom(32)
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, str(path), key.hex(), str(worker)],
+            stderr=subprocess.PIPE,
+        )
+        for worker in range(6)
+    ]
+    for worker in workers:
+        _, err = worker.communicate(timeout=60)
+        assert worker.returncode == 0, err.decode()
+    assert len(Bindings(path, key).load()) == 6 * 15

@@ -5,12 +5,18 @@ address is a MAC address — personal data that must never reach disk in plainte
 §9). The file is therefore one AES-256-GCM message under a named secret from the key store, written
 atomically (temporary file, fsync, rename) with mode 0600.
 
+Changes (bind, unbind) read, modify and write the file under an exclusive ``flock`` on a lock
+file beside it, so two processes never lose each other's change — an unbind is never undone by a
+concurrent bind that read the file before it.
+
 It does not discover or connect speakers (``ble``) and does not decide what is collected from
 them (``consent``): binding a speaker grants nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,6 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from wking_device.errors import StorageError, StoreIntegrityError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 __all__ = ["Binding", "Bindings"]
@@ -90,8 +97,9 @@ class Bindings:
     def bind(self, binding: Binding) -> None:
         """Add a binding, replacing any earlier one for the same address."""
         key = binding.address.upper()
-        kept = [b for b in self.load() if b.address.upper() != key]
-        self._save([*kept, binding])
+        with self._locked():
+            kept = [b for b in self.load() if b.address.upper() != key]
+            self._save([*kept, binding])
 
     def unbind(self, address: str) -> bool:
         """Remove the binding for an address.
@@ -99,12 +107,28 @@ class Bindings:
         Returns:
             Whether a binding was removed.
         """
-        current = self.load()
-        kept = [b for b in current if b.address.upper() != address.upper()]
-        if len(kept) == len(current):
-            return False
-        self._save(kept)
-        return True
+        with self._locked():
+            current = self.load()
+            kept = [b for b in current if b.address.upper() != address.upper()]
+            if len(kept) == len(current):
+                return False
+            self._save(kept)
+            return True
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the bindings' lock (across processes) for one read-modify-write."""
+        lock = self._path.with_name(self._path.name + ".lock")
+        try:
+            self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StorageError(f"cannot lock device bindings: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
 
     def addresses(self) -> set[str]:
         """The bound addresses, upper case."""
