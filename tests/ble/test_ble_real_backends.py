@@ -9,10 +9,12 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import pytest
 from bleak.backends.device import BLEDevice
 from bumble.gatt import Characteristic, CharacteristicValue, Service
 
-from wking_device.ble import BleBackend, Speaker, discover
+from wking_device.ble import BleBackend, RetryPolicy, Speaker, discover
+from wking_device.errors import BluetoothError
 from wking_device.protocol import BATTERY_LEVEL_UUID, BATTERY_SERVICE_UUID
 from wking_device.sim import SimWorld, SpeakerSpec
 
@@ -120,3 +122,21 @@ async def test_a_device_with_two_battery_services_is_usable() -> None:
             info = await speaker.read_info()
     assert info.battery == sim.state.battery_level
     assert info.manufacturer == "W-KING"
+
+
+async def test_a_backend_refusing_the_device_gives_a_typed_error_and_frees_the_slot() -> None:
+    # bleak's real BlueZ client reads the D-Bus path from BLEDevice.details when constructed;
+    # a device the simulator discovered has none. What escapes must still be one of ours.
+    bluez = pytest.importorskip("bleak.backends.bluezdbus.client")  # dbus-fast: Linux only
+    async with _world() as world:
+        (found,) = await discover(2.0, backend=world.backend, count=1)
+        backend = BleBackend(world.backend.scanner, bluez.BleakClientBlueZDBus)
+        speaker = Speaker(found, backend=backend, retry=RetryPolicy(attempts=1))
+        with pytest.raises(BluetoothError) as caught:
+            await speaker.connect()
+        chain = [caught.value]
+        while chain[-1].__cause__ is not None:
+            chain.append(chain[-1].__cause__)
+        assert isinstance(chain[-1], TypeError)  # the foreign error stays in the chain
+        assert speaker.limiter is not None
+        assert speaker.limiter.active == 0

@@ -464,29 +464,34 @@ class Speaker:
                 await asyncio.sleep(self._retry.delay(attempt, exc))
                 continue
             timer = self._timer(OperationKind.CONNECT, attempt=attempt)
-            client = BleakClient(
-                device,
-                disconnected_callback=self._on_disconnected,
-                timeout=self._connect_timeout,
-                backend=self._backend.client if self._backend is not None else None,
-                bluez={"adapter": self._adapter} if self._adapter else {},
-            )
+            client: BleakClient | None = None
             try:
+                # Constructing is inside: bleak picks (and imports) the platform backend here,
+                # and a backend may refuse the device (e.g. a BLEDevice of another backend).
+                client = BleakClient(
+                    device,
+                    disconnected_callback=self._on_disconnected,
+                    timeout=self._connect_timeout,
+                    backend=self._backend.client if self._backend is not None else None,
+                    bluez={"adapter": self._adapter} if self._adapter else {},
+                )
                 # bleak applies the timeout itself; the outer bound covers backends that do not.
                 async with asyncio.timeout(self._connect_timeout + 1.0):
                     await client.connect()
             except asyncio.CancelledError as exc:
                 if is_caller_cancelled():
                     timer.fail(exc)
-                    await self._abandon(client)
+                    if client is not None:
+                        await self._abandon(client)
                     raise
-                error = translate(exc, address=self._address, operation="connect", connecting=True)
+                error = _connect_error(exc, self._address)
             except Exception as exc:  # noqa: BLE001 - translated; the loop decides on retry
-                error = translate(exc, address=self._address, operation="connect", connecting=True)
+                error = _connect_error(exc, self._address)
             else:
                 timer.ok()
                 return client
-            await self._abandon(client)
+            if client is not None:
+                await self._abandon(client)
             last = error
             if not is_transient(error) or attempt == attempts:
                 final = self._final_connect_error(error, attempt)
@@ -1181,6 +1186,17 @@ _REJECT_REMEDIES: dict[Status, str] = {
     Status.LOW_BATTERY: "charge the speaker and retry",
     Status.FAILED: "retry; if it persists, power-cycle the speaker",
 }
+
+
+def _connect_error(exc: BaseException, address: str) -> BluetoothError:
+    """A failed attempt's typed error, with bleak's error as its cause.
+
+    The final error is raised ``from`` this one, so the foreign error stays in the chain.
+    """
+    error = translate(exc, address=address, operation="connect", connecting=True)
+    if error is not exc and error.__cause__ is None:
+        error.__cause__ = exc
+    return error
 
 
 _Attribute = TypeVar("_Attribute", "BleakGATTService", "BleakGATTCharacteristic")
