@@ -201,3 +201,39 @@ async def test_a_withdrawal_seen_only_at_shutdown_is_still_carried_out() -> None
         stats = await store.stats()
     assert "operation_logs" not in stats.by_category
     assert stats.by_category.get("device_info", 0) >= 1
+
+
+async def test_unbinding_a_speaker_while_the_agent_runs_stops_its_reads(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os  # noqa: PLC0415
+
+    from wking_device.bindings import Binding, Bindings  # noqa: PLC0415
+
+    gate, store = _open()
+    gate.grant(["device_info"])
+    bindings = Bindings(tmp_path / "devices.bin", os.urandom(32))
+    async with SimWorld.fleet(2, instant_connect=True) as world, store:
+        gone, kept = world.speakers
+        for speaker in world.speakers:
+            bindings.bind(Binding(address=speaker.address))
+        agent = _agent(gate, store, world, bound=bindings.addresses, connect_all=False)
+        task = asyncio.create_task(agent.run(5.0))
+
+        async def reads(name: str) -> int:
+            return sum(1 for r in await store.export(["device_info"]) if r.body.get("name") == name)
+
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            if await reads(gone.spec.name):
+                break
+        else:
+            raise AssertionError("the bound speaker was never read")
+        bindings.unbind(gone.address)
+        cycles = agent.summary.cycles
+        for _ in range(100):  # two whole cycles after the unbind
+            if agent.summary.cycles >= cycles + 2 or task.done():
+                break
+            await asyncio.sleep(0.1)
+        before = await reads(gone.spec.name)
+        await task
+        assert await reads(gone.spec.name) == before
+        assert await reads(kept.spec.name) > 0

@@ -5,9 +5,10 @@ cycle, sessions with the speakers it may look after, the collectors (each gated 
 permit), the store's subscription to withdrawals, retention sweeps, and a summary. It does no
 Bluetooth, consent, encryption or storage work itself; uploading arrives with the uploader.
 
-Which speakers it connects to: the bound ones (``wking devices bind``). With no bindings it
-connects to nobody on a real adapter — a stranger's speaker is not ours to log — and, in a
-simulated world (``connect_all=True``), to every simulated speaker.
+Which speakers it connects to: the bound ones (``wking devices bind``), looked up at every
+cycle so an unbind takes effect at once. With no bindings it connects to nobody on a real
+adapter — a stranger's speaker is not ours to log — and, in a simulated world
+(``connect_all=True``), to every simulated speaker.
 
 A failing cycle (adapter gone, a speaker out of range, a full disk) is logged, turned into a
 ``diagnostics`` record where that is granted, and the next cycle runs; records the store could
@@ -94,7 +95,9 @@ class Agent:
         settings: Settings (BLE timeouts and limits, location).
         backend: The bleak backend pair; ``None`` for the platform default.
         events: The operation-event bus the collectors listen to (default: the process bus).
-        bound: Addresses of bound speakers.
+        bound: Addresses of bound speakers, or a function returning them (called at every
+            cycle, e.g. :meth:`wking_device.bindings.Bindings.addresses`, so unbinding a
+            speaker while the agent runs stops its reads at the next cycle).
         connect_all: Connect to every W-KING speaker seen when nothing is bound (simulator).
         interval: Seconds between the starts of two cycles.
         scan_seconds: Seconds each scan lasts.
@@ -111,7 +114,7 @@ class Agent:
         settings: Settings,
         backend: BleBackend | None = None,
         events: EventBus | None = None,
-        bound: set[str] | None = None,
+        bound: set[str] | Callable[[], set[str]] | None = None,
         connect_all: bool = False,
         interval: float = 5.0,
         scan_seconds: float | None = None,
@@ -125,7 +128,7 @@ class Agent:
         self._settings = settings
         self._backend = backend
         self._events = events if events is not None else get_event_bus()
-        self._bound = {address.upper() for address in bound or ()}
+        self._bound = bound
         self._connect_all = connect_all
         self._interval = interval
         self._scan_seconds = scan_seconds or min(settings.ble.scan_timeout, interval)
@@ -239,10 +242,9 @@ class Agent:
             self._failed("scan", exc)
             return
         self._seen.update(s.address.upper() for s in found)
+        bound = {address.upper() for address in self._bound_addresses()}
         targets = [
-            s
-            for s in found
-            if s.address.upper() in self._bound or (self._connect_all and not self._bound)
+            s for s in found if s.address.upper() in bound or (self._connect_all and not bound)
         ]
         if not targets or (deadline is not None and loop.time() >= deadline):
             return
@@ -256,6 +258,13 @@ class Agent:
         self.summary.reads_failed += len(result.errors)
         for info in result.infos.values():
             self.device_info.on_info(info)
+
+    def _bound_addresses(self) -> set[str]:
+        if self._bound is None:
+            return set()
+        if callable(self._bound):
+            return self._bound()
+        return self._bound
 
     async def _flush(self) -> None:
         for collector in self.collectors:

@@ -65,7 +65,7 @@ async def _run(app: AppContext, duration: float | None, interval: float) -> dict
 
     paths, settings = app.paths, app.settings
     gate = open_installation_gate(paths, settings)
-    bound = open_bindings(app).addresses()
+    bound = open_bindings(app).addresses  # re-read at every cycle: an unbind counts at once
     async with bluetooth(app) as backend, open_store(paths, settings) as store:
         agent_ = Agent(
             gate=gate,
