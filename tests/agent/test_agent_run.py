@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import TYPE_CHECKING
 
 from wking_device.agent import Agent
@@ -237,3 +238,21 @@ async def test_unbinding_a_speaker_while_the_agent_runs_stops_its_reads(tmp_path
         await task
         assert await reads(gone.spec.name) == before
         assert await reads(kept.spec.name) > 0
+
+
+async def test_an_embedded_agent_logs_no_speaker_address(caplog) -> None:  # type: ignore[no-untyped-def]
+    # a library user's own logging set-up, at DEBUG, no call to any redaction helper
+    caplog.set_level(logging.DEBUG, logger="wking_device")
+    gate, store = _open()
+    gate.grant(["device_info"])
+    async with SimWorld.fleet(2, instant_connect=True) as world, store:
+        addresses = [speaker.address for speaker in world.speakers]
+        summary = await _agent(gate, store, world).run(1.5)
+    assert summary.reads_ok >= 2
+    text = "\n".join(
+        record.getMessage() for record in caplog.records if record.name.startswith("wking_device")
+    )
+    assert "[MAC]" in text  # the package did log addresses, redacted
+    for address in addresses:
+        for form in (address, address.lower(), address.replace(":", "_")):
+            assert form not in text

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from wking_device._redact import install_redaction
 from wking_device.ble import discover, read_all
 from wking_device.collect import (
     DeviceInfoCollector,
@@ -164,7 +165,10 @@ class Agent:
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = None if duration is None else started + duration
+        # The package's log records carry speaker addresses (at DEBUG); whoever embeds the agent
+        # gets them redacted for the run, whatever their logging set-up (DESIGN §4).
         detach: list[Callable[[], None]] = [
+            install_redaction(),
             self._store.attach(self._gate),
             self.operations.attach(self._events),
             self.diagnostics.attach(self._events),
