@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import TYPE_CHECKING
 
 import pytest
@@ -296,3 +297,17 @@ async def test_a_stale_discovery_result_is_refound_before_connecting(recorder: R
         async with Speaker(found, backend=world.backend, events=recorder.bus):
             pass
         assert recorder.events[0].kind is OperationKind.CONNECT  # fresh enough: no rescan
+
+
+async def test_a_discovery_result_seen_long_ago_is_refound_before_connecting(
+    recorder: Recorder,
+) -> None:
+    async with SimWorld.fleet(1, adv_interval_ms=20) as world:
+        (found,) = await discover(2.0, backend=world.backend, count=1)
+        # the same result, as a caller holding it for a minute would have it
+        old = dataclasses.replace(found, seen_at=found.seen_at - 60.0)
+        recorder.events.clear()
+        async with Speaker(old, backend=world.backend, events=recorder.bus, fresh_for=30.0):
+            pass
+        kinds = [e.kind for e in recorder.events]
+        assert kinds[:2] == [OperationKind.SCAN, OperationKind.CONNECT]

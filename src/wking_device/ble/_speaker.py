@@ -227,11 +227,12 @@ class Speaker:
 
         self._discovered: DiscoveredSpeaker | None = None
         self._device: BLEDevice | None = None
+        self._device_at = 0.0
+        """``time.monotonic()`` when ``_device`` was last seen advertising."""
         self._address: str
         self._name: str | None = None
         self._model: str | None = None
         self._set_target(target)
-        self._device_at = time.monotonic() if self._device is not None else 0.0
 
         self._client: BleakClient | None = None
         self._codec: FrameCodec | None = None
@@ -261,11 +262,13 @@ class Speaker:
         if isinstance(target, DiscoveredSpeaker):
             self._discovered = target
             self._device = target.device
+            self._device_at = target.seen_at  # its age counts against ``fresh_for``
             self._address = target.address
             self._name = target.name
             self._model = target.model
         elif isinstance(target, BLEDevice):
             self._device = target
+            self._device_at = time.monotonic()  # age unknown: taken as just seen
             self._address = target.address
             self._name = target.name
         elif isinstance(target, str) and target:
@@ -429,7 +432,7 @@ class Speaker:
         )
         self._discovered = found
         self._device = found.device
-        self._device_at = time.monotonic()
+        self._device_at = found.seen_at
         self._name = found.name or self._name
         self._model = found.model or self._model
         return found.device
