@@ -311,3 +311,24 @@ async def test_a_discovery_result_seen_long_ago_is_refound_before_connecting(
             pass
         kinds = [e.kind for e in recorder.events]
         assert kinds[:2] == [OperationKind.SCAN, OperationKind.CONNECT]
+
+
+async def test_a_raw_subscription_spelled_differently_shares_the_session_subscription() -> None:
+    async with SimWorld.fleet(1, adv_interval_ms=20) as world:
+        sim = world.speakers[0]
+        got: list[SpeakerEvent] = []
+        raw: list[bytes] = []
+        async with Speaker(sim.address, backend=world.backend) as speaker:
+            speaker.subscribe(got.append)
+            # the 16-bit short form, upper case: the same characteristic as 0x2A19
+            await speaker.start_notify("2A19", raw.append)
+            await sim.set_battery(37)
+            await _wait_until(lambda: bytes([37]) in raw)
+            await _wait_until(lambda: BatteryReading(37) in got)  # still decoded for subscribers
+            assert await speaker.read("2A19") == bytes([37])
+            await speaker.stop_notify("00002A19-0000-1000-8000-00805F9B34FB")
+            await sim.set_battery(36)
+            await _wait_until(lambda: BatteryReading(36) in got)
+            assert bytes([36]) not in raw
+            with pytest.raises(UsageError):
+                await speaker.start_notify("battery", raw.append)

@@ -214,6 +214,7 @@ class Speaker:
         settings = settings or _DEFAULTS
         self._backend = backend
         self._profile = profile
+        self._notify_uuid = _uuid(profile.notify_uuid)
         self._bus = events if events is not None else get_event_bus()
         self._settings = settings
         self._limiter = limiter
@@ -575,7 +576,7 @@ class Speaker:
             self._write_response = "write" in command_char.properties
             mtu = _fragment_mtu(command_char)
             self._codec = self._profile.new_codec(Role.CENTRAL, mtu=mtu)
-            await self._start_notify(self._profile.notify_uuid)
+            await self._start_notify(self._notify_uuid)
         if self._battery_notify:
             await self._start_notify(BATTERY_LEVEL_UUID)
         # Re-subscription after a reconnect (DESIGN §6): the session's raw subscriptions too.
@@ -603,7 +604,7 @@ class Speaker:
         self._notifying.add(uuid)
 
     def _on_notify(self, uuid: str, data: bytes) -> None:
-        if uuid == self._profile.notify_uuid and self._has_vendor:
+        if uuid == self._notify_uuid and self._has_vendor:
             self._on_vendor_data(data)
         elif uuid == BATTERY_LEVEL_UUID and self._battery_notify:
             self._on_battery_data(data)
@@ -727,7 +728,7 @@ class Speaker:
         """Read a characteristic.
 
         Args:
-            uuid: The characteristic's 128-bit UUID.
+            uuid: The characteristic's UUID (128-bit, or the 16-bit short form, any case).
 
         Raises:
             UnsupportedOperation: The speaker has no such characteristic.
@@ -735,6 +736,7 @@ class Speaker:
             DeviceDisconnected: The link is down or dropped during the read.
             GattError: The speaker answered with an ATT error.
         """
+        uuid = _uuid(uuid)
         data = await self._gatt(
             OperationKind.READ,
             uuid,
@@ -749,6 +751,7 @@ class Speaker:
         Raises:
             UnsupportedOperation, OperationTimeout, DeviceDisconnected, GattError: As :meth:`read`.
         """
+        uuid = _uuid(uuid)
         await self._gatt(
             OperationKind.WRITE,
             uuid,
@@ -792,14 +795,16 @@ class Speaker:
             uuid: The characteristic's UUID.
             callback: Receives each notified value.
         """
+        uuid = _uuid(uuid)  # one key per characteristic, however the caller spells it
         self._raw_subscriptions[uuid] = callback
         if self._client is not None and not self._link_lost():
             await self._start_notify(uuid)
 
     async def stop_notify(self, uuid: str) -> None:
         """Undo :meth:`start_notify` (the session's own subscriptions stay)."""
+        uuid = _uuid(uuid)
         self._raw_subscriptions.pop(uuid, None)
-        internal = {BATTERY_LEVEL_UUID, self._profile.notify_uuid}
+        internal = {BATTERY_LEVEL_UUID, self._notify_uuid}
         if uuid in self._notifying and uuid not in internal and self.is_connected:
             self._notifying.discard(uuid)
             await self._gatt(
@@ -1189,6 +1194,18 @@ _REJECT_REMEDIES: dict[Status, str] = {
     Status.LOW_BATTERY: "charge the speaker and retry",
     Status.FAILED: "retry; if it persists, power-cycle the speaker",
 }
+
+
+def _uuid(value: str) -> str:
+    """``value`` as bleak writes a UUID (128-bit, lower case), so one characteristic has one key.
+
+    Raises:
+        UsageError: ``value`` is not a UUID.
+    """
+    try:
+        return normalize_uuid_str(value)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise UsageError(f"not a Bluetooth UUID: {value!r}") from exc
 
 
 def _connect_error(exc: BaseException, address: str) -> BluetoothError:
