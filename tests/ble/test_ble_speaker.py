@@ -332,3 +332,17 @@ async def test_a_raw_subscription_spelled_differently_shares_the_session_subscri
             assert bytes([36]) not in raw
             with pytest.raises(UsageError):
                 await speaker.start_notify("battery", raw.append)
+
+
+async def test_disconnect_while_another_task_connects_leaves_the_session_disconnected() -> None:
+    async with SimWorld.fleet(1, adv_interval_ms=100) as world:
+        sim = world.speakers[0]
+        speaker = Speaker(sim.address, backend=world.backend)
+        connecting = asyncio.create_task(speaker.connect())
+        await _wait_until(lambda: speaker.limiter is not None and speaker.limiter.active == 1)
+        await speaker.disconnect()  # e.g. a shutdown path, while the connect is under way
+        await connecting
+        assert not speaker.is_connected
+        assert not sim.connected
+        assert speaker.limiter is not None
+        assert speaker.limiter.active == 0

@@ -369,7 +369,15 @@ class Speaker:
         await self.connect()
 
     async def disconnect(self) -> None:
-        """Disconnect and free the connection slot (idempotent; never raises for a lost link)."""
+        """Disconnect and free the connection slot (idempotent; never raises for a lost link).
+
+        A connect in flight in another task finishes (or fails) first and is then undone; to
+        abandon it sooner, cancel that task.
+        """
+        async with self._connect_lock:
+            await self._disconnect()
+
+    async def _disconnect(self) -> None:
         self._closing = True
         client = self._client
         if client is None:
