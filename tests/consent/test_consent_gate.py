@@ -320,3 +320,41 @@ def test_a_regrant_without_withdrawal_revokes_nothing(
     cli.grant(["device_info"], method="api")  # a second grant keeps the first in force
     assert agent.refresh()
     assert permit.valid
+
+
+def test_do_not_track_recorded_by_another_process_is_honoured(
+    make_gate: Callable[..., ConsentGate],
+) -> None:
+    agent = make_gate()
+    agent.grant(["device_info", "location"], method="api")
+    permit = agent.permit(["device_info"])
+    make_gate(do_not_track=True)  # `DO_NOT_TRACK=1 wking consent status` elsewhere: dnt_on
+    assert agent.refresh()
+    assert not permit.valid
+    assert permit.revoked_reason == "do_not_track"
+    assert agent.do_not_track
+    assert agent.state("device_info").reason == "do_not_track"
+    make_gate()  # a process without Do Not Track records dnt_off
+    assert agent.refresh()
+    assert not agent.do_not_track
+    assert agent.permit(["device_info"]).valid
+    # the same for a minor's profile recorded elsewhere: sensitive grants stop
+    sensitive = agent.permit(["location"])
+    make_gate(minor=True)
+    assert agent.refresh()
+    assert not sensitive.valid
+    assert agent.state("location").reason == "minor"
+    assert agent.state("device_info").granted
+
+
+def test_switching_do_not_track_off_here_records_it(
+    make_gate: Callable[..., ConsentGate],
+) -> None:
+    agent = make_gate()
+    agent.grant(["device_info"], method="api")
+    make_gate(do_not_track=True)
+    agent.refresh()
+    assert agent.do_not_track
+    agent.set_do_not_track(False)
+    assert agent.history()[-1].event == "dnt_off"
+    assert agent.permit(["device_info"]).valid

@@ -198,6 +198,7 @@ class ConsentGate:
         self._load()
         self._states = self._compute()
         self._record_facts()
+        self._states = self._compute()  # with this gate's flags now on record
 
     # --- construction helpers -----------------------------------------------------------------
 
@@ -284,13 +285,18 @@ class ConsentGate:
 
     @property
     def do_not_track(self) -> bool:
-        """Whether Do Not Track is on."""
-        return self._dnt
+        """Whether Do Not Track is on: in this gate's settings, or as last recorded in the ledger.
+
+        Another process that runs with ``DO_NOT_TRACK=1`` records ``dnt_on``; a gate that picks
+        it up (:meth:`refresh`) honours it until a ``dnt_off`` is recorded, so nothing is
+        collected while the ledger says Do Not Track is on.
+        """
+        return self._dnt or self._replayed.do_not_track
 
     @property
     def minor(self) -> bool:
-        """Whether the profile is a minor's."""
-        return self._minor
+        """Whether the profile is a minor's: in this gate's settings, or as last recorded."""
+        return self._minor or self._replayed.minor
 
     @property
     def region(self) -> str:
@@ -376,9 +382,9 @@ class ConsentGate:
                 "method": entry.method,
                 "granted_at": entry.time,
             }
-            if self._dnt:
+            if self.do_not_track:
                 state, reason_ = _STATE_DENIED, "do_not_track"
-            elif self._minor and category.sensitive and entry.method != "guardian":
+            elif self.minor and category.sensitive and entry.method != "guardian":
                 state, reason_ = _STATE_DENIED, "minor"
             elif category_id in self._policies.changed_since(entry.policy_version):
                 state, reason_ = _STATE_SUSPENDED, "policy_change"
@@ -555,7 +561,7 @@ class ConsentGate:
             }
             if needed:
                 raise PrerequisiteMissing(category_id, needed)
-        if self._minor and method != "guardian":
+        if self.minor and method != "guardian":
             sensitive = {c for c in wanted if CATALOG[c].sensitive}
             if sensitive:
                 raise GuardianRequired(sensitive)
@@ -601,7 +607,7 @@ class ConsentGate:
 
     def set_do_not_track(self, on: bool) -> None:
         """Switch Do Not Track; the change is recorded and, when on, revokes every permit."""
-        if on == self._dnt:
+        if on == self._dnt == self._replayed.do_not_track:
             return
         self._dnt = on
         before = self._replayed
@@ -610,7 +616,7 @@ class ConsentGate:
 
     def set_minor(self, on: bool) -> None:
         """Mark the profile as a minor's (or not); sensitive non-guardian grants stop at once."""
-        if on == self._minor:
+        if on == self._minor == self._replayed.minor:
             return
         self._minor = on
         before = self._replayed
@@ -649,8 +655,8 @@ class ConsentGate:
         """Return the whole consent status as a JSON-ready dict (``wking consent status``)."""
         return {
             "policy_version": self.policy.version,
-            "do_not_track": self._dnt,
-            "minor": self._minor,
+            "do_not_track": self.do_not_track,
+            "minor": self.minor,
             "region": self._region,
             "ledger": {
                 "path": str(self._ledger.path),
