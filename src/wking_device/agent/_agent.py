@@ -167,8 +167,8 @@ class Agent:
         deadline = None if duration is None else started + duration
         # The package's log records carry speaker addresses (at DEBUG); whoever embeds the agent
         # gets them redacted for the run, whatever their logging set-up (DESIGN §4).
+        unredact = install_redaction()
         detach: list[Callable[[], None]] = [
-            install_redaction(),
             self._store.attach(self._gate),
             self.operations.attach(self._events),
             self.diagnostics.attach(self._events),
@@ -219,6 +219,7 @@ class Agent:
             self.summary.skipped = sum(c.stats.skipped for c in self.collectors)
             for collector in self.collectors:
                 self.summary.records[type(collector).__name__] = collector.stats.flushed
+            unredact()
         return self.summary
 
     async def _watch_consent(self) -> None:
