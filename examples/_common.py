@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from wking_device.ble import BleBackend
+    from wking_device.ble import BleBackend, DiscoveredSpeaker
 
 
 def parse_args(description: str, *, address: bool = False) -> argparse.Namespace:
@@ -32,3 +32,13 @@ async def backend_for(args: argparse.Namespace) -> AsyncIterator[BleBackend | No
 
     async with SimWorld.fleet(args.speakers) as world:
         yield world.backend
+
+
+async def first_speaker(backend: BleBackend | None) -> DiscoveredSpeaker:
+    """The first W-KING speaker that advertises; exits with a message when none does."""
+    from wking_device.ble import discover
+
+    found = await discover(3.0, backend=backend, count=1)
+    if not found:
+        raise SystemExit("no W-KING speaker found; is one switched on and nearby?")
+    return found[0]

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import asyncio
 
-from _common import backend_for, parse_args
+from _common import backend_for, first_speaker, parse_args
 
-from wking_device.ble import Speaker, discover
+from wking_device.ble import Speaker
 from wking_device.protocol import EqPreset, LightMode
 
 
 async def main() -> None:
     args = parse_args(__doc__.splitlines()[0], address=True)
     async with backend_for(args) as backend:
-        target = args.address or (await discover(3.0, backend=backend, count=1))[0]
+        target = args.address or await first_speaker(backend)
         async with Speaker(target, backend=backend) as speaker:
             unsubscribe = speaker.subscribe(lambda event: print("event:", event))
             await speaker.set_volume(45)

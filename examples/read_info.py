@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import asyncio
 
-from _common import backend_for, parse_args
+from _common import backend_for, first_speaker, parse_args
 
-from wking_device.ble import Speaker, discover
+from wking_device.ble import Speaker
 
 
 async def main() -> None:
     args = parse_args(__doc__.splitlines()[0], address=True)
     async with backend_for(args) as backend:
-        target = args.address or (await discover(3.0, backend=backend, count=1))[0]
+        target = args.address or await first_speaker(backend)
         async with Speaker(target, backend=backend) as speaker:
             info = await speaker.read_info()
     for key, value in info.model_dump().items():
