@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from wking_device.config import load_settings, resolve_paths
-from wking_device.errors import ConfigError
+from wking_device.errors import ConfigError, StorageError
 
 
 def _write(home: Path, text: str) -> Path:
@@ -98,3 +98,80 @@ def test_bad_environment_value_blames_environment(monkeypatch: pytest.MonkeyPatc
         load_settings()
     assert info.value.file is None
     assert info.value.key == "simulate"
+
+
+def test_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WKING_BLE__SCAN_TIMEOUT", "soon")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.key == "ble.scan_timeout"
+    assert "WKING_BLE__SCAN_TIMEOUT" in str(info.value)
+
+
+def test_environment_error_is_blamed_on_the_variable_even_when_the_file_sets_the_key(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write(home, "[ble]\nscan_timeout = 2.0\n")
+    monkeypatch.setenv("WKING_BLE__SCAN_TIMEOUT", "-1")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.file is None
+    assert "WKING_BLE__SCAN_TIMEOUT" in str(info.value)
+
+
+def test_malformed_json_in_a_variable_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # pydantic-settings raises its own SettingsError here, not a ValidationError
+    monkeypatch.setenv("WKING_UPLOAD__SPKI_PINS", "not-json")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "WKING_UPLOAD__SPKI_PINS" in str(info.value)
+
+
+def test_empty_variables_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DO_NOT_TRACK", "")
+    monkeypatch.setenv("WKING_SIMULATE", "")
+    settings = load_settings()
+    assert settings.do_not_track is False
+    assert settings.simulate == 0
+
+
+def test_environment_cannot_switch_off_do_not_track_of_the_file(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DESIGN §3: DO_NOT_TRACK=1 *or* do_not_track = true denies everything
+    _write(home, "do_not_track = true\n")
+    monkeypatch.setenv("DO_NOT_TRACK", "0")
+    assert load_settings().do_not_track is True
+
+
+@pytest.mark.parametrize(
+    ("dnt", "wking_dnt"), [("0", "1"), ("1", "0"), ("false", "true"), ("true", "false")]
+)
+def test_either_do_not_track_variable_switches_it_on(
+    monkeypatch: pytest.MonkeyPatch, dnt: str, wking_dnt: str
+) -> None:
+    monkeypatch.setenv("DO_NOT_TRACK", dnt)
+    monkeypatch.setenv("WKING_DO_NOT_TRACK", wking_dnt)
+    assert load_settings().do_not_track is True
+
+
+def test_malformed_do_not_track_names_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DO_NOT_TRACK", "0")
+    monkeypatch.setenv("WKING_DO_NOT_TRACK", "perhaps")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "WKING_DO_NOT_TRACK" in str(info.value)
+
+
+def test_ensure_with_a_file_in_the_way_is_a_storage_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StorageError) as info:
+        resolve_paths(blocker / "home").ensure()
+    assert str(blocker / "home") in str(info.value)
+
+
+def test_unresolvable_home_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        resolve_paths("~no-such-user-of-wking/home")
+    assert "~no-such-user-of-wking/home" in str(info.value)

@@ -5,9 +5,12 @@ from ``platformdirs``) and the settings model (a TOML file, overridden by ``WKIN
 variables). It does not create keys, databases or ledgers; the layers that own those files create
 them under the paths given here.
 
-Precedence, highest first: environment (``WKING_SECTION__KEY``; ``DO_NOT_TRACK`` as well), the
-TOML file (``<config dir>/config.toml``), defaults. A malformed file raises
-:class:`~wking_device.errors.ConfigError` naming the file, the line and the key.
+Precedence, highest first: environment (``WKING_SECTION__KEY``; an empty variable counts as
+unset), the TOML file (``<config dir>/config.toml``), defaults. Do Not Track is the exception: it
+is on when any of ``DO_NOT_TRACK``, ``WKING_DO_NOT_TRACK`` or the file's ``do_not_track`` says so
+(DESIGN §3), so no source can switch off what another switched on. A malformed file raises
+:class:`~wking_device.errors.ConfigError` naming the file, the line and the key; a malformed
+variable raises it naming the variable.
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import platformdirs
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
-from wking_device.errors import ConfigError
+from wking_device.errors import ConfigError, StorageError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -64,12 +67,25 @@ class Paths:
         return self.config_dir / "config.toml"
 
     def ensure(self) -> None:
-        """Create the directories, private to the user (0700)."""
+        """Create the directories, private to the user (0700).
+
+        Raises:
+            StorageError: A directory cannot be created (a file in the way, no permission, a
+                read-only file system).
+        """
+        directories: tuple[Path, ...] = (self.config_dir, self.data_dir)
         if self.home is not None:
-            self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for directory in (self.config_dir, self.data_dir):
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            directory.chmod(0o700)
+            directories = (self.home, *directories)
+        for directory in directories:
+            try:
+                directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                if directory is not self.home:
+                    directory.chmod(0o700)
+            except OSError as exc:
+                raise StorageError(
+                    f"cannot create the directory {directory}: {exc.strerror or exc}",
+                    remedy="choose another --home (or WKING_HOME), or fix that path",
+                ) from exc
 
 
 def resolve_paths(home: str | os.PathLike[str] | None = None) -> Paths:
@@ -80,10 +96,19 @@ def resolve_paths(home: str | os.PathLike[str] | None = None) -> Paths:
 
     Returns:
         The paths; nothing is created.
+
+    Raises:
+        ConfigError: The home cannot be resolved (``~user`` of an unknown user, a symlink loop).
     """
     chosen = home if home is not None else os.environ.get("WKING_HOME") or None
     if chosen is not None:
-        root = Path(chosen).expanduser().resolve()
+        try:
+            root = Path(chosen).expanduser().resolve()
+        except (RuntimeError, OSError) as exc:  # unknown ~user, symlink loop
+            raise ConfigError(
+                f"cannot use {os.fspath(chosen)!r} as the home directory: {exc}",
+                remedy="give --home (or WKING_HOME) an existing or creatable directory",
+            ) from exc
         return Paths(home=root, config_dir=root / "config", data_dir=root / "data")
     return Paths(
         home=None,
@@ -137,6 +162,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="WKING_",
         env_nested_delimiter="__",
+        # `export DO_NOT_TRACK=` or `WKING_SIMULATE=` means "not set", not a malformed value
+        env_ignore_empty=True,
         extra="forbid",
         frozen=True,
         populate_by_name=True,
@@ -207,7 +234,8 @@ def load_settings(
         The validated settings.
 
     Raises:
-        ConfigError: The file is not valid TOML, or a key is unknown or has a bad value.
+        ConfigError: The file is not valid TOML, a key is unknown or has a bad value, or a
+            ``WKING_*`` / ``DO_NOT_TRACK`` variable has a bad value (named in the message).
     """
     del environ
     paths = paths or resolve_paths()
@@ -228,19 +256,84 @@ def load_settings(
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read: {exc}", file=str(file)) from exc
     try:
-        return Settings(**data)
+        settings = Settings(**data)
+    except SettingsError as exc:
+        # a WKING_* variable holding a table or list (e.g. WKING_UPLOAD__SPKI_PINS) is not JSON
+        match = re.search(r'field "(\w+)"', str(exc))
+        field = match.group(1) if match else None
+        prefix = f"WKING_{field.upper()}" if field else "WKING_"
+        suspects = sorted(name for name in _environment() if name.startswith(prefix))
+        raise ConfigError(
+            "not valid JSON in an environment variable",
+            key=field,
+            remedy=f"check {', '.join(suspects) or 'the WKING_* variables'}; lists and tables "
+            'are written as JSON there, e.g. \'["a", "b"]\'',
+        ) from exc
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = tuple(first["loc"])
         key = ".".join(str(part) for part in loc)
-        from_file = bool(data) and _lookup(data, loc)
+        variable = _variable_of(loc)
+        from_file = variable is None and _lookup(data, loc)
         raise ConfigError(
             first["msg"],
             file=str(file) if from_file else None,
             line=_line_of(text, loc) if from_file else None,
             key=key,
-            remedy=None if from_file else "check the WKING_* environment variables",
+            remedy=None if from_file else f"check the environment variable {variable or 'WKING_*'}",
         ) from exc
+    if not settings.do_not_track and _do_not_track_elsewhere(data):
+        settings = settings.model_copy(update={"do_not_track": True})
+    return settings
+
+
+_DNT_VARIABLES = ("DO_NOT_TRACK", "WKING_DO_NOT_TRACK")
+_BOOL: TypeAdapter[bool] = TypeAdapter(bool)
+
+
+def _environment() -> dict[str, str]:
+    """The non-empty environment variables, names upper-cased (pydantic-settings ignores case)."""
+    return {name.upper(): value for name, value in os.environ.items() if value}
+
+
+def _variable_of(loc: tuple[str | int, ...]) -> str | None:
+    """Name the set environment variable that gave the value at ``loc``, if one did."""
+    env = _environment()
+    keys = [str(part).upper() for part in loc if isinstance(part, str)]
+    if keys[:1] == ["DO_NOT_TRACK"]:
+        return next((name for name in _DNT_VARIABLES if name in env), None)
+    for end in range(len(keys), 0, -1):
+        name = "WKING_" + "__".join(keys[:end])
+        if name in env:
+            return name
+    return None
+
+
+def _do_not_track_elsewhere(data: Mapping[str, Any]) -> bool:
+    """Whether the file or a variable other than the one pydantic-settings chose asks for DNT.
+
+    Called only while Do Not Track is off; a variable that is set must then parse, so a
+    malformed ``DO_NOT_TRACK`` is an error even when another variable was set too.
+
+    Raises:
+        ConfigError: A Do Not Track variable is not a boolean.
+    """
+    if data.get("do_not_track") is True:
+        return True
+    env = _environment()
+    wanted = False
+    for name in _DNT_VARIABLES:
+        if name not in env:
+            continue
+        try:
+            wanted |= _BOOL.validate_python(env[name])
+        except ValidationError as exc:
+            raise ConfigError(
+                exc.errors()[0]["msg"],
+                key="do_not_track",
+                remedy=f"set {name} to 1 (on) or 0 (off), or unset it",
+            ) from exc
+    return wanted
 
 
 def _lookup(data: Mapping[str, Any], loc: tuple[str | int, ...]) -> bool:
