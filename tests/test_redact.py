@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import io
 import logging
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -133,3 +135,22 @@ def test_uuids_stay_readable() -> None:
     # the last group of a UUID is 12 hex digits, but not a MAC
     uuid = "0000180a-0000-1000-8000-00805f9b34fb"
     assert redact(f"read {uuid} from {MAC}") == f"read {uuid} from [MAC]"
+
+
+def test_importing_the_package_redacts_its_records_for_library_users() -> None:
+    # A library user configures logging their own way and never calls install_redaction().
+    code = (
+        "import io, logging, wking_device\n"
+        "out = io.StringIO()\n"
+        "logging.basicConfig(stream=out, level=logging.DEBUG)\n"
+        "logging.getLogger('wking_device.ble._speaker').debug('connect %s', 'C0:57:4B:00:00:02')\n"
+        "logging.getLogger('somebody.else').debug('mine %s', 'C0:57:4B:00:00:03')\n"
+        "print(out.getvalue())\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert "C0:57:4B:00:00:02" not in proc.stdout
+    assert "connect" in proc.stdout
+    # other libraries' records are theirs to configure
+    assert "C0:57:4B:00:00:03" in proc.stdout

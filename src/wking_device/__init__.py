@@ -16,6 +16,7 @@ import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
+from wking_device._redact import install_redaction as _install_redaction
 from wking_device._version import __version__
 from wking_device.config import Paths, Settings, load_settings, resolve_paths
 from wking_device.errors import (
@@ -61,6 +62,9 @@ if TYPE_CHECKING:
     from wking_device.store import RecordStore, open_store
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+# The package's own log records never carry a MAC address or key material, whoever configures
+# logging (DESIGN §9): records of ``wking_device.*`` loggers are redacted when they are created.
+_install_redaction()
 
 _LAZY = {
     "Agent": "wking_device.agent",
