@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from wking_device.cli import cli
+from wking_device.config import resolve_paths
+from wking_device.crypto import key_dir
 
 ADDRESS = "C0:57:4B:00:00:02"
 
@@ -137,3 +140,33 @@ def test_simulated_addresses_are_the_same_in_every_process(home: Path) -> None:
     first, second = (sorted((r["address"], r["name"]) for r in json.loads(o)) for o in outputs)
     assert first == second
     assert len(first) == 3
+
+
+def test_devices_list_creates_no_key_store(runner: CliRunner, home: Path) -> None:
+    result = runner.invoke(cli, ["--json", "devices", "list"], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == []
+    assert not key_dir(resolve_paths()).exists()
+    again = runner.invoke(cli, ["devices", "unbind", ADDRESS])
+    assert again.exit_code == 2
+    assert not key_dir(resolve_paths()).exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "code"),
+    [(["devices", "list"], 0), (["--simulate", "2", "devices", "bind", ADDRESS], 6)],
+)
+def test_devices_never_replace_a_missing_key_store(
+    runner: CliRunner, home: Path, command: list[str], code: int
+) -> None:
+    # A ledger exists; its key store is gone (e.g. a restore that missed data/keys).
+    granted = runner.invoke(cli, ["consent", "grant", "--yes", "operation_logs"])
+    assert granted.exit_code == 0, granted.output
+    keys = key_dir(resolve_paths())
+    shutil.rmtree(keys)
+    result = runner.invoke(cli, command)
+    assert result.exit_code == code, result.output
+    assert not keys.exists()
+    # ... so the ledger still reads as "key missing" (6), not as "tampered with" (7)
+    status = runner.invoke(cli, ["consent", "status"])
+    assert status.exit_code == 6, status.output

@@ -51,13 +51,32 @@ async def bluetooth(app: AppContext) -> AsyncIterator[BleBackend | None]:
 
 
 def open_bindings(app: AppContext) -> Bindings:
-    """The installation's encrypted device bindings (creates the key store on first use)."""
+    """The installation's encrypted device bindings.
+
+    The key store is created only for a new installation. When a bindings file, a consent
+    ledger or a record database exists, a missing key store is an error (``KeyMissing``, exit
+    6): a fresh key would open none of them and make the ledger look tampered with.
+    """
     from wking_device.crypto import open_key_store  # noqa: PLC0415 - only these commands need it
 
     paths = app.paths
     paths.ensure()
-    keys = open_key_store(paths)
-    return Bindings(paths.config_dir / "devices.bin", keys.secret("device-bindings"))
+    keys = open_key_store(paths, create=not _has_encrypted_files(app))
+    return Bindings(_bindings_file(app), keys.secret("device-bindings"))
+
+
+def _bindings_file(app: AppContext) -> Path:
+    return app.paths.config_dir / "devices.bin"
+
+
+def _has_encrypted_files(app: AppContext) -> bool:
+    """Whether this installation already keeps something only its key store can open."""
+    from wking_device.consent import ledger_path  # noqa: PLC0415
+    from wking_device.store import DB_FILE  # noqa: PLC0415
+
+    paths = app.paths
+    files = (_bindings_file(app), ledger_path(paths), paths.data_dir / DB_FILE)
+    return any(file.exists() for file in files)
 
 
 def _scan_seconds(app: AppContext, timeout: float | None) -> float:
@@ -216,6 +235,8 @@ def devices() -> None:
 @pass_app
 def devices_list(app: AppContext) -> None:
     """List bound speakers."""
+    # Nothing bound yet: a read-only command creates no key store.
+    bound = open_bindings(app).load() if _bindings_file(app).exists() else []
     rows: list[dict[str, Any]] = [
         {
             "address": b.address,
@@ -224,7 +245,7 @@ def devices_list(app: AppContext) -> None:
             "alias": b.alias,
             "bound_at": b.bound_at,
         }
-        for b in open_bindings(app).load()
+        for b in bound
     ]
 
     def render(console: Console) -> None:
@@ -268,7 +289,7 @@ def bind(app: AppContext, address: str, alias: str | None) -> None:
 @pass_app
 def unbind(app: AppContext, address: str) -> None:
     """Unbind the speaker at ADDRESS."""
-    if not open_bindings(app).unbind(address):
+    if not _bindings_file(app).exists() or not open_bindings(app).unbind(address):
         raise UsageError(f"{address} is not bound", remedy="see 'wking devices list'")
     app.out(
         {"address": address, "bound": False},
