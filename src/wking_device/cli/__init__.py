@@ -11,6 +11,7 @@ Exit codes: 0 ok, 2 usage, 3 consent required, 4 device error, 5 upload/TLS erro
 
 from __future__ import annotations
 
+import io
 import sys
 
 import click
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     Args:
         argv: Arguments (defaults to ``sys.argv[1:]``).
     """
+    _tolerate_unencodable_text()
     try:
         code = cli.main(args=argv, prog_name="wking", standalone_mode=False)
     except click.exceptions.Abort:
@@ -37,3 +39,14 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         code = exc.exit_code
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _tolerate_unencodable_text() -> None:
+    """Escape, rather than crash on, text the terminal's encoding cannot show.
+
+    Speaker names and paths can hold any character; under an ASCII or Latin-1 locale printing
+    them would raise ``UnicodeEncodeError``. (``--json`` output is written as UTF-8 bytes.)
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")

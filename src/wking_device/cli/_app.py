@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import sys
 import traceback
@@ -32,17 +33,27 @@ class AppContext:
 
     Attributes:
         home: ``--home``, or ``None`` for ``$WKING_HOME`` / platform directories.
-        simulate: Number of simulated speakers (``--simulate N``); 0 means a real adapter.
         json: Print machine-readable JSON instead of tables.
         verbose: Show debug logs and tracebacks.
     """
 
     home: Path | None = None
-    simulate: int = 0
     json: bool = False
     verbose: bool = False
     console: Console = field(default_factory=lambda: Console(highlight=False))
+    _simulate: int | None = None
     _settings: Settings | None = None
+
+    @property
+    def simulate(self) -> int:
+        """Number of simulated speakers (``--simulate N``, else the settings); 0: a real adapter.
+
+        Read from the settings only when a command asks, so commands that need no settings
+        (``doctor``, ``policy``) still run with a malformed config file.
+        """
+        if self._simulate is None:
+            self._simulate = self.settings.simulate
+        return self._simulate
 
     @property
     def paths(self) -> Paths:
@@ -63,16 +74,24 @@ class AppContext:
     def out(self, data: Any, render: Callable[[Console], None] | None = None) -> None:
         """Print a result: JSON with ``--json`` (or when there is no renderer), else a rendering.
 
+        JSON goes to standard output as UTF-8 bytes whatever the terminal's encoding (RFC 8259
+        §8.1), so a speaker name that the locale cannot encode does not break ``--json``.
+
         Args:
             data: A JSON-serialisable value (dicts, lists, pydantic models via ``model_dump``).
             render: Draws the human form on the console.
         """
         if self.json or render is None:
-            sys.stdout.write(
-                orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
-            )
-            sys.stdout.write("\n")
-            sys.stdout.flush()
+            text = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+            stdout = sys.stdout
+            stdout.flush()
+            binary = getattr(stdout, "buffer", None)
+            if binary is not None:
+                binary.write(text + b"\n")
+                binary.flush()
+            else:
+                stdout.write(text.decode() + "\n")
+                stdout.flush()
         else:
             render(self.console)
 
@@ -81,20 +100,46 @@ pass_app = click.make_pass_decorator(AppContext)
 
 
 class _Group(click.Group):
-    """A group that turns library errors into one line on stderr and a distinct exit code."""
+    """A group that turns every error into one line on stderr and an exit code.
+
+    Library errors exit with their own code (:attr:`WkingError.exit_code`); an unexpected
+    exception — a bug, or an operating-system error no layer translated — exits 1 with its type
+    and message. ``-v`` adds the traceback. click's own exceptions (usage errors, ``Abort``,
+    ``Exit``) and a closed standard output (``EPIPE``, which click turns into a quiet exit 1)
+    pass through.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
         except WkingError as exc:
-            app = ctx.find_object(AppContext)
-            if app is not None and app.verbose:
-                traceback.print_exc(file=sys.stderr)
-            click.echo(f"error: {exc}", err=True)
+            _print_error(ctx, str(exc))
             raise click.exceptions.Exit(exc.exit_code) from exc
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             raise click.exceptions.Exit(130) from None
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise
+            _print_error(ctx, str(exc))
+            raise click.exceptions.Exit(1) from exc
+        except Exception as exc:  # the last line of defence: one line, no traceback
+            _print_error(
+                ctx,
+                f"unexpected {type(exc).__name__}: {exc} "
+                "(a bug in wking: run with -v for the traceback and please report it)",
+            )
+            raise click.exceptions.Exit(1) from exc
+
+
+def _print_error(ctx: click.Context, message: str) -> None:
+    """Print the traceback of the exception being handled (with ``-v``), then one line."""
+    app = ctx.find_object(AppContext)
+    if app is not None and app.verbose:
+        traceback.print_exc(file=sys.stderr)
+    click.echo(f"error: {message}", err=True)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -102,6 +147,7 @@ class _Group(click.Group):
     "--home",
     type=click.Path(file_okay=False, path_type=Path),
     envvar="WKING_HOME",
+    metavar="DIR",
     help="Keep everything of this installation under DIR (default: platform directories).",
 )
 @click.option(
@@ -124,21 +170,23 @@ def cli(
     verbose: bool,
 ) -> None:
     """Discover, control and (with your consent) collect logs from W-KING speakers."""
-    app = AppContext(home=home, json=json_output, verbose=verbose)
-    if simulate is None:
-        # WKING_SIMULATE (read through the settings, so a malformed value is a clear error)
-        simulate = app.settings.simulate
-    app.simulate = simulate
+    # --simulate unset: WKING_SIMULATE is read through the settings when a command needs it
+    app = AppContext(home=home, json=json_output, verbose=verbose, _simulate=simulate)
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
+        level=logging.WARNING,
         stream=sys.stderr,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    # bumble's DEBUG output is a dump of every HCI packet of the simulator: too much for -v.
-    logging.getLogger("bumble").setLevel(logging.INFO)
+    # -v: our debug logs and bleak's, not bumble's (it dumps every HCI and ATT packet of the
+    # simulator, some through the root logger, which therefore stays at WARNING).
+    for name in _VERBOSE_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.NOTSET)
     # No MAC address or key material in any log line, at any level (DESIGN §4, §9).
     install_redaction(everything=True)
     ctx.obj = app
+
+
+_VERBOSE_LOGGERS = ("wking_device", "bleak", "bleak_retry_connector")
 
 
 def _register_commands() -> None:

@@ -12,14 +12,14 @@ import importlib.metadata
 import platform
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.table import Table
 
 from wking_device.bindings import Binding, Bindings
 from wking_device.cli._app import AppContext, pass_app
-from wking_device.errors import KeyMissing, UsageError
+from wking_device.errors import ConfigError, KeyMissing, UsageError, WkingError
 from wking_device.protocol import EqPreset, LightMode
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from wking_device.models import DeviceInfo
 
 __all__ = ["bluetooth", "open_bindings", "register"]
+
+_T = TypeVar("_T")
 
 
 @contextlib.asynccontextmanager
@@ -310,20 +312,45 @@ def _adapters() -> list[str]:
 
 
 def _key_store_level(app: AppContext) -> str:
-    from wking_device.crypto import open_key_store  # noqa: PLC0415
+    from wking_device.crypto import key_dir, open_key_store  # noqa: PLC0415
 
     try:
         return open_key_store(app.paths, create=False).level
     except KeyMissing:
+        if (key_dir(app.paths) / "keystore.json").exists() or _has_encrypted_files(app):
+            raise  # a key store, or data only the missing key opens, exists: not a first run
         return "none (created on first use)"
+
+
+def _check(problems: list[WkingError], probe: Callable[[], _T]) -> _T | str:
+    """Run one check of ``doctor``: its value, or the error's message (kept for the exit code)."""
+    try:
+        return probe()
+    except WkingError as exc:
+        problems.append(exc)
+        return f"error: {exc}"
+
+
+def _config_state(app: AppContext) -> str:
+    app.settings  # noqa: B018 - reading them is the check (ConfigError when malformed)
+    return "ok" if app.paths.config_file.exists() else "no file (defaults)"
 
 
 @click.command()
 @pass_app
 def doctor(app: AppContext) -> None:
-    """Check this machine: Python, bleak, bumble, adapter, paths and key store."""
+    """Check this machine: Python, bleak, bumble, adapter, config, paths and key store.
+
+    Every check is reported; when one fails, the command exits with that error's code.
+    """
     paths = app.paths
     adapters = _adapters()
+    problems: list[WkingError] = []
+    config = _check(problems, lambda: _config_state(app))
+    try:
+        simulate: int | None = app.simulate
+    except ConfigError:
+        simulate = None  # reported under "config"
     report: dict[str, Any] = {
         "python": platform.python_version(),
         "platform": sys.platform,
@@ -332,11 +359,12 @@ def doctor(app: AppContext) -> None:
         "bumble": _version("bumble"),
         "adapters": adapters,
         "adapter_present": bool(adapters),
-        "simulate": app.simulate,
+        "simulate": simulate,
         "home": str(paths.home) if paths.home else None,
         "config_dir": str(paths.config_dir),
+        "config": config,
         "data_dir": str(paths.data_dir),
-        "key_store": _key_store_level(app),
+        "key_store": _check(problems, lambda: _key_store_level(app)),
     }
 
     def render(console: Console) -> None:
@@ -344,12 +372,14 @@ def doctor(app: AppContext) -> None:
         for key, value in report.items():
             table.add_row(key, ", ".join(value) if isinstance(value, list) else str(value))
         console.print(table)
-        if not adapters and not app.simulate:
+        if not adapters and not simulate:
             console.print(
                 "No Bluetooth adapter found; use --simulate N to run against simulated speakers."
             )
 
     app.out(report, render)
+    if problems:
+        raise problems[0]
 
 
 @contextlib.contextmanager

@@ -1,0 +1,231 @@
+"""The ``wking`` command as a new user meets it: errors, exit codes, output and signals.
+
+Most tests run the installed ``wking`` script in a subprocess, because what is checked (one line
+on stderr, no traceback, the exit code, the terminal's encoding, signals, a closed pipe) is what
+the process does, not what a click test runner sees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from wking_device.cli import cli
+
+WKING = str(Path(sys.executable).with_name("wking"))
+ADDRESS = "C0:57:4B:00:00:02"
+
+
+def _wking(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [WKING, *args],
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _error_lines(stderr: bytes) -> list[str]:
+    return [line for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+
+
+# --- encodings ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_an_ascii_terminal_does_not_crash_on_non_ascii_text(
+    tmp_path: Path, json_flag: list[str]
+) -> None:
+    home = tmp_path / "wké"
+    env = {"PYTHONIOENCODING": "ascii", "COLUMNS": "500"}  # wide enough for the whole path
+    proc = _wking("--home", str(home), *json_flag, "doctor", env=env)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert b"Traceback" not in proc.stderr
+    if json_flag:
+        # JSON is UTF-8 whatever the locale (RFC 8259 §8.1)
+        assert json.loads(proc.stdout.decode("utf-8"))["home"] == str(home)
+    else:
+        assert b"\\xe9" in proc.stdout  # escaped, not a crash
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(name="broken_command")
+def fixture_broken_command() -> object:
+    """A command with a bug, added to the real group for one test."""
+
+    @click.command("broken-for-test")
+    def broken() -> None:
+        raise ValueError("a bug")
+
+    cli.add_command(broken)
+    yield broken
+    del cli.commands["broken-for-test"]
+
+
+@pytest.mark.usefixtures("broken_command")
+def test_an_unexpected_exception_is_one_line_and_exit_1() -> None:
+    result = CliRunner().invoke(cli, ["broken-for-test"])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    lines = _error_lines(result.stderr.encode())
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: unexpected ValueError: a bug")
+    assert "-v" in lines[0]
+
+
+@pytest.mark.usefixtures("broken_command")
+def test_an_unexpected_exception_shows_its_traceback_with_v() -> None:
+    result = CliRunner().invoke(cli, ["-v", "broken-for-test"])
+    assert result.exit_code == 1
+    assert "Traceback" in result.stderr
+    assert 'raise ValueError("a bug")' in result.stderr
+
+
+def test_an_untranslated_os_error_is_one_line(tmp_path: Path) -> None:
+    out = tmp_path / "no-such-dir" / "receipts.json"
+    proc = _wking("consent", "receipts", "--out", str(out))
+    assert proc.returncode == 1
+    lines = _error_lines(proc.stderr)
+    assert len(lines) == 1, proc.stderr.decode()
+    assert lines[0].startswith("error: ")
+    assert str(out) in lines[0]
+
+
+def test_a_home_that_cannot_be_created_is_one_line_and_exit_6(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")
+    proc = _wking("--home", str(blocker / "home"), "consent", "status")
+    assert proc.returncode == 6
+    lines = _error_lines(proc.stderr)
+    assert len(lines) == 1, proc.stderr.decode()
+    assert str(blocker / "home") in lines[0]
+
+
+def test_a_malformed_variable_is_one_line_naming_it() -> None:
+    proc = _wking("--simulate", "1", "scan", env={"WKING_UPLOAD__SPKI_PINS": "not-json"})
+    assert proc.returncode == 2
+    lines = _error_lines(proc.stderr)
+    assert len(lines) == 1, proc.stderr.decode()
+    assert "WKING_UPLOAD__SPKI_PINS" in lines[0]
+
+
+def test_doctor_reports_a_malformed_config_file_instead_of_refusing(home: Path) -> None:
+    (home / "config").mkdir(parents=True)
+    (home / "config" / "config.toml").write_text("[ble\n")
+    proc = _wking("--json", "doctor")
+    assert proc.returncode == 2
+    report = json.loads(proc.stdout)
+    assert report["config"].startswith("error: ")
+    assert "config.toml:1" in report["config"]
+    assert report["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert len(_error_lines(proc.stderr)) == 1
+    # commands that need no settings still run
+    assert _wking("policy", "versions").returncode == 0
+
+
+def test_doctor_reports_a_missing_key_store_beside_existing_data(home: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, ["consent", "grant", "--yes", "device_info"]).exit_code == 0
+    for file in (home / "data" / "keys").iterdir():
+        file.unlink()
+    result = runner.invoke(cli, ["--json", "doctor"])
+    assert result.exit_code == 6
+    assert json.loads(result.stdout)["key_store"].startswith("error: ")
+
+
+# --- logging ------------------------------------------------------------------------------------
+
+
+def test_verbose_shows_our_debug_logs_not_bumble_packet_dumps() -> None:
+    proc = _wking("-v", "--simulate", "2", "--json", "info", ADDRESS)
+    assert proc.returncode == 0, proc.stderr.decode()
+    stderr = proc.stderr.decode()
+    assert "DEBUG wking_device." in stderr
+    assert "DEBUG root" not in stderr  # bumble's gatt_server logs through the root logger
+    assert "bumble" not in stderr
+    assert "\x1b[" not in stderr  # bumble's colour codes
+    assert ADDRESS not in stderr  # redacted
+    json.loads(proc.stdout)
+
+
+# --- signals and pipes --------------------------------------------------------------------------
+
+
+def test_sigint_stops_a_running_agent_with_one_line_and_exit_130(home: Path) -> None:
+    proc = subprocess.Popen(
+        [WKING, "--simulate", "3", "agent", "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        # a child of a shell job may inherit SIGINT ignored; the agent is run as a user would
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
+    )
+    try:
+        # wait until the agent has created its store: it is running, not importing
+        deadline = time.monotonic() + 60
+        while not (home / "data" / "records.sqlite3").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130
+    assert _error_lines(stderr) == ["interrupted"]
+
+
+def test_a_closed_stdout_is_a_quiet_exit() -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run(
+            [WKING, "--json", "doctor"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 1
+    assert proc.stderr == b""
+
+
+# --- the sim extra ------------------------------------------------------------------------------
+
+
+def test_simulate_without_bumble_names_the_extra(tmp_path: Path) -> None:
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'bumble' or name.startswith('bumble.'):\n"
+        "            raise ModuleNotFoundError(name, name=name)\n"
+        "sys.meta_path.insert(0, _Hide())\n"
+    )
+    proc = _wking("--simulate", "2", "scan", env={"PYTHONPATH": str(hide)})
+    assert proc.returncode == 4
+    lines = _error_lines(proc.stderr)
+    assert len(lines) == 1, proc.stderr.decode()
+    assert 'pip install "wking-device[sim]"' in lines[0]
