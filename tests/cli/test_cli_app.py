@@ -229,3 +229,45 @@ def test_simulate_without_bumble_names_the_extra(tmp_path: Path) -> None:
     lines = _error_lines(proc.stderr)
     assert len(lines) == 1, proc.stderr.decode()
     assert 'pip install "wking-device[sim]"' in lines[0]
+
+
+# --- usage errors -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["nosuch"],
+        ["--simulate", "many", "scan"],
+        ["info"],
+        ["control", ADDRESS, "eq", "loud"],
+        ["consent", "grant", "no_such_category"],
+    ],
+)
+def test_a_usage_error_is_one_line_and_exit_2(args: list[str]) -> None:
+    proc = _wking(*args)
+    assert proc.returncode == 2
+    assert proc.stdout == b""
+    lines = _error_lines(proc.stderr)
+    assert len(lines) == 1, proc.stderr.decode()
+    assert lines[0].startswith("error: ")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["info", "kitchen"], ["control", "C0:57:4B:00:00", "volume", "3"], ["devices", "bind", "x"]],
+)
+def test_a_malformed_address_is_a_usage_error_before_any_scan(args: list[str]) -> None:
+    # without the check, each of these scanned for the whole scan timeout, then exited 4
+    # advising to move the speaker closer
+    proc = _wking("--simulate", "1", *args)
+    assert proc.returncode == 2
+    lines = _error_lines(proc.stderr)
+    assert len(lines) == 1, proc.stderr.decode()
+    assert "is not a Bluetooth address" in lines[0]
+
+
+def test_addresses_are_accepted_in_lower_case() -> None:
+    result = CliRunner().invoke(cli, ["--simulate", "2", "--json", "info", ADDRESS.lower()])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["address"] == ADDRESS

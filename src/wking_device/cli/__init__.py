@@ -35,8 +35,16 @@ def main(argv: list[str] | None = None) -> None:
         code = 1
     except click.exceptions.Exit as exc:
         code = exc.exit_code
+    except click.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `wking` alone (click >= 8.2): the help
+            exc.show()
+        else:
+            # one line, like every other failure, instead of click's usage block
+            command = exc.ctx.command_path if exc.ctx is not None else "wking"
+            click.echo(f"error: {exc.format_message()} (see '{command} --help')", err=True)
+        code = exc.exit_code
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"error: {exc.format_message()}", err=True)
         code = exc.exit_code
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import platform
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -33,6 +34,26 @@ if TYPE_CHECKING:
 __all__ = ["bluetooth", "open_bindings", "register"]
 
 _T = TypeVar("_T")
+
+
+_MAC = re.compile(r"[0-9A-F]{2}(?::[0-9A-F]{2}){5}")
+_UUID = re.compile(r"[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}")
+
+
+def _address(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Check a Bluetooth address as bleak takes it: ``AA:BB:CC:DD:EE:FF``, or a UUID on macOS.
+
+    A typo is a usage error at once, not a scan that times out and advises moving the speaker
+    closer.
+    """
+    del ctx, param
+    text = value.strip().upper()
+    if _MAC.fullmatch(text) or _UUID.fullmatch(text):
+        return text
+    raise click.BadParameter(
+        f"{value!r} is not a Bluetooth address (AA:BB:CC:DD:EE:FF, or a UUID on macOS); "
+        "'wking scan' lists the speakers nearby"
+    )
 
 
 @contextlib.asynccontextmanager
@@ -133,7 +154,7 @@ def scan(app: AppContext, timeout: float | None) -> None:
 
 
 @click.command()
-@click.argument("address")
+@click.argument("address", callback=_address)
 @pass_app
 def info(app: AppContext, address: str) -> None:
     """Connect to the speaker at ADDRESS and show what it tells about itself."""
@@ -170,7 +191,7 @@ def _choice(enum_cls: type[EqPreset] | type[LightMode]) -> click.Choice[str]:
 
 
 @click.group()
-@click.argument("address")
+@click.argument("address", callback=_address)
 @click.pass_context
 def control(ctx: click.Context, address: str) -> None:
     """Control the speaker at ADDRESS: volume, eq, light or power-off."""
@@ -263,7 +284,7 @@ def devices_list(app: AppContext) -> None:
 
 
 @devices.command()
-@click.argument("address")
+@click.argument("address", callback=_address)
 @click.option("--alias", help="A name of your choice for this speaker.")
 @pass_app
 def bind(app: AppContext, address: str, alias: str | None) -> None:
@@ -287,7 +308,7 @@ def bind(app: AppContext, address: str, alias: str | None) -> None:
 
 
 @devices.command()
-@click.argument("address")
+@click.argument("address", callback=_address)
 @pass_app
 def unbind(app: AppContext, address: str) -> None:
     """Unbind the speaker at ADDRESS."""
