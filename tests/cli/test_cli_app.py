@@ -271,3 +271,10 @@ def test_addresses_are_accepted_in_lower_case() -> None:
     result = CliRunner().invoke(cli, ["--simulate", "2", "--json", "info", ADDRESS.lower()])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["address"] == ADDRESS
+
+
+def test_help_of_a_control_action_needs_no_real_address() -> None:
+    # the usage line click prints names it 'wking control ADDRESS eq'; that must work as written
+    result = CliRunner().invoke(cli, ["control", "ADDRESS", "eq", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "bass-boost" in result.stdout

@@ -40,20 +40,33 @@ _MAC = re.compile(r"[0-9A-F]{2}(?::[0-9A-F]{2}){5}")
 _UUID = re.compile(r"[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}")
 
 
-def _address(ctx: click.Context, param: click.Parameter, value: str) -> str:
+def _check_address(value: str) -> str:
     """Check a Bluetooth address as bleak takes it: ``AA:BB:CC:DD:EE:FF``, or a UUID on macOS.
 
     A typo is a usage error at once, not a scan that times out and advises moving the speaker
     closer.
+
+    Returns:
+        The address, upper case.
+
+    Raises:
+        UsageError: It is neither.
     """
-    del ctx, param
     text = value.strip().upper()
     if _MAC.fullmatch(text) or _UUID.fullmatch(text):
         return text
-    raise click.BadParameter(
-        f"{value!r} is not a Bluetooth address (AA:BB:CC:DD:EE:FF, or a UUID on macOS); "
-        "'wking scan' lists the speakers nearby"
+    raise UsageError(
+        f"{value!r} is not a Bluetooth address (AA:BB:CC:DD:EE:FF, or a UUID on macOS)",
+        remedy="'wking scan' lists the speakers nearby",
     )
+
+
+def _address(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    del ctx, param
+    try:
+        return _check_address(value)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc)) from exc
 
 
 @contextlib.asynccontextmanager
@@ -191,7 +204,7 @@ def _choice(enum_cls: type[EqPreset] | type[LightMode]) -> click.Choice[str]:
 
 
 @click.group()
-@click.argument("address", callback=_address)
+@click.argument("address")  # checked when the action runs, so 'control ADDRESS eq --help' works
 @click.pass_context
 def control(ctx: click.Context, address: str) -> None:
     """Control the speaker at ADDRESS: volume, eq, light or power-off."""
@@ -199,7 +212,7 @@ def control(ctx: click.Context, address: str) -> None:
 
 
 def _control(app: AppContext, action: Callable[[Speaker], Awaitable[None]], what: str) -> None:
-    address: str = click.get_current_context().meta["wking.address"]
+    address = _check_address(click.get_current_context().meta["wking.address"])
 
     async def act(speaker: Speaker) -> DeviceInfo:
         await action(speaker)
