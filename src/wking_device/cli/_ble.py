@@ -233,24 +233,22 @@ def _bare(speaker: Speaker) -> DeviceInfo:
 @click.argument("level", type=click.IntRange(0, 100))
 @pass_app
 def volume(app: AppContext, level: int) -> None:
-    """Set the volume, 0-100."""
+    """Set the volume, LEVEL 0-100."""
     _control(app, lambda speaker: speaker.set_volume(level), f"volume {level}")
 
 
-@control.command()
-@click.argument("preset", type=_choice(EqPreset))
+@control.command(help=f"Choose an EQ preset: {', '.join(_choice(EqPreset).choices)}.")
+@click.argument("preset", type=_choice(EqPreset), metavar="PRESET")
 @pass_app
 def eq(app: AppContext, preset: str) -> None:
-    """Choose an EQ preset."""
     value = EqPreset[preset.upper().replace("-", "_")]
     _control(app, lambda speaker: speaker.set_eq(value), f"eq {preset}")
 
 
-@control.command()
-@click.argument("mode", type=_choice(LightMode))
+@control.command(help=f"Choose a light mode: {', '.join(_choice(LightMode).choices)}.")
+@click.argument("mode", type=_choice(LightMode), metavar="MODE")
 @pass_app
 def light(app: AppContext, mode: str) -> None:
-    """Choose a light mode."""
     value = LightMode[mode.upper().replace("-", "_")]
     _control(app, lambda speaker: speaker.set_light(value), f"light {mode}")
 
