@@ -8,6 +8,7 @@ the process does, not what a click test runner sees.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -278,3 +279,13 @@ def test_help_of_a_control_action_needs_no_real_address() -> None:
     result = CliRunner().invoke(cli, ["control", "ADDRESS", "eq", "--help"])
     assert result.exit_code == 0, result.output
     assert "bass-boost" in result.stdout
+
+
+def test_running_the_command_many_times_in_one_process_keeps_logging_working() -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, ["policy", "versions"]).exit_code == 0
+    factory = logging.getLogRecordFactory()
+    for _ in range(3):
+        assert runner.invoke(cli, ["policy", "versions"]).exit_code == 0
+    # each run used to wrap the record factory once more: RecursionError after ~1000 runs
+    assert logging.getLogRecordFactory() is factory

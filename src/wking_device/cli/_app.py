@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import sys
 import traceback
@@ -181,9 +182,19 @@ def cli(
     # simulator, some through the root logger, which therefore stays at WARNING).
     for name in _VERBOSE_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.NOTSET)
-    # No MAC address or key material in any log line, at any level (DESIGN §4, §9).
-    install_redaction(everything=True)
+    _redact_logs()
     ctx.obj = app
+
+
+@functools.cache
+def _redact_logs() -> None:
+    """No MAC address or key material in any log line, at any level (DESIGN §4, §9).
+
+    Once per process: each ``install_redaction`` wraps the log record factory again, so a
+    process that runs the command many times (tests, a program calling ``main``) would nest
+    one wrapper per run until logging hits the recursion limit.
+    """
+    install_redaction(everything=True)
 
 
 _VERBOSE_LOGGERS = ("wking_device", "bleak", "bleak_retry_connector")
