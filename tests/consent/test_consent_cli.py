@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pty
 import stat
 import subprocess
 import sys
@@ -73,11 +74,36 @@ def test_prerequisite_is_enforced_with_a_clear_message(run) -> None:
     assert _states(_status(run))["mac_addresses"] == "granted"
 
 
-def test_interactive_grant_shows_description_and_policy_version(run) -> None:
-    result = run("consent", "grant", "device_info", "location", input="y\nn\n")
-    assert result.exit_code == 0, result.output
-    assert "speaker's model, firmware" in result.stdout
-    assert "Privacy notice: version 1.1" in result.stdout
+def _on_a_terminal(home: Path, *args: str, answers: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``wking`` with a real pseudo-terminal as standard input.
+
+    stdout and stderr stay pipes, so a test sees what goes where; the answers are typed into the
+    terminal before the questions come (the line discipline keeps them until they are read).
+    """
+    main_fd, terminal_fd = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("wking")), "--home", str(home), *args],
+            stdin=terminal_fd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        os.write(main_fd, answers.encode())
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        os.close(terminal_fd)
+        os.close(main_fd)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def test_interactive_grant_shows_description_and_policy_version(run, home: Path) -> None:
+    result = _on_a_terminal(home, "consent", "grant", "device_info", "location", answers="y\nn\n")
+    assert result.returncode == 0, result.stderr
+    # the questions and what they are about go to stderr; stdout carries the result
+    assert "speaker's model, firmware" in result.stderr
+    assert "Privacy notice: version 1.1" in result.stderr
+    assert "granted: device_info" in result.stdout
     states = _states(_status(run))
     assert states["device_info"] == "granted"
     assert states["location"] == "denied"
@@ -87,10 +113,25 @@ def test_interactive_grant_shows_description_and_policy_version(run) -> None:
     ]
 
 
-def test_interactive_grant_can_decline_everything(run) -> None:
-    result = run("consent", "grant", input="n\n" * len(CATEGORY_IDS))
-    assert result.exit_code == 0
+def test_interactive_grant_with_json_keeps_stdout_valid_json(home: Path) -> None:
+    result = _on_a_terminal(home, "--json", "consent", "grant", "device_info", answers="y\n")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["granted"] == ["device_info"]
+    assert "Grant consent for device_info?" in result.stderr
+
+
+def test_interactive_grant_can_decline_everything(run, home: Path) -> None:
+    result = _on_a_terminal(home, "consent", "grant", answers="n\n" * len(CATEGORY_IDS))
+    assert result.returncode == 0, result.stderr
     assert "nothing granted" in result.stdout
+    assert set(_states(_status(run)).values()) == {"denied"}
+
+
+def test_piped_answers_grant_nothing(run) -> None:
+    # `yes | wking consent grant …` is not an affirmative act: only --yes grants without a terminal
+    result = run("consent", "grant", "operation_logs", input="y\n" * 8)
+    assert result.exit_code == 2
+    assert "--yes" in result.stderr
     assert set(_states(_status(run)).values()) == {"denied"}
 
 

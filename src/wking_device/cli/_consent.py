@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
+from rich.console import Console
 from rich.table import Table
 
 from wking_device.cli._app import AppContext, pass_app
@@ -25,7 +26,6 @@ from wking_device.errors import UsageError
 from wking_device.policy import CATALOG, CATEGORY_IDS, dependents_of, shipped_policies
 
 if TYPE_CHECKING:
-    from rich.console import Console
 
     from wking_device.consent import ConsentGate
 
@@ -108,6 +108,11 @@ def consent_status(app: AppContext, as_json: bool) -> None:
         raise gate.tampered
 
 
+def _interactive() -> bool:
+    """Whether a person can be asked: standard input is a terminal."""
+    return sys.stdin.isatty()
+
+
 def _describe(console: Console, category_id: str, policy_version: str, policy_date: str) -> None:
     category = CATALOG[category_id]
     console.print(f"\n[bold]{category.title}[/bold] ({category.id})")
@@ -158,19 +163,33 @@ def consent_grant(app: AppContext, categories: tuple[str, ...], yes: bool, guard
         method = "guardian" if guardian else "cli-yes"
         accepted = chosen
     else:
+        if not _interactive():
+            # Consent is an affirmative act: piped input ("yes | wking consent grant") is not
+            # one. Without a terminal only --yes with named categories grants (DESIGN §3).
+            raise UsageError(
+                "consent grant asks on a terminal, and standard input is not one",
+                remedy="name the categories and pass --yes, e.g. "
+                "'wking consent grant --yes operation_logs'",
+            )
         method = "guardian" if guardian else "cli-prompt"
-        console = app.console
+        # Questions go to stderr, so stdout stays the result (valid JSON with --json).
+        console = Console(stderr=True, highlight=False)
         if guardian and not click.confirm(
-            "Do you confirm you are the parent or guardian of this profile's user?", default=False
+            "Do you confirm you are the parent or guardian of this profile's user?",
+            default=False,
+            err=True,
         ):
             raise click.Abort
         accepted = []
         for category_id in chosen or list(CATEGORY_IDS):
             _describe(console, category_id, policy.version, policy.date.isoformat())
-            if click.confirm(f"Grant consent for {category_id}?", default=False):
+            if click.confirm(f"Grant consent for {category_id}?", default=False, err=True):
                 accepted.append(category_id)
         if not accepted:
-            click.echo("nothing granted")
+            app.out(
+                {"granted": [], "consent_id": None},
+                lambda console: console.print("nothing granted"),
+            )
             return
     entry = gate.grant(accepted, method=method)
     states = gate.states()
@@ -224,6 +243,7 @@ def consent_withdraw(
             "records not yet uploaded are destroyed.",
             default=True,
             abort=True,
+            err=True,
         )
     entry = gate.withdraw(chosen, method="cli-yes" if yes else "cli-prompt")
     withdrawn = list(entry.categories) if entry is not None else []
@@ -318,7 +338,9 @@ def consent_receipts(app: AppContext, out: Path) -> None:
     document = build_receipts(gate)
     data = orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"
     if str(out) == "-":
-        sys.stdout.write(data.decode())
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)  # UTF-8 JSON whatever the terminal's encoding
+        sys.stdout.buffer.flush()
         return
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as file:
