@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 import pytest
 from bleak import BleakClient, BleakScanner
 from bleak.exc import BleakDBusError, BleakGATTProtocolError
-from bumble import core, hci
+from bumble import att, core, hci
 from bumble.controller import Controller
 from bumble.core import AdvertisingData
 from bumble.device import AdvertisingType, Device, Peer
@@ -299,6 +300,49 @@ async def test_fixed_gap_f_late_response_is_discarded() -> None:
             speaker.state.battery = 22
             speaker.faults.response_delay_s = 0.0
             assert (await client.read_gatt_char(BATTERY_LEVEL_UUID))[0] == 22
+
+
+# --- H: an answer to a request whose waiter was just cancelled -----------------------------------
+
+
+async def _until(condition: Callable[[], bool], steps: int = 10_000) -> None:
+    for _ in range(steps):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never held")
+
+
+async def test_stock_gap_h_answer_to_a_just_cancelled_request_raises() -> None:
+    _link, _central, _peripheral, connection, (slow, _fast) = await _stock_pair(slow_s=0.3)
+    client = connection.gatt_client  # type: ignore[attr-defined]
+    task = asyncio.create_task(slow.read_value())
+    await _until(lambda: client.pending_response is not None)
+    client.pending_response.cancel()  # what wait_for does when its caller is cancelled
+    # the answer arrives before the cancelled task ran its clean-up
+    with pytest.raises(asyncio.InvalidStateError):
+        client.on_gatt_pdu(att.ATT_Read_Response(attribute_value=b"1"))
+    await asyncio.wait([task])
+
+
+async def test_fixed_gap_h_answer_to_a_just_cancelled_request_is_dropped() -> None:
+    async with SimWorld.fleet(1) as world:
+        speaker = world.speakers[0]
+        async with BleakClient(speaker.address, timeout=2, backend=world.backend.client) as client:
+            gatt = client._backend._connection.gatt_client  # type: ignore[attr-defined]
+            speaker.faults.response_delay_s = 0.3
+            task = asyncio.create_task(client.read_gatt_char(BATTERY_LEVEL_UUID))
+            await _until(lambda: gatt.pending_response is not None)
+            task.cancel()
+            gatt.pending_response.cancel()
+            gatt.on_gatt_pdu(att.ATT_Read_Response(attribute_value=b"\x01"))  # no error
+            await asyncio.wait([task])
+            assert task.cancelled()
+            # the abandoned request was answered: the next one neither waits for it nor takes it
+            speaker.faults.response_delay_s = 0.0
+            speaker.state.battery = 33
+            value = await asyncio.wait_for(client.read_gatt_char(BATTERY_LEVEL_UUID), 5.0)
+            assert value[0] == 33
 
 
 # --- G: the GATT server checks no permissions; a missing handler sends no answer ----------------

@@ -92,12 +92,19 @@ def _really_cancelled() -> bool:
 
 
 class _RequestGuard:
-    """Serialises ATT requests on one connection and absorbs late responses (gap F)."""
+    """Serialises ATT requests on one connection and absorbs late responses (gaps F and H).
+
+    Gap H: when a request's waiter is cancelled, bumble's ``send_request`` clears its pending
+    request only once its task runs again; an answer arriving in between is handed to the
+    cancelled future, whose ``set_result`` raises ``InvalidStateError`` inside the host's packet
+    callback. Such an answer is the abandoned request's: it is dropped and counted as arrived.
+    """
 
     def __init__(self, client: Client) -> None:
         self._client = client
         self._lock = asyncio.Lock()
         self._late: asyncio.Future[None] | None = None
+        self._answered = False
         self._send_request = client.send_request
         self._on_gatt_pdu = client.on_gatt_pdu
         # Instance attributes shadow the methods: bumble calls them through the instance.
@@ -117,14 +124,19 @@ class _RequestGuard:
                     ) from exc
                 finally:
                     self._late = None
+            self._answered = False
             try:
                 return await self._send_request(request)
             except asyncio.CancelledError:
-                if _really_cancelled():
+                if _really_cancelled() and not self._answered:
                     self._late = asyncio.get_running_loop().create_future()
                 raise
 
     def on_gatt_pdu(self, pdu: att.ATT_PDU) -> None:
+        pending = self._client.pending_response
+        if pending is not None and pending.done() and pdu.op_code in att.ATT_RESPONSES:
+            self._answered = True  # gap H: the abandoned request's answer
+            return
         late = self._late
         if (
             late is not None
