@@ -167,9 +167,14 @@ def test_verbose_shows_our_debug_logs_not_bumble_packet_dumps() -> None:
 # --- signals and pipes --------------------------------------------------------------------------
 
 
-def test_sigint_stops_a_running_agent_with_one_line_and_exit_130(home: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_a_running_agent_gracefully_with_its_summary(
+    home: Path, sig: signal.Signals
+) -> None:
+    # Ctrl-C (SIGINT) or systemd's stop (SIGTERM): the agent flushes, closes the store and
+    # prints the run's summary; nothing on stderr, exit 0.
     proc = subprocess.Popen(
-        [WKING, "--simulate", "3", "agent", "run"],
+        [WKING, "--json", "--simulate", "3", "agent", "run", "--interval", "0.5"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -183,14 +188,23 @@ def test_sigint_stops_a_running_agent_with_one_line_and_exit_130(home: Path) -> 
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
+        time.sleep(1.0)  # a cycle or two
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 130
-    assert _error_lines(stderr) == ["interrupted"]
+    assert proc.returncode == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["stopped_by"] == sig.name
+    assert summary["cycles"] >= 1
+    assert _error_lines(stderr) == []
+    # the store was closed cleanly: its lock is free and it opens for writing
+    again = subprocess.run(
+        [WKING, "--json", "data", "status"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert again.returncode == 0, again.stderr
 
 
 def test_a_closed_stdout_is_a_quiet_exit() -> None:

@@ -7,6 +7,8 @@ adapter or ``--simulate N`` speakers, and prints the run's summary. The agent it
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -16,6 +18,8 @@ from wking_device.cli._app import AppContext, pass_app
 from wking_device.cli._ble import bluetooth, open_bindings
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from rich.console import Console
 
 __all__ = ["register"]
@@ -52,6 +56,8 @@ def run(app: AppContext, duration: float | None, interval: float) -> None:
         for name, count in summary["records"].items():
             table.add_row(f"stored by {name}", str(count))
         console.print(table)
+        if summary["stopped_by"]:
+            console.print(f"stopped by {summary['stopped_by']}")
         for line in summary["errors"]:
             console.print(f"[yellow]{line}[/yellow]")
 
@@ -78,8 +84,45 @@ async def _run(app: AppContext, duration: float | None, interval: float) -> dict
             scan_seconds=min(1.5, interval) if app.simulate else None,
             adapter_mac="" if app.simulate else None,
         )
-        summary = await agent_.run(duration)
-    return summary.as_dict()
+        stopped_by = await _run_until_signal(agent_.run(duration))
+        result = agent_.summary.as_dict()
+    result["stopped_by"] = stopped_by
+    return result
+
+
+async def _run_until_signal(run: Coroutine[Any, Any, object]) -> str | None:
+    """Run the agent; SIGINT (Ctrl-C) or SIGTERM (systemd) stops it gracefully.
+
+    The agent's own shutdown then flushes the collectors, carries out withdrawals it has not seen
+    yet and closes the store, and the command prints the run's summary and exits 0.
+
+    Returns:
+        The name of the signal that stopped the run, or ``None`` when it ran its course.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(run)
+    received: list[str] = []
+
+    def stop(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        task.cancel()
+
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop, sig)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or no Unix signals
+            continue
+        installed.append(sig)
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not received:
+            raise  # cancelled from outside, not by a signal: propagate
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+    return received[0] if received else None
 
 
 def register(group: click.Group) -> None:
