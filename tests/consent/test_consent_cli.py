@@ -209,6 +209,7 @@ def test_tampered_ledger_exits_7_and_denies_everything(run, home: Path) -> None:
         ("consent", "withdraw", "--yes", "device_info"),
         ("consent", "history"),
         ("consent", "receipts", "--out", "-"),
+        ("--simulate", "2", "agent", "run", "--duration", "0.5"),
     ):
         assert run(*args).exit_code == 7, args
     assert run("consent", "reset").exit_code != 0  # needs confirmation
@@ -244,6 +245,7 @@ def test_installed_wking_script_exits_7_on_tampering(run, home: Path, how: str) 
     )
     assert proc.returncode == 7, proc.stderr
     assert "consent ledger" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr  # said once
     assert set(_states(json.loads(proc.stdout)).values()) == {"denied"}
 
 

@@ -173,6 +173,8 @@ class Agent:
             self.operations.attach(self._events),
             self.diagnostics.attach(self._events),
         ]
+        if self._gate.tampered is not None:
+            _LOGGER.error("collecting nothing: %s", self._gate.tampered)
         watcher = asyncio.create_task(self._watch_consent(), name="wking-consent-watch")
         try:
             await self._sweep()

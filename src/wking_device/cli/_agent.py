@@ -71,6 +71,8 @@ async def _run(app: AppContext, duration: float | None, interval: float) -> dict
 
     paths, settings = app.paths, app.settings
     gate = open_installation_gate(paths, settings)
+    if gate.tampered is not None:
+        raise gate.tampered  # the ledger was altered: every category is denied (exit 7)
     bound = open_bindings(app).addresses  # re-read at every cycle: an unbind counts at once
     async with bluetooth(app) as backend, open_store(paths, settings) as store:
         agent_ = Agent(

@@ -228,7 +228,9 @@ class ConsentGate:
         try:
             entries = self._ledger.load()
         except LedgerTampered as exc:
-            _LOGGER.warning("consent ledger failed verification, every category is denied: %s", exc)
+            # Reported by whoever opened the gate (the CLI exits 7, the agent logs an error);
+            # a warning here too would say it twice.
+            _LOGGER.debug("consent ledger failed verification, every category is denied: %s", exc)
             self._tampered = exc
             self._replayed = _Replay()
         else:
