@@ -16,7 +16,7 @@ import click
 import orjson
 from rich.console import Console
 
-from wking_device._redact import install_redaction
+from wking_device._redact import install_redaction, redact
 from wking_device.config import Paths, Settings, load_settings, resolve_paths
 from wking_device.errors import WkingError
 
@@ -137,10 +137,12 @@ class _Group(click.Group):
 
 def _print_error(ctx: click.Context, message: str) -> None:
     """Print the traceback of the exception being handled (with ``-v``), then one line."""
+    # stderr ends up in the journal under systemd: no MAC address there either (DESIGN §9);
+    # the user knows which address they typed.
     app = ctx.find_object(AppContext)
     if app is not None and app.verbose:
-        traceback.print_exc(file=sys.stderr)
-    click.echo(f"error: {message}", err=True)
+        sys.stderr.write(redact(traceback.format_exc()))
+    click.echo(f"error: {redact(message)}", err=True)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
