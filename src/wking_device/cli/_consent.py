@@ -26,7 +26,6 @@ from wking_device.errors import UsageError
 from wking_device.policy import CATALOG, CATEGORY_IDS, dependents_of, shipped_policies
 
 if TYPE_CHECKING:
-
     from wking_device.consent import ConsentGate
 
 __all__ = ["register"]
