@@ -175,3 +175,12 @@ def test_unresolvable_home_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as info:
         resolve_paths("~no-such-user-of-wking/home")
     assert "~no-such-user-of-wking/home" in str(info.value)
+
+
+def test_adapter_setting_is_validated(home: Path) -> None:
+    _write(home, '[ble]\nadapter = "hci1"\n')
+    assert load_settings().ble.adapter == "hci1"
+    _write(home, '[ble]\nadapter = "/org/bluez/hci1"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.key == "ble.adapter"

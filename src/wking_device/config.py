@@ -130,6 +130,8 @@ class BleSettings(_Section):
     connect_timeout: float = Field(default=10.0, gt=0)
     connect_attempts: int = Field(default=3, ge=1, le=10)
     command_timeout: float = Field(default=5.0, gt=0)
+    adapter: str | None = Field(default=None, pattern=r"^hci[0-9]{1,3}$")
+    """The adapter to use on Linux (``hci0``, ``hci1``, ...); ``None``: BlueZ's default."""
 
 
 class StorageSettings(_Section):

@@ -13,7 +13,8 @@ import pytest
 from bleak.backends.device import BLEDevice
 from bumble.gatt import Characteristic, CharacteristicValue, Service
 
-from wking_device.ble import BleBackend, RetryPolicy, Speaker, discover
+from wking_device.ble import BleBackend, RetryPolicy, Speaker, discover, read_all
+from wking_device.config import BleSettings
 from wking_device.errors import BluetoothError
 from wking_device.protocol import BATTERY_LEVEL_UUID, BATTERY_SERVICE_UUID
 from wking_device.sim import SimWorld, SpeakerSpec
@@ -140,3 +141,15 @@ async def test_a_backend_refusing_the_device_gives_a_typed_error_and_frees_the_s
         assert isinstance(chain[-1], TypeError)  # the foreign error stays in the chain
         assert speaker.limiter is not None
         assert speaker.limiter.active == 0
+
+
+async def test_the_configured_adapter_is_used_by_sessions_and_fleet_reads() -> None:
+    # `[ble] adapter = "hci1"` in config.toml reaches every session through BleSettings
+    seen: list[tuple[str, dict[str, Any]]] = []
+    settings = BleSettings(adapter="hci1")
+    async with _world() as world:
+        backend = _bluez_args_backend(world, seen)
+        result = await read_all([world.speakers[0].address], backend=backend, settings=settings)
+    assert result.ok, result.errors
+    assert seen
+    assert all(args == {"adapter": "hci1"} for _, args in seen), seen

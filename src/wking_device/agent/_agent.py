@@ -32,6 +32,7 @@ from wking_device.collect import (
     LocationCollector,
     OperationLogCollector,
     SoftwareInfoCollector,
+    host_adapter_mac,
 )
 from wking_device.errors import BluetoothError, StorageError
 
@@ -135,6 +136,8 @@ class Agent:
         self._scan_seconds = scan_seconds or min(settings.ble.scan_timeout, interval)
         self._consent_poll = consent_poll
         self._seen: set[str] = set()
+        if adapter_mac is None:
+            adapter_mac = host_adapter_mac(adapter=settings.ble.adapter) or ""
         self.operations = OperationLogCollector(gate, store, adapter_mac=adapter_mac)
         self.device_info = DeviceInfoCollector(gate, store)
         self.software_info = SoftwareInfoCollector(gate, store)
@@ -244,7 +247,12 @@ class Agent:
         if deadline is not None:
             seconds = max(0.1, min(seconds, deadline - loop.time()))
         try:
-            found = await discover(seconds, backend=self._backend, events=self._events)
+            found = await discover(
+                seconds,
+                backend=self._backend,
+                events=self._events,
+                adapter=self._settings.ble.adapter,
+            )
         except BluetoothError as exc:
             self._failed("scan", exc)
             return

@@ -99,7 +99,7 @@ async def read_all(
     limiter: ConnectionLimiter = (
         ConnectionLimiter(limit)
         if limit is not None
-        else limiter_for(backend, settings.max_connections)
+        else limiter_for(backend, settings.max_connections, adapter=settings.adapter)
     )
     baseline_peak = limiter.peak
     limiter.reset_peak()
@@ -180,7 +180,11 @@ async def _find_addresses(
     if not wanted:
         return targets
     async with SpeakerScanner(
-        backend=backend, profile=profile, events=events, addresses=wanted
+        backend=backend,
+        profile=profile,
+        events=events,
+        addresses=wanted,
+        adapter=settings.adapter,
     ) as scanner:
         await scanner.wait_for(len(wanted), settings.scan_timeout)
     found = scanner.speakers

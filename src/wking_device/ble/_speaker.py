@@ -224,7 +224,7 @@ class Speaker:
         self._scan_timeout = scan_timeout or settings.scan_timeout
         self._fresh_for = fresh_for
         self._auto_reconnect = auto_reconnect
-        self._adapter = adapter
+        self._adapter = adapter if adapter is not None else settings.adapter
 
         self._discovered: DiscoveredSpeaker | None = None
         self._device: BLEDevice | None = None

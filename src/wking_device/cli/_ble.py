@@ -149,7 +149,7 @@ def scan(app: AppContext, timeout: float | None) -> None:
     async def run() -> list[DiscoveredSpeaker]:
         async with bluetooth(app) as backend:
             with _progress(app, f"Scanning for {seconds:g} s…"):
-                return await discover(seconds, backend=backend)
+                return await discover(seconds, backend=backend, adapter=app.settings.ble.adapter)
 
     found = app.run(run())
     rows = [_speaker_row(s) for s in found]
@@ -306,7 +306,10 @@ def bind(app: AppContext, address: str, alias: str | None) -> None:
         async with bluetooth(app) as backend:
             with _progress(app, f"Looking for {address}…"):
                 return await find_speaker(
-                    address, timeout=_scan_seconds(app, None), backend=backend
+                    address,
+                    timeout=_scan_seconds(app, None),
+                    backend=backend,
+                    adapter=app.settings.ble.adapter,
                 )
 
     seen = app.run(locate())

@@ -68,17 +68,20 @@ def scrub(text: str) -> str:
     return _PATH_PATTERN.sub(lambda m: "<path>/" + re.split(r"[/\\]", m.group(0))[-1], text)
 
 
-def host_adapter_mac(sysfs: Path = Path("/sys/class/bluetooth")) -> str | None:
-    """Read the first host Bluetooth adapter's MAC on Linux, if there is one.
+def host_adapter_mac(
+    sysfs: Path = Path("/sys/class/bluetooth"), adapter: str | None = None
+) -> str | None:
+    """Read a host Bluetooth adapter's MAC on Linux, if there is one.
 
     Args:
         sysfs: Where Linux lists adapters (``hci*/address``); injectable for tests.
+        adapter: The adapter in use (``hci1``); default: the first one.
 
     Returns:
         The MAC in upper case, or ``None`` when there is no adapter (or not Linux).
     """
     try:
-        candidates = sorted(sysfs.glob("hci*/address"))
+        candidates = sorted(sysfs.glob(f"{adapter or 'hci*'}/address"))
     except OSError:
         return None
     for candidate in candidates:
