@@ -6,6 +6,7 @@ BlueZ backend does at that one point, and checks that the BLE layer copes with a
 
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Any
 
@@ -15,7 +16,7 @@ from bumble.gatt import Characteristic, CharacteristicValue, Service
 
 from wking_device.ble import BleBackend, RetryPolicy, Speaker, discover, read_all
 from wking_device.config import BleSettings
-from wking_device.errors import BluetoothError
+from wking_device.errors import AdapterUnavailable, BluetoothError
 from wking_device.protocol import BATTERY_LEVEL_UUID, BATTERY_SERVICE_UUID
 from wking_device.sim import SimWorld, SpeakerSpec
 
@@ -153,3 +154,13 @@ async def test_the_configured_adapter_is_used_by_sessions_and_fleet_reads() -> N
     assert result.ok, result.errors
     assert seen
     assert all(args == {"adapter": "hci1"} for _, args in seen), seen
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="bleak's BlueZ backend is Linux's")
+async def test_no_bluez_is_one_clear_adapter_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # bleak's real BlueZ backend, with a system bus that is not there (as on this CI machine)
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/wking-test-bus")
+    with pytest.raises(AdapterUnavailable) as info:
+        await discover(0.5)
+    assert "cannot reach BlueZ over D-Bus" in info.value.message
+    assert "bluetoothd" in (info.value.remedy or "")

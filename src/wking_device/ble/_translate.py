@@ -16,6 +16,7 @@ import asyncio
 import logging
 import random
 import re
+import sys
 from dataclasses import dataclass
 
 from bleak.exc import (
@@ -176,8 +177,16 @@ def translate(  # noqa: PLR0911, PLR0912 - one flat table from foreign errors to
         if connecting:
             return ConnectionFailed(f"{where}: {exc}", address=address)
         return GattError(f"{where}: {exc}", address=address)
+    if isinstance(exc, FileNotFoundError | ConnectionRefusedError) and sys.platform == "linux":
+        # bleak's BlueZ backend talks to bluetoothd over the D-Bus system bus
+        return AdapterUnavailable(
+            f"{where}: cannot reach BlueZ over D-Bus ({exc.strerror or exc})",
+            address=address,
+            remedy="start the system bus and bluetoothd (systemctl start bluetooth), "
+            "or use --simulate N to run against simulated speakers",
+        )
     if isinstance(exc, OSError):
-        # No D-Bus socket, no BlueZ, permission denied on the HCI socket...
+        # No adapter, permission denied on the HCI socket...
         return AdapterUnavailable(f"{where}: {exc}", address=address)
     return BluetoothError(f"{where}: unexpected {type(exc).__name__}: {exc}", address=address)
 
