@@ -1,9 +1,12 @@
-"""The ``wking data`` command group and ``wking data status``.
+"""The ``wking data`` command group: ``status``, ``export`` and ``delete``.
 
-This module owns the ``data`` group (other modules may add ``export``, ``delete``, ``rectify`` to
-:data:`data_group`) and the status report: records kept (total, pending, by category), the
-quarantine and eviction (loss) counters, and the key-store level. It opens the store read-only,
-so it works while an agent is running. It does no storage work of its own.
+This module owns the ``data`` group and renders the owner's view of the store: the status report
+(records kept, pending, by category; the quarantine and eviction (loss) counters; the key-store
+level), an export of the decrypted records for their owner, and deletion by crypto-shredding.
+``status`` and ``export`` open the store read-only, so they work while an agent runs; ``delete``
+needs the store to itself. It does no storage work of its own: the store encrypts, decrypts and
+shreds. Deleting here is local; asking a collector to delete what it received arrives with the
+uploader.
 
 Exit codes: 6 when the master key is missing or wrong (never a silent empty report), 7 when the
 database fails its integrity check.
@@ -11,12 +14,20 @@ database fails its integrity check.
 
 from __future__ import annotations
 
+import datetime
+import os
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+import orjson
 from rich.table import Table
 
 from wking_device.cli._app import AppContext, pass_app
+from wking_device.errors import UsageError
+from wking_device.models import MAC_FIELDS
+from wking_device.policy import CATALOG, CATEGORY_IDS
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -29,6 +40,21 @@ __all__ = ["data_group", "register"]
 @click.group("data")
 def data_group() -> None:
     """See, export and delete the data collected on this machine."""
+
+
+def _categories(values: tuple[str, ...]) -> list[str]:
+    """Accept ``a b`` and ``a,b``; keep order, drop duplicates, reject unknown ids (exit 2)."""
+    result: list[str] = []
+    for name in (part.strip() for value in values for part in value.split(",")):
+        if not name:
+            continue
+        if name not in CATALOG:
+            raise UsageError(
+                f"unknown data category: {name!r}", remedy=f"use one of: {', '.join(CATEGORY_IDS)}"
+            )
+        if name not in result:
+            result.append(name)
+    return result
 
 
 async def _status(paths: Paths, settings: Settings) -> dict[str, Any]:
@@ -92,6 +118,120 @@ def data_status(app: AppContext, as_json: bool) -> None:
         app.json = True
     data = app.run(_status(app.paths, app.settings))
     app.out(data, _render(data))
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC).isoformat()
+
+
+async def _export(app: AppContext, categories: list[str] | None) -> list[dict[str, Any]]:
+    from wking_device.store import DB_FILE, open_store  # noqa: PLC0415
+
+    paths = app.paths
+    db = paths.data_dir / DB_FILE
+    if not db.exists() or db.stat().st_size == 0:
+        return []
+    store = open_store(paths, app.settings, readonly=True)
+    try:
+        records = await store.export(categories)
+    finally:
+        await store.aclose()
+    return [
+        {
+            "record_id": r.record_id,
+            "category": r.category,
+            "created_at": _iso(r.created_at),
+            "consent_id": r.consent_id,
+            "policy_version": r.policy_version,
+            "body": r.body,
+        }
+        for r in records
+    ]
+
+
+@data_group.command("export")
+@click.argument("categories", nargs=-1)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
+    help="Write the records (JSON) to FILE, created private (0600); '-' for standard output.",
+)
+@pass_app
+def data_export(app: AppContext, categories: tuple[str, ...], out: Path) -> None:
+    """Export the records kept on this machine, decrypted, for you (all, or CATEGORIES).
+
+    The export is yours: it is plain text, so a file holds whatever the records hold (MAC
+    addresses too, where you granted them). It is created readable by you only.
+    """
+    chosen = _categories(categories) or None
+    records = app.run(_export(app, chosen))
+    document = {
+        "exported_at": datetime.datetime.now(tz=datetime.UTC).isoformat(),
+        "categories": chosen or sorted({r["category"] for r in records}),
+        "records": records,
+    }
+    data = orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"
+    if str(out) == "-":
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode on O_CREAT: make it private
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
+    with_macs = sum(1 for r in records if any(field in r["body"] for field in MAC_FIELDS))
+    click.echo(f"wrote {len(records)} records to {out} (readable by you only)", err=True)
+    if with_macs:
+        click.echo(
+            f"note: {with_macs} of them hold MAC addresses in plain text; keep the file private",
+            err=True,
+        )
+
+
+async def _delete(app: AppContext, categories: list[str]) -> dict[str, int]:
+    from wking_device.store import DB_FILE, open_store  # noqa: PLC0415
+
+    paths = app.paths
+    db = paths.data_dir / DB_FILE
+    if not db.exists() or db.stat().st_size == 0:
+        return dict.fromkeys(categories, 0)
+    async with open_store(paths, app.settings) as store:
+        return {category: await store.purge(category) for category in categories}
+
+
+@data_group.command("delete")
+@click.argument("categories", nargs=-1)
+@click.option("--all", "delete_all", is_flag=True, help="Delete the records of every category.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def data_delete(app: AppContext, categories: tuple[str, ...], delete_all: bool, yes: bool) -> None:
+    """Delete the records of CATEGORIES kept on this machine, by crypto-shredding.
+
+    Their data keys are destroyed and the master key is rotated, so the records cannot be
+    recovered, from copies of the database either (see docs/security.md for what each key
+    store guarantees). Consent is unchanged: to stop collection, use 'wking consent withdraw'.
+    """
+    chosen = list(CATEGORY_IDS) if delete_all else _categories(categories)
+    if not chosen:
+        raise UsageError("name the categories to delete, or use --all")
+    if not yes:
+        click.confirm(
+            f"Delete every record of {', '.join(chosen)} kept on this machine? "
+            "This cannot be undone.",
+            default=False,
+            abort=True,
+            err=True,
+        )
+    deleted = app.run(_delete(app, chosen))
+    result = {"deleted": deleted, "total": sum(deleted.values())}
+
+    def render(console: Console) -> None:
+        console.print(f"deleted {result['total']} records ({', '.join(chosen)})")
+        console.print("consent is unchanged: 'wking consent withdraw' stops collection")
+
+    app.out(result, render)
 
 
 def register(group: click.Group) -> None:

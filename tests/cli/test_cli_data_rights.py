@@ -1,0 +1,100 @@
+"""``wking data export`` and ``wking data delete``: the owner's access and erasure, locally."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from wking_device.cli import cli
+
+
+@pytest.fixture(name="runner")
+def fixture_runner() -> CliRunner:
+    return CliRunner()
+
+
+def _ok(runner: CliRunner, *args: str, input: str | None = None) -> str:
+    result = runner.invoke(cli, list(args), input=input, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def _collect(runner: CliRunner, *categories: str) -> None:
+    _ok(runner, "consent", "grant", "--yes", *categories)
+    _ok(runner, "--simulate", "2", "agent", "run", "--duration", "1.5", "--interval", "0.5")
+
+
+def _by_category(runner: CliRunner) -> dict[str, int]:
+    return json.loads(_ok(runner, "--json", "data", "status"))["records"]["by_category"]
+
+
+def test_export_gives_the_owner_every_record_decrypted(runner: CliRunner, tmp_path: Path) -> None:
+    _collect(runner, "operation_logs", "device_info", "mac_addresses")
+    out = tmp_path / "export.json"
+    result = runner.invoke(cli, ["data", "export", "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_mode & 0o777 == 0o600
+    document = json.loads(out.read_bytes())
+    counts = _by_category(runner)
+    assert len(document["records"]) == sum(counts.values())
+    assert {r["category"] for r in document["records"]} == set(counts)
+    info = [r for r in document["records"] if r["category"] == "device_info"]
+    assert info
+    assert info[0]["body"]["manufacturer"] == "W-KING"
+    assert all(r["consent_id"] and r["policy_version"] for r in document["records"])
+    # the owner granted MAC addresses: the export has them, and says so
+    assert any("speaker_mac" in r["body"] for r in document["records"])
+    assert "MAC addresses in plain text" in result.stderr
+
+
+def test_export_of_some_categories_to_stdout(runner: CliRunner) -> None:
+    _collect(runner, "operation_logs", "device_info")
+    document = json.loads(_ok(runner, "data", "export", "device_info", "--out", "-"))
+    assert document["categories"] == ["device_info"]
+    assert document["records"]
+    assert {r["category"] for r in document["records"]} == {"device_info"}
+
+
+def test_export_makes_an_existing_file_private(runner: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "export.json"
+    out.write_text("old")
+    out.chmod(0o644)
+    _ok(runner, "data", "export", "--out", str(out))
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert json.loads(out.read_bytes())["records"] == []
+
+
+def test_delete_shreds_a_category_and_leaves_consent_alone(runner: CliRunner) -> None:
+    _collect(runner, "operation_logs", "device_info")
+    before = _by_category(runner)
+    assert before.get("device_info", 0) > 0
+    result = json.loads(_ok(runner, "--json", "data", "delete", "device_info", "--yes"))
+    assert result["deleted"] == {"device_info": before["device_info"]}
+    after = _by_category(runner)
+    assert "device_info" not in after
+    assert after["operation_logs"] == before["operation_logs"]
+    exported = json.loads(_ok(runner, "data", "export", "--out", "-"))
+    assert all(r["category"] != "device_info" for r in exported["records"])
+    status = json.loads(_ok(runner, "consent", "status", "--json"))
+    states = {c["category"]: c["state"] for c in status["categories"]}
+    assert states["device_info"] == "granted"
+
+
+def test_delete_asks_once_and_a_no_deletes_nothing(runner: CliRunner) -> None:
+    _collect(runner, "device_info")
+    before = _by_category(runner)
+    declined = runner.invoke(cli, ["data", "delete", "--all"], input="n\n")
+    assert declined.exit_code == 1
+    assert _by_category(runner) == before
+    _ok(runner, "data", "delete", "--all", input="y\n")
+    assert _by_category(runner) == {}
+
+
+def test_delete_needs_categories_and_knows_them(runner: CliRunner) -> None:
+    assert runner.invoke(cli, ["data", "delete", "--yes"]).exit_code == 2
+    result = runner.invoke(cli, ["data", "delete", "--yes", "browsing_history"])
+    assert result.exit_code == 2
+    assert "unknown data category" in result.stderr
