@@ -18,12 +18,12 @@ from rich.console import Console
 
 from wking_device._redact import install_redaction, redact
 from wking_device.config import Paths, Settings, load_settings, resolve_paths
-from wking_device.errors import WkingError
+from wking_device.errors import UsageError, WkingError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
-__all__ = ["AppContext", "cli", "pass_app"]
+__all__ = ["AppContext", "cli", "parse_categories", "pass_app"]
 
 _T = TypeVar("_T")
 
@@ -98,6 +98,23 @@ class AppContext:
 
 
 pass_app = click.make_pass_decorator(AppContext)
+
+
+def parse_categories(values: tuple[str, ...]) -> list[str]:
+    """Accept ``a b`` and ``a,b``; keep order, drop duplicates, reject unknown ids (exit 2)."""
+    from wking_device.policy import CATALOG, CATEGORY_IDS  # noqa: PLC0415 - commands that need it
+
+    result: list[str] = []
+    for name in (part.strip() for value in values for part in value.split(",")):
+        if not name:
+            continue
+        if name not in CATALOG:
+            raise UsageError(
+                f"unknown data category: {name!r}", remedy=f"use one of: {', '.join(CATEGORY_IDS)}"
+            )
+        if name not in result:
+            result.append(name)
+    return result
 
 
 class _Group(click.Group):

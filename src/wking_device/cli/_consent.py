@@ -21,7 +21,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from wking_device.cli._app import AppContext, pass_app
+from wking_device.cli._app import AppContext, parse_categories, pass_app
 from wking_device.errors import UsageError
 from wking_device.policy import CATALOG, CATEGORY_IDS, dependents_of, shipped_policies
 
@@ -38,24 +38,6 @@ def _gate(app: AppContext) -> ConsentGate:
     from wking_device.collect import open_installation_gate  # noqa: PLC0415
 
     return open_installation_gate(app.paths, app.settings)
-
-
-def _categories_arg(values: tuple[str, ...]) -> list[str]:
-    """Accept ``a b`` and ``a,b``; keep order, drop duplicates, reject unknown ids (exit 2)."""
-    result: list[str] = []
-    for value in values:
-        for part in value.split(","):
-            name = part.strip()
-            if not name:
-                continue
-            if name not in CATALOG:
-                raise UsageError(
-                    f"unknown data category: {name!r}",
-                    remedy=f"use one of: {', '.join(CATEGORY_IDS)}",
-                )
-            if name not in result:
-                result.append(name)
-    return result
 
 
 def _with_json(app: AppContext, as_json: bool) -> None:
@@ -147,7 +129,7 @@ def consent_grant(app: AppContext, categories: tuple[str, ...], yes: bool, guard
 
     Without categories, every category is offered one by one.
     """
-    chosen = _categories_arg(categories)
+    chosen = parse_categories(categories)
     if yes and not chosen:
         raise UsageError(
             "--yes needs the categories named explicitly",
@@ -227,7 +209,7 @@ def consent_withdraw(
     Categories that need a withdrawn one are withdrawn with it (mac_addresses with
     operation_logs).
     """
-    chosen = list(CATEGORY_IDS) if withdraw_all else _categories_arg(categories)
+    chosen = list(CATEGORY_IDS) if withdraw_all else parse_categories(categories)
     if not chosen:
         raise UsageError("name the categories to withdraw, or use --all")
     gate = _gate(app)

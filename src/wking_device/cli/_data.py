@@ -24,10 +24,10 @@ import click
 import orjson
 from rich.table import Table
 
-from wking_device.cli._app import AppContext, pass_app
+from wking_device.cli._app import AppContext, parse_categories, pass_app
 from wking_device.errors import UsageError
 from wking_device.models import MAC_FIELDS
-from wking_device.policy import CATALOG, CATEGORY_IDS
+from wking_device.policy import CATEGORY_IDS
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -40,21 +40,6 @@ __all__ = ["data_group", "register"]
 @click.group("data")
 def data_group() -> None:
     """See, export and delete the data collected on this machine."""
-
-
-def _categories(values: tuple[str, ...]) -> list[str]:
-    """Accept ``a b`` and ``a,b``; keep order, drop duplicates, reject unknown ids (exit 2)."""
-    result: list[str] = []
-    for name in (part.strip() for value in values for part in value.split(",")):
-        if not name:
-            continue
-        if name not in CATALOG:
-            raise UsageError(
-                f"unknown data category: {name!r}", remedy=f"use one of: {', '.join(CATEGORY_IDS)}"
-            )
-        if name not in result:
-            result.append(name)
-    return result
 
 
 async def _status(paths: Paths, settings: Settings) -> dict[str, Any]:
@@ -164,7 +149,7 @@ def data_export(app: AppContext, categories: tuple[str, ...], out: Path) -> None
     The export is yours: it is plain text, so a file holds whatever the records hold (MAC
     addresses too, where you granted them). It is created readable by you only.
     """
-    chosen = _categories(categories) or None
+    chosen = parse_categories(categories) or None
     records = app.run(_export(app, chosen))
     document = {
         "exported_at": datetime.datetime.now(tz=datetime.UTC).isoformat(),
@@ -213,7 +198,7 @@ def data_delete(app: AppContext, categories: tuple[str, ...], delete_all: bool, 
     recovered, from copies of the database either (see docs/security.md for what each key
     store guarantees). Consent is unchanged: to stop collection, use 'wking consent withdraw'.
     """
-    chosen = list(CATEGORY_IDS) if delete_all else _categories(categories)
+    chosen = list(CATEGORY_IDS) if delete_all else parse_categories(categories)
     if not chosen:
         raise UsageError("name the categories to delete, or use --all")
     if not yes:

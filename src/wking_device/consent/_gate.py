@@ -547,14 +547,7 @@ class ConsentGate:
             GuardianRequired: A minor's profile, a sensitive category and no guardian method.
             LedgerTampered: The ledger failed verification; nothing is recorded.
         """
-        if method not in GRANT_METHODS:
-            raise UsageError(
-                f"unknown consent method {method!r}", remedy=f"use one of {sorted(GRANT_METHODS)}"
-            )
-        wanted = validate_categories(categories)
-        if not wanted:
-            raise UsageError("name at least one category to grant")
-        self._ensure_open()
+        wanted = self._request(categories, method, "grant")
         for category_id in sorted(wanted):
             needed = {
                 p
@@ -571,6 +564,18 @@ class ConsentGate:
         entry = self._append("grant", wanted, method)
         self._update(before)
         return entry
+
+    def _request(self, categories: Iterable[str], method: str, verb: str) -> frozenset[str]:
+        """Check a grant or withdrawal request: known method, known categories, open gate."""
+        if method not in GRANT_METHODS:
+            raise UsageError(
+                f"unknown consent method {method!r}", remedy=f"use one of {sorted(GRANT_METHODS)}"
+            )
+        wanted = validate_categories(categories)
+        if not wanted:
+            raise UsageError(f"name at least one category to {verb}")
+        self._ensure_open()
+        return wanted
 
     def withdraw(self, categories: Iterable[str], *, method: str = "api") -> LedgerEntry | None:
         """Record a withdrawal, effective at once; categories that need them are withdrawn too.
@@ -590,14 +595,7 @@ class ConsentGate:
             UsageError: No categories, an unknown one, or an unknown method.
             LedgerTampered: The ledger failed verification; nothing is recorded.
         """
-        if method not in GRANT_METHODS:
-            raise UsageError(
-                f"unknown consent method {method!r}", remedy=f"use one of {sorted(GRANT_METHODS)}"
-            )
-        wanted = validate_categories(categories)
-        if not wanted:
-            raise UsageError("name at least one category to withdraw")
-        self._ensure_open()
+        wanted = self._request(categories, method, "withdraw")
         affected = wanted | dependents_of(wanted)
         on_record = {c for c in affected if c in self._replayed.grants}
         if not on_record:
