@@ -15,15 +15,6 @@ from _common import parse_args
 from wking_device.ble import BleBackend, EventBus, discover, read_all
 from wking_device.config import BleSettings
 from wking_device.models import OperationEvent
-from wking_device.sim import FaultPlan, SimWorld
-
-FAULTS = {
-    0: FaultPlan(connectable=False),
-    1: FaultPlan(abort_connect_attempts=frozenset({1})),  # first attempt aborts, retry succeeds
-    2: FaultPlan(response_delay_s=3.0),  # slower than the command timeout
-    3: FaultPlan(malformed_responses=1.0),
-    4: FaultPlan(disconnect_after_ops=2),
-}
 
 
 async def read_fleet(backend: BleBackend | None, bus: EventBus) -> None:
@@ -47,8 +38,18 @@ async def main() -> None:
     if args.real:
         await read_fleet(None, bus)
     else:
+        # imported here: --real must work without the sim extra (bumble), as on a Raspberry Pi
+        from wking_device.sim import FaultPlan, SimWorld
+
+        faults = {
+            0: FaultPlan(connectable=False),
+            1: FaultPlan(abort_connect_attempts=frozenset({1})),  # first attempt aborts, retried
+            2: FaultPlan(response_delay_s=3.0),  # slower than the command timeout
+            3: FaultPlan(malformed_responses=1.0),
+            4: FaultPlan(disconnect_after_ops=2),
+        }
         async with SimWorld.fleet(20, instant_connect=True) as world:
-            for index, plan in FAULTS.items():
+            for index, plan in faults.items():
                 world.speakers[index].faults = plan
             await read_fleet(world.backend, bus)
     print("operation events:")

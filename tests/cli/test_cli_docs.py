@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -73,3 +76,74 @@ def test_documented_json_keys_are_the_real_ones(args: list[str]) -> None:
     item = data[0] if isinstance(data, list) else data
     for key in item:
         assert f'"{key}"' in DOC, f"{' '.join(args)}: key {key!r} is not in docs/cli.md"
+
+
+README = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+def _readme_commands() -> list[list[str]]:
+    block = README.split("## Using it", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    return [shlex.split(line.split("  #", 1)[0]) for line in block.splitlines() if line.strip()]
+
+
+def test_readme_commands_run_in_order_on_a_fresh_home() -> None:
+    # A new user types them one after the other, with no Bluetooth hardware. The prompts of
+    # `consent grant` / `withdraw` are answered on a terminal; here --yes stands for that answer.
+    runner = CliRunner()
+    commands = _readme_commands()
+    assert len(commands) >= 8
+    for words in commands:
+        assert words[0] == "wking", words
+        args = words[1:]
+        if "consent" in args and ("grant" in args or "withdraw" in args):
+            args.append("--yes")
+        if "--duration" in args:
+            args[args.index("--duration") + 1] = "3"
+        result = runner.invoke(cli, args, catch_exceptions=False)
+        assert result.exit_code == 0, f"{' '.join(words)}: {result.output}"
+
+
+def test_readme_agent_reads_what_was_bound_and_withdrawal_shreds() -> None:
+    runner = CliRunner()
+
+    def run(*args: str) -> dict[str, object]:
+        result = runner.invoke(cli, ["--json", *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        loaded: dict[str, object] = json.loads(result.stdout)
+        return loaded
+
+    run("--simulate", "3", "devices", "bind", "C0:57:4B:00:00:02")
+    run("consent", "grant", "--yes", "operation_logs", "device_info")
+    summary = run("--simulate", "3", "agent", "run", "--duration", "3")
+    # "read the bound speakers": three advertise, one is bound, so one read per cycle
+    assert summary["speakers_seen"] == 3
+    assert summary["reads_ok"] == summary["cycles"]
+    kept = run("data", "status")["records"]
+    assert isinstance(kept, dict)
+    assert kept["by_category"]["operation_logs"] > 0
+    run("consent", "withdraw", "--yes", "operation_logs")
+    kept = run("data", "status")["records"]
+    assert isinstance(kept, dict)
+    assert "operation_logs" not in kept["by_category"]
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("[!_]*.py")))
+def test_examples_take_real_without_the_sim_extra(script: str) -> None:
+    # README: every example takes --real; a Raspberry Pi with an adapter has no bumble.
+    code = (
+        "import runpy, sys\n"
+        "sys.modules['bumble'] = None\n"  # as if the sim extra were not installed
+        f"sys.argv = [{script!r}, '--real', '--help']\n"
+        f"runpy.run_path({script!r}, run_name='__main__')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=EXAMPLES,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "--real" in proc.stdout
