@@ -147,3 +147,12 @@ def test_examples_take_real_without_the_sim_extra(script: str) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "--real" in proc.stdout
+
+
+def test_docs_say_whether_anything_is_uploaded() -> None:
+    # Until an uploader (and `wking upload`) exists, a reader must not believe data leaves the
+    # machine; once it exists, the sentence has to go.
+    uploads = "upload" in cli.commands
+    for name, text in (("README.md", README), ("docs/cli.md", DOC)):
+        says_nothing = "this version uploads nothing" in text.lower()
+        assert says_nothing != uploads, name
