@@ -1,7 +1,8 @@
 """Discover and control W-KING BLE speakers; collect their logs only with consent.
 
-With the user's consent, ``wking_device`` collects Bluetooth operation logs, keeps them encrypted
-and uploads them over TLS.
+With the user's consent, ``wking_device`` collects Bluetooth operation logs and keeps them
+encrypted on disk (uploading them over TLS is the next part to land; this version uploads
+nothing).
 
 This module is the public door: it re-exports the names of the library's API. The errors, value
 types and configuration load at once; the layers behind the other names (bleak, cryptography,

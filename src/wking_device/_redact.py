@@ -2,11 +2,12 @@
 
 This module owns the patterns and the :class:`logging.Filter` that rewrite a log record before
 any handler formats it: the message with its arguments (``str(exception)`` included), the
-formatted traceback, the stack, and string-valued extras. :func:`install_redaction` (called by the
-CLI and the agent) puts it in two places: a log-record factory, so every record of the
-``wking_device`` loggers is redacted when it is created, at every level; and the handlers of the
-root and package loggers, so records of other libraries (bleak and bumble log addresses at DEBUG)
-are redacted before output too. It does not configure levels or handlers.
+formatted traceback, the stack, and string-valued extras. :func:`install_redaction` puts it in two
+places: a log-record factory, so every record of the ``wking_device`` loggers is redacted when it
+is created, at every level (``import wking_device`` installs this for the package's own records);
+and the handlers of the root and package loggers, so that in our own processes (the CLI, with
+``everything=True``) records of other libraries (bleak and bumble log addresses at DEBUG) are
+redacted before output too. It does not configure levels or handlers.
 """
 
 from __future__ import annotations

@@ -383,7 +383,7 @@ class GuardianRequired(ConsentError):
     def __init__(self, categories: frozenset[str] | set[str]) -> None:
         names = " ".join(sorted(categories))
         super().__init__(
-            f"this profile is a minor's: {names} need a parent's or guardian's grant",
+            f"this profile is a minor's: a parent or guardian must grant {names}",
             remedy=f"a parent or guardian can run 'wking consent grant --guardian {names}'",
         )
         self.categories = frozenset(categories)

@@ -256,3 +256,18 @@ async def test_an_embedded_agent_logs_no_speaker_address(caplog) -> None:  # typ
     for address in addresses:
         for form in (address, address.lower(), address.replace(":", "_")):
             assert form not in text
+
+
+async def test_a_long_running_agent_sweeps_expired_records() -> None:
+    paths, settings = resolve_paths(), load_settings()
+    gate = open_installation_gate(paths, settings)
+    gate.grant(["device_info"])
+    # one second of retention for device_info, and a sweep every 0.3 s
+    store = open_store(paths, settings, retention={"device_info": 1.0})
+    async with SimWorld.fleet(2, instant_connect=True) as world, store:
+        agent = _agent(gate, store, world, interval=0.3, scan_seconds=0.2, sweep_every=0.3)
+        summary = await agent.run(3.0)
+        kept = (await store.stats()).by_category.get("device_info", 0)
+    stored = summary.records["DeviceInfoCollector"]
+    assert stored >= 6
+    assert kept < stored  # the older ones were deleted while the agent ran

@@ -282,3 +282,13 @@ def test_withdraw_destroys_stored_records(run) -> None:
     result = run("--json", "consent", "withdraw", "--yes", "operation_logs")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["purged"] == 5
+
+
+def test_withdraw_prompt_names_only_dependents_that_were_granted(run) -> None:
+    run("consent", "grant", "--yes", "operation_logs")
+    result = run("consent", "withdraw", "operation_logs", input="n\n")
+    assert "Withdraw consent for operation_logs?" in result.stderr
+    assert "mac_addresses" not in result.stderr  # never granted: nothing to say about it
+    run("consent", "grant", "--yes", "mac_addresses")
+    result = run("consent", "withdraw", "operation_logs", input="n\n")
+    assert "(and mac_addresses, which needs it)" in result.stderr

@@ -197,6 +197,26 @@ async def test_sweep_deletes_expired_and_destroys_old_keys(
         store.close()
 
 
+async def test_expired_records_are_neither_claimed_nor_exported_before_a_sweep(
+    paths, settings, make_record, permit
+) -> None:
+    now = [1_000_000.0]
+    store = open_store(paths, settings, retention={"operation_logs": 100.0}, clock=lambda: now[0])
+    try:
+        old = make_record()
+        object.__setattr__(old, "created_at", now[0])
+        await store.append([old], permit)
+        now[0] += 50.0
+        fresh = make_record()
+        object.__setattr__(fresh, "created_at", now[0])
+        await store.append([fresh], permit)
+        now[0] += 60.0  # the first is past its retention, the second is not; nothing swept
+        assert await store.export() == [fresh]
+        assert await store.claim(10) == [fresh]
+    finally:
+        store.close()
+
+
 async def test_duplicate_record_ids_are_idempotent(store, make_record, permit) -> None:
     record = make_record()
     await store.append([record], permit)

@@ -24,7 +24,6 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from wking_device._redact import install_redaction
 from wking_device.ble import discover, read_all
 from wking_device.collect import (
     DeviceInfoCollector,
@@ -106,6 +105,8 @@ class Agent:
         adapter_mac: The host adapter's MAC (``None``: read from the system; ``""``: unknown).
         consent_poll: Seconds between checks of the ledger for other processes' changes, so a
             ``wking consent withdraw`` elsewhere stops collection within this time.
+        sweep_every: Seconds between retention sweeps (one also runs at the start), so a
+            long-running agent keeps nothing past its category's retention period.
     """
 
     def __init__(
@@ -122,6 +123,7 @@ class Agent:
         scan_seconds: float | None = None,
         adapter_mac: str | None = None,
         consent_poll: float = 0.5,
+        sweep_every: float = 3600.0,
     ) -> None:
         from wking_device.ble import get_event_bus  # noqa: PLC0415 - cheap, keeps the default lazy
 
@@ -135,6 +137,7 @@ class Agent:
         self._interval = interval
         self._scan_seconds = scan_seconds or min(settings.ble.scan_timeout, interval)
         self._consent_poll = consent_poll
+        self._sweep_every = sweep_every
         self._seen: set[str] = set()
         if adapter_mac is None:
             adapter_mac = host_adapter_mac(adapter=settings.ble.adapter) or ""
@@ -159,6 +162,9 @@ class Agent:
     async def run(self, duration: float | None = None) -> AgentSummary:
         """Run cycles until ``duration`` seconds have passed (or until cancelled).
 
+        The package's log records are redacted (no speaker address, at any level) since
+        ``import wking_device``, whatever logging set-up embeds the agent (DESIGN §4).
+
         Args:
             duration: Seconds to run; ``None`` runs until cancelled.
 
@@ -167,10 +173,6 @@ class Agent:
         """
         loop = asyncio.get_running_loop()
         started = loop.time()
-        deadline = None if duration is None else started + duration
-        # The package's log records carry speaker addresses (at DEBUG); whoever embeds the agent
-        # gets them redacted for the run, whatever their logging set-up (DESIGN §4).
-        unredact = install_redaction()
         detach: list[Callable[[], None]] = [
             self._store.attach(self._gate),
             self.operations.attach(self._events),
@@ -180,52 +182,64 @@ class Agent:
             _LOGGER.error("collecting nothing: %s", self._gate.tampered)
         watcher = asyncio.create_task(self._watch_consent(), name="wking-consent-watch")
         try:
-            await self._sweep()
-            self.software_info.snapshot()
-            self.location.snapshot()
-            while deadline is None or loop.time() < deadline:
-                cycle_started = loop.time()
-                try:
-                    await self._cycle(deadline)
-                except Exception as exc:  # noqa: BLE001 - one failing cycle must not end the run
-                    self._failed("cycle", exc)
-                self.summary.cycles += 1
-                await self._flush()
-                pause = self._interval - (loop.time() - cycle_started)
-                if deadline is not None:
-                    pause = min(pause, deadline - loop.time())
-                if pause > 0:
-                    await asyncio.sleep(pause)
+            await self._loop(None if duration is None else started + duration)
         finally:
-            # A withdrawal made since the last look is carried out before the store is let go
-            # (another process cannot purge while this one holds the store).
-            try:
-                self._gate.refresh()
-            except Exception:  # a tampered ledger already closed the gate; keep shutting down
-                _LOGGER.exception("re-reading the consent ledger failed")
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-            for undo in detach:
-                undo()
-            for collector in self.collectors:
-                # Each collector flushes what it holds and closes; one whose last flush fails
-                # (a full disk) must not keep the others open or replace the run's outcome.
-                unsent = collector.pending
-                try:
-                    await asyncio.shield(collector.aclose())
-                except Exception as exc:  # noqa: BLE001 - reported in the summary and the log
-                    _LOGGER.warning(
-                        "%s: %d records not stored: %s", type(collector).__name__, unsent, exc
-                    )
-                    self.summary.errors.append(f"store: {unsent} records not stored: {exc}")
+            await self._shut_down(watcher, detach)
             self.summary.duration_s = loop.time() - started
-            self.summary.speakers_seen = len(self._seen)
-            self.summary.skipped = sum(c.stats.skipped for c in self.collectors)
-            for collector in self.collectors:
-                self.summary.records[type(collector).__name__] = collector.stats.flushed
-            unredact()
         return self.summary
+
+    async def _loop(self, deadline: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        await self._sweep()
+        swept = loop.time()
+        self.software_info.snapshot()
+        self.location.snapshot()
+        while deadline is None or loop.time() < deadline:
+            cycle_started = loop.time()
+            try:
+                await self._cycle(deadline)
+            except Exception as exc:  # noqa: BLE001 - one failing cycle must not end the run
+                self._failed("cycle", exc)
+            self.summary.cycles += 1
+            await self._flush()
+            if loop.time() - swept >= self._sweep_every:
+                await self._sweep()
+                swept = loop.time()
+            pause = self._interval - (loop.time() - cycle_started)
+            if deadline is not None:
+                pause = min(pause, deadline - loop.time())
+            if pause > 0:
+                await asyncio.sleep(pause)
+
+    async def _shut_down(
+        self, watcher: asyncio.Task[None], detach: list[Callable[[], None]]
+    ) -> None:
+        # A withdrawal made since the last look is carried out before the store is let go
+        # (another process cannot purge while this one holds the store).
+        try:
+            self._gate.refresh()
+        except Exception:  # a tampered ledger already closed the gate; keep shutting down
+            _LOGGER.exception("re-reading the consent ledger failed")
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        for undo in detach:
+            undo()
+        for collector in self.collectors:
+            # Each collector flushes what it holds and closes; one whose last flush fails
+            # (a full disk) must not keep the others open or replace the run's outcome.
+            unsent = collector.pending
+            try:
+                await asyncio.shield(collector.aclose())
+            except Exception as exc:  # noqa: BLE001 - reported in the summary and the log
+                _LOGGER.warning(
+                    "%s: %d records not stored: %s", type(collector).__name__, unsent, exc
+                )
+                self.summary.errors.append(f"store: {unsent} records not stored: {exc}")
+        self.summary.speakers_seen = len(self._seen)
+        self.summary.skipped = sum(c.stats.skipped for c in self.collectors)
+        for collector in self.collectors:
+            self.summary.records[type(collector).__name__] = collector.stats.flushed
 
     async def _watch_consent(self) -> None:
         """Pick up grants and withdrawals made by other processes (``wking consent …``).

@@ -99,7 +99,10 @@ def _describe(console: Console, category_id: str, policy_version: str, policy_da
     console.print(f"\n[bold]{category.title}[/bold] ({category.id})")
     console.print(f"  What: {category.description}")
     console.print(f"  Why: {category.purpose}")
-    console.print(f"  Kept locally: at most {category.retention_days} days")
+    if category.permission:
+        console.print("  Keeps no records of its own: it permits a use of the data you grant.")
+    else:
+        console.print(f"  Kept locally: at most {category.retention_days} days")
     if category.sensitive:
         console.print("  [yellow]Sensitive: asked for separately.[/yellow]")
     if category.requires:
@@ -217,7 +220,9 @@ def consent_withdraw(
         raise gate.tampered
     affected = sorted(set(chosen) | dependents_of(chosen))
     if not yes:
-        extra = sorted(set(affected) - set(chosen))
+        states = gate.states()
+        # name the dependents that go too, but only those that were granted at all
+        extra = sorted(c for c in set(affected) - set(chosen) if states[c].state != "denied")
         also = f" (and {', '.join(extra)}, which needs it)" if extra else ""
         click.confirm(
             f"Withdraw consent for {', '.join(chosen)}{also}? Collection stops at once and "

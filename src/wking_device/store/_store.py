@@ -829,8 +829,10 @@ class RecordStore:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # a record past its retention is never handed out, swept or not (DESIGN §4)
             rows = conn.execute(
-                f"{self._SELECT} WHERE state = ? ORDER BY seq LIMIT ?", (STATE_PENDING, n)
+                f"{self._SELECT} WHERE state = ? AND expires_at > ? ORDER BY seq LIMIT ?",
+                (STATE_PENDING, self._clock(), n),
             ).fetchall()
             good, bad, shredded = self._open_rows(rows)
             conn.executemany(
@@ -955,13 +957,16 @@ class RecordStore:
 
     def _export_sync(self, categories: list[str] | None) -> list[Record]:
         conn = self._conn
+        now = self._clock()  # records past their retention are not shown, swept or not
         if categories is None:
-            rows = conn.execute(f"{self._SELECT} ORDER BY seq").fetchall()
+            rows = conn.execute(
+                f"{self._SELECT} WHERE expires_at > ? ORDER BY seq", (now,)
+            ).fetchall()
         else:
             marks = ",".join("?" * len(categories))
             rows = conn.execute(
-                f"{self._SELECT} WHERE category IN ({marks}) ORDER BY seq",
-                categories,
+                f"{self._SELECT} WHERE category IN ({marks}) AND expires_at > ? ORDER BY seq",
+                (*categories, now),
             ).fetchall()
         good, bad, shredded = self._open_rows(rows)
         if (bad or shredded) and not self.readonly:
