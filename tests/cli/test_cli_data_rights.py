@@ -45,8 +45,20 @@ def test_export_gives_the_owner_every_record_decrypted(runner: CliRunner, tmp_pa
     assert info
     assert info[0]["body"]["manufacturer"] == "W-KING"
     assert all(r["consent_id"] and r["policy_version"] for r in document["records"])
-    # the owner granted MAC addresses: the export has them, and says so
-    assert any("speaker_mac" in r["body"] for r in document["records"])
+    # the owner granted MAC addresses: by default the export shows them as [MAC] ...
+    macs = [r["body"]["speaker_mac"] for r in document["records"] if "speaker_mac" in r["body"]]
+    assert macs
+    assert set(macs) == {"[MAC]"}
+    assert b"C0:57:4B" not in out.read_bytes()
+    assert "add --with-macs" in result.stderr
+    # ... and in plain text only when asked for
+    result = runner.invoke(
+        cli, ["data", "export", "--with-macs", "--out", str(out)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(out.read_bytes())
+    macs = [r["body"]["speaker_mac"] for r in document["records"] if "speaker_mac" in r["body"]]
+    assert all(mac.startswith("C0:57:4B:") for mac in macs)
     assert "MAC addresses in plain text" in result.stderr
 
 

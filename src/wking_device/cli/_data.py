@@ -24,6 +24,7 @@ import click
 import orjson
 from rich.table import Table
 
+from wking_device._redact import redact
 from wking_device.cli._app import AppContext, parse_categories, pass_app
 from wking_device.errors import UsageError
 from wking_device.models import MAC_FIELDS
@@ -142,15 +143,24 @@ async def _export(app: AppContext, categories: list[str] | None) -> list[dict[st
     type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
     help="Write the records (JSON) to FILE, created private (0600); '-' for standard output.",
 )
+@click.option(
+    "--with-macs",
+    is_flag=True,
+    help="Include MAC addresses in plain text (by default they are shown as [MAC]).",
+)
 @pass_app
-def data_export(app: AppContext, categories: tuple[str, ...], out: Path) -> None:
+def data_export(app: AppContext, categories: tuple[str, ...], out: Path, with_macs: bool) -> None:
     """Export the records kept on this machine, decrypted, for you (all, or CATEGORIES).
 
-    The export is yours: it is plain text, so a file holds whatever the records hold (MAC
-    addresses too, where you granted them). It is created readable by you only.
+    The export is yours and plain text, created readable by you only. MAC addresses (kept only
+    where you granted them) are written as [MAC] unless you ask for them with --with-macs: the
+    privacy notice promises that no MAC address reaches the disk in plain text otherwise.
     """
     chosen = parse_categories(categories) or None
     records = app.run(_export(app, chosen))
+    held = sum(1 for r in records if any(field in r["body"] for field in MAC_FIELDS))
+    if not with_macs:
+        records = [{**r, "body": _without_macs(r["body"])} for r in records]
     document = {
         "exported_at": datetime.datetime.now(tz=datetime.UTC).isoformat(),
         "categories": chosen or sorted({r["category"] for r in records}),
@@ -166,13 +176,28 @@ def data_export(app: AppContext, categories: tuple[str, ...], out: Path) -> None
     os.fchmod(fd, 0o600)  # an existing file keeps its mode on O_CREAT: make it private
     with os.fdopen(fd, "wb") as file:
         file.write(data)
-    with_macs = sum(1 for r in records if any(field in r["body"] for field in MAC_FIELDS))
     click.echo(f"wrote {len(records)} records to {out} (readable by you only)", err=True)
-    if with_macs:
+    if held and with_macs:
         click.echo(
-            f"note: {with_macs} of them hold MAC addresses in plain text; keep the file private",
+            f"note: {held} of them hold MAC addresses in plain text; keep the file private",
             err=True,
         )
+    elif held:
+        click.echo(
+            f"note: {held} of them hold MAC addresses, written as [MAC]; add --with-macs for them",
+            err=True,
+        )
+
+
+def _without_macs(value: Any) -> Any:
+    """The value with every MAC address in its strings replaced by ``[MAC]``."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _without_macs(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_macs(item) for item in value]
+    return value
 
 
 async def _delete(app: AppContext, categories: list[str]) -> dict[str, int]:
