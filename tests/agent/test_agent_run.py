@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from wking_device.agent import Agent
 from wking_device.collect import open_installation_gate
@@ -13,9 +13,14 @@ from wking_device.config import BleSettings, load_settings, resolve_paths
 from wking_device.sim import SimWorld
 from wking_device.store import open_store
 
+_T = TypeVar("_T")
+
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from wking_device.consent import ConsentGate
-    from wking_device.store import RecordStore
+    from wking_device.models import Record
+    from wking_device.store import RecordStore, StoreStats
 
 
 def _agent(gate: ConsentGate, store: RecordStore, world: SimWorld, **options: object) -> Agent:
@@ -68,18 +73,25 @@ async def test_a_failing_speaker_does_not_stop_the_others() -> None:
         summary = await agent.run(2.0)
     assert summary.reads_ok >= 2
     assert summary.reads_failed >= 1
-    errors = [
-        r for r in await _export(store) if r.category == "operation_logs" and "error" in r.body
-    ]
+    errors = [r for r in await _export() if r.category == "operation_logs" and "error" in r.body]
     assert errors, "the failed connection attempts were logged"
 
 
-async def _export(store: RecordStore) -> list:  # type: ignore[type-arg]
+async def _read_only(read: Callable[[RecordStore], Awaitable[_T]]) -> _T:
+    """Read the installation's store through a second, read-only store."""
     reopened = open_store(resolve_paths(), load_settings(), readonly=True)
     try:
-        return await reopened.export()
+        return await read(reopened)
     finally:
         await reopened.aclose()
+
+
+async def _export() -> list[Record]:
+    return await _read_only(lambda store: store.export())
+
+
+async def _stats() -> StoreStats:
+    return await _read_only(lambda store: store.stats())
 
 
 async def test_withdrawal_in_another_process_stops_collection_at_once() -> None:
@@ -97,14 +109,6 @@ async def test_withdrawal_in_another_process_stops_collection_at_once() -> None:
         assert "operation_logs" not in (await store.stats()).by_category
         await task
     assert "operation_logs" not in (await _stats()).by_category
-
-
-async def _stats():  # type: ignore[no-untyped-def]
-    reopened = open_store(resolve_paths(), load_settings(), readonly=True)
-    try:
-        return await reopened.stats()
-    finally:
-        await reopened.aclose()
 
 
 async def test_only_bound_speakers_are_read() -> None:

@@ -138,7 +138,7 @@ class SpeakerScanner:
 
         async with SpeakerScanner(backend=backend) as scanner:
             async for speaker in scanner:
-                print(speaker.name, speaker.rssi)
+                seen[speaker.address] = speaker.rssi
 
     Args:
         backend: The bleak backend pair; ``None`` for the platform default.
