@@ -271,7 +271,7 @@ class OTLPSender:
             async with self._get_session().post(
                 self.endpoint.url, data=body, headers=headers, allow_redirects=False
             ) as response:
-                content = await response.content.read(_MAX_RESPONSE_BYTES)
+                content = await _read_bounded(response)
                 return self._classify(response, content)
         except aiohttp.ClientConnectorCertificateError as exc:
             raise _certificate_error(exc.certificate_error, host) from exc
@@ -315,6 +315,19 @@ class OTLPSender:
                 retry_after=retry_after,
             )
         return Permanent(status=status, message=message)
+
+
+async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
+    """Read the whole response body, up to a limit (a truncated body raises ClientPayloadError)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= _MAX_RESPONSE_BYTES:
+        chunk = await response.content.read(_MAX_RESPONSE_BYTES + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)[:_MAX_RESPONSE_BYTES]
 
 
 def _certificate_error(error: BaseException, host: str) -> TLSError:
