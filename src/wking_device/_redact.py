@@ -24,7 +24,7 @@ __all__ = ["MAC_RE", "RedactingFilter", "install_redaction", "redact", "redact_r
 
 MAC_MARK: Final = "[MAC]"
 KEY_MARK: Final = "[KEY]"
-TOKEN_MARK: Final = "[TOKEN]"
+TOKEN_MARK: Final = "[TOKEN]"  # noqa: S105 - the placeholder, not a secret
 
 _HEX = "[0-9A-Fa-f]"
 # 6 pairs with one consistent separator (":", "-", or "_" as in BlueZ object paths),
