@@ -47,9 +47,11 @@ def _answer(status: int, headers: dict[str, str] | None = None, body: bytes = b"
 async def test_retry_after_in_seconds_and_as_a_date(tmp_path: Path, status: int) -> None:
     date = email.utils.formatdate(NOW + 90, usegmt=True)
     for value, expected in (("120", 120.0), (date, 90.0), ("soon", None)):
-        async with bare_server(tmp_path, _answer(status, {"Retry-After": value})) as server:
-            async with _sender(server.url, server.ca_file) as sender:
-                result = await sender.send(make_body(1))
+        async with (
+            bare_server(tmp_path, _answer(status, {"Retry-After": value})) as server,
+            _sender(server.url, server.ca_file) as sender,
+        ):
+            result = await sender.send(make_body(1))
         assert result == Retryable(
             kind=FailureKind.STATUS,
             detail=f"HTTP {status}",
@@ -60,9 +62,11 @@ async def test_retry_after_in_seconds_and_as_a_date(tmp_path: Path, status: int)
 
 @pytest.mark.parametrize("status", [500, 502, 504, 408])
 async def test_server_errors_are_retryable(tmp_path: Path, status: int) -> None:
-    async with bare_server(tmp_path, _answer(status)) as server:
-        async with _sender(server.url, server.ca_file) as sender:
-            result = await sender.send(make_body(1))
+    async with (
+        bare_server(tmp_path, _answer(status)) as server,
+        _sender(server.url, server.ca_file) as sender,
+    ):
+        result = await sender.send(make_body(1))
     assert isinstance(result, Retryable)
     assert result.status == status
 
@@ -72,18 +76,22 @@ async def test_client_errors_are_permanent_with_the_collectors_message(
     tmp_path: Path, status: int
 ) -> None:
     body = encode_status(3, "bad\x1b[31m request\n")
-    async with bare_server(tmp_path, _answer(status, body=body)) as server:
-        async with _sender(server.url, server.ca_file) as sender:
-            result = await sender.send(make_body(1))
+    async with (
+        bare_server(tmp_path, _answer(status, body=body)) as server,
+        _sender(server.url, server.ca_file) as sender,
+    ):
+        result = await sender.send(make_body(1))
     # untrusted text from the collector: no escape sequences or line breaks survive
     assert result == Permanent(status=status, message="bad [31m request")
 
 
 async def test_a_redirect_is_not_followed(tmp_path: Path) -> None:
     handler = _answer(307, {"Location": "http://127.0.0.1:1/v1/logs"})
-    async with bare_server(tmp_path, handler) as server:
-        async with _sender(server.url, server.ca_file) as sender:
-            result = await sender.send(make_body(1))
+    async with (
+        bare_server(tmp_path, handler) as server,
+        _sender(server.url, server.ca_file) as sender,
+    ):
+        result = await sender.send(make_body(1))
     assert result == Permanent(status=307)
     assert len(server.requests) == 1
 
@@ -92,16 +100,20 @@ async def test_partial_success_is_reported(tmp_path: Path) -> None:
     response = ExportLogsServiceResponse(
         partial_success=ExportLogsPartialSuccess(rejected_log_records=2, error_message="too old")
     ).SerializeToString()
-    async with bare_server(tmp_path, _answer(200, body=response)) as server:
-        async with _sender(server.url, server.ca_file) as sender:
-            result = await sender.send(make_body(3))
+    async with (
+        bare_server(tmp_path, _answer(200, body=response)) as server,
+        _sender(server.url, server.ca_file) as sender,
+    ):
+        result = await sender.send(make_body(3))
     assert result == Delivered(status=200, rejected=2, error_message="too old")
 
 
 async def test_413_from_the_receiver_is_too_large(tmp_path: Path) -> None:
-    async with Receiver(tmp_path / "rx", max_body=2_000) as rx:
-        async with _sender(rx.endpoint, rx.ca_file) as sender:
-            result = await sender.send(make_body(200))
+    async with (
+        Receiver(tmp_path / "rx", max_body=2_000) as rx,
+        _sender(rx.endpoint, rx.ca_file) as sender,
+    ):
+        result = await sender.send(make_body(200))
         assert isinstance(result, TooLarge)
         assert "larger than 2000 bytes" in result.message
         assert rx.export() == []
@@ -109,9 +121,11 @@ async def test_413_from_the_receiver_is_too_large(tmp_path: Path) -> None:
 
 async def test_429_with_retry_after_from_a_fault_plan(tmp_path: Path) -> None:
     plan = FaultPlan(status={429: 1.0}, retry_after=3)
-    async with Receiver(tmp_path / "rx", fault_plan=plan) as rx:
-        async with _sender(rx.endpoint, rx.ca_file) as sender:
-            result = await sender.send(make_body(2))
+    async with (
+        Receiver(tmp_path / "rx", fault_plan=plan) as rx,
+        _sender(rx.endpoint, rx.ca_file) as sender,
+    ):
+        result = await sender.send(make_body(2))
         assert isinstance(result, Retryable)
         assert (result.status, result.retry_after) == (429, 3.0)
         assert rx.export() == []
@@ -123,10 +137,12 @@ async def test_a_reset_mid_request_is_retryable_and_the_resend_is_deduplicated(
 ) -> None:
     # seed 9: the first draw resets, the second does not (reset_rate 0.5): deterministic
     plan = FaultPlan(seed=9, reset_rate=0.5, reset_after_store=after_store)
-    async with Receiver(tmp_path / "rx", fault_plan=plan) as rx:
-        async with _sender(rx.endpoint, rx.ca_file) as sender:
-            first = await sender.send(make_body(4))
-            second = await sender.send(make_body(4))
+    async with (
+        Receiver(tmp_path / "rx", fault_plan=plan) as rx,
+        _sender(rx.endpoint, rx.ca_file) as sender,
+    ):
+        first = await sender.send(make_body(4))
+        second = await sender.send(make_body(4))
         assert isinstance(first, Retryable)
         assert first.kind is FailureKind.RESET
         assert second == Delivered(status=200)
@@ -135,9 +151,11 @@ async def test_a_reset_mid_request_is_retryable_and_the_resend_is_deduplicated(
 
 
 async def test_a_truncated_response_is_retryable(tmp_path: Path) -> None:
-    async with Receiver(tmp_path / "rx", fault_plan=FaultPlan(truncate_rate=1.0)) as rx:
-        async with _sender(rx.endpoint, rx.ca_file) as sender:
-            result = await sender.send(make_body(1))
+    async with (
+        Receiver(tmp_path / "rx", fault_plan=FaultPlan(truncate_rate=1.0)) as rx,
+        _sender(rx.endpoint, rx.ca_file) as sender,
+    ):
+        result = await sender.send(make_body(1))
     assert isinstance(result, Retryable)
     assert result.kind is FailureKind.RESET
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import trustme
+from _upload_helpers import bare_server, make_body
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from _upload_helpers import bare_server, make_body
 from wking_device.errors import (
     CredentialError,
     InsecureEndpoint,
