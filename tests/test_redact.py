@@ -154,3 +154,24 @@ def test_importing_the_package_redacts_its_records_for_library_users() -> None:
     assert "connect" in proc.stdout
     # other libraries' records are theirs to configure
     assert "C0:57:4B:00:00:03" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "headers: {'Authorization': 'Bearer s3cr3t-t0k3n'}",
+        "Authorization: bearer s3cr3t-t0k3n",
+        "sent Bearer s3cr3t-t0k3n to the collector",
+        'Authorization: Basic czNjcjN0LXQwazNu"',
+    ],
+)
+def test_bearer_and_basic_credentials_are_redacted(line: str) -> None:
+    # short tokens are below the key-size heuristics: the scheme word is what gives them away
+    out = redact(line)
+    assert "s3cr3t-t0k3n" not in out
+    assert "czNjcjN0LXQwazNu" not in out
+    assert "[TOKEN]" in out
+
+
+def test_the_word_basic_alone_is_not_a_credential() -> None:
+    assert redact("basic settings are fine") == "basic settings are fine"

@@ -1,4 +1,4 @@
-"""Log redaction: MAC addresses and key material never reach log output.
+"""Log redaction: MAC addresses, key material and tokens never reach log output.
 
 This module owns the patterns and the :class:`logging.Filter` that rewrite a log record before
 any handler formats it: the message with its arguments (``str(exception)`` included), the
@@ -24,6 +24,7 @@ __all__ = ["MAC_RE", "RedactingFilter", "install_redaction", "redact", "redact_r
 
 MAC_MARK: Final = "[MAC]"
 KEY_MARK: Final = "[KEY]"
+TOKEN_MARK: Final = "[TOKEN]"  # noqa: S105 - the placeholder, not a secret
 
 _HEX = "[0-9A-Fa-f]"
 # 6 pairs with one consistent separator (":", "-", or "_" as in BlueZ object paths),
@@ -38,6 +39,11 @@ MAC_RE: Final = re.compile(
 _HEX_KEY_RE: Final = re.compile(rf"(?<![0-9A-Za-z]){_HEX}{{40,}}(?![0-9A-Za-z])")
 # base64 / base64url of >= 30 bytes with mixed case and digits (not paths: few slashes)
 _B64_KEY_RE: Final = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{40,}={0,2}")
+# HTTP credentials (RFC 9110 §11): "Bearer <token68>" anywhere; "Basic <base64>" after an
+# Authorization header name only ("basic" is an ordinary word too)
+_AUTH_RE: Final = re.compile(
+    r"(?i)(\bbearer\s+|authorization['\"]?\s*[:=]\s*['\"]?basic\s+)[A-Za-z0-9._~+/=-]+"
+)
 # repr() of bytes of 16 characters or more
 _BYTES_RE: Final = re.compile(r"""b'(?:[^'\\]|\\.){16,}'|b"(?:[^"\\]|\\.){16,}\"""")
 
@@ -59,14 +65,16 @@ def _b64_key(match: re.Match[str]) -> str:
 
 
 def redact(text: str) -> str:
-    """Replace MAC addresses and key material in a text.
+    """Replace MAC addresses, key material and HTTP credentials in a text.
 
     Args:
         text: Any text (a log message, a traceback).
 
     Returns:
-        The text with MAC addresses as ``[MAC]`` and keys as ``[KEY]``.
+        The text with MAC addresses as ``[MAC]``, keys as ``[KEY]`` and ``Bearer``/``Basic``
+        credentials as ``Bearer [TOKEN]``.
     """
+    text = _AUTH_RE.sub(rf"\1{TOKEN_MARK}", text)
     text = _BYTES_RE.sub(KEY_MARK, text)
     text = _HEX_KEY_RE.sub(KEY_MARK, text)
     text = _B64_KEY_RE.sub(_b64_key, text)

@@ -42,7 +42,10 @@ Each error carries structured fields and a ``remedy``: one sentence telling the 
     │       └── WrongKey
     └── UploadError                 exit 5
         ├── InsecureEndpoint                 http:// or verification disabled: refused
-        ├── TLSError                         handshake / verification / pin mismatch
+        ├── CredentialError                  token file / client certificate unusable or unsafe
+        ├── TLSError                         the TLS handshake failed
+        │   ├── TLSVerificationFailed        the certificate did not verify (reason)
+        │   └── PinMismatch                  no SPKI pin matches the peer's key
         ├── UploadRejected                   permanent HTTP error (status)
         └── UploadUnavailable                transient: network down, 429/503 (retry_after)
 """
@@ -64,6 +67,7 @@ __all__ = [
     "ConnectionFailed",
     "ConsentError",
     "ConsentRequired",
+    "CredentialError",
     "DeviceDisconnected",
     "DeviceNotFound",
     "FrameError",
@@ -77,6 +81,7 @@ __all__ = [
     "MalformedResponse",
     "OperationTimeout",
     "PermitRevoked",
+    "PinMismatch",
     "PrerequisiteMissing",
     "ProtocolError",
     "RecordCorrupt",
@@ -85,6 +90,8 @@ __all__ = [
     "StoreFull",
     "StoreIntegrityError",
     "TLSError",
+    "TLSReason",
+    "TLSVerificationFailed",
     "UnsupportedOperation",
     "UploadError",
     "UploadRejected",
@@ -484,8 +491,72 @@ class InsecureEndpoint(UploadError):
     default_remedy = "use an https:// endpoint; set upload.ca_bundle for a private CA"
 
 
+class CredentialError(UploadError):
+    """A bearer-token file or a client certificate/key cannot be used, or is not private.
+
+    Args:
+        path: The file concerned, when there is one.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, remedy: str | None = None) -> None:
+        super().__init__(message, remedy=remedy)
+        self.path = path
+
+
+class TLSReason(enum.StrEnum):
+    """Why a TLS connection to the collector was refused; stable strings for logs and tests."""
+
+    UNKNOWN_CA = "unknown_ca"
+    HOSTNAME_MISMATCH = "hostname_mismatch"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    PIN_MISMATCH = "pin_mismatch"
+    HANDSHAKE_FAILED = "handshake_failed"
+
+
 class TLSError(UploadError):
-    """The TLS handshake, certificate verification or SPKI pin check failed."""
+    """The TLS handshake with the collector failed; nothing was sent.
+
+    Args:
+        message: The cause, in one line.
+        host: The host name the client connected to.
+        reason: A stable reason code.
+    """
+
+    default_reason: ClassVar[TLSReason] = TLSReason.HANDSHAKE_FAILED
+    default_remedy = "check the endpoint, its certificate and upload.ca_bundle; nothing was sent"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str | None = None,
+        reason: TLSReason | None = None,
+        remedy: str | None = None,
+    ) -> None:
+        super().__init__(message, remedy=remedy)
+        self.host = host
+        self.reason = reason if reason is not None else self.default_reason
+
+
+class TLSVerificationFailed(TLSError):
+    """The collector's certificate did not verify (unknown CA, wrong host name, expired...)."""
+
+    default_reason = TLSReason.UNKNOWN_CA
+    default_remedy = (
+        "nothing was sent: set upload.ca_bundle to the CA that signed the collector's "
+        "certificate, or fix the endpoint's host name or certificate"
+    )
+
+
+class PinMismatch(TLSError):
+    """The collector's public key matches none of the configured SHA-256 SPKI pins."""
+
+    default_reason = TLSReason.PIN_MISMATCH
+    default_remedy = (
+        "nothing was sent: the collector presented a different key than upload.spki_pins "
+        "expects; update the pins only if the collector's key was rotated on purpose"
+    )
 
 
 class UploadRejected(UploadError):

@@ -1,0 +1,174 @@
+"""Turn an OTLP/HTTP logs request (protobuf or JSON) into rows for the receiver's database.
+
+Accepts what any OTLP/HTTP exporter sends: ``application/x-protobuf`` (or
+``application/protobuf``) and ``application/json`` (OTLP/JSON: camelCase or snake_case keys,
+64-bit integers as strings or numbers, trace and span ids in hex). A record with a
+``wking.record_id`` attribute keeps it; one without (a stock SDK exporter's) gets a generated id.
+The source IP is kept only for records whose resource declares
+``wking.consent.ip_address = true``. The body is stored as text: a string body as is, any other
+``AnyValue`` as JSON. This module does no I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+import orjson
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from wking_device.upload._otlp import (
+    ATTR_CATEGORY,
+    ATTR_CONSENT_ID,
+    ATTR_INSTALLATION_ID,
+    ATTR_IP_CONSENT,
+    ATTR_POLICY_VERSION,
+    ATTR_RECORD_ID,
+)
+
+if TYPE_CHECKING:
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+__all__ = ["BadRequest", "ReceivedRecord", "decode_request"]
+
+_MAX_ID_CHARS = 200
+
+
+class BadRequest(ValueError):
+    """The request body is not a valid OTLP logs request (answered 400)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedRecord:
+    """One log record as the receiver stores it."""
+
+    record_id: str
+    category: str | None
+    installation_id: str | None
+    consent_id: str | None
+    policy_version: str | None
+    body: str
+    time_unix_nano: int
+    keep_ip: bool
+
+
+def decode_request(body: bytes, *, json: bool) -> list[ReceivedRecord]:
+    """Decode a request body (already decompressed).
+
+    Args:
+        body: The serialized ``ExportLogsServiceRequest``.
+        json: Whether it is OTLP/JSON (else protobuf).
+
+    Returns:
+        The records, in request order.
+
+    Raises:
+        BadRequest: The body cannot be decoded.
+    """
+    request = _parse_json(body) if json else _parse_protobuf(body)
+    records: list[ReceivedRecord] = []
+    for resource_logs in request.resource_logs:
+        resource = {kv.key: kv.value for kv in resource_logs.resource.attributes}
+        installation = _string(resource.get(ATTR_INSTALLATION_ID))
+        ip_value = resource.get(ATTR_IP_CONSENT)
+        keep_ip = (
+            ip_value is not None
+            and ip_value.WhichOneof("value") == "bool_value"
+            and ip_value.bool_value
+        )
+        for scope_logs in resource_logs.scope_logs:
+            for log in scope_logs.log_records:
+                attrs = {kv.key: kv.value for kv in log.attributes}
+                record_id = _string(attrs.get(ATTR_RECORD_ID))
+                if not record_id or len(record_id) > _MAX_ID_CHARS:
+                    record_id = "gen-" + uuid.uuid4().hex
+                records.append(
+                    ReceivedRecord(
+                        record_id=record_id,
+                        category=_string(attrs.get(ATTR_CATEGORY)),
+                        installation_id=installation,
+                        consent_id=_string(attrs.get(ATTR_CONSENT_ID)),
+                        policy_version=_string(attrs.get(ATTR_POLICY_VERSION)),
+                        body=_body_text(log.body) if log.HasField("body") else "",
+                        time_unix_nano=log.time_unix_nano or log.observed_time_unix_nano,
+                        keep_ip=bool(keep_ip),
+                    )
+                )
+    return records
+
+
+def _parse_protobuf(body: bytes) -> ExportLogsServiceRequest:
+    try:
+        return cast("ExportLogsServiceRequest", ExportLogsServiceRequest.FromString(body))
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise BadRequest("the body is not a protobuf ExportLogsServiceRequest") from exc
+
+
+def _parse_json(body: bytes) -> ExportLogsServiceRequest:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest("the body is not JSON") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("an OTLP/JSON request is an object")
+    _hex_ids_to_base64(data)
+    try:
+        parsed = json_format.ParseDict(data, ExportLogsServiceRequest(), ignore_unknown_fields=True)
+        return cast("ExportLogsServiceRequest", parsed)
+    except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
+        raise BadRequest(f"not an OTLP/JSON logs request: {str(exc)[:200]}") from exc
+
+
+def _hex_ids_to_base64(data: dict[str, Any]) -> None:
+    """OTLP/JSON writes traceId/spanId in hex where protobuf JSON expects base64."""
+    for resource_logs in _list(data.get("resourceLogs", data.get("resource_logs"))):
+        if not isinstance(resource_logs, dict):
+            continue
+        for scope_logs in _list(resource_logs.get("scopeLogs", resource_logs.get("scope_logs"))):
+            if not isinstance(scope_logs, dict):
+                continue
+            for log in _list(scope_logs.get("logRecords", scope_logs.get("log_records"))):
+                if not isinstance(log, dict):
+                    continue
+                for key in ("traceId", "trace_id", "spanId", "span_id"):
+                    value = log.get(key)
+                    if isinstance(value, str) and value:
+                        # not hex: already base64 (the protobuf JSON mapping), left as it is
+                        with contextlib.suppress(ValueError):
+                            log[key] = base64.b64encode(bytes.fromhex(value)).decode("ascii")
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _string(value: AnyValue | None) -> str | None:
+    if value is None or value.WhichOneof("value") != "string_value":
+        return None
+    return value.string_value
+
+
+def _body_text(value: AnyValue) -> str:
+    if value.WhichOneof("value") == "string_value":
+        return value.string_value
+    return orjson.dumps(_to_python(value)).decode("utf-8")
+
+
+def _to_python(value: AnyValue, depth: int = 0) -> Any:
+    if depth > 32:
+        return None
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return [_to_python(item, depth + 1) for item in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _to_python(kv.value, depth + 1) for kv in value.kvlist_value.values}
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode("ascii")
+    if kind is None:
+        return None
+    return getattr(value, kind)

@@ -1,0 +1,316 @@
+"""The reference receiver: an OTLP/HTTP logs endpoint over TLS that stores into SQLite.
+
+:class:`Receiver` is an aiohttp server usable from tests and from ``wking receiver run``::
+
+    async with Receiver(tmp_path / "rx", port=0) as rx:
+        ...  # POST to rx.endpoint, trusting rx.ca_file
+        rows = rx.export()
+
+``POST /v1/logs`` takes protobuf or JSON, gzip or not; answers an ``ExportLogsServiceResponse`` in
+the request's format; an error carries a ``google.rpc.Status`` (protobuf) or ``{"code",
+"message"}`` (JSON). Limits: 413 when the body is larger than ``max_body`` bytes as sent or
+``max_decompressed`` once decompressed (a gzip bomb is cut off after ``max_decompressed + 1``
+bytes of output, never inflated whole); 415 for another content type or encoding; 400 for a
+body that does not decode; 500 (without details) for anything unexpected. Never a traceback to
+the client. A :class:`~wking_device.receiver.FaultPlan` makes it misbehave deterministically.
+
+It is a test and demo tool, not a production collector (docs/deploy.md shows an OpenTelemetry
+Collector for that): one process, one SQLite file, no authentication of clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import zlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+from aiohttp import web
+
+from wking_device.receiver._db import DB_FILE, ReceiverDB, export_records
+from wking_device.receiver._decode import BadRequest, decode_request
+from wking_device.receiver._faults import FaultPicker, FaultPlan
+from wking_device.receiver._pki import ensure_pki, server_ssl_context
+from wking_device.upload._otlp import CONTENT_TYPE_JSON, CONTENT_TYPE_PROTOBUF, encode_status
+
+if TYPE_CHECKING:
+    from pathlib import Path
+    from types import TracebackType
+
+    from wking_device.receiver._decode import ReceivedRecord
+
+__all__ = ["Receiver", "ReceiverStats"]
+
+_LOGGER = logging.getLogger(__name__)
+
+_PROTOBUF_TYPES: Final = frozenset({CONTENT_TYPE_PROTOBUF, "application/protobuf"})
+_CHUNK: Final = 16 * 1024
+# gRPC status codes used in google.rpc.Status bodies
+_INVALID_ARGUMENT: Final = 3
+_RESOURCE_EXHAUSTED: Final = 8
+_UNAVAILABLE: Final = 14
+_INTERNAL: Final = 13
+
+
+@dataclass(slots=True)
+class ReceiverStats:
+    """Counters since start (read them in tests).
+
+    Attributes:
+        requests: POSTs to /v1/logs that reached the handler.
+        stored: Records newly stored.
+        duplicates: Records whose id was already stored.
+        faults: Requests that got an injected fault.
+        refused: Requests answered 4xx by the receiver itself (size, type, garbage).
+    """
+
+    requests: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    faults: int = 0
+    refused: int = 0
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Receiver:
+    """An OTLP/HTTP logs receiver over TLS with its own private CA.
+
+    Args:
+        data_dir: Where the CA, the server certificate and ``receiver.db`` live.
+        host: The address to listen on (default loopback only).
+        port: The TCP port; 0 picks a free one (see :attr:`port` after start).
+        fault_plan: Faults to inject, or ``None``.
+        max_body: Largest request body as sent, bytes.
+        max_decompressed: Largest request body after gzip decompression, bytes.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        fault_plan: FaultPlan | None = None,
+        max_body: int = 8 * 1024 * 1024,
+        max_decompressed: int = 32 * 1024 * 1024,
+    ) -> None:
+        self.data_dir = data_dir
+        self.host = host
+        self._requested_port = port
+        self._faults = FaultPicker(fault_plan) if fault_plan is not None else None
+        self.max_body = max_body
+        self.max_decompressed = max_decompressed
+        self.stats = ReceiverStats()
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._db: ReceiverDB | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._port: int | None = None
+        self.ca_file = data_dir / "ca.pem"
+
+    async def __aenter__(self) -> Receiver:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (after :meth:`start`)."""
+        if self._port is None:
+            raise RuntimeError("the receiver is not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``https://host:port`` (IPv6 hosts in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.port}"
+
+    @property
+    def endpoint(self) -> str:
+        """The logs endpoint, ``url + "/v1/logs"``."""
+        return self.url + "/v1/logs"
+
+    async def start(self) -> None:
+        """Create or reuse the CA and certificate, open the database and listen."""
+        loop = asyncio.get_running_loop()
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="wking-receiver-db"
+        )
+        pki = await loop.run_in_executor(self._executor, ensure_pki, self.data_dir)
+        self.ca_file = pki.ca_file
+        self._db = await loop.run_in_executor(self._executor, ReceiverDB, self.data_dir / DB_FILE)
+        app = web.Application(client_max_size=self.max_body)
+        app.router.add_post("/v1/logs", self._handle)
+        # we decompress ourselves, with a bound (aiohttp would inflate before we can count)
+        self._runner = web.AppRunner(app, access_log=None, auto_decompress=False)
+        await self._runner.setup()
+        self._site = web.TCPSite(
+            self._runner, self.host, self._requested_port, ssl_context=server_ssl_context(pki)
+        )
+        await self._site.start()
+        self._port = int(self._runner.addresses[0][1])
+        _LOGGER.info("receiver listening on %s", self.url)
+
+    async def stop(self) -> None:
+        """Stop listening, finish in-flight requests, close the database (idempotent)."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._executor is not None:
+            if self._db is not None:
+                await asyncio.get_running_loop().run_in_executor(self._executor, self._db.close)
+                self._db = None
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    def export(self) -> list[dict[str, Any]]:
+        """Every stored record (see :func:`export_records`)."""
+        return export_records(self.data_dir / DB_FILE)
+
+    # --- request handling ------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.stats.requests += 1
+        as_json = request.content_type == CONTENT_TYPE_JSON
+        try:
+            return await self._process(request, as_json=as_json)
+        except _Refused as refused:
+            self.stats.refused += 1
+            code = _RESOURCE_EXHAUSTED if refused.status == 413 else _INVALID_ARGUMENT
+            return _error(refused.status, code, refused.message, as_json=as_json)
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception:  # the client never sees a traceback
+            _LOGGER.exception("receiver: unexpected error handling a request")
+            return _error(500, _INTERNAL, "internal error", as_json=as_json)
+
+    async def _process(self, request: web.Request, *, as_json: bool) -> web.StreamResponse:
+        decision = self._faults.next() if self._faults is not None else None
+        plan = self._faults.plan if self._faults is not None else None
+        if plan is not None and plan.latency:
+            await asyncio.sleep(plan.latency)
+        if not as_json and request.content_type not in _PROTOBUF_TYPES:
+            raise _Refused(415, f"unsupported content type {request.content_type[:80]!r}")
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("gzip", "identity", ""):
+            raise _Refused(415, f"unsupported content encoding {encoding[:40]!r}")
+        if request.content_length is not None and request.content_length > self.max_body:
+            raise _Refused(413, f"request body larger than {self.max_body} bytes")
+        raw = await self._read_body(request, slow=plan.slow_read if plan else 0.0)
+        body = self._gunzip(raw) if encoding == "gzip" else raw
+        if decision is not None and decision.status is not None:
+            self.stats.faults += 1
+            return self._injected_status(decision.status, as_json=as_json)
+        try:
+            records = decode_request(body, json=as_json)
+        except BadRequest as exc:
+            raise _Refused(400, str(exc)) from exc
+        reset = decision is not None and decision.reset
+        if reset and plan is not None and not plan.reset_after_store:
+            return self._reset(request)
+        await self._store(records, request.remote)
+        if reset:
+            return self._reset(request)
+        payload = b"{}" if as_json else b""  # an empty ExportLogsServiceResponse: all accepted
+        if decision is not None and decision.truncate:
+            self.stats.faults += 1
+            return await self._truncated(request, as_json=as_json)
+        content_type = CONTENT_TYPE_JSON if as_json else CONTENT_TYPE_PROTOBUF
+        return web.Response(body=payload, content_type=content_type)
+
+    async def _read_body(self, request: web.Request, *, slow: float) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            chunk = await request.content.read(_CHUNK)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > self.max_body:
+                raise _Refused(413, f"request body larger than {self.max_body} bytes")
+            chunks.append(chunk)
+            if slow:
+                await asyncio.sleep(slow)
+        return b"".join(chunks)
+
+    def _gunzip(self, raw: bytes) -> bytes:
+        out: list[bytes] = []
+        size = 0
+        data = raw
+        while data:  # gzip allows several members one after the other
+            inflater = zlib.decompressobj(wbits=31)
+            try:
+                chunk = inflater.decompress(data, self.max_decompressed + 1 - size)
+            except zlib.error as exc:
+                raise _Refused(400, "the body is not valid gzip") from exc
+            size += len(chunk)
+            if size > self.max_decompressed or inflater.unconsumed_tail:
+                raise _Refused(413, f"decompressed body larger than {self.max_decompressed} bytes")
+            if not inflater.eof:
+                raise _Refused(400, "the gzip body is truncated")
+            out.append(chunk)
+            data = inflater.unused_data
+        return b"".join(out)
+
+    async def _store(self, records: list[ReceivedRecord], remote: str | None) -> None:
+        assert self._db is not None
+        assert self._executor is not None
+        new = await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._db.store, records, remote
+        )
+        self.stats.stored += new
+        self.stats.duplicates += len(records) - new
+
+    def _injected_status(self, status: int, *, as_json: bool) -> web.Response:
+        response = _error(status, _UNAVAILABLE, f"injected fault: HTTP {status}", as_json=as_json)
+        plan = self._faults.plan if self._faults is not None else None
+        if status in (429, 503) and plan is not None and plan.retry_after is not None:
+            response.headers["Retry-After"] = str(round(plan.retry_after))
+        return response
+
+    def _reset(self, request: web.Request) -> web.Response:
+        self.stats.faults += 1
+        transport = request.transport
+        if transport is not None:
+            transport.abort()  # RST-like: the client sees the connection drop, no answer
+        return web.Response(status=500)  # never reaches the client
+
+    async def _truncated(self, request: web.Request, *, as_json: bool) -> web.StreamResponse:
+        response = web.StreamResponse(status=200)
+        response.content_type = CONTENT_TYPE_JSON if as_json else CONTENT_TYPE_PROTOBUF
+        response.content_length = 64  # announce 64 bytes, send 8, close
+        await response.prepare(request)
+        await response.write(b"\x00" * 8)
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
+        return response
+
+
+def _error(status: int, code: int, message: str, *, as_json: bool) -> web.Response:
+    if as_json:
+        return web.Response(
+            status=status,
+            body=orjson.dumps({"code": code, "message": message}),
+            content_type=CONTENT_TYPE_JSON,
+        )
+    return web.Response(
+        status=status, body=encode_status(code, message), content_type=CONTENT_TYPE_PROTOBUF
+    )

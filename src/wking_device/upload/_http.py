@@ -1,0 +1,405 @@
+"""Send one framed OTLP/HTTP logs body to the collector, and say what happened.
+
+:class:`OTLPSender` owns one ``aiohttp.ClientSession`` (keep-alive, bounded connections and
+timeouts, ``trust_env=False`` so no proxy or ``.netrc`` variable is read, no cookies, no
+redirects) over the ``SSLContext`` of :mod:`wking_device.upload._tls`. :meth:`OTLPSender.send`
+POSTs a body and returns a typed result the uploader acts on:
+
+=====================================  ===========================================================
+:class:`Delivered`                     2xx; ``rejected``/``error_message`` from OTLP
+                                       ``partial_success``
+:class:`Retryable`                     429/503 (``retry_after`` parsed), 408, 500/502/504,
+                                       connection refused/reset, timeouts, truncated responses
+:class:`TooLarge`                      413: split the batch
+:class:`Permanent`                     3xx (never followed), other 4xx, other 5xx
+=====================================  ===========================================================
+
+A TLS failure is not a result but an error, because retrying cannot fix it:
+:class:`~wking_device.errors.TLSVerificationFailed` (unknown CA, host name mismatch, expired or
+not yet valid), :class:`~wking_device.errors.PinMismatch`, or
+:class:`~wking_device.errors.TLSError` (another handshake failure). Nothing was sent in those
+cases. This module does not retry, sleep, split batches or touch the store: the uploader does.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import ssl
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+import aiohttp
+import orjson
+
+from wking_device._version import __version__
+from wking_device.errors import (
+    InsecureEndpoint,
+    PinMismatch,
+    TLSError,
+    TLSReason,
+    TLSVerificationFailed,
+)
+from wking_device.upload._backoff import parse_retry_after
+from wking_device.upload._otlp import CONTENT_TYPE_PROTOBUF, decode_status_message
+from wking_device.upload._tls import Endpoint, PinMismatchError, parse_endpoint
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import TracebackType
+
+__all__ = [
+    "Delivered",
+    "FailureKind",
+    "OTLPSender",
+    "Permanent",
+    "Retryable",
+    "SendResult",
+    "Timeouts",
+    "TooLarge",
+]
+
+_LOGGER = logging.getLogger(__name__)
+
+_MAX_RESPONSE_BYTES: Final = 64 * 1024
+_MAX_MESSAGE_CHARS: Final = 300
+_RETRYABLE_STATUS: Final = frozenset({408, 429, 500, 502, 503, 504})
+
+# OpenSSL X509_V_ERR_* codes -> what to tell the user
+_VERIFY_REASONS: Final[dict[int, tuple[TLSReason, str]]] = {
+    2: (TLSReason.UNKNOWN_CA, "its certificate is signed by an unknown CA"),
+    9: (TLSReason.NOT_YET_VALID, "its certificate is not yet valid (check the clock)"),
+    10: (TLSReason.EXPIRED, "its certificate has expired"),
+    18: (TLSReason.UNKNOWN_CA, "its certificate is self-signed by an unknown CA"),
+    19: (TLSReason.UNKNOWN_CA, "its certificate chain ends in an unknown CA"),
+    20: (TLSReason.UNKNOWN_CA, "its certificate is signed by an unknown CA"),
+    21: (TLSReason.UNKNOWN_CA, "its certificate is signed by an unknown CA"),
+    62: (TLSReason.HOSTNAME_MISMATCH, "its certificate is not valid for this host name"),
+    64: (TLSReason.HOSTNAME_MISMATCH, "its certificate is not valid for this IP address"),
+}
+
+
+class FailureKind(enum.StrEnum):
+    """Why a send can be retried."""
+
+    STATUS = "status"  # a retryable HTTP status
+    CONNECTION = "connection"  # refused, unreachable, DNS
+    RESET = "reset"  # the connection dropped mid-request or mid-response
+    TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivered:
+    """The collector accepted the request (2xx).
+
+    Attributes:
+        status: The HTTP status.
+        rejected: Records the collector declared rejected (OTLP ``partial_success``); they were
+            not stored there and must be kept for inspection.
+        error_message: The collector's explanation of the partial success, if any (untrusted
+            text, cleaned and shortened).
+    """
+
+    status: int
+    rejected: int = 0
+    error_message: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retryable:
+    """The request may succeed later; nothing is known to have been stored.
+
+    Attributes:
+        kind: What went wrong.
+        detail: One line for logs (no secrets).
+        status: The HTTP status, for ``STATUS``.
+        retry_after: Seconds the collector asked to wait (``Retry-After``), when it did.
+    """
+
+    kind: FailureKind
+    detail: str
+    status: int | None = None
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TooLarge:
+    """413: the request is too large for the collector; send smaller batches.
+
+    Attributes:
+        status: 413.
+        message: The collector's explanation, if any.
+    """
+
+    status: int = 413
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Permanent:
+    """The collector refused the request for a reason a retry will not fix.
+
+    Attributes:
+        status: The HTTP status.
+        message: The collector's explanation, if any.
+    """
+
+    status: int
+    message: str = ""
+
+
+SendResult = Delivered | Retryable | TooLarge | Permanent
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Timeouts:
+    """Bounded waits of one request (seconds).
+
+    Attributes:
+        connect: TCP connect plus TLS handshake.
+        read: Longest silence while reading the response.
+        total: The whole request, upload of the body included.
+    """
+
+    connect: float = 10.0
+    read: float = 30.0
+    total: float = 60.0
+
+
+class OTLPSender:
+    """POSTs OTLP/HTTP logs bodies to one collector over verified TLS.
+
+    Use as ``async with OTLPSender(...) as sender:`` (or call :meth:`close`). Safe to call
+    :meth:`send` concurrently (up to ``max_connections`` requests in flight).
+
+    Args:
+        endpoint: The collector URL (``https://`` only) or a checked :class:`Endpoint`.
+        ssl_context: From :func:`~wking_device.upload.build_ssl_context`.
+        token: A bearer token (:func:`~wking_device.upload.read_token`); never logged.
+        timeouts: Connect/read/total limits.
+        max_connections: Concurrent connections (and requests) to the collector.
+        clock: Wall-clock time for ``Retry-After`` dates (inject in tests).
+
+    Raises:
+        InsecureEndpoint: The URL is not ``https://``.
+    """
+
+    def __init__(
+        self,
+        endpoint: str | Endpoint,
+        *,
+        ssl_context: ssl.SSLContext,
+        token: str | None = None,
+        timeouts: Timeouts | None = None,
+        max_connections: int = 4,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.endpoint = endpoint if isinstance(endpoint, Endpoint) else parse_endpoint(endpoint)
+        if ssl_context.verify_mode != ssl.CERT_REQUIRED or not ssl_context.check_hostname:
+            # a caller-made context must not switch verification off behind our back
+            raise InsecureEndpoint("refusing an SSL context without certificate verification")
+        self._ssl = ssl_context
+        self._timeouts = timeouts or Timeouts()
+        self._max_connections = max_connections
+        self._clock = clock
+        self._headers = {
+            "Content-Type": CONTENT_TYPE_PROTOBUF,
+            "User-Agent": f"wking-device/{__version__}",
+        }
+        if token is not None:
+            self._headers["Authorization"] = f"Bearer {token}"
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> OTLPSender:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                ssl=self._ssl,
+                limit=self._max_connections,
+                enable_cleanup_closed=False,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(
+                    total=self._timeouts.total,
+                    sock_connect=self._timeouts.connect,
+                    sock_read=self._timeouts.read,
+                ),
+                trust_env=False,  # no HTTP(S)_PROXY, .netrc or CA variables
+                cookie_jar=aiohttp.DummyCookieJar(),
+                raise_for_status=False,
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Close the connections (idempotent)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, body: bytes, *, gzipped: bool = True) -> SendResult:
+        """POST one request body.
+
+        Args:
+            body: A serialized ``ExportLogsServiceRequest`` (gzip-compressed when ``gzipped``).
+            gzipped: Whether ``body`` is gzip (sets ``Content-Encoding: gzip``).
+
+        Returns:
+            What happened (see the module docstring).
+
+        Raises:
+            TLSVerificationFailed: The collector's certificate did not verify.
+            PinMismatch: Its key matches no configured pin.
+            TLSError: Another TLS handshake failure.
+        """
+        headers = dict(self._headers)
+        if gzipped:
+            headers["Content-Encoding"] = "gzip"
+        host = self.endpoint.host
+        try:
+            async with self._get_session().post(
+                self.endpoint.url, data=body, headers=headers, allow_redirects=False
+            ) as response:
+                content = await _read_bounded(response)
+                return self._classify(response, content)
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise _certificate_error(exc.certificate_error, host) from exc
+        except aiohttp.ClientSSLError as exc:
+            raise TLSError(
+                f"TLS handshake with {host} failed: {_ssl_reason(exc)}", host=host
+            ) from exc
+        except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
+            return Retryable(kind=FailureKind.TIMEOUT, detail=f"timed out: {type(exc).__name__}")
+        except aiohttp.ClientConnectorError as exc:
+            return Retryable(kind=FailureKind.CONNECTION, detail=f"cannot connect to {host}: {exc}")
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
+            return Retryable(kind=FailureKind.RESET, detail=f"connection dropped: {exc}")
+        except aiohttp.ClientError as exc:
+            # ClientOSError (reset by peer), invalid responses...: the outcome is unknown, the
+            # receiver de-duplicates a re-send
+            return Retryable(
+                kind=FailureKind.RESET, detail=f"connection failed: {type(exc).__name__}: {exc}"
+            )
+
+    def _classify(self, response: aiohttp.ClientResponse, content: bytes) -> SendResult:
+        status = response.status
+        if 200 <= status < 300:
+            rejected, message = _partial_success(content, response.content_type)
+            if rejected or message:
+                _LOGGER.warning("collector rejected %d records: %s", rejected, message)
+            return Delivered(status=status, rejected=rejected, error_message=message)
+        message = _error_message(content, response.content_type)
+        if status == 413:
+            return TooLarge(message=message)
+        if status in _RETRYABLE_STATUS:
+            retry_after = None
+            if status in (429, 503):
+                retry_after = parse_retry_after(
+                    response.headers.get("Retry-After"), now=self._clock()
+                )
+            return Retryable(
+                kind=FailureKind.STATUS,
+                detail=f"HTTP {status}{': ' + message if message else ''}",
+                status=status,
+                retry_after=retry_after,
+            )
+        return Permanent(status=status, message=message)
+
+
+async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
+    """Read the whole response body, up to a limit (a truncated body raises ClientPayloadError)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= _MAX_RESPONSE_BYTES:
+        chunk = await response.content.read(_MAX_RESPONSE_BYTES + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)[:_MAX_RESPONSE_BYTES]
+
+
+def _certificate_error(error: BaseException, host: str) -> TLSError:
+    if isinstance(error, PinMismatchError):
+        return PinMismatch(
+            f"TLS refused for {host}: the server's public key matches no configured SPKI pin",
+            host=host,
+        )
+    code = getattr(error, "verify_code", None)
+    known = _VERIFY_REASONS.get(code) if isinstance(code, int) else None
+    if known is not None:
+        reason, text = known
+    else:
+        reason = TLSReason.HANDSHAKE_FAILED
+        text = f"its certificate did not verify ({getattr(error, 'verify_message', None) or error})"
+    return TLSVerificationFailed(
+        f"TLS verification of {host} failed: {text}", host=host, reason=reason
+    )
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    for candidate in (exc, exc.__cause__, getattr(exc, "os_error", None)):
+        if isinstance(candidate, ssl.SSLError) and candidate.reason:
+            return str(candidate.reason).lower().replace("_", " ")
+    return str(exc)
+
+
+def _clean(text: str) -> str:
+    """Untrusted text from the collector: printable, one line, bounded."""
+    text = "".join(ch if ch.isprintable() else " " for ch in text).strip()
+    return text[:_MAX_MESSAGE_CHARS]
+
+
+def _partial_success(content: bytes, content_type: str) -> tuple[int, str]:
+    if not content:
+        return 0, ""
+    try:
+        if content_type == "application/json":
+            data = orjson.loads(content)
+            partial = data.get("partialSuccess") or data.get("partial_success") or {}
+            rejected = partial.get("rejectedLogRecords", partial.get("rejected_log_records", 0))
+            message = partial.get("errorMessage", partial.get("error_message", ""))
+            return max(int(rejected), 0), _clean(str(message))
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (  # noqa: PLC0415
+            ExportLogsServiceResponse,
+        )
+
+        parsed = ExportLogsServiceResponse.FromString(content)
+    except Exception:  # noqa: BLE001 - a malformed success body is still a success
+        _LOGGER.warning(
+            "the collector's success response could not be parsed; assuming none rejected"
+        )
+        return 0, ""
+    return (
+        max(parsed.partial_success.rejected_log_records, 0),
+        _clean(parsed.partial_success.error_message),
+    )
+
+
+def _error_message(content: bytes, content_type: str) -> str:  # noqa: PLR0911 - one per type
+    if not content:
+        return ""
+    if content_type == "application/json":
+        try:
+            data = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            return _clean(content.decode("utf-8", "replace"))
+        if isinstance(data, dict):
+            return _clean(str(data.get("message", "")))
+        return ""
+    if content_type in (CONTENT_TYPE_PROTOBUF, "application/protobuf"):
+        return _clean(decode_status_message(content))
+    if content_type.startswith("text/"):
+        return _clean(content.decode("utf-8", "replace"))
+    return ""

@@ -1,0 +1,100 @@
+"""The pseudonymous installation id sent as the ``wking.installation_id`` resource attribute.
+
+It is 128 random bits (32 hex digits), derived from nothing about the user, the machine or the
+speakers, kept in ``<data dir>/installation_id`` (mode 0600). A full local deletion removes the
+file (:func:`forget_installation_id`), so the next upload starts a new, unlinkable id.
+
+Reading never creates it: a read-only command (``status``, ``export``, ``doctor``) passes
+``create=False`` and gets ``None`` when there is none yet. This module does not decide when to
+rotate; the caller of a full deletion does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+from typing import TYPE_CHECKING, Final
+
+from wking_device.errors import StorageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = ["INSTALLATION_ID_FILE", "forget_installation_id", "installation_id"]
+
+_LOGGER = logging.getLogger(__name__)
+
+INSTALLATION_ID_FILE: Final = "installation_id"
+_ID_RE: Final = re.compile(r"[0-9a-f]{32}")
+
+
+def installation_id(data_dir: Path, *, create: bool) -> str | None:
+    """Return this installation's id, creating it only when asked.
+
+    Args:
+        data_dir: The installation's data directory (``Paths.data_dir``).
+        create: Create the id (and the directory, 0700) when there is none; ``False`` for
+            read-only commands.
+
+    Returns:
+        The id (32 lowercase hex digits), or ``None`` when there is none and ``create`` is false.
+
+    Raises:
+        StorageError: The file exists but is malformed, or cannot be read or written.
+    """
+    path = data_dir / INSTALLATION_ID_FILE
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        if not create:
+            return None
+        return _create(data_dir, path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StorageError(f"cannot read the installation id {path}: {exc}") from exc
+    if not _ID_RE.fullmatch(text):
+        raise StorageError(
+            f"the installation id file {path} is malformed",
+            remedy="delete it; a new pseudonymous id is created on the next upload",
+        )
+    return text
+
+
+def _create(data_dir: Path, path: Path) -> str:
+    new_id = secrets.token_hex(16)
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        # another process created it between our read and our create: use theirs
+        return installation_id(data_dir, create=False) or new_id
+    except OSError as exc:
+        raise StorageError(f"cannot create the installation id {path}: {exc}") from exc
+    with os.fdopen(fd, "w", encoding="ascii") as file:
+        file.write(new_id + "\n")
+        file.flush()
+        os.fsync(file.fileno())
+    _LOGGER.info("created a new pseudonymous installation id")
+    return new_id
+
+
+def forget_installation_id(data_dir: Path) -> bool:
+    """Delete the installation id (part of a full local deletion): the next one is new.
+
+    Args:
+        data_dir: The installation's data directory.
+
+    Returns:
+        Whether there was an id to delete.
+
+    Raises:
+        StorageError: The file exists but cannot be removed.
+    """
+    try:
+        (data_dir / INSTALLATION_ID_FILE).unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise StorageError(f"cannot delete the installation id: {exc}") from exc
+    return True

@@ -1,0 +1,40 @@
+"""The pseudonymous installation id: created only when asked, private, rotated by deletion."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from wking_device.errors import StorageError
+from wking_device.upload import forget_installation_id, installation_id
+
+
+def test_reading_creates_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert installation_id(data, create=False) is None
+    assert not data.exists()
+
+
+def test_created_once_private_and_stable(tmp_path: Path) -> None:
+    first = installation_id(tmp_path, create=True)
+    assert first is not None
+    assert len(first) == 32
+    assert installation_id(tmp_path, create=True) == first
+    assert installation_id(tmp_path, create=False) == first
+    assert stat.S_IMODE((tmp_path / "installation_id").stat().st_mode) == 0o600
+
+
+def test_a_full_deletion_rotates_it(tmp_path: Path) -> None:
+    first = installation_id(tmp_path, create=True)
+    assert forget_installation_id(tmp_path)
+    assert not forget_installation_id(tmp_path)
+    assert installation_id(tmp_path, create=False) is None
+    assert installation_id(tmp_path, create=True) != first
+
+
+def test_a_tampered_file_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "installation_id").write_text("C0:57:4B:00:00:01\n")
+    with pytest.raises(StorageError, match="malformed"):
+        installation_id(tmp_path, create=True)
