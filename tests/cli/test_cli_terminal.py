@@ -379,3 +379,45 @@ def test_piped_info_shows_a_long_firmware_string_whole(home: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     _line_with(proc.stdout.decode(), firmware)
+
+
+def test_progress_on_a_terminal_is_redacted_and_escaped(home: Path) -> None:
+    # The spinner is drawn on standard error only when it is a terminal; it is stderr all the
+    # same (the journal under systemd): no MAC address there.
+    master, slave = pty.openpty()
+    with subprocess.Popen(
+        [str(WKING), "--simulate", "2", "info", ADDRESS],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env={**os.environ, "TERM": "xterm-256color"},
+    ) as proc:
+        os.close(slave)
+        err = _drain(master, proc)
+        os.close(master)
+        proc.wait(timeout=60)
+        out = proc.stdout.read() if proc.stdout else b""
+    assert proc.returncode == 0, err
+    assert ADDRESS in out.decode()  # the result, on standard output, names the speaker
+    text = err.decode()
+    assert "Connecting to [MAC]" in text, text
+    assert "57:4B" not in text
+
+
+def test_consent_reset_asks_on_stderr_so_json_stays_valid(home: Path) -> None:
+    subprocess.run(
+        [str(WKING), "consent", "grant", "--yes", "operation_logs"], check=True, timeout=60
+    )
+    ledger = home / "data" / "consent" / "ledger.jsonl"
+    ledger.write_text(ledger.read_text().replace("operation_logs", "device_info"))
+    proc = subprocess.run(
+        [str(WKING), "--json", "consent", "reset"],
+        input="y\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["reset"] is True
+    assert "Set it aside" in proc.stderr
