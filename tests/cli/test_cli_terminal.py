@@ -11,6 +11,7 @@ is never wrapped or truncated.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pty
 import re
@@ -72,6 +73,28 @@ def test_the_escaper_makes_every_dangerous_character_visible() -> None:
     assert visible(None) == ""
     assert visible("\ud800\U000e0001\u200b") == "\\ud800\\U000e0001\\u200b"
     assert markup("[bold]x[/bold]") == "\\[bold]x\\[/bold]"
+
+
+def _fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def test_log_lines_on_stderr_are_escaped_and_keep_one_line_per_message() -> None:
+    from wking_device.cli._app import _TerminalFormatter  # noqa: PLC0415 - the CLI's formatter
+
+    formatter = _TerminalFormatter("%(levelname)s %(name)s: %(message)s")
+    record = logging.LogRecord(
+        "bleak", logging.WARNING, __file__, 1, "device %s\nERROR forged", (HOSTILE_NAME,), None
+    )
+    try:
+        _fail(HOSTILE_FIRMWARE)
+    except ValueError:
+        record.exc_info = sys.exc_info()
+    line = formatter.format(record)
+    assert not RAW.findall(line.replace("\n", "")), line
+    assert line.splitlines()[0] == f"WARNING bleak: device {visible(HOSTILE_NAME)}\\nERROR forged"
+    assert "Traceback (most recent call last):\n" in line  # a traceback keeps its lines
+    assert "[link=http://e]L[/link]" in line
 
 
 def test_json_bytes_are_exact_json_and_inert() -> None:
