@@ -17,6 +17,7 @@ import sys
 import click
 
 from wking_device.cli._app import cli
+from wking_device.cli._term import for_stderr
 
 __all__ = ["cli", "main"]
 
@@ -39,12 +40,14 @@ def main(argv: list[str] | None = None) -> None:
         if type(exc).__name__ == "NoArgsIsHelpError":  # `wking` alone (click >= 8.2): the help
             exc.show()
         else:
-            # one line, like every other failure, instead of click's usage block
+            # one line, like every other failure, instead of click's usage block; redacted
+            # (stderr is the journal under systemd) and escaped, as it quotes what was typed
             command = exc.ctx.command_path if exc.ctx is not None else "wking"
-            click.echo(f"error: {exc.format_message()} (see '{command} --help')", err=True)
+            message = for_stderr(exc.format_message())
+            click.echo(f"error: {message} (see '{command} --help')", err=True)
         code = exc.exit_code
     except click.ClickException as exc:
-        click.echo(f"error: {exc.format_message()}", err=True)
+        click.echo(f"error: {for_stderr(exc.format_message())}", err=True)
         code = exc.exit_code
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from wking_device.cli._app import AppContext, pass_app
 from wking_device.cli._ble import bluetooth, open_bindings
+from wking_device.cli._term import cell, markup, visible
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
@@ -52,14 +54,14 @@ def run(app: AppContext, duration: float | None, interval: float) -> None:
     def render(console: Console) -> None:
         table = Table(title="Agent run", show_header=False)
         for key in ("cycles", "speakers_seen", "reads_ok", "reads_failed", "skipped"):
-            table.add_row(key, str(summary[key]))
+            table.add_row(key, cell(summary[key]))
         for name, count in summary["records"].items():
-            table.add_row(f"stored by {name}", str(count))
+            table.add_row(cell(f"stored by {name}"), cell(count))
         console.print(table)
         if summary["stopped_by"]:
-            console.print(f"stopped by {summary['stopped_by']}")
+            console.print(f"stopped by {markup(summary['stopped_by'])}")
         for line in summary["errors"]:
-            console.print(f"[yellow]{line}[/yellow]")
+            console.print(Text(visible(line), style="yellow"))
 
     app.out(summary, render)
 

@@ -13,17 +13,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import orjson
-from rich.console import Console
 
-from wking_device._redact import install_redaction, redact
+from wking_device._redact import install_redaction
+from wking_device.cli._term import for_stderr, json_bytes, make_console, visible
 from wking_device.config import Paths, Settings, load_settings, resolve_paths
 from wking_device.errors import UsageError, WkingError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
-__all__ = ["AppContext", "cli", "parse_categories", "pass_app"]
+    from rich.console import Console
+
+__all__ = ["AppContext", "cli", "parse_categories", "pass_app", "write_json"]
 
 _T = TypeVar("_T")
 
@@ -41,7 +42,7 @@ class AppContext:
     home: Path | None = None
     json: bool = False
     verbose: bool = False
-    console: Console = field(default_factory=lambda: Console(highlight=False))
+    console: Console = field(default_factory=make_console)
     _simulate: int | None = None
     _settings: Settings | None = None
 
@@ -76,25 +77,32 @@ class AppContext:
         """Print a result: JSON with ``--json`` (or when there is no renderer), else a rendering.
 
         JSON goes to standard output as UTF-8 bytes whatever the terminal's encoding (RFC 8259
-        §8.1), so a speaker name that the locale cannot encode does not break ``--json``.
+        §8.1), so a speaker name that the locale cannot encode does not break ``--json``; its
+        strings are exact, with every control character escaped (:func:`json_bytes`).
 
         Args:
             data: A JSON-serialisable value (dicts, lists, pydantic models via ``model_dump``).
-            render: Draws the human form on the console.
+            render: Draws the human form on the console. Every string in it that the CLI did
+                not write itself goes through :mod:`wking_device.cli._term` (``cell``,
+                ``markup``, ``visible``).
         """
         if self.json or render is None:
-            text = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
-            stdout = sys.stdout
-            stdout.flush()
-            binary = getattr(stdout, "buffer", None)
-            if binary is not None:
-                binary.write(text + b"\n")
-                binary.flush()
-            else:
-                stdout.write(text.decode() + "\n")
-                stdout.flush()
+            write_json(json_bytes(data))
         else:
             render(self.console)
+
+
+def write_json(data: bytes) -> None:
+    """Write JSON bytes (from :func:`~wking_device.cli._term.json_bytes`) to standard output."""
+    stdout = sys.stdout
+    stdout.flush()
+    binary = getattr(stdout, "buffer", None)
+    if binary is not None:
+        binary.write(data)
+        binary.flush()
+    else:
+        stdout.write(data.decode())
+        stdout.flush()
 
 
 pass_app = click.make_pass_decorator(AppContext)
@@ -158,8 +166,8 @@ def _print_error(ctx: click.Context, message: str) -> None:
     # the user knows which address they typed.
     app = ctx.find_object(AppContext)
     if app is not None and app.verbose:
-        sys.stderr.write(redact(traceback.format_exc()))
-    click.echo(f"error: {redact(message)}", err=True)
+        sys.stderr.write(for_stderr(traceback.format_exc(), multiline=True))
+    click.echo(f"error: {for_stderr(message)}", err=True)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -192,11 +200,10 @@ def cli(
     """Discover, control and (with your consent) collect logs from W-KING speakers."""
     # --simulate unset: WKING_SIMULATE is read through the settings when a command needs it
     app = AppContext(home=home, json=json_output, verbose=verbose, _simulate=simulate)
-    logging.basicConfig(
-        level=logging.WARNING,
-        stream=sys.stderr,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_TerminalFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    logging.captureWarnings(capture=True)  # warnings too: redacted and escaped like every log line
     # -v: our debug logs and bleak's, not bumble's (it dumps every HCI and ATT packet of the
     # simulator, some through the root logger, which therefore stays at WARNING).
     for name in _VERBOSE_LOGGERS:
@@ -219,12 +226,55 @@ def _redact_logs() -> None:
 _VERBOSE_LOGGERS = ("wking_device", "bleak", "bleak_retry_connector")
 
 
+class _TerminalFormatter(logging.Formatter):
+    """Log lines for standard error: the message on one line, nothing a terminal acts on.
+
+    Redaction has already happened (the record factory and filter of :mod:`._redact`); this
+    escapes control characters and line breaks of the message (a speaker's name in a log line
+    cannot forge a line or an escape sequence), keeping the line breaks of a traceback.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return visible(super().formatMessage(record))
+
+    def format(self, record: logging.LogRecord) -> str:
+        return visible(super().format(record), multiline=True)
+
+
+def _json_flag(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    del param
+    app = ctx.find_object(AppContext)
+    if value and app is not None:
+        app.json = True
+
+
+def _accept_json_after(group: click.Group) -> None:
+    """Give every command of the tree a ``--json`` of its own (``wking scan --json``).
+
+    The same switch as the global ``--json``; commands that declare one keep theirs.
+    """
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _accept_json_after(command)
+        elif not any("--json" in param.opts for param in command.params):
+            command.params.append(
+                click.Option(
+                    ["--json", "json_after"],
+                    is_flag=True,
+                    expose_value=False,
+                    callback=_json_flag,
+                    help="Print machine-readable JSON.",
+                )
+            )
+
+
 def _register_commands() -> None:
     # Each command module adds its commands to the group; imported here so `cli` is complete.
     from wking_device.cli import _agent, _ble, _consent, _data, _receiver  # noqa: PLC0415
 
     for module in (_ble, _consent, _data, _agent, _receiver):
         module.register(cli)
+    _accept_json_after(cli)
 
 
 _register_commands()

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from wking_device.bindings import Binding, Bindings
 from wking_device.cli._app import AppContext, pass_app
+from wking_device.cli._term import cell, for_stderr, make_console, markup
 from wking_device.errors import ConfigError, KeyMissing, UsageError, WkingError
 from wking_device.protocol import EqPreset, LightMode
 
@@ -160,7 +161,9 @@ def scan(app: AppContext, timeout: float | None) -> None:
             return
         table = Table("Address", "Name", "Model", "RSSI")
         for row in rows:
-            table.add_row(row["address"], row["name"] or "", row["model"] or "", str(row["rssi"]))
+            table.add_row(
+                *(cell(row[key]) for key in ("address", "name", "model", "rssi")),
+            )
         console.print(table)
 
     app.out(rows, render)
@@ -177,7 +180,7 @@ def info(app: AppContext, address: str) -> None:
     def render(console: Console) -> None:
         table = Table(show_header=False)
         for key, value in data.items():
-            table.add_row(key, "" if value is None else str(value))
+            table.add_row(key, cell(value))
         console.print(table)
 
     app.out(data, render)
@@ -220,7 +223,7 @@ def _control(app: AppContext, action: Callable[[Speaker], Awaitable[None]], what
 
     result = app.run(_with_speaker(app, address, act))
     data = {"address": address, "action": what, "ok": True, "state": result.model_dump()}
-    app.out(data, lambda console: console.print(f"{address}: {what} done"))
+    app.out(data, lambda console: console.print(f"{markup(address)}: {markup(what)} done"))
 
 
 def _bare(speaker: Speaker) -> DeviceInfo:
@@ -288,7 +291,7 @@ def devices_list(app: AppContext) -> None:
             return
         table = Table("Address", "Name", "Model", "Alias")
         for row in rows:
-            table.add_row(row["address"], row["name"] or "", row["model"] or "", row["alias"] or "")
+            table.add_row(*(cell(row[key]) for key in ("address", "name", "model", "alias")))
         console.print(table)
 
     app.out(rows, render)
@@ -317,7 +320,7 @@ def bind(app: AppContext, address: str, alias: str | None) -> None:
     open_bindings(app).bind(binding)
     app.out(
         {"address": seen.address, "name": seen.name, "model": seen.model, "bound": True},
-        lambda console: console.print(f"Bound {seen.name or seen.address}."),
+        lambda console: console.print(f"Bound {markup(seen.name or seen.address)}."),
     )
 
 
@@ -330,7 +333,7 @@ def unbind(app: AppContext, address: str) -> None:
         raise UsageError(f"{address} is not bound", remedy="see 'wking devices list'")
     app.out(
         {"address": address, "bound": False},
-        lambda console: console.print(f"Unbound {address}."),
+        lambda console: console.print(f"Unbound {markup(address)}."),
     )
 
 
@@ -405,7 +408,7 @@ def doctor(app: AppContext) -> None:
     def render(console: Console) -> None:
         table = Table(show_header=False)
         for key, value in report.items():
-            table.add_row(key, ", ".join(value) if isinstance(value, list) else str(value))
+            table.add_row(key, cell(", ".join(value) if isinstance(value, list) else str(value)))
         console.print(table)
         if not adapters and not simulate:
             console.print(
@@ -419,13 +422,14 @@ def doctor(app: AppContext) -> None:
 
 @contextlib.contextmanager
 def _progress(app: AppContext, message: str) -> Any:
-    """A spinner on stderr for interactive use; nothing with --json or when not a terminal."""
+    """A spinner on stderr for interactive use; nothing with --json or when not a terminal.
+
+    Like every line on standard error, the message is redacted (no MAC address) and escaped.
+    """
     if app.json or not sys.stderr.isatty():
         yield
         return
-    from rich.console import Console  # noqa: PLC0415
-
-    with Console(stderr=True).status(message):
+    with make_console(stderr=True).status(markup(for_stderr(message))):
         yield
 
 

@@ -17,15 +17,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-import orjson
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from wking_device.cli._app import AppContext, parse_categories, pass_app
+from wking_device.cli._app import AppContext, parse_categories, pass_app, write_json
+from wking_device.cli._term import cell, for_stderr, json_bytes, make_console, markup, visible
 from wking_device.errors import UsageError
 from wking_device.policy import CATALOG, CATEGORY_IDS, dependents_of, shipped_policies
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from wking_device.consent import ConsentGate
 
 __all__ = ["register"]
@@ -63,26 +65,25 @@ def consent_status(app: AppContext, as_json: bool) -> None:
     report = gate.report()
 
     def render(console: Console) -> None:
-        table = Table(title=f"Consent (policy {report['policy_version']})")
+        table = Table(title=f"Consent (policy {markup(report['policy_version'])})")
         for column in ("category", "state", "reason", "sensitive", "policy", "granted at"):
             table.add_column(column)
         for item in report["categories"]:
-            style = _STATE_STYLE[item["state"]]
             table.add_row(
-                item["category"],
-                f"[{style}]{item['state']}[/{style}]",
-                item["reason"] or "",
+                cell(item["category"]),
+                Text(visible(item["state"]), style=_STATE_STYLE.get(item["state"], "")),
+                cell(item["reason"]),
                 "yes" if item["sensitive"] else "",
-                item["policy_version"] or "",
-                item["granted_at"] or "",
+                cell(item["policy_version"]),
+                cell(item["granted_at"]),
             )
         console.print(table)
         console.print(f"Do Not Track: {'on' if report['do_not_track'] else 'off'}")
         if report["minor"]:
             console.print("Profile: minor (sensitive categories need a guardian grant)")
         ledger = report["ledger"]
-        verdict = "verified" if ledger["verified"] else f"FAILED: {ledger['error']}"
-        console.print(f"Ledger: {ledger['entries']} entries, {verdict}")
+        verdict = "verified" if ledger["verified"] else f"FAILED: {markup(ledger['error'])}"
+        console.print(f"Ledger: {markup(ledger['entries'])} entries, {verdict}")
 
     app.out(report, render)
     if gate.tampered is not None:
@@ -96,9 +97,9 @@ def _interactive() -> bool:
 
 def _describe(console: Console, category_id: str, policy_version: str, policy_date: str) -> None:
     category = CATALOG[category_id]
-    console.print(f"\n[bold]{category.title}[/bold] ({category.id})")
-    console.print(f"  What: {category.description}")
-    console.print(f"  Why: {category.purpose}")
+    console.print(f"\n[bold]{markup(category.title)}[/bold] ({markup(category.id)})")
+    console.print(f"  What: {markup(category.description)}")
+    console.print(f"  Why: {markup(category.purpose)}")
     if category.permission:
         console.print("  Keeps no records of its own: it permits a use of the data you grant.")
     else:
@@ -106,10 +107,11 @@ def _describe(console: Console, category_id: str, policy_version: str, policy_da
     if category.sensitive:
         console.print("  [yellow]Sensitive: asked for separately.[/yellow]")
     if category.requires:
-        console.print(f"  Requires: {', '.join(sorted(category.requires))}")
+        console.print(f"  Requires: {markup(', '.join(sorted(category.requires)))}")
+    version = markup(policy_version)
     console.print(
-        f"  Privacy notice: version {policy_version} of {policy_date} "
-        f"('wking policy show --version {policy_version}')"
+        f"  Privacy notice: version {version} of {markup(policy_date)} "
+        f"('wking policy show --version {version}')"
     )
 
 
@@ -157,7 +159,7 @@ def consent_grant(app: AppContext, categories: tuple[str, ...], yes: bool, guard
             )
         method = "guardian" if guardian else "cli-prompt"
         # Questions go to stderr, so stdout stays the result (valid JSON with --json).
-        console = Console(stderr=True, highlight=False)
+        console = make_console(stderr=True)
         if guardian and not click.confirm(
             "Do you confirm you are the parent or guardian of this profile's user?",
             default=False,
@@ -188,8 +190,8 @@ def consent_grant(app: AppContext, categories: tuple[str, ...], yes: bool, guard
 
     def render(console: Console) -> None:
         console.print(
-            f"granted: {', '.join(entry.categories)} (policy {entry.policy_version}, "
-            f"consent id {entry.id})"
+            f"granted: {markup(', '.join(entry.categories))} "
+            f"(policy {markup(entry.policy_version)}, consent id {markup(entry.id)})"
         )
         if gate.do_not_track:
             console.print(
@@ -243,11 +245,11 @@ def consent_withdraw(
 
     def render(console: Console) -> None:
         if withdrawn:
-            console.print(f"withdrawn: {', '.join(withdrawn)}")
+            console.print(f"withdrawn: {markup(', '.join(withdrawn))}")
             if shred["purged"]:
                 console.print(f"destroyed {shred['purged']} stored records not yet uploaded")
             if shred["note"]:
-                console.print(f"[yellow]{shred['note']}[/yellow]")
+                console.print(Text(visible(shred["note"]), style="yellow"))
         else:
             console.print("nothing to withdraw: none of these categories was granted")
 
@@ -295,12 +297,12 @@ def consent_history(app: AppContext, as_json: bool) -> None:
             table.add_column(column)
         for item in entries:
             table.add_row(
-                str(item["seq"]),
-                item["time"],
-                item["event"],
-                ", ".join(item["categories"]),
-                item["method"],
-                item["policy_version"],
+                cell(item["seq"]),
+                cell(item["time"]),
+                cell(item["event"]),
+                cell(", ".join(item["categories"])),
+                cell(item["method"]),
+                cell(item["policy_version"]),
             )
         console.print(table)
 
@@ -322,16 +324,14 @@ def consent_receipts(app: AppContext, out: Path) -> None:
 
     gate = _gate(app)
     document = build_receipts(gate)
-    data = orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"
+    data = json_bytes(document)
     if str(out) == "-":
-        sys.stdout.flush()
-        sys.stdout.buffer.write(data)  # UTF-8 JSON whatever the terminal's encoding
-        sys.stdout.buffer.flush()
+        write_json(data)  # UTF-8 JSON whatever the terminal's encoding
         return
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as file:
         file.write(data)
-    click.echo(f"wrote {len(document['receipts'])} receipts to {out}", err=True)
+    click.echo(f"wrote {len(document['receipts'])} receipts to {for_stderr(out)}", err=True)
 
 
 @consent_group.command("reset")
@@ -351,10 +351,14 @@ def consent_reset(app: AppContext, yes: bool) -> None:
             "Every category stays denied until granted again.",
             default=False,
             abort=True,
+            err=True,  # the question is not the result: stdout stays valid JSON with --json
         )
     moved = gate.ledger.quarantine()
     result: dict[str, Any] = {"reset": True, "kept_as": str(moved) if moved else None}
-    app.out(result, lambda console: console.print(f"ledger reset; the old one is kept as {moved}"))
+    app.out(
+        result,
+        lambda console: console.print(f"ledger reset; the old one is kept as {markup(moved)}"),
+    )
 
 
 # --- policy -------------------------------------------------------------------------------------
@@ -379,7 +383,7 @@ def policy_show(app: AppContext, version: str | None) -> None:
         "summary": document.summary,
         "text": document.text,
     }
-    app.out(result, lambda console: click.echo(document.text))
+    app.out(result, lambda console: click.echo(visible(document.text, multiline=True)))
 
 
 @policy_group.command("versions")
@@ -408,10 +412,10 @@ def policy_versions(app: AppContext, as_json: bool) -> None:
         for item in items:
             marker = " (installed)" if item["current"] else ""
             table.add_row(
-                item["version"] + marker,
-                item["date"],
-                ", ".join(item["significant"]),
-                item["summary"],
+                cell(item["version"] + marker),
+                cell(item["date"]),
+                cell(", ".join(item["significant"])),
+                cell(item["summary"]),
             )
         console.print(table)
 
@@ -435,8 +439,10 @@ def policy_diff(app: AppContext, old: str, new: str) -> None:
     def render(console: Console) -> None:
         del console
         significant = ", ".join(sorted(diff.significant)) or "none"
-        click.echo(f"significant changes for: {significant}")
-        click.echo(diff.unified or "(no textual change)", nl=not diff.unified)
+        click.echo(f"significant changes for: {visible(significant)}")
+        click.echo(
+            visible(diff.unified, multiline=True) or "(no textual change)", nl=not diff.unified
+        )
 
     app.out(result, render)
 

@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import datetime
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-import orjson
 from rich.table import Table
 
 from wking_device._redact import redact
-from wking_device.cli._app import AppContext, parse_categories, pass_app
+from wking_device.cli._app import AppContext, parse_categories, pass_app, write_json
+from wking_device.cli._term import cell, for_stderr, json_bytes, markup
 from wking_device.errors import UsageError
 from wking_device.models import MAC_FIELDS
 from wking_device.policy import CATEGORY_IDS
@@ -77,7 +76,7 @@ def _render(data: dict[str, Any]) -> Any:
         table.add_column("category")
         table.add_column("records", justify="right")
         for category, count in records["by_category"].items():
-            table.add_row(category, str(count))
+            table.add_row(cell(category), cell(count))
         table.add_row("[bold]total[/bold]", f"[bold]{records['total']}[/bold]")
         console.print(table)
         console.print(
@@ -90,7 +89,7 @@ def _render(data: dict[str, Any]) -> Any:
             f"evicted by the size cap: {'[red]' if lost else ''}{lost}{'[/red]' if lost else ''}  "
             f"crypto-shredded: {data['shredded']}"
         )
-        console.print(f"key store: {data['key_store'] or 'none yet'}")
+        console.print(f"key store: {markup(data['key_store'] or 'none yet')}")
 
     return render
 
@@ -166,17 +165,17 @@ def data_export(app: AppContext, categories: tuple[str, ...], out: Path, with_ma
         "categories": chosen or sorted({r["category"] for r in records}),
         "records": records,
     }
-    data = orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"
+    data = json_bytes(document)
     if str(out) == "-":
-        sys.stdout.flush()
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        write_json(data)
         return
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)  # an existing file keeps its mode on O_CREAT: make it private
     with os.fdopen(fd, "wb") as file:
         file.write(data)
-    click.echo(f"wrote {len(records)} records to {out} (readable by you only)", err=True)
+    click.echo(
+        f"wrote {len(records)} records to {for_stderr(out)} (readable by you only)", err=True
+    )
     if held and with_macs:
         click.echo(
             f"note: {held} of them hold MAC addresses in plain text; keep the file private",
@@ -238,7 +237,7 @@ def data_delete(app: AppContext, categories: tuple[str, ...], delete_all: bool, 
     result = {"deleted": deleted, "total": sum(deleted.values())}
 
     def render(console: Console) -> None:
-        console.print(f"deleted {result['total']} records ({', '.join(chosen)})")
+        console.print(f"deleted {result['total']} records ({markup(', '.join(chosen))})")
         console.print("consent is unchanged: 'wking consent withdraw' stops collection")
 
     app.out(result, render)

@@ -1,0 +1,183 @@
+r"""What reaches a terminal: the one escaper for untrusted text, the consoles, the JSON bytes.
+
+Every string the CLI prints that it did not write itself — a speaker's name or firmware, an
+exception's message, a path, a value from a file, the ledger or the store, an alias the user
+typed — is untrusted (STYLE §14). Before it reaches a terminal:
+
+- control characters (C0, DEL, C1 such as ``\x9b``), bidirectional overrides (U+202E), other
+  invisible format characters and line separators are made visible as Python-style escapes
+  (``\x1b``, ``\u202e``) by :func:`visible`, so no escape sequence of a speaker can retitle
+  the window, clear the screen or reorder what the user reads;
+- Rich markup (``[bold]``, ``[link=…]``) is never interpreted: :func:`markup` escapes text
+  that is placed in a Rich markup string, and the consoles of :func:`make_console` do not
+  replace ``:emoji:`` codes or highlight.
+
+``--json`` output stays exact JSON (:func:`json_bytes`): orjson escapes C0 controls; C1
+controls and bidirectional formatting characters, which it writes raw, are written as
+``\uXXXX`` escapes — the same strings to a JSON parser, inert on a terminal.
+
+Output to something that is not a terminal (a pipe, a file) is neither wrapped nor truncated:
+a value is printed whole on one line, so ``grep`` and ``cut`` see it.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Any, Final, TextIO
+
+import orjson
+from rich.console import Console
+from rich.markup import escape as _escape_markup
+from rich.text import Text
+
+from wking_device._redact import MAC_MARK, redact
+
+__all__ = [
+    "PIPE_WIDTH",
+    "cell",
+    "for_stderr",
+    "json_bytes",
+    "make_console",
+    "markup",
+    "visible",
+]
+
+PIPE_WIDTH: Final = 1_000_000
+"""Console width when the output is not a terminal: wide enough that nothing wraps."""
+
+# Printable per str.isprintable(), or a space separator (U+00A0, U+3000: harmless)
+_SPACES: Final = frozenset(
+    " \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+    "\u2008\u2009\u200a\u202f\u205f\u3000"
+)
+
+
+_SHORT: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_char(char: str) -> str:
+    if char in _SHORT:
+        return _SHORT[char]
+    code = ord(char)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def visible(value: object, *, multiline: bool = False) -> str:
+    r"""The text of a value with every character a terminal could act on made visible.
+
+    Control characters (C0, DEL, C1), format characters (bidirectional overrides and
+    isolates, zero-width characters, the BOM), line and paragraph separators, surrogates and
+    unassigned or private-use code points become ``\x1b``, ``\n``, ``\u202e`` or ``\U…``
+    escapes.
+
+    Args:
+        value: Anything; ``str(value)`` is escaped (``None`` gives ``""``).
+        multiline: Keep newlines and tabs (a traceback, a document); otherwise they are
+            escaped too, so a value cannot forge a line of its own.
+
+    Returns:
+        The text, safe to write to a terminal (but not yet to a Rich markup string: see
+        :func:`markup`).
+    """
+    text = "" if value is None else str(value)
+    if text.isprintable():  # the common case, in C
+        return text
+    keep = "\n\t" if multiline else ""
+    return "".join(
+        char if char.isprintable() or char in _SPACES or char in keep else _escape_char(char)
+        for char in text
+    )
+
+
+def markup(value: object) -> str:
+    """:func:`visible` text, escaped to sit inside a Rich markup string literally.
+
+    Use it for data in f-strings given to ``console.print`` (``f"Bound {markup(name)}."``).
+    """
+    return _escape_markup(visible(value))
+
+
+# A mistyped address (one wrong character: "C0:57:4B:00:00:0G", "c0574b00000g") names the
+# speaker as well as a correct one: six pairs of letters or digits with one separator, or 12
+# letters and digits of which at least 10 are hex digits.
+_TYPED_PAIRS: Final = re.compile(
+    r"(?<![0-9A-Za-z])[0-9A-Za-z]{2}([:._-])(?:[0-9A-Za-z]{2}\1){4}[0-9A-Za-z]{2}(?![0-9A-Za-z])"
+)
+_TYPED_BARE: Final = re.compile(r"(?<![0-9A-Za-z])[0-9A-Za-z]{12}(?![0-9A-Za-z])")
+_HEX_DIGITS: Final = frozenset("0123456789abcdefABCDEF")
+
+
+def _typed_bare(match: re.Match[str]) -> str:
+    token = match.group(0)
+    return MAC_MARK if sum(char in _HEX_DIGITS for char in token) >= 10 else token
+
+
+def for_stderr(value: object, *, multiline: bool = False) -> str:
+    """Text for standard error: MAC addresses and key material redacted, then :func:`visible`.
+
+    Standard error is the journal under systemd (DESIGN §9): every line the CLI writes there
+    (errors, usage errors, tracebacks, progress) goes through this, so an address a user typed
+    — even mistyped — is ``[MAC]`` there.
+
+    Args:
+        value: The text (``str(value)``).
+        multiline: Keep newlines and tabs (a traceback).
+    """
+    text = redact("" if value is None else str(value))
+    text = _TYPED_BARE.sub(_typed_bare, _TYPED_PAIRS.sub(MAC_MARK, text))
+    return visible(text, multiline=multiline)
+
+
+def cell(value: object) -> Text:
+    """A table cell or line of :func:`visible` text that Rich never parses as markup."""
+    return Text(visible(value))
+
+
+# Characters orjson writes raw that a terminal may act on: C1 controls (UTF-8 C2 80-C2 9F),
+# the Arabic letter mark, LRM/RLM, the line and paragraph separators, bidirectional
+# embeddings/overrides and isolates, and the BOM. Outside strings orjson writes only ASCII,
+# so a byte-level substitution changes nothing a JSON parser reads.
+_JSON_UNSAFE: Final = re.compile(
+    rb"\xc2[\x80-\x9f]|\xd8\x9c|\xe2\x80[\x8b-\x8f\xa8-\xae]|\xe2\x81[\xa0-\xa9]|\xef\xbb\xbf"
+)
+
+
+def _json_escape(match: re.Match[bytes]) -> bytes:
+    return b"\\u%04x" % ord(match.group(0).decode())
+
+
+def json_bytes(data: Any) -> bytes:
+    """``data`` as indented JSON, UTF-8, ending with a newline; inert on a terminal.
+
+    Args:
+        data: A JSON-serialisable value.
+    """
+    text = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+    return _JSON_UNSAFE.sub(_json_escape, text) + b"\n"
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or unusual stream
+        return False
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A Rich console for standard output (or error) that interprets nothing from data.
+
+    No emoji codes, no highlighting. On a terminal it wraps at the terminal's width; otherwise
+    (a pipe, a file) it never wraps, folds or truncates: tables take their natural width.
+
+    Args:
+        stderr: Write to standard error (questions, progress) instead of standard output.
+    """
+    stream = sys.stderr if stderr else sys.stdout
+    if _is_terminal(stream):
+        return Console(stderr=stderr, highlight=False, emoji=False)
+    return Console(stderr=stderr, highlight=False, emoji=False, width=PIPE_WIDTH, soft_wrap=True)
