@@ -28,6 +28,8 @@ from click.testing import CliRunner
 
 from wking_device.cli import cli
 from wking_device.cli._term import json_bytes, markup, visible
+from wking_device.receiver import DB_FILE
+from wking_device.receiver._db import ReceiverDB
 
 HOSTILE_SCRIPT = Path(__file__).with_name("hostile_wking.py")
 WKING = Path(sys.executable).with_name("wking")
@@ -295,13 +297,24 @@ SAMPLES: dict[tuple[str, ...], list[str]] = {
     ("policy", "diff"): ["1.0", "1.1"],
     ("policy", "show"): [],
     ("policy", "versions"): [],
+    ("receiver", "export"): ["--data", "receiver-data"],
     ("scan",): ["--timeout", "0.3"],
 }
-LEAVES = _leaves(cli, ())
+# Commands that serve until interrupted print no result to compare; their --json placement is
+# checked by test_long_running_commands_accept_json_after_their_name.
+SERVING = {("receiver", "run")}
+LEAVES = [leaf for leaf in _leaves(cli, ()) if leaf not in SERVING]
 
 
 def test_every_command_has_a_json_sample() -> None:
     assert set(LEAVES) == set(SAMPLES)
+    assert set(_leaves(cli, ())) == set(LEAVES) | SERVING
+
+
+@pytest.mark.parametrize("path", sorted(SERVING), ids=" ".join)
+def test_long_running_commands_accept_json_after_their_name(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*path, "--json", "--help"])
+    assert result.exit_code == 0, result.stderr
 
 
 def _argv(path: tuple[str, ...], *, json_after: bool) -> list[str]:
@@ -317,6 +330,10 @@ def _prepare(runner: CliRunner, path: tuple[str, ...]) -> None:
         runner.invoke(cli, ["consent", "grant", "--yes", "operation_logs"])
     if path == ("devices", "unbind"):
         runner.invoke(cli, ["--simulate", "1", "devices", "bind", ADDRESS])
+    if path == ("receiver", "export"):
+        data = Path("receiver-data")
+        data.mkdir(exist_ok=True)
+        ReceiverDB(data / DB_FILE).close()
 
 
 def _outcome(runner: CliRunner, path: tuple[str, ...], *, json_after: bool) -> tuple[int, Any]:
@@ -336,6 +353,7 @@ def test_json_is_accepted_before_and_after_every_command(
     path: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runner = CliRunner()
+    monkeypatch.chdir(tmp_path)  # relative sample paths (the receiver's --data) land here
     outcomes = []
     for json_after in (False, True):
         monkeypatch.setenv("WKING_HOME", str(tmp_path / f"home-{json_after}"))

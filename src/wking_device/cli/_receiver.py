@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from wking_device.cli._app import AppContext, pass_app
+from wking_device.cli._term import visible
 from wking_device.errors import UsageError
 
 if TYPE_CHECKING:
@@ -146,8 +147,8 @@ def export(app: AppContext, data_dir: Path) -> None:
 
 
 def _printable(text: str, *, limit: int = 0) -> str:
-    """Untrusted text for a terminal: control characters escaped, optionally shortened."""
-    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    """Untrusted text for a terminal (the one escaper: :func:`visible`), optionally shortened."""
+    text = visible(text)
     if limit and len(text) > limit:
         return text[: limit - 1] + "…"
     return text

@@ -103,7 +103,7 @@ def export_records(path: Path) -> list[dict[str, Any]]:
     Returns:
         One dict per record with the columns of the schema.
     """
-    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
         cursor = conn.execute(
             f"SELECT {', '.join(_COLUMNS)} FROM records ORDER BY received_at, record_id"  # noqa: S608 - constant columns
