@@ -80,10 +80,58 @@ async def bluetooth(app: AppContext) -> AsyncIterator[BleBackend | None]:
         yield None
         return
     from wking_device import sim  # noqa: PLC0415 - bumble is imported only with --simulate
+    from wking_device.sim._saved import (  # noqa: PLC0415
+        STATE_FILE,
+        SavedFleet,
+        SavedSpeaker,
+        changes,
+    )
 
     sim.require_bumble()
-    async with sim.SimWorld.fleet(app.simulate, instant_connect=True) as world:
-        yield world.backend
+    # The speakers' volume, EQ and light are kept per home between processes (issue 7, item
+    # 20); a read-only command writes nothing, as nothing changed.
+    saved = SavedFleet(app.paths.data_dir / STATE_FILE)
+    kept, problem = saved.load()
+    if problem is not None:
+        click.echo(
+            f"warning: ignoring {saved.path} ({problem}); the simulated speakers start from "
+            "their defaults",
+            err=True,
+        )
+    specs = [
+        sim.SpeakerSpec.for_index(index, **(kept[index].overrides() if index in kept else {}))
+        for index in range(1, app.simulate + 1)
+    ]
+
+    def state_of(spec: sim.SpeakerSpec | sim.SimSpeaker) -> SavedSpeaker:
+        if isinstance(spec, sim.SpeakerSpec):
+            return SavedSpeaker(volume=spec.volume, eq=spec.eq, light=spec.light)
+        state = spec.state
+        return SavedSpeaker(volume=state.volume, eq=state.eq, light=state.light)
+
+    before = {index: state_of(spec) for index, spec in enumerate(specs, start=1)}
+    async with sim.SimWorld(specs, instant_connect=True) as world:
+        try:
+            yield world.backend
+        finally:
+            changed = changes(
+                before, ((i, state_of(s)) for i, s in enumerate(world.speakers, start=1))
+            )
+            if changed:
+                _save_sim_state(app, saved, changed)
+
+
+def _save_sim_state(app: AppContext, saved: Any, changed: dict[int, Any]) -> None:
+    """Keep what a command changed; a failure to write is a warning, not the command's error."""
+    try:
+        app.paths.ensure()
+        saved.save(changed)
+    except (WkingError, OSError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        click.echo(
+            f"warning: the simulated speakers' state was not kept in {saved.path} ({reason})",
+            err=True,
+        )
 
 
 def open_bindings(app: AppContext) -> Bindings:
