@@ -115,6 +115,7 @@ def test_the_grant_dialogue_says_nothing_leaves_the_machine(
     assert result.exit_code == 0, result.output
     text = " ".join(result.stderr.split())
     assert "this version uploads nothing" in text
+    assert "this grant has no effect yet" in text  # ip_address concerns uploads only
 
 
 def test_data_delete_help_says_what_copies_keep() -> None:
@@ -184,6 +185,7 @@ def test_doctor_text_names_how_to_get_bumble(monkeypatch: pytest.MonkeyPatch) ->
         return real(name)
 
     monkeypatch.setattr(importlib.metadata, "version", version)
+    monkeypatch.setenv("COLUMNS", "300")  # one row per line, whatever the runner's width
     result = CliRunner().invoke(cli, ["doctor"], catch_exceptions=False, terminal_width=200)
     assert result.exit_code == 0, result.output
     row = next(line for line in result.stdout.splitlines() if "│ bumble " in line)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from wking_device.bindings import Binding, Bindings
 from wking_device.cli._app import AppContext, pass_app
@@ -214,7 +215,7 @@ def scan(app: AppContext, timeout: float | None) -> None:
     app.out(rows, render)
 
 
-@click.command()
+@click.command(short_help="Show what the speaker at ADDRESS tells about itself.")
 @click.argument("address", callback=_address)
 @pass_app
 def info(app: AppContext, address: str) -> None:
@@ -285,7 +286,10 @@ def volume(app: AppContext, level: int) -> None:
     _control(app, lambda speaker: speaker.set_volume(level), f"volume {level}")
 
 
-@control.command(help=f"Choose an EQ preset: {', '.join(_choice(EqPreset).choices)}.")
+@control.command(
+    short_help="Choose an EQ preset (--help lists them).",
+    help=f"Choose an EQ preset: {', '.join(_choice(EqPreset).choices)}.",
+)
 @click.argument("preset", type=_choice(EqPreset), metavar="PRESET")
 @pass_app
 def eq(app: AppContext, preset: str) -> None:
@@ -293,7 +297,10 @@ def eq(app: AppContext, preset: str) -> None:
     _control(app, lambda speaker: speaker.set_eq(value), f"eq {preset}")
 
 
-@control.command(help=f"Choose a light mode: {', '.join(_choice(LightMode).choices)}.")
+@control.command(
+    short_help="Choose a light mode (--help lists them).",
+    help=f"Choose a light mode: {', '.join(_choice(LightMode).choices)}.",
+)
 @click.argument("mode", type=_choice(LightMode), metavar="MODE")
 @pass_app
 def light(app: AppContext, mode: str) -> None:
@@ -308,7 +315,7 @@ def power_off(app: AppContext) -> None:
     _control(app, lambda speaker: speaker.power_off(), "power-off")
 
 
-@click.group()
+@click.group(short_help="Bind, list and unbind the speakers the agent looks after.")
 def devices() -> None:
     """The speakers the agent looks after (bindings are stored encrypted)."""
 
@@ -419,7 +426,7 @@ def _config_state(app: AppContext) -> str:
     return "ok" if app.paths.config_file.exists() else "no file (defaults)"
 
 
-@click.command()
+@click.command(short_help="Check Python, Bluetooth, paths, config and key store.")
 @pass_app
 def doctor(app: AppContext) -> None:
     """Check this machine: Python, bleak, bumble, adapter, config, paths and key store.
@@ -453,7 +460,8 @@ def doctor(app: AppContext) -> None:
     def render(console: Console) -> None:
         table = Table(show_header=False)
         for key, value in report.items():
-            table.add_row(key, ", ".join(value) if isinstance(value, list) else str(value))
+            # Text: a value is shown as it is, never read as markup ("[ble.scan_timeout]")
+            table.add_row(key, Text(_doctor_text(key, value)))
         console.print(table)
         if not adapters and not simulate:
             console.print(
@@ -463,6 +471,26 @@ def doctor(app: AppContext) -> None:
     app.out(report, render)
     if problems:
         raise problems[0]
+
+
+def _doctor_text(key: str, value: Any) -> str:
+    """What ``doctor`` shows for one value of its report, in words where JSON has null or []."""
+    from wking_device.sim._compat import CHECKOUT_HINT, INSTALL_HINT  # noqa: PLC0415
+
+    if key in {"home", "config_dir", "data_dir"}:
+        if value is None:
+            return "none: the platform's user directories (config_dir, data_dir)"
+        return value if Path(value).exists() else f"{value} (not created yet)"
+    if value is None:
+        return {
+            "bumble": f"not installed (only --simulate needs it: {INSTALL_HINT}, or "
+            f"{CHECKOUT_HINT})",
+            "wking_device": "unknown (not installed: running from a source tree?)",
+            "simulate": "unknown (the config file is malformed: see config)",
+        }.get(key, "unknown")
+    if isinstance(value, list):
+        return ", ".join(value) if value else "none found"
+    return str(value)
 
 
 @contextlib.contextmanager
