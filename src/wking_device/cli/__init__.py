@@ -6,7 +6,8 @@ command module (``_ble``, ``_consent``, ``_data``, ``_agent``) calls the library
 result.
 
 Exit codes: 0 ok, 2 usage, 3 consent required, 4 device error, 5 upload/TLS error (reserved:
-this version uploads nothing), 6 storage/key error, 7 integrity error (see :mod:`wking_device.errors`).
+this version uploads nothing), 6 storage/key error, 7 integrity error (see
+:mod:`wking_device.errors`).
 """
 
 from __future__ import annotations
