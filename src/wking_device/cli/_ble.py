@@ -2,7 +2,8 @@
 
 This module renders what :mod:`wking_device.ble` returns; it owns no Bluetooth logic. With
 ``--simulate N`` every command runs against a fresh simulated world of N speakers whose
-addresses are the same in every process (``wking_device.sim``), imported only on that path.
+addresses are the same in every process (``wking_device.sim``), imported only on that path; what a
+command changes of them (volume, EQ, light) is kept per home (:mod:`wking_device.sim._saved`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
     from wking_device.ble import BleBackend, DiscoveredSpeaker, Speaker
     from wking_device.models import DeviceInfo
+    from wking_device.sim._saved import SavedFleet, SavedSpeaker
 
 __all__ = ["bluetooth", "open_bindings", "register"]
 
@@ -122,7 +124,7 @@ async def bluetooth(app: AppContext) -> AsyncIterator[BleBackend | None]:
                 _save_sim_state(app, saved, changed)
 
 
-def _save_sim_state(app: AppContext, saved: Any, changed: dict[int, Any]) -> None:
+def _save_sim_state(app: AppContext, saved: SavedFleet, changed: dict[int, SavedSpeaker]) -> None:
     """Keep what a command changed; a failure to write is a warning, not the command's error."""
     try:
         app.paths.ensure()
