@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from _common import backend_for, first_speaker, parse_args
+from _common import backend_for, exit_on_error, first_speaker, parse_args
 
 from wking_device.ble import Speaker
 
@@ -23,4 +23,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    with exit_on_error():
+        asyncio.run(main())

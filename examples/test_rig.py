@@ -1,8 +1,9 @@
 """A test rig: a fleet of simulated speakers with faults, read concurrently, events counted.
 
-Five of twenty speakers misbehave (out of range, aborting connections, slow, malformed
-answers); the fleet read reports which ones failed and why, and the operation events show every
-attempt. Pass --real to read real speakers instead (faults then come from the world).
+The first five speakers of the fleet (twenty by default, --speakers N) misbehave: not
+connectable, aborting a connection, slow, malformed answers, dropping the link; the fleet read
+reports which ones failed and why, and the operation events show every attempt. Pass --real to
+read real speakers instead (faults then come from the world).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from _common import parse_args
+from _common import exit_on_error, parse_args
 
 from wking_device.ble import BleBackend, EventBus, discover, read_all
 from wking_device.config import BleSettings
@@ -27,7 +28,7 @@ async def read_fleet(backend: BleBackend | None, bus: EventBus) -> None:
 
 
 async def main() -> None:
-    args = parse_args(__doc__.splitlines()[0])
+    args = parse_args(__doc__.splitlines()[0], speakers=20)
     bus = EventBus()
     outcomes: Counter[tuple[str, str]] = Counter()
 
@@ -48,9 +49,10 @@ async def main() -> None:
             3: FaultPlan(malformed_responses=1.0),
             4: FaultPlan(disconnect_after_ops=2),
         }
-        async with SimWorld.fleet(20, instant_connect=True) as world:
+        async with SimWorld.fleet(args.speakers, instant_connect=True) as world:
             for index, plan in faults.items():
-                world.speakers[index].faults = plan
+                if index < len(world.speakers):  # a fleet smaller than five has fewer faults
+                    world.speakers[index].faults = plan
             await read_fleet(world.backend, bus)
     print("operation events:")
     for (kind, outcome), n in sorted(outcomes.items()):
@@ -58,4 +60,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    with exit_on_error():
+        asyncio.run(main())

@@ -243,7 +243,7 @@ def test_simulate_without_bumble_names_the_extra(tmp_path: Path) -> None:
     assert proc.returncode == 4
     lines = _error_lines(proc.stderr)
     assert len(lines) == 1, proc.stderr.decode()
-    assert 'pip install "wking-device[sim]"' in lines[0]
+    assert 'pip install "bumble==0.0.236"' in lines[0]
 
 
 # --- usage errors -------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -241,3 +242,29 @@ async def test_faults_change_at_run_time_with_a_new_plan() -> None:
             assert not client.is_connected
             with pytest.raises(BleakError):
                 await client.write_gatt_char(WKING_COMMAND_CHAR_UUID, b"\x00", response=True)
+
+
+async def test_a_link_dropped_mid_read_logs_no_bumble_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Data in flight when the link drops is discarded, as a real controller does; stock bumble
+    # logged a WARNING per packet, which every `--simulate` user and example saw (issue 7, 22).
+    from wking_device.ble import Speaker  # noqa: PLC0415
+    from wking_device.config import BleSettings  # noqa: PLC0415
+    from wking_device.errors import WkingError  # noqa: PLC0415
+
+    caplog.set_level(logging.DEBUG, logger="wking_device.sim")
+    settings = BleSettings(connect_attempts=1, connect_timeout=1.0, command_timeout=1.0)
+    plan = FaultPlan(disconnect_after_ops=2)
+    for _ in range(3):
+        async with SimWorld.fleet(1, instant_connect=True, faults=plan) as world:
+            with pytest.raises(WkingError):
+                async with Speaker(
+                    world.speakers[0].address, backend=world.backend, settings=settings
+                ) as speaker:
+                    await speaker.read_info()
+    noisy = [
+        r for r in caplog.records if r.name.startswith("bumble") and r.levelno >= logging.WARNING
+    ]
+    assert not noisy, [r.getMessage() for r in noisy]
+    assert any("which is gone, discarded" in r.getMessage() for r in caplog.records)

@@ -147,7 +147,7 @@ def test_missing_bumble_gives_the_install_hint(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(AdapterUnavailable) as info:
         compat.require_bumble()
     assert INSTALL_HINT in str(info.value)
-    assert 'pip install "wking-device[sim]"' in str(info.value)
+    assert 'pip install -e ".[sim]"' in str(info.value)
 
 
 def test_plugin_and_package_import_without_bumble() -> None:
@@ -170,7 +170,7 @@ def test_plugin_and_package_import_without_bumble() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.startswith("AdapterUnavailable")
-    assert 'pip install "wking-device[sim]"' in out.stdout
+    assert 'pip install "bumble==0.0.236"' in out.stdout
 
 
 def test_public_names() -> None:

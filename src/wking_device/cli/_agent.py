@@ -32,7 +32,7 @@ def agent() -> None:
     """The collection agent."""
 
 
-@agent.command()
+@agent.command(short_help="Scan and read speakers; collect what consent allows.")
 @click.option(
     "--duration",
     type=click.FloatRange(min=0.1),

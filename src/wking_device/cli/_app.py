@@ -170,13 +170,20 @@ def _print_error(ctx: click.Context, message: str) -> None:
     click.echo(f"error: {for_stderr(message)}", err=True)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+_EPILOG = (
+    "Every command has --help. In the source tree: docs/cli.md (every command, exit code and "
+    "JSON shape) and examples/ (scripts using the library)."
+)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=_EPILOG)
 @click.option(
     "--home",
     type=click.Path(file_okay=False, path_type=Path),
     envvar="WKING_HOME",
     metavar="DIR",
-    help="Keep everything of this installation under DIR (default: platform directories).",
+    help="Keep everything of this installation under DIR (env WKING_HOME; default: the "
+    "platform's user directories).",
 )
 @click.option(
     "--simulate",
@@ -184,7 +191,9 @@ def _print_error(ctx: click.Context, message: str) -> None:
     type=click.IntRange(0, 1000),
     default=None,
     metavar="N",
-    help="Run against N simulated speakers instead of a Bluetooth adapter (env WKING_SIMULATE).",
+    help="Run against N simulated speakers instead of a Bluetooth adapter (env "
+    "WKING_SIMULATE). Their volume, EQ and light are kept per home (sim-state.json in the data "
+    "directory).",
 )
 @click.option("--json", "json_output", is_flag=True, help="Print machine-readable JSON.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging and tracebacks on errors.")

@@ -2,7 +2,8 @@
 
 This module renders what :mod:`wking_device.ble` returns; it owns no Bluetooth logic. With
 ``--simulate N`` every command runs against a fresh simulated world of N speakers whose
-addresses are the same in every process (``wking_device.sim``), imported only on that path.
+addresses are the same in every process (``wking_device.sim``), imported only on that path; what a
+command changes of them (volume, EQ, light) is kept per home (:mod:`wking_device.sim._saved`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from wking_device.bindings import Binding, Bindings
 from wking_device.cli._app import AppContext, pass_app
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
     from wking_device.ble import BleBackend, DiscoveredSpeaker, Speaker
     from wking_device.models import DeviceInfo
+    from wking_device.sim._saved import SavedFleet, SavedSpeaker
 
 __all__ = ["bluetooth", "open_bindings", "register"]
 
@@ -81,10 +84,58 @@ async def bluetooth(app: AppContext) -> AsyncIterator[BleBackend | None]:
         yield None
         return
     from wking_device import sim  # noqa: PLC0415 - bumble is imported only with --simulate
+    from wking_device.sim._saved import (  # noqa: PLC0415
+        STATE_FILE,
+        SavedFleet,
+        SavedSpeaker,
+        changes,
+    )
 
     sim.require_bumble()
-    async with sim.SimWorld.fleet(app.simulate, instant_connect=True) as world:
-        yield world.backend
+    # The speakers' volume, EQ and light are kept per home between processes (issue 7, item
+    # 20); a read-only command writes nothing, as nothing changed.
+    saved = SavedFleet(app.paths.data_dir / STATE_FILE)
+    kept, problem = saved.load()
+    if problem is not None:
+        click.echo(
+            f"warning: ignoring {saved.path} ({problem}); the simulated speakers start from "
+            "their defaults",
+            err=True,
+        )
+    specs = [
+        sim.SpeakerSpec.for_index(index, **(kept[index].overrides() if index in kept else {}))
+        for index in range(1, app.simulate + 1)
+    ]
+
+    def state_of(spec: sim.SpeakerSpec | sim.SimSpeaker) -> SavedSpeaker:
+        if isinstance(spec, sim.SpeakerSpec):
+            return SavedSpeaker(volume=spec.volume, eq=spec.eq, light=spec.light)
+        state = spec.state
+        return SavedSpeaker(volume=state.volume, eq=state.eq, light=state.light)
+
+    before = {index: state_of(spec) for index, spec in enumerate(specs, start=1)}
+    async with sim.SimWorld(specs, instant_connect=True) as world:
+        try:
+            yield world.backend
+        finally:
+            changed = changes(
+                before, ((i, state_of(s)) for i, s in enumerate(world.speakers, start=1))
+            )
+            if changed:
+                _save_sim_state(app, saved, changed)
+
+
+def _save_sim_state(app: AppContext, saved: SavedFleet, changed: dict[int, SavedSpeaker]) -> None:
+    """Keep what a command changed; a failure to write is a warning, not the command's error."""
+    try:
+        app.paths.ensure()
+        saved.save(changed)
+    except (WkingError, OSError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        click.echo(
+            f"warning: the simulated speakers' state was not kept in {saved.path} ({reason})",
+            err=True,
+        )
 
 
 def open_bindings(app: AppContext) -> Bindings:
@@ -169,7 +220,7 @@ def scan(app: AppContext, timeout: float | None) -> None:
     app.out(rows, render)
 
 
-@click.command()
+@click.command(short_help="Show what the speaker at ADDRESS tells about itself.")
 @click.argument("address", callback=_address)
 @pass_app
 def info(app: AppContext, address: str) -> None:
@@ -240,7 +291,10 @@ def volume(app: AppContext, level: int) -> None:
     _control(app, lambda speaker: speaker.set_volume(level), f"volume {level}")
 
 
-@control.command(help=f"Choose an EQ preset: {', '.join(_choice(EqPreset).choices)}.")
+@control.command(
+    short_help="Choose an EQ preset (--help lists them).",
+    help=f"Choose an EQ preset: {', '.join(_choice(EqPreset).choices)}.",
+)
 @click.argument("preset", type=_choice(EqPreset), metavar="PRESET")
 @pass_app
 def eq(app: AppContext, preset: str) -> None:
@@ -248,7 +302,10 @@ def eq(app: AppContext, preset: str) -> None:
     _control(app, lambda speaker: speaker.set_eq(value), f"eq {preset}")
 
 
-@control.command(help=f"Choose a light mode: {', '.join(_choice(LightMode).choices)}.")
+@control.command(
+    short_help="Choose a light mode (--help lists them).",
+    help=f"Choose a light mode: {', '.join(_choice(LightMode).choices)}.",
+)
 @click.argument("mode", type=_choice(LightMode), metavar="MODE")
 @pass_app
 def light(app: AppContext, mode: str) -> None:
@@ -263,7 +320,7 @@ def power_off(app: AppContext) -> None:
     _control(app, lambda speaker: speaker.power_off(), "power-off")
 
 
-@click.group()
+@click.group(short_help="Bind, list and unbind the speakers the agent looks after.")
 def devices() -> None:
     """The speakers the agent looks after (bindings are stored encrypted)."""
 
@@ -374,7 +431,7 @@ def _config_state(app: AppContext) -> str:
     return "ok" if app.paths.config_file.exists() else "no file (defaults)"
 
 
-@click.command()
+@click.command(short_help="Check Python, Bluetooth, paths, config and key store.")
 @pass_app
 def doctor(app: AppContext) -> None:
     """Check this machine: Python, bleak, bumble, adapter, config, paths and key store.
@@ -408,7 +465,8 @@ def doctor(app: AppContext) -> None:
     def render(console: Console) -> None:
         table = Table(show_header=False)
         for key, value in report.items():
-            table.add_row(key, cell(", ".join(value) if isinstance(value, list) else str(value)))
+            # cell: a value is shown as it is, never read as markup ("[ble.scan_timeout]")
+            table.add_row(key, cell(_doctor_text(key, value)))
         console.print(table)
         if not adapters and not simulate:
             console.print(
@@ -418,6 +476,26 @@ def doctor(app: AppContext) -> None:
     app.out(report, render)
     if problems:
         raise problems[0]
+
+
+def _doctor_text(key: str, value: Any) -> str:
+    """What ``doctor`` shows for one value of its report, in words where JSON has null or []."""
+    from wking_device.sim._compat import CHECKOUT_HINT, INSTALL_HINT  # noqa: PLC0415
+
+    if key in {"home", "config_dir", "data_dir"}:
+        if value is None:
+            return "none: the platform's user directories (config_dir, data_dir)"
+        return value if Path(value).exists() else f"{value} (not created yet)"
+    if value is None:
+        return {
+            "bumble": f"not installed (only --simulate needs it: {INSTALL_HINT}, or "
+            f"{CHECKOUT_HINT})",
+            "wking_device": "unknown (not installed: running from a source tree?)",
+            "simulate": "unknown (the config file is malformed: see config)",
+        }.get(key, "unknown")
+    if isinstance(value, list):
+        return ", ".join(value) if value else "none found"
+    return str(value)
 
 
 @contextlib.contextmanager

@@ -34,6 +34,10 @@ __all__ = ["register"]
 
 _STATE_STYLE = {"granted": "green", "suspended": "yellow", "denied": "red"}
 
+# Categories that only concern what a collector does with uploads: in this version, which
+# uploads nothing, granting them changes nothing (issue 7, item 21).
+_UPLOAD_ONLY = frozenset({"ip_address", "cross_border_transfer"})
+
 
 def _gate(app: AppContext) -> ConsentGate:
     # Imported here: the key store and collectors are not needed by `wking --help`.
@@ -55,7 +59,9 @@ def consent_group() -> None:
     """See, grant and withdraw consent for each data category."""
 
 
-@consent_group.command("status")
+@consent_group.command(
+    "status", short_help="Show every category's state, Do Not Track and the ledger."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @pass_app
 def consent_status(app: AppContext, as_json: bool) -> None:
@@ -104,6 +110,8 @@ def _describe(console: Console, category_id: str, policy_version: str, policy_da
         console.print("  Keeps no records of its own: it permits a use of the data you grant.")
     else:
         console.print(f"  Kept locally: at most {category.retention_days} days")
+    if category_id in _UPLOAD_ONLY:
+        console.print("  This version uploads nothing, so this grant has no effect yet.")
     if category.sensitive:
         console.print("  [yellow]Sensitive: asked for separately.[/yellow]")
     if category.requires:
@@ -166,6 +174,10 @@ def consent_grant(app: AppContext, categories: tuple[str, ...], yes: bool, guard
             err=True,
         ):
             raise click.Abort
+        console.print(
+            "Nothing collected leaves this machine: this version uploads nothing. The records "
+            "are kept encrypted here, for the time each category states."
+        )
         accepted = []
         for category_id in chosen or list(CATEGORY_IDS):
             _describe(console, category_id, policy.version, policy.date.isoformat())
@@ -201,7 +213,7 @@ def consent_grant(app: AppContext, categories: tuple[str, ...], yes: bool, guard
     app.out(result, render)
 
 
-@consent_group.command("withdraw")
+@consent_group.command("withdraw", short_help="Withdraw consent for CATEGORIES, effective at once.")
 @click.argument("categories", nargs=-1)
 @click.option("--all", "withdraw_all", is_flag=True, help="Withdraw every category.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -214,12 +226,22 @@ def consent_withdraw(
     Categories that need a withdrawn one are withdrawn with it (mac_addresses with
     operation_logs).
     """
-    chosen = list(CATEGORY_IDS) if withdraw_all else parse_categories(categories)
-    if not chosen:
+    chosen = [] if withdraw_all else parse_categories(categories)
+    if not chosen and not withdraw_all:
         raise UsageError("name the categories to withdraw, or use --all")
     gate = _gate(app)
     if gate.tampered is not None:
         raise gate.tampered
+    if withdraw_all:
+        # every category with a grant on record (granted, suspended, or denied for now by Do
+        # Not Track or a minor's profile): the ones the withdrawal applies to, and no others
+        chosen = [c for c, state in gate.states().items() if state.consent_id is not None]
+        if not chosen:
+            app.out(
+                {"withdrawn": [], "entry_id": None, "purged": 0, "note": None},
+                lambda console: console.print("nothing to withdraw: no category is granted"),
+            )
+            return
     affected = sorted(set(chosen) | dependents_of(chosen))
     if not yes:
         states = gate.states()
@@ -228,7 +250,7 @@ def consent_withdraw(
         also = f" (and {', '.join(extra)}, which needs it)" if extra else ""
         click.confirm(
             f"Withdraw consent for {', '.join(chosen)}{also}? Collection stops at once and "
-            "records not yet uploaded are destroyed.",
+            "their records kept on this machine are destroyed.",
             default=True,
             abort=True,
             err=True,
@@ -247,7 +269,7 @@ def consent_withdraw(
         if withdrawn:
             console.print(f"withdrawn: {markup(', '.join(withdrawn))}")
             if shred["purged"]:
-                console.print(f"destroyed {shred['purged']} stored records not yet uploaded")
+                console.print(f"destroyed {shred['purged']} records kept on this machine")
             if shred["note"]:
                 console.print(Text(visible(shred["note"]), style="yellow"))
         else:
@@ -271,7 +293,7 @@ async def _shred(app: AppContext, categories: list[str]) -> dict[str, Any]:
         return {
             "purged": None,
             "note": f"stored records were not destroyed here ({exc.message}); a running agent "
-            "destroys them when it sees the withdrawal, and nothing withdrawn is uploaded",
+            "destroys them when it sees the withdrawal",
         }
     async with store:
         purged = 0
@@ -309,7 +331,7 @@ def consent_history(app: AppContext, as_json: bool) -> None:
     app.out(entries, render)
 
 
-@consent_group.command("receipts")
+@consent_group.command("receipts", short_help="Export consent receipts (ISO/IEC TS 27560 shape).")
 @click.option(
     "--out",
     "out",
@@ -334,7 +356,7 @@ def consent_receipts(app: AppContext, out: Path) -> None:
     click.echo(f"wrote {len(document['receipts'])} receipts to {for_stderr(out)}", err=True)
 
 
-@consent_group.command("reset")
+@consent_group.command("reset", short_help="Start an empty ledger after a failed verification.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @pass_app
 def consent_reset(app: AppContext, yes: bool) -> None:
@@ -364,12 +386,14 @@ def consent_reset(app: AppContext, yes: bool) -> None:
 # --- policy -------------------------------------------------------------------------------------
 
 
-@click.group("policy")
+@click.group("policy", short_help="Read the privacy notice, its versions and their changes.")
 def policy_group() -> None:
     """Read this library's privacy notice, its versions and their differences."""
 
 
-@policy_group.command("show")
+@policy_group.command(
+    "show", short_help="Print the privacy notice (installed version unless --version)."
+)
 @click.option("--version", "version", default=None, metavar="V", help="Show version V.")
 @pass_app
 def policy_show(app: AppContext, version: str | None) -> None:
@@ -422,7 +446,7 @@ def policy_versions(app: AppContext, as_json: bool) -> None:
     app.out(items, render)
 
 
-@policy_group.command("diff")
+@policy_group.command("diff", short_help="Show what changed between two versions of the notice.")
 @click.argument("old")
 @click.argument("new")
 @pass_app

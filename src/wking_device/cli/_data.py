@@ -79,10 +79,9 @@ def _render(data: dict[str, Any]) -> Any:
             table.add_row(cell(category), cell(count))
         table.add_row("[bold]total[/bold]", f"[bold]{records['total']}[/bold]")
         console.print(table)
-        console.print(
-            f"pending upload: {records['pending']}  claimed: {records['claimed']}  "
-            f"size: {data['bytes']:,} of {data['max_bytes']:,} bytes"
-        )
+        # 'pending' and 'claimed' (in --json) are the future uploader's queue: every record is
+        # pending in this version, which sends nothing anywhere.
+        console.print(f"size: {data['bytes']:,} of {data['max_bytes']:,} bytes")
         lost = data["evicted"]
         console.print(
             f"quarantined (failed authentication): {data['quarantined']}  "
@@ -90,11 +89,12 @@ def _render(data: dict[str, Any]) -> Any:
             f"crypto-shredded: {data['shredded']}"
         )
         console.print(f"key store: {markup(data['key_store'] or 'none yet')}")
+        console.print("Nothing leaves this machine: this version uploads nothing.")
 
     return render
 
 
-@data_group.command("status")
+@data_group.command("status", short_help="Show what is kept on this machine, encrypted.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @pass_app
 def data_status(app: AppContext, as_json: bool) -> None:
@@ -134,7 +134,7 @@ async def _export(app: AppContext, categories: list[str] | None) -> list[dict[st
     ]
 
 
-@data_group.command("export")
+@data_group.command("export", short_help="Export the records kept here, decrypted, to a file.")
 @click.argument("categories", nargs=-1)
 @click.option(
     "--out",
@@ -210,7 +210,7 @@ async def _delete(app: AppContext, categories: list[str]) -> dict[str, int]:
         return {category: await store.purge(category) for category in categories}
 
 
-@data_group.command("delete")
+@data_group.command("delete", short_help="Delete records kept on this machine (crypto-shredding).")
 @click.argument("categories", nargs=-1)
 @click.option("--all", "delete_all", is_flag=True, help="Delete the records of every category.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -218,22 +218,39 @@ async def _delete(app: AppContext, categories: list[str]) -> dict[str, int]:
 def data_delete(app: AppContext, categories: tuple[str, ...], delete_all: bool, yes: bool) -> None:
     """Delete the records of CATEGORIES kept on this machine, by crypto-shredding.
 
-    Their data keys are destroyed and the master key is rotated, so the records cannot be
-    recovered, from copies of the database either (see docs/security.md for what each key
-    store guarantees). Consent is unchanged: to stop collection, use 'wking consent withdraw'.
+    Their data keys are destroyed and the master key is rotated, so this store can no longer
+    decrypt them. A copy of the data directory made before (a backup) still can, with the master
+    key as it was then: with the default key file, which lives in that directory, the copy
+    alone is enough. docs/security.md says what each key store guarantees. Consent is
+    unchanged: to stop collection, use 'wking consent withdraw'.
     """
-    chosen = list(CATEGORY_IDS) if delete_all else parse_categories(categories)
-    if not chosen:
+    chosen = [] if delete_all else parse_categories(categories)
+    if not chosen and not delete_all:
         raise UsageError("name the categories to delete, or use --all")
+    if delete_all:
+        # name the categories that hold records, not every category of the catalog
+        held = app.run(_status(app.paths, app.settings))["records"]["by_category"]
+        chosen = [c for c in CATEGORY_IDS if held.get(c)]
+        if not chosen:
+            app.out(
+                {"deleted": {}, "total": 0},
+                lambda console: console.print(
+                    "nothing to delete: no records are kept on this machine"
+                ),
+            )
+            return
     if not yes:
         click.confirm(
             f"Delete every record of {', '.join(chosen)} kept on this machine? "
-            "This cannot be undone.",
+            "This cannot be undone here (earlier copies of the data directory are not "
+            "affected).",
             default=False,
             abort=True,
             err=True,
         )
-    deleted = app.run(_delete(app, chosen))
+    # --all shreds the keys of every category, also those that hold no record now
+    deleted = app.run(_delete(app, list(CATEGORY_IDS) if delete_all else chosen))
+    deleted = {c: n for c, n in deleted.items() if c in chosen or n}
     result = {"deleted": deleted, "total": sum(deleted.values())}
 
     def render(console: Console) -> None:

@@ -16,8 +16,12 @@ __all__ = ["BUMBLE_VERSION", "INSTALL_HINT", "bumble_available", "require_bumble
 
 #: The bumble version the simulator's workarounds are written and tested against.
 BUMBLE_VERSION = "0.0.236"
-#: What to run when the extra is missing.
-INSTALL_HINT = 'pip install "wking-device[sim]"'
+#: What to run when the extra is missing. wking-device is not published on PyPI yet, so the hint
+#: names bumble itself (what the ``sim`` extra installs), which works however wking-device was
+#: installed; the remedy adds the checkout form.
+INSTALL_HINT = f'pip install "bumble=={BUMBLE_VERSION}"'
+#: The same from a checkout of wking_device.
+CHECKOUT_HINT = 'pip install -e ".[sim]" in a checkout of wking_device'
 
 
 def bumble_available() -> bool:
@@ -43,7 +47,7 @@ def require_bumble() -> None:
     if not bumble_available():
         raise AdapterUnavailable(
             "the simulator needs the 'bumble' package, which is not installed",
-            remedy=f"install the simulator extra: {INSTALL_HINT}",
+            remedy=f"install the simulator extra: {INSTALL_HINT}, or {CHECKOUT_HINT}",
         )
 
 

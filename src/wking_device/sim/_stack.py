@@ -14,6 +14,8 @@ listed in docs/testing.md and tested in tests/sim/test_sim_bumble_gaps.py):
   PDUs to a peer that is gone are dropped instead of raising inside the controller.
 - Cost: advertisements go only to controllers that scan or connect, addresses are looked up in
   a dict, and neither controller nor host formats packets for debug logging unless DEBUG is on.
+- Noise: data sent on a connection the link has just dropped is discarded with a debug line
+  (stock bumble logs a WARNING per packet, which users of ``--simulate`` and the examples saw).
 
 It does not know about speakers, GATT or bleak; :mod:`wking_device.sim._world` wires these parts
 together. Gaps E and F (GATT client) are handled in :mod:`wking_device.sim._client`, gap G (GATT
@@ -242,6 +244,23 @@ class SimController(Controller):
         if self.host:
             asyncio.get_running_loop().call_soon(self.host.on_packet, bytes(packet))
 
+    def on_hci_acl_data_packet(self, packet: hci.HCI_AclDataPacket) -> None:
+        """Pass host data to its connection; data for a connection just dropped is discarded.
+
+        When the link drops a connection (out of range, ``disconnect_after_ops``), the host may
+        still send data on it before it hears of the disconnection, as on real hardware, where
+        the controller discards it. Stock bumble logs a WARNING for each such packet, which
+        examples and CLI users would see; it goes to the simulator's debug log instead.
+        """
+        if self.find_connection_by_handle(packet.connection_handle) is None:
+            _LOGGER.debug(
+                "%s: data for connection 0x%04X, which is gone, discarded",
+                self.name,
+                packet.connection_handle,
+            )
+            return
+        super().on_hci_acl_data_packet(packet)
+
     # --- listening state (cost) -------------------------------------------------------------
 
     @property
@@ -446,7 +465,19 @@ class SimController(Controller):
 
 
 class SimHost(Host):
-    """A bumble host that does not format every packet for the debug log (cost)."""
+    """A bumble host that does not format every packet for the debug log (cost).
+
+    Data sent on a connection the host has just seen dropped (a notification the speaker was
+    sending when the link went, an ATT request racing the disconnection) is discarded with a
+    debug line instead of bumble's WARNING: it is how a simulated link ends, not a fault.
+    """
+
+    def send_acl_sdu(self, connection_handle: int, sdu: bytes) -> None:
+        """Send an SDU; nothing (and no warning) for a connection that is gone."""
+        if connection_handle not in self.connections:
+            _LOGGER.debug("data for connection 0x%04X, which is gone, discarded", connection_handle)
+            return
+        super().send_acl_sdu(connection_handle, sdu)
 
     def send_hci_packet(self, packet: hci.HCI_Packet) -> None:
         """Send a packet to the controller."""
