@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.table import Table
-from rich.text import Text
 
 from wking_device.bindings import Binding, Bindings
 from wking_device.cli._app import AppContext, pass_app

@@ -31,7 +31,7 @@ _BODY_CHARS = 60
 
 @click.group()
 def receiver() -> None:
-    """A reference OTLP/HTTP logs receiver over TLS (for tests and demos)."""
+    """Run a reference OTLP/HTTP logs receiver over TLS (tests, demos)."""
 
 
 @receiver.command("run")
@@ -64,7 +64,7 @@ def receiver() -> None:
 )
 @pass_app
 def run(app: AppContext, host: str, port: int, data_dir: Path, fault_plan: Path | None) -> None:
-    """Serve POST /v1/logs over TLS until interrupted (SIGINT or SIGTERM)."""
+    """Serve POST /v1/logs over TLS until SIGINT or SIGTERM."""
     from wking_device.receiver import load_fault_plan  # noqa: PLC0415 - aiohttp is slow
 
     plan = load_fault_plan(fault_plan) if fault_plan is not None else None
@@ -119,7 +119,10 @@ async def _serve(
 )
 @pass_app
 def export(app: AppContext, data_dir: Path) -> None:
-    """Print the records the receiver stored (with --json: a list of objects)."""
+    """Print the records the receiver stored.
+
+    With --json: a list of objects (record_id, category, installation_id, body, ...).
+    """
     from wking_device.receiver import DB_FILE, export_records  # noqa: PLC0415
 
     database = data_dir / DB_FILE
