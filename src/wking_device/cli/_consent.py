@@ -231,51 +231,91 @@ def consent_withdraw(
             abort=True,
             err=True,
         )
+    from wking_device.store import withdrawal_progress  # noqa: PLC0415 - only on this path
+
+    before = withdrawal_progress(app.paths)  # the shredded counter, before the ledger write
     entry = gate.withdraw(chosen, method="cli-yes" if yes else "cli-prompt")
     withdrawn = list(entry.categories) if entry is not None else []
-    shred = app.run(_shred(app, withdrawn)) if withdrawn else {"purged": 0, "note": None}
+    # Always: a withdrawal recorded earlier whose shred never happened (no process held the
+    # store, or it was killed in between) is carried out now too.
+    shred = app.run(_shred(app, gate, before))
     result = {
         "withdrawn": withdrawn,
         "entry_id": entry.id if entry is not None else None,
         "purged": shred["purged"],
+        "pending": shred["pending"],
         "note": shred["note"],
     }
 
     def render(console: Console) -> None:
         if withdrawn:
             console.print(f"withdrawn: {', '.join(withdrawn)}")
-            if shred["purged"]:
-                console.print(f"destroyed {shred['purged']} stored records not yet uploaded")
-            if shred["note"]:
-                console.print(f"[yellow]{shred['note']}[/yellow]")
         else:
-            console.print("nothing to withdraw: none of these categories was granted")
+            console.print("nothing to withdraw: none of these categories is granted")
+        if shred["purged"]:
+            console.print(f"destroyed {shred['purged']} stored records not yet uploaded")
+        if shred["note"]:
+            console.print(f"[yellow]{shred['note']}[/yellow]")
 
     app.out(result, render)
 
 
-async def _shred(app: AppContext, categories: list[str]) -> dict[str, Any]:
-    """Crypto-shred the stored, unsent records of withdrawn categories (DESIGN §3)."""
-    from wking_device.errors import StorageError  # noqa: PLC0415
-    from wking_device.store import DB_FILE, open_store  # noqa: PLC0415 - only on this path
+_HOLDER_WAIT = 10.0
+"""Seconds ``withdraw`` waits for another process holding the store to shred."""
 
-    if not (app.paths.data_dir / DB_FILE).exists():
-        return {"purged": 0, "note": None}
+
+async def _shred(
+    app: AppContext, gate: ConsentGate, before: tuple[str | None, int] | None
+) -> dict[str, Any]:
+    """Carry out every withdrawal in the ledger not carried out yet (DESIGN §3).
+
+    Here when no other process holds the store; otherwise that process does it (a running
+    agent, or a program whose gate is attached to the store, within a second) and this waits
+    for it, to say what was done.
+    """
+    import asyncio  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from wking_device.errors import StorageError  # noqa: PLC0415
+    from wking_device.store import (  # noqa: PLC0415 - only on this path
+        open_store,
+        store_in_use,
+        withdrawal_progress,
+    )
+
+    if before is None:
+        return {"purged": 0, "pending": False, "note": None}
     try:
-        store = open_store(app.paths, app.settings)
-    except StorageError as exc:
-        # Typically a running agent holds the store: it sees the withdrawal in the ledger and
-        # destroys the records itself (its gate reports it as a "withdrawn" revocation).
-        return {
-            "purged": None,
-            "note": f"stored records were not destroyed here ({exc.message}); a running agent "
-            "destroys them when it sees the withdrawal, and nothing withdrawn is uploaded",
-        }
-    async with store:
-        purged = 0
-        for category in categories:
-            purged += await store.purge(category)
-    return {"purged": purged, "note": None}
+        store = open_store(app.paths, app.settings, finish_withdrawals=False)
+    except StorageError:
+        if not store_in_use(app.paths):
+            raise
+    else:
+        async with store:
+            purged = await store.finish_withdrawals()
+        return {"purged": sum(purged.values()), "pending": False, "note": None}
+    withdrawals = [e for e in gate.history() if e.event == "withdraw"]
+    target = f"{withdrawals[-1].seq}:{withdrawals[-1].hash}" if withdrawals else None
+    deadline = time.monotonic() + _HOLDER_WAIT
+    progress = before
+    while target is not None and progress is not None and progress[0] != target:
+        if time.monotonic() > deadline:
+            return {
+                "purged": None,
+                "pending": True,
+                "note": "another process holds the record store and has not destroyed the "
+                "withdrawn records yet; it does so when it next looks at the ledger, and "
+                "the next process to open the store does if it stops first (nothing "
+                "withdrawn is collected or uploaded meanwhile)",
+            }
+        await asyncio.sleep(0.05)
+        progress = withdrawal_progress(app.paths)
+    purged = (progress[1] - before[1]) if progress is not None else 0
+    return {
+        "purged": purged,
+        "pending": False,
+        "note": "destroyed by the process holding the record store",
+    }
 
 
 @consent_group.command("history")
