@@ -21,6 +21,7 @@ import difflib
 import logging
 import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,9 @@ __all__ = [
     "StorageSettings",
     "UploadSettings",
     "load_settings",
+    "permission_problems",
     "resolve_paths",
+    "warn_loose_permissions",
 ]
 
 _LOGGER = logging.getLogger(__name__)
@@ -109,9 +112,16 @@ def resolve_paths(home: str | os.PathLike[str] | None = None) -> Paths:
         The paths; nothing is created.
 
     Raises:
-        ConfigError: The home cannot be resolved (``~user`` of an unknown user, a symlink loop).
+        ConfigError: The home cannot be resolved (``~user`` of an unknown user, a symlink loop),
+            or is empty (``--home ""``, ``WKING_HOME=""``).
     """
-    chosen = home if home is not None else os.environ.get("WKING_HOME") or None
+    chosen = home if home is not None else os.environ.get("WKING_HOME")
+    if chosen is not None and not os.fspath(chosen).strip():
+        # `--home ""` or `WKING_HOME=` would otherwise mean the current directory (Path("")).
+        raise ConfigError(
+            "the home directory is empty",
+            remedy="give --home (or WKING_HOME) a directory, or unset WKING_HOME",
+        )
     if chosen is not None:
         try:
             root = Path(chosen).expanduser().resolve()
@@ -449,3 +459,67 @@ def _lookup(data: Mapping[str, Any], loc: tuple[str | int, ...]) -> bool:
         else:
             return False
     return True
+
+
+# Files that hold secrets or personal data, relative to the data (d) or config (c) directory.
+_PRIVATE_FILES = (
+    ("d", "records.sqlite3"),
+    ("d", "records.sqlite3-wal"),
+    ("d", "records.sqlite3-shm"),
+    ("d", "consent/ledger.jsonl"),
+    ("d", "consent/ledger.jsonl.head"),
+    ("d", "keys/keystore.json"),
+    ("d", "keys/master.key"),
+    ("d", "keys/master.key.sealed"),
+    ("c", "devices.bin"),
+)
+_warned_permissions: set[str] = set()
+
+
+def permission_problems(paths: Paths) -> list[str]:
+    """List what others could read or change among an installation's directories and files.
+
+    Directories (the home, the config and data directories, ``consent/``, ``keys/``) writable
+    by group or others, and private files (records, ledger, key store, key file, bindings)
+    readable or writable by group or others. Nothing is created or changed.
+
+    Returns:
+        One line per problem (empty when every existing path is private).
+    """
+    problems: list[str] = []
+    directories = [paths.config_dir, paths.data_dir, paths.data_dir / "consent"]
+    directories.append(paths.data_dir / "keys")
+    if paths.home is not None:
+        directories.insert(0, paths.home)
+    for directory in directories:
+        try:
+            mode = stat.S_IMODE(directory.stat().st_mode)
+        except OSError:
+            continue
+        if mode & 0o022:
+            problems.append(f"{directory} is writable by others ({mode:04o}; chmod 700 it)")
+    for base, name in _PRIVATE_FILES:
+        file = (paths.data_dir if base == "d" else paths.config_dir) / name
+        try:
+            mode = stat.S_IMODE(file.stat().st_mode)
+        except OSError:
+            continue
+        if mode & 0o077:
+            problems.append(f"{file} is open to others ({mode:04o}; chmod 600 it)")
+    return problems
+
+
+def warn_loose_permissions(paths: Paths) -> list[str]:
+    """Log each permission problem of :func:`permission_problems` once per process (WARNING).
+
+    Refusals are elsewhere: a key file open to group or others is refused by the key store.
+
+    Returns:
+        The problems found.
+    """
+    problems = permission_problems(paths)
+    for problem in problems:
+        if problem not in _warned_permissions:
+            _warned_permissions.add(problem)
+            _LOGGER.warning("loose permissions: %s", problem)
+    return problems

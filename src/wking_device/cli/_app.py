@@ -165,7 +165,7 @@ def _print_error(ctx: click.Context, message: str) -> None:
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--home",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False),
     envvar="WKING_HOME",
     metavar="DIR",
     help="Keep everything of this installation under DIR (default: platform directories).",
@@ -184,14 +184,22 @@ def _print_error(ctx: click.Context, message: str) -> None:
 @click.pass_context
 def cli(
     ctx: click.Context,
-    home: Path | None,
+    home: str | None,
     simulate: int | None,
     json_output: bool,
     verbose: bool,
 ) -> None:
     """Discover, control and (with your consent) collect logs from W-KING speakers."""
     # --simulate unset: WKING_SIMULATE is read through the settings when a command needs it
-    app = AppContext(home=home, json=json_output, verbose=verbose, _simulate=simulate)
+    if home is not None and not home.strip():
+        # Path("") is the current directory: an empty --home is a mistake, not a choice
+        raise click.BadParameter("the home directory is empty", param_hint="'--home'")
+    app = AppContext(
+        home=Path(home) if home is not None else None,
+        json=json_output,
+        verbose=verbose,
+        _simulate=simulate,
+    )
     logging.basicConfig(
         level=logging.WARNING,
         stream=sys.stderr,

@@ -33,11 +33,13 @@ __all__ = ["register"]
 _STATE_STYLE = {"granted": "green", "suspended": "yellow", "denied": "red"}
 
 
-def _gate(app: AppContext) -> ConsentGate:
+def _gate(app: AppContext, *, readonly: bool = False) -> ConsentGate:
+    """The installation's gate; ``readonly`` for commands that only report (they create nothing
+    and work on a read-only home)."""
     # Imported here: the key store and collectors are not needed by `wking --help`.
     from wking_device.collect import open_installation_gate  # noqa: PLC0415
 
-    return open_installation_gate(app.paths, app.settings)
+    return open_installation_gate(app.paths, app.settings, readonly=readonly)
 
 
 def _with_json(app: AppContext, as_json: bool) -> None:
@@ -59,7 +61,7 @@ def consent_group() -> None:
 def consent_status(app: AppContext, as_json: bool) -> None:
     """Show every category's state (denied, granted, suspended), Do Not Track and the ledger."""
     _with_json(app, as_json)
-    gate = _gate(app)
+    gate = _gate(app, readonly=True)
     report = gate.report()
 
     def render(console: Console) -> None:
@@ -292,12 +294,12 @@ async def _shred(
             raise
     else:
         async with store:
-            purged = await store.finish_withdrawals()
-        return {"purged": sum(purged.values()), "pending": False, "note": None}
+            done = await store.finish_withdrawals()
+        return {"purged": sum(done.values()), "pending": False, "note": None}
     withdrawals = [e for e in gate.history() if e.event == "withdraw"]
     target = f"{withdrawals[-1].seq}:{withdrawals[-1].hash}" if withdrawals else None
     deadline = time.monotonic() + _HOLDER_WAIT
-    progress = before
+    progress: tuple[str | None, int] | None = before
     while target is not None and progress is not None and progress[0] != target:
         if time.monotonic() > deadline:
             return {
@@ -324,7 +326,7 @@ async def _shred(
 def consent_history(app: AppContext, as_json: bool) -> None:
     """Show every recorded consent event, oldest first."""
     _with_json(app, as_json)
-    gate = _gate(app)
+    gate = _gate(app, readonly=True)
     if gate.tampered is not None:
         raise gate.tampered
     entries = [entry.to_dict() for entry in gate.history()]
@@ -360,7 +362,7 @@ def consent_receipts(app: AppContext, out: Path) -> None:
     """Export consent receipts (ISO/IEC TS 27560 / Kantara Consent Receipt shape)."""
     from wking_device.consent import build_receipts  # noqa: PLC0415
 
-    gate = _gate(app)
+    gate = _gate(app, readonly=True)
     document = build_receipts(gate)
     data = orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"
     if str(out) == "-":

@@ -278,8 +278,11 @@ class ConsentGate:
             self._replayed = _replay(entries)
 
     def _record_facts(self) -> None:
-        """Record flag changes and a newly installed policy version (never on a closed gate)."""
-        if self._tampered is not None:
+        """Record flag changes and a newly installed policy version (never on a closed gate).
+
+        A gate over a read-only ledger records nothing: its flags apply in memory only.
+        """
+        if self._tampered is not None or self._ledger.readonly:
             return
         before = self._replayed
         if before.do_not_track != self._dnt:

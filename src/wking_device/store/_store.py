@@ -29,7 +29,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from wking_device.config import load_settings
+from wking_device.config import load_settings, warn_loose_permissions
 from wking_device.consent import Ledger, ledger_path
 from wking_device.consent._gate import LEDGER_SECRET
 from wking_device.crypto import NONCE_BLOCK, Sealer, open_key_store
@@ -1172,9 +1172,8 @@ def withdrawal_progress(paths: Paths) -> tuple[str | None, int] | None:
     db = paths.data_dir / DB_FILE
     if not db.exists() or db.stat().st_size == 0:
         return None
-    conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, isolation_level=None)
+    conn = _connect(db, readonly=True)
     try:
-        conn.execute("PRAGMA busy_timeout = 10000")
         meta = dict(conn.execute("SELECT name, value FROM meta").fetchall())
     except sqlite3.Error as exc:
         raise _translate(exc, paths.data_dir) from exc
@@ -1184,10 +1183,23 @@ def withdrawal_progress(paths: Paths) -> tuple[str | None, int] | None:
     return (None if marker is None else str(marker)), int(meta.get("shredded", 0))
 
 
+def _unwritable(directory: Path) -> bool:
+    """Whether nobody can write in ``directory`` now (a read-only mount, or no permission)."""
+    try:
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return True
+    except OSError:
+        return False
+    return not os.access(directory, os.W_OK)
+
+
 def _connect(db: Path, *, readonly: bool) -> sqlite3.Connection:
     if readonly:
+        # On a read-only home SQLite cannot create the WAL index (-shm) a read needs; the
+        # database cannot change there either, so it is opened as immutable.
+        flags = "mode=ro&immutable=1" if _unwritable(db.parent) else "mode=ro"
         conn = sqlite3.connect(
-            f"{db.as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+            f"{db.as_uri()}?{flags}", uri=True, isolation_level=None, check_same_thread=False
         )
     else:
         if not db.exists():
@@ -1289,11 +1301,13 @@ def open_store(
         StorageError: The store is open in another process, or the database cannot be used.
     """
     settings = settings if settings is not None else load_settings(paths)
+    warn_loose_permissions(paths)
     db = paths.data_dir / DB_FILE
     exists = db.exists() and db.stat().st_size > 0
     if readonly and not exists:
         raise StorageError("there is no record store yet", remedy="collect something first")
-    paths.ensure()
+    if not readonly:
+        paths.ensure()  # a read-only open creates and changes nothing (a read-only home works)
     if keys is None:
         keys = open_key_store(paths, create=not exists, backend=key_backend)
     lock_fd = None if readonly else _lock(paths)
