@@ -133,7 +133,7 @@ def _mount(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(name="read_only_home")
-def fixture_read_only_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+def fixture_read_only_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("needs root to mount a read-only file system")
     mountpoint = tmp_path / f"ro-{uuid.uuid4().hex[:8]}"

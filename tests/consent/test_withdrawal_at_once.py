@@ -15,7 +15,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
@@ -56,7 +55,7 @@ def _kept(category: str) -> int:
     return int(json.loads(result.stdout)["records"]["by_category"].get(category, 0))
 
 
-def _wait_for(condition, what: str, timeout: float = _DEADLINE) -> None:  # noqa: ANN001
+def _wait_for(condition, what: str, timeout: float = _DEADLINE) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

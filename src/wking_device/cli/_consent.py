@@ -11,6 +11,7 @@ prerequisite, a minor without guardian), 7 a ledger that fails verification.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -35,7 +36,8 @@ _STATE_STYLE = {"granted": "green", "suspended": "yellow", "denied": "red"}
 
 def _gate(app: AppContext, *, readonly: bool = False) -> ConsentGate:
     """The installation's gate; ``readonly`` for commands that only report (they create nothing
-    and work on a read-only home)."""
+    and work on a read-only home).
+    """
     # Imported here: the key store and collectors are not needed by `wking --help`.
     from wking_device.collect import open_installation_gate  # noqa: PLC0415
 
@@ -370,10 +372,40 @@ def consent_receipts(app: AppContext, out: Path) -> None:
         sys.stdout.buffer.write(data)  # UTF-8 JSON whatever the terminal's encoding
         sys.stdout.buffer.flush()
         return
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as file:
-        file.write(data)
-    click.echo(f"wrote {len(document['receipts'])} receipts to {out}", err=True)
+    _write_private(out, data)
+    click.echo(
+        f"wrote {len(document['receipts'])} receipts to {out} (readable by you only)", err=True
+    )
+
+
+def _write_private(out: Path, data: bytes) -> None:
+    """Write a file readable by its owner only (0600), whatever mode an existing one had.
+
+    A regular file (or none) is replaced atomically by a new 0600 file written beside it; a
+    device or pipe (``/dev/stdout``, a FIFO) is written in place and its mode left alone.
+    """
+    import stat  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    try:
+        existing = out.stat()
+    except FileNotFoundError:
+        existing = None
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        with out.open("wb") as file:
+            file.write(data)
+        return
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:  # mkstemp creates it 0600
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        Path(tmp).replace(out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            Path(tmp).unlink()
+        raise
 
 
 @consent_group.command("reset")

@@ -28,7 +28,6 @@ __all__ = ["LEDGER_SECRET", "open_installation_gate"]
 _LOGGER = logging.getLogger(__name__)
 
 
-
 _ANCHOR = "consent-ledger"
 """The key store's name for the ledger's anchor (its head, kept away from the ledger)."""
 

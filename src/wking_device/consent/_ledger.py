@@ -284,8 +284,7 @@ class Ledger:
             )
         if count and entries[count - 1].hash != last:
             raise LedgerTampered(
-                f"the ledger was replaced: entry {count - 1} is not the one the key store "
-                "recorded",
+                f"the ledger was replaced: entry {count - 1} is not the one the key store recorded",
                 entry=count - 1,
             )
         return count < len(entries)

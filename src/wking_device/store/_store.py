@@ -1127,7 +1127,7 @@ def _refresh_quietly(gate: _Gate) -> None:
     """Have a gate re-read its ledger (posted to its loop by an idle writer)."""
     try:
         gate.refresh()
-    except Exception:  # noqa: BLE001 - a tampered ledger closes the gate; its owner reports it
+    except Exception:
         _LOGGER.debug("the attached gate could not re-read its ledger", exc_info=True)
 
 
@@ -1345,6 +1345,6 @@ def open_store(
             os.close(lock_fd)
         raise
     if finish_withdrawals and not readonly:
-        store._enqueue(_Call(store._finish_withdrawals_sync))  # noqa: SLF001
+        store._enqueue(_Call(store._finish_withdrawals_sync))
     _LOGGER.debug("record store open (key store %s)", keys.level)
     return store
