@@ -35,8 +35,9 @@ _STATE_STYLE = {"granted": "green", "suspended": "yellow", "denied": "red"}
 
 
 def _gate(app: AppContext, *, readonly: bool = False) -> ConsentGate:
-    """The installation's gate; ``readonly`` for commands that only report (they create nothing
-    and work on a read-only home).
+    """Open the installation's gate; ``readonly`` for commands that only report.
+
+    A read-only gate creates nothing and works on a read-only home.
     """
     # Imported here: the key store and collectors are not needed by `wking --help`.
     from wking_device.collect import open_installation_gate  # noqa: PLC0415
