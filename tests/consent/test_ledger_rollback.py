@@ -7,6 +7,7 @@ deleting both, is detected (exit 7). Rewriting the anchor too, with the key, is 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -102,3 +103,19 @@ def test_a_key_file_open_to_others_is_refused(home: Path) -> None:
     (home / "data" / "keys" / "master.key").chmod(0o666)
     result = _wking("consent", "status")
     assert result.returncode == 6
+
+
+def test_removing_the_anchor_as_well_is_noticed(home: Path, tmp_path: Path) -> None:
+    # deleting the anchor needs no key: the ledger's head says it is anchored
+    assert _wking("consent", "grant", "--yes", "operation_logs").returncode == 0
+    saved = tmp_path / "saved"
+    shutil.copytree(_consent_dir(home), saved)
+    assert _wking("consent", "withdraw", "--yes", "operation_logs").returncode == 0
+    for name in ("ledger.jsonl", "ledger.jsonl.head"):
+        shutil.copy2(saved / name, _consent_dir(home) / name)
+    keystore = home / "data" / "keys" / "keystore.json"
+    document = json.loads(keystore.read_text())
+    del document["anchors"]
+    keystore.write_text(json.dumps(document))
+    result = _wking("consent", "status")
+    assert result.returncode == 7, result.stderr

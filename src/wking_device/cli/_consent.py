@@ -265,6 +265,14 @@ def consent_withdraw(
     app.out(result, render)
 
 
+def _done_seq(marker: str | None) -> int:
+    """The ledger seq of a store's ``withdrawals_done`` marker (``-1``: none)."""
+    try:
+        return int((marker or "").partition(":")[0])
+    except ValueError:
+        return -1
+
+
 _HOLDER_WAIT = 10.0
 """Seconds ``withdraw`` waits for another process holding the store to shred."""
 
@@ -300,10 +308,10 @@ async def _shred(
             done = await store.finish_withdrawals()
         return {"purged": sum(done.values()), "pending": False, "note": None}
     withdrawals = [e for e in gate.history() if e.event == "withdraw"]
-    target = f"{withdrawals[-1].seq}:{withdrawals[-1].hash}" if withdrawals else None
+    target = withdrawals[-1].seq if withdrawals else None
     deadline = time.monotonic() + _HOLDER_WAIT
     progress: tuple[str | None, int] | None = before
-    while target is not None and progress is not None and progress[0] != target:
+    while target is not None and progress is not None and _done_seq(progress[0]) < target:
         if time.monotonic() > deadline:
             return {
                 "purged": None,

@@ -161,10 +161,11 @@ class LedgerAnchor(Protocol):
 class _Loaded:
     """The result of reading both files: verified entries and what (if anything) to repair."""
 
-    __slots__ = ("anchor_behind", "entries", "repair_head", "torn_tail_at")
+    __slots__ = ("anchor_behind", "entries", "head_anchored", "repair_head", "torn_tail_at")
 
     def __init__(self) -> None:
         self.anchor_behind = False
+        self.head_anchored = False
         self.entries: list[LedgerEntry] = []
         self.repair_head = False
         self.torn_tail_at: int | None = None
@@ -229,7 +230,7 @@ class Ledger:
                 head does not match.
         """
         if not self.path.exists() and not self.head_path.exists():
-            self._check_anchor([])
+            self._check_anchor([], anchored=False)
             self._entries = []
             self._stamp = self._disk_stamp()
             return ()
@@ -252,12 +253,13 @@ class Ledger:
     def _anchor_value(self, count: int, last: str) -> str:
         return f"{count}:{last}:{self._mac(f'anchor|{count}|{last}'.encode())}"
 
-    def _check_anchor(self, entries: list[LedgerEntry]) -> bool:
+    def _check_anchor(self, entries: list[LedgerEntry], *, anchored: bool) -> bool:
         """Compare the ledger with its anchor; return whether the anchor is behind (to update).
 
         Raises:
             LedgerTampered: The ledger has fewer entries than the anchor, or another entry at
-                its position: it was rolled back (or deleted) as a whole.
+                its position: it was rolled back (or deleted) as a whole; or its head says it
+                is anchored and the anchor is gone (deleting the anchor needs no key).
         """
         if self._anchor is None:
             return False
@@ -267,6 +269,11 @@ class Ledger:
             _LOGGER.debug("the ledger anchor cannot be read: %s", exc)
             return False
         if raw is None:
+            if anchored:
+                raise LedgerTampered(
+                    "the ledger was rolled back or its anchor removed: the key store keeps no "
+                    "anchor for an anchored ledger"
+                )
             return bool(entries)
         count_text, _, rest = raw.partition(":")
         last = rest.partition(":")[0]
@@ -312,7 +319,7 @@ class Ledger:
     def _mac(self, body: bytes) -> str:
         return hmac.new(self._key, body, hashlib.sha256).hexdigest()
 
-    def _read_head(self) -> tuple[int, str] | None:
+    def _read_head(self) -> tuple[int, str, bool] | None:
         try:
             raw = self.head_path.read_bytes()
         except FileNotFoundError:
@@ -320,14 +327,22 @@ class Ledger:
         try:
             head = orjson.loads(raw)
             count, last, tag = head["count"], head["last"], head["hmac"]
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            anchored = head.get("anchored", False)
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise LedgerTampered(f"the ledger head is malformed: {exc}") from exc
-        if not isinstance(count, int) or not isinstance(last, str):
+        if (
+            not isinstance(count, int)
+            or not isinstance(last, str)
+            or not isinstance(anchored, bool)
+        ):
             raise LedgerTampered("the ledger head is malformed")
-        expected = self._mac(_canonical({"count": count, "last": last}))
+        body: dict[str, Any] = {"count": count, "last": last}
+        if anchored:
+            body["anchored"] = True
+        expected = self._mac(_canonical(body))
         if not isinstance(tag, str) or not hmac.compare_digest(tag, expected):
             raise LedgerTampered("the ledger head fails authentication")
-        return count, last
+        return count, last, anchored
 
     def _parse_line(self, seq: int, line: bytes, prev: str) -> LedgerEntry:
         try:
@@ -372,6 +387,7 @@ class Ledger:
         if data is None:
             if head is not None and head[0] > 0:
                 raise LedgerTampered("the ledger file was deleted", entry=0)
+            self._check_anchor([], anchored=head is not None and head[2])
             return result
         lines = data.split(b"\n")
         tail = lines.pop()  # b"" when the file ends with a newline
@@ -384,9 +400,9 @@ class Ledger:
         if head is None:
             if count or tail:
                 raise LedgerTampered("the ledger head is missing")
-            self._check_anchor(result.entries)
+            self._check_anchor(result.entries, anchored=False)
             return result
-        head_count, head_last = head
+        head_count, head_last, result.head_anchored = head
         if head_count == count and head_last == (prev if count else GENESIS):
             pass
         elif head_count == count - 1 and head_last == (
@@ -404,7 +420,7 @@ class Ledger:
         if tail:
             # A torn append (no newline, never acknowledged): cut it off under the lock.
             result.torn_tail_at = len(data) - len(tail)
-        result.anchor_behind = self._check_anchor(result.entries)
+        result.anchor_behind = self._check_anchor(result.entries, anchored=result.head_anchored)
         return result
 
     def _load_locked(self) -> None:
@@ -422,6 +438,8 @@ class Ledger:
             # an anchor from before the ledger had one, or an append that stopped before it
             last = loaded.entries[-1].hash if loaded.entries else GENESIS
             self._write_anchor(len(loaded.entries), last)
+            if not loaded.head_anchored and self._anchor is not None:
+                self._write_head(len(loaded.entries), last)  # now say it is anchored
         self._entries = loaded.entries
         self._stamp = self._disk_stamp()
 
@@ -444,7 +462,9 @@ class Ledger:
             os.close(fd)  # closing the descriptor releases the lock
 
     def _write_head(self, count: int, last: str) -> None:
-        body = {"count": count, "last": last}
+        body: dict[str, Any] = {"count": count, "last": last}
+        if self._anchor is not None:
+            body["anchored"] = True  # so removing the anchor is noticed too
         raw = _canonical({**body, "hmac": self._mac(_canonical(body))})
         tmp = self.head_path.with_name(self.head_path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
