@@ -204,3 +204,17 @@ def test_known_variables_are_not_warned_about(
     with caplog.at_level(logging.WARNING, logger="wking_device.config"):
         load_settings()
     assert not [r for r in caplog.records if r.name == "wking_device.config"]
+
+
+@pytest.mark.parametrize("variable", ["DO_NOT_TRACK", "WKING_DO_NOT_TRACK", "do_not_track"])
+def test_settings_built_directly_honour_every_do_not_track_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    from wking_device.config import Settings  # noqa: PLC0415
+
+    monkeypatch.setenv(variable, " Yes ")
+    assert Settings().do_not_track is True
+    assert Settings(do_not_track=False).do_not_track is True
+    monkeypatch.setenv(variable, "0")
+    assert Settings(do_not_track=True).do_not_track is True
+    assert Settings().do_not_track is False

@@ -232,7 +232,11 @@ class Settings(BaseSettings):
 
 
 class _WithoutDoNotTrack(PydanticBaseSettingsSource):
-    """An environment source minus ``do_not_track`` (pydantic-settings would take one variable)."""
+    """The environment source, with Do Not Track read from every variable that names it.
+
+    pydantic-settings would take one variable's value, so ``DO_NOT_TRACK=0`` could switch off
+    what ``WKING_DO_NOT_TRACK=1`` or the file switched on.
+    """
 
     def __init__(self, settings_cls: type[BaseSettings], inner: PydanticBaseSettingsSource) -> None:
         super().__init__(settings_cls)
@@ -246,6 +250,12 @@ class _WithoutDoNotTrack(PydanticBaseSettingsSource):
     def __call__(self) -> dict[str, Any]:
         values = dict(self._inner())
         values.pop("do_not_track", None)
+        # `Settings()` built directly still honours every Do Not Track variable: one saying on
+        # (or a malformed one: fail closed; load_settings reports it) switches it on, and one
+        # saying off leaves the value given to the constructor alone.
+        for name, raw in os.environ.items():
+            if name.upper() in _DNT_VARIABLES and raw.strip() and _flag(raw) is not False:
+                values["do_not_track"] = True
         return values
 
 

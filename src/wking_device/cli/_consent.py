@@ -404,7 +404,10 @@ def _write_private(out: Path, data: bytes) -> None:
         with out.open("wb") as file:
             file.write(data)
         return
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    except OSError as exc:  # name the file asked for, not the temporary one
+        raise OSError(exc.errno, exc.strerror, str(out)) from exc
     try:
         with os.fdopen(fd, "wb") as file:  # mkstemp creates it 0600
             file.write(data)
