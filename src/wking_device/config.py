@@ -7,31 +7,41 @@ them under the paths given here.
 
 Precedence, highest first: environment (``WKING_SECTION__KEY``; an empty variable counts as
 unset), the TOML file (``<config dir>/config.toml``), defaults. Do Not Track is the exception: it
-is on when any of ``DO_NOT_TRACK``, ``WKING_DO_NOT_TRACK`` or the file's ``do_not_track`` says so
-(DESIGN §3), so no source can switch off what another switched on. A malformed file raises
+is on when any of ``DO_NOT_TRACK``, ``WKING_DO_NOT_TRACK`` (any letter case) or the file's
+``do_not_track`` says so, in any usual spelling (DESIGN §3), so no source can switch off what
+another switched on. Every number has a finite, bounded range. A ``WKING_*`` variable no setting
+reads is ignored with one warning naming the closest known one. A malformed file raises
 :class:`~wking_device.errors.ConfigError` naming the file, the line and the key; a malformed
 variable raises it naming the variable.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import platformdirs
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from wking_device.errors import ConfigError, StorageError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from pydantic_settings import PydanticBaseSettingsSource
+    from pydantic.fields import FieldInfo
 
 __all__ = [
     "APP_NAME",
@@ -41,8 +51,12 @@ __all__ = [
     "StorageSettings",
     "UploadSettings",
     "load_settings",
+    "permission_problems",
     "resolve_paths",
+    "warn_loose_permissions",
 ]
+
+_LOGGER = logging.getLogger(__name__)
 
 APP_NAME = "wking"
 
@@ -98,9 +112,16 @@ def resolve_paths(home: str | os.PathLike[str] | None = None) -> Paths:
         The paths; nothing is created.
 
     Raises:
-        ConfigError: The home cannot be resolved (``~user`` of an unknown user, a symlink loop).
+        ConfigError: The home cannot be resolved (``~user`` of an unknown user, a symlink loop),
+            or is empty (``--home ""``, ``WKING_HOME=""``).
     """
-    chosen = home if home is not None else os.environ.get("WKING_HOME") or None
+    chosen = home if home is not None else os.environ.get("WKING_HOME")
+    if chosen is not None and not os.fspath(chosen).strip():
+        # `--home ""` or `WKING_HOME=` would otherwise mean the current directory (Path("")).
+        raise ConfigError(
+            "the home directory is empty",
+            remedy="give --home (or WKING_HOME) a directory, or unset WKING_HOME",
+        )
     if chosen is not None:
         try:
             root = Path(chosen).expanduser().resolve()
@@ -117,6 +138,12 @@ def resolve_paths(home: str | os.PathLike[str] | None = None) -> Paths:
     )
 
 
+# Every number has a finite, bounded range: `scan_timeout = inf` (or nan, or 1e300) would make a
+# command wait forever or overflow a timer (issue 7).
+_Seconds = Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)]
+"""A duration in seconds: more than 0, at most an hour."""
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -126,10 +153,10 @@ class BleSettings(_Section):
 
     max_connections: int = Field(default=5, ge=1, le=64)
     """Concurrent connections per adapter (real adapters manage 5-10)."""
-    scan_timeout: float = Field(default=5.0, gt=0)
-    connect_timeout: float = Field(default=10.0, gt=0)
+    scan_timeout: _Seconds = 5.0
+    connect_timeout: _Seconds = 10.0
     connect_attempts: int = Field(default=3, ge=1, le=10)
-    command_timeout: float = Field(default=5.0, gt=0)
+    command_timeout: _Seconds = 5.0
     adapter: str | None = Field(default=None, pattern=r"^hci[0-9]{1,3}$")
     """The adapter to use on Linux (``hci0``, ``hci1``, ...); ``None``: BlueZ's default."""
 
@@ -137,9 +164,9 @@ class BleSettings(_Section):
 class StorageSettings(_Section):
     """The encrypted local store."""
 
-    max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
-    """Size cap; past it the lowest-priority records are evicted and counted."""
-    dek_rotation_days: int = Field(default=30, ge=1)
+    max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024, le=1024**4)
+    """Size cap (1 MiB to 1 TiB); past it the lowest-priority records are evicted and counted."""
+    dek_rotation_days: int = Field(default=30, ge=1, le=3650)
 
 
 class UploadSettings(_Section):
@@ -152,7 +179,7 @@ class UploadSettings(_Section):
     client_key: Path | None = None
     collector_region: str | None = None
     batch_size: int = Field(default=1000, ge=1, le=10_000)
-    interval: float = Field(default=30.0, gt=0)
+    interval: _Seconds = 30.0
 
 
 class Settings(BaseSettings):
@@ -195,9 +222,41 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Environment first, then the file's values (passed as init arguments), then defaults."""
-        del settings_cls, dotenv_settings, file_secret_settings
-        return (env_settings, init_settings)
+        """Environment first, then the file's values (passed as init arguments), then defaults.
+
+        Do Not Track is left out of the environment source: :func:`load_settings` reads every
+        source of it itself, so that any one saying on wins (DESIGN §3).
+        """
+        del dotenv_settings, file_secret_settings
+        return (_WithoutDoNotTrack(settings_cls, env_settings), init_settings)
+
+
+class _WithoutDoNotTrack(PydanticBaseSettingsSource):
+    """The environment source, with Do Not Track read from every variable that names it.
+
+    pydantic-settings would take one variable's value, so ``DO_NOT_TRACK=0`` could switch off
+    what ``WKING_DO_NOT_TRACK=1`` or the file switched on.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], inner: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._inner = inner
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """Not used: :meth:`__call__` delegates to the wrapped source."""
+        del field
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values = dict(self._inner())
+        values.pop("do_not_track", None)
+        # `Settings()` built directly still honours every Do Not Track variable: one saying on
+        # (or a malformed one: fail closed; load_settings reports it) switches it on, and one
+        # saying off leaves the value given to the constructor alone.
+        for name, raw in os.environ.items():
+            if name.upper() in _DNT_VARIABLES and raw.strip() and _flag(raw) is not False:
+                values["do_not_track"] = True
+        return values
 
 
 def _line_of(text: str, loc: tuple[str | int, ...]) -> int | None:
@@ -257,6 +316,9 @@ def load_settings(
             ) from exc
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read: {exc}", file=str(file)) from exc
+    _warn_unknown_variables()
+    do_not_track = _do_not_track(data, text, file)
+    data.pop("do_not_track", None)
     try:
         settings = Settings(**data)
     except SettingsError as exc:
@@ -284,13 +346,102 @@ def load_settings(
             key=key,
             remedy=None if from_file else f"check the environment variable {variable or 'WKING_*'}",
         ) from exc
-    if not settings.do_not_track and _do_not_track_elsewhere(data):
+    if do_not_track:
         settings = settings.model_copy(update={"do_not_track": True})
     return settings
 
 
 _DNT_VARIABLES = ("DO_NOT_TRACK", "WKING_DO_NOT_TRACK")
-_BOOL: TypeAdapter[bool] = TypeAdapter(bool)
+_DNT_ON = frozenset({"1", "true", "yes", "on", "y", "t"})
+_DNT_OFF = frozenset({"0", "false", "no", "off", "n", "f"})
+
+
+def _flag(value: object) -> bool | None:
+    """Read a Do Not Track value: ``True``/``False``, or ``None`` when it is malformed.
+
+    ``true``/``1``/``"1"``/``"yes"``/``"true"``/``"on"`` (any case, surrounding whitespace)
+    mean on; ``false``/``0`` and ``"no"``/``"false"``/``"off"`` mean off.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return {0: False, 1: True}.get(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _DNT_ON:
+            return True
+        if text in _DNT_OFF:
+            return False
+    return None
+
+
+def _do_not_track(data: Mapping[str, Any], text: str, file: Path) -> bool:
+    """Whether any source asks for Do Not Track: the file's key or any spelling of a variable.
+
+    Every source is read and checked, so a malformed one is an error even when another says on,
+    and a source saying off never switches off another saying on (DESIGN §3).
+
+    Raises:
+        ConfigError: A source holds something that is neither on nor off (named in the error).
+    """
+    wanted = False
+    if "do_not_track" in data:
+        value = _flag(data["do_not_track"])
+        if value is None:
+            raise ConfigError(
+                f"do_not_track must be true or false, not {data['do_not_track']!r}",
+                file=str(file),
+                line=_line_of(text, ("do_not_track",)),
+                key="do_not_track",
+            )
+        wanted |= value
+    # Every spelling pydantic-settings would have read (it ignores case), each one on its own.
+    for name, raw in sorted(os.environ.items()):
+        if name.upper() not in _DNT_VARIABLES or not raw.strip():
+            continue  # an empty variable counts as unset
+        value = _flag(raw)
+        if value is None:
+            raise ConfigError(
+                f"{name}={raw!r} is not a Do Not Track value",
+                key="do_not_track",
+                remedy=f"set {name} to 1 (on) or 0 (off), or unset it",
+            )
+        wanted |= value
+    return wanted
+
+
+_OTHER_VARIABLES = frozenset({"WKING_HOME", "WKING_TEST_ADDRESS"})
+"""``WKING_*`` variables read outside the settings model."""
+_warned: set[str] = set()
+
+
+def _known_variables() -> set[str]:
+    known = set(_OTHER_VARIABLES)
+    for name, info in Settings.model_fields.items():
+        known.add(f"WKING_{name.upper()}")
+        section = info.annotation
+        if isinstance(section, type) and issubclass(section, _Section):
+            known.update(f"WKING_{name.upper()}__{key.upper()}" for key in section.model_fields)
+    return known
+
+
+def _warn_unknown_variables() -> None:
+    """Warn, once per variable and process, about a ``WKING_*`` variable no setting reads.
+
+    A typo (``WKING_BLE_SCAN_TIMEOUT`` for ``WKING_BLE__SCAN_TIMEOUT``) would otherwise be
+    ignored without a word. Unknown keys inside a section (``WKING_BLE__X``) are errors already.
+    """
+    known = _known_variables()
+    for name in sorted(os.environ):
+        upper = name.upper()
+        if not upper.startswith("WKING_") or upper in known or name in _warned:
+            continue
+        if "__" in upper and upper.split("__", 1)[0] in known:
+            continue  # a key of a known section: validated (and refused if unknown) by the model
+        _warned.add(name)
+        close = difflib.get_close_matches(upper, sorted(known), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        _LOGGER.warning("ignoring the unknown environment variable %s%s", name, hint)
 
 
 def _environment() -> dict[str, str]:
@@ -302,40 +453,11 @@ def _variable_of(loc: tuple[str | int, ...]) -> str | None:
     """Name the set environment variable that gave the value at ``loc``, if one did."""
     env = _environment()
     keys = [str(part).upper() for part in loc if isinstance(part, str)]
-    if keys[:1] == ["DO_NOT_TRACK"]:
-        return next((name for name in _DNT_VARIABLES if name in env), None)
     for end in range(len(keys), 0, -1):
         name = "WKING_" + "__".join(keys[:end])
         if name in env:
             return name
     return None
-
-
-def _do_not_track_elsewhere(data: Mapping[str, Any]) -> bool:
-    """Whether the file or a variable other than the one pydantic-settings chose asks for DNT.
-
-    Called only while Do Not Track is off; a variable that is set must then parse, so a
-    malformed ``DO_NOT_TRACK`` is an error even when another variable was set too.
-
-    Raises:
-        ConfigError: A Do Not Track variable is not a boolean.
-    """
-    if data.get("do_not_track") is True:
-        return True
-    env = _environment()
-    wanted = False
-    for name in _DNT_VARIABLES:
-        if name not in env:
-            continue
-        try:
-            wanted |= _BOOL.validate_python(env[name])
-        except ValidationError as exc:
-            raise ConfigError(
-                exc.errors()[0]["msg"],
-                key="do_not_track",
-                remedy=f"set {name} to 1 (on) or 0 (off), or unset it",
-            ) from exc
-    return wanted
 
 
 def _lookup(data: Mapping[str, Any], loc: tuple[str | int, ...]) -> bool:
@@ -347,3 +469,67 @@ def _lookup(data: Mapping[str, Any], loc: tuple[str | int, ...]) -> bool:
         else:
             return False
     return True
+
+
+# Files that hold secrets or personal data, relative to the data (d) or config (c) directory.
+_PRIVATE_FILES = (
+    ("d", "records.sqlite3"),
+    ("d", "records.sqlite3-wal"),
+    ("d", "records.sqlite3-shm"),
+    ("d", "consent/ledger.jsonl"),
+    ("d", "consent/ledger.jsonl.head"),
+    ("d", "keys/keystore.json"),
+    ("d", "keys/master.key"),
+    ("d", "keys/master.key.sealed"),
+    ("c", "devices.bin"),
+)
+_warned_permissions: set[str] = set()
+
+
+def permission_problems(paths: Paths) -> list[str]:
+    """List what others could read or change among an installation's directories and files.
+
+    Directories (the home, the config and data directories, ``consent/``, ``keys/``) writable
+    by group or others, and private files (records, ledger, key store, key file, bindings)
+    readable or writable by group or others. Nothing is created or changed.
+
+    Returns:
+        One line per problem (empty when every existing path is private).
+    """
+    problems: list[str] = []
+    directories = [paths.config_dir, paths.data_dir, paths.data_dir / "consent"]
+    directories.append(paths.data_dir / "keys")
+    if paths.home is not None:
+        directories.insert(0, paths.home)
+    for directory in directories:
+        try:
+            mode = stat.S_IMODE(directory.stat().st_mode)
+        except OSError:
+            continue
+        if mode & 0o022:
+            problems.append(f"{directory} is writable by others ({mode:04o}; chmod 700 it)")
+    for base, name in _PRIVATE_FILES:
+        file = (paths.data_dir if base == "d" else paths.config_dir) / name
+        try:
+            mode = stat.S_IMODE(file.stat().st_mode)
+        except OSError:
+            continue
+        if mode & 0o077:
+            problems.append(f"{file} is open to others ({mode:04o}; chmod 600 it)")
+    return problems
+
+
+def warn_loose_permissions(paths: Paths) -> list[str]:
+    """Log each permission problem of :func:`permission_problems` once per process (WARNING).
+
+    Refusals are elsewhere: a key file open to group or others is refused by the key store.
+
+    Returns:
+        The problems found.
+    """
+    problems = permission_problems(paths)
+    for problem in problems:
+        if problem not in _warned_permissions:
+            _warned_permissions.add(problem)
+            _LOGGER.warning("loose permissions: %s", problem)
+    return problems

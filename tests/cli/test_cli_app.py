@@ -110,7 +110,8 @@ def test_an_untranslated_os_error_is_one_line(tmp_path: Path) -> None:
 def test_a_home_that_cannot_be_created_is_one_line_and_exit_6(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("in the way")
-    proc = _wking("--home", str(blocker / "home"), "consent", "status")
+    # a command that writes (one that only reports creates nothing: issue 7, item 13)
+    proc = _wking("--home", str(blocker / "home"), "consent", "grant", "--yes", "device_info")
     assert proc.returncode == 6
     lines = _error_lines(proc.stderr)
     assert len(lines) == 1, proc.stderr.decode()

@@ -157,8 +157,12 @@ def test_do_not_track_denies_everything_and_is_recorded(run) -> None:
     assert report["do_not_track"] is True
     assert set(_states(report).values()) == {"denied"}
     assert {c["reason"] for c in report["categories"]} == {"do_not_track", "not_granted"}
+    # status only reports (issue 7, item 13): a command that writes records the change
     history = json.loads(run("consent", "history", "--json").stdout)
-    assert [h["event"] for h in history][-2:] == ["dnt_on", "dnt_off"]
+    assert [h["event"] for h in history] == ["grant"]
+    run("consent", "grant", "--yes", "location", env={"DO_NOT_TRACK": "1"})
+    history = json.loads(run("consent", "history", "--json").stdout)
+    assert [h["event"] for h in history][1:] == ["dnt_on", "grant"]
 
 
 def test_minor_needs_guardian(run) -> None:

@@ -179,7 +179,7 @@ _EPILOG = (
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=_EPILOG)
 @click.option(
     "--home",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False),
     envvar="WKING_HOME",
     metavar="DIR",
     help="Keep everything of this installation under DIR (env WKING_HOME; default: the "
@@ -201,14 +201,22 @@ _EPILOG = (
 @click.pass_context
 def cli(
     ctx: click.Context,
-    home: Path | None,
+    home: str | None,
     simulate: int | None,
     json_output: bool,
     verbose: bool,
 ) -> None:
     """Discover, control and (with your consent) collect logs from W-KING speakers."""
     # --simulate unset: WKING_SIMULATE is read through the settings when a command needs it
-    app = AppContext(home=home, json=json_output, verbose=verbose, _simulate=simulate)
+    if home is not None and not home.strip():
+        # Path("") is the current directory: an empty --home is a mistake, not a choice
+        raise click.BadParameter("the home directory is empty", param_hint="'--home'")
+    app = AppContext(
+        home=Path(home) if home is not None else None,
+        json=json_output,
+        verbose=verbose,
+        _simulate=simulate,
+    )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_TerminalFormatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.WARNING, handlers=[handler])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import os
 import platform
 import re
 import sys
@@ -22,7 +23,7 @@ from rich.table import Table
 from wking_device.bindings import Binding, Bindings
 from wking_device.cli._app import AppContext, pass_app
 from wking_device.cli._term import cell, for_stderr, make_console, markup
-from wking_device.errors import ConfigError, KeyMissing, UsageError, WkingError
+from wking_device.errors import ConfigError, KeyMissing, StorageError, UsageError, WkingError
 from wking_device.protocol import EqPreset, LightMode
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from wking_device.ble import BleBackend, DiscoveredSpeaker, Speaker
+    from wking_device.config import Paths
     from wking_device.models import DeviceInfo
     from wking_device.sim._saved import SavedFleet, SavedSpeaker
 
@@ -149,6 +151,16 @@ def open_bindings(app: AppContext) -> Bindings:
     paths = app.paths
     paths.ensure()
     keys = open_key_store(paths, create=not _has_encrypted_files(app))
+    return Bindings(_bindings_file(app), keys.secret("device-bindings"))
+
+
+def _read_bindings(app: AppContext) -> Bindings | None:
+    """The bindings for reading only: creates no directory or key (``None``: nothing bound)."""
+    from wking_device.crypto import open_key_store  # noqa: PLC0415
+
+    if not _bindings_file(app).exists():
+        return None
+    keys = open_key_store(app.paths, create=False)
     return Bindings(_bindings_file(app), keys.secret("device-bindings"))
 
 
@@ -328,8 +340,10 @@ def devices() -> None:
 @pass_app
 def devices_list(app: AppContext) -> None:
     """List bound speakers."""
-    # Nothing bound yet: a read-only command creates no key store.
-    bound = open_bindings(app).load() if _bindings_file(app).exists() else []
+    # A read-only command creates nothing (no key store, no directory) and works on a
+    # read-only home.
+    bindings = _read_bindings(app)
+    bound = bindings.load() if bindings is not None else []
     rows: list[dict[str, Any]] = [
         {
             "address": b.address,
@@ -425,6 +439,41 @@ def _check(problems: list[WkingError], probe: Callable[[], _T]) -> _T | str:
         return f"error: {exc}"
 
 
+def _home_writable(paths: Paths) -> bool:
+    """Whether the installation's files can be written (the nearest existing directory)."""
+    directory = paths.home if paths.home is not None else paths.data_dir
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
+    try:
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return False
+    except OSError:
+        return False
+    return os.access(directory, os.W_OK)
+
+
+def _check_writable(paths: Paths) -> bool:
+    if not _home_writable(paths):
+        where = paths.home if paths.home is not None else paths.data_dir
+        raise StorageError(
+            f"the home {where} is not writable (read-only file system or no permission): "
+            "commands that only report work, collecting and consent changes do not",
+            remedy="remount it read-write, fix its permissions, or choose another --home",
+        )
+    return True
+
+
+def _permissions(paths: Paths) -> str:
+    from wking_device.config import permission_problems  # noqa: PLC0415
+
+    problems = permission_problems(paths)
+    if problems:
+        raise StorageError(
+            "; ".join(problems), remedy="others could read or change them: fix the modes"
+        )
+    return "ok"
+
+
 def _config_state(app: AppContext) -> str:
     app.settings  # noqa: B018 - reading them is the check (ConfigError when malformed)
     return "ok" if app.paths.config_file.exists() else "no file (defaults)"
@@ -459,6 +508,8 @@ def doctor(app: AppContext) -> None:
         "config": config,
         "data_dir": str(paths.data_dir),
         "key_store": _check(problems, lambda: _key_store_level(app)),
+        "home_writable": _check(problems, lambda: _check_writable(paths)) is True,
+        "permissions": _check(problems, lambda: _permissions(paths)),
     }
 
     def render(console: Console) -> None:

@@ -11,6 +11,7 @@ prerequisite, a minor without guardian), 7 a ledger that fails verification.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -39,11 +40,15 @@ _STATE_STYLE = {"granted": "green", "suspended": "yellow", "denied": "red"}
 _UPLOAD_ONLY = frozenset({"ip_address", "cross_border_transfer"})
 
 
-def _gate(app: AppContext) -> ConsentGate:
+def _gate(app: AppContext, *, readonly: bool = False) -> ConsentGate:
+    """Open the installation's gate; ``readonly`` for commands that only report.
+
+    A read-only gate creates nothing and works on a read-only home.
+    """
     # Imported here: the key store and collectors are not needed by `wking --help`.
     from wking_device.collect import open_installation_gate  # noqa: PLC0415
 
-    return open_installation_gate(app.paths, app.settings)
+    return open_installation_gate(app.paths, app.settings, readonly=readonly)
 
 
 def _with_json(app: AppContext, as_json: bool) -> None:
@@ -67,7 +72,7 @@ def consent_group() -> None:
 def consent_status(app: AppContext, as_json: bool) -> None:
     """Show every category's state (denied, granted, suspended), Do Not Track and the ledger."""
     _with_json(app, as_json)
-    gate = _gate(app)
+    gate = _gate(app, readonly=True)
     report = gate.report()
 
     def render(console: Console) -> None:
@@ -255,51 +260,99 @@ def consent_withdraw(
             abort=True,
             err=True,
         )
+    from wking_device.store import withdrawal_progress  # noqa: PLC0415 - only on this path
+
+    before = withdrawal_progress(app.paths)  # the shredded counter, before the ledger write
     entry = gate.withdraw(chosen, method="cli-yes" if yes else "cli-prompt")
     withdrawn = list(entry.categories) if entry is not None else []
-    shred = app.run(_shred(app, withdrawn)) if withdrawn else {"purged": 0, "note": None}
+    # Always: a withdrawal recorded earlier whose shred never happened (no process held the
+    # store, or it was killed in between) is carried out now too.
+    shred = app.run(_shred(app, gate, before))
     result = {
         "withdrawn": withdrawn,
         "entry_id": entry.id if entry is not None else None,
         "purged": shred["purged"],
+        "pending": shred["pending"],
         "note": shred["note"],
     }
 
     def render(console: Console) -> None:
         if withdrawn:
             console.print(f"withdrawn: {markup(', '.join(withdrawn))}")
-            if shred["purged"]:
-                console.print(f"destroyed {shred['purged']} records kept on this machine")
-            if shred["note"]:
-                console.print(Text(visible(shred["note"]), style="yellow"))
         else:
-            console.print("nothing to withdraw: none of these categories was granted")
+            console.print("nothing to withdraw: none of these categories is granted")
+        if shred["purged"]:
+            console.print(f"destroyed {shred['purged']} records kept on this machine")
+        if shred["note"]:
+            console.print(Text(visible(shred["note"]), style="yellow"))
 
     app.out(result, render)
 
 
-async def _shred(app: AppContext, categories: list[str]) -> dict[str, Any]:
-    """Crypto-shred the stored, unsent records of withdrawn categories (DESIGN §3)."""
-    from wking_device.errors import StorageError  # noqa: PLC0415
-    from wking_device.store import DB_FILE, open_store  # noqa: PLC0415 - only on this path
-
-    if not (app.paths.data_dir / DB_FILE).exists():
-        return {"purged": 0, "note": None}
+def _done_seq(marker: str | None) -> int:
+    """The ledger seq of a store's ``withdrawals_done`` marker (``-1``: none)."""
     try:
-        store = open_store(app.paths, app.settings)
-    except StorageError as exc:
-        # Typically a running agent holds the store: it sees the withdrawal in the ledger and
-        # destroys the records itself (its gate reports it as a "withdrawn" revocation).
-        return {
-            "purged": None,
-            "note": f"stored records were not destroyed here ({exc.message}); a running agent "
-            "destroys them when it sees the withdrawal",
-        }
-    async with store:
-        purged = 0
-        for category in categories:
-            purged += await store.purge(category)
-    return {"purged": purged, "note": None}
+        return int((marker or "").partition(":")[0])
+    except ValueError:
+        return -1
+
+
+_HOLDER_WAIT = 10.0
+"""Seconds ``withdraw`` waits for another process holding the store to shred."""
+
+
+async def _shred(
+    app: AppContext, gate: ConsentGate, before: tuple[str | None, int] | None
+) -> dict[str, Any]:
+    """Carry out every withdrawal in the ledger not carried out yet (DESIGN §3).
+
+    Here when no other process holds the store; otherwise that process does it (a running
+    agent, or a program whose gate is attached to the store, within a second) and this waits
+    for it, to say what was done.
+    """
+    import asyncio  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from wking_device.errors import StorageError  # noqa: PLC0415
+    from wking_device.store import (  # noqa: PLC0415 - only on this path
+        open_store,
+        store_in_use,
+        withdrawal_progress,
+    )
+
+    if before is None:
+        return {"purged": 0, "pending": False, "note": None}
+    try:
+        store = open_store(app.paths, app.settings, finish_withdrawals=False)
+    except StorageError:
+        if not store_in_use(app.paths):
+            raise
+    else:
+        async with store:
+            done = await store.finish_withdrawals()
+        return {"purged": sum(done.values()), "pending": False, "note": None}
+    withdrawals = [e for e in gate.history() if e.event == "withdraw"]
+    target = withdrawals[-1].seq if withdrawals else None
+    deadline = time.monotonic() + _HOLDER_WAIT
+    progress: tuple[str | None, int] | None = before
+    while target is not None and progress is not None and _done_seq(progress[0]) < target:
+        if time.monotonic() > deadline:
+            return {
+                "purged": None,
+                "pending": True,
+                "note": "another process holds the record store and has not destroyed the "
+                "withdrawn records yet; it does so when it next looks at the ledger, and "
+                "the next process to open the store does if it stops first (nothing "
+                "withdrawn is collected or uploaded meanwhile)",
+            }
+        await asyncio.sleep(0.05)
+        progress = withdrawal_progress(app.paths)
+    purged = (progress[1] - before[1]) if progress is not None else 0
+    return {
+        "purged": purged,
+        "pending": False,
+        "note": "destroyed by the process holding the record store",
+    }
 
 
 @consent_group.command("history")
@@ -308,7 +361,7 @@ async def _shred(app: AppContext, categories: list[str]) -> dict[str, Any]:
 def consent_history(app: AppContext, as_json: bool) -> None:
     """Show every recorded consent event, oldest first."""
     _with_json(app, as_json)
-    gate = _gate(app)
+    gate = _gate(app, readonly=True)
     if gate.tampered is not None:
         raise gate.tampered
     entries = [entry.to_dict() for entry in gate.history()]
@@ -344,16 +397,50 @@ def consent_receipts(app: AppContext, out: Path) -> None:
     """Export consent receipts (ISO/IEC TS 27560 / Kantara Consent Receipt shape)."""
     from wking_device.consent import build_receipts  # noqa: PLC0415
 
-    gate = _gate(app)
+    gate = _gate(app, readonly=True)
     document = build_receipts(gate)
     data = json_bytes(document)
     if str(out) == "-":
         write_json(data)  # UTF-8 JSON whatever the terminal's encoding
         return
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as file:
-        file.write(data)
-    click.echo(f"wrote {len(document['receipts'])} receipts to {for_stderr(out)}", err=True)
+    _write_private(out, data)
+    click.echo(
+        f"wrote {len(document['receipts'])} receipts to {for_stderr(out)} (readable by you only)",
+        err=True,
+    )
+
+
+def _write_private(out: Path, data: bytes) -> None:
+    """Write a file readable by its owner only (0600), whatever mode an existing one had.
+
+    A regular file (or none) is replaced atomically by a new 0600 file written beside it; a
+    device or pipe (``/dev/stdout``, a FIFO) is written in place and its mode left alone.
+    """
+    import stat  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    try:
+        existing = out.stat()
+    except FileNotFoundError:
+        existing = None
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        with out.open("wb") as file:
+            file.write(data)
+        return
+    try:
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    except OSError as exc:  # name the file asked for, not the temporary one
+        raise OSError(exc.errno, exc.strerror, str(out)) from exc
+    try:
+        with os.fdopen(fd, "wb") as file:  # mkstemp creates it 0600
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        Path(tmp).replace(out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            Path(tmp).unlink()
+        raise
 
 
 @consent_group.command("reset", short_help="Start an empty ledger after a failed verification.")

@@ -16,6 +16,8 @@ whose prerequisite is not in force is suspended; a ledger that fails verificatio
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -28,6 +30,7 @@ from wking_device.errors import (
     LedgerTampered,
     PrerequisiteMissing,
     UsageError,
+    WkingError,
 )
 from wking_device.models import new_record_id
 from wking_device.policy import (
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GRANT_METHODS",
+    "LEDGER_SECRET",
     "CategoryState",
     "ConsentGate",
     "ledger_path",
@@ -55,6 +59,12 @@ __all__ = [
 ]
 
 _LOGGER = logging.getLogger(__name__)
+
+LEDGER_SECRET = "ledger-hmac"  # noqa: S105 - the name of a key-store secret, not a secret
+"""The key store's name for the ledger's HMAC key (the installation wiring and the store use it)."""
+
+WATCH_INTERVAL = 0.1
+"""Seconds between two looks at the ledger file's stat from permit checks (see ``watch``)."""
 
 GRANT_METHODS = frozenset({"api", "cli-prompt", "cli-yes", "guardian"})
 """How a grant or withdrawal can be made; the method is recorded in the ledger."""
@@ -164,8 +174,12 @@ class ConsentGate:
     it until the ledger is reset. Otherwise changes of the Do Not Track or minor flag and a newly
     installed policy version are recorded in the ledger.
 
-    Not thread-safe: use one gate from one thread (the event loop's); other processes' changes
-    are picked up by :meth:`refresh`.
+    Not thread-safe: use one gate from one thread (the event loop's). Other processes' changes
+    (a ``wking consent withdraw``) are picked up without the program's help: every permit check
+    (:meth:`Permit.require`, :attr:`Permit.valid`), :meth:`permit`, :meth:`allows`,
+    :meth:`state` and :meth:`states` made on the thread that built the gate compares the
+    ledger files' stat with what the gate last read, at most once per ``watch`` seconds, and
+    re-reads the ledger (:meth:`refresh`) when it changed — revoking permits at once.
 
     Args:
         ledger: The installation's ledger.
@@ -174,6 +188,8 @@ class ConsentGate:
         do_not_track: Deny everything (``DO_NOT_TRACK=1`` / ``do_not_track = true``).
         minor: The profile belongs to a minor.
         region: The user's region, recorded with every event.
+        watch: Seconds between two looks at the ledger from permit checks (``0``: at every
+            check; ``None``: never, only :meth:`refresh`).
     """
 
     def __init__(
@@ -184,8 +200,12 @@ class ConsentGate:
         do_not_track: bool = False,
         minor: bool = False,
         region: str = "EU",
+        watch: float | None = WATCH_INTERVAL,
     ) -> None:
         self._ledger = ledger
+        self._watch_every = watch
+        self._next_watch = 0.0
+        self._owner = threading.get_ident()
         self._policies = policies if policies is not None else shipped_policies()
         self._dnt = do_not_track
         self._minor = minor
@@ -199,6 +219,26 @@ class ConsentGate:
         self._states = self._compute()
         self._record_facts()
         self._states = self._compute()  # with this gate's flags now on record
+        if watch is not None:
+            self._next_watch = time.monotonic() + watch
+
+    def _watch(self) -> None:
+        """Re-read the ledger if another process changed it (rate-limited; owner thread only).
+
+        Called from every permit check, so it must stay cheap: one clock read and a compare
+        when not due; one ``stat`` of the two ledger files when due.
+        """
+        every = self._watch_every
+        if every is None:
+            return
+        now = time.monotonic()
+        if now < self._next_watch or threading.get_ident() != self._owner:
+            return
+        self._next_watch = now + every  # first: a listener's own permit checks do not recurse
+        try:
+            self.refresh()
+        except WkingError as exc:  # a file-system error: keep the state, try again later
+            _LOGGER.debug("cannot re-read the consent ledger: %s", exc)
 
     # --- construction helpers -----------------------------------------------------------------
 
@@ -238,8 +278,11 @@ class ConsentGate:
             self._replayed = _replay(entries)
 
     def _record_facts(self) -> None:
-        """Record flag changes and a newly installed policy version (never on a closed gate)."""
-        if self._tampered is not None:
+        """Record flag changes and a newly installed policy version (never on a closed gate).
+
+        A gate over a read-only ledger records nothing: its flags apply in memory only.
+        """
+        if self._tampered is not None or self._ledger.readonly:
             return
         before = self._replayed
         if before.do_not_track != self._dnt:
@@ -331,10 +374,12 @@ class ConsentGate:
             UsageError: Unknown category.
         """
         validate_categories([category])
+        self._watch()
         return self._states[category]
 
     def states(self) -> Mapping[str, CategoryState]:
         """Return every category's state, in catalog order."""
+        self._watch()
         return dict(self._states)
 
     def allows(self, category: str, consent_id: str | None = None) -> bool:
@@ -351,6 +396,7 @@ class ConsentGate:
         Returns:
             Whether the category is granted now (and the record's grant was never withdrawn).
         """
+        self._watch()
         state = self._states.get(category)
         if state is None or state.state != _STATE_GRANTED:
             return False
@@ -484,12 +530,13 @@ class ConsentGate:
         wanted = validate_categories(categories)
         if not wanted:
             raise UsageError("a permit needs at least one category")
+        self._watch()
         states = self._states
         missing = {c for c in wanted if not states[c].granted}
         if missing:
             reasons = sorted({f"{c}: {states[c].reason}" for c in missing})
             raise ConsentRequired(missing, reason="; ".join(reasons))
-        token = _Token()
+        token = _Token(self._watch if self._watch_every is not None else None)
         for category_id in wanted:
             self._tokens[category_id].add(token)
         return Permit(
@@ -642,6 +689,8 @@ class ConsentGate:
         """
         if not self._ledger.changed_on_disk():
             return False
+        if self._watch_every is not None:
+            self._next_watch = time.monotonic() + self._watch_every
         before = self._replayed
         was_tampered = self._tampered
         self._load()

@@ -17,9 +17,12 @@ is HMAC-SHA-256 over the line without its ``hmac`` field, so the MAC covers the 
 Editing an entry breaks its HMAC; deleting or reordering entries breaks ``seq`` and ``prev``.
 Removing entries from the end leaves a valid chain, so ``ledger.head`` records the entry count and
 the hash of the last line under the same key: a truncated (or deleted) ledger no longer matches
-its head. What this cannot detect is a rollback of *both* files to an older pair written with the
-same key, or both deleted together (which resets consent to default-denied: it loses the record
-but never grants anything) — the threat model is editing, not replaying a backup.
+its head. Both files rolled back together to an older pair (undoing a withdrawal), or both
+deleted, still verify on their own; an optional *anchor* (:class:`LedgerAnchor`, the
+installation keeps it in the key store file, away from the ledger) records the same count and
+hash, HMAC'd, after every append, so a ledger with fewer entries than its anchor, or whose entry
+at the anchor's position differs, fails verification. See docs/security.md for what this does
+not detect (someone who holds the key and rewrites the anchor too).
 
 Crash safety: an append writes and fsyncs the line, then atomically replaces the head (the very
 first append writes an empty head before its line). A crash
@@ -40,18 +43,18 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from wking_device.errors import LedgerTampered, StorageError, UsageError
+from wking_device.errors import LedgerTampered, StorageError, UsageError, WkingError
 from wking_device.models import new_record_id
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
     from pathlib import Path
 
-__all__ = ["GENESIS", "Ledger", "LedgerEntry"]
+__all__ = ["GENESIS", "Ledger", "LedgerAnchor", "LedgerEntry"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -145,12 +148,24 @@ def _canonical(obj: dict[str, Any]) -> bytes:
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
 
 
+class LedgerAnchor(Protocol):
+    """A second place that keeps the ledger's head, to notice a ledger rolled back as a whole."""
+
+    def read(self) -> str | None:
+        """Return the value last written, or ``None``."""
+
+    def write(self, value: str) -> None:
+        """Keep ``value`` durably."""
+
+
 class _Loaded:
     """The result of reading both files: verified entries and what (if anything) to repair."""
 
-    __slots__ = ("entries", "repair_head", "torn_tail_at")
+    __slots__ = ("anchor_behind", "entries", "head_anchored", "repair_head", "torn_tail_at")
 
     def __init__(self) -> None:
+        self.anchor_behind = False
+        self.head_anchored = False
         self.entries: list[LedgerEntry] = []
         self.repair_head = False
         self.torn_tail_at: int | None = None
@@ -164,12 +179,23 @@ class Ledger:
             and lock files too and is created 0700 on first append.
         key: The HMAC key (at least 16 bytes), kept apart from the ledger.
         clock: Wall-clock time source (seconds since the epoch), injectable for tests.
+        anchor: Where the head is kept a second time (checked on load, written on append).
+        readonly: Never write: no repair of an interrupted append, no anchor update, no lock
+            file (for commands that only report, and homes on read-only file systems).
 
     Raises:
         UsageError: The key is too short.
     """
 
-    def __init__(self, path: Path, key: bytes, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: Path,
+        key: bytes,
+        *,
+        clock: Callable[[], float] = time.time,
+        anchor: LedgerAnchor | None = None,
+        readonly: bool = False,
+    ) -> None:
         if len(key) < _MIN_KEY_BYTES:
             raise UsageError(f"the ledger key must be at least {_MIN_KEY_BYTES} bytes")
         self.path = path
@@ -177,6 +203,8 @@ class Ledger:
         self.lock_path = path.with_name(path.name + ".lock")
         self._key = key
         self._clock = clock
+        self._anchor = anchor
+        self.readonly = readonly
         self._entries: list[LedgerEntry] = []
         self._stamp: tuple[int, ...] | None = None
 
@@ -202,12 +230,80 @@ class Ledger:
                 head does not match.
         """
         if not self.path.exists() and not self.head_path.exists():
+            self._check_anchor([], anchored=False)
             self._entries = []
             self._stamp = self._disk_stamp()
             return ()
-        with self._locked():
-            self._load_locked()
+        if self.readonly:
+            self._load_unlocked()
+        else:
+            with self._locked():
+                self._load_locked()
         return tuple(self._entries)
+
+    def _load_unlocked(self) -> None:
+        """Verify without the lock and without repairs (a read-only look)."""
+        loaded = self._verify()
+        entries = loaded.entries
+        if loaded.torn_tail_at is not None:
+            _LOGGER.debug("consent ledger: an interrupted append is ignored (read-only)")
+        self._entries = entries
+        self._stamp = self._disk_stamp()
+
+    def _anchor_value(self, count: int, last: str) -> str:
+        return f"{count}:{last}:{self._mac(f'anchor|{count}|{last}'.encode())}"
+
+    def _check_anchor(self, entries: list[LedgerEntry], *, anchored: bool) -> bool:
+        """Compare the ledger with its anchor; return whether the anchor is behind (to update).
+
+        Raises:
+            LedgerTampered: The ledger has fewer entries than the anchor, or another entry at
+                its position: it was rolled back (or deleted) as a whole; or its head says it
+                is anchored and the anchor is gone (deleting the anchor needs no key).
+        """
+        if self._anchor is None:
+            return False
+        try:
+            raw = self._anchor.read()
+        except (OSError, WkingError) as exc:
+            _LOGGER.debug("the ledger anchor cannot be read: %s", exc)
+            return False
+        if raw is None:
+            if anchored:
+                raise LedgerTampered(
+                    "the ledger was rolled back or its anchor removed: the key store keeps no "
+                    "anchor for an anchored ledger"
+                )
+            return bool(entries)
+        count_text, _, rest = raw.partition(":")
+        last = rest.partition(":")[0]
+        try:
+            count = int(count_text)
+        except ValueError:
+            raise LedgerTampered("the ledger anchor in the key store is malformed") from None
+        if not hmac.compare_digest(self._anchor_value(count, last), raw):
+            raise LedgerTampered("the ledger anchor in the key store fails authentication")
+        if count > len(entries):
+            raise LedgerTampered(
+                f"the ledger was rolled back: the key store records {count} entries, "
+                f"the ledger has {len(entries)}",
+                entry=len(entries),
+            )
+        if count and entries[count - 1].hash != last:
+            raise LedgerTampered(
+                f"the ledger was replaced: entry {count - 1} is not the one the key store recorded",
+                entry=count - 1,
+            )
+        return count < len(entries)
+
+    def _write_anchor(self, count: int, last: str) -> None:
+        if self._anchor is None or self.readonly:
+            return
+        try:
+            self._anchor.write(self._anchor_value(count, last))
+        except (OSError, WkingError) as exc:
+            # the ledger entry is durable; the next writable load brings the anchor up to date
+            _LOGGER.warning("consent ledger: cannot update its anchor in the key store: %s", exc)
 
     def _disk_stamp(self) -> tuple[int, ...]:
         stamp: list[int] = []
@@ -223,7 +319,7 @@ class Ledger:
     def _mac(self, body: bytes) -> str:
         return hmac.new(self._key, body, hashlib.sha256).hexdigest()
 
-    def _read_head(self) -> tuple[int, str] | None:
+    def _read_head(self) -> tuple[int, str, bool] | None:
         try:
             raw = self.head_path.read_bytes()
         except FileNotFoundError:
@@ -231,14 +327,22 @@ class Ledger:
         try:
             head = orjson.loads(raw)
             count, last, tag = head["count"], head["last"], head["hmac"]
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            anchored = head.get("anchored", False)
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise LedgerTampered(f"the ledger head is malformed: {exc}") from exc
-        if not isinstance(count, int) or not isinstance(last, str):
+        if (
+            not isinstance(count, int)
+            or not isinstance(last, str)
+            or not isinstance(anchored, bool)
+        ):
             raise LedgerTampered("the ledger head is malformed")
-        expected = self._mac(_canonical({"count": count, "last": last}))
+        body: dict[str, Any] = {"count": count, "last": last}
+        if anchored:
+            body["anchored"] = True
+        expected = self._mac(_canonical(body))
         if not isinstance(tag, str) or not hmac.compare_digest(tag, expected):
             raise LedgerTampered("the ledger head fails authentication")
-        return count, last
+        return count, last, anchored
 
     def _parse_line(self, seq: int, line: bytes, prev: str) -> LedgerEntry:
         try:
@@ -283,6 +387,7 @@ class Ledger:
         if data is None:
             if head is not None and head[0] > 0:
                 raise LedgerTampered("the ledger file was deleted", entry=0)
+            self._check_anchor([], anchored=head is not None and head[2])
             return result
         lines = data.split(b"\n")
         tail = lines.pop()  # b"" when the file ends with a newline
@@ -295,8 +400,9 @@ class Ledger:
         if head is None:
             if count or tail:
                 raise LedgerTampered("the ledger head is missing")
+            self._check_anchor(result.entries, anchored=False)
             return result
-        head_count, head_last = head
+        head_count, head_last, result.head_anchored = head
         if head_count == count and head_last == (prev if count else GENESIS):
             pass
         elif head_count == count - 1 and head_last == (
@@ -314,6 +420,7 @@ class Ledger:
         if tail:
             # A torn append (no newline, never acknowledged): cut it off under the lock.
             result.torn_tail_at = len(data) - len(tail)
+        result.anchor_behind = self._check_anchor(result.entries, anchored=result.head_anchored)
         return result
 
     def _load_locked(self) -> None:
@@ -327,6 +434,12 @@ class Ledger:
             _LOGGER.warning("consent ledger: completing an interrupted append")
             last = loaded.entries[-1].hash if loaded.entries else GENESIS
             self._write_head(len(loaded.entries), last)
+        if loaded.anchor_behind or loaded.repair_head:
+            # an anchor from before the ledger had one, or an append that stopped before it
+            last = loaded.entries[-1].hash if loaded.entries else GENESIS
+            self._write_anchor(len(loaded.entries), last)
+            if not loaded.head_anchored and self._anchor is not None:
+                self._write_head(len(loaded.entries), last)  # now say it is anchored
         self._entries = loaded.entries
         self._stamp = self._disk_stamp()
 
@@ -349,7 +462,9 @@ class Ledger:
             os.close(fd)  # closing the descriptor releases the lock
 
     def _write_head(self, count: int, last: str) -> None:
-        body = {"count": count, "last": last}
+        body: dict[str, Any] = {"count": count, "last": last}
+        if self._anchor is not None:
+            body["anchored"] = True  # so removing the anchor is noticed too
         raw = _canonical({**body, "hmac": self._mac(_canonical(body))})
         tmp = self.head_path.with_name(self.head_path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -398,6 +513,8 @@ class Ledger:
             LedgerTampered: The ledger on disk does not verify; nothing is written.
             StorageError: The file system refused (read-only, full, permissions).
         """
+        if self.readonly:
+            raise UsageError("the consent ledger was opened read-only")
         with self._locked():
             if self._disk_stamp() != self._stamp or not self.path.exists():
                 self._load_locked()
@@ -431,6 +548,7 @@ class Ledger:
                 self._fsync_dir()
             entry = self._parse_line(seq, line, prev)
             self._write_head(seq + 1, entry.hash)
+            self._write_anchor(seq + 1, entry.hash)
             self._entries.append(entry)
             self._stamp = self._disk_stamp()
             return entry
@@ -454,6 +572,7 @@ class Ledger:
                     self.head_path.with_name(f"{self.head_path.name}.tampered-{suffix}")
                 )
             self._fsync_dir()
+            self._write_anchor(0, GENESIS)
             self._entries = []
             self._stamp = self._disk_stamp()
             return moved

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from wking_device.errors import ConsentRequired, PermitRevoked
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
 __all__ = ["REVOCATION_REASONS", "Permit", "Revocation"]
 
@@ -46,12 +46,18 @@ class Revocation:
 
 
 class _Token:
-    """The shared revocation flag of one permit; the gate flips it."""
+    """The shared revocation flag of one permit; the gate flips it.
 
-    __slots__ = ("__weakref__", "reason")
+    ``watch`` (the issuing gate's) is called before each check, so a gate notices withdrawals
+    other processes recorded without its program calling ``refresh()`` (it is rate-limited and a
+    no-op off the gate's thread, so a check stays cheap).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("__weakref__", "reason", "watch")
+
+    def __init__(self, watch: Callable[[], None] | None = None) -> None:
         self.reason: str | None = None
+        self.watch = watch
 
 
 class Permit:
@@ -107,7 +113,10 @@ class Permit:
     @property
     def valid(self) -> bool:
         """``False`` once the gate revoked this permit."""
-        return self._token.reason is None
+        token = self._token
+        if token.reason is None and token.watch is not None:
+            token.watch()
+        return token.reason is None
 
     @property
     def revoked_reason(self) -> str | None:
@@ -116,7 +125,7 @@ class Permit:
 
     def covers(self, category: str) -> bool:
         """Tell whether the permit is valid and covers ``category``."""
-        return self._token.reason is None and category in self.categories
+        return self.valid and category in self.categories
 
     def require(self, category: str) -> None:
         """Check that the permit allows ``category`` right now.
@@ -128,7 +137,10 @@ class Permit:
             PermitRevoked: The permit was revoked.
             ConsentRequired: The permit does not cover the category.
         """
-        if self._token.reason is not None:
+        token = self._token
+        if token.reason is None and token.watch is not None:
+            token.watch()  # picks up another process's withdrawal (cheap, rate-limited)
+        if token.reason is not None:
             raise PermitRevoked(
                 f"permit {self.permit_id} was revoked ({self._token.reason})",
                 remedy="ask the consent gate for a new permit",

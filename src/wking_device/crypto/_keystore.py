@@ -237,6 +237,27 @@ class KeyStore:
             self._secrets[name] = value
             return value
 
+    def anchor(self, name: str) -> str | None:
+        """Return a value kept with :meth:`set_anchor` (re-read from the file), or ``None``.
+
+        Anchors are small plaintext values another file is checked against (the consent
+        ledger's head: a ledger rolled back to an older copy no longer matches it). Whoever
+        writes one authenticates it; the key store only keeps it.
+        """
+        with self._lock:
+            doc = _read_doc(self.path)
+            anchors = (doc or self._doc).get("anchors")
+            value = anchors.get(name) if isinstance(anchors, dict) else None
+            return value if isinstance(value, str) else None
+
+    def set_anchor(self, name: str, value: str) -> None:
+        """Keep ``value`` under ``name`` in the key store file (durable, locked)."""
+        with self._mutating() as doc:
+            anchors = doc.get("anchors")
+            if not isinstance(anchors, dict):
+                anchors = doc["anchors"] = {}
+            anchors[name] = value
+
     def secret_names(self) -> list[str]:
         """Return the names of the secrets kept (no values)."""
         with self._lock:

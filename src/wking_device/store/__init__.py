@@ -19,6 +19,8 @@ from wking_device.store._store import (
     SweepResult,
     key_scope,
     open_store,
+    store_in_use,
+    withdrawal_progress,
 )
 
 __all__ = [
@@ -31,4 +33,6 @@ __all__ = [
     "SweepResult",
     "key_scope",
     "open_store",
+    "store_in_use",
+    "withdrawal_progress",
 ]

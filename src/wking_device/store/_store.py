@@ -29,10 +29,13 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from wking_device.config import load_settings
+from wking_device.config import load_settings, warn_loose_permissions
+from wking_device.consent import Ledger, ledger_path
+from wking_device.consent._gate import LEDGER_SECRET
 from wking_device.crypto import NONCE_BLOCK, Sealer, open_key_store
 from wking_device.errors import (
     ConsentError,
+    LedgerTampered,
     RecordCorrupt,
     StorageError,
     StoreClosed,
@@ -72,6 +75,8 @@ __all__ = [
     "catalog_retention",
     "key_scope",
     "open_store",
+    "store_in_use",
+    "withdrawal_progress",
 ]
 
 _LOGGER = logging.getLogger(__name__)
@@ -84,6 +89,10 @@ _CHUNK: Final = 500
 _MEASURE: Final = (
     f"SELECT COALESCE(SUM(length(payload)), 0) + COUNT(*) * {_ROW_OVERHEAD} FROM records"  # noqa: S608
 )
+_WITHDRAWALS_DONE: Final = "withdrawals_done"
+"""meta row: ``<seq>:<hash>`` of the last ledger withdrawal whose categories were shredded."""
+_IDLE_WATCH: Final = 0.25
+"""Seconds between two looks, while the writer is idle, at the ledger of an attached gate."""
 _EVICT_TO: Final = 0.9
 """Eviction frees down to this fraction of the cap, so it runs once per many batches."""
 
@@ -143,6 +152,13 @@ class _Gate(Protocol):
 
     def states(self) -> Mapping[str, Any]:
         """Every category's state (with a ``reason``, ``"withdrawn"`` after a withdrawal)."""
+
+    def refresh(self) -> bool:
+        """Pick up other processes' changes of the ledger."""
+
+    @property
+    def ledger(self) -> Any:
+        """The ledger (its ``changed_on_disk()`` is read from the writer thread)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -287,6 +303,8 @@ class RecordStore:
         readonly: Refuse changes (for status and export while an agent runs).
         lock_fd: The file descriptor holding the writer lock (closed on close).
         max_batch: Most records committed in one transaction.
+        ledger_file: The installation's consent ledger, whose withdrawals the store carries out
+            (:meth:`finish_withdrawals`).
     """
 
     def __init__(
@@ -303,6 +321,7 @@ class RecordStore:
         readonly: bool,
         lock_fd: int | None,
         max_batch: int = 2048,
+        ledger_file: Path | None = None,
     ) -> None:
         self.keys = keys
         self.readonly = readonly
@@ -316,6 +335,9 @@ class RecordStore:
         self._lock_fd = lock_fd
         self._max_batch = max_batch
         self._sealers: dict[int, Sealer] = {}
+        self._ledger_file = ledger_file
+        self._ledger: Ledger | None = None
+        self._watched: tuple[_Gate, asyncio.AbstractEventLoop] | None = None
         self._bytes = int(conn.execute(_MEASURE).fetchone()[0])
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False
@@ -442,6 +464,23 @@ class RecordStore:
         result: int = await self._submit(functools.partial(self._purge_sync, category))
         return result
 
+    async def finish_withdrawals(self) -> dict[str, int]:
+        """Crypto-shred every category whose withdrawal is in the ledger but not carried out yet.
+
+        The store records (in its ``meta`` table) the last ledger withdrawal it carried out, so
+        this is idempotent and crash-safe: a process killed between recording a withdrawal and
+        shredding leaves it pending, and the next store opened for writing finishes it
+        (:func:`open_store` does this by default). A category withdrawn and granted again before
+        any process carried out the withdrawal is shredded whole: records under the new grant
+        cannot be told apart without decrypting them, and keeping withdrawn data is the worse
+        error.
+
+        Returns:
+            Records deleted, per category shredded now (empty when nothing was pending).
+        """
+        result: dict[str, int] = await self._submit(self._finish_withdrawals_sync)
+        return result
+
     async def sweep(self, now: float | None = None) -> SweepResult:
         """Delete records past retention and destroy data keys no record needs any more."""
         result: SweepResult = await self._submit(functools.partial(self._sweep_sync, now))
@@ -478,9 +517,11 @@ class RecordStore:
         def purge(categories: Iterable[str]) -> None:
             if self._closed or self.readonly:
                 return
-            for category in sorted(categories):
-                with contextlib.suppress(StoreClosed):
+            with contextlib.suppress(StoreClosed):
+                for category in sorted(categories):
                     self._enqueue(_Call(functools.partial(self._purge_sync, category)))
+                # and record them as carried out (anything else pending goes too)
+                self._enqueue(_Call(self._finish_withdrawals_sync))
 
         def listener(revocation: _Revocation) -> None:
             if revocation.reason == "withdrawn":
@@ -492,14 +533,43 @@ class RecordStore:
             for category, state in gate.states().items()
             if getattr(state, "reason", None) == "withdrawn"
         )
-        return unsubscribe
+        # While the writer is idle it looks at the gate's ledger file and has the gate re-read
+        # it on its loop: an idle program holding the store shreds another process's
+        # withdrawal promptly, without calling refresh() itself.
+        with contextlib.suppress(RuntimeError):
+            self._watched = (gate, asyncio.get_running_loop())
+
+        def detach() -> None:
+            unsubscribe()
+            if self._watched is not None and self._watched[0] is gate:
+                self._watched = None
+
+        return detach
+
+    def _next_item(self) -> Any:
+        """The next queued item; while idle, have an attached gate re-read a changed ledger."""
+        while True:
+            try:
+                return self._queue.get(timeout=_IDLE_WATCH)
+            except queue.Empty:
+                watched = self._watched
+                if watched is None:
+                    continue
+                gate, loop = watched
+                try:
+                    changed = bool(gate.ledger.changed_on_disk())
+                except Exception:  # noqa: BLE001 - a stat failing must not stop the writer
+                    changed = False
+                if changed:
+                    with contextlib.suppress(RuntimeError):  # the loop is closed
+                        loop.call_soon_threadsafe(_refresh_quietly, gate)
 
     # -- writer thread -------------------------------------------------------------------------
 
     def _run(self) -> None:
         try:
             while True:
-                items = [self._queue.get()]
+                items = [self._next_item()]
                 count = len(items[0].records) if isinstance(items[0], _Append) else 0
                 while count < self._max_batch:
                     try:
@@ -928,6 +998,58 @@ class RecordStore:
             )
         return int(deleted)
 
+    def _installation_ledger(self) -> Ledger | None:
+        """The installation's ledger, read with the key store's ledger key (None: no ledger)."""
+        if self._ledger is None:
+            path = self._ledger_file
+            if path is None or not path.exists():
+                return None
+            self._ledger = Ledger(path, self.keys.secret(LEDGER_SECRET))
+        return self._ledger
+
+    def _finish_withdrawals_sync(self) -> dict[str, int]:
+        if self.readonly:
+            return {}
+        ledger = self._installation_ledger()
+        if ledger is None:
+            return {}
+        try:
+            entries = ledger.load()
+        except LedgerTampered as exc:
+            # the gate reports it (exit 7 / an error in the agent); nothing can be trusted here
+            _LOGGER.debug("pending withdrawals not checked: %s", exc)
+            return {}
+        withdrawals = [entry for entry in entries if entry.event == "withdraw"]
+        row = self._conn.execute(
+            "SELECT value FROM meta WHERE name = ?", (_WITHDRAWALS_DONE,)
+        ).fetchone()
+        done = _marker_seq(None if row is None else str(row[0]), entries)
+        if done is None:
+            # No marker of this ledger (a store from before markers, or a ledger that was
+            # reset): shred what is withdrawn now, as attach() always did.
+            last: dict[str, str] = {}
+            for entry in entries:
+                if entry.event in {"grant", "withdraw"}:
+                    last.update(dict.fromkeys(entry.categories, entry.event))
+            doomed = {category for category, event in last.items() if event == "withdraw"}
+        else:
+            doomed = {c for entry in withdrawals if entry.seq > done for c in entry.categories}
+        purged = {
+            category: self._purge_sync(category)
+            for category in sorted(doomed)
+            if category in CATALOG
+        }
+        if withdrawals:
+            newest = withdrawals[-1]
+            self._conn.execute(
+                "INSERT INTO meta (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (_WITHDRAWALS_DONE, f"{newest.seq}:{newest.hash}"),
+            )
+        if purged:
+            _LOGGER.info("carried out pending withdrawals: %s", ", ".join(purged))
+        return purged
+
     def _sweep_sync(self, now: float | None) -> SweepResult:
         now = self._clock() if now is None else now
         conn = self._conn
@@ -1001,10 +1123,83 @@ class RecordStore:
         )
 
 
+def _refresh_quietly(gate: _Gate) -> None:
+    """Have a gate re-read its ledger (posted to its loop by an idle writer)."""
+    try:
+        gate.refresh()
+    except Exception:
+        _LOGGER.debug("the attached gate could not re-read its ledger", exc_info=True)
+
+
+def _marker_seq(marker: str | None, entries: Sequence[Any]) -> int | None:
+    """The ledger seq a ``withdrawals_done`` marker names, if it names an entry of this ledger."""
+    if marker is None:
+        return None
+    seq_text, _, digest = marker.partition(":")
+    try:
+        seq = int(seq_text)
+    except ValueError:
+        return None
+    if 0 <= seq < len(entries) and entries[seq].hash == digest:
+        return seq
+    return None
+
+
+def store_in_use(paths: Paths) -> bool:
+    """Tell whether another process holds the store (its writer lock), without creating files."""
+    try:
+        fd = os.open(paths.data_dir / _LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # releases the lock if we took it
+    return False
+
+
+def withdrawal_progress(paths: Paths) -> tuple[str | None, int] | None:
+    """Read, without writing, the last withdrawal carried out and the shredded-record counter.
+
+    For ``wking consent withdraw`` while another process holds the store: it waits until that
+    process has carried out the withdrawal.
+
+    Returns:
+        ``(marker, shredded)``, or ``None`` when there is no record database.
+    """
+    db = paths.data_dir / DB_FILE
+    if not db.exists() or db.stat().st_size == 0:
+        return None
+    conn = _connect(db, readonly=True)
+    try:
+        meta = dict(conn.execute("SELECT name, value FROM meta").fetchall())
+    except sqlite3.Error as exc:
+        raise _translate(exc, paths.data_dir) from exc
+    finally:
+        conn.close()
+    marker = meta.get(_WITHDRAWALS_DONE)
+    return (None if marker is None else str(marker)), int(meta.get("shredded", 0))
+
+
+def _unwritable(directory: Path) -> bool:
+    """Whether nobody can write in ``directory`` now (a read-only mount, or no permission)."""
+    try:
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return True
+    except OSError:
+        return False
+    return not os.access(directory, os.W_OK)
+
+
 def _connect(db: Path, *, readonly: bool) -> sqlite3.Connection:
     if readonly:
+        # On a read-only home SQLite cannot create the WAL index (-shm) a read needs; the
+        # database cannot change there either, so it is opened as immutable.
+        flags = "mode=ro&immutable=1" if _unwritable(db.parent) else "mode=ro"
         conn = sqlite3.connect(
-            f"{db.as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+            f"{db.as_uri()}?{flags}", uri=True, isolation_level=None, check_same_thread=False
         )
     else:
         if not db.exists():
@@ -1073,6 +1268,7 @@ def open_store(
     check: bool = True,
     max_bytes: int | None = None,
     max_batch: int = 2048,
+    finish_withdrawals: bool = True,
 ) -> RecordStore:
     """Open (or create) the record store of an installation.
 
@@ -1091,6 +1287,9 @@ def open_store(
         check: Run SQLite's ``quick_check`` on open.
         max_bytes: Override the size cap of the settings.
         max_batch: Most records per group commit.
+        finish_withdrawals: Carry out withdrawals recorded in the ledger that no process
+            carried out yet (queued first, before anything else); pass ``False`` to call
+            :meth:`RecordStore.finish_withdrawals` yourself and see what it did.
 
     Returns:
         The open store; close it with :meth:`RecordStore.close` or ``async with``.
@@ -1102,11 +1301,13 @@ def open_store(
         StorageError: The store is open in another process, or the database cannot be used.
     """
     settings = settings if settings is not None else load_settings(paths)
+    warn_loose_permissions(paths)
     db = paths.data_dir / DB_FILE
     exists = db.exists() and db.stat().st_size > 0
     if readonly and not exists:
         raise StorageError("there is no record store yet", remedy="collect something first")
-    paths.ensure()
+    if not readonly:
+        paths.ensure()  # a read-only open creates and changes nothing (a read-only home works)
     if keys is None:
         keys = open_key_store(paths, create=not exists, backend=key_backend)
     lock_fd = None if readonly else _lock(paths)
@@ -1126,6 +1327,7 @@ def open_store(
             readonly=readonly,
             lock_fd=lock_fd,
             max_batch=max_batch,
+            ledger_file=ledger_path(paths),
         )
     except sqlite3.Error as exc:
         if conn is not None:
@@ -1142,5 +1344,7 @@ def open_store(
         if lock_fd is not None:
             os.close(lock_fd)
         raise
+    if finish_withdrawals and not readonly:
+        store._enqueue(_Call(store._finish_withdrawals_sync))
     _LOGGER.debug("record store open (key store %s)", keys.level)
     return store
