@@ -2,7 +2,7 @@
 
 Used by ``test_cli_terminal.py`` as ``python hostile_wking.py ARGS...``: the real CLI in a real
 process, with the real simulator; only speaker 1's advertised name and Device Information
-strings are replaced by the JSON object in ``WKING_TEST_HOSTILE`` (field name to value).
+strings are replaced by the JSON object in ``HOSTILE_SPEAKER_STRINGS`` (field name to value).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from wking_device.cli import main
 from wking_device.sim import SpeakerSpec
 
 _original = SpeakerSpec.for_index.__func__  # type: ignore[attr-defined]
-_hostile: dict[str, Any] = json.loads(os.environ.get("WKING_TEST_HOSTILE", "{}"))
+_hostile: dict[str, Any] = json.loads(os.environ.get("HOSTILE_SPEAKER_STRINGS", "{}"))
 
 
 def _for_index(cls: type[SpeakerSpec], index: int, **overrides: Any) -> SpeakerSpec:

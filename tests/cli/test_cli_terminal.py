@@ -53,7 +53,7 @@ def _hostile(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
         capture_output=True,
         timeout=120,
         check=False,
-        env={**os.environ, "WKING_TEST_HOSTILE": json.dumps(HOSTILE), **(env or {})},
+        env={**os.environ, "HOSTILE_SPEAKER_STRINGS": json.dumps(HOSTILE), **(env or {})},
     )
 
 
@@ -178,7 +178,7 @@ def _drain(fd: int, proc: subprocess.Popen[bytes]) -> bytes:
 def test_hostile_speaker_strings_on_a_real_terminal(home: Path) -> None:
     # On a terminal rich writes its own styles (SGR); nothing else may reach it.
     master, slave = pty.openpty()
-    env = {**os.environ, "WKING_TEST_HOSTILE": json.dumps(HOSTILE), "TERM": "xterm-256color"}
+    env = {**os.environ, "HOSTILE_SPEAKER_STRINGS": json.dumps(HOSTILE), "TERM": "xterm-256color"}
     with subprocess.Popen(
         [sys.executable, str(HOSTILE_SCRIPT), "--simulate", "2", "info", ADDRESS],
         stdin=subprocess.DEVNULL,
@@ -415,7 +415,7 @@ def test_piped_info_shows_a_long_firmware_string_whole(home: Path) -> None:
         env={
             **os.environ,
             "COLUMNS": "40",
-            "WKING_TEST_HOSTILE": json.dumps({"firmware": firmware}),
+            "HOSTILE_SPEAKER_STRINGS": json.dumps({"firmware": firmware}),
         },
     )
     assert proc.returncode == 0, proc.stderr
