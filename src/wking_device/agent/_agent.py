@@ -19,7 +19,7 @@ not take stay buffered in their collector and are retried. Two failures end the 
 Stopping: :meth:`Agent.stop` sets a flag that every step of the loop races against, so a stop is
 obeyed even when a cancellation is lost inside a Bluetooth library (Python 3.11's
 ``asyncio.wait_for`` can swallow one); the duration is enforced the same way, so a connect still
-in progress when it ends is cancelled. A step that ignores its cancellation is left behind after
+in progress half a second after it ends is cancelled. A step that ignores its cancellation is left behind after
 ``stop_grace`` seconds. When nothing the agent could keep is granted (or Do Not Track is on), it
 scans and connects to nobody.
 """
@@ -64,6 +64,9 @@ __all__ = ["Agent", "AgentSummary"]
 _LOGGER = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+
+_OVERRUN_S = 0.5
+"""Seconds a step may run past the end of the duration to finish (a scan stopping), then cut."""
 
 # The collectors whose data comes from speakers: with none of them active, the agent neither
 # scans nor connects (software and location snapshots need no radio).
@@ -265,7 +268,7 @@ class Agent:
 
         Args:
             duration: Seconds to run; ``None`` runs until stopped or cancelled. A scan, connect
-                or read still in progress when it ends is cancelled.
+                or read still in progress half a second after it ends is cancelled.
 
         Returns:
             The summary of the run (also on cancellation, via :attr:`summary`).
@@ -311,7 +314,9 @@ class Agent:
         loop = asyncio.get_running_loop()
         task = asyncio.ensure_future(coro)
         stopped = asyncio.ensure_future(self._stop.wait())
-        timeout = None if self._deadline is None else max(0.0, self._deadline - loop.time())
+        timeout = None
+        if self._deadline is not None:
+            timeout = max(0.0, self._deadline + _OVERRUN_S - loop.time())
         try:
             await asyncio.wait(
                 {task, stopped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
