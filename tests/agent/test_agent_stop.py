@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -78,7 +78,7 @@ class _Deaf(SimClient):
     """A Bluetooth backend that swallows the cancellation of a connect (as Python 3.11's
     ``wait_for`` can when the inner call completes at the moment it is cancelled)."""
 
-    entered: list[float] = []
+    entered: ClassVar[list[float]] = []
 
     async def connect(self, *args: Any, **kwargs: Any) -> None:
         self.entered.append(time.monotonic())
@@ -232,5 +232,23 @@ async def test_do_not_track_from_another_process_is_not_undone_by_a_third() -> N
         await _until(lambda: agent.summary.cycles >= cycles + 3)
         assert not agent.operations.active
         assert not agent.device_info.active
+        agent.stop()
+        await asyncio.wait_for(task, 10.0)
+
+
+async def test_started_under_do_not_track_in_config_toml_it_resumes_when_taken_out() -> None:
+    paths = resolve_paths()
+    paths.config_file.parent.mkdir(parents=True, exist_ok=True)
+    paths.config_file.write_text("do_not_track = true\n")
+    gate, store = _open()
+    gate.grant(["operation_logs", "device_info"])
+    async with SimWorld.fleet(2, instant_connect=True) as world, store:
+        agent = _agent(gate, store, world, paths=paths, settings=load_settings(paths))
+        task = asyncio.create_task(agent.run(30.0))
+        await _until(lambda: agent.summary.cycles >= 2)
+        assert agent.summary.speakers_seen == 0  # no scan under Do Not Track
+        assert agent.operations.stats.flushed == 0
+        paths.config_file.write_text("do_not_track = false\n")
+        await _until(lambda: agent.operations.stats.flushed > 0)
         agent.stop()
         await asyncio.wait_for(task, 10.0)

@@ -19,8 +19,8 @@ not take stay buffered in their collector and are retried. Two failures end the 
 Stopping: :meth:`Agent.stop` sets a flag that every step of the loop races against, so a stop is
 obeyed even when a cancellation is lost inside a Bluetooth library (Python 3.11's
 ``asyncio.wait_for`` can swallow one); the duration is enforced the same way, so a connect still
-in progress half a second after it ends is cancelled. A step that ignores its cancellation is left behind after
-``stop_grace`` seconds. When nothing the agent could keep is granted (or Do Not Track is on), it
+in progress half a second after it ends is cancelled. A step that ignores its cancellation is left
+behind after ``stop_grace`` seconds. When nothing the agent could keep is granted (or Do Not Track is on), it
 scans and connects to nobody.
 """
 
@@ -69,8 +69,9 @@ _OVERRUN_S = 0.5
 """Seconds a step may run past the end of the duration to finish (a scan stopping), then cut."""
 
 # The collectors whose data comes from speakers: with none of them active, the agent neither
-# scans nor connects (software and location snapshots need no radio).
-_RADIO_COLLECTORS = ("operations", "device_info", "diagnostics")
+# scans nor connects (software and location snapshots need no radio, and diagnostics alone is no
+# reason to connect to anyone).
+_RADIO_COLLECTORS = ("operations", "device_info")
 
 
 class _Interrupted(Exception):
@@ -78,16 +79,19 @@ class _Interrupted(Exception):
 
 
 class _ConfigDoNotTrack:
-    """Whether ``config.toml`` says Do Not Track now: re-read only when the file changes (stat).
+    """Whether the settings say Do Not Track now: ``config.toml`` is re-read when it changes (stat).
+
+    The environment counts too (it does not change while the process runs).
 
     A file that cannot be read or parsed counts as Do Not Track on (fail closed) until it is
     fixed, with one warning per change.
     """
 
-    def __init__(self, paths: Paths) -> None:
+    def __init__(self, paths: Paths, settings: Settings) -> None:
         self._paths = paths
-        self._stamp: tuple[int, int, int] | None = None
-        self._value = False
+        # the settings were read from the file as it is now (environment included)
+        self._stamp = self._disk_stamp()
+        self._value = settings.do_not_track
 
     def _disk_stamp(self) -> tuple[int, int, int] | None:
         try:
@@ -221,10 +225,13 @@ class Agent:
         self._failure: LedgerTampered | AdapterUnavailable | None = None
         self._scanned = False
         self._stragglers: set[asyncio.Task[Any]] = set()
-        # Do Not Track: this process's own sources (environment, and config.toml when watched)
-        # and a latch for another process's dnt_on (kept until the run ends).
-        self._env_dnt = settings.do_not_track
-        self._config_dnt = _ConfigDoNotTrack(paths) if paths is not None else None
+        # Do Not Track: this process's own settings (environment, and config.toml re-read when
+        # watched) and a latch for another process's dnt_on (kept until the run ends).
+        self._own_dnt: Callable[[], bool] = (
+            _ConfigDoNotTrack(paths, settings)
+            if paths is not None
+            else lambda: settings.do_not_track
+        )
         self._dnt_latched = False
         self._dnt_applied = gate.do_not_track
         if adapter_mac is None:
@@ -455,8 +462,7 @@ class Agent:
         self._apply_do_not_track()
 
     def _apply_do_not_track(self) -> None:
-        own = self._env_dnt or (self._config_dnt() if self._config_dnt is not None else False)
-        wanted = own or self._dnt_latched
+        wanted = self._own_dnt() or self._dnt_latched
         if wanted == self._dnt_applied:
             return
         self._dnt_applied = wanted
