@@ -20,8 +20,8 @@ Stopping: :meth:`Agent.stop` sets a flag that every step of the loop races again
 obeyed even when a cancellation is lost inside a Bluetooth library (Python 3.11's
 ``asyncio.wait_for`` can swallow one); the duration is enforced the same way, so a connect still
 in progress half a second after it ends is cancelled. A step that ignores its cancellation is left
-behind after ``stop_grace`` seconds. When nothing the agent could keep is granted (or Do Not Track is on), it
-scans and connects to nobody.
+behind after ``stop_grace`` seconds. When nothing the agent could keep is granted (or Do Not
+Track is on), it scans and connects to nobody.
 """
 
 from __future__ import annotations
