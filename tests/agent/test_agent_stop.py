@@ -4,6 +4,7 @@ altered while it runs, Do Not Track turned on while it runs, and nothing kept me
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import subprocess
@@ -252,3 +253,39 @@ async def test_started_under_do_not_track_in_config_toml_it_resumes_when_taken_o
         await _until(lambda: agent.operations.stats.flushed > 0)
         agent.stop()
         await asyncio.wait_for(task, 10.0)
+
+
+# --- item 7: the last stage, a run that does not stop at all --------------------------------------
+
+
+async def test_a_run_that_ignores_every_cancellation_is_abandoned_within_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import signal  # noqa: PLC0415
+
+    from wking_device.cli import _agent as cli_agent  # noqa: PLC0415
+
+    monkeypatch.setattr(cli_agent, "GRACE_S", 0.3)
+    monkeypatch.setattr(cli_agent, "HARD_S", 0.4)
+    _gate, store = _open()
+    state = cli_agent._Run()
+    state.store = store
+
+    async def stuck() -> tuple[dict[str, Any], None]:
+        # stands for a Bluetooth call that loses every cancellation (bounded, for the test)
+        end = time.monotonic() + 3.0
+        while time.monotonic() < end:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0.05)
+        raise AssertionError("never reached: the run was abandoned")
+
+    supervisor = asyncio.create_task(cli_agent._stop_within_deadline(state, stuck()))
+    await asyncio.sleep(0.1)
+    state.on_signal(signal.SIGTERM)
+    started = time.monotonic()
+    summary, error = await asyncio.wait_for(supervisor, 10.0)
+    took = time.monotonic() - started
+    assert took < 0.3 + 0.4 + 0.5, took
+    assert summary["stopped_by"] == "SIGTERM"
+    assert error is None
+    assert store.closed  # what the store acknowledged is on disk, and its lock is free
