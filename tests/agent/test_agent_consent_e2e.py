@@ -56,9 +56,10 @@ def test_consent_gates_what_the_agent_stores(runner: CliRunner, home: Path) -> N
     states = {c["category"]: c["state"] for c in status["categories"]}
     assert states == dict.fromkeys(CATEGORIES, "denied")
 
-    # No consent: the agent reads speakers but stores nothing.
-    summary = _agent(runner)
-    assert summary["reads_ok"] >= 3
+    # No consent: the agent refuses to start (exit 3) and stores nothing.
+    refused = runner.invoke(cli, ["--simulate", "3", "agent", "run", "--duration", "1"])
+    assert refused.exit_code == 3
+    assert "wking consent grant" in refused.stderr
     assert _records(runner)["total"] == 0
 
     # Granted operation_logs and device_info: only those are stored.
@@ -71,8 +72,9 @@ def test_consent_gates_what_the_agent_stores(runner: CliRunner, home: Path) -> N
     assert by_category["device_info"] >= 3
     before = records["total"]
 
-    # Do Not Track: nothing more, whatever was granted.
-    _agent(runner, env={"DO_NOT_TRACK": "1"})
+    # Do Not Track: nothing more, whatever was granted, and no speaker is even read.
+    summary = _agent(runner, env={"DO_NOT_TRACK": "1"})
+    assert summary["reads_ok"] == 0
     assert _records(runner)["total"] == before
 
     # Without MAC consent no speaker address reached the disk in any common form.

@@ -174,6 +174,8 @@ def test_a_signal_stops_a_running_agent_gracefully_with_its_summary(
 ) -> None:
     # Ctrl-C (SIGINT) or systemd's stop (SIGTERM): the agent flushes, closes the store and
     # prints the run's summary; nothing on stderr, exit 0.
+    granted = _wking("consent", "grant", "--yes", "device_info")
+    assert granted.returncode == 0, granted.stderr
     proc = subprocess.Popen(
         [WKING, "--json", "--simulate", "3", "agent", "run", "--interval", "0.5"],
         stdout=subprocess.PIPE,

@@ -345,6 +345,56 @@ async def test_fixed_gap_h_answer_to_a_just_cancelled_request_is_dropped() -> No
             assert value[0] == 33
 
 
+# --- I: a controller's answer to an HCI command whose waiter was just cancelled ------------------
+
+
+async def _command_in_flight(host: Host) -> asyncio.Task[object]:
+    """Send an HCI command and return once the host waits for its answer (not yet delivered)."""
+    task: asyncio.Task[object] = asyncio.create_task(
+        host.send_command(hci.HCI_Read_BD_ADDR_Command())
+    )
+    await _until(lambda: host.pending_response is not None)
+    return task
+
+
+async def test_stock_gap_i_answer_to_a_just_cancelled_command_raises() -> None:
+    # Ctrl-C while a bumble device powers on (the first second of every --simulate command):
+    # the command's waiter is cancelled, the controller's answer is already on its way, and the
+    # stock host calls set_result on the cancelled future inside its packet callback.
+    host = Host()  # type: ignore[no-untyped-call]
+    host.hci_sink = type("Sink", (), {"on_packet": lambda self, packet: None})()
+    task = await _command_in_flight(host)
+    host.pending_response.cancel()  # what the caller's cancellation does to the awaited future
+    answer = hci.HCI_Command_Complete_Event(
+        num_hci_command_packets=1,
+        command_opcode=hci.HCI_READ_BD_ADDR_COMMAND,
+        return_parameters=bytes(7),
+    )
+    with pytest.raises(asyncio.InvalidStateError):
+        host.on_command_processed(answer)
+    await asyncio.wait([task])
+
+
+async def test_fixed_gap_i_answer_to_a_just_cancelled_command_is_dropped() -> None:
+    host = SimHost()
+    host.hci_sink = type("Sink", (), {"on_packet": lambda self, packet: None})()
+    task = await _command_in_flight(host)
+    task.cancel()
+    host.pending_response.cancel()
+    answer = hci.HCI_Command_Complete_Event(
+        num_hci_command_packets=1,
+        command_opcode=hci.HCI_READ_BD_ADDR_COMMAND,
+        return_parameters=bytes(7),
+    )
+    host.on_command_processed(answer)  # no error: the abandoned command's answer is dropped
+    await asyncio.wait([task])
+    assert task.cancelled()
+    # the host is usable: the next command is sent and answered
+    task = await _command_in_flight(host)
+    host.on_command_processed(answer)
+    assert await asyncio.wait_for(task, 5.0) is answer
+
+
 # --- G: the GATT server checks no permissions; a missing handler sends no answer ----------------
 
 

@@ -12,7 +12,16 @@ adapter — a stranger's speaker is not ours to log — and, in a simulated worl
 
 A failing cycle (adapter gone, a speaker out of range, a full disk) is logged, turned into a
 ``diagnostics`` record where that is granted, and the next cycle runs; records the store could
-not take stay buffered in their collector and are retried.
+not take stay buffered in their collector and are retried. Two failures end the run instead
+(after the usual shutdown, then raised from :meth:`Agent.run`): no adapter at the first scan
+(``AdapterUnavailable``), and a consent ledger that fails verification (``LedgerTampered``).
+
+Stopping: :meth:`Agent.stop` sets a flag that every step of the loop races against, so a stop is
+obeyed even when a cancellation is lost inside a Bluetooth library (Python 3.11's
+``asyncio.wait_for`` can swallow one); the duration is enforced the same way, so a connect still
+in progress half a second after it ends is cancelled. A step that ignores its cancellation is left
+behind after ``stop_grace`` seconds. When nothing the agent could keep is granted (or Do Not
+Track is on), it scans and connects to nobody.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from wking_device.ble import discover, read_all
 from wking_device.collect import (
@@ -33,20 +42,79 @@ from wking_device.collect import (
     SoftwareInfoCollector,
     host_adapter_mac,
 )
-from wking_device.errors import BluetoothError, StorageError
+from wking_device.errors import (
+    AdapterUnavailable,
+    BluetoothError,
+    ConfigError,
+    LedgerTampered,
+    StorageError,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
 
     from wking_device.ble import BleBackend, EventBus
     from wking_device.collect import Collector
-    from wking_device.config import Settings
+    from wking_device.config import Paths, Settings
     from wking_device.consent import ConsentGate
     from wking_device.store import RecordStore
 
 __all__ = ["Agent", "AgentSummary"]
 
 _LOGGER = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+_OVERRUN_S = 0.5
+"""Seconds a step may run past the end of the duration to finish (a scan stopping), then cut."""
+
+# The collectors whose data comes from speakers: with none of them active, the agent neither
+# scans nor connects (software and location snapshots need no radio, and diagnostics alone is no
+# reason to connect to anyone).
+_RADIO_COLLECTORS = ("operations", "device_info")
+
+
+class _Interrupted(Exception):
+    """A step of the loop was cut short by :meth:`Agent.stop` or the end of the duration."""
+
+
+class _ConfigDoNotTrack:
+    """Whether the settings say Do Not Track now: ``config.toml`` is re-read when it changes (stat).
+
+    The environment counts too (it does not change while the process runs).
+
+    A file that cannot be read or parsed counts as Do Not Track on (fail closed) until it is
+    fixed, with one warning per change.
+    """
+
+    def __init__(self, paths: Paths, settings: Settings) -> None:
+        self._paths = paths
+        # the settings were read from the file as it is now (environment included)
+        self._stamp = self._disk_stamp()
+        self._value = settings.do_not_track
+
+    def _disk_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            info = self._paths.config_file.stat()
+        except OSError:
+            return None
+        return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+    def __call__(self) -> bool:
+        stamp = self._disk_stamp()
+        if stamp == self._stamp:
+            return self._value
+        self._stamp = stamp
+        from wking_device.config import load_settings  # noqa: PLC0415 - avoids an import cycle
+
+        try:
+            self._value = load_settings(self._paths).do_not_track
+        except ConfigError as exc:
+            _LOGGER.warning(
+                "the configuration cannot be read (%s): Do Not Track is taken as on", exc
+            )
+            self._value = True
+        return self._value
 
 
 @dataclass(slots=True, kw_only=True)
@@ -107,6 +175,16 @@ class Agent:
             ``wking consent withdraw`` elsewhere stops collection within this time.
         sweep_every: Seconds between retention sweeps (one also runs at the start), so a
             long-running agent keeps nothing past its category's retention period.
+        paths: The installation's paths. When given, its ``config.toml`` is watched (with the
+            consent poll): ``do_not_track = true`` written there stops collection at once, and
+            taking it out again resumes it.
+        stop_grace: Seconds a step cut short by :meth:`stop` or the end of the duration gets to
+            unwind before the loop leaves it behind.
+
+    Do Not Track while running: it is on when this process's environment, ``config.toml`` (with
+    ``paths``) or another process says so (a ``dnt_on`` recorded in the ledger). Once another
+    process turned it on, it stays on for the rest of this run: a ``dnt_off`` recorded elsewhere
+    (any command run without the variable) never restarts collection.
     """
 
     def __init__(
@@ -124,6 +202,8 @@ class Agent:
         adapter_mac: str | None = None,
         consent_poll: float = 0.5,
         sweep_every: float = 3600.0,
+        paths: Paths | None = None,
+        stop_grace: float = 2.0,
     ) -> None:
         from wking_device.ble import get_event_bus  # noqa: PLC0415 - cheap, keeps the default lazy
 
@@ -139,6 +219,21 @@ class Agent:
         self._consent_poll = consent_poll
         self._sweep_every = sweep_every
         self._seen: set[str] = set()
+        self._stop_grace = stop_grace
+        self._stop = asyncio.Event()
+        self._deadline: float | None = None
+        self._failure: LedgerTampered | AdapterUnavailable | None = None
+        self._scanned = False
+        self._stragglers: set[asyncio.Task[Any]] = set()
+        # Do Not Track: this process's own settings (environment, and config.toml re-read when
+        # watched) and a latch for another process's dnt_on (kept until the run ends).
+        self._own_dnt: Callable[[], bool] = (
+            _ConfigDoNotTrack(paths, settings)
+            if paths is not None
+            else lambda: settings.do_not_track
+        )
+        self._dnt_latched = False
+        self._dnt_applied = gate.do_not_track
         if adapter_mac is None:
             adapter_mac = host_adapter_mac(adapter=settings.ble.adapter) or ""
         self.operations = OperationLogCollector(gate, store, adapter_mac=adapter_mac)
@@ -159,67 +254,151 @@ class Agent:
             self.location,
         )
 
+    def stop(self) -> None:
+        """Ask the run to end: the current step is cut short, then the usual shutdown runs.
+
+        Safe to call at any time, also before :meth:`run` (which then only shuts down) and from
+        a signal handler installed with ``loop.add_signal_handler``.
+        """
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stop.is_set()
+
     async def run(self, duration: float | None = None) -> AgentSummary:
-        """Run cycles until ``duration`` seconds have passed (or until cancelled).
+        """Run cycles until ``duration`` seconds have passed, :meth:`stop`, or cancellation.
 
         The package's log records are redacted (no speaker address, at any level) since
         ``import wking_device``, whatever logging set-up embeds the agent (DESIGN §4).
 
         Args:
-            duration: Seconds to run; ``None`` runs until cancelled.
+            duration: Seconds to run; ``None`` runs until stopped or cancelled. A scan, connect
+                or read still in progress half a second after it ends is cancelled.
 
         Returns:
             The summary of the run (also on cancellation, via :attr:`summary`).
+
+        Raises:
+            LedgerTampered: The consent ledger failed verification (at the start or while
+                running); collection stopped, the summary is in :attr:`summary`.
+            AdapterUnavailable: The first scan found no usable Bluetooth adapter.
         """
         loop = asyncio.get_running_loop()
         started = loop.time()
+        self._deadline = None if duration is None else started + duration
         detach: list[Callable[[], None]] = [
             self._store.attach(self._gate),
             self.operations.attach(self._events),
             self.diagnostics.attach(self._events),
         ]
-        if self._gate.tampered is not None:
-            _LOGGER.error("collecting nothing: %s", self._gate.tampered)
         watcher = asyncio.create_task(self._watch_consent(), name="wking-consent-watch")
         try:
-            await self._loop(None if duration is None else started + duration)
+            self._check_tampered()
+            if self._failure is None:
+                self._apply_do_not_track()
+                await self._loop()
         finally:
             await self._shut_down(watcher, detach)
             self.summary.duration_s = loop.time() - started
+        if self._failure is not None:
+            raise self._failure
         return self.summary
 
-    async def _loop(self, deadline: float | None) -> None:
+    def _ended(self) -> bool:
+        if self._stop.is_set():
+            return True
+        return self._deadline is not None and asyncio.get_running_loop().time() >= self._deadline
+
+    async def _step(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Run one step of the loop, cut short by :meth:`stop` or the end of the duration.
+
+        Raises:
+            _Interrupted: The step was cut short (it was cancelled, and left behind when it did
+                not finish within ``stop_grace``).
+        """
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(coro)
+        stopped = asyncio.ensure_future(self._stop.wait())
+        timeout = None
+        if self._deadline is not None:
+            timeout = max(0.0, self._deadline + _OVERRUN_S - loop.time())
+        try:
+            await asyncio.wait(
+                {task, stopped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        except asyncio.CancelledError:
+            await self._let_go(task)  # the run itself is cancelled: so is its step
+            raise
+        finally:
+            stopped.cancel()
+        if not task.done():
+            await self._let_go(task)
+            raise _Interrupted
+        if task.cancelled():
+            raise _Interrupted
+        return task.result()
+
+    async def _let_go(self, task: asyncio.Task[Any]) -> None:
+        """Cancel a step and give it ``stop_grace`` seconds; past that, leave it behind."""
+        task.cancel()
+        task.add_done_callback(_consume)
+        try:
+            await asyncio.wait({task}, timeout=self._stop_grace)
+        finally:
+            if not task.done():
+                # A Bluetooth call that swallowed its cancellation: the run does not wait for it.
+                _LOGGER.warning(
+                    "a Bluetooth operation did not stop within %g s; leaving it behind",
+                    self._stop_grace,
+                )
+                self._stragglers.add(task)
+                task.add_done_callback(self._stragglers.discard)
+
+    async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         await self._sweep()
         swept = loop.time()
         self.software_info.snapshot()
         self.location.snapshot()
-        while deadline is None or loop.time() < deadline:
+        while not self._ended():
             cycle_started = loop.time()
             try:
-                await self._cycle(deadline)
+                await self._step(self._cycle())
+            except _Interrupted:
+                break
+            except AdapterUnavailable as exc:
+                if not self._scanned:  # no adapter from the start: an error, as for `wking scan`
+                    self._failure = exc
+                    break
+                self._failed("cycle", exc)
             except Exception as exc:  # noqa: BLE001 - one failing cycle must not end the run
                 self._failed("cycle", exc)
             self.summary.cycles += 1
             await self._flush()
+            if self._failure is not None:
+                break
             if loop.time() - swept >= self._sweep_every:
                 await self._sweep()
                 swept = loop.time()
             pause = self._interval - (loop.time() - cycle_started)
-            if deadline is not None:
-                pause = min(pause, deadline - loop.time())
-            if pause > 0:
-                await asyncio.sleep(pause)
+            if pause > 0 and not self._ended():
+                try:
+                    await self._step(asyncio.sleep(pause))
+                except _Interrupted:
+                    break
 
     async def _shut_down(
         self, watcher: asyncio.Task[None], detach: list[Callable[[], None]]
     ) -> None:
         # A withdrawal made since the last look is carried out before the store is let go
         # (another process cannot purge while this one holds the store).
-        try:
-            self._gate.refresh()
-        except Exception:  # a tampered ledger already closed the gate; keep shutting down
-            _LOGGER.exception("re-reading the consent ledger failed")
+        if self._failure is None:
+            try:
+                self._poll_consent()
+            except Exception:  # an unreadable ledger must not stop the shutdown
+                _LOGGER.exception("re-reading the consent ledger failed")
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
@@ -236,30 +415,88 @@ class Agent:
                     "%s: %d records not stored: %s", type(collector).__name__, unsent, exc
                 )
                 self.summary.errors.append(f"store: {unsent} records not stored: {exc}")
+        self.tally()
+
+    def tally(self) -> AgentSummary:
+        """Bring :attr:`summary` up to date with the collectors' counters, and return it.
+
+        The run does this when it ends; a supervisor that gives up on a run that does not end
+        (see the ``wking`` command) calls it to report what was stored so far.
+        """
         self.summary.speakers_seen = len(self._seen)
         self.summary.skipped = sum(c.stats.skipped for c in self.collectors)
         for collector in self.collectors:
             self.summary.records[type(collector).__name__] = collector.stats.flushed
+        return self.summary
 
     async def _watch_consent(self) -> None:
-        """Pick up grants and withdrawals made by other processes (``wking consent …``).
+        """Pick up grants, withdrawals and Do Not Track set elsewhere (``wking consent …``).
 
         A withdrawal found here revokes the permits at once: collectors stop and the store,
-        attached to the gate, crypto-shreds the category.
+        attached to the gate, crypto-shreds the category. A ledger that fails verification ends
+        the run (one ERROR; it is not read again).
         """
-        while True:
+        while self._failure is None:
             await asyncio.sleep(self._consent_poll)
             try:
-                self._gate.refresh()
-            except Exception:  # a tampered ledger closes the gate; keep watching
+                self._poll_consent()
+            except Exception:  # an unreadable ledger is retried at the next poll
                 _LOGGER.exception("re-reading the consent ledger failed")
 
-    async def _cycle(self, deadline: float | None) -> None:
-        self._gate.refresh()  # another process may have granted or withdrawn
+    def _poll_consent(self) -> None:
+        """Re-read the ledger (when it changed) and the Do Not Track sources; stop on tampering."""
+        if self._failure is not None:
+            return
+        known = len(self._gate.history())
+        self._gate.refresh()
+        if self._check_tampered():
+            return
+        if not self._dnt_latched and any(
+            entry.event == "dnt_on" for entry in self._gate.history()[known:]
+        ):
+            self._dnt_latched = True
+            _LOGGER.warning(
+                "Do Not Track was turned on by another process: collecting nothing until the "
+                "agent is restarted"
+            )
+        self._apply_do_not_track()
+
+    def _apply_do_not_track(self) -> None:
+        wanted = self._own_dnt() or self._dnt_latched
+        if wanted == self._dnt_applied:
+            return
+        self._dnt_applied = wanted
+        _LOGGER.warning(
+            "Do Not Track is %s: %s",
+            "on" if wanted else "off",
+            "collecting nothing" if wanted else "collecting what is granted again",
+        )
+        self._gate.set_do_not_track(wanted)
+        self._check_tampered()
+
+    def _check_tampered(self) -> bool:
+        """End the run, with one ERROR, if the ledger failed verification."""
+        tampered = self._gate.tampered
+        if tampered is None:
+            return False
+        if self._failure is None:
+            _LOGGER.error("collecting nothing and stopping: %s", tampered)
+            self._failure = tampered
+            self._stop.set()
+        return True
+
+    def _may_keep_anything(self) -> bool:
+        """Whether a scan or a connection could produce a record anyone may keep."""
+        return any(getattr(self, name).active for name in _RADIO_COLLECTORS)
+
+    async def _cycle(self) -> None:
+        self._poll_consent()  # another process may have granted or withdrawn
+        if self._failure is not None or not self._may_keep_anything():
+            return  # nothing could be kept: no scan, no connection
         loop = asyncio.get_running_loop()
         seconds = self._scan_seconds
-        if deadline is not None:
-            seconds = max(0.1, min(seconds, deadline - loop.time()))
+        if self._deadline is not None:
+            seconds = max(0.1, min(seconds, self._deadline - loop.time()))
         try:
             found = await discover(
                 seconds,
@@ -267,15 +504,20 @@ class Agent:
                 events=self._events,
                 adapter=self._settings.ble.adapter,
             )
+        except AdapterUnavailable:
+            raise
         except BluetoothError as exc:
+            self._scanned = True
             self._failed("scan", exc)
             return
+        self._scanned = True
         self._seen.update(s.address.upper() for s in found)
         bound = {address.upper() for address in self._bound_addresses()}
         targets = [
             s for s in found if s.address.upper() in bound or (self._connect_all and not bound)
         ]
-        if not targets or (deadline is not None and loop.time() >= deadline):
+        # a cancellation lost inside the scan must not lead to connections after a stop
+        if not targets or self._ended() or not self._may_keep_anything():
             return
         result = await read_all(
             targets,
@@ -283,6 +525,8 @@ class Agent:
             events=self._events,
             settings=self._settings.ble,
         )
+        if self._ended():
+            raise _Interrupted
         self.summary.reads_ok += len(result.infos)
         self.summary.reads_failed += len(result.errors)
         for info in result.infos.values():
@@ -313,3 +557,9 @@ class Agent:
         _LOGGER.warning("%s failed: %s", where, exc)
         self.summary.errors.append(f"{where}: {exc}")
         self.diagnostics.on_exception(exc, where=where)
+
+
+def _consume(task: asyncio.Task[Any]) -> None:
+    """Retrieve a left-behind task's outcome so asyncio does not report it as never retrieved."""
+    if not task.cancelled():
+        task.exception()

@@ -17,6 +17,7 @@ import sys
 
 import click
 
+from wking_device.cli import _signals
 from wking_device.cli._app import cli
 from wking_device.cli._term import for_stderr
 
@@ -26,11 +27,17 @@ __all__ = ["cli", "main"]
 def main(argv: list[str] | None = None) -> None:
     """Run the ``wking`` command and exit with its exit code.
 
+    This ends the process: from here to its exit, SIGINT and SIGTERM are recorded rather than
+    acted on, except while a command runs (each gives them its documented effect).
+
     Args:
         argv: Arguments (defaults to ``sys.argv[1:]``).
     """
     _tolerate_unencodable_text()
     try:
+        # Ctrl-C and SIGTERM are recorded until the command takes over, and again once it is
+        # done: the process is ending with the command's own exit code (cli/_signals.py)
+        _signals.defer()
         code = cli.main(args=argv, prog_name="wking", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

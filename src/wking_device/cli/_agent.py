@@ -1,35 +1,74 @@
-"""``wking agent run``: run the agent for a bounded time (or until interrupted).
+"""``wking agent run``: run the agent for a bounded time (or until stopped by a signal).
 
-This module opens the installation (gate, store, bindings), starts the agent against the real
-adapter or ``--simulate N`` speakers, and prints the run's summary. The agent itself lives in
-:mod:`wking_device.agent`.
+This module opens the installation (gate, store, bindings), checks there is something to collect,
+starts the agent against the real adapter or ``--simulate N`` speakers, and prints the run's
+summary. The agent itself lives in :mod:`wking_device.agent`.
+
+Stopping (SIGINT, SIGTERM), in stages, so that a stop is never lost and never takes long:
+
+1. The agent is asked to stop (:meth:`~wking_device.agent.Agent.stop`, a flag its loop races
+   every step against): it cuts the current step short, hands what the collectors hold to the
+   store, carries out withdrawals and closes. Before the agent exists, the start-up is cancelled.
+2. After :data:`GRACE_S` (or at a second signal) the run is cancelled, again and again.
+3. After :data:`HARD_S` more, the run is abandoned: the store is closed (everything it
+   acknowledged is on disk), the summary printed, and the process exits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import signal
+import threading
 from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
 from rich.text import Text
 
+from wking_device.cli import _signals
 from wking_device.cli._app import AppContext, pass_app
 from wking_device.cli._ble import bluetooth, open_bindings
 from wking_device.cli._term import cell, markup, visible
+from wking_device.errors import ConsentRequired, WkingError
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
-
     from rich.console import Console
 
-__all__ = ["register"]
+    from wking_device.agent import Agent
+    from wking_device.consent import ConsentGate
+    from wking_device.store import RecordStore
+
+__all__ = ["GRACE_S", "HARD_S", "register"]
+
+_LOGGER = logging.getLogger(__name__)
+
+GRACE_S = 5.0
+"""Seconds the agent gets to stop by itself after a signal."""
+
+HARD_S = 3.0
+"""Seconds more, with the run cancelled, before it is abandoned."""
+
+_LEFTOVER_S = 1.0  # what is still running when the command ends gets this long to finish
+
+# The categories the agent's collectors store (mac_addresses rides on operation_logs).
+_AGENT_CATEGORIES = (
+    "operation_logs",
+    "device_info",
+    "software_info",
+    "mac_addresses",
+    "location",
+    "diagnostics",
+)
 
 
 @click.group()
-def agent() -> None:
+@click.pass_context
+def agent(ctx: click.Context) -> None:
     """The collection agent."""
+    if ctx.invoked_subcommand != "run":
+        _signals.default_behaviour()
 
 
 @agent.command(short_help="Scan and read speakers; collect what consent allows.")
@@ -49,7 +88,7 @@ def agent() -> None:
 @pass_app
 def run(app: AppContext, duration: float | None, interval: float) -> None:
     """Scan, read the bound (or, simulated, all) speakers and collect what consent allows."""
-    summary = app.run(_run(app, duration, interval))
+    summary, error = _run_in_own_loop(app, duration, interval)
 
     def render(console: Console) -> None:
         table = Table(title="Agent run", show_header=False)
@@ -64,19 +103,160 @@ def run(app: AppContext, duration: float | None, interval: float) -> None:
             console.print(Text(visible(line), style="yellow"))
 
     app.out(summary, render)
+    if error is not None:
+        raise error  # a ledger altered while the agent ran: exit 7, after the summary
 
 
-async def _run(app: AppContext, duration: float | None, interval: float) -> dict[str, Any]:
+class _Run:
+    """What the supervisor of one run knows: signals received, the agent and its store."""
+
+    def __init__(self) -> None:
+        self.signals: list[str] = []
+        self.stop_asked = asyncio.Event()
+        self.escalate = asyncio.Event()
+        self.agent: Agent | None = None
+        self.store: RecordStore | None = None
+
+    def on_signal(self, sig: signal.Signals) -> None:
+        self.signals.append(sig.name)
+        if self.stop_asked.is_set():
+            self.escalate.set()  # a second Ctrl-C: do not wait for the graceful stop
+        self.stop_asked.set()
+        if self.agent is not None:
+            self.agent.stop()
+
+
+def _run_in_own_loop(
+    app: AppContext, duration: float | None, interval: float
+) -> tuple[dict[str, Any], WkingError | None]:
+    """Run the agent in an event loop whose end is bounded too.
+
+    ``asyncio.run`` waits, at its end, for every task it cancels; a task inside a Bluetooth
+    library that ignores its cancellation would keep the command from ever exiting.
+    """
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(_supervise(app, duration, interval))
+    finally:
+        try:
+            _close_loop(loop)
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                # until the command ends (the summary is being printed), signals are recorded
+                for sig in _signals.SIGNALS:
+                    signal.signal(sig, _signals.record)
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    leftovers = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in leftovers:
+        task.cancel()
+    if leftovers:
+        loop.run_until_complete(asyncio.wait(leftovers, timeout=_LEFTOVER_S))
+    # whatever still runs is abandoned with the loop: say nothing about it at exit
+    loop.set_exception_handler(_quiet_about_abandoned_tasks)
+    with contextlib.suppress(TimeoutError):
+        loop.run_until_complete(asyncio.wait_for(loop.shutdown_asyncgens(), _LEFTOVER_S))
+    loop.run_until_complete(loop.shutdown_default_executor())
+    loop.close()
+
+
+def _quiet_about_abandoned_tasks(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    if "Task was destroyed but it is pending" in str(context.get("message", "")):
+        _LOGGER.debug("an abandoned task was dropped at exit")
+        return
+    loop.default_exception_handler(context)
+
+
+async def _supervise(
+    app: AppContext, duration: float | None, interval: float
+) -> tuple[dict[str, Any], WkingError | None]:
+    loop = asyncio.get_running_loop()
+    state = _Run()
+    installed: list[signal.Signals] = []
+    for sig in _signals.SIGNALS:
+        try:
+            loop.add_signal_handler(sig, state.on_signal, sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread / no Unix
+            continue
+        installed.append(sig)
+    for sig in _signals.take():  # received while the command line was parsed
+        state.on_signal(sig)
+    try:
+        return await _stop_within_deadline(state, _run(app, duration, interval, state))
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, _signals.record)  # the summary is still to be printed
+
+
+async def _stop_within_deadline(
+    state: _Run, work_coro: Any
+) -> tuple[dict[str, Any], WkingError | None]:
+    loop = asyncio.get_running_loop()
+    work: asyncio.Task[tuple[dict[str, Any], WkingError | None]] = asyncio.ensure_future(work_coro)
+    asked = asyncio.ensure_future(state.stop_asked.wait())
+    try:
+        await asyncio.wait({work, asked}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        asked.cancel()
+    if not work.done():
+        if state.agent is None:
+            work.cancel()  # still starting: nothing to flush yet
+        escalate = asyncio.ensure_future(state.escalate.wait())
+        try:
+            await asyncio.wait(
+                {work, escalate}, timeout=GRACE_S, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            escalate.cancel()
+    if not work.done():
+        _LOGGER.warning("the agent did not stop within %g s; cancelling it", GRACE_S)
+        end = loop.time() + HARD_S
+        while not work.done() and loop.time() < end:
+            work.cancel()  # again: a cancellation can be lost inside a Bluetooth library
+            await asyncio.wait({work}, timeout=0.2)
+    if not work.done():
+        _LOGGER.error(
+            "the agent did not stop within %g s; abandoning the run (what the store "
+            "acknowledged is kept)",
+            GRACE_S + HARD_S,
+        )
+        if state.store is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(state.store.aclose(), HARD_S)
+        return _summary(state), None
+    if work.cancelled():
+        return _summary(state), None
+    return work.result()
+
+
+def _summary(state: _Run) -> dict[str, Any]:
+    from wking_device.agent import AgentSummary  # noqa: PLC0415
+
+    summary = state.agent.tally() if state.agent is not None else AgentSummary()
+    result = summary.as_dict()
+    result["stopped_by"] = state.signals[0] if state.signals else None
+    return result
+
+
+async def _run(
+    app: AppContext, duration: float | None, interval: float, state: _Run
+) -> tuple[dict[str, Any], WkingError | None]:
     from wking_device.agent import Agent  # noqa: PLC0415
     from wking_device.collect import open_installation_gate  # noqa: PLC0415
+    from wking_device.errors import LedgerTampered  # noqa: PLC0415
     from wking_device.store import open_store  # noqa: PLC0415
 
     paths, settings = app.paths, app.settings
     gate = open_installation_gate(paths, settings)
     if gate.tampered is not None:
         raise gate.tampered  # the ledger was altered: every category is denied (exit 7)
+    _check_something_to_collect(gate)
     bound = open_bindings(app).addresses  # re-read at every cycle: an unbind counts at once
+    error: WkingError | None = None
     async with bluetooth(app) as backend, open_store(paths, settings) as store:
+        state.store = store
         agent_ = Agent(
             gate=gate,
             store=store,
@@ -87,46 +267,39 @@ async def _run(app: AppContext, duration: float | None, interval: float) -> dict
             interval=interval,
             scan_seconds=min(1.5, interval) if app.simulate else None,
             adapter_mac="" if app.simulate else None,
+            paths=paths,
         )
-        stopped_by = await _run_until_signal(agent_.run(duration))
-        result = agent_.summary.as_dict()
-    result["stopped_by"] = stopped_by
-    return result
-
-
-async def _run_until_signal(run: Coroutine[Any, Any, object]) -> str | None:
-    """Run the agent; SIGINT (Ctrl-C) or SIGTERM (systemd) stops it gracefully.
-
-    The agent's own shutdown then flushes the collectors, carries out withdrawals it has not seen
-    yet and closes the store, and the command prints the run's summary and exits 0.
-
-    Returns:
-        The name of the signal that stopped the run, or ``None`` when it ran its course.
-    """
-    loop = asyncio.get_running_loop()
-    task = asyncio.ensure_future(run)
-    received: list[str] = []
-
-    def stop(sig: signal.Signals) -> None:
-        received.append(sig.name)
-        task.cancel()
-
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
+        state.agent = agent_
+        if state.stop_asked.is_set():
+            agent_.stop()
         try:
-            loop.add_signal_handler(sig, stop, sig)
-        except (NotImplementedError, RuntimeError):  # not the main thread, or no Unix signals
-            continue
-        installed.append(sig)
-    try:
-        await task
-    except asyncio.CancelledError:
-        if not received:
-            raise  # cancelled from outside, not by a signal: propagate
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-    return received[0] if received else None
+            await agent_.run(duration)
+        except LedgerTampered as exc:
+            error = exc  # printed after the summary of what was stored until then
+    return _summary(state), error
+
+
+def _check_something_to_collect(gate: ConsentGate) -> None:
+    """Refuse to run with nothing the agent could collect; warn under Do Not Track.
+
+    Raises:
+        ConsentRequired: No category the agent collects is granted (exit 3).
+    """
+    states = [gate.state(category) for category in _AGENT_CATEGORIES]
+    # granted, or granted but held back by Do Not Track (which can be turned off while it runs)
+    usable = [s for s in states if s.granted or s.reason == "do_not_track"]
+    if not usable:
+        raise ConsentRequired(
+            {"operation_logs", "device_info"},
+            reason="the agent has nothing it may collect; 'wking consent status' lists the "
+            "categories",
+        )
+    if gate.do_not_track:
+        click.echo(
+            "warning: Do Not Track is on: the agent collects nothing and connects to no speaker "
+            "while it is (see 'wking consent status')",
+            err=True,
+        )
 
 
 def register(group: click.Group) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from wking_device._redact import install_redaction
+from wking_device.cli._signals import default_behaviour, defer
 from wking_device.cli._term import for_stderr, json_bytes, make_console, visible
 from wking_device.config import Paths, Settings, load_settings, resolve_paths
 from wking_device.errors import UsageError, WkingError
@@ -70,8 +71,16 @@ class AppContext:
         return self._settings
 
     def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
-        """Run a coroutine to completion in a fresh event loop."""
-        return asyncio.run(coro)
+        """Run a coroutine to completion in a fresh event loop.
+
+        Ctrl-C cancels it (``asyncio.run`` does, so it cleans up) and the command then prints
+        ``interrupted`` and exits 130; once it is done, signals are recorded again (the command
+        is printing its result and the process ending with its exit code).
+        """
+        try:
+            return asyncio.run(coro)
+        finally:
+            defer()
 
     def out(self, data: Any, render: Callable[[Console], None] | None = None) -> None:
         """Print a result: JSON with ``--json`` (or when there is no renderer), else a rendering.
@@ -207,6 +216,8 @@ def cli(
     verbose: bool,
 ) -> None:
     """Discover, control and (with your consent) collect logs from W-KING speakers."""
+    if ctx.invoked_subcommand != "agent":  # `agent run` handles its own signals
+        default_behaviour()
     # --simulate unset: WKING_SIMULATE is read through the settings when a command needs it
     if home is not None and not home.strip():
         # Path("") is the current directory: an empty --home is a mistake, not a choice

@@ -12,6 +12,8 @@ listed in docs/testing.md and tested in tests/sim/test_sim_bumble_gaps.py):
 - D: a controller can leave the link ("out of range"): its traffic is dropped and every
   connection it has is terminated on both sides with reason 0x08 (connection timeout). Control
   PDUs to a peer that is gone are dropped instead of raising inside the controller.
+- I: the answer to an HCI command whose waiter was just cancelled is dropped instead of raising
+  ``InvalidStateError`` inside the host's packet callback.
 - Cost: advertisements go only to controllers that scan or connect, addresses are looked up in
   a dict, and neither controller nor host formats packets for debug logging unless DEBUG is on.
 - Noise: data sent on a connection the link has just dropped is discarded with a debug line
@@ -470,6 +472,13 @@ class SimHost(Host):
     Data sent on a connection the host has just seen dropped (a notification the speaker was
     sending when the link went, an ATT request racing the disconnection) is discarded with a
     debug line instead of bumble's WARNING: it is how a simulated link ends, not a fault.
+
+    Gap I: when the waiter of an HCI command is cancelled (Ctrl-C while a device powers on),
+    the stock host clears its pending command only once the cancelled task runs again; an
+    answer arriving in between is handed to the cancelled future and ``set_result`` raises
+    ``InvalidStateError`` inside the packet callback (printed as an asyncio error). The answer
+    belongs to the abandoned command: it is dropped, and the cancelled task's clean-up releases
+    the command slot as usual.
     """
 
     def send_acl_sdu(self, connection_handle: int, sdu: bytes) -> None:
@@ -478,6 +487,14 @@ class SimHost(Host):
             _LOGGER.debug("data for connection 0x%04X, which is gone, discarded", connection_handle)
             return
         super().send_acl_sdu(connection_handle, sdu)
+
+    def on_command_processed(self, event: Any) -> None:
+        """Hand a command's answer to its waiter, unless that waiter was cancelled."""
+        pending = self.pending_response
+        if pending is not None and pending.done():
+            _LOGGER.debug("dropping the answer to a cancelled HCI command")
+            return
+        super().on_command_processed(event)
 
     def send_hci_packet(self, packet: hci.HCI_Packet) -> None:
         """Send a packet to the controller."""
