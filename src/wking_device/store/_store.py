@@ -1011,12 +1011,17 @@ def _connect(db: Path, *, readonly: bool) -> sqlite3.Connection:
             # created private; SQLite gives its -wal and -shm files the same mode
             os.close(os.open(db, os.O_WRONLY | os.O_CREAT, 0o600))
         conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA busy_timeout = 10000")
-    if not readonly:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA journal_size_limit = 16777216")
-    conn.execute("PRAGMA synchronous = FULL")
-    conn.execute("PRAGMA cache_size = -8192")
+    try:
+        conn.execute("PRAGMA busy_timeout = 10000")
+        if not readonly:
+            # the first statement that reads the file: "file is not a database" surfaces here
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA journal_size_limit = 16777216")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA cache_size = -8192")
+    except BaseException:
+        conn.close()  # never leave a connection to the garbage collector (3.13 warns)
+        raise
     return conn
 
 
