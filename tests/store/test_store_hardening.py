@@ -3,18 +3,45 @@
 from __future__ import annotations
 
 import gc
+import os
+import shutil
 import sqlite3
 import warnings
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from wking_device.collect._install import open_installation_gate
+from wking_device.config import load_settings, resolve_paths
+from wking_device.crypto import ENVELOPE_VERSION, open_key_store
 from wking_device.errors import StoreIntegrityError
+from wking_device.models import Record
 from wking_device.store import DB_FILE, open_store
+from wking_device.store._schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
+
+    from wking_device.config import Paths
+    from wking_device.consent import Permit
+
+V1_HOME = Path(__file__).parent / "data" / "v1-home"
+V1_STORE_ID = "0012345678901234"
+V1_NOW = 1_800_000_100.0
+"""A moment inside the retention of every record of ``v1-home`` (see data/make_v1_home.py)."""
+
+
+def _record(permit: Permit, category: str = "operation_logs", **fields: Any) -> Record:
+    created = fields.pop("created_at", None)
+    extra = {} if created is None else {"created_at": created}
+    return Record(
+        category=category,
+        consent_id=permit.consent_ids[category],
+        policy_version=permit.policy_version,
+        body=fields or {"kind": "connect", "outcome": "ok"},
+        **extra,
+    )
 
 
 @pytest.fixture(name="opened")
@@ -75,3 +102,174 @@ def test_a_failed_open_closes_every_connection_it_opened(
     (paths.data_dir / DB_FILE).unlink()
     store = open_store(paths, settings)
     store.close()
+
+
+# --- item 12: a store id that SQLite could read as a number ------------------------------------
+
+NUMERIC_IDS = [
+    "1234567890123456",  # all digits: an INTEGER under the old ANY column
+    "0012345678901234",  # ... that loses its leading zeros
+    "12e4567890123456",  # digits with one e: a REAL (1.2e4567890123456 -> inf)
+    "1234567890123e45",  # a REAL that keeps some digits
+    "0000000000000000",
+]
+
+
+@pytest.mark.parametrize("store_id", NUMERIC_IDS)
+async def test_a_store_id_made_of_digits_still_opens(
+    paths, settings, monkeypatch: pytest.MonkeyPatch, store_id: str
+) -> None:
+    real = os.urandom
+    monkeypatch.setattr(os, "urandom", lambda n: bytes.fromhex(store_id) if n == 8 else real(n))
+    gate = open_installation_gate(paths, settings)  # creates the key store with that id
+    monkeypatch.setattr(os, "urandom", real)
+    assert open_key_store(paths).store_id == store_id
+    gate.grant(["operation_logs"], method="api")
+    permit = gate.permit(["operation_logs"])
+    record = _record(permit)
+    store = open_store(paths, settings)
+    try:
+        await store.append([record], permit)
+    finally:
+        store.close()
+    for readonly in (True, False):
+        reopened = open_store(paths, settings, readonly=readonly)
+        try:
+            assert await reopened.export() == [record]
+        finally:
+            reopened.close()
+    conn = sqlite3.connect(paths.data_dir / DB_FILE)
+    try:
+        assert conn.execute(
+            "SELECT typeof(value), value FROM meta WHERE name = 'store_id'"
+        ).fetchone() == (
+            "text",
+            store_id,
+        )
+    finally:
+        conn.close()
+
+
+def _v1_home(tmp_path: Path) -> Paths:
+    """A copy of an installation written by schema 1, the store id kept as a number."""
+    home = tmp_path / "v1-home"
+    shutil.copytree(V1_HOME, home)
+    for path in [home, *home.rglob("*")]:
+        path.chmod(0o700 if path.is_dir() else 0o600)  # git does not keep modes
+    return resolve_paths(home)
+
+
+def _column(paths: Paths, sql: str) -> list[Any]:
+    conn = sqlite3.connect(paths.data_dir / DB_FILE)
+    try:
+        return [row[0] if len(row) == 1 else row for row in conn.execute(sql).fetchall()]
+    finally:
+        conn.close()
+
+
+async def test_a_schema_1_store_with_a_numeric_id_opens_and_is_migrated(tmp_path: Path) -> None:
+    paths = _v1_home(tmp_path)
+    settings = load_settings(paths)
+    assert _column(paths, "SELECT typeof(value) FROM meta WHERE name = 'store_id'") == ["integer"]
+    # read-only first (no migration): the number is recognised as the key store's id
+    readonly = open_store(paths, settings, readonly=True, clock=lambda: V1_NOW)
+    try:
+        assert len(await readonly.export()) == 6
+    finally:
+        readonly.close()
+    store = open_store(paths, settings, clock=lambda: V1_NOW)
+    try:
+        records = await store.export()
+        assert sorted(r.body["n"] for r in records) == [0, 1, 2, 3, 4, 5]
+        assert records[0].body["speaker_mac"] == "C0:57:4B:00:00:01"
+        assert (await store.stats()).quarantined == 0
+    finally:
+        store.close()
+    assert _column(paths, "PRAGMA user_version") == [SCHEMA_VERSION]
+    assert _column(paths, "SELECT typeof(value), value FROM meta WHERE name = 'store_id'") == [
+        ("text", V1_STORE_ID)
+    ]
+    assert _column(paths, "SELECT value FROM meta WHERE name = 'shredded'") == ["0"]
+
+
+# --- item 5: times and state edited in the database file ---------------------------------------
+
+
+async def test_edited_times_are_quarantined_not_kept_past_retention(
+    paths, settings, gate, permit
+) -> None:
+    now = [1_000_000.0]
+    store = open_store(paths, settings, retention={"operation_logs": 100.0}, clock=lambda: now[0])
+    records = [_record(permit, n=i, created_at=now[0]) for i in range(3)]
+    try:
+        await store.append(records, permit)
+    finally:
+        store.close()
+    conn = sqlite3.connect(paths.data_dir / DB_FILE)
+    with conn:
+        conn.execute(  # kept for ever, or so it hopes
+            "UPDATE records SET expires_at = expires_at + 1e9 WHERE record_id = ?",
+            (records[0].record_id,),
+        )
+        conn.execute(  # younger than it is
+            "UPDATE records SET created_at = created_at + 50, expires_at = expires_at + 50 "
+            "WHERE record_id = ?",
+            (records[1].record_id,),
+        )
+    conn.close()
+    now[0] += 120.0  # past the retention of all three
+    reopened = open_store(
+        paths, settings, retention={"operation_logs": 100.0}, clock=lambda: now[0]
+    )
+    try:
+        result = await reopened.sweep()
+        assert result.expired == 1
+        assert result.quarantined == 2
+        assert await reopened.export() == []
+        stats = await reopened.stats()
+        assert stats.total == 0
+        assert stats.quarantined == 2
+    finally:
+        reopened.close()
+
+
+async def test_an_edited_state_never_hides_a_record(paths, settings, gate, permit) -> None:
+    store = open_store(paths, settings)
+    record = _record(permit)
+    try:
+        await store.append([record], permit)
+    finally:
+        store.close()
+    conn = sqlite3.connect(paths.data_dir / DB_FILE)
+    with conn:
+        conn.execute("UPDATE records SET state = 7")
+    conn.close()
+    reopened = open_store(paths, settings)
+    try:
+        assert await reopened.claim(10) == [record]
+    finally:
+        reopened.close()
+
+
+async def test_schema_1_rows_are_resealed_with_their_times_bound(tmp_path: Path) -> None:
+    paths = _v1_home(tmp_path)
+    settings = load_settings(paths)
+    store = open_store(paths, settings, clock=lambda: V1_NOW)
+    try:
+        assert len(await store.export()) == 6  # runs after the re-seal (queued first)
+    finally:
+        store.close()
+    versions = _column(paths, "SELECT hex(substr(payload, 1, 1)) FROM records")
+    assert versions == [f"{ENVELOPE_VERSION:02X}"] * 6
+    conn = sqlite3.connect(paths.data_dir / DB_FILE)
+    with conn:
+        conn.execute("UPDATE records SET expires_at = expires_at + 1e9 WHERE seq = 3")
+    conn.close()
+    far = V1_NOW + 400 * 86400.0
+    store = open_store(paths, settings, clock=lambda: far)
+    try:
+        result = await store.sweep()
+        assert (result.expired, result.quarantined) == (5, 1)
+        assert (await store.stats()).total == 0
+    finally:
+        store.close()

@@ -19,6 +19,7 @@ from wking_device.crypto._backends import (
 )
 from wking_device.crypto._envelope import (
     ENVELOPE_VERSION,
+    LEGACY_ENVELOPE_VERSION,
     NONCE_BLOCK,
     RECORD_SCHEMA_VERSION,
     Sealer,
@@ -30,6 +31,7 @@ from wking_device.crypto._pseudonym import MacPseudonymizer, normalize_mac
 __all__ = [
     "CREDENTIAL_NAME",
     "ENVELOPE_VERSION",
+    "LEGACY_ENVELOPE_VERSION",
     "NONCE_BLOCK",
     "RECORD_SCHEMA_VERSION",
     "DataKey",

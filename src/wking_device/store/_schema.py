@@ -4,11 +4,18 @@ This module owns the SQLite layout of the record store (``PRAGMA user_version`` 
 version) and the conversion of a :class:`~wking_device.models.Record` to a sealed row and back.
 Plaintext columns are only what scheduling needs: sequence, record id, category, key id,
 created/expires times and state. Everything else (body, consent id, policy version) is inside the
-AES-GCM payload. It does not run transactions or hold keys.
+AES-GCM payload, whose associated data binds every plaintext column but ``seq`` and ``state``
+(see docs/security.md). It does not hold keys.
+
+Schema history: 1, the first; 2 (issue 7), ``meta.value`` is ``TEXT`` (declared ``ANY`` it let
+SQLite turn a store id such as ``0012345678901234`` or ``12e4567890123456`` into a number) and
+payloads bind ``created_at`` and ``expires_at`` (envelope version 2; the store re-seals version 1
+rows when it opens a database for writing).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from typing import TYPE_CHECKING, Any, Final
 
@@ -28,9 +35,10 @@ __all__ = [
     "migrate",
     "record_from_row",
     "row_from_record",
+    "same_store_id",
 ]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 STATE_PENDING: Final = 0
 STATE_CLAIMED: Final = 1
 
@@ -67,7 +75,42 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
         next INTEGER NOT NULL
     );
     """,
+    # 2: meta.value as TEXT (the store id is text; counters are read back with int()); the
+    # store_id row is rewritten by migrate() itself, from the key store's id
+    """
+    CREATE TABLE meta_v2 (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    INSERT INTO meta_v2 (name, value)
+        SELECT name, CAST(value AS TEXT) FROM meta WHERE value IS NOT NULL;
+    DROP TABLE meta;
+    ALTER TABLE meta_v2 RENAME TO meta;
+    """,
 )
+
+
+def _as_numeric(text: str) -> Any:
+    """What a column of NUMERIC affinity (schema 1 ``meta.value ANY``) made of a text."""
+    with contextlib.closing(sqlite3.connect(":memory:")) as mem:
+        mem.execute("CREATE TABLE t (value ANY)")
+        mem.execute("INSERT INTO t VALUES (?)", (text,))
+        return mem.execute("SELECT value FROM t").fetchone()[0]
+
+
+def same_store_id(stored: Any, store_id: str) -> bool:
+    """Tell whether a database's recorded store id is the key store's.
+
+    A schema 1 database may hold the id as the number SQLite made of it (leading zeros and
+    digits past a float's precision lost): it matches when the key store's id turns into that
+    same number. Two ids that differ only in what SQLite dropped cannot be told apart then; such
+    a key store still fails to open the records (its data keys do not authenticate them).
+    """
+    if isinstance(stored, str):
+        return stored == store_id
+    if isinstance(stored, int | float) and not isinstance(stored, bool):
+        return bool(stored == _as_numeric(store_id))
+    return False
 
 
 def migrate(conn: sqlite3.Connection, *, store_id: str) -> int:
@@ -93,6 +136,12 @@ def migrate(conn: sqlite3.Connection, *, store_id: str) -> int:
     for version in range(found, SCHEMA_VERSION):
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # schema 1 may hold the store id as a number: read it before it is cast to text
+            old_id = (
+                conn.execute("SELECT value FROM meta WHERE name = 'store_id'").fetchone()
+                if version == 1
+                else None
+            )
             for statement in _MIGRATIONS[version].split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -102,6 +151,8 @@ def migrate(conn: sqlite3.Connection, *, store_id: str) -> int:
                     "('quarantined', 0), ('evicted', 0), ('shredded', 0)",
                     (store_id,),
                 )
+            if old_id is not None and same_store_id(old_id[0], store_id):
+                conn.execute("UPDATE meta SET value = ? WHERE name = 'store_id'", (store_id,))
             conn.execute(f"PRAGMA user_version = {version + 1}")
             conn.execute("COMMIT")
         except BaseException:
@@ -128,8 +179,11 @@ def row_from_record(
 ) -> tuple[str, str, int, float, float, bytes]:
     """Seal a record into a row: ``(record_id, category, key_id, created, expires, payload)``.
 
+    The times are stored as the floats bound into the associated data (``+ 0.0`` turns ``-0.0``,
+    which SQLite would read back as ``0.0``, into ``0.0``).
+
     Args:
-        record: The record.
+        record: The record (``created_at`` finite, checked by the store).
         plaintext: Its :func:`encode_body`.
         sealer: The sealer of the record's data key.
         expires_at: When retention ends (UTC seconds).
@@ -137,25 +191,37 @@ def row_from_record(
     Returns:
         The values for an ``INSERT`` into ``records``.
     """
+    created = float(record.created_at) + 0.0
+    expires = float(expires_at) + 0.0
     return (
         record.record_id,
         record.category,
         sealer.key_id,
-        record.created_at,
-        expires_at,
-        sealer.seal(record.record_id, record.category, plaintext),
+        created,
+        expires,
+        sealer.seal(
+            record.record_id, record.category, plaintext, created_at=created, expires_at=expires
+        ),
     )
 
 
 def record_from_row(
-    record_id: str, category: str, created_at: float, payload: bytes, sealer: Sealer
+    record_id: str,
+    category: str,
+    created_at: float,
+    payload: bytes,
+    sealer: Sealer,
+    *,
+    expires_at: float,
 ) -> Record:
     """Open a sealed row into a record.
 
     Raises:
         RecordCorrupt: The payload does not authenticate or does not decode.
     """
-    plaintext = sealer.open(record_id, category, payload)
+    plaintext = sealer.open(
+        record_id, category, payload, created_at=created_at, expires_at=expires_at
+    )
     try:
         body: Any = orjson.loads(plaintext)
         return Record(

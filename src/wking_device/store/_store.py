@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import functools
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from wking_device.config import load_settings
-from wking_device.crypto import NONCE_BLOCK, Sealer, open_key_store
+from wking_device.crypto import LEGACY_ENVELOPE_VERSION, NONCE_BLOCK, Sealer, open_key_store
 from wking_device.errors import (
     ConsentError,
     RecordCorrupt,
@@ -51,6 +52,7 @@ from wking_device.store._schema import (
     migrate,
     record_from_row,
     row_from_record,
+    same_store_id,
 )
 
 if TYPE_CHECKING:
@@ -114,6 +116,13 @@ def key_scope(record: Record) -> str:
     if record.category != _MAC_CATEGORY and (MAC_FIELDS[0] in body or MAC_FIELDS[1] in body):
         return f"{record.category}+{_MAC_CATEGORY}"
     return record.category
+
+
+def _retention_end(
+    created_at: float, now: float, category: str, retention: Mapping[str, float]
+) -> float:
+    """When a record's retention ends: counted from its time, or from now if that is later."""
+    return min(created_at, now) + retention.get(category, DEFAULT_RETENTION)
 
 
 def _needed(records: Sequence[Record]) -> set[str]:
@@ -198,10 +207,12 @@ class SweepResult:
     Attributes:
         expired: Records deleted because their retention ended.
         keys_destroyed: Data keys destroyed because no record needs them any more.
+        quarantined: Records set aside because they failed authentication (edited rows).
     """
 
     expired: int
     keys_destroyed: int
+    quarantined: int = 0
 
 
 @dataclass(slots=True)
@@ -443,9 +454,20 @@ class RecordStore:
         return result
 
     async def sweep(self, now: float | None = None) -> SweepResult:
-        """Delete records past retention and destroy data keys no record needs any more."""
+        """Delete records past retention and destroy data keys no record needs any more.
+
+        Then authenticate every record left, a chunk per queued step (appends run in between):
+        a row whose bound columns were edited — an ``expires_at`` moved into the future to keep
+        it past its retention — is quarantined and counted, not kept. Quarantined rows are
+        deleted once the longest retention has passed since they were set aside.
+        """
         result: SweepResult = await self._submit(functools.partial(self._sweep_sync, now))
-        return result
+        quarantined = 0
+        after: int | None = 0
+        while after is not None:
+            found, after = await self._submit(functools.partial(self._verify_sync, after))
+            quarantined += found
+        return dataclasses.replace(result, quarantined=quarantined)
 
     async def export(self, categories: Iterable[str] | None = None) -> list[Record]:
         """Decrypt every record (or those of some categories) for the owner, oldest first."""
@@ -669,12 +691,13 @@ class RecordStore:
             scope: self._sealer(scope, count, now) for scope, count in Counter(scopes).items()
         }
         retention = self._retention
+        # retention runs from the record's time, or from now if a caller dated it in the future
         rows = [
             row_from_record(
                 record,
                 plaintext,
                 sealers[scope],
-                record.created_at + retention.get(record.category, DEFAULT_RETENTION),
+                _retention_end(record.created_at, now, record.category, retention),
             )
             for record, plaintext, scope in zip(records, plaintexts, scopes, strict=True)
         ]
@@ -771,14 +794,17 @@ class RecordStore:
         return sealer
 
     def _open_rows(
-        self, rows: list[tuple[int, str, str, int, float, bytes]]
+        self, rows: list[tuple[int, str, str, int, float, float, bytes]]
     ) -> tuple[list[tuple[int, Record]], list[tuple[int, str]], list[int]]:
         """Decrypt rows; return (good, quarantine candidates with reason, shredded seqs)."""
         good: list[tuple[int, Record]] = []
         bad: list[tuple[int, str]] = []
         shredded: list[int] = []
         missing: dict[int, bool] = {}  # key id -> destroyed? (looked up once per call)
-        for seq, record_id, category, key_id, created_at, payload in rows:
+        for seq, record_id, category, key_id, created_at, expires_at, payload in rows:
+            if type(key_id) is not int:  # an edited row (SQLite keeps text in any column)
+                bad.append((seq, "authentication failed"))
+                continue
             sealer = None if key_id in missing else self._sealer_for(key_id)
             if sealer is None:
                 if key_id not in missing:
@@ -790,7 +816,12 @@ class RecordStore:
                 continue
             try:
                 good.append(
-                    (seq, record_from_row(record_id, category, created_at, payload, sealer))
+                    (
+                        seq,
+                        record_from_row(
+                            record_id, category, created_at, payload, sealer, expires_at=expires_at
+                        ),
+                    )
                 )
             except RecordCorrupt:
                 bad.append((seq, "authentication failed"))
@@ -823,7 +854,9 @@ class RecordStore:
                 "UPDATE meta SET value = value + ? WHERE name = 'shredded'", (len(shredded),)
             )
 
-    _SELECT: Final = "SELECT seq, record_id, category, key_id, created_at, payload FROM records"
+    _SELECT: Final = (
+        "SELECT seq, record_id, category, key_id, created_at, expires_at, payload FROM records"
+    )
 
     def _claim_sync(self, n: int) -> list[Record]:
         conn = self._conn
@@ -934,6 +967,9 @@ class RecordStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             expired = conn.execute("DELETE FROM records WHERE expires_at <= ?", (now,)).rowcount
+            # quarantined ciphertext is kept for inspection, not for ever
+            longest = max([DEFAULT_RETENTION, *self._retention.values()])
+            conn.execute("DELETE FROM quarantine WHERE quarantined_at <= ?", (now - longest,))
             conn.execute("COMMIT")
         except BaseException:
             self._rollback()
@@ -954,6 +990,81 @@ class RecordStore:
         if expired:
             self._bytes = self._measure()
         return SweepResult(expired=int(expired), keys_destroyed=len(destroyed))
+
+    _VERIFY_CHUNK: Final = 2000
+
+    def _verify_sync(self, after: int) -> tuple[int, int | None]:
+        """Authenticate the records after ``seq``; quarantine failures. Returns (bad, next)."""
+        conn = self._conn
+        rows = conn.execute(
+            f"{self._SELECT} WHERE seq > ? ORDER BY seq LIMIT ?", (after, self._VERIFY_CHUNK)
+        ).fetchall()
+        if not rows:
+            return 0, None
+        _, bad, shredded = self._open_rows(rows)
+        if bad or shredded:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._set_aside(bad, shredded)
+                conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+            self._bytes = self._measure()
+        return len(bad), int(rows[-1][0])
+
+    def _reseal_sync(self) -> int:
+        """Re-seal envelope version 1 rows so their times are bound (once, after an upgrade).
+
+        Their times were not authenticated before: the new expiry is capped at the retention
+        the store applies now, counted from no later than now. Rows that do not open are
+        quarantined (or dropped, when their key was shredded) as on any read.
+        """
+        conn = self._conn
+        now = self._clock()
+        resealed = 0
+        after = 0
+        legacy = bytes([LEGACY_ENVELOPE_VERSION])
+        while True:
+            rows = conn.execute(
+                f"{self._SELECT} WHERE seq > ? AND substr(payload, 1, 1) = ? ORDER BY seq LIMIT ?",
+                (after, legacy, _CHUNK),
+            ).fetchall()
+            if not rows:
+                return resealed
+            after = int(rows[-1][0])
+            good, bad, shredded = self._open_rows(rows)
+            by_seq = {int(row[0]): row for row in rows}
+            updates: list[tuple[float, bytes, int]] = []
+            for seq, record in good:
+                row = by_seq[seq]
+                sealer = self._sealer_for(int(row[3]))
+                assert sealer is not None  # it just opened the row
+                if sealer.remaining() < 1:
+                    self._reserve(sealer)
+                created = float(record.created_at) + 0.0
+                end = _retention_end(created, now, record.category, self._retention)
+                expires = min(float(row[5]), end) + 0.0
+                payload = sealer.seal(
+                    record.record_id,
+                    record.category,
+                    encode_body(record),
+                    created_at=created,
+                    expires_at=expires,
+                )
+                updates.append((expires, payload, seq))
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "UPDATE records SET expires_at = ?, payload = ? WHERE seq = ?", updates
+                )
+                self._set_aside(bad, shredded)
+                conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+            resealed += len(updates)
+            self._bytes = self._measure()
 
     def _export_sync(self, categories: list[str] | None) -> list[Record]:
         conn = self._conn
@@ -1042,11 +1153,13 @@ def _prepare(conn: sqlite3.Connection, keys: KeyStore, *, readonly: bool, check:
     if not readonly:
         migrate(conn, store_id=keys.store_id)
     row = conn.execute("SELECT value FROM meta WHERE name = 'store_id'").fetchone()
-    if row is None or row[0] != keys.store_id:
+    if row is None or not same_store_id(row[0], keys.store_id):
         raise WrongKey("the key store does not belong to this record database")
     if not readonly:
-        # we hold the writer lock: claims left over belong to a writer that crashed
-        conn.execute("UPDATE records SET state = ? WHERE state = ?", (STATE_PENDING, STATE_CLAIMED))
+        # We hold the writer lock: claims left over belong to a writer that crashed. Any other
+        # value is an edit (state is not authenticated): pending again, so an edited state never
+        # hides a record from the uploader or the size cap for longer than until this open.
+        conn.execute("UPDATE records SET state = ? WHERE state IS NOT ?", (STATE_PENDING,) * 2)
 
 
 def _lock(paths: Paths) -> int:
@@ -1147,5 +1260,9 @@ def open_store(
         if lock_fd is not None:
             os.close(lock_fd)
         raise
+    if not readonly:
+        # rows sealed before their times were bound: queued first, so it runs before any
+        # other work of this store
+        store._enqueue(_Call(store._reseal_sync))
     _LOGGER.debug("record store open (key store %s)", keys.level)
     return store
