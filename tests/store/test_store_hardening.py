@@ -14,9 +14,11 @@ import pytest
 
 from wking_device.collect._install import open_installation_gate
 from wking_device.config import load_settings, resolve_paths
+from wking_device.consent import Permit
 from wking_device.crypto import ENVELOPE_VERSION, open_key_store
-from wking_device.errors import StoreIntegrityError
+from wking_device.errors import ForeignPermit, StoreIntegrityError, UsageError
 from wking_device.models import Record
+from wking_device.policy import CATALOG
 from wking_device.store import DB_FILE, open_store
 from wking_device.store._schema import SCHEMA_VERSION
 
@@ -24,7 +26,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from wking_device.config import Paths
-    from wking_device.consent import Permit
 
 V1_HOME = Path(__file__).parent / "data" / "v1-home"
 V1_STORE_ID = "0012345678901234"
@@ -273,3 +274,83 @@ async def test_schema_1_rows_are_resealed_with_their_times_bound(tmp_path: Path)
         assert (await store.stats()).total == 0
     finally:
         store.close()
+
+
+# --- item 3: permits that are not this installation's ------------------------------------------
+
+
+class _LookAlike:
+    """Everything the store used to need of a permit."""
+
+    categories = frozenset({"operation_logs", "mac_addresses"})
+    consent_ids = {"operation_logs": "x", "mac_addresses": "x"}  # noqa: RUF012
+    policy_versions = {"operation_logs": "1.1", "mac_addresses": "1.1"}  # noqa: RUF012
+    policy_version = "1.1"
+    valid = True
+
+    def require(self, category: str) -> None:
+        del category
+
+
+async def test_a_look_alike_permit_is_refused(store, permit) -> None:
+    record = _record(permit)
+    with pytest.raises(ForeignPermit):
+        await store.append([record], _LookAlike())  # type: ignore[arg-type]
+    with pytest.raises(ForeignPermit):
+        await store.append([], _LookAlike())  # type: ignore[arg-type]
+    assert (await store.stats()).total == 0
+
+
+async def test_a_permit_of_another_installation_is_refused(store, permit, tmp_path: Path) -> None:
+    other = resolve_paths(tmp_path / "other-home")
+    other_gate = open_installation_gate(other, load_settings(other))
+    other_gate.grant(["operation_logs"], method="api")
+    borrowed = other_gate.permit(["operation_logs"])
+    with pytest.raises(ForeignPermit):
+        await store.append([_record(borrowed)], borrowed)
+    assert (await store.stats()).total == 0
+    await store.append([_record(permit)], permit)  # this installation's permit still works
+    assert (await store.stats()).total == 1
+
+
+async def test_a_permit_cannot_be_widened(store, gate) -> None:
+    narrow = gate.permit(["diagnostics"])
+    with pytest.raises(AttributeError):
+        narrow.categories = frozenset(CATALOG)
+    with pytest.raises(AttributeError):
+        del narrow.categories
+    # a copy with other contents is not sealed by this gate
+    forged = object.__new__(Permit)
+    for name in ("permit_id", "_token", "_seal", "policy_versions", "policy_version"):
+        object.__setattr__(forged, name, getattr(narrow, name))
+    wide = dict.fromkeys(("diagnostics", "operation_logs"), narrow.consent_ids["diagnostics"])
+    object.__setattr__(forged, "consent_ids", wide)
+    object.__setattr__(forged, "categories", frozenset(wide))
+    with pytest.raises(ForeignPermit):
+        await store.append([_record(narrow, "diagnostics")], forged)
+    assert (await store.stats()).total == 0
+
+
+async def test_unknown_categories_and_odd_columns_are_refused(store, permit) -> None:
+    good = _record(permit)
+    odd = [
+        Record(category="browsing_history", consent_id="x", policy_version="1.1", body={}),
+        Record(**{**_fields(good), "record_id": "C0:57:4B:00:00:01"}),
+        Record(**{**_fields(good), "record_id": "C0574B000001"}),
+        Record(**{**_fields(good), "record_id": "a|b"}),
+        Record(**{**_fields(good), "record_id": ""}),
+        Record(**{**_fields(good), "created_at": float("nan")}),
+        Record(**{**_fields(good), "created_at": float("inf")}),
+        Record(**{**_fields(good), "created_at": "yesterday"}),
+    ]
+    for record in odd:
+        with pytest.raises(UsageError):
+            await store.append([record, good], permit)
+    assert (await store.stats()).total == 0
+
+
+def _fields(record: Record) -> dict[str, Any]:
+    return {
+        name: getattr(record, name)
+        for name in ("record_id", "category", "created_at", "consent_id", "policy_version", "body")
+    }

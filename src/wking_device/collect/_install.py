@@ -12,7 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from wking_device.consent import ConsentGate, ledger_path, open_gate
-from wking_device.crypto import open_key_store
+from wking_device.crypto import LEDGER_SECRET, open_key_store
 
 if TYPE_CHECKING:
     from wking_device.config import Paths, Settings
@@ -21,9 +21,6 @@ if TYPE_CHECKING:
 __all__ = ["LEDGER_SECRET", "open_installation_gate"]
 
 _LOGGER = logging.getLogger(__name__)
-
-LEDGER_SECRET = "ledger-hmac"  # noqa: S105 - the name of a key-store secret, not a secret
-"""The key store's name for the ledger's HMAC key."""
 
 
 def open_installation_gate(

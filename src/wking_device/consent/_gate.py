@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from wking_device.consent._ledger import Ledger, LedgerEntry
-from wking_device.consent._permit import _ISSUER, Permit, Revocation, _Token
+from wking_device.consent._permit import _ISSUER, Permit, Revocation, _Token, permit_key
 from wking_device.errors import (
     ConsentRequired,
     GuardianRequired,
@@ -186,6 +186,7 @@ class ConsentGate:
         region: str = "EU",
     ) -> None:
         self._ledger = ledger
+        self._permit_key = permit_key(ledger.key)
         self._policies = policies if policies is not None else shipped_policies()
         self._dnt = do_not_track
         self._minor = minor
@@ -498,6 +499,7 @@ class ConsentGate:
             policy_versions={c: states[c].policy_version or "" for c in wanted},
             token=token,
             issuer=_ISSUER,
+            key=self._permit_key,
         )
 
     def try_permit(self, categories: Iterable[str]) -> Permit | None:

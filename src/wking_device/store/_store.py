@@ -20,8 +20,10 @@ import errno
 import fcntl
 import functools
 import logging
+import math
 import os
 import queue
+import re
 import shutil
 import sqlite3
 import threading
@@ -30,10 +32,19 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from wking_device._redact import MAC_RE
 from wking_device.config import load_settings
-from wking_device.crypto import LEGACY_ENVELOPE_VERSION, NONCE_BLOCK, Sealer, open_key_store
+from wking_device.consent import Permit, issued_by, permit_key
+from wking_device.crypto import (
+    LEDGER_SECRET,
+    LEGACY_ENVELOPE_VERSION,
+    NONCE_BLOCK,
+    Sealer,
+    open_key_store,
+)
 from wking_device.errors import (
     ConsentError,
+    ForeignPermit,
     RecordCorrupt,
     StorageError,
     StoreClosed,
@@ -118,6 +129,35 @@ def key_scope(record: Record) -> str:
     return record.category
 
 
+_TRUSTED_PERMITS: Final = 256
+"""Permits remembered as checked (by identity; permits are immutable)."""
+
+_RECORD_ID_RE: Final = re.compile(r"[0-9A-Za-z_-]{1,64}")
+
+
+def _check_record(record: Record) -> None:
+    """Refuse a record whose plaintext columns could not be stored as given.
+
+    The id is a plaintext column: it must look like an id, never like a MAC. ``created_at`` is
+    a plaintext column bound into the associated data: it must be a finite number.
+    """
+    record_id = record.record_id
+    if (
+        type(record_id) is not str
+        or _RECORD_ID_RE.fullmatch(record_id) is None
+        or MAC_RE.search(record_id) is not None
+    ):
+        raise UsageError(
+            "a record id must be 1 to 64 letters, digits, '-' or '_', and not a MAC address",
+            remedy="leave record_id to its default (models.new_record_id)",
+        )
+    created = record.created_at
+    if type(created) is not float and (type(created) is not int):
+        raise UsageError(f"record {record_id}: created_at must be a number of seconds")
+    if not math.isfinite(created):
+        raise UsageError(f"record {record_id}: created_at must be finite")
+
+
 def _retention_end(
     created_at: float, now: float, category: str, retention: Mapping[str, float]
 ) -> float:
@@ -130,13 +170,6 @@ def _needed(records: Sequence[Record]) -> set[str]:
     for record in records:
         needed.update(key_scope(record).split("+"))
     return needed
-
-
-class _Permit(Protocol):
-    """What the store needs of :class:`wking_device.consent.Permit`."""
-
-    def require(self, category: str) -> None:
-        """Raise unless the permit is valid and covers the category."""
 
 
 class _Revocation(Protocol):
@@ -219,7 +252,7 @@ class SweepResult:
 class _Append:
     records: Sequence[Record]
     plaintexts: list[bytes]
-    permit: _Permit
+    permit: Permit
     future: asyncio.Future[None]
     loop: asyncio.AbstractEventLoop
 
@@ -314,6 +347,7 @@ class RecordStore:
         readonly: bool,
         lock_fd: int | None,
         max_batch: int = 2048,
+        permit_key: bytes | None = None,
     ) -> None:
         self.keys = keys
         self.readonly = readonly
@@ -326,6 +360,8 @@ class RecordStore:
         self._clock = clock
         self._lock_fd = lock_fd
         self._max_batch = max_batch
+        self._permit_key = permit_key
+        self._trusted: dict[int, Permit] = {}
         self._sealers: dict[int, Sealer] = {}
         self._bytes = int(conn.execute(_MEASURE).fetchone()[0])
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -390,7 +426,7 @@ class RecordStore:
 
     # -- public API ----------------------------------------------------------------------------
 
-    async def append(self, records: Sequence[Record], permit: _Permit) -> None:
+    async def append(self, records: Sequence[Record], permit: Permit) -> None:
         """Store records; return only after they are durably committed.
 
         Args:
@@ -402,19 +438,46 @@ class RecordStore:
             ConsentRequired: The permit does not cover a record's category.
             StoreFull: The disk is full, or the cap is reached with nothing evictable; nothing
                 stored before was lost.
-            UsageError: A record's body is not JSON-serialisable.
+            ForeignPermit: The permit was not issued by this installation's consent gate (a
+                look-alike object, or a permit of another installation).
+            UsageError: A record's body is not JSON-serialisable, its category is unknown, its
+                id is not an id (1 to 64 letters, digits, ``-`` or ``_``, not MAC-shaped) or its
+                ``created_at`` is not a finite number.
             StoreClosed: The store was closed.
         """
         self._check_open(write=True)
+        self._check_permit(permit)
         if not records:
             return
-        for category in _needed(records):
+        needed = _needed(records)
+        unknown = needed - CATALOG.keys()
+        if unknown:
+            raise UsageError(
+                f"unknown data categories: {', '.join(sorted(map(str, unknown)))}",
+                remedy=f"use one of {', '.join(CATALOG)}",
+            )
+        for category in needed:
             permit.require(category)
+        for record in records:
+            _check_record(record)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         plaintexts = [encode_body(record) for record in records]
         self._enqueue(_Append(records, plaintexts, permit, future, loop))
         await future
+
+    def _check_permit(self, permit: Permit) -> None:
+        """Refuse anything but a permit sealed by this installation's gate (cached per object)."""
+        if self._trusted.get(id(permit)) is permit:
+            return
+        if self._permit_key is None or not issued_by(permit, self._permit_key):
+            raise ForeignPermit(
+                "the permit was not issued by this installation's consent gate",
+                remedy="ask the ConsentGate of this installation (same home) for a permit",
+            )
+        if len(self._trusted) >= _TRUSTED_PERMITS:
+            self._trusted.clear()
+        self._trusted[id(permit)] = permit
 
     async def claim(self, n: int) -> list[Record]:
         """Claim up to ``n`` pending records (oldest first) for upload, decrypted.
@@ -1244,6 +1307,7 @@ def open_store(
             readonly=readonly,
             lock_fd=lock_fd,
             max_batch=max_batch,
+            permit_key=None if readonly else permit_key(keys.secret(LEDGER_SECRET)),
         )
     except sqlite3.Error as exc:
         if conn is not None:
