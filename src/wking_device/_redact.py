@@ -20,20 +20,36 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["MAC_RE", "RedactingFilter", "install_redaction", "redact", "redact_record"]
+__all__ = [
+    "MAC_HINT_RE",
+    "MAC_MARK",
+    "MAC_RE",
+    "RedactingFilter",
+    "install_redaction",
+    "redact",
+    "redact_macs",
+    "redact_record",
+]
 
 MAC_MARK: Final = "[MAC]"
 KEY_MARK: Final = "[KEY]"
 
 _HEX = "[0-9A-Fa-f]"
 # 6 pairs with one consistent separator (":", "-", or "_" as in BlueZ object paths),
-# or 3 dotted quads, or 12 bare hex digits (not the last group of a UUID: no "-" beside them)
-MAC_RE: Final = re.compile(
+# or 3 dotted quads, or 12 bare hex digits (not the last group of a UUID: "hhhh-" before them);
+# never part of a longer run of letters and digits (a SHA digest, a record id, a word)
+_MAC_SOURCE: Final = (
     rf"(?<![0-9A-Za-z])(?:{_HEX}{{2}}([:_-])(?:{_HEX}{{2}}\1){{4}}{_HEX}{{2}}"
     rf"|{_HEX}{{4}}\.{_HEX}{{4}}\.{_HEX}{{4}}"
-    rf"|(?<!-){_HEX}{{12}}(?!-))(?![0-9A-Za-z])"
+    rf"|(?<!{_HEX}{{4}}-){_HEX}{{12}})(?![0-9A-Za-z])"
 )
-"""A MAC address in any common notation; the one pattern the log filter and collectors share."""
+MAC_RE: Final = re.compile(_MAC_SOURCE)
+"""A MAC address in any common notation: the one definition of "MAC-shaped" that the log
+filter, the collectors and the record store share."""
+MAC_HINT_RE: Final = re.compile(_MAC_SOURCE.encode("ascii") + rb"|\\")
+""":data:`MAC_RE` over JSON bytes, or a backslash: a JSON text with no match holds no MAC-shaped
+string (an escape such as ``\\u001b`` or ``\\b`` could glue hex digits onto a MAC, so a
+backslash sends the text to the exact check)."""
 # key-sized hex (>= 40 digits: 20 bytes; record ids are 32 digits and stay readable)
 _HEX_KEY_RE: Final = re.compile(rf"(?<![0-9A-Za-z]){_HEX}{{40,}}(?![0-9A-Za-z])")
 # base64 / base64url of >= 30 bytes with mixed case and digits (not paths: few slashes)
@@ -71,6 +87,31 @@ def redact(text: str) -> str:
     text = _HEX_KEY_RE.sub(KEY_MARK, text)
     text = _B64_KEY_RE.sub(_b64_key, text)
     return MAC_RE.sub(MAC_MARK, text)
+
+
+def redact_macs(value: Any, *, keep: frozenset[str] = frozenset()) -> Any:
+    """Replace MAC-shaped text in a JSON value: strings, dict keys, nested lists and dicts.
+
+    Args:
+        value: A JSON-like value (a record body).
+        keep: Names of top-level dict fields left as they are (the MAC fields of a record sealed
+            under the ``mac_addresses`` key).
+
+    Returns:
+        A copy with every MAC-shaped substring as ``[MAC]`` (other values unchanged).
+    """
+    if isinstance(value, str):
+        return MAC_RE.sub(MAC_MARK, value)
+    if isinstance(value, dict):
+        return {
+            (MAC_RE.sub(MAC_MARK, k) if isinstance(k, str) else k): (
+                v if k in keep else redact_macs(v)
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact_macs(item) for item in value]
+    return value
 
 
 def redact_record(record: logging.LogRecord) -> None:

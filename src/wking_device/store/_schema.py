@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from wking_device._redact import MAC_HINT_RE, redact_macs
 from wking_device.errors import RecordCorrupt, StorageError, UsageError
-from wking_device.models import Record
+from wking_device.models import MAC_FIELDS, Record
 
 if TYPE_CHECKING:
     from wking_device.crypto import Sealer
@@ -39,6 +40,8 @@ __all__ = [
 ]
 
 SCHEMA_VERSION: Final = 2
+_MAC_CATEGORY: Final = "mac_addresses"
+_MAC_FIELDS: Final = frozenset(MAC_FIELDS)
 STATE_PENDING: Final = 0
 STATE_CLAIMED: Final = 1
 
@@ -164,14 +167,37 @@ def migrate(conn: sqlite3.Connection, *, store_id: str) -> int:
 def encode_body(record: Record) -> bytes:
     """Serialise what a row keeps encrypted: the body, the consent id and the policy version.
 
+    This is the one place every record's plaintext passes through before it is sealed (appends
+    and the re-sealing of old rows): unless the record's category is ``mac_addresses``,
+    MAC-shaped text (:data:`wking_device._redact.MAC_RE`, every common notation) in any string
+    — nested values, dict keys, the consent id and the policy version — becomes ``[MAC]``. Only
+    the MAC fields themselves (:data:`~wking_device.models.MAC_FIELDS`, present only under a
+    ``mac_addresses`` permit and sealed under that category's key) are kept. Strings from a
+    speaker, an exception or a caller are untrusted; a MAC in them must never be kept where
+    withdrawing ``mac_addresses`` would not shred it.
+
+    Cost: one regular-expression scan of the JSON text; only a record that holds something
+    MAC-shaped (or a JSON escape) is walked and serialised again.
+
     Raises:
         UsageError: The body is not JSON-serialisable (checked before the record is queued, so
             one bad record fails only its own append).
     """
     try:
-        return orjson.dumps({"c": record.consent_id, "p": record.policy_version, "b": record.body})
+        plaintext = orjson.dumps(
+            {"c": record.consent_id, "p": record.policy_version, "b": record.body}
+        )
     except TypeError as exc:
         raise UsageError(f"record {record.record_id} has a body that is not JSON: {exc}") from exc
+    if record.category == _MAC_CATEGORY or MAC_HINT_RE.search(plaintext) is None:
+        return plaintext
+    return orjson.dumps(
+        {
+            "c": redact_macs(record.consent_id),
+            "p": redact_macs(record.policy_version),
+            "b": redact_macs(record.body, keep=_MAC_FIELDS),
+        }
+    )
 
 
 def row_from_record(
