@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from wking_device._redact import MAC_HINT_RE, redact_macs
+from wking_device._redact import mac_hint, redact_macs
 from wking_device.errors import RecordCorrupt, StorageError, UsageError
 from wking_device.models import MAC_FIELDS, Record
 
@@ -176,8 +176,8 @@ def encode_body(record: Record) -> bytes:
     speaker, an exception or a caller are untrusted; a MAC in them must never be kept where
     withdrawing ``mac_addresses`` would not shred it.
 
-    Cost: one regular-expression scan of the JSON text; only a record that holds something
-    MAC-shaped (or a JSON escape) is walked and serialised again.
+    Cost: one :func:`~wking_device._redact.mac_hint` pass over the JSON text (~2 µs); only a
+    record that holds something MAC-shaped (or a JSON escape) is walked and serialised again.
 
     Raises:
         UsageError: The body is not JSON-serialisable (checked before the record is queued, so
@@ -189,7 +189,7 @@ def encode_body(record: Record) -> bytes:
         )
     except TypeError as exc:
         raise UsageError(f"record {record.record_id} has a body that is not JSON: {exc}") from exc
-    if record.category == _MAC_CATEGORY or MAC_HINT_RE.search(plaintext) is None:
+    if record.category == _MAC_CATEGORY or not mac_hint(plaintext):
         return plaintext
     return orjson.dumps(
         {
