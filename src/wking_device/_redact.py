@@ -68,6 +68,12 @@ _WORD: Final = frozenset(b"ha")
 _RUN: Final = re.compile(rb"h*")
 
 
+def _past_run(shape: bytes, at: int) -> int:
+    """The index after the run of hex digits (``h``) starting at ``at``."""
+    match = _RUN.match(shape, at)
+    return at if match is None else match.end()
+
+
 def mac_hint(data: bytes) -> bool:
     r"""Tell, fast, whether a JSON text may hold a MAC-shaped string (:data:`MAC_RE`).
 
@@ -94,10 +100,10 @@ def mac_hint(data: bytes) -> bool:
             end = start + len(form)
             if start and shape[start - 1] in _WORD:
                 # inside a word: go past this run of hex digits
-                start = shape.find(form, _RUN.match(shape, start).end())
+                start = shape.find(form, _past_run(shape, start))
                 continue
             if end < size and shape[end] in _WORD:
-                start = shape.find(form, _RUN.match(shape, end).end())
+                start = shape.find(form, _past_run(shape, end))
                 continue
             if (
                 form is _BARE
