@@ -10,16 +10,19 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from wking_device.collect._install import open_installation_gate
 from wking_device.config import load_settings, resolve_paths
 from wking_device.consent import Permit
 from wking_device.crypto import ENVELOPE_VERSION, open_key_store
+from wking_device.crypto._envelope import legacy_associated_data
 from wking_device.errors import ForeignPermit, StoreIntegrityError, UsageError
 from wking_device.models import Record
 from wking_device.policy import CATALOG
-from wking_device.store import DB_FILE, open_store
+from wking_device.store import DB_FILE, DEFAULT_RETENTION, open_store
 from wking_device.store._schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
@@ -230,6 +233,11 @@ async def test_edited_times_are_quarantined_not_kept_past_retention(
         stats = await reopened.stats()
         assert stats.total == 0
         assert stats.quarantined == 2
+        # set aside, not kept for ever: gone once the longest retention has passed
+        assert _column(paths, "SELECT COUNT(*) FROM quarantine") == [2]
+        await reopened.sweep(now=now[0] + DEFAULT_RETENTION)
+        assert _column(paths, "SELECT COUNT(*) FROM quarantine") == [0]
+        assert (await reopened.stats()).quarantined == 2  # still counted
     finally:
         reopened.close()
 
@@ -354,3 +362,34 @@ def _fields(record: Record) -> dict[str, Any]:
         name: getattr(record, name)
         for name in ("record_id", "category", "created_at", "consent_id", "policy_version", "body")
     }
+
+
+async def test_schema_1_rows_holding_a_mac_are_scrubbed_when_resealed(tmp_path: Path) -> None:
+    # a row sealed (envelope version 1) before the store scrubbed MAC-shaped text
+    paths = _v1_home(tmp_path)
+    settings = load_settings(paths)
+    keys = open_key_store(paths)
+    key_id = 2  # device_info's data key in v1-home
+    dek = keys.data_key(key_id)
+    assert dek is not None
+    record_id = "01a231430fbc7fffffffffffffffffff"
+    plaintext = orjson.dumps(
+        {"c": "x", "p": "1.1", "b": {"firmware": "fw-C0:57:4B:00:00:01", "n": 99}}
+    )
+    nonce = os.urandom(12)
+    ad = legacy_associated_data(record_id, "device_info", key_id)
+    payload = b"\x01" + nonce + AESGCM(dek.key).encrypt(nonce, plaintext, ad)
+    conn = sqlite3.connect(paths.data_dir / DB_FILE)
+    with conn:
+        conn.execute(
+            "INSERT INTO records (record_id, category, key_id, created_at, expires_at, payload) "
+            "VALUES (?, 'device_info', ?, ?, ?, ?)",
+            (record_id, key_id, V1_NOW, V1_NOW + 86400.0, payload),
+        )
+    conn.close()
+    store = open_store(paths, settings, clock=lambda: V1_NOW)
+    try:
+        (kept,) = [r for r in await store.export() if r.record_id == record_id]
+    finally:
+        store.close()
+    assert kept.body == {"firmware": "fw-[MAC]", "n": 99}
