@@ -20,7 +20,16 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["MAC_RE", "RedactingFilter", "install_redaction", "redact", "redact_record"]
+__all__ = [
+    "MAC_MARK",
+    "MAC_RE",
+    "RedactingFilter",
+    "install_redaction",
+    "mac_hint",
+    "redact",
+    "redact_macs",
+    "redact_record",
+]
 
 MAC_MARK: Final = "[MAC]"
 KEY_MARK: Final = "[KEY]"
@@ -28,13 +37,86 @@ TOKEN_MARK: Final = "[TOKEN]"  # noqa: S105 - the placeholder, not a secret
 
 _HEX = "[0-9A-Fa-f]"
 # 6 pairs with one consistent separator (":", "-", or "_" as in BlueZ object paths),
-# or 3 dotted quads, or 12 bare hex digits (not the last group of a UUID: no "-" beside them)
-MAC_RE: Final = re.compile(
+# or 3 dotted quads, or 12 bare hex digits (not the last group of a UUID: "hhhh-" before them);
+# never part of a longer run of letters and digits (a SHA digest, a record id, a word)
+_MAC_SOURCE: Final = (
     rf"(?<![0-9A-Za-z])(?:{_HEX}{{2}}([:_-])(?:{_HEX}{{2}}\1){{4}}{_HEX}{{2}}"
     rf"|{_HEX}{{4}}\.{_HEX}{{4}}\.{_HEX}{{4}}"
-    rf"|(?<!-){_HEX}{{12}}(?!-))(?![0-9A-Za-z])"
+    rf"|(?<!{_HEX}{{4}}-){_HEX}{{12}})(?![0-9A-Za-z])"
 )
-"""A MAC address in any common notation; the one pattern the log filter and collectors share."""
+MAC_RE: Final = re.compile(_MAC_SOURCE)
+"""A MAC address in any common notation: the one definition of "MAC-shaped" that the log
+filter, the collectors and the record store share."""
+
+
+def _shape_table() -> bytes:
+    table = bytearray(b" " * 256)
+    for byte in b"0123456789abcdefABCDEF":
+        table[byte] = ord("h")
+    for byte in b"ghijklmnopqrstuvwxyzGHIJKLMNOPQRSTUVWXYZ":
+        table[byte] = ord("a")
+    for byte in b":-_":
+        table[byte] = ord(":")  # one separator: a superset of the consistent ones
+    table[ord(".")] = ord(".")
+    table[ord("\\")] = ord("\\")
+    return bytes(table)
+
+
+_SHAPE: Final = _shape_table()
+_BARE: Final = b"h" * 12
+_FORMS: Final = (b"hh:hh:hh:hh:hh:hh", b"hhhh.hhhh.hhhh", _BARE)
+_WORD: Final = frozenset(b"ha")
+_RUN: Final = re.compile(rb"h*")
+
+
+def _past_run(shape: bytes, at: int) -> int:
+    """The index after the run of hex digits (``h``) starting at ``at``."""
+    match = _RUN.match(shape, at)
+    return at if match is None else match.end()
+
+
+def mac_hint(data: bytes) -> bool:
+    r"""Tell, fast, whether a JSON text may hold a MAC-shaped string (:data:`MAC_RE`).
+
+    Never ``False`` when a string in the JSON text has a :data:`MAC_RE` match; ``True`` also for
+    some texts without one (a number of exactly 12 digits, any JSON escape: ``\u001b`` or
+    ``\b`` could glue hex digits onto a MAC, so a backslash always says "look closer"). About
+    2 µs for a 300-byte record, where the regular expression takes about 20 µs: the text is mapped
+    to its shape (hex digit, other letter or digit, separator, other) and searched with
+    ``bytes.find``.
+
+    Args:
+        data: UTF-8 JSON text.
+
+    Returns:
+        Whether the exact check (:data:`MAC_RE` on each string) is needed.
+    """
+    shape = data.translate(_SHAPE)
+    if b"\\" in shape:
+        return True
+    size = len(shape)
+    for form in _FORMS:
+        start = shape.find(form)
+        while start >= 0:
+            end = start + len(form)
+            if start and shape[start - 1] in _WORD:
+                # inside a word: go past this run of hex digits
+                start = shape.find(form, _past_run(shape, start))
+                continue
+            if end < size and shape[end] in _WORD:
+                start = shape.find(form, _past_run(shape, end))
+                continue
+            if (
+                form is _BARE
+                and data[start - 1 : start] == b"-"
+                and shape[start - 5 : start] == b"hhhh:"
+            ):
+                start = shape.find(form, end)  # the last group of a UUID
+                continue
+            return True
+    return False
+
+
 # key-sized hex (>= 40 digits: 20 bytes; record ids are 32 digits and stay readable)
 _HEX_KEY_RE: Final = re.compile(rf"(?<![0-9A-Za-z]){_HEX}{{40,}}(?![0-9A-Za-z])")
 # base64 / base64url of >= 30 bytes with mixed case and digits (not paths: few slashes)
@@ -79,6 +161,31 @@ def redact(text: str) -> str:
     text = _HEX_KEY_RE.sub(KEY_MARK, text)
     text = _B64_KEY_RE.sub(_b64_key, text)
     return MAC_RE.sub(MAC_MARK, text)
+
+
+def redact_macs(value: Any, *, keep: frozenset[str] = frozenset()) -> Any:
+    """Replace MAC-shaped text in a JSON value: strings, dict keys, nested lists and dicts.
+
+    Args:
+        value: A JSON-like value (a record body).
+        keep: Names of top-level dict fields left as they are (the MAC fields of a record sealed
+            under the ``mac_addresses`` key).
+
+    Returns:
+        A copy with every MAC-shaped substring as ``[MAC]`` (other values unchanged).
+    """
+    if isinstance(value, str):
+        return MAC_RE.sub(MAC_MARK, value)
+    if isinstance(value, dict):
+        return {
+            (MAC_RE.sub(MAC_MARK, k) if isinstance(k, str) else k): (
+                v if k in keep else redact_macs(v)
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact_macs(item) for item in value]
+    return value
 
 
 def redact_record(record: logging.LogRecord) -> None:

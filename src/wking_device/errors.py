@@ -28,6 +28,7 @@ Each error carries structured fields and a ``remedy``: one sentence telling the 
     ├── ConsentError                exit 3
     │   ├── ConsentRequired                  a category lacks a valid grant (missing)
     │   ├── PermitRevoked                    a permit was used after revocation
+    │   ├── ForeignPermit                    not a permit of this installation's gate
     │   ├── PrerequisiteMissing              e.g. mac_addresses without operation_logs
     │   └── GuardianRequired                 a minor's sensitive grant needs a guardian
     ├── IntegrityError              exit 7
@@ -70,6 +71,7 @@ __all__ = [
     "CredentialError",
     "DeviceDisconnected",
     "DeviceNotFound",
+    "ForeignPermit",
     "FrameError",
     "GattError",
     "GuardianRequired",
@@ -360,6 +362,14 @@ class ConsentRequired(ConsentError):
 
 class PermitRevoked(ConsentError):
     """A permit was used after it had been revoked (withdrawal, DNT, policy change)."""
+
+
+class ForeignPermit(ConsentError):
+    """Something that is not a permit of this installation's consent gate was offered as one.
+
+    A duck-typed object, a permit tampered with, or a real permit from another installation's
+    gate: nothing is stored under it.
+    """
 
 
 class PrerequisiteMissing(ConsentError):

@@ -79,6 +79,7 @@ def test_permits_cannot_be_constructed_outside_the_gate() -> None:
             policy_versions={"operation_logs": "1.1"},
             token=object(),  # type: ignore[arg-type]
             issuer=object(),
+            key=b"k" * 32,
         )
 
 

@@ -166,25 +166,37 @@ def test_systemd_credential_level(paths, tmp_path: Path) -> None:
 def test_sealer_round_trip_and_binding() -> None:
     sealer = Sealer(7, b"k" * 32)
     sealer.set_block(0, prefix=b"\0\0\0\1")
-    sealed = sealer.seal("r1", "operation_logs", b"hello")
-    assert sealer.open("r1", "operation_logs", sealed) == b"hello"
+    times = {"created_at": 1000.0, "expires_at": 2000.0}
+    sealed = sealer.seal("r1", "operation_logs", b"hello", **times)
+    assert sealer.open("r1", "operation_logs", sealed, **times) == b"hello"
     with pytest.raises(RecordCorrupt):
-        sealer.open("r2", "operation_logs", sealed)
+        sealer.open("r2", "operation_logs", sealed, **times)
     with pytest.raises(RecordCorrupt):
-        sealer.open("r1", "device_info", sealed)
+        sealer.open("r1", "device_info", sealed, **times)
     with pytest.raises(RecordCorrupt):
-        Sealer(8, b"k" * 32).open("r1", "operation_logs", sealed)
-    other = sealer.seal("r1", "operation_logs", b"hello")
+        Sealer(8, b"k" * 32).open("r1", "operation_logs", sealed, **times)
+    # the times are bound too (issue 7): a later expiry or another creation time fails
+    with pytest.raises(RecordCorrupt):
+        sealer.open("r1", "operation_logs", sealed, created_at=1000.0, expires_at=9e9)
+    with pytest.raises(RecordCorrupt):
+        sealer.open("r1", "operation_logs", sealed, created_at=999.0, expires_at=2000.0)
+    # a row edited to hold text where a number belongs is corrupt, not a crash
+    with pytest.raises(RecordCorrupt):
+        sealer.open("r1", "operation_logs", sealed, created_at="x", expires_at=2000.0)  # type: ignore[arg-type]
+    # an id cannot absorb the category (fields are length-prefixed, not joined with "|")
+    with pytest.raises(RecordCorrupt):
+        sealer.open("r1|operation_logs", "", sealed, **times)
+    other = sealer.seal("r1", "operation_logs", b"hello", **times)
     assert other[1:13] != sealed[1:13]  # counter nonce advanced
     sealer.set_block(5, prefix=b"abcd")
     for _ in range(3):
-        sealer.seal("r", "c", b"")
+        sealer.seal("r", "c", b"", **times)
     assert sealer.remaining() == (1 << 20) - 3
 
 
 def test_sealer_refuses_without_block() -> None:
     with pytest.raises(UsageError):
-        Sealer(1, b"k" * 32).seal("r", "c", b"x")
+        Sealer(1, b"k" * 32).seal("r", "c", b"x", created_at=0.0, expires_at=1.0)
 
 
 def test_mac_pseudonyms_are_keyed_and_rotate(paths) -> None:

@@ -133,7 +133,7 @@ def _can_mount(target: Path) -> bool:
     return result.returncode == 0
 
 
-async def test_real_full_disk_on_a_tiny_tmpfs(tmp_path: Path, make_record, permit) -> None:
+async def test_real_full_disk_on_a_tiny_tmpfs(tmp_path: Path) -> None:
     mnt = tmp_path / "tiny"
     if not _can_mount(mnt):
         pytest.skip("cannot mount a tmpfs here (needs root); covered by max_page_count")
@@ -141,9 +141,20 @@ async def test_real_full_disk_on_a_tiny_tmpfs(tmp_path: Path, make_record, permi
         paths = resolve_paths(mnt / "home")
         paths.ensure()
         settings = load_settings(paths)
+        gate = open_installation_gate(paths, settings)  # a permit of this installation
+        gate.grant(["operation_logs"], method="api")
+        permit = gate.permit(["operation_logs"])
         store = open_store(paths, settings)
         try:
-            candidates = [make_record(n=i, pad="y" * 1500) for i in range(2000)]
+            candidates = [
+                Record(
+                    category="operation_logs",
+                    consent_id=permit.consent_ids["operation_logs"],
+                    policy_version=permit.policy_version,
+                    body={"n": i, "pad": "y" * 1500},
+                )
+                for i in range(2000)
+            ]
             acknowledged, full = await _append_until_full(store, candidates, permit)
             assert full
             assert acknowledged

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING
 
 from wking_device.config import warn_loose_permissions
 from wking_device.consent import ConsentGate, Ledger, ledger_path
-from wking_device.consent._gate import LEDGER_SECRET
-from wking_device.crypto import open_key_store
+from wking_device.crypto import LEDGER_SECRET, open_key_store
 from wking_device.errors import KeyMissing
 
 if TYPE_CHECKING:

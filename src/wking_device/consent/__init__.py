@@ -17,7 +17,13 @@ from wking_device.consent._gate import (
     open_gate,
 )
 from wking_device.consent._ledger import GENESIS, Ledger, LedgerEntry
-from wking_device.consent._permit import REVOCATION_REASONS, Permit, Revocation
+from wking_device.consent._permit import (
+    REVOCATION_REASONS,
+    Permit,
+    Revocation,
+    issued_by,
+    permit_key,
+)
 from wking_device.consent._receipts import RECEIPT_SCHEMA, build_receipts
 
 __all__ = [
@@ -32,6 +38,8 @@ __all__ = [
     "Permit",
     "Revocation",
     "build_receipts",
+    "issued_by",
     "ledger_path",
     "open_gate",
+    "permit_key",
 ]

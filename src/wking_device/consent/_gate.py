@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from wking_device.consent._ledger import Ledger, LedgerEntry
-from wking_device.consent._permit import _ISSUER, Permit, Revocation, _Token
+from wking_device.consent._permit import _ISSUER, Permit, Revocation, _Token, permit_key
 from wking_device.errors import (
     ConsentRequired,
     GuardianRequired,
@@ -51,7 +51,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GRANT_METHODS",
-    "LEDGER_SECRET",
     "CategoryState",
     "ConsentGate",
     "ledger_path",
@@ -59,9 +58,6 @@ __all__ = [
 ]
 
 _LOGGER = logging.getLogger(__name__)
-
-LEDGER_SECRET = "ledger-hmac"  # noqa: S105 - the name of a key-store secret, not a secret
-"""The key store's name for the ledger's HMAC key (the installation wiring and the store use it)."""
 
 WATCH_INTERVAL = 0.1
 """Seconds between two looks at the ledger file's stat from permit checks (see ``watch``)."""
@@ -206,6 +202,7 @@ class ConsentGate:
         self._watch_every = watch
         self._next_watch = 0.0
         self._owner = threading.get_ident()
+        self._permit_key = permit_key(ledger.key)
         self._policies = policies if policies is not None else shipped_policies()
         self._dnt = do_not_track
         self._minor = minor
@@ -545,6 +542,7 @@ class ConsentGate:
             policy_versions={c: states[c].policy_version or "" for c in wanted},
             token=token,
             issuer=_ISSUER,
+            key=self._permit_key,
         )
 
     def try_permit(self, categories: Iterable[str]) -> Permit | None:

@@ -211,6 +211,11 @@ class Ledger:
     # --- reading ------------------------------------------------------------------------------
 
     @property
+    def key(self) -> bytes:
+        """The HMAC key (the consent gate derives its permit key from it)."""
+        return self._key
+
+    @property
     def entries(self) -> tuple[LedgerEntry, ...]:
         """The entries as of the last :meth:`load` or :meth:`append`."""
         return tuple(self._entries)

@@ -1,13 +1,19 @@
 """Permits: proof, checked live, that collection of some categories is allowed right now.
 
-This module owns the :class:`Permit` type and its revocation token. Only
+This module owns the :class:`Permit` type, its revocation token and its seal. Only
 :class:`~wking_device.consent.ConsentGate` issues permits: the constructor demands a private issuer
 object that lives in this package, and a test inspects the source tree for constructions outside
-``consent/``. This module does not decide *whether* a permit is granted; the gate does.
+``consent/``. Each permit carries an HMAC seal under a key derived from the installation's ledger
+key, which the record store derives too (:func:`permit_key`): the store accepts a permit only when
+:func:`issued_by` says this installation's gate issued it, so a duck-typed object or a permit of
+another installation (another home, another key store) is refused. Permits are immutable. This
+module does not decide *whether* a permit is granted; the gate does.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -18,7 +24,7 @@ from wking_device.errors import ConsentRequired, PermitRevoked
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-__all__ = ["REVOCATION_REASONS", "Permit", "Revocation"]
+__all__ = ["REVOCATION_REASONS", "Permit", "Revocation", "issued_by", "permit_key"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -29,6 +35,53 @@ REVOCATION_REASONS = frozenset(
 
 _ISSUER = object()
 """Only code holding this object (the gate, in this package) can construct a :class:`Permit`."""
+
+_PERMIT_KEY_LABEL = b"wking/permit-seal/v1"
+
+
+def permit_key(ledger_key: bytes) -> bytes:
+    """Derive the key that seals an installation's permits from its ledger key.
+
+    The gate holds the ledger key; the record store reads the same secret from the key store
+    (``ledger-hmac``). Both derive this key, so a permit's seal proves which installation issued
+    it without either sharing an object with the other.
+
+    Args:
+        ledger_key: The installation's ledger HMAC key.
+
+    Returns:
+        32 bytes.
+    """
+    return hmac.new(ledger_key, _PERMIT_KEY_LABEL, hashlib.sha256).digest()
+
+
+def _seal(
+    key: bytes,
+    permit_id: str,
+    consent_ids: Mapping[str, str],
+    policy_versions: Mapping[str, str],
+) -> bytes:
+    body = repr((permit_id, sorted(consent_ids.items()), sorted(policy_versions.items())))
+    return hmac.new(key, body.encode(), hashlib.sha256).digest()
+
+
+def issued_by(permit: object, key: bytes) -> bool:
+    """Tell whether ``permit`` is a :class:`Permit` sealed under ``key`` (see :func:`permit_key`).
+
+    Args:
+        permit: Whatever was offered as a permit.
+        key: The installation's permit key.
+
+    Returns:
+        ``True`` only for a real, untampered permit of that installation's gate (valid or not:
+        revocation is checked separately).
+    """
+    if type(permit) is not Permit:
+        return False
+    expected = _seal(key, permit.permit_id, permit.consent_ids, permit.policy_versions)
+    return hmac.compare_digest(permit._seal, expected) and permit.categories == frozenset(
+        permit.consent_ids
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,6 +129,7 @@ class Permit:
     """
 
     __slots__ = (
+        "_seal",
         "_token",
         "categories",
         "consent_ids",
@@ -83,6 +137,14 @@ class Permit:
         "policy_version",
         "policy_versions",
     )
+
+    permit_id: str
+    categories: frozenset[str]
+    consent_ids: Mapping[str, str]
+    policy_versions: Mapping[str, str]
+    policy_version: str
+    _token: _Token
+    _seal: bytes
 
     def __init__(
         self,
@@ -92,19 +154,32 @@ class Permit:
         policy_versions: Mapping[str, str],
         token: _Token,
         issuer: object,
+        key: bytes,
     ) -> None:
         if issuer is not _ISSUER:
             raise TypeError("permits are issued by ConsentGate.permit(), never constructed")
-        self.permit_id = permit_id
-        self.categories = frozenset(consent_ids)
-        self.consent_ids: Mapping[str, str] = MappingProxyType(dict(consent_ids))
-        self.policy_versions: Mapping[str, str] = MappingProxyType(dict(policy_versions))
-        self.policy_version = max(
-            policy_versions.values(),
-            key=lambda v: tuple(int(p) if p.isdigit() else -1 for p in v.split(".")),
-            default="",
+        init = object.__setattr__
+        init(self, "permit_id", permit_id)
+        init(self, "categories", frozenset(consent_ids))
+        init(self, "consent_ids", MappingProxyType(dict(consent_ids)))
+        init(self, "policy_versions", MappingProxyType(dict(policy_versions)))
+        init(
+            self,
+            "policy_version",
+            max(
+                policy_versions.values(),
+                key=lambda v: tuple(int(p) if p.isdigit() else -1 for p in v.split(".")),
+                default="",
+            ),
         )
-        self._token = token
+        init(self, "_token", token)
+        init(self, "_seal", _seal(key, permit_id, self.consent_ids, self.policy_versions))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("permits are immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("permits are immutable")
 
     def __repr__(self) -> str:
         state = "valid" if self._token.reason is None else f"revoked: {self._token.reason}"

@@ -19,17 +19,26 @@ from wking_device.crypto._backends import (
 )
 from wking_device.crypto._envelope import (
     ENVELOPE_VERSION,
+    LEGACY_ENVELOPE_VERSION,
     NONCE_BLOCK,
     RECORD_SCHEMA_VERSION,
     Sealer,
     associated_data,
 )
-from wking_device.crypto._keystore import DataKey, KeyStore, key_dir, open_key_store
+from wking_device.crypto._keystore import (
+    LEDGER_SECRET,
+    DataKey,
+    KeyStore,
+    key_dir,
+    open_key_store,
+)
 from wking_device.crypto._pseudonym import MacPseudonymizer, normalize_mac
 
 __all__ = [
     "CREDENTIAL_NAME",
     "ENVELOPE_VERSION",
+    "LEDGER_SECRET",
+    "LEGACY_ENVELOPE_VERSION",
     "NONCE_BLOCK",
     "RECORD_SCHEMA_VERSION",
     "DataKey",

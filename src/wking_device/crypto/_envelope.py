@@ -8,9 +8,11 @@ Layout of a sealed payload::
 
     version (1 byte) | nonce (12 bytes) | ciphertext + 16-byte GCM tag
 
-The associated data binds the envelope version, the record id, the category, the key id and the
-record schema version, so a ciphertext copied to another row (another id, category or key) fails
-authentication.
+The associated data (version 2) binds the envelope version, the record id, the category, the key
+id, the record schema version, and the record's ``created_at`` and ``expires_at`` times, so a
+ciphertext copied to another row (another id, category or key), or a row whose times were edited
+(to keep it past its retention), fails authentication. Version 1 payloads (written before the
+times were bound) still open, with the version 1 associated data; the store re-seals them.
 
 Nonces are ``prefix (4 bytes) | counter (8 bytes, big endian)``. The store reserves counter blocks
 per key in its database (committed before any nonce of the block is used) and draws a fresh random
@@ -21,7 +23,9 @@ collision a 2**-32 event per replayed block rather than a certainty (see docs/se
 
 from __future__ import annotations
 
+import math
 import os
+import struct
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
@@ -37,8 +41,11 @@ __all__ = [
     "associated_data",
 ]
 
-ENVELOPE_VERSION: Final = 1
-"""The first byte of every sealed payload."""
+ENVELOPE_VERSION: Final = 2
+"""The first byte of every payload sealed now (version 1 payloads still open)."""
+
+LEGACY_ENVELOPE_VERSION: Final = 1
+"""Payloads sealed before ``created_at`` and ``expires_at`` were bound (issue 7)."""
 
 RECORD_SCHEMA_VERSION: Final = 1
 """Version of the plaintext body layout inside the envelope (bound into the associated data)."""
@@ -48,21 +55,50 @@ NONCE_BLOCK: Final = 1 << 20
 
 _VERSION_BYTE: Final = bytes([ENVELOPE_VERSION])
 _HEADER: Final = 1 + 12
+_AD_PREFIX: Final = f"wking/v{ENVELOPE_VERSION}".encode()
+_AD_TAIL: Final = struct.Struct(">qIdd")
 
 
-def associated_data(record_id: str, category: str, key_id: int) -> bytes:
+def associated_data(
+    record_id: str, category: str, key_id: int, *, created_at: float, expires_at: float
+) -> bytes:
     """Build the associated data that binds a ciphertext to its row.
+
+    Every field is length-prefixed or fixed-size, so two different rows never share associated
+    data (no separator can be smuggled into an id).
 
     Args:
         record_id: The record's id.
         category: The record's data category.
         key_id: The id of the data key that seals it.
+        created_at: The row's ``created_at`` (UTC seconds).
+        expires_at: The row's ``expires_at`` (UTC seconds).
 
     Returns:
         The bytes passed to AES-GCM as associated data.
+
+    Raises:
+        TypeError: A field has the wrong type (a row edited to hold text in a number column).
+        ValueError: A time is not a finite number, or a field is out of range.
     """
+    rid = record_id.encode()
+    cat = category.encode()
+    created, expires = float(created_at), float(expires_at)
+    if not (math.isfinite(created) and math.isfinite(expires)):
+        raise ValueError("record times must be finite")
+    try:
+        tail = _AD_TAIL.pack(key_id, RECORD_SCHEMA_VERSION, created, expires)
+    except struct.error as exc:
+        raise ValueError(str(exc)) from exc
+    return b"".join(
+        (_AD_PREFIX, len(rid).to_bytes(4, "big"), rid, len(cat).to_bytes(4, "big"), cat, tail)
+    )
+
+
+def legacy_associated_data(record_id: str, category: str, key_id: int) -> bytes:
+    """Build the version 1 associated data (no times bound), to open old payloads."""
     return (
-        f"wking/v{ENVELOPE_VERSION}|{record_id}|{category}|{key_id}|{RECORD_SCHEMA_VERSION}"
+        f"wking/v{LEGACY_ENVELOPE_VERSION}|{record_id}|{category}|{key_id}|{RECORD_SCHEMA_VERSION}"
     ).encode()
 
 
@@ -103,13 +139,23 @@ class Sealer:
         """Return how many nonces are left in the current block."""
         return self._limit - self._counter
 
-    def seal(self, record_id: str, category: str, plaintext: bytes) -> bytes:
+    def seal(
+        self,
+        record_id: str,
+        category: str,
+        plaintext: bytes,
+        *,
+        created_at: float,
+        expires_at: float,
+    ) -> bytes:
         """Encrypt one payload.
 
         Args:
             record_id: The record's id.
             category: The record's category.
             plaintext: The serialised body.
+            created_at: The row's ``created_at``, exactly as it is stored.
+            expires_at: The row's ``expires_at``, exactly as it is stored.
 
         Returns:
             The sealed payload (version, nonce, ciphertext and tag).
@@ -120,29 +166,52 @@ class Sealer:
         counter = self._counter
         if counter >= self._limit:
             raise UsageError("nonce block exhausted: reserve a new block before sealing")
+        ad = associated_data(
+            record_id, category, self.key_id, created_at=created_at, expires_at=expires_at
+        )
         self._counter = counter + 1
         nonce = self._prefix + counter.to_bytes(8, "big")
-        ad = associated_data(record_id, category, self.key_id)
         return _VERSION_BYTE + nonce + self._aead.encrypt(nonce, plaintext, ad)
 
-    def open(self, record_id: str, category: str, sealed: bytes) -> bytes:
+    def open(
+        self,
+        record_id: str,
+        category: str,
+        sealed: bytes,
+        *,
+        created_at: float,
+        expires_at: float,
+    ) -> bytes:
         """Decrypt and authenticate one payload.
 
         Args:
             record_id: The record's id, as stored in its row.
             category: The record's category, as stored in its row.
             sealed: The sealed payload.
+            created_at: The row's ``created_at``, as stored (bound from envelope version 2).
+            expires_at: The row's ``expires_at``, as stored (bound from envelope version 2).
 
         Returns:
             The plaintext.
 
         Raises:
-            RecordCorrupt: The payload does not authenticate for this row and key.
+            RecordCorrupt: The payload does not authenticate for this row and key (or a column
+                does not even have the right type).
         """
-        if len(sealed) < _HEADER + 16 or sealed[0] != ENVELOPE_VERSION:
-            raise RecordCorrupt("sealed payload is malformed", record_id=record_id)
+        if not isinstance(sealed, bytes) or len(sealed) < _HEADER + 16:
+            raise RecordCorrupt("sealed payload is malformed", record_id=str(record_id))
+        try:
+            if sealed[0] == ENVELOPE_VERSION:
+                ad = associated_data(
+                    record_id, category, self.key_id, created_at=created_at, expires_at=expires_at
+                )
+            elif sealed[0] == LEGACY_ENVELOPE_VERSION:
+                ad = legacy_associated_data(record_id, category, self.key_id)
+            else:
+                raise RecordCorrupt("sealed payload is malformed", record_id=str(record_id))
+        except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+            raise RecordCorrupt("record row is malformed", record_id=str(record_id)) from exc
         nonce = sealed[1:_HEADER]
-        ad = associated_data(record_id, category, self.key_id)
         try:
             return self._aead.decrypt(nonce, sealed[_HEADER:], ad)
         except InvalidTag as exc:

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
     from wking_device.config import Paths
 
-__all__ = ["DataKey", "KeyStore", "key_dir", "open_key_store"]
+__all__ = ["LEDGER_SECRET", "DataKey", "KeyStore", "key_dir", "open_key_store"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -62,6 +62,9 @@ _LOCK: Final = "keystore.lock"
 _KEY_FILE: Final = "master.key"
 _SEALED: Final = "master.key.sealed"
 LEVELS: Final = ("systemd-credential", "keyring", "key-file")
+
+LEDGER_SECRET: Final = "ledger-hmac"  # noqa: S105 - the name of a key-store secret, not a secret
+"""The key store's name for the consent ledger's HMAC key (the permit key derives from it)."""
 
 
 def key_dir(paths: Paths) -> Path:

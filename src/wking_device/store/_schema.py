@@ -4,18 +4,26 @@ This module owns the SQLite layout of the record store (``PRAGMA user_version`` 
 version) and the conversion of a :class:`~wking_device.models.Record` to a sealed row and back.
 Plaintext columns are only what scheduling needs: sequence, record id, category, key id,
 created/expires times and state. Everything else (body, consent id, policy version) is inside the
-AES-GCM payload. It does not run transactions or hold keys.
+AES-GCM payload, whose associated data binds every plaintext column but ``seq`` and ``state``
+(see docs/security.md). It does not hold keys.
+
+Schema history: 1, the first; 2 (issue 7), ``meta.value`` is ``TEXT`` (declared ``ANY`` it let
+SQLite turn a store id such as ``0012345678901234`` or ``12e4567890123456`` into a number) and
+payloads bind ``created_at`` and ``expires_at`` (envelope version 2; the store re-seals version 1
+rows when it opens a database for writing).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from wking_device._redact import mac_hint, redact_macs
 from wking_device.errors import RecordCorrupt, StorageError, UsageError
-from wking_device.models import Record
+from wking_device.models import MAC_FIELDS, Record
 
 if TYPE_CHECKING:
     from wking_device.crypto import Sealer
@@ -28,9 +36,12 @@ __all__ = [
     "migrate",
     "record_from_row",
     "row_from_record",
+    "same_store_id",
 ]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+_MAC_CATEGORY: Final = "mac_addresses"
+_MAC_FIELDS: Final = frozenset(MAC_FIELDS)
 STATE_PENDING: Final = 0
 STATE_CLAIMED: Final = 1
 
@@ -67,7 +78,42 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
         next INTEGER NOT NULL
     );
     """,
+    # 2: meta.value as TEXT (the store id is text; counters are read back with int()); the
+    # store_id row is rewritten by migrate() itself, from the key store's id
+    """
+    CREATE TABLE meta_v2 (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    INSERT INTO meta_v2 (name, value)
+        SELECT name, CAST(value AS TEXT) FROM meta WHERE value IS NOT NULL;
+    DROP TABLE meta;
+    ALTER TABLE meta_v2 RENAME TO meta;
+    """,
 )
+
+
+def _as_numeric(text: str) -> Any:
+    """What a column of NUMERIC affinity (schema 1 ``meta.value ANY``) made of a text."""
+    with contextlib.closing(sqlite3.connect(":memory:")) as mem:
+        mem.execute("CREATE TABLE t (value ANY)")
+        mem.execute("INSERT INTO t VALUES (?)", (text,))
+        return mem.execute("SELECT value FROM t").fetchone()[0]
+
+
+def same_store_id(stored: Any, store_id: str) -> bool:
+    """Tell whether a database's recorded store id is the key store's.
+
+    A schema 1 database may hold the id as the number SQLite made of it (leading zeros and
+    digits past a float's precision lost): it matches when the key store's id turns into that
+    same number. Two ids that differ only in what SQLite dropped cannot be told apart then; such
+    a key store still fails to open the records (its data keys do not authenticate them).
+    """
+    if isinstance(stored, str):
+        return stored == store_id
+    if isinstance(stored, int | float) and not isinstance(stored, bool):
+        return bool(stored == _as_numeric(store_id))
+    return False
 
 
 def migrate(conn: sqlite3.Connection, *, store_id: str) -> int:
@@ -93,6 +139,12 @@ def migrate(conn: sqlite3.Connection, *, store_id: str) -> int:
     for version in range(found, SCHEMA_VERSION):
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # schema 1 may hold the store id as a number: read it before it is cast to text
+            old_id = (
+                conn.execute("SELECT value FROM meta WHERE name = 'store_id'").fetchone()
+                if version == 1
+                else None
+            )
             for statement in _MIGRATIONS[version].split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -102,6 +154,8 @@ def migrate(conn: sqlite3.Connection, *, store_id: str) -> int:
                     "('quarantined', 0), ('evicted', 0), ('shredded', 0)",
                     (store_id,),
                 )
+            if old_id is not None and same_store_id(old_id[0], store_id):
+                conn.execute("UPDATE meta SET value = ? WHERE name = 'store_id'", (store_id,))
             conn.execute(f"PRAGMA user_version = {version + 1}")
             conn.execute("COMMIT")
         except BaseException:
@@ -113,14 +167,37 @@ def migrate(conn: sqlite3.Connection, *, store_id: str) -> int:
 def encode_body(record: Record) -> bytes:
     """Serialise what a row keeps encrypted: the body, the consent id and the policy version.
 
+    This is the one place every record's plaintext passes through before it is sealed (appends
+    and the re-sealing of old rows): unless the record's category is ``mac_addresses``,
+    MAC-shaped text (:data:`wking_device._redact.MAC_RE`, every common notation) in any string
+    — nested values, dict keys, the consent id and the policy version — becomes ``[MAC]``. Only
+    the MAC fields themselves (:data:`~wking_device.models.MAC_FIELDS`, present only under a
+    ``mac_addresses`` permit and sealed under that category's key) are kept. Strings from a
+    speaker, an exception or a caller are untrusted; a MAC in them must never be kept where
+    withdrawing ``mac_addresses`` would not shred it.
+
+    Cost: one :func:`~wking_device._redact.mac_hint` pass over the JSON text (~2 µs); only a
+    record that holds something MAC-shaped (or a JSON escape) is walked and serialised again.
+
     Raises:
         UsageError: The body is not JSON-serialisable (checked before the record is queued, so
             one bad record fails only its own append).
     """
     try:
-        return orjson.dumps({"c": record.consent_id, "p": record.policy_version, "b": record.body})
+        plaintext = orjson.dumps(
+            {"c": record.consent_id, "p": record.policy_version, "b": record.body}
+        )
     except TypeError as exc:
         raise UsageError(f"record {record.record_id} has a body that is not JSON: {exc}") from exc
+    if record.category == _MAC_CATEGORY or not mac_hint(plaintext):
+        return plaintext
+    return orjson.dumps(
+        {
+            "c": redact_macs(record.consent_id),
+            "p": redact_macs(record.policy_version),
+            "b": redact_macs(record.body, keep=_MAC_FIELDS),
+        }
+    )
 
 
 def row_from_record(
@@ -128,8 +205,11 @@ def row_from_record(
 ) -> tuple[str, str, int, float, float, bytes]:
     """Seal a record into a row: ``(record_id, category, key_id, created, expires, payload)``.
 
+    The times are stored as the floats bound into the associated data (``+ 0.0`` turns ``-0.0``,
+    which SQLite would read back as ``0.0``, into ``0.0``).
+
     Args:
-        record: The record.
+        record: The record (``created_at`` finite, checked by the store).
         plaintext: Its :func:`encode_body`.
         sealer: The sealer of the record's data key.
         expires_at: When retention ends (UTC seconds).
@@ -137,25 +217,37 @@ def row_from_record(
     Returns:
         The values for an ``INSERT`` into ``records``.
     """
+    created = float(record.created_at) + 0.0
+    expires = float(expires_at) + 0.0
     return (
         record.record_id,
         record.category,
         sealer.key_id,
-        record.created_at,
-        expires_at,
-        sealer.seal(record.record_id, record.category, plaintext),
+        created,
+        expires,
+        sealer.seal(
+            record.record_id, record.category, plaintext, created_at=created, expires_at=expires
+        ),
     )
 
 
 def record_from_row(
-    record_id: str, category: str, created_at: float, payload: bytes, sealer: Sealer
+    record_id: str,
+    category: str,
+    created_at: float,
+    payload: bytes,
+    sealer: Sealer,
+    *,
+    expires_at: float,
 ) -> Record:
     """Open a sealed row into a record.
 
     Raises:
         RecordCorrupt: The payload does not authenticate or does not decode.
     """
-    plaintext = sealer.open(record_id, category, payload)
+    plaintext = sealer.open(
+        record_id, category, payload, created_at=created_at, expires_at=expires_at
+    )
     try:
         body: Any = orjson.loads(plaintext)
         return Record(

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import functools
 import logging
+import math
 import os
 import queue
+import re
 import shutil
 import sqlite3
 import threading
@@ -29,12 +32,19 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from wking_device._redact import MAC_RE
 from wking_device.config import load_settings, warn_loose_permissions
-from wking_device.consent import Ledger, ledger_path
-from wking_device.consent._gate import LEDGER_SECRET
-from wking_device.crypto import NONCE_BLOCK, Sealer, open_key_store
+from wking_device.consent import Ledger, Permit, issued_by, ledger_path, permit_key
+from wking_device.crypto import (
+    LEDGER_SECRET,
+    LEGACY_ENVELOPE_VERSION,
+    NONCE_BLOCK,
+    Sealer,
+    open_key_store,
+)
 from wking_device.errors import (
     ConsentError,
+    ForeignPermit,
     LedgerTampered,
     RecordCorrupt,
     StorageError,
@@ -54,6 +64,7 @@ from wking_device.store._schema import (
     migrate,
     record_from_row,
     row_from_record,
+    same_store_id,
 )
 
 if TYPE_CHECKING:
@@ -125,18 +136,47 @@ def key_scope(record: Record) -> str:
     return record.category
 
 
+_TRUSTED_PERMITS: Final = 256
+"""Permits remembered as checked (by identity; permits are immutable)."""
+
+_RECORD_ID_RE: Final = re.compile(r"[0-9A-Za-z_-]{1,64}")
+
+
+def _check_record(record: Record) -> None:
+    """Refuse a record whose plaintext columns could not be stored as given.
+
+    The id is a plaintext column: it must look like an id, never like a MAC. ``created_at`` is
+    a plaintext column bound into the associated data: it must be a finite number.
+    """
+    record_id = record.record_id
+    if (
+        type(record_id) is not str
+        or _RECORD_ID_RE.fullmatch(record_id) is None
+        or MAC_RE.search(record_id) is not None
+    ):
+        raise UsageError(
+            "a record id must be 1 to 64 letters, digits, '-' or '_', and not a MAC address",
+            remedy="leave record_id to its default (models.new_record_id)",
+        )
+    created = record.created_at
+    if type(created) is not float and (type(created) is not int):
+        raise UsageError(f"record {record_id}: created_at must be a number of seconds")
+    if not math.isfinite(created):
+        raise UsageError(f"record {record_id}: created_at must be finite")
+
+
+def _retention_end(
+    created_at: float, now: float, category: str, retention: Mapping[str, float]
+) -> float:
+    """When a record's retention ends: counted from its time, or from now if that is later."""
+    return min(created_at, now) + retention.get(category, DEFAULT_RETENTION)
+
+
 def _needed(records: Sequence[Record]) -> set[str]:
     needed: set[str] = set()
     for record in records:
         needed.update(key_scope(record).split("+"))
     return needed
-
-
-class _Permit(Protocol):
-    """What the store needs of :class:`wking_device.consent.Permit`."""
-
-    def require(self, category: str) -> None:
-        """Raise unless the permit is valid and covers the category."""
 
 
 class _Revocation(Protocol):
@@ -214,17 +254,19 @@ class SweepResult:
     Attributes:
         expired: Records deleted because their retention ended.
         keys_destroyed: Data keys destroyed because no record needs them any more.
+        quarantined: Records set aside because they failed authentication (edited rows).
     """
 
     expired: int
     keys_destroyed: int
+    quarantined: int = 0
 
 
 @dataclass(slots=True)
 class _Append:
     records: Sequence[Record]
     plaintexts: list[bytes]
-    permit: _Permit
+    permit: Permit
     future: asyncio.Future[None]
     loop: asyncio.AbstractEventLoop
 
@@ -322,6 +364,7 @@ class RecordStore:
         lock_fd: int | None,
         max_batch: int = 2048,
         ledger_file: Path | None = None,
+        permit_key: bytes | None = None,
     ) -> None:
         self.keys = keys
         self.readonly = readonly
@@ -334,6 +377,8 @@ class RecordStore:
         self._clock = clock
         self._lock_fd = lock_fd
         self._max_batch = max_batch
+        self._permit_key = permit_key
+        self._trusted: dict[int, Permit] = {}
         self._sealers: dict[int, Sealer] = {}
         self._ledger_file = ledger_file
         self._ledger: Ledger | None = None
@@ -401,7 +446,7 @@ class RecordStore:
 
     # -- public API ----------------------------------------------------------------------------
 
-    async def append(self, records: Sequence[Record], permit: _Permit) -> None:
+    async def append(self, records: Sequence[Record], permit: Permit) -> None:
         """Store records; return only after they are durably committed.
 
         Args:
@@ -413,19 +458,46 @@ class RecordStore:
             ConsentRequired: The permit does not cover a record's category.
             StoreFull: The disk is full, or the cap is reached with nothing evictable; nothing
                 stored before was lost.
-            UsageError: A record's body is not JSON-serialisable.
+            ForeignPermit: The permit was not issued by this installation's consent gate (a
+                look-alike object, or a permit of another installation).
+            UsageError: A record's body is not JSON-serialisable, its category is unknown, its
+                id is not an id (1 to 64 letters, digits, ``-`` or ``_``, not MAC-shaped) or its
+                ``created_at`` is not a finite number.
             StoreClosed: The store was closed.
         """
         self._check_open(write=True)
+        self._check_permit(permit)
         if not records:
             return
-        for category in _needed(records):
+        needed = _needed(records)
+        unknown = needed - CATALOG.keys()
+        if unknown:
+            raise UsageError(
+                f"unknown data categories: {', '.join(sorted(map(str, unknown)))}",
+                remedy=f"use one of {', '.join(CATALOG)}",
+            )
+        for category in needed:
             permit.require(category)
+        for record in records:
+            _check_record(record)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         plaintexts = [encode_body(record) for record in records]
         self._enqueue(_Append(records, plaintexts, permit, future, loop))
         await future
+
+    def _check_permit(self, permit: Permit) -> None:
+        """Refuse anything but a permit sealed by this installation's gate (cached per object)."""
+        if self._trusted.get(id(permit)) is permit:
+            return
+        if self._permit_key is None or not issued_by(permit, self._permit_key):
+            raise ForeignPermit(
+                "the permit was not issued by this installation's consent gate",
+                remedy="ask the ConsentGate of this installation (same home) for a permit",
+            )
+        if len(self._trusted) >= _TRUSTED_PERMITS:
+            self._trusted.clear()
+        self._trusted[id(permit)] = permit
 
     async def claim(self, n: int) -> list[Record]:
         """Claim up to ``n`` pending records (oldest first) for upload, decrypted.
@@ -482,9 +554,20 @@ class RecordStore:
         return result
 
     async def sweep(self, now: float | None = None) -> SweepResult:
-        """Delete records past retention and destroy data keys no record needs any more."""
+        """Delete records past retention and destroy data keys no record needs any more.
+
+        Then authenticate every record left, a chunk per queued step (appends run in between):
+        a row whose bound columns were edited — an ``expires_at`` moved into the future to keep
+        it past its retention — is quarantined and counted, not kept. Quarantined rows are
+        deleted once the longest retention has passed since they were set aside.
+        """
         result: SweepResult = await self._submit(functools.partial(self._sweep_sync, now))
-        return result
+        quarantined = 0
+        after: int | None = 0
+        while after is not None:
+            found, after = await self._submit(functools.partial(self._verify_sync, after))
+            quarantined += found
+        return dataclasses.replace(result, quarantined=quarantined)
 
     async def export(self, categories: Iterable[str] | None = None) -> list[Record]:
         """Decrypt every record (or those of some categories) for the owner, oldest first."""
@@ -739,12 +822,13 @@ class RecordStore:
             scope: self._sealer(scope, count, now) for scope, count in Counter(scopes).items()
         }
         retention = self._retention
+        # retention runs from the record's time, or from now if a caller dated it in the future
         rows = [
             row_from_record(
                 record,
                 plaintext,
                 sealers[scope],
-                record.created_at + retention.get(record.category, DEFAULT_RETENTION),
+                _retention_end(record.created_at, now, record.category, retention),
             )
             for record, plaintext, scope in zip(records, plaintexts, scopes, strict=True)
         ]
@@ -841,14 +925,17 @@ class RecordStore:
         return sealer
 
     def _open_rows(
-        self, rows: list[tuple[int, str, str, int, float, bytes]]
+        self, rows: list[tuple[int, str, str, int, float, float, bytes]]
     ) -> tuple[list[tuple[int, Record]], list[tuple[int, str]], list[int]]:
         """Decrypt rows; return (good, quarantine candidates with reason, shredded seqs)."""
         good: list[tuple[int, Record]] = []
         bad: list[tuple[int, str]] = []
         shredded: list[int] = []
         missing: dict[int, bool] = {}  # key id -> destroyed? (looked up once per call)
-        for seq, record_id, category, key_id, created_at, payload in rows:
+        for seq, record_id, category, key_id, created_at, expires_at, payload in rows:
+            if type(key_id) is not int:  # an edited row (SQLite keeps text in any column)
+                bad.append((seq, "authentication failed"))
+                continue
             sealer = None if key_id in missing else self._sealer_for(key_id)
             if sealer is None:
                 if key_id not in missing:
@@ -860,7 +947,12 @@ class RecordStore:
                 continue
             try:
                 good.append(
-                    (seq, record_from_row(record_id, category, created_at, payload, sealer))
+                    (
+                        seq,
+                        record_from_row(
+                            record_id, category, created_at, payload, sealer, expires_at=expires_at
+                        ),
+                    )
                 )
             except RecordCorrupt:
                 bad.append((seq, "authentication failed"))
@@ -893,7 +985,9 @@ class RecordStore:
                 "UPDATE meta SET value = value + ? WHERE name = 'shredded'", (len(shredded),)
             )
 
-    _SELECT: Final = "SELECT seq, record_id, category, key_id, created_at, payload FROM records"
+    _SELECT: Final = (
+        "SELECT seq, record_id, category, key_id, created_at, expires_at, payload FROM records"
+    )
 
     def _claim_sync(self, n: int) -> list[Record]:
         conn = self._conn
@@ -1056,6 +1150,9 @@ class RecordStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             expired = conn.execute("DELETE FROM records WHERE expires_at <= ?", (now,)).rowcount
+            # quarantined ciphertext is kept for inspection, not for ever
+            longest = max([DEFAULT_RETENTION, *self._retention.values()])
+            conn.execute("DELETE FROM quarantine WHERE quarantined_at <= ?", (now - longest,))
             conn.execute("COMMIT")
         except BaseException:
             self._rollback()
@@ -1076,6 +1173,81 @@ class RecordStore:
         if expired:
             self._bytes = self._measure()
         return SweepResult(expired=int(expired), keys_destroyed=len(destroyed))
+
+    _VERIFY_CHUNK: Final = 2000
+
+    def _verify_sync(self, after: int) -> tuple[int, int | None]:
+        """Authenticate the records after ``seq``; quarantine failures. Returns (bad, next)."""
+        conn = self._conn
+        rows = conn.execute(
+            f"{self._SELECT} WHERE seq > ? ORDER BY seq LIMIT ?", (after, self._VERIFY_CHUNK)
+        ).fetchall()
+        if not rows:
+            return 0, None
+        _, bad, shredded = self._open_rows(rows)
+        if bad or shredded:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._set_aside(bad, shredded)
+                conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+            self._bytes = self._measure()
+        return len(bad), int(rows[-1][0])
+
+    def _reseal_sync(self) -> int:
+        """Re-seal envelope version 1 rows so their times are bound (once, after an upgrade).
+
+        Their times were not authenticated before: the new expiry is capped at the retention
+        the store applies now, counted from no later than now. Rows that do not open are
+        quarantined (or dropped, when their key was shredded) as on any read.
+        """
+        conn = self._conn
+        now = self._clock()
+        resealed = 0
+        after = 0
+        legacy = bytes([LEGACY_ENVELOPE_VERSION])
+        while True:
+            rows = conn.execute(
+                f"{self._SELECT} WHERE seq > ? AND substr(payload, 1, 1) = ? ORDER BY seq LIMIT ?",
+                (after, legacy, _CHUNK),
+            ).fetchall()
+            if not rows:
+                return resealed
+            after = int(rows[-1][0])
+            good, bad, shredded = self._open_rows(rows)
+            by_seq = {int(row[0]): row for row in rows}
+            updates: list[tuple[float, bytes, int]] = []
+            for seq, record in good:
+                row = by_seq[seq]
+                sealer = self._sealer_for(int(row[3]))
+                assert sealer is not None  # it just opened the row
+                if sealer.remaining() < 1:
+                    self._reserve(sealer)
+                created = float(record.created_at) + 0.0
+                end = _retention_end(created, now, record.category, self._retention)
+                expires = min(float(row[5]), end) + 0.0
+                payload = sealer.seal(
+                    record.record_id,
+                    record.category,
+                    encode_body(record),
+                    created_at=created,
+                    expires_at=expires,
+                )
+                updates.append((expires, payload, seq))
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "UPDATE records SET expires_at = ?, payload = ? WHERE seq = ?", updates
+                )
+                self._set_aside(bad, shredded)
+                conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+            resealed += len(updates)
+            self._bytes = self._measure()
 
     def _export_sync(self, categories: list[str] | None) -> list[Record]:
         conn = self._conn
@@ -1206,12 +1378,17 @@ def _connect(db: Path, *, readonly: bool) -> sqlite3.Connection:
             # created private; SQLite gives its -wal and -shm files the same mode
             os.close(os.open(db, os.O_WRONLY | os.O_CREAT, 0o600))
         conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA busy_timeout = 10000")
-    if not readonly:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA journal_size_limit = 16777216")
-    conn.execute("PRAGMA synchronous = FULL")
-    conn.execute("PRAGMA cache_size = -8192")
+    try:
+        conn.execute("PRAGMA busy_timeout = 10000")
+        if not readonly:
+            # the first statement that reads the file: "file is not a database" surfaces here
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA journal_size_limit = 16777216")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA cache_size = -8192")
+    except BaseException:
+        conn.close()  # never leave a connection to the garbage collector (3.13 warns)
+        raise
     return conn
 
 
@@ -1232,11 +1409,13 @@ def _prepare(conn: sqlite3.Connection, keys: KeyStore, *, readonly: bool, check:
     if not readonly:
         migrate(conn, store_id=keys.store_id)
     row = conn.execute("SELECT value FROM meta WHERE name = 'store_id'").fetchone()
-    if row is None or row[0] != keys.store_id:
+    if row is None or not same_store_id(row[0], keys.store_id):
         raise WrongKey("the key store does not belong to this record database")
     if not readonly:
-        # we hold the writer lock: claims left over belong to a writer that crashed
-        conn.execute("UPDATE records SET state = ? WHERE state = ?", (STATE_PENDING, STATE_CLAIMED))
+        # We hold the writer lock: claims left over belong to a writer that crashed. Any other
+        # value is an edit (state is not authenticated): pending again, so an edited state never
+        # hides a record from the uploader or the size cap for longer than until this open.
+        conn.execute("UPDATE records SET state = ? WHERE state IS NOT ?", (STATE_PENDING,) * 2)
 
 
 def _lock(paths: Paths) -> int:
@@ -1328,6 +1507,7 @@ def open_store(
             lock_fd=lock_fd,
             max_batch=max_batch,
             ledger_file=ledger_path(paths),
+            permit_key=None if readonly else permit_key(keys.secret(LEDGER_SECRET)),
         )
     except sqlite3.Error as exc:
         if conn is not None:
@@ -1345,6 +1525,10 @@ def open_store(
             os.close(lock_fd)
         raise
     if finish_withdrawals and not readonly:
+        # withdrawals first: nothing withdrawn waits behind other work
         store._enqueue(_Call(store._finish_withdrawals_sync))
+    if not readonly:
+        # rows sealed before their times were bound: queued before any work a caller asks for
+        store._enqueue(_Call(store._reseal_sync))
     _LOGGER.debug("record store open (key store %s)", keys.level)
     return store
