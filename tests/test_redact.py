@@ -194,6 +194,7 @@ def _texts_with_macs(draw: st.DrawFn) -> str:
                 ":".join(pairs),
                 "-".join(pairs),
                 "_".join(pairs),
+                ".".join(pairs),
                 ".".join([digits[0:4], digits[4:8], digits[8:12]]),
                 f"abcd-{digits}",
             ]
@@ -223,3 +224,32 @@ def test_the_fast_mac_hint_passes_ordinary_records() -> None:
     }
     assert not mac_hint(orjson.dumps(body))
     assert mac_hint(orjson.dumps({**body, "name": "fw-C0574B000001"}))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("SNC0574B000001", "SN[MAC]"),
+        ("id 0xC0574B000001", "id 0x[MAC]"),
+        ("C0574B000001v2", "[MAC]v2"),
+        ("fwC0:57:4B:00:00:01", "fw[MAC]"),
+        ("AC0-57-4B-00-00-01", "A[MAC]"),
+        ("C0.57.4B.00.00.01", "[MAC]"),
+    ],
+)
+def test_a_mac_glued_to_other_text_is_still_redacted(text: str, expected: str) -> None:
+    # speakers and vendors write serial numbers as a prefix glued to the address
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "01a231430fbc7476aed83ac2079f644d",  # a record id: a longer run of hex digits
+        "0000180a-0000-1000-8000-00805f9b34fb",  # a UUID's last group
+        "sha256 " + "ab" * 32,
+        "version 1.2.3.4",
+    ],
+)
+def test_longer_hex_runs_and_versions_are_not_macs(text: str) -> None:
+    assert MAC_RE.search(text) is None

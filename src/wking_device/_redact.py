@@ -36,13 +36,15 @@ KEY_MARK: Final = "[KEY]"
 TOKEN_MARK: Final = "[TOKEN]"  # noqa: S105 - the placeholder, not a secret
 
 _HEX = "[0-9A-Fa-f]"
-# 6 pairs with one consistent separator (":", "-", or "_" as in BlueZ object paths),
-# or 3 dotted quads, or 12 bare hex digits (not the last group of a UUID: "hhhh-" before them);
-# never part of a longer run of letters and digits (a SHA digest, a record id, a word)
+# 6 pairs with one consistent separator (":", "-", "." or "_" as in BlueZ object paths), wherever
+# they stand: glued to other text ("SNC0:57:…", "AC0-57-…") they still name a device; or 3 dotted
+# quads, or 12 bare hex digits (not the last group of a UUID: "hhhh-" before them), never part of
+# a longer run of hex digits (a SHA digest, a record id) but found glued to other letters, as
+# speakers and vendors write serial numbers: "SNC0574B000001", "0xC0574B000001"
 _MAC_SOURCE: Final = (
-    rf"(?<![0-9A-Za-z])(?:{_HEX}{{2}}([:_-])(?:{_HEX}{{2}}\1){{4}}{_HEX}{{2}}"
-    rf"|{_HEX}{{4}}\.{_HEX}{{4}}\.{_HEX}{{4}}"
-    rf"|(?<!{_HEX}{{4}}-){_HEX}{{12}})(?![0-9A-Za-z])"
+    rf"{_HEX}{{2}}([:._-])(?:{_HEX}{{2}}\1){{4}}{_HEX}{{2}}"
+    rf"|(?<![0-9A-Fa-f])(?:{_HEX}{{4}}\.{_HEX}{{4}}\.{_HEX}{{4}}"
+    rf"|(?<!{_HEX}{{4}}-){_HEX}{{12}})(?![0-9A-Fa-f])"
 )
 MAC_RE: Final = re.compile(_MAC_SOURCE)
 """A MAC address in any common notation: the one definition of "MAC-shaped" that the log
@@ -64,8 +66,9 @@ def _shape_table() -> bytes:
 
 _SHAPE: Final = _shape_table()
 _BARE: Final = b"h" * 12
-_FORMS: Final = (b"hh:hh:hh:hh:hh:hh", b"hhhh.hhhh.hhhh", _BARE)
-_WORD: Final = frozenset(b"ha")
+_PAIRS: Final = (b"hh:hh:hh:hh:hh:hh", b"hh.hh.hh.hh.hh.hh")
+_FORMS: Final = (b"hhhh.hhhh.hhhh", _BARE)
+_WORD: Final = frozenset(b"h")  # only more hex digits make a longer run: letters do not
 _RUN: Final = re.compile(rb"h*")
 
 
@@ -92,8 +95,8 @@ def mac_hint(data: bytes) -> bool:
         Whether the exact check (:data:`MAC_RE` on each string) is needed.
     """
     shape = data.translate(_SHAPE)
-    if b"\\" in shape:
-        return True
+    if b"\\" in shape or any(pairs in shape for pairs in _PAIRS):
+        return True  # six separated pairs are a MAC wherever they stand
     size = len(shape)
     for form in _FORMS:
         start = shape.find(form)

@@ -224,11 +224,14 @@ async def test_do_not_track_from_another_process_is_not_undone_by_a_third() -> N
         agent = _agent(gate, store, world, paths=resolve_paths())
         task = asyncio.create_task(agent.run(60.0))
         await _until(lambda: agent.operations.stats.flushed > 0)
-        # another command run with DO_NOT_TRACK=1 records dnt_on: the agent stops collecting
-        assert _wking("consent", "status", env={"DO_NOT_TRACK": "1"}).returncode == 0
+        # another command that writes, run with DO_NOT_TRACK=1, records dnt_on: the agent stops
+        # collecting (commands that only report record nothing)
+        done = _wking("consent", "grant", "--yes", "diagnostics", env={"DO_NOT_TRACK": "1"})
+        assert done.returncode == 0, done.stderr
         await _until(lambda: not agent.operations.active, within=3.0)
-        # any command run without the variable records dnt_off: collection stays stopped
-        assert _wking("consent", "status").returncode == 0
+        # any writing command run without the variable records dnt_off: collection stays stopped
+        done = _wking("consent", "grant", "--yes", "software_info")
+        assert done.returncode == 0, done.stderr
         cycles = agent.summary.cycles
         await _until(lambda: agent.summary.cycles >= cycles + 3)
         assert not agent.operations.active

@@ -45,6 +45,11 @@ SPELLINGS = [
     "C0_57_4B_00_00_01",  # BlueZ object paths
     "c057.4b00.0001",
     "C057.4B00.0001",
+    "C0.57.4B.00.00.01",
+    "SNC0574B000001",  # glued to a serial-number prefix, as vendors write it
+    "0xC0574B000001",
+    "WKC0:57:4B:00:00:01",
+    "AC0-57-4B-00-00-01",  # glued to a hex letter: six separated pairs still name it
 ]
 DIGITS = "c0574b000001"
 # every notation of the two addresses, in raw bytes, whatever the separator or case
@@ -76,7 +81,7 @@ def _outside_mac_fields(record: Record) -> list[str]:
 
 
 def _embed(spelling: str, n: int) -> str:
-    return ["{}", "fw-{}", "({})", "id={};", "{} rev B"][n % 5].format(spelling)
+    return ["{}", "fw-{}", "({})", "id={};", "{} rev B", "{}v2"][n % 6].format(spelling)
 
 
 def _events() -> list[OperationEvent]:
@@ -201,6 +206,13 @@ async def test_every_spelling_in_every_string_of_a_caller_record_is_scrubbed(
     store, permit, spelling: str
 ) -> None:
     text = f"before {spelling} after"
+    # a prefix glued to the address stays; the address goes
+    marked = {
+        "SNC0574B000001": "SN[MAC]",
+        "0xC0574B000001": "0x[MAC]",
+        "WKC0:57:4B:00:00:01": "WK[MAC]",
+        "AC0-57-4B-00-00-01": "A[MAC]",
+    }.get(spelling, "[MAC]")
     record = Record(
         category="diagnostics",
         consent_id=permit.consent_ids["diagnostics"],
@@ -216,10 +228,10 @@ async def test_every_spelling_in_every_string_of_a_caller_record_is_scrubbed(
     await store.append([record], permit)
     (kept,) = await store.export()
     assert kept.body["speaker_mac"] == spelling  # sealed under the mac_addresses key
-    assert kept.body["message"] == "before [MAC] after"
-    assert kept.body["before [MAC] after"] == [
-        "before [MAC] after",
-        {"deep": ["before [MAC] after", 1, None, 2.5]},
+    assert kept.body["message"] == f"before {marked} after"
+    assert kept.body[f"before {marked} after"] == [
+        f"before {marked} after",
+        {"deep": [f"before {marked} after", 1, None, 2.5]},
     ]
     assert kept.body["ok"] == record.body["ok"]  # UUIDs and digests are not MAC-shaped
-    assert kept.body["escaped"] == "\x1b[MAC]\b"
+    assert kept.body["escaped"] == f"\x1b{marked}\b"

@@ -234,6 +234,9 @@ class Agent:
         )
         self._dnt_latched = False
         self._dnt_applied = gate.do_not_track
+        # ledger entries this run has looked at: the gate also re-reads the ledger by itself
+        # (on permit checks), so "new since the last poll" is kept here, not asked of the gate
+        self._history_seen = len(gate.history())
         if adapter_mac is None:
             adapter_mac = host_adapter_mac(adapter=settings.ble.adapter) or ""
         self.operations = OperationLogCollector(gate, store, adapter_mac=adapter_mac)
@@ -447,13 +450,12 @@ class Agent:
         """Re-read the ledger (when it changed) and the Do Not Track sources; stop on tampering."""
         if self._failure is not None:
             return
-        known = len(self._gate.history())
         self._gate.refresh()
         if self._check_tampered():
             return
-        if not self._dnt_latched and any(
-            entry.event == "dnt_on" for entry in self._gate.history()[known:]
-        ):
+        history = self._gate.history()
+        fresh, self._history_seen = history[self._history_seen :], len(history)
+        if not self._dnt_latched and any(entry.event == "dnt_on" for entry in fresh):
             self._dnt_latched = True
             _LOGGER.warning(
                 "Do Not Track was turned on by another process: collecting nothing until the "
@@ -472,6 +474,7 @@ class Agent:
             "collecting nothing" if wanted else "collecting what is granted again",
         )
         self._gate.set_do_not_track(wanted)
+        self._history_seen = len(self._gate.history())  # our own dnt_on/dnt_off: not a latch
         self._check_tampered()
 
     def _check_tampered(self) -> bool:
