@@ -24,6 +24,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATE_CLAIMED",
     "STATE_PENDING",
+    "STATE_REJECTED",
     "encode_body",
     "migrate",
     "record_from_row",
@@ -33,6 +34,9 @@ __all__ = [
 SCHEMA_VERSION: Final = 1
 STATE_PENDING: Final = 0
 STATE_CLAIMED: Final = 1
+STATE_REJECTED: Final = 2
+"""The collector declared the record rejected (OTLP ``partial_success``): kept for inspection,
+never claimed again, deleted by retention or erasure like any other row."""
 
 # Each entry upgrades the schema from version (index) to (index + 1); never edit a shipped entry.
 _MIGRATIONS: Final[tuple[str, ...]] = (

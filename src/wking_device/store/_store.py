@@ -47,6 +47,7 @@ from wking_device.policy import CATALOG
 from wking_device.store._schema import (
     STATE_CLAIMED,
     STATE_PENDING,
+    STATE_REJECTED,
     encode_body,
     migrate,
     record_from_row,
@@ -153,6 +154,7 @@ class StoreStats:
         total: Records kept.
         pending: Records waiting for upload.
         claimed: Records claimed by an uploader and not yet acknowledged.
+        rejected: Records the collector rejected (kept for inspection, not sent again).
         by_category: Records kept per category.
         quarantined: Records that failed authentication (kept aside, never decrypted).
         evicted: Records dropped by the size cap (the loss counter).
@@ -172,6 +174,7 @@ class StoreStats:
     key_store: str | None
     bytes: int
     max_bytes: int
+    rejected: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """Return the JSON shape of ``wking data status --json``."""
@@ -180,6 +183,7 @@ class StoreStats:
                 "total": self.total,
                 "pending": self.pending,
                 "claimed": self.claimed,
+                "rejected": self.rejected,
                 "by_category": dict(sorted(self.by_category.items())),
             },
             "quarantined": self.quarantined,
@@ -405,16 +409,35 @@ class RecordStore:
         self._enqueue(_Append(records, plaintexts, permit, future, loop))
         await future
 
-    async def claim(self, n: int) -> list[Record]:
+    async def claim(self, n: int, *, scopes: Iterable[str] | None = None) -> list[Record]:
         """Claim up to ``n`` pending records (oldest first) for upload, decrypted.
 
         A claimed record is not claimed again until released, and becomes pending again when the
         store is reopened (a crash between claim and ack never loses it). Records that fail
         authentication are quarantined instead of returned.
+
+        Args:
+            n: The most records to claim.
+            scopes: Claim only records of these key scopes (:func:`key_scope`: the category,
+                or ``"<category>+mac_addresses"`` for a record holding MAC addresses). The
+                uploader passes what it may send now; the other records stay pending.
         """
         if n <= 0:
             return []
-        result: list[Record] = await self._submit(functools.partial(self._claim_sync, n))
+        allowed = None if scopes is None else frozenset(scopes)
+        result: list[Record] = await self._submit(functools.partial(self._claim_sync, n, allowed))
+        return result
+
+    async def reject(self, record_ids: Iterable[str]) -> int:
+        """Set claimed records aside as rejected by the collector; returns how many.
+
+        They are kept (encrypted) for inspection and export, counted in :meth:`stats`, never
+        claimed again, and deleted by retention, withdrawal or erasure like any other record.
+        """
+        ids = list(record_ids)
+        if not ids:
+            return 0
+        result: int = await self._submit(functools.partial(self._reject_sync, ids))
         return result
 
     async def ack(self, record_ids: Iterable[str]) -> int:
@@ -825,14 +848,25 @@ class RecordStore:
 
     _SELECT: Final = "SELECT seq, record_id, category, key_id, created_at, payload FROM records"
 
-    def _claim_sync(self, n: int) -> list[Record]:
+    def _claim_sync(self, n: int, allowed: frozenset[str] | None = None) -> list[Record]:
         conn = self._conn
+        where = "state = ? AND expires_at > ?"
+        params: list[Any] = [STATE_PENDING, self._clock()]
+        if allowed is not None:
+            # a row's key id names its key scope: filter on the ids of the allowed scopes
+            key_ids = sorted(
+                key_id for key_id, scope in self.keys.data_key_ids().items() if scope in allowed
+            )
+            if not key_ids:
+                return []
+            where += f" AND key_id IN ({','.join('?' * len(key_ids))})"
+            params.extend(key_ids)
         conn.execute("BEGIN IMMEDIATE")
         try:
             # a record past its retention is never handed out, swept or not (DESIGN §4)
             rows = conn.execute(
-                f"{self._SELECT} WHERE state = ? AND expires_at > ? ORDER BY seq LIMIT ?",
-                (STATE_PENDING, self._clock(), n),
+                f"{self._SELECT} WHERE {where} ORDER BY seq LIMIT ?",
+                (*params, n),
             ).fetchall()
             good, bad, shredded = self._open_rows(rows)
             conn.executemany(
@@ -889,6 +923,24 @@ class RecordStore:
             self._rollback()
             raise
         return released
+
+    def _reject_sync(self, ids: list[str]) -> int:
+        conn = self._conn
+        rejected = 0
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rejected += conn.execute(
+                    f"UPDATE records SET state = ? WHERE state = ? AND record_id IN ({marks})",  # noqa: S608
+                    (STATE_REJECTED, STATE_CLAIMED, *chunk),
+                ).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        return rejected
 
     def _purge_sync(self, category: str) -> int:
         # Shred first: once the keys are gone the rows are unreadable even if we crash before
@@ -991,6 +1043,7 @@ class RecordStore:
             total=sum(states.values()),
             pending=int(states.get(STATE_PENDING, 0)),
             claimed=int(states.get(STATE_CLAIMED, 0)),
+            rejected=int(states.get(STATE_REJECTED, 0)),
             by_category={str(k): int(v) for k, v in by_category.items()},
             quarantined=int(meta.get("quarantined", 0)),
             evicted=int(meta.get("evicted", 0)),
