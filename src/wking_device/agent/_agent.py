@@ -2,8 +2,9 @@
 
 This module owns the supervisor loop that ties the layers together for one run: a scan each
 cycle, sessions with the speakers it may look after, the collectors (each gated by its own
-permit), the store's subscription to withdrawals, retention sweeps, and a summary. It does no
-Bluetooth, consent, encryption or storage work itself; uploading arrives with the uploader.
+permit), the store's subscription to withdrawals, retention sweeps, the uploader's task, and a
+summary. It does no Bluetooth, consent, encryption, storage or upload work itself: given an
+uploader, it runs it as one more task that drains the store every ``upload_interval`` seconds.
 
 Which speakers it connects to: the bound ones (``wking devices bind``), looked up at every
 cycle so an unbind takes effect at once. With no bindings it connects to nobody on a real
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from wking_device.config import Settings
     from wking_device.consent import ConsentGate
     from wking_device.store import RecordStore
+    from wking_device.upload import Uploader
 
 __all__ = ["Agent", "AgentSummary"]
 
@@ -62,6 +64,7 @@ class AgentSummary:
         skipped: Inputs the collectors ignored for want of consent.
         errors: One line per cycle-level error.
         duration_s: Wall time of the run.
+        upload: The uploader's counters (and its last error), or ``None`` without one.
     """
 
     cycles: int = 0
@@ -72,6 +75,7 @@ class AgentSummary:
     skipped: int = 0
     errors: list[str] = field(default_factory=list)
     duration_s: float = 0.0
+    upload: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON shape of ``wking agent run --json``."""
@@ -84,6 +88,7 @@ class AgentSummary:
             "skipped": self.skipped,
             "errors": list(self.errors),
             "duration_s": round(self.duration_s, 3),
+            "upload": self.upload,
         }
 
 
@@ -107,6 +112,8 @@ class Agent:
             ``wking consent withdraw`` elsewhere stops collection within this time.
         sweep_every: Seconds between retention sweeps (one also runs at the start), so a
             long-running agent keeps nothing past its category's retention period.
+        uploader: Drains the store to the collector (``None``: nothing is uploaded).
+        upload_interval: Seconds between the uploader's drains.
     """
 
     def __init__(
@@ -124,6 +131,8 @@ class Agent:
         adapter_mac: str | None = None,
         consent_poll: float = 0.5,
         sweep_every: float = 3600.0,
+        uploader: Uploader | None = None,
+        upload_interval: float = 30.0,
     ) -> None:
         from wking_device.ble import get_event_bus  # noqa: PLC0415 - cheap, keeps the default lazy
 
@@ -139,6 +148,8 @@ class Agent:
         self._consent_poll = consent_poll
         self._sweep_every = sweep_every
         self._seen: set[str] = set()
+        self._uploader = uploader
+        self._upload_interval = upload_interval
         if adapter_mac is None:
             adapter_mac = host_adapter_mac(adapter=settings.ble.adapter) or ""
         self.operations = OperationLogCollector(gate, store, adapter_mac=adapter_mac)
@@ -181,9 +192,16 @@ class Agent:
         if self._gate.tampered is not None:
             _LOGGER.error("collecting nothing: %s", self._gate.tampered)
         watcher = asyncio.create_task(self._watch_consent(), name="wking-consent-watch")
+        uploading = None
+        if self._uploader is not None:
+            uploading = asyncio.create_task(
+                self._uploader.run(self._upload_interval), name="wking-upload"
+            )
         try:
             await self._loop(None if duration is None else started + duration)
         finally:
+            if uploading is not None:
+                await self._stop_uploading(uploading)
             await self._shut_down(watcher, detach)
             self.summary.duration_s = loop.time() - started
         return self.summary
@@ -210,6 +228,17 @@ class Agent:
                 pause = min(pause, deadline - loop.time())
             if pause > 0:
                 await asyncio.sleep(pause)
+
+    async def _stop_uploading(self, task: asyncio.Task[None]) -> None:
+        """Stop the uploader (what it holds claimed becomes pending again) and keep its counts."""
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert self._uploader is not None
+        self.summary.upload = {
+            **self._uploader.counters.as_dict(),
+            "last_error": self._uploader.last_error,
+        }
 
     async def _shut_down(
         self, watcher: asyncio.Task[None], detach: list[Callable[[], None]]

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from wking_device.cli._app import AppContext, pass_app
 from wking_device.cli._ble import bluetooth, open_bindings
+from wking_device.cli._upload import resolve_target, upload_options
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
@@ -44,10 +45,15 @@ def agent() -> None:
     show_default=True,
     help="Seconds between scan-and-read cycles.",
 )
+@upload_options
 @pass_app
-def run(app: AppContext, duration: float | None, interval: float) -> None:
-    """Scan, read the bound (or, simulated, all) speakers and collect what consent allows."""
-    summary = app.run(_run(app, duration, interval))
+def run(app: AppContext, /, duration: float | None, interval: float, **upload: Any) -> None:
+    """Scan, read the bound (or, simulated, all) speakers and collect what consent allows.
+
+    With a collector configured (upload.endpoint) or given (--endpoint), it also uploads every
+    upload.interval seconds.
+    """
+    summary = app.run(_run(app, duration, interval, upload))
 
     def render(console: Console) -> None:
         table = Table(title="Agent run", show_header=False)
@@ -58,13 +64,17 @@ def run(app: AppContext, duration: float | None, interval: float) -> None:
         console.print(table)
         if summary["stopped_by"]:
             console.print(f"stopped by {summary['stopped_by']}")
+        if summary["upload"] is not None:
+            console.print(f"uploaded {summary['upload']['sent']} records")
         for line in summary["errors"]:
             console.print(f"[yellow]{line}[/yellow]")
 
     app.out(summary, render)
 
 
-async def _run(app: AppContext, duration: float | None, interval: float) -> dict[str, Any]:
+async def _run(
+    app: AppContext, duration: float | None, interval: float, upload: dict[str, Any]
+) -> dict[str, Any]:
     from wking_device.agent import Agent  # noqa: PLC0415
     from wking_device.collect import open_installation_gate  # noqa: PLC0415
     from wking_device.store import open_store  # noqa: PLC0415
@@ -74,7 +84,15 @@ async def _run(app: AppContext, duration: float | None, interval: float) -> dict
     if gate.tampered is not None:
         raise gate.tampered  # the ledger was altered: every category is denied (exit 7)
     bound = open_bindings(app).addresses  # re-read at every cycle: an unbind counts at once
+    target = resolve_target(app, upload)  # checked before anything starts (http:// exits 5)
     async with bluetooth(app) as backend, open_store(paths, settings) as store:
+        uploader = None
+        if target is not None:
+            from wking_device.upload import open_uploader  # noqa: PLC0415 - aiohttp is slow
+
+            uploader = open_uploader(
+                target, store=store, gate=gate, data_dir=paths.data_dir, max_attempts=8
+            )
         agent_ = Agent(
             gate=gate,
             store=store,
@@ -85,8 +103,14 @@ async def _run(app: AppContext, duration: float | None, interval: float) -> dict
             interval=interval,
             scan_seconds=min(1.5, interval) if app.simulate else None,
             adapter_mac="" if app.simulate else None,
+            uploader=uploader,
+            upload_interval=target.interval if target is not None else 30.0,
         )
-        stopped_by = await _run_until_signal(agent_.run(duration))
+        try:
+            stopped_by = await _run_until_signal(agent_.run(duration))
+        finally:
+            if uploader is not None:
+                await uploader.aclose()
         result = agent_.summary.as_dict()
     result["stopped_by"] = stopped_by
     return result

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from wking_device.bindings import Binding, Bindings
 from wking_device.cli._app import AppContext, pass_app
@@ -374,7 +375,7 @@ def _config_state(app: AppContext) -> str:
 @click.command()
 @pass_app
 def doctor(app: AppContext) -> None:
-    """Check this machine: Python, bleak, bumble, adapter, config, paths and key store.
+    """Check this machine: Python, bleak, bumble, adapter, config, paths, key store, collector.
 
     Every check is reported; when one fails, the command exits with that error's code.
     """
@@ -401,10 +402,20 @@ def doctor(app: AppContext) -> None:
         "data_dir": str(paths.data_dir),
         "key_store": _check(problems, lambda: _key_store_level(app)),
     }
+    # the collector, when one is configured (a malformed config is reported above)
+    from wking_device.cli._upload import check_endpoint  # noqa: PLC0415
+
+    report["upload"] = (
+        None if str(config).startswith("error") else _check(problems, lambda: check_endpoint(app))
+    )
 
     def render(console: Console) -> None:
         table = Table(show_header=False)
         for key, value in report.items():
+            if isinstance(value, dict):  # the collector's certificate: untrusted text
+                shown = ", ".join(f"{k}={v}" for k, v in value.items())
+                table.add_row(key, Text("".join(c if c.isprintable() else "?" for c in shown)))
+                continue
             table.add_row(key, ", ".join(value) if isinstance(value, list) else str(value))
         console.print(table)
         if not adapters and not simulate:
