@@ -869,10 +869,13 @@ class RecordStore:
                 (*params, n),
             ).fetchall()
             good, bad, shredded = self._open_rows(rows)
-            conn.executemany(
-                "UPDATE records SET state = ? WHERE seq = ?",
-                [(STATE_CLAIMED, seq) for seq, _ in good],
-            )
+            seqs = [seq for seq, _ in good]
+            for start in range(0, len(seqs), _CHUNK):
+                chunk = seqs[start : start + _CHUNK]
+                conn.execute(
+                    f"UPDATE records SET state = ? WHERE seq IN ({','.join('?' * len(chunk))})",  # noqa: S608
+                    (STATE_CLAIMED, *chunk),
+                )
             self._set_aside(bad, shredded)
             conn.execute("COMMIT")
         except BaseException:
@@ -891,14 +894,13 @@ class RecordStore:
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start : start + _CHUNK]
                 marks = ",".join("?" * len(chunk))
-                count, size = conn.execute(
-                    "SELECT COUNT(*), COALESCE(SUM(length(payload)), 0) FROM records "  # noqa: S608
-                    f"WHERE record_id IN ({marks})",
+                # one statement deletes and reports what it freed
+                sizes = conn.execute(
+                    f"DELETE FROM records WHERE record_id IN ({marks}) RETURNING length(payload)",  # noqa: S608
                     chunk,
-                ).fetchone()
-                conn.execute(f"DELETE FROM records WHERE record_id IN ({marks})", chunk)  # noqa: S608
-                deleted += count
-                freed += size + count * _ROW_OVERHEAD
+                ).fetchall()
+                deleted += len(sizes)
+                freed += sum(size for (size,) in sizes) + len(sizes) * _ROW_OVERHEAD
             conn.execute("COMMIT")
         except BaseException:
             self._rollback()

@@ -61,7 +61,7 @@ from wking_device.policy import CATALOG
 from wking_device.store import key_scope
 from wking_device.upload._backoff import BackoffPolicy
 from wking_device.upload._http import Delivered, Permanent, Retryable, TooLarge
-from wking_device.upload._otlp import LogsFramer, encode_log_record, gzip_body
+from wking_device.upload._otlp import LogRecordEncoder, LogsFramer, gzip_body
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -229,6 +229,7 @@ class Uploader:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._progress = progress
         self._framers: dict[bool, LogsFramer] = {}
+        self._encoder = LogRecordEncoder()
         self._plan: _Plan | None = None
         self.counters = UploadCounters()
         self.last_error: str | None = None
@@ -321,7 +322,7 @@ class Uploader:
 
     def _encode(self, record: Record, *, restricted: bool, observed: int) -> bytes:
         body = self._deidentify(record.body) if restricted else record.body
-        return encode_log_record(
+        return self._encoder.encode(
             record_id=record.record_id,
             category=record.category,
             consent_id=record.consent_id,
