@@ -3,8 +3,8 @@
 Subject: ``N`` records (default 100,000, ~200-byte bodies) appended to a real encrypted store
 under a real consent permit, then one :meth:`Uploader.drain` through the public API
 (``open_uploader``): claim + decrypt, consent check, encode, frame, gzip, POST over TLS 1.3
-(keep-alive, 2 batches in flight), acknowledge + delete. The rate is end to end, from the first
-claim to the last delete; the receiver's database is counted afterwards (delivered, lost).
+(keep-alive, 2 batches of 2,000 in flight), acknowledge + delete. The rate is end to end, from
+the first claim to the last delete; the receiver's database is counted afterwards.
 
 Baseline, in the same run: the OpenTelemetry Python SDK (``LoggerProvider`` +
 ``BatchLogRecordProcessor`` + ``OTLPLogExporter`` over HTTP, default settings) emitting a burst of
@@ -14,7 +14,7 @@ otherwise replace the exporter's ``certificate_file`` with them: notes/performan
 
 The receiver runs in its own process (its own GIL), started with the same ``Receiver`` class as
 ``wking receiver run``. ``--records 1000000`` also prints the uploader's RSS every 10 % of the
-drain: memory must stay flat (at most ``concurrency × batch_size`` records are held).
+drain: memory must stay flat (at most ``concurrency * batch_size`` records are held).
 
     .venv/bin/python benchmarks/upload.py                      # 100,000 + the SDK's 20,000
     .venv/bin/python benchmarks/upload.py --records 1000000 --sdk 0
@@ -33,6 +33,16 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+from wking_device.collect._install import open_installation_gate
+from wking_device.config import load_settings, resolve_paths
+from wking_device.models import Record
+from wking_device.store import open_store
+from wking_device.upload import TLSOptions, UploadTarget, open_uploader, parse_endpoint
 
 RECEIVER = r"""
 import asyncio, signal, sys
@@ -62,7 +72,7 @@ else:
 
 
 def rss_mib() -> float:
-    with open("/proc/self/status", encoding="ascii") as status:
+    with Path("/proc/self/status").open(encoding="ascii") as status:
         for line in status:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
@@ -72,7 +82,7 @@ def rss_mib() -> float:
 class ReceiverProcess:
     def __init__(self, directory: Path, *, profile: bool) -> None:
         args = [sys.executable, "-c", RECEIVER, str(directory)] + (["profile"] if profile else [])
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)  # noqa: S603
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         endpoint, ca_file = self.proc.stdout.readline().split()
         self.endpoint, self.ca_file, self.db = endpoint, Path(ca_file), directory / "receiver.db"
@@ -101,11 +111,6 @@ class ReceiverProcess:
 
 
 async def fill(home: Path, n: int) -> Any:
-    from wking_device.collect._install import open_installation_gate
-    from wking_device.config import load_settings, resolve_paths
-    from wking_device.models import Record
-    from wking_device.store import open_store
-
     paths = resolve_paths(home)
     settings = load_settings(paths)
     gate = open_installation_gate(paths, settings)
@@ -138,10 +143,8 @@ async def fill(home: Path, n: int) -> Any:
 
 
 async def drain(
-    home: Path, rx: ReceiverProcess, n: int, *, concurrency: int, batch: int = 1000
+    home: Path, rx: ReceiverProcess, n: int, *, concurrency: int, batch: int = 2000
 ) -> float:
-    from wking_device.upload import TLSOptions, UploadTarget, open_uploader, parse_endpoint
-
     paths, gate, store = await fill(home, n)
     samples: list[str] = []
     step = max(n // 10, 1)
@@ -191,10 +194,6 @@ async def drain(
 def sdk_burst(rx: ReceiverProcess, n: int) -> float:
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         os.environ.pop(name, None)
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-    from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-
     before = rx.count("gen-")
     provider = LoggerProvider()
     exporter = OTLPLogExporter(endpoint=rx.endpoint, certificate_file=str(rx.ca_file))
@@ -222,7 +221,7 @@ async def main() -> None:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--sdk", type=int, default=20_000, help="SDK burst size (0: skip)")
     parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=1000, help="records per request")
+    parser.add_argument("--batch", type=int, default=2000, help="records per request")
     parser.add_argument("--profile-receiver", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="wking-upload-bench-") as tmp:

@@ -170,7 +170,7 @@ class UploadSettings(_Section):
     collector_region: str | None = Field(default=None, min_length=1, max_length=32)
     """The collector's region; when it differs from ``region`` and ``cross_border_transfer``
     is not granted, records are de-identified (or kept) before they leave."""
-    batch_size: int = Field(default=1000, ge=1, le=10_000)
+    batch_size: int = Field(default=2000, ge=1, le=10_000)
     """Records per request."""
     concurrency: int = Field(default=2, ge=1, le=8)
     """Requests in flight."""

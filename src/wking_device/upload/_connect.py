@@ -57,7 +57,7 @@ class UploadTarget:
     tls: TLSOptions
     token_file: Path | None = None
     collector_region: str | None = None
-    batch_size: int = 1000
+    batch_size: int = 2000
     concurrency: int = 2
     interval: float = 30.0
 

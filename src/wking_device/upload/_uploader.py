@@ -203,7 +203,7 @@ class Uploader:
         installation_id: str,
         collector_region: str | None = None,
         pseudonymizer: MacPseudonymizer | None = None,
-        batch_size: int = 1000,
+        batch_size: int = 2000,
         concurrency: int = 2,
         backoff: BackoffPolicy | None = None,
         max_attempts: int | None = 8,
