@@ -184,3 +184,37 @@ def test_adapter_setting_is_validated(home: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings()
     assert info.value.key == "ble.adapter"
+
+
+@pytest.mark.parametrize(
+    ("upload", "expected"),
+    [
+        ('endpoint = "http://collector.example/v1/logs"', "https"),
+        ('endpoint = "collector.example"', "https"),
+        ('client_key = "/k.pem"', "client_key is set without client_cert"),
+        ('spki_pins = ["not-a-pin"]', "SHA-256 SPKI pin"),
+        ("batch_size = 0", "greater than or equal to 1"),
+        ("concurrency = 9", "less than or equal to 8"),
+        ('token = "secret"', "Extra inputs"),  # a token is read from token_file only
+    ],
+)
+def test_upload_settings_are_validated(home: Path, upload: str, expected: str) -> None:
+    paths = resolve_paths(home)
+    paths.ensure()
+    paths.config_file.write_text(f"[upload]\n{upload}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=expected) as info:
+        load_settings(paths)
+    assert info.value.exit_code == 2
+    assert "config.toml" in str(info.value)
+
+
+def test_upload_settings_accept_every_pin_form(home: Path) -> None:
+    paths = resolve_paths(home)
+    paths.ensure()
+    pins = ["sha256//" + "A" * 43 + "=", "B" * 43 + "=", "ab" * 32, ":".join(["cd"] * 32)]
+    listed = ", ".join(f'"{pin}"' for pin in pins)
+    text = f'[upload]\nendpoint = "https://c.example"\ntoken_file = "/t"\nspki_pins = [{listed}]\n'
+    paths.config_file.write_text(text, encoding="utf-8")
+    upload = load_settings(paths).upload
+    assert upload.spki_pins == tuple(pins)
+    assert upload.endpoint == "https://c.example"

@@ -28,7 +28,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import platformdirs
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -170,16 +178,64 @@ class StorageSettings(_Section):
 
 
 class UploadSettings(_Section):
-    """The OTLP/HTTP uploader."""
+    """The OTLP/HTTP uploader (docs/upload.md). Nothing is uploaded without an ``endpoint``."""
 
     endpoint: str | None = None
+    """The collector's OTLP/HTTP logs URL; ``https://`` only (``/v1/logs`` added to a bare
+    origin)."""
     ca_bundle: Path | None = None
+    """A PEM bundle of the CAs to trust instead of the system's (a private collector)."""
     spki_pins: tuple[str, ...] = ()
+    """SHA-256 pins of the collector's public key (``sha256//BASE64``, base64 or hex)."""
     client_cert: Path | None = None
+    """A PEM client certificate for mutual TLS (may hold the key)."""
     client_key: Path | None = None
-    collector_region: str | None = None
-    batch_size: int = Field(default=1000, ge=1, le=10_000)
+    """Its private key, when in a separate file."""
+    token_file: Path | None = None
+    """A file (mode 0600) holding a bearer token; never the token itself."""
+    collector_region: str | None = Field(default=None, min_length=1, max_length=32)
+    """The collector's region; when it differs from ``region`` and ``cross_border_transfer``
+    is not granted, records are de-identified (or kept) before they leave."""
+    batch_size: int = Field(default=2000, ge=1, le=10_000)
+    """Records per request."""
+    concurrency: int = Field(default=2, ge=1, le=8)
+    """Requests in flight."""
     interval: _Seconds = 30.0
+    """Seconds between uploads of ``wking agent run``."""
+
+    @field_validator("endpoint")
+    @classmethod
+    def _https_only(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not value.lower().startswith("https://") or len(value) <= len("https://"):
+            raise ValueError(
+                "the endpoint must be an https:// URL (records are only sent over TLS)"
+            )
+        return value
+
+    @field_validator("spki_pins")
+    @classmethod
+    def _pins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pin in value:
+            text = pin.strip()
+            text = text[len("sha256//") :] if text.lower().startswith("sha256//") else text
+            if not (_HEX_PIN.fullmatch(text.replace(":", "")) or _B64_PIN.fullmatch(text)):
+                raise ValueError(
+                    f"{pin!r} is not a SHA-256 SPKI pin (sha256//BASE64, base64 or 64 hex digits)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _key_needs_cert(self) -> UploadSettings:
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("client_key is set without client_cert")
+        return self
+
+
+_HEX_PIN = re.compile(r"[0-9A-Fa-f]{64}")
+_B64_PIN = re.compile(r"[A-Za-z0-9+/]{43}=")
 
 
 class Settings(BaseSettings):

@@ -260,6 +260,27 @@ async def test_an_edited_state_never_hides_a_record(paths, settings, gate, permi
         reopened.close()
 
 
+async def test_a_rejected_record_stays_rejected_when_the_store_reopens(
+    paths, settings, gate, permit
+) -> None:
+    # the collector refused it (OTLP partial success): a restart must not send it again
+    store = open_store(paths, settings)
+    rejected, claimed = _record(permit), _record(permit)
+    try:
+        await store.append([rejected, claimed], permit)
+        assert len(await store.claim(10)) == 2
+        assert await store.reject([rejected.record_id]) == 1
+    finally:
+        store.close()  # a crash with the other record still claimed
+    reopened = open_store(paths, settings)
+    try:
+        assert await reopened.claim(10) == [claimed]
+        stats = await reopened.stats()
+        assert (stats.rejected, stats.claimed) == (1, 1)
+    finally:
+        reopened.close()
+
+
 async def test_schema_1_rows_are_resealed_with_their_times_bound(tmp_path: Path) -> None:
     paths = _v1_home(tmp_path)
     settings = load_settings(paths)

@@ -2,8 +2,9 @@
 
 This module owns the supervisor loop that ties the layers together for one run: a scan each
 cycle, sessions with the speakers it may look after, the collectors (each gated by its own
-permit), the store's subscription to withdrawals, retention sweeps, and a summary. It does no
-Bluetooth, consent, encryption or storage work itself; uploading arrives with the uploader.
+permit), the store's subscription to withdrawals, retention sweeps, the uploader's task, and a
+summary. It does no Bluetooth, consent, encryption, storage or upload work itself: given an
+uploader, it runs it as one more task that drains the store every ``upload_interval`` seconds.
 
 Which speakers it connects to: the bound ones (``wking devices bind``), looked up at every
 cycle so an unbind takes effect at once. With no bindings it connects to nobody on a real
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
     from wking_device.config import Paths, Settings
     from wking_device.consent import ConsentGate
     from wking_device.store import RecordStore
+    from wking_device.upload import Uploader
 
 __all__ = ["Agent", "AgentSummary"]
 
@@ -130,6 +132,7 @@ class AgentSummary:
         skipped: Inputs the collectors ignored for want of consent.
         errors: One line per cycle-level error.
         duration_s: Wall time of the run.
+        upload: The uploader's counters (and its last error), or ``None`` without one.
     """
 
     cycles: int = 0
@@ -140,6 +143,7 @@ class AgentSummary:
     skipped: int = 0
     errors: list[str] = field(default_factory=list)
     duration_s: float = 0.0
+    upload: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON shape of ``wking agent run --json``."""
@@ -152,6 +156,7 @@ class AgentSummary:
             "skipped": self.skipped,
             "errors": list(self.errors),
             "duration_s": round(self.duration_s, 3),
+            "upload": self.upload,
         }
 
 
@@ -180,6 +185,8 @@ class Agent:
             taking it out again resumes it.
         stop_grace: Seconds a step cut short by :meth:`stop` or the end of the duration gets to
             unwind before the loop leaves it behind.
+        uploader: Drains the store to the collector (``None``: nothing is uploaded).
+        upload_interval: Seconds between the uploader's drains.
 
     Do Not Track while running: it is on when this process's environment, ``config.toml`` (with
     ``paths``) or another process says so (a ``dnt_on`` recorded in the ledger). Once another
@@ -204,6 +211,8 @@ class Agent:
         sweep_every: float = 3600.0,
         paths: Paths | None = None,
         stop_grace: float = 2.0,
+        uploader: Uploader | None = None,
+        upload_interval: float = 30.0,
     ) -> None:
         from wking_device.ble import get_event_bus  # noqa: PLC0415 - cheap, keeps the default lazy
 
@@ -237,6 +246,8 @@ class Agent:
         # ledger entries this run has looked at: the gate also re-reads the ledger by itself
         # (on permit checks), so "new since the last poll" is kept here, not asked of the gate
         self._history_seen = len(gate.history())
+        self._uploader = uploader
+        self._upload_interval = upload_interval
         if adapter_mac is None:
             adapter_mac = host_adapter_mac(adapter=settings.ble.adapter) or ""
         self.operations = OperationLogCollector(gate, store, adapter_mac=adapter_mac)
@@ -297,12 +308,19 @@ class Agent:
             self.diagnostics.attach(self._events),
         ]
         watcher = asyncio.create_task(self._watch_consent(), name="wking-consent-watch")
+        uploading = None
+        if self._uploader is not None:
+            uploading = asyncio.create_task(
+                self._uploader.run(self._upload_interval), name="wking-upload"
+            )
         try:
             self._check_tampered()
             if self._failure is None:
                 self._apply_do_not_track()
                 await self._loop()
         finally:
+            if uploading is not None:
+                await self._stop_uploading(uploading)
             await self._shut_down(watcher, detach)
             self.summary.duration_s = loop.time() - started
         if self._failure is not None:
@@ -391,6 +409,17 @@ class Agent:
                     await self._step(asyncio.sleep(pause))
                 except _Interrupted:
                     break
+
+    async def _stop_uploading(self, task: asyncio.Task[None]) -> None:
+        """Stop the uploader (what it holds claimed becomes pending again) and keep its counts."""
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert self._uploader is not None
+        self.summary.upload = {
+            **self._uploader.counters.as_dict(),
+            "last_error": self._uploader.last_error,
+        }
 
     async def _shut_down(
         self, watcher: asyncio.Task[None], detach: list[Callable[[], None]]

@@ -31,6 +31,7 @@ from wking_device.cli import _signals
 from wking_device.cli._app import AppContext, pass_app
 from wking_device.cli._ble import bluetooth, open_bindings
 from wking_device.cli._term import cell, markup, visible
+from wking_device.cli._upload import resolve_target, upload_options
 from wking_device.errors import ConsentRequired, WkingError
 
 if TYPE_CHECKING:
@@ -85,10 +86,15 @@ def agent(ctx: click.Context) -> None:
     show_default=True,
     help="Seconds between scan-and-read cycles.",
 )
+@upload_options
 @pass_app
-def run(app: AppContext, duration: float | None, interval: float) -> None:
-    """Scan, read the bound (or, simulated, all) speakers and collect what consent allows."""
-    summary, error = _run_in_own_loop(app, duration, interval)
+def run(app: AppContext, /, duration: float | None, interval: float, **upload: Any) -> None:
+    """Scan, read the bound (or, simulated, all) speakers and collect what consent allows.
+
+    With a collector configured (upload.endpoint) or given (--endpoint), it also uploads every
+    upload.interval seconds.
+    """
+    summary, error = _run_in_own_loop(app, duration, interval, upload)
 
     def render(console: Console) -> None:
         table = Table(title="Agent run", show_header=False)
@@ -99,6 +105,8 @@ def run(app: AppContext, duration: float | None, interval: float) -> None:
         console.print(table)
         if summary["stopped_by"]:
             console.print(f"stopped by {markup(summary['stopped_by'])}")
+        if summary["upload"] is not None:
+            console.print(f"uploaded {summary['upload']['sent']} records")
         for line in summary["errors"]:
             console.print(Text(visible(line), style="yellow"))
 
@@ -127,7 +135,7 @@ class _Run:
 
 
 def _run_in_own_loop(
-    app: AppContext, duration: float | None, interval: float
+    app: AppContext, duration: float | None, interval: float, upload: dict[str, Any]
 ) -> tuple[dict[str, Any], WkingError | None]:
     """Run the agent in an event loop whose end is bounded too.
 
@@ -136,7 +144,7 @@ def _run_in_own_loop(
     """
     loop = asyncio.new_event_loop()
     try:
-        return loop.run_until_complete(_supervise(app, duration, interval))
+        return loop.run_until_complete(_supervise(app, duration, interval, upload))
     finally:
         try:
             _close_loop(loop)
@@ -169,7 +177,7 @@ def _quiet_about_abandoned_tasks(loop: asyncio.AbstractEventLoop, context: dict[
 
 
 async def _supervise(
-    app: AppContext, duration: float | None, interval: float
+    app: AppContext, duration: float | None, interval: float, upload: dict[str, Any]
 ) -> tuple[dict[str, Any], WkingError | None]:
     loop = asyncio.get_running_loop()
     state = _Run()
@@ -183,7 +191,7 @@ async def _supervise(
     for sig in _signals.take():  # received while the command line was parsed
         state.on_signal(sig)
     try:
-        return await _stop_within_deadline(state, _run(app, duration, interval, state))
+        return await _stop_within_deadline(state, _run(app, duration, interval, upload, state))
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
@@ -241,7 +249,11 @@ def _summary(state: _Run) -> dict[str, Any]:
 
 
 async def _run(
-    app: AppContext, duration: float | None, interval: float, state: _Run
+    app: AppContext,
+    duration: float | None,
+    interval: float,
+    upload: dict[str, Any],
+    state: _Run,
 ) -> tuple[dict[str, Any], WkingError | None]:
     from wking_device.agent import Agent  # noqa: PLC0415
     from wking_device.collect import open_installation_gate  # noqa: PLC0415
@@ -255,8 +267,16 @@ async def _run(
     _check_something_to_collect(gate)
     bound = open_bindings(app).addresses  # re-read at every cycle: an unbind counts at once
     error: WkingError | None = None
+    target = resolve_target(app, upload)  # checked before anything starts (http:// exits 5)
     async with bluetooth(app) as backend, open_store(paths, settings) as store:
         state.store = store
+        uploader = None
+        if target is not None:
+            from wking_device.upload import open_uploader  # noqa: PLC0415 - aiohttp is slow
+
+            uploader = open_uploader(
+                target, store=store, gate=gate, data_dir=paths.data_dir, max_attempts=8
+            )
         agent_ = Agent(
             gate=gate,
             store=store,
@@ -268,6 +288,8 @@ async def _run(
             scan_seconds=min(1.5, interval) if app.simulate else None,
             adapter_mac="" if app.simulate else None,
             paths=paths,
+            uploader=uploader,
+            upload_interval=target.interval if target is not None else 30.0,
         )
         state.agent = agent_
         if state.stop_asked.is_set():
@@ -276,6 +298,9 @@ async def _run(
             await agent_.run(duration)
         except LedgerTampered as exc:
             error = exc  # printed after the summary of what was stored until then
+        finally:
+            if uploader is not None:
+                await uploader.aclose()
     return _summary(state), error
 
 

@@ -482,7 +482,7 @@ def _config_state(app: AppContext) -> str:
 @click.command(short_help="Check Python, Bluetooth, paths, config and key store.")
 @pass_app
 def doctor(app: AppContext) -> None:
-    """Check this machine: Python, bleak, bumble, adapter, config, paths and key store.
+    """Check this machine: Python, bleak, bumble, adapter, config, paths, key store, collector.
 
     Every check is reported; when one fails, the command exits with that error's code.
     """
@@ -511,10 +511,20 @@ def doctor(app: AppContext) -> None:
         "home_writable": _check(problems, lambda: _check_writable(paths)) is True,
         "permissions": _check(problems, lambda: _permissions(paths)),
     }
+    # the collector, when one is configured (a malformed config is reported above)
+    from wking_device.cli._upload import check_endpoint  # noqa: PLC0415
+
+    report["upload"] = (
+        None if str(config).startswith("error") else _check(problems, lambda: check_endpoint(app))
+    )
 
     def render(console: Console) -> None:
         table = Table(show_header=False)
         for key, value in report.items():
+            if isinstance(value, dict):  # the collector's certificate: untrusted text
+                shown = ", ".join(f"{k}={v}" for k, v in value.items())
+                table.add_row(key, cell(shown))
+                continue
             # cell: a value is shown as it is, never read as markup ("[ble.scan_timeout]")
             table.add_row(key, cell(_doctor_text(key, value)))
         console.print(table)

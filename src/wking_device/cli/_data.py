@@ -251,7 +251,12 @@ def data_delete(app: AppContext, categories: tuple[str, ...], delete_all: bool, 
     # --all shreds the keys of every category, also those that hold no record now
     deleted = app.run(_delete(app, list(CATEGORY_IDS) if delete_all else chosen))
     deleted = {c: n for c, n in deleted.items() if c in chosen or n}
-    result = {"deleted": deleted, "total": sum(deleted.values())}
+    result: dict[str, Any] = {"deleted": deleted, "total": sum(deleted.values())}
+    if delete_all:
+        # a full local deletion: the next upload starts a new, unlinkable installation id
+        from wking_device.upload._identity import forget_installation_id  # noqa: PLC0415
+
+        result["installation_id_rotated"] = forget_installation_id(app.paths.data_dir)
 
     def render(console: Console) -> None:
         console.print(f"deleted {result['total']} records ({markup(', '.join(chosen))})")

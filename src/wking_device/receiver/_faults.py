@@ -9,6 +9,7 @@ A plan is a TOML or JSON file (or a :class:`FaultPlan` built in code)::
     truncate_rate = 0.05        # announce a body, send half of it, close
     slow_read = 0.01            # seconds of pause per 16 KiB read of the request body
     retry_after = 2             # Retry-After (seconds) on injected 429 and 503
+    reject_categories = ["location"]  # not stored; answered with an OTLP partial_success
     [status]                    # error rates by status code, drawn before anything else
     500 = 0.1
     503 = 0.05
@@ -50,6 +51,9 @@ class FaultPlan(BaseModel):
     reset_after_store: bool = True
     truncate_rate: float = Field(default=0.0, ge=0, le=1)
     slow_read: float = Field(default=0.0, ge=0, le=10)
+    reject_categories: frozenset[str] = frozenset()
+    """Records of these categories are not stored: the answer is a 200 whose
+    ``partial_success`` counts them (as a collector that refuses some records does)."""
 
     @field_validator("status")
     @classmethod

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 from aiohttp import web
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
 from wking_device.receiver._db import DB_FILE, ReceiverDB, export_records
 from wking_device.receiver._decode import BadRequest, decode_request
@@ -65,6 +66,7 @@ class ReceiverStats:
         duplicates: Records whose id was already stored.
         faults: Requests that got an injected fault.
         refused: Requests answered 4xx by the receiver itself (size, type, garbage).
+        rejected: Records refused by the fault plan's ``reject_categories`` (partial success).
     """
 
     requests: int = 0
@@ -72,6 +74,7 @@ class ReceiverStats:
     duplicates: int = 0
     faults: int = 0
     refused: int = 0
+    rejected: int = 0
 
 
 class _Refused(Exception):
@@ -225,10 +228,19 @@ class Receiver:
         reset = decision is not None and decision.reset
         if reset and plan is not None and not plan.reset_after_store:
             return self._reset(request)
+        rejected = 0
+        if plan is not None and plan.reject_categories:
+            kept = [r for r in records if r.category not in plan.reject_categories]
+            rejected = len(records) - len(kept)
+            records = kept
         await self._store(records, request.remote)
         if reset:
             return self._reset(request)
-        payload = b"{}" if as_json else b""  # an empty ExportLogsServiceResponse: all accepted
+        # an empty ExportLogsServiceResponse: all accepted
+        payload = (
+            _partial_success(rejected, as_json=as_json) if rejected else (b"{}" if as_json else b"")
+        )
+        self.stats.rejected += rejected
         if decision is not None and decision.truncate:
             self.stats.faults += 1
             return await self._truncated(request, as_json=as_json)
@@ -302,6 +314,18 @@ class Receiver:
         if transport is not None:
             transport.abort()
         return response
+
+
+def _partial_success(rejected: int, *, as_json: bool) -> bytes:
+    message = f"{rejected} records of a refused category"
+    if as_json:
+        return orjson.dumps(
+            {"partialSuccess": {"rejectedLogRecords": str(rejected), "errorMessage": message}}
+        )
+    response = ExportLogsServiceResponse()
+    response.partial_success.rejected_log_records = rejected
+    response.partial_success.error_message = message
+    return bytes(response.SerializeToString())
 
 
 def _error(status: int, code: int, message: str, *, as_json: bool) -> web.Response:

@@ -32,6 +32,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATE_CLAIMED",
     "STATE_PENDING",
+    "STATE_REJECTED",
     "encode_body",
     "migrate",
     "record_from_row",
@@ -44,6 +45,9 @@ _MAC_CATEGORY: Final = "mac_addresses"
 _MAC_FIELDS: Final = frozenset(MAC_FIELDS)
 STATE_PENDING: Final = 0
 STATE_CLAIMED: Final = 1
+STATE_REJECTED: Final = 2
+"""The collector declared the record rejected (OTLP ``partial_success``): kept for inspection,
+never claimed again, deleted by retention or erasure like any other row."""
 
 # Each entry upgrades the schema from version (index) to (index + 1); never edit a shipped entry.
 _MIGRATIONS: Final[tuple[str, ...]] = (

@@ -60,6 +60,7 @@ from wking_device.policy import CATALOG
 from wking_device.store._schema import (
     STATE_CLAIMED,
     STATE_PENDING,
+    STATE_REJECTED,
     encode_body,
     migrate,
     record_from_row,
@@ -209,6 +210,7 @@ class StoreStats:
         total: Records kept.
         pending: Records waiting for upload.
         claimed: Records claimed by an uploader and not yet acknowledged.
+        rejected: Records the collector rejected (kept for inspection, not sent again).
         by_category: Records kept per category.
         quarantined: Records that failed authentication (kept aside, never decrypted).
         evicted: Records dropped by the size cap (the loss counter).
@@ -228,6 +230,7 @@ class StoreStats:
     key_store: str | None
     bytes: int
     max_bytes: int
+    rejected: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """Return the JSON shape of ``wking data status --json``."""
@@ -236,6 +239,7 @@ class StoreStats:
                 "total": self.total,
                 "pending": self.pending,
                 "claimed": self.claimed,
+                "rejected": self.rejected,
                 "by_category": dict(sorted(self.by_category.items())),
             },
             "quarantined": self.quarantined,
@@ -499,16 +503,35 @@ class RecordStore:
             self._trusted.clear()
         self._trusted[id(permit)] = permit
 
-    async def claim(self, n: int) -> list[Record]:
+    async def claim(self, n: int, *, scopes: Iterable[str] | None = None) -> list[Record]:
         """Claim up to ``n`` pending records (oldest first) for upload, decrypted.
 
         A claimed record is not claimed again until released, and becomes pending again when the
         store is reopened (a crash between claim and ack never loses it). Records that fail
         authentication are quarantined instead of returned.
+
+        Args:
+            n: The most records to claim.
+            scopes: Claim only records of these key scopes (:func:`key_scope`: the category,
+                or ``"<category>+mac_addresses"`` for a record holding MAC addresses). The
+                uploader passes what it may send now; the other records stay pending.
         """
         if n <= 0:
             return []
-        result: list[Record] = await self._submit(functools.partial(self._claim_sync, n))
+        allowed = None if scopes is None else frozenset(scopes)
+        result: list[Record] = await self._submit(functools.partial(self._claim_sync, n, allowed))
+        return result
+
+    async def reject(self, record_ids: Iterable[str]) -> int:
+        """Set claimed records aside as rejected by the collector; returns how many.
+
+        They are kept (encrypted) for inspection and export, counted in :meth:`stats`, never
+        claimed again, and deleted by retention, withdrawal or erasure like any other record.
+        """
+        ids = list(record_ids)
+        if not ids:
+            return 0
+        result: int = await self._submit(functools.partial(self._reject_sync, ids))
         return result
 
     async def ack(self, record_ids: Iterable[str]) -> int:
@@ -989,20 +1012,34 @@ class RecordStore:
         "SELECT seq, record_id, category, key_id, created_at, expires_at, payload FROM records"
     )
 
-    def _claim_sync(self, n: int) -> list[Record]:
+    def _claim_sync(self, n: int, allowed: frozenset[str] | None = None) -> list[Record]:
         conn = self._conn
+        where = "state = ? AND expires_at > ?"
+        params: list[Any] = [STATE_PENDING, self._clock()]
+        if allowed is not None:
+            # a row's key id names its key scope: filter on the ids of the allowed scopes
+            key_ids = sorted(
+                key_id for key_id, scope in self.keys.data_key_ids().items() if scope in allowed
+            )
+            if not key_ids:
+                return []
+            where += f" AND key_id IN ({','.join('?' * len(key_ids))})"
+            params.extend(key_ids)
         conn.execute("BEGIN IMMEDIATE")
         try:
             # a record past its retention is never handed out, swept or not (DESIGN §4)
             rows = conn.execute(
-                f"{self._SELECT} WHERE state = ? AND expires_at > ? ORDER BY seq LIMIT ?",
-                (STATE_PENDING, self._clock(), n),
+                f"{self._SELECT} WHERE {where} ORDER BY seq LIMIT ?",
+                (*params, n),
             ).fetchall()
             good, bad, shredded = self._open_rows(rows)
-            conn.executemany(
-                "UPDATE records SET state = ? WHERE seq = ?",
-                [(STATE_CLAIMED, seq) for seq, _ in good],
-            )
+            seqs = [seq for seq, _ in good]
+            for start in range(0, len(seqs), _CHUNK):
+                chunk = seqs[start : start + _CHUNK]
+                conn.execute(
+                    f"UPDATE records SET state = ? WHERE seq IN ({','.join('?' * len(chunk))})",  # noqa: S608
+                    (STATE_CLAIMED, *chunk),
+                )
             self._set_aside(bad, shredded)
             conn.execute("COMMIT")
         except BaseException:
@@ -1021,14 +1058,13 @@ class RecordStore:
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start : start + _CHUNK]
                 marks = ",".join("?" * len(chunk))
-                count, size = conn.execute(
-                    "SELECT COUNT(*), COALESCE(SUM(length(payload)), 0) FROM records "  # noqa: S608
-                    f"WHERE record_id IN ({marks})",
+                # one statement deletes and reports what it freed
+                sizes = conn.execute(
+                    f"DELETE FROM records WHERE record_id IN ({marks}) RETURNING length(payload)",  # noqa: S608
                     chunk,
-                ).fetchone()
-                conn.execute(f"DELETE FROM records WHERE record_id IN ({marks})", chunk)  # noqa: S608
-                deleted += count
-                freed += size + count * _ROW_OVERHEAD
+                ).fetchall()
+                deleted += len(sizes)
+                freed += sum(size for (size,) in sizes) + len(sizes) * _ROW_OVERHEAD
             conn.execute("COMMIT")
         except BaseException:
             self._rollback()
@@ -1053,6 +1089,24 @@ class RecordStore:
             self._rollback()
             raise
         return released
+
+    def _reject_sync(self, ids: list[str]) -> int:
+        conn = self._conn
+        rejected = 0
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rejected += conn.execute(
+                    f"UPDATE records SET state = ? WHERE state = ? AND record_id IN ({marks})",  # noqa: S608
+                    (STATE_REJECTED, STATE_CLAIMED, *chunk),
+                ).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        return rejected
 
     def _purge_sync(self, category: str) -> int:
         # Shred first: once the keys are gone the rows are unreadable even if we crash before
@@ -1285,6 +1339,7 @@ class RecordStore:
             total=sum(states.values()),
             pending=int(states.get(STATE_PENDING, 0)),
             claimed=int(states.get(STATE_CLAIMED, 0)),
+            rejected=int(states.get(STATE_REJECTED, 0)),
             by_category={str(k): int(v) for k, v in by_category.items()},
             quarantined=int(meta.get("quarantined", 0)),
             evicted=int(meta.get("evicted", 0)),
@@ -1412,10 +1467,14 @@ def _prepare(conn: sqlite3.Connection, keys: KeyStore, *, readonly: bool, check:
     if row is None or not same_store_id(row[0], keys.store_id):
         raise WrongKey("the key store does not belong to this record database")
     if not readonly:
-        # We hold the writer lock: claims left over belong to a writer that crashed. Any other
-        # value is an edit (state is not authenticated): pending again, so an edited state never
-        # hides a record from the uploader or the size cap for longer than until this open.
-        conn.execute("UPDATE records SET state = ? WHERE state IS NOT ?", (STATE_PENDING,) * 2)
+        # We hold the writer lock: claims left over belong to a writer that crashed. A value that
+        # is no state at all is an edit (state is not authenticated): pending again. Rejected
+        # records stay rejected (the collector refused them: never re-sent); an edit to
+        # "rejected" only holds a record back from upload, and retention still deletes it.
+        conn.execute(
+            "UPDATE records SET state = ? WHERE state IS NOT ? AND state IS NOT ?",
+            (STATE_PENDING, STATE_PENDING, STATE_REJECTED),
+        )
 
 
 def _lock(paths: Paths) -> int:

@@ -1,7 +1,8 @@
 """Uploading records to a collector as OpenTelemetry logs (OTLP/HTTP) over verified TLS.
 
-This package holds the building blocks the uploader is made of; the uploader loop that claims
-records from the store (and ``wking upload``) is not in this version yet.
+:class:`Uploader` drains the record store to a collector (``wking upload``, and ``wking agent
+run`` every ``upload.interval``); :func:`open_uploader` builds one from an :class:`UploadTarget`
+(the ``[upload]`` settings and command-line options). Its building blocks:
 
 - :mod:`._tls`: the endpoint check (``https://`` only), the client ``SSLContext`` (TLS >= 1.2,
   verification always on, a CA bundle that replaces the system store, SHA-256 SPKI pins, mTLS),
@@ -9,7 +10,9 @@ records from the store (and ``wking upload``) is not in this version yet.
 - :mod:`._otlp`: ``LogRecord`` bytes encoded once per record, framed into requests, gzip;
 - :mod:`._http`: :class:`OTLPSender`, one POST with a typed result;
 - :mod:`._backoff`: exponential backoff with full jitter, ``Retry-After`` parsing;
-- :mod:`._identity`: the pseudonymous installation id.
+- :mod:`._identity`: the pseudonymous installation id;
+- :mod:`._uploader`: claim, consent, de-identification, send, acknowledge;
+- :mod:`._probe`: the endpoint check of ``wking doctor``.
 
 Importing this package imports aiohttp (about half a second): the CLI imports it only on the
 commands that upload. See docs/upload.md.
@@ -18,6 +21,7 @@ commands that upload. See docs/upload.md.
 from __future__ import annotations
 
 from wking_device.upload._backoff import BackoffPolicy, parse_retry_after
+from wking_device.upload._connect import UploadTarget, open_uploader
 from wking_device.upload._http import (
     Delivered,
     FailureKind,
@@ -44,6 +48,7 @@ from wking_device.upload._otlp import (
     encode_record,
     gzip_body,
 )
+from wking_device.upload._probe import EndpointReport, probe_endpoint
 from wking_device.upload._tls import (
     Endpoint,
     TLSOptions,
@@ -53,6 +58,7 @@ from wking_device.upload._tls import (
     read_token,
     spki_sha256,
 )
+from wking_device.upload._uploader import NOT_DEIDENTIFIABLE, DrainResult, UploadCounters, Uploader
 
 __all__ = [
     "ATTR_CATEGORY",
@@ -63,10 +69,13 @@ __all__ = [
     "ATTR_RECORD_ID",
     "CONTENT_TYPE_JSON",
     "CONTENT_TYPE_PROTOBUF",
+    "NOT_DEIDENTIFIABLE",
     "SERVICE_NAME",
     "BackoffPolicy",
     "Delivered",
+    "DrainResult",
     "Endpoint",
+    "EndpointReport",
     "FailureKind",
     "LogsFramer",
     "OTLPSender",
@@ -76,15 +85,20 @@ __all__ = [
     "TLSOptions",
     "Timeouts",
     "TooLarge",
+    "UploadCounters",
+    "UploadTarget",
+    "Uploader",
     "build_ssl_context",
     "encode_log_record",
     "encode_record",
     "forget_installation_id",
     "gzip_body",
     "installation_id",
+    "open_uploader",
     "parse_endpoint",
     "parse_pin",
     "parse_retry_after",
+    "probe_endpoint",
     "read_token",
     "spki_sha256",
 ]

@@ -52,6 +52,7 @@ __all__ = [
     "CONTENT_TYPE_JSON",
     "CONTENT_TYPE_PROTOBUF",
     "SERVICE_NAME",
+    "LogRecordEncoder",
     "LogsFramer",
     "decode_status_message",
     "encode_log_record",
@@ -170,6 +171,84 @@ def encode_log_record(
             _FIXED64.pack(observed_time_unix_nano),
         )
     )
+
+
+_SMALL_VARINTS: Final = tuple(_varint(n) for n in range(1 << 14))
+
+
+def _fast_varint(value: int) -> bytes:
+    return _SMALL_VARINTS[value] if value < 16384 else _varint(value)
+
+
+class LogRecordEncoder:
+    """:func:`encode_log_record` for many records: the same bytes, about twice as fast.
+
+    The three attributes records share (category, consent id, policy version) are encoded once
+    per distinct triple and kept (a bounded cache); lengths come from a table.
+
+    Args:
+        max_cached: Distinct attribute triples kept.
+    """
+
+    def __init__(self, max_cached: int = 1024) -> None:
+        self._tails: dict[tuple[str, str, str], bytes] = {}
+        self._max_cached = max_cached
+        # the record id attribute's bytes before the id itself, per id length
+        self._id_prefixes: dict[int, bytes] = {}
+
+    def encode(
+        self,
+        *,
+        record_id: str,
+        category: str,
+        consent_id: str,
+        policy_version: str,
+        body: bytes,
+        time_unix_nano: int,
+        observed_time_unix_nano: int,
+    ) -> bytes:
+        """Encode one ``LogRecord`` (arguments as :func:`encode_log_record`; ``body`` UTF-8).
+
+        Raises:
+            UnicodeDecodeError: ``body`` is not UTF-8.
+        """
+        key = (category, consent_id, policy_version)
+        tail = self._tails.get(key)
+        if tail is None:
+            tail = (
+                _string_attribute(_KEY_CATEGORY, category)
+                + _string_attribute(_KEY_CONSENT_ID, consent_id)
+                + _string_attribute(_KEY_POLICY_VERSION, policy_version)
+            )
+            if len(self._tails) >= self._max_cached:
+                self._tails.clear()
+            self._tails[key] = tail
+        body.decode("utf-8")  # protobuf strings must be valid UTF-8: refuse early
+        raw_id = record_id.encode("utf-8")
+        id_prefix = self._id_prefixes.get(len(raw_id))
+        if id_prefix is None:
+            attribute = _string_attribute(_KEY_RECORD_ID, record_id)
+            id_prefix = attribute[: len(attribute) - len(raw_id)]
+            if len(self._id_prefixes) < 64:
+                self._id_prefixes[len(raw_id)] = id_prefix
+        length = len(body)
+        return b"".join(
+            (
+                _TIME_TAG,
+                _FIXED64.pack(time_unix_nano),
+                _SEVERITY,
+                b"\x2a",
+                _fast_varint(length + 1 + len(_fast_varint(length))),
+                b"\x0a",
+                _fast_varint(length),
+                body,
+                id_prefix,
+                raw_id,
+                tail,
+                _OBSERVED_TAG,
+                _FIXED64.pack(observed_time_unix_nano),
+            )
+        )
 
 
 def encode_record(record: Record, *, observed_time_unix_nano: int | None = None) -> bytes:

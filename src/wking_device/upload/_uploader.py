@@ -1,0 +1,605 @@
+"""The uploader: claim a batch, re-check consent, de-identify, encode, send, acknowledge.
+
+:class:`Uploader` drains the record store to one collector. Each of ``concurrency`` workers
+loops: claim up to ``batch_size`` records the current consent lets it send → check every record
+again right before sending → de-identify when the transfer is cross-border and not permitted →
+encode each record's ``LogRecord`` once → frame, gzip → POST → acknowledge (the store deletes
+what the collector accepted). Memory is bounded by ``concurrency * batch_size`` records whatever
+the backlog: nothing is claimed ahead of a free worker.
+
+What happens to a record (docs/upload.md, "Delivery"):
+
+======================================  ============================================================
+sent and accepted (2xx)                 deleted locally (``sent``)
+consent withdrawn (grant no longer      crypto-shredded (:meth:`RecordStore.purge`) or deleted;
+live)                                   never sent (``purged``)
+category suspended, denied, Do Not      not sent, kept pending (``deferred``): it goes when
+Track, minor, or not de-identifiable    consent returns, or retention deletes it
+cross-border (``location``,
+``mac_addresses``)
+collector ``partial_success``           OTLP forbids retrying and does not say which records it
+                                        rejected: the whole batch is kept locally in state
+                                        ``rejected`` for inspection (``rejected`` counts the
+                                        collector's number), never claimed again
+413 Request Entity Too Large            the batch is split in halves down to one record; a single
+                                        record still too large is set aside as rejected
+                                        (``too_large``)
+429/503/5xx/connection failures         retried with exponential backoff and full jitter, never
+                                        before ``Retry-After`` (``retried``); after
+                                        ``max_attempts`` the drain stops with
+                                        :class:`~wking_device.errors.UploadUnavailable`
+400/401/403/404 and other permanent     the drain stops with
+statuses, TLS failures                  :class:`~wking_device.errors.UploadRejected` /
+                                        :class:`~wking_device.errors.TLSError`; nothing is lost
+======================================  ============================================================
+
+Records claimed and not acknowledged are released to pending on every way out (error,
+cancellation); after a crash the store makes them pending again when it is reopened, so they are
+re-sent and the collector de-duplicates them by ``wking.record_id`` (at-least-once delivery,
+exactly-once in effect at a de-duplicating receiver).
+
+Time is injected (``sleep``, ``rng``), so tests control backoff and ``Retry-After`` waits.
+This module does not build TLS contexts (:mod:`._tls`), speak HTTP (:mod:`._http`) or decide
+consent (the gate does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+from wking_device._redact import MAC_RE
+from wking_device.errors import StorageError, UploadError, UploadRejected, UploadUnavailable
+from wking_device.models import MAC_FIELDS
+from wking_device.policy import CATALOG
+from wking_device.store import key_scope
+from wking_device.upload._backoff import BackoffPolicy
+from wking_device.upload._http import Delivered, Permanent, Retryable, TooLarge
+from wking_device.upload._otlp import LogRecordEncoder, LogsFramer, gzip_body
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from wking_device.consent import ConsentGate
+    from wking_device.crypto import MacPseudonymizer
+    from wking_device.models import Record
+    from wking_device.store import RecordStore
+    from wking_device.upload._http import OTLPSender, SendResult
+
+__all__ = [
+    "NOT_DEIDENTIFIABLE",
+    "DrainResult",
+    "UploadCounters",
+    "Uploader",
+]
+
+_LOGGER = logging.getLogger(__name__)
+
+NOT_DEIDENTIFIABLE: Final = frozenset({"location", "mac_addresses"})
+"""Categories whose records *are* the identifying data: never sent cross-border without
+``cross_border_transfer`` (kept locally, counted as deferred)."""
+
+_MAC_CATEGORY: Final = "mac_addresses"
+_CROSS_BORDER: Final = "cross_border_transfer"
+_IP_CATEGORY: Final = "ip_address"
+_LOCATION_KEY: Final = "location"
+_PERMANENT_REMEDY: Final = {
+    400: "the collector could not read the request: check that the endpoint is an OTLP/HTTP "
+    "logs endpoint of a compatible version",
+    401: "the collector wants credentials: check upload.token_file / --token-file",
+    403: "the collector refused these credentials: check the token or client certificate",
+    404: "no OTLP logs endpoint at that URL: check the endpoint's path (usually /v1/logs)",
+}
+
+
+@dataclass(slots=True)
+class UploadCounters:
+    """What an uploader did (cumulative over its drains).
+
+    Attributes:
+        sent: Records the collector accepted (deleted locally).
+        retried: Records sent again after a retryable failure (each re-send counts).
+        rejected: Records the collector declared rejected (``partial_success``) or that were
+            too large to send alone; kept locally in state ``rejected``.
+        too_large: Of those, records set aside because one alone exceeded the collector's limit.
+        deferred: Records left pending that current consent or the cross-border rule keeps
+            local (as of the end of the last complete drain).
+        purged: Records dropped at send time because their consent was withdrawn.
+        bytes: Compressed request bytes posted (every attempt).
+        requests: Requests posted.
+    """
+
+    sent: int = 0
+    retried: int = 0
+    rejected: int = 0
+    too_large: int = 0
+    deferred: int = 0
+    purged: int = 0
+    bytes: int = 0
+    requests: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """A JSON-ready copy."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DrainResult:
+    """What one :meth:`Uploader.drain` did.
+
+    Attributes:
+        counters: This drain's counts (``deferred``: records left pending at its end).
+        duration_s: Wall time.
+        cross_border: Whether records were de-identified for a collector in another region.
+    """
+
+    counters: UploadCounters
+    duration_s: float
+    cross_border: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON shape of ``wking upload --json``."""
+        return {
+            **self.counters.as_dict(),
+            "duration_s": round(self.duration_s, 3),
+            "cross_border": self.cross_border,
+        }
+
+
+@dataclass(slots=True)
+class _Item:
+    record: Record
+    encoded: bytes
+
+    @property
+    def record_id(self) -> str:
+        return self.record.record_id
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What may be sent now: computed from the gate before each claim and each send."""
+
+    generation: int
+    scopes: frozenset[str]
+    restricted: bool
+    ip_consent: bool
+    withdrawn: frozenset[str] = field(default_factory=frozenset)
+
+
+class Uploader:
+    """Drains the record store to one collector (see the module docstring).
+
+    Args:
+        store: The open record store (read-write).
+        gate: The consent gate (refreshed before each claim, consulted before each send).
+        sender: The HTTP sender (owns the TLS connections); closed by :meth:`aclose`.
+        installation_id: The pseudonymous installation id for the resource.
+        collector_region: The collector's region; ``None`` means the user's own.
+        pseudonymizer: MAC pseudonyms for cross-border de-identification (built from the
+            store's key store when needed and not given).
+        batch_size: Records per request (and per claim).
+        concurrency: Requests in flight (workers); each holds at most one batch.
+        backoff: Retry timing.
+        max_attempts: Attempts per batch before the drain gives up with
+            :class:`~wking_device.errors.UploadUnavailable` (``None``: keep trying).
+        sleep: ``asyncio.sleep`` (inject a fake in tests).
+        rng: The random source for jitter.
+        progress: Called with the cumulative counters after each batch is settled.
+    """
+
+    def __init__(
+        self,
+        store: RecordStore,
+        gate: ConsentGate,
+        sender: OTLPSender,
+        *,
+        installation_id: str,
+        collector_region: str | None = None,
+        pseudonymizer: MacPseudonymizer | None = None,
+        batch_size: int = 2000,
+        concurrency: int = 2,
+        backoff: BackoffPolicy | None = None,
+        max_attempts: int | None = 8,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        rng: random.Random | None = None,
+        progress: Callable[[UploadCounters], None] | None = None,
+    ) -> None:
+        if batch_size < 1 or concurrency < 1:
+            raise ValueError("batch_size and concurrency must be at least 1")
+        if max_attempts is not None and max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._store = store
+        self._gate = gate
+        self._sender = sender
+        self._installation_id = installation_id
+        self._collector_region = collector_region
+        self._pseudonymizer = pseudonymizer
+        self._batch_size = batch_size
+        self._concurrency = concurrency
+        self._backoff = backoff or BackoffPolicy()
+        self._max_attempts = max_attempts
+        self._sleep = sleep
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._progress = progress
+        self._framers: dict[bool, LogsFramer] = {}
+        self._encoder = LogRecordEncoder()
+        self._plan: _Plan | None = None
+        self.counters = UploadCounters()
+        self.last_error: str | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """The collector's URL."""
+        return self._sender.endpoint.url
+
+    async def aclose(self) -> None:
+        """Close the connections to the collector."""
+        await self._sender.close()
+
+    async def __aenter__(self) -> Uploader:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # --- consent --------------------------------------------------------------------------------
+
+    def _current_plan(self) -> _Plan:
+        """What may be sent under the gate's state now (cached per gate generation)."""
+        gate = self._gate
+        plan = self._plan
+        if plan is not None and plan.generation == gate.generation:
+            return plan
+        allowed = {category for category in CATALOG if gate.allows(category)}
+        restricted = (
+            self._collector_region is not None
+            and self._collector_region.casefold() != gate.region.casefold()
+            and _CROSS_BORDER not in allowed
+        )
+        sendable = allowed - NOT_DEIDENTIFIABLE if restricted else set(allowed)
+        scopes = set(sendable)
+        if _MAC_CATEGORY in allowed:
+            scopes.update(f"{category}+{_MAC_CATEGORY}" for category in sendable)
+        withdrawn = frozenset(
+            category for category, state in gate.states().items() if state.reason == "withdrawn"
+        )
+        plan = _Plan(
+            generation=gate.generation,
+            scopes=frozenset(scopes),
+            restricted=restricted,
+            ip_consent=_IP_CATEGORY in allowed and not restricted,
+            withdrawn=withdrawn,
+        )
+        self._plan = plan
+        return plan
+
+    def _framer(self, ip_consent: bool) -> LogsFramer:
+        framer = self._framers.get(ip_consent)
+        if framer is None:
+            framer = self._framers[ip_consent] = LogsFramer(
+                self._installation_id, ip_address_consent=ip_consent
+            )
+        return framer
+
+    # --- encoding -------------------------------------------------------------------------------
+
+    def _pseudonym(self, value: str) -> str:
+        if self._pseudonymizer is None:
+            from wking_device.crypto import MacPseudonymizer  # noqa: PLC0415
+
+            self._pseudonymizer = MacPseudonymizer(self._store.keys)
+        try:
+            return self._pseudonymizer.pseudonym(value)
+        except Exception:  # noqa: BLE001 - not a MAC after all: never send it as it is
+            return "[MAC]"
+
+    def _deidentify(self, value: Any, depth: int = 0) -> Any:
+        """MAC addresses (any spelling, anywhere) → keyed pseudonyms; ``location`` dropped."""
+        if isinstance(value, str):
+            return MAC_RE.sub(lambda match: self._pseudonym(match.group(0)), value)
+        if depth > 32:
+            return None
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for key, item in value.items():
+                if key == _LOCATION_KEY:
+                    continue
+                if key in MAC_FIELDS and isinstance(item, str):
+                    out[key] = self._pseudonym(item)
+                else:
+                    out[key] = self._deidentify(item, depth + 1)
+            return out
+        if isinstance(value, list):
+            return [self._deidentify(item, depth + 1) for item in value]
+        return value
+
+    def _encode(self, record: Record, *, restricted: bool, observed: int) -> bytes:
+        body = self._deidentify(record.body) if restricted else record.body
+        return self._encoder.encode(
+            record_id=record.record_id,
+            category=record.category,
+            consent_id=record.consent_id,
+            policy_version=record.policy_version,
+            body=orjson.dumps(body),
+            time_unix_nano=int(record.created_at * 1_000_000_000),
+            observed_time_unix_nano=observed,
+        )
+
+    # --- draining -------------------------------------------------------------------------------
+
+    async def drain(self) -> DrainResult:
+        """Send everything the current consent lets go, then return.
+
+        Returns:
+            What this drain did.
+
+        Raises:
+            TLSError: The collector's certificate or key did not verify; nothing was sent.
+            UploadRejected: The collector refused the upload permanently (4xx).
+            UploadUnavailable: It stayed unavailable for ``max_attempts`` attempts of a batch.
+            StorageError: The store failed.
+
+            In every case the records not acknowledged are pending again.
+        """
+        started = time.monotonic()
+        before = UploadCounters(**self.counters.as_dict())
+        stop = asyncio.Event()
+        workers = [
+            asyncio.create_task(self._worker(stop), name=f"wking-upload-{n}")
+            for n in range(self._concurrency)
+        ]
+        try:
+            done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+        except BaseException:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
+        failure = next(
+            (task.exception() for task in done if not task.cancelled() and task.exception()), None
+        )
+        if failure is not None:
+            stop.set()
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            if isinstance(failure, UploadError):
+                self.last_error = str(failure)
+            raise failure
+        stats = await self._store.stats()
+        self.counters.deferred = stats.pending
+        self.last_error = None
+        now = self.counters.as_dict()
+        delta = UploadCounters(**{key: now[key] - getattr(before, key) for key in now})
+        delta.deferred = stats.pending
+        result = DrainResult(
+            counters=delta,
+            duration_s=time.monotonic() - started,
+            cross_border=self._current_plan().restricted,
+        )
+        if delta.sent or delta.rejected or delta.purged:
+            _LOGGER.info(
+                "uploaded %d records (%d rejected, %d purged, %d deferred) in %.1f s",
+                delta.sent,
+                delta.rejected,
+                delta.purged,
+                delta.deferred,
+                result.duration_s,
+            )
+        return result
+
+    async def _worker(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self._gate.refresh()  # another process may have withdrawn (cheap when unchanged)
+            plan = self._current_plan()
+            if not plan.scopes:
+                return
+            records = await self._store.claim(self._batch_size, scopes=plan.scopes)
+            if not records:
+                return
+            outstanding = {record.record_id for record in records}
+            try:
+                await self._settle(records, outstanding)
+            finally:
+                if outstanding:
+                    # an error or a cancellation: whatever was not settled is pending again
+                    await asyncio.shield(self._store.release(outstanding))
+            if self._progress is not None:
+                self._progress(self.counters)
+
+    async def _check(self, records: Sequence[Record], outstanding: set[str]) -> list[Record]:
+        """Consent, right before a send: keep what may go; purge or defer the rest."""
+        self._gate.refresh()
+        plan = self._current_plan()
+        allows = self._gate.allows
+        keep: list[Record] = []
+        withdrawn: list[Record] = []
+        deferred: list[str] = []
+        for record in records:
+            if key_scope(record) in plan.scopes and allows(record.category, record.consent_id):
+                keep.append(record)
+            elif record.category in plan.withdrawn or not self._grant_live(record):
+                withdrawn.append(record)
+            else:
+                deferred.append(record.record_id)
+        if withdrawn:
+            await self._drop_withdrawn(withdrawn, plan)
+            outstanding.difference_update(record.record_id for record in withdrawn)
+        if deferred:
+            await self._store.release(deferred)
+            outstanding.difference_update(deferred)
+        return keep
+
+    def _grant_live(self, record: Record) -> bool:
+        """Whether the record's own grant is still live (withdrawn-and-granted-again is not)."""
+        state = self._gate.states().get(record.category)
+        if state is None or not state.granted:
+            return True  # denied for another reason (DNT, suspended...): defer, not purge
+        return self._gate.allows(record.category, record.consent_id)
+
+    async def _drop_withdrawn(self, records: list[Record], plan: _Plan) -> None:
+        categories = {record.category for record in records} & plan.withdrawn
+        for category in sorted(categories):
+            await self._store.purge(category)  # crypto-shred what is left of it
+        # records of a grant withdrawn and since given again: delete them one by one
+        await self._store.ack(record.record_id for record in records)
+        self.counters.purged += len(records)
+        _LOGGER.info("%d records not sent: their consent was withdrawn", len(records))
+
+    async def _settle(self, records: Sequence[Record], outstanding: set[str]) -> None:
+        """Send one claimed batch until every record is acknowledged, set aside or released."""
+        keep = await self._check(records, outstanding)
+        if not keep:
+            return
+        plan = self._current_plan()
+        observed = time.time_ns()
+        items = [
+            _Item(record, self._encode(record, restricted=plan.restricted, observed=observed))
+            for record in keep
+        ]
+        stack: list[tuple[list[_Item], bool]] = [(items, plan.restricted)]
+        while stack:
+            batch, restricted = stack.pop()
+            halves = await self._deliver(batch, restricted, outstanding)
+            stack.extend((half, restricted) for half in reversed(halves))
+
+    async def _deliver(
+        self, batch: list[_Item], restricted: bool, outstanding: set[str]
+    ) -> list[list[_Item]]:
+        """Send one request (with retries); return the halves to send when it was too large."""
+        attempt = 0
+        while True:
+            if attempt:
+                # time passed: consent may have changed while we waited
+                batch = await self._recheck(batch, restricted, outstanding)
+                if not batch:
+                    return []
+            plan = self._current_plan()
+            body = gzip_body(self._framer(plan.ip_consent).frame(item.encoded for item in batch))
+            self.counters.requests += 1
+            self.counters.bytes += len(body)
+            if attempt:
+                self.counters.retried += len(batch)
+            result: SendResult = await self._sender.send(body)
+            if isinstance(result, Delivered):
+                await self._delivered(batch, result, outstanding)
+                return []
+            if isinstance(result, TooLarge):
+                if len(batch) == 1:
+                    await self._set_aside(batch, outstanding, too_large=True)
+                    _LOGGER.warning("a record too large for the collector was set aside")
+                    return []
+                middle = len(batch) // 2
+                return [batch[:middle], batch[middle:]]
+            if isinstance(result, Permanent):
+                raise _permanent(result, self.endpoint)
+            assert isinstance(result, Retryable)
+            attempt += 1
+            if self._max_attempts is not None and attempt >= self._max_attempts:
+                raise UploadUnavailable(
+                    f"the collector at {self.endpoint} stayed unavailable after {attempt} "
+                    f"attempts ({result.detail}); the records stay pending",
+                    retry_after=result.retry_after,
+                )
+            delay = self._backoff.delay(attempt - 1, retry_after=result.retry_after, rng=self._rng)
+            _LOGGER.info("upload failed (%s); retrying in %.1f s", result.detail, delay)
+            await self._sleep(delay)
+
+    async def _recheck(
+        self, batch: list[_Item], restricted: bool, outstanding: set[str]
+    ) -> list[_Item]:
+        """Before a retry: the same consent check as before the first send."""
+        if self._current_plan().restricted != restricted:
+            # the cross-border decision changed: release them; a new claim encodes them anew
+            ids = [item.record_id for item in batch]
+            await self._store.release(ids)
+            outstanding.difference_update(ids)
+            return []
+        keep = {id(record) for record in await self._check([i.record for i in batch], outstanding)}
+        return [item for item in batch if id(item.record) in keep]
+
+    async def _delivered(
+        self, batch: list[_Item], result: Delivered, outstanding: set[str]
+    ) -> None:
+        ids = [item.record_id for item in batch]
+        if result.rejected:
+            # OTLP: never retry a partial success; it does not say which records were rejected
+            rejected = min(result.rejected, len(batch))
+            await self._store.reject(ids)
+            outstanding.difference_update(ids)
+            self.counters.sent += len(batch) - rejected
+            self.counters.rejected += rejected
+            _LOGGER.warning(
+                "the collector rejected %d of %d records (%s); the batch is kept locally as "
+                "rejected",
+                rejected,
+                len(batch),
+                result.error_message or "no reason given",
+            )
+            return
+        await self._store.ack(ids)
+        outstanding.difference_update(ids)
+        self.counters.sent += len(batch)
+
+    async def _set_aside(
+        self, batch: list[_Item], outstanding: set[str], *, too_large: bool
+    ) -> None:
+        ids = [item.record_id for item in batch]
+        await self._store.reject(ids)
+        outstanding.difference_update(ids)
+        self.counters.rejected += len(ids)
+        if too_large:
+            self.counters.too_large += len(ids)
+
+    # --- the agent's loop -----------------------------------------------------------------------
+
+    async def run(self, interval: float, *, max_pause: float = 3600.0) -> None:
+        """Drain every ``interval`` seconds until cancelled (the agent runs this as a task).
+
+        A failure is logged once (not again while it stays the same) and the next drain waits
+        longer each time it fails again (doubling, up to ``max_pause``): a refused token or a
+        bad certificate never turns into a tight loop. Nothing is lost meanwhile.
+
+        Args:
+            interval: Seconds between drains.
+            max_pause: The longest wait after repeated failures.
+        """
+        failures = 0
+        reported: str | None = None
+        while True:
+            try:
+                await self.drain()
+            except (UploadError, StorageError) as exc:
+                failures += 1
+                message = str(exc)
+                if message != reported:
+                    _LOGGER.error("upload paused: %s", message)  # noqa: TRY400 - one line, no traceback
+                    reported = message
+                self.last_error = message
+                wait = min(max_pause, interval * (2 ** min(failures, 20)))
+            else:
+                if reported is not None:
+                    _LOGGER.info("upload resumed")
+                failures, reported = 0, None
+                wait = interval
+            await self._sleep(wait)
+
+
+def _permanent(result: Permanent, endpoint: str) -> UploadRejected:
+    detail = f": {result.message}" if result.message else ""
+    error = UploadRejected(
+        f"the collector at {endpoint} refused the upload with HTTP {result.status}{detail}; "
+        "nothing was lost, the records stay pending",
+        status=result.status,
+    )
+    remedy = _PERMANENT_REMEDY.get(result.status)
+    if remedy is not None:
+        error.remedy = remedy
+    return error

@@ -1,0 +1,602 @@
+"""The uploader against the real reference receiver over TLS on 127.0.0.1 (no mocks of aiohttp/ssl).
+
+Every test uses a real record store, a real consent gate and a real receiver; time is controlled
+through the uploader's injected ``sleep`` so backoff and ``Retry-After`` cost nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import pytest
+import trustme
+from _upload_helpers import bare_server
+from aiohttp import web
+
+from wking_device.collect._install import open_installation_gate
+from wking_device.config import Settings, UploadSettings, load_settings, resolve_paths
+from wking_device.errors import (
+    InsecureEndpoint,
+    PinMismatch,
+    TLSReason,
+    TLSVerificationFailed,
+    UploadRejected,
+    UploadUnavailable,
+)
+from wking_device.models import Record
+from wking_device.receiver import FaultPlan, Receiver
+from wking_device.store import open_store
+from wking_device.upload import (
+    TLSOptions,
+    Uploader,
+    UploadTarget,
+    open_uploader,
+    parse_endpoint,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterator
+
+    from wking_device.config import Paths
+    from wking_device.consent import ConsentGate, Permit
+    from wking_device.store import RecordStore
+
+GRANTED = ("operation_logs", "device_info", "diagnostics", "mac_addresses", "location")
+MAC = "AA:BB:CC:DD:EE:0F"
+MAC_SPELLINGS = re.compile(
+    r"aa[:_-]?bb[:_-]?cc[:_-]?dd[:_-]?ee[:_-]?0f|aabb\.ccdd\.ee0f", re.IGNORECASE
+)
+
+
+@pytest.fixture(name="paths")
+def fixture_paths(home: Path) -> Paths:
+    paths = resolve_paths(home)
+    paths.ensure()
+    return paths
+
+
+@pytest.fixture(name="settings")
+def fixture_settings(paths: Paths) -> Settings:
+    return load_settings(paths)
+
+
+@pytest.fixture(name="gate")
+def fixture_gate(paths: Paths, settings: Settings) -> ConsentGate:
+    gate = open_installation_gate(paths, settings)
+    gate.grant(GRANTED, method="api")
+    return gate
+
+
+@pytest.fixture(name="permit")
+def fixture_permit(gate: ConsentGate) -> Permit:
+    return gate.permit(GRANTED)
+
+
+@pytest.fixture(name="store")
+def fixture_store(paths: Paths, settings: Settings, gate: ConsentGate) -> Iterator[RecordStore]:
+    store = open_store(paths, settings)
+    detach = store.attach(gate)
+    yield store
+    detach()
+    store.close()
+
+
+class FakeTime:
+    """An injected sleep: records every wait, returns at once."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def record(permit: Permit, category: str = "operation_logs", **body: Any) -> Record:
+    return Record(
+        category=category,
+        consent_id=permit.consent_ids[category],
+        policy_version=permit.policy_versions[category],
+        body=body or {"op": "connect", "outcome": "ok"},
+    )
+
+
+async def fill(store: RecordStore, permit: Permit, n: int, **body: Any) -> list[str]:
+    records = [record(permit, n=i, **body) for i in range(n)]
+    for start in range(0, n, 500):
+        await store.append(records[start : start + 500], permit)
+    return [r.record_id for r in records]
+
+
+def target(rx: Receiver | str, *, ca_file: Path | None = None, **kw: Any) -> UploadTarget:
+    url = rx if isinstance(rx, str) else rx.endpoint
+    ca = ca_file if ca_file is not None else (None if isinstance(rx, str) else rx.ca_file)
+    settings = UploadSettings(**{"batch_size": 100, "concurrency": 3, **kw})
+    resolved = UploadTarget.resolve(settings, endpoint=url, ca_file=ca)
+    assert resolved is not None
+    return resolved
+
+
+def uploader(
+    rx: Receiver | str,
+    store: RecordStore,
+    gate: ConsentGate,
+    paths: Paths,
+    *,
+    clock: FakeTime | None = None,
+    max_attempts: int | None = 8,
+    progress: Callable[[Any], None] | None = None,
+    **kw: Any,
+) -> Uploader:
+    return open_uploader(
+        target(rx, **kw),
+        store=store,
+        gate=gate,
+        data_dir=paths.data_dir,
+        max_attempts=max_attempts,
+        sleep=(clock or FakeTime()).sleep,
+        rng=random.Random(1),
+        progress=progress,
+    )
+
+
+def received_ids(rx: Receiver) -> list[str]:
+    return [row["record_id"] for row in rx.export()]
+
+
+@pytest.fixture(name="rx")
+async def fixture_rx(tmp_path: Path) -> AsyncIterator[Receiver]:
+    async with Receiver(tmp_path / "rx") as receiver:
+        yield receiver
+
+
+async def test_happy_path_delivers_everything_once_and_deletes_it(
+    rx: Receiver, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    ids = await fill(store, permit, 1050)
+    async with uploader(rx, store, gate, paths) as up:
+        result = await up.drain()
+    assert result.counters.sent == 1050
+    assert result.counters.requests == 11  # 100 per request
+    assert result.counters.bytes > 0
+    assert sorted(received_ids(rx)) == sorted(ids)
+    assert rx.stats.duplicates == 0
+    stats = await store.stats()
+    assert (stats.total, stats.pending, stats.claimed) == (0, 0, 0)
+    rows = rx.export()
+    assert {row["installation_id"] for row in rows} == {
+        (paths.data_dir / "installation_id").read_text().strip()
+    }
+    assert set(orjson.loads(rows[0]["body"])) == {"n"}
+    assert rows[0]["consent_id"] == permit.consent_ids["operation_logs"]
+
+
+async def test_nothing_to_send_makes_no_request(
+    rx: Receiver, store: RecordStore, gate: ConsentGate, paths: Paths
+) -> None:
+    async with uploader(rx, store, gate, paths) as up:
+        result = await up.drain()
+    assert result.counters.sent == 0
+    assert rx.stats.requests == 0
+
+
+# --- TLS refusals: nothing lost -----------------------------------------------------------------
+
+
+async def _refused(
+    store: RecordStore, up: Uploader, error: type[Exception]
+) -> pytest.ExceptionInfo[Any]:
+    before = await store.stats()
+    with pytest.raises(error) as info:
+        await up.drain()
+    await up.aclose()
+    after = await store.stats()
+    assert (after.total, after.pending, after.claimed) == (before.total, before.total, 0)
+    assert info.value.exit_code == 5  # type: ignore[attr-defined]
+    return info
+
+
+async def test_untrusted_ca_is_refused_and_nothing_is_lost(
+    rx: Receiver, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    await fill(store, permit, 250)
+    other_ca = Path(paths.data_dir / "other-ca.pem")
+    trustme.CA().cert_pem.write_to_path(str(other_ca))
+    # the option wins over the setting: give the wrong CA on the "command line"
+    up = open_uploader(
+        UploadTarget.resolve(UploadSettings(), endpoint=rx.endpoint, ca_file=other_ca),  # type: ignore[arg-type]
+        store=store,
+        gate=gate,
+        data_dir=paths.data_dir,
+    )
+    info = await _refused(store, up, TLSVerificationFailed)
+    assert info.value.reason == TLSReason.UNKNOWN_CA
+    assert rx.stats.requests == 0
+
+
+async def test_wrong_host_name_is_refused(
+    rx: Receiver, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    await fill(store, permit, 10)
+    # the receiver's certificate names localhost, 127.0.0.1 and ::1, not 127.0.0.2
+    async with bare_server(paths.data_dir, identities=("collector.example",)) as server:
+        up = uploader(server.url, store, gate, paths, ca_file=server.ca_file)
+        info = await _refused(store, up, TLSVerificationFailed)
+        assert server.requests == []
+    assert info.value.reason == TLSReason.HOSTNAME_MISMATCH
+
+
+async def test_expired_certificate_is_refused(
+    store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    await fill(store, permit, 10)
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    async with bare_server(paths.data_dir, not_after=past) as server:
+        up = uploader(server.url, store, gate, paths, ca_file=server.ca_file)
+        info = await _refused(store, up, TLSVerificationFailed)
+        assert server.requests == []
+    assert info.value.reason == TLSReason.EXPIRED
+
+
+async def test_pin_mismatch_is_refused(
+    rx: Receiver, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    await fill(store, permit, 10)
+    up = open_uploader(
+        UploadTarget(
+            endpoint=parse_endpoint(rx.endpoint),
+            tls=TLSOptions(ca_file=rx.ca_file, pins=("sha256//" + "A" * 43 + "=",)),
+        ),
+        store=store,
+        gate=gate,
+        data_dir=paths.data_dir,
+    )
+    await _refused(store, up, PinMismatch)
+    assert rx.stats.requests == 0
+
+
+def test_http_is_refused_before_anything_is_opened() -> None:
+    with pytest.raises(InsecureEndpoint):
+        UploadTarget.resolve(UploadSettings(), endpoint="http://127.0.0.1:4318/v1/logs")
+    with pytest.raises(ValueError, match="https"):
+        UploadSettings(endpoint="http://127.0.0.1:4318")
+
+
+# --- transient failures ---------------------------------------------------------------------------
+
+
+async def test_500s_then_success_deliver_each_record_once(
+    tmp_path: Path, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    ids = await fill(store, permit, 600)
+    clock = FakeTime()
+    plan = FaultPlan(seed=3, status={500: 0.5})
+    async with Receiver(tmp_path / "rx500", fault_plan=plan) as rx:
+        async with uploader(rx, store, gate, paths, clock=clock, max_attempts=None) as up:
+            result = await up.drain()
+        assert rx.stats.faults > 0
+        assert sorted(received_ids(rx)) == sorted(ids)
+        assert rx.stats.duplicates == 0  # injected 500s store nothing: no re-delivery needed
+    assert result.counters.sent == 600
+    assert result.counters.retried >= 100
+    assert clock.waits  # it backed off
+    assert all(0 <= wait <= 60 for wait in clock.waits)
+    assert (await store.stats()).total == 0
+
+
+async def test_429_retry_after_is_waited_out(
+    tmp_path: Path, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    await fill(store, permit, 100)
+    clock = FakeTime()
+    plan = FaultPlan(seed=1, status={429: 0.6}, retry_after=42)
+    async with Receiver(tmp_path / "rx429", fault_plan=plan) as rx:
+        async with uploader(rx, store, gate, paths, clock=clock, max_attempts=None) as up:
+            result = await up.drain()
+        assert len(received_ids(rx)) == 100
+    assert result.counters.sent == 100
+    assert clock.waits
+    assert all(wait >= 42 for wait in clock.waits)  # never earlier than asked
+
+
+async def test_unavailable_for_too_long_stops_with_everything_pending(
+    tmp_path: Path, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    await fill(store, permit, 300)
+    clock = FakeTime()
+    async with Receiver(tmp_path / "rx503", fault_plan=FaultPlan(status={503: 1.0})) as rx:
+        up = uploader(rx, store, gate, paths, clock=clock, max_attempts=3)
+        with pytest.raises(UploadUnavailable, match="after 3 attempts"):
+            await up.drain()
+        await up.aclose()
+    stats = await store.stats()
+    assert (stats.total, stats.pending, stats.claimed) == (300, 300, 0)
+
+
+async def test_connection_reset_mid_request_is_resent_and_deduplicated(
+    tmp_path: Path, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    ids = await fill(store, permit, 800)
+    plan = FaultPlan(seed=5, reset_rate=0.4, reset_after_store=True, truncate_rate=0.2)
+    async with Receiver(tmp_path / "rxreset", fault_plan=plan) as rx:
+        async with uploader(rx, store, gate, paths, max_attempts=None) as up:
+            result = await up.drain()
+        assert rx.stats.faults > 0
+        assert rx.stats.duplicates > 0  # stored, then the answer was lost: re-sent
+        assert sorted(received_ids(rx)) == sorted(ids)  # yet each record once
+    assert result.counters.sent == 800
+    assert (await store.stats()).total == 0
+
+
+async def test_receiver_restarted_mid_drain(
+    tmp_path: Path, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    ids = await fill(store, permit, 2000)
+    data = tmp_path / "rxrestart"
+    # 50 ms per request: 20 requests take about a second, the restart happens after two
+    first = Receiver(data, fault_plan=FaultPlan(latency=0.05))
+    await first.start()
+    port = first.port
+    receivers = [first]
+    through_200 = asyncio.Event()
+    down = asyncio.Event()
+
+    def progress(counters: Any) -> None:
+        if counters.sent >= 200:
+            through_200.set()
+
+    async def sleep(seconds: float) -> None:
+        del seconds  # backoff time is not waited in the test
+        if down.is_set() and len(receivers) == 1:
+            again = Receiver(data, port=port)  # the same directory: same CA, same database
+            await again.start()
+            receivers.append(again)
+
+    async def stop_first() -> None:
+        await through_200.wait()
+        await first.stop()
+        down.set()
+
+    up = open_uploader(
+        target(first, concurrency=1),
+        store=store,
+        gate=gate,
+        data_dir=paths.data_dir,
+        max_attempts=None,
+        sleep=sleep,
+        progress=progress,
+    )
+    stopper = asyncio.create_task(stop_first())
+    try:
+        async with asyncio.timeout(60):
+            result = await up.drain()
+    finally:
+        await up.aclose()
+        stopper.cancel()
+        for receiver in receivers:
+            await receiver.stop()
+    assert len(receivers) == 2  # it really was restarted while records were still pending
+    assert result.counters.retried > 0
+    assert result.counters.sent == 2000
+    assert sorted(received_ids(receivers[1])) == sorted(ids)
+    assert (await store.stats()).total == 0
+
+
+# --- permanent errors ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+async def test_permanent_errors_stop_once_and_keep_everything(
+    status: int, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    await fill(store, permit, 500)
+
+    async def refuse(_: web.Request) -> web.StreamResponse:
+        return web.Response(status=status, text="no", content_type="text/plain")
+
+    async with bare_server(paths.data_dir, refuse) as server:
+        up = uploader(server.url, store, gate, paths, ca_file=server.ca_file)
+        with pytest.raises(UploadRejected) as info:
+            await up.drain()
+        await up.aclose()
+        # one request per worker at most: no retry of a permanent refusal
+        assert len(server.requests) <= 3
+    assert info.value.status == status
+    assert f"HTTP {status}" in str(info.value)
+    stats = await store.stats()
+    assert (stats.total, stats.pending, stats.claimed) == (500, 500, 0)
+
+
+async def test_the_agent_loop_reports_a_permanent_error_once_and_backs_off(
+    store: RecordStore,
+    gate: ConsentGate,
+    permit: Permit,
+    paths: Paths,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await fill(store, permit, 50)
+
+    async def refuse(_: web.Request) -> web.StreamResponse:
+        return web.Response(status=401)
+
+    waits: list[float] = []
+    done = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) >= 5:
+            done.set()
+            await asyncio.Event().wait()  # park until cancelled
+
+    async with bare_server(paths.data_dir, refuse) as server:
+        up = open_uploader(
+            target(server.url, ca_file=server.ca_file),
+            store=store,
+            gate=gate,
+            data_dir=paths.data_dir,
+            sleep=sleep,
+        )
+        task = asyncio.create_task(up.run(interval=10.0))
+        async with asyncio.timeout(30):
+            await done.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await up.aclose()
+    errors = [r for r in caplog.records if "upload paused" in r.getMessage()]
+    assert len(errors) == 1  # surfaced once, not at every attempt
+    assert waits == sorted(waits)
+    assert waits[-1] > waits[0]
+    assert (await store.stats()).pending == 50
+
+
+# --- consent at send time -------------------------------------------------------------------------
+
+
+async def test_consent_withdrawn_between_claim_and_send_is_never_sent(
+    rx: Receiver, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    await fill(store, permit, 300)
+    keep = [record(permit, "device_info", model="WK-X10") for _ in range(5)]
+    await store.append(keep, permit)
+    real_claim = store.claim
+    withdrawn: list[int] = []
+
+    async def claim_then_withdraw(n: int, **kw: Any) -> list[Record]:
+        claimed = await real_claim(n, **kw)
+        if claimed and not withdrawn:
+            # the user withdraws while the uploader holds a claimed batch
+            gate.withdraw(["operation_logs"], method="api")
+            withdrawn.append(len(claimed))
+        return claimed
+
+    store.claim = claim_then_withdraw  # type: ignore[method-assign]
+    async with uploader(rx, store, gate, paths) as up:
+        result = await up.drain()
+    rows = rx.export()
+    assert {row["category"] for row in rows} == {"device_info"}
+    assert len(rows) == 5
+    assert result.counters.purged >= withdrawn[0]
+    stats = await store.stats()
+    assert stats.total == 0  # the operation logs were shredded, device info sent
+
+
+async def test_do_not_track_and_suspension_defer_and_keep(
+    rx: Receiver, paths: Paths, settings: Settings, permit: Permit, gate: ConsentGate
+) -> None:
+    store = open_store(paths, settings)
+    try:
+        await fill(store, permit, 20)
+        dnt_gate = open_installation_gate(paths, settings.model_copy(update={"do_not_track": True}))
+        async with uploader(rx, store, dnt_gate, paths) as up:
+            result = await up.drain()
+        assert result.counters.sent == 0
+        assert result.counters.deferred == 20
+        assert rx.stats.requests == 0
+        assert (await store.stats()).pending == 20
+    finally:
+        store.close()
+
+
+async def test_cross_border_deidentifies_and_keeps_location(
+    rx: Receiver,
+    store: RecordStore,
+    gate: ConsentGate,
+    permit: Permit,
+    paths: Paths,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    spellings = [
+        MAC,
+        "aa-bb-cc-dd-ee-0f",
+        "aabb.ccdd.ee0f",
+        "AABBCCDDEE0F",
+        "dev_AA_BB_CC_DD_EE_0F",
+    ]
+    with_macs = [
+        record(
+            permit,
+            speaker_mac=MAC,
+            adapter_mac="aa:bb:cc:dd:ee:0f",
+            op="connect",
+            # were MAC-shaped text ever to get past the collectors' scrubbing
+            note=" ".join(spellings),
+            nested={"list": [spellings[1], {"deep": spellings[4]}]},
+        )
+        for _ in range(10)
+    ]
+    await store.append(with_macs, permit)
+    # the sink scrubs MAC-shaped text before sealing; the uploader must not rely on it alone
+    await store.append([record(permit, "location", location="Berlin")], permit)
+    async with uploader(rx, store, gate, paths, collector_region="US") as up:
+        result = await up.drain()
+    rows = rx.export()
+    assert len(rows) == 10
+    assert result.cross_border
+    assert result.counters.deferred == 1  # the location record stays here
+    for row in rows:
+        assert not MAC_SPELLINGS.search(row["body"]), row["body"]
+        body = orjson.loads(row["body"])
+        assert body["speaker_mac"].startswith("mac:")
+        assert body["speaker_mac"] == body["adapter_mac"]  # one MAC, one pseudonym
+    assert "location" not in {row["category"] for row in rows}
+    stats = await store.stats()
+    assert stats.by_category == {"location": 1}
+    assert not any(MAC_SPELLINGS.search(r.getMessage()) for r in caplog.records)
+
+
+async def test_cross_border_with_consent_sends_raw(
+    rx: Receiver, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    gate.grant(["cross_border_transfer"], method="api")
+    await store.append([record(permit, speaker_mac=MAC)], permit)
+    async with uploader(rx, store, gate, paths, collector_region="US") as up:
+        result = await up.drain()
+    assert not result.cross_border
+    assert orjson.loads(rx.export()[0]["body"])["speaker_mac"] == MAC
+
+
+# --- 413 and partial success ---------------------------------------------------------------
+
+
+async def test_413_splits_down_to_one_record_and_sets_a_giant_aside(
+    tmp_path: Path, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    ids = await fill(store, permit, 64, pad="x" * 300)
+    giant = record(permit, pad=random.Random(0).randbytes(6000).hex())
+    await store.append([giant], permit)
+    async with Receiver(tmp_path / "rx413", max_body=4000) as rx:
+        async with uploader(rx, store, gate, paths, batch_size=65, concurrency=1) as up:
+            result = await up.drain()
+        assert sorted(received_ids(rx)) == sorted(ids)
+        assert rx.stats.refused > 1  # it had to split
+    assert result.counters.sent == 64
+    assert (result.counters.rejected, result.counters.too_large) == (1, 1)
+    stats = await store.stats()
+    assert (stats.total, stats.rejected, stats.pending) == (1, 1, 0)
+    exported = await store.export()
+    assert [r.record_id for r in exported] == [giant.record_id]  # kept for inspection
+
+
+async def test_partial_success_is_counted_and_kept_never_resent(
+    tmp_path: Path, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    await fill(store, permit, 30)
+    await store.append([record(permit, "diagnostics", error="boom") for _ in range(3)], permit)
+    plan = FaultPlan(reject_categories=frozenset({"diagnostics"}))
+    async with Receiver(tmp_path / "rxpartial", fault_plan=plan) as rx:
+        async with uploader(rx, store, gate, paths, batch_size=1000, concurrency=1) as up:
+            first = await up.drain()
+            second = await up.drain()
+        assert rx.stats.rejected == 3
+        assert rx.stats.requests == 1  # never re-sent
+    assert (first.counters.sent, first.counters.rejected) == (30, 3)
+    assert second.counters.requests == 0
+    stats = await store.stats()
+    assert stats.rejected == 33  # OTLP does not say which: the whole batch is kept aside
+    assert stats.pending == 0
