@@ -83,39 +83,44 @@ def test_the_home_option_names_its_variable() -> None:
 
 # --- uploads ------------------------------------------------------------------------------------
 
-# Words that would say this version sends data somewhere: it has no uploader.
-_UPLOAD_CLAIM = re.compile(r"not yet uploaded|pending upload|withdrawn is uploaded", re.IGNORECASE)
+# Words left from the version without an uploader: it exists now, so they would be false.
+_NO_UPLOAD_CLAIM = re.compile(r"uploads nothing|no effect yet|no uploader", re.IGNORECASE)
 
 
-def test_no_help_text_or_source_string_speaks_of_uploads_that_do_not_happen() -> None:
+def test_no_help_text_or_doc_still_says_nothing_is_uploaded() -> None:
     offenders = []
     for path in [
-        *(ROOT / "src" / "wking_device" / "cli").glob("*.py"),
+        *(ROOT / "src" / "wking_device").rglob("*.py"),
         *(ROOT / "docs").glob("*.md"),
+        ROOT / "README.md",
     ]:
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if _UPLOAD_CLAIM.search(line):
+            if _NO_UPLOAD_CLAIM.search(line):
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
 
 
-def test_data_status_says_nothing_is_uploaded() -> None:
+def test_data_status_says_where_records_go(monkeypatch: pytest.MonkeyPatch) -> None:
     result = CliRunner().invoke(cli, ["data", "status"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     text = " ".join(result.stdout.split())
-    assert "upload" not in text.replace("uploads nothing", "")
-    assert "this version uploads nothing" in text
+    assert "No collector is configured ([upload] endpoint): nothing leaves this machine" in text
+    monkeypatch.setenv("WKING_UPLOAD__ENDPOINT", "https://collector.example/v1/logs")
+    result = CliRunner().invoke(cli, ["data", "status"], catch_exceptions=False)
+    text = " ".join(result.stdout.split())
+    assert "Records go to https://collector.example/v1/logs" in text
+    assert "over verified TLS" in text
 
 
-def test_the_grant_dialogue_says_nothing_leaves_the_machine(
+def test_the_grant_dialogue_says_where_records_go(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr("wking_device.cli._consent._interactive", lambda: True)
     result = CliRunner().invoke(cli, ["consent", "grant", "ip_address"], input="n\n")
     assert result.exit_code == 0, result.output
     text = " ".join(result.stderr.split())
-    assert "this version uploads nothing" in text
-    assert "this grant has no effect yet" in text  # ip_address concerns uploads only
+    assert "nothing leaves this machine unless you run 'wking upload" in text
+    assert "Matters only when records are uploaded" in text  # ip_address concerns uploads only
 
 
 def test_data_delete_help_says_what_copies_keep() -> None:

@@ -5,9 +5,8 @@ mapping of errors to exit codes. It does no Bluetooth, consent or storage work o
 command module (``_ble``, ``_consent``, ``_data``, ``_agent``) calls the library and renders the
 result.
 
-Exit codes: 0 ok, 2 usage, 3 consent required, 4 device error, 5 upload/TLS error (reserved:
-this version uploads nothing), 6 storage/key error, 7 integrity error (see
-:mod:`wking_device.errors`).
+Exit codes: 0 ok, 2 usage, 3 consent required, 4 device error, 5 upload/TLS error, 6 storage/key
+error, 7 integrity error (see :mod:`wking_device.errors`).
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from wking_device.cli._app import AppContext, parse_categories, pass_app, write_json
+from wking_device.cli._data import destination
 from wking_device.cli._term import cell, for_stderr, json_bytes, make_console, markup, visible
 from wking_device.errors import UsageError
 from wking_device.policy import CATALOG, CATEGORY_IDS, dependents_of, shipped_policies
@@ -35,8 +36,7 @@ __all__ = ["register"]
 
 _STATE_STYLE = {"granted": "green", "suspended": "yellow", "denied": "red"}
 
-# Categories that only concern what a collector does with uploads: in this version, which
-# uploads nothing, granting them changes nothing (issue 7, item 21).
+# Categories that only concern what happens when records are uploaded to a collector.
 _UPLOAD_ONLY = frozenset({"ip_address", "cross_border_transfer"})
 
 
@@ -116,7 +116,7 @@ def _describe(console: Console, category_id: str, policy_version: str, policy_da
     else:
         console.print(f"  Kept locally: at most {category.retention_days} days")
     if category_id in _UPLOAD_ONLY:
-        console.print("  This version uploads nothing, so this grant has no effect yet.")
+        console.print("  Matters only when records are uploaded to a collector.")
     if category.sensitive:
         console.print("  [yellow]Sensitive: asked for separately.[/yellow]")
     if category.requires:
@@ -180,8 +180,8 @@ def consent_grant(app: AppContext, categories: tuple[str, ...], yes: bool, guard
         ):
             raise click.Abort
         console.print(
-            "Nothing collected leaves this machine: this version uploads nothing. The records "
-            "are kept encrypted here, for the time each category states."
+            "The records are kept encrypted here, for the time each category states. "
+            + destination(app.settings.upload.endpoint)
         )
         accepted = []
         for category_id in chosen or list(CATEGORY_IDS):

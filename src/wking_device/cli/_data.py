@@ -53,7 +53,13 @@ async def _status(paths: Paths, settings: Settings) -> dict[str, Any]:
         if (key_dir(paths) / "keystore.json").exists():
             level = open_key_store(paths, create=False).level  # a missing KEK is still exit 6
         return {
-            "records": {"total": 0, "pending": 0, "claimed": 0, "by_category": {}},
+            "records": {
+                "total": 0,
+                "pending": 0,
+                "claimed": 0,
+                "rejected": 0,
+                "by_category": {},
+            },
             "quarantined": 0,
             "evicted": 0,
             "shredded": 0,
@@ -79,9 +85,11 @@ def _render(data: dict[str, Any]) -> Any:
             table.add_row(cell(category), cell(count))
         table.add_row("[bold]total[/bold]", f"[bold]{records['total']}[/bold]")
         console.print(table)
-        # 'pending' and 'claimed' (in --json) are the future uploader's queue: every record is
-        # pending in this version, which sends nothing anywhere.
-        console.print(f"size: {data['bytes']:,} of {data['max_bytes']:,} bytes")
+        console.print(
+            f"pending upload: {records['pending']}  claimed: {records['claimed']}  "
+            f"rejected by the collector: {records['rejected']}  "
+            f"size: {data['bytes']:,} of {data['max_bytes']:,} bytes"
+        )
         lost = data["evicted"]
         console.print(
             f"quarantined (failed authentication): {data['quarantined']}  "
@@ -89,7 +97,7 @@ def _render(data: dict[str, Any]) -> Any:
             f"crypto-shredded: {data['shredded']}"
         )
         console.print(f"key store: {markup(data['key_store'] or 'none yet')}")
-        console.print("Nothing leaves this machine: this version uploads nothing.")
+        console.print(destination(data["collector"]))
 
     return render
 
@@ -102,7 +110,21 @@ def data_status(app: AppContext, as_json: bool) -> None:
     if as_json:
         app.json = True
     data = app.run(_status(app.paths, app.settings))
+    data["collector"] = app.settings.upload.endpoint
     app.out(data, _render(data))
+
+
+def destination(endpoint: str | None) -> str:
+    """Where collected records go: the configured collector, or nowhere (Rich markup, escaped)."""
+    if endpoint is None:
+        return (
+            f"No collector is configured ({markup('[upload] endpoint')}): nothing leaves this "
+            "machine unless you run 'wking upload --endpoint URL'."
+        )
+    return (
+        f"Records go to {markup(endpoint)} (OpenTelemetry logs over verified TLS) when "
+        "'wking upload' or 'wking agent run' runs; nothing else leaves this machine."
+    )
 
 
 def _iso(timestamp: float) -> str:

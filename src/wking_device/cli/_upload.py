@@ -118,7 +118,7 @@ def check_endpoint(app: AppContext) -> dict[str, Any] | None:
     return app.run(probe_endpoint(target)).as_dict()
 
 
-@click.command("upload")
+@click.command("upload", short_help="Send what consent allows to the collector now, over TLS.")
 @upload_options
 @pass_app
 def upload(app: AppContext, /, **options: Any) -> None:
