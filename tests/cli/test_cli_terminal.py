@@ -299,6 +299,8 @@ SAMPLES: dict[tuple[str, ...], list[str]] = {
     ("policy", "versions"): [],
     ("receiver", "export"): ["--data", "receiver-data"],
     ("scan",): ["--timeout", "0.3"],
+    # nothing is pending on a fresh home: no connection is made
+    ("upload",): ["--endpoint", "https://127.0.0.1:9/v1/logs"],
 }
 # Commands that serve until interrupted print no result to compare; their --json placement is
 # checked by test_long_running_commands_accept_json_after_their_name.

@@ -20,7 +20,13 @@ def _status(home) -> tuple[int, dict]:
 def test_status_of_a_fresh_home(home) -> None:
     code, data = _status(home)
     assert code == 0
-    assert data["records"] == {"total": 0, "pending": 0, "claimed": 0, "by_category": {}}
+    assert data["records"] == {
+        "total": 0,
+        "pending": 0,
+        "claimed": 0,
+        "rejected": 0,
+        "by_category": {},
+    }
     assert data["key_store"] is None
     assert not (home / "data" / "records.sqlite3").exists()  # status creates nothing
 

@@ -12,7 +12,10 @@ error, 7 integrity error (see :mod:`wking_device.errors`).
 from __future__ import annotations
 
 import io
+import os
+import signal
 import sys
+import threading
 
 import click
 
@@ -56,7 +59,29 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         click.echo(f"error: {for_stderr(exc.format_message())}", err=True)
         code = exc.exit_code
+    _finish()
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _finish() -> None:
+    """The command is done: its output goes out now, and no late signal changes the exit code.
+
+    Output still buffered would otherwise be written while the interpreter shuts down, after
+    Python has given SIGINT and SIGTERM back their default action: a Ctrl-C in that last moment
+    killed the process (exit -2) with its result unwritten. Blocked, a signal that comes now
+    stays pending until the process is gone.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:  # the reader left (`wking scan | head -1`): nothing to write to
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # closed or replaced by a caller: nothing to flush
+            pass
+    if threading.current_thread() is threading.main_thread():
+        signal.pthread_sigmask(signal.SIG_BLOCK, _signals.SIGNALS)
 
 
 def _tolerate_unencodable_text() -> None:

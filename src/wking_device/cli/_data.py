@@ -232,6 +232,13 @@ async def _delete(app: AppContext, categories: list[str]) -> dict[str, int]:
         return {category: await store.purge(category) for category in categories}
 
 
+def _rotate(app: AppContext) -> bool:
+    """Forget the installation id: the next upload starts a new, unlinkable one."""
+    from wking_device.upload._identity import forget_installation_id  # noqa: PLC0415
+
+    return forget_installation_id(app.paths.data_dir)
+
+
 @data_group.command("delete", short_help="Delete records kept on this machine (crypto-shredding).")
 @click.argument("categories", nargs=-1)
 @click.option("--all", "delete_all", is_flag=True, help="Delete the records of every category.")
@@ -254,10 +261,15 @@ def data_delete(app: AppContext, categories: tuple[str, ...], delete_all: bool, 
         held = app.run(_status(app.paths, app.settings))["records"]["by_category"]
         chosen = [c for c in CATEGORY_IDS if held.get(c)]
         if not chosen:
+            # nothing to ask about, but a full deletion still destroys every data key (earlier
+            # copies of the database) and starts a new, unlinkable installation id
+            app.run(_delete(app, list(CATEGORY_IDS)))
+            rotated = _rotate(app)
             app.out(
-                {"deleted": {}, "total": 0},
+                {"deleted": {}, "total": 0, "installation_id_rotated": rotated},
                 lambda console: console.print(
                     "nothing to delete: no records are kept on this machine"
+                    + ("; the installation id was rotated" if rotated else "")
                 ),
             )
             return
@@ -275,10 +287,7 @@ def data_delete(app: AppContext, categories: tuple[str, ...], delete_all: bool, 
     deleted = {c: n for c, n in deleted.items() if c in chosen or n}
     result: dict[str, Any] = {"deleted": deleted, "total": sum(deleted.values())}
     if delete_all:
-        # a full local deletion: the next upload starts a new, unlinkable installation id
-        from wking_device.upload._identity import forget_installation_id  # noqa: PLC0415
-
-        result["installation_id_rotated"] = forget_installation_id(app.paths.data_dir)
+        result["installation_id_rotated"] = _rotate(app)
 
     def render(console: Console) -> None:
         console.print(f"deleted {result['total']} records ({markup(', '.join(chosen))})")
