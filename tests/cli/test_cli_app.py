@@ -306,3 +306,21 @@ def test_running_the_command_many_times_in_one_process_keeps_logging_working() -
         assert runner.invoke(cli, ["policy", "versions"]).exit_code == 0
     # each run used to wrap the record factory once more: RecursionError after ~1000 runs
     assert logging.getLogRecordFactory() is factory
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["scan", "--timeout", "nan"],
+        ["scan", "--timeout", "inf"],
+        ["agent", "run", "--duration", "nan"],
+        ["agent", "run", "--duration", "inf"],
+        ["agent", "run", "--interval", "nan"],
+        ["agent", "run", "--interval", "1e309"],
+    ],
+)
+def test_a_number_of_seconds_must_be_finite(args: list[str]) -> None:
+    # nan passes every range check (all comparisons are false): refused by name, exit 2
+    result = CliRunner().invoke(cli, ["--simulate", "1", *args])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--" in result.stderr

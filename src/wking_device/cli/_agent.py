@@ -28,7 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from wking_device.cli import _signals
-from wking_device.cli._app import AppContext, pass_app
+from wking_device.cli._app import AppContext, Seconds, pass_app
 from wking_device.cli._ble import bluetooth, open_bindings
 from wking_device.cli._term import cell, markup, visible
 from wking_device.cli._upload import resolve_target, upload_options
@@ -75,13 +75,13 @@ def agent(ctx: click.Context) -> None:
 @agent.command(short_help="Scan and read speakers; collect what consent allows.")
 @click.option(
     "--duration",
-    type=click.FloatRange(min=0.1),
+    type=Seconds(min=0.1, max=366 * 86400.0),
     default=None,
     help="Seconds to run (default: until interrupted).",
 )
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0.1),
+    type=Seconds(min=0.1, max=3600.0),
     default=5.0,
     show_default=True,
     help="Seconds between scan-and-read cycles.",

@@ -6,6 +6,7 @@ import asyncio
 import errno
 import functools
 import logging
+import math
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -115,6 +116,19 @@ def write_json(data: bytes) -> None:
 
 
 pass_app = click.make_pass_decorator(AppContext)
+
+
+class Seconds(click.FloatRange):
+    """A number of seconds: finite (``nan`` and ``inf`` are refused) and within bounds."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """Parse the value; a non-finite number is a usage error naming the option."""
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return number
 
 
 def parse_categories(values: tuple[str, ...]) -> list[str]:

@@ -21,7 +21,7 @@ import click
 from rich.table import Table
 
 from wking_device.bindings import Binding, Bindings
-from wking_device.cli._app import AppContext, pass_app
+from wking_device.cli._app import AppContext, Seconds, pass_app
 from wking_device.cli._term import cell, for_stderr, make_console, markup
 from wking_device.errors import ConfigError, KeyMissing, StorageError, UsageError, WkingError
 from wking_device.protocol import EqPreset, LightMode
@@ -201,7 +201,7 @@ def _speaker_row(speaker: DiscoveredSpeaker) -> dict[str, Any]:
 
 
 @click.command()
-@click.option("--timeout", type=click.FloatRange(0.1, 120), default=None, help="Seconds to scan.")
+@click.option("--timeout", type=Seconds(0.1, 120), default=None, help="Seconds to scan.")
 @pass_app
 def scan(app: AppContext, timeout: float | None) -> None:
     """Discover W-KING speakers nearby."""
