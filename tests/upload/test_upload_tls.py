@@ -249,3 +249,37 @@ def test_pins_in_every_form() -> None:
     for bad in ("sha256//short", "zz" * 32, "", base64.b64encode(b"x" * 20).decode()):
         with pytest.raises(CredentialError):
             parse_pin(bad)
+
+
+@pytest.mark.parametrize("name", ["SSL_CERT_FILE", "SSL_CERT_DIR"])
+async def test_environment_variables_do_not_replace_the_system_store(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # Without a CA bundle, "the system store" is OpenSSL's compiled-in one: a variable pointing
+    # at another CA (the receiver's private one here) must not make the client trust it.
+    if name == "SSL_CERT_FILE":
+        monkeypatch.setenv(name, str(receiver.ca_file))
+    else:
+        rehashed = receiver.ca_file.parent / "capath"
+        rehashed.mkdir()
+        subject_hash = _subject_hash(receiver.ca_file)
+        (rehashed / f"{subject_hash}.0").write_bytes(receiver.ca_file.read_bytes())
+        monkeypatch.setenv(name, str(rehashed))
+    async with OTLPSender(receiver.endpoint, ssl_context=build_ssl_context()) as sender:
+        with pytest.raises(TLSVerificationFailed):
+            await sender.send(make_body(1))
+    assert receiver.stats.requests == 0
+
+
+def _subject_hash(pem: Path) -> str:
+    """OpenSSL's c_rehash name of a CA certificate (``openssl x509 -subject_hash``)."""
+    import subprocess  # noqa: PLC0415
+
+    done = subprocess.run(
+        ["openssl", "x509", "-noout", "-subject_hash", "-in", str(pem)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return done.stdout.strip()

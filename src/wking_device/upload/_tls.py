@@ -211,6 +211,35 @@ class TLSOptions:
     client_key: Path | None = None
 
 
+def _load_system_store(context: ssl.SSLContext) -> None:
+    """Trust the system's CAs where OpenSSL was built to find them, whatever the environment says.
+
+    ``ssl.create_default_context`` would read ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``: any process
+    environment (a unit file, a shell profile) could then replace the trust store without a word.
+    Only where OpenSSL has no store of its own (some macOS and Nix builds, Windows) is the
+    platform's default loading used, and then it says so in the log.
+    """
+    paths = ssl.get_default_verify_paths()
+    cafile = (
+        paths.openssl_cafile
+        if paths.openssl_cafile and Path(paths.openssl_cafile).is_file()
+        else None
+    )
+    capath = (
+        paths.openssl_capath
+        if paths.openssl_capath and Path(paths.openssl_capath).is_dir()
+        else None
+    )
+    if cafile is not None or capath is not None:
+        context.load_verify_locations(cafile=cafile, capath=capath)
+        return
+    _LOGGER.warning(
+        "OpenSSL has no built-in CA store here: the platform's defaults are used (which may "
+        "follow SSL_CERT_FILE / SSL_CERT_DIR); set upload.ca_bundle to be independent of them"
+    )
+    context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+
+
 def build_ssl_context(options: TLSOptions | None = None) -> ssl.SSLContext:
     """Build the client context for the collector.
 
@@ -241,7 +270,8 @@ def build_ssl_context(options: TLSOptions | None = None) -> ssl.SSLContext:
                 remedy="point upload.ca_bundle / --ca-file at a readable PEM file of CAs",
             ) from exc
     else:
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        _load_system_store(context)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.verify_mode = ssl.CERT_REQUIRED
     context.check_hostname = True
