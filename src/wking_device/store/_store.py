@@ -606,7 +606,12 @@ class RecordStore:
         return result
 
     def attach(self, gate: _Gate) -> Callable[[], None]:
-        """Crypto-shred a category as soon as the gate reports its withdrawal.
+        """Crypto-shred a category as soon as the gate reports its withdrawal (optional).
+
+        Not needed for withdrawal to shred: a store open for writing watches its installation's
+        ledger itself (before every batch of work, and while idle) and carries out every
+        withdrawal recorded there. Attaching adds the gate's in-process revocations as a
+        second, synchronous trigger and has the idle writer refresh the gate.
 
         Categories that are withdrawn already when the store is attached are purged too: a
         withdrawal made while another process held the store (which then stopped before it saw
@@ -658,6 +663,7 @@ class RecordStore:
             try:
                 return self._queue.get(timeout=_IDLE_WATCH)
             except queue.Empty:
+                self._watch_ledger()
                 watched = self._watched
                 if watched is None:
                     continue
@@ -696,8 +702,30 @@ class RecordStore:
             self._conn.close()
             self._fail_leftovers()
 
+    def _watch_ledger(self) -> None:
+        """Carry out withdrawals the installation's ledger gained since the writer last looked.
+
+        Called by the writer before every batch and while idle, so a withdrawal shreds this
+        store's records whether or not the program attached its gate (issue 12): one ``stat``
+        of the ledger files when nothing changed.
+        """
+        if self.readonly:
+            return
+        ledger = self._ledger
+        if ledger is None:
+            path = self._ledger_file
+            if path is None or not path.exists():
+                return
+        elif not ledger.changed_on_disk():
+            return
+        try:
+            self._finish_withdrawals_sync()
+        except Exception:  # noqa: BLE001 - a failed look is retried at the next batch
+            _LOGGER.warning("pending withdrawals could not be carried out yet", exc_info=True)
+
     def _process(self, items: list[Any]) -> bool:
         """Run queued work in FIFO order, appends in between grouped; True when told to stop."""
+        self._watch_ledger()
         appends: list[_Append] = []
         for item in items:
             if isinstance(item, _Append):
