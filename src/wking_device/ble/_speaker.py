@@ -29,8 +29,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 from bleak import BleakClient
 from bleak.backends.device import BLEDevice
@@ -49,6 +50,7 @@ from wking_device.errors import (
     ConnectionFailed,
     DeviceDisconnected,
     DeviceNotFound,
+    InvalidAddress,
     MalformedResponse,
     OperationTimeout,
     ProtocolError,
@@ -146,6 +148,12 @@ CommandFrame: TypeAlias = Command | MalformedCommand | UnsupportedCommand
 
 SpeakerTarget: TypeAlias = DiscoveredSpeaker | BLEDevice | str
 """What a :class:`Speaker` can be built from: a discovery result, a bleak device or an address."""
+
+
+_ADDRESS_RE: Final = re.compile(
+    r"^(?:[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5}"  # a MAC (BlueZ, Windows)
+    r"|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})$"  # macOS
+)
 
 
 class _Subscription:
@@ -273,6 +281,9 @@ class Speaker:
             self._address = target.address
             self._name = target.name
         elif isinstance(target, str) and target:
+            if not _ADDRESS_RE.match(target):
+                # refused at once: a name like "kitchen" would otherwise wait for a scan
+                raise InvalidAddress(target)
             self._address = target
         else:
             raise UsageError(f"Speaker needs a DiscoveredSpeaker, BLEDevice or address: {target!r}")

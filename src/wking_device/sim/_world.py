@@ -20,7 +20,7 @@ from bumble import hci
 from bumble.device import Device
 
 from wking_device.ble._backend import BleBackend
-from wking_device.errors import DeviceNotFound, UsageError
+from wking_device.errors import AdapterUnavailable, DeviceNotFound, UsageError
 from wking_device.sim._client import SimClient
 from wking_device.sim._scanner import SimDeviceDetails, SimScanner
 from wking_device.sim._speaker import SimSpeaker
@@ -255,8 +255,17 @@ class SimWorld:
 
     def running_adapter(self) -> _Adapter:
         """The adapter, checking the world runs in the caller's event loop."""
-        if self._adapter is None or self._closed:
-            raise UsageError("the SimWorld is not running; use 'async with SimWorld(...)'")
+        if self._closed:
+            raise AdapterUnavailable(
+                "this SimWorld is closed",
+                remedy="use the backend inside 'async with SimWorld(...)'; a closed world "
+                "cannot be started again, so create a new one",
+            )
+        if self._adapter is None:
+            raise AdapterUnavailable(
+                "this SimWorld is not started",
+                remedy="use the backend inside 'async with SimWorld(...)' (or after start())",
+            )
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
