@@ -253,7 +253,7 @@ class SimWorld:
         """The address of the world's host adapter."""
         return ADAPTER_ADDRESS
 
-    def running_adapter(self) -> _Adapter:
+    def _running_adapter(self) -> _Adapter:
         """The adapter, checking the world runs in the caller's event loop."""
         if self._closed:
             raise AdapterUnavailable(
@@ -277,7 +277,7 @@ class SimWorld:
             )
         return self._adapter
 
-    def adapter_or_none(self) -> _Adapter | None:
+    def _adapter_or_none(self) -> _Adapter | None:
         """The adapter if the world is running, else ``None``."""
         return None if self._closed else self._adapter
 
@@ -303,7 +303,7 @@ class SimWorld:
         Args:
             spec: The speaker; ``None`` adds the next fleet index.
         """
-        self.running_adapter()
+        self._running_adapter()
         if spec is None:
             spec = SpeakerSpec.for_index(len(self.speakers) + 1)
         if self.speaker_or_none(spec.address) is not None:
@@ -321,7 +321,7 @@ class SimWorld:
 
     def connected_devices(self) -> list[BLEDevice]:
         """Bleak ``BLEDevice``s of the speakers the adapter is connected to."""
-        adapter = self.adapter_or_none()
+        adapter = self._adapter_or_none()
         if adapter is None:
             return []
         return [

@@ -75,6 +75,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from wking_device.config import Paths, Settings
+    from wking_device.consent import ConsentGate, Revocation
     from wking_device.crypto import KekBackend, KeyStore
     from wking_device.models import Record
 
@@ -183,11 +184,6 @@ def _needed(records: Sequence[Record]) -> set[str]:
     for record in records:
         needed.update(key_scope(record).split("+"))
     return needed
-
-
-class _Revocation(Protocol):
-    categories: frozenset[str]
-    reason: str
 
 
 class _Gate(Protocol):
@@ -618,7 +614,7 @@ class RecordStore:
         result: StoreStats = await self._submit(self._stats_sync, write=False)
         return result
 
-    def attach(self, gate: _Gate) -> Callable[[], None]:
+    def attach(self, gate: ConsentGate) -> Callable[[], None]:
         """Crypto-shred a category as soon as the gate reports its withdrawal (optional).
 
         Not needed for withdrawal to shred: a store open for writing watches its installation's
@@ -647,7 +643,7 @@ class RecordStore:
                 # and record them as carried out (anything else pending goes too)
                 self._enqueue(_Call(self._finish_withdrawals_sync))
 
-        def listener(revocation: _Revocation) -> None:
+        def listener(revocation: Revocation) -> None:
             if revocation.reason == "withdrawn":
                 purge(revocation.categories)
 
