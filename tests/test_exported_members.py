@@ -61,6 +61,7 @@ _PUBLIC_MODULES = (
     "wking_device.consent",
     "wking_device.crypto",
     "wking_device.errors",
+    "wking_device.events",
     "wking_device.models",
     "wking_device.policy",
     "wking_device.protocol",
