@@ -24,7 +24,7 @@ from wking_device.events import (
 from wking_device.protocol import Button
 
 pytest.importorskip("bumble")
-from wking_device.sim import SimWorld  # noqa: E402
+from wking_device.sim import SimWorld
 
 if TYPE_CHECKING:
     from wking_device.ble import EventStream, RetryPolicy

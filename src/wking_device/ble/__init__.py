@@ -24,7 +24,6 @@ from wking_device.ble._discovery import (
 from wking_device.ble._events import EventBus, EventCallback, Unsubscribe, get_event_bus
 from wking_device.ble._fleet import FleetResult, read_all
 from wking_device.ble._limiter import ConnectionLimiter, limiter_for
-from wking_device.ble._stream import EventStream
 from wking_device.ble._speaker import (
     BatteryReading,
     CommandFrame,
@@ -32,6 +31,7 @@ from wking_device.ble._speaker import (
     SpeakerEvent,
     SpeakerTarget,
 )
+from wking_device.ble._stream import EventStream
 from wking_device.ble._translate import RetryPolicy
 
 __all__ = [  # noqa: RUF022 - plain sorted() order, like wking_device.__all__
