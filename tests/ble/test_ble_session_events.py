@@ -42,20 +42,20 @@ async def _next(stream: EventStream, kind: type) -> SpeakerEvent:
 async def test_events_deliver_one_battery_change_once_and_the_vendor_events() -> None:
     async with SimWorld.fleet(1, adv_interval_ms=20) as world:
         sim = world.speakers[0]
-        async with Speaker(sim.address, backend=world.backend) as speaker:
-            async with speaker.events() as stream:
-                await sim.set_battery(42)
-                await speaker.set_volume(7)  # the speaker reports the state change
-                await sim.press_button(Button.PLAY_PAUSE)
-                got: list[SpeakerEvent] = []
-                async with asyncio.timeout(10):
-                    async for event in stream:
-                        got.append(event)
-                        if isinstance(event, ButtonPressed):
-                            break
-                batteries = [e for e in got if isinstance(e, BatteryChanged)]
-                assert [b.level for b in batteries] == [42]
-                assert any(isinstance(e, StateChanged) and e.volume == 7 for e in got)
+        speaker = Speaker(sim.address, backend=world.backend)
+        async with speaker, speaker.events() as stream:
+            await sim.set_battery(42)
+            await speaker.set_volume(7)  # the speaker reports the state change
+            await sim.press_button(Button.PLAY_PAUSE)
+            got: list[SpeakerEvent] = []
+            async with asyncio.timeout(10):
+                async for event in stream:
+                    got.append(event)
+                    if isinstance(event, ButtonPressed):
+                        break
+            batteries = [e for e in got if isinstance(e, BatteryChanged)]
+            assert [b.level for b in batteries] == [42]
+            assert any(isinstance(e, StateChanged) and e.volume == 7 for e in got)
         # a closed session ends its streams
         assert stream.dropped == 0
 
