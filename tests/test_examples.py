@@ -175,3 +175,16 @@ def test_the_standalone_programs_are_mypy_strict_clean() -> None:
         cwd=EXAMPLES,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_library_guide_snippets_compile_and_import() -> None:
+    import ast  # noqa: PLC0415
+    import re  # noqa: PLC0415
+
+    guide = (EXAMPLES.parent / "docs" / "library.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", guide, flags=re.DOTALL)
+    assert len(blocks) >= 5
+    for block in blocks:
+        tree = ast.parse(block)
+        imports = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
+        exec(compile(ast.Module(body=imports, type_ignores=[]), "<library.md>", "exec"), {})
