@@ -115,3 +115,76 @@ def test_examples_show_warnings_of_wking_device() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "a warning of ours" in proc.stderr
+
+
+# --- the four programs of issue 12: standalone, run, mypy --strict clean ---------------------
+
+STANDALONE = ("companion.py", "consent_app.py", "dashboard.py", "test_fault_rig.py")
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "expected"),
+    [
+        ("companion.py", (), "event: battery 57 %"),
+        ("consent_app.py", ("--yes",), "after withdrawal: 0 records"),
+        ("dashboard.py", (), "records: none (nothing was collected in this installation yet)"),
+    ],
+)
+def test_a_standalone_program_runs(script: str, args: tuple[str, ...], expected: str) -> None:
+    proc = _run(script, *args)
+    assert proc.returncode == 0, proc.stderr
+    assert expected in proc.stdout, proc.stdout
+    assert proc.stderr == "", proc.stderr
+
+
+def test_the_dashboard_creates_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "untouched"
+    proc = _run("dashboard.py", "--home", str(home))
+    assert proc.returncode == 0, proc.stderr
+    assert not home.exists()
+
+
+def test_the_fault_rig_passes_under_pytest_with_the_sim_plugin() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_fault_rig.py"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        cwd=EXAMPLES,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout
+
+
+@pytest.mark.parametrize("script", STANDALONE)
+def test_a_standalone_program_imports_no_helper(script: str) -> None:
+    text = (EXAMPLES / script).read_text(encoding="utf-8")
+    assert "_common" not in text
+    assert text.startswith('"""')
+
+
+def test_the_standalone_programs_are_mypy_strict_clean() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", *STANDALONE],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=EXAMPLES,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_library_guide_snippets_compile_and_import() -> None:
+    import ast  # noqa: PLC0415
+    import re  # noqa: PLC0415
+
+    guide = (EXAMPLES.parent / "docs" / "library.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", guide, flags=re.DOTALL)
+    assert len(blocks) >= 5
+    for block in blocks:
+        tree = ast.parse(block)
+        imports = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
+        exec(compile(ast.Module(body=imports, type_ignores=[]), "<library.md>", "exec"), {})

@@ -47,3 +47,144 @@ def test_import_is_cheap() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "[]"
+
+
+# --- every type in every public signature is a public name (issue 12, finding 8) -------------
+
+_PUBLIC_MODULES = (
+    "wking_device",
+    "wking_device.agent",
+    "wking_device.ble",
+    "wking_device.bindings",
+    "wking_device.collect",
+    "wking_device.config",
+    "wking_device.consent",
+    "wking_device.crypto",
+    "wking_device.errors",
+    "wking_device.events",
+    "wking_device.models",
+    "wking_device.policy",
+    "wking_device.protocol",
+    "wking_device.receiver",
+    "wking_device.sim",
+    "wking_device.sim.pytest_plugin",
+    "wking_device.store",
+    "wking_device.upload",
+)
+
+
+_MADE_BY_THE_LIBRARY_ONLY = {"Permit"}
+"""Classes users never construct (only ``ConsentGate.permit`` makes a Permit): their
+``__init__`` is not API."""
+
+
+def _public_objects() -> dict[int, object]:
+    import importlib  # noqa: PLC0415
+
+    found: dict[int, object] = {}
+    for module_name in _PUBLIC_MODULES:
+        module = importlib.import_module(module_name)
+        for name in getattr(module, "__all__", ()):
+            value = getattr(module, name)
+            found[id(value)] = value
+    return found
+
+
+def _namespace() -> dict[str, object]:
+    """Every name any loaded module of the package (public or not) or a foreign import defines."""
+    import collections.abc  # noqa: PLC0415
+    import typing  # noqa: PLC0415
+
+    namespace: dict[str, object] = {}
+    for module in (typing, collections.abc):
+        namespace.update(vars(module))
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] in {"bleak", "ssl", "pathlib", "asyncio", "types", "sqlite3"}:
+            namespace.update({k: v for k, v in vars(module).items() if isinstance(v, type)})
+        if name.startswith(("bleak.backends", "bumble.")) and module is not None:
+            namespace.update({k: v for k, v in vars(module).items() if not k.startswith("_")})
+    import random  # noqa: PLC0415
+
+    namespace["random"] = random
+    if "bumble.hci" in sys.modules:
+        namespace["hci"] = sys.modules["bumble.hci"]
+    for name, module in list(sys.modules.items()):
+        if name == "wking_device" or name.startswith("wking_device."):
+            namespace.update(
+                {k: v for k, v in vars(module).items() if not isinstance(v, types.ModuleType)}
+            )
+    return namespace
+
+
+def _types_in(hint: object) -> set[type]:
+    import typing  # noqa: PLC0415
+
+    found: set[type] = set()
+    if isinstance(hint, type) and typing.get_origin(hint) is None:
+        found.add(hint)
+    for arg in typing.get_args(hint):
+        if isinstance(arg, list):  # Callable[[...], R]
+            for item in arg:
+                found |= _types_in(item)
+        else:
+            found |= _types_in(arg)
+    origin = typing.get_origin(hint)
+    if isinstance(origin, type):
+        found.add(origin)
+    return found
+
+
+def _signatures(obj: object) -> list[tuple[str, object]]:
+    """(where, callable-or-class-with-annotations) pairs to read hints from."""
+    import inspect  # noqa: PLC0415
+
+    items: list[tuple[str, object]] = []
+    if inspect.isclass(obj):
+        items.append((obj.__qualname__, obj))  # class-level annotations (dataclass fields)
+        for name, member in vars(obj).items():
+            if name.startswith("_") and name not in {"__init__", "__aenter__", "__enter__"}:
+                continue
+            if name == "__init__" and obj.__qualname__ in _MADE_BY_THE_LIBRARY_ONLY:
+                continue
+            if isinstance(member, property) and member.fget is not None:
+                items.append((f"{obj.__qualname__}.{name}", member.fget))
+            elif isinstance(member, classmethod | staticmethod):
+                items.append((f"{obj.__qualname__}.{name}", member.__func__))
+            elif inspect.isfunction(member):
+                items.append((f"{obj.__qualname__}.{name}", member))
+    elif inspect.isfunction(obj):
+        items.append((obj.__qualname__, obj))
+    return items
+
+
+def test_every_type_in_a_public_signature_is_exported() -> None:
+    import inspect  # noqa: PLC0415
+    import typing  # noqa: PLC0415
+
+    public = _public_objects()
+    namespace = _namespace()
+    problems: list[str] = []
+    for obj in list(public.values()):
+        for where, target in _signatures(obj):
+            module = sys.modules.get(getattr(target, "__module__", ""), None)
+            globalns = {**namespace, **(vars(module) if module else {})}
+            try:
+                hints = typing.get_type_hints(target, globalns=globalns)
+            except Exception as exc:  # noqa: BLE001 - reported below
+                problems.append(f"{where}: hints do not resolve ({exc})")
+                continue
+            if inspect.isclass(target):
+                hints = {k: v for k, v in hints.items() if not k.startswith("_")}
+            for hint in hints.values():
+                for cls in _types_in(hint):
+                    if not cls.__module__.startswith("wking_device"):
+                        continue
+                    if id(cls) not in public:
+                        problems.append(f"{where}: {cls.__module__}.{cls.__qualname__}")
+    assert not problems, "\n".join(sorted(set(problems)))
+
+
+def test_every_error_is_exported_at_the_top() -> None:
+    from wking_device import errors  # noqa: PLC0415
+
+    assert set(errors.__all__) <= set(wking_device.__all__)

@@ -4,11 +4,14 @@ Every error this package raises is a :class:`WkingError`. Foreign errors (bleak,
 ssl, cryptography's ``InvalidTag``, aiohttp) are translated once, at the boundary of the layer that
 calls them, with ``raise ... from exc``; nothing above that layer sees a foreign exception.
 
-Each error carries structured fields and a ``remedy``: one sentence telling the user what to do.
-``exit_code`` is what the ``wking`` command exits with when the error reaches it::
+Each error carries structured fields and a ``remedy``: one sentence telling a *library user*
+what to do (in terms of this package's API). ``cli_remedy`` is the same advice in terms of the
+``wking`` command, which prints it instead (:meth:`WkingError.cli_message`); it falls back to
+``remedy``. ``exit_code`` is what the ``wking`` command exits with when the error reaches it::
 
     WkingError                      exit 1
     ├── UsageError                  exit 2
+    │   └── InvalidAddress                   not a Bluetooth address ("kitchen")
     ├── ConfigError                 exit 2   (file, line, key)
     ├── ProtocolError               exit 4   frames, advertisements, codec misuse
     │   ├── FrameError                       malformed frame bytes (reason)
@@ -37,6 +40,8 @@ Each error carries structured fields and a ``remedy``: one sentence telling the 
     ├── StorageError                exit 6
     │   ├── StoreFull                        disk full or size cap with nothing evictable
     │   ├── StoreClosed                      used after close()
+    │   ├── StoreNotFound                    a read-only open of a store that does not exist
+    │   ├── StoreInUse                       open already (in_this_process says where)
     │   ├── RecordCorrupt                    a record failed authentication (quarantined)
     │   └── KeyStoreError                    master key missing, wrong or insecure
     │       ├── KeyMissing
@@ -77,6 +82,7 @@ __all__ = [
     "GuardianRequired",
     "InsecureEndpoint",
     "IntegrityError",
+    "InvalidAddress",
     "KeyMissing",
     "KeyStoreError",
     "LedgerTampered",
@@ -90,7 +96,9 @@ __all__ = [
     "StorageError",
     "StoreClosed",
     "StoreFull",
+    "StoreInUse",
     "StoreIntegrityError",
+    "StoreNotFound",
     "TLSError",
     "TLSReason",
     "TLSVerificationFailed",
@@ -109,20 +117,39 @@ class WkingError(Exception):
 
     Args:
         message: What went wrong, in one line.
-        remedy: What the user can do about it, in one sentence (optional).
+        remedy: What a library user can do about it, in one sentence (optional).
+        cli_remedy: The same advice for a user of the ``wking`` command (optional; defaults to
+            the class's ``default_cli_remedy``, then to ``remedy``).
+
+    Attributes:
+        message: What went wrong.
+        remedy: Advice in terms of the library's API (``str(error)`` shows it).
+        cli_remedy: Advice in terms of the ``wking`` command.
     """
 
     exit_code: ClassVar[int] = 1
     default_remedy: ClassVar[str | None] = None
+    default_cli_remedy: ClassVar[str | None] = None
 
-    def __init__(self, message: str, *, remedy: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, remedy: str | None = None, cli_remedy: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.remedy = remedy if remedy is not None else self.default_remedy
+        if cli_remedy is None:
+            cli_remedy = self.default_cli_remedy if remedy is None else None
+        self.cli_remedy = cli_remedy if cli_remedy is not None else self.remedy
 
     def __str__(self) -> str:
         if self.remedy:
             return f"{self.message} ({self.remedy})"
+        return self.message
+
+    def cli_message(self) -> str:
+        """The one line the ``wking`` command prints: the message and the CLI's remedy."""
+        if self.cli_remedy:
+            return f"{self.message} ({self.cli_remedy})"
         return self.message
 
 
@@ -130,6 +157,26 @@ class UsageError(WkingError):
     """The caller asked for something that does not make sense (bad argument, wrong state)."""
 
     exit_code = 2
+
+
+class InvalidAddress(UsageError):
+    """A string that is not a Bluetooth address was given where one is needed.
+
+    Raised at once (``Speaker("kitchen")``), before any scan.
+
+    Args:
+        address: The text given (a caller's, possibly a MAC: the log filter redacts it).
+    """
+
+    default_remedy = (
+        "pass the speaker's address as six hex pairs (AA:BB:CC:DD:EE:FF), or the address "
+        "of a DiscoveredSpeaker from discover()"
+    )
+    default_cli_remedy = "give the address as AA:BB:CC:DD:EE:FF; 'wking scan' lists them"
+
+    def __init__(self, address: str) -> None:
+        super().__init__(f"not a Bluetooth address: {address!r}")
+        self.address = address
 
 
 class ConfigError(WkingError):
@@ -229,8 +276,9 @@ class BluetoothError(WkingError):
         address: str | None = None,
         reason: BluetoothReason | None = None,
         remedy: str | None = None,
+        cli_remedy: str | None = None,
     ) -> None:
-        super().__init__(message, remedy=remedy)
+        super().__init__(message, remedy=remedy, cli_remedy=cli_remedy)
         self.address = address
         self.reason = reason if reason is not None else self.default_reason
 
@@ -240,6 +288,10 @@ class AdapterUnavailable(BluetoothError):
 
     default_reason = BluetoothReason.ADAPTER_UNAVAILABLE
     default_remedy = (
+        "check that an adapter is present and powered (bluetoothctl show), or pass a "
+        "simulator's backend (wking_device.sim.SimWorld(...).backend) as backend="
+    )
+    default_cli_remedy = (
         "check that an adapter is present and powered (bluetoothctl show), "
         "or use --simulate N to run against simulated speakers"
     )
@@ -249,7 +301,10 @@ class DeviceNotFound(BluetoothError):
     """No speaker with that address was seen during discovery."""
 
     default_reason = BluetoothReason.NOT_FOUND
-    default_remedy = "move the speaker closer, make sure it is on, and run 'wking scan'"
+    default_remedy = (
+        "move the speaker closer, make sure it is on, and check its address with discover()"
+    )
+    default_cli_remedy = "move the speaker closer, make sure it is on, and run 'wking scan'"
 
 
 class ConnectionFailed(BluetoothError):
@@ -353,9 +408,11 @@ class ConsentRequired(ConsentError):
     def __init__(self, missing: frozenset[str] | set[str], *, reason: str | None = None) -> None:
         names = ", ".join(sorted(missing))
         detail = f" ({reason})" if reason else ""
+        quoted = ", ".join(repr(name) for name in sorted(missing))
         super().__init__(
             f"consent required for: {names}{detail}",
-            remedy=f"run 'wking consent grant {' '.join(sorted(missing))}'",
+            remedy=f"ask the user, then ConsentGate.grant([{quoted}])",
+            cli_remedy=f"run 'wking consent grant {' '.join(sorted(missing))}'",
         )
         self.missing = frozenset(missing)
 
@@ -382,9 +439,11 @@ class PrerequisiteMissing(ConsentError):
 
     def __init__(self, category: str, requires: frozenset[str] | set[str]) -> None:
         needed = " ".join(sorted(requires))
+        both = ", ".join(repr(name) for name in [*sorted(requires), category])
         super().__init__(
             f"{category} requires {needed}",
-            remedy=f"grant {needed} too, e.g. 'wking consent grant {needed} {category}'",
+            remedy=f"grant {needed} too, e.g. ConsentGate.grant([{both}])",
+            cli_remedy=f"grant {needed} too, e.g. 'wking consent grant {needed} {category}'",
         )
         self.category = category
         self.requires = frozenset(requires)
@@ -399,9 +458,12 @@ class GuardianRequired(ConsentError):
 
     def __init__(self, categories: frozenset[str] | set[str]) -> None:
         names = " ".join(sorted(categories))
+        quoted = ", ".join(repr(name) for name in sorted(categories))
         super().__init__(
             f"this profile is a minor's: a parent or guardian must grant {names}",
-            remedy=f"a parent or guardian can run 'wking consent grant --guardian {names}'",
+            remedy=f"a parent or guardian grants them: ConsentGate.grant([{quoted}], "
+            'method="guardian")',
+            cli_remedy=f"a parent or guardian can run 'wking consent grant --guardian {names}'",
         )
         self.categories = frozenset(categories)
 
@@ -423,6 +485,10 @@ class LedgerTampered(IntegrityError):
     """
 
     default_remedy = (
+        "the consent ledger was altered; every category is denied until it is restored "
+        "from a backup or reset (the 'wking consent reset' command)"
+    )
+    default_cli_remedy = (
         "the consent ledger was altered; every category is denied until it is restored "
         "from a backup or reset with 'wking consent reset'"
     )
@@ -453,6 +519,46 @@ class StoreFull(StorageError):
 
 class StoreClosed(StorageError):
     """The store was used after it was closed."""
+
+
+class StoreNotFound(StorageError):
+    """A store opened read-only does not exist (nothing was collected in this installation).
+
+    Args:
+        path: The database file looked for.
+    """
+
+    default_remedy = (
+        "nothing was collected in this installation yet (check WKING_HOME / the paths "
+        "passed); open it for writing to create it"
+    )
+    default_cli_remedy = "collect something first (wking agent run), or check WKING_HOME"
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class StoreInUse(StorageError):
+    """The store is open for writing already: in another process, or in this one.
+
+    Args:
+        in_this_process: ``True`` when this process holds it (another ``open_store`` call).
+    """
+
+    def __init__(self, *, in_this_process: bool) -> None:
+        if in_this_process:
+            super().__init__(
+                "the record store is open already in this process",
+                remedy="use the RecordStore that is open, or close it before opening it again",
+            )
+        else:
+            super().__init__(
+                "the record store is open in another process",
+                remedy="stop the other program (an agent?), or use open_store(..., readonly=True)",
+                cli_remedy="stop the agent, or use a read-only command",
+            )
+        self.in_this_process = in_this_process
 
 
 class RecordCorrupt(StorageError):

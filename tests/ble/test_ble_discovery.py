@@ -145,7 +145,8 @@ async def test_find_unknown_address_raises_device_not_found(recorder: Recorder) 
         with pytest.raises(DeviceNotFound) as caught:
             await find("C0:57:4B:99:99:99", timeout=0.3, backend=world.backend, events=recorder.bus)
     assert caught.value.address == "C0:57:4B:99:99:99"
-    assert "wking scan" in str(caught.value)  # the remedy
+    assert "discover()" in str(caught.value)  # the library remedy
+    assert "wking scan" in caught.value.cli_message()  # the CLI's
     assert recorder.of(OperationKind.SCAN)
 
 
@@ -172,7 +173,8 @@ class _BrokenScanner(BaseBleakScanner):
 async def test_scanner_that_cannot_start_raises_adapter_unavailable(recorder: Recorder) -> None:
     with pytest.raises(AdapterUnavailable) as caught:
         await discover(0.1, backend=BleBackend(scanner=_BrokenScanner), events=recorder.bus)
-    assert "--simulate" in str(caught.value)
+    assert "SimWorld" in str(caught.value)
+    assert "--simulate" in caught.value.cli_message()
     (scan,) = recorder.of(OperationKind.SCAN)
     assert scan.outcome is Outcome.ERROR
     assert scan.error == "adapter_unavailable"

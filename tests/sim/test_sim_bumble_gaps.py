@@ -133,14 +133,14 @@ async def test_fixed_gap_ab_cancelled_bleak_connect_leaves_nothing_pending() -> 
         speaker = world.speakers[0]
         await asyncio.sleep(speaker.advertising_phase_s + 0.05)  # first advertisement is out
         client = BleakClient(speaker.address, timeout=0.2, backend=world.backend.client)
-        adapter = world.running_adapter()
+        adapter = world._running_adapter()
         task = asyncio.create_task(client.connect())
         await asyncio.sleep(0.1)
         assert adapter.controller.pending_le_connection is not None  # waiting for an advert
         with pytest.raises(TimeoutError):
             await task
         assert adapter.controller.pending_le_connection is None
-        world.running_adapter().controller.instant_connect = True
+        world._running_adapter().controller.instant_connect = True
         await client.connect()
         assert client.is_connected
         await client.disconnect()

@@ -145,7 +145,8 @@ async def test_foreign_key_store_is_wrong_key(paths, settings, store, tmp_path) 
 
 async def test_single_writer_and_readonly(paths, settings, store, make_record, permit) -> None:
     await store.append([make_record()], permit)
-    with pytest.raises(StorageError, match="another process"):
+    # this process holds it (issue 12: it used to say "another process")
+    with pytest.raises(StorageError, match="open already in this process"):
         open_store(paths, settings)
     reader = open_store(paths, settings, readonly=True)
     try:

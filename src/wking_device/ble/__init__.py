@@ -31,6 +31,7 @@ from wking_device.ble._speaker import (
     SpeakerEvent,
     SpeakerTarget,
 )
+from wking_device.ble._stream import EventStream
 from wking_device.ble._translate import RetryPolicy
 
 __all__ = [  # noqa: RUF022 - plain sorted() order, like wking_device.__all__
@@ -42,6 +43,7 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, like wking_device.__all__
     "DiscoveredSpeaker",
     "EventBus",
     "EventCallback",
+    "EventStream",
     "FleetResult",
     "RetryPolicy",
     "Speaker",

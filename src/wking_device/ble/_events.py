@@ -29,6 +29,7 @@ EventCallback: TypeAlias = Callable[[OperationEvent], None]
 class Unsubscribe:
     """The handle :meth:`EventBus.subscribe` returns; call it (or ``close()``) to unsubscribe.
 
+    Also a context manager: ``with bus.subscribe(callback): ...`` unsubscribes on the way out.
     Calling it more than once is harmless.
     """
 
@@ -45,6 +46,12 @@ class Unsubscribe:
 
     def close(self) -> None:
         """Unsubscribe (same as calling the handle)."""
+        self()
+
+    def __enter__(self) -> Unsubscribe:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
         self()
 
 

@@ -29,8 +29,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 from bleak import BleakClient
 from bleak.backends.device import BLEDevice
@@ -39,6 +40,7 @@ from bleak.uuids import normalize_uuid_str
 from wking_device.ble._discovery import DiscoveredSpeaker, find_speaker
 from wking_device.ble._events import OpTimer, get_event_bus
 from wking_device.ble._limiter import ConnectionLimiter, limiter_for
+from wking_device.ble._stream import BatteryMemory, EventStream, unify
 from wking_device.ble._translate import RetryPolicy, is_caller_cancelled, is_transient, translate
 from wking_device.config import BleSettings
 from wking_device.errors import (
@@ -49,12 +51,14 @@ from wking_device.errors import (
     ConnectionFailed,
     DeviceDisconnected,
     DeviceNotFound,
+    InvalidAddress,
     MalformedResponse,
     OperationTimeout,
     ProtocolError,
     UnsupportedOperation,
     UsageError,
 )
+from wking_device.events import Connected, Disconnected
 from wking_device.models import DeviceInfo, OperationKind
 from wking_device.protocol import (
     ATT_HEADER_SIZE,
@@ -148,6 +152,12 @@ SpeakerTarget: TypeAlias = DiscoveredSpeaker | BLEDevice | str
 """What a :class:`Speaker` can be built from: a discovery result, a bleak device or an address."""
 
 
+_ADDRESS_RE: Final = re.compile(
+    r"^(?:[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5}"  # a MAC (BlueZ, Windows)
+    r"|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})$"  # macOS
+)
+
+
 class _Subscription:
     """Handle returned by :meth:`Speaker.subscribe`; call it to unsubscribe."""
 
@@ -189,6 +199,9 @@ class Speaker:
             (default ``settings.scan_timeout``).
         fresh_for: A discovery result older than this many seconds is re-found before connecting.
         auto_reconnect: Reconnect on the next operation after the link was lost.
+        disconnected_callback: Called with this session, in the event loop's thread, each time
+            an established link goes down — lost, or closed by :meth:`disconnect` (as bleak's
+            ``disconnected_callback``). :meth:`events` reports the same, and more.
         adapter: The adapter name (e.g. ``hci0``), passed to bleak's BlueZ backend for the
             connection and for any scan that re-finds the address (a ``target`` BlueZ saw on
             another adapter is re-found on this one: BlueZ connects through the device's path).
@@ -210,8 +223,12 @@ class Speaker:
         fresh_for: float = 30.0,
         auto_reconnect: bool = False,
         adapter: str | None = None,
+        disconnected_callback: Callable[[Speaker], None] | None = None,
     ) -> None:
         settings = settings or _DEFAULTS
+        self._disconnected_callback = disconnected_callback
+        self._streams: list[EventStream] = []
+        self._battery = BatteryMemory()
         self._backend = backend
         self._profile = profile
         self._notify_uuid = _uuid(profile.notify_uuid)
@@ -273,6 +290,9 @@ class Speaker:
             self._address = target.address
             self._name = target.name
         elif isinstance(target, str) and target:
+            if not _ADDRESS_RE.match(target):
+                # refused at once: a name like "kitchen" would otherwise wait for a scan
+                raise InvalidAddress(target)
             self._address = target
         else:
             raise UsageError(f"Speaker needs a DiscoveredSpeaker, BLEDevice or address: {target!r}")
@@ -401,6 +421,8 @@ class Speaker:
             timer.ok()
         await self._teardown()
         self._closed = True
+        for stream in list(self._streams):
+            stream.end()
 
     async def _acquire_slot(self) -> None:
         if self._holding_slot:
@@ -590,6 +612,7 @@ class Speaker:
         # Re-subscription after a reconnect (DESIGN §6): the session's raw subscriptions too.
         for uuid in list(self._raw_subscriptions):
             await self._start_notify(uuid)
+        self._stream(Connected(reconnect=self.connections > 1))
 
     async def _start_notify(self, uuid: str) -> None:
         """One bleak subscription per characteristic, dispatching to every interested handler.
@@ -638,12 +661,22 @@ class Speaker:
         self._codec = None
         self._release_slot()
 
+    def _link_went_down(self) -> None:
+        """Tell ``disconnected_callback`` and the event streams that the link went down."""
+        self._stream(Disconnected(expected=self._closing))
+        if self._disconnected_callback is not None:
+            try:
+                self._disconnected_callback(self)
+            except Exception:
+                _LOGGER.exception("disconnected_callback raised; ignored")
+
     def _link_lost(self) -> bool:
         return self._lost is None or self._lost.done()
 
     def _mark_lost(self, error: DeviceDisconnected) -> None:
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(None)
+            self._link_went_down()
         pending, self._pending = self._pending, {}
         for _opcode, future in pending.values():
             if not future.done():
@@ -837,7 +870,37 @@ class Speaker:
         self._listeners.append(callback)
         return _Subscription(self, callback)
 
+    def events(self, *, max_queue: int = 256) -> EventStream:
+        """The session's events, for ``async for`` (one vocabulary: :mod:`wking_device.events`).
+
+        ``async with speaker.events() as stream: async for event in stream: ...`` — link up
+        and down (:class:`~wking_device.events.Connected`,
+        :class:`~wking_device.events.Disconnected`), one
+        :class:`~wking_device.events.BatteryChanged` per battery change, and the vendor events.
+        The stream survives reconnects and ends when the session is closed by
+        :meth:`disconnect`.
+
+        Args:
+            max_queue: Most events kept for a slow consumer (the oldest go first, counted in
+                ``stream.dropped``).
+
+        Returns:
+            The stream, subscribed from now on.
+        """
+        stream = EventStream(self._streams.remove, max_queue=max_queue)
+        self._streams.append(stream)
+        return stream
+
+    def _stream(self, frame: Any) -> None:
+        if not self._streams:
+            return
+        event = unify(frame, self._battery)
+        if event is not None:
+            for stream in list(self._streams):
+                stream.put(event)
+
     def _deliver(self, event: SpeakerEvent) -> None:
+        self._stream(event)
         for listener in list(self._listeners):
             try:
                 listener(event)

@@ -164,7 +164,7 @@ class _Group(click.Group):
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except WkingError as exc:
-            _print_error(ctx, str(exc))
+            _print_error(ctx, exc.cli_message())
             raise click.exceptions.Exit(exc.exit_code) from exc
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)

@@ -22,6 +22,7 @@ from wking_device.models import Record
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Self
 
     from wking_device.collect._sink import RecordSink
     from wking_device.consent import ConsentGate, Permit, Revocation
@@ -264,6 +265,16 @@ class Collector:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        try:
+            await self.flush()
+        finally:
+            self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Flush what is buffered (under a still-valid permit), then :meth:`close`."""
         try:
             await self.flush()
         finally:

@@ -16,7 +16,7 @@ from wking_device.consent._gate import (
     ledger_path,
     open_gate,
 )
-from wking_device.consent._ledger import GENESIS, Ledger, LedgerEntry
+from wking_device.consent._ledger import GENESIS, Ledger, LedgerAnchor, LedgerEntry
 from wking_device.consent._permit import (
     REVOCATION_REASONS,
     Permit,
@@ -34,6 +34,7 @@ __all__ = [
     "CategoryState",
     "ConsentGate",
     "Ledger",
+    "LedgerAnchor",
     "LedgerEntry",
     "Permit",
     "Revocation",

@@ -24,6 +24,7 @@ from wking_device.sim._compat import (
     require_bumble,
 )
 from wking_device.sim._faults import FaultPlan
+from wking_device.sim._fixtures import SimFleet
 from wking_device.sim._spec import SpeakerSpec, speaker_address
 from wking_device.sim._vendor import SpeakerState
 
@@ -40,6 +41,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as the package root's __all__ test
     "INSTALL_HINT",
     "SimClient",
     "SimDeviceDetails",
+    "SimFleet",
     "SimScanner",
     "SimSpeaker",
     "SimWorld",

@@ -234,7 +234,7 @@ class SimClient(BaseBleakClient):
         if self.is_connected:
             return
         timeout = float(kwargs.get("timeout", self._timeout))
-        adapter = self._world.running_adapter()
+        adapter = self._world._running_adapter()
         peer_address = self._peer_address()
         try:
             async with asyncio.timeout(timeout):

@@ -147,7 +147,7 @@ class SimScanner(BaseBleakScanner):
         self.seen_devices = {}
         if self._running:
             return
-        adapter = self._world.running_adapter()
+        adapter = self._world._running_adapter()
         self._running = True
         await adapter.add_scanner(self)
 
@@ -156,7 +156,7 @@ class SimScanner(BaseBleakScanner):
         if not self._running:
             return
         self._running = False
-        adapter = self._world.adapter_or_none()
+        adapter = self._world._adapter_or_none()
         if adapter is not None:
             await adapter.remove_scanner(self)
 

@@ -20,7 +20,7 @@ from bumble import hci
 from bumble.device import Device
 
 from wking_device.ble._backend import BleBackend
-from wking_device.errors import DeviceNotFound, UsageError
+from wking_device.errors import AdapterUnavailable, DeviceNotFound, UsageError
 from wking_device.sim._client import SimClient
 from wking_device.sim._scanner import SimDeviceDetails, SimScanner
 from wking_device.sim._speaker import SimSpeaker
@@ -253,10 +253,19 @@ class SimWorld:
         """The address of the world's host adapter."""
         return ADAPTER_ADDRESS
 
-    def running_adapter(self) -> _Adapter:
+    def _running_adapter(self) -> _Adapter:
         """The adapter, checking the world runs in the caller's event loop."""
-        if self._adapter is None or self._closed:
-            raise UsageError("the SimWorld is not running; use 'async with SimWorld(...)'")
+        if self._closed:
+            raise AdapterUnavailable(
+                "this SimWorld is closed",
+                remedy="use the backend inside 'async with SimWorld(...)'; a closed world "
+                "cannot be started again, so create a new one",
+            )
+        if self._adapter is None:
+            raise AdapterUnavailable(
+                "this SimWorld is not started",
+                remedy="use the backend inside 'async with SimWorld(...)' (or after start())",
+            )
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -268,7 +277,7 @@ class SimWorld:
             )
         return self._adapter
 
-    def adapter_or_none(self) -> _Adapter | None:
+    def _adapter_or_none(self) -> _Adapter | None:
         """The adapter if the world is running, else ``None``."""
         return None if self._closed else self._adapter
 
@@ -294,7 +303,7 @@ class SimWorld:
         Args:
             spec: The speaker; ``None`` adds the next fleet index.
         """
-        self.running_adapter()
+        self._running_adapter()
         if spec is None:
             spec = SpeakerSpec.for_index(len(self.speakers) + 1)
         if self.speaker_or_none(spec.address) is not None:
@@ -312,7 +321,7 @@ class SimWorld:
 
     def connected_devices(self) -> list[BLEDevice]:
         """Bleak ``BLEDevice``s of the speakers the adapter is connected to."""
-        adapter = self.adapter_or_none()
+        adapter = self._adapter_or_none()
         if adapter is None:
             return []
         return [

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import pytest
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator, Callable
 
     from wking_device.ble import BleBackend
-    from wking_device.sim import SimWorld
+    from wking_device.sim import SimFleet, SimWorld
 
 try:  # pytest-asyncio is a test dependency, not a runtime one
     import pytest_asyncio
@@ -68,7 +68,7 @@ async def fixture_sim_backend(sim_world: SimWorld) -> BleBackend:
 
 
 @_async_fixture(name="sim_fleet")
-async def fixture_sim_fleet() -> AsyncIterator[Callable[..., Awaitable[SimWorld]]]:
+async def fixture_sim_fleet() -> AsyncIterator[SimFleet]:
     """A factory of running fleets: ``await sim_fleet(n, **SimWorld.fleet options)``."""
     _require_sim()
     from wking_device.sim import SimWorld  # noqa: PLC0415
@@ -82,7 +82,7 @@ async def fixture_sim_fleet() -> AsyncIterator[Callable[..., Awaitable[SimWorld]
         return world
 
     try:
-        yield make
+        yield make  # type: ignore[misc]  # the factory is a SimFleet
     finally:
         for world in reversed(worlds):
             await world.close()

@@ -51,6 +51,8 @@ from wking_device.errors import (
     StoreClosed,
     StoreFull,
     StoreIntegrityError,
+    StoreInUse,
+    StoreNotFound,
     UsageError,
     WkingError,
     WrongKey,
@@ -73,6 +75,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from wking_device.config import Paths, Settings
+    from wking_device.consent import ConsentGate, Revocation
     from wking_device.crypto import KekBackend, KeyStore
     from wking_device.models import Record
 
@@ -95,6 +98,9 @@ _LOGGER = logging.getLogger(__name__)
 
 DB_FILE: Final = "records.sqlite3"
 _LOCK_FILE: Final = "records.lock"
+_HELD: set[str] = set()
+"""Data directories whose store this process holds open for writing (to say so on a second open)."""
+_HELD_LOCK = threading.Lock()
 _ROW_OVERHEAD: Final = 64
 """Bytes counted per row beside its payload (columns, index entries) for the size cap."""
 _CHUNK: Final = 500
@@ -178,11 +184,6 @@ def _needed(records: Sequence[Record]) -> set[str]:
     for record in records:
         needed.update(key_scope(record).split("+"))
     return needed
-
-
-class _Revocation(Protocol):
-    categories: frozenset[str]
-    reason: str
 
 
 class _Gate(Protocol):
@@ -369,7 +370,11 @@ class RecordStore:
         max_batch: int = 2048,
         ledger_file: Path | None = None,
         permit_key: bytes | None = None,
+        held: str | None = None,
     ) -> None:
+        self._held = held
+        self._watching = True
+        """Whether the writer carries out new withdrawals on its own (see ``_watch_ledger``)."""
         self.keys = keys
         self.readonly = readonly
         self.max_bytes = max_bytes
@@ -417,6 +422,10 @@ class RecordStore:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+        if self._held is not None:
+            with _HELD_LOCK:
+                _HELD.discard(self._held)
+            self._held = None
 
     async def aclose(self) -> None:
         """Close without blocking the event loop."""
@@ -605,8 +614,13 @@ class RecordStore:
         result: StoreStats = await self._submit(self._stats_sync, write=False)
         return result
 
-    def attach(self, gate: _Gate) -> Callable[[], None]:
-        """Crypto-shred a category as soon as the gate reports its withdrawal.
+    def attach(self, gate: ConsentGate) -> Callable[[], None]:
+        """Crypto-shred a category as soon as the gate reports its withdrawal (optional).
+
+        Not needed for withdrawal to shred: a store open for writing watches its installation's
+        ledger itself (before every batch of work, and while idle) and carries out every
+        withdrawal recorded there. Attaching adds the gate's in-process revocations as a
+        second, synchronous trigger and has the idle writer refresh the gate.
 
         Categories that are withdrawn already when the store is attached are purged too: a
         withdrawal made while another process held the store (which then stopped before it saw
@@ -629,7 +643,7 @@ class RecordStore:
                 # and record them as carried out (anything else pending goes too)
                 self._enqueue(_Call(self._finish_withdrawals_sync))
 
-        def listener(revocation: _Revocation) -> None:
+        def listener(revocation: Revocation) -> None:
             if revocation.reason == "withdrawn":
                 purge(revocation.categories)
 
@@ -658,6 +672,7 @@ class RecordStore:
             try:
                 return self._queue.get(timeout=_IDLE_WATCH)
             except queue.Empty:
+                self._watch_ledger()
                 watched = self._watched
                 if watched is None:
                     continue
@@ -696,8 +711,30 @@ class RecordStore:
             self._conn.close()
             self._fail_leftovers()
 
+    def _watch_ledger(self) -> None:
+        """Carry out withdrawals the installation's ledger gained since the writer last looked.
+
+        Called by the writer before every batch and while idle, so a withdrawal shreds this
+        store's records whether or not the program attached its gate (issue 12): one ``stat``
+        of the ledger files when nothing changed.
+        """
+        if self.readonly or not self._watching:
+            return
+        ledger = self._ledger
+        if ledger is None:
+            path = self._ledger_file
+            if path is None or not path.exists():
+                return
+        elif not ledger.changed_on_disk():
+            return
+        try:
+            self._finish_withdrawals_sync()
+        except Exception:
+            _LOGGER.warning("pending withdrawals could not be carried out yet", exc_info=True)
+
     def _process(self, items: list[Any]) -> bool:
         """Run queued work in FIFO order, appends in between grouped; True when told to stop."""
+        self._watch_ledger()
         appends: list[_Append] = []
         for item in items:
             if isinstance(item, _Append):
@@ -1158,6 +1195,7 @@ class RecordStore:
     def _finish_withdrawals_sync(self) -> dict[str, int]:
         if self.readonly:
             return {}
+        self._watching = True
         ledger = self._installation_ledger()
         if ledger is None:
             return {}
@@ -1485,15 +1523,18 @@ def _lock(paths: Paths) -> int:
     except OSError as exc:
         os.close(lock_fd)
         if exc.errno in (errno.EAGAIN, errno.EACCES):
-            raise StorageError(
-                "the record store is open in another process",
-                remedy="stop the agent, or use a read-only command",
-            ) from exc
+            with _HELD_LOCK:
+                here = _held_key(paths) in _HELD
+            raise StoreInUse(in_this_process=here) from exc
         raise StorageError(f"cannot lock the record store: {exc.strerror}") from exc
     return lock_fd
 
 
-def open_store(
+def _held_key(paths: Paths) -> str:
+    return os.path.realpath(paths.data_dir)
+
+
+def open_store(  # noqa: PLR0912 - one linear open sequence with its cleanup paths
     paths: Paths,
     settings: Settings | None = None,
     *,
@@ -1527,7 +1568,8 @@ def open_store(
         max_batch: Most records per group commit.
         finish_withdrawals: Carry out withdrawals recorded in the ledger that no process
             carried out yet (queued first, before anything else); pass ``False`` to call
-            :meth:`RecordStore.finish_withdrawals` yourself and see what it did.
+            :meth:`RecordStore.finish_withdrawals` yourself and see what it did (the store
+            then watches the ledger for new withdrawals only after that call).
 
     Returns:
         The open store; close it with :meth:`RecordStore.close` or ``async with``.
@@ -1536,14 +1578,16 @@ def open_store(
         KeyMissing: The database exists and its master key is not available.
         WrongKey: The key store does not belong to this database.
         StoreIntegrityError: The database failed its integrity check.
-        StorageError: The store is open in another process, or the database cannot be used.
+        StoreNotFound: ``readonly`` and there is no record database (nothing is created).
+        StoreInUse: Opening for writing while this process or another one holds the store.
+        StorageError: The database cannot be used.
     """
     settings = settings if settings is not None else load_settings(paths)
     warn_loose_permissions(paths)
     db = paths.data_dir / DB_FILE
     exists = db.exists() and db.stat().st_size > 0
     if readonly and not exists:
-        raise StorageError("there is no record store yet", remedy="collect something first")
+        raise StoreNotFound("there is no record store yet", path=str(db))
     if not readonly:
         paths.ensure()  # a read-only open creates and changes nothing (a read-only home works)
     if keys is None:
@@ -1567,7 +1611,11 @@ def open_store(
             max_batch=max_batch,
             ledger_file=ledger_path(paths),
             permit_key=None if readonly else permit_key(keys.secret(LEDGER_SECRET)),
+            held=None if readonly else _held_key(paths),
         )
+        if not readonly:
+            with _HELD_LOCK:
+                _HELD.add(_held_key(paths))
     except sqlite3.Error as exc:
         if conn is not None:
             conn.close()
@@ -1583,6 +1631,7 @@ def open_store(
         if lock_fd is not None:
             os.close(lock_fd)
         raise
+    store._watching = finish_withdrawals
     if finish_withdrawals and not readonly:
         # withdrawals first: nothing withdrawn waits behind other work
         store._enqueue(_Call(store._finish_withdrawals_sync))
