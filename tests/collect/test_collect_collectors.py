@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -252,28 +251,26 @@ def test_installation_gate_keeps_its_key_apart_and_persists(home: Path) -> None:
     assert not any("key" in p.name for p in ledger_dir.iterdir())
 
 
-async def test_collection_throughput(gate: ConsentGate) -> None:
+async def test_many_events_are_all_collected_under_a_grant_and_none_without(
+    gate: ConsentGate,
+) -> None:
+    # (how fast: benchmarks/, not a timed assertion here)
     gate.grant(["operation_logs", "mac_addresses"], method="api")
     sink = MemorySink()
     collector = OperationLogCollector(gate, sink, adapter_mac=ADAPTER, max_buffer=10**6)
     events = [_event() for _ in range(20_000)]
-    start = time.perf_counter()
     for event in events:
         collector.on_event(event)
-    collected = time.perf_counter() - start
+    denied_sink = MemorySink()
     denied = OperationLogCollector(
-        ConsentGate(Ledger(gate.ledger.path.with_name("other.jsonl"), b"d" * 32)), MemorySink()
+        ConsentGate(Ledger(gate.ledger.path.with_name("other.jsonl"), b"d" * 32)), denied_sink
     )
-    start = time.perf_counter()
     for event in events:
         denied.on_event(event)
-    skipped = time.perf_counter() - start
     await collector.flush()
+    await denied.flush()
     assert len(sink.records) == 20_000
-    print(  # the measured figure for the report
-        f"\ncollect: {20_000 / collected:,.0f} events/s granted, {20_000 / skipped:,.0f} /s denied"
-    )
-    assert 20_000 / collected > 20_000  # thousands per second with room to spare
+    assert denied_sink.records == []
 
 
 def test_scrub_knows_every_mac_notation_and_leaves_uuids() -> None:
