@@ -314,8 +314,8 @@ async def _run(
 
 def _tell_systemd_ready(state: _Run) -> asyncio.Task[None] | None:
     """``READY=1`` (the agent runs) and the watchdog task, when started by systemd."""
-    if state.systemd is None or state.agent is None:
-        return None
+    if state.systemd is None or state.agent is None or state.stop_asked.is_set():
+        return None  # stopped before it ran: STOPPING=1 was sent, READY=1 never is
     agent_ = state.agent
     state.systemd.ready("running: collecting what consent allows")
 
