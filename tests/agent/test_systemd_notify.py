@@ -195,3 +195,27 @@ def test_status_is_one_bounded_line(notify_socket) -> None:
     assert message.startswith("STATUS=evil READY=1 x")
     assert len(message) <= len("STATUS=") + 200
     notifier.close()
+
+
+def test_a_bounded_run_says_stopping_when_its_duration_is_over(
+    notify_socket, tmp_path: Path
+) -> None:
+    sock, path = notify_socket
+    env = {**os.environ, "WKING_HOME": str(tmp_path / "home")}
+    env.pop("WATCHDOG_USEC", None)
+    env.pop("NOTIFY_SOCKET", None)
+    subprocess.run([WKING, "consent", "grant", "--yes", "operation_logs"], env=env, check=True)
+    env["NOTIFY_SOCKET"] = path
+    result = subprocess.run(
+        [WKING, "--simulate", "1", "agent", "run", "--duration", "0.5", "--interval", "0.2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    messages = _wait_for(sock, "STOPPING", timeout=5)
+    assert "READY" in messages[0]
+    assert not any("WATCHDOG" in m for m in messages)  # no WATCHDOG_USEC: no pings
+    assert messages[-1]["STATUS"] == "stopping (the run is over)"
