@@ -40,6 +40,7 @@ READ_ONLY_COMMANDS: list[tuple[str, ...]] = [
     ("data", "export", "--out", "-"),
     ("devices", "list"),
     ("doctor",),
+    ("config", "show"),
     ("--simulate", "2", "scan", "--timeout", "0.5"),
 ]
 
@@ -188,3 +189,17 @@ def test_a_write_command_on_a_read_only_home_fails_with_one_clear_line(
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [("config", "init"), ("config", "set", "region", "US")], ids=" ".join
+)
+def test_config_writes_fail_in_one_line_on_a_read_only_home(
+    read_only_home: Path, args: tuple[str, ...]
+) -> None:
+    result = _wking(read_only_home, *args)
+    assert result.returncode == 6, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: cannot write")
+    assert "Traceback" not in result.stderr

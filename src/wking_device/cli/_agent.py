@@ -124,12 +124,18 @@ class _Run:
         self.escalate = asyncio.Event()
         self.agent: Agent | None = None
         self.store: RecordStore | None = None
+        # systemd's notification socket under Type=notify, else None
+        from wking_device.agent._systemd import SystemdNotifier  # noqa: PLC0415 - the agent's
+
+        self.systemd = SystemdNotifier.from_environment()
 
     def on_signal(self, sig: signal.Signals) -> None:
         self.signals.append(sig.name)
         if self.stop_asked.is_set():
             self.escalate.set()  # a second Ctrl-C: do not wait for the graceful stop
         self.stop_asked.set()
+        if self.systemd is not None:
+            self.systemd.stopping(f"stopping ({sig.name})")
         if self.agent is not None:
             self.agent.stop()
 
@@ -294,14 +300,43 @@ async def _run(
         state.agent = agent_
         if state.stop_asked.is_set():
             agent_.stop()
+        watchdog = _tell_systemd_ready(state)
         try:
             await agent_.run(duration)
         except LedgerTampered as exc:
             error = exc  # printed after the summary of what was stored until then
         finally:
+            _tell_systemd_stopping(state, watchdog)
             if uploader is not None:
                 await uploader.aclose()
     return _summary(state), error
+
+
+def _tell_systemd_ready(state: _Run) -> asyncio.Task[None] | None:
+    """``READY=1`` (the agent runs) and the watchdog task, when started by systemd."""
+    if state.systemd is None or state.agent is None or state.stop_asked.is_set():
+        return None  # stopped before it ran: STOPPING=1 was sent, READY=1 never is
+    agent_ = state.agent
+    state.systemd.ready("running: collecting what consent allows")
+
+    def describe() -> str:
+        tally = agent_.tally()
+        return (
+            f"running: {tally.cycles} cycles, {tally.speakers_seen} speakers seen, "
+            f"{sum(tally.records.values())} records stored"
+        )
+
+    return asyncio.ensure_future(state.systemd.keep_watchdog(describe))
+
+
+def _tell_systemd_stopping(state: _Run, watchdog: asyncio.Task[None] | None) -> None:
+    """``STOPPING=1`` (unless a signal already said so) and the watchdog's end."""
+    if watchdog is not None:
+        watchdog.cancel()
+    if state.systemd is not None:
+        if not state.signals:  # the run's --duration is over
+            state.systemd.stopping("stopping (the run is over)")
+        state.systemd.close()
 
 
 def _check_something_to_collect(gate: ConsentGate) -> None:

@@ -268,7 +268,7 @@ def _choice(enum_cls: type[EqPreset] | type[LightMode]) -> click.Choice[str]:
     return click.Choice([member.name.lower().replace("_", "-") for member in enum_cls])
 
 
-@click.group()
+@click.group(short_help="Control the speaker at ADDRESS: volume, eq, light, power-off.")
 @click.argument("address")  # checked when the action runs, so 'control ADDRESS eq --help' works
 @click.pass_context
 def control(ctx: click.Context, address: str) -> None:

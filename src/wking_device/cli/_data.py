@@ -14,8 +14,10 @@ database fails its integrity check.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,12 +26,14 @@ from rich.table import Table
 
 from wking_device._redact import redact
 from wking_device.cli._app import AppContext, parse_categories, pass_app, write_json
-from wking_device.cli._term import cell, for_stderr, json_bytes, markup
+from wking_device.cli._term import cell, for_stderr, json_bytes, make_console, markup
 from wking_device.errors import UsageError
 from wking_device.models import MAC_FIELDS
 from wking_device.policy import CATEGORY_IDS
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from rich.console import Console
 
     from wking_device.config import Paths, Settings
@@ -178,7 +182,8 @@ def data_export(app: AppContext, categories: tuple[str, ...], out: Path, with_ma
     privacy notice promises that no MAC address reaches the disk in plain text otherwise.
     """
     chosen = parse_categories(categories) or None
-    records = app.run(_export(app, chosen))
+    with _progress(app, "Decrypting the records kept here…"):
+        records = app.run(_export(app, chosen))
     held = sum(1 for r in records if any(field in r["body"] for field in MAC_FIELDS))
     if not with_macs:
         records = [{**r, "body": _without_macs(r["body"])} for r in records]
@@ -208,6 +213,16 @@ def data_export(app: AppContext, categories: tuple[str, ...], out: Path, with_ma
             f"note: {held} of them hold MAC addresses, written as [MAC]; add --with-macs for them",
             err=True,
         )
+
+
+@contextlib.contextmanager
+def _progress(app: AppContext, message: str) -> Iterator[None]:
+    """A spinner on stderr while a long export runs: on a terminal only, never with --json."""
+    if app.json or not sys.stderr.isatty():
+        yield
+        return
+    with make_console(stderr=True).status(markup(message)):
+        yield
 
 
 def _without_macs(value: Any) -> Any:

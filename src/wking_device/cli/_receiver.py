@@ -29,7 +29,7 @@ __all__ = ["register"]
 _BODY_CHARS = 60
 
 
-@click.group()
+@click.group(short_help="Run a reference OTLP/HTTP receiver over TLS (tests, demos).")
 def receiver() -> None:
     """Run a reference OTLP/HTTP logs receiver over TLS (tests, demos)."""
 
