@@ -17,6 +17,7 @@ from wking_device.errors import (
     ProtocolError,
 )
 from wking_device.models import OperationKind, Outcome
+from wking_device.protocol import MANUFACTURER_NAME_UUID
 from wking_device.sim import FaultPlan, SimWorld, SpeakerSpec
 
 if TYPE_CHECKING:
@@ -224,3 +225,28 @@ async def test_link_lost_during_read_info_is_an_error_not_partial_info(
     ):
         with pytest.raises(DeviceDisconnected):
             await sp.read_info()
+
+
+async def test_two_timeouts_in_a_row_never_give_the_next_read_the_wrong_value(
+    fast_settings: BleSettings,
+) -> None:
+    # Issue 10, defect 1: read_battery times out, read_serial_number (queued behind it) times
+    # out, and the next read took the battery byte for the manufacturer name.
+    settings = fast_settings.model_copy(update={"command_timeout": 0.5})
+    async with (
+        _world() as world,
+        Speaker(world.speakers[0].address, backend=world.backend, settings=settings) as sp,
+    ):
+        faults = world.speakers[0].faults
+        faults.response_delay_s = 1.1
+        with pytest.raises(OperationTimeout):
+            await sp.read_battery()
+        faults.response_delay_s = 0.0
+        with pytest.raises(OperationTimeout):
+            await sp.read_serial_number()
+        faults.response_delay_s = 0.2
+        try:
+            name = await sp.read(MANUFACTURER_NAME_UUID)
+        except OperationTimeout:  # only under heavy load: never a wrong value
+            name = await sp.read(MANUFACTURER_NAME_UUID)
+        assert name == b"W-KING"

@@ -113,17 +113,20 @@ class _RequestGuard:
 
     async def send_request(self, request: att.ATT_PDU) -> Any:
         async with self._lock:
-            if self._late is not None:
+            late = self._late
+            if late is not None:
                 # Wait for the answer to the request a caller gave up on; it must not be taken
-                # for this request's answer.
+                # for this request's answer. If this wait is itself cancelled (this caller's own
+                # timeout), the abandoned request is still outstanding: the next request waits
+                # for it again.
                 try:
-                    await asyncio.wait_for(asyncio.shield(self._late), _ATT_TIMEOUT)
+                    await asyncio.wait_for(asyncio.shield(late), _ATT_TIMEOUT)
                 except TimeoutError as exc:
+                    self._late = None  # BlueZ gives up on the link's ATT channel too
                     raise core.TimeoutError(
                         "ATT response to an abandoned request never came"
                     ) from exc
-                finally:
-                    self._late = None
+                self._late = None
             self._answered = False
             try:
                 return await self._send_request(request)
