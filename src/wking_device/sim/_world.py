@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import bumble
 from bleak.backends.adapter import BaseBleakAdapter
 from bleak.backends.device import BLEDevice
 from bumble import hci
@@ -42,6 +44,17 @@ _LOGGER = logging.getLogger(__name__)
 #: The world adapter's random static address.
 ADAPTER_ADDRESS = "F0:57:4B:AD:00:01"
 _START_CONCURRENCY = 25
+_CLOSE_ROUNDS = 5
+_BUMBLE_DIR = str(Path(bumble.__file__).parent)
+_WORK_QUEUE_PUMP = "AsyncRunner.WorkQueue.run"
+
+
+def _is_bumble_task(task: asyncio.Task[Any]) -> bool:
+    """Whether bumble created ``task`` (its coroutine is bumble code), pumps excepted."""
+    code = getattr(task.get_coro(), "cr_code", None)
+    if code is None:
+        return False
+    return code.co_filename.startswith(_BUMBLE_DIR) and code.co_qualname != _WORK_QUEUE_PUMP
 
 
 class _Adapter:
@@ -134,6 +147,7 @@ class SimWorld:
         self._adapter: _Adapter | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._tasks_before: set[asyncio.Task[Any]] = set()
         self._closed = False
         world = self
         self._backend = BleBackend(
@@ -194,6 +208,7 @@ class SimWorld:
         if self._loop is not None:
             raise UsageError("this SimWorld was already started; create one world per test")
         self._loop = asyncio.get_running_loop()
+        self._tasks_before = asyncio.all_tasks()
         self.link = SimLink()
         try:
             self._adapter = _Adapter(self)
@@ -225,6 +240,29 @@ class SimWorld:
             await self._adapter.close()
         for speaker in list(self.speakers):
             await speaker.close()
+        await self._cancel_bumble_tasks()
+
+    async def _cancel_bumble_tasks(self) -> None:
+        """Cancel and await the tasks bumble started for this world and left running.
+
+        bumble runs GATT handlers (one still sleeping out a fault's response delay), advertising
+        restarts and the like in fire-and-forget tasks; left alone they run on after close and
+        log "connection not found". bumble keeps no owner for them, so every bumble task this
+        loop started since :meth:`start` is taken as this world's (one world per test). bumble's
+        long-lived work-queue pumps are left alone: cancelling one would stop its queue for good.
+        """
+        for _ in range(_CLOSE_ROUNDS):
+            leftovers = [
+                task
+                for task in asyncio.all_tasks() - self._tasks_before
+                if not task.done() and _is_bumble_task(task)
+            ]
+            if not leftovers:
+                return
+            for task in leftovers:
+                task.cancel()
+            await asyncio.gather(*leftovers, return_exceptions=True)
+        _LOGGER.debug("bumble tasks kept starting while the world closed")
 
     async def _tick_forever(self) -> None:
         loop = asyncio.get_running_loop()
