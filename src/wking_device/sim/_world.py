@@ -54,7 +54,8 @@ def _is_bumble_task(task: asyncio.Task[Any]) -> bool:
     code = getattr(task.get_coro(), "cr_code", None)
     if code is None:
         return False
-    return code.co_filename.startswith(_BUMBLE_DIR) and code.co_qualname != _WORK_QUEUE_PUMP
+    filename: str = code.co_filename
+    return filename.startswith(_BUMBLE_DIR) and code.co_qualname != _WORK_QUEUE_PUMP
 
 
 class _Adapter:
