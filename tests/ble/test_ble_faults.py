@@ -250,3 +250,39 @@ async def test_two_timeouts_in_a_row_never_give_the_next_read_the_wrong_value(
         except OperationTimeout:  # only under heavy load: never a wrong value
             name = await sp.read(MANUFACTURER_NAME_UUID)
         assert name == b"W-KING"
+
+
+async def test_truncated_frames_at_mtu_23_fail_only_their_own_commands(
+    fast_settings: BleSettings,
+) -> None:
+    # Issue 10, defect 2: with 30 % truncation at MTU 23 and 4 concurrent commands, 84 of 120
+    # get_info failed: a truncated answer's bytes stayed in the buffer and broke the next one.
+    spec = SpeakerSpec.for_index(
+        1,
+        adv_interval_ms=20,
+        mtu=23,
+        faults=FaultPlan(malformed_responses=0.3, malformed_kind="truncated"),
+    )
+    async with (
+        SimWorld([spec]) as world,
+        Speaker(world.speakers[0].address, backend=world.backend, settings=fast_settings) as sp,
+    ):
+        outcomes: list[BaseException | None] = []
+
+        async def worker() -> None:
+            for _ in range(30):
+                try:
+                    info = await sp.get_info()
+                except MalformedResponse as exc:
+                    outcomes.append(exc)
+                else:
+                    assert info.serial_number == world.speakers[0].spec.serial
+                    outcomes.append(None)
+
+        await asyncio.gather(*(worker() for _ in range(4)))
+        corrupted = world.speakers[0].responses_corrupted
+        assert sp.is_connected
+    failed = [o for o in outcomes if o is not None]
+    assert len(outcomes) == 120
+    assert 10 < corrupted < 70  # the dice did truncate some, not all
+    assert len(failed) == corrupted  # exactly the truncated commands, no others

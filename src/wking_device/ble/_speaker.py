@@ -65,12 +65,14 @@ from wking_device.protocol import (
     MAX_MTU,
     MIN_MTU,
     MODEL_NUMBER_UUID,
-    NEED_DATA,
     SERIAL_NUMBER_UUID,
     WKING_V1,
+    BrokenFrame,
     Command,
     EqPreset,
     Event,
+    Frame,
+    FrameType,
     GetInfo,
     GetState,
     InfoResult,
@@ -257,7 +259,7 @@ class Speaker:
         self.connections = 0
         """Successful connections made by this session (1 + reconnects)."""
         self.malformed = 0
-        """Malformed vendor frames received (each reset the codec)."""
+        """Malformed vendor frames received and dropped (each failed at most its own command)."""
 
     def _set_target(self, target: SpeakerTarget) -> None:
         if isinstance(target, DiscoveredSpeaker):
@@ -861,20 +863,23 @@ class Speaker:
         codec = self._codec
         if codec is None:
             return
-        try:
-            codec.receive_data(data)
-            while (frame := codec.next_event()) is not NEED_DATA:
-                if isinstance(frame, Response):
-                    self._on_response(frame)
-                elif isinstance(frame, Event | UnknownEvent):
-                    code = frame.code
-                    self._timer(
-                        OperationKind.NOTIFY,
-                        detail={"char": self._profile.notify_uuid, "code": int(code)},
-                    ).ok()
-                    self._deliver(frame)
-        except ProtocolError as exc:
-            self._on_malformed(codec, exc)
+        # One notification is one fragment: the codec resynchronises on fragment boundaries
+        # (docs/protocol.md, "Resynchronisation"), so a broken frame fails only its command.
+        self._on_received(codec.receive_fragment(data))
+
+    def _on_received(self, received: list[Frame | BrokenFrame]) -> None:
+        for item in received:
+            if isinstance(item, Response):
+                self._on_response(item)
+            elif isinstance(item, BrokenFrame):
+                self._on_broken(item)
+            elif isinstance(item, Event | UnknownEvent):
+                code = item.code
+                self._timer(
+                    OperationKind.NOTIFY,
+                    detail={"char": self._profile.notify_uuid, "code": int(code)},
+                ).ok()
+                self._deliver(item)
 
     def _on_response(self, response: Response) -> None:
         seq = response.seq
@@ -899,19 +904,24 @@ class Speaker:
             return
         future.set_result(response)
 
-    def _on_malformed(self, codec: FrameCodec, exc: ProtocolError) -> None:
-        """A malformed frame: reset the codec and fail the commands waiting (their answer broke)."""
+    def _on_broken(self, broken: BrokenFrame) -> None:
+        """A frame the codec dropped: fail the command it answered, and only that one.
+
+        The header is not confirmed by the CRC, so a waiting command is failed only when both
+        its seq and its opcode match; any other command waits for its own answer.
+        """
         self.malformed += 1
-        codec.reset()
-        _LOGGER.debug("%s: malformed vendor frame (%s); codec reset", self._address, exc.message)
+        _LOGGER.debug("%s: broken vendor frame dropped (%s)", self._address, broken.reason)
         error = MalformedResponse(
-            f"{self._address}: malformed response ({exc.message})", address=self._address
+            f"{self._address}: malformed response ({broken.reason})", address=self._address
         )
         self._timer(OperationKind.NOTIFY, detail={"char": self._profile.notify_uuid}).fail(error)
-        pending, self._pending = self._pending, {}
-        for _opcode, future in pending.values():
-            if not future.done():
-                future.set_exception(error)
+        if broken.frame_type is not FrameType.RESPONSE or broken.seq is None:
+            return
+        waiter = self._pending.get(broken.seq)
+        if waiter is not None and waiter[0] == broken.code and not waiter[1].done():
+            del self._pending[broken.seq]
+            waiter[1].set_exception(error)
 
     # --- vendor commands ------------------------------------------------------------------------
 
@@ -1017,7 +1027,7 @@ class Speaker:
                         )
                 return await self._race(asyncio.shield(future), lost)
         except TimeoutError as exc:
-            raise self._timeout_error(codec, what) from exc
+            raise self._timeout_error(codec, frame.seq, what) from exc
         except asyncio.CancelledError as exc:
             if is_caller_cancelled():
                 raise
@@ -1027,8 +1037,8 @@ class Speaker:
         except BluetoothError:
             raise
         except ProtocolError as exc:
-            # The codec refused to encode (it is reset on every malformed frame, so this is a
-            # bug or misuse); report it as what it is for this session.
+            # The codec refused to encode (it never enters ERROR on received bytes, so this is
+            # a bug or misuse); report it as what it is for this session.
             raise MalformedResponse(
                 f"{what} on {self._address}: {exc.message}", address=self._address
             ) from exc
@@ -1053,15 +1063,21 @@ class Speaker:
                 remedy=_REJECT_REMEDIES.get(response.status),
             )
 
-    def _timeout_error(self, codec: FrameCodec, what: str) -> BluetoothError:
-        if codec.buffered:
-            # Part of a frame arrived and the rest never will (a truncated response): drop it so
-            # the next response starts on a clean buffer.
-            codec.reset()
+    def _timeout_error(self, codec: FrameCodec, seq: int, what: str) -> BluetoothError:
+        header = codec.partial_header
+        if codec.buffered and (
+            header is None or header[1] == seq or header[1] not in self._pending
+        ):
+            # Part of a frame arrived and the rest never will (a truncated response, or noise
+            # no waiting command claims): drop it so the next response starts on a clean
+            # buffer. A frame in progress for another waiting command is left alone.
+            received = codec.drop_partial(f"{what} timed out with the response incomplete")
             self.malformed += 1
-            return MalformedResponse(
-                f"{what} on {self._address}: truncated response", address=self._address
-            )
+            self._on_received(received[1:])
+            if header is not None and header[1] == seq:
+                return MalformedResponse(
+                    f"{what} on {self._address}: truncated response", address=self._address
+                )
         return OperationTimeout(
             f"{what} on {self._address}: no response within {self._command_timeout:g} s",
             address=self._address,
