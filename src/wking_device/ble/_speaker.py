@@ -36,6 +36,7 @@ from bleak import BleakClient
 from bleak.backends.device import BLEDevice
 from bleak.uuids import normalize_uuid_str
 
+from wking_device.ble._delivery import DEFAULT_MAX_QUEUED, EventQueue
 from wking_device.ble._discovery import DiscoveredSpeaker, find_speaker
 from wking_device.ble._events import OpTimer, get_event_bus
 from wking_device.ble._limiter import ConnectionLimiter, limiter_for
@@ -153,16 +154,22 @@ SpeakerTarget: TypeAlias = DiscoveredSpeaker | BLEDevice | str
 class _Subscription:
     """Handle returned by :meth:`Speaker.subscribe`; call it to unsubscribe."""
 
-    __slots__ = ("_callback", "_speaker")
+    __slots__ = ("_queue", "_speaker")
 
-    def __init__(self, speaker: Speaker, callback: Callable[[SpeakerEvent], None]) -> None:
+    def __init__(self, speaker: Speaker, queue: EventQueue[SpeakerEvent]) -> None:
         self._speaker: Speaker | None = speaker
-        self._callback = callback
+        self._queue = queue
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped for this subscriber because it fell too far behind."""
+        return self._queue.dropped
 
     def __call__(self) -> None:
         if self._speaker is not None:
             with contextlib.suppress(ValueError):
-                self._speaker._listeners.remove(self._callback)
+                self._speaker._listeners.remove(self._queue)
+            self._queue.close()
             self._speaker = None
 
 
@@ -246,7 +253,7 @@ class Speaker:
         self._abandoned: dict[int, int] = {}
         """Seqs of commands that ended without their response (timeout, cancel, malformed), in
         order: the speaker may still answer them, so they are not reused while others are free."""
-        self._listeners: list[Callable[[SpeakerEvent], None]] = []
+        self._listeners: list[EventQueue[SpeakerEvent]] = []
         self._raw_subscriptions: dict[str, Callable[[bytes], None]] = {}
         self._notifying: set[str] = set()
         self._battery_notify = False
@@ -825,26 +832,39 @@ class Speaker:
 
     # --- notifications --------------------------------------------------------------------------
 
-    def subscribe(self, callback: Callable[[SpeakerEvent], None]) -> Callable[[], None]:
+    def subscribe(
+        self, callback: Callable[[SpeakerEvent], None], *, max_queued: int = DEFAULT_MAX_QUEUED
+    ) -> Callable[[], None]:
         """Receive the speaker's unsolicited events (vendor events and battery readings).
 
-        Subscriptions belong to the session: they survive reconnects.
+        Subscriptions belong to the session: they survive reconnects. Each subscriber has its
+        own bounded queue, emptied by a task, so a slow subscriber never delays responses to
+        commands; one that falls ``max_queued`` events behind loses the oldest (counted in
+        :attr:`events_dropped`, logged as a warning).
 
         Args:
-            callback: Called in the event loop's thread with each :data:`SpeakerEvent`.
+            callback: Called in the event loop's thread with each :data:`SpeakerEvent`, in order,
+                soon after it arrived (not inside the notification callback).
+            max_queued: Events held for this subscriber before the oldest is dropped.
 
         Returns:
-            A function that unsubscribes.
+            A function that unsubscribes (events still queued for it are discarded).
+
+        Raises:
+            UsageError: ``max_queued`` is below 1.
         """
-        self._listeners.append(callback)
-        return _Subscription(self, callback)
+        queue: EventQueue[SpeakerEvent] = EventQueue(callback, max_queued=max_queued)
+        self._listeners.append(queue)
+        return _Subscription(self, queue)
+
+    @property
+    def events_dropped(self) -> int:
+        """Events dropped for current subscribers that fell ``max_queued`` behind."""
+        return sum(queue.dropped for queue in self._listeners)
 
     def _deliver(self, event: SpeakerEvent) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(event)
-            except Exception:
-                _LOGGER.exception("speaker event subscriber raised; skipped")
+        for queue in self._listeners:
+            queue.put(event)
 
     def _on_battery_data(self, data: bytes) -> None:
         timer = self._timer(OperationKind.NOTIFY, detail={"char": BATTERY_LEVEL_UUID})
