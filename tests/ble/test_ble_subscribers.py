@@ -25,10 +25,11 @@ if TYPE_CHECKING:
     from wking_device.config import BleSettings
 
 
-async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
+async def _until(condition: Callable[[], bool], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition never held"
+        await asyncio.sleep(0.01)
 
 
 async def test_a_slow_subscriber_does_not_delay_a_command(fast_settings: BleSettings) -> None:

@@ -43,7 +43,9 @@ class EventQueue(Generic[_E]):
         UsageError: ``max_queued`` is below 1.
     """
 
-    def __init__(self, callback: Callable[[_E], None], *, max_queued: int = DEFAULT_MAX_QUEUED):
+    def __init__(
+        self, callback: Callable[[_E], None], *, max_queued: int = DEFAULT_MAX_QUEUED
+    ) -> None:
         if isinstance(max_queued, bool) or not isinstance(max_queued, int) or max_queued < 1:
             raise UsageError(f"max_queued must be an integer of at least 1, got {max_queued!r}")
         self.callback = callback
