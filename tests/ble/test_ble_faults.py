@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -17,7 +18,7 @@ from wking_device.errors import (
     ProtocolError,
 )
 from wking_device.models import OperationKind, Outcome
-from wking_device.protocol import MANUFACTURER_NAME_UUID
+from wking_device.protocol import MANUFACTURER_NAME_UUID, Button
 from wking_device.sim import FaultPlan, SimWorld, SpeakerSpec
 
 if TYPE_CHECKING:
@@ -263,9 +264,10 @@ async def test_truncated_frames_at_mtu_23_fail_only_their_own_commands(
         mtu=23,
         faults=FaultPlan(malformed_responses=0.3, malformed_kind="truncated"),
     )
+    settings = fast_settings.model_copy(update={"command_timeout": 0.8})
     async with (
         SimWorld([spec]) as world,
-        Speaker(world.speakers[0].address, backend=world.backend, settings=fast_settings) as sp,
+        Speaker(world.speakers[0].address, backend=world.backend, settings=settings) as sp,
     ):
         outcomes: list[BaseException | None] = []
 
@@ -286,3 +288,60 @@ async def test_truncated_frames_at_mtu_23_fail_only_their_own_commands(
     assert len(outcomes) == 120
     assert 10 < corrupted < 70  # the dice did truncate some, not all
     assert len(failed) == corrupted  # exactly the truncated commands, no others
+
+
+async def test_truncation_timeouts_and_a_slow_subscriber_fail_only_the_affected_commands(
+    fast_settings: BleSettings,
+) -> None:
+    # Issue 10, "done when": at MTU 23, truncated answers fail their own commands
+    # (MalformedResponse), dropped answers theirs (OperationTimeout), and a subscriber spending
+    # 2 ms per event while button events stream in delays nothing; every other command succeeds.
+    spec = SpeakerSpec.for_index(
+        1,
+        adv_interval_ms=20,
+        mtu=23,
+        faults=FaultPlan(malformed_responses=0.2, malformed_kind="truncated", drop_responses=0.1),
+    )
+    # Long enough that only a dropped answer times out, even on a loaded machine.
+    settings = fast_settings.model_copy(update={"command_timeout": 0.8})
+    async with (
+        SimWorld([spec]) as world,
+        Speaker(world.speakers[0].address, backend=world.backend, settings=settings) as sp,
+    ):
+        sim = world.speakers[0]
+        seen: list[object] = []
+
+        def slow(event: object) -> None:
+            time.sleep(0.002)
+            seen.append(event)
+
+        sp.subscribe(slow)
+        malformed: list[MalformedResponse] = []
+        timeouts: list[OperationTimeout] = []
+        succeeded = 0
+
+        async def worker() -> None:
+            nonlocal succeeded
+            for _ in range(20):
+                try:
+                    await sp.get_info()
+                except MalformedResponse as exc:
+                    malformed.append(exc)
+                except OperationTimeout as exc:
+                    timeouts.append(exc)
+                else:
+                    succeeded += 1
+
+        async def buttons() -> None:
+            for _ in range(150):
+                await sim.press_button(Button.VOLUME_UP)
+                await asyncio.sleep(0.005)
+
+        await asyncio.gather(buttons(), *(worker() for _ in range(4)))
+        assert sp.is_connected
+    assert succeeded + len(malformed) + len(timeouts) == 80
+    assert sim.responses_corrupted > 0
+    assert sim.responses_dropped > 0
+    assert len(malformed) == sim.responses_corrupted
+    assert len(timeouts) == sim.responses_dropped
+    assert sp.events_dropped == 0

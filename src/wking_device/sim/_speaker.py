@@ -91,6 +91,7 @@ class SimSpeaker:
         connect_attempts: Connection attempts that reached it (counted for ``FaultPlan``).
         operations: GATT reads and writes it served.
         responses_corrupted: Vendor responses the fault plan corrupted (``malformed_responses``).
+        responses_dropped: Vendor responses the fault plan did not send (``drop_responses``).
     """
 
     def __init__(self, world: SimWorld, spec: SpeakerSpec) -> None:
@@ -113,6 +114,7 @@ class SimSpeaker:
         self.connect_attempts = 0
         self.operations = 0
         self.responses_corrupted = 0
+        self.responses_dropped = 0
         self._rng = random.Random(spec.address)  # noqa: S311 - fault dice, not cryptography
         self._rssi = float(spec.rssi)
         self._reported_battery = self.state.battery_level
@@ -386,6 +388,7 @@ class SimSpeaker:
         for frame in outgoing:
             if isinstance(frame, Response):
                 if plan.drop_responses and self._rng.random() < plan.drop_responses:
+                    self.responses_dropped += 1
                     continue
                 corrupt = bool(
                     plan.malformed_responses and self._rng.random() < plan.malformed_responses
