@@ -8,16 +8,28 @@ changes the behaviour shows up here. docs/testing.md lists what still differs.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
 import pytest
-from bleak import BleakScanner
+from bleak import BleakClient, BleakScanner
 from bleak.args.bluez import BlueZScannerArgs, OrPattern
 from bleak.assigned_numbers import AdvertisementDataType
-from bleak.exc import BleakError
+from bleak.exc import BleakDBusError, BleakError, BleakGATTProtocolError, BleakGATTProtocolErrorCode
 
 from wking_device.ble import discover
 from wking_device.ble._discovery import PASSIVE_OR_PATTERNS, bluez_scanner_args
-from wking_device.protocol import WKING_SERVICE_UUID
-from wking_device.sim import SimWorld
+from wking_device.protocol import (
+    BATTERY_LEVEL_UUID,
+    MANUFACTURER_NAME_UUID,
+    WKING_COMMAND_CHAR_UUID,
+    WKING_SERVICE_UUID,
+)
+from wking_device.sim import SimWorld, SpeakerSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 FLAGS_06 = OrPattern(0, AdvertisementDataType.FLAGS, b"\x06")
 
@@ -75,3 +87,110 @@ async def test_discover_passive_works_on_the_simulator_as_on_bluez() -> None:
         assert all(s.name is None for s in speakers)  # names come in scan responses only
         assert all(s.model != "unknown" for s in speakers)  # from the manufacturer data
     assert WKING_SERVICE_UUID
+
+
+# --- notifications --------------------------------------------------------------------------------
+
+
+async def _connected(world: SimWorld) -> BleakClient:
+    client = BleakClient(world.speakers[0].address, timeout=5, backend=world.backend.client)
+    await client.connect()
+    return client
+
+
+async def test_stop_notify_when_not_notifying_and_after_disconnect() -> None:
+    # BlueZ StopNotify without a session: org.bluez.Error.Failed "No notify session started".
+    # After a disconnection bleak raises a plain BleakError before BlueZ is asked (the facade
+    # finds the services reset; the BlueZ backend itself checks "Not connected").
+    async with SimWorld.fleet(1, adv_interval_ms=20) as world:
+        client = await _connected(world)
+        with pytest.raises(BleakDBusError, match="No notify session started") as caught:
+            await client.stop_notify(BATTERY_LEVEL_UUID)
+        assert caught.value.dbus_error == "org.bluez.Error.Failed"
+        char = client.services.get_characteristic(BATTERY_LEVEL_UUID)
+        assert char is not None
+        await client.start_notify(char, lambda _c, _d: None)
+        await client.disconnect()
+        with pytest.raises(BleakError) as after:
+            await client.stop_notify(char)
+        assert not isinstance(after.value, BleakDBusError)
+        with pytest.raises(BleakError, match="Not connected"):
+            await client._backend.stop_notify(char)  # the backend's own check
+
+
+async def test_a_second_start_notify_is_already_notifying() -> None:
+    # BlueZ: org.bluez.Error.Failed "Already notifying"; bleak's BlueZ backend has replaced the
+    # callback before the call failed, so the second callback is the one that receives.
+    async with SimWorld.fleet(1, adv_interval_ms=20) as world:
+        client = await _connected(world)
+        first: list[int] = []
+        second: list[int] = []
+        await client.start_notify(BATTERY_LEVEL_UUID, lambda _c, d: first.append(d[0]))
+        with pytest.raises(BleakDBusError, match="Already notifying") as caught:
+            await client.start_notify(BATTERY_LEVEL_UUID, lambda _c, d: second.append(d[0]))
+        assert caught.value.dbus_error == "org.bluez.Error.Failed"
+        await world.speakers[0].set_battery(42)
+        await _until(lambda: second == [42])
+        assert first == []
+        await client.disconnect()
+
+
+async def test_start_notify_without_notify_or_indicate_is_not_supported() -> None:
+    # BlueZ checks the properties before anything else: org.bluez.Error.NotSupported.
+    async with SimWorld.fleet(1, adv_interval_ms=20) as world:
+        client = await _connected(world)
+        with pytest.raises(BleakDBusError) as caught:
+            await client.start_notify(MANUFACTURER_NAME_UUID, lambda _c, _d: None)
+        assert caught.value.dbus_error == "org.bluez.Error.NotSupported"
+        await client.disconnect()
+
+
+# --- writes without response ----------------------------------------------------------------------
+
+
+async def test_a_write_without_response_longer_than_mtu_minus_3_is_refused() -> None:
+    # BlueZ never sends a PDU larger than the MTU: "Failed to initiate write". At MTU - 3 bytes
+    # the write goes through.
+    spec = SpeakerSpec.for_index(1, adv_interval_ms=20, mtu=23)
+    async with SimWorld([spec]) as world:
+        client = await _connected(world)
+        assert client.mtu_size == 23
+        with pytest.raises(BleakDBusError, match="Failed to initiate write"):
+            await client.write_gatt_char(WKING_COMMAND_CHAR_UUID, bytes(21), response=False)
+        await client.write_gatt_char(WKING_COMMAND_CHAR_UUID, bytes(20), response=False)
+        assert client.is_connected
+        await client.disconnect()
+
+
+async def test_a_write_without_response_needs_the_property() -> None:
+    # BlueZ: NotSupported, which bleak's BlueZ backend reports as ATT REQUEST_NOT_SUPPORTED.
+    async with SimWorld.fleet(1, adv_interval_ms=20) as world:
+        client = await _connected(world)
+        with pytest.raises(BleakGATTProtocolError) as caught:
+            await client.write_gatt_char(BATTERY_LEVEL_UUID, b"\x01", response=False)
+        assert caught.value.code == BleakGATTProtocolErrorCode.REQUEST_NOT_SUPPORTED
+        await client.disconnect()
+
+
+# --- services -------------------------------------------------------------------------------------
+
+
+async def test_services_are_reset_after_disconnect() -> None:
+    # bleak's BlueZ backend sets services to None on disconnection; BleakClient.services then
+    # raises, and a reconnect discovers them again.
+    async with SimWorld.fleet(1, adv_interval_ms=20) as world:
+        client = await _connected(world)
+        assert client.services.get_characteristic(BATTERY_LEVEL_UUID) is not None
+        await client.disconnect()
+        with pytest.raises(BleakError, match="Service Discovery has not been performed"):
+            _ = client.services
+        await client.connect()
+        assert client.services.get_characteristic(BATTERY_LEVEL_UUID) is not None
+        await client.disconnect()
+
+
+async def _until(condition: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition never held"
+        await asyncio.sleep(0.01)

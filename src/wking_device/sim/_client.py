@@ -27,7 +27,13 @@ from bleak.backends.client import BaseBleakClient
 from bleak.backends.descriptor import BleakGATTDescriptor
 from bleak.backends.device import BLEDevice
 from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
-from bleak.exc import BleakDBusError, BleakDeviceNotFoundError, BleakError, BleakGATTProtocolError
+from bleak.exc import (
+    BleakDBusError,
+    BleakDeviceNotFoundError,
+    BleakError,
+    BleakGATTProtocolError,
+    BleakGATTProtocolErrorCode,
+)
 from bumble import att, core, hci
 from bumble.gatt import Characteristic
 
@@ -51,6 +57,11 @@ _LOGGER = logging.getLogger(__name__)
 ABORT_ERROR = ("org.bluez.Error.Failed", ["le-connection-abort-by-local"])
 #: What BlueZ reports for a GATT operation on a link that is gone.
 NOT_CONNECTED_ERROR = ("org.bluez.Error.Failed", ["Not connected"])
+#: BlueZ's answers to StartNotify/StopNotify/WriteValue it refuses (src/gatt-client.c).
+NOT_SUPPORTED_ERROR = ("org.bluez.Error.NotSupported", ["Operation is not supported"])
+ALREADY_NOTIFYING_ERROR = ("org.bluez.Error.Failed", ["Already notifying"])
+NO_NOTIFY_SESSION_ERROR = ("org.bluez.Error.Failed", ["No notify session started"])
+WRITE_FAILED_ERROR = ("org.bluez.Error.Failed", ["Failed to initiate write"])
 _ABORT_STATUSES = frozenset(
     {
         hci.HCI_ErrorCode.CONNECTION_FAILED_TO_BE_ESTABLISHED_ERROR,
@@ -160,8 +171,9 @@ class SimClient(BaseBleakClient):
     """bleak client backend for a :class:`~wking_device.sim.SimWorld` (use ``world.backend``).
 
     Behaviour follows bleak's BlueZ backend where backends differ: the disconnected callback also
-    fires after a local :meth:`disconnect`; ``stop_notify`` on a characteristic that is not
-    notifying does nothing; errors carry BlueZ's strings.
+    fires after a local :meth:`disconnect`; ``services`` is reset on disconnection; notification
+    and write-without-response requests BlueZ refuses are refused with its errors; errors carry
+    BlueZ's strings.
     """
 
     _world: ClassVar[SimWorld]
@@ -347,6 +359,7 @@ class SimClient(BaseBleakClient):
             self._guard.link_lost()
             self._guard = None
         self._notifying.clear()
+        self.services = None  # bleak's BlueZ backend resets them too
         callback = self._disconnected_callback
         if callback is not None:
             try:
@@ -417,9 +430,21 @@ class SimClient(BaseBleakClient):
     async def write_gatt_char(
         self, characteristic: BleakGATTCharacteristic, data: Any, response: bool
     ) -> None:
-        """Write a characteristic value, with or without response."""
+        """Write a characteristic value, with or without response.
+
+        Raises:
+            BleakGATTProtocolError: A write without response to a characteristic without that
+                property (BlueZ: NotSupported, which bleak reports as REQUEST_NOT_SUPPORTED).
+            BleakDBusError: A write without response longer than ``MTU - 3`` (BlueZ sends no
+                PDU larger than the MTU: "Failed to initiate write").
+        """
         proxy = characteristic.obj
         value = bytes(data)
+        if not response:
+            if "write-without-response" not in characteristic.properties:
+                raise BleakGATTProtocolError(BleakGATTProtocolErrorCode.REQUEST_NOT_SUPPORTED)
+            if self._connection is not None and len(value) > self._mtu - 3:
+                raise BleakDBusError(WRITE_FAILED_ERROR[0], list(WRITE_FAILED_ERROR[1]))
         await self._gatt(lambda: proxy.write_value(value, with_response=response))
 
     async def write_gatt_descriptor(self, descriptor: BleakGATTDescriptor, data: Any) -> None:
@@ -431,29 +456,50 @@ class SimClient(BaseBleakClient):
     async def start_notify(
         self, characteristic: BleakGATTCharacteristic, callback: NotifyCallback, **kwargs: Any
     ) -> None:
-        """Subscribe to notifications (a second call replaces the callback)."""
+        """Subscribe to notifications, with BlueZ's refusals.
+
+        Raises:
+            BleakDBusError: The characteristic has neither notify nor indicate
+                (``org.bluez.Error.NotSupported``), or it is notifying already
+                (``org.bluez.Error.Failed: Already notifying``; as in bleak's BlueZ backend the
+                new callback has replaced the old one all the same).
+        """
         del kwargs
         proxy: CharacteristicProxy[bytes] = characteristic.obj
         handle = characteristic.handle
         peer = self._peer
         if peer is None:
             raise _not_connected()
-        previous = self._notifying.pop(handle, None)
-        if previous is not None:
-            peer.gatt_client.notification_subscribers.get(handle, set()).discard(previous)
+        if not {"notify", "indicate"} & set(characteristic.properties):
+            raise BleakDBusError(NOT_SUPPORTED_ERROR[0], list(NOT_SUPPORTED_ERROR[1]))
 
         def on_value(value: bytes) -> None:
             callback(bytearray(value))
 
+        previous = self._notifying.get(handle)
+        if previous is not None:
+            subscribers = peer.gatt_client.notification_subscribers.get(handle, set())
+            subscribers.discard(previous)
+            subscribers.add(on_value)
+            self._notifying[handle] = on_value
+            raise BleakDBusError(ALREADY_NOTIFYING_ERROR[0], list(ALREADY_NOTIFYING_ERROR[1]))
         await self._gatt(lambda: peer.gatt_client.subscribe(proxy, on_value))
         self._notifying[handle] = on_value
 
     async def stop_notify(self, characteristic: BleakGATTCharacteristic) -> None:
-        """Unsubscribe; a no-op for a characteristic that is not notifying (as with BlueZ)."""
+        """Unsubscribe, with BlueZ's refusals.
+
+        Raises:
+            BleakError: ``Not connected`` (bleak's BlueZ backend checks first).
+            BleakDBusError: The characteristic is not notifying
+                (``org.bluez.Error.Failed: No notify session started``).
+        """
+        peer = self._peer
+        if peer is None:
+            raise BleakError("Not connected")
         handle = characteristic.handle
         subscriber = self._notifying.pop(handle, None)
-        peer = self._peer
-        if subscriber is None or peer is None:
-            return
+        if subscriber is None:
+            raise BleakDBusError(NO_NOTIFY_SESSION_ERROR[0], list(NO_NOTIFY_SESSION_ERROR[1]))
         proxy: CharacteristicProxy[bytes] = characteristic.obj
         await self._gatt(lambda: peer.gatt_client.unsubscribe(proxy, subscriber))
