@@ -345,3 +345,32 @@ async def test_truncation_timeouts_and_a_slow_subscriber_fail_only_the_affected_
     assert len(malformed) == sim.responses_corrupted
     assert len(timeouts) == sim.responses_dropped
     assert sp.events_dropped == 0
+
+
+async def test_an_adapter_out_of_slots_is_a_typed_too_many_connections_error(
+    recorder: Recorder, fast_settings: BleSettings
+) -> None:
+    # The library's out-of-slots handling, exercised: the adapter holds one connection while
+    # the library's own limit would allow five.
+    specs = [SpeakerSpec.for_index(i, adv_interval_ms=20) for i in (1, 2)]
+    retry = RetryPolicy(
+        attempts=2, base_delay=0.01, max_delay=0.05, jitter=0.0, out_of_slots_delay=0.02
+    )
+    async with SimWorld(specs, connection_slots=1) as world:
+        first = Speaker(world.speakers[0].address, backend=world.backend, settings=fast_settings)
+        second = Speaker(
+            world.speakers[1].address,
+            backend=world.backend,
+            settings=fast_settings,
+            events=recorder.bus,
+            retry=retry,
+        )
+        async with first:
+            with pytest.raises(ConnectionFailed) as caught:
+                await second.connect()
+        assert caught.value.reason is BluetoothReason.TOO_MANY_CONNECTIONS
+        assert "out of connection slots" in (caught.value.remedy or "")
+        async with second:  # the slot is free again
+            assert second.is_connected
+    connects = recorder.of(OperationKind.CONNECT)
+    assert [e.outcome for e in connects[:2]] == [Outcome.RETRY, Outcome.ERROR]

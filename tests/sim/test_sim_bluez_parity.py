@@ -20,6 +20,7 @@ from bleak.exc import BleakDBusError, BleakError, BleakGATTProtocolError, BleakG
 
 from wking_device.ble import discover
 from wking_device.ble._discovery import PASSIVE_OR_PATTERNS, bluez_scanner_args
+from wking_device.errors import UsageError
 from wking_device.protocol import (
     BATTERY_LEVEL_UUID,
     MANUFACTURER_NAME_UUID,
@@ -194,3 +195,30 @@ async def _until(condition: Callable[[], bool], within: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition never held"
         await asyncio.sleep(0.01)
+
+
+# --- connection slots -----------------------------------------------------------------------------
+
+
+async def test_a_connect_beyond_the_adapters_slots_fails_as_on_bluez() -> None:
+    # A controller holds a limited number of connections; BlueZ reports the controller's
+    # Connection Limit Exceeded as org.bluez.Error.Failed le-connection-concurrent-connection-limit.
+    async with SimWorld.fleet(3, adv_interval_ms=20, connection_slots=2) as world:
+        clients = [
+            BleakClient(s.address, timeout=5, backend=world.backend.client) for s in world.speakers
+        ]
+        await clients[0].connect()
+        await clients[1].connect()
+        with pytest.raises(BleakDBusError, match="le-connection-concurrent-connection-limit"):
+            await clients[2].connect()
+        assert not clients[2].is_connected
+        await clients[0].disconnect()
+        await clients[2].connect()  # a slot is free again
+        assert clients[2].is_connected
+        for client in clients:
+            await client.disconnect()
+
+
+def test_connection_slots_must_be_positive() -> None:
+    with pytest.raises(UsageError):
+        SimWorld(connection_slots=0)

@@ -48,7 +48,13 @@ if TYPE_CHECKING:
 
     from wking_device.sim._world import SimWorld
 
-__all__ = ["ABORT_ERROR", "NOT_CONNECTED_ERROR", "SimClient", "bleak_uuid"]
+__all__ = [
+    "ABORT_ERROR",
+    "CONNECTION_LIMIT_ERROR",
+    "NOT_CONNECTED_ERROR",
+    "SimClient",
+    "bleak_uuid",
+]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -62,6 +68,9 @@ NOT_SUPPORTED_ERROR = ("org.bluez.Error.NotSupported", ["Operation is not suppor
 ALREADY_NOTIFYING_ERROR = ("org.bluez.Error.Failed", ["Already notifying"])
 NO_NOTIFY_SESSION_ERROR = ("org.bluez.Error.Failed", ["No notify session started"])
 WRITE_FAILED_ERROR = ("org.bluez.Error.Failed", ["Failed to initiate write"])
+#: BlueZ's string for a connection the controller refused for lack of slots (HCI 0x09,
+#: Connection Limit Exceeded, reaches bluetoothd as EMLINK).
+CONNECTION_LIMIT_ERROR = ("org.bluez.Error.Failed", ["le-connection-concurrent-connection-limit"])
 _ABORT_STATUSES = frozenset(
     {
         hci.HCI_ErrorCode.CONNECTION_FAILED_TO_BE_ESTABLISHED_ERROR,
@@ -242,7 +251,9 @@ class SimClient(BaseBleakClient):
         Raises:
             TimeoutError: The speaker did not connect within the timeout (not connectable, out of
                 range, or busy), as bleak's BlueZ backend raises.
-            BleakDBusError: The attempt was aborted (``le-connection-abort-by-local``).
+            BleakDBusError: The attempt was aborted (``le-connection-abort-by-local``), or the
+                world's adapter has no free connection slot
+                (``le-connection-concurrent-connection-limit``).
             BleakDeviceNotFoundError: No speaker with this address exists in the world.
         """
         del pair
@@ -255,6 +266,7 @@ class SimClient(BaseBleakClient):
             async with asyncio.timeout(timeout):
                 await self._until_connectable(peer_address)
                 async with adapter.connect_lock:
+                    self._check_slots(adapter)
                     connection = await self._create_connection(adapter, peer_address)
                 self._attach(connection)
                 await self._discover()
@@ -278,6 +290,11 @@ class SimClient(BaseBleakClient):
             if target is not None and target.is_connectable_now():
                 return
             await asyncio.sleep(_POLL_S)
+
+    def _check_slots(self, adapter: Any) -> None:
+        slots = self._world.connection_slots
+        if slots is not None and len(adapter.device.connections) >= slots:
+            raise BleakDBusError(CONNECTION_LIMIT_ERROR[0], list(CONNECTION_LIMIT_ERROR[1]))
 
     async def _create_connection(self, adapter: Any, peer_address: hci.Address) -> Connection:
         try:

@@ -128,6 +128,10 @@ class SimWorld:
         instant_connect: Connect as soon as the target advertises connectably instead of
             waiting for its next advertisement (large fleets connect much faster).
         tick_s: How often battery drain and RSSI drift are applied.
+        connection_slots: How many connections the adapter's controller holds at once (``None``:
+            no limit). A connect beyond it fails as BlueZ reports a controller's Connection Limit
+            Exceeded: ``BleakDBusError("org.bluez.Error.Failed",
+            "le-connection-concurrent-connection-limit")``.
     """
 
     def __init__(
@@ -136,7 +140,11 @@ class SimWorld:
         *,
         instant_connect: bool = False,
         tick_s: float = 0.5,
+        connection_slots: int | None = None,
     ) -> None:
+        if connection_slots is not None and connection_slots < 1:
+            raise UsageError(f"connection_slots must be at least 1, got {connection_slots}")
+        self.connection_slots = connection_slots
         self._specs = list(specs)
         addresses = [s.address.upper() for s in self._specs]
         if len(set(addresses)) != len(addresses):
@@ -165,6 +173,7 @@ class SimWorld:
         faults: FaultPlan | None = None,
         adv_interval_ms: float = 100.0,
         tick_s: float = 0.5,
+        connection_slots: int | None = None,
     ) -> SimWorld:
         """A world of ``count`` speakers with deterministic addresses, names and models.
 
@@ -177,6 +186,7 @@ class SimWorld:
             faults: A fault plan every speaker starts with (each gets its own copy).
             adv_interval_ms: Advertising interval of every speaker.
             tick_s: See :class:`SimWorld`.
+            connection_slots: See :class:`SimWorld`.
         """
         if count < 0:
             raise UsageError(f"a fleet needs 0 or more speakers, got {count}")
@@ -188,7 +198,12 @@ class SimWorld:
             )
             for i in range(1, count + 1)
         ]
-        return cls(specs, instant_connect=instant_connect, tick_s=tick_s)
+        return cls(
+            specs,
+            instant_connect=instant_connect,
+            tick_s=tick_s,
+            connection_slots=connection_slots,
+        )
 
     # --- lifecycle --------------------------------------------------------------------------
 
