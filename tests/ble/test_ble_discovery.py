@@ -180,19 +180,42 @@ async def test_scanner_that_cannot_start_raises_adapter_unavailable(recorder: Re
     assert scan.error == "adapter_unavailable"
 
 
-async def test_a_passive_scan_bluez_refuses_is_a_typed_error(recorder: Recorder) -> None:
-    # bleak's real BlueZ scanner refuses a passive scan without or_patterns in its constructor,
-    # before it touches D-Bus (CoreBluetooth refuses every passive scan the same way).
+async def test_a_passive_scan_passes_bluez_its_or_patterns(recorder: Recorder) -> None:
+    # bleak's real BlueZ scanner refuses a passive scan without or_patterns in its constructor
+    # (issue 10, defect 4: discover(scanning_mode="passive") only worked in the simulator).
+    # With the catch-all patterns it gets as far as D-Bus: a scan where BlueZ runs, else
+    # AdapterUnavailable - never "unsupported".
     bluez = pytest.importorskip("bleak.backends.bluezdbus.scanner")  # dbus-fast: Linux only
-
-    with pytest.raises(UnsupportedOperation) as caught:
+    try:
         await discover(
             0.1,
             backend=BleBackend(scanner=bluez.BleakScannerBlueZDBus),
             events=recorder.bus,
             scanning_mode="passive",
         )
-    assert "or_patterns" in str(caught.value)
+    except AdapterUnavailable:
+        (scan,) = recorder.of(OperationKind.SCAN)
+        assert scan.error == "adapter_unavailable"
+
+
+class _NoPassiveScanner(_BrokenScanner):
+    """Refuses a passive scan in its constructor, as CoreBluetooth's backend does."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if "passive" in (*args, kwargs.get("scanning_mode")):
+            raise BleakError("macOS does not support passive scanning")
+        super().__init__(*args, **kwargs)
+
+
+async def test_a_passive_scan_the_backend_refuses_is_a_typed_error(recorder: Recorder) -> None:
+    with pytest.raises(UnsupportedOperation) as caught:
+        await discover(
+            0.1,
+            backend=BleBackend(scanner=_NoPassiveScanner),
+            events=recorder.bus,
+            scanning_mode="passive",
+        )
+    assert "passive" in str(caught.value)
     (scan,) = recorder.of(OperationKind.SCAN)
     assert scan.outcome is Outcome.ERROR
     assert scan.error == "unsupported"

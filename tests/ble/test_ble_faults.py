@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -17,6 +18,7 @@ from wking_device.errors import (
     ProtocolError,
 )
 from wking_device.models import OperationKind, Outcome
+from wking_device.protocol import MANUFACTURER_NAME_UUID, Button
 from wking_device.sim import FaultPlan, SimWorld, SpeakerSpec
 
 if TYPE_CHECKING:
@@ -224,3 +226,151 @@ async def test_link_lost_during_read_info_is_an_error_not_partial_info(
     ):
         with pytest.raises(DeviceDisconnected):
             await sp.read_info()
+
+
+async def test_two_timeouts_in_a_row_never_give_the_next_read_the_wrong_value(
+    fast_settings: BleSettings,
+) -> None:
+    # Issue 10, defect 1: read_battery times out, read_serial_number (queued behind it) times
+    # out, and the next read took the battery byte for the manufacturer name.
+    settings = fast_settings.model_copy(update={"command_timeout": 0.5})
+    async with (
+        _world() as world,
+        Speaker(world.speakers[0].address, backend=world.backend, settings=settings) as sp,
+    ):
+        faults = world.speakers[0].faults
+        faults.response_delay_s = 1.1
+        with pytest.raises(OperationTimeout):
+            await sp.read_battery()
+        faults.response_delay_s = 0.0
+        with pytest.raises(OperationTimeout):
+            await sp.read_serial_number()
+        faults.response_delay_s = 0.2
+        try:
+            name = await sp.read(MANUFACTURER_NAME_UUID)
+        except OperationTimeout:  # only under heavy load: never a wrong value
+            name = await sp.read(MANUFACTURER_NAME_UUID)
+        assert name == b"W-KING"
+
+
+async def test_truncated_frames_at_mtu_23_fail_only_their_own_commands(
+    fast_settings: BleSettings,
+) -> None:
+    # Issue 10, defect 2: with 30 % truncation at MTU 23 and 4 concurrent commands, 84 of 120
+    # get_info failed: a truncated answer's bytes stayed in the buffer and broke the next one.
+    spec = SpeakerSpec.for_index(
+        1,
+        adv_interval_ms=20,
+        mtu=23,
+        faults=FaultPlan(malformed_responses=0.3, malformed_kind="truncated"),
+    )
+    settings = fast_settings.model_copy(update={"command_timeout": 0.8})
+    async with (
+        SimWorld([spec]) as world,
+        Speaker(world.speakers[0].address, backend=world.backend, settings=settings) as sp,
+    ):
+        outcomes: list[BaseException | None] = []
+
+        async def worker() -> None:
+            for _ in range(30):
+                try:
+                    info = await sp.get_info()
+                except MalformedResponse as exc:
+                    outcomes.append(exc)
+                else:
+                    assert info.serial_number == world.speakers[0].spec.serial
+                    outcomes.append(None)
+
+        await asyncio.gather(*(worker() for _ in range(4)))
+        corrupted = world.speakers[0].responses_corrupted
+        assert sp.is_connected
+    failed = [o for o in outcomes if o is not None]
+    assert len(outcomes) == 120
+    assert 10 < corrupted < 70  # the dice did truncate some, not all
+    assert len(failed) == corrupted  # exactly the truncated commands, no others
+
+
+async def test_truncation_timeouts_and_a_slow_subscriber_fail_only_the_affected_commands(
+    fast_settings: BleSettings,
+) -> None:
+    # Issue 10, "done when": at MTU 23, truncated answers fail their own commands
+    # (MalformedResponse), dropped answers theirs (OperationTimeout), and a subscriber spending
+    # 2 ms per event while button events stream in delays nothing; every other command succeeds.
+    spec = SpeakerSpec.for_index(
+        1,
+        adv_interval_ms=20,
+        mtu=23,
+        faults=FaultPlan(malformed_responses=0.2, malformed_kind="truncated", drop_responses=0.1),
+    )
+    # Long enough that only a dropped answer times out, even on a loaded machine.
+    settings = fast_settings.model_copy(update={"command_timeout": 0.8})
+    async with (
+        SimWorld([spec]) as world,
+        Speaker(world.speakers[0].address, backend=world.backend, settings=settings) as sp,
+    ):
+        sim = world.speakers[0]
+        seen: list[object] = []
+
+        def slow(event: object) -> None:
+            time.sleep(0.002)
+            seen.append(event)
+
+        sp.subscribe(slow)
+        malformed: list[MalformedResponse] = []
+        timeouts: list[OperationTimeout] = []
+        succeeded = 0
+
+        async def worker() -> None:
+            nonlocal succeeded
+            for _ in range(20):
+                try:
+                    await sp.get_info()
+                except MalformedResponse as exc:
+                    malformed.append(exc)
+                except OperationTimeout as exc:
+                    timeouts.append(exc)
+                else:
+                    succeeded += 1
+
+        async def buttons() -> None:
+            for _ in range(150):
+                await sim.press_button(Button.VOLUME_UP)
+                await asyncio.sleep(0.005)
+
+        await asyncio.gather(buttons(), *(worker() for _ in range(4)))
+        assert sp.is_connected
+    assert succeeded + len(malformed) + len(timeouts) == 80
+    assert sim.responses_corrupted > 0
+    assert sim.responses_dropped > 0
+    assert len(malformed) == sim.responses_corrupted
+    assert len(timeouts) == sim.responses_dropped
+    assert sp.events_dropped == 0
+
+
+async def test_an_adapter_out_of_slots_is_a_typed_too_many_connections_error(
+    recorder: Recorder, fast_settings: BleSettings
+) -> None:
+    # The library's out-of-slots handling, exercised: the adapter holds one connection while
+    # the library's own limit would allow five.
+    specs = [SpeakerSpec.for_index(i, adv_interval_ms=20) for i in (1, 2)]
+    retry = RetryPolicy(
+        attempts=2, base_delay=0.01, max_delay=0.05, jitter=0.0, out_of_slots_delay=0.02
+    )
+    async with SimWorld(specs, connection_slots=1) as world:
+        first = Speaker(world.speakers[0].address, backend=world.backend, settings=fast_settings)
+        second = Speaker(
+            world.speakers[1].address,
+            backend=world.backend,
+            settings=fast_settings,
+            events=recorder.bus,
+            retry=retry,
+        )
+        async with first:
+            with pytest.raises(ConnectionFailed) as caught:
+                await second.connect()
+        assert caught.value.reason is BluetoothReason.TOO_MANY_CONNECTIONS
+        assert "out of connection slots" in (caught.value.remedy or "")
+        async with second:  # the slot is free again
+            assert second.is_connected
+    connects = recorder.of(OperationKind.CONNECT)
+    assert [e.outcome for e in connects[:2]] == [Outcome.RETRY, Outcome.ERROR]

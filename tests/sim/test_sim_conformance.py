@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from bleak import BleakClient, BleakScanner
+from bleak.exc import BleakDBusError
 
 from wking_device.protocol import (
     BATTERY_LEVEL_UUID,
@@ -113,4 +115,5 @@ async def test_bleak_facade_end_to_end() -> None:
             await speaker.set_battery(41)
             assert await asyncio.wait_for(battery.get(), 2.0) == 41
             await again.stop_notify(BATTERY_LEVEL_UUID)
-            await again.stop_notify(BATTERY_LEVEL_UUID)  # not notifying: a no-op, as with BlueZ
+            with pytest.raises(BleakDBusError, match="No notify session started"):  # as BlueZ
+                await again.stop_notify(BATTERY_LEVEL_UUID)

@@ -6,6 +6,8 @@ import asyncio
 
 import pytest
 from bleak import BleakClient, BleakScanner
+from bleak.args.bluez import BlueZScannerArgs, OrPattern
+from bleak.assigned_numbers import AdvertisementDataType
 from bleak.exc import BleakGATTProtocolError
 
 from wking_device.protocol import (
@@ -32,7 +34,13 @@ from wking_device.sim import SimWorld, SpeakerSpec
 async def test_passive_scan_sees_no_name_active_does() -> None:
     async with SimWorld.fleet(2, adv_interval_ms=20) as world:
         passive = await BleakScanner.discover(
-            0.15, return_adv=True, scanning_mode="passive", backend=world.backend.scanner
+            0.15,
+            return_adv=True,
+            scanning_mode="passive",
+            bluez=BlueZScannerArgs(
+                or_patterns=[OrPattern(0, AdvertisementDataType.FLAGS, b"\x06")]
+            ),
+            backend=world.backend.scanner,
         )
         assert len(passive) == 2
         assert all(adv.local_name is None for _d, adv in passive.values())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,7 @@ from bleak import BleakClient, BleakScanner
 import wking_device.sim
 from wking_device.errors import AdapterUnavailable, UsageError
 from wking_device.protocol import (
+    BATTERY_LEVEL_UUID,
     MANUFACTURER_NAME_UUID,
     WKING_COMMAND_CHAR_UUID,
     FrameCodec,
@@ -177,3 +179,26 @@ def test_public_names() -> None:
     assert wking_device.sim.__all__ == sorted(wking_device.sim.__all__)
     for name in wking_device.sim.__all__:
         assert getattr(wking_device.sim, name) is not None
+
+
+async def test_close_leaves_no_task_and_nothing_logs_afterwards(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Issue 10, defect 5: a GATT handler sleeping out its response delay and bumble's
+    # advertising restart kept running after close and later logged "connection not found".
+    caplog.set_level(logging.DEBUG)
+    before = asyncio.all_tasks()
+    world = SimWorld.fleet(2, adv_interval_ms=20)
+    await world.start()
+    speaker = world.speakers[0]
+    async with BleakClient(speaker.address, timeout=5, backend=world.backend.client) as client:
+        speaker.faults.response_delay_s = 0.4
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(client.read_gatt_char(BATTERY_LEVEL_UUID), 0.05)
+    await world.close()
+    left = [t for t in asyncio.all_tasks() - before if not t.done()]
+    assert left == []
+    caplog.clear()
+    # An observation window longer than the response delay: whatever was left would log now.
+    await asyncio.sleep(0.6)
+    assert [r.getMessage() for r in caplog.records] == []

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from bleak import BleakScanner
+from bleak.args.bluez import BlueZScannerArgs, OrPattern
+from bleak.assigned_numbers import AdvertisementDataType
 from bleak.exc import BleakError
 
 from wking_device.ble._events import OpTimer, get_event_bus
@@ -62,6 +64,29 @@ _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_SCAN_TIMEOUT = 5.0
 """Seconds :func:`discover` scans when given no timeout (``Settings.ble.scan_timeout``)."""
+
+PASSIVE_OR_PATTERNS: tuple[OrPattern, ...] = (
+    OrPattern(0, AdvertisementDataType.FLAGS, b"\x02"),
+    OrPattern(0, AdvertisementDataType.FLAGS, b"\x06"),
+    OrPattern(0, AdvertisementDataType.FLAGS, b"\x1a"),
+)
+"""Catch-all advertisement-monitor patterns for a passive scan on BlueZ (as habluetooth passes).
+
+bleak's BlueZ backend scans passively only through an advertisement monitor and refuses a
+passive scan without ``or_patterns``. These match an advertisement whose Flags start with
+0x02 (LE General Discoverable), 0x06 (the same, BR/EDR not supported: W-KING speakers) or 0x1a
+(the same, simultaneous LE and BR/EDR): the general-discoverable devices a scan looks for.
+"""
+
+
+def bluez_scanner_args(scanning_mode: str, adapter: str | None) -> BlueZScannerArgs:
+    """The ``bluez=`` arguments of a scan: the adapter, and the patterns a passive scan needs."""
+    args = BlueZScannerArgs()
+    if adapter:
+        args["adapter"] = adapter
+    if scanning_mode == "passive":
+        args["or_patterns"] = list(PASSIVE_OR_PATTERNS)
+    return args
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,7 +173,9 @@ class SpeakerScanner:
             device can be found) and nothing else.
         on_speaker: Called with every new (or, with ``report_updates``, updated) speaker.
         report_updates: Also report a speaker again when a later advertisement changes it.
-        scanning_mode: ``"active"`` (names arrive in scan responses) or ``"passive"``.
+        scanning_mode: ``"active"`` (names arrive in scan responses) or ``"passive"`` (on
+            BlueZ through an advertisement monitor matching :data:`PASSIVE_OR_PATTERNS`, which
+            bleak requires for a passive scan).
         adapter: The adapter to scan with (e.g. ``hci1``), passed to bleak's BlueZ backend;
             ``None`` for the default one. A ``BLEDevice`` found on one adapter connects through
             that adapter, so a session on another adapter must scan on its own.
@@ -196,7 +223,7 @@ class SpeakerScanner:
         Raises:
             AdapterUnavailable: The backend cannot scan (no adapter, no BlueZ, powered off).
             UnsupportedOperation: A passive scan the backend cannot do (CoreBluetooth never;
-                BlueZ only with advertisement-monitor patterns).
+                BlueZ does, through an advertisement monitor with :data:`PASSIVE_OR_PATTERNS`).
         """
         if self._scanner is not None:
             return
@@ -208,7 +235,7 @@ class SpeakerScanner:
             scanner = BleakScanner(
                 self._on_advert,
                 scanning_mode=self._scanning_mode,
-                bluez={"adapter": self._adapter} if self._adapter else {},
+                bluez=bluez_scanner_args(self._scanning_mode, self._adapter),
                 backend=self._backend.scanner if self._backend is not None else None,
             )
             constructed = True

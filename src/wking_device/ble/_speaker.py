@@ -37,6 +37,7 @@ from bleak import BleakClient
 from bleak.backends.device import BLEDevice
 from bleak.uuids import normalize_uuid_str
 
+from wking_device.ble._delivery import DEFAULT_MAX_QUEUED, EventQueue
 from wking_device.ble._discovery import DiscoveredSpeaker, find_speaker
 from wking_device.ble._events import OpTimer, get_event_bus
 from wking_device.ble._limiter import ConnectionLimiter, limiter_for
@@ -69,12 +70,14 @@ from wking_device.protocol import (
     MAX_MTU,
     MIN_MTU,
     MODEL_NUMBER_UUID,
-    NEED_DATA,
     SERIAL_NUMBER_UUID,
     WKING_V1,
+    BrokenFrame,
     Command,
     EqPreset,
     Event,
+    Frame,
+    FrameType,
     GetInfo,
     GetState,
     InfoResult,
@@ -161,16 +164,22 @@ _ADDRESS_RE: Final = re.compile(
 class _Subscription:
     """Handle returned by :meth:`Speaker.subscribe`; call it to unsubscribe."""
 
-    __slots__ = ("_callback", "_speaker")
+    __slots__ = ("_queue", "_speaker")
 
-    def __init__(self, speaker: Speaker, callback: Callable[[SpeakerEvent], None]) -> None:
+    def __init__(self, speaker: Speaker, queue: EventQueue[SpeakerEvent]) -> None:
         self._speaker: Speaker | None = speaker
-        self._callback = callback
+        self._queue = queue
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped for this subscriber because it fell too far behind."""
+        return self._queue.dropped
 
     def __call__(self) -> None:
         if self._speaker is not None:
             with contextlib.suppress(ValueError):
-                self._speaker._listeners.remove(self._callback)
+                self._speaker._listeners.remove(self._queue)
+            self._queue.close()
             self._speaker = None
 
 
@@ -261,7 +270,7 @@ class Speaker:
         self._abandoned: dict[int, int] = {}
         """Seqs of commands that ended without their response (timeout, cancel, malformed), in
         order: the speaker may still answer them, so they are not reused while others are free."""
-        self._listeners: list[Callable[[SpeakerEvent], None]] = []
+        self._listeners: list[EventQueue[SpeakerEvent]] = []
         self._raw_subscriptions: dict[str, Callable[[bytes], None]] = {}
         self._notifying: set[str] = set()
         self._battery_notify = False
@@ -274,7 +283,7 @@ class Speaker:
         self.connections = 0
         """Successful connections made by this session (1 + reconnects)."""
         self.malformed = 0
-        """Malformed vendor frames received (each reset the codec)."""
+        """Malformed vendor frames received and dropped (each failed at most its own command)."""
 
     def _set_target(self, target: SpeakerTarget) -> None:
         if isinstance(target, DiscoveredSpeaker):
@@ -856,19 +865,35 @@ class Speaker:
 
     # --- notifications --------------------------------------------------------------------------
 
-    def subscribe(self, callback: Callable[[SpeakerEvent], None]) -> Callable[[], None]:
+    def subscribe(
+        self, callback: Callable[[SpeakerEvent], None], *, max_queued: int = DEFAULT_MAX_QUEUED
+    ) -> Callable[[], None]:
         """Receive the speaker's unsolicited events (vendor events and battery readings).
 
-        Subscriptions belong to the session: they survive reconnects.
+        Subscriptions belong to the session: they survive reconnects. Each subscriber has its
+        own bounded queue, emptied by a task, so a slow subscriber never delays responses to
+        commands; one that falls ``max_queued`` events behind loses the oldest (counted in
+        :attr:`events_dropped`, logged as a warning).
 
         Args:
-            callback: Called in the event loop's thread with each :data:`SpeakerEvent`.
+            callback: Called in the event loop's thread with each :data:`SpeakerEvent`, in order,
+                soon after it arrived (not inside the notification callback).
+            max_queued: Events held for this subscriber before the oldest is dropped.
 
         Returns:
-            A function that unsubscribes.
+            A function that unsubscribes (events still queued for it are discarded).
+
+        Raises:
+            UsageError: ``max_queued`` is below 1.
         """
-        self._listeners.append(callback)
-        return _Subscription(self, callback)
+        queue: EventQueue[SpeakerEvent] = EventQueue(callback, max_queued=max_queued)
+        self._listeners.append(queue)
+        return _Subscription(self, queue)
+
+    @property
+    def events_dropped(self) -> int:
+        """Events dropped for current subscribers that fell ``max_queued`` behind."""
+        return sum(queue.dropped for queue in self._listeners)
 
     def events(self, *, max_queue: int = 256) -> EventStream:
         """The session's events, for ``async for`` (one vocabulary: :mod:`wking_device.events`).
@@ -901,11 +926,8 @@ class Speaker:
 
     def _deliver(self, event: SpeakerEvent) -> None:
         self._stream(event)
-        for listener in list(self._listeners):
-            try:
-                listener(event)
-            except Exception:
-                _LOGGER.exception("speaker event subscriber raised; skipped")
+        for queue in self._listeners:
+            queue.put(event)
 
     def _on_battery_data(self, data: bytes) -> None:
         timer = self._timer(OperationKind.NOTIFY, detail={"char": BATTERY_LEVEL_UUID})
@@ -924,20 +946,23 @@ class Speaker:
         codec = self._codec
         if codec is None:
             return
-        try:
-            codec.receive_data(data)
-            while (frame := codec.next_event()) is not NEED_DATA:
-                if isinstance(frame, Response):
-                    self._on_response(frame)
-                elif isinstance(frame, Event | UnknownEvent):
-                    code = frame.code
-                    self._timer(
-                        OperationKind.NOTIFY,
-                        detail={"char": self._profile.notify_uuid, "code": int(code)},
-                    ).ok()
-                    self._deliver(frame)
-        except ProtocolError as exc:
-            self._on_malformed(codec, exc)
+        # One notification is one fragment: the codec resynchronises on fragment boundaries
+        # (docs/protocol.md, "Resynchronisation"), so a broken frame fails only its command.
+        self._on_received(codec.receive_fragment(data))
+
+    def _on_received(self, received: list[Frame | BrokenFrame]) -> None:
+        for item in received:
+            if isinstance(item, Response):
+                self._on_response(item)
+            elif isinstance(item, BrokenFrame):
+                self._on_broken(item)
+            elif isinstance(item, Event | UnknownEvent):
+                code = item.code
+                self._timer(
+                    OperationKind.NOTIFY,
+                    detail={"char": self._profile.notify_uuid, "code": int(code)},
+                ).ok()
+                self._deliver(item)
 
     def _on_response(self, response: Response) -> None:
         seq = response.seq
@@ -962,19 +987,24 @@ class Speaker:
             return
         future.set_result(response)
 
-    def _on_malformed(self, codec: FrameCodec, exc: ProtocolError) -> None:
-        """A malformed frame: reset the codec and fail the commands waiting (their answer broke)."""
+    def _on_broken(self, broken: BrokenFrame) -> None:
+        """A frame the codec dropped: fail the command it answered, and only that one.
+
+        The header is not confirmed by the CRC, so a waiting command is failed only when both
+        its seq and its opcode match; any other command waits for its own answer.
+        """
         self.malformed += 1
-        codec.reset()
-        _LOGGER.debug("%s: malformed vendor frame (%s); codec reset", self._address, exc.message)
+        _LOGGER.debug("%s: broken vendor frame dropped (%s)", self._address, broken.reason)
         error = MalformedResponse(
-            f"{self._address}: malformed response ({exc.message})", address=self._address
+            f"{self._address}: malformed response ({broken.reason})", address=self._address
         )
         self._timer(OperationKind.NOTIFY, detail={"char": self._profile.notify_uuid}).fail(error)
-        pending, self._pending = self._pending, {}
-        for _opcode, future in pending.values():
-            if not future.done():
-                future.set_exception(error)
+        if broken.frame_type is not FrameType.RESPONSE or broken.seq is None:
+            return
+        waiter = self._pending.get(broken.seq)
+        if waiter is not None and waiter[0] == broken.code and not waiter[1].done():
+            del self._pending[broken.seq]
+            waiter[1].set_exception(error)
 
     # --- vendor commands ------------------------------------------------------------------------
 
@@ -1080,7 +1110,7 @@ class Speaker:
                         )
                 return await self._race(asyncio.shield(future), lost)
         except TimeoutError as exc:
-            raise self._timeout_error(codec, what) from exc
+            raise self._timeout_error(codec, frame.seq, what) from exc
         except asyncio.CancelledError as exc:
             if is_caller_cancelled():
                 raise
@@ -1090,8 +1120,8 @@ class Speaker:
         except BluetoothError:
             raise
         except ProtocolError as exc:
-            # The codec refused to encode (it is reset on every malformed frame, so this is a
-            # bug or misuse); report it as what it is for this session.
+            # The codec refused to encode (it never enters ERROR on received bytes, so this is
+            # a bug or misuse); report it as what it is for this session.
             raise MalformedResponse(
                 f"{what} on {self._address}: {exc.message}", address=self._address
             ) from exc
@@ -1116,15 +1146,21 @@ class Speaker:
                 remedy=_REJECT_REMEDIES.get(response.status),
             )
 
-    def _timeout_error(self, codec: FrameCodec, what: str) -> BluetoothError:
-        if codec.buffered:
-            # Part of a frame arrived and the rest never will (a truncated response): drop it so
-            # the next response starts on a clean buffer.
-            codec.reset()
+    def _timeout_error(self, codec: FrameCodec, seq: int, what: str) -> BluetoothError:
+        header = codec.partial_header
+        if codec.buffered and (
+            header is None or header[1] == seq or header[1] not in self._pending
+        ):
+            # Part of a frame arrived and the rest never will (a truncated response, or noise
+            # no waiting command claims): drop it so the next response starts on a clean
+            # buffer. A frame in progress for another waiting command is left alone.
+            received = codec.drop_partial(f"{what} timed out with the response incomplete")
             self.malformed += 1
-            return MalformedResponse(
-                f"{what} on {self._address}: truncated response", address=self._address
-            )
+            self._on_received(received[1:])
+            if header is not None and header[1] == seq:
+                return MalformedResponse(
+                    f"{what} on {self._address}: truncated response", address=self._address
+                )
         return OperationTimeout(
             f"{what} on {self._address}: no response within {self._command_timeout:g} s",
             address=self._address,

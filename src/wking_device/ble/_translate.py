@@ -58,7 +58,13 @@ _ABORT_STRINGS = (
     "Software caused connection abort",
 )
 _IN_PROGRESS_STRINGS = ("InProgress", "Operation already in progress")
-_OUT_OF_SLOTS_STRINGS = ("available connection", "connection slot")
+# ESPHome proxies (bleak-esphome), as bleak-retry-connector's OUT_OF_SLOTS_ERRORS; and BlueZ's
+# string for a controller's Connection Limit Exceeded.
+_OUT_OF_SLOTS_STRINGS = (
+    "available connection",
+    "connection slot",
+    "le-connection-concurrent-connection-limit",
+)
 _DISCONNECTED_STRINGS = ("not connected", "disconnected", "notconnected", "connection timeout")
 _ATT_ERROR = re.compile(r"ATT error: 0x([0-9a-fA-F]{2})")
 

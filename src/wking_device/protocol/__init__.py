@@ -20,6 +20,7 @@ from wking_device.protocol._codec import (
     MAX_MTU,
     MIN_MTU,
     NEED_DATA,
+    BrokenFrame,
     FrameCodec,
     NeedData,
 )
@@ -117,6 +118,7 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, like wking_device.__all__
     "BATTERY_LEVEL_UUID",
     "BATTERY_SERVICE_UUID",
     "BatteryLevel",
+    "BrokenFrame",
     "Button",
     "ButtonAction",
     "ButtonPressed",

@@ -8,12 +8,18 @@ responses with commands (the BLE layer's device session does that with :attr:`Fr
 Usage follows h11: feed what the link delivered to :meth:`FrameCodec.receive_data`, then call
 :meth:`FrameCodec.next_event` until it returns :data:`NEED_DATA`; call :meth:`FrameCodec.send`
 and write each returned fragment as one ATT write (central) or notification (peripheral).
+
+A receiver that gets each ATT write or notification whole can use
+:meth:`FrameCodec.receive_fragment` instead: it resynchronises on fragment boundaries by the rule
+``docs/protocol.md`` states (a broken frame is reported as a :class:`BrokenFrame` and dropped; the
+codec never enters ERROR).
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal, NoReturn
 
 from wking_device.errors import CodecStateError, FrameError, ProtocolError, UsageError
@@ -22,6 +28,7 @@ from wking_device.protocol._frames import (
     HEADER_SIZE,
     MAX_FRAME_SIZE,
     Frame,
+    FrameType,
     check_crc,
     check_header_prefix,
     decode_body,
@@ -50,6 +57,7 @@ __all__ = [
     "MAX_MTU",
     "MIN_MTU",
     "NEED_DATA",
+    "BrokenFrame",
     "FrameCodec",
     "NeedData",
 ]
@@ -78,6 +86,29 @@ class NeedData(enum.Enum):
 
 #: Returned by :meth:`FrameCodec.next_event` when no complete frame is buffered yet.
 NEED_DATA: Final = NeedData.NEED_DATA
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrokenFrame:
+    """A frame :meth:`FrameCodec.receive_fragment` dropped to get back in step.
+
+    ``frame_type``, ``seq`` and ``code`` come from the frame's header when one was received;
+    the CRC did not confirm them, so a session fails a waiting command only when both its seq
+    and its opcode match. A fragment that could not start a frame has none of them.
+
+    Attributes:
+        reason: Why it was dropped.
+        size: Bytes dropped with it.
+        frame_type: The header's frame type, if a header arrived.
+        seq: The header's sequence number, if a header arrived.
+        code: The header's opcode or event code, if a header arrived.
+    """
+
+    reason: str
+    size: int
+    frame_type: FrameType | None = None
+    seq: int | None = None
+    code: int | None = None
 
 
 class FrameCodec:
@@ -113,6 +144,8 @@ class FrameCodec:
             raise UsageError(f"max_buffer must hold one frame ({MAX_FRAME_SIZE} bytes)")
         self._max_buffer = max_buffer
         self._buffer = bytearray()
+        self._fragments: list[bytes] = []
+        """receive_fragment(): the fragments of the frame being reassembled, in order."""
         self._state = CodecState.READY
         self._cause: str | None = None
         self._seq = 0
@@ -120,7 +153,7 @@ class FrameCodec:
     def __repr__(self) -> str:
         return (
             f"<FrameCodec role={self._role.value} state={self._state.value} mtu={self._mtu} "
-            f"buffered={len(self._buffer)}>"
+            f"buffered={self.buffered}>"
         )
 
     # --- properties -----------------------------------------------------------------------------
@@ -153,7 +186,21 @@ class FrameCodec:
     @property
     def buffered(self) -> int:
         """Received bytes not yet returned as frames."""
-        return len(self._buffer)
+        return len(self._buffer) + sum(len(f) for f in self._fragments)
+
+    @property
+    def partial_header(self) -> tuple[FrameType, int, int] | None:
+        """``(frame_type, seq, code)`` of the frame :meth:`receive_fragment` is reassembling.
+
+        ``None`` when no frame is in progress or its 6-byte header is not complete yet.
+        """
+        if not self._fragments:
+            return None
+        head = b"".join(self._fragments)[:HEADER_SIZE]
+        if len(head) < HEADER_SIZE:
+            return None
+        ftype, seq, code, _ = parse_header(head)  # checked when the fragment was taken
+        return ftype, seq, code
 
     @property
     def error(self) -> str | None:
@@ -239,6 +286,60 @@ class FrameCodec:
             frames.append(frame)
         return frames
 
+    def receive_fragment(self, data: bytes | bytearray | memoryview) -> list[Frame | BrokenFrame]:
+        """Feed exactly one ATT write or notification; return the frames and the broken frames.
+
+        Unlike :meth:`receive_data`, bad bytes never raise and never put the codec in ERROR:
+        the codec resynchronises on fragment boundaries (a sender starts every frame in a new
+        fragment and never puts the end of one frame and the start of the next in one):
+
+        1. with no frame in progress, a fragment must begin with a valid header, else it is
+           dropped;
+        2. a fragment longer than the bytes the frame in progress still lacks cannot continue
+           it: that frame was cut short and is dropped, and the fragment starts a new frame;
+        3. a complete frame that fails its CRC or does not decode is dropped; those of its
+           later fragments that begin with a valid header are taken as new frame starts.
+
+        Do not mix with :meth:`receive_data` on one codec.
+
+        Args:
+            data: One fragment, whole.
+
+        Returns:
+            Completed frames and :class:`BrokenFrame` reports, in the order found.
+
+        Raises:
+            CodecStateError: The codec is in the ERROR state (after a receive_data error).
+            UsageError: ``data`` is not bytes-like, or receive_data() bytes are buffered.
+        """
+        self._advance(Op.RECEIVE_DATA)
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise UsageError(f"receive_fragment() takes bytes, got {type(data).__name__}")
+        if self._buffer:
+            raise UsageError("receive_fragment() cannot follow receive_data() bytes; reset() first")
+        out: list[Frame | BrokenFrame] = []
+        self._take_fragment(bytes(data), out)
+        return out
+
+    def drop_partial(self, reason: str = "incomplete frame dropped") -> list[Frame | BrokenFrame]:
+        """Drop the frame :meth:`receive_fragment` is reassembling (e.g. its command timed out).
+
+        Its later fragments that begin with a valid header are taken as new frame starts, as
+        after any broken frame (rule 3), so a short frame held as a continuation comes out.
+
+        Args:
+            reason: Put in the :class:`BrokenFrame` report.
+
+        Returns:
+            The report of the dropped frame first, then whatever the replay found; empty when
+            no frame was in progress.
+        """
+        if not self._fragments:
+            return []
+        out: list[Frame | BrokenFrame] = []
+        self._drop_and_replay(reason, out)
+        return out
+
     def send(self, frame: Frame) -> list[bytes]:
         """Encode ``frame`` and split it into fragments of at most ``mtu - 3`` bytes.
 
@@ -268,9 +369,87 @@ class FrameCodec:
         """Drop buffered bytes and leave the ERROR state; the MTU and seq counter are kept."""
         self._state = transition(self._state, Op.RESET) or CodecState.READY
         self._buffer.clear()
+        self._fragments = []
         self._cause = None
 
     # --- internals ------------------------------------------------------------------------------
+
+    def _start_problem(self, data: bytes) -> str | None:
+        """Why ``data`` (the start of a frame, possibly only partly received) cannot start one."""
+        try:
+            check_header_prefix(data[:2])
+            if len(data) >= HEADER_SIZE:
+                ftype, _seq, code, _length = parse_header(data)
+                if ftype not in RECEIVES[self._role]:
+                    return role_receive_message(self._role, ftype, code)
+        except ProtocolError as exc:
+            return exc.message
+        return None
+
+    def _broken(self, data: bytes, reason: str) -> BrokenFrame:
+        _LOGGER.debug("codec (%s) dropped %d bytes: %s", self._role.value, len(data), reason)
+        if len(data) >= HEADER_SIZE and self._start_problem(data) is None:
+            ftype, seq, code, _ = parse_header(data)
+            return BrokenFrame(reason=reason, size=len(data), frame_type=ftype, seq=seq, code=code)
+        return BrokenFrame(reason=reason, size=len(data))
+
+    def _take_fragment(self, fragment: bytes, out: list[Frame | BrokenFrame]) -> None:
+        if not fragment:
+            return
+        if self._fragments:
+            held = b"".join(self._fragments)
+            joined_head = (held + fragment)[:HEADER_SIZE]
+            problem = self._start_problem(joined_head)
+            if problem is None and len(joined_head) >= HEADER_SIZE:
+                lacking = FRAME_OVERHEAD + parse_header(joined_head)[3] - len(held)
+                if len(fragment) > lacking:
+                    problem = (
+                        f"frame cut short: {len(fragment)}-byte fragment where "
+                        f"{lacking} bytes were missing"
+                    )
+            if problem is not None:
+                self._drop_and_replay(problem, out)
+                self._take_fragment(fragment, out)
+                return
+            self._fragments.append(fragment)
+        else:
+            problem = self._start_problem(fragment)
+            if problem is not None:
+                out.append(self._broken(fragment, f"fragment does not start a frame: {problem}"))
+                return
+            self._fragments = [fragment]
+        self._complete(out)
+
+    def _complete(self, out: list[Frame | BrokenFrame]) -> None:
+        data = b"".join(self._fragments)
+        if len(data) < HEADER_SIZE:
+            return
+        ftype, seq, code, length = parse_header(data)
+        total = FRAME_OVERHEAD + length
+        if len(data) < total:
+            return
+        raw, rest = data[:total], data[total:]
+        try:
+            check_crc(raw)
+            frame = decode_body(ftype, seq, code, raw[HEADER_SIZE:-2])
+        except ProtocolError as exc:
+            self._drop_and_replay(exc.message, out)
+            return
+        self._fragments = []
+        out.append(frame)
+        if rest:  # a sender that joined whole frames in one fragment: take the next one
+            self._take_fragment(rest, out)
+
+    def _drop_and_replay(self, reason: str, out: list[Frame | BrokenFrame]) -> None:
+        """Drop the frame in progress; its later fragments that can start a frame start one."""
+        fragments, self._fragments = self._fragments, []
+        later = fragments[1:]
+        dropped = [fragments[0]]
+        while later and self._start_problem(later[0]) is not None:
+            dropped.append(later.pop(0))
+        out.append(self._broken(b"".join(dropped), reason))
+        for fragment in later:
+            self._take_fragment(fragment, out)
 
     def _advance(self, op: Op) -> None:
         nxt = transition(self._state, op)

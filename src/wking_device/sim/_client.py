@@ -27,7 +27,13 @@ from bleak.backends.client import BaseBleakClient
 from bleak.backends.descriptor import BleakGATTDescriptor
 from bleak.backends.device import BLEDevice
 from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
-from bleak.exc import BleakDBusError, BleakDeviceNotFoundError, BleakError, BleakGATTProtocolError
+from bleak.exc import (
+    BleakDBusError,
+    BleakDeviceNotFoundError,
+    BleakError,
+    BleakGATTProtocolError,
+    BleakGATTProtocolErrorCode,
+)
 from bumble import att, core, hci
 from bumble.gatt import Characteristic
 
@@ -42,7 +48,13 @@ if TYPE_CHECKING:
 
     from wking_device.sim._world import SimWorld
 
-__all__ = ["ABORT_ERROR", "NOT_CONNECTED_ERROR", "SimClient", "bleak_uuid"]
+__all__ = [
+    "ABORT_ERROR",
+    "CONNECTION_LIMIT_ERROR",
+    "NOT_CONNECTED_ERROR",
+    "SimClient",
+    "bleak_uuid",
+]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -51,6 +63,14 @@ _LOGGER = logging.getLogger(__name__)
 ABORT_ERROR = ("org.bluez.Error.Failed", ["le-connection-abort-by-local"])
 #: What BlueZ reports for a GATT operation on a link that is gone.
 NOT_CONNECTED_ERROR = ("org.bluez.Error.Failed", ["Not connected"])
+#: BlueZ's answers to StartNotify/StopNotify/WriteValue it refuses (src/gatt-client.c).
+NOT_SUPPORTED_ERROR = ("org.bluez.Error.NotSupported", ["Operation is not supported"])
+ALREADY_NOTIFYING_ERROR = ("org.bluez.Error.Failed", ["Already notifying"])
+NO_NOTIFY_SESSION_ERROR = ("org.bluez.Error.Failed", ["No notify session started"])
+WRITE_FAILED_ERROR = ("org.bluez.Error.Failed", ["Failed to initiate write"])
+#: BlueZ's string for a connection the controller refused for lack of slots (HCI 0x09,
+#: Connection Limit Exceeded, reaches bluetoothd as EMLINK).
+CONNECTION_LIMIT_ERROR = ("org.bluez.Error.Failed", ["le-connection-concurrent-connection-limit"])
 _ABORT_STATUSES = frozenset(
     {
         hci.HCI_ErrorCode.CONNECTION_FAILED_TO_BE_ESTABLISHED_ERROR,
@@ -113,17 +133,20 @@ class _RequestGuard:
 
     async def send_request(self, request: att.ATT_PDU) -> Any:
         async with self._lock:
-            if self._late is not None:
+            late = self._late
+            if late is not None:
                 # Wait for the answer to the request a caller gave up on; it must not be taken
-                # for this request's answer.
+                # for this request's answer. If this wait is itself cancelled (this caller's own
+                # timeout), the abandoned request is still outstanding: the next request waits
+                # for it again.
                 try:
-                    await asyncio.wait_for(asyncio.shield(self._late), _ATT_TIMEOUT)
+                    await asyncio.wait_for(asyncio.shield(late), _ATT_TIMEOUT)
                 except TimeoutError as exc:
+                    self._late = None  # BlueZ gives up on the link's ATT channel too
                     raise core.TimeoutError(
                         "ATT response to an abandoned request never came"
                     ) from exc
-                finally:
-                    self._late = None
+                self._late = None
             self._answered = False
             try:
                 return await self._send_request(request)
@@ -157,8 +180,9 @@ class SimClient(BaseBleakClient):
     """bleak client backend for a :class:`~wking_device.sim.SimWorld` (use ``world.backend``).
 
     Behaviour follows bleak's BlueZ backend where backends differ: the disconnected callback also
-    fires after a local :meth:`disconnect`; ``stop_notify`` on a characteristic that is not
-    notifying does nothing; errors carry BlueZ's strings.
+    fires after a local :meth:`disconnect`; ``services`` is reset on disconnection; notification
+    and write-without-response requests BlueZ refuses are refused with its errors; errors carry
+    BlueZ's strings.
     """
 
     _world: ClassVar[SimWorld]
@@ -227,7 +251,9 @@ class SimClient(BaseBleakClient):
         Raises:
             TimeoutError: The speaker did not connect within the timeout (not connectable, out of
                 range, or busy), as bleak's BlueZ backend raises.
-            BleakDBusError: The attempt was aborted (``le-connection-abort-by-local``).
+            BleakDBusError: The attempt was aborted (``le-connection-abort-by-local``), or the
+                world's adapter has no free connection slot
+                (``le-connection-concurrent-connection-limit``).
             BleakDeviceNotFoundError: No speaker with this address exists in the world.
         """
         del pair
@@ -240,6 +266,7 @@ class SimClient(BaseBleakClient):
             async with asyncio.timeout(timeout):
                 await self._until_connectable(peer_address)
                 async with adapter.connect_lock:
+                    self._check_slots(adapter)
                     connection = await self._create_connection(adapter, peer_address)
                 self._attach(connection)
                 await self._discover()
@@ -263,6 +290,11 @@ class SimClient(BaseBleakClient):
             if target is not None and target.is_connectable_now():
                 return
             await asyncio.sleep(_POLL_S)
+
+    def _check_slots(self, adapter: Any) -> None:
+        slots = self._world.connection_slots
+        if slots is not None and len(adapter.device.connections) >= slots:
+            raise BleakDBusError(CONNECTION_LIMIT_ERROR[0], list(CONNECTION_LIMIT_ERROR[1]))
 
     async def _create_connection(self, adapter: Any, peer_address: hci.Address) -> Connection:
         try:
@@ -344,6 +376,7 @@ class SimClient(BaseBleakClient):
             self._guard.link_lost()
             self._guard = None
         self._notifying.clear()
+        self.services = None  # bleak's BlueZ backend resets them too
         callback = self._disconnected_callback
         if callback is not None:
             try:
@@ -414,9 +447,21 @@ class SimClient(BaseBleakClient):
     async def write_gatt_char(
         self, characteristic: BleakGATTCharacteristic, data: Any, response: bool
     ) -> None:
-        """Write a characteristic value, with or without response."""
+        """Write a characteristic value, with or without response.
+
+        Raises:
+            BleakGATTProtocolError: A write without response to a characteristic without that
+                property (BlueZ: NotSupported, which bleak reports as REQUEST_NOT_SUPPORTED).
+            BleakDBusError: A write without response longer than ``MTU - 3`` (BlueZ sends no
+                PDU larger than the MTU: "Failed to initiate write").
+        """
         proxy = characteristic.obj
         value = bytes(data)
+        if not response:
+            if "write-without-response" not in characteristic.properties:
+                raise BleakGATTProtocolError(BleakGATTProtocolErrorCode.REQUEST_NOT_SUPPORTED)
+            if self._connection is not None and len(value) > self._mtu - 3:
+                raise BleakDBusError(WRITE_FAILED_ERROR[0], list(WRITE_FAILED_ERROR[1]))
         await self._gatt(lambda: proxy.write_value(value, with_response=response))
 
     async def write_gatt_descriptor(self, descriptor: BleakGATTDescriptor, data: Any) -> None:
@@ -428,29 +473,50 @@ class SimClient(BaseBleakClient):
     async def start_notify(
         self, characteristic: BleakGATTCharacteristic, callback: NotifyCallback, **kwargs: Any
     ) -> None:
-        """Subscribe to notifications (a second call replaces the callback)."""
+        """Subscribe to notifications, with BlueZ's refusals.
+
+        Raises:
+            BleakDBusError: The characteristic has neither notify nor indicate
+                (``org.bluez.Error.NotSupported``), or it is notifying already
+                (``org.bluez.Error.Failed: Already notifying``; as in bleak's BlueZ backend the
+                new callback has replaced the old one all the same).
+        """
         del kwargs
         proxy: CharacteristicProxy[bytes] = characteristic.obj
         handle = characteristic.handle
         peer = self._peer
         if peer is None:
             raise _not_connected()
-        previous = self._notifying.pop(handle, None)
-        if previous is not None:
-            peer.gatt_client.notification_subscribers.get(handle, set()).discard(previous)
+        if not {"notify", "indicate"} & set(characteristic.properties):
+            raise BleakDBusError(NOT_SUPPORTED_ERROR[0], list(NOT_SUPPORTED_ERROR[1]))
 
         def on_value(value: bytes) -> None:
             callback(bytearray(value))
 
+        previous = self._notifying.get(handle)
+        if previous is not None:
+            subscribers = peer.gatt_client.notification_subscribers.get(handle, set())
+            subscribers.discard(previous)
+            subscribers.add(on_value)
+            self._notifying[handle] = on_value
+            raise BleakDBusError(ALREADY_NOTIFYING_ERROR[0], list(ALREADY_NOTIFYING_ERROR[1]))
         await self._gatt(lambda: peer.gatt_client.subscribe(proxy, on_value))
         self._notifying[handle] = on_value
 
     async def stop_notify(self, characteristic: BleakGATTCharacteristic) -> None:
-        """Unsubscribe; a no-op for a characteristic that is not notifying (as with BlueZ)."""
+        """Unsubscribe, with BlueZ's refusals.
+
+        Raises:
+            BleakError: ``Not connected`` (bleak's BlueZ backend checks first).
+            BleakDBusError: The characteristic is not notifying
+                (``org.bluez.Error.Failed: No notify session started``).
+        """
+        peer = self._peer
+        if peer is None:
+            raise BleakError("Not connected")
         handle = characteristic.handle
         subscriber = self._notifying.pop(handle, None)
-        peer = self._peer
-        if subscriber is None or peer is None:
-            return
+        if subscriber is None:
+            raise BleakDBusError(NO_NOTIFY_SESSION_ERROR[0], list(NO_NOTIFY_SESSION_ERROR[1]))
         proxy: CharacteristicProxy[bytes] = characteristic.obj
         await self._gatt(lambda: peer.gatt_client.unsubscribe(proxy, subscriber))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
+from bleak.exc import BleakError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -120,7 +121,9 @@ class SimScanner(BaseBleakScanner):
 
     Several scanners may run at once; the world's adapter scans while at least one does (as
     BlueZ shares one discovery session), actively unless every scanner asked for passive.
-    A passive scan gets no scan responses, hence no names.
+    A passive scan gets no scan responses, hence no names; as on BlueZ it needs
+    ``bluez={"or_patterns": [...]}`` (``BleakError`` at construction without them) and reports
+    only advertisements a pattern matches.
     """
 
     _world: ClassVar[SimWorld]
@@ -135,7 +138,15 @@ class SimScanner(BaseBleakScanner):
         super().__init__(detection_callback, service_uuids)
         self.scanning_mode = scanning_mode
         self._running = False
-        del kwargs  # bluez=, cb= and other backends' arguments mean nothing here
+        bluez = kwargs.get("bluez") or {}
+        self._or_patterns = [
+            (int(start), int(ad_type), bytes(content))
+            for start, ad_type, content in bluez.get("or_patterns") or ()
+        ]
+        if scanning_mode == "passive" and not self._or_patterns:
+            # bleak's BlueZ backend refuses this in its constructor: BlueZ scans passively only
+            # through an advertisement monitor, which needs at least one pattern.
+            raise BleakError("passive scanning mode requires bluez or_patterns")
 
     @property
     def passive(self) -> bool:
@@ -160,11 +171,25 @@ class SimScanner(BaseBleakScanner):
         if adapter is not None:
             await adapter.remove_scanner(self)
 
+    def _matches_or_patterns(self, structures: Sequence[tuple[int, bytes]]) -> bool:
+        """Whether an AD structure matches a pattern, as BlueZ's advertisement monitor checks.
+
+        A pattern ``(start, ad_type, content)`` matches an AD structure of that type whose data
+        holds ``content`` at offset ``start``.
+        """
+        for ad_type, raw in structures:
+            data = bytes(raw)
+            for start, wanted_type, content in self._or_patterns:
+                if int(ad_type) == wanted_type and data[start : start + len(content)] == content:
+                    return True
+        return False
+
     def on_advertisement(self, advertisement: Advertisement) -> None:
         """Report one (merged advertising + scan response) advertisement to bleak."""
-        name, manufacturer, service_data, uuids, tx_power = parse_ad_structures(
-            advertisement.data.ad_structures
-        )
+        structures = advertisement.data.ad_structures
+        if self.passive and not self._matches_or_patterns(structures):
+            return  # BlueZ's advertisement monitor reports only what a pattern matches
+        name, manufacturer, service_data, uuids, tx_power = parse_ad_structures(structures)
         if not self.is_allowed_uuid(uuids):
             return
         address = address_string(advertisement.address)

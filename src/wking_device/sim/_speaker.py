@@ -33,6 +33,7 @@ from wking_device.protocol import (
     WKING_COMMAND_CHAR_UUID,
     WKING_NOTIFY_CHAR_UUID,
     WKING_SERVICE_UUID,
+    BrokenFrame,
     Button,
     ButtonAction,
     ButtonPressed,
@@ -89,6 +90,8 @@ class SimSpeaker:
         state: Its live state (volume, EQ, light, battery, power); tests may read and change it.
         connect_attempts: Connection attempts that reached it (counted for ``FaultPlan``).
         operations: GATT reads and writes it served.
+        responses_corrupted: Vendor responses the fault plan corrupted (``malformed_responses``).
+        responses_dropped: Vendor responses the fault plan did not send (``drop_responses``).
     """
 
     def __init__(self, world: SimWorld, spec: SpeakerSpec) -> None:
@@ -110,10 +113,13 @@ class SimSpeaker:
         )
         self.connect_attempts = 0
         self.operations = 0
+        self.responses_corrupted = 0
+        self.responses_dropped = 0
         self._rng = random.Random(spec.address)  # noqa: S311 - fault dice, not cryptography
         self._rssi = float(spec.rssi)
         self._reported_battery = self.state.battery_level
         self._codecs: dict[int, FrameCodec] = {}
+        self._send_locks: dict[int, asyncio.Lock] = {}
         self._ops: dict[int, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._faults = FaultPlan()
@@ -349,10 +355,12 @@ class SimSpeaker:
         handle = connection.handle
         self._ops[handle] = 0
         self._codecs[handle] = FrameCodec(Role.PERIPHERAL)
+        self._send_locks[handle] = asyncio.Lock()
 
         def on_disconnection(_reason: int) -> None:
             self._ops.pop(handle, None)
             self._codecs.pop(handle, None)
+            self._send_locks.pop(handle, None)
             if self.state.power is PowerState.SHUTTING_DOWN:
                 self.state.power = PowerState.STANDBY
 
@@ -364,14 +372,13 @@ class SimSpeaker:
         codec = self._codecs.get(connection.handle)
         if codec is None:
             return
-        try:
-            frames = codec.receive(value)
-        except Exception as exc:  # noqa: BLE001 - any codec error: resynchronise like firmware
-            _LOGGER.debug("%s: bad command bytes (%s); codec reset", self.name, exc)
-            codec.reset()
-            return
-        for frame in frames:
-            self._spawn(self._answer(connection, frame))
+        # One ATT write is one fragment: resynchronise on fragment boundaries, like the central
+        # (docs/protocol.md, "Resynchronisation"); a broken command is dropped unanswered.
+        for frame in codec.receive_fragment(value):
+            if isinstance(frame, BrokenFrame):
+                _LOGGER.debug("%s: bad command bytes dropped (%s)", self.name, frame.reason)
+            else:
+                self._spawn(self._answer(connection, frame))
 
     async def _answer(self, connection: Connection, command: Frame) -> None:
         plan = self._faults
@@ -381,10 +388,12 @@ class SimSpeaker:
         for frame in outgoing:
             if isinstance(frame, Response):
                 if plan.drop_responses and self._rng.random() < plan.drop_responses:
+                    self.responses_dropped += 1
                     continue
                 corrupt = bool(
                     plan.malformed_responses and self._rng.random() < plan.malformed_responses
                 )
+                self.responses_corrupted += corrupt
                 await self._send_frame(connection, frame, corrupt=corrupt)
             else:
                 await self._send_event(connection, frame)
@@ -407,10 +416,14 @@ class SimSpeaker:
         fragments = codec.send(frame)
         if corrupt:
             fragments = self._corrupt(fragments, codec.max_fragment)
-        for fragment in fragments:
-            if connection.handle not in self._codecs:
-                return
-            await self.device.notify_subscriber(connection, self._notify_char, fragment)
+        # The fragments of two frames never interleave: each frame starts a new fragment and
+        # the receiver reassembles by fragment boundaries.
+        lock = self._send_locks.setdefault(connection.handle, asyncio.Lock())
+        async with lock:
+            for fragment in fragments:
+                if connection.handle not in self._codecs:
+                    return
+                await self.device.notify_subscriber(connection, self._notify_char, fragment)
 
     def _corrupt(self, fragments: list[bytes], size: int) -> list[bytes]:
         data = b"".join(fragments)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import bumble
 from bleak.backends.adapter import BaseBleakAdapter
 from bleak.backends.device import BLEDevice
 from bumble import hci
@@ -42,6 +44,18 @@ _LOGGER = logging.getLogger(__name__)
 #: The world adapter's random static address.
 ADAPTER_ADDRESS = "F0:57:4B:AD:00:01"
 _START_CONCURRENCY = 25
+_CLOSE_ROUNDS = 5
+_BUMBLE_DIR = str(Path(bumble.__file__).parent)
+_WORK_QUEUE_PUMP = "AsyncRunner.WorkQueue.run"
+
+
+def _is_bumble_task(task: asyncio.Task[Any]) -> bool:
+    """Whether bumble created ``task`` (its coroutine is bumble code), pumps excepted."""
+    code = getattr(task.get_coro(), "cr_code", None)
+    if code is None:
+        return False
+    filename: str = code.co_filename
+    return filename.startswith(_BUMBLE_DIR) and code.co_qualname != _WORK_QUEUE_PUMP
 
 
 class _Adapter:
@@ -114,6 +128,10 @@ class SimWorld:
         instant_connect: Connect as soon as the target advertises connectably instead of
             waiting for its next advertisement (large fleets connect much faster).
         tick_s: How often battery drain and RSSI drift are applied.
+        connection_slots: How many connections the adapter's controller holds at once (``None``:
+            no limit). A connect beyond it fails as BlueZ reports a controller's Connection Limit
+            Exceeded: ``BleakDBusError("org.bluez.Error.Failed",
+            "le-connection-concurrent-connection-limit")``.
     """
 
     def __init__(
@@ -122,7 +140,11 @@ class SimWorld:
         *,
         instant_connect: bool = False,
         tick_s: float = 0.5,
+        connection_slots: int | None = None,
     ) -> None:
+        if connection_slots is not None and connection_slots < 1:
+            raise UsageError(f"connection_slots must be at least 1, got {connection_slots}")
+        self.connection_slots = connection_slots
         self._specs = list(specs)
         addresses = [s.address.upper() for s in self._specs]
         if len(set(addresses)) != len(addresses):
@@ -134,6 +156,7 @@ class SimWorld:
         self._adapter: _Adapter | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._tasks_before: set[asyncio.Task[Any]] = set()
         self._closed = False
         world = self
         self._backend = BleBackend(
@@ -150,6 +173,7 @@ class SimWorld:
         faults: FaultPlan | None = None,
         adv_interval_ms: float = 100.0,
         tick_s: float = 0.5,
+        connection_slots: int | None = None,
     ) -> SimWorld:
         """A world of ``count`` speakers with deterministic addresses, names and models.
 
@@ -162,6 +186,7 @@ class SimWorld:
             faults: A fault plan every speaker starts with (each gets its own copy).
             adv_interval_ms: Advertising interval of every speaker.
             tick_s: See :class:`SimWorld`.
+            connection_slots: See :class:`SimWorld`.
         """
         if count < 0:
             raise UsageError(f"a fleet needs 0 or more speakers, got {count}")
@@ -173,7 +198,12 @@ class SimWorld:
             )
             for i in range(1, count + 1)
         ]
-        return cls(specs, instant_connect=instant_connect, tick_s=tick_s)
+        return cls(
+            specs,
+            instant_connect=instant_connect,
+            tick_s=tick_s,
+            connection_slots=connection_slots,
+        )
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -194,6 +224,7 @@ class SimWorld:
         if self._loop is not None:
             raise UsageError("this SimWorld was already started; create one world per test")
         self._loop = asyncio.get_running_loop()
+        self._tasks_before = asyncio.all_tasks()
         self.link = SimLink()
         try:
             self._adapter = _Adapter(self)
@@ -225,6 +256,29 @@ class SimWorld:
             await self._adapter.close()
         for speaker in list(self.speakers):
             await speaker.close()
+        await self._cancel_bumble_tasks()
+
+    async def _cancel_bumble_tasks(self) -> None:
+        """Cancel and await the tasks bumble started for this world and left running.
+
+        bumble runs GATT handlers (one still sleeping out a fault's response delay), advertising
+        restarts and the like in fire-and-forget tasks; left alone they run on after close and
+        log "connection not found". bumble keeps no owner for them, so every bumble task this
+        loop started since :meth:`start` is taken as this world's (one world per test). bumble's
+        long-lived work-queue pumps are left alone: cancelling one would stop its queue for good.
+        """
+        for _ in range(_CLOSE_ROUNDS):
+            leftovers = [
+                task
+                for task in asyncio.all_tasks() - self._tasks_before
+                if not task.done() and _is_bumble_task(task)
+            ]
+            if not leftovers:
+                return
+            for task in leftovers:
+                task.cancel()
+            await asyncio.gather(*leftovers, return_exceptions=True)
+        _LOGGER.debug("bumble tasks kept starting while the world closed")
 
     async def _tick_forever(self) -> None:
         loop = asyncio.get_running_loop()
