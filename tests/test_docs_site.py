@@ -1,4 +1,4 @@
-"""The documentation site builds with ``mkdocs build --strict``: no broken link, anchor or docstring.
+"""The documentation site builds with ``mkdocs build --strict``: no broken link, anchor, docstring.
 
 mkdocs.yml turns every warning into an error (``strict: true``, link and anchor validation on), and
 mkdocstrings renders the API reference from the docstrings under ``src/``, so a malformed Google
@@ -45,9 +45,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if "No module named mkdocs" in output:
         pytest.fail('mkdocs is not installed: pip install -e ".[docs]" (the dev extra has it)')
     warnings = [line for line in output.splitlines() if re.match(r"\s*(WARNING|ERROR)\b", line)]
-    assert proc.returncode == 0 and not warnings, "mkdocs build --strict:\n" + (
-        "\n".join(warnings) or output[-3000:]
-    )
+    assert not warnings, "mkdocs build --strict:\n" + "\n".join(warnings)
+    assert proc.returncode == 0, "mkdocs build --strict:\n" + output[-3000:]
     return out
 
 
