@@ -201,6 +201,23 @@ HOW: list[tuple[str, How]] = [
         ),
     ),
     (
+        r"(?:[A-Z_]+=\S*\s+)*wking (?:--\S+ (?:\d+ )?)*receiver run .*",
+        How(
+            "runs until stopped: started on a free port, stopped with SIGTERM once listening",
+            run="wking receiver run --port {free} --data {rx}-doc",
+            output=False,
+        ),
+    ),
+    (
+        r"(?:sudo )?(?:systemctl|journalctl|loginctl|systemd-creds|systemd-analyze|useradd|"
+        r"install|apt|apt-get|dnf|usermod|chown|chmod|mkdir) .*",
+        How(
+            "changes this machine's system set-up (root, systemd, packages): deployment steps "
+            "are checked by reading, and the unit file by tests/test_doc_snippets.py's ini check"
+        ),
+    ),
+    (r"sudo .*", How("needs root: a system set-up step, not run by the suite")),
+    (
         r"wking --simulate 2 scan",
         How(
             "shows the error of a bad config.toml: the file is written first, and removed after",
@@ -216,7 +233,8 @@ HOW: list[tuple[str, How]] = [
 
 # A command is runnable as written when it starts with `wking` (after VAR=value assignments).
 _RUNNABLE = re.compile(r"^(?:[A-Z_][A-Z0-9_]*=\S*\s+)*wking(?:\s|$)")
-# Long runs are shortened; a prompt needs a terminal, and --yes stands for the answer there.
+# Long runs are shortened (an agent without --duration gets one); a prompt needs a terminal, and
+# --yes stands for the answer there.
 _DURATION = re.compile(r"--duration\s+(\d+(?:\.\d+)?)")
 _ASKS = re.compile(r"\bwking\b.*\bconsent (grant|withdraw)\b(?!.*--yes)(?=.*\s[a-z_]+\b|.*--all)")
 
@@ -260,6 +278,8 @@ def _how(command: str, output: list[str]) -> How | None:
 
 def _adapt(command: str) -> str:
     command = _DURATION.sub(lambda m: f"--duration {min(float(m.group(1)), 2):g}", command)
+    if re.search(r"\bagent run\b", command) and "--duration" not in command:
+        command += " --duration 2"  # it runs until stopped otherwise
     if _ASKS.search(command):
         command += " --yes"
     return command
@@ -653,9 +673,9 @@ def test_the_extractor_finds_the_blocks_it_is_meant_to() -> None:
 
 def test_an_unlisted_command_fails_with_its_place(tmp_path: Path) -> None:
     session = _Session(tmp_path)
-    failure = _run_command(session, "docs/x.md:3", "sudo make me-a-sandwich", [])
+    failure = _run_command(session, "docs/x.md:3", "make me-a-sandwich", [])
     assert failure is not None
-    assert failure.startswith("docs/x.md:3: `sudo make me-a-sandwich` is neither runnable")
+    assert failure.startswith("docs/x.md:3: `make me-a-sandwich` is neither runnable")
 
 
 def test_a_wrong_documented_output_fails(tmp_path: Path) -> None:
@@ -667,3 +687,21 @@ def test_a_wrong_documented_output_fails(tmp_path: Path) -> None:
     failure = _run_command(session, "docs/x.md:11", "echo $?", ["3"])
     assert failure is not None
     assert "exited 0" in failure
+
+
+def test_commands_that_wait_are_adapted_and_system_steps_are_listed() -> None:
+    assert _adapt("wking --simulate 3 agent run --duration 10") == (
+        "wking --simulate 3 agent run --duration 2"
+    )
+    assert _adapt("wking agent run") == "wking agent run --duration 2"
+    assert (
+        _adapt("wking consent grant operation_logs") == "wking consent grant operation_logs --yes"
+    )
+    assert (
+        _adapt("wking consent withdraw --yes location") == "wking consent withdraw --yes location"
+    )
+    assert _adapt("wking consent status") == "wking consent status"
+    listed = _how("sudo systemctl enable --now wking-agent", [])
+    assert listed is not None
+    assert listed.run is None
+    assert listed.reason
