@@ -31,6 +31,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -302,6 +303,20 @@ def _matches(expected: list[str], actual: str) -> str | None:
     return None
 
 
+def _read_lines(proc: subprocess.Popen[str], count: int, timeout: float = 30) -> list[str]:
+    """Up to ``count`` lines a process prints, waiting at most ``timeout`` seconds for them."""
+    lines: list[str] = []
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    reader = threading.Thread(target=lambda: lines.extend(stdout.readline() for _ in range(count)))
+    reader.start()
+    reader.join(timeout)
+    if reader.is_alive():  # it printed less: stop it, the reader then sees the end of output
+        proc.send_signal(signal.SIGTERM)
+        reader.join(timeout)
+    return lines
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -350,8 +365,7 @@ class _Session:
             env=self.env,
             cwd=self.cwd,
         )
-        assert self.receiver.stdout is not None
-        line = self.receiver.stdout.readline()  # blocks until it listens (or exits)
+        line = "".join(_read_lines(self.receiver, 1))  # once it listens (or exits)
         assert "listening on" in line, line
 
     def close(self) -> None:
@@ -382,13 +396,11 @@ class _Session:
             env=self.env,
             cwd=self.cwd,
         )
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        second = proc.stdout.readline()
+        printed = _read_lines(proc, 2)  # what it prints when it is ready
         proc.send_signal(signal.SIGTERM)
         rest, _ = proc.communicate(timeout=30)
         self.status = proc.returncode
-        return first + second + rest
+        return "".join(printed) + rest
 
 
 def _run_command(session: _Session, where: str, documented: str, output: list[str]) -> str | None:
@@ -447,6 +459,7 @@ def _run_command(session: _Session, where: str, documented: str, output: list[st
     return None
 
 
+@pytest.mark.timeout(900)  # a document's commands run one after the other, each bounded
 @pytest.mark.parametrize("doc", DOCS, ids=[str(path.relative_to(ROOT)) for path in DOCS])
 def test_every_documented_command_runs(doc: Path, tmp_path: Path) -> None:
     blocks = [block for block in ALL[doc][0] if block.lang in SHELL]
