@@ -26,15 +26,26 @@ def _run(script: str, *args: str, timeout: float = 90) -> subprocess.CompletedPr
     )
 
 
-@pytest.mark.parametrize(
-    ("script", "expected"),
-    [
-        ("discover.py", "W-KING X10 0002"),
-        ("read_info.py", "manufacturer  W-KING"),
-        ("control.py", "volume 45, eq BASS_BOOST, light RAINBOW"),
-        ("test_rig.py", "ConnectionFailed"),
-    ],
-)
+# Every example script and what it must print when run as is (on simulated speakers).
+EXPECTED = {
+    "discover.py": "W-KING X10 0002",
+    "read_info.py": "manufacturer  W-KING",
+    "control.py": "volume 45, eq BASS_BOOST, light RAINBOW",
+    "test_rig.py": "ConnectionFailed",
+}
+
+
+def test_every_example_is_run() -> None:
+    # a new example (any examples/**/*.py not starting with "_") must be added to EXPECTED
+    scripts = {
+        str(path.relative_to(EXAMPLES))
+        for path in EXAMPLES.rglob("*.py")
+        if not path.name.startswith("_")
+    }
+    assert scripts == set(EXPECTED), f"not run: {sorted(scripts - set(EXPECTED))}"
+
+
+@pytest.mark.parametrize(("script", "expected"), sorted(EXPECTED.items()))
 def test_example_runs_on_the_simulator(script: str, expected: str) -> None:
     proc = _run(script)
     assert proc.returncode == 0, proc.stderr

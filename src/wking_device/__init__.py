@@ -1,8 +1,8 @@
 """Discover and control W-KING BLE speakers; collect their logs only with consent.
 
-With the user's consent, ``wking_device`` collects Bluetooth operation logs and keeps them
-encrypted on disk (uploading them over TLS is the next part to land; this version uploads
-nothing).
+With the user's consent, ``wking_device`` collects Bluetooth operation logs, keeps them
+encrypted on disk and uploads them to a configured collector as OpenTelemetry logs over verified
+TLS (``wking_device.upload``).
 
 This module is the public door: it re-exports the names of the library's API. The errors, value
 types and configuration load at once; the layers behind the other names (bleak, cryptography,

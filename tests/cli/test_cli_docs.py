@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -82,26 +81,8 @@ README = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
 
-def _readme_commands() -> list[list[str]]:
-    block = README.split("## Using it", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
-    return [shlex.split(line.split("  #", 1)[0]) for line in block.splitlines() if line.strip()]
-
-
-def test_readme_commands_run_in_order_on_a_fresh_home() -> None:
-    # A new user types them one after the other, with no Bluetooth hardware. The prompts of
-    # `consent grant` / `withdraw` are answered on a terminal; here --yes stands for that answer.
-    runner = CliRunner()
-    commands = _readme_commands()
-    assert len(commands) >= 8
-    for words in commands:
-        assert words[0] == "wking", words
-        args = words[1:]
-        if "consent" in args and ("grant" in args or "withdraw" in args):
-            args.append("--yes")
-        if "--duration" in args:
-            args[args.index("--duration") + 1] = "3"
-        result = runner.invoke(cli, args, catch_exceptions=False)
-        assert result.exit_code == 0, f"{' '.join(words)}: {result.output}"
+# The README's commands run in order on a fresh home in tests/test_doc_snippets.py (with every
+# other documented command); here, what the agent did with them.
 
 
 def test_readme_agent_reads_what_was_bound_and_withdrawal_shreds() -> None:

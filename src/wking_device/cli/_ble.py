@@ -61,7 +61,8 @@ def _check_address(value: str) -> str:
     if _MAC.fullmatch(text) or _UUID.fullmatch(text):
         return text
     raise UsageError(
-        f"{value!r} is not a Bluetooth address (AA:BB:CC:DD:EE:FF, or a UUID on macOS)",
+        f"{value!r} is not a Bluetooth address "
+        "(six pairs of hex digits joined by colons, or a UUID on macOS)",
         remedy="'wking scan' lists the speakers nearby",
     )
 

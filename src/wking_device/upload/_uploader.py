@@ -337,6 +337,8 @@ class Uploader:
     async def drain(self) -> DrainResult:
         """Send everything the current consent lets go, then return.
 
+        Whatever goes wrong, the records not acknowledged are pending again.
+
         Returns:
             What this drain did.
 
@@ -345,8 +347,6 @@ class Uploader:
             UploadRejected: The collector refused the upload permanently (4xx).
             UploadUnavailable: It stayed unavailable for ``max_attempts`` attempts of a batch.
             StorageError: The store failed.
-
-            In every case the records not acknowledged are pending again.
         """
         started = time.monotonic()
         before = UploadCounters(**self.counters.as_dict())
