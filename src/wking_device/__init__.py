@@ -1,14 +1,13 @@
 """Discover and control W-KING BLE speakers; collect their logs only with consent.
 
 With the user's consent, ``wking_device`` collects Bluetooth operation logs and keeps them
-encrypted on disk (uploading them over TLS is the next part to land; this version uploads
-nothing).
+encrypted on disk and, when a collector is configured, uploads them to it over TLS.
 
-This module is the public door: it re-exports the names of the library's API. The errors, value
-types and configuration load at once; the layers behind the other names (bleak, cryptography,
-SQLite) load on first use, so ``import wking_device`` stays cheap. Subpackages that are not
-re-exported here (``sim``, ``receiver``) are public in their own right; everything whose name
-starts with ``_`` is internal.
+This module is the public door: it re-exports the names of the library's API. The errors load at
+once; every other name (value types and configuration: pydantic; bleak, cryptography, SQLite)
+loads on first use, so ``import wking_device`` stays cheap (benchmarks/startup.py).
+Subpackages that are not re-exported here (``sim``, ``receiver``) are public in their own right;
+everything whose name starts with ``_`` is internal.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from wking_device._redact import install_redaction as _install_redaction
 from wking_device._version import __version__
-from wking_device.config import Paths, Settings, load_settings, resolve_paths
 from wking_device.errors import (
     BluetoothError,
     ConfigError,
@@ -39,7 +37,6 @@ from wking_device.errors import (
     UploadError,
     WkingError,
 )
-from wking_device.models import DeviceInfo, OperationEvent, OperationKind, Outcome, Record
 
 if TYPE_CHECKING:
     from wking_device.agent import Agent, AgentSummary
@@ -58,7 +55,9 @@ if TYPE_CHECKING:
         read_all,
     )
     from wking_device.collect import RecordSink, open_installation_gate
+    from wking_device.config import Paths, Settings, load_settings, resolve_paths
     from wking_device.consent import ConsentGate, Permit, Revocation
+    from wking_device.models import DeviceInfo, OperationEvent, OperationKind, Outcome, Record
     from wking_device.protocol import MODELS, WKING_V1, DeviceProfile, FrameCodec, Role
     from wking_device.store import RecordStore, open_store
 
@@ -94,6 +93,16 @@ _LAZY = {
     "WKING_V1": "wking_device.protocol",
     "RecordStore": "wking_device.store",
     "open_store": "wking_device.store",
+    # value types and configuration: pydantic models (~100 ms) and pydantic-settings (~60 ms)
+    "DeviceInfo": "wking_device.models",
+    "OperationEvent": "wking_device.models",
+    "OperationKind": "wking_device.models",
+    "Outcome": "wking_device.models",
+    "Record": "wking_device.models",
+    "Paths": "wking_device.config",
+    "Settings": "wking_device.config",
+    "load_settings": "wking_device.config",
+    "resolve_paths": "wking_device.config",
 }
 
 __all__ = [  # noqa: RUF022 - plain sorted() order, checked by tests/test_exported_members.py
