@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import resource
 import time
+from typing import Any
 
 from bleak import BleakClient, BleakScanner
 
@@ -101,6 +102,43 @@ async def main(count: int, limit: int, instant: bool) -> None:
     )
     verdict = disc <= 1.0 and read <= 5.0 and rss < 120
     print(f"  within budget: {'yes' if verdict else 'NO'}")
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    """For ``python -m benchmarks``: raw bleak runs before and after ours (paired)."""
+    count, limit = 100, 10
+
+    async def measure() -> tuple[
+        tuple[float, float], tuple[float, float, int], tuple[float, float]
+    ]:
+        async with SimWorld.fleet(count, instant_connect=True) as world:
+            first = await _raw_bleak(world, count, limit)
+            ours = await _ours(world, count, limit)
+            second = await _raw_bleak(world, count, limit)
+        return first, ours, second
+
+    first, (disc, read, _), second = asyncio.run(measure())
+    rss = _peak_rss_mb()
+    common = {"unit": "s", "better": "lower", "baseline": "raw bleak on the same world"}
+    return [
+        {
+            **common,
+            "name": "fleet.discover",
+            "value": disc,
+            "baseline_values": [first[0], second[0]],
+            "budget": None,
+            "detail": f"{count} simulated speakers; budget 1 s absolute",
+        },
+        {
+            **common,
+            "name": "fleet.read",
+            "value": read,
+            "baseline_values": [first[1], second[1]],
+            "budget": 2.0,
+            "detail": f"limit {limit}, instant connect; budget 5 s absolute; process peak RSS "
+            f"{rss:.0f} MB",
+        },
+    ]
 
 
 if __name__ == "__main__":

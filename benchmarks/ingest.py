@@ -24,6 +24,7 @@ import tempfile
 import time
 from array import array
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -156,6 +157,37 @@ def run_baseline(directory: Path, total: int, batch: int = 1000) -> float:
     elapsed = time.perf_counter() - start
     conn.close()
     return total / elapsed
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    """For ``python -m benchmarks``: the baseline runs before and after the store (paired)."""
+    total = 20_000 if quick else 200_000
+    with tempfile.TemporaryDirectory(prefix="wking-ingest-") as tmp:
+        before = run_baseline(Path(tmp) / "b1", total) if _mkdir(Path(tmp) / "b1") else 0.0
+        cpu = time.process_time()
+        result = asyncio.run(run_store(Path(tmp) / "home", total, 100))
+        cpu = time.process_time() - cpu
+        after = run_baseline(Path(tmp) / "b2", total) if _mkdir(Path(tmp) / "b2") else 0.0
+    return [
+        {
+            "name": "ingest.100_producers",
+            "value": result["rate"],
+            "unit": "records/s",
+            "better": "higher",
+            "baseline": "plaintext SQLite WAL/FULL batch insert (1,000 rows/commit)",
+            "baseline_values": [before, after],
+            "budget": 0.5,
+            "cpu_us_per_item": cpu / result["records"] * 1e6,
+            "detail": f"{result['records']:,} durable encrypted appends, p50 "
+            f"{result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms (budget 25 ms at 1,000 "
+            "producers; >= 40,000 records/s when quiet)",
+        }
+    ]
+
+
+def _mkdir(path: Path) -> bool:
+    path.mkdir(parents=True, exist_ok=True)
+    return True
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -69,6 +70,10 @@ if len(sys.argv) > 2:
 else:
     asyncio.run(main())
 """
+
+
+LAST: dict[str, Any] = {}
+"""Figures of the last drain / SDK bursts, for :func:`run`."""
 
 
 def rss_mib() -> float:
@@ -176,7 +181,7 @@ async def drain(
     rx_cpu = rx.cpu_seconds() - rx_cpu
     left = (await store.stats()).total
     await store.aclose()
-    delivered = rx.count()
+    delivered = rx.count() - rx.count("gen-")  # not the SDK's records
     rate = result.counters.sent / elapsed
     print(
         f"ours: {result.counters.sent:,} sent in {elapsed:.2f} s = {rate:,.0f} records/s end to "
@@ -188,6 +193,7 @@ async def drain(
         f"threads), {rx_cpu:.2f} s in the receiver; load average {os.getloadavg()[0]:.2f}"
     )
     print(f"ours: RSS before drain {rss_before:.0f} MiB; during: {' '.join(samples)}")
+    LAST.update(cpu_us=cpu / n * 1e6, lost=n - delivered, left=left)
     return rate if delivered == n else 0.0
 
 
@@ -209,11 +215,57 @@ def sdk_burst(rx: ReceiverProcess, n: int) -> float:
     elapsed = time.perf_counter() - started
     delivered = rx.count("gen-") - before
     rate = delivered / elapsed
+    LAST.setdefault("sdk_lost", []).append(n - delivered)
     print(
         f"SDK:  {n:,} emitted, receiver stored {delivered:,} in {elapsed:.2f} s = "
         f"{rate:,.0f} records/s delivered; lost {n - delivered:,}"
     )
     return rate
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    """For ``python -m benchmarks``: the SDK's burst runs before and after our drain (paired)."""
+    n, burst = (20_000, 20_000) if quick else (100_000, 20_000)
+    LAST.clear()
+
+    async def both() -> tuple[float, float, float]:
+        with tempfile.TemporaryDirectory(prefix="wking-upload-bench-") as tmp:
+            root = Path(tmp)
+            os.environ["WKING_HOME"] = str(root / "home")
+            rx = ReceiverProcess(root / "rx", profile=False)
+            try:
+                before = await asyncio.to_thread(sdk_burst, rx, burst)
+                ours = await drain(root / "home", rx, n, concurrency=2)
+                after = await asyncio.to_thread(sdk_burst, rx, burst)
+            finally:
+                rx.stop()
+            return ours, before, after
+
+    home = os.environ.get("WKING_HOME")
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            ours, before, after = asyncio.run(both())
+    finally:
+        if home is None:
+            os.environ.pop("WKING_HOME", None)
+        else:
+            os.environ["WKING_HOME"] = home
+    return [
+        {
+            "name": "upload.drain",
+            "value": ours,
+            "unit": "records/s",
+            "better": "higher",
+            "baseline": "OpenTelemetry SDK BatchLogRecordProcessor + OTLP/HTTP, defaults, "
+            "delivered",
+            "baseline_values": [before, after],
+            "budget": 3.0,
+            "cpu_us_per_item": LAST.get("cpu_us"),
+            "detail": f"ours {n:,} records over TLS, lost {LAST.get('lost')} (0 counts as rate "
+            f"0 otherwise); the SDK lost {' and '.join(map(str, LAST.get('sdk_lost', [])))} of "
+            f"{burst:,} per burst; goal >= 50,000 records/s",
+        }
+    ]
 
 
 async def main() -> None:

@@ -4,11 +4,11 @@ With the user's consent, ``wking_device`` collects Bluetooth operation logs, kee
 encrypted on disk and uploads them to a configured collector as OpenTelemetry logs over verified
 TLS (``wking_device.upload``).
 
-This module is the public door: it re-exports the names of the library's API. The errors, value
-types and configuration load at once; the layers behind the other names (bleak, cryptography,
-SQLite) load on first use, so ``import wking_device`` stays cheap. Subpackages that are not
-re-exported here (``sim``, ``receiver``) are public in their own right; everything whose name
-starts with ``_`` is internal.
+This module is the public door: it re-exports the names of the library's API. The errors load at
+once; every other name (value types and configuration: pydantic; bleak, cryptography, SQLite)
+loads on first use, so ``import wking_device`` stays cheap (benchmarks/startup.py).
+Subpackages that are not re-exported here (``sim``, ``receiver``) are public in their own right;
+everything whose name starts with ``_`` is internal.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from wking_device._redact import install_redaction as _install_redaction
 from wking_device._version import __version__
-from wking_device.config import Paths, Settings, load_settings, resolve_paths
 from wking_device.errors import (
     AdapterUnavailable,
     AdvertisementError,
@@ -69,7 +68,6 @@ from wking_device.errors import (
     WkingError,
     WrongKey,
 )
-from wking_device.models import DeviceInfo, OperationEvent, OperationKind, Outcome, Record
 
 if TYPE_CHECKING:
     from wking_device.agent import Agent, AgentSummary
@@ -89,7 +87,9 @@ if TYPE_CHECKING:
         read_all,
     )
     from wking_device.collect import RecordSink, open_installation_gate
+    from wking_device.config import Paths, Settings, load_settings, resolve_paths
     from wking_device.consent import ConsentGate, Permit, Revocation
+    from wking_device.models import DeviceInfo, OperationEvent, OperationKind, Outcome, Record
     from wking_device.protocol import MODELS, WKING_V1, DeviceProfile, FrameCodec, Role
     from wking_device.store import RecordStore, open_store
 
@@ -126,6 +126,16 @@ _LAZY = {
     "WKING_V1": "wking_device.protocol",
     "RecordStore": "wking_device.store",
     "open_store": "wking_device.store",
+    # value types and configuration: pydantic models (~100 ms) and pydantic-settings (~60 ms)
+    "DeviceInfo": "wking_device.models",
+    "OperationEvent": "wking_device.models",
+    "OperationKind": "wking_device.models",
+    "Outcome": "wking_device.models",
+    "Record": "wking_device.models",
+    "Paths": "wking_device.config",
+    "Settings": "wking_device.config",
+    "load_settings": "wking_device.config",
+    "resolve_paths": "wking_device.config",
 }
 
 __all__ = [  # noqa: RUF022 - plain sorted() order, checked by tests/test_exported_members.py

@@ -14,7 +14,10 @@ import pytest
 from click.testing import CliRunner
 
 from wking_device.cli import cli
+from wking_device.cli._app import load_all_commands
 from wking_device.cli._examples import EXAMPLES
+
+load_all_commands()  # the group loads its commands lazily: this test walks the whole tree
 
 
 def _leaves(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

@@ -263,7 +263,10 @@ def test_usage_errors_are_escaped(home: Path) -> None:
 
 def _leaves(group: click.Group, prefix: tuple[str, ...]) -> list[tuple[str, ...]]:
     found: list[tuple[str, ...]] = []
-    for name, command in sorted(group.commands.items()):
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # a lazy group: commands load when asked for
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         path = (*prefix, name)
         if isinstance(command, click.Group):
             found.extend(_leaves(command, path))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import functools
+import importlib
 import logging
 import math
 import sys
@@ -18,13 +18,14 @@ import click
 from wking_device._redact import install_redaction
 from wking_device.cli._signals import default_behaviour, defer
 from wking_device.cli._term import for_stderr, json_bytes, make_console, visible
-from wking_device.config import Paths, Settings, load_settings, resolve_paths
 from wking_device.errors import UsageError, WkingError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
     from rich.console import Console
+
+    from wking_device.config import Paths, Settings
 
 __all__ = ["AppContext", "cli", "parse_categories", "pass_app", "write_json"]
 
@@ -62,12 +63,16 @@ class AppContext:
     @property
     def paths(self) -> Paths:
         """The installation's directories."""
+        from wking_device.config import resolve_paths  # noqa: PLC0415 - pydantic: ~130 ms
+
         return resolve_paths(self.home)
 
     @property
     def settings(self) -> Settings:
         """The installation's settings, read once (raises ``ConfigError`` when malformed)."""
         if self._settings is None:
+            from wking_device.config import load_settings  # noqa: PLC0415 - pydantic: ~130 ms
+
             self._settings = load_settings(self.paths)
         return self._settings
 
@@ -79,6 +84,8 @@ class AppContext:
         is printing its result and the process ending with its exit code).
         """
         try:
+            import asyncio  # noqa: PLC0415 - ~20 ms that `wking --help` does not need
+
             return asyncio.run(coro)
         finally:
             defer()
@@ -157,6 +164,38 @@ class _Group(click.Group):
     ``Exit``) and a closed standard output (``EPIPE``, which click turns into a quiet exit 1)
     pass through.
     """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(_LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _LAZY_COMMANDS:
+            _load(self, _LAZY_COMMANDS[cmd_name][0])
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of ``--help`` without importing the command modules."""
+        rows: list[tuple[str, str | None]] = []
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name)
+            if command is None:
+                rows.append((name, _LAZY_COMMANDS[name][1]))
+            elif not command.hidden:
+                rows.append((name, None))
+        if not rows:
+            return
+        limit = formatter.width - 6 - max(len(name) for name, _ in rows)
+        lines = [
+            (
+                name,
+                self.commands[name].get_short_help_str(limit)
+                if text is None
+                else _shorten(text, limit),
+            )
+            for name, text in rows
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(lines)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -310,23 +349,46 @@ def _accept_json_after(group: click.Group) -> None:
             )
 
 
-def _register_commands() -> None:
-    # Each command module adds its commands to the group; imported here so `cli` is complete.
-    from wking_device.cli import (  # noqa: PLC0415
-        _agent,
-        _ble,
-        _config,
-        _consent,
-        _data,
-        _examples,
-        _receiver,
-        _upload,
-    )
+_LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "agent": ("_agent", "The collection agent."),
+    "completion": ("_config", "Print the shell completion script for bash, zsh or fish."),
+    "config": ("_config", "The settings file (config.toml) of this installation."),
+    "consent": ("_consent", "See, grant and withdraw consent for each data category."),
+    "control": ("_ble", "Control the speaker at ADDRESS: volume, eq, light, power-off."),
+    "data": ("_data", "See, export and delete the data collected on this machine."),
+    "devices": ("_ble", "Bind, list and unbind the speakers the agent looks after."),
+    "doctor": ("_ble", "Check Python, Bluetooth, paths, config and key store."),
+    "info": ("_ble", "Show what the speaker at ADDRESS tells about itself."),
+    "policy": ("_consent", "Read the privacy notice, its versions and their changes."),
+    "receiver": ("_receiver", "Run a reference OTLP/HTTP receiver over TLS (tests, demos)."),
+    "scan": ("_ble", "Discover W-KING speakers nearby."),
+    "upload": ("_upload", "Send what consent allows to the collector now, over TLS."),
+}
+"""Top-level command -> (the ``wking_device.cli`` module that registers it, its short help).
 
-    for module in (_ble, _consent, _data, _agent, _receiver, _upload, _config):
-        module.register(cli)
-    _accept_json_after(cli)
-    _examples.add_examples(cli)
+A command's module is imported only when the command is invoked (or its help shown): ``wking
+--help`` lists these without importing bleak, pydantic or aiohttp. tests/cli/test_cli_lazy.py
+checks this table against the commands the modules really register.
+"""
 
 
-_register_commands()
+def _shorten(text: str, limit: int) -> str:
+    """Cut a summary to ``limit`` characters at a word, as click does (``...``)."""
+    if len(text) <= limit:
+        return text
+    return text[: max(limit - 3, 0)].rsplit(" ", 1)[0].rstrip(" ,.:;") + "..."
+
+
+def _load(group: click.Group, module_name: str) -> None:
+    from wking_device.cli import _examples  # noqa: PLC0415 - with the commands it describes
+
+    module = importlib.import_module(f"wking_device.cli.{module_name}")
+    module.register(group)
+    _accept_json_after(group)
+    _examples.add_examples(group)
+
+
+def load_all_commands() -> None:
+    """Import every command module (for tools that walk the whole command tree)."""
+    for module_name in sorted({module for module, _ in _LAZY_COMMANDS.values()}):
+        _load(cli, module_name)

@@ -24,14 +24,16 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import orjson
-from rich.console import Console
-from rich.markup import escape as _escape_markup
-from rich.text import Text
 
 from wking_device._redact import MAC_MARK, redact
+
+if TYPE_CHECKING:
+    # rich loads when something is rendered (~40 ms that `wking --help` does not need)
+    from rich.console import Console
+    from rich.text import Text
 
 __all__ = [
     "PIPE_WIDTH",
@@ -99,7 +101,9 @@ def markup(value: object) -> str:
 
     Use it for data in f-strings given to ``console.print`` (``f"Bound {markup(name)}."``).
     """
-    return _escape_markup(visible(value))
+    from rich.markup import escape  # noqa: PLC0415
+
+    return escape(visible(value))
 
 
 # A mistyped address (one wrong character: "C0:57:4B:00:00:0G", "c0574b00000g") names the
@@ -135,6 +139,8 @@ def for_stderr(value: object, *, multiline: bool = False) -> str:
 
 def cell(value: object) -> Text:
     """A table cell or line of :func:`visible` text that Rich never parses as markup."""
+    from rich.text import Text  # noqa: PLC0415
+
     return Text(visible(value))
 
 
@@ -177,6 +183,8 @@ def make_console(*, stderr: bool = False) -> Console:
     Args:
         stderr: Write to standard error (questions, progress) instead of standard output.
     """
+    from rich.console import Console  # noqa: PLC0415
+
     stream = sys.stderr if stderr else sys.stdout
     if _is_terminal(stream):
         return Console(stderr=stderr, highlight=False, emoji=False)

@@ -1,0 +1,104 @@
+"""``python -m benchmarks``: the JSON shape and ``ok`` computed from the budgets (not speed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+KEYS = {
+    "name",
+    "value",
+    "unit",
+    "baseline",
+    "baseline_value",
+    "baseline_values",
+    "ratio",
+    "budget",
+    "better",
+    "ok",
+    "cpu_us_per_item",
+    "detail",
+}
+
+
+def test_quick_json_codec_startup() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--json", "codec", "startup"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)
+    names = {entry["name"] for entry in results}
+    assert {"codec.frames", "startup.import", "startup.help"} <= names
+    for entry in results:
+        assert set(entry) >= KEYS, entry
+        assert isinstance(entry["value"], float)
+        assert entry["value"] > 0
+        assert len(entry["baseline_values"]) == 2  # paired: before and after
+        mean = sum(entry["baseline_values"]) / 2
+        assert abs(entry["baseline_value"] - mean) <= 1e-9 * mean
+        assert (
+            abs(entry["ratio"] - entry["value"] / entry["baseline_value"]) <= 1e-9 * entry["ratio"]
+        )
+        if entry["budget"] is None:
+            assert entry["ok"] is None
+        elif entry["better"] == "higher":
+            assert entry["ok"] is (entry["ratio"] >= entry["budget"])
+        else:
+            assert entry["ok"] is (entry["ratio"] <= entry["budget"])
+    budgets = {entry["name"]: entry["budget"] for entry in results}
+    assert budgets["startup.import"] == 8.0
+    assert budgets["startup.help"] == 10.0
+
+
+def test_check_fails_only_far_from_budget() -> None:
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks.__main__ import far_off, finish  # noqa: PLC0415
+    finally:
+        sys.path.remove(str(ROOT))
+
+    def entry(value: float, better: str, budget: float | None) -> dict[str, object]:
+        return finish(
+            {
+                "name": "x",
+                "value": value,
+                "unit": "u",
+                "baseline": "b",
+                "better": better,
+                "baseline_values": [1.0, 1.0],
+                "budget": budget,
+            }
+        )
+
+    assert entry(3.0, "higher", 3.0)["ok"] is True
+    missed = entry(2.0, "higher", 3.0)
+    assert missed["ok"] is False
+    assert not far_off(missed)
+    assert far_off(entry(1.4, "higher", 3.0))
+    assert not far_off(entry(19.0, "lower", 10.0))
+    assert far_off(entry(21.0, "lower", 10.0))
+    assert entry(5.0, "lower", None)["ok"] is None
+    assert not far_off(entry(99.0, "lower", None))
+
+
+def test_unknown_name_is_refused() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "nope"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "unknown benchmark nope" in proc.stderr
