@@ -126,6 +126,7 @@ class AgentSummary:
     Attributes:
         cycles: Scan-and-read cycles completed.
         speakers_seen: Distinct W-KING speakers seen advertising.
+        speakers_read: Distinct speakers read successfully at least once.
         reads_ok: Successful information reads.
         reads_failed: Failed reads (after the BLE layer's retries).
         records: Records the store accepted, per collector category set.
@@ -137,6 +138,7 @@ class AgentSummary:
 
     cycles: int = 0
     speakers_seen: int = 0
+    speakers_read: int = 0
     reads_ok: int = 0
     reads_failed: int = 0
     records: dict[str, int] = field(default_factory=dict)
@@ -150,6 +152,7 @@ class AgentSummary:
         return {
             "cycles": self.cycles,
             "speakers_seen": self.speakers_seen,
+            "speakers_read": self.speakers_read,
             "reads_ok": self.reads_ok,
             "reads_failed": self.reads_failed,
             "records": dict(sorted(self.records.items())),
@@ -228,6 +231,7 @@ class Agent:
         self._consent_poll = consent_poll
         self._sweep_every = sweep_every
         self._seen: set[str] = set()
+        self._read: set[str] = set()
         self._stop_grace = stop_grace
         self._stop = asyncio.Event()
         self._deadline: float | None = None
@@ -456,6 +460,7 @@ class Agent:
         (see the ``wking`` command) calls it to report what was stored so far.
         """
         self.summary.speakers_seen = len(self._seen)
+        self.summary.speakers_read = len(self._read)
         self.summary.skipped = sum(c.stats.skipped for c in self.collectors)
         for collector in self.collectors:
             self.summary.records[type(collector).__name__] = collector.stats.flushed
@@ -561,6 +566,7 @@ class Agent:
             raise _Interrupted
         self.summary.reads_ok += len(result.infos)
         self.summary.reads_failed += len(result.errors)
+        self._read.update(address.upper() for address in result.infos)
         for info in result.infos.values():
             self.device_info.on_info(info)
 

@@ -298,9 +298,17 @@ def _accept_json_after(group: click.Group) -> None:
 
 def _register_commands() -> None:
     # Each command module adds its commands to the group; imported here so `cli` is complete.
-    from wking_device.cli import _agent, _ble, _consent, _data, _receiver, _upload  # noqa: PLC0415
+    from wking_device.cli import (  # noqa: PLC0415
+        _agent,
+        _ble,
+        _consent,
+        _data,
+        _demo,
+        _receiver,
+        _upload,
+    )
 
-    for module in (_ble, _consent, _data, _agent, _receiver, _upload):
+    for module in (_ble, _consent, _data, _agent, _receiver, _upload, _demo):
         module.register(cli)
     _accept_json_after(cli)
 
