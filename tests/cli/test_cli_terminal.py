@@ -289,6 +289,7 @@ SAMPLES: dict[tuple[str, ...], list[str]] = {
     ("data", "delete"): ["--yes", "operation_logs"],
     ("data", "export"): ["--out", "-"],
     ("data", "status"): [],
+    ("demo",): ["--devices", "1", "--duration", "1"],
     ("devices", "bind"): [ADDRESS],
     ("devices", "list"): [],
     ("devices", "unbind"): [ADDRESS],

@@ -63,12 +63,11 @@ DEMO_CATEGORIES = (
 
 _FINAL_DRAIN_S = 15.0  # the last upload after the run: bounded
 _REFRESH_S = 0.25  # the live view's refresh period
+_STOP_S = 10.0  # Ctrl-C: how long the agent gets to shut down before the rest closes
 
 
-class StageFailed(WkingError):
-    """A stage of the demo did not pass its check (exit 1)."""
-
-    exit_code = 1
+class StageFailed(click.ClickException):
+    """A stage of the demo did not pass its check (exit 1, after the summary)."""
 
 
 @dataclass(slots=True)
@@ -147,7 +146,7 @@ def _files_under(root: Path) -> list[Path]:
     return sorted(path for path in root.rglob("*") if path.is_file())
 
 
-@click.command(short_help="Run the whole job once on simulated speakers, checked stage by stage.")
+@click.command(short_help="The whole job on simulated speakers, each stage checked.")
 @click.option(
     "--devices",
     type=click.IntRange(1, 20),
@@ -272,9 +271,15 @@ async def _demo_in(
             )
             view = _Live(agent, store, uploader, rx)
             run = asyncio.ensure_future(agent.run(duration))
-            if console is not None:
-                await _show(view, run, console, time.monotonic() + duration)
-            summary = await run
+            try:
+                if console is not None:
+                    await _show(view, run, console, time.monotonic() + duration)
+                summary = await run
+            except asyncio.CancelledError:  # Ctrl-C: the agent shuts down before its store
+                agent.stop()
+                run.cancel()
+                await asyncio.wait({run}, timeout=_STOP_S)
+                raise
             errors.extend(summary.errors)
             # what the last cycle collected goes out too (bounded; a failure is a finding)
             try:
