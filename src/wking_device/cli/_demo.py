@@ -216,7 +216,7 @@ async def _demo_in(
     root: Path, devices: int, duration: float, faults: bool, console: Console | None
 ) -> dict[str, Any]:
     from wking_device import sim  # noqa: PLC0415 - bumble, aiohttp: only on this path
-    from wking_device.agent import Agent  # noqa: PLC0415
+    from wking_device.agent import STATUS_FILE, Agent  # noqa: PLC0415
     from wking_device.collect import open_installation_gate  # noqa: PLC0415
     from wking_device.config import load_settings, resolve_paths  # noqa: PLC0415
     from wking_device.receiver import FaultPlan, Receiver  # noqa: PLC0415
@@ -268,6 +268,7 @@ async def _demo_in(
                 paths=paths,
                 uploader=uploader,
                 upload_interval=1.0,
+                status_file=paths.data_dir / STATUS_FILE,  # searched for MACs with the rest
             )
             view = _Live(agent, store, uploader, rx)
             run = asyncio.ensure_future(agent.run(duration))
