@@ -282,6 +282,7 @@ class Agent:
         self._names: set[str] = set()  # speakers' names: kept out of the status file
         self._status = StatusWriter(status_file) if status_file is not None else None
         self._started_at = time.time()
+        self._shown_active: list[str] = []
         if adapter_mac is None:
             adapter_mac = host_adapter_mac(adapter=settings.ble.adapter) or ""
         self.operations = OperationLogCollector(gate, store, adapter_mac=adapter_mac)
@@ -522,6 +523,9 @@ class Agent:
             else:
                 self._recovered("consent")
                 pause = self._consent_poll
+            # a grant or withdrawal shows in the status at once
+            if self._status is not None and self._active() != self._shown_active:
+                self._write_status("running")
 
     def _poll_consent(self) -> None:
         """Re-read the ledger (when it changed) and the Do Not Track sources; stop on tampering."""
@@ -716,15 +720,19 @@ class Agent:
             "reads_failed": summary.reads_failed,
             "records": sum(summary.records.values()),
             "skipped": summary.skipped,
-            "active": sorted(type(c).__name__ for c in self.collectors if c.active),
+            "active": self._active(),
             "failures": dict(sorted(summary.failures.items())),
             "upload": self._uploader.counters.as_dict() if self._uploader is not None else None,
             "last_errors": list(self._last_errors),
         }
 
+    def _active(self) -> list[str]:
+        return sorted(type(c).__name__ for c in self.collectors if c.active)
+
     def _write_status(self, state: str) -> None:
         if self._status is None:
             return
+        self._shown_active = self._active()
         try:
             self._status.write(self.status(state))
         except OSError as exc:  # a full disk: the run goes on without a status
