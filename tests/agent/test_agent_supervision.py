@@ -143,8 +143,12 @@ async def test_one_speaker_out_of_range_never_stops_the_others_and_the_status_is
             update={"ble": BleSettings(connect_timeout=0.5, connect_attempts=1, scan_timeout=0.5)}
         )
         task = asyncio.create_task(_agent(gate, store, world, settings=quick).run(4.0))
-        while _read_ok(task) < 3:
+        for _ in range(300):  # bounded: 30 s
+            if _read_ok(task) >= 3:
+                break
             await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the three speakers were not read")
         world.speakers[0].faults.in_range = False
         summary = await task
     assert summary.speakers_read == 3
@@ -169,9 +173,9 @@ def _read_ok(task: asyncio.Task[Any]) -> int:
 def test_the_scrubber_takes_out_addresses_and_names() -> None:
     gate, store = _open()
     agent = Agent(gate=gate, store=store, settings=load_settings(), adapter_mac="")
-    agent._names.add("W-KING Kitchen")  # noqa: SLF001 - the names the agent saw
+    agent._names.add("W-KING Kitchen")
     message = "W-KING Kitchen (C0:57:4B:00:00:01) failed: c0-57-4b-00-00-01 \x1b[31m"
-    scrubbed = agent._scrub(message * 10)  # noqa: SLF001
+    scrubbed = agent._scrub(message * 10)
     assert "Kitchen" not in scrubbed
     assert "C0:57" not in scrubbed.upper()
     assert "C0-57" not in scrubbed.upper()
