@@ -276,6 +276,7 @@ def _leaves(group: click.Group, prefix: tuple[str, ...]) -> list[tuple[str, ...]
 # an entry here fails test_every_command_has_a_json_sample.
 SAMPLES: dict[tuple[str, ...], list[str]] = {
     ("agent", "run"): ["--duration", "0.5", "--interval", "0.2"],
+    ("agent", "status"): [],
     ("consent", "grant"): ["--yes", "operation_logs"],
     ("consent", "history"): [],
     ("consent", "receipts"): ["--out", "-"],
