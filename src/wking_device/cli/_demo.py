@@ -282,7 +282,9 @@ async def _demo_in(
                 await asyncio.wait({run}, timeout=_STOP_S)
                 raise
             errors.extend(summary.errors)
-            # what the last cycle collected goes out too (bounded; a failure is a finding)
+            # what the last cycle collected goes out too (bounded; a failure is a finding);
+            # the stopped uploader's claim is released in the background: wait for it first
+            await _released(store)
             try:
                 await asyncio.wait_for(uploader.drain(), _FINAL_DRAIN_S)
             except (WkingError, TimeoutError) as exc:
@@ -313,6 +315,14 @@ async def _demo_in(
         errors=errors,
         gate_method="demo",
     )
+
+
+async def _released(store: RecordStore) -> None:
+    """Wait (bounded) until no record is claimed by the uploader the agent stopped."""
+    for _ in range(int(_FINAL_DRAIN_S / 0.05)):
+        if not (await store.stats()).claimed:
+            return
+        await asyncio.sleep(0.05)
 
 
 def _spec(sim: Any, index: int, *, faults: bool) -> Any:
