@@ -466,7 +466,7 @@ def _do_not_track(data: Mapping[str, Any], text: str, file: Path) -> bool:
     return wanted
 
 
-_OTHER_VARIABLES = frozenset({"WKING_HOME", "WKING_TEST_ADDRESS"})
+_OTHER_VARIABLES = frozenset({"WKING_HOME", "WKING_LOG_FORMAT", "WKING_TEST_ADDRESS"})
 """``WKING_*`` variables read outside the settings model."""
 _warned: set[str] = set()
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from wking_device.cli import cli
@@ -117,6 +118,30 @@ def test_a_bad_fault_plan_exits_2_with_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1
     assert "reset_rate" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["consent", "status"], ["agent", "status"], ["demo", "--help"]],
+    ids=" ".join,
+)
+def test_paths_that_do_not_use_them_import_no_aiohttp_bumble_or_receiver(
+    argv: list[str], home: Path
+) -> None:
+    # aiohttp, bumble and the receiver cost tens of MB and a second: only uploads, --simulate,
+    # `wking demo` itself and `wking receiver` load them
+    del home
+    code = (
+        "import sys\n"
+        "from wking_device.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('aiohttp', 'bumble', 'wking_device.receiver', "
+        "'wking_device.upload', 'wking_device.sim._world') if m in sys.modules), file=sys.stderr)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert proc.stderr.strip().splitlines()[-1] == "[]", proc.stderr
 
 
 def test_help_does_not_import_aiohttp() -> None:

@@ -279,6 +279,7 @@ def _leaves(group: click.Group, prefix: tuple[str, ...]) -> list[tuple[str, ...]
 # an entry here fails test_every_command_has_a_json_sample.
 SAMPLES: dict[tuple[str, ...], list[str]] = {
     ("agent", "run"): ["--duration", "0.5", "--interval", "0.2"],
+    ("agent", "status"): [],
     ("completion",): ["bash"],
     ("config", "init"): [],
     ("config", "set"): ["ble.scan_timeout", "8"],
@@ -296,6 +297,7 @@ SAMPLES: dict[tuple[str, ...], list[str]] = {
     ("data", "delete"): ["--yes", "operation_logs"],
     ("data", "export"): ["--out", "-"],
     ("data", "status"): [],
+    ("demo",): ["--devices", "1", "--duration", "1"],
     ("devices", "bind"): [ADDRESS],
     ("devices", "list"): [],
     ("devices", "unbind"): [ADDRESS],

@@ -7,6 +7,7 @@ through the uploader's injected ``sleep`` so backoff and ``Retry-After`` cost no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import random
 import re
@@ -600,3 +601,28 @@ async def test_partial_success_is_counted_and_kept_never_resent(
     stats = await store.stats()
     assert stats.rejected == 33  # OTLP does not say which: the whole batch is kept aside
     assert stats.pending == 0
+
+
+async def test_a_drain_cancelled_while_claiming_leaves_nothing_claimed(
+    rx: Receiver, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # The agent stops its uploader by cancelling it; a claim already handed to the store's
+    # thread completes there. What it took must be pending again in this process, not only
+    # at the next open of the store (else `wking demo`'s last drain found nothing to send).
+    await fill(store, permit, 50)
+    async with uploader(rx, store, gate, paths) as up:
+        for _ in range(20):
+            task = asyncio.create_task(up.drain())
+            for _ in range(3):
+                await asyncio.sleep(0)  # the workers start and submit their claims
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            for _ in range(200):  # bounded: 10 s
+                stats = await store.stats()
+                if stats.claimed == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert stats.claimed == 0
+        result = await up.drain()
+    assert result.counters.sent == 50

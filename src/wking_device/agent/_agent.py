@@ -11,9 +11,16 @@ cycle so an unbind takes effect at once. With no bindings it connects to nobody 
 adapter — a stranger's speaker is not ours to log — and, in a simulated world
 (``connect_all=True``), to every simulated speaker.
 
-A failing cycle (adapter gone, a speaker out of range, a full disk) is logged, turned into a
-``diagnostics`` record where that is granted, and the next cycle runs; records the store could
-not take stay buffered in their collector and are retried. Two failures end the run instead
+Supervision: each part — the cycle (discovery and speaker sessions), each speaker's read, each
+collector's flush, the uploader, the retention sweep and the consent watch — fails alone. An
+unexpected exception in one is logged once with its type (again only after it recovered or failed
+differently), counted per part (:attr:`Agent.failures`), turned into a ``diagnostics`` record where
+that is granted, and the part is retried with a backoff that doubles up to ``max_backoff``; it
+never ends the run. One speaker whose read raises is an error for that speaker only. Records the
+store could not take stay buffered in their collector and are retried. With ``status_file``, a
+small JSON file (counts and timestamps, no address or speaker name, see
+:mod:`wking_device.agent._status`) is rewritten atomically after every cycle for ``wking agent
+status``. Two failures end the run instead
 (after the usual shutdown, then raised from :meth:`Agent.run`): no adapter at the first scan
 (``AdapterUnavailable``), and a consent ledger that fails verification (``LedgerTampered``).
 
@@ -30,10 +37,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from wking_device._redact import redact
+from wking_device.agent._status import StatusWriter
 from wking_device.ble import discover, read_all
 from wking_device.collect import (
     DeviceInfoCollector,
@@ -48,13 +58,13 @@ from wking_device.errors import (
     BluetoothError,
     ConfigError,
     LedgerTampered,
-    StorageError,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
+    from pathlib import Path
 
-    from wking_device.ble import BleBackend, EventBus
+    from wking_device.ble import BleBackend, EventBus, Speaker
     from wking_device.collect import Collector
     from wking_device.config import Paths, Settings
     from wking_device.consent import ConsentGate
@@ -69,6 +79,11 @@ _T = TypeVar("_T")
 
 _OVERRUN_S = 0.5
 """Seconds a step may run past the end of the duration to finish (a scan stopping), then cut."""
+
+_LAST_ERRORS = 5  # errors kept in the status file
+_MAX_SUMMARY_ERRORS = 100  # error lines kept in the summary of a long run
+_ERROR_CHARS = 200  # an error message's length there
+
 
 # The collectors whose data comes from speakers: with none of them active, the agent neither
 # scans nor connects (software and location snapshots need no radio, and diagnostics alone is no
@@ -126,6 +141,7 @@ class AgentSummary:
     Attributes:
         cycles: Scan-and-read cycles completed.
         speakers_seen: Distinct W-KING speakers seen advertising.
+        speakers_read: Distinct speakers read successfully at least once.
         reads_ok: Successful information reads.
         reads_failed: Failed reads (after the BLE layer's retries).
         records: Records the store accepted, per collector category set.
@@ -133,10 +149,13 @@ class AgentSummary:
         errors: One line per cycle-level error.
         duration_s: Wall time of the run.
         upload: The uploader's counters (and its last error), or ``None`` without one.
+        failures: Unexpected failures per supervised part (``cycle``, ``speaker``, ``store``,
+            ``upload``, ``retention``, ``consent``).
     """
 
     cycles: int = 0
     speakers_seen: int = 0
+    speakers_read: int = 0
     reads_ok: int = 0
     reads_failed: int = 0
     records: dict[str, int] = field(default_factory=dict)
@@ -144,12 +163,14 @@ class AgentSummary:
     errors: list[str] = field(default_factory=list)
     duration_s: float = 0.0
     upload: dict[str, Any] | None = None
+    failures: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON shape of ``wking agent run --json``."""
         return {
             "cycles": self.cycles,
             "speakers_seen": self.speakers_seen,
+            "speakers_read": self.speakers_read,
             "reads_ok": self.reads_ok,
             "reads_failed": self.reads_failed,
             "records": dict(sorted(self.records.items())),
@@ -157,6 +178,7 @@ class AgentSummary:
             "errors": list(self.errors),
             "duration_s": round(self.duration_s, 3),
             "upload": self.upload,
+            "failures": dict(sorted(self.failures.items())),
         }
 
 
@@ -187,6 +209,8 @@ class Agent:
             unwind before the loop leaves it behind.
         uploader: Drains the store to the collector (``None``: nothing is uploaded).
         upload_interval: Seconds between the uploader's drains.
+        status_file: Where to keep the status for ``wking agent status`` (``None``: nowhere).
+        max_backoff: The longest pause before a failing part is retried, seconds.
 
     Do Not Track while running: it is on when this process's environment, ``config.toml`` (with
     ``paths``) or another process says so (a ``dnt_on`` recorded in the ledger). Once another
@@ -213,6 +237,8 @@ class Agent:
         stop_grace: float = 2.0,
         uploader: Uploader | None = None,
         upload_interval: float = 30.0,
+        status_file: Path | None = None,
+        max_backoff: float = 60.0,
     ) -> None:
         from wking_device.ble import get_event_bus  # noqa: PLC0415 - cheap, keeps the default lazy
 
@@ -228,6 +254,7 @@ class Agent:
         self._consent_poll = consent_poll
         self._sweep_every = sweep_every
         self._seen: set[str] = set()
+        self._read: set[str] = set()
         self._stop_grace = stop_grace
         self._stop = asyncio.Event()
         self._deadline: float | None = None
@@ -248,6 +275,14 @@ class Agent:
         self._history_seen = len(gate.history())
         self._uploader = uploader
         self._upload_interval = upload_interval
+        self._max_backoff = max_backoff
+        self._reported: dict[str, str] = {}  # part -> the failure last logged for it
+        self._streak: dict[str, int] = {}  # part -> consecutive failures
+        self._last_errors: list[dict[str, Any]] = []
+        self._names: set[str] = set()  # speakers' names: kept out of the status file
+        self._status = StatusWriter(status_file) if status_file is not None else None
+        self._started_at = time.time()
+        self._shown_active: list[str] = []
         if adapter_mac is None:
             adapter_mac = host_adapter_mac(adapter=settings.ble.adapter) or ""
         self.operations = OperationLogCollector(gate, store, adapter_mac=adapter_mac)
@@ -309,9 +344,13 @@ class Agent:
         ]
         watcher = asyncio.create_task(self._watch_consent(), name="wking-consent-watch")
         uploading = None
+        self._started_at = time.time()
+        self._write_status("running")
         if self._uploader is not None:
+            uploader = self._uploader
             uploading = asyncio.create_task(
-                self._uploader.run(self._upload_interval), name="wking-upload"
+                self._supervise("upload", lambda: uploader.run(self._upload_interval)),
+                name="wking-upload",
             )
         try:
             self._check_tampered()
@@ -323,6 +362,7 @@ class Agent:
                 await self._stop_uploading(uploading)
             await self._shut_down(watcher, detach)
             self.summary.duration_s = loop.time() - started
+            self._write_status("stopped")
         if self._failure is not None:
             raise self._failure
         return self.summary
@@ -385,6 +425,7 @@ class Agent:
         self.location.snapshot()
         while not self._ended():
             cycle_started = loop.time()
+            pause = self._interval
             try:
                 await self._step(self._cycle())
             except _Interrupted:
@@ -393,9 +434,11 @@ class Agent:
                 if not self._scanned:  # no adapter from the start: an error, as for `wking scan`
                     self._failure = exc
                     break
-                self._failed("cycle", exc)
+                pause = self._failed("cycle", exc)
             except Exception as exc:  # noqa: BLE001 - one failing cycle must not end the run
-                self._failed("cycle", exc)
+                pause = self._failed("cycle", exc)
+            else:
+                self._recovered("cycle")
             self.summary.cycles += 1
             await self._flush()
             if self._failure is not None:
@@ -403,7 +446,8 @@ class Agent:
             if loop.time() - swept >= self._sweep_every:
                 await self._sweep()
                 swept = loop.time()
-            pause = self._interval - (loop.time() - cycle_started)
+            self._write_status("running")
+            pause -= loop.time() - cycle_started
             if pause > 0 and not self._ended():
                 try:
                     await self._step(asyncio.sleep(pause))
@@ -456,6 +500,7 @@ class Agent:
         (see the ``wking`` command) calls it to report what was stored so far.
         """
         self.summary.speakers_seen = len(self._seen)
+        self.summary.speakers_read = len(self._read)
         self.summary.skipped = sum(c.stats.skipped for c in self.collectors)
         for collector in self.collectors:
             self.summary.records[type(collector).__name__] = collector.stats.flushed
@@ -468,12 +513,19 @@ class Agent:
         attached to the gate, crypto-shreds the category. A ledger that fails verification ends
         the run (one ERROR; it is not read again).
         """
+        pause = self._consent_poll
         while self._failure is None:
-            await asyncio.sleep(self._consent_poll)
+            await asyncio.sleep(pause)
             try:
                 self._poll_consent()
-            except Exception:  # an unreadable ledger is retried at the next poll
-                _LOGGER.exception("re-reading the consent ledger failed")
+            except Exception as exc:  # noqa: BLE001 - an unreadable ledger is retried later
+                pause = min(self._failed("consent", exc), self._consent_poll * 8)
+            else:
+                self._recovered("consent")
+                pause = self._consent_poll
+            # a grant or withdrawal shows in the status at once
+            if self._status is not None and self._active() != self._shown_active:
+                self._write_status("running")
 
     def _poll_consent(self) -> None:
         """Re-read the ledger (when it changed) and the Do Not Track sources; stop on tampering."""
@@ -551,16 +603,19 @@ class Agent:
         # a cancellation lost inside the scan must not lead to connections after a stop
         if not targets or self._ended() or not self._may_keep_anything():
             return
+        self._names.update(s.name for s in found if s.name)
         result = await read_all(
             targets,
             backend=self._backend,
             events=self._events,
             settings=self._settings.ble,
+            read=self._read_speaker,
         )
         if self._ended():
             raise _Interrupted
         self.summary.reads_ok += len(result.infos)
         self.summary.reads_failed += len(result.errors)
+        self._read.update(address.upper() for address in result.infos)
         for info in result.infos.values():
             self.device_info.on_info(info)
 
@@ -571,24 +626,117 @@ class Agent:
             return self._bound()
         return self._bound
 
+    async def _read_speaker(self, speaker: Speaker) -> Any:
+        """Read one speaker; an unexpected exception is that speaker's error, not the cycle's."""
+        try:
+            return await speaker.read_info()
+        except (BluetoothError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            self._failed("speaker", exc)
+            raise BluetoothError(
+                f"reading the speaker failed: unexpected {type(exc).__name__}"
+            ) from exc
+
     async def _flush(self) -> None:
+        failed = False
         for collector in self.collectors:
             try:
                 await collector.flush()
-            except StorageError as exc:
+            except Exception as exc:  # noqa: BLE001 - one collector must not stop the others
                 # The collector keeps the batch; the next cycle retries it.
                 self._failed("store", exc)
+                failed = True
+        if not failed:
+            self._recovered("store")
 
     async def _sweep(self) -> None:
         try:
             await self._store.sweep(now=time.time())
-        except StorageError as exc:
+        except Exception as exc:  # noqa: BLE001 - the next sweep retries
             self._failed("retention", exc)
+        else:
+            self._recovered("retention")
 
-    def _failed(self, where: str, exc: BaseException) -> None:
-        _LOGGER.warning("%s failed: %s", where, exc)
-        self.summary.errors.append(f"{where}: {exc}")
+    async def _supervise(self, part: str, start: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run a long-lived part; restart it with backoff whenever it raises, until cancelled."""
+        while not self._stop.is_set():
+            try:
+                await start()
+            except Exception as exc:  # noqa: BLE001 - a failing part must not end the run
+                await asyncio.sleep(self._failed(part, exc))
+            else:
+                return
+
+    def _failed(self, where: str, exc: BaseException) -> float:
+        """Count a failure of a part, log it once, keep it for the status; return the backoff.
+
+        The same failure again (type and message) is not logged again until the part recovers.
+        """
+        failures = self.summary.failures
+        failures[where] = failures.get(where, 0) + 1
+        streak = self._streak[where] = self._streak.get(where, 0) + 1
+        key = f"{type(exc).__name__}: {exc}"
+        if self._reported.get(where) != key:
+            self._reported[where] = key
+            _LOGGER.warning("%s failed (%s): %s", where, type(exc).__name__, exc)
+        if len(self.summary.errors) < _MAX_SUMMARY_ERRORS:
+            self.summary.errors.append(f"{where}: {exc}")
+        self._last_errors.append(
+            {
+                "at": time.time(),
+                "part": where,
+                "type": type(exc).__name__,
+                "message": self._scrub(str(exc)),
+            }
+        )
+        del self._last_errors[:-_LAST_ERRORS]
         self.diagnostics.on_exception(exc, where=where)
+        return float(min(self._max_backoff, self._interval * 2.0 ** min(streak - 1, 20)))
+
+    def _recovered(self, where: str) -> None:
+        if self._streak.pop(where, 0) and self._reported.pop(where, None) is not None:
+            _LOGGER.info("%s works again", where)
+
+    def _scrub(self, text: str) -> str:
+        """No address, key or speaker name in a message kept in the status file."""
+        text = redact(text)
+        for name in sorted(self._names, key=len, reverse=True):
+            text = text.replace(name, "[NAME]")
+        return text[:_ERROR_CHARS]
+
+    def status(self, state: str) -> dict[str, Any]:
+        """The status ``wking agent status`` reads: counts and timestamps only."""
+        summary = self.tally()
+        return {
+            "state": state,
+            "pid": os.getpid(),
+            "started_at": self._started_at,
+            "updated_at": time.time(),
+            "cycles": summary.cycles,
+            "speakers_seen": summary.speakers_seen,
+            "speakers_read": summary.speakers_read,
+            "reads_ok": summary.reads_ok,
+            "reads_failed": summary.reads_failed,
+            "records": sum(summary.records.values()),
+            "skipped": summary.skipped,
+            "active": self._active(),
+            "failures": dict(sorted(summary.failures.items())),
+            "upload": self._uploader.counters.as_dict() if self._uploader is not None else None,
+            "last_errors": list(self._last_errors),
+        }
+
+    def _active(self) -> list[str]:
+        return sorted(type(c).__name__ for c in self.collectors if c.active)
+
+    def _write_status(self, state: str) -> None:
+        if self._status is None:
+            return
+        self._shown_active = self._active()
+        try:
+            self._status.write(self.status(state))
+        except OSError as exc:  # a full disk: the run goes on without a status
+            self._status.failed(exc)
 
 
 def _consume(task: asyncio.Task[Any]) -> None:

@@ -1,4 +1,9 @@
-"""``wking agent run``: run the agent for a bounded time (or until stopped by a signal).
+"""``wking agent run`` and ``wking agent status``.
+
+``agent status`` reads the status file a running agent rewrites after every cycle
+(:mod:`wking_device.agent._status`) and checks that the agent is really alive (its process and the
+store's writer lock); it creates nothing. ``agent run`` runs the agent for a bounded time (or
+until stopped by a signal).
 
 This module opens the installation (gate, store, bindings), checks there is something to collect,
 starts the agent against the real adapter or ``--simulate N`` speakers, and prints the run's
@@ -261,7 +266,7 @@ async def _run(
     upload: dict[str, Any],
     state: _Run,
 ) -> tuple[dict[str, Any], WkingError | None]:
-    from wking_device.agent import Agent  # noqa: PLC0415
+    from wking_device.agent import STATUS_FILE, Agent  # noqa: PLC0415
     from wking_device.collect import open_installation_gate  # noqa: PLC0415
     from wking_device.errors import LedgerTampered  # noqa: PLC0415
     from wking_device.store import open_store  # noqa: PLC0415
@@ -296,6 +301,7 @@ async def _run(
             paths=paths,
             uploader=uploader,
             upload_interval=target.interval if target is not None else 30.0,
+            status_file=paths.data_dir / STATUS_FILE,
         )
         state.agent = agent_
         if state.stop_asked.is_set():
@@ -337,6 +343,65 @@ def _tell_systemd_stopping(state: _Run, watchdog: asyncio.Task[None] | None) -> 
         if not state.signals:  # the run's --duration is over
             state.systemd.stopping("stopping (the run is over)")
         state.systemd.close()
+
+
+@agent.command(short_help="Whether an agent runs for this home, and what it did.")
+@pass_app
+def status(app: AppContext, /) -> None:
+    r"""Tell whether an agent runs for this home: since when, its last cycle, counters, errors.
+
+    An agent runs when the process in its status file is alive and holds the record store; a
+    file left by an agent that was killed says 'not running (last seen …)'. Reads only: creates
+    nothing. Exit 0 in every case (see "running" in --json).
+    """
+    from wking_device.agent import agent_status  # noqa: PLC0415
+
+    report = agent_status(app.paths)
+
+    def render(console: Console) -> None:
+        state = report["status"]
+        if state is None:
+            console.print("no agent has run for this home")
+            return
+        if report["running"]:
+            console.print(
+                f"agent running (pid {cell(state.get('pid'))}) since "
+                f"{_when(state.get('started_at'))}; last cycle {_when(state.get('updated_at'))}"
+            )
+        else:
+            console.print(f"not running (last seen {_when(state.get('updated_at'))})")
+        table = Table(show_header=False)
+        for key in ("cycles", "speakers_seen", "speakers_read", "reads_ok", "reads_failed"):
+            table.add_row(key, cell(state.get(key)))
+        table.add_row("records stored", cell(state.get("records")))
+        upload = state.get("upload")
+        if isinstance(upload, dict):
+            for key in ("sent", "retried", "rejected"):
+                table.add_row(cell(f"upload {key}"), cell(upload.get(key)))
+        failures = state.get("failures")
+        if isinstance(failures, dict):
+            for part, count in failures.items():
+                table.add_row(cell(f"failures: {part}"), cell(count))
+        console.print(table)
+        for error in state.get("last_errors") or []:
+            if isinstance(error, dict):
+                line = (
+                    f"{_when(error.get('at'))} {error.get('part')}: {error.get('type')}: "
+                    f"{error.get('message')}"
+                )
+                console.print(Text(visible(line), style="yellow"))
+
+    app.out(report, render)
+
+
+def _when(timestamp: object) -> str:
+    """A status file's timestamp, local time, escaped (the file is not trusted)."""
+    import datetime as dt  # noqa: PLC0415
+
+    if isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool):
+        with contextlib.suppress(OverflowError, OSError, ValueError):
+            return dt.datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
+    return markup(visible(str(timestamp)))
 
 
 def _check_something_to_collect(gate: ConsentGate) -> None:

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from wking_device._redact import install_redaction
+from wking_device._redact import install_redaction, redact_macs, redact_record
 from wking_device.cli._signals import default_behaviour, defer
-from wking_device.cli._term import for_stderr, json_bytes, make_console, visible
+from wking_device.cli._term import for_stderr, json_bytes, json_line, make_console, visible
 from wking_device.errors import UsageError, WkingError
 
 if TYPE_CHECKING:
@@ -259,14 +259,25 @@ _EPILOG = (
 )
 @click.option("--json", "json_output", is_flag=True, help="Print machine-readable JSON.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging and tracebacks on errors.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="WKING_LOG_FORMAT",
+    help="Log lines on standard error: text, or one JSON object a line (time, level, logger, "
+    "message, extras) for journald and log shippers (env WKING_LOG_FORMAT). Redacted either way.",
+)
 @click.version_option(package_name="wking-device", prog_name="wking")
 @click.pass_context
 def cli(
     ctx: click.Context,
+    *,
     home: str | None,
     simulate: int | None,
     json_output: bool,
     verbose: bool,
+    log_format: str,
 ) -> None:
     """Discover, control and (with your consent) collect logs from W-KING speakers."""
     if ctx.invoked_subcommand != "agent":  # `agent run` handles its own signals
@@ -282,7 +293,12 @@ def cli(
         _simulate=simulate,
     )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_TerminalFormatter("%(levelname)s %(name)s: %(message)s"))
+    formatter: logging.Formatter = (
+        _JsonFormatter()
+        if log_format == "json"
+        else _TerminalFormatter("%(levelname)s %(name)s: %(message)s")
+    )
+    handler.setFormatter(formatter)
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
     logging.captureWarnings(capture=True)  # warnings too: redacted and escaped like every log line
     # -v: our debug logs and bleak's, not bumble's (it dumps every HCI and ATT packet of the
@@ -322,6 +338,59 @@ class _TerminalFormatter(logging.Formatter):
         return visible(super().format(record), multiline=True)
 
 
+_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object a line: ``time``, ``level``, ``logger``, ``message``, then the extras.
+
+    Redacted like every log line (the record is redacted again here, which is idempotent: extras
+    of any type lose their MAC addresses) and inert on a terminal: every control, bidirectional
+    and line-breaking character is a JSON escape (:func:`~wking_device.cli._term.json_line`).
+    A traceback is the ``exception`` string.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        redact_record(record)
+        entry: dict[str, Any] = {
+            "time": _iso(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name, value in record.__dict__.items():
+            if name not in _RECORD_ATTRS and not name.startswith("_") and name not in entry:
+                entry[name] = redact_macs(value if _plain(value) else str(value))
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = record.stack_info
+        return json_line(entry)
+
+
+def _plain(value: object) -> bool:
+    """Whether a value is JSON as it is (else it is logged as its ``str``)."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+def _iso(created: float) -> str:
+    """A record's time, UTC, ISO 8601 with milliseconds."""
+    import datetime as dt  # noqa: PLC0415
+
+    moment = dt.datetime.fromtimestamp(created, tz=dt.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _json_flag(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     del param
     app = ctx.find_object(AppContext)
@@ -355,6 +424,7 @@ _LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("_config", "The settings file (config.toml) of this installation."),
     "consent": ("_consent", "See, grant and withdraw consent for each data category."),
     "control": ("_ble", "Control the speaker at ADDRESS: volume, eq, light, power-off."),
+    "demo": ("_demo", "The whole job on simulated speakers, each stage checked."),
     "data": ("_data", "See, export and delete the data collected on this machine."),
     "devices": ("_ble", "Bind, list and unbind the speakers the agent looks after."),
     "doctor": ("_ble", "Check Python, Bluetooth, paths, config and key store."),

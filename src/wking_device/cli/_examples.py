@@ -19,10 +19,16 @@ EXAMPLES: dict[tuple[str, ...], tuple[str, ...]] = {
         "wking --simulate 3 agent run --duration 30 --interval 2",
         "wking agent run --endpoint https://collector.example.org/v1/logs --ca-file ca.pem",
     ),
+    ("agent", "status"): ("wking agent status", "wking agent status --json"),
     ("completion",): (
         'eval "$(wking completion bash)"    # in ~/.bashrc',
         'eval "$(wking completion zsh)"     # in ~/.zshrc',
         "wking completion fish > ~/.config/fish/completions/wking.fish",
+    ),
+    ("demo",): (
+        "wking demo",
+        "wking demo --devices 5 --duration 20 --faults",
+        "wking demo --json",
     ),
     ("config", "init"): ("wking config init", "wking config init --force"),
     ("config", "set"): (

@@ -167,6 +167,12 @@ def json_bytes(data: Any) -> bytes:
     return _JSON_UNSAFE.sub(_json_escape, text) + b"\n"
 
 
+def json_line(data: Any) -> str:
+    """``data`` as one line of compact JSON, inert on a terminal (a JSON log line)."""
+    text = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS, default=str)
+    return _JSON_UNSAFE.sub(_json_escape, text).decode("utf-8")
+
+
 def _is_terminal(stream: TextIO) -> bool:
     try:
         return stream.isatty()

@@ -62,8 +62,11 @@ _LOGGER = logging.getLogger(__name__)
 WATCH_INTERVAL = 0.1
 """Seconds between two looks at the ledger file's stat from permit checks (see ``watch``)."""
 
-GRANT_METHODS = frozenset({"api", "cli-prompt", "cli-yes", "guardian"})
-"""How a grant or withdrawal can be made; the method is recorded in the ledger."""
+GRANT_METHODS = frozenset({"api", "cli-prompt", "cli-yes", "demo", "guardian"})
+"""How a grant or withdrawal can be made; the method is recorded in the ledger.
+
+``demo`` is the grant ``wking demo`` records in its own temporary home, on simulated speakers.
+"""
 
 _STATE_GRANTED = "granted"
 _STATE_DENIED = "denied"
@@ -581,7 +584,8 @@ class ConsentGate:
 
         Args:
             categories: The categories the user agreed to.
-            method: How the user agreed: ``api``, ``cli-prompt``, ``cli-yes`` or ``guardian``.
+            method: How the user agreed: ``api``, ``cli-prompt``, ``cli-yes``, ``demo`` or
+                ``guardian``.
 
         Returns:
             The ledger entry (its id is the ``consent_id`` of records collected under it).
@@ -631,7 +635,8 @@ class ConsentGate:
 
         Args:
             categories: The categories to withdraw.
-            method: How the user asked: ``api``, ``cli-prompt``, ``cli-yes`` or ``guardian``.
+            method: How the user asked: ``api``, ``cli-prompt``, ``cli-yes``, ``demo`` or
+                ``guardian``.
 
         Returns:
             The ledger entry, or ``None`` when none of the categories had a grant on record.

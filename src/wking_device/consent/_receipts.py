@@ -38,6 +38,7 @@ _COLLECTION_METHOD = {
     "api": "a program using the wking_device library, stating that the user agreed",
     "cli-prompt": "interactive confirmation in the wking command",
     "cli-yes": "explicitly named categories with --yes in the wking command",
+    "demo": "the wking demo command, in its own temporary home, for simulated speakers only",
     "guardian": "a parent or guardian confirmed for a minor's profile",
 }
 

@@ -233,6 +233,7 @@ class Uploader:
         self._plan: _Plan | None = None
         self.counters = UploadCounters()
         self.last_error: str | None = None
+        self._late: set[asyncio.Future[int]] = set()  # releases of claims cut short
 
     @property
     def endpoint(self) -> str:
@@ -401,7 +402,15 @@ class Uploader:
             plan = self._current_plan()
             if not plan.scopes:
                 return
-            records = await self._store.claim(self._batch_size, scopes=plan.scopes)
+            claiming = asyncio.ensure_future(
+                self._store.claim(self._batch_size, scopes=plan.scopes)
+            )
+            try:
+                records = await asyncio.shield(claiming)
+            except asyncio.CancelledError:
+                # the claim goes on in the store's thread: what it takes is pending again
+                claiming.add_done_callback(self._release_late)
+                raise
             if not records:
                 return
             outstanding = {record.record_id for record in records}
@@ -413,6 +422,16 @@ class Uploader:
                     await asyncio.shield(self._store.release(outstanding))
             if self._progress is not None:
                 self._progress(self.counters)
+
+    def _release_late(self, claiming: asyncio.Future[list[Record]]) -> None:
+        """Release what a claim cut short by a cancellation took (else claimed until reopen)."""
+        if claiming.cancelled() or claiming.exception() is not None or not claiming.result():
+            return
+        ids = {record.record_id for record in claiming.result()}
+        releasing = asyncio.ensure_future(self._store.release(ids))
+        self._late.add(releasing)
+        releasing.add_done_callback(self._late.discard)
+        releasing.add_done_callback(_quiet)
 
     async def _check(self, records: Sequence[Record], outstanding: set[str]) -> list[Record]:
         """Consent, right before a send: keep what may go; purge or defer the rest."""
@@ -598,6 +617,12 @@ class Uploader:
 
 def _frame_gzip(framer: LogsFramer, encoded: list[bytes]) -> bytes:
     return gzip_body(framer.frame(encoded))
+
+
+def _quiet(task: asyncio.Future[Any]) -> None:
+    """A late release that failed (the store closed): the records are pending at reopen."""
+    if not task.cancelled() and task.exception() is not None:
+        _LOGGER.debug("a late release failed: %s", task.exception())
 
 
 def _permanent(result: Permanent, endpoint: str) -> UploadRejected:
