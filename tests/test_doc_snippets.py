@@ -308,11 +308,13 @@ HOW: list[tuple[str, How]] = [
         r"wking agent status",
         How(
             "reports an agent running for this home: one is started first (a simulated speaker, "
-            "stopped with SIGTERM after), and the status asked once it has written its file",
+            "stopped with SIGTERM after), and the status shown once it reports it running (grep "
+            "reads all of it: with -q, pipefail would see wking's SIGPIPE)",
             when="agent running",
-            run="wking --simulate 1 agent run --duration=30 >/dev/null 2>&1 & "
-            "for i in $(seq 150); do wking agent status | grep -q 'last cycle' && break; "
-            "sleep 0.2; done; wking agent status; kill -TERM $! && wait $!",
+            run="wking --simulate 1 agent run --duration=30 >agent.log 2>&1 & "
+            "for i in $(seq 100); do kill -0 $! 2>/dev/null || break; "
+            "wking agent status | grep '^agent running' >/dev/null && break; sleep 0.2; done; "
+            "wking agent status; kill -TERM $! 2>/dev/null; wait $!; s=$?; cat agent.log; exit $s",
             expect=(
                 ("(pid 4242) since 2026-01-05T09:12:03+01:00", "(pid …) since …"),
                 ("last cycle 2026-01-05T09:40:17+01:00", "last cycle …"),
@@ -332,7 +334,7 @@ HOW: list[tuple[str, How]] = [
         How(
             "loads the script into zsh (a ~/.zshrc line), which this machine may not have: the "
             "script is printed and checked to register wking's completion with compdef",
-            run="wking completion zsh | grep -q '^ *compdef _wking_completion wking$'",
+            run="wking completion zsh | grep '^ *compdef _wking_completion wking$' >/dev/null",
         ),
     ),
     (
