@@ -31,6 +31,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import threading
 import tomllib
 from dataclasses import dataclass
@@ -164,6 +165,14 @@ HOW: list[tuple[str, How]] = [
         How("the test suite itself, as .ci/run runs it"),
     ),
     (r"(\.venv/bin/)?python -m pytest.*", How("the test suite itself, as .ci/run runs it")),
+    (
+        r"\.venv/bin/(wking(?: .*)?)",
+        How(
+            "the checkout's virtual environment's wking, installed by the lines above: the tests "
+            "run the wking of their own environment (first on PATH), the same command",
+            run=r"\1",
+        ),
+    ),
     (r"\.venv/bin/python benchmarks/.*", How(_BENCH)),
     (
         r"wking consent grant",
@@ -217,7 +226,127 @@ HOW: list[tuple[str, How]] = [
             "are checked by reading, and the unit file by tests/test_doc_snippets.py's ini check"
         ),
     ),
+    (
+        r"head -c 32 /dev/urandom \| sudo systemd-creds encrypt .*",
+        How(
+            "needs root and the host's credential key: encrypts a new key into the system "
+            "credential store, a deployment step checked by reading"
+        ),
+    ),
     (r"sudo .*", How("needs root: a system set-up step, not run by the suite")),
+    (
+        r"curl .*https://sh\.rustup\.rs \| sh .*",
+        How(
+            "downloads and installs the Rust toolchain into the home directory: a build "
+            "prerequisite on a Pi without wheels, not a step of this machine"
+        ),
+    ),
+    (
+        r"\. \"\$HOME/\.cargo/env\"",
+        How("loads the Rust toolchain rustup installed (the step above, not run here)"),
+    ),
+    (
+        r"pipx install \./wking_device-\*-py3-none-any\.whl",
+        How(
+            "installs the built wheel into ~/.local with pipx: tests/test_wheel.py builds the "
+            "wheel and installs it into a fresh venv"
+        ),
+    ),
+    (
+        r"cp examples/systemd/wking-agent\.user\.service ~/\.config/systemd/user/\S+",
+        How(
+            "installs the user unit into this user's systemd configuration: the unit is checked "
+            "by tests/test_systemd_units.py (systemd-analyze verify)"
+        ),
+    ),
+    (
+        r"wk\(\) \{ sudo systemd-run .* /opt/wking/venv/bin/wking \"\$@\"; \}",
+        How(
+            "defines `wk`: wking run as the service's user with its home and credential, through "
+            "sudo systemd-run (root); the `wk` commands after it run as plain wking here"
+        ),
+    ),
+    (
+        r"wk doctor",
+        How(
+            "`wk` runs wking as the service's user (next entry); doctor connects to the collector "
+            "and collector.example.org is none: the endpoint is set to the reference receiver, "
+            "trusting its CA, then plain wking doctor runs",
+            run="wking config set upload.endpoint https://127.0.0.1:{port}/v1/logs >/dev/null && "
+            "wking config set upload.ca_bundle {rx}/ca.pem >/dev/null && wking doctor",
+        ),
+    ),
+    (
+        r"wk (.+)",
+        How(
+            "`wk` (defined above) runs wking as the service's user through sudo systemd-run: run "
+            "here as plain wking on this document's home, the same command and arguments",
+            run=r"wking \1",
+        ),
+    ),
+    (
+        r"python3 -c \"import sysconfig; print\(sysconfig\.get_platform\(\)\)\"",
+        How(
+            "prints this machine's platform: a Pi's 64-bit userland prints linux-aarch64, this "
+            "machine its own",
+            run=r"\g<0>",
+            expect=(("linux-aarch64", sysconfig.get_platform()),),
+        ),
+    ),
+    (
+        r"WKING_BLE__SCAN_TIMEOUT=9 wking --json config show",
+        How(
+            'shows a setting from config.toml: a file setting region = "US" is written first, '
+            "and removed after",
+            run=r"\g<0>",
+            before='mkdir -p "$WKING_HOME/config" && '
+            'printf \'region = "US"\\n\' > "$WKING_HOME/config/config.toml"',
+            after='rm "$WKING_HOME/config/config.toml"',
+        ),
+    ),
+    (
+        r"wking agent status",
+        How(
+            "reports an agent running for this home: one is started first (a simulated speaker, "
+            "stopped with SIGTERM after), and the status shown once it reports it running (grep "
+            "reads all of it: with -q, pipefail would see wking's SIGPIPE)",
+            when="agent running",
+            run="wking --simulate 1 agent run --duration=30 >agent.log 2>&1 & "
+            "for i in $(seq 100); do kill -0 $! 2>/dev/null || break; "
+            "wking agent status | grep '^agent running' >/dev/null && break; sleep 0.2; done; "
+            "wking agent status; kill -TERM $! 2>/dev/null; wait $!; s=$?; cat agent.log; exit $s",
+            expect=(
+                ("(pid 4242) since 2026-01-05T09:12:03+01:00", "(pid …) since …"),
+                ("last cycle 2026-01-05T09:40:17+01:00", "last cycle …"),
+            ),
+        ),
+    ),
+    (
+        r"eval \"\$\(wking completion bash\)\"",
+        How(
+            "loads the script into this shell (a ~/.bashrc line): run in bash, then checked to "
+            "have registered wking's completion",
+            run=r"\g<0> && complete -p wking",
+        ),
+    ),
+    (
+        r"eval \"\$\(wking completion zsh\)\"",
+        How(
+            "loads the script into zsh (a ~/.zshrc line), which this machine may not have: the "
+            "script is printed and checked to register wking's completion with compdef",
+            run="wking completion zsh | grep '^ *compdef _wking_completion wking$' >/dev/null",
+        ),
+    ),
+    (
+        r"wking completion fish > ~/\.config/fish/completions/wking\.fish",
+        How(
+            "writes into this user's fish configuration: run with HOME set to a directory of the "
+            "test (created first), and the file checked to register wking's completion",
+            before='mkdir -p "$WKING_HOME/fish-home/.config/fish/completions"',
+            run='HOME="$WKING_HOME/fish-home"; \\g<0> && '
+            "grep -q -- '--command wking' ~/.config/fish/completions/wking.fish",
+        ),
+    ),
     (
         r"wking --simulate 2 scan",
         How(
@@ -518,11 +647,14 @@ class PyHow:
         reason: Why it is not run as a script.
         pytest: Run it as a test module (``pytest`` with the ``wking_sim`` plugin's fixtures).
         harness: A program with ``{snippet}`` where the snippet goes (indented to fit).
+        run: ``False``: not run (the reason says which program runs the same code), only
+            compiled.
     """
 
     reason: str
     pytest: bool = False
     harness: str = ""
+    run: bool = True
 
 
 _CODEC_HARNESS = """\
@@ -554,11 +686,24 @@ PYTHON_HOW: list[tuple[str, PyHow]] = [
             harness=_CODEC_HARNESS,
         ),
     ),
+    (
+        r"found = await discover\(timeout=5\.0\)\n.*disconnected_callback=",
+        PyHow(
+            "needs a Bluetooth adapter and a speaker in range, and follows its events until the "
+            "link is lost: examples/companion.py is this program on a simulated speaker, run by "
+            "tests/test_examples.py",
+            run=False,
+        ),
+    ),
 ]
 
 
+def _python_how(block: Block) -> PyHow | None:
+    return next((h for pattern, h in PYTHON_HOW if re.search(pattern, block.text, re.M)), None)
+
+
 def _python_run(block: Block, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    how = next((h for pattern, h in PYTHON_HOW if re.search(pattern, block.text, re.M)), None)
+    how = _python_how(block)
     env = {
         name: value
         for name, value in os.environ.items()
@@ -600,6 +745,10 @@ PYTHON = _of("python", "py")
 
 @pytest.mark.parametrize("block", PYTHON, ids=[block.where for block in PYTHON])
 def test_every_python_snippet_runs(block: Block, tmp_path: Path) -> None:
+    how = _python_how(block)
+    if how is not None and not how.run:
+        compile(block.text, block.where, "exec")  # listed with its reason: a syntax error fails
+        return
     proc = _python_run(block, tmp_path)
     assert proc.returncode == 0, f"{block.where}:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
 
