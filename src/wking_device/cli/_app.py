@@ -88,6 +88,9 @@ class AppContext:
 
             return asyncio.run(coro)
         finally:
+            # a Ctrl-C before asyncio.run started it (during the import): close the coroutine,
+            # or Python warns at exit that it "was never awaited" (a no-op once it ran)
+            coro.close()
             defer()
 
     def out(self, data: Any, render: Callable[[Console], None] | None = None) -> None:
