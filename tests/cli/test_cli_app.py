@@ -7,6 +7,8 @@ the process does, not what a click test runner sees.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import logging
 import os
@@ -21,6 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from wking_device.cli import cli
+from wking_device.cli._app import AppContext
 
 WKING = str(Path(sys.executable).with_name("wking"))
 ADDRESS = "C0:57:4B:00:00:02"
@@ -332,11 +335,6 @@ def test_a_ctrl_c_before_the_loop_starts_leaves_no_unawaited_coroutine(
     # Ctrl-C can land after the command built its coroutine and before asyncio.run started it
     # (the test signal suite saw "coroutine ... was never awaited" on stderr): the signal's
     # timing is what is simulated here, by an asyncio.run that is interrupted at once.
-    import asyncio
-    import gc
-
-    from wking_device.cli._app import AppContext
-
     async def work() -> int:
         return 1
 
