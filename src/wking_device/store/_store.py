@@ -1110,40 +1110,29 @@ class RecordStore:
         return deleted
 
     def _release_sync(self, ids: list[str]) -> int:
-        conn = self._conn
-        released = 0
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for start in range(0, len(ids), _CHUNK):
-                chunk = ids[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                released += conn.execute(
-                    f"UPDATE records SET state = ? WHERE state = ? AND record_id IN ({marks})",  # noqa: S608
-                    (STATE_PENDING, STATE_CLAIMED, *chunk),
-                ).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            self._rollback()
-            raise
-        return released
+        return self._unclaim_sync(ids, STATE_PENDING)
 
     def _reject_sync(self, ids: list[str]) -> int:
+        return self._unclaim_sync(ids, STATE_REJECTED)
+
+    def _unclaim_sync(self, ids: list[str], state: int) -> int:
+        """Move claimed records (of ``ids``) to ``state``; returns how many moved."""
         conn = self._conn
-        rejected = 0
+        moved = 0
         conn.execute("BEGIN IMMEDIATE")
         try:
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start : start + _CHUNK]
                 marks = ",".join("?" * len(chunk))
-                rejected += conn.execute(
+                moved += conn.execute(
                     f"UPDATE records SET state = ? WHERE state = ? AND record_id IN ({marks})",  # noqa: S608
-                    (STATE_REJECTED, STATE_CLAIMED, *chunk),
+                    (state, STATE_CLAIMED, *chunk),
                 ).rowcount
             conn.execute("COMMIT")
         except BaseException:
             self._rollback()
             raise
-        return rejected
+        return moved
 
     def _purge_sync(self, category: str) -> int:
         # Shred first: once the keys are gone the rows are unreadable even if we crash before
