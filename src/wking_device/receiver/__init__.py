@@ -5,9 +5,12 @@ certificate (:func:`ensure_pki`), the request decoding, an SQLite file de-duplic
 ``wking.record_id`` and deterministic fault injection (:class:`FaultPlan`)::
 
     from wking_device.receiver import Receiver
+    from wking_device.upload import OTLPSender, TLSOptions, build_ssl_context
 
     async with Receiver(data_dir, host="127.0.0.1", port=0) as rx:
-        print(rx.endpoint, rx.ca_file)
+        context = build_ssl_context(TLSOptions(ca_file=rx.ca_file))  # trust only its CA
+        async with OTLPSender(rx.endpoint, ssl_context=context) as sender:
+            ...
 
 It is not a production collector: see docs/upload.md and docs/deploy.md.
 """
