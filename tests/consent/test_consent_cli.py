@@ -16,8 +16,10 @@ from wking_device.cli import cli
 from wking_device.collect import OperationLogCollector, open_installation_gate
 from wking_device.config import load_settings, resolve_paths
 from wking_device.models import OperationEvent, OperationKind, Outcome
-from wking_device.policy import CATEGORY_IDS
+from wking_device.policy import CATEGORY_IDS, shipped_policies
 from wking_device.store import open_store
+
+CURRENT = shipped_policies().current.version
 
 
 @pytest.fixture(name="run")
@@ -102,7 +104,7 @@ def test_interactive_grant_shows_description_and_policy_version(run, home: Path)
     assert result.returncode == 0, result.stderr
     # the questions and what they are about go to stderr; stdout carries the result
     assert "speaker's model, firmware" in result.stderr
-    assert "Privacy notice: version 1.1" in result.stderr
+    assert f"Privacy notice: version {CURRENT}" in result.stderr
     assert "granted: device_info" in result.stdout
     states = _states(_status(run))
     assert states["device_info"] == "granted"
@@ -190,7 +192,7 @@ def test_receipts_export(run, tmp_path: Path) -> None:
     assert receipt["spiCat"] == ["location"]
     assert receipt["status"] == {"location": "withdrawn", "operation_logs": "active"}
     assert receipt["event_history"][0]["event"] == "withdraw"
-    assert receipt["notice"]["policy_version"] == "1.1"
+    assert receipt["notice"]["policy_version"] == CURRENT
     assert document["ledger"]["entries"] == 2
 
 
@@ -257,9 +259,9 @@ def test_policy_commands(run) -> None:
     shown = run("policy", "show", "--version", "1.0")
     assert shown.exit_code == 0
     assert "Version 1.0, 15 January 2026" in shown.stdout
-    assert "Version 1.1" in run("policy", "show").stdout
+    assert f"Version {CURRENT}," in run("policy", "show").stdout
     versions = json.loads(run("policy", "versions", "--json").stdout)
-    assert [v["version"] for v in versions] == ["1.0", "1.1"]
+    assert [v["version"] for v in versions] == ["1.0", "1.1", "1.2"]
     assert versions[-1]["current"] is True
     diff = run("policy", "diff", "1.0", "1.1")
     assert diff.exit_code == 0

@@ -15,7 +15,7 @@ from wking_device.errors import (
     PrerequisiteMissing,
     UsageError,
 )
-from wking_device.policy import CATEGORY_IDS, PolicyDocument, shipped_policies
+from wking_device.policy import CATEGORY_IDS, PolicyDocument, PolicySet, shipped_policies
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -223,6 +223,20 @@ def test_a_new_process_with_a_newer_policy_records_the_upgrade(
     assert upgraded.state("location").state == "suspended"
     assert upgraded.history()[-1].event == "policy_installed"
     assert upgraded.history()[-1].categories == ("location",)
+
+
+def test_notice_1_2_suspends_every_grant_made_under_1_1(
+    make_gate: Callable[..., ConsentGate],
+) -> None:
+    # 1.2 discloses the installation id that links every upload: no grant under 1.1 carries over
+    under_1_1 = PolicySet(doc for doc in shipped_policies() if doc.version in {"1.0", "1.1"})
+    old = make_gate(policies=under_1_1)
+    old.grant(sorted(CATEGORY_IDS), method="api")
+    assert old.permit(sorted(CATEGORY_IDS)).valid
+    upgraded = make_gate()
+    assert {upgraded.state(c).state for c in CATEGORY_IDS} == {"suspended"}
+    upgraded.grant(sorted(CATEGORY_IDS), method="api")
+    assert upgraded.permit(sorted(CATEGORY_IDS)).policy_version == "1.2"
 
 
 def test_refresh_picks_up_other_processes(make_gate: Callable[..., ConsentGate]) -> None:

@@ -63,3 +63,21 @@ def test_unknown_version_and_bad_category_are_refused() -> None:
     doc = PolicyDocument(version="1.0", date=date(2026, 1, 1), text="x")
     with pytest.raises(UsageError):
         PolicySet([doc, doc])
+
+
+def test_the_current_notice_discloses_what_an_upload_carries() -> None:
+    text = shipped_policies().current.text
+    # every attribute the uploader sends is disclosed in words a reader understands
+    for words in (
+        "pseudonymous installation id",
+        "its category",
+        "record id",
+        "id of the consent",
+        "version of this notice",
+        "name and version of this software",
+    ):
+        assert words in text, words
+    # rights this version does not offer are not promised
+    assert "correct it" not in text
+    assert "wking data status" in text
+    assert "wking data export" in text
