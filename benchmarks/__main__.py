@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, str] = {
     "ingest": "benchmarks.ingest",
     "upload": "benchmarks.upload",
     "fleet": "benchmarks.discovery",
+    "pipeline": "benchmarks.pipeline",
 }
 """name -> module defining ``run(quick)``; add one line per new benchmark module."""
 

@@ -127,10 +127,13 @@ async def test_an_uploader_that_raises_is_restarted(receiver_dir: Path) -> None:
         finally:
             await uploader.aclose()
         received = rx.stats.stored
+        left = (await real.stats()).total
     assert summary.failures["upload"] == 1
     assert received > 0, "the restarted uploader uploaded"
     assert summary.upload is not None
-    assert summary.upload["sent"] == received
+    # a request cut short by the stop may have reached the receiver unacknowledged: such records
+    # stay pending here (the next drain re-sends them, the receiver de-duplicates)
+    assert summary.upload["sent"] <= received <= summary.upload["sent"] + left
 
 
 async def test_one_speaker_out_of_range_never_stops_the_others_and_the_status_is_clean() -> None:

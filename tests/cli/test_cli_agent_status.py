@@ -177,15 +177,18 @@ def test_agent_run_observed_withdrawn_and_stopped(home: Path, receiver: Receiver
     kept, by_category = _store_counts()
     assert "operation_logs" not in by_category  # shredded at the withdrawal
     rows = receiver.export()
-    assert len({row["record_id"] for row in rows}) == len(rows) == summary["upload"]["sent"]
+    assert len({row["record_id"] for row in rows}) == len(rows)
+    # the SIGTERM may cut a request the receiver already stored: those records were not
+    # acknowledged, so they are still on disk here (the next drain re-sends, the receiver dedupes)
+    assert summary["upload"]["sent"] <= len(rows) <= summary["upload"]["sent"] + kept
     operation_logs_kept_until_withdrawal = sum(
         1 for row in rows if row.get("category") == "operation_logs"
     )
     assert operation_logs_kept_until_withdrawal <= received_at_withdrawal
     # every record the collectors stored is in the receiver, still on disk, or was shredded by
     # the withdrawal (operation logs not yet uploaded)
-    shredded = stored - len(rows) - kept
-    assert shredded >= 0, (stored, len(rows), kept)
+    shredded = stored - summary["upload"]["sent"] - kept
+    assert shredded >= 0, (stored, summary["upload"]["sent"], kept)
     assert summary["records"]["OperationLogCollector"] - operation_logs_kept_until_withdrawal >= (
         shredded
     )

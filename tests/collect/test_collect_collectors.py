@@ -24,7 +24,7 @@ from wking_device.errors import ConsentRequired, PermitRevoked, StoreFull
 from wking_device.models import DeviceInfo, OperationEvent, OperationKind, Outcome
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from wking_device.consent import Permit
     from wking_device.models import Record
@@ -121,8 +121,7 @@ async def test_bus_attachment_and_automatic_batches(gate: ConsentGate) -> None:
     unsubscribe = collector.attach(bus)
     for _ in range(25):
         bus.emit(_event())
-    await asyncio.sleep(0.05)
-    assert len(sink.records) >= 20
+    await _until(lambda: len(sink.records) >= 20)
     unsubscribe()
     await collector.aclose()
     assert len(sink.records) == 25
@@ -366,3 +365,72 @@ async def test_records_without_their_key_store_are_never_given_a_fresh_one(home:
         open_installation_gate(paths, settings)
     assert not (key_dir(paths) / "keystore.json").exists()
     assert home in paths.data_dir.parents
+
+
+class _GatedSink(MemorySink):
+    """A sink that holds every hand-over until released, recording each batch's size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+        self.release = asyncio.Event()
+        self.entered = asyncio.Event()
+
+    async def append(self, records: Sequence[Record], permit: Permit) -> None:
+        self.entered.set()
+        await self.release.wait()
+        self.batches.append(len(records))
+        await super().append(records, permit)
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Let the loop run until ``condition`` holds (bounded: 5 s)."""
+    async with asyncio.timeout(5.0):
+        while not condition():  # noqa: ASYNC110 - polls state the code under test owns
+            await asyncio.sleep(0)
+
+
+async def test_eager_collector_hands_records_over_without_a_flush_call(gate: ConsentGate) -> None:
+    gate.grant(["operation_logs"], method="api")
+    sink = _GatedSink()
+    collector = OperationLogCollector(gate, sink, adapter_mac="")
+    collector.on_event(_event())
+    await asyncio.wait_for(sink.entered.wait(), 5.0)  # no flush(), no timer: it is on its way
+    for _ in range(5):  # these arrive while the first hand-over is in flight
+        collector.on_event(_event())
+    sink.release.set()
+    await _until(lambda: len(sink.records) == 6)
+    assert sink.batches == [1, 5]  # one hand-over in flight; the rest go in the next, together
+    assert collector.pending == 0
+    collector.close()
+
+
+async def test_lazy_collector_waits_for_flush(gate: ConsentGate) -> None:
+    gate.grant(["operation_logs"], method="api")
+    sink = MemorySink()
+    collector = OperationLogCollector(gate, sink, adapter_mac="", eager=False)
+    collector.on_event(_event())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert sink.records == []
+    assert await collector.flush() == 1
+
+
+async def test_a_failing_sink_is_not_retried_per_record(
+    gate: ConsentGate, caplog: pytest.LogCaptureFixture
+) -> None:
+    gate.grant(["operation_logs"], method="api")
+    sink = _FlakySink()
+    collector = OperationLogCollector(gate, sink, adapter_mac="")
+    collector.on_event(_event())
+    await _until(lambda: "flushing to the sink failed" in caplog.text)
+    for _ in range(50):
+        collector.on_event(_event())
+        await asyncio.sleep(0)
+    assert caplog.text.count("flushing to the sink failed") == 1  # paused, not a storm
+    assert collector.pending == 51  # nothing lost
+    sink.fail = False
+    assert await collector.flush() == 51  # an explicit flush (the agent's, run()'s) resumes it
+    collector.on_event(_event())
+    await _until(lambda: len(sink.records) == 52)
+    collector.close()

@@ -285,11 +285,19 @@ class Agent:
         self._shown_active: list[str] = []
         if adapter_mac is None:
             adapter_mac = host_adapter_mac(adapter=settings.ble.adapter) or ""
-        self.operations = OperationLogCollector(gate, store, adapter_mac=adapter_mac)
-        self.device_info = DeviceInfoCollector(gate, store)
-        self.software_info = SoftwareInfoCollector(gate, store)
-        self.diagnostics = DiagnosticsCollector(gate, store)
-        self.location = LocationCollector(gate, store, location=settings.location)
+
+        # records go to the store as they come (eager); a failing store is counted and logged
+        # once, as for the flush after each cycle, which retries what is kept
+        def failed(exc: Exception) -> None:
+            self._failed("store", exc)
+
+        self.operations = OperationLogCollector(
+            gate, store, adapter_mac=adapter_mac, on_error=failed
+        )
+        self.device_info = DeviceInfoCollector(gate, store, on_error=failed)
+        self.software_info = SoftwareInfoCollector(gate, store, on_error=failed)
+        self.diagnostics = DiagnosticsCollector(gate, store, on_error=failed)
+        self.location = LocationCollector(gate, store, location=settings.location, on_error=failed)
         self.summary = AgentSummary()
 
     @property

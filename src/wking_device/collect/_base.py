@@ -7,7 +7,12 @@ what a record contains (the concrete collectors do) nor whether consent exists (
 
 Cost: a denied event costs two attribute reads and an integer comparison (the permit is
 re-requested only when the gate's generation changes); a collected one costs a dict and a record.
-Records are buffered and flushed in batches (:meth:`flush`, or :meth:`run` on an interval).
+
+Latency: with an event loop running, a collector hands its records to the sink as soon as it has
+some and no hand-over is in flight (``eager=True``, the default); records that arrive during a
+hand-over go in the next one. Batches therefore grow with the load and a record waits for at most
+one hand-over plus the sink's own commit — the store's group commit works the same way — instead
+of a timer. ``eager=False`` keeps records until :meth:`flush`, ``batch_size`` or :meth:`run`.
 """
 
 from __future__ import annotations
@@ -73,6 +78,12 @@ class Collector:
             are buffered.
         max_buffer: Drop new records beyond this many unflushed ones (counted in
             ``stats.overflowed``).
+        eager: Hand records to the sink as soon as they arrive (when an event loop is running
+            and no hand-over is in flight); ``False``: only on :meth:`flush`, :meth:`run` or a
+            full ``batch_size``.
+        on_error: Called with the exception when a hand-over in the background fails (the
+            records are kept; background hand-overs pause until :meth:`flush` succeeds). Without
+            it, the failure is logged as a warning.
     """
 
     categories: ClassVar[frozenset[str]] = frozenset()
@@ -85,6 +96,8 @@ class Collector:
         *,
         batch_size: int = 1000,
         max_buffer: int = 100_000,
+        eager: bool = True,
+        on_error: Callable[[Exception], object] | None = None,
     ) -> None:
         if not self.categories:
             raise TypeError(f"{type(self).__name__} declares no categories")
@@ -92,6 +105,9 @@ class Collector:
         self._sink = sink
         self._batch_size = batch_size
         self._max_buffer = max_buffer
+        self._eager = eager
+        self._eager_paused = False  # the last eager hand-over failed: wait for flush()/run()
+        self._on_error = on_error
         self._buffer: list[tuple[Record, Permit]] = []
         self._permits: dict[frozenset[str], tuple[int, Permit | None]] = {}
         self._flush_lock = asyncio.Lock()
@@ -146,7 +162,7 @@ class Collector:
         )
         self._buffer.append((record, permit))
         self.stats.emitted += 1
-        if len(self._buffer) >= self._batch_size:
+        if (self._eager and not self._eager_paused) or len(self._buffer) >= self._batch_size:
             self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -163,8 +179,25 @@ class Collector:
     async def _flush_quietly(self) -> None:
         try:
             await self.flush()
-        except Exception:
-            _LOGGER.exception("%s: flushing to the sink failed; records kept", type(self).__name__)
+            # what arrived during that hand-over goes next (the task in flight kept
+            # _schedule_flush from starting another)
+            while self._buffer and (self._eager or len(self._buffer) >= self._batch_size):
+                if not await self.flush():
+                    break  # nothing the sink would take (e.g. every permit revoked)
+        except Exception as exc:
+            # a failing sink (a full disk, a closed store) is not retried per record: the next
+            # flush() or run() tick tries again and, when it succeeds, resumes eager hand-overs
+            self._eager_paused = True
+            if self._on_error is not None:
+                self._on_error(exc)
+                return
+            _LOGGER.warning(
+                "%s: flushing to the sink failed (%s: %s); records kept for the next flush",
+                type(self).__name__,
+                type(exc).__name__,
+                exc,
+            )
+            _LOGGER.debug("the sink's error", exc_info=True)
 
     def _salvage(self, record: Record) -> tuple[Record, Permit] | None:
         """Reduce a record whose permit was revoked to what a valid permit still allows.
@@ -239,6 +272,7 @@ class Collector:
                 if not items:
                     break
             self._buffer[:0] = self._revalidated(items)
+            self._eager_paused = False
             return accepted
 
     async def run(self, interval: float = 1.0) -> None:
