@@ -22,6 +22,16 @@ if TYPE_CHECKING:
     from wking_device.ble import BleBackend, DiscoveredSpeaker
 
 
+def shown(text: object) -> str:
+    """Return ``text`` safe for a terminal: characters that are not printable are escaped.
+
+    Speakers choose their own names and Device Information strings; one could carry an escape
+    sequence that moves the cursor, rewrites the screen or reverses the text direction.
+    ``str.isprintable`` is false for every such character (control and format characters).
+    """
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(text))
+
+
 def _speaker_count(text: str) -> int:
     try:
         count = int(text)

@@ -42,6 +42,14 @@ async def backend(real: bool) -> AsyncIterator[tuple[BleBackend | None, object |
         yield world.backend, world.speakers[0]
 
 
+def shown(text: object) -> str:
+    """Return ``text`` safe for a terminal: every character that is not printable, escaped.
+
+    A speaker chooses its own name and information strings, which could carry escape sequences.
+    """
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(text))
+
+
 def describe(event: SpeakerEvent) -> str:
     """One line per event."""
     if isinstance(event, BatteryChanged):
@@ -68,7 +76,7 @@ async def main() -> None:
         if not found:
             raise SystemExit("no W-KING speaker found")
         target = found[0]
-        print(f"found {target.name} ({target.model})")
+        print(f"found {shown(target.name)} ({shown(target.model)})")
 
         lost = asyncio.Event()
         async with (
@@ -78,7 +86,8 @@ async def main() -> None:
             speaker.events() as events,
         ):
             info = await speaker.read_info()
-            print(f"{info.manufacturer} {info.model}, firmware {info.firmware}")
+            maker, model = shown(info.manufacturer), shown(info.model)
+            print(f"{maker} {model}, firmware {shown(info.firmware)}")
             print(f"battery {info.battery} %")
             await speaker.set_volume(30)
             await speaker.set_eq(EqPreset.BASS_BOOST)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from _common import backend_for, exit_on_error, parse_args
+from _common import backend_for, exit_on_error, parse_args, shown
 
 from wking_device.ble import discover
 
@@ -17,7 +17,8 @@ async def main() -> None:
     async with backend_for(args) as backend:
         speakers = await discover(3.0, backend=backend)
     for speaker in speakers:
-        print(f"{speaker.address}  {speaker.rssi:4d} dBm  {speaker.model or '?':8}  {speaker.name}")
+        model = shown(speaker.model or "?")
+        print(f"{speaker.address}  {speaker.rssi:4d} dBm  {model:8}  {shown(speaker.name)}")
     if not speakers:
         print("no W-KING speakers found")
 

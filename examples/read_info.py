@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from _common import backend_for, exit_on_error, first_speaker, parse_args
+from _common import backend_for, exit_on_error, first_speaker, parse_args, shown
 
 from wking_device.ble import Speaker
 
@@ -19,7 +19,7 @@ async def main() -> None:
         async with Speaker(target, backend=backend) as speaker:
             info = await speaker.read_info()
     for key, value in info.model_dump().items():
-        print(f"{key:13} {value}")
+        print(f"{key:13} {shown(value)}")  # strings chosen by the speaker: escaped
 
 
 if __name__ == "__main__":

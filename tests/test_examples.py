@@ -5,6 +5,8 @@ The examples are run as a user runs them: ``python examples/<script>.py`` in a s
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -208,3 +210,45 @@ def test_the_library_guide_snippets_compile_and_import() -> None:
         tree = ast.parse(block)
         imports = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
         exec(compile(ast.Module(body=imports, type_ignores=[]), "<library.md>", "exec"), {})
+
+
+# Speaker 1 of the simulated fleet advertises and reports strings a terminal would act on.
+_HOSTILE_RUN = """
+import json, runpy, sys
+from wking_device.sim import SpeakerSpec
+original = SpeakerSpec.for_index.__func__
+hostile = json.loads(sys.argv[2])
+def for_index(cls, index, **overrides):
+    if index == 1:
+        overrides = {**hostile, **overrides}
+    return original(cls, index, **overrides)
+SpeakerSpec.for_index = classmethod(for_index)
+script = sys.argv[1]
+sys.argv = [script]
+runpy.run_path(script, run_name="__main__")
+"""
+_HOSTILE = {
+    "name": "W\x1b]0;T\x07\x1b[2J\u202eB\x9b",
+    "firmware": "1\x1b[31m\u2066\x00\r\nerror: forged line",
+}
+# what a terminal acts on: C0 controls but newline, DEL, C1, bidirectional and format characters
+_RAW = re.compile(
+    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]"
+)
+
+
+@pytest.mark.parametrize("script", ["discover.py", "read_info.py", "companion.py"])
+def test_strings_from_speakers_are_escaped(script: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", _HOSTILE_RUN, script, json.dumps(_HOSTILE)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+        cwd=EXAMPLES,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert not _RAW.findall(proc.stdout), repr(proc.stdout)
+    assert "\\x1b" in proc.stdout  # shown, escaped: the user still sees what the speaker sent
+    assert "\nerror: forged line" not in proc.stdout
