@@ -116,6 +116,14 @@ async def test_upload_refusals_exit_5_with_one_line_and_lose_nothing(
     assert await pending(home) == 30
 
 
+async def test_upload_with_nothing_pending_says_it_contacted_nobody(home: Path) -> None:
+    # port 9 (discard): nothing listens; with nothing to send there is no connection to fail
+    code, out, err = await wking(home, "upload", "--endpoint", "https://127.0.0.1:9")
+    assert code == 0, err
+    assert "the collector was not contacted" in out
+    assert "wking doctor" in out
+
+
 async def test_upload_without_an_endpoint_is_a_usage_error(home: Path) -> None:
     code, _, err = await wking(home, "upload")
     assert code == 2

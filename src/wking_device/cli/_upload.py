@@ -146,6 +146,11 @@ def upload(app: AppContext, /, **options: Any) -> None:
                 "the collector is outside your region: MAC addresses were pseudonymised and "
                 "location kept here (grant cross_border_transfer to send them as they are)"
             )
+        if not result["requests"]:
+            console.print(
+                "nothing was sent, so the collector was not contacted ('wking doctor' checks "
+                "the connection)"
+            )
         if result["deferred"]:
             console.print(
                 f"{result['deferred']} records stay here: consent or the cross-border rule "
