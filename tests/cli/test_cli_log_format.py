@@ -95,3 +95,18 @@ def test_text_is_the_default_and_a_bad_format_is_a_usage_error(home: Path) -> No
     bad = _run("--log-format", "xml", "consent", "status")
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: ")
+
+
+def test_the_agents_do_not_track_warning_is_a_json_line_too(home: Path) -> None:
+    del home
+    granted = _run("consent", "grant", "--yes", "operation_logs")
+    assert granted.returncode == 0, granted.stderr
+    args = ("--simulate", "1", "agent", "run", "--duration", "0.5", "--interval", "0.3")
+    proc = _run("--log-format", "json", *args, env={"DO_NOT_TRACK": "1"})
+    assert proc.returncode == 0, proc.stderr
+    entries = [json.loads(line) for line in proc.stderr.splitlines()]  # every line is JSON
+    assert any(
+        e["level"] == "WARNING" and e["message"].startswith("Do Not Track is on") for e in entries
+    ), entries
+    text = _run(*args, env={"DO_NOT_TRACK": "1"})
+    assert text.stderr.startswith("warning: Do Not Track is on")

@@ -275,7 +275,7 @@ async def _run(
     gate = open_installation_gate(paths, settings)
     if gate.tampered is not None:
         raise gate.tampered  # the ledger was altered: every category is denied (exit 7)
-    _check_something_to_collect(gate)
+    _check_something_to_collect(gate, json_logs=app.log_format == "json")
     bound = open_bindings(app).addresses  # re-read at every cycle: an unbind counts at once
     error: WkingError | None = None
     target = resolve_target(app, upload)  # checked before anything starts (http:// exits 5)
@@ -404,8 +404,11 @@ def _when(timestamp: object) -> str:
     return markup(visible(str(timestamp)))
 
 
-def _check_something_to_collect(gate: ConsentGate) -> None:
+def _check_something_to_collect(gate: ConsentGate, *, json_logs: bool = False) -> None:
     """Refuse to run with nothing the agent could collect; warn under Do Not Track.
+
+    The warning is a ``warning:`` line, or with ``--log-format json`` a log record (a JSON line,
+    like everything else the agent says on standard error).
 
     Raises:
         ConsentRequired: No category the agent collects is granted (exit 3).
@@ -420,11 +423,14 @@ def _check_something_to_collect(gate: ConsentGate) -> None:
             "categories",
         )
     if gate.do_not_track:
-        click.echo(
-            "warning: Do Not Track is on: the agent collects nothing and connects to no speaker "
-            "while it is (see 'wking consent status')",
-            err=True,
+        message = (
+            "Do Not Track is on: the agent collects nothing and connects to no speaker while it "
+            "is (see 'wking consent status')"
         )
+        if json_logs:
+            _LOGGER.warning(message)
+        else:
+            click.echo(f"warning: {message}", err=True)
 
 
 def register(group: click.Group) -> None:

@@ -40,11 +40,13 @@ class AppContext:
         home: ``--home``, or ``None`` for ``$WKING_HOME`` / platform directories.
         json: Print machine-readable JSON instead of tables.
         verbose: Show debug logs and tracebacks.
+        log_format: ``--log-format``: ``"text"`` or ``"json"`` (one JSON object a line).
     """
 
     home: Path | None = None
     json: bool = False
     verbose: bool = False
+    log_format: str = "text"
     console: Console = field(default_factory=make_console)
     _simulate: int | None = None
     _settings: Settings | None = None
@@ -293,6 +295,7 @@ def cli(
         home=Path(home) if home is not None else None,
         json=json_output,
         verbose=verbose,
+        log_format=log_format,
         _simulate=simulate,
     )
     handler = logging.StreamHandler(sys.stderr)
