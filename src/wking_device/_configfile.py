@@ -41,6 +41,7 @@ __all__ = [
     "effective_settings",
     "set_value",
     "setting_keys",
+    "unset_value",
     "write_template",
 ]
 
@@ -354,6 +355,42 @@ def set_value(paths: Paths, key: str, raw: str) -> Any:
     _validate(document.unwrap(), path)
     _atomic_write(path, tomlkit.dumps(document).encode("utf-8"))
     return value
+
+
+def unset_value(paths: Paths, key: str) -> bool:
+    """Take one key out of ``config.toml``, so its default (or the environment) applies again.
+
+    The rest of the file is kept as it is; the result is validated as a whole before anything is
+    written, then the file is replaced atomically, readable by its owner only. A key that would
+    hold a secret is taken out too (written there by hand, it should not stay).
+
+    Args:
+        paths: The installation's paths.
+        key: The dotted key (``upload.endpoint``).
+
+    Returns:
+        Whether the file held the key (``False``: nothing was written).
+
+    Raises:
+        UsageError: The key is neither in the file nor a known setting, or is a section.
+        ConfigError: The file, without the key, is still invalid (naming the key; exit 2).
+        StorageError: The file cannot be written.
+    """
+    path = paths.config_file
+    text, _ = _read_file(path)
+    document = tomlkit.parse(text)
+    section, _, name = key.rpartition(".")
+    table: Any = document.get(section) if section else document
+    if not isinstance(table, dict) or name not in table or isinstance(table[name], dict):
+        if key not in setting_keys():
+            _check_key(key)  # unknown, or a section: the error says which
+        return False
+    del table[name]
+    if section and not table:
+        del document[section]
+    _validate(document.unwrap(), path)
+    _atomic_write(path, tomlkit.dumps(document).encode("utf-8"))
+    return True
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -291,3 +291,44 @@ def test_completion_of_an_unknown_shell_is_a_usage_error() -> None:
     code, _, err = _run("completion", "powershell")
     assert code == 2
     assert "powershell" in err
+
+
+# --- unset -------------------------------------------------------------------------------------
+
+
+def test_unset_takes_a_key_out_and_keeps_the_rest(home: Path) -> None:
+    assert _run("config", "init")[0] == 0
+    assert _run("config", "set", "upload.endpoint", "https://collector.example.org/v1/logs")[0] == 0
+    assert _run("config", "set", "ble.max_connections", "7")[0] == 0
+    code, out, err = _run("config", "unset", "upload.endpoint")
+    assert code == 0, err
+    assert "taken out" in out
+    text = _config(home).read_text()
+    assert text.startswith("# wking settings")  # comments kept
+    settings = load_settings(resolve_paths(home))
+    assert settings.upload.endpoint is None  # the default again
+    assert settings.ble.max_connections == 7  # the rest untouched
+    assert stat.S_IMODE(_config(home).stat().st_mode) == 0o600
+    code, out, _ = _run("--json", "config", "unset", "upload.endpoint")
+    assert code == 0
+    assert json.loads(out)["removed"] is False  # not there: nothing changed
+    assert _config(home).read_text() == text
+
+
+def test_unset_of_an_unknown_key_or_a_section_is_a_usage_error(home: Path) -> None:
+    code, _, err = _run("config", "unset", "ble.scan_timout")
+    assert code == 2
+    assert "did you mean ble.scan_timeout" in err
+    code, _, err = _run("config", "unset", "ble")
+    assert code == 2
+    assert "is a section" in err
+    assert not _config(home).exists()  # nothing created
+
+
+def test_unset_removes_a_secret_written_by_hand_and_an_empty_section(home: Path) -> None:
+    _config(home).parent.mkdir(parents=True)
+    _config(home).write_text('region = "EU"\n[upload]\ntoken = "s3cret"\n', encoding="utf-8")
+    code, out, err = _run("config", "unset", "upload.token")
+    assert code == 0, err
+    assert "s3cret" not in out + err
+    assert tomllib.loads(_config(home).read_text()) == {"region": "EU"}

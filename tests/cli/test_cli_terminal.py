@@ -284,6 +284,7 @@ SAMPLES: dict[tuple[str, ...], list[str]] = {
     ("config", "init"): [],
     ("config", "set"): ["ble.scan_timeout", "8"],
     ("config", "show"): [],
+    ("config", "unset"): ["ble.scan_timeout"],
     ("consent", "grant"): ["--yes", "operation_logs"],
     ("consent", "history"): [],
     ("consent", "receipts"): ["--out", "-"],

@@ -1,8 +1,8 @@
-"""``wking config init|show|set`` and ``wking completion bash|zsh|fish``.
+"""``wking config init|show|set|unset`` and ``wking completion bash|zsh|fish``.
 
 This module renders the config file's commands (the work is :mod:`wking_device._configfile`) and
 prints click's own shell-completion scripts. It reads and writes no other file: ``config show``
-only reports (it creates nothing), ``config init`` and ``config set`` write ``config.toml`` and
+only reports (it creates nothing), ``config init``, ``set`` and ``unset`` write ``config.toml`` and
 nothing else.
 """
 
@@ -101,6 +101,30 @@ def config_set(app: AppContext, key: str, value: str) -> None:
     app.out(
         {"path": str(path), "key": key, "value": written},
         lambda c: c.print(f"{cell(key)} = {cell(_shown(written))} in {cell(path)}"),
+    )
+
+
+@config_group.command("unset", short_help="Take one setting out of config.toml (default again).")
+@click.argument("key")
+@pass_app
+def config_unset(app: AppContext, key: str) -> None:
+    """Take KEY (dotted, e.g. upload.endpoint) out of config.toml.
+
+    Its default applies again, unless a WKING_* environment variable sets it. The rest of the
+    file (comments included) is kept; the file is validated before it is replaced. A key that
+    is not in the file changes nothing.
+    """
+    from wking_device._configfile import unset_value  # noqa: PLC0415
+
+    path = app.paths.config_file
+    removed = unset_value(app.paths, key)
+    app.out(
+        {"path": str(path), "key": key, "removed": removed},
+        lambda c: c.print(
+            f"{cell(key)} taken out of {cell(path)}: its default applies"
+            if removed
+            else f"{cell(key)} is not set in {cell(path)}: nothing changed"
+        ),
     )
 
 

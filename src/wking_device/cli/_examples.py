@@ -37,6 +37,10 @@ EXAMPLES: dict[tuple[str, ...], tuple[str, ...]] = {
         "wking config set upload.token_file /etc/wking/collector.token",
     ),
     ("config", "show"): ("wking config show", "wking config show --json"),
+    ("config", "unset"): (
+        "wking config unset upload.endpoint",
+        "wking config unset ble.adapter --json",
+    ),
     ("consent", "grant"): (
         "wking consent grant operation_logs device_info",
         "wking consent grant --yes operation_logs",
