@@ -71,6 +71,22 @@ async def test_services_filter_takes_16_bit_uuids(bench: Bench) -> None:
         assert [service.uuid for service in client.services] == [BATTERY_SERVICE_UUID]
 
 
+async def test_dangerous_use_bleak_cache_reuses_the_last_collection(bench: Bench) -> None:
+    # bleak's BlueZ manager caches the collection it built per device (until BlueZ removes the
+    # device); connect(dangerous_use_bleak_cache=True) returns that one, filter included, not
+    # what this client's services= asks for. Without the flag the services are built afresh.
+    async with bench.bleak_client(services=[BATTERY_SERVICE_UUID]):
+        pass
+    client = bench.bleak_client()
+    await client.connect(dangerous_use_bleak_cache=True)
+    try:
+        assert [service.uuid for service in client.services] == [BATTERY_SERVICE_UUID]
+    finally:
+        await client.disconnect()
+    async with bench.bleak_client() as client:
+        assert len(list(client.services)) > 1
+
+
 # --- use_cached -----------------------------------------------------------------------------------
 
 

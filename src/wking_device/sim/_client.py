@@ -18,7 +18,9 @@ advertise within the timeout); ``services=`` keeps only the listed services in
 ``client.services`` (BlueZ resolves them all, bleak filters); ``use_cached=True`` returns the
 value BlueZ holds (the last one read or notified on this connection); on connect the central
 enables indications of the peer's Service Changed characteristic, as BlueZ's GATT client does;
-``unpair()`` disconnects and forgets the device.
+``unpair()`` disconnects and forgets the device; ``connect(dangerous_use_bleak_cache=True)``
+reuses the service set the last connection to the device resolved, as bleak's BlueZ manager
+returns its cached collection (filter included) instead of the one ``services=`` asks for.
 
 It does not match W-KING speakers or decode vendor frames (the BLE layer does).
 """
@@ -28,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+import weakref
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from bleak import BleakScanner
@@ -103,6 +106,13 @@ _PROPERTY_NAMES = (
     (Characteristic.Properties.INDICATE, "indicate"),
     (Characteristic.Properties.AUTHENTICATED_SIGNED_WRITES, "authenticated-signed-writes"),
     (Characteristic.Properties.EXTENDED_PROPERTIES, "extended-properties"),
+)
+
+
+#: Per world and address, the service UUIDs the last connection kept: bleak's BlueZ manager
+#: caches the collection it built per device path, until BlueZ removes the device.
+_SERVICES_CACHE: weakref.WeakKeyDictionary[SimWorld, dict[str, frozenset[str]]] = (
+    weakref.WeakKeyDictionary()
 )
 
 
@@ -217,6 +227,7 @@ class SimClient(BaseBleakClient):
                 self._details = address_or_ble_device.details
         # As bleak's BlueZ backend: None keeps every service, an empty set keeps none.
         self._wanted_services = None if services is None else set(services)
+        self._use_bleak_cache = False
         # BlueZ's "Value" property: the last value read or notified on this connection.
         self._cached_values: dict[int, bytes] = {}
         self._connection: Connection | None = None
@@ -288,6 +299,7 @@ class SimClient(BaseBleakClient):
         if self.is_connected:
             return
         timeout = float(kwargs.get("timeout", self._timeout))
+        self._use_bleak_cache = bool(kwargs.get("dangerous_use_bleak_cache", False))
         adapter = self._world._running_adapter()
         peer_address = await self._peer_address(timeout)
         try:
@@ -363,7 +375,11 @@ class SimClient(BaseBleakClient):
             raise BleakError(f"service discovery on {self.address} failed: {exc}") from exc
         if self._connection is None:
             raise _not_connected()
-        self.services = self._build_services(peer)
+        cache = _SERVICES_CACHE.setdefault(self._world, {})
+        kept = cache.get(self.address) if self._use_bleak_cache else None
+        services = self._build_services(peer, self._wanted_services if kept is None else kept)
+        cache[self.address] = frozenset(service.uuid for service in services)
+        self.services = services
 
     async def _enable_service_changed(self, peer: Peer) -> None:
         """Enable indications of the peer's Service Changed characteristic, as BlueZ does.
@@ -388,9 +404,10 @@ class SimClient(BaseBleakClient):
                     characteristic, on_service_changed, prefer_notify=False
                 )
 
-    def _build_services(self, peer: Peer) -> BleakGATTServiceCollection:
+    def _build_services(
+        self, peer: Peer, wanted: set[str] | frozenset[str] | None
+    ) -> BleakGATTServiceCollection:
         collection = BleakGATTServiceCollection()
-        wanted = self._wanted_services
         for service in peer.services:
             service_uuid = bleak_uuid(service.uuid)
             if service_uuid in _HIDDEN_SERVICES:
@@ -467,6 +484,7 @@ class SimClient(BaseBleakClient):
         """
         known = self._details is not None or self._world.speaker_or_none(self.address)
         self._details = None
+        _SERVICES_CACHE.get(self._world, {}).pop(self.address, None)  # BlueZ removed it
         if self._connection is not None:
             await self._drop_quietly()
         elif not known:
