@@ -13,7 +13,12 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
-from bleak.exc import BleakCharacteristicNotFoundError, BleakDeviceNotFoundError, BleakError
+from bleak.exc import (
+    BleakCharacteristicNotFoundError,
+    BleakDBusError,
+    BleakDeviceNotFoundError,
+    BleakError,
+)
 from bumble.att import Attribute, AttributeValue
 from bumble.gatt import (
     GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR,
@@ -236,3 +241,55 @@ async def test_a_notification_sent_before_the_cccd_write_response_arrives(bench:
 
         await client.start_notify(_TEST_CHARACTERISTIC, on_notification)
         assert await asyncio.wait_for(inbox.get(), 3.0) == b"test"
+
+
+# --- notifications (also on hardware; the simulator-side details are in test_sim_bluez_parity) ----
+
+
+def _with(client: BleakClient, *, notify: bool) -> BleakGATTCharacteristic:
+    """A characteristic that can (or, readable, cannot) notify or indicate."""
+    for char in client.services.characteristics.values():
+        can = bool({"notify", "indicate"} & set(char.properties))
+        if can == notify and (notify or "read" in char.properties):
+            return char
+    pytest.skip("the bench device has no such characteristic")
+
+
+async def test_stop_notify_without_a_session_is_refused(bench: Bench) -> None:
+    # BlueZ StopNotify without a session: org.bluez.Error.Failed "No notify session started".
+    async with bench.bleak_client() as client:
+        char = _with(client, notify=True)
+        with pytest.raises(BleakDBusError, match="No notify session started"):
+            await client.stop_notify(char)
+
+
+async def test_a_second_start_notify_is_already_notifying(bench: Bench) -> None:
+    # BlueZ: org.bluez.Error.Failed "Already notifying"; bleak has already replaced the callback.
+    async with bench.bleak_client() as client:
+        char = _with(client, notify=True)
+        await client.start_notify(char, lambda _c, _d: None)
+        with pytest.raises(BleakDBusError, match="Already notifying"):
+            await client.start_notify(char, lambda _c, _d: None)
+        await client.stop_notify(char)
+
+
+async def test_start_notify_without_notify_or_indicate_is_not_supported(bench: Bench) -> None:
+    # BlueZ checks the properties first: org.bluez.Error.NotSupported.
+    async with bench.bleak_client() as client:
+        with pytest.raises(BleakDBusError) as caught:
+            await client.start_notify(_with(client, notify=False), lambda _c, _d: None)
+        assert caught.value.dbus_error == "org.bluez.Error.NotSupported"
+
+
+async def test_services_are_reset_after_disconnect(bench: Bench) -> None:
+    # bleak's BlueZ backend sets services to None on disconnection; BleakClient.services then
+    # raises, and a reconnect resolves them again.
+    client = bench.bleak_client()
+    await client.connect()
+    count = len(client.services.characteristics)
+    await client.disconnect()
+    with pytest.raises(BleakError, match="Service Discovery has not been performed"):
+        _ = client.services
+    await client.connect()
+    assert len(client.services.characteristics) == count
+    await client.disconnect()
