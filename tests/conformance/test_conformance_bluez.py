@@ -74,6 +74,8 @@ async def test_services_filter_takes_16_bit_uuids(bench: Bench) -> None:
     # BleakClient normalises services= with normalize_uuid_str: "180f" is the Battery service.
     async with bench.bleak_client(services=["180f"]) as client:
         assert [service.uuid for service in client.services] == [BATTERY_SERVICE_UUID]
+    async with bench.bleak_client(services=[]) as client:  # a set, not None: keeps none
+        assert list(client.services) == []
 
 
 async def test_dangerous_use_bleak_cache_reuses_the_last_collection(bench: Bench) -> None:
