@@ -400,9 +400,17 @@ class SimClient(BaseBleakClient):
                 def on_service_changed(value: bytes) -> None:
                     _LOGGER.debug("%s: Service Changed %s", self.address, value.hex())
 
-                await peer.gatt_client.subscribe(
-                    characteristic, on_service_changed, prefer_notify=False
-                )
+                try:
+                    await peer.gatt_client.subscribe(
+                        characteristic, on_service_changed, prefer_notify=False
+                    )
+                except att.ATT_Error as exc:
+                    # BlueZ: "Failed to register handler for Service Changed", and carries on.
+                    _LOGGER.debug(
+                        "%s: Service Changed registration refused (ATT 0x%02X)",
+                        self.address,
+                        exc.error_code,
+                    )
 
     def _build_services(
         self, peer: Peer, wanted: set[str] | frozenset[str] | None
