@@ -13,7 +13,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--hardware",
         action="store_true",
         default=False,
-        help="also run tests/hardware: a real Bluetooth adapter and a W-KING speaker nearby",
+        help="also run the tests marked hardware (tests/hardware, and tests/conformance against "
+        "a real adapter): a real Bluetooth adapter and a W-KING speaker nearby",
     )
 
 

@@ -16,7 +16,13 @@ import pytest
 from bleak import BleakClient, BleakScanner
 from bleak.args.bluez import BlueZScannerArgs, OrPattern
 from bleak.assigned_numbers import AdvertisementDataType
-from bleak.exc import BleakDBusError, BleakError, BleakGATTProtocolError, BleakGATTProtocolErrorCode
+from bleak.exc import (
+    BleakDBusError,
+    BleakDeviceNotFoundError,
+    BleakError,
+    BleakGATTProtocolError,
+    BleakGATTProtocolErrorCode,
+)
 
 from wking_device.ble import discover
 from wking_device.ble._discovery import PASSIVE_OR_PATTERNS, bluez_scanner_args
@@ -222,3 +228,54 @@ async def test_a_connect_beyond_the_adapters_slots_fails_as_on_bluez() -> None:
 def test_connection_slots_must_be_positive() -> None:
     with pytest.raises(UsageError):
         SimWorld(connection_slots=0)
+
+
+# --- Service Changed: a peripheral that refuses the registration ----------------------------------
+
+
+async def test_a_refused_service_changed_registration_does_not_fail_the_connect() -> None:
+    # Adversarial peripheral: the Service Changed CCCD answers the central's write with an ATT
+    # error. BlueZ logs "Failed to register handler for Service Changed" and carries on; the
+    # connection and its services must not depend on the peer accepting it.
+    from bumble import att  # noqa: PLC0415 - bumble is the simulator's, imported here only
+    from bumble.gatt import (  # noqa: PLC0415
+        GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR,
+        GATT_SERVICE_CHANGED_CHARACTERISTIC,
+    )
+
+    async with SimWorld.fleet(1, adv_interval_ms=20) as world:
+        server = world.speakers[0].device.gatt_server
+        changed = next(
+            a
+            for a in server.attributes
+            if getattr(a, "uuid", None) == GATT_SERVICE_CHANGED_CHARACTERISTIC
+        )
+        cccd = next(
+            a
+            for a in server.attributes
+            if a.handle > changed.handle
+            and a.type == GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR
+        )
+
+        def refuse(_connection: object, _value: bytes) -> None:
+            raise att.ATT_Error(att.ErrorCode.WRITE_NOT_PERMITTED)
+
+        cccd.value = att.AttributeValue(lambda _c: b"\x00\x00", refuse)
+        client = await _connected(world)
+        assert client.is_connected
+        assert client.services.get_characteristic(BATTERY_LEVEL_UUID) is not None
+        assert server.subscribers == {}
+        await client.disconnect()
+
+
+async def test_a_hostile_address_string_is_only_not_found() -> None:
+    # An address string is compared, never parsed into anything else: a malformed one with a
+    # terminal escape is not found (as on BlueZ), after the scan, and unpair() refuses it too.
+    hostile = "C0:57:4B:00:00:01\x1b[2J; rm -rf /"
+    async with SimWorld.fleet(1, adv_interval_ms=20) as world:
+        client = BleakClient(hostile, timeout=0.2, backend=world.backend.client)
+        with pytest.raises(BleakDeviceNotFoundError):
+            await client.connect()
+        with pytest.raises(BleakDeviceNotFoundError):
+            await client.unpair()
+        assert not world.speakers[0].connected

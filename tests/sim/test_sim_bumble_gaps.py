@@ -131,8 +131,12 @@ async def test_fixed_gap_ab_timeout_cancels_and_next_connect_works() -> None:
 async def test_fixed_gap_ab_cancelled_bleak_connect_leaves_nothing_pending() -> None:
     async with SimWorld([SpeakerSpec.for_index(1, adv_interval_ms=3000)]) as world:
         speaker = world.speakers[0]
-        await asyncio.sleep(speaker.advertising_phase_s + 0.05)  # first advertisement is out
-        client = BleakClient(speaker.address, timeout=0.2, backend=world.backend.client)
+        # found from its first advertisement (a client from an address string would scan first)
+        device = await BleakScanner.find_device_by_address(
+            speaker.address, 2.0, backend=world.backend.scanner
+        )
+        assert device is not None
+        client = BleakClient(device, timeout=0.2, backend=world.backend.client)
         adapter = world._running_adapter()
         task = asyncio.create_task(client.connect())
         await asyncio.sleep(0.1)

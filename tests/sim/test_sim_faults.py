@@ -8,7 +8,7 @@ import time
 
 import pytest
 from bleak import BleakClient, BleakScanner
-from bleak.exc import BleakDBusError, BleakError
+from bleak.exc import BleakDBusError, BleakDeviceNotFoundError, BleakError
 from bleak_retry_connector import TRANSIENT_ERRORS, establish_connection
 
 from wking_device.errors import ChecksumError, FrameError
@@ -75,9 +75,13 @@ async def test_not_connectable_times_out_and_is_still_discovered() -> None:
 async def test_an_absent_speaker_does_not_block_connects_to_others() -> None:
     async with SimWorld.fleet(2) as world:
         absent, present = world.speakers
-        absent.faults.in_range = False
+        seen = await BleakScanner.find_device_by_address(
+            absent.address, 2.0, backend=world.backend.scanner
+        )
+        assert seen is not None
+        absent.faults.in_range = False  # gone after it was seen: BlueZ still knows the device
         waiting = asyncio.create_task(
-            BleakClient(absent.address, timeout=1.0, backend=world.backend.client).connect()
+            BleakClient(seen, timeout=1.0, backend=world.backend.client).connect()
         )
         await asyncio.sleep(0.05)
         async with BleakClient(present.address, timeout=0.4, backend=world.backend.client) as c:
@@ -86,11 +90,12 @@ async def test_an_absent_speaker_does_not_block_connects_to_others() -> None:
             await waiting
 
 
-async def test_out_of_range_now_is_not_found_and_connect_times_out() -> None:
+async def test_out_of_range_now_is_not_found_and_connect_by_address_is_not_found() -> None:
+    # A client from an address string scans first; BlueZ: BleakDeviceNotFoundError.
     spec = SpeakerSpec.for_index(1, faults=FaultPlan(in_range=False))
     async with SimWorld([spec]) as world:
         assert await BleakScanner.discover(0.3, backend=world.backend.scanner) == []
-        with pytest.raises(TimeoutError):
+        with pytest.raises(BleakDeviceNotFoundError):
             await BleakClient(spec.address, timeout=0.3, backend=world.backend.client).connect()
 
 

@@ -12,6 +12,16 @@ as on a real adapter. It also holds the GATT-client workarounds for bumble 0.0.2
   for the next request. Requests are serialised per connection and the next one waits until the
   abandoned one's response has arrived (and is discarded), as BlueZ does.
 
+Where bleak's BlueZ backend has behaviour of its own, this backend mirrors it: a client made from
+an address string scans for the device first (``BleakDeviceNotFoundError`` when it does not
+advertise within the timeout); ``services=`` keeps only the listed services in
+``client.services`` (BlueZ resolves them all, bleak filters); ``use_cached=True`` returns the
+value BlueZ holds (the last one read or notified on this connection); on connect the central
+enables indications of the peer's Service Changed characteristic, as BlueZ's GATT client does;
+``unpair()`` disconnects and forgets the device; ``connect(dangerous_use_bleak_cache=True)``
+reuses the service set the last connection to the device resolved, as bleak's BlueZ manager
+returns its cached collection (filter included) instead of the one ``services=`` asks for.
+
 It does not match W-KING speakers or decode vendor frames (the BLE layer does).
 """
 
@@ -20,8 +30,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+import weakref
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from bleak import BleakScanner
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.client import BaseBleakClient
 from bleak.backends.descriptor import BleakGATTDescriptor
@@ -82,9 +94,9 @@ _ATT_TIMEOUT = 30.0
 _DISCONNECT_TIMEOUT = 5.0
 _POLL_S = 0.02
 # BlueZ handles the GAP (0x1800) and GATT (0x1801) services itself and does not export them.
-_HIDDEN_SERVICES = frozenset(
-    {"00001800-0000-1000-8000-00805f9b34fb", "00001801-0000-1000-8000-00805f9b34fb"}
-)
+_GATT_SERVICE_UUID = "00001801-0000-1000-8000-00805f9b34fb"
+_SERVICE_CHANGED_UUID = "00002a05-0000-1000-8000-00805f9b34fb"
+_HIDDEN_SERVICES = frozenset({"00001800-0000-1000-8000-00805f9b34fb", _GATT_SERVICE_UUID})
 _PROPERTY_NAMES = (
     (Characteristic.Properties.BROADCAST, "broadcast"),
     (Characteristic.Properties.READ, "read"),
@@ -94,6 +106,13 @@ _PROPERTY_NAMES = (
     (Characteristic.Properties.INDICATE, "indicate"),
     (Characteristic.Properties.AUTHENTICATED_SIGNED_WRITES, "authenticated-signed-writes"),
     (Characteristic.Properties.EXTENDED_PROPERTIES, "extended-properties"),
+)
+
+
+#: Per world and address, the service UUIDs the last connection kept: bleak's BlueZ manager
+#: caches the collection it built per device path, until BlueZ removes the device.
+_SERVICES_CACHE: weakref.WeakKeyDictionary[SimWorld, dict[str, frozenset[str]]] = (
+    weakref.WeakKeyDictionary()
 )
 
 
@@ -206,7 +225,11 @@ class SimClient(BaseBleakClient):
             self._name = address_or_ble_device.name
             if isinstance(address_or_ble_device.details, SimDeviceDetails):
                 self._details = address_or_ble_device.details
-        self._wanted_services = set(services) if services else None
+        # As bleak's BlueZ backend: None keeps every service, an empty set keeps none.
+        self._wanted_services = None if services is None else set(services)
+        self._use_bleak_cache = False
+        # BlueZ's "Value" property: the last value read or notified on this connection.
+        self._cached_values: dict[int, bytes] = {}
         self._connection: Connection | None = None
         self._peer: Peer | None = None
         self._guard: _RequestGuard | None = None
@@ -232,21 +255,36 @@ class SimClient(BaseBleakClient):
 
     # --- connection -------------------------------------------------------------------------
 
-    def _peer_address(self) -> hci.Address:
+    async def _peer_address(self, scan_s: float) -> hci.Address:
+        """The peer's bumble address; from an address string, scan for it first (as BlueZ does).
+
+        Raises:
+            BleakDeviceNotFoundError: Nothing with this address advertised within ``scan_s``.
+        """
         world = self._world
-        if self._details is not None:
-            if self._details.world_id != id(world):
-                raise BleakError(f"{self.address} was discovered in another simulated world")
-            return self._details.address
-        speaker = world.speaker_or_none(self.address)
-        if speaker is None:
-            raise BleakDeviceNotFoundError(
-                self.address, f"Device with address {self.address} was not found."
+        if self._details is None:
+            # bleak's BlueZ backend: a client without a BLEDevice (an address string, or after
+            # unpair()) runs BleakScanner.find_device_by_address with the connect timeout.
+            scanner = world.backend.scanner
+            assert scanner is not None  # a world's backend always has both classes
+            device = await BleakScanner.find_device_by_address(
+                self.address, timeout=scan_s, backend=scanner
             )
-        return speaker.bumble_address
+            if device is None or not isinstance(device.details, SimDeviceDetails):
+                raise BleakDeviceNotFoundError(
+                    self.address, f"Device with address {self.address} was not found."
+                )
+            self._details = device.details
+            self._name = self._name or device.name
+        if self._details.world_id != id(world):
+            raise BleakError(f"{self.address} was discovered in another simulated world")
+        return self._details.address
 
     async def connect(self, pair: bool = False, **kwargs: Any) -> None:
         """Connect, exchange the MTU and discover services.
+
+        A client made from an address string scans for the device first, for up to the timeout,
+        then connects within a fresh timeout (as bleak's BlueZ backend does).
 
         Raises:
             TimeoutError: The speaker did not connect within the timeout (not connectable, out of
@@ -254,14 +292,16 @@ class SimClient(BaseBleakClient):
             BleakDBusError: The attempt was aborted (``le-connection-abort-by-local``), or the
                 world's adapter has no free connection slot
                 (``le-connection-concurrent-connection-limit``).
-            BleakDeviceNotFoundError: No speaker with this address exists in the world.
+            BleakDeviceNotFoundError: The client was made from an address string (or unpaired)
+                and no device with that address advertised within the timeout.
         """
         del pair
         if self.is_connected:
             return
         timeout = float(kwargs.get("timeout", self._timeout))
+        self._use_bleak_cache = bool(kwargs.get("dangerous_use_bleak_cache", False))
         adapter = self._world._running_adapter()
-        peer_address = self._peer_address()
+        peer_address = await self._peer_address(timeout)
         try:
             async with asyncio.timeout(timeout):
                 await self._until_connectable(peer_address)
@@ -320,16 +360,13 @@ class SimClient(BaseBleakClient):
         assert peer is not None
         try:
             self._mtu = await peer.request_mtu(_REQUEST_MTU)
-            if self._wanted_services:
-                from bumble.core import UUID  # noqa: PLC0415
-
-                await peer.discover_services([UUID(u) for u in self._wanted_services])
-            else:
-                await peer.discover_services()
+            # BlueZ resolves every service whatever services= says; bleak filters afterwards.
+            await peer.discover_services()
             for service in peer.services:
                 await service.discover_characteristics()
                 for characteristic in service.characteristics:
                     await characteristic.discover_descriptors()
+            await self._enable_service_changed(peer)
         except asyncio.CancelledError:
             if _really_cancelled():
                 raise
@@ -338,14 +375,53 @@ class SimClient(BaseBleakClient):
             raise BleakError(f"service discovery on {self.address} failed: {exc}") from exc
         if self._connection is None:
             raise _not_connected()
-        self.services = self._build_services(peer)
+        cache = _SERVICES_CACHE.setdefault(self._world, {})
+        kept = cache.get(self.address) if self._use_bleak_cache else None
+        services = self._build_services(peer, self._wanted_services if kept is None else kept)
+        cache[self.address] = frozenset(service.uuid for service in services)
+        self.services = services
 
-    def _build_services(self, peer: Peer) -> BleakGATTServiceCollection:
+    async def _enable_service_changed(self, peer: Peer) -> None:
+        """Enable indications of the peer's Service Changed characteristic, as BlueZ does.
+
+        BlueZ's GATT client (src/shared/gatt-client.c) registers for Service Changed while it
+        initialises, before the services are reported resolved. BlueZ then re-discovers the
+        changed range; here an indication is only logged (docs/testing.md lists the difference).
+        """
+        for service in peer.services:
+            if bleak_uuid(service.uuid) != _GATT_SERVICE_UUID:
+                continue
+            for characteristic in service.characteristics:
+                if bleak_uuid(characteristic.uuid) != _SERVICE_CHANGED_UUID:
+                    continue
+                if not characteristic.properties & Characteristic.Properties.INDICATE:
+                    continue
+
+                def on_service_changed(value: bytes) -> None:
+                    _LOGGER.debug("%s: Service Changed %s", self.address, value.hex())
+
+                try:
+                    await peer.gatt_client.subscribe(
+                        characteristic, on_service_changed, prefer_notify=False
+                    )
+                except att.ATT_Error as exc:
+                    # BlueZ: "Failed to register handler for Service Changed", and carries on.
+                    _LOGGER.debug(
+                        "%s: Service Changed registration refused (ATT 0x%02X)",
+                        self.address,
+                        exc.error_code,
+                    )
+
+    def _build_services(
+        self, peer: Peer, wanted: set[str] | frozenset[str] | None
+    ) -> BleakGATTServiceCollection:
         collection = BleakGATTServiceCollection()
         for service in peer.services:
             service_uuid = bleak_uuid(service.uuid)
             if service_uuid in _HIDDEN_SERVICES:
                 continue
+            if wanted is not None and service_uuid not in wanted:
+                continue  # as bleak's BlueZ manager.get_services(requested_services)
             bleak_service = BleakGATTService(service, service.handle, service_uuid)
             collection.add_service(bleak_service)
             for characteristic in service.characteristics:
@@ -376,6 +452,7 @@ class SimClient(BaseBleakClient):
             self._guard.link_lost()
             self._guard = None
         self._notifying.clear()
+        self._cached_values.clear()
         self.services = None  # bleak's BlueZ backend resets them too
         callback = self._disconnected_callback
         if callback is not None:
@@ -405,7 +482,23 @@ class SimClient(BaseBleakClient):
         del args, kwargs
 
     async def unpair(self) -> None:
-        """Simulated speakers need no pairing; accepted and ignored."""
+        """Forget the device, as BlueZ's RemoveDevice does: a connection is closed first.
+
+        The disconnected callback fires; the next :meth:`connect` scans for the device again.
+
+        Raises:
+            BleakDeviceNotFoundError: The world has no device with this address (BlueZ:
+                ``org.bluez.Error.DoesNotExist``).
+        """
+        known = self._details is not None or self._world.speaker_or_none(self.address)
+        self._details = None
+        _SERVICES_CACHE.get(self._world, {}).pop(self.address, None)  # BlueZ removed it
+        if self._connection is not None:
+            await self._drop_quietly()
+        elif not known:
+            raise BleakDeviceNotFoundError(
+                self.address, f"Device with address {self.address} was not found."
+            )
 
     # --- I/O --------------------------------------------------------------------------------
 
@@ -428,21 +521,50 @@ class SimClient(BaseBleakClient):
                 raise _not_connected() from exc
             raise BleakError(f"{self.address}: {exc}") from exc
 
+    def _cached(self, kind: str, handle: int) -> bytearray:
+        """The value BlueZ holds for an attribute (its D-Bus ``Value`` property)."""
+        if self._connection is None:
+            raise BleakError("Not connected")
+        value = self._cached_values.get(handle)
+        if value is None:
+            # BlueZ exports no Value until one was read or notified; bleak's manager then fails.
+            path = f"/org/bluez/hci0/dev_{self.address.replace(':', '_')}/{kind}{handle:04x}"
+            raise BleakError(f"{kind} at {path} not found, device may be disconnected")
+        return bytearray(value)
+
     async def read_gatt_char(
         self, characteristic: BleakGATTCharacteristic, *, use_cached: bool = False, **kwargs: Any
     ) -> bytearray:
-        """Read a characteristic value (``use_cached`` is ignored: always read)."""
-        del use_cached, kwargs
+        """Read a characteristic value from the device, or BlueZ's cached one.
+
+        Args:
+            characteristic: What to read.
+            use_cached: Return the last value read or notified on this connection without
+                asking the device (bleak's BlueZ backend reads the ``Value`` property).
+            **kwargs: Ignored.
+
+        Raises:
+            BleakError: ``use_cached`` and no value was read or notified yet.
+        """
+        del kwargs
+        if use_cached:
+            return self._cached("characteristic", characteristic.handle)
         proxy = characteristic.obj
-        return bytearray(await self._gatt(proxy.read_value))
+        value = bytes(await self._gatt(proxy.read_value))
+        self._cached_values[characteristic.handle] = value
+        return bytearray(value)
 
     async def read_gatt_descriptor(
         self, descriptor: BleakGATTDescriptor, *, use_cached: bool = False, **kwargs: Any
     ) -> bytearray:
-        """Read a descriptor value."""
-        del use_cached, kwargs
+        """Read a descriptor value from the device, or BlueZ's cached one (see read_gatt_char)."""
+        del kwargs
+        if use_cached:
+            return self._cached("descriptor", descriptor.handle)
         proxy = descriptor.obj
-        return bytearray(await self._gatt(proxy.read_value))
+        value = bytes(await self._gatt(proxy.read_value))
+        self._cached_values[descriptor.handle] = value
+        return bytearray(value)
 
     async def write_gatt_char(
         self, characteristic: BleakGATTCharacteristic, data: Any, response: bool
@@ -491,6 +613,7 @@ class SimClient(BaseBleakClient):
             raise BleakDBusError(NOT_SUPPORTED_ERROR[0], list(NOT_SUPPORTED_ERROR[1]))
 
         def on_value(value: bytes) -> None:
+            self._cached_values[handle] = bytes(value)  # BlueZ stores notified values too
             callback(bytearray(value))
 
         previous = self._notifying.get(handle)
