@@ -195,6 +195,29 @@ def test_agent_run_with_nothing_granted_refuses_at_once_naming_the_grant(tmp_pat
     assert done.stdout == ""
 
 
+def test_agent_run_after_a_significant_notice_change_says_so(tmp_path: Path) -> None:
+    # grants made under notice 1.1; this version ships 1.2, significant for every category
+    from wking_device.collect import open_installation_gate  # noqa: PLC0415
+    from wking_device.config import load_settings, resolve_paths  # noqa: PLC0415
+    from wking_device.policy import PolicySet, shipped_policies  # noqa: PLC0415
+
+    home = tmp_path / "upgraded"
+    paths = resolve_paths(home)
+    older = PolicySet(doc for doc in shipped_policies() if doc.version in {"1.0", "1.1"})
+    gate = open_installation_gate(paths, load_settings(paths), policies=older)
+    gate.grant(["operation_logs", "device_info"], method="api")
+    done = _wking(home, "--simulate", "1", "agent", "run", "--duration", "1")
+    assert done.returncode == 3, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    current = shipped_policies().current.version
+    assert f"privacy notice changed to version {current}" in line
+    assert "made under 1.1 are suspended" in line
+    assert "wking consent grant device_info operation_logs" in line
+    regranted = _wking(home, "consent", "grant", "--yes", "operation_logs", "device_info")
+    assert regranted.returncode == 0, regranted.stderr
+    assert _wking(home, "--simulate", "1", "agent", "run", "--duration", "0.5").returncode == 0
+
+
 def test_agent_run_under_do_not_track_warns_once_and_connects_to_nobody(
     granted_home: Path,
 ) -> None:

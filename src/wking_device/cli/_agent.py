@@ -417,6 +417,17 @@ def _check_something_to_collect(gate: ConsentGate, *, json_logs: bool = False) -
     # granted, or granted but held back by Do Not Track (which can be turned off while it runs)
     usable = [s for s in states if s.granted or s.reason == "do_not_track"]
     if not usable:
+        suspended = sorted(s.category for s in states if s.reason == "policy_change")
+        if suspended:
+            # after an upgrade whose privacy notice changed the terms: say so, not "not granted"
+            older = sorted({s.policy_version for s in states if s.policy_version})
+            raise ConsentRequired(
+                set(suspended),
+                reason=f"the privacy notice changed to version {gate.policy.version}: grants "
+                f"made under {', '.join(older) or 'an earlier version'} are suspended until you "
+                f"grant them again ('wking policy diff', then 'wking consent grant "
+                f"{' '.join(suspended)}')",
+            )
         raise ConsentRequired(
             {"operation_logs", "device_info"},
             reason="the agent has nothing it may collect; 'wking consent status' lists the "
