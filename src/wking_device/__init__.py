@@ -70,6 +70,7 @@ from wking_device.errors import (
 )
 
 if TYPE_CHECKING:
+    from wking_device._subscription import Subscription
     from wking_device.agent import Agent, AgentSummary
     from wking_device.bindings import BoundSpeaker, SpeakerKeys, open_bindings
     from wking_device.ble import (
@@ -102,6 +103,7 @@ _install_redaction()
 _LAZY = {
     "Agent": "wking_device.agent",
     "AgentSummary": "wking_device.agent",
+    "Subscription": "wking_device._subscription",
     "BoundSpeaker": "wking_device.bindings",
     "SpeakerKeys": "wking_device.bindings",
     "open_bindings": "wking_device.bindings",
@@ -209,6 +211,7 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, checked by tests/test_export
     "StoreInUse",
     "StoreIntegrityError",
     "StoreNotFound",
+    "Subscription",
     "TLSError",
     "TLSReason",
     "TLSVerificationFailed",

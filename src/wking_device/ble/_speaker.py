@@ -28,15 +28,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import time
+import warnings
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 from bleak import BleakClient
 from bleak.backends.device import BLEDevice
 from bleak.uuids import normalize_uuid_str
 
+from wking_device._subscription import Subscription
 from wking_device.ble._delivery import DEFAULT_MAX_QUEUED, EventQueue
 from wking_device.ble._discovery import DiscoveredSpeaker, find_speaker
 from wking_device.ble._events import OpTimer, get_event_bus
@@ -170,13 +173,13 @@ _ADDRESS_RE: Final = re.compile(
 )
 
 
-class _Subscription:
-    """Handle returned by :meth:`Speaker.subscribe`; call it to unsubscribe."""
+class _Subscription(Subscription):
+    """The :class:`~wking_device.Subscription` :meth:`Speaker.subscribe` returns."""
 
-    __slots__ = ("_queue", "_speaker")
+    __slots__ = ("_queue",)
 
     def __init__(self, speaker: Speaker, queue: EventQueue[SpeakerEvent]) -> None:
-        self._speaker: Speaker | None = speaker
+        super().__init__(functools.partial(_unsubscribe, speaker, queue))
         self._queue = queue
 
     @property
@@ -184,12 +187,11 @@ class _Subscription:
         """Events dropped for this subscriber because it fell too far behind."""
         return self._queue.dropped
 
-    def __call__(self) -> None:
-        if self._speaker is not None:
-            with contextlib.suppress(ValueError):
-                self._speaker._listeners.remove(self._queue)
-            self._queue.close()
-            self._speaker = None
+
+def _unsubscribe(speaker: Speaker, queue: EventQueue[SpeakerEvent]) -> None:
+    with contextlib.suppress(ValueError):
+        speaker._listeners.remove(queue)
+    queue.close()
 
 
 class Speaker:
@@ -970,8 +972,13 @@ class Speaker:
 
     def subscribe(
         self, callback: Callable[[SpeakerEvent], None], *, max_queued: int = DEFAULT_MAX_QUEUED
-    ) -> Callable[[], None]:
+    ) -> Subscription:
         """Receive the speaker's unsolicited events (vendor events and battery readings).
+
+        Deprecated (a ``DeprecationWarning``): use :meth:`events`, which delivers one event
+        vocabulary (:mod:`wking_device.events`) and each battery change once; this older
+        vocabulary can deliver one battery change twice (a vendor event and a
+        :class:`BatteryReading`).
 
         Subscriptions belong to the session: they survive reconnects. Each subscriber has its
         own bounded queue, emptied by a task, so a slow subscriber never delays responses to
@@ -984,11 +991,18 @@ class Speaker:
             max_queued: Events held for this subscriber before the oldest is dropped.
 
         Returns:
-            A function that unsubscribes (events still queued for it are discarded).
+            A :class:`~wking_device.Subscription` (call it, ``close()`` it or leave its
+            ``with`` block to unsubscribe; events still queued for it are discarded).
 
         Raises:
             UsageError: ``max_queued`` is below 1.
         """
+        warnings.warn(
+            "Speaker.subscribe() is deprecated; use 'async with speaker.events() as events' "
+            "(one event vocabulary, each battery change once)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         queue: EventQueue[SpeakerEvent] = EventQueue(callback, max_queued=max_queued)
         self._listeners.append(queue)
         return _Subscription(self, queue)

@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from wking_device._subscription import Subscription
 from wking_device.bindings import SpeakerKeys
 from wking_device.collect._base import Collector
 from wking_device.collect._sink import MAC_FIELDS, MAC_PATTERN
@@ -54,6 +55,10 @@ class EventSource(Protocol):
 
     def subscribe(self, callback: Callable[[OperationEvent], None]) -> Callable[[], None]:
         """Call ``callback`` with every event; return a function that unsubscribes."""
+
+
+def _as_subscription(unsubscribe: Callable[[], None]) -> Subscription:
+    return unsubscribe if isinstance(unsubscribe, Subscription) else Subscription(unsubscribe)
 
 
 def _speaker_keys_of(sink: RecordSink, given: SpeakerKeys | None) -> SpeakerKeys | None:
@@ -157,9 +162,14 @@ class OperationLogCollector(Collector):
         self._adapter_mac = (host_adapter_mac() if adapter_mac is None else adapter_mac) or None
         self._speaker_keys = _speaker_keys_of(sink, speaker_keys)
 
-    def attach(self, source: EventSource) -> Callable[[], None]:
-        """Subscribe :meth:`on_event` to an event bus; return the unsubscribe function."""
-        return source.subscribe(self.on_event)
+    def attach(self, source: EventSource) -> Subscription:
+        """Subscribe :meth:`on_event` to an event bus.
+
+        Returns:
+            A :class:`~wking_device.Subscription` (call it, ``close()`` it or leave its
+            ``with`` block to detach).
+        """
+        return _as_subscription(source.subscribe(self.on_event))
 
     def on_event(self, event: OperationEvent) -> None:
         """Record one operation event, if ``operation_logs`` is granted.
@@ -357,9 +367,14 @@ class DiagnosticsCollector(Collector):
 
     categories: ClassVar[frozenset[str]] = frozenset({"diagnostics"})
 
-    def attach(self, source: EventSource) -> Callable[[], None]:
-        """Subscribe :meth:`on_event` to an event bus; return the unsubscribe function."""
-        return source.subscribe(self.on_event)
+    def attach(self, source: EventSource) -> Subscription:
+        """Subscribe :meth:`on_event` to an event bus.
+
+        Returns:
+            A :class:`~wking_device.Subscription` (call it, ``close()`` it or leave its
+            ``with`` block to detach).
+        """
+        return _as_subscription(source.subscribe(self.on_event))
 
     def on_event(self, event: OperationEvent) -> None:
         """Record a failed operation (errors and timeouts only), if ``diagnostics`` is granted."""
