@@ -305,8 +305,7 @@ class Uploader:
             return "[MAC]"
 
     def _deidentify(self, value: Any, depth: int = 0) -> Any:
-        """MAC addresses (any spelling, anywhere) → keyed pseudonyms; ``location`` and the stable
-        ``speaker`` key dropped."""
+        """MAC addresses (any spelling) → keyed pseudonyms; ``location``, ``speaker`` dropped."""
         if isinstance(value, str):
             return MAC_RE.sub(lambda match: self._pseudonym(match.group(0)), value)
         if depth > 32:
