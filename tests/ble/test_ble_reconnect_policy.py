@@ -16,6 +16,7 @@ import pytest
 from wking_device import (
     BluetoothReason,
     ConnectionFailed,
+    ConnectionLimiter,
     DeviceDisconnected,
     DeviceNotFound,
     Speaker,
@@ -102,6 +103,32 @@ async def test_a_speaker_back_in_range_reconnects_within_the_policy() -> None:
             sim.faults.in_range = True
             async with asyncio.timeout(DEFAULT_RECONNECT_TIMEOUT):
                 await speaker.set_volume(7)
+            assert speaker.connections == 2
+
+
+async def test_a_reconnect_waiting_for_a_connection_slot_is_bounded_and_not_taken_for_gone() -> (
+    None
+):
+    async with SimWorld.fleet(2, adv_interval_ms=20) as world:
+        first, second = world.speakers
+        limiter = ConnectionLimiter(1)
+        async with Speaker(
+            first.address,
+            backend=world.backend,
+            limiter=limiter,
+            auto_reconnect=True,
+            reconnect_timeout=1.0,
+        ) as speaker:
+            first.faults.in_range = False
+            await _wait_until(lambda: not speaker.is_connected)
+            first.faults.in_range = True
+            async with Speaker(second.address, backend=world.backend, limiter=limiter):
+                async with asyncio.timeout(1.0 + _MARGIN):  # the only slot is taken
+                    with pytest.raises(DeviceDisconnected) as caught:
+                        await speaker.get_state()
+            assert caught.value.reason is not BluetoothReason.NOT_FOUND
+            assert "connection slot" in caught.value.message
+            await speaker.set_volume(5)  # the slot is free again
             assert speaker.connections == 2
 
 

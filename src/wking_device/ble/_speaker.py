@@ -261,8 +261,9 @@ class Speaker:
         reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT,
     ) -> None:
         self._reconnect_timeout = _positive_seconds("reconnect_timeout", reconnect_timeout)
-        self._seen_at_restore = False
-        """Whether the address was seen advertising during the reconnect in progress."""
+        self._restoring = "slot"
+        """What the reconnect in progress waits for: ``slot``, ``scan`` (the address to
+        advertise) or ``connect``."""
         settings = settings or _DEFAULTS
         self._disconnected_callback = disconnected_callback
         self._streams: list[EventStream] = []
@@ -447,12 +448,12 @@ class Speaker:
         """Reconnect under the policy: one total deadline; a speaker gone fails at once."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._reconnect_timeout
-        self._seen_at_restore = False
+        self._restoring = "slot"
         try:
             async with asyncio.timeout_at(deadline):
                 await self._connect(deadline)
         except TimeoutError as exc:
-            if self._seen_at_restore:
+            if self._restoring != "scan":
                 raise self._restore_failed(exc) from exc
             # the deadline fell while looking for the address: it is not advertising
             raise DeviceDisconnected(
@@ -475,7 +476,10 @@ class Speaker:
             raise self._restore_failed(exc) from exc
 
     def _restore_failed(self, exc: Exception) -> DeviceDisconnected:
-        why = exc.message if isinstance(exc, BluetoothError) else "out of time"
+        waiting = "a connection slot" if self._restoring == "slot" else "the connection"
+        why = (
+            exc.message if isinstance(exc, BluetoothError) else f"out of time waiting for {waiting}"
+        )
         return DeviceDisconnected(
             f"{self._address}: the link was lost and could not be restored within "
             f"{self._reconnect_timeout:g} s ({why})",
@@ -546,8 +550,10 @@ class Speaker:
     async def _fresh_device(self, *, force: bool, window: float | None = None) -> BLEDevice:
         """A ``BLEDevice`` seen recently, re-found by address when stale, missing or forced."""
         stale = time.monotonic() - self._device_at > self._fresh_for
+        self._restoring = "connect"  # what follows, unless a scan comes first
         if self._device is not None and not force and not stale and not self._elsewhere():
             return self._device
+        self._restoring = "scan"
         found = await find_speaker(
             self._address,
             timeout=self._scan_timeout if window is None else window,
@@ -559,7 +565,7 @@ class Speaker:
         self._discovered = found
         self._device = found.device
         self._device_at = found.seen_at
-        self._seen_at_restore = True
+        self._restoring = "connect"
         self._name = found.name or self._name
         self._model = found.model or self._model
         return found.device
