@@ -6,6 +6,7 @@ Runs against simulated speakers; pass --real (and an address) to use the Bluetoo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from _common import backend_for, exit_on_error, first_speaker, parse_args
 
@@ -18,7 +19,7 @@ async def main() -> None:
     async with backend_for(args) as backend:
         target = args.address or await first_speaker(backend)
         async with Speaker(target, backend=backend) as speaker:
-            unsubscribe = speaker.subscribe(lambda event: print("event:", event))
+            watcher = asyncio.create_task(_print_events(speaker))
             await speaker.set_volume(45)
             await speaker.set_eq(EqPreset.BASS_BOOST)
             await speaker.set_light(LightMode.RAINBOW)
@@ -26,7 +27,15 @@ async def main() -> None:
             state = await speaker.get_state()
             print(f"volume {state.volume}, eq {state.eq.name}, light {state.light.name}")
             await asyncio.sleep(0.2)  # let notifications arrive
-            unsubscribe()
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+
+async def _print_events(speaker: Speaker) -> None:
+    async with speaker.events() as events:
+        async for event in events:
+            print("event:", event)
 
 
 if __name__ == "__main__":

@@ -70,7 +70,9 @@ from wking_device.errors import (
 )
 
 if TYPE_CHECKING:
+    from wking_device._subscription import Subscription
     from wking_device.agent import Agent, AgentSummary
+    from wking_device.bindings import BoundSpeaker, SpeakerKeys, open_bindings
     from wking_device.ble import (
         BleBackend,
         ConnectionLimiter,
@@ -101,6 +103,10 @@ _install_redaction()
 _LAZY = {
     "Agent": "wking_device.agent",
     "AgentSummary": "wking_device.agent",
+    "Subscription": "wking_device._subscription",
+    "BoundSpeaker": "wking_device.bindings",
+    "SpeakerKeys": "wking_device.bindings",
+    "open_bindings": "wking_device.bindings",
     "BleBackend": "wking_device.ble",
     "ConnectionLimiter": "wking_device.ble",
     "DiscoveredSpeaker": "wking_device.ble",
@@ -146,6 +152,7 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, checked by tests/test_export
     "BleBackend",
     "BluetoothError",
     "BluetoothReason",
+    "BoundSpeaker",
     "ChecksumError",
     "CodecStateError",
     "CommandRejected",
@@ -196,6 +203,7 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, checked by tests/test_export
     "Role",
     "Settings",
     "Speaker",
+    "SpeakerKeys",
     "SpeakerScanner",
     "StorageError",
     "StoreClosed",
@@ -203,6 +211,7 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, checked by tests/test_export
     "StoreInUse",
     "StoreIntegrityError",
     "StoreNotFound",
+    "Subscription",
     "TLSError",
     "TLSReason",
     "TLSVerificationFailed",
@@ -219,6 +228,7 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, checked by tests/test_export
     "find",
     "get_event_bus",
     "load_settings",
+    "open_bindings",
     "open_installation_gate",
     "open_store",
     "read_all",

@@ -9,6 +9,11 @@ Changes (bind, unbind) read, modify and write the file under an exclusive ``floc
 file beside it, so two processes never lose each other's change — an unbind is never undone by a
 concurrent bind that read the file before it.
 
+It also owns the speaker key (:class:`SpeakerKeys`): a stable, keyed pseudonym of a speaker
+(``spk:`` and 32 hex digits, HMAC-SHA-256 of the address under a secret derived from the bindings'
+secret) that collected records carry as ``speaker``, so an app can join a speaker's records and
+its binding without a MAC. :func:`open_bindings` reads the bindings for an app and writes nothing.
+
 It does not discover or connect speakers (``ble``) and does not decide what is collected from
 them (``consent``): binding a speaker grants nothing.
 """
@@ -17,6 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import hmac
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,16 +33,155 @@ import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from wking_device.errors import StorageError, StoreIntegrityError
+from wking_device.errors import StorageError, StoreIntegrityError, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-__all__ = ["Binding", "Bindings"]
+    from wking_device.config import Paths
+    from wking_device.crypto import KeyStore
+
+__all__ = [
+    "BINDINGS_FILE",
+    "BINDINGS_SECRET",
+    "Binding",
+    "Bindings",
+    "BoundSpeaker",
+    "SpeakerKeys",
+    "bindings_path",
+    "open_bindings",
+]
+
+BINDINGS_FILE = "devices.bin"
+"""The bindings file's name, in the configuration directory."""
+BINDINGS_SECRET = "device-bindings"  # noqa: S105 - the name of a key-store secret
+"""The key store's named secret that encrypts the bindings (and roots the speaker keys)."""
 
 _AAD = b"wking-bindings-v1"
 _NONCE_LEN = 12
+_SPEAKER_KEY_LABEL = b"wking-device speaker key v1"
+_SEPARATORS = str.maketrans("", "", ":-.")
+
+
+def bindings_path(paths: Paths) -> Path:
+    """The bindings file of an installation."""
+    return paths.config_dir / BINDINGS_FILE
+
+
+class SpeakerKeys:
+    """Stable keyed pseudonyms of speakers: the ``speaker`` field of records and bindings.
+
+    ``key(address)`` is ``"spk:"`` and 32 hex digits: HMAC-SHA-256 of the normalised address
+    under a key derived (HMAC, own label) from the installation's bindings secret. It is the same
+    for a speaker in every record and binding of one installation, differs between
+    installations, and cannot be turned back into the MAC without the key store (an unkeyed hash
+    of a 48-bit MAC could: 2**48 guesses). Unlike the per-epoch ``mac:`` pseudonyms of uploads it
+    does not rotate: it is what links a speaker's records over time on this machine.
+
+    Args:
+        secret: The bindings secret (32 bytes; ``KeyStore.secret(BINDINGS_SECRET)``).
+    """
+
+    __slots__ = ("_cache", "_key")
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) != 32:
+            raise UsageError("the speaker-key secret must be 32 bytes")
+        self._key = hmac.new(secret, _SPEAKER_KEY_LABEL, hashlib.sha256).digest()
+        self._cache: dict[str, str] = {}
+
+    @classmethod
+    def from_key_store(cls, keys: KeyStore) -> SpeakerKeys:
+        """The speaker keys of the installation whose key store this is.
+
+        The bindings secret is created if the key store has none yet (a write); a reader that
+        must not write uses :func:`open_bindings`, which needs none when nothing is bound.
+        """
+        return cls(keys.secret(BINDINGS_SECRET))
+
+    def key(self, address: str) -> str:
+        """The speaker key of an address (any case; ``:``, ``-`` or ``.`` separators).
+
+        Args:
+            address: A Bluetooth address (a MAC, or a platform's device identifier).
+
+        Returns:
+            ``"spk:"`` followed by 32 hex digits (128 bits of HMAC-SHA-256).
+        """
+        cached = self._cache.get(address)
+        if cached is None:
+            normal = address.strip().upper().translate(_SEPARATORS)
+            digest = hmac.new(self._key, normal.encode(), hashlib.sha256).hexdigest()
+            cached = self._cache[address] = f"spk:{digest[:32]}"
+        return cached
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BoundSpeaker:
+    """A bound speaker as :func:`open_bindings` reads it.
+
+    Attributes:
+        speaker: The speaker key (``spk:…``): the ``speaker`` field of its records.
+        address: The speaker's Bluetooth address (to connect to it; never written anywhere).
+        name: The advertised name when it was bound.
+        model: The model id when it was bound.
+        alias: A name the user chose.
+        bound_at: UTC time of binding, seconds since the epoch.
+    """
+
+    speaker: str
+    address: str
+    name: str | None = None
+    model: str | None = None
+    alias: str | None = None
+    bound_at: float = 0.0
+
+
+def open_bindings(paths: Paths) -> list[BoundSpeaker]:
+    """Read an installation's bound speakers, oldest first, writing nothing.
+
+    Creates no directory, key or file: with nothing bound it returns ``[]`` without opening the
+    key store. Each speaker carries its speaker key, the ``speaker`` field of the records
+    collected from it (join ``RecordStore.export(["device_info"])`` on it for its last known
+    state).
+
+    Args:
+        paths: The installation's paths (:func:`wking_device.resolve_paths`).
+
+    Returns:
+        The bound speakers.
+
+    Raises:
+        KeyMissing: Bindings exist but their key store (or its master key) is missing.
+        WrongKey: The master key does not open the key store.
+        StoreIntegrityError: The bindings file was altered or belongs to another key.
+        StorageError: The bindings file cannot be read.
+    """
+    from wking_device.crypto import open_key_store  # noqa: PLC0415 - cryptography on first use
+
+    path = bindings_path(paths)
+    if not path.exists():
+        return []
+    keys = open_key_store(paths, create=False)
+    if BINDINGS_SECRET not in keys.secret_names():
+        raise StoreIntegrityError(
+            f"device bindings file {path} has no key in the key store",
+            remedy="delete it and bind the speakers again",
+        )
+    secret = keys.secret(BINDINGS_SECRET)
+    speaker_keys = SpeakerKeys(secret)
+    return [
+        BoundSpeaker(
+            speaker=speaker_keys.key(b.address),
+            address=b.address,
+            name=b.name,
+            model=b.model,
+            alias=b.alias,
+            bound_at=b.bound_at,
+        )
+        for b in Bindings(path, secret).load()
+    ]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -21,6 +21,9 @@ from wking_device.models import OperationKind, Outcome
 from wking_device.protocol import MANUFACTURER_NAME_UUID, Button
 from wking_device.sim import FaultPlan, SimWorld, SpeakerSpec
 
+# Speaker.subscribe (deprecated: DeprecationWarning) is exercised here on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore:Speaker.subscribe:DeprecationWarning")
+
 if TYPE_CHECKING:
     from tests.ble.conftest import Recorder
 

@@ -29,6 +29,9 @@ from wking_device.protocol import (
 )
 from wking_device.sim import SimWorld, SpeakerSpec
 
+# Speaker.subscribe (deprecated: DeprecationWarning) is exercised here on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore:Speaker.subscribe:DeprecationWarning")
+
 if TYPE_CHECKING:
     from tests.ble.conftest import Recorder
 

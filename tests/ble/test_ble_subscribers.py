@@ -19,6 +19,9 @@ from wking_device.errors import UsageError
 from wking_device.protocol import Button, ButtonPressed
 from wking_device.sim import SimWorld, SpeakerSpec
 
+# Speaker.subscribe (deprecated: DeprecationWarning) is exercised here on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore:Speaker.subscribe:DeprecationWarning")
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 

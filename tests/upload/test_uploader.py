@@ -626,3 +626,30 @@ async def test_a_drain_cancelled_while_claiming_leaves_nothing_claimed(
             assert stats.claimed == 0
         result = await up.drain()
     assert result.counters.sent == 50
+
+
+async def test_cross_border_drops_the_stable_speaker_key(
+    rx: Receiver, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # the speaker key links a speaker's records for good; the MAC pseudonyms of a de-identified
+    # upload rotate per epoch, which the speaker key would defeat
+    key = "spk:" + "ab" * 16
+    await store.append([record(permit, speaker=key, speaker_mac=MAC, op="read")], permit)
+    async with uploader(rx, store, gate, paths, collector_region="US") as up:
+        result = await up.drain()
+    assert result.cross_border
+    body = orjson.loads(rx.export()[0]["body"])
+    assert "speaker" not in body
+    assert body["op"] == "read"
+    assert key not in rx.export()[0]["body"]
+
+
+async def test_the_speaker_key_is_sent_within_the_region(
+    rx: Receiver, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    key = "spk:" + "cd" * 16
+    await store.append([record(permit, speaker=key, op="read")], permit)
+    async with uploader(rx, store, gate, paths) as up:
+        result = await up.drain()
+    assert not result.cross_border
+    assert orjson.loads(rx.export()[0]["body"])["speaker"] == key

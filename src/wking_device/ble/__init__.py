@@ -25,6 +25,7 @@ from wking_device.ble._events import EventBus, EventCallback, Unsubscribe, get_e
 from wking_device.ble._fleet import FleetResult, read_all
 from wking_device.ble._limiter import ConnectionLimiter, limiter_for
 from wking_device.ble._speaker import (
+    DEFAULT_RECONNECT_TIMEOUT,
     BatteryReading,
     CommandFrame,
     Speaker,
@@ -39,6 +40,7 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, like wking_device.__all__
     "BleBackend",
     "CommandFrame",
     "ConnectionLimiter",
+    "DEFAULT_RECONNECT_TIMEOUT",
     "DEFAULT_SCAN_TIMEOUT",
     "DiscoveredSpeaker",
     "EventBus",

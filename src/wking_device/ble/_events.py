@@ -10,11 +10,13 @@ that raises is logged and skipped, never allowed to break the Bluetooth operatio
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
+from wking_device._subscription import Subscription
 from wking_device.errors import BluetoothError, BluetoothReason
 from wking_device.models import OperationEvent, OperationKind, Outcome
 
@@ -26,33 +28,17 @@ EventCallback: TypeAlias = Callable[[OperationEvent], None]
 """A subscriber: a plain function taking one :class:`~wking_device.models.OperationEvent`."""
 
 
-class Unsubscribe:
-    """The handle :meth:`EventBus.subscribe` returns; call it (or ``close()``) to unsubscribe.
+class Unsubscribe(Subscription):
+    """The :class:`~wking_device.Subscription` :meth:`EventBus.subscribe` returns.
 
-    Also a context manager: ``with bus.subscribe(callback): ...`` unsubscribes on the way out.
-    Calling it more than once is harmless.
+    Call it, ``close()`` it, or use it as a context manager: ``with bus.subscribe(callback):
+    ...`` unsubscribes on the way out. Ending it more than once is harmless.
     """
 
-    __slots__ = ("_bus", "_callback")
+    __slots__ = ()
 
     def __init__(self, bus: EventBus, callback: EventCallback) -> None:
-        self._bus: EventBus | None = bus
-        self._callback = callback
-
-    def __call__(self) -> None:
-        if self._bus is not None:
-            self._bus._remove(self._callback)
-            self._bus = None
-
-    def close(self) -> None:
-        """Unsubscribe (same as calling the handle)."""
-        self()
-
-    def __enter__(self) -> Unsubscribe:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self()
+        super().__init__(functools.partial(bus._remove, callback))
 
 
 class EventBus:

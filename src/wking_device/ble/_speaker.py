@@ -28,15 +28,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import time
+import warnings
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 from bleak import BleakClient
 from bleak.backends.device import BLEDevice
 from bleak.uuids import normalize_uuid_str
 
+from wking_device._subscription import Subscription
 from wking_device.ble._delivery import DEFAULT_MAX_QUEUED, EventQueue
 from wking_device.ble._discovery import DiscoveredSpeaker, find_speaker
 from wking_device.ble._events import OpTimer, get_event_bus
@@ -110,13 +113,22 @@ if TYPE_CHECKING:
     from wking_device.ble._events import EventBus
     from wking_device.protocol import DeviceProfile, FrameCodec
 
-__all__ = ["BatteryReading", "CommandFrame", "Speaker", "SpeakerEvent", "SpeakerTarget"]
+__all__ = [
+    "DEFAULT_RECONNECT_TIMEOUT",
+    "BatteryReading",
+    "CommandFrame",
+    "Speaker",
+    "SpeakerEvent",
+    "SpeakerTarget",
+]
 
 _LOGGER = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
 _DEFAULTS = BleSettings()
+DEFAULT_RECONNECT_TIMEOUT: Final = 15.0
+"""Seconds a reconnect may take in total (``Speaker(reconnect_timeout=...)``'s default)."""
 _DISCONNECT_TIMEOUT = 5.0
 """Bound on a local disconnect: bumble's can hang when the peer vanished (simulator gap D)."""
 _SEQ_SPACE = 256
@@ -161,13 +173,13 @@ _ADDRESS_RE: Final = re.compile(
 )
 
 
-class _Subscription:
-    """Handle returned by :meth:`Speaker.subscribe`; call it to unsubscribe."""
+class _Subscription(Subscription):
+    """The :class:`~wking_device.Subscription` :meth:`Speaker.subscribe` returns."""
 
-    __slots__ = ("_queue", "_speaker")
+    __slots__ = ("_queue",)
 
     def __init__(self, speaker: Speaker, queue: EventQueue[SpeakerEvent]) -> None:
-        self._speaker: Speaker | None = speaker
+        super().__init__(functools.partial(_unsubscribe, speaker, queue))
         self._queue = queue
 
     @property
@@ -175,12 +187,11 @@ class _Subscription:
         """Events dropped for this subscriber because it fell too far behind."""
         return self._queue.dropped
 
-    def __call__(self) -> None:
-        if self._speaker is not None:
-            with contextlib.suppress(ValueError):
-                self._speaker._listeners.remove(self._queue)
-            self._queue.close()
-            self._speaker = None
+
+def _unsubscribe(speaker: Speaker, queue: EventQueue[SpeakerEvent]) -> None:
+    with contextlib.suppress(ValueError):
+        speaker._listeners.remove(queue)
+    queue.close()
 
 
 class Speaker:
@@ -190,6 +201,17 @@ class Speaker:
     bounded retries); leaving disconnects and frees the slot. A lost link fails operations in
     flight with :class:`DeviceDisconnected`; :meth:`reconnect` (or ``auto_reconnect=True``)
     connects again and restores every notification subscription.
+
+    The first connection makes up to ``connect_attempts`` attempts (default 3) of
+    ``connect_timeout`` each (default 10 s), with backoff between them. A reconnect — by
+    :meth:`reconnect`, or by the next operation with ``auto_reconnect=True`` — follows the
+    reconnect policy instead: it first looks for the address advertising (at most
+    ``scan_timeout``, default 5 s), because a link that was lost is no evidence the speaker is
+    still there; a speaker not seen, or one the adapter reports unknown, has gone away and the
+    reconnect fails at once with :class:`DeviceDisconnected` (``reason`` ``NOT_FOUND``). Otherwise
+    attempts follow as for the first connection, all within ``reconnect_timeout`` in total
+    (default 15 s, scan, slot wait and backoff included); past it, :class:`DeviceDisconnected`
+    again, with the last attempt's error as its ``__cause__``.
 
     Args:
         target: A :class:`DiscoveredSpeaker`, a bleak ``BLEDevice`` or an address (found by
@@ -207,7 +229,10 @@ class Speaker:
         scan_timeout: Seconds to look for the address when a fresh ``BLEDevice`` is needed
             (default ``settings.scan_timeout``).
         fresh_for: A discovery result older than this many seconds is re-found before connecting.
-        auto_reconnect: Reconnect on the next operation after the link was lost.
+        auto_reconnect: Reconnect on the next operation after the link was lost (under the
+            reconnect policy above; default ``False``: the operation raises
+            :class:`DeviceDisconnected`).
+        reconnect_timeout: Seconds a reconnect may take in total (default 15 s).
         disconnected_callback: Called with this session, in the event loop's thread, each time
             an established link goes down — lost, or closed by :meth:`disconnect` (as bleak's
             ``disconnected_callback``). :meth:`events` reports the same, and more.
@@ -233,7 +258,12 @@ class Speaker:
         auto_reconnect: bool = False,
         adapter: str | None = None,
         disconnected_callback: Callable[[Speaker], None] | None = None,
+        reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT,
     ) -> None:
+        self._reconnect_timeout = _positive_seconds("reconnect_timeout", reconnect_timeout)
+        self._restoring = "slot"
+        """What the reconnect in progress waits for: ``slot``, ``scan`` (the address to
+        advertise) or ``connect``."""
         settings = settings or _DEFAULTS
         self._disconnected_callback = disconnected_callback
         self._streams: list[EventStream] = []
@@ -372,6 +402,10 @@ class Speaker:
             AdapterUnavailable: The backend cannot connect at all.
             DeviceDisconnected: The link dropped while setting up.
         """
+        await self._connect()
+
+    async def _connect(self, deadline: float | None = None) -> None:
+        """Connect; ``deadline`` (``loop.time()``) marks a reconnect under the policy."""
         async with self._connect_lock:
             if self.is_connected:
                 return
@@ -380,7 +414,7 @@ class Speaker:
             await self._acquire_slot()
             client: BleakClient | None = None
             try:
-                client = await self._connect_with_retries()
+                client = await self._connect_with_retries(deadline)
                 await self._set_up(client)
             except BaseException:
                 self._closing = True
@@ -392,10 +426,66 @@ class Speaker:
                 raise
 
     async def reconnect(self) -> None:
-        """Drop the link if it is up, then connect again; subscriptions are restored."""
+        """Drop the link if it is up, then connect again; subscriptions are restored.
+
+        A session that was connected before reconnects under the reconnect policy (see the
+        class): bounded by ``reconnect_timeout`` in total, failing fast when the speaker is gone.
+
+        Raises:
+            DeviceDisconnected: The speaker went away (``reason`` ``NOT_FOUND``: not seen
+                advertising, or unknown to the adapter) or could not be reconnected within
+                ``reconnect_timeout``.
+            AdapterUnavailable: The backend cannot connect at all.
+        """
         if self._client is not None:
             await self.disconnect()
-        await self.connect()
+        if self.connections == 0:
+            await self.connect()
+        else:
+            await self._restore()
+
+    async def _restore(self) -> None:
+        """Reconnect under the policy: one total deadline; a speaker gone fails at once."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._reconnect_timeout
+        self._restoring = "slot"
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._connect(deadline)
+        except TimeoutError as exc:
+            if self._restoring != "scan":
+                raise self._restore_failed(exc) from exc
+            # the deadline fell while looking for the address: it is not advertising
+            raise DeviceDisconnected(
+                f"{self._address} went away: not seen advertising within "
+                f"{self._reconnect_timeout:g} s",
+                address=self._address,
+                reason=BluetoothReason.NOT_FOUND,
+                remedy=DeviceNotFound.default_remedy,
+                cli_remedy=DeviceNotFound.default_cli_remedy,
+            ) from DeviceNotFound(str(exc) or "out of time", address=self._address)
+        except DeviceNotFound as exc:
+            raise DeviceDisconnected(
+                f"{self._address} went away: {exc.message}",
+                address=self._address,
+                reason=BluetoothReason.NOT_FOUND,
+                remedy=DeviceNotFound.default_remedy,
+                cli_remedy=DeviceNotFound.default_cli_remedy,
+            ) from exc
+        except (ConnectionFailed, OperationTimeout) as exc:
+            raise self._restore_failed(exc) from exc
+
+    def _restore_failed(self, exc: Exception) -> DeviceDisconnected:
+        waiting = "a connection slot" if self._restoring == "slot" else "the connection"
+        why = (
+            exc.message if isinstance(exc, BluetoothError) else f"out of time waiting for {waiting}"
+        )
+        return DeviceDisconnected(
+            f"{self._address}: the link was lost and could not be restored within "
+            f"{self._reconnect_timeout:g} s ({why})",
+            address=self._address,
+            reason=exc.reason if isinstance(exc, BluetoothError) else None,
+        )
 
     async def disconnect(self) -> None:
         """Disconnect and free the connection slot (idempotent; never raises for a lost link).
@@ -457,14 +547,16 @@ class Speaker:
 
     # --- connecting -----------------------------------------------------------------------------
 
-    async def _fresh_device(self, *, force: bool) -> BLEDevice:
+    async def _fresh_device(self, *, force: bool, window: float | None = None) -> BLEDevice:
         """A ``BLEDevice`` seen recently, re-found by address when stale, missing or forced."""
         stale = time.monotonic() - self._device_at > self._fresh_for
+        self._restoring = "connect"  # what follows, unless a scan comes first
         if self._device is not None and not force and not stale and not self._elsewhere():
             return self._device
+        self._restoring = "scan"
         found = await find_speaker(
             self._address,
-            timeout=self._scan_timeout,
+            timeout=self._scan_timeout if window is None else window,
             backend=self._backend,
             profile=self._profile,
             events=self._bus,
@@ -473,6 +565,7 @@ class Speaker:
         self._discovered = found
         self._device = found.device
         self._device_at = found.seen_at
+        self._restoring = "connect"
         self._name = found.name or self._name
         self._model = found.model or self._model
         return found.device
@@ -489,23 +582,34 @@ class Speaker:
         path = details.get("path") if isinstance(details, dict) else None
         return isinstance(path, str) and not path.startswith(f"/org/bluez/{self._adapter}/")
 
-    async def _connect_with_retries(self) -> BleakClient:
+    async def _connect_with_retries(self, deadline: float | None = None) -> BleakClient:
+        """Connect with bounded attempts; with a ``deadline`` (a reconnect), under the policy.
+
+        Under the policy the first attempt always re-finds the address (a lost link is no
+        evidence the speaker is still there), a :class:`DeviceNotFound` ends the loop at once
+        (the speaker went away), and every scan, attempt and backoff fits before the deadline.
+        """
+        loop = asyncio.get_running_loop()
         attempts = self._retry.attempts
         last: BluetoothError | None = None
+        connect_timeout = self._connect_timeout
         for attempt in range(1, attempts + 1):
             # Re-find the device when the previous attempt suggests the stack lost it.
-            force = last is not None and last.reason in {
-                BluetoothReason.NOT_FOUND,
-                BluetoothReason.CONNECTION_ABORTED,
-            }
+            force = (deadline is not None and attempt == 1) or (
+                last is not None
+                and last.reason in {BluetoothReason.NOT_FOUND, BluetoothReason.CONNECTION_ABORTED}
+            )
+            scan_window = None if deadline is None else self._window(self._scan_timeout, deadline)
             try:
-                device = await self._fresh_device(force=force)
+                device = await self._fresh_device(force=force, window=scan_window)
             except DeviceNotFound as exc:
                 last = exc
-                if attempt == attempts or self._device is None:
+                if attempt == attempts or self._device is None or deadline is not None:
                     raise
                 await asyncio.sleep(self._retry.delay(attempt, exc))
                 continue
+            if deadline is not None:
+                connect_timeout = self._window(self._connect_timeout, deadline)
             timer = self._timer(OperationKind.CONNECT, attempt=attempt)
             client: BleakClient | None = None
             try:
@@ -514,12 +618,12 @@ class Speaker:
                 client = BleakClient(
                     device,
                     disconnected_callback=self._on_disconnected,
-                    timeout=self._connect_timeout,
+                    timeout=connect_timeout,
                     backend=self._backend.client if self._backend is not None else None,
                     bluez={"adapter": self._adapter} if self._adapter else {},
                 )
                 # bleak applies the timeout itself; the outer bound covers backends that do not.
-                async with asyncio.timeout(self._connect_timeout + 1.0):
+                async with asyncio.timeout(connect_timeout + 1.0):
                     await client.connect()
             except asyncio.CancelledError as exc:
                 if is_caller_cancelled():
@@ -536,12 +640,14 @@ class Speaker:
             if client is not None:
                 await self._abandon(client)
             last = error
-            if not is_transient(error) or attempt == attempts:
+            delay = self._retry.delay(attempt, error)
+            out_of_time = deadline is not None and loop.time() + delay >= deadline
+            gone = deadline is not None and isinstance(error, DeviceNotFound)
+            if not is_transient(error) or attempt == attempts or out_of_time or gone:
                 final = self._final_connect_error(error, attempt)
                 timer.fail(final)
                 raise final from error
             timer.retry(error)
-            delay = self._retry.delay(attempt, error)
             _LOGGER.debug(
                 "connect %s attempt %d/%d failed (%s); retrying in %.2f s",
                 self._address,
@@ -552,6 +658,11 @@ class Speaker:
             )
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _window(seconds: float, deadline: float) -> float:
+        """``seconds``, cut to what is left before ``deadline`` (``loop.time()``)."""
+        return max(0.0, min(seconds, deadline - asyncio.get_running_loop().time()))
 
     def _final_connect_error(self, error: BluetoothError, attempts: int) -> BluetoothError:
         if isinstance(error, AdapterUnavailable | DeviceNotFound | UnsupportedOperation):
@@ -700,7 +811,7 @@ class Speaker:
         if client is not None and not self._link_lost():
             return client
         if reconnect and self._auto_reconnect and not self._closed:
-            await self.connect()
+            await (self.connect() if self.connections == 0 else self._restore())
             if self._client is not None:
                 return self._client
         raise DeviceDisconnected(
@@ -867,8 +978,13 @@ class Speaker:
 
     def subscribe(
         self, callback: Callable[[SpeakerEvent], None], *, max_queued: int = DEFAULT_MAX_QUEUED
-    ) -> Callable[[], None]:
+    ) -> Subscription:
         """Receive the speaker's unsolicited events (vendor events and battery readings).
+
+        Deprecated (a ``DeprecationWarning``): use :meth:`events`, which delivers one event
+        vocabulary (:mod:`wking_device.events`) and each battery change once; this older
+        vocabulary can deliver one battery change twice (a vendor event and a
+        :class:`BatteryReading`).
 
         Subscriptions belong to the session: they survive reconnects. Each subscriber has its
         own bounded queue, emptied by a task, so a slow subscriber never delays responses to
@@ -881,11 +997,18 @@ class Speaker:
             max_queued: Events held for this subscriber before the oldest is dropped.
 
         Returns:
-            A function that unsubscribes (events still queued for it are discarded).
+            A :class:`~wking_device.Subscription` (call it, ``close()`` it or leave its
+            ``with`` block to unsubscribe; events still queued for it are discarded).
 
         Raises:
             UsageError: ``max_queued`` is below 1.
         """
+        warnings.warn(
+            "Speaker.subscribe() is deprecated; use 'async with speaker.events() as events' "
+            "(one event vocabulary, each battery change once)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         queue: EventQueue[SpeakerEvent] = EventQueue(callback, max_queued=max_queued)
         self._listeners.append(queue)
         return _Subscription(self, queue)
@@ -1301,6 +1424,12 @@ _REJECT_REMEDIES: dict[Status, str] = {
     Status.LOW_BATTERY: "charge the speaker and retry",
     Status.FAILED: "retry; if it persists, power-cycle the speaker",
 }
+
+
+def _positive_seconds(name: str, value: float) -> float:
+    if not 0 < value < float("inf"):
+        raise UsageError(f"{name} must be a positive number of seconds: {value!r}")
+    return float(value)
 
 
 def _uuid(value: str) -> str:

@@ -166,7 +166,9 @@ def _read_bindings(app: AppContext) -> Bindings | None:
 
 
 def _bindings_file(app: AppContext) -> Path:
-    return app.paths.config_dir / "devices.bin"
+    from wking_device.bindings import bindings_path  # noqa: PLC0415
+
+    return bindings_path(app.paths)
 
 
 def _has_encrypted_files(app: AppContext) -> bool:

@@ -17,6 +17,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from wking_device._subscription import Subscription
+from wking_device.bindings import SpeakerKeys
 from wking_device.collect._base import Collector
 from wking_device.collect._sink import MAC_FIELDS, MAC_PATTERN
 from wking_device.models import Outcome, Record
@@ -53,6 +55,20 @@ class EventSource(Protocol):
 
     def subscribe(self, callback: Callable[[OperationEvent], None]) -> Callable[[], None]:
         """Call ``callback`` with every event; return a function that unsubscribes."""
+
+
+def _as_subscription(unsubscribe: Callable[[], None]) -> Subscription:
+    return unsubscribe if isinstance(unsubscribe, Subscription) else Subscription(unsubscribe)
+
+
+def _speaker_keys_of(sink: RecordSink, given: SpeakerKeys | None) -> SpeakerKeys | None:
+    """The speaker keys given, or those of the installation whose record store is the sink."""
+    if given is not None:
+        return given
+    from wking_device.crypto import KeyStore  # noqa: PLC0415 - cryptography on first use
+
+    keys = getattr(sink, "keys", None)
+    return SpeakerKeys.from_key_store(keys) if isinstance(keys, KeyStore) else None
 
 
 def scrub(text: str) -> str:
@@ -126,6 +142,8 @@ class OperationLogCollector(Collector):
         sink: Where records go.
         adapter_mac: The host adapter's MAC; defaults to :func:`host_adapter_mac`. Pass ``""`` for
             "unknown" without probing the system.
+        speaker_keys: Gives each record about a speaker its ``speaker`` key; defaults to the
+            installation's when ``sink`` is a ``RecordStore`` (other sinks: no ``speaker``).
         **kwargs: Passed to :class:`Collector`.
     """
 
@@ -137,14 +155,21 @@ class OperationLogCollector(Collector):
         sink: RecordSink,
         *,
         adapter_mac: str | None = None,
+        speaker_keys: SpeakerKeys | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(gate, sink, **kwargs)
         self._adapter_mac = (host_adapter_mac() if adapter_mac is None else adapter_mac) or None
+        self._speaker_keys = _speaker_keys_of(sink, speaker_keys)
 
-    def attach(self, source: EventSource) -> Callable[[], None]:
-        """Subscribe :meth:`on_event` to an event bus; return the unsubscribe function."""
-        return source.subscribe(self.on_event)
+    def attach(self, source: EventSource) -> Subscription:
+        """Subscribe :meth:`on_event` to an event bus.
+
+        Returns:
+            A :class:`~wking_device.Subscription` (call it, ``close()`` it or leave its
+            ``with`` block to detach).
+        """
+        return _as_subscription(source.subscribe(self.on_event))
 
     def on_event(self, event: OperationEvent) -> None:
         """Record one operation event, if ``operation_logs`` is granted.
@@ -173,6 +198,8 @@ class OperationLogCollector(Collector):
             body["error_type"] = event.error_type
         if event.detail:
             body["detail"] = dict(event.detail)
+        if event.address is not None and self._speaker_keys is not None:
+            body["speaker"] = self._speaker_keys.key(event.address)
         macs: dict[str, str] = {}
         mac_permit = self._permit(_WITH_MACS)
         if mac_permit is not None:
@@ -245,6 +272,8 @@ class DeviceInfoCollector(Collector):
         gate: The consent gate.
         sink: Where records go.
         host: Facts about the host (default :func:`host_info`).
+        speaker_keys: Gives each record its ``speaker`` key; defaults to the installation's
+            when ``sink`` is a ``RecordStore`` (other sinks: no ``speaker``).
         **kwargs: Passed to :class:`Collector`.
     """
 
@@ -256,16 +285,18 @@ class DeviceInfoCollector(Collector):
         sink: RecordSink,
         *,
         host: Mapping[str, Any] | None = None,
+        speaker_keys: SpeakerKeys | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(gate, sink, **kwargs)
         self._host = dict(host_info() if host is None else host)
+        self._speaker_keys = _speaker_keys_of(sink, speaker_keys)
 
     def on_info(self, info: DeviceInfo) -> None:
         """Record what a speaker told about itself, if ``device_info`` is granted.
 
         Args:
-            info: The speaker's information; its address is not recorded.
+            info: The speaker's information; its address is not recorded (its speaker key is).
         """
         permit = self._permit()
         if permit is None:
@@ -273,6 +304,8 @@ class DeviceInfoCollector(Collector):
             return
         body = info.model_dump(exclude={"address"}, exclude_none=True)
         _strip_macs(body)
+        if self._speaker_keys is not None:
+            body["speaker"] = self._speaker_keys.key(info.address)
         body["host"] = dict(self._host)
         self._emit("device_info", body, permit)
 
@@ -334,9 +367,14 @@ class DiagnosticsCollector(Collector):
 
     categories: ClassVar[frozenset[str]] = frozenset({"diagnostics"})
 
-    def attach(self, source: EventSource) -> Callable[[], None]:
-        """Subscribe :meth:`on_event` to an event bus; return the unsubscribe function."""
-        return source.subscribe(self.on_event)
+    def attach(self, source: EventSource) -> Subscription:
+        """Subscribe :meth:`on_event` to an event bus.
+
+        Returns:
+            A :class:`~wking_device.Subscription` (call it, ``close()`` it or leave its
+            ``with`` block to detach).
+        """
+        return _as_subscription(source.subscribe(self.on_event))
 
     def on_event(self, event: OperationEvent) -> None:
         """Record a failed operation (errors and timeouts only), if ``diagnostics`` is granted."""

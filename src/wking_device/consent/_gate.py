@@ -22,6 +22,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from wking_device._subscription import Subscription
 from wking_device.consent._ledger import Ledger, LedgerEntry
 from wking_device.consent._permit import _ISSUER, Permit, Revocation, _Token, permit_key
 from wking_device.errors import (
@@ -45,6 +46,7 @@ from wking_device.policy import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
     from pathlib import Path
+    from types import TracebackType
 
     from wking_device.config import Paths, Settings
     from wking_device.policy import PolicyDocument
@@ -180,6 +182,10 @@ class ConsentGate:
     ledger files' stat with what the gate last read, at most once per ``watch`` seconds, and
     re-reads the ledger (:meth:`refresh`) when it changed — revoking permits at once.
 
+    A context manager: ``with open_installation_gate(paths, settings) as gate: ...`` calls
+    :meth:`close` on the way out, which revokes the permits it issued and ends its
+    subscriptions (it holds no file open: the ledger is opened per read and write).
+
     Args:
         ledger: The installation's ledger.
         policies: The policy documents; the newest is the installed version (default: the ones
@@ -211,6 +217,7 @@ class ConsentGate:
         self._minor = minor
         self._region = region
         self._tampered: LedgerTampered | None = None
+        self._ended = False
         self._replayed = _Replay()
         self._listeners: list[Callable[[Revocation], None]] = []
         self._tokens: dict[str, weakref.WeakSet[_Token]] = {c: weakref.WeakSet() for c in CATALOG}
@@ -527,6 +534,7 @@ class ConsentGate:
             ConsentRequired: Some categories are not granted (``missing`` names them).
             UsageError: No categories, or an unknown one.
         """
+        self._refuse_if_closed()
         wanted = validate_categories(categories)
         if not wanted:
             raise UsageError("a permit needs at least one category")
@@ -555,14 +563,15 @@ class ConsentGate:
         except ConsentRequired:
             return None
 
-    def subscribe(self, listener: Callable[[Revocation], None]) -> Callable[[], None]:
+    def subscribe(self, listener: Callable[[Revocation], None]) -> Subscription:
         """Be told of every revocation, synchronously, as it happens.
 
         Args:
             listener: Called with each :class:`Revocation` (after the permits are invalid).
 
         Returns:
-            A function that unsubscribes the listener.
+            A :class:`~wking_device.Subscription`: call it, ``close()`` it or leave its
+            ``with`` block to unsubscribe.
         """
         self._listeners.append(listener)
 
@@ -570,11 +579,56 @@ class ConsentGate:
             if listener in self._listeners:
                 self._listeners.remove(listener)
 
-        return unsubscribe
+        return Subscription(unsubscribe)
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (a tampered ledger is :attr:`tampered` instead)."""
+        return self._ended
+
+    def close(self) -> None:
+        """Stop using this gate: it issues no permit and records nothing more (idempotent).
+
+        Every permit it issued is revoked (``PermitRevoked``, reason ``gate_closed``) and its
+        subscriptions end, without telling the subscribers: consent itself is unchanged (no
+        ledger entry, nothing withdrawn or shredded), and a new gate over the same ledger sees
+        the same state. Close collectors first (nest them inside ``with gate:``): records
+        they still buffer are discarded with their permits.
+        """
+        if self._ended:
+            return
+        self._ended = True
+        self._listeners.clear()
+        for tokens in self._tokens.values():
+            for token in list(tokens):
+                if token.reason is None:
+                    token.reason = "gate_closed"
+        self._tokens = {c: weakref.WeakSet() for c in CATALOG}
+        self._watch_every = None
+
+    def __enter__(self) -> ConsentGate:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _refuse_if_closed(self) -> None:
+        if self._ended:
+            raise UsageError(
+                "this ConsentGate is closed", remedy="open the installation's gate again"
+            )
 
     # --- changes ------------------------------------------------------------------------------
 
     def _ensure_open(self) -> None:
+        self._refuse_if_closed()
         self.refresh()
         if self._tampered is not None:
             raise self._tampered

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from wking_device._redact import MAC_RE
+from wking_device._subscription import Subscription
 from wking_device.config import load_settings, warn_loose_permissions
 from wking_device.consent import Ledger, Permit, issued_by, ledger_path, permit_key
 from wking_device.crypto import (
@@ -614,7 +615,7 @@ class RecordStore:
         result: StoreStats = await self._submit(self._stats_sync, write=False)
         return result
 
-    def attach(self, gate: ConsentGate) -> Callable[[], None]:
+    def attach(self, gate: ConsentGate) -> Subscription:
         """Crypto-shred a category as soon as the gate reports its withdrawal (optional).
 
         Not needed for withdrawal to shred: a store open for writing watches its installation's
@@ -631,7 +632,8 @@ class RecordStore:
                 categories (queued behind appends already accepted, so those are shredded too).
 
         Returns:
-            A function that detaches the store from the gate.
+            A :class:`~wking_device.Subscription` that detaches the store from the gate (call
+            it, ``close()`` it or leave its ``with`` block).
         """
 
         def purge(categories: Iterable[str]) -> None:
@@ -664,7 +666,7 @@ class RecordStore:
             if self._watched is not None and self._watched[0] is gate:
                 self._watched = None
 
-        return detach
+        return Subscription(detach)
 
     def _next_item(self) -> Any:
         """The next queued item; while idle, have an attached gate re-read a changed ledger."""

@@ -89,6 +89,9 @@ _MAC_CATEGORY: Final = "mac_addresses"
 _CROSS_BORDER: Final = "cross_border_transfer"
 _IP_CATEGORY: Final = "ip_address"
 _LOCATION_KEY: Final = "location"
+_SPEAKER_KEY: Final = "speaker"
+"""A record's stable speaker key (``spk:…``): it does not rotate as the ``mac:`` pseudonyms do, so
+de-identified (cross-border) records go without it."""
 _PERMANENT_REMEDY: Final = {
     400: "the collector could not read the request: check that the endpoint is an OTLP/HTTP "
     "logs endpoint of a compatible version",
@@ -302,7 +305,7 @@ class Uploader:
             return "[MAC]"
 
     def _deidentify(self, value: Any, depth: int = 0) -> Any:
-        """MAC addresses (any spelling, anywhere) → keyed pseudonyms; ``location`` dropped."""
+        """MAC addresses (any spelling) → keyed pseudonyms; ``location``, ``speaker`` dropped."""
         if isinstance(value, str):
             return MAC_RE.sub(lambda match: self._pseudonym(match.group(0)), value)
         if depth > 32:
@@ -310,7 +313,7 @@ class Uploader:
         if isinstance(value, dict):
             out: dict[str, Any] = {}
             for key, item in value.items():
-                if key == _LOCATION_KEY:
+                if key == _LOCATION_KEY or (depth == 0 and key == _SPEAKER_KEY):
                     continue
                 if key in MAC_FIELDS and isinstance(item, str):
                     out[key] = self._pseudonym(item)
