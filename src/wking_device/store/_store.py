@@ -32,6 +32,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+import orjson
+
 from wking_device._redact import MAC_RE
 from wking_device.config import load_settings, warn_loose_permissions
 from wking_device.consent import Ledger, Permit, issued_by, ledger_path, permit_key
@@ -63,6 +65,7 @@ from wking_device.store._schema import (
     STATE_CLAIMED,
     STATE_PENDING,
     STATE_REJECTED,
+    OpenedRecord,
     encode_body,
     migrate,
     record_from_row,
@@ -107,6 +110,11 @@ _CHUNK: Final = 500
 _MEASURE: Final = (
     f"SELECT COALESCE(SUM(length(payload)), 0) + COUNT(*) * {_ROW_OVERHEAD} FROM records"  # noqa: S608
 )
+_CLAIMED_NOTE: Final = "claimed"
+"""meta row: how many records the writer holds claimed (claims live in its memory; this row is
+for read-only readers such as ``wking data status`` beside an agent, reset when reopened)."""
+_CLAIMED_SEQS: Final = "SELECT value FROM json_each(?)"
+"""A subquery over the claimed rows' ``seq`` values, bound as one JSON array."""
 _WITHDRAWALS_DONE: Final = "withdrawals_done"
 """meta row: ``<seq>:<hash>`` of the last ledger withdrawal whose categories were shredded."""
 _IDLE_WATCH: Final = 0.25
@@ -388,6 +396,8 @@ class RecordStore:
         self._max_batch = max_batch
         self._permit_key = permit_key
         self._trusted: dict[int, Permit] = {}
+        self._claims: dict[str, int] = {}
+        """Claimed records, record id -> seq (writer thread only; see ``_claimable``)."""
         self._sealers: dict[int, Sealer] = {}
         self._ledger_file = ledger_file
         self._ledger: Ledger | None = None
@@ -529,6 +539,23 @@ class RecordStore:
             return []
         allowed = None if scopes is None else frozenset(scopes)
         result: list[Record] = await self._submit(functools.partial(self._claim_sync, n, allowed))
+        return result
+
+    async def claim_opened(
+        self, n: int, *, scopes: Iterable[str] | None = None
+    ) -> list[OpenedRecord]:
+        """:meth:`claim`, returning each record's columns and plaintext instead of a ``Record``.
+
+        The uploader's path: it encodes straight from the plaintext
+        (:class:`~wking_device.store.PlaintextReader`), with no object built per record.
+        Claims, releases and acknowledgements work the same for both.
+        """
+        if n <= 0:
+            return []
+        allowed = None if scopes is None else frozenset(scopes)
+        result: list[OpenedRecord] = await self._submit(
+            functools.partial(self._claim_opened_sync, n, allowed)
+        )
         return result
 
     async def reject(self, record_ids: Iterable[str]) -> int:
@@ -1049,59 +1076,149 @@ class RecordStore:
         "SELECT seq, record_id, category, key_id, created_at, expires_at, payload FROM records"
     )
 
-    def _claim_sync(self, n: int, allowed: frozenset[str] | None = None) -> list[Record]:
-        conn = self._conn
+    # -- claims ----------------------------------------------------------------------------------
+    # A claim writes nothing per record: the writer keeps claimed record ids in memory
+    # (``self._claims``), claims skip them, an ack deletes them, a release forgets them. A crash
+    # forgets them too, which is what reopening always did (claims made pending again). Only
+    # ``rejected`` is a state on disk (it must survive reopening), and the number claimed is
+    # noted in ``meta`` for read-only readers.
+
+    def _claimable(
+        self, n: int, allowed: frozenset[str] | None
+    ) -> tuple[list[tuple[int, str, str, int, float, float, bytes]], dict[int, str]]:
+        """The oldest ``n`` pending, unexpired, unclaimed rows of the allowed scopes.
+
+        Returns:
+            The rows and the key scopes by key id.
+        """
+        scopes = self.keys.data_key_ids()
         where = "state = ? AND expires_at > ?"
         params: list[Any] = [STATE_PENDING, self._clock()]
         if allowed is not None:
             # a row's key id names its key scope: filter on the ids of the allowed scopes
-            key_ids = sorted(
-                key_id for key_id, scope in self.keys.data_key_ids().items() if scope in allowed
-            )
+            key_ids = sorted(key_id for key_id, scope in scopes.items() if scope in allowed)
             if not key_ids:
-                return []
+                return [], scopes
             where += f" AND key_id IN ({','.join('?' * len(key_ids))})"
             params.extend(key_ids)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # a record past its retention is never handed out, swept or not (DESIGN §4)
-            rows = conn.execute(
-                f"{self._SELECT} WHERE {where} ORDER BY seq LIMIT ?",
-                (*params, n),
-            ).fetchall()
-            good, bad, shredded = self._open_rows(rows)
-            seqs = [seq for seq, _ in good]
-            for start in range(0, len(seqs), _CHUNK):
-                chunk = seqs[start : start + _CHUNK]
-                conn.execute(
-                    f"UPDATE records SET state = ? WHERE seq IN ({','.join('?' * len(chunk))})",  # noqa: S608
-                    (STATE_CLAIMED, *chunk),
-                )
-            self._set_aside(bad, shredded)
-            conn.execute("COMMIT")
-        except BaseException:
-            self._rollback()
-            raise
+        if self._claims:
+            where += f" AND seq NOT IN ({_CLAIMED_SEQS})"
+            params.append(_seq_json(self._claims.values()))
+        # a record past its retention is never handed out, swept or not (DESIGN §4)
+        rows = self._conn.execute(
+            f"{self._SELECT} WHERE {where} ORDER BY seq LIMIT ?",
+            (*params, n),
+        ).fetchall()
+        return rows, scopes
+
+    def _took(
+        self, taken: list[tuple[str, int]], bad: list[tuple[int, str]], shredded: list[int]
+    ) -> None:
+        """Hold claimed rows in memory; quarantine or drop the rows that did not open."""
+        self._claims.update(taken)
         if bad or shredded:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._set_aside(bad, shredded)
+                conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
             self._bytes = self._measure()
+        self._note_claims()
+
+    def _note_claims(self, *, in_transaction: bool = False) -> None:
+        """Write how many records are claimed to ``meta`` (advisory: not synced on its own)."""
+        conn = self._conn
+        sql = (
+            "INSERT INTO meta (name, value) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+        )
+        if in_transaction:
+            conn.execute(sql, (_CLAIMED_NOTE, str(len(self._claims))))
+            return
+        # a lost note costs nothing (reopening resets it): no fsync of its own
+        conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            conn.execute(sql, (_CLAIMED_NOTE, str(len(self._claims))))
+        finally:
+            conn.execute("PRAGMA synchronous = FULL")
+
+    def _claim_sync(self, n: int, allowed: frozenset[str] | None = None) -> list[Record]:
+        rows, _ = self._claimable(n, allowed)
+        good, bad, shredded = self._open_rows(rows)
+        self._took([(record.record_id, seq) for seq, record in good], bad, shredded)
         return [record for _, record in good]
+
+    def _claim_opened_sync(
+        self, n: int, allowed: frozenset[str] | None = None
+    ) -> list[OpenedRecord]:
+        rows, scopes = self._claimable(n, allowed)
+        opened: list[OpenedRecord] = []
+        taken: list[tuple[str, int]] = []
+        bad: list[tuple[int, str]] = []
+        shredded: list[int] = []
+        missing: dict[int, bool] = {}  # key id -> destroyed? (looked up once per call)
+        sealers = self._sealers
+        make = tuple.__new__
+        for seq, record_id, category, key_id, created_at, expires_at, payload in rows:
+            sealer = sealers.get(key_id) if type(key_id) is int else None
+            if sealer is None:
+                if type(key_id) is not int:  # an edited row (SQLite keeps text in any column)
+                    bad.append((seq, "authentication failed"))
+                    continue
+                sealer = None if key_id in missing else self._sealer_for(key_id)
+                if sealer is None:
+                    if key_id not in missing:
+                        missing[key_id] = self.keys.was_destroyed(key_id)
+                    if missing[key_id]:
+                        shredded.append(seq)
+                    else:
+                        bad.append((seq, "unknown data key"))
+                    continue
+            try:
+                plaintext = sealer.open(
+                    record_id, category, payload, created_at=created_at, expires_at=expires_at
+                )
+            except RecordCorrupt:
+                bad.append((seq, "authentication failed"))
+                continue
+            scope = scopes.get(key_id, category)
+            opened.append(make(OpenedRecord, (record_id, category, scope, created_at, plaintext)))
+            taken.append((record_id, seq))
+        self._took(taken, bad, shredded)
+        return opened
 
     def _ack_sync(self, ids: list[str]) -> int:
         conn = self._conn
+        claims = self._claims
+        seqs = [seq for seq in map(claims.get, ids) if seq is not None]
         deleted = 0
         freed = 0
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for start in range(0, len(ids), _CHUNK):
-                chunk = ids[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                # one statement deletes and reports what it freed
-                sizes = conn.execute(
-                    f"DELETE FROM records WHERE record_id IN ({marks}) RETURNING length(payload)",  # noqa: S608
-                    chunk,
+            if len(seqs) == len(ids):
+                # claimed rows: deleted by seq, no id index lookup; a seq SQLite gave again to a
+                # new row (the claimed one was deleted meanwhile, e.g. purged) is caught here
+                gone = conn.execute(
+                    f"DELETE FROM records WHERE seq IN ({_CLAIMED_SEQS}) "  # noqa: S608
+                    "RETURNING record_id, length(payload)",
+                    (_seq_json(seqs),),
                 ).fetchall()
-                deleted += len(sizes)
-                freed += sum(size for (size,) in sizes) + len(sizes) * _ROW_OVERHEAD
+                wanted = set(ids)
+                if all(record_id in wanted for record_id, _ in gone):
+                    deleted = len(gone)
+                    freed = sum(size for _, size in gone) + deleted * _ROW_OVERHEAD
+                else:
+                    self._rollback()
+                    conn.execute("BEGIN IMMEDIATE")
+                    seqs = []
+            if len(seqs) != len(ids):
+                deleted, freed = self._delete_by_id(ids)
+            for record_id in ids:
+                claims.pop(record_id, None)
+            self._note_claims(in_transaction=True)
             conn.execute("COMMIT")
         except BaseException:
             self._rollback()
@@ -1109,30 +1226,69 @@ class RecordStore:
         self._bytes -= freed
         return deleted
 
+    def _delete_by_id(self, ids: list[str]) -> tuple[int, int]:
+        """Delete rows by record id (inside the caller's transaction); return (rows, bytes)."""
+        deleted = 0
+        freed = 0
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            # one statement deletes and reports what it freed
+            sizes = self._conn.execute(
+                f"DELETE FROM records WHERE record_id IN ({marks}) RETURNING length(payload)",  # noqa: S608
+                chunk,
+            ).fetchall()
+            deleted += len(sizes)
+            freed += sum(size for (size,) in sizes) + len(sizes) * _ROW_OVERHEAD
+        return deleted, freed
+
     def _release_sync(self, ids: list[str]) -> int:
-        return self._unclaim_sync(ids, STATE_PENDING)
+        """Forget claims: the records are pending again (nothing on disk changes)."""
+        seqs = [seq for seq in (self._claims.pop(rid, None) for rid in ids) if seq is not None]
+        if not seqs:
+            return 0
+        released = self._conn.execute(
+            f"SELECT COUNT(*) FROM records WHERE state = ? AND seq IN ({_CLAIMED_SEQS})",  # noqa: S608
+            (STATE_PENDING, _seq_json(seqs)),
+        ).fetchone()[0]
+        self._note_claims()
+        return int(released)
 
     def _reject_sync(self, ids: list[str]) -> int:
-        return self._unclaim_sync(ids, STATE_REJECTED)
-
-    def _unclaim_sync(self, ids: list[str], state: int) -> int:
-        """Move claimed records (of ``ids``) to ``state``; returns how many moved."""
+        """Set claimed records aside in state ``rejected`` (on disk: it survives reopening)."""
+        claimed = [rid for rid in ids if rid in self._claims]
+        if not claimed:
+            return 0
         conn = self._conn
         moved = 0
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for start in range(0, len(ids), _CHUNK):
-                chunk = ids[start : start + _CHUNK]
+            for start in range(0, len(claimed), _CHUNK):
+                chunk = claimed[start : start + _CHUNK]
                 marks = ",".join("?" * len(chunk))
                 moved += conn.execute(
                     f"UPDATE records SET state = ? WHERE state = ? AND record_id IN ({marks})",  # noqa: S608
-                    (state, STATE_CLAIMED, *chunk),
+                    (STATE_REJECTED, STATE_PENDING, *chunk),
                 ).rowcount
+            for record_id in claimed:
+                del self._claims[record_id]
+            self._note_claims(in_transaction=True)
             conn.execute("COMMIT")
         except BaseException:
             self._rollback()
             raise
         return moved
+
+    def _claimed_count(self) -> int:
+        """Claimed records that still exist (for stats)."""
+        if not self._claims:
+            return 0
+        return int(
+            self._conn.execute(
+                f"SELECT COUNT(*) FROM records WHERE state = ? AND seq IN ({_CLAIMED_SEQS})",  # noqa: S608
+                (STATE_PENDING, _seq_json(self._claims.values())),
+            ).fetchone()[0]
+        )
 
     def _purge_sync(self, category: str) -> int:
         # Shred first: once the keys are gone the rows are unreadable even if we crash before
@@ -1362,10 +1518,16 @@ class RecordStore:
             conn.execute("SELECT category, COUNT(*) FROM records GROUP BY category").fetchall()
         )
         meta = dict(conn.execute("SELECT name, value FROM meta").fetchall())
+        unclaimed = int(states.get(STATE_PENDING, 0))
+        if self.readonly:
+            # the writer's claims are in its memory: read the number it noted
+            held = min(int(meta.get(_CLAIMED_NOTE, 0)), unclaimed)
+        else:
+            held = self._claimed_count()
         return StoreStats(
             total=sum(states.values()),
-            pending=int(states.get(STATE_PENDING, 0)),
-            claimed=int(states.get(STATE_CLAIMED, 0)),
+            pending=unclaimed - held,
+            claimed=held + int(states.get(STATE_CLAIMED, 0)),
             rejected=int(states.get(STATE_REJECTED, 0)),
             by_category={str(k): int(v) for k, v in by_category.items()},
             quarantined=int(meta.get("quarantined", 0)),
@@ -1375,6 +1537,11 @@ class RecordStore:
             bytes=self._bytes,
             max_bytes=self.max_bytes,
         )
+
+
+def _seq_json(seqs: Iterable[int]) -> str:
+    """Row numbers as one JSON array parameter (for :data:`_CLAIMED_SEQS`: no bound on count)."""
+    return orjson.dumps(list(seqs)).decode("ascii")
 
 
 def _refresh_quietly(gate: _Gate) -> None:
@@ -1502,6 +1669,8 @@ def _prepare(conn: sqlite3.Connection, keys: KeyStore, *, readonly: bool, check:
             "UPDATE records SET state = ? WHERE state IS NOT ? AND state IS NOT ?",
             (STATE_PENDING, STATE_PENDING, STATE_REJECTED),
         )
+        # claims are held in the writer's memory: a new writer holds none
+        conn.execute("DELETE FROM meta WHERE name = ?", (_CLAIMED_NOTE,))
 
 
 def _lock(paths: Paths) -> int:
