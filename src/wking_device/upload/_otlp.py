@@ -74,6 +74,7 @@ CONTENT_TYPE_JSON: Final = "application/json"
 
 _SEVERITY_INFO: Final = 9  # SeverityNumber.SEVERITY_NUMBER_INFO
 _FIXED64: Final = struct.Struct("<Q")
+_HEAD: Final = struct.Struct("<BQBBB")  # time (1, fixed64), severity (2), the body's tag (5)
 
 
 def _varint(value: int) -> bytes:
@@ -249,6 +250,78 @@ class LogRecordEncoder:
                 _FIXED64.pack(observed_time_unix_nano),
             )
         )
+
+    def encode_many(
+        self, rows: Iterable[tuple[str, str, str, str, bytes, float]], observed_time_unix_nano: int
+    ) -> list[bytes]:
+        """Encode many records at once: the same bytes as :meth:`encode` for each.
+
+        The uploader's path: no keyword call per record, and the parts every record of a batch
+        shares (its three attributes, the observed time) are joined once per distinct triple.
+
+        Args:
+            rows: ``(record_id, category, consent_id, policy_version, body, created_at)``, the
+                body UTF-8 JSON text, ``created_at`` in seconds since the epoch.
+            observed_time_unix_nano: The batch's observed time.
+
+        Returns:
+            The ``LogRecord`` bytes, in order.
+
+        Raises:
+            UnicodeDecodeError: A body is not UTF-8.
+        """
+        observed = _OBSERVED_TAG + _FIXED64.pack(observed_time_unix_nano)
+        tails: dict[tuple[str, str, str], bytes] = {}
+        id_prefixes = self._id_prefixes
+        head = _HEAD.pack
+        varint = _fast_varint
+        out: list[bytes] = []
+        append = out.append
+        for record_id, category, consent_id, policy_version, body, created_at in rows:
+            key = (category, consent_id, policy_version)
+            tail = tails.get(key)
+            if tail is None:
+                tail = tails[key] = self._tail(key) + observed
+            body.decode("utf-8")  # protobuf strings must be valid UTF-8: refuse early
+            raw_id = record_id.encode("utf-8")
+            id_prefix = id_prefixes.get(len(raw_id))
+            if id_prefix is None:
+                attribute = _string_attribute(_KEY_RECORD_ID, record_id)
+                id_prefix = attribute[: len(attribute) - len(raw_id)]
+                if len(id_prefixes) < 64:
+                    id_prefixes[len(raw_id)] = id_prefix
+            length = len(body)
+            size = varint(length)
+            append(
+                b"".join(
+                    (
+                        head(0x09, int(created_at * 1_000_000_000), 0x10, _SEVERITY_INFO, 0x2A),
+                        varint(length + 1 + len(size)),
+                        b"\x0a",
+                        size,
+                        body,
+                        id_prefix,
+                        raw_id,
+                        tail,
+                    )
+                )
+            )
+        return out
+
+    def _tail(self, key: tuple[str, str, str]) -> bytes:
+        """The category, consent id and policy version attributes (cached, bounded)."""
+        tail = self._tails.get(key)
+        if tail is None:
+            category, consent_id, policy_version = key
+            tail = (
+                _string_attribute(_KEY_CATEGORY, category)
+                + _string_attribute(_KEY_CONSENT_ID, consent_id)
+                + _string_attribute(_KEY_POLICY_VERSION, policy_version)
+            )
+            if len(self._tails) >= self._max_cached:
+                self._tails.clear()
+            self._tails[key] = tail
+        return tail
 
 
 def encode_record(record: Record, *, observed_time_unix_nano: int | None = None) -> bytes:

@@ -58,7 +58,7 @@ from wking_device._redact import MAC_RE
 from wking_device.errors import StorageError, UploadError, UploadRejected, UploadUnavailable
 from wking_device.models import MAC_FIELDS
 from wking_device.policy import CATALOG
-from wking_device.store import key_scope
+from wking_device.store import PlaintextReader
 from wking_device.upload._backoff import BackoffPolicy
 from wking_device.upload._http import Delivered, Permanent, Retryable, TooLarge
 from wking_device.upload._otlp import LogRecordEncoder, LogsFramer, gzip_body
@@ -68,8 +68,7 @@ if TYPE_CHECKING:
 
     from wking_device.consent import ConsentGate
     from wking_device.crypto import MacPseudonymizer
-    from wking_device.models import Record
-    from wking_device.store import RecordStore
+    from wking_device.store import OpenedRecord, RecordStore
     from wking_device.upload._http import OTLPSender, SendResult
 
 __all__ = [
@@ -152,14 +151,25 @@ class DrainResult:
         }
 
 
-@dataclass(slots=True)
 class _Item:
-    record: Record
-    encoded: bytes
+    """A claimed record on its way: its columns, its plaintext split, then its encoding."""
 
-    @property
-    def record_id(self) -> str:
-        return self.record.record_id
+    __slots__ = (
+        "body",
+        "category",
+        "consent_id",
+        "created_at",
+        "encoded",
+        "plaintext",
+        "policy_version",
+        "record_id",
+        "scope",
+    )
+
+    def __init__(self, row: OpenedRecord, reader: PlaintextReader) -> None:
+        self.record_id, self.category, self.scope, self.created_at, self.plaintext = row
+        self.consent_id, self.policy_version, self.body = reader.split(row.plaintext, row.record_id)
+        self.encoded = b""
 
 
 @dataclass(slots=True)
@@ -230,6 +240,7 @@ class Uploader:
         self._progress = progress
         self._framers: dict[bool, LogsFramer] = {}
         self._encoder = LogRecordEncoder()
+        self._reader = PlaintextReader()
         self._plan: _Plan | None = None
         self.counters = UploadCounters()
         self.last_error: str | None = None
@@ -321,17 +332,28 @@ class Uploader:
             return [self._deidentify(item, depth + 1) for item in value]
         return value
 
-    def _encode(self, record: Record, *, restricted: bool, observed: int) -> bytes:
-        body = self._deidentify(record.body) if restricted else record.body
-        return self._encoder.encode(
-            record_id=record.record_id,
-            category=record.category,
-            consent_id=record.consent_id,
-            policy_version=record.policy_version,
-            body=orjson.dumps(body),
-            time_unix_nano=int(record.created_at * 1_000_000_000),
-            observed_time_unix_nano=observed,
+    def _encode(self, items: list[_Item], *, restricted: bool) -> None:
+        """Set each item's ``LogRecord`` bytes (from its body's JSON text; no object built)."""
+        if restricted:
+            bodies = [orjson.dumps(self._deidentify(orjson.loads(item.body))) for item in items]
+        else:
+            bodies = [item.body for item in items]
+        encoded = self._encoder.encode_many(
+            (
+                (
+                    item.record_id,
+                    item.category,
+                    item.consent_id,
+                    item.policy_version,
+                    body,
+                    item.created_at,
+                )
+                for item, body in zip(items, bodies, strict=True)
+            ),
+            time.time_ns(),
         )
+        for item, data in zip(items, encoded, strict=True):
+            item.encoded = data
 
     # --- draining -------------------------------------------------------------------------------
 
@@ -403,19 +425,20 @@ class Uploader:
             if not plan.scopes:
                 return
             claiming = asyncio.ensure_future(
-                self._store.claim(self._batch_size, scopes=plan.scopes)
+                self._store.claim_opened(self._batch_size, scopes=plan.scopes)
             )
             try:
-                records = await asyncio.shield(claiming)
+                rows = await asyncio.shield(claiming)
             except asyncio.CancelledError:
                 # the claim goes on in the store's thread: what it takes is pending again
                 claiming.add_done_callback(self._release_late)
                 raise
-            if not records:
+            if not rows:
                 return
-            outstanding = {record.record_id for record in records}
+            outstanding = {row.record_id for row in rows}
             try:
-                await self._settle(records, outstanding)
+                reader = self._reader
+                await self._settle([_Item(row, reader) for row in rows], outstanding)
             finally:
                 if outstanding:
                     # an error or a cancellation: whatever was not settled is pending again
@@ -423,7 +446,7 @@ class Uploader:
             if self._progress is not None:
                 self._progress(self.counters)
 
-    def _release_late(self, claiming: asyncio.Future[list[Record]]) -> None:
+    def _release_late(self, claiming: asyncio.Future[list[OpenedRecord]]) -> None:
         """Release what a claim cut short by a cancellation took (else claimed until reopen)."""
         if claiming.cancelled() or claiming.exception() is not None or not claiming.result():
             return
@@ -433,37 +456,47 @@ class Uploader:
         releasing.add_done_callback(self._late.discard)
         releasing.add_done_callback(_quiet)
 
-    async def _check(self, records: Sequence[Record], outstanding: set[str]) -> list[Record]:
-        """Consent, right before a send: keep what may go; purge or defer the rest."""
+    async def _check(self, items: Sequence[_Item], outstanding: set[str]) -> list[_Item]:
+        """Consent, right before a send: keep what may go; purge or defer the rest.
+
+        Every record is checked against the gate's state of this moment; records of one key
+        scope, category and grant get the same answer, so the gate is asked once for each.
+        """
         self._gate.refresh()
         plan = self._current_plan()
         allows = self._gate.allows
-        keep: list[Record] = []
-        withdrawn: list[Record] = []
+        scopes = plan.scopes
+        verdicts: dict[tuple[str, str, str], bool] = {}
+        keep: list[_Item] = []
+        withdrawn: list[_Item] = []
         deferred: list[str] = []
-        for record in records:
-            if key_scope(record) in plan.scopes and allows(record.category, record.consent_id):
-                keep.append(record)
-            elif record.category in plan.withdrawn or not self._grant_live(record):
-                withdrawn.append(record)
+        for item in items:
+            key = (item.scope, item.category, item.consent_id)
+            verdict = verdicts.get(key)
+            if verdict is None:
+                verdict = verdicts[key] = key[0] in scopes and allows(key[1], key[2])
+            if verdict:
+                keep.append(item)
+            elif item.category in plan.withdrawn or not self._grant_live(item):
+                withdrawn.append(item)
             else:
-                deferred.append(record.record_id)
+                deferred.append(item.record_id)
         if withdrawn:
             await self._drop_withdrawn(withdrawn, plan)
-            outstanding.difference_update(record.record_id for record in withdrawn)
+            outstanding.difference_update(item.record_id for item in withdrawn)
         if deferred:
             await self._store.release(deferred)
             outstanding.difference_update(deferred)
         return keep
 
-    def _grant_live(self, record: Record) -> bool:
+    def _grant_live(self, record: _Item) -> bool:
         """Whether the record's own grant is still live (withdrawn-and-granted-again is not)."""
         state = self._gate.states().get(record.category)
         if state is None or not state.granted:
             return True  # denied for another reason (DNT, suspended...): defer, not purge
         return self._gate.allows(record.category, record.consent_id)
 
-    async def _drop_withdrawn(self, records: list[Record], plan: _Plan) -> None:
+    async def _drop_withdrawn(self, records: list[_Item], plan: _Plan) -> None:
         categories = {record.category for record in records} & plan.withdrawn
         for category in sorted(categories):
             await self._store.purge(category)  # crypto-shred what is left of it
@@ -472,17 +505,13 @@ class Uploader:
         self.counters.purged += len(records)
         _LOGGER.info("%d records not sent: their consent was withdrawn", len(records))
 
-    async def _settle(self, records: Sequence[Record], outstanding: set[str]) -> None:
+    async def _settle(self, claimed: list[_Item], outstanding: set[str]) -> None:
         """Send one claimed batch until every record is acknowledged, set aside or released."""
-        keep = await self._check(records, outstanding)
-        if not keep:
+        items = await self._check(claimed, outstanding)
+        if not items:
             return
         plan = self._current_plan()
-        observed = time.time_ns()
-        items = [
-            _Item(record, self._encode(record, restricted=plan.restricted, observed=observed))
-            for record in keep
-        ]
+        self._encode(items, restricted=plan.restricted)
         stack: list[tuple[list[_Item], bool]] = [(items, plan.restricted)]
         while stack:
             batch, restricted = stack.pop()
@@ -545,8 +574,7 @@ class Uploader:
             await self._store.release(ids)
             outstanding.difference_update(ids)
             return []
-        keep = {id(record) for record in await self._check([i.record for i in batch], outstanding)}
-        return [item for item in batch if id(item.record) in keep]
+        return await self._check(batch, outstanding)
 
     async def _delivered(
         self, batch: list[_Item], result: Delivered, outstanding: set[str]
