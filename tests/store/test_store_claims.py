@@ -119,7 +119,7 @@ async def test_claim_opened_gives_each_records_scope_and_plaintext(
     records = [
         make_record(n=1),
         make_record(speaker_mac="AA:BB:CC:DD:EE:01", n=2),  # sealed under the MAC scope
-        make_record("diagnostics", text="é \u2028 \"q\" \\", x=1.5e-7, big=2**62, neg=-0.0),
+        make_record("diagnostics", text='é \u2028 "q" \\', x=1.5e-7, big=2**62, neg=-0.0),
     ]
     await store.append(records, permit)
     as_records = await store.claim(10)  # what was stored (MAC-shaped text redacted)
@@ -145,7 +145,7 @@ async def test_claim_opened_gives_each_records_scope_and_plaintext(
     [
         {},
         {"a": [1, 2.5, None, True, {"b": "x"}]},
-        {"s": "\u00e9\U0001f600 \" \\ \n", "n": -0.0, "f": 1e300},
+        {"s": '\u00e9\U0001f600 " \\ \n', "n": -0.0, "f": 1e300},
         {"c": "nested keys named like the head", "p": 1, "b": {"c": 2}},
     ],
 )
@@ -167,3 +167,20 @@ def test_the_plaintext_reader_slices_exactly_what_a_full_parse_gives(
     )
     assert reader.split(other)[0] == record.consent_id + "x"
     assert encode_record(record)  # the body still encodes as the uploader sends it
+
+
+async def test_claims_skip_claimed_rows_yet_find_released_and_renumbered_ones(
+    store: RecordStore, permit: Permit, make_record: Any
+) -> None:
+    records = [make_record(n=i) for i in range(10)]
+    await store.append(records, permit)
+    ids = [r.record_id for r in records]
+    assert [r.record_id for r in await store.claim(4)] == ids[:4]
+    assert [r.record_id for r in await store.claim(2)] == ids[4:6]
+    await store.release(ids[:2])  # below what the next claim would start after
+    assert [r.record_id for r in await store.claim(10)] == ids[:2] + ids[6:]
+    assert await store.ack(ids) == 10
+    # the table is empty: SQLite numbers the next row 1 again, below every earlier claim
+    late = make_record(n=99)
+    await store.append([late], permit)
+    assert [r.record_id for r in await store.claim_opened(10)] == [late.record_id]

@@ -115,6 +115,8 @@ _CLAIMED_NOTE: Final = "claimed"
 for read-only readers such as ``wking data status`` beside an agent, reset when reopened)."""
 _CLAIMED_SEQS: Final = "SELECT value FROM json_each(?)"
 """A subquery over the claimed rows' ``seq`` values, bound as one JSON array."""
+_FLOORS: Final = 16
+"""Claim floors kept (one per set of scopes claimed)."""
 _WITHDRAWALS_DONE: Final = "withdrawals_done"
 """meta row: ``<seq>:<hash>`` of the last ledger withdrawal whose categories were shredded."""
 _IDLE_WATCH: Final = 0.25
@@ -398,6 +400,8 @@ class RecordStore:
         self._trusted: dict[int, Permit] = {}
         self._claims: dict[str, int] = {}
         """Claimed records, record id -> seq (writer thread only; see ``_claimable``)."""
+        self._floors: dict[frozenset[str] | None, int] = {}
+        """Per set of claimed scopes, a seq up to which every claimable row is claimed."""
         self._sealers: dict[int, Sealer] = {}
         self._ledger_file = ledger_file
         self._ledger: Ledger | None = None
@@ -1101,15 +1105,34 @@ class RecordStore:
                 return [], scopes
             where += f" AND key_id IN ({','.join('?' * len(key_ids))})"
             params.extend(key_ids)
-        if self._claims:
-            where += f" AND seq NOT IN ({_CLAIMED_SEQS})"
-            params.append(_seq_json(self._claims.values()))
-        # a record past its retention is never handed out, swept or not (DESIGN §4)
-        rows = self._conn.execute(
-            f"{self._SELECT} WHERE {where} ORDER BY seq LIMIT ?",
-            (*params, n),
-        ).fetchall()
+        # The rows up to the floor are all claimed: start after them rather than read past them
+        # (with two batches in flight, the other batch's rows are always first). A row that is
+        # claimable below the floor (a released one lowers the floor; SQLite may give a deleted
+        # row's number to a new one) is found by a second pass from the start when the first
+        # falls short, so nothing waits for long.
+        floor = self._floors.get(allowed, 0)
+        rows = self._claim_query(where, params, n, floor)
+        if len(rows) < n and floor:
+            rows = self._claim_query(where, params, n, 0)
+        if rows:
+            if len(self._floors) >= _FLOORS:
+                self._floors.clear()
+            self._floors[allowed] = int(rows[-1][0])
         return rows, scopes
+
+    def _claim_query(
+        self, where: str, params: list[Any], n: int, floor: int
+    ) -> list[tuple[int, str, str, int, float, float, bytes]]:
+        claimed = [seq for seq in self._claims.values() if seq > floor]
+        if claimed:
+            where += f" AND seq NOT IN ({_CLAIMED_SEQS})"
+            params = [*params, _seq_json(claimed)]
+        # a record past its retention is never handed out, swept or not (DESIGN §4)
+        rows: list[tuple[int, str, str, int, float, float, bytes]] = self._conn.execute(
+            f"{self._SELECT} WHERE {where} AND seq > ? ORDER BY seq LIMIT ?",
+            (*params, floor, n),
+        ).fetchall()
+        return rows
 
     def _took(
         self, taken: list[tuple[str, int]], bad: list[tuple[int, str]], shredded: list[int]
@@ -1247,6 +1270,9 @@ class RecordStore:
         seqs = [seq for seq in (self._claims.pop(rid, None) for rid in ids) if seq is not None]
         if not seqs:
             return 0
+        lowest = min(seqs) - 1  # claimable again: the next claims start no later than them
+        for allowed, floor in self._floors.items():
+            self._floors[allowed] = min(floor, lowest)
         released = self._conn.execute(
             f"SELECT COUNT(*) FROM records WHERE state = ? AND seq IN ({_CLAIMED_SEQS})",  # noqa: S608
             (STATE_PENDING, _seq_json(seqs)),
