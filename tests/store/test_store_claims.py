@@ -94,7 +94,7 @@ async def test_release_forgets_the_claim_and_reject_is_stored(
 
 
 async def test_an_ack_never_deletes_a_new_row_that_reuses_a_claimed_rows_number(
-    store: RecordStore, permit: Permit, make_record: Any
+    store: RecordStore, paths: Paths, settings: Settings, permit: Permit, make_record: Any
 ) -> None:
     # SQLite gives the highest row number again once its row is deleted: a claimed row purged
     # while in flight, then a new append, must not make the late ack delete the new record
@@ -110,6 +110,11 @@ async def test_an_ack_never_deletes_a_new_row_that_reuses_a_claimed_rows_number(
     assert await store.ack([doomed.record_id]) == 0
     stats = await store.stats()
     assert stats.by_category == {"diagnostics": 1, "operation_logs": 1}
+    reader = open_store(paths, settings, readonly=True)  # counts the bytes afresh
+    try:
+        assert stats.bytes == (await reader.stats()).bytes
+    finally:
+        reader.close()
     assert {r.record_id for r in await store.claim(10)} == {keep.record_id, late.record_id}
 
 
@@ -138,6 +143,7 @@ async def test_claim_opened_gives_each_records_scope_and_plaintext(
         assert body == orjson.dumps(record.body)
     assert (await store.stats()).claimed == 3
     assert await store.ack(o.record_id for o in opened) == 3
+    assert (await store.stats()).bytes == 0  # the sizes the claim read were freed
 
 
 @pytest.mark.parametrize(

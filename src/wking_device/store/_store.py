@@ -398,8 +398,8 @@ class RecordStore:
         self._max_batch = max_batch
         self._permit_key = permit_key
         self._trusted: dict[int, Permit] = {}
-        self._claims: dict[str, int] = {}
-        """Claimed records, record id -> seq (writer thread only; see ``_claimable``)."""
+        self._claims: dict[str, tuple[int, int]] = {}
+        """Claimed records, record id -> (seq, bytes counted for the cap); writer thread only."""
         self._floors: dict[frozenset[str] | None, int] = {}
         """Per set of claimed scopes, a seq up to which every claimable row is claimed."""
         self._sealers: dict[int, Sealer] = {}
@@ -1123,7 +1123,7 @@ class RecordStore:
     def _claim_query(
         self, where: str, params: list[Any], n: int, floor: int
     ) -> list[tuple[int, str, str, int, float, float, bytes]]:
-        claimed = [seq for seq in self._claims.values() if seq > floor]
+        claimed = [seq for seq, _ in self._claims.values() if seq > floor]
         if claimed:
             where += f" AND seq NOT IN ({_CLAIMED_SEQS})"
             params = [*params, _seq_json(claimed)]
@@ -1135,7 +1135,10 @@ class RecordStore:
         return rows
 
     def _took(
-        self, taken: list[tuple[str, int]], bad: list[tuple[int, str]], shredded: list[int]
+        self,
+        taken: list[tuple[str, tuple[int, int]]],
+        bad: list[tuple[int, str]],
+        shredded: list[int],
     ) -> None:
         """Hold claimed rows in memory; quarantine or drop the rows that did not open."""
         self._claims.update(taken)
@@ -1171,7 +1174,8 @@ class RecordStore:
     def _claim_sync(self, n: int, allowed: frozenset[str] | None = None) -> list[Record]:
         rows, _ = self._claimable(n, allowed)
         good, bad, shredded = self._open_rows(rows)
-        self._took([(record.record_id, seq) for seq, record in good], bad, shredded)
+        sizes = {row[0]: len(row[6]) + _ROW_OVERHEAD for row in rows}
+        self._took([(record.record_id, (seq, sizes[seq])) for seq, record in good], bad, shredded)
         return [record for _, record in good]
 
     def _claim_opened_sync(
@@ -1179,7 +1183,7 @@ class RecordStore:
     ) -> list[OpenedRecord]:
         rows, scopes = self._claimable(n, allowed)
         opened: list[OpenedRecord] = []
-        taken: list[tuple[str, int]] = []
+        taken: list[tuple[str, tuple[int, int]]] = []
         bad: list[tuple[int, str]] = []
         shredded: list[int] = []
         missing: dict[int, bool] = {}  # key id -> destroyed? (looked up once per call)
@@ -1209,35 +1213,29 @@ class RecordStore:
                 continue
             scope = scopes.get(key_id, category)
             opened.append(make(OpenedRecord, (record_id, category, scope, created_at, plaintext)))
-            taken.append((record_id, seq))
+            taken.append((record_id, (seq, len(payload) + _ROW_OVERHEAD)))
         self._took(taken, bad, shredded)
         return opened
 
     def _ack_sync(self, ids: list[str]) -> int:
         conn = self._conn
         claims = self._claims
-        seqs = [seq for seq in map(claims.get, ids) if seq is not None]
-        deleted = 0
-        freed = 0
+        held = [h for h in map(claims.get, ids) if h is not None]
+        recount = False
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if len(seqs) == len(ids):
-                # claimed rows: deleted by seq, no id index lookup; a seq SQLite gave again to a
-                # new row (the claimed one was deleted meanwhile, e.g. purged) is caught here
-                gone = conn.execute(
+            if len(held) == len(ids):
+                # claimed rows: deleted by seq (no id index lookup); the id test keeps a row
+                # that SQLite numbered again (the claimed one was deleted meanwhile, e.g.
+                # purged) from being deleted in its place
+                deleted = conn.execute(
                     f"DELETE FROM records WHERE seq IN ({_CLAIMED_SEQS}) "  # noqa: S608
-                    "RETURNING record_id, length(payload)",
-                    (_seq_json(seqs),),
-                ).fetchall()
-                wanted = set(ids)
-                if all(record_id in wanted for record_id, _ in gone):
-                    deleted = len(gone)
-                    freed = sum(size for _, size in gone) + deleted * _ROW_OVERHEAD
-                else:
-                    self._rollback()
-                    conn.execute("BEGIN IMMEDIATE")
-                    seqs = []
-            if len(seqs) != len(ids):
+                    "AND +record_id IN (SELECT value FROM json_each(?))",
+                    (_seq_json(seq for seq, _ in held), orjson.dumps(ids).decode("utf-8")),
+                ).rowcount
+                freed = sum(size for _, size in held)  # what the claim read
+                recount = deleted != len(ids)
+            else:
                 deleted, freed = self._delete_by_id(ids)
             for record_id in ids:
                 claims.pop(record_id, None)
@@ -1246,7 +1244,10 @@ class RecordStore:
         except BaseException:
             self._rollback()
             raise
-        self._bytes -= freed
+        if recount:  # some were gone already, counted when they went
+            self._bytes = self._measure()
+        else:
+            self._bytes -= freed
         return deleted
 
     def _delete_by_id(self, ids: list[str]) -> tuple[int, int]:
@@ -1267,7 +1268,7 @@ class RecordStore:
 
     def _release_sync(self, ids: list[str]) -> int:
         """Forget claims: the records are pending again (nothing on disk changes)."""
-        seqs = [seq for seq in (self._claims.pop(rid, None) for rid in ids) if seq is not None]
+        seqs = [held[0] for held in (self._claims.pop(rid, None) for rid in ids) if held]
         if not seqs:
             return 0
         lowest = min(seqs) - 1  # claimable again: the next claims start no later than them
@@ -1312,7 +1313,7 @@ class RecordStore:
         return int(
             self._conn.execute(
                 f"SELECT COUNT(*) FROM records WHERE state = ? AND seq IN ({_CLAIMED_SEQS})",  # noqa: S608
-                (STATE_PENDING, _seq_json(self._claims.values())),
+                (STATE_PENDING, _seq_json(seq for seq, _ in self._claims.values())),
             ).fetchone()[0]
         )
 
