@@ -125,10 +125,13 @@ def test_encode_many_gives_the_bytes_of_encoding_each_record(
     rows: list[tuple[str, str, str, str, str, float]], observed: int
 ) -> None:
     encoder = LogRecordEncoder(max_cached=2)  # the cache is cleared on the way
-    got = encoder.encode_many(
-        [(rid, cat, cid, pv, body.encode(), created) for rid, cat, cid, pv, body, created in rows],
-        observed,
-    )
+    batch = [
+        (rid, cat, cid, pv, body.encode(), created) for rid, cat, cid, pv, body, created in rows
+    ]
+    got = encoder.encode_many(batch, observed)
+    framer = LogsFramer("inst")
+    framed = encoder.encode_many(batch, observed, framed=True)
+    assert framer.frame_framed(framed) == framer.frame(got)
     assert got == [
         encode_log_record(
             record_id=rid,

@@ -351,6 +351,7 @@ class Uploader:
                 for item, body in zip(items, bodies, strict=True)
             ),
             time.time_ns(),
+            framed=True,
         )
         for item, data in zip(items, encoded, strict=True):
             item.encoded = data
@@ -644,7 +645,7 @@ class Uploader:
 
 
 def _frame_gzip(framer: LogsFramer, encoded: list[bytes]) -> bytes:
-    return gzip_body(framer.frame(encoded))
+    return gzip_body(framer.frame_framed(encoded))
 
 
 def _quiet(task: asyncio.Future[Any]) -> None:
