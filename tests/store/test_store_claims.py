@@ -7,12 +7,14 @@ with a second, plain sqlite3 connection to see what is on disk.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
 
+from wking_device.crypto import Sealer
 from wking_device.store import DB_FILE, PlaintextReader, key_scope, open_store
 from wking_device.upload._otlp import encode_record
 
@@ -131,16 +133,14 @@ async def test_claim_opened_gives_each_records_scope_and_plaintext(
     await store.release(r.record_id for r in as_records)
     opened = await store.claim_opened(10)
     assert [o.record_id for o in opened] == [r.record_id for r in records]
-    reader = PlaintextReader()
     for record, row in zip(as_records, opened, strict=True):
         assert (row.category, row.scope, row.created_at) == (
             record.category,
             key_scope(record),
             record.created_at,
         )
-        consent_id, policy_version, body = reader.split(row.plaintext)
-        assert (consent_id, policy_version) == (record.consent_id, record.policy_version)
-        assert body == orjson.dumps(record.body)
+        assert (row.consent_id, row.policy_version) == (record.consent_id, record.policy_version)
+        assert row.body == orjson.dumps(record.body)  # byte for byte what the uploader sends
     assert (await store.stats()).claimed == 3
     assert await store.ack(o.record_id for o in opened) == 3
     assert (await store.stats()).bytes == 0  # the sizes the claim read were freed
@@ -190,3 +190,42 @@ async def test_claims_skip_claimed_rows_yet_find_released_and_renumbered_ones(
     late = make_record(n=99)
     await store.append([late], permit)
     assert [r.record_id for r in await store.claim_opened(10)] == [late.record_id]
+
+
+@pytest.mark.parametrize("plaintext", [b"not json", b'{"c":"x","p":"1"}', b"[1,2]"])
+async def test_an_authentic_row_whose_plaintext_is_no_record_is_quarantined(
+    paths: Paths,
+    settings: Settings,
+    gate: Any,
+    permit: Permit,
+    make_record: Any,
+    plaintext: bytes,
+) -> None:
+    del gate
+    store = open_store(paths, settings)
+    good, odd = make_record(n=1), make_record(n=2)
+    try:
+        await store.append([good, odd], permit)
+        key_id = next(iter(store.keys.data_key_ids()))
+        data_key = store.keys.data_key(key_id)
+        assert data_key is not None
+    finally:
+        store.close()
+    sealer = Sealer(key_id, data_key.key)
+    sealer.set_block(0, prefix=os.urandom(4))
+    with contextlib.closing(sqlite3.connect(paths.data_dir / DB_FILE)) as conn:
+        created, expires = conn.execute(
+            "SELECT created_at, expires_at FROM records WHERE record_id = ?", (odd.record_id,)
+        ).fetchone()
+        payload = sealer.seal(
+            odd.record_id, odd.category, plaintext, created_at=created, expires_at=expires
+        )
+        conn.execute("UPDATE records SET payload = ? WHERE record_id = ?", (payload, odd.record_id))
+        conn.commit()
+    reopened = open_store(paths, settings)
+    try:
+        assert [o.record_id for o in await reopened.claim_opened(10)] == [good.record_id]
+        stats = await reopened.stats()
+        assert (stats.total, stats.quarantined, stats.claimed) == (1, 1, 1)
+    finally:
+        reopened.close()

@@ -276,10 +276,10 @@ def record_from_row(
 
 
 class OpenedRecord(NamedTuple):
-    """A claimed record as the uploader reads it: its row's columns and its decrypted plaintext.
+    """A claimed record as the uploader reads it: its columns and its body as JSON text.
 
-    No :class:`~wking_device.models.Record` is built: the uploader encodes straight from the
-    plaintext (:class:`PlaintextReader` splits it).
+    No :class:`~wking_device.models.Record` is built and the body is not parsed: the uploader
+    encodes straight from the JSON text (:class:`PlaintextReader` cut it out of the plaintext).
 
     Attributes:
         record_id: The record's id.
@@ -287,14 +287,18 @@ class OpenedRecord(NamedTuple):
         scope: The key scope it is sealed under (what :func:`~wking_device.store.key_scope` of
             the record gives: ``"<category>+mac_addresses"`` when it holds MAC fields).
         created_at: Its creation time (UTC seconds).
-        plaintext: What :func:`encode_body` made of it (authenticated by AES-GCM).
+        consent_id: The grant it was collected under.
+        policy_version: That grant's policy version.
+        body: The body as compact JSON text (``orjson.dumps(record.body)``, byte for byte).
     """
 
     record_id: str
     category: str
     scope: str
     created_at: float
-    plaintext: bytes
+    consent_id: str
+    policy_version: str
+    body: bytes
 
 
 class PlaintextReader:

@@ -66,6 +66,7 @@ from wking_device.store._schema import (
     STATE_PENDING,
     STATE_REJECTED,
     OpenedRecord,
+    PlaintextReader,
     encode_body,
     migrate,
     record_from_row,
@@ -398,6 +399,7 @@ class RecordStore:
         self._max_batch = max_batch
         self._permit_key = permit_key
         self._trusted: dict[int, Permit] = {}
+        self._reader = PlaintextReader()
         self._claims: dict[str, tuple[int, int]] = {}
         """Claimed records, record id -> (seq, bytes counted for the cap); writer thread only."""
         self._floors: dict[frozenset[str] | None, int] = {}
@@ -548,11 +550,11 @@ class RecordStore:
     async def claim_opened(
         self, n: int, *, scopes: Iterable[str] | None = None
     ) -> list[OpenedRecord]:
-        """:meth:`claim`, returning each record's columns and plaintext instead of a ``Record``.
+        """:meth:`claim`, returning each record's columns and body text instead of a ``Record``.
 
-        The uploader's path: it encodes straight from the plaintext
-        (:class:`~wking_device.store.PlaintextReader`), with no object built per record.
-        Claims, releases and acknowledgements work the same for both.
+        The uploader's path: it encodes straight from the body's JSON text, cut out of the
+        plaintext (:class:`~wking_device.store.PlaintextReader`) with no parse and no object
+        built per record. Claims, releases and acknowledgements work the same for both.
         """
         if n <= 0:
             return []
@@ -1188,6 +1190,7 @@ class RecordStore:
         shredded: list[int] = []
         missing: dict[int, bool] = {}  # key id -> destroyed? (looked up once per call)
         sealers = self._sealers
+        split = self._reader.split
         make = tuple.__new__
         for seq, record_id, category, key_id, created_at, expires_at, payload in rows:
             sealer = sealers.get(key_id) if type(key_id) is int else None
@@ -1205,14 +1208,22 @@ class RecordStore:
                         bad.append((seq, "unknown data key"))
                     continue
             try:
-                plaintext = sealer.open(
-                    record_id, category, payload, created_at=created_at, expires_at=expires_at
+                consent_id, policy_version, body = split(
+                    sealer.open(
+                        record_id, category, payload, created_at=created_at, expires_at=expires_at
+                    ),
+                    record_id,
                 )
             except RecordCorrupt:
                 bad.append((seq, "authentication failed"))
                 continue
             scope = scopes.get(key_id, category)
-            opened.append(make(OpenedRecord, (record_id, category, scope, created_at, plaintext)))
+            opened.append(
+                make(
+                    OpenedRecord,
+                    (record_id, category, scope, created_at, consent_id, policy_version, body),
+                )
+            )
             taken.append((record_id, (seq, len(payload) + _ROW_OVERHEAD)))
         self._took(taken, bad, shredded)
         return opened

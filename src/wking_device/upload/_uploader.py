@@ -58,7 +58,6 @@ from wking_device._redact import MAC_RE
 from wking_device.errors import StorageError, UploadError, UploadRejected, UploadUnavailable
 from wking_device.models import MAC_FIELDS
 from wking_device.policy import CATALOG
-from wking_device.store import PlaintextReader
 from wking_device.upload._backoff import BackoffPolicy
 from wking_device.upload._http import Delivered, Permanent, Retryable, TooLarge
 from wking_device.upload._otlp import LogRecordEncoder, LogsFramer, gzip_body
@@ -152,7 +151,7 @@ class DrainResult:
 
 
 class _Item:
-    """A claimed record on its way: its columns, its plaintext split, then its encoding."""
+    """A claimed record on its way: what the store opened, then its encoding."""
 
     __slots__ = (
         "body",
@@ -160,15 +159,21 @@ class _Item:
         "consent_id",
         "created_at",
         "encoded",
-        "plaintext",
         "policy_version",
         "record_id",
         "scope",
     )
 
-    def __init__(self, row: OpenedRecord, reader: PlaintextReader) -> None:
-        self.record_id, self.category, self.scope, self.created_at, self.plaintext = row
-        self.consent_id, self.policy_version, self.body = reader.split(row.plaintext, row.record_id)
+    def __init__(self, row: OpenedRecord) -> None:
+        (
+            self.record_id,
+            self.category,
+            self.scope,
+            self.created_at,
+            self.consent_id,
+            self.policy_version,
+            self.body,
+        ) = row
         self.encoded = b""
 
 
@@ -240,7 +245,6 @@ class Uploader:
         self._progress = progress
         self._framers: dict[bool, LogsFramer] = {}
         self._encoder = LogRecordEncoder()
-        self._reader = PlaintextReader()
         self._plan: _Plan | None = None
         self.counters = UploadCounters()
         self.last_error: str | None = None
@@ -438,8 +442,7 @@ class Uploader:
                 return
             outstanding = {row.record_id for row in rows}
             try:
-                reader = self._reader
-                await self._settle([_Item(row, reader) for row in rows], outstanding)
+                await self._settle([_Item(row) for row in rows], outstanding)
             finally:
                 if outstanding:
                     # an error or a cancellation: whatever was not settled is pending again
