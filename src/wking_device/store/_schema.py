@@ -281,24 +281,27 @@ class OpenedRecord(NamedTuple):
     No :class:`~wking_device.models.Record` is built and the body is not parsed: the uploader
     encodes straight from the JSON text (:class:`PlaintextReader` cut it out of the plaintext).
 
+    The first six fields are what :meth:`~wking_device.upload.LogRecordEncoder.encode_many`
+    takes, in its order.
+
     Attributes:
         record_id: The record's id.
         category: Its category.
-        scope: The key scope it is sealed under (what :func:`~wking_device.store.key_scope` of
-            the record gives: ``"<category>+mac_addresses"`` when it holds MAC fields).
-        created_at: Its creation time (UTC seconds).
         consent_id: The grant it was collected under.
         policy_version: That grant's policy version.
         body: The body as compact JSON text (``orjson.dumps(record.body)``, byte for byte).
+        created_at: Its creation time (UTC seconds).
+        scope: The key scope it is sealed under (what :func:`~wking_device.store.key_scope` of
+            the record gives: ``"<category>+mac_addresses"`` when it holds MAC fields).
     """
 
     record_id: str
     category: str
-    scope: str
-    created_at: float
     consent_id: str
     policy_version: str
     body: bytes
+    created_at: float
+    scope: str
 
 
 class PlaintextReader:

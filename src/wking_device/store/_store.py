@@ -1221,7 +1221,7 @@ class RecordStore:
             opened.append(
                 make(
                     OpenedRecord,
-                    (record_id, category, scope, created_at, consent_id, policy_version, body),
+                    (record_id, category, consent_id, policy_version, body, created_at, scope),
                 )
             )
             taken.append((record_id, (seq, len(payload) + _ROW_OVERHEAD)))

@@ -31,7 +31,7 @@ from __future__ import annotations
 import struct
 import time
 import zlib
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -254,7 +254,7 @@ class LogRecordEncoder:
 
     def encode_many(
         self,
-        rows: Iterable[tuple[str, str, str, str, bytes, float]],
+        rows: Iterable[Sequence[Any]],
         observed_time_unix_nano: int,
         *,
         framed: bool = False,
@@ -265,8 +265,10 @@ class LogRecordEncoder:
         shares (its three attributes, the observed time) are joined once per distinct triple.
 
         Args:
-            rows: ``(record_id, category, consent_id, policy_version, body, created_at)``, the
-                body UTF-8 JSON text, ``created_at`` in seconds since the epoch.
+            rows: Each starts with ``(record_id, category, consent_id, policy_version, body,
+                created_at)`` (anything after is ignored, so a claimed
+                :class:`~wking_device.store.OpenedRecord` is a row): the body UTF-8 JSON text,
+                ``created_at`` in seconds since the epoch.
             observed_time_unix_nano: The batch's observed time.
             framed: Prefix each with its ``log_records`` tag and length, for
                 :meth:`LogsFramer.frame_framed` (a join instead of a loop).
@@ -284,7 +286,8 @@ class LogRecordEncoder:
         varint = _fast_varint
         out: list[bytes] = []
         append = out.append
-        for record_id, category, consent_id, policy_version, body, created_at in rows:
+        for row in rows:
+            record_id, category, consent_id, policy_version, body, created_at = row[:6]
             key = (category, consent_id, policy_version)
             tail = tails.get(key)
             if tail is None:

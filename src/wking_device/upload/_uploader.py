@@ -150,31 +150,8 @@ class DrainResult:
         }
 
 
-class _Item:
-    """A claimed record on its way: what the store opened, then its encoding."""
-
-    __slots__ = (
-        "body",
-        "category",
-        "consent_id",
-        "created_at",
-        "encoded",
-        "policy_version",
-        "record_id",
-        "scope",
-    )
-
-    def __init__(self, row: OpenedRecord) -> None:
-        (
-            self.record_id,
-            self.category,
-            self.scope,
-            self.created_at,
-            self.consent_id,
-            self.policy_version,
-            self.body,
-        ) = row
-        self.encoded = b""
+_Item = tuple["OpenedRecord", bytes]
+"""A claimed record on its way: what the store opened and its encoded ``LogRecord``."""
 
 
 @dataclass(slots=True)
@@ -336,29 +313,17 @@ class Uploader:
             return [self._deidentify(item, depth + 1) for item in value]
         return value
 
-    def _encode(self, items: list[_Item], *, restricted: bool) -> None:
-        """Set each item's ``LogRecord`` bytes (from its body's JSON text; no object built)."""
+    def _encode(self, rows: list[OpenedRecord], *, restricted: bool) -> list[_Item]:
+        """Encode each record's ``LogRecord`` from its body's JSON text (no object built)."""
         if restricted:
-            bodies = [orjson.dumps(self._deidentify(orjson.loads(item.body))) for item in items]
+            deidentified = [
+                row._replace(body=orjson.dumps(self._deidentify(orjson.loads(row.body))))
+                for row in rows
+            ]
+            encoded = self._encoder.encode_many(deidentified, time.time_ns(), framed=True)
         else:
-            bodies = [item.body for item in items]
-        encoded = self._encoder.encode_many(
-            (
-                (
-                    item.record_id,
-                    item.category,
-                    item.consent_id,
-                    item.policy_version,
-                    body,
-                    item.created_at,
-                )
-                for item, body in zip(items, bodies, strict=True)
-            ),
-            time.time_ns(),
-            framed=True,
-        )
-        for item, data in zip(items, encoded, strict=True):
-            item.encoded = data
+            encoded = self._encoder.encode_many(rows, time.time_ns(), framed=True)
+        return list(zip(rows, encoded, strict=True))
 
     # --- draining -------------------------------------------------------------------------------
 
@@ -442,7 +407,7 @@ class Uploader:
                 return
             outstanding = {row.record_id for row in rows}
             try:
-                await self._settle([_Item(row) for row in rows], outstanding)
+                await self._settle(rows, outstanding)
             finally:
                 if outstanding:
                     # an error or a cancellation: whatever was not settled is pending again
@@ -460,7 +425,9 @@ class Uploader:
         releasing.add_done_callback(self._late.discard)
         releasing.add_done_callback(_quiet)
 
-    async def _check(self, items: Sequence[_Item], outstanding: set[str]) -> list[_Item]:
+    async def _check(
+        self, rows: Sequence[OpenedRecord], outstanding: set[str]
+    ) -> list[OpenedRecord]:
         """Consent, right before a send: keep what may go; purge or defer the rest.
 
         Every record is checked against the gate's state of this moment; records of one key
@@ -471,36 +438,37 @@ class Uploader:
         allows = self._gate.allows
         scopes = plan.scopes
         verdicts: dict[tuple[str, str, str], bool] = {}
-        keep: list[_Item] = []
-        withdrawn: list[_Item] = []
+        keep: list[OpenedRecord] = []
+        withdrawn: list[OpenedRecord] = []
         deferred: list[str] = []
-        for item in items:
-            key = (item.scope, item.category, item.consent_id)
+        for row in rows:
+            record_id, category, consent_id, _, _, _, scope = row
+            key = (scope, category, consent_id)
             verdict = verdicts.get(key)
             if verdict is None:
-                verdict = verdicts[key] = key[0] in scopes and allows(key[1], key[2])
+                verdict = verdicts[key] = scope in scopes and allows(category, consent_id)
             if verdict:
-                keep.append(item)
-            elif item.category in plan.withdrawn or not self._grant_live(item):
-                withdrawn.append(item)
+                keep.append(row)
+            elif category in plan.withdrawn or not self._grant_live(row):
+                withdrawn.append(row)
             else:
-                deferred.append(item.record_id)
+                deferred.append(record_id)
         if withdrawn:
             await self._drop_withdrawn(withdrawn, plan)
-            outstanding.difference_update(item.record_id for item in withdrawn)
+            outstanding.difference_update(row.record_id for row in withdrawn)
         if deferred:
             await self._store.release(deferred)
             outstanding.difference_update(deferred)
         return keep
 
-    def _grant_live(self, record: _Item) -> bool:
+    def _grant_live(self, record: OpenedRecord) -> bool:
         """Whether the record's own grant is still live (withdrawn-and-granted-again is not)."""
         state = self._gate.states().get(record.category)
         if state is None or not state.granted:
             return True  # denied for another reason (DNT, suspended...): defer, not purge
         return self._gate.allows(record.category, record.consent_id)
 
-    async def _drop_withdrawn(self, records: list[_Item], plan: _Plan) -> None:
+    async def _drop_withdrawn(self, records: list[OpenedRecord], plan: _Plan) -> None:
         categories = {record.category for record in records} & plan.withdrawn
         for category in sorted(categories):
             await self._store.purge(category)  # crypto-shred what is left of it
@@ -509,13 +477,13 @@ class Uploader:
         self.counters.purged += len(records)
         _LOGGER.info("%d records not sent: their consent was withdrawn", len(records))
 
-    async def _settle(self, claimed: list[_Item], outstanding: set[str]) -> None:
+    async def _settle(self, claimed: list[OpenedRecord], outstanding: set[str]) -> None:
         """Send one claimed batch until every record is acknowledged, set aside or released."""
-        items = await self._check(claimed, outstanding)
-        if not items:
+        rows = await self._check(claimed, outstanding)
+        if not rows:
             return
         plan = self._current_plan()
-        self._encode(items, restricted=plan.restricted)
+        items = self._encode(rows, restricted=plan.restricted)
         stack: list[tuple[list[_Item], bool]] = [(items, plan.restricted)]
         while stack:
             batch, restricted = stack.pop()
@@ -535,7 +503,7 @@ class Uploader:
                     return []
             plan = self._current_plan()
             framer = self._framer(plan.ip_consent)
-            encoded = [item.encoded for item in batch]
+            encoded = [data for _, data in batch]
             # framing is a join and zlib releases the GIL: off the event loop, the compression
             # of one batch overlaps the claim, decryption and encoding of the next
             body = await asyncio.to_thread(_frame_gzip, framer, encoded)
@@ -574,16 +542,17 @@ class Uploader:
         """Before a retry: the same consent check as before the first send."""
         if self._current_plan().restricted != restricted:
             # the cross-border decision changed: release them; a new claim encodes them anew
-            ids = [item.record_id for item in batch]
+            ids = [row.record_id for row, _ in batch]
             await self._store.release(ids)
             outstanding.difference_update(ids)
             return []
-        return await self._check(batch, outstanding)
+        keep = {id(row) for row in await self._check([row for row, _ in batch], outstanding)}
+        return [item for item in batch if id(item[0]) in keep]
 
     async def _delivered(
         self, batch: list[_Item], result: Delivered, outstanding: set[str]
     ) -> None:
-        ids = [item.record_id for item in batch]
+        ids = [row.record_id for row, _ in batch]
         if result.rejected:
             # OTLP: never retry a partial success; it does not say which records were rejected
             rejected = min(result.rejected, len(batch))
@@ -606,7 +575,7 @@ class Uploader:
     async def _set_aside(
         self, batch: list[_Item], outstanding: set[str], *, too_large: bool
     ) -> None:
-        ids = [item.record_id for item in batch]
+        ids = [row.record_id for row, _ in batch]
         await self._store.reject(ids)
         outstanding.difference_update(ids)
         self.counters.rejected += len(ids)
