@@ -1209,9 +1209,7 @@ class RecordStore:
                     continue
             try:
                 consent_id, policy_version, body = split(
-                    sealer.open(
-                        record_id, category, payload, created_at=created_at, expires_at=expires_at
-                    ),
+                    sealer.open_row(record_id, category, payload, created_at, expires_at),
                     record_id,
                 )
             except RecordCorrupt:
