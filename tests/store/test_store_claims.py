@@ -229,3 +229,23 @@ async def test_an_authentic_row_whose_plaintext_is_no_record_is_quarantined(
         assert (stats.total, stats.quarantined, stats.claimed) == (1, 1, 1)
     finally:
         reopened.close()
+
+
+async def test_the_size_cap_never_evicts_a_claimed_record(
+    paths: Paths, settings: Settings, gate: Any, permit: Permit, make_record: Any
+) -> None:
+    del gate
+    store = open_store(paths, settings, max_bytes=40_000)
+    try:
+        diag = [make_record("diagnostics", n=i, pad="d" * 200) for i in range(60)]
+        await store.append(diag, permit)
+        in_flight = [r.record_id for r in await store.claim(10)]  # the oldest, first to go
+        logs = [make_record("operation_logs", n=i, pad="o" * 200) for i in range(100)]
+        for chunk in range(0, 100, 10):
+            await store.append(logs[chunk : chunk + 10], permit)
+        stats = await store.stats()
+        assert stats.evicted > 0
+        assert stats.claimed == 10
+        assert await store.ack(in_flight) == 10  # all still there to acknowledge
+    finally:
+        store.close()

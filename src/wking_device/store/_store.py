@@ -980,8 +980,10 @@ class RecordStore:
             while freed < need:
                 rows = conn.execute(
                     "SELECT seq, length(payload) FROM records "
-                    "WHERE category = ? AND state = ? ORDER BY seq LIMIT 1000",
-                    (category, STATE_PENDING),
+                    "WHERE category = ? AND state = ? "
+                    "AND seq NOT IN (SELECT value FROM json_each(?)) "  # never a claimed record
+                    "ORDER BY seq LIMIT 1000",
+                    (category, STATE_PENDING, self._claimed_json()),
                 ).fetchall()
                 if not rows:
                     break
@@ -993,8 +995,9 @@ class RecordStore:
                         last = seq
                         break
                 conn.execute(
-                    "DELETE FROM records WHERE category = ? AND state = ? AND seq <= ?",
-                    (category, STATE_PENDING, last),
+                    "DELETE FROM records WHERE category = ? AND state = ? AND seq <= ? "
+                    "AND seq NOT IN (SELECT value FROM json_each(?))",
+                    (category, STATE_PENDING, last, self._claimed_json()),
                 )
         if freed < need:
             raise StoreFull(
@@ -1315,6 +1318,10 @@ class RecordStore:
             raise
         return moved
 
+    def _claimed_json(self) -> str:
+        """The claimed rows' seq values, for :data:`_CLAIMED_SEQS`."""
+        return _seq_json(seq for seq, _ in self._claims.values())
+
     def _claimed_count(self) -> int:
         """Claimed records that still exist (for stats)."""
         if not self._claims:
@@ -1322,7 +1329,7 @@ class RecordStore:
         return int(
             self._conn.execute(
                 f"SELECT COUNT(*) FROM records WHERE state = ? AND seq IN ({_CLAIMED_SEQS})",  # noqa: S608
-                (STATE_PENDING, _seq_json(seq for seq, _ in self._claims.values())),
+                (STATE_PENDING, self._claimed_json()),
             ).fetchone()[0]
         )
 
