@@ -249,3 +249,13 @@ async def test_the_size_cap_never_evicts_a_claimed_record(
         assert await store.ack(in_flight) == 10  # all still there to acknowledge
     finally:
         store.close()
+
+
+async def test_noting_claims_keeps_the_connections_durability(
+    store: RecordStore, permit: Permit, make_record: Any
+) -> None:
+    await store.append([make_record(n=1)], permit)
+    await store.release(r.record_id for r in await store.claim(1))  # two notes written
+    # every commit still waits for the disk (synchronous = FULL)
+    level = await store._submit(lambda: store._conn.execute("PRAGMA synchronous").fetchone()[0])
+    assert level == 2

@@ -1169,12 +1169,14 @@ class RecordStore:
         if in_transaction:
             conn.execute(sql, (_CLAIMED_NOTE, str(len(self._claims))))
             return
-        # a lost note costs nothing (reopening resets it): no fsync of its own
+        # a lost note costs nothing (reopening resets it): no fsync of its own, then the
+        # connection's own setting again
+        synchronous = int(conn.execute("PRAGMA synchronous").fetchone()[0])
         conn.execute("PRAGMA synchronous = NORMAL")
         try:
             conn.execute(sql, (_CLAIMED_NOTE, str(len(self._claims))))
         finally:
-            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute(f"PRAGMA synchronous = {synchronous}")
 
     def _claim_sync(self, n: int, allowed: frozenset[str] | None = None) -> list[Record]:
         rows, _ = self._claimable(n, allowed)
