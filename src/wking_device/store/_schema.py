@@ -281,7 +281,7 @@ class OpenedRecord(NamedTuple):
     No :class:`~wking_device.models.Record` is built and the body is not parsed: the uploader
     encodes straight from the JSON text (:class:`PlaintextReader` cut it out of the plaintext).
 
-    The first six fields are what :meth:`~wking_device.upload.LogRecordEncoder.encode_many`
+    The first six fields are what the uploader's encoder (``LogRecordEncoder.encode_many``)
     takes, in its order.
 
     Attributes:
