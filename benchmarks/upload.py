@@ -190,10 +190,11 @@ async def drain(
     )
     print(
         f"ours: CPU {cpu:.2f} s in the uploader process ({cpu / n * 1e6:.1f} us/record, all "
-        f"threads), {rx_cpu:.2f} s in the receiver; load average {os.getloadavg()[0]:.2f}"
+        f"threads), {rx_cpu:.2f} s in the receiver ({rx_cpu / n * 1e6:.1f} us/record); load "
+        f"average {os.getloadavg()[0]:.2f}"
     )
     print(f"ours: RSS before drain {rss_before:.0f} MiB; during: {' '.join(samples)}")
-    LAST.update(cpu_us=cpu / n * 1e6, lost=n - delivered, left=left)
+    LAST.update(cpu_us=cpu / n * 1e6, rx_cpu_us=rx_cpu / n * 1e6, lost=n - delivered, left=left)
     return rate if delivered == n else 0.0
 
 
@@ -261,7 +262,8 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
             "baseline_values": [before, after],
             "budget": 3.0,
             "cpu_us_per_item": LAST.get("cpu_us"),
-            "detail": f"ours {n:,} records over TLS, lost {LAST.get('lost')} (0 counts as rate "
+            "detail": f"ours {n:,} records over TLS, receiver CPU "
+            f"{LAST.get('rx_cpu_us', 0):.1f} us/record, lost {LAST.get('lost')} (0 counts as rate "
             f"0 otherwise); the SDK lost {' and '.join(map(str, LAST.get('sdk_lost', [])))} of "
             f"{burst:,} per burst; goal >= 50,000 records/s",
         }

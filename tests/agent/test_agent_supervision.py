@@ -116,7 +116,9 @@ async def test_an_uploader_that_raises_is_restarted(receiver_dir: Path) -> None:
         real,
     ):
         # an unexpected exception (not an upload or storage error) escapes Uploader.run
-        flaky = _FailsOnce(real, "claim", RuntimeError("claim broke"))
+        flaky = _FailsOnce(
+            real, "claim_opened", RuntimeError("claim broke")
+        )  # the uploader's claim
         target = UploadTarget(
             endpoint=parse_endpoint(rx.endpoint), tls=TLSOptions(ca_file=rx.ca_file)
         )

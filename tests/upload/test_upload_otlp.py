@@ -11,7 +11,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from wking_device import __version__
 from wking_device.models import Record
 from wking_device.upload import LogsFramer, encode_log_record, encode_record, gzip_body
-from wking_device.upload._otlp import decode_status_message, encode_status
+from wking_device.upload._otlp import LogRecordEncoder, decode_status_message, encode_status
 
 _text = st.text(max_size=300)  # any unicode, empty included (surrogates are not encodable)
 _u64 = st.integers(min_value=0, max_value=2**64 - 1)
@@ -107,3 +107,40 @@ def test_status_bodies_round_trip(code: int, message: str) -> None:
 @given(st.binary(max_size=64))
 def test_status_reader_never_raises_on_garbage(data: bytes) -> None:
     assert isinstance(decode_status_message(data), str)
+
+
+_batch_row = st.tuples(
+    _text,
+    st.sampled_from(["operation_logs", "diagnostics", "é"]),
+    st.sampled_from(["c-1", "c-2"]),
+    st.sampled_from(["1.1", "1.2"]),
+    _text,
+    st.floats(min_value=0, max_value=4e9, allow_nan=False),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(_batch_row, max_size=20), observed=_u64)
+def test_encode_many_gives_the_bytes_of_encoding_each_record(
+    rows: list[tuple[str, str, str, str, str, float]], observed: int
+) -> None:
+    encoder = LogRecordEncoder(max_cached=2)  # the cache is cleared on the way
+    batch = [
+        (rid, cat, cid, pv, body.encode(), created) for rid, cat, cid, pv, body, created in rows
+    ]
+    got = encoder.encode_many(batch, observed)
+    framer = LogsFramer("inst")
+    framed = encoder.encode_many(batch, observed, framed=True)
+    assert framer.frame_framed(framed) == framer.frame(got)
+    assert got == [
+        encode_log_record(
+            record_id=rid,
+            category=cat,
+            consent_id=cid,
+            policy_version=pv,
+            body=body,
+            time_unix_nano=int(created * 1_000_000_000),
+            observed_time_unix_nano=observed,
+        )
+        for rid, cat, cid, pv, body, created in rows
+    ]

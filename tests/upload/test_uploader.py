@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
     from wking_device.config import Paths
     from wking_device.consent import ConsentGate, Permit
-    from wking_device.store import RecordStore
+    from wking_device.store import OpenedRecord, RecordStore
 
 GRANTED = ("operation_logs", "device_info", "diagnostics", "mac_addresses", "location")
 MAC = "AA:BB:CC:DD:EE:0F"
@@ -465,10 +465,10 @@ async def test_consent_withdrawn_between_claim_and_send_is_never_sent(
     await fill(store, permit, 300)
     keep = [record(permit, "device_info", model="WK-X10") for _ in range(5)]
     await store.append(keep, permit)
-    real_claim = store.claim
+    real_claim = store.claim_opened  # the uploader's claim
     withdrawn: list[int] = []
 
-    async def claim_then_withdraw(n: int, **kw: Any) -> list[Record]:
+    async def claim_then_withdraw(n: int, **kw: Any) -> list[OpenedRecord]:
         claimed = await real_claim(n, **kw)
         if claimed and not withdrawn:
             # the user withdraws while the uploader holds a claimed batch
@@ -476,7 +476,7 @@ async def test_consent_withdrawn_between_claim_and_send_is_never_sent(
             withdrawn.append(len(claimed))
         return claimed
 
-    store.claim = claim_then_withdraw  # type: ignore[method-assign]
+    store.claim_opened = claim_then_withdraw  # type: ignore[method-assign]
     async with uploader(rx, store, gate, paths) as up:
         result = await up.drain()
     rows = rx.export()

@@ -14,8 +14,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import uuid
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
 import orjson
 from google.protobuf import json_format
@@ -43,9 +42,8 @@ class BadRequest(ValueError):
     """The request body is not a valid OTLP logs request (answered 400)."""
 
 
-@dataclass(frozen=True, slots=True)
-class ReceivedRecord:
-    """One log record as the receiver stores it."""
+class ReceivedRecord(NamedTuple):
+    """One log record as the receiver stores it (a tuple: built once per record received)."""
 
     record_id: str
     category: str | None
@@ -81,25 +79,43 @@ def decode_request(body: bytes, *, json: bool) -> list[ReceivedRecord]:
             and ip_value.WhichOneof("value") == "bool_value"
             and ip_value.bool_value
         )
+        keep = bool(keep_ip)
+        append = records.append
+        make = tuple.__new__
         for scope_logs in resource_logs.scope_logs:
             for log in scope_logs.log_records:
-                attrs = {kv.key: kv.value for kv in log.attributes}
-                record_id = _string(attrs.get(ATTR_RECORD_ID))
+                # the four wking.* attributes, by position; the last of a repeated key wins
+                found: list[str | None] = [None, None, None, None]
+                for kv in log.attributes:
+                    slot = _SLOTS.get(kv.key)
+                    if slot is not None:
+                        found[slot] = _string(kv.value)
+                record_id, category, consent_id, policy_version = found
                 if not record_id or len(record_id) > _MAX_ID_CHARS:
                     record_id = "gen-" + uuid.uuid4().hex
-                records.append(
-                    ReceivedRecord(
-                        record_id=record_id,
-                        category=_string(attrs.get(ATTR_CATEGORY)),
-                        installation_id=installation,
-                        consent_id=_string(attrs.get(ATTR_CONSENT_ID)),
-                        policy_version=_string(attrs.get(ATTR_POLICY_VERSION)),
-                        body=_body_text(log.body) if log.HasField("body") else "",
-                        time_unix_nano=log.time_unix_nano or log.observed_time_unix_nano,
-                        keep_ip=bool(keep_ip),
+                content = log.body
+                text = content.string_value  # "" when unset or not a string
+                if not text and log.HasField("body"):
+                    text = _body_text(content)
+                append(
+                    make(
+                        ReceivedRecord,
+                        (
+                            record_id,
+                            category,
+                            installation,
+                            consent_id,
+                            policy_version,
+                            text,
+                            log.time_unix_nano or log.observed_time_unix_nano,
+                            keep,
+                        ),
                     )
                 )
     return records
+
+
+_SLOTS: Final = {ATTR_RECORD_ID: 0, ATTR_CATEGORY: 1, ATTR_CONSENT_ID: 2, ATTR_POLICY_VERSION: 3}
 
 
 def _parse_protobuf(body: bytes) -> ExportLogsServiceRequest:
@@ -148,9 +164,12 @@ def _list(value: Any) -> list[Any]:
 
 
 def _string(value: AnyValue | None) -> str | None:
-    if value is None or value.WhichOneof("value") != "string_value":
+    if value is None:
         return None
-    return value.string_value
+    text: str = value.string_value
+    if text or value.WhichOneof("value") == "string_value":  # "" when it is not a string
+        return text
+    return None
 
 
 def _body_text(value: AnyValue) -> str:

@@ -9,6 +9,7 @@ consent permits from :mod:`wking_device.consent`.
 
 from __future__ import annotations
 
+from wking_device.store._schema import OpenedRecord, PlaintextReader
 from wking_device.store._store import (
     DB_FILE,
     DEFAULT_PRIORITY,
@@ -28,6 +29,8 @@ __all__ = [
     "DEFAULT_PRIORITY",
     "DEFAULT_RETENTION",
     "MAC_FIELDS",
+    "OpenedRecord",
+    "PlaintextReader",
     "RecordStore",
     "StoreStats",
     "SweepResult",

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import orjson
 
@@ -33,6 +33,8 @@ __all__ = [
     "STATE_CLAIMED",
     "STATE_PENDING",
     "STATE_REJECTED",
+    "OpenedRecord",
+    "PlaintextReader",
     "encode_body",
     "migrate",
     "record_from_row",
@@ -271,3 +273,94 @@ def record_from_row(
     _set(record, "policy_version", policy_version)
     _set(record, "body", content)
     return record
+
+
+class OpenedRecord(NamedTuple):
+    """A claimed record as the uploader reads it: its columns and its body as JSON text.
+
+    No :class:`~wking_device.models.Record` is built and the body is not parsed: the uploader
+    encodes straight from the JSON text (:class:`PlaintextReader` cut it out of the plaintext).
+
+    The first six fields are what the uploader's encoder (``LogRecordEncoder.encode_many``)
+    takes, in its order.
+
+    Attributes:
+        record_id: The record's id.
+        category: Its category.
+        consent_id: The grant it was collected under.
+        policy_version: That grant's policy version.
+        body: The body as compact JSON text (``orjson.dumps(record.body)``, byte for byte).
+        created_at: Its creation time (UTC seconds).
+        scope: The key scope it is sealed under (what :func:`~wking_device.store.key_scope` of
+            the record gives: ``"<category>+mac_addresses"`` when it holds MAC fields).
+    """
+
+    record_id: str
+    category: str
+    consent_id: str
+    policy_version: str
+    body: bytes
+    created_at: float
+    scope: str
+
+
+class PlaintextReader:
+    """Splits a record plaintext (:func:`encode_body`) into consent id, policy version and body.
+
+    The plaintext is ``orjson.dumps({"c": consent_id, "p": policy_version, "b": body})``
+    (record schema version 1, bound into every payload's associated data). Its head up to the
+    body depends only on the consent id and policy version, which few records differ in: the
+    heads seen are kept (bounded), and a plaintext that starts with a known head is split by
+    slicing — the body's JSON text is then exactly ``orjson.dumps(body)``, with no parse and no
+    object built. JSON strings are self-delimiting, so a plaintext starting with a head has
+    exactly that head's consent id and policy version. Any other plaintext is parsed in full.
+
+    Args:
+        max_heads: Distinct heads kept.
+    """
+
+    def __init__(self, max_heads: int = 256) -> None:
+        self._heads: dict[bytes, tuple[str, str, int]] = {}
+        self._recent: tuple[bytes, str, str, int] | None = None
+        self._max_heads = max_heads
+
+    def split(self, plaintext: bytes, record_id: str = "") -> tuple[str, str, bytes]:
+        """Return ``(consent_id, policy_version, body as compact JSON text)``.
+
+        Raises:
+            RecordCorrupt: The plaintext does not decode.
+        """
+        recent = self._recent
+        if recent is not None and plaintext.startswith(recent[0]):
+            return recent[1], recent[2], plaintext[recent[3] : -1]
+        for head, (consent_id, policy_version, size) in self._heads.items():
+            if plaintext.startswith(head):
+                self._recent = (head, consent_id, policy_version, size)
+                return consent_id, policy_version, plaintext[size:-1]
+        try:
+            data: Any = orjson.loads(plaintext)
+            consent_id, policy_version, content = data["c"], data["p"], data["b"]
+            head = b"".join(
+                (
+                    b'{"c":',
+                    orjson.dumps(consent_id),
+                    b',"p":',
+                    orjson.dumps(policy_version),
+                    b',"b":',
+                )
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise RecordCorrupt("record body does not decode", record_id=record_id) from exc
+        if (
+            type(consent_id) is str
+            and type(policy_version) is str
+            and len(data) == 3
+            and plaintext.startswith(head)
+            and plaintext.endswith(b"}")
+        ):
+            if len(self._heads) >= self._max_heads:
+                self._heads.clear()
+            self._heads[head] = (consent_id, policy_version, len(head))
+            self._recent = (head, consent_id, policy_version, len(head))
+            return consent_id, policy_version, plaintext[len(head) : -1]
+        return str(consent_id), str(policy_version), orjson.dumps(content)

@@ -32,6 +32,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+import orjson
+
 from wking_device._redact import MAC_RE
 from wking_device._subscription import Subscription
 from wking_device.config import load_settings, warn_loose_permissions
@@ -64,6 +66,8 @@ from wking_device.store._schema import (
     STATE_CLAIMED,
     STATE_PENDING,
     STATE_REJECTED,
+    OpenedRecord,
+    PlaintextReader,
     encode_body,
     migrate,
     record_from_row,
@@ -108,6 +112,13 @@ _CHUNK: Final = 500
 _MEASURE: Final = (
     f"SELECT COALESCE(SUM(length(payload)), 0) + COUNT(*) * {_ROW_OVERHEAD} FROM records"  # noqa: S608
 )
+_CLAIMED_NOTE: Final = "claimed"
+"""meta row: how many records the writer holds claimed (claims live in its memory; this row is
+for read-only readers such as ``wking data status`` beside an agent, reset when reopened)."""
+_CLAIMED_SEQS: Final = "SELECT value FROM json_each(?)"
+"""A subquery over the claimed rows' ``seq`` values, bound as one JSON array."""
+_FLOORS: Final = 16
+"""Claim floors kept (one per set of scopes claimed)."""
 _WITHDRAWALS_DONE: Final = "withdrawals_done"
 """meta row: ``<seq>:<hash>`` of the last ledger withdrawal whose categories were shredded."""
 _IDLE_WATCH: Final = 0.25
@@ -389,6 +400,11 @@ class RecordStore:
         self._max_batch = max_batch
         self._permit_key = permit_key
         self._trusted: dict[int, Permit] = {}
+        self._reader = PlaintextReader()
+        self._claims: dict[str, tuple[int, int]] = {}
+        """Claimed records, record id -> (seq, bytes counted for the cap); writer thread only."""
+        self._floors: dict[frozenset[str] | None, int] = {}
+        """Per set of claimed scopes, a seq up to which every claimable row is claimed."""
         self._sealers: dict[int, Sealer] = {}
         self._ledger_file = ledger_file
         self._ledger: Ledger | None = None
@@ -530,6 +546,23 @@ class RecordStore:
             return []
         allowed = None if scopes is None else frozenset(scopes)
         result: list[Record] = await self._submit(functools.partial(self._claim_sync, n, allowed))
+        return result
+
+    async def claim_opened(
+        self, n: int, *, scopes: Iterable[str] | None = None
+    ) -> list[OpenedRecord]:
+        """:meth:`claim`, returning each record's columns and body text instead of a ``Record``.
+
+        The uploader's path: it encodes straight from the body's JSON text, cut out of the
+        plaintext (:class:`~wking_device.store.PlaintextReader`) with no parse and no object
+        built per record. Claims, releases and acknowledgements work the same for both.
+        """
+        if n <= 0:
+            return []
+        allowed = None if scopes is None else frozenset(scopes)
+        result: list[OpenedRecord] = await self._submit(
+            functools.partial(self._claim_opened_sync, n, allowed)
+        )
         return result
 
     async def reject(self, record_ids: Iterable[str]) -> int:
@@ -949,8 +982,10 @@ class RecordStore:
             while freed < need:
                 rows = conn.execute(
                     "SELECT seq, length(payload) FROM records "
-                    "WHERE category = ? AND state = ? ORDER BY seq LIMIT 1000",
-                    (category, STATE_PENDING),
+                    "WHERE category = ? AND state = ? "
+                    "AND seq NOT IN (SELECT value FROM json_each(?)) "  # never a claimed record
+                    "ORDER BY seq LIMIT 1000",
+                    (category, STATE_PENDING, self._claimed_json()),
                 ).fetchall()
                 if not rows:
                     break
@@ -962,8 +997,9 @@ class RecordStore:
                         last = seq
                         break
                 conn.execute(
-                    "DELETE FROM records WHERE category = ? AND state = ? AND seq <= ?",
-                    (category, STATE_PENDING, last),
+                    "DELETE FROM records WHERE category = ? AND state = ? AND seq <= ? "
+                    "AND seq NOT IN (SELECT value FROM json_each(?))",
+                    (category, STATE_PENDING, last, self._claimed_json()),
                 )
         if freed < need:
             raise StoreFull(
@@ -1051,90 +1087,255 @@ class RecordStore:
         "SELECT seq, record_id, category, key_id, created_at, expires_at, payload FROM records"
     )
 
-    def _claim_sync(self, n: int, allowed: frozenset[str] | None = None) -> list[Record]:
-        conn = self._conn
+    # -- claims ----------------------------------------------------------------------------------
+    # A claim writes nothing per record: the writer keeps claimed record ids in memory
+    # (``self._claims``), claims skip them, an ack deletes them, a release forgets them. A crash
+    # forgets them too, which is what reopening always did (claims made pending again). Only
+    # ``rejected`` is a state on disk (it must survive reopening), and the number claimed is
+    # noted in ``meta`` for read-only readers.
+
+    def _claimable(
+        self, n: int, allowed: frozenset[str] | None
+    ) -> tuple[list[tuple[int, str, str, int, float, float, bytes]], dict[int, str]]:
+        """The oldest ``n`` pending, unexpired, unclaimed rows of the allowed scopes.
+
+        Returns:
+            The rows and the key scopes by key id.
+        """
+        scopes = self.keys.data_key_ids()
         where = "state = ? AND expires_at > ?"
         params: list[Any] = [STATE_PENDING, self._clock()]
         if allowed is not None:
             # a row's key id names its key scope: filter on the ids of the allowed scopes
-            key_ids = sorted(
-                key_id for key_id, scope in self.keys.data_key_ids().items() if scope in allowed
-            )
+            key_ids = sorted(key_id for key_id, scope in scopes.items() if scope in allowed)
             if not key_ids:
-                return []
+                return [], scopes
             where += f" AND key_id IN ({','.join('?' * len(key_ids))})"
             params.extend(key_ids)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # a record past its retention is never handed out, swept or not (DESIGN §4)
-            rows = conn.execute(
-                f"{self._SELECT} WHERE {where} ORDER BY seq LIMIT ?",
-                (*params, n),
-            ).fetchall()
-            good, bad, shredded = self._open_rows(rows)
-            seqs = [seq for seq, _ in good]
-            for start in range(0, len(seqs), _CHUNK):
-                chunk = seqs[start : start + _CHUNK]
-                conn.execute(
-                    f"UPDATE records SET state = ? WHERE seq IN ({','.join('?' * len(chunk))})",  # noqa: S608
-                    (STATE_CLAIMED, *chunk),
-                )
-            self._set_aside(bad, shredded)
-            conn.execute("COMMIT")
-        except BaseException:
-            self._rollback()
-            raise
+        # The rows up to the floor are all claimed: start after them rather than read past them
+        # (with two batches in flight, the other batch's rows are always first). A row that is
+        # claimable below the floor (a released one lowers the floor; SQLite may give a deleted
+        # row's number to a new one) is found by a second pass from the start when the first
+        # falls short, so nothing waits for long.
+        floor = self._floors.get(allowed, 0)
+        rows = self._claim_query(where, params, n, floor)
+        if len(rows) < n and floor:
+            rows = self._claim_query(where, params, n, 0)
+        if rows:
+            if len(self._floors) >= _FLOORS:
+                self._floors.clear()
+            self._floors[allowed] = int(rows[-1][0])
+        return rows, scopes
+
+    def _claim_query(
+        self, where: str, params: list[Any], n: int, floor: int
+    ) -> list[tuple[int, str, str, int, float, float, bytes]]:
+        claimed = [seq for seq, _ in self._claims.values() if seq > floor]
+        if claimed:
+            where += f" AND seq NOT IN ({_CLAIMED_SEQS})"
+            params = [*params, _seq_json(claimed)]
+        # a record past its retention is never handed out, swept or not (DESIGN §4)
+        rows: list[tuple[int, str, str, int, float, float, bytes]] = self._conn.execute(
+            f"{self._SELECT} WHERE {where} AND seq > ? ORDER BY seq LIMIT ?",
+            (*params, floor, n),
+        ).fetchall()
+        return rows
+
+    def _took(
+        self,
+        taken: list[tuple[str, tuple[int, int]]],
+        bad: list[tuple[int, str]],
+        shredded: list[int],
+    ) -> None:
+        """Hold claimed rows in memory; quarantine or drop the rows that did not open."""
+        self._claims.update(taken)
         if bad or shredded:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._set_aside(bad, shredded)
+                conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
             self._bytes = self._measure()
+        self._note_claims()
+
+    def _note_claims(self, *, in_transaction: bool = False) -> None:
+        """Write how many records are claimed to ``meta`` (advisory: not synced on its own)."""
+        conn = self._conn
+        sql = (
+            "INSERT INTO meta (name, value) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+        )
+        if in_transaction:
+            conn.execute(sql, (_CLAIMED_NOTE, str(len(self._claims))))
+            return
+        # a lost note costs nothing (reopening resets it): no fsync of its own, then the
+        # connection's own setting again
+        synchronous = int(conn.execute("PRAGMA synchronous").fetchone()[0])
+        conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            conn.execute(sql, (_CLAIMED_NOTE, str(len(self._claims))))
+        finally:
+            conn.execute(f"PRAGMA synchronous = {synchronous}")
+
+    def _claim_sync(self, n: int, allowed: frozenset[str] | None = None) -> list[Record]:
+        rows, _ = self._claimable(n, allowed)
+        good, bad, shredded = self._open_rows(rows)
+        sizes = {row[0]: len(row[6]) + _ROW_OVERHEAD for row in rows}
+        self._took([(record.record_id, (seq, sizes[seq])) for seq, record in good], bad, shredded)
         return [record for _, record in good]
+
+    def _claim_opened_sync(
+        self, n: int, allowed: frozenset[str] | None = None
+    ) -> list[OpenedRecord]:
+        rows, scopes = self._claimable(n, allowed)
+        opened: list[OpenedRecord] = []
+        taken: list[tuple[str, tuple[int, int]]] = []
+        bad: list[tuple[int, str]] = []
+        shredded: list[int] = []
+        missing: dict[int, bool] = {}  # key id -> destroyed? (looked up once per call)
+        sealers = self._sealers
+        split = self._reader.split
+        make = tuple.__new__
+        for seq, record_id, category, key_id, created_at, expires_at, payload in rows:
+            sealer = sealers.get(key_id) if type(key_id) is int else None
+            if sealer is None:
+                if type(key_id) is not int:  # an edited row (SQLite keeps text in any column)
+                    bad.append((seq, "authentication failed"))
+                    continue
+                sealer = None if key_id in missing else self._sealer_for(key_id)
+                if sealer is None:
+                    if key_id not in missing:
+                        missing[key_id] = self.keys.was_destroyed(key_id)
+                    if missing[key_id]:
+                        shredded.append(seq)
+                    else:
+                        bad.append((seq, "unknown data key"))
+                    continue
+            try:
+                consent_id, policy_version, body = split(
+                    sealer.open_row(record_id, category, payload, created_at, expires_at),
+                    record_id,
+                )
+            except RecordCorrupt:
+                bad.append((seq, "authentication failed"))
+                continue
+            scope = scopes.get(key_id, category)
+            opened.append(
+                make(
+                    OpenedRecord,
+                    (record_id, category, consent_id, policy_version, body, created_at, scope),
+                )
+            )
+            taken.append((record_id, (seq, len(payload) + _ROW_OVERHEAD)))
+        self._took(taken, bad, shredded)
+        return opened
 
     def _ack_sync(self, ids: list[str]) -> int:
         conn = self._conn
-        deleted = 0
-        freed = 0
+        claims = self._claims
+        held = [h for h in map(claims.get, ids) if h is not None]
+        recount = False
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for start in range(0, len(ids), _CHUNK):
-                chunk = ids[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                # one statement deletes and reports what it freed
-                sizes = conn.execute(
-                    f"DELETE FROM records WHERE record_id IN ({marks}) RETURNING length(payload)",  # noqa: S608
-                    chunk,
-                ).fetchall()
-                deleted += len(sizes)
-                freed += sum(size for (size,) in sizes) + len(sizes) * _ROW_OVERHEAD
+            if len(held) == len(ids):
+                # claimed rows: deleted by seq (no id index lookup); the id test keeps a row
+                # that SQLite numbered again (the claimed one was deleted meanwhile, e.g.
+                # purged) from being deleted in its place
+                deleted = conn.execute(
+                    f"DELETE FROM records WHERE seq IN ({_CLAIMED_SEQS}) "  # noqa: S608
+                    "AND +record_id IN (SELECT value FROM json_each(?))",
+                    (_seq_json(seq for seq, _ in held), orjson.dumps(ids).decode("utf-8")),
+                ).rowcount
+                freed = sum(size for _, size in held)  # what the claim read
+                recount = deleted != len(ids)
+            else:
+                deleted, freed = self._delete_by_id(ids)
+            for record_id in ids:
+                claims.pop(record_id, None)
+            self._note_claims(in_transaction=True)
             conn.execute("COMMIT")
         except BaseException:
             self._rollback()
             raise
-        self._bytes -= freed
+        if recount:  # some were gone already, counted when they went
+            self._bytes = self._measure()
+        else:
+            self._bytes -= freed
         return deleted
 
+    def _delete_by_id(self, ids: list[str]) -> tuple[int, int]:
+        """Delete rows by record id (inside the caller's transaction); return (rows, bytes)."""
+        deleted = 0
+        freed = 0
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            # one statement deletes and reports what it freed
+            sizes = self._conn.execute(
+                f"DELETE FROM records WHERE record_id IN ({marks}) RETURNING length(payload)",  # noqa: S608
+                chunk,
+            ).fetchall()
+            deleted += len(sizes)
+            freed += sum(size for (size,) in sizes) + len(sizes) * _ROW_OVERHEAD
+        return deleted, freed
+
     def _release_sync(self, ids: list[str]) -> int:
-        return self._unclaim_sync(ids, STATE_PENDING)
+        """Forget claims: the records are pending again (nothing on disk changes)."""
+        seqs = [held[0] for held in (self._claims.pop(rid, None) for rid in ids) if held]
+        if not seqs:
+            return 0
+        lowest = min(seqs) - 1  # claimable again: the next claims start no later than them
+        for allowed, floor in self._floors.items():
+            self._floors[allowed] = min(floor, lowest)
+        released = self._conn.execute(
+            f"SELECT COUNT(*) FROM records WHERE state = ? AND seq IN ({_CLAIMED_SEQS})",  # noqa: S608
+            (STATE_PENDING, _seq_json(seqs)),
+        ).fetchone()[0]
+        self._note_claims()
+        return int(released)
 
     def _reject_sync(self, ids: list[str]) -> int:
-        return self._unclaim_sync(ids, STATE_REJECTED)
-
-    def _unclaim_sync(self, ids: list[str], state: int) -> int:
-        """Move claimed records (of ``ids``) to ``state``; returns how many moved."""
+        """Set claimed records aside in state ``rejected`` (on disk: it survives reopening)."""
+        claimed = [rid for rid in ids if rid in self._claims]
+        if not claimed:
+            return 0
         conn = self._conn
         moved = 0
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for start in range(0, len(ids), _CHUNK):
-                chunk = ids[start : start + _CHUNK]
+            for start in range(0, len(claimed), _CHUNK):
+                chunk = claimed[start : start + _CHUNK]
                 marks = ",".join("?" * len(chunk))
                 moved += conn.execute(
                     f"UPDATE records SET state = ? WHERE state = ? AND record_id IN ({marks})",  # noqa: S608
-                    (state, STATE_CLAIMED, *chunk),
+                    (STATE_REJECTED, STATE_PENDING, *chunk),
                 ).rowcount
+            for record_id in claimed:
+                del self._claims[record_id]
+            self._note_claims(in_transaction=True)
             conn.execute("COMMIT")
         except BaseException:
             self._rollback()
             raise
         return moved
+
+    def _claimed_json(self) -> str:
+        """The claimed rows' seq values, for :data:`_CLAIMED_SEQS`."""
+        return _seq_json(seq for seq, _ in self._claims.values())
+
+    def _claimed_count(self) -> int:
+        """Claimed records that still exist (for stats)."""
+        if not self._claims:
+            return 0
+        return int(
+            self._conn.execute(
+                f"SELECT COUNT(*) FROM records WHERE state = ? AND seq IN ({_CLAIMED_SEQS})",  # noqa: S608
+                (STATE_PENDING, self._claimed_json()),
+            ).fetchone()[0]
+        )
 
     def _purge_sync(self, category: str) -> int:
         # Shred first: once the keys are gone the rows are unreadable even if we crash before
@@ -1364,10 +1565,16 @@ class RecordStore:
             conn.execute("SELECT category, COUNT(*) FROM records GROUP BY category").fetchall()
         )
         meta = dict(conn.execute("SELECT name, value FROM meta").fetchall())
+        unclaimed = int(states.get(STATE_PENDING, 0))
+        if self.readonly:
+            # the writer's claims are in its memory: read the number it noted
+            held = min(int(meta.get(_CLAIMED_NOTE, 0)), unclaimed)
+        else:
+            held = self._claimed_count()
         return StoreStats(
             total=sum(states.values()),
-            pending=int(states.get(STATE_PENDING, 0)),
-            claimed=int(states.get(STATE_CLAIMED, 0)),
+            pending=unclaimed - held,
+            claimed=held + int(states.get(STATE_CLAIMED, 0)),
             rejected=int(states.get(STATE_REJECTED, 0)),
             by_category={str(k): int(v) for k, v in by_category.items()},
             quarantined=int(meta.get("quarantined", 0)),
@@ -1377,6 +1584,11 @@ class RecordStore:
             bytes=self._bytes,
             max_bytes=self.max_bytes,
         )
+
+
+def _seq_json(seqs: Iterable[int]) -> str:
+    """Row numbers as one JSON array parameter (for :data:`_CLAIMED_SEQS`: no bound on count)."""
+    return orjson.dumps(list(seqs)).decode("ascii")
 
 
 def _refresh_quietly(gate: _Gate) -> None:
@@ -1504,6 +1716,8 @@ def _prepare(conn: sqlite3.Connection, keys: KeyStore, *, readonly: bool, check:
             "UPDATE records SET state = ? WHERE state IS NOT ? AND state IS NOT ?",
             (STATE_PENDING, STATE_PENDING, STATE_REJECTED),
         )
+        # claims are held in the writer's memory: a new writer holds none
+        conn.execute("DELETE FROM meta WHERE name = ?", (_CLAIMED_NOTE,))
 
 
 def _lock(paths: Paths) -> int:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import struct
 import time
 import zlib
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -74,6 +74,8 @@ CONTENT_TYPE_JSON: Final = "application/json"
 
 _SEVERITY_INFO: Final = 9  # SeverityNumber.SEVERITY_NUMBER_INFO
 _FIXED64: Final = struct.Struct("<Q")
+_HEAD: Final = struct.Struct("<BQBBB")  # time (1, fixed64), severity (2), the body's tag (5)
+_HEAD_SIZE: Final = _HEAD.size
 
 
 def _varint(value: int) -> bytes:
@@ -250,6 +252,102 @@ class LogRecordEncoder:
             )
         )
 
+    def encode_many(
+        self,
+        rows: Iterable[Sequence[Any]],
+        observed_time_unix_nano: int,
+        *,
+        framed: bool = False,
+    ) -> list[bytes]:
+        """Encode many records at once: the same bytes as :meth:`encode` for each.
+
+        The uploader's path: no keyword call per record, and the parts every record of a batch
+        shares (its three attributes, the observed time) are joined once per distinct triple.
+
+        Args:
+            rows: Each starts with ``(record_id, category, consent_id, policy_version, body,
+                created_at)`` (anything after is ignored, so a claimed
+                :class:`~wking_device.store.OpenedRecord` is a row): the body UTF-8 JSON text,
+                ``created_at`` in seconds since the epoch.
+            observed_time_unix_nano: The batch's observed time.
+            framed: Prefix each with its ``log_records`` tag and length, for
+                :meth:`LogsFramer.frame_framed` (a join instead of a loop).
+
+        Returns:
+            The ``LogRecord`` bytes (framed or not), in order.
+
+        Raises:
+            UnicodeDecodeError: A body is not UTF-8.
+        """
+        observed = _OBSERVED_TAG + _FIXED64.pack(observed_time_unix_nano)
+        tails: dict[tuple[str, str, str], bytes] = {}
+        id_prefixes = self._id_prefixes
+        head = _HEAD.pack
+        varint = _fast_varint
+        out: list[bytes] = []
+        append = out.append
+        for row in rows:
+            record_id, category, consent_id, policy_version, body, created_at = row[:6]
+            key = (category, consent_id, policy_version)
+            tail = tails.get(key)
+            if tail is None:
+                tail = tails[key] = self._tail(key) + observed
+            body.decode("utf-8")  # protobuf strings must be valid UTF-8: refuse early
+            raw_id = record_id.encode("utf-8")
+            id_prefix = id_prefixes.get(len(raw_id))
+            if id_prefix is None:
+                attribute = _string_attribute(_KEY_RECORD_ID, record_id)
+                id_prefix = attribute[: len(attribute) - len(raw_id)]
+                if len(id_prefixes) < 64:
+                    id_prefixes[len(raw_id)] = id_prefix
+            length = len(body)
+            size = varint(length)
+            any_length = length + 1 + len(size)
+            any_size = varint(any_length)
+            if framed:
+                # ScopeLogs.log_records (2): tag, then the LogRecord's length
+                prefix = b"\x12" + varint(
+                    _HEAD_SIZE
+                    + len(any_size)
+                    + any_length
+                    + len(id_prefix)
+                    + len(raw_id)
+                    + len(tail)
+                )
+            else:
+                prefix = b""
+            append(
+                b"".join(
+                    (
+                        prefix,
+                        head(0x09, int(created_at * 1_000_000_000), 0x10, _SEVERITY_INFO, 0x2A),
+                        any_size,
+                        b"\x0a",
+                        size,
+                        body,
+                        id_prefix,
+                        raw_id,
+                        tail,
+                    )
+                )
+            )
+        return out
+
+    def _tail(self, key: tuple[str, str, str]) -> bytes:
+        """The category, consent id and policy version attributes (cached, bounded)."""
+        tail = self._tails.get(key)
+        if tail is None:
+            category, consent_id, policy_version = key
+            tail = (
+                _string_attribute(_KEY_CATEGORY, category)
+                + _string_attribute(_KEY_CONSENT_ID, consent_id)
+                + _string_attribute(_KEY_POLICY_VERSION, policy_version)
+            )
+            if len(self._tails) >= self._max_cached:
+                self._tails.clear()
+            self._tails[key] = tail
+        return tail
+
 
 def encode_record(record: Record, *, observed_time_unix_nano: int | None = None) -> bytes:
     """Encode a stored :class:`~wking_device.models.Record` (its body as compact JSON text).
@@ -332,6 +430,30 @@ class LogsFramer:
         parts[0] = b"\x0a"  # ExportLogsServiceRequest.resource_logs (1)
         parts[1] = _varint(resource_logs_len)
         return b"".join(parts)
+
+    def frame_framed(self, records: Sequence[bytes]) -> bytes:
+        """:meth:`frame` for records from ``LogRecordEncoder.encode_many(..., framed=True)``.
+
+        Args:
+            records: ``LogRecord`` bytes, each with its tag and length already.
+
+        Returns:
+            The serialized ``ExportLogsServiceRequest`` (the same bytes :meth:`frame` gives).
+        """
+        scope_logs_len = len(self._scope_field) + sum(map(len, records))
+        scope_logs_size = _varint(scope_logs_len)
+        resource_logs_len = len(self._resource_field) + 1 + len(scope_logs_size) + scope_logs_len
+        return b"".join(
+            (
+                b"\x0a",
+                _varint(resource_logs_len),
+                self._resource_field,
+                b"\x12",
+                scope_logs_size,
+                self._scope_field,
+                *records,
+            )
+        )
 
 
 def gzip_body(body: bytes, *, level: int = 1) -> bytes:

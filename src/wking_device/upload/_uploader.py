@@ -58,7 +58,6 @@ from wking_device._redact import MAC_RE
 from wking_device.errors import StorageError, UploadError, UploadRejected, UploadUnavailable
 from wking_device.models import MAC_FIELDS
 from wking_device.policy import CATALOG
-from wking_device.store import key_scope
 from wking_device.upload._backoff import BackoffPolicy
 from wking_device.upload._http import Delivered, Permanent, Retryable, TooLarge
 from wking_device.upload._otlp import LogRecordEncoder, LogsFramer, gzip_body
@@ -68,8 +67,7 @@ if TYPE_CHECKING:
 
     from wking_device.consent import ConsentGate
     from wking_device.crypto import MacPseudonymizer
-    from wking_device.models import Record
-    from wking_device.store import RecordStore
+    from wking_device.store import OpenedRecord, RecordStore
     from wking_device.upload._http import OTLPSender, SendResult
 
 __all__ = [
@@ -155,14 +153,8 @@ class DrainResult:
         }
 
 
-@dataclass(slots=True)
-class _Item:
-    record: Record
-    encoded: bytes
-
-    @property
-    def record_id(self) -> str:
-        return self.record.record_id
+_Item = tuple["OpenedRecord", bytes]
+"""A claimed record on its way: what the store opened and its encoded ``LogRecord``."""
 
 
 @dataclass(slots=True)
@@ -324,17 +316,17 @@ class Uploader:
             return [self._deidentify(item, depth + 1) for item in value]
         return value
 
-    def _encode(self, record: Record, *, restricted: bool, observed: int) -> bytes:
-        body = self._deidentify(record.body) if restricted else record.body
-        return self._encoder.encode(
-            record_id=record.record_id,
-            category=record.category,
-            consent_id=record.consent_id,
-            policy_version=record.policy_version,
-            body=orjson.dumps(body),
-            time_unix_nano=int(record.created_at * 1_000_000_000),
-            observed_time_unix_nano=observed,
-        )
+    def _encode(self, rows: list[OpenedRecord], *, restricted: bool) -> list[_Item]:
+        """Encode each record's ``LogRecord`` from its body's JSON text (no object built)."""
+        if restricted:
+            deidentified = [
+                row._replace(body=orjson.dumps(self._deidentify(orjson.loads(row.body))))
+                for row in rows
+            ]
+            encoded = self._encoder.encode_many(deidentified, time.time_ns(), framed=True)
+        else:
+            encoded = self._encoder.encode_many(rows, time.time_ns(), framed=True)
+        return list(zip(rows, encoded, strict=True))
 
     # --- draining -------------------------------------------------------------------------------
 
@@ -406,19 +398,19 @@ class Uploader:
             if not plan.scopes:
                 return
             claiming = asyncio.ensure_future(
-                self._store.claim(self._batch_size, scopes=plan.scopes)
+                self._store.claim_opened(self._batch_size, scopes=plan.scopes)
             )
             try:
-                records = await asyncio.shield(claiming)
+                rows = await asyncio.shield(claiming)
             except asyncio.CancelledError:
                 # the claim goes on in the store's thread: what it takes is pending again
                 claiming.add_done_callback(self._release_late)
                 raise
-            if not records:
+            if not rows:
                 return
-            outstanding = {record.record_id for record in records}
+            outstanding = {row.record_id for row in rows}
             try:
-                await self._settle(records, outstanding)
+                await self._settle(rows, outstanding)
             finally:
                 if outstanding:
                     # an error or a cancellation: whatever was not settled is pending again
@@ -426,7 +418,7 @@ class Uploader:
             if self._progress is not None:
                 self._progress(self.counters)
 
-    def _release_late(self, claiming: asyncio.Future[list[Record]]) -> None:
+    def _release_late(self, claiming: asyncio.Future[list[OpenedRecord]]) -> None:
         """Release what a claim cut short by a cancellation took (else claimed until reopen)."""
         if claiming.cancelled() or claiming.exception() is not None or not claiming.result():
             return
@@ -436,37 +428,50 @@ class Uploader:
         releasing.add_done_callback(self._late.discard)
         releasing.add_done_callback(_quiet)
 
-    async def _check(self, records: Sequence[Record], outstanding: set[str]) -> list[Record]:
-        """Consent, right before a send: keep what may go; purge or defer the rest."""
+    async def _check(
+        self, rows: Sequence[OpenedRecord], outstanding: set[str]
+    ) -> list[OpenedRecord]:
+        """Consent, right before a send: keep what may go; purge or defer the rest.
+
+        Every record is checked against the gate's state of this moment; records of one key
+        scope, category and grant get the same answer, so the gate is asked once for each.
+        """
         self._gate.refresh()
         plan = self._current_plan()
         allows = self._gate.allows
-        keep: list[Record] = []
-        withdrawn: list[Record] = []
+        scopes = plan.scopes
+        verdicts: dict[tuple[str, str, str], bool] = {}
+        keep: list[OpenedRecord] = []
+        withdrawn: list[OpenedRecord] = []
         deferred: list[str] = []
-        for record in records:
-            if key_scope(record) in plan.scopes and allows(record.category, record.consent_id):
-                keep.append(record)
-            elif record.category in plan.withdrawn or not self._grant_live(record):
-                withdrawn.append(record)
+        for row in rows:
+            record_id, category, consent_id, _, _, _, scope = row
+            key = (scope, category, consent_id)
+            verdict = verdicts.get(key)
+            if verdict is None:
+                verdict = verdicts[key] = scope in scopes and allows(category, consent_id)
+            if verdict:
+                keep.append(row)
+            elif category in plan.withdrawn or not self._grant_live(row):
+                withdrawn.append(row)
             else:
-                deferred.append(record.record_id)
+                deferred.append(record_id)
         if withdrawn:
             await self._drop_withdrawn(withdrawn, plan)
-            outstanding.difference_update(record.record_id for record in withdrawn)
+            outstanding.difference_update(row.record_id for row in withdrawn)
         if deferred:
             await self._store.release(deferred)
             outstanding.difference_update(deferred)
         return keep
 
-    def _grant_live(self, record: Record) -> bool:
+    def _grant_live(self, record: OpenedRecord) -> bool:
         """Whether the record's own grant is still live (withdrawn-and-granted-again is not)."""
         state = self._gate.states().get(record.category)
         if state is None or not state.granted:
             return True  # denied for another reason (DNT, suspended...): defer, not purge
         return self._gate.allows(record.category, record.consent_id)
 
-    async def _drop_withdrawn(self, records: list[Record], plan: _Plan) -> None:
+    async def _drop_withdrawn(self, records: list[OpenedRecord], plan: _Plan) -> None:
         categories = {record.category for record in records} & plan.withdrawn
         for category in sorted(categories):
             await self._store.purge(category)  # crypto-shred what is left of it
@@ -475,17 +480,13 @@ class Uploader:
         self.counters.purged += len(records)
         _LOGGER.info("%d records not sent: their consent was withdrawn", len(records))
 
-    async def _settle(self, records: Sequence[Record], outstanding: set[str]) -> None:
+    async def _settle(self, claimed: list[OpenedRecord], outstanding: set[str]) -> None:
         """Send one claimed batch until every record is acknowledged, set aside or released."""
-        keep = await self._check(records, outstanding)
-        if not keep:
+        rows = await self._check(claimed, outstanding)
+        if not rows:
             return
         plan = self._current_plan()
-        observed = time.time_ns()
-        items = [
-            _Item(record, self._encode(record, restricted=plan.restricted, observed=observed))
-            for record in keep
-        ]
+        items = self._encode(rows, restricted=plan.restricted)
         stack: list[tuple[list[_Item], bool]] = [(items, plan.restricted)]
         while stack:
             batch, restricted = stack.pop()
@@ -505,7 +506,7 @@ class Uploader:
                     return []
             plan = self._current_plan()
             framer = self._framer(plan.ip_consent)
-            encoded = [item.encoded for item in batch]
+            encoded = [data for _, data in batch]
             # framing is a join and zlib releases the GIL: off the event loop, the compression
             # of one batch overlaps the claim, decryption and encoding of the next
             body = await asyncio.to_thread(_frame_gzip, framer, encoded)
@@ -544,17 +545,17 @@ class Uploader:
         """Before a retry: the same consent check as before the first send."""
         if self._current_plan().restricted != restricted:
             # the cross-border decision changed: release them; a new claim encodes them anew
-            ids = [item.record_id for item in batch]
+            ids = [row.record_id for row, _ in batch]
             await self._store.release(ids)
             outstanding.difference_update(ids)
             return []
-        keep = {id(record) for record in await self._check([i.record for i in batch], outstanding)}
-        return [item for item in batch if id(item.record) in keep]
+        keep = {id(row) for row in await self._check([row for row, _ in batch], outstanding)}
+        return [item for item in batch if id(item[0]) in keep]
 
     async def _delivered(
         self, batch: list[_Item], result: Delivered, outstanding: set[str]
     ) -> None:
-        ids = [item.record_id for item in batch]
+        ids = [row.record_id for row, _ in batch]
         if result.rejected:
             # OTLP: never retry a partial success; it does not say which records were rejected
             rejected = min(result.rejected, len(batch))
@@ -577,7 +578,7 @@ class Uploader:
     async def _set_aside(
         self, batch: list[_Item], outstanding: set[str], *, too_large: bool
     ) -> None:
-        ids = [item.record_id for item in batch]
+        ids = [row.record_id for row, _ in batch]
         await self._store.reject(ids)
         outstanding.difference_update(ids)
         self.counters.rejected += len(ids)
@@ -619,7 +620,7 @@ class Uploader:
 
 
 def _frame_gzip(framer: LogsFramer, encoded: list[bytes]) -> bytes:
-    return gzip_body(framer.frame(encoded))
+    return gzip_body(framer.frame_framed(encoded))
 
 
 def _quiet(task: asyncio.Future[Any]) -> None:
