@@ -386,6 +386,8 @@ class RecordStore:
         self._clock = clock
         self._lock_fd = lock_fd
         self._max_batch = max_batch
+        self._commits = 0
+        """Group commits of appends so far (read by benchmarks/ingest.py for rows per commit)."""
         self._permit_key = permit_key
         self._trusted: dict[int, Permit] = {}
         self._sealers: dict[int, Sealer] = {}
@@ -896,6 +898,7 @@ class RecordStore:
         conn = self._conn
         before = conn.total_changes
         freed = 0
+        self._commits += 1
         if len(rows) <= _INSERT_ROWS and self._bytes + size <= self.max_bytes:
             # One statement in autocommit mode is one durable transaction (WAL, FULL): the
             # whole group commit is a single sqlite3 call.
