@@ -146,6 +146,10 @@ _TRUSTED_PERMITS: Final = 256
 """Permits remembered as checked (by identity; permits are immutable)."""
 
 _RECORD_ID_RE: Final = re.compile(r"[0-9A-Za-z_-]{1,64}")
+_HEX_ID_RE: Final = re.compile(r"[0-9A-Fa-f]{13,64}")
+"""Ids of hex digits only, longer than a bare MAC (:func:`~wking_device.models.new_record_id`
+makes 32): a valid id that :data:`MAC_RE` cannot match (its 12 bare digits must not be part of a
+longer run of hex digits, and its other forms need separators)."""
 
 
 def _check_record(record: Record) -> None:
@@ -155,7 +159,9 @@ def _check_record(record: Record) -> None:
     a plaintext column bound into the associated data: it must be a finite number.
     """
     record_id = record.record_id
-    if (
+    if type(record_id) is str and _HEX_ID_RE.fullmatch(record_id) is not None:
+        pass  # the common case, decided by one match
+    elif (
         type(record_id) is not str
         or _RECORD_ID_RE.fullmatch(record_id) is None
         or MAC_RE.search(record_id) is not None
@@ -178,11 +184,11 @@ def _retention_end(
     return min(created_at, now) + retention.get(category, DEFAULT_RETENTION)
 
 
-def _needed(records: Sequence[Record]) -> set[str]:
-    needed: set[str] = set()
-    for record in records:
-        needed.update(key_scope(record).split("+"))
-    return needed
+def _categories(scopes: list[str]) -> set[str]:
+    """The categories a list of key scopes needs a permit for."""
+    if len(scopes) == 1:
+        return set(scopes[0].split("+"))
+    return {category for scope in set(scopes) for category in scope.split("+")}
 
 
 class _Gate(Protocol):
@@ -301,6 +307,9 @@ class _Call:
 
 _STOP: Final = object()
 
+
+_HAND_OVER_ROWS: Final = 256
+"""Rows after which a batch is queued at once instead of at the end of the loop's turn."""
 
 _INSERT_ROWS: Final = 1000
 """Rows per INSERT statement (6 parameters each, under SQLite's 32,766-variable limit)."""
@@ -428,6 +437,7 @@ class RecordStore:
         self._closed = False
         self._enqueue_lock = threading.Lock()
         self._open: _Batch | None = None
+        self._hand_over_rows = min(_HAND_OVER_ROWS, max_batch)
         """The batch appends join until it is queued (guarded by ``_enqueue_lock``)."""
         self._thread = threading.Thread(target=self._run, name="wking-store-writer", daemon=True)
         self._thread.start()
@@ -533,6 +543,10 @@ class RecordStore:
             group.scopes += scopes
             group.futures.append(future)
             batch.count += len(records)
+            if batch.count >= self._hand_over_rows:
+                # a long turn of the loop (many producers): the writer starts on what it has
+                # while the loop goes on filling the next batch
+                self._queue_open()
 
     async def _submit(self, fn: Callable[[], Any], *, write: bool = True) -> Any:
         self._check_open(write=write)
@@ -567,7 +581,7 @@ class RecordStore:
         if not records:
             return
         scopes = [key_scope(record) for record in records]
-        needed = {category for scope in set(scopes) for category in scope.split("+")}
+        needed = _categories(scopes)
         unknown = needed - CATALOG.keys()
         if unknown:
             raise UsageError(
