@@ -9,7 +9,11 @@ RSS over the run (to show memory stays flat).
     .venv/bin/python benchmarks/ingest.py --quick      # 20,000 records
     .venv/bin/python benchmarks/ingest.py --records 1000000   # the memory check
 
-Goals on 2 cores: >= 40,000 records/s, p99 <= 25 ms, ratio >= 0.3.
+    .venv/bin/python benchmarks/ingest.py --scaling    # 1, 10, 100, 1,000 producers (a table)
+
+Goals on 2 cores: >= 40,000 records/s and ratio >= 0.5 with 100 producers, p99 <= 25 ms with
+1,000 producers, >= 10,000 records/s with 10. CPU µs per record is reported for the event loop's
+thread and the store's writer thread apart (the writer's from /proc), with rows per group commit.
 """
 
 from __future__ import annotations
@@ -204,7 +208,9 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
             "cpu_us_per_item": cpu / result["records"] * 1e6,
             "detail": f"{result['records']:,} durable encrypted appends, p50 "
             f"{result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms (budget 25 ms at 1,000 "
-            "producers; >= 40,000 records/s when quiet)",
+            "producers; >= 40,000 records/s when quiet); CPU µs/record: event loop "
+            f"{result['loop_cpu_us']:.1f} + writer {result['writer_cpu_us']:.1f}; "
+            f"{result['rows_per_commit'] or 0:,.0f} rows per commit",
         }
     ]
 
@@ -281,10 +287,14 @@ def main() -> None:
         f"baseline           {baseline:,.0f} rows/s (plaintext SQLite WAL FULL, batch 1000, "
         f"{baseline_n:,} rows)"
     )
-    print(f"ratio              {result['rate'] / baseline:.2f}  (goal >= 0.3)")
+    print(f"ratio              {result['rate'] / baseline:.2f}  (goal >= 0.5)")
+    print(
+        f"CPU per record     loop {result['loop_cpu_us']:.1f} µs + writer "
+        f"{result['writer_cpu_us']:.1f} µs; {result['rows_per_commit'] or 0:,.0f} rows per commit"
+    )
     print(f"peak RSS           {peak:.1f} MiB")
     print("RSS over the run   " + "  ".join(f"{n:,}:{m:.0f}MiB" for n, m in result["rss"]))
-    ok = result["rate"] >= 40_000 and result["p99_ms"] <= 25 and result["rate"] / baseline >= 0.3
+    ok = result["rate"] >= 40_000 and result["rate"] / baseline >= 0.5
     print("goals              " + ("met" if ok else "NOT met"))
     sys.stdout.flush()
 

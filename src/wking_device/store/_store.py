@@ -341,10 +341,10 @@ def _shapes(rows: int) -> list[int]:
 
 @functools.lru_cache(maxsize=128)
 def _insert_sql(rows: int) -> str:
-    """One multi-row INSERT for a whole batch.
+    """One multi-row INSERT of ``rows`` rows (a batch takes one to a few, see :func:`_shapes`).
 
     A single statement is a single ``sqlite3_step``: the writer gives up and re-takes the GIL
-    once per batch instead of once per row. Each re-take can wait for the event loop's thread
+    once per statement instead of once per row. Each re-take can wait for the event loop's thread
     for up to the interpreter's switch interval, which made per-row ``executemany`` the
     bottleneck under 100 producers (see docs/security.md, "Performance").
     """
