@@ -290,7 +290,8 @@ class _Batch:
 
     Filled on the loop's thread under the enqueue lock and queued when the loop has run every
     task already woken (one ``call_soon``), so producers resumed together by one commit share
-    the next one; the writer thread only reads a batch once it is queued.
+    the next one; queued earlier past ``_HAND_OVER_ROWS`` rows or before any other store call.
+    The writer thread only reads a batch once it is queued (nothing joins it after that).
     """
 
     loop: asyncio.AbstractEventLoop
@@ -461,8 +462,8 @@ class RecordStore:
         self._closed = False
         self._enqueue_lock = threading.Lock()
         self._open: _Batch | None = None
-        self._hand_over_rows = min(_HAND_OVER_ROWS, max_batch)
         """The batch appends join until it is queued (guarded by ``_enqueue_lock``)."""
+        self._hand_over_rows = min(_HAND_OVER_ROWS, max_batch)
         self._thread = threading.Thread(target=self._run, name="wking-store-writer", daemon=True)
         self._thread.start()
 
