@@ -43,8 +43,15 @@ async def _until(condition: Callable[[], bool]) -> None:
 @pytest.fixture(name="held")
 def fixture_held(store: RecordStore) -> Iterator[threading.Event]:
     """Keep the writer busy (a queued call waiting on an event) until the event is set."""
-    release = threading.Event()
-    store._enqueue(_Call(lambda: release.wait(30)))
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        started.set()
+        release.wait(30)
+
+    store._enqueue(_Call(hold))
+    assert started.wait(30), "the writer did not start the queued call"
+    # the writer is inside the call: whatever is queued from now on waits behind it
     yield release
     release.set()
 
