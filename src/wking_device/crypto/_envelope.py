@@ -172,9 +172,31 @@ class Sealer:
         counter = self._counter
         if counter >= self._limit:
             raise UsageError("nonce block exhausted: reserve a new block before sealing")
-        ad = associated_data(
-            record_id, category, self.key_id, created_at=created_at, expires_at=expires_at
-        )
+        if (
+            type(created_at) is float
+            and type(expires_at) is float
+            and _isfinite(created_at)
+            and _isfinite(expires_at)
+            and -(2**63) <= self.key_id < 2**63
+        ):
+            # the store's case (it seals every append here): the same bytes as
+            # associated_data(), built inline
+            rid = record_id.encode()
+            cat = category.encode()
+            ad = b"".join(
+                (
+                    _AD_PREFIX,
+                    len(rid).to_bytes(4, "big"),
+                    rid,
+                    len(cat).to_bytes(4, "big"),
+                    cat,
+                    _AD_TAIL.pack(self.key_id, RECORD_SCHEMA_VERSION, created_at, expires_at),
+                )
+            )
+        else:
+            ad = associated_data(
+                record_id, category, self.key_id, created_at=created_at, expires_at=expires_at
+            )
         self._counter = counter + 1
         nonce = self._prefix + counter.to_bytes(8, "big")
         return _VERSION_BYTE + nonce + self._aead.encrypt(nonce, plaintext, ad)

@@ -38,7 +38,6 @@ __all__ = [
     "encode_body",
     "migrate",
     "record_from_row",
-    "row_from_record",
     "same_store_id",
 ]
 
@@ -203,37 +202,6 @@ def encode_body(record: Record) -> bytes:
             "p": redact_macs(record.policy_version),
             "b": redact_macs(record.body, keep=_MAC_FIELDS),
         }
-    )
-
-
-def row_from_record(
-    record: Record, plaintext: bytes, sealer: Sealer, expires_at: float
-) -> tuple[str, str, int, float, float, bytes]:
-    """Seal a record into a row: ``(record_id, category, key_id, created, expires, payload)``.
-
-    The times are stored as the floats bound into the associated data (``+ 0.0`` turns ``-0.0``,
-    which SQLite would read back as ``0.0``, into ``0.0``).
-
-    Args:
-        record: The record (``created_at`` finite, checked by the store).
-        plaintext: Its :func:`encode_body`.
-        sealer: The sealer of the record's data key.
-        expires_at: When retention ends (UTC seconds).
-
-    Returns:
-        The values for an ``INSERT`` into ``records``.
-    """
-    created = float(record.created_at) + 0.0
-    expires = float(expires_at) + 0.0
-    return (
-        record.record_id,
-        record.category,
-        sealer.key_id,
-        created,
-        expires,
-        sealer.seal(
-            record.record_id, record.category, plaintext, created_at=created, expires_at=expires
-        ),
     )
 
 

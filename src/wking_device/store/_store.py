@@ -71,7 +71,6 @@ from wking_device.store._schema import (
     encode_body,
     migrate,
     record_from_row,
-    row_from_record,
     same_store_id,
 )
 
@@ -159,6 +158,10 @@ _TRUSTED_PERMITS: Final = 256
 """Permits remembered as checked (by identity; permits are immutable)."""
 
 _RECORD_ID_RE: Final = re.compile(r"[0-9A-Za-z_-]{1,64}")
+_HEX_ID_RE: Final = re.compile(r"[0-9A-Fa-f]{13,64}")
+"""Ids of hex digits only, longer than a bare MAC (:func:`~wking_device.models.new_record_id`
+makes 32): a valid id that :data:`MAC_RE` cannot match (its 12 bare digits must not be part of a
+longer run of hex digits, and its other forms need separators)."""
 
 
 def _check_record(record: Record) -> None:
@@ -168,7 +171,9 @@ def _check_record(record: Record) -> None:
     a plaintext column bound into the associated data: it must be a finite number.
     """
     record_id = record.record_id
-    if (
+    if type(record_id) is str and _HEX_ID_RE.fullmatch(record_id) is not None:
+        pass  # the common case, decided by one match
+    elif (
         type(record_id) is not str
         or _RECORD_ID_RE.fullmatch(record_id) is None
         or MAC_RE.search(record_id) is not None
@@ -191,11 +196,11 @@ def _retention_end(
     return min(created_at, now) + retention.get(category, DEFAULT_RETENTION)
 
 
-def _needed(records: Sequence[Record]) -> set[str]:
-    needed: set[str] = set()
-    for record in records:
-        needed.update(key_scope(record).split("+"))
-    return needed
+def _categories(scopes: list[str]) -> set[str]:
+    """The categories a list of key scopes needs a permit for."""
+    if len(scopes) == 1:
+        return set(scopes[0].split("+"))
+    return {category for scope in set(scopes) for category in scope.split("+")}
 
 
 class _Gate(Protocol):
@@ -280,12 +285,30 @@ class SweepResult:
 
 
 @dataclass(slots=True)
-class _Append:
-    records: Sequence[Record]
-    plaintexts: list[bytes]
+class _Group:
+    """The appends of one batch made under one permit: checked once, one outcome for all."""
+
     permit: Permit
-    future: asyncio.Future[None]
+    needed: set[str]
+    records: list[Record]
+    plaintexts: list[bytes]
+    scopes: list[str]
+    futures: list[asyncio.Future[None]]
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Appends of one event loop for one group commit.
+
+    Filled on the loop's thread under the enqueue lock and queued when the loop has run every
+    task already woken (one ``call_soon``), so producers resumed together by one commit share
+    the next one; queued earlier past ``_HAND_OVER_ROWS`` rows or before any other store call.
+    The writer thread only reads a batch once it is queued (nothing joins it after that).
+    """
+
     loop: asyncio.AbstractEventLoop
+    groups: dict[int, _Group] = dataclasses.field(default_factory=dict)
+    count: int = 0
 
 
 @dataclass(slots=True)
@@ -298,16 +321,43 @@ class _Call:
 _STOP: Final = object()
 
 
+_HAND_OVER_ROWS: Final = 256
+"""Rows after which a batch is queued at once instead of at the end of the loop's turn."""
+
 _INSERT_ROWS: Final = 1000
 """Rows per INSERT statement (6 parameters each, under SQLite's 32,766-variable limit)."""
 
 
-@functools.lru_cache(maxsize=64)
+_SHAPE_STEP: Final = 16
+_SHAPE_MAX: Final = _INSERT_ROWS - _INSERT_ROWS % _SHAPE_STEP
+
+
+def _shapes(rows: int) -> list[int]:
+    """Split ``rows`` into INSERT sizes from a small set, so prepared statements are reused.
+
+    Preparing a multi-row INSERT costs about as much again as binding it (≈ 2 µs a row): sizes
+    are 1 to 16 rows or multiples of 16 (at most 77 shapes, within the connection's statement
+    cache), so a batch of any size takes one or two statements that were prepared before.
+    """
+    if rows <= _SHAPE_STEP:
+        return [rows]
+    shapes: list[int] = []
+    while rows >= _SHAPE_STEP:
+        count = min(rows, _SHAPE_MAX)
+        count -= count % _SHAPE_STEP
+        shapes.append(count)
+        rows -= count
+    if rows:
+        shapes.append(rows)
+    return shapes
+
+
+@functools.lru_cache(maxsize=128)
 def _insert_sql(rows: int) -> str:
-    """One multi-row INSERT for a whole batch.
+    """One multi-row INSERT of ``rows`` rows (a batch takes one to a few, see :func:`_shapes`).
 
     A single statement is a single ``sqlite3_step``: the writer gives up and re-takes the GIL
-    once per batch instead of once per row. Each re-take can wait for the event loop's thread
+    once per statement instead of once per row. Each re-take can wait for the event loop's thread
     for up to the interpreter's switch interval, which made per-row ``executemany`` the
     bottleneck under 100 producers (see docs/security.md, "Performance").
     """
@@ -316,6 +366,19 @@ def _insert_sql(rows: int) -> str:
         "INSERT OR IGNORE INTO records "  # noqa: S608 - placeholders only, no data in the text
         f"(record_id, category, key_id, created_at, expires_at, payload) VALUES {values}"
     )
+
+
+def _settle_groups(outcomes: list[tuple[list[asyncio.Future[None]], BaseException | None]]) -> None:
+    """Resolve the futures of a batch's permit groups, one outcome per group (on their loop)."""
+    for futures, exc in outcomes:
+        if exc is None:
+            for future in futures:
+                if not future.done():  # a cancelled caller: its records are committed anyway
+                    future.set_result(None)
+            continue
+        for future in futures:
+            if not future.done():  # one exception for the group (a future keeps its traceback)
+                future.set_exception(exc)
 
 
 def _settle(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
@@ -398,6 +461,8 @@ class RecordStore:
         self._clock = clock
         self._lock_fd = lock_fd
         self._max_batch = max_batch
+        self._commits = 0
+        """Group commits of appends so far (read by benchmarks/ingest.py for rows per commit)."""
         self._permit_key = permit_key
         self._trusted: dict[int, Permit] = {}
         self._reader = PlaintextReader()
@@ -413,6 +478,9 @@ class RecordStore:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False
         self._enqueue_lock = threading.Lock()
+        self._open: _Batch | None = None
+        """The batch appends join until it is queued (guarded by ``_enqueue_lock``)."""
+        self._hand_over_rows = min(_HAND_OVER_ROWS, max_batch)
         self._thread = threading.Thread(target=self._run, name="wking-store-writer", daemon=True)
         self._thread.start()
 
@@ -434,6 +502,7 @@ class RecordStore:
             if self._closed:
                 return
             self._closed = True
+            self._queue_open()
             self._queue.put(_STOP)
         self._thread.join()
         if self._lock_fd is not None:
@@ -460,12 +529,66 @@ class RecordStore:
         if write and self.readonly:
             raise UsageError("the record store was opened read-only")
 
-    def _enqueue(self, item: _Append | _Call) -> None:
+    def _enqueue(self, item: _Call) -> None:
         # The check and the put are one step, so nothing is ever queued behind _STOP.
         with self._enqueue_lock:
             if self._closed:
                 raise StoreClosed("the record store is closed")
+            self._queue_open()  # appends made before this call run before it (FIFO)
             self._queue.put(item)
+
+    def _queue_open(self) -> None:
+        """Queue the open batch, if any (the caller holds ``_enqueue_lock``)."""
+        batch = self._open
+        if batch is not None:
+            self._open = None
+            self._queue.put(batch)
+
+    def _hand_over(self, batch: _Batch) -> None:
+        """Queue ``batch`` once its loop ran the tasks woken with it (from ``call_soon``)."""
+        with self._enqueue_lock:
+            if self._open is batch:
+                self._open = None
+                self._queue.put(batch)
+
+    def _join(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        permit: Permit,
+        *,
+        needed: set[str],
+        records: Sequence[Record],
+        plaintexts: list[bytes],
+        scopes: list[str],
+        future: asyncio.Future[None],
+    ) -> None:
+        """Add checked records to the open batch of ``loop`` (a new batch when there is none).
+
+        A new batch is queued by a ``call_soon`` callback: every producer the loop already
+        resumed (all those one commit acknowledged) joins it first. That is the group commit's
+        linger, bounded by one turn of the loop rather than by a timer.
+        """
+        with self._enqueue_lock:
+            if self._closed:
+                raise StoreClosed("the record store is closed")
+            batch = self._open
+            if batch is None or batch.loop is not loop or batch.count >= self._max_batch:
+                self._queue_open()
+                batch = self._open = _Batch(loop)
+                loop.call_soon(self._hand_over, batch)
+            group = batch.groups.get(id(permit))
+            if group is None or group.permit is not permit:
+                group = batch.groups[id(permit)] = _Group(permit, set(), [], [], [], [])
+            group.needed |= needed
+            group.records += records
+            group.plaintexts += plaintexts
+            group.scopes += scopes
+            group.futures.append(future)
+            batch.count += len(records)
+            if batch.count >= self._hand_over_rows:
+                # a long turn of the loop (many producers): the writer starts on what it has
+                # while the loop goes on filling the next batch
+                self._queue_open()
 
     async def _submit(self, fn: Callable[[], Any], *, write: bool = True) -> Any:
         self._check_open(write=write)
@@ -499,7 +622,8 @@ class RecordStore:
         self._check_permit(permit)
         if not records:
             return
-        needed = _needed(records)
+        scopes = [key_scope(record) for record in records]
+        needed = _categories(scopes)
         unknown = needed - CATALOG.keys()
         if unknown:
             raise UsageError(
@@ -513,7 +637,15 @@ class RecordStore:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         plaintexts = [encode_body(record) for record in records]
-        self._enqueue(_Append(records, plaintexts, permit, future, loop))
+        self._join(
+            loop,
+            permit,
+            needed=needed,
+            records=records,
+            plaintexts=plaintexts,
+            scopes=scopes,
+            future=future,
+        )
         await future
 
     def _check_permit(self, permit: Permit) -> None:
@@ -726,15 +858,15 @@ class RecordStore:
         try:
             while True:
                 items = [self._next_item()]
-                count = len(items[0].records) if isinstance(items[0], _Append) else 0
+                count = items[0].count if isinstance(items[0], _Batch) else 0
                 while count < self._max_batch:
                     try:
                         item = self._queue.get_nowait()
                     except queue.Empty:
                         break
                     items.append(item)
-                    if isinstance(item, _Append):
-                        count += len(item.records)
+                    if isinstance(item, _Batch):
+                        count += item.count
                 try:
                     if self._process(items):
                         return
@@ -770,9 +902,9 @@ class RecordStore:
     def _process(self, items: list[Any]) -> bool:
         """Run queued work in FIFO order, appends in between grouped; True when told to stop."""
         self._watch_ledger()
-        appends: list[_Append] = []
+        appends: list[_Batch] = []
         for item in items:
-            if isinstance(item, _Append):
+            if isinstance(item, _Batch):
                 appends.append(item)
                 continue
             self._flush(appends)
@@ -785,9 +917,18 @@ class RecordStore:
 
     def _fail(self, items: list[Any], message: str) -> None:
         for item in items:
-            if isinstance(item, _Append | _Call) and item.future is not None:
-                assert item.loop is not None
-                self._post(item.loop, [(item.future, None, StorageError(message))])
+            self._fail_item(item, StorageError(message))
+
+    def _fail_item(self, item: Any, exc: BaseException) -> None:
+        if isinstance(item, _Batch):
+            outcomes: list[tuple[list[asyncio.Future[None]], BaseException | None]] = [
+                (group.futures, exc) for group in item.groups.values()
+            ]
+            with contextlib.suppress(RuntimeError):  # the caller's loop is gone
+                item.loop.call_soon_threadsafe(_settle_groups, outcomes)
+        elif isinstance(item, _Call) and item.future is not None:
+            assert item.loop is not None
+            self._post(item.loop, [(item.future, None, exc)])
 
     def _fail_leftovers(self) -> None:
         while True:
@@ -795,9 +936,7 @@ class RecordStore:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if isinstance(item, _Append | _Call) and item.future is not None:
-                assert item.loop is not None
-                self._post(item.loop, [(item.future, None, StoreClosed("the store is closed"))])
+            self._fail_item(item, StoreClosed("the store is closed"))
 
     @staticmethod
     def _post(
@@ -848,40 +987,45 @@ class RecordStore:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
 
-    def _flush(self, appends: list[_Append]) -> None:
-        if not appends:
+    def _flush(self, batches: list[_Batch]) -> None:
+        """Commit queued batches in one transaction; one outcome per permit group."""
+        if not batches:
             return
-        outcomes: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-        live: list[_Append] = []
-        for item in appends:
-            try:
-                # the permit may have been revoked while the records waited in the queue
-                for category in _needed(item.records):
-                    item.permit.require(category)
-            except ConsentError as exc:
-                outcomes.setdefault(item.loop, []).append((item.future, None, exc))
-                continue
-            live.append(item)
+        outcomes: dict[
+            asyncio.AbstractEventLoop, list[tuple[list[asyncio.Future[None]], BaseException | None]]
+        ] = {}
+        live: list[_Group] = []
+        for batch in batches:
+            mine = outcomes.setdefault(batch.loop, [])
+            for group in batch.groups.values():
+                try:
+                    # the permit may have been revoked while the records waited in the queue
+                    for category in group.needed:
+                        group.permit.require(category)
+                except ConsentError as exc:
+                    mine.append((group.futures, exc))
+                    continue
+                live.append(group)
+        failure: BaseException | None = None
         if live:
             try:
                 self._write(live)
-                failure: Callable[[], BaseException | None] = lambda: None  # noqa: E731
             except StoreFull as exc:
-                message, remedy = exc.message, exc.remedy
-                failure = lambda: StoreFull(message, remedy=remedy)  # noqa: E731
+                failure = exc
             except sqlite3.Error as exc:
                 self._rollback()
-                error = _translate(exc, self._directory)
-                error.__cause__ = exc
-                failure = lambda: error  # noqa: E731
+                failure = _translate(exc, self._directory)
+                failure.__cause__ = exc
             except Exception as exc:  # noqa: BLE001 - handed to every waiting caller
                 self._rollback()
-                unexpected = exc
-                failure = lambda: unexpected  # noqa: E731
-            for item in live:
-                outcomes.setdefault(item.loop, []).append((item.future, None, failure()))
-        for loop, batch in outcomes.items():
-            self._post(loop, batch)
+                failure = exc
+        done = {id(group) for group in live}
+        for batch in batches:
+            mine = outcomes[batch.loop]
+            mine += [(g.futures, failure) for g in batch.groups.values() if id(g) in done]
+        for loop, batch_outcomes in outcomes.items():
+            with contextlib.suppress(RuntimeError):  # the caller's loop is gone
+                loop.call_soon_threadsafe(_settle_groups, batch_outcomes)
 
     def _sealer(self, scope: str, count: int, now: float) -> Sealer:
         dek = self.keys.current_data_key(scope, rotate_after=self._rotate_after, now=now)
@@ -908,50 +1052,64 @@ class RecordStore:
             raise
         sealer.set_block(int(end) - NONCE_BLOCK)
 
-    def _write(self, live: list[_Append]) -> None:
+    def _write(self, live: list[_Group]) -> None:
         now = self._clock()
-        records = [record for item in live for record in item.records]
-        plaintexts = [plaintext for item in live for plaintext in item.plaintexts]
-        scopes = [key_scope(record) for record in records]
-        sealers = {
-            scope: self._sealer(scope, count, now) for scope, count in Counter(scopes).items()
-        }
+        counts: Counter[str] = Counter()
+        for group in live:
+            counts.update(group.scopes)
+        sealers = {scope: self._sealer(scope, count, now) for scope, count in counts.items()}
         retention = self._retention
+        # The parameters of the multi-row INSERT are built while sealing, in one pass.
         # retention runs from the record's time, or from now if a caller dated it in the future
-        rows = [
-            row_from_record(
-                record,
-                plaintext,
-                sealers[scope],
-                _retention_end(record.created_at, now, record.category, retention),
-            )
-            for record, plaintext, scope in zip(records, plaintexts, scopes, strict=True)
-        ]
-        size = sum(len(row[5]) for row in rows) + _ROW_OVERHEAD * len(rows)
+        params: list[Any] = []
+        extend = params.extend
+        size = 0
+        for group in live:
+            for record, plaintext, scope in zip(
+                group.records, group.plaintexts, group.scopes, strict=True
+            ):
+                sealer = sealers[scope]
+                record_id, category = record.record_id, record.category
+                created = float(record.created_at) + 0.0
+                expires = (min(created, now) + retention.get(category, DEFAULT_RETENTION)) + 0.0
+                payload = sealer.seal(
+                    record_id, category, plaintext, created_at=created, expires_at=expires
+                )
+                size += len(payload)
+                extend((record_id, category, sealer.key_id, created, expires, payload))
+        rows = len(params) // 6
+        size += _ROW_OVERHEAD * rows
         conn = self._conn
         before = conn.total_changes
         freed = 0
-        if len(rows) <= _INSERT_ROWS and self._bytes + size <= self.max_bytes:
+        self._commits += 1
+        shapes = _shapes(rows)
+        if len(shapes) == 1 and self._bytes + size <= self.max_bytes:
             # One statement in autocommit mode is one durable transaction (WAL, FULL): the
             # whole group commit is a single sqlite3 call.
-            conn.execute(_insert_sql(len(rows)), [v for row in rows for v in row])
-            self._account(conn.total_changes - before, len(rows), size, freed)
+            conn.execute(_insert_sql(rows), params)
+            self._account(conn.total_changes - before, rows, size, freed)
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
             if self._bytes + size > self.max_bytes:
-                top = max(self._priority.get(record.category, 0) for record in records)
+                top = max(
+                    self._priority.get(category, 0)
+                    for group in live
+                    for category in {r.category for r in group.records}
+                )
                 freed = self._evict(self._bytes + size - int(self.max_bytes * _EVICT_TO), top)
             before = conn.total_changes
-            for start in range(0, len(rows), _INSERT_ROWS):
-                chunk = rows[start : start + _INSERT_ROWS]
-                conn.execute(_insert_sql(len(chunk)), [v for row in chunk for v in row])
+            start = 0
+            for count in shapes:
+                conn.execute(_insert_sql(count), params[start : start + 6 * count])
+                start += 6 * count
             inserted = conn.total_changes - before
             conn.execute("COMMIT")
         except BaseException:
             self._rollback()
             raise
-        self._account(inserted, len(rows), size, freed)
+        self._account(inserted, rows, size, freed)
 
     def _account(self, inserted: int, offered: int, size: int, freed: int) -> None:
         if inserted != offered:
@@ -1673,7 +1831,10 @@ def _connect(db: Path, *, readonly: bool) -> sqlite3.Connection:
         if not db.exists():
             # created private; SQLite gives its -wal and -shm files the same mode
             os.close(os.open(db, os.O_WRONLY | os.O_CREAT, 0o600))
-        conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+        # statements cached: the store's own and every INSERT shape (see _shapes)
+        conn = sqlite3.connect(
+            db, isolation_level=None, check_same_thread=False, cached_statements=256
+        )
     try:
         conn.execute("PRAGMA busy_timeout = 10000")
         if not readonly:

@@ -1,0 +1,201 @@
+"""The group commit of appends: batches per loop turn, one outcome per permit, FIFO, consent.
+
+Real store, real consent gate, real SQLite file. Where a test needs the writer busy while appends
+queue up, it queues a call that waits on an event (the writer runs queued work in FIFO order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+
+from wking_device.errors import PermitRevoked, StoreClosed, UsageError
+from wking_device.models import Record
+from wking_device.store import DB_FILE, open_store
+from wking_device.store._store import _Call
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from wking_device.store import RecordStore
+
+
+def _ids_on_disk(paths) -> set[str]:
+    conn = sqlite3.connect(paths.data_dir / DB_FILE)
+    try:
+        return {row[0] for row in conn.execute("SELECT record_id FROM records")}
+    finally:
+        conn.close()
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10.0
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.001)
+
+
+@pytest.fixture(name="held")
+def fixture_held(store: RecordStore) -> Iterator[threading.Event]:
+    """Keep the writer busy (a queued call waiting on an event) until the event is set."""
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        started.set()
+        release.wait(30)
+
+    store._enqueue(_Call(hold))
+    assert started.wait(30), "the writer did not start the queued call"
+    # the writer is inside the call: whatever is queued from now on waits behind it
+    yield release
+    release.set()
+
+
+async def test_producers_resumed_together_share_one_commit(store, make_record, permit) -> None:
+    before = store._commits
+    records = [make_record(n=i) for i in range(200)]
+    await asyncio.gather(*(store.append([record], permit) for record in records))
+    # 200 single-record appends made in one turn of the loop: one transaction, not 200
+    assert store._commits - before == 1
+    assert (await store.stats()).total == 200
+
+
+async def test_a_permit_revoked_while_queued_fails_only_its_own_group(
+    paths, gate, store, held, make_record
+) -> None:
+    logs = gate.permit(["operation_logs"])
+    info = gate.permit(["device_info"])
+    kept = make_record("operation_logs")
+    refused = make_record("device_info")
+    ok_task = asyncio.ensure_future(store.append([kept], logs))
+    bad_task = asyncio.ensure_future(store.append([refused], info))
+    # both passed the checks at append time and wait in one batch behind the busy writer
+    await _until(lambda: store._queue.qsize() >= 1)
+    gate.withdraw(["device_info"], method="api")
+    held.set()
+    with pytest.raises(PermitRevoked):
+        await bad_task
+    await ok_task
+    await store.aclose()
+    assert _ids_on_disk(paths) == {kept.record_id}
+
+
+async def test_an_append_made_before_a_claim_is_seen_by_it(store, make_record, permit) -> None:
+    record = make_record()
+    task = asyncio.ensure_future(store.append([record], permit))
+    await asyncio.sleep(0)  # the append joined the loop's open batch; it is not queued yet
+    claimed = await store.claim(10)
+    assert [r.record_id for r in claimed] == [record.record_id]
+    await task
+
+
+async def test_a_cancelled_caller_does_not_fail_the_others(
+    paths, store, held, make_record, permit
+) -> None:
+    records = [make_record(n=i) for i in range(5)]
+    tasks = [asyncio.ensure_future(store.append([record], permit)) for record in records]
+    await _until(lambda: store._queue.qsize() >= 1)
+    tasks[2].cancel()
+    held.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[2], asyncio.CancelledError)
+    assert [r for i, r in enumerate(results) if i != 2] == [None] * 4
+    await store.aclose()
+    # the cancelled caller's record was already queued: it is committed (never half-written)
+    assert _ids_on_disk(paths) == {record.record_id for record in records}
+
+
+async def test_close_commits_the_open_batch_before_stopping(
+    paths, settings, store, make_record, permit
+) -> None:
+    records = [make_record(n=i) for i in range(20)]
+    tasks = [asyncio.ensure_future(store.append([record], permit)) for record in records]
+    await asyncio.sleep(0)  # every append joined the open batch, none is queued yet
+    store.close()
+    assert await asyncio.gather(*tasks) == [None] * 20
+    assert _ids_on_disk(paths) == {record.record_id for record in records}
+    with pytest.raises(StoreClosed):
+        await store.append([make_record()], permit)
+
+
+async def test_appends_from_two_event_loops_are_all_committed(
+    paths, store, make_record, permit
+) -> None:
+    mine = [make_record(n=i) for i in range(50)]
+    theirs = [make_record(n=100 + i) for i in range(50)]
+
+    def other_loop() -> None:
+        async def run() -> None:
+            await asyncio.gather(*(store.append([record], permit) for record in theirs))
+
+        asyncio.run(run())
+
+    thread = threading.Thread(target=other_loop)
+    thread.start()
+    await asyncio.gather(*(store.append([record], permit) for record in mine))
+    await asyncio.to_thread(thread.join, 30)
+    assert not thread.is_alive()
+    await store.aclose()
+    assert _ids_on_disk(paths) == {record.record_id for record in mine + theirs}
+
+
+@pytest.mark.parametrize(
+    "record_id",
+    [
+        "C0574B000001",  # 12 bare hex digits: a MAC
+        "c0574b000001",
+        "c0-57-4b-00-00-01",
+        "xC0_57_4B_00_00_01",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0",  # 65 digits
+    ],
+)
+async def test_ids_that_are_macs_or_too_long_are_still_refused(
+    store, make_record, permit, record_id
+) -> None:
+    good = make_record()
+    bad = Record(
+        category=good.category,
+        consent_id=good.consent_id,
+        policy_version=good.policy_version,
+        body=good.body,
+        record_id=record_id,
+    )
+    with pytest.raises(UsageError):
+        await store.append([bad], permit)
+    assert (await store.stats()).total == 0
+
+
+async def test_long_hex_ids_are_accepted(store, make_record, permit) -> None:
+    good = make_record()
+    ids = ["C0574B0000011", "0" * 13, "f" * 64, good.record_id]
+    records = [
+        Record(
+            category=good.category,
+            consent_id=good.consent_id,
+            policy_version=good.policy_version,
+            body=good.body,
+            record_id=record_id,
+        )
+        for record_id in ids
+    ]
+    await store.append(records, permit)
+    assert {r.record_id for r in await store.export()} == set(ids)
+
+
+async def test_a_reopened_store_reads_what_batches_wrote(
+    paths, settings, store, make_record, permit
+) -> None:
+    records = [make_record(n=i) for i in range(30)] + [make_record("device_info", n=99)]
+    await asyncio.gather(*(store.append([record], permit) for record in records))
+    await store.aclose()
+    again = open_store(paths, settings)
+    try:
+        exported = await again.export()
+    finally:
+        await again.aclose()
+    assert {r.record_id: r.body for r in exported} == {r.record_id: r.body for r in records}
