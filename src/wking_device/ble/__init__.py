@@ -3,8 +3,9 @@
 This package owns everything that talks to bleak: finding speakers (:func:`discover`,
 :class:`SpeakerScanner`, :func:`find`), sessions with one speaker (:class:`Speaker`: connect with
 bounded retries from a fresh ``BLEDevice``, standard and vendor reads, control commands,
-notifications), the per-adapter :class:`ConnectionLimiter`, reading a fleet (:func:`read_all`)
-and the :class:`EventBus` every operation reports to. Every entry point takes
+notifications), availability tracking (:class:`SpeakerTracker`: which speakers are around, and
+when one goes away), the per-adapter :class:`ConnectionLimiter`, reading a fleet
+(:func:`read_all`) and the :class:`EventBus` every operation reports to. Every entry point takes
 ``backend: BleBackend | None`` (the simulator's or the platform default). Foreign errors are
 translated here into :mod:`wking_device.errors`. It stores nothing and decides nothing about
 consent: collectors subscribe to the event bus.
@@ -32,9 +33,18 @@ from wking_device.ble._speaker import (
     SpeakerTarget,
 )
 from wking_device.ble._stream import EventStream
+from wking_device.ble._tracker import (
+    AvailabilityEvent,
+    SpeakerAppeared,
+    SpeakerChanged,
+    SpeakerTracker,
+    SpeakerUnavailable,
+    TrackedSpeaker,
+)
 from wking_device.ble._translate import RetryPolicy
 
 __all__ = [  # noqa: RUF022 - plain sorted() order, like wking_device.__all__
+    "AvailabilityEvent",
     "BatteryReading",
     "BleBackend",
     "CommandFrame",
@@ -47,9 +57,14 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, like wking_device.__all__
     "FleetResult",
     "RetryPolicy",
     "Speaker",
+    "SpeakerAppeared",
+    "SpeakerChanged",
     "SpeakerEvent",
     "SpeakerScanner",
     "SpeakerTarget",
+    "SpeakerTracker",
+    "SpeakerUnavailable",
+    "TrackedSpeaker",
     "Unsubscribe",
     "discover",
     "find",

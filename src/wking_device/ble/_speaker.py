@@ -60,6 +60,7 @@ from wking_device.errors import (
     UsageError,
 )
 from wking_device.events import Connected, Disconnected
+from wking_device.events import SpeakerEvent as SessionEvent
 from wking_device.models import DeviceInfo, OperationKind
 from wking_device.protocol import (
     ATT_HEADER_SIZE,
@@ -236,7 +237,7 @@ class Speaker:
     ) -> None:
         settings = settings or _DEFAULTS
         self._disconnected_callback = disconnected_callback
-        self._streams: list[EventStream] = []
+        self._streams: list[EventStream[SessionEvent]] = []
         self._battery = BatteryMemory()
         self._backend = backend
         self._profile = profile
@@ -895,7 +896,7 @@ class Speaker:
         """Events dropped for current subscribers that fell ``max_queued`` behind."""
         return sum(queue.dropped for queue in self._listeners)
 
-    def events(self, *, max_queue: int = 256) -> EventStream:
+    def events(self, *, max_queue: int = 256) -> EventStream[SessionEvent]:
         """The session's events, for ``async for`` (one vocabulary: :mod:`wking_device.events`).
 
         ``async with speaker.events() as stream: async for event in stream: ...`` — link up
@@ -912,7 +913,7 @@ class Speaker:
         Returns:
             The stream, subscribed from now on.
         """
-        stream = EventStream(self._streams.remove, max_queue=max_queue)
+        stream: EventStream[SessionEvent] = EventStream(self._streams.remove, max_queue=max_queue)
         self._streams.append(stream)
         return stream
 
