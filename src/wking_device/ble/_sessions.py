@@ -24,6 +24,7 @@ would keep what they say).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -52,12 +53,17 @@ DEFAULT_BACKOFF = RetryPolicy(attempts=1, base_delay=1.0, max_delay=60.0, out_of
 class _Kept:
     """One kept speaker: its session, the task that keeps it up, and its link-down signal."""
 
-    __slots__ = ("down", "failures", "speaker", "task")
+    __slots__ = ("down", "failures", "last_error", "settled", "speaker", "stopping", "task")
 
     def __init__(self, speaker: Speaker) -> None:
         self.speaker = speaker
         self.down = asyncio.Event()
+        self.settled = asyncio.Event()
+        """Set once the first connection attempt succeeded or failed."""
         self.failures = 0
+        self.last_error: BluetoothError | None = None
+        self.stopping = False
+        """Let go: the task ends (also when a Bluetooth call swallowed its cancellation)."""
         self.task: asyncio.Task[None] | None = None
 
 
@@ -113,6 +119,7 @@ class SessionKeeper:
         self._backoff = backoff
         self._retry = retry
         self._kept: dict[str, _Kept] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # strong references until each ends
         self.reconnects = 0
 
     # --- what is kept ---------------------------------------------------------------------------
@@ -136,6 +143,24 @@ class SessionKeeper:
     def connected(self) -> set[str]:
         """Upper-case addresses of the kept speakers whose link is up now."""
         return {address for address, kept in self._kept.items() if kept.speaker.is_connected}
+
+    def last_error(self, address: str) -> BluetoothError | None:
+        """Why the kept speaker's latest connection attempt failed (``None``: it did not)."""
+        kept = self._kept.get(address.upper())
+        return kept.last_error if kept is not None else None
+
+    async def settled(self, timeout: float) -> None:  # noqa: ASYNC109 - a bound is the API
+        """Wait until every kept speaker's first connection attempt succeeded or failed.
+
+        Args:
+            timeout: Seconds to wait at most (then it returns all the same).
+        """
+        waits = [kept.settled.wait() for kept in self._kept.values() if not kept.settled.is_set()]
+        if not waits:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(*waits)
 
     # --- keeping ---------------------------------------------------------------------------------
 
@@ -190,18 +215,30 @@ class SessionKeeper:
         kept.task = asyncio.get_running_loop().create_task(
             self._keep_up(kept), name="wking-kept-session"
         )
+        self._tasks.add(kept.task)
+        kept.task.add_done_callback(self._tasks.discard)
         _LOGGER.debug("keeping %s connected", seen.address)
 
     async def _keep_up(self, kept: _Kept) -> None:
-        """Connect, wait for the link to go down, back off, connect again; until cancelled."""
+        """Keep one session up until let go; the session is disconnected when the task ends."""
+        try:
+            await self._reconnect_forever(kept)
+        finally:
+            await kept.speaker.disconnect()
+            _LOGGER.debug("let %s go", kept.speaker.address)
+
+    async def _reconnect_forever(self, kept: _Kept) -> None:
+        """Connect, wait for the link to go down, back off, connect again; until let go."""
         speaker = kept.speaker
         first = True
-        while True:
+        while not kept.stopping:
             kept.down.clear()
             try:
                 await speaker.connect()
             except BluetoothError as exc:
                 kept.failures += 1
+                kept.last_error = exc
+                kept.settled.set()
                 delay = self._backoff.delay(kept.failures, exc)
                 _LOGGER.debug(
                     "kept session %s: %s; again in %.1f s", speaker.address, exc.message, delay
@@ -210,31 +247,47 @@ class SessionKeeper:
                 continue
             except Exception:  # a bug must not end the keeping: logged, retried later
                 kept.failures += 1
+                kept.settled.set()
                 _LOGGER.exception("kept session %s: unexpected error", speaker.address)
                 await asyncio.sleep(self._backoff.delay(kept.failures))
                 continue
             kept.failures = 0
+            kept.last_error = None
+            kept.settled.set()
             if not first:
                 self.reconnects += 1
             first = False
+            if kept.stopping:  # let go while connecting (a cancellation lost in the stack)
+                return
             await kept.down.wait()
             _LOGGER.debug("kept session %s: link down, reconnecting", speaker.address)
             await asyncio.sleep(self._backoff.delay(1))
 
     async def _let_go(self, address: str) -> None:
-        kept = self._kept.pop(address)
-        task = kept.task
-        if task is not None:
-            task.cancel()
-            # wait() rather than awaiting the task: a cancellation of the caller still propagates
-            await asyncio.wait({task})
-        await kept.speaker.disconnect()
-        _LOGGER.debug("let %s go", kept.speaker.address)
+        await self._release([self._kept.pop(address)])
+
+    @staticmethod
+    async def _release(items: list[_Kept]) -> None:
+        """Stop the sessions' tasks (each disconnects its speaker as it ends) and wait for them.
+
+        A task whose Bluetooth call swallows the cancellation still ends, by itself, when that
+        call returns; a caller that cannot wait cancels this wait (e.g. with a timeout).
+        """
+        tasks = set()
+        for kept in items:
+            kept.stopping = True
+            if kept.task is not None:
+                kept.task.cancel()
+                tasks.add(kept.task)
+        if tasks:
+            # wait() rather than awaiting the tasks: a cancellation of the caller propagates
+            await asyncio.wait(tasks)
 
     async def aclose(self) -> None:
         """Disconnect every kept speaker (idempotent)."""
-        for address in list(self._kept):
-            await self._let_go(address)
+        items = list(self._kept.values())
+        self._kept.clear()
+        await self._release(items)
 
     async def __aenter__(self) -> SessionKeeper:
         return self
