@@ -6,9 +6,18 @@ import asyncio
 from typing import TYPE_CHECKING
 
 import pytest
+from bleak import BleakClient
 
-from wking_device.ble import RetryPolicy, SessionKeeper, Speaker, discover
-from wking_device.errors import UsageError
+from wking_device.ble import (
+    BleBackend,
+    RetryPolicy,
+    SessionKeeper,
+    Speaker,
+    close_stale_connections,
+    connected_in_stack,
+    discover,
+)
+from wking_device.errors import ConnectionFailed, UsageError
 from wking_device.events import Connected, Disconnected, StateChanged
 from wking_device.models import OperationKind, Outcome
 from wking_device.sim import SimWorld
@@ -103,3 +112,44 @@ async def test_more_wanted_than_slots_keeps_the_strongest_and_leaves_the_rest(
 def test_negative_slots_are_a_usage_error() -> None:
     with pytest.raises(UsageError):
         SessionKeeper(slots=-1)
+
+
+async def test_a_stale_connection_of_another_program_is_closed_before_keeping(
+    fast_settings: BleSettings, fast_retry: RetryPolicy
+) -> None:
+    async with SimWorld.fleet(1, adv_interval_ms=20) as world:
+        sim = world.speakers[0]
+        found = await discover(2.0, backend=world.backend, count=1)
+        # another program holds the speaker: it stops advertising, so nobody else can connect
+        gone = asyncio.Event()
+        other = BleakClient(
+            found[0].device,
+            backend=world.backend.client,
+            disconnected_callback=lambda _client: gone.set(),
+        )
+        await other.connect()
+        assert [d.address for d in await connected_in_stack(backend=world.backend)] == [sim.address]
+        with pytest.raises(ConnectionFailed):  # without closing it, a connect times out
+            await Speaker(found[0], backend=world.backend, settings=fast_settings).connect()
+        async with SessionKeeper(
+            backend=world.backend, settings=fast_settings, backoff=FAST_BACKOFF, retry=fast_retry
+        ) as keeper:
+            await keeper.keep({sim.address}, found)
+            async with keeper.session(sim.address).events() as events:
+                assert await _next(events, Connected) == Connected(reconnect=False)
+            async with asyncio.timeout(5):
+                await gone.wait()  # the other program's link was the one closed
+            assert not other.is_connected
+
+
+async def test_no_adapter_backend_means_nothing_is_known_or_closed() -> None:
+    async with SimWorld.fleet(1, adv_interval_ms=20) as world:
+        bare = BleBackend(scanner=world.backend.scanner, client=world.backend.client)
+        assert await connected_in_stack(backend=bare) == []
+        assert await close_stale_connections(world.speakers[0].address, backend=bare) == 0
+
+
+async def test_the_platform_stack_is_asked_and_an_unreachable_one_is_no_error() -> None:
+    # No BlueZ on D-Bus here (CI): an empty answer. With BlueZ: what it has connected.
+    devices = await connected_in_stack()
+    assert isinstance(devices, list)

@@ -14,6 +14,7 @@ consent: collectors subscribe to the event bus.
 
 from __future__ import annotations
 
+from wking_device.ble._adapters import close_stale_connections, connected_in_stack
 from wking_device.ble._backend import BleBackend
 from wking_device.ble._discovery import (
     DEFAULT_SCAN_TIMEOUT,
@@ -69,6 +70,8 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, like wking_device.__all__
     "SpeakerUnavailable",
     "TrackedSpeaker",
     "Unsubscribe",
+    "close_stale_connections",
+    "connected_in_stack",
     "discover",
     "find",
     "find_speaker",

@@ -10,6 +10,10 @@ changes, button presses and battery levels keep arriving as ``NOTIFY`` operation
 event bus — input for the operation-log collector, gated by its permit like every other event —
 and as :meth:`Speaker.events() <wking_device.ble.Speaker.events>` of :meth:`SessionKeeper.session`.
 
+Before every connection a kept session closes a stale connection to its speaker (one the
+Bluetooth stack holds for another program, or for a process of ours that died), as
+bleak-retry-connector does (:func:`~wking_device.ble.close_stale_connections`).
+
 Slots: kept sessions take connection slots of the adapter's shared
 :class:`~wking_device.ble.ConnectionLimiter` for as long as they are connected, so by default one
 slot fewer than ``max_connections`` is kept, leaving one for speakers that are polled (connected,
@@ -209,6 +213,7 @@ class SessionKeeper:
             settings=self._settings,
             retry=self._retry,
             disconnected_callback=on_down,
+            close_stale=True,  # a connection left by another program would keep it silent
         )
         kept = _Kept(speaker)
         self._kept[key] = kept

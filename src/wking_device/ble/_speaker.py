@@ -37,6 +37,7 @@ from bleak import BleakClient
 from bleak.backends.device import BLEDevice
 from bleak.uuids import normalize_uuid_str
 
+from wking_device.ble._adapters import close_stale_connections
 from wking_device.ble._delivery import DEFAULT_MAX_QUEUED, EventQueue
 from wking_device.ble._discovery import DiscoveredSpeaker, find_speaker
 from wking_device.ble._events import OpTimer, get_event_bus
@@ -212,6 +213,10 @@ class Speaker:
         disconnected_callback: Called with this session, in the event loop's thread, each time
             an established link goes down — lost, or closed by :meth:`disconnect` (as bleak's
             ``disconnected_callback``). :meth:`events` reports the same, and more.
+        close_stale: Before connecting, disconnect the speaker wherever the Bluetooth stack
+            holds it connected (another program, a process of ours that died), as
+            bleak-retry-connector's ``close_stale_connections`` does; see
+            :func:`~wking_device.ble.close_stale_connections`.
         adapter: The adapter name (e.g. ``hci0``), passed to bleak's BlueZ backend for the
             connection and for any scan that re-finds the address (a ``target`` BlueZ saw on
             another adapter is re-found on this one: BlueZ connects through the device's path).
@@ -234,8 +239,10 @@ class Speaker:
         auto_reconnect: bool = False,
         adapter: str | None = None,
         disconnected_callback: Callable[[Speaker], None] | None = None,
+        close_stale: bool = False,
     ) -> None:
         settings = settings or _DEFAULTS
+        self._close_stale = close_stale
         self._disconnected_callback = disconnected_callback
         self._streams: list[EventStream[SessionEvent]] = []
         self._battery = BatteryMemory()
@@ -378,6 +385,13 @@ class Speaker:
                 return
             self._closing = False
             self._closed = False
+            if self._close_stale:
+                await close_stale_connections(
+                    self._address,
+                    backend=self._backend,
+                    adapter=self._adapter,
+                    profile=self._profile,
+                )
             await self._acquire_slot()
             client: BleakClient | None = None
             try:
