@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,65 @@ def test_scan_json_lists_the_deterministic_fleet(runner: CliRunner) -> None:
         assert row["name"].startswith("W-KING")
         assert isinstance(row["rssi"], int)
         assert row["model"] in {"d8-mini", "x10", "t9-pro"}
+
+
+def test_scan_watch_json_is_one_object_a_line_and_ends_with_the_duration(
+    runner: CliRunner,
+) -> None:
+    result = runner.invoke(cli, ["--simulate", "2", "--json", "scan", "--watch", "--duration", "1"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {row["address"] for row in rows} == {"C0:57:4B:00:00:01", ADDRESS}
+    assert all(row["event"] == "appeared" and row["available"] for row in rows)
+    assert set(rows[0]) == {
+        "event",
+        "address",
+        "name",
+        "model",
+        "rssi",
+        "tx_power",
+        "interval_s",
+        "available",
+        "returned",
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--watch", "--timeout", "1"], "--watch ends with --duration"),
+        (["--duration", "1"], "--duration goes with --watch"),
+    ],
+)
+def test_scan_watch_options_that_do_not_go_together(
+    runner: CliRunner, args: list[str], message: str
+) -> None:
+    result = runner.invoke(cli, ["--simulate", "1", "scan", *args])
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_scan_watch_ends_on_ctrl_c(tmp_path: Path) -> None:
+    wking = shutil.which("wking", path=str(Path(sys.executable).parent))
+    assert wking is not None
+    proc = subprocess.Popen(
+        [wking, "--simulate", "1", "--json", "scan", "--watch"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    killer = threading.Timer(60, proc.kill)  # a bound, should the line never come
+    killer.start()
+    try:
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())
+        assert first["event"] == "appeared"
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        killer.cancel()
+    assert proc.returncode == 130
+    assert "interrupted" in err
 
 
 def test_info_json_has_the_documented_fields(runner: CliRunner) -> None:

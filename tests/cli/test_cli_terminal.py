@@ -114,8 +114,9 @@ def test_json_bytes_are_exact_json_and_inert() -> None:
         ["info", ADDRESS],
         ["-v", "info", ADDRESS],
         ["control", ADDRESS, "volume", "40"],
+        ["scan", "--watch", "--duration", "1"],
     ],
-    ids=["scan", "info", "info-verbose", "control"],
+    ids=["scan", "info", "info-verbose", "control", "scan-watch"],
 )
 def test_hostile_speaker_strings_are_escaped_in_text_output(home: Path, args: list[str]) -> None:
     proc = _hostile("--simulate", "2", *args)
@@ -141,6 +142,15 @@ def test_hostile_speaker_strings_are_exact_and_inert_in_json(home: Path, args: l
     assert row["name"] == HOSTILE_NAME
     if "info" in args:
         assert data["firmware"] == HOSTILE_FIRMWARE
+
+
+def test_hostile_speaker_names_are_exact_and_inert_in_watch_json_lines(home: Path) -> None:
+    proc = _hostile("--simulate", "2", "--json", "scan", "--watch", "--duration", "1")
+    assert proc.returncode == 0, proc.stderr
+    _assert_inert(proc.stdout)
+    rows = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert {row["event"] for row in rows} == {"appeared"}
+    assert HOSTILE_NAME in {row["name"] for row in rows}
 
 
 def test_hostile_name_and_alias_in_devices(home: Path) -> None:

@@ -11,6 +11,15 @@ cycle so an unbind takes effect at once. With no bindings it connects to nobody 
 adapter — a stranger's speaker is not ours to log — and, in a simulated world
 (``connect_all=True``), to every simulated speaker.
 
+Persistent sessions (issue 10): up to ``keep_connected`` of those speakers (by default one fewer
+than ``ble.max_connections``, so one slot stays free for polling) are kept connected between
+cycles by a :class:`~wking_device.ble.SessionKeeper`, subscribed to their notifications and
+reconnected with backoff when the link drops; their state changes, button presses and battery
+levels reach the operation-log collector as ``NOTIFY`` events (kept only under its permit). Each
+cycle reads a kept speaker over its open link (one that is reconnecting counts as a failed read);
+the rest are polled as before (connect, read, disconnect). Sessions are closed when nothing the
+agent could keep is granted (or Do Not Track is on), when a speaker is unbound, and at the end.
+
 Supervision: each part — the cycle (discovery and speaker sessions), each speaker's read, each
 collector's flush, the uploader, the retention sweep and the consent watch — fails alone. An
 unexpected exception in one is logged once with its type (again only after it recovered or failed
@@ -44,7 +53,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from wking_device._redact import redact
 from wking_device.agent._status import StatusWriter
-from wking_device.ble import discover, read_all
+from wking_device.ble import SessionKeeper, discover, read_all
 from wking_device.collect import (
     DeviceInfoCollector,
     DiagnosticsCollector,
@@ -211,6 +220,8 @@ class Agent:
         upload_interval: Seconds between the uploader's drains.
         status_file: Where to keep the status for ``wking agent status`` (``None``: nowhere).
         max_backoff: The longest pause before a failing part is retried, seconds.
+        keep_connected: Speakers kept connected between cycles (default
+            ``settings.ble.max_connections - 1``; 0 polls every speaker every cycle).
 
     Do Not Track while running: it is on when this process's environment, ``config.toml`` (with
     ``paths``) or another process says so (a ``dnt_on`` recorded in the ledger). Once another
@@ -239,6 +250,7 @@ class Agent:
         upload_interval: float = 30.0,
         status_file: Path | None = None,
         max_backoff: float = 60.0,
+        keep_connected: int | None = None,
     ) -> None:
         from wking_device.ble import get_event_bus  # noqa: PLC0415 - cheap, keeps the default lazy
 
@@ -299,6 +311,10 @@ class Agent:
         self.diagnostics = DiagnosticsCollector(gate, store, on_error=failed)
         self.location = LocationCollector(gate, store, location=settings.location, on_error=failed)
         self.summary = AgentSummary()
+        self.sessions = SessionKeeper(
+            backend=backend, events=self._events, settings=settings.ble, slots=keep_connected
+        )
+        """The speakers kept connected between cycles."""
 
     @property
     def collectors(self) -> tuple[Collector, ...]:
@@ -486,6 +502,7 @@ class Agent:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+        await self._close_sessions()  # their disconnections are logged before the flush
         for undo in detach:
             undo()
         for collector in self.collectors:
@@ -581,10 +598,19 @@ class Agent:
         """Whether a scan or a connection could produce a record anyone may keep."""
         return any(getattr(self, name).active for name in _RADIO_COLLECTORS)
 
+    async def _close_sessions(self) -> None:
+        """Disconnect the kept speakers, within ``stop_grace`` seconds."""
+        try:
+            async with asyncio.timeout(self._stop_grace):
+                await self.sessions.aclose()
+        except TimeoutError:
+            _LOGGER.warning("kept sessions did not close within %g s", self._stop_grace)
+
     async def _cycle(self) -> None:
         self._poll_consent()  # another process may have granted or withdrawn
         if self._failure is not None or not self._may_keep_anything():
-            return  # nothing could be kept: no scan, no connection
+            await self._close_sessions()  # nothing could be kept: no connection stays open
+            return  # and no scan, no connection
         loop = asyncio.get_running_loop()
         seconds = self._scan_seconds
         if self._deadline is not None:
@@ -608,10 +634,22 @@ class Agent:
         targets = [
             s for s in found if s.address.upper() in bound or (self._connect_all and not bound)
         ]
+        # A kept speaker may not advertise while connected: it stays wanted while bound (or,
+        # with connect_all and no bindings, while kept).
+        wanted = bound or (
+            {s.address.upper() for s in targets} | self.sessions.kept
+            if self._connect_all
+            else set()
+        )
         # a cancellation lost inside the scan must not lead to connections after a stop
-        if not targets or self._ended() or not self._may_keep_anything():
+        if self._ended() or not self._may_keep_anything():
             return
+        kept = await self.sessions.keep(wanted, targets)
         self._names.update(s.name for s in found if s.name)
+        await self._read_kept(kept)
+        targets = [s for s in targets if s.address.upper() not in kept]
+        if not targets:
+            return
         result = await read_all(
             targets,
             backend=self._backend,
@@ -625,6 +663,30 @@ class Agent:
         self.summary.reads_failed += len(result.errors)
         self._read.update(address.upper() for address in result.infos)
         for info in result.infos.values():
+            self.device_info.on_info(info)
+
+    async def _read_kept(self, kept: set[str]) -> None:
+        """Read the kept speakers over their open links (new ones get one connection attempt)."""
+        if not kept:
+            return
+        ble = self._settings.ble
+        await self.sessions.settled(ble.connect_timeout * ble.connect_attempts + ble.scan_timeout)
+        for address in sorted(kept):
+            if self._ended():
+                raise _Interrupted
+            if address not in self.sessions.connected():
+                self.summary.reads_failed += 1
+                error = self.sessions.last_error(address)
+                _LOGGER.debug("kept %s is not connected: %s", address, error)
+                continue
+            try:
+                info = await self._read_speaker(self.sessions.session(address))
+            except BluetoothError as exc:
+                self.summary.reads_failed += 1
+                _LOGGER.debug("reading kept %s failed: %s", address, exc)
+                continue
+            self.summary.reads_ok += 1
+            self._read.add(address)
             self.device_info.on_info(info)
 
     def _bound_addresses(self) -> set[str]:

@@ -3,8 +3,10 @@
 This package owns everything that talks to bleak: finding speakers (:func:`discover`,
 :class:`SpeakerScanner`, :func:`find`), sessions with one speaker (:class:`Speaker`: connect with
 bounded retries from a fresh ``BLEDevice``, standard and vendor reads, control commands,
-notifications), the per-adapter :class:`ConnectionLimiter`, reading a fleet (:func:`read_all`)
-and the :class:`EventBus` every operation reports to. Every entry point takes
+notifications), persistent sessions (:class:`SessionKeeper`), availability tracking
+(:class:`SpeakerTracker`: which speakers are around, and when one goes away), the per-adapter
+:class:`ConnectionLimiter`, reading a fleet (:func:`read_all`) and the :class:`EventBus` every
+operation reports to. Every entry point takes
 ``backend: BleBackend | None`` (the simulator's or the platform default). Foreign errors are
 translated here into :mod:`wking_device.errors`. It stores nothing and decides nothing about
 consent: collectors subscribe to the event bus.
@@ -12,6 +14,7 @@ consent: collectors subscribe to the event bus.
 
 from __future__ import annotations
 
+from wking_device.ble._adapters import close_stale_connections, connected_in_stack
 from wking_device.ble._backend import BleBackend
 from wking_device.ble._discovery import (
     DEFAULT_SCAN_TIMEOUT,
@@ -24,6 +27,7 @@ from wking_device.ble._discovery import (
 from wking_device.ble._events import EventBus, EventCallback, Unsubscribe, get_event_bus
 from wking_device.ble._fleet import FleetResult, read_all
 from wking_device.ble._limiter import ConnectionLimiter, limiter_for
+from wking_device.ble._sessions import SessionKeeper
 from wking_device.ble._speaker import (
     DEFAULT_RECONNECT_TIMEOUT,
     BatteryReading,
@@ -33,9 +37,18 @@ from wking_device.ble._speaker import (
     SpeakerTarget,
 )
 from wking_device.ble._stream import EventStream
+from wking_device.ble._tracker import (
+    AvailabilityEvent,
+    SpeakerAppeared,
+    SpeakerChanged,
+    SpeakerTracker,
+    SpeakerUnavailable,
+    TrackedSpeaker,
+)
 from wking_device.ble._translate import RetryPolicy
 
 __all__ = [  # noqa: RUF022 - plain sorted() order, like wking_device.__all__
+    "AvailabilityEvent",
     "BatteryReading",
     "BleBackend",
     "CommandFrame",
@@ -48,11 +61,19 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, like wking_device.__all__
     "EventStream",
     "FleetResult",
     "RetryPolicy",
+    "SessionKeeper",
     "Speaker",
+    "SpeakerAppeared",
+    "SpeakerChanged",
     "SpeakerEvent",
     "SpeakerScanner",
     "SpeakerTarget",
+    "SpeakerTracker",
+    "SpeakerUnavailable",
+    "TrackedSpeaker",
     "Unsubscribe",
+    "close_stale_connections",
+    "connected_in_stack",
     "discover",
     "find",
     "find_speaker",

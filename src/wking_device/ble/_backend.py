@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from bleak.backends.adapter import BaseBleakAdapter
     from bleak.backends.client import BaseBleakClient
     from bleak.backends.scanner import BaseBleakScanner
 
@@ -22,10 +23,14 @@ class BleBackend:
     Attributes:
         scanner: A subclass of ``bleak.backends.scanner.BaseBleakScanner``, or ``None``.
         client: A subclass of ``bleak.backends.client.BaseBleakClient``, or ``None``.
+        adapter: A subclass of ``bleak.backends.adapter.BaseBleakAdapter`` (bleak 3.1: what the
+            stack has connected), or ``None``: the platform's when scanner and client are the
+            platform's, else none (stale connections are then not looked for).
     """
 
     scanner: type[BaseBleakScanner] | None = None
     client: type[BaseBleakClient] | None = None
+    adapter: type[BaseBleakAdapter] | None = None
 
     @property
     def is_default(self) -> bool:

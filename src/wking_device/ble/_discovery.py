@@ -173,6 +173,8 @@ class SpeakerScanner:
             device can be found) and nothing else.
         on_speaker: Called with every new (or, with ``report_updates``, updated) speaker.
         report_updates: Also report a speaker again when a later advertisement changes it.
+        on_advertisement: Called with every matching advertisement, repeats included (the
+            :class:`~wking_device.ble.SpeakerTracker` learns advertising intervals from them).
         scanning_mode: ``"active"`` (names arrive in scan responses) or ``"passive"`` (on
             BlueZ through an advertisement monitor matching :data:`PASSIVE_OR_PATTERNS`, which
             bleak requires for a passive scan).
@@ -197,8 +199,10 @@ class SpeakerScanner:
         report_updates: bool = False,
         scanning_mode: Literal["active", "passive"] = "active",
         adapter: str | None = None,
+        on_advertisement: Callable[[DiscoveredSpeaker], None] | None = None,
     ) -> None:
         self._backend = backend
+        self._on_advertisement = on_advertisement
         self._adapter = adapter
         self._profile = profile
         self._bus = events if events is not None else get_event_bus()
@@ -365,6 +369,11 @@ class SpeakerScanner:
         )
         self.speakers[address] = speaker
         self._changed.set()
+        if self._on_advertisement is not None:
+            try:
+                self._on_advertisement(speaker)
+            except Exception:
+                _LOGGER.exception("on_advertisement callback raised; scanning continues")
         if previous is None or (self._report_updates and speaker != previous):
             for queue in self._queues:
                 queue.put_nowait(speaker)

@@ -40,6 +40,7 @@ from bleak.backends.device import BLEDevice
 from bleak.uuids import normalize_uuid_str
 
 from wking_device._subscription import Subscription
+from wking_device.ble._adapters import close_stale_connections
 from wking_device.ble._delivery import DEFAULT_MAX_QUEUED, EventQueue
 from wking_device.ble._discovery import DiscoveredSpeaker, find_speaker
 from wking_device.ble._events import OpTimer, get_event_bus
@@ -63,6 +64,7 @@ from wking_device.errors import (
     UsageError,
 )
 from wking_device.events import Connected, Disconnected
+from wking_device.events import SpeakerEvent as SessionEvent
 from wking_device.models import DeviceInfo, OperationKind
 from wking_device.protocol import (
     ATT_HEADER_SIZE,
@@ -236,12 +238,16 @@ class Speaker:
         disconnected_callback: Called with this session, in the event loop's thread, each time
             an established link goes down — lost, or closed by :meth:`disconnect` (as bleak's
             ``disconnected_callback``). :meth:`events` reports the same, and more.
+        close_stale: Before connecting, disconnect the speaker wherever the Bluetooth stack
+            holds it connected (another program, a process of ours that died), as
+            bleak-retry-connector's ``close_stale_connections`` does; see
+            :func:`~wking_device.ble.close_stale_connections`.
         adapter: The adapter name (e.g. ``hci0``), passed to bleak's BlueZ backend for the
             connection and for any scan that re-finds the address (a ``target`` BlueZ saw on
             another adapter is re-found on this one: BlueZ connects through the device's path).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0915 - one flat list of the session's state
         self,
         target: SpeakerTarget,
         *,
@@ -259,14 +265,16 @@ class Speaker:
         adapter: str | None = None,
         disconnected_callback: Callable[[Speaker], None] | None = None,
         reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT,
+        close_stale: bool = False,
     ) -> None:
         self._reconnect_timeout = _positive_seconds("reconnect_timeout", reconnect_timeout)
         self._restoring = "slot"
         """What the reconnect in progress waits for: ``slot``, ``scan`` (the address to
         advertise) or ``connect``."""
         settings = settings or _DEFAULTS
+        self._close_stale = close_stale
         self._disconnected_callback = disconnected_callback
-        self._streams: list[EventStream] = []
+        self._streams: list[EventStream[SessionEvent]] = []
         self._battery = BatteryMemory()
         self._backend = backend
         self._profile = profile
@@ -411,6 +419,13 @@ class Speaker:
                 return
             self._closing = False
             self._closed = False
+            if self._close_stale:
+                await close_stale_connections(
+                    self._address,
+                    backend=self._backend,
+                    adapter=self._adapter,
+                    profile=self._profile,
+                )
             await self._acquire_slot()
             client: BleakClient | None = None
             try:
@@ -1018,7 +1033,7 @@ class Speaker:
         """Events dropped for current subscribers that fell ``max_queued`` behind."""
         return sum(queue.dropped for queue in self._listeners)
 
-    def events(self, *, max_queue: int = 256) -> EventStream:
+    def events(self, *, max_queue: int = 256) -> EventStream[SessionEvent]:
         """The session's events, for ``async for`` (one vocabulary: :mod:`wking_device.events`).
 
         ``async with speaker.events() as stream: async for event in stream: ...`` — link up
@@ -1035,7 +1050,7 @@ class Speaker:
         Returns:
             The stream, subscribed from now on.
         """
-        stream = EventStream(self._streams.remove, max_queue=max_queue)
+        stream: EventStream[SessionEvent] = EventStream(self._streams.remove, max_queue=max_queue)
         self._streams.append(stream)
         return stream
 

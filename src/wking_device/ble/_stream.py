@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from wking_device.events import BatteryChanged, SpeakerEvent
 from wking_device.protocol import BatteryLevel, Event, UnknownEvent
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 __all__ = ["BatteryMemory", "EventStream", "unify"]
 
 _LOGGER = logging.getLogger(__name__)
+
+_E = TypeVar("_E")
 
 
 class BatteryMemory:
@@ -51,28 +53,29 @@ def unify(frame: Any, battery: BatteryMemory) -> SpeakerEvent | None:
     return frame  # type: ignore[no-any-return]  # Connected / Disconnected
 
 
-class EventStream:
+class EventStream(Generic[_E]):
     """``async for event in speaker.events(): ...`` — a session's events, in order.
 
     Subscribed from creation until :meth:`aclose` (or leaving ``async with``, or the
     ``async for`` loop ending with ``break``... then call ``aclose()``); iteration ends when
     the session is closed with ``disconnect()``. A consumer that falls behind by more than
-    ``max_queue`` events loses the oldest ones, counted in :attr:`dropped`.
+    ``max_queue`` events loses the oldest ones, counted in :attr:`dropped`. The same stream
+    carries a :class:`~wking_device.ble.SpeakerTracker`'s availability events.
 
     Args:
         detach: Called once when the stream closes (removes it from the session).
         max_queue: Most events kept for a slow consumer.
     """
 
-    def __init__(self, detach: Callable[[EventStream], None], *, max_queue: int = 256) -> None:
-        self._detach: Callable[[EventStream], None] | None = detach
-        self._queue: collections.deque[SpeakerEvent] = collections.deque(maxlen=max_queue)
+    def __init__(self, detach: Callable[[EventStream[_E]], None], *, max_queue: int = 256) -> None:
+        self._detach: Callable[[EventStream[_E]], None] | None = detach
+        self._queue: collections.deque[_E] = collections.deque(maxlen=max_queue)
         self._wakeup = asyncio.Event()
         self._ended = False
         self.dropped = 0
         """Events lost because the consumer fell more than ``max_queue`` behind."""
 
-    def put(self, event: SpeakerEvent) -> None:
+    def put(self, event: _E) -> None:
         """Queue an event (the session calls this in the event loop's thread)."""
         if self._ended:
             return
@@ -100,7 +103,7 @@ class EventStream:
     def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self) -> SpeakerEvent:
+    async def __anext__(self) -> _E:
         while not self._queue:
             if self._ended:
                 raise StopAsyncIteration

@@ -21,8 +21,8 @@ import click
 from rich.table import Table
 
 from wking_device.bindings import Binding, Bindings
-from wking_device.cli._app import AppContext, Seconds, pass_app
-from wking_device.cli._term import cell, for_stderr, make_console, markup
+from wking_device.cli._app import AppContext, Seconds, pass_app, write_json
+from wking_device.cli._term import cell, for_stderr, json_line, make_console, markup
 from wking_device.errors import ConfigError, KeyMissing, StorageError, UsageError, WkingError
 from wking_device.protocol import EqPreset, LightMode
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
-    from wking_device.ble import BleBackend, DiscoveredSpeaker, Speaker
+    from wking_device.ble import AvailabilityEvent, BleBackend, DiscoveredSpeaker, Speaker
     from wking_device.config import Paths
     from wking_device.models import DeviceInfo
     from wking_device.sim._saved import SavedFleet, SavedSpeaker
@@ -205,9 +205,28 @@ def _speaker_row(speaker: DiscoveredSpeaker) -> dict[str, Any]:
 
 @click.command()
 @click.option("--timeout", type=Seconds(0.1, 120), default=None, help="Seconds to scan.")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Keep scanning: one line per speaker that appears, changes (name, model, RSSI by 5 dB "
+    "or more) or goes silent, until Ctrl-C or --duration.",
+)
+@click.option(
+    "--duration",
+    type=Seconds(0.1, 31_536_000),
+    default=None,
+    help="With --watch: stop after this many seconds.",
+)
 @pass_app
-def scan(app: AppContext, timeout: float | None) -> None:
+def scan(app: AppContext, timeout: float | None, watch: bool, duration: float | None) -> None:
     """Discover W-KING speakers nearby."""
+    if watch:
+        if timeout is not None:
+            raise UsageError("--timeout is for a single scan; --watch ends with --duration")
+        _watch(app, duration)
+        return
+    if duration is not None:
+        raise UsageError("--duration goes with --watch; a single scan takes --timeout")
     from wking_device.ble import discover  # noqa: PLC0415 - keep `wking --help` fast
 
     seconds = _scan_seconds(app, timeout)
@@ -232,6 +251,72 @@ def scan(app: AppContext, timeout: float | None) -> None:
         console.print(table)
 
     app.out(rows, render)
+
+
+def _watch(app: AppContext, duration: float | None) -> None:
+    """``scan --watch``: a tracker's events, one line (or JSON object) each, as they come."""
+    import asyncio  # noqa: PLC0415 - keep `wking --help` fast
+
+    from wking_device.ble import SpeakerTracker  # noqa: PLC0415
+
+    async def run() -> None:
+        async with (
+            bluetooth(app) as backend,
+            SpeakerTracker(backend=backend, adapter=app.settings.ble.adapter) as tracker,
+            tracker.events() as stream,
+        ):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(duration):
+                    async for event in stream:
+                        _print_change(app, event)
+
+    app.run(run())
+
+
+def _change_row(event: AvailabilityEvent) -> dict[str, Any]:
+    from wking_device.ble import SpeakerAppeared, SpeakerChanged  # noqa: PLC0415
+
+    speaker = event.speaker
+    row: dict[str, Any] = {
+        "event": (
+            "appeared"
+            if isinstance(event, SpeakerAppeared)
+            else "changed"
+            if isinstance(event, SpeakerChanged)
+            else "unavailable"
+        ),
+        "address": speaker.address,
+        "name": speaker.name,
+        "model": speaker.model,
+        "rssi": speaker.rssi,
+        "tx_power": speaker.tx_power,
+        "interval_s": None if speaker.interval is None else round(speaker.interval, 4),
+        "available": speaker.available,
+    }
+    if isinstance(event, SpeakerAppeared):
+        row["returned"] = event.returned
+    elif isinstance(event, SpeakerChanged):
+        row["changed"] = list(event.changed)
+    else:
+        row["silent_s"] = round(event.silent_s, 3)
+    return row
+
+
+def _print_change(app: AppContext, event: AvailabilityEvent) -> None:
+    row = _change_row(event)
+    if app.json:
+        write_json(json_line(row).encode() + b"\n")
+        return
+    mark = {"appeared": "+", "changed": "~", "unavailable": "-"}[row["event"]]
+    what = {
+        "appeared": "back" if row.get("returned") else "appeared",
+        "changed": f"changed: {', '.join(row.get('changed', ()))}",
+        "unavailable": f"unavailable, silent {row.get('silent_s', 0):.1f} s",
+    }[row["event"]]
+    app.console.print(
+        f"{mark} {markup(row['address'])}  {markup(row['name'] or '-')}  "
+        f"{markup(row['model'] or '-')}  {row['rssi']} dBm  {what}"
+    )
 
 
 @click.command(short_help="Show what the speaker at ADDRESS tells about itself.")

@@ -73,7 +73,13 @@ EXAMPLES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("policy", "versions"): ("wking policy versions",),
     ("receiver", "export"): ("wking receiver export --data ./receiver-data",),
     ("receiver", "run"): ("wking receiver run --data ./receiver-data --port 4318",),
-    ("scan",): ("wking scan", "wking scan --timeout 10", "wking --simulate 3 --json scan"),
+    ("scan",): (
+        "wking scan",
+        "wking scan --timeout 10",
+        "wking --simulate 3 --json scan",
+        "wking scan --watch",
+        "wking --json scan --watch --duration 600",
+    ),
     ("upload",): (
         "wking upload",
         "wking upload --endpoint https://collector.example.org/v1/logs --pin sha256//BASE64=",

@@ -162,6 +162,7 @@ class SimWorld:
         self._backend = BleBackend(
             scanner=type("SimBleakScanner", (SimScanner,), {"_world": world}),
             client=type("SimBleakClient", (SimClient,), {"_world": world}),
+            adapter=type("SimBleakAdapter", (_SimBleakAdapter,), {"_world": world}),
         )
 
     @classmethod
@@ -384,6 +385,23 @@ class SimWorld:
             if s.connected
         ]
 
+    async def disconnect_device(self, address: str) -> bool:
+        """Drop the adapter's connection to ``address``, whoever made it (a stale connection).
+
+        Returns:
+            Whether there was one.
+        """
+        adapter = self._adapter_or_none()
+        target = self.speaker_or_none(address)
+        if adapter is None or target is None:
+            return False
+        dropped = False
+        for connection in list(adapter.device.connections.values()):
+            if connection.peer_address == target.bumble_address:
+                await connection.disconnect()
+                dropped = True
+        return dropped
+
     # --- third-party code -------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -403,7 +421,8 @@ class SimWorld:
         scanner, client = backend.scanner, backend.client
         assert scanner is not None
         assert client is not None
-        adapter_cls = type("SimBleakAdapter", (_SimBleakAdapter,), {"_world": self})
+        adapter_cls = backend.adapter
+        assert adapter_cls is not None
         names = (
             "get_platform_scanner_backend_type",
             "get_platform_client_backend_type",
@@ -437,3 +456,11 @@ class _SimBleakAdapter(BaseBleakAdapter):
     async def get_connected_devices(self, service_uuids: frozenset[str]) -> list[BLEDevice]:
         del service_uuids  # every simulated speaker has the services a caller filters on
         return self._world.connected_devices()
+
+    async def disconnect_device(self, device: BLEDevice) -> None:
+        """Drop the adapter's connection to ``device`` (BlueZ: ``Device1.Disconnect``).
+
+        Not bleak API: what :func:`wking_device.ble._adapters.close_stale_connections` calls on
+        an adapter backend that offers it; every client of the link sees the disconnection.
+        """
+        await self._world.disconnect_device(device.address)
