@@ -120,7 +120,7 @@ def test_environment_error_is_blamed_on_the_variable_even_when_the_file_sets_the
 
 
 def test_malformed_json_in_a_variable_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    # pydantic-settings raises its own SettingsError here, not a ValidationError
+    # the value is decoded as JSON before validation: its error names the variable too
     monkeypatch.setenv("WKING_UPLOAD__SPKI_PINS", "not-json")
     with pytest.raises(ConfigError) as info:
         load_settings()
@@ -218,3 +218,34 @@ def test_upload_settings_accept_every_pin_form(home: Path) -> None:
     upload = load_settings(paths).upload
     assert upload.spki_pins == tuple(pins)
     assert upload.endpoint == "https://c.example"
+
+
+def test_variables_are_read_in_any_letter_case_and_tables_merge(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write(home, "[ble]\nmax_connections = 7\nconnect_attempts = 2\n")
+    monkeypatch.setenv("WKING_BLE", '{"max_connections": 8, "scan_timeout": 4}')
+    monkeypatch.setenv("wking_ble__scan_timeout", "3")
+    monkeypatch.setenv("WKING_UPLOAD__SPKI_PINS", '["' + "ab" * 32 + '"]')
+    ble = load_settings().ble
+    assert (ble.max_connections, ble.scan_timeout, ble.connect_attempts) == (8, 3.0, 2)
+    assert load_settings().upload.spki_pins == ("ab" * 32,)
+
+
+def test_an_unknown_key_of_a_section_in_a_variable_is_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WKING_BLE__SCAN_TIMEOUTS", "3")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.key == "ble.scan_timeouts"
+    assert "WKING_BLE__SCAN_TIMEOUTS" in str(info.value)
+
+
+def test_a_section_variable_that_is_not_json_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WKING_UPLOAD", "endpoint=https://x")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "WKING_UPLOAD" in str(info.value)

@@ -136,7 +136,7 @@ _LAZY = {
     "WKING_V1": "wking_device.protocol",
     "RecordStore": "wking_device.store",
     "open_store": "wking_device.store",
-    # value types and configuration: pydantic models (~100 ms) and pydantic-settings (~60 ms)
+    # value types and configuration: pydantic models (~100 ms)
     "DeviceInfo": "wking_device.models",
     "OperationEvent": "wking_device.models",
     "OperationKind": "wking_device.models",

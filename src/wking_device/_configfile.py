@@ -305,7 +305,7 @@ def _validate(data: dict[str, Any], path: Path) -> None:
     if "do_not_track" in rest and _flag(rest.pop("do_not_track")) is None:
         raise ConfigError("must be true or false", file=str(path), key="do_not_track")
     try:
-        # the model's validator alone: BaseSettings' constructor would mix in the environment
+        # the model's validator alone: Settings' constructor would mix in the environment
         Settings.__pydantic_validator__.validate_python(rest)
     except ValidationError as exc:
         first = exc.errors()[0]

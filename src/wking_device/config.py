@@ -18,6 +18,7 @@ variable raises it naming the variable.
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import os
 import re
@@ -25,7 +26,7 @@ import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin
 
 import platformdirs
 from pydantic import (
@@ -37,19 +38,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    SettingsError,
-)
 
 from wking_device.errors import ConfigError, StorageError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-
-    from pydantic.fields import FieldInfo
 
 __all__ = [
     "APP_NAME",
@@ -238,21 +231,17 @@ _HEX_PIN = re.compile(r"[0-9A-Fa-f]{64}")
 _B64_PIN = re.compile(r"[A-Za-z0-9+/]{43}=")
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """All settings of one installation.
 
-    Build it with :func:`load_settings`, which reads the TOML file and the environment.
+    Build it with :func:`load_settings`, which reads the TOML file and the environment. Built
+    directly, ``Settings(**values)`` reads the environment too: ``WKING_*`` variables override the
+    values given (``WKING_SECTION__KEY`` for a key of a section; tables and lists as JSON; an
+    empty variable counts as unset), and any Do Not Track variable saying on switches it on.
+    ``Settings.model_validate`` validates the values alone.
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix="WKING_",
-        env_nested_delimiter="__",
-        # `export DO_NOT_TRACK=` or `WKING_SIMULATE=` means "not set", not a malformed value
-        env_ignore_empty=True,
-        extra="forbid",
-        frozen=True,
-        populate_by_name=True,
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     do_not_track: bool = Field(
         default=False,
@@ -269,50 +258,87 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     upload: UploadSettings = UploadSettings()
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Environment first, then the file's values (passed as init arguments), then defaults.
-
-        Do Not Track is left out of the environment source: :func:`load_settings` reads every
-        source of it itself, so that any one saying on wins (DESIGN §3).
-        """
-        del dotenv_settings, file_secret_settings
-        return (_WithoutDoNotTrack(settings_cls, env_settings), init_settings)
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**_merged(values, _from_environment()))
 
 
-class _WithoutDoNotTrack(PydanticBaseSettingsSource):
-    """The environment source, with Do Not Track read from every variable that names it.
+def _is_complex(annotation: Any) -> bool:
+    """Whether a field's value is written as JSON in a variable (a table or a list)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return get_origin(annotation) in (tuple, list, dict, set, frozenset) or any(
+        _is_complex(arg) for arg in get_args(annotation) if arg is not type(None)
+    )
 
-    pydantic-settings would take one variable's value, so ``DO_NOT_TRACK=0`` could switch off
-    what ``WKING_DO_NOT_TRACK=1`` or the file switched on.
+
+def _decoded(name: str, raw: str, key: str) -> Any:
+    """Decode a variable holding a table or a list (JSON).
+
+    Raises:
+        ConfigError: The value is not JSON (naming the variable).
     """
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(
+            "not valid JSON in an environment variable",
+            key=key,
+            remedy=f'check {name}; lists and tables are written as JSON there, e.g. \'["a", "b"]\'',
+        ) from exc
 
-    def __init__(self, settings_cls: type[BaseSettings], inner: PydanticBaseSettingsSource) -> None:
-        super().__init__(settings_cls)
-        self._inner = inner
 
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        """Not used: :meth:`__call__` delegates to the wrapped source."""
-        del field
-        return None, field_name, False
+def _from_environment() -> dict[str, Any]:
+    """The settings given by ``WKING_*`` variables (names in any letter case; empty ones unset).
 
-    def __call__(self) -> dict[str, Any]:
-        values = dict(self._inner())
-        values.pop("do_not_track", None)
-        # `Settings()` built directly still honours every Do Not Track variable: one saying on
-        # (or a malformed one: fail closed; load_settings reports it) switches it on, and one
-        # saying off leaves the value given to the constructor alone.
-        for name, raw in os.environ.items():
-            if name.upper() in _DNT_VARIABLES and raw.strip() and _flag(raw) is not False:
-                values["do_not_track"] = True
-        return values
+    Do Not Track comes out ``True`` when any variable naming it says on (or is malformed: fail
+    closed; :func:`load_settings` reports it), and is left out otherwise, so a variable saying
+    off never switches off a value given in code or the file (DESIGN §3).
+
+    Raises:
+        ConfigError: A variable meant as a table or list is not JSON (naming it).
+    """
+    env: dict[str, tuple[str, str]] = {}
+    for name, raw in os.environ.items():
+        if raw:
+            env[name.upper()] = (name, raw)
+    values: dict[str, Any] = {}
+    for field, info in Settings.model_fields.items():
+        if field == "do_not_track":
+            continue
+        variable = f"WKING_{field.upper()}"
+        if variable in env:
+            name, raw = env[variable]
+            values[field] = _decoded(name, raw, field) if _is_complex(info.annotation) else raw
+        section = info.annotation
+        if not (isinstance(section, type) and issubclass(section, _Section)):
+            continue
+        nested: dict[str, Any] = {}
+        for upper, (name, raw) in env.items():
+            if not upper.startswith(variable + "__"):
+                continue
+            key = upper[len(variable) + 2 :].lower()
+            inner = section.model_fields.get(key)
+            complex_value = inner is not None and _is_complex(inner.annotation)
+            nested[key] = _decoded(name, raw, f"{field}.{key}") if complex_value else raw
+        if nested:
+            whole = values.get(field, {})
+            values[field] = _merged(whole, nested) if isinstance(whole, dict) else whole
+    for upper, (_, raw) in env.items():
+        if upper in _DNT_VARIABLES and raw.strip() and _flag(raw) is not False:
+            values["do_not_track"] = True
+    return values
+
+
+def _merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``override``, tables merged key by key (environment over file)."""
+    result = dict(base)
+    for key, value in override.items():
+        below = result.get(key)
+        if isinstance(below, dict) and isinstance(value, dict):
+            result[key] = _merged(below, value)
+        else:
+            result[key] = value
+    return result
 
 
 def _line_of(text: str, loc: tuple[str | int, ...]) -> int | None:
@@ -344,8 +370,8 @@ def load_settings(
 
     Args:
         paths: The installation's paths; defaults to :func:`resolve_paths`.
-        environ: Accepted for symmetry with tests; the process environment is always read by
-            pydantic-settings, so pass overrides by setting variables.
+        environ: Accepted for symmetry with tests; the process environment is always read, so
+            pass overrides by setting variables.
 
     Returns:
         The validated settings.
@@ -377,18 +403,6 @@ def load_settings(
     data.pop("do_not_track", None)
     try:
         settings = Settings(**data)
-    except SettingsError as exc:
-        # a WKING_* variable holding a table or list (e.g. WKING_UPLOAD__SPKI_PINS) is not JSON
-        match = re.search(r'field "(\w+)"', str(exc))
-        field = match.group(1) if match else None
-        prefix = f"WKING_{field.upper()}" if field else "WKING_"
-        suspects = sorted(name for name in _environment() if name.startswith(prefix))
-        raise ConfigError(
-            "not valid JSON in an environment variable",
-            key=field,
-            remedy=f"check {', '.join(suspects) or 'the WKING_* variables'}; lists and tables "
-            'are written as JSON there, e.g. \'["a", "b"]\'',
-        ) from exc
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = tuple(first["loc"])
@@ -451,7 +465,7 @@ def _do_not_track(data: Mapping[str, Any], text: str, file: Path) -> bool:
                 key="do_not_track",
             )
         wanted |= value
-    # Every spelling pydantic-settings would have read (it ignores case), each one on its own.
+    # Every spelling of the variables (names in any letter case), each one on its own.
     for name, raw in sorted(os.environ.items()):
         if name.upper() not in _DNT_VARIABLES or not raw.strip():
             continue  # an empty variable counts as unset
@@ -501,7 +515,7 @@ def _warn_unknown_variables() -> None:
 
 
 def _environment() -> dict[str, str]:
-    """The non-empty environment variables, names upper-cased (pydantic-settings ignores case)."""
+    """The non-empty environment variables, names upper-cased (they are read in any case)."""
     return {name.upper(): value for name, value in os.environ.items() if value}
 
 

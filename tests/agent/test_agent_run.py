@@ -1,4 +1,9 @@
-"""The agent in-process, on a simulated world: withdrawal mid-run, faults, bindings."""
+"""The agent in-process, on a simulated world: withdrawal mid-run, faults, bindings.
+
+Runs end on a condition, not after a fixed time: :func:`_until` waits (bounded) for what the test
+needs to have happened, then :func:`_stopped` stops the agent and returns its summary. The
+duration given to ``Agent.run`` is only a bound for a run that goes wrong.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ _T = TypeVar("_T")
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from wking_device.agent import AgentSummary
     from wking_device.consent import ConsentGate
     from wking_device.models import Record
     from wking_device.store import RecordStore, StoreStats
@@ -34,6 +40,40 @@ def _agent(gate: ConsentGate, store: RecordStore, world: SimWorld, **options: ob
     return Agent(gate=gate, store=store, backend=world.backend, **{**defaults, **options})  # type: ignore[arg-type]
 
 
+_BOUND_S = 30.0
+"""The longest a run may take: a bound for a test that goes wrong, never waited out."""
+
+
+async def _until(condition: Callable[[], Awaitable[bool] | bool], what: str) -> None:
+    """Wait until ``condition()`` holds (polled every 50 ms), at most ``_BOUND_S`` seconds."""
+    deadline = asyncio.get_running_loop().time() + _BOUND_S
+    while True:
+        met = condition()
+        if not isinstance(met, bool):
+            met = await met
+        if met:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not within {_BOUND_S} s: {what}")
+        await asyncio.sleep(0.05)
+
+
+async def _stopped(agent: Agent, task: asyncio.Task[AgentSummary]) -> AgentSummary:
+    """Stop a running agent (as SIGTERM does) and return its summary."""
+    agent.stop()
+    return await task
+
+
+async def _run_until(agent: Agent, condition: Callable[[], bool], what: str) -> AgentSummary:
+    """Run the agent until ``condition()`` holds, then stop it; its summary."""
+    task = asyncio.create_task(agent.run(_BOUND_S))
+    try:
+        await _until(lambda: condition() or task.done(), what)
+    finally:
+        agent.stop()
+    return await task
+
+
 def _open() -> tuple[ConsentGate, RecordStore]:
     paths, settings = resolve_paths(), load_settings()
     return open_installation_gate(paths, settings), open_store(paths, settings)
@@ -44,17 +84,13 @@ async def test_withdrawal_mid_run_takes_effect_at_once() -> None:
     gate.grant(["operation_logs", "device_info"])
     async with SimWorld.fleet(3, instant_connect=True) as world, store:
         agent = _agent(gate, store, world)
-        task = asyncio.create_task(agent.run(4.0))
-        for _ in range(100):
-            await asyncio.sleep(0.1)
-            if (await store.stats()).by_category.get("operation_logs", 0) > 0:
-                break
-        else:
-            raise AssertionError("no operation logs were stored while granted")
+        task = asyncio.create_task(agent.run(_BOUND_S))
+        await _until(lambda: _has(store, "operation_logs"), "operation logs stored while granted")
         gate.withdraw(["operation_logs"])
         stats = await store.stats()  # queued behind the purge the withdrawal triggered
         assert "operation_logs" not in stats.by_category
-        await task
+        await _until(lambda: _has(store, "device_info", 3), "the three speakers read")
+        await _stopped(agent, task)
         stats = await store.stats()
         assert "operation_logs" not in stats.by_category
         assert stats.by_category.get("device_info", 0) >= 3
@@ -70,11 +106,19 @@ async def test_a_failing_speaker_does_not_stop_the_others() -> None:
         agent = _agent(
             gate, store, world, settings=load_settings().model_copy(update={"ble": quick})
         )
-        summary = await agent.run(2.0)
+        summary = await _run_until(
+            agent,
+            lambda: agent.summary.reads_ok >= 2 and agent.summary.reads_failed >= 1,
+            "two speakers read and one failed",
+        )
     assert summary.reads_ok >= 2
     assert summary.reads_failed >= 1
     errors = [r for r in await _export() if r.category == "operation_logs" and "error" in r.body]
     assert errors, "the failed connection attempts were logged"
+
+
+async def _has(store: RecordStore, category: str, count: int = 1) -> bool:
+    return (await store.stats()).by_category.get(category, 0) >= count
 
 
 async def _read_only(read: Callable[[RecordStore], Awaitable[_T]]) -> _T:
@@ -101,13 +145,12 @@ async def test_withdrawal_in_another_process_stops_collection_at_once() -> None:
     other = open_installation_gate(resolve_paths(), load_settings())
     async with SimWorld.fleet(2, instant_connect=True) as world, store:
         agent = _agent(gate, store, world, consent_poll=0.1)
-        task = asyncio.create_task(agent.run(3.0))
-        await asyncio.sleep(1.0)
+        task = asyncio.create_task(agent.run(_BOUND_S))
+        await _until(lambda: _has(store, "operation_logs"), "operation logs stored while granted")
         other.withdraw(["operation_logs"])
-        await asyncio.sleep(0.5)  # a few polls
-        assert not gate.allows("operation_logs")
+        await _until(lambda: not gate.allows("operation_logs"), "the withdrawal seen (polled)")
         assert "operation_logs" not in (await store.stats()).by_category
-        await task
+        await _stopped(agent, task)
     assert "operation_logs" not in (await _stats()).by_category
 
 
@@ -117,7 +160,11 @@ async def test_only_bound_speakers_are_read() -> None:
     async with SimWorld.fleet(3, instant_connect=True) as world, store:
         bound = {world.speakers[1].address}
         agent = _agent(gate, store, world, bound=bound)
-        summary = await agent.run(1.5)
+        summary = await _run_until(
+            agent,
+            lambda: agent.tally().speakers_seen == 3 and agent.summary.reads_ok >= 1,
+            "three speakers seen and the bound one read",
+        )
         assert summary.speakers_seen == 3
         assert summary.reads_ok >= 1
         exported = await store.export()
@@ -131,17 +178,17 @@ async def test_withdraw_and_regrant_elsewhere_shreds_what_the_old_grant_collecte
     other = open_installation_gate(resolve_paths(), load_settings())
     async with SimWorld.fleet(2, instant_connect=True) as world, store:
         agent = _agent(gate, store, world, consent_poll=0.1)
-        task = asyncio.create_task(agent.run(3.0))
-        for _ in range(100):
-            await asyncio.sleep(0.1)
-            if (await store.stats()).by_category.get("operation_logs", 0) > 0:
-                break
-        else:
-            raise AssertionError("no operation logs were stored while granted")
+        task = asyncio.create_task(agent.run(_BOUND_S))
+        await _until(lambda: _has(store, "operation_logs"), "operation logs stored while granted")
         # both before the agent's next look at the ledger (no await in between)
         other.withdraw(["operation_logs"])
         second = other.grant(["operation_logs"])
-        await task
+
+        async def shredded() -> bool:
+            return (await store.stats()).shredded > 0
+
+        await _until(shredded, "what the old grant collected shredded")
+        await _stopped(agent, task)
         kept = [r for r in await store.export() if r.category == "operation_logs"]
     assert first.id != second.id
     assert {r.consent_id for r in kept} <= {second.id}
@@ -156,7 +203,11 @@ async def test_a_full_store_at_shutdown_still_closes_everything_and_returns_the_
     store = open_store(paths, settings, max_bytes=10)
     async with SimWorld.fleet(2, instant_connect=True) as world, store:
         agent = _agent(gate, store, world)
-        summary = await agent.run(1.5)
+        summary = await _run_until(
+            agent,
+            lambda: any(line.startswith("store:") for line in agent.summary.errors),
+            "a store error",
+        )
         assert summary.cycles >= 1
         assert any(line.startswith("store:") for line in summary.errors)
         assert all(collector.pending == 0 for collector in agent.collectors)
@@ -173,14 +224,18 @@ async def test_an_unreadable_ledger_fails_a_cycle_not_the_run() -> None:
     ledger = ledger_path(resolve_paths())
     async with SimWorld.fleet(2, instant_connect=True) as world, store:
         agent = _agent(gate, store, world, consent_poll=60.0)
-        task = asyncio.create_task(agent.run(2.5))
-        for _ in range(100):
-            await asyncio.sleep(0.05)
-            if agent.summary.cycles:
-                break
+        task = asyncio.create_task(agent.run(_BOUND_S))
+        await _until(lambda: agent.summary.cycles >= 1, "a first cycle")
         ledger.rename(ledger.with_name("moved-aside"))
         ledger.mkdir()  # reading it now fails with an OS error
-        summary = await task
+        await _until(
+            lambda: (
+                agent.summary.cycles >= 2
+                and any(line.startswith("cycle:") for line in agent.summary.errors)
+            ),
+            "a failed cycle after the first",
+        )
+        summary = await _stopped(agent, task)
     assert summary.cycles >= 2
     assert any(line.startswith("cycle:") for line in summary.errors)
 
@@ -192,12 +247,7 @@ async def test_a_withdrawal_seen_only_at_shutdown_is_still_carried_out() -> None
     async with SimWorld.fleet(2, instant_connect=True) as world, store:
         agent = _agent(gate, store, world, consent_poll=60.0, interval=60.0)
         task = asyncio.create_task(agent.run())
-        for _ in range(100):
-            await asyncio.sleep(0.1)
-            if (await store.stats()).by_category.get("operation_logs", 0) > 0:
-                break
-        else:
-            raise AssertionError("no operation logs were stored while granted")
+        await _until(lambda: _has(store, "operation_logs"), "operation logs stored while granted")
         # withdrawn elsewhere, then the agent is stopped (Ctrl-C) before its next look
         other.withdraw(["operation_logs"])
         task.cancel()
@@ -221,25 +271,21 @@ async def test_unbinding_a_speaker_while_the_agent_runs_stops_its_reads(tmp_path
         for speaker in world.speakers:
             bindings.bind(Binding(address=speaker.address))
         agent = _agent(gate, store, world, bound=bindings.addresses, connect_all=False)
-        task = asyncio.create_task(agent.run(5.0))
+        task = asyncio.create_task(agent.run(_BOUND_S))
 
         async def reads(name: str) -> int:
             return sum(1 for r in await store.export(["device_info"]) if r.body.get("name") == name)
 
-        for _ in range(100):
-            await asyncio.sleep(0.1)
-            if await reads(gone.spec.name):
-                break
-        else:
-            raise AssertionError("the bound speaker was never read")
+        async def gone_read() -> bool:
+            return await reads(gone.spec.name) > 0
+
+        await _until(gone_read, "the bound speaker read")
         bindings.unbind(gone.address)
         cycles = agent.summary.cycles
-        for _ in range(100):  # two whole cycles after the unbind
-            if agent.summary.cycles >= cycles + 2 or task.done():
-                break
-            await asyncio.sleep(0.1)
+        await _until(lambda: agent.summary.cycles >= cycles + 2, "two whole cycles after unbind")
         before = await reads(gone.spec.name)
-        await task
+        await _until(lambda: agent.summary.cycles >= cycles + 3, "one more cycle")
+        await _stopped(agent, task)
         assert await reads(gone.spec.name) == before
         assert await reads(kept.spec.name) > 0
 
@@ -251,7 +297,8 @@ async def test_an_embedded_agent_logs_no_speaker_address(caplog) -> None:  # typ
     gate.grant(["device_info"])
     async with SimWorld.fleet(2, instant_connect=True) as world, store:
         addresses = [speaker.address for speaker in world.speakers]
-        summary = await _agent(gate, store, world).run(1.5)
+        agent = _agent(gate, store, world)
+        summary = await _run_until(agent, lambda: agent.summary.reads_ok >= 2, "two reads")
     assert summary.reads_ok >= 2
     text = "\n".join(
         record.getMessage() for record in caplog.records if record.name.startswith("wking_device")
@@ -270,7 +317,14 @@ async def test_a_long_running_agent_sweeps_expired_records() -> None:
     store = open_store(paths, settings, retention={"device_info": 1.0})
     async with SimWorld.fleet(2, instant_connect=True) as world, store:
         agent = _agent(gate, store, world, interval=0.3, scan_seconds=0.2, sweep_every=0.3)
-        summary = await agent.run(3.0)
+        task = asyncio.create_task(agent.run(_BOUND_S))
+
+        async def swept() -> bool:
+            stored = agent.tally().records.get("DeviceInfoCollector", 0)
+            return stored >= 6 and (await store.stats()).by_category.get("device_info", 0) < stored
+
+        await _until(swept, "six records stored and older ones deleted")
+        summary = await _stopped(agent, task)
         kept = (await store.stats()).by_category.get("device_info", 0)
     stored = summary.records["DeviceInfoCollector"]
     assert stored >= 6

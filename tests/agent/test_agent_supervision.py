@@ -2,7 +2,9 @@
 
 Failures come through real seams: the real store wrapped so that one of its methods fails once
 (as a full disk or a locked file would), a speaker that is out of range. The status file is
-checked for what it must never hold (addresses in every spelling, speaker names).
+checked for what it must never hold (addresses in every spelling, speaker names). Runs end on a
+condition (the failures counted, records stored), then ``Agent.stop()``; the duration given is
+only a bound.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from wking_device.store import open_store
 from wking_device.upload import TLSOptions, UploadTarget, open_uploader, parse_endpoint
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
     from pathlib import Path
 
+    from wking_device.agent import AgentSummary
     from wking_device.consent import ConsentGate
     from wking_device.store import RecordStore
 
@@ -53,6 +57,28 @@ class _FailsOnce:
             return await real(*args, **kwargs)
 
         return failing
+
+
+_BOUND_S = 30.0
+"""The longest a run may take: a bound for a test that goes wrong, never waited out."""
+
+
+async def _run_until(
+    agent: Agent, condition: Callable[[], Awaitable[bool]], what: str
+) -> AgentSummary:
+    """Run the agent until ``condition()`` holds (polled, at most ``_BOUND_S``), then stop it."""
+    task = asyncio.create_task(agent.run(_BOUND_S))
+    deadline = asyncio.get_running_loop().time() + _BOUND_S
+    try:
+        while not await condition():
+            if task.done():
+                break  # the run ended by itself: its summary tells what happened
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"not within {_BOUND_S} s: {what}")
+            await asyncio.sleep(0.05)
+    finally:
+        agent.stop()
+    return await task
 
 
 def _open() -> tuple[ConsentGate, RecordStore]:
@@ -90,8 +116,18 @@ async def test_a_sweep_and_a_flush_that_fail_once_do_not_end_the_run(
         sweep = _FailsOnce(real, "sweep", StorageError("disk I/O error"))
         flaky = _FailsOnce(sweep, "append", StorageError("database is locked"), times=2)
         agent = _agent(gate, flaky, world, sweep_every=0.2)
+
+        async def recovered() -> bool:
+            failures, stats = agent.summary.failures, await real.stats()
+            return (
+                failures.get("retention") == 1
+                and failures.get("store", 0) >= 1
+                and agent.summary.cycles >= 3
+                and stats.by_category.get("operation_logs", 0) > 0
+            )
+
         with caplog.at_level(logging.WARNING, logger="wking_device.agent"):
-            summary = await agent.run(3.0)
+            summary = await _run_until(agent, recovered, "both failures counted and retried")
         stats = await real.stats()
     assert summary.failures["retention"] == 1
     assert summary.failures["store"] >= 1
@@ -125,7 +161,11 @@ async def test_an_uploader_that_raises_is_restarted(receiver_dir: Path) -> None:
         uploader = open_uploader(target, store=flaky, gate=gate, data_dir=paths.data_dir)  # type: ignore[arg-type]
         try:
             agent = _agent(gate, real, world, uploader=uploader, upload_interval=0.2)
-            summary = await agent.run(3.0)
+
+            async def restarted() -> bool:
+                return agent.summary.failures.get("upload") == 1 and rx.stats.stored > 0
+
+            summary = await _run_until(agent, restarted, "the uploader restarted and uploading")
         finally:
             await uploader.aclose()
         received = rx.stats.stored
@@ -147,7 +187,8 @@ async def test_one_speaker_out_of_range_never_stops_the_others_and_the_status_is
         quick = load_settings().model_copy(
             update={"ble": BleSettings(connect_timeout=0.5, connect_attempts=1, scan_timeout=0.5)}
         )
-        task = asyncio.create_task(_agent(gate, store, world, settings=quick).run(4.0))
+        agent = _agent(gate, store, world, settings=quick)
+        task = asyncio.create_task(agent.run(_BOUND_S))
         for _ in range(300):  # bounded: 30 s
             if _read_ok(task) >= 3:
                 break
@@ -155,6 +196,12 @@ async def test_one_speaker_out_of_range_never_stops_the_others_and_the_status_is
         else:
             raise AssertionError("the three speakers were not read")
         world.speakers[0].faults.in_range = False
+        cycles = agent.summary.cycles
+        for _ in range(300):  # bounded: 30 s; two whole cycles without the speaker
+            if task.done() or (agent.summary.cycles >= cycles + 2 and agent.summary.reads_ok > 3):
+                break
+            await asyncio.sleep(0.1)
+        agent.stop()
         summary = await task
     assert summary.speakers_read == 3
     assert summary.reads_ok > 3

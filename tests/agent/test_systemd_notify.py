@@ -18,10 +18,20 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from wking_device.agent._systemd import SystemdNotifier
+from wking_device.cli import cli
 
 WKING = str(Path(sys.executable).with_name("wking"))
+
+
+def _grant(home: Path, *categories: str) -> None:
+    """Grant in-process: set-up, not what is tested (a subprocess would cost a Python start-up)."""
+    done = CliRunner().invoke(
+        cli, ["consent", "grant", "--yes", *categories], env={"WKING_HOME": str(home)}
+    )
+    assert done.exit_code == 0, done.output
 
 
 @pytest.fixture
@@ -67,13 +77,7 @@ def test_agent_run_notifies_ready_watchdog_and_stopping(notify_socket, tmp_path:
     sock, path = notify_socket
     env = {**os.environ, "WKING_HOME": str(tmp_path / "home")}
     env.pop("NOTIFY_SOCKET", None)
-    granted = subprocess.run(
-        [WKING, "consent", "grant", "--yes", "operation_logs"],
-        env=env,
-        capture_output=True,
-        check=False,
-    )
-    assert granted.returncode == 0, granted.stderr
+    _grant(tmp_path / "home", "operation_logs")
     env |= {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000"}  # a ping every 50 ms
     proc = subprocess.Popen(
         [WKING, "--simulate", "2", "agent", "run", "--interval", "0.5"],
@@ -116,7 +120,7 @@ def test_agent_run_without_notify_socket_sends_nothing_and_works(tmp_path: Path)
     env = {**os.environ, "WKING_HOME": str(tmp_path / "home")}
     env.pop("NOTIFY_SOCKET", None)
     env["WATCHDOG_USEC"] = "100000"  # a watchdog without a socket: ignored
-    subprocess.run([WKING, "consent", "grant", "--yes", "operation_logs"], env=env, check=True)
+    _grant(tmp_path / "home", "operation_logs")
     result = subprocess.run(
         [WKING, "--simulate", "1", "agent", "run", "--duration", "0.5", "--interval", "0.2"],
         env=env,
@@ -204,7 +208,7 @@ def test_a_bounded_run_says_stopping_when_its_duration_is_over(
     env = {**os.environ, "WKING_HOME": str(tmp_path / "home")}
     env.pop("WATCHDOG_USEC", None)
     env.pop("NOTIFY_SOCKET", None)
-    subprocess.run([WKING, "consent", "grant", "--yes", "operation_logs"], env=env, check=True)
+    _grant(tmp_path / "home", "operation_logs")
     env["NOTIFY_SOCKET"] = path
     result = subprocess.run(
         [WKING, "--simulate", "1", "agent", "run", "--duration", "0.5", "--interval", "0.2"],

@@ -22,6 +22,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from wking_device.agent import STATUS_FILE
 from wking_device.cli import cli
 from wking_device.cli._app import AppContext
 
@@ -171,6 +172,15 @@ def test_verbose_shows_our_debug_logs_not_bumble_packet_dumps() -> None:
 # --- signals and pipes --------------------------------------------------------------------------
 
 
+def _cycles(home: Path) -> int:
+    """The cycles a running agent reported in its status file (0 before the first)."""
+    try:
+        status = json.loads((home / "data" / STATUS_FILE).read_bytes())
+    except (OSError, ValueError):  # not written yet
+        return 0
+    return int(status["cycles"])
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_a_running_agent_gracefully_with_its_summary(
     home: Path, sig: signal.Signals
@@ -188,13 +198,12 @@ def test_a_signal_stops_a_running_agent_gracefully_with_its_summary(
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
     )
     try:
-        # wait until the agent has created its store: it is running, not importing
+        # wait until the agent's status file shows a whole cycle (a fixed wait failed under load)
         deadline = time.monotonic() + 60
-        while not (home / "data" / "records.sqlite3").exists():
+        while _cycles(home) < 1:
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        time.sleep(1.0)  # a cycle or two
         proc.send_signal(sig)
         stdout, stderr = proc.communicate(timeout=60)
     finally:

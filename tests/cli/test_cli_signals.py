@@ -25,7 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from wking_device.cli import cli
 from wking_device.cli._agent import GRACE_S, HARD_S
 
 WKING = str(Path(sys.executable).with_name("wking"))
@@ -84,16 +86,14 @@ def _interrupt(
 
 @pytest.fixture(name="granted_home")
 def fixture_granted_home(tmp_path: Path) -> Path:
+    # set-up, not what is tested: granted in-process (a subprocess costs a Python start-up)
     home = tmp_path / "granted"
-    done = subprocess.run(
-        [WKING, "consent", "grant", "--yes", "operation_logs", "device_info", "diagnostics"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "WKING_HOME": str(home)},
+    done = CliRunner().invoke(
+        cli,
+        ["consent", "grant", "--yes", "operation_logs", "device_info", "diagnostics"],
+        env={"WKING_HOME": str(home)},
     )
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.output
     return home
 
 

@@ -17,7 +17,9 @@ import textwrap
 import time
 
 import pytest
+from click.testing import CliRunner
 
+from wking_device.cli import cli
 from wking_device.collect import OperationLogCollector, open_installation_gate
 from wking_device.config import load_settings, resolve_paths
 from wking_device.errors import PermitRevoked
@@ -65,8 +67,9 @@ def _wait_for(condition, what: str, timeout: float = _DEADLINE) -> None:
 
 @pytest.fixture(name="granted")
 def fixture_granted() -> None:
-    result = _wking("consent", "grant", "--yes", "operation_logs")
-    assert result.returncode == 0, result.stderr
+    # set-up, not what is tested: granted in-process (a subprocess costs a Python start-up)
+    result = CliRunner().invoke(cli, ["consent", "grant", "--yes", "operation_logs"])
+    assert result.exit_code == 0, result.output
     asyncio.run(_store_records(7))
     assert _kept("operation_logs") == 7
 
