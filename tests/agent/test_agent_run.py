@@ -248,6 +248,7 @@ async def test_a_withdrawal_seen_only_at_shutdown_is_still_carried_out() -> None
         agent = _agent(gate, store, world, consent_poll=60.0, interval=60.0)
         task = asyncio.create_task(agent.run())
         await _until(lambda: _has(store, "operation_logs"), "operation logs stored while granted")
+        await _until(lambda: _has(store, "device_info"), "device info stored while granted")
         # withdrawn elsewhere, then the agent is stopped (Ctrl-C) before its next look
         other.withdraw(["operation_logs"])
         task.cancel()

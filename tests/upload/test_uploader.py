@@ -644,12 +644,25 @@ async def test_cross_border_drops_the_stable_speaker_key(
     assert key not in rx.export()[0]["body"]
 
 
-async def test_the_speaker_key_is_sent_within_the_region(
+async def test_the_speaker_key_never_leaves_this_machine(
     rx: Receiver, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
 ) -> None:
+    # within the region too: a stable per-speaker key upstream would tell speakers apart without
+    # the mac_addresses grant, and link them across a full local deletion (the installation id
+    # rotates, the bindings do not)
     key = "spk:" + "cd" * 16
-    await store.append([record(permit, speaker=key, op="read")], permit)
+    await store.append(
+        [
+            record(permit, speaker=key, op="read"),
+            record(permit, op="scan", detail={"speaker": "kept"}),  # only the top-level key goes
+        ],
+        permit,
+    )
     async with uploader(rx, store, gate, paths) as up:
         result = await up.drain()
     assert not result.cross_border
-    assert orjson.loads(rx.export()[0]["body"])["speaker"] == key
+    bodies = [orjson.loads(row["body"]) for row in rx.export()]
+    assert all("speaker" not in body for body in bodies)
+    assert {body["op"] for body in bodies} == {"read", "scan"}
+    assert {"speaker": "kept"} in [body.get("detail") for body in bodies]
+    assert key not in str(rx.export())

@@ -88,8 +88,12 @@ _CROSS_BORDER: Final = "cross_border_transfer"
 _IP_CATEGORY: Final = "ip_address"
 _LOCATION_KEY: Final = "location"
 _SPEAKER_KEY: Final = "speaker"
-"""A record's stable speaker key (``spk:…``): it does not rotate as the ``mac:`` pseudonyms do, so
-de-identified (cross-border) records go without it."""
+"""A record's stable speaker key (``spk:…``): a local join key (bindings ↔ records) that never
+leaves this machine. Sent, it would let the collector tell speakers apart for good — the
+purpose ``mac_addresses`` is asked for — and link them across a full local deletion, which
+rotates the installation id but not the bindings."""
+_SPEAKER_MARK: Final = b'"speaker":'
+"""Cheap pre-check on a body's JSON text before it is parsed to drop the speaker key."""
 _PERMANENT_REMEDY: Final = {
     400: "the collector could not read the request: check that the endpoint is an OTLP/HTTP "
     "logs endpoint of a compatible version",
@@ -325,7 +329,13 @@ class Uploader:
             ]
             encoded = self._encoder.encode_many(deidentified, time.time_ns(), framed=True)
         else:
-            encoded = self._encoder.encode_many(rows, time.time_ns(), framed=True)
+            sendable = [
+                row._replace(body=_without_speaker_key(row.body))
+                if _SPEAKER_MARK in row.body
+                else row
+                for row in rows
+            ]
+            encoded = self._encoder.encode_many(sendable, time.time_ns(), framed=True)
         return list(zip(rows, encoded, strict=True))
 
     # --- draining -------------------------------------------------------------------------------
@@ -617,6 +627,15 @@ class Uploader:
                 failures, reported = 0, None
                 wait = interval
             await self._sleep(wait)
+
+
+def _without_speaker_key(body: bytes) -> bytes:
+    """The body's JSON text without its top-level speaker key (see :data:`_SPEAKER_KEY`)."""
+    value = orjson.loads(body)
+    if isinstance(value, dict) and _SPEAKER_KEY in value:
+        del value[_SPEAKER_KEY]
+        return orjson.dumps(value)
+    return body
 
 
 def _frame_gzip(framer: LogsFramer, encoded: list[bytes]) -> bytes:
