@@ -45,8 +45,9 @@ FAR: float = 2.0
 def finish(entry: dict[str, Any]) -> dict[str, Any]:
     """Add ``baseline_value``, ``ratio`` and ``ok`` to one figure."""
     out = dict(entry)
-    values = [float(v) for v in out.get("baseline_values") or [out.get("baseline_value")]]
-    base = sum(values) / len(values) if values and all(v is not None for v in values) else None
+    raw = out.get("baseline_values") or [out.get("baseline_value")]
+    values = [float(v) for v in raw if v is not None]
+    base = sum(values) / len(values) if values and len(values) == len(raw) else None
     out["baseline_value"] = base
     out["ratio"] = out["value"] / base if base else None
     budget, better = out.get("budget"), out.get("better", "higher")

@@ -1,6 +1,6 @@
 """The whole pipeline: simulated speakers → events → collector → encrypted store → upload.
 
-Subject: ``N`` simulated speakers (quick 5, full 20), each kept connected by a
+Subject: ``N`` simulated speakers (quick 5, full 10), each kept connected by a
 :class:`~wking_device.Speaker` session that asks for its state (a vendor command: write, notify,
 decode) in a loop for ``D`` seconds. Every operation is an :class:`OperationEvent` on the
 session's event bus; an :class:`OperationLogCollector` (eager hand-over, the default) turns each
@@ -20,7 +20,7 @@ Figures:
 
 Every record the collector emitted must be durable and received exactly once, or the run fails.
 
-    .venv/bin/python -m benchmarks.pipeline [--speakers 20] [--duration 15] [--upload-interval 1]
+    .venv/bin/python -m benchmarks.pipeline [--speakers 10] [--duration 10] [--upload-interval 1]
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from benchmarks.upload import ReceiverProcess
 from wking_device.ble import EventBus, Speaker, discover
 from wking_device.collect import OperationLogCollector, open_installation_gate
-from wking_device.config import load_settings, resolve_paths
+from wking_device.config import BleSettings, load_settings, resolve_paths
 from wking_device.sim import SimWorld
 from wking_device.store import open_store
 from wking_device.upload import TLSOptions, UploadTarget, open_uploader, parse_endpoint
@@ -126,8 +126,12 @@ async def _measure(
     ):
         found = await discover(5.0, backend=world.backend, count=count)
         assert len(found) == count, f"discovered {len(found)} of {count}"
+        # every session stays connected: one connection slot each (the default limit is 5)
+        ble = BleSettings(max_connections=count)
         speakers = [
-            await stack.enter_async_context(Speaker(s, backend=world.backend, events=bus))
+            await stack.enter_async_context(
+                Speaker(s, backend=world.backend, events=bus, settings=ble)
+            )
             for s in found
         ]
 
@@ -141,12 +145,15 @@ async def _measure(
         collector = OperationLogCollector(gate, sink, adapter_mac="")
         detach = collector.attach(bus)
         uploading = asyncio.create_task(uploader.run(upload_interval))
-        cpu = time.process_time()
-        ops = await _workload(speakers, duration)  # saturation: throughput and CPU
-        cpu = time.process_time() - cpu
-        saturated = collector.stats.emitted
+        # first the offered load, in a steady state (no backlog for the uploader): latencies
         paced_from = time.time()
-        paced = await _workload(speakers, duration, period=count / rate)  # latencies
+        paced = await _workload(speakers, duration, period=count / rate)
+        paced_to = time.time()
+        before_saturation = collector.stats.emitted
+        cpu = time.process_time()
+        ops = await _workload(speakers, duration)  # then saturation: throughput and CPU
+        cpu = time.process_time() - cpu
+        saturated = collector.stats.emitted - before_saturation
         detach()
         await collector.aclose()
         uploading.cancel()
@@ -157,7 +164,7 @@ async def _measure(
         after, cpu_after = await baseline()
     left = (await store.stats()).total
     await store.aclose()
-    received = _received_latencies(rx.db, paced_from)
+    received = _received_latencies(rx.db, paced_from, paced_to)
     emitted = collector.stats.emitted
     assert collector.stats.flushed == emitted == len(sink.latencies), collector.stats.as_dict()
     assert rx.count() == emitted, (rx.count(), emitted)
@@ -169,12 +176,12 @@ async def _measure(
         "records": emitted,
         "paced_rate": paced / duration,
         "cpu_us_per_record": (cpu - base_cpu * ops) / max(saturated, 1) * 1e6,
-        "durable": [lat for end, lat in sink.latencies if end >= paced_from],
+        "durable": [lat for end, lat in sink.latencies if paced_from <= end < paced_to],
         "received": received,
     }
 
 
-def _received_latencies(db: Path, since: float) -> list[float]:
+def _received_latencies(db: Path, since: float, until: float) -> list[float]:
     conn = sqlite3.connect(db)
     try:
         rows = conn.execute("SELECT body, received_at FROM records").fetchall()
@@ -183,7 +190,7 @@ def _received_latencies(db: Path, since: float) -> list[float]:
     out = []
     for body, received_at in rows:
         data = json.loads(body)
-        if data["started_at"] >= since:
+        if since <= data["started_at"] < until:
             out.append(received_at - (data["started_at"] + data["duration_s"]))
     return out
 
@@ -203,7 +210,7 @@ def measure(count: int, duration: float, rate: float, upload_interval: float) ->
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
     """For ``python -m benchmarks``."""
-    count, duration, rate, interval = (5, 3.0, 100.0, 1.0) if quick else (20, 15.0, 200.0, 1.0)
+    count, duration, rate, interval = (5, 3.0, 100.0, 1.0) if quick else (10, 10.0, 200.0, 1.0)
     m = measure(count, duration, rate, interval)
     durable = [x * 1000 for x in m["durable"]]
     received = [x * 1000 for x in m["received"]]
@@ -247,8 +254,8 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--speakers", type=int, default=20)
-    parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--speakers", type=int, default=10)
+    parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=200.0, help="offered ops/s, paced phase")
     parser.add_argument("--upload-interval", type=float, default=1.0)
     args = parser.parse_args()
