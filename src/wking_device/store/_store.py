@@ -1189,17 +1189,8 @@ class RecordStore:
         shredded: list[int] = []
         missing: dict[int, bool] = {}  # key id -> destroyed? (looked up once per call)
         for seq, record_id, category, key_id, created_at, expires_at, payload in rows:
-            if type(key_id) is not int:  # an edited row (SQLite keeps text in any column)
-                bad.append((seq, "authentication failed"))
-                continue
-            sealer = None if key_id in missing else self._sealer_for(key_id)
+            sealer = self._sealer_or_set_aside(seq, key_id, missing, bad, shredded)
             if sealer is None:
-                if key_id not in missing:
-                    missing[key_id] = self.keys.was_destroyed(key_id)
-                if missing[key_id]:
-                    shredded.append(seq)
-                else:
-                    bad.append((seq, "unknown data key"))
                 continue
             try:
                 good.append(
@@ -1213,6 +1204,31 @@ class RecordStore:
             except RecordCorrupt:
                 bad.append((seq, "authentication failed"))
         return good, bad, shredded
+
+    def _sealer_or_set_aside(
+        self,
+        seq: int,
+        key_id: object,
+        missing: dict[int, bool],
+        bad: list[tuple[int, str]],
+        shredded: list[int],
+    ) -> Sealer | None:
+        """The sealer of a row's key, or ``None`` with the row filed as shredded or bad.
+
+        ``missing`` remembers, per call, which key ids have no sealer (destroyed or unknown).
+        """
+        if type(key_id) is not int:  # an edited row (SQLite keeps text in any column)
+            bad.append((seq, "authentication failed"))
+            return None
+        sealer = None if key_id in missing else self._sealer_for(key_id)
+        if sealer is None:
+            if key_id not in missing:
+                missing[key_id] = self.keys.was_destroyed(key_id)
+            if missing[key_id]:
+                shredded.append(seq)
+            else:
+                bad.append((seq, "unknown data key"))
+        return sealer
 
     def _set_aside(self, bad: list[tuple[int, str]], shredded: list[int]) -> None:
         """Quarantine failing rows and drop shredded ones (inside the caller's transaction)."""
@@ -1360,17 +1376,8 @@ class RecordStore:
         for seq, record_id, category, key_id, created_at, expires_at, payload in rows:
             sealer = sealers.get(key_id) if type(key_id) is int else None
             if sealer is None:
-                if type(key_id) is not int:  # an edited row (SQLite keeps text in any column)
-                    bad.append((seq, "authentication failed"))
-                    continue
-                sealer = None if key_id in missing else self._sealer_for(key_id)
+                sealer = self._sealer_or_set_aside(seq, key_id, missing, bad, shredded)
                 if sealer is None:
-                    if key_id not in missing:
-                        missing[key_id] = self.keys.was_destroyed(key_id)
-                    if missing[key_id]:
-                        shredded.append(seq)
-                    else:
-                        bad.append((seq, "unknown data key"))
                     continue
             try:
                 consent_id, policy_version, body = split(
