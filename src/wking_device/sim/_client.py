@@ -218,7 +218,10 @@ class SimClient(BaseBleakClient):
         super().__init__(
             address_or_ble_device, disconnected_callback=disconnected_callback, timeout=timeout
         )
-        del kwargs  # bluez=, winrt=, pair=, _is_retry_client= ... mean nothing here
+        bluez = kwargs.get("bluez") or {}
+        # As bleak's BlueZ backend: the adapter to scan on when the client was made from an
+        # address; a BLEDevice connects through the adapter that saw it.
+        self._adapter_name: str | None = bluez.get("adapter")
         self._name: str | None = None
         self._details: SimDeviceDetails | None = None
         if isinstance(address_or_ble_device, BLEDevice):
@@ -268,7 +271,10 @@ class SimClient(BaseBleakClient):
             scanner = world.backend.scanner
             assert scanner is not None  # a world's backend always has both classes
             device = await BleakScanner.find_device_by_address(
-                self.address, timeout=scan_s, backend=scanner
+                self.address,
+                timeout=scan_s,
+                backend=scanner,
+                bluez={"adapter": self._adapter_name} if self._adapter_name else {},
             )
             if device is None or not isinstance(device.details, SimDeviceDetails):
                 raise BleakDeviceNotFoundError(
@@ -300,8 +306,9 @@ class SimClient(BaseBleakClient):
             return
         timeout = float(kwargs.get("timeout", self._timeout))
         self._use_bleak_cache = bool(kwargs.get("dangerous_use_bleak_cache", False))
-        adapter = self._world._running_adapter()
+        self._world._check_running()
         peer_address = await self._peer_address(timeout)
+        adapter = self._through()
         try:
             async with asyncio.timeout(timeout):
                 await self._until_connectable(peer_address)
@@ -316,6 +323,24 @@ class SimClient(BaseBleakClient):
                 await self._drop_quietly()
             raise
 
+    @property
+    def adapter(self) -> str | None:
+        """The world adapter this client connects (or is connected) through, once known."""
+        return None if self._details is None else self._details.adapter
+
+    def _through(self) -> Any:
+        """The adapter that saw the device (BlueZ connects through the device's D-Bus path).
+
+        Raises:
+            BleakError: That adapter was unplugged: BlueZ removed the device object with it
+                (bleak's manager: ``device 'dev_…' not found``).
+        """
+        assert self._details is not None
+        adapter = self._world._adapter_or_none(self._details.adapter)
+        if adapter is None:
+            raise BleakError(f"device 'dev_{self.address.replace(':', '_')}' not found")
+        return adapter
+
     async def _until_connectable(self, peer_address: hci.Address) -> None:
         """Wait until the target advertises connectably, without holding the adapter.
 
@@ -325,14 +350,21 @@ class SimClient(BaseBleakClient):
         connectably goes to the controller.
         """
         link = self._world.link
+        adapter = self._through()
         while True:
+            if not adapter.present:
+                raise BleakError(f"device 'dev_{self.address.replace(':', '_')}' not found")
             target = link.find_sim_controller(peer_address)
-            if target is not None and target.is_connectable_now():
+            if (
+                target is not None
+                and target.is_connectable_now()
+                and target.rssi_seen_by(adapter.controller) is not None
+            ):
                 return
             await asyncio.sleep(_POLL_S)
 
     def _check_slots(self, adapter: Any) -> None:
-        slots = self._world.connection_slots
+        slots = adapter.connection_slots
         if slots is not None and len(adapter.device.connections) >= slots:
             raise BleakDBusError(CONNECTION_LIMIT_ERROR[0], list(CONNECTION_LIMIT_ERROR[1]))
 
@@ -528,7 +560,8 @@ class SimClient(BaseBleakClient):
         value = self._cached_values.get(handle)
         if value is None:
             # BlueZ exports no Value until one was read or notified; bleak's manager then fails.
-            path = f"/org/bluez/hci0/dev_{self.address.replace(':', '_')}/{kind}{handle:04x}"
+            name = self._details.adapter if self._details is not None else "hci0"
+            path = f"/org/bluez/{name}/dev_{self.address.replace(':', '_')}/{kind}{handle:04x}"
             raise BleakError(f"{kind} at {path} not found, device may be disconnected")
         return bytearray(value)
 
