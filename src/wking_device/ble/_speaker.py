@@ -545,13 +545,13 @@ class Speaker:
             self._limiter = limiter_for(
                 self._backend, self._settings.max_connections, adapter=self._adapter
             )
-        await self._limiter.acquire()
+        await self._limiter.acquire(self._address)
         self._holding_slot = True
 
     def _release_slot(self) -> None:
         if self._holding_slot and self._limiter is not None:
             self._holding_slot = False
-            self._limiter.release()
+            self._limiter.release(self._address)
 
     async def _teardown(self) -> None:
         """Forget the connection: fail pending commands, drop the codec, free the slot."""
