@@ -50,6 +50,7 @@ from bumble import att, core, hci
 from bumble.gatt import Characteristic
 
 from wking_device.sim._scanner import SimDeviceDetails
+from wking_device.sim._stack import CONNECTION_TIMEOUT
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -234,6 +235,7 @@ class SimClient(BaseBleakClient):
         # BlueZ's "Value" property: the last value read or notified on this connection.
         self._cached_values: dict[int, bytes] = {}
         self._connection: Connection | None = None
+        self._attached_adapter: Any = None
         self._peer: Peer | None = None
         self._guard: _RequestGuard | None = None
         self._mtu = att.ATT_DEFAULT_MTU
@@ -315,6 +317,7 @@ class SimClient(BaseBleakClient):
                 async with adapter.connect_lock:
                     self._check_slots(adapter)
                     connection = await self._create_connection(adapter, peer_address)
+                self._attached_adapter = adapter
                 self._attach(connection)
                 await self._discover()
         except BaseException:
@@ -496,6 +499,13 @@ class SimClient(BaseBleakClient):
     async def _drop_quietly(self) -> None:
         connection = self._connection
         if connection is None:
+            return
+        adapter = self._attached_adapter
+        if adapter is not None and not adapter.present:
+            # The adapter was unplugged: the link is gone with it and nothing can be sent (BlueZ
+            # removed the device object). Its disconnection event may still be on its way.
+            connection.remove_listener("disconnection", self._on_disconnection)
+            self._on_disconnection(CONNECTION_TIMEOUT)
             return
         try:
             await asyncio.wait_for(connection.disconnect(), _DISCONNECT_TIMEOUT)
