@@ -288,3 +288,28 @@ async def test_read_all_through_several_adapters(
         assert result.ok, result.errors
         assert len(result.infos) == 4
         assert 1 <= result.peak_connections <= 2  # one slot on each adapter
+
+
+def test_a_malformed_object_manager_answer_counts_only_what_it_can_read() -> None:
+    # BlueZ's answer is trusted for its shape only: wrong types are skipped, never raised on.
+    device = "org.bluez.Device1"
+    objects = {
+        "/org/bluez/hci0": {"org.bluez.Adapter1": {}},
+        "/org/bluez/hci0/dev_1": {device: {"Address": 42, "Connected": True}},
+        "/org/bluez/hci0/dev_2": {device: {"Address": "C0:57:4B:00:00:02", "Adapter": 7}},
+        "/org/bluez/hci0/dev_3": {device: {"Connected": True}},
+        "/org/bluez/hci0/dev_4": {device: {"Address": "C0:57:4B:00:00:04", "Connected": 1}},
+    }
+    assert bluez_connected_by_adapter(objects) == {"hci0": frozenset({"C0:57:4B:00:00:04"})}
+
+
+def test_an_adapter_name_that_is_not_plain_is_refused() -> None:
+    for name in ("", "../hci0", "hci0/dev_C0"):
+        with pytest.raises(UsageError):
+            SimWorld(adapters=[name])
+    with pytest.raises(UsageError):
+        SimWorld(adapters=["hci0", "hci0"])
+    with pytest.raises(UsageError):
+        SimWorld(adapters=[])
+    with pytest.raises(UsageError):
+        SimWorld(adapters=[AdapterSpec("hci0", connection_slots=0)])
