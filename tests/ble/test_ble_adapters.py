@@ -254,7 +254,9 @@ async def test_a_kept_session_fails_over_when_its_adapter_is_unplugged(
 
                 found = await discover(2.0, backend=world.backend, count=1)
                 assert await keeper.keep({sim.address}, found) == {sim.address}
-                await _until(lambda: keeper.connected() == {sim.address})
+                await keeper.settled(10)  # the first connection is set up (or failed)
+                assert keeper.last_error(sim.address) is None
+                assert keeper.connected() == {sim.address}
                 assert keeper.adapter(sim.address) == "hci0"
 
                 await world.unplug_adapter("hci0")
@@ -262,10 +264,10 @@ async def test_a_kept_session_fails_over_when_its_adapter_is_unplugged(
                     lambda: (
                         keeper.adapter(sim.address) == "hci1"
                         and keeper.connected() == {sim.address}
+                        and keeper.reconnects == 1
                     )
                 )
                 assert world.connected_on("hci1") == [sim.address]
-                assert keeper.reconnects == 1
         failover = [r.getMessage() for r in caplog.records if "was hci0" in r.getMessage()]
         assert failover, "the failover was not logged"
         assert "hci1" in failover[0]

@@ -137,9 +137,9 @@ _DEFAULTS = BleSettings()
 DEFAULT_RECONNECT_TIMEOUT: Final = 15.0
 """Seconds a reconnect may take in total (``Speaker(reconnect_timeout=...)``'s default)."""
 _DISCONNECT_TIMEOUT = 5.0
+"""Bound on a local disconnect: bumble's can hang when the peer vanished (simulator gap D)."""
 _PICK_GRACE = 1.0
 """With several adapters: seconds the others may take to see the address after the first did."""
-"""Bound on a local disconnect: bumble's can hang when the peer vanished (simulator gap D)."""
 _SEQ_SPACE = 256
 """Sequence numbers are one byte (docs/protocol.md): they wrap after 256 commands."""
 
@@ -630,10 +630,6 @@ class Speaker:
     async def _pick_adapter(self, deadline: float | None) -> None:
         """Look for the address on every adapter at once; take the best one (see the class).
 
-        Scans end when every adapter saw the address, or :data:`_PICK_GRACE` seconds after the
-        first did, or at the scan timeout. An adapter whose scan fails (unplugged) is passed
-        over.
-
         Raises:
             DeviceNotFound: No adapter saw the address.
         """
@@ -642,41 +638,7 @@ class Speaker:
         window = (
             self._scan_timeout if deadline is None else self._window(self._scan_timeout, deadline)
         )
-        sightings: dict[str, DiscoveredSpeaker] = {}
-        seen = asyncio.Event()
-
-        async def look(name: str) -> None:
-            try:
-                found = await find_speaker(
-                    self._address,
-                    timeout=window,
-                    backend=self._backend,
-                    profile=self._profile,
-                    events=self._bus,
-                    adapter=name,
-                )
-            except BluetoothError as exc:
-                _LOGGER.debug("%s: not found on %s: %s", self._address, name, exc.message)
-                return
-            sightings[name] = found
-            seen.set()
-
-        tasks = [asyncio.create_task(look(name)) for name in self._adapters]
-        try:
-            everything: asyncio.Future[list[None]] = asyncio.gather(*tasks)
-            first: asyncio.Future[Any] = asyncio.ensure_future(seen.wait())
-            try:
-                await asyncio.wait([everything, first], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                first.cancel()
-            if not everything.done():
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(_PICK_GRACE):
-                        await asyncio.shield(everything)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        sightings = await self._sightings(self._adapters, window)
         if not sightings:
             raise DeviceNotFound(
                 f"{self._address} did not advertise on any of {len(self._adapters)} adapters "
@@ -701,17 +663,64 @@ class Speaker:
         self._model = found.model or self._model
         if self._own_limiter and not self._holding_slot:
             self._limiter = None  # the chosen adapter's shared limiter is taken next
-        log = _LOGGER.info if previous is not None and previous != chosen.adapter else _LOGGER.debug
-        log(
+        moved = previous is not None and previous != chosen.adapter
+        (_LOGGER.info if moved else _LOGGER.debug)(
             "%s: connecting through %s (RSSI %d dBm, %d free slots; %d adapters saw it)%s",
             self._address,
             chosen.adapter,
             chosen.rssi,
             chosen.free,
             len(sightings),
-            f", was {previous}" if previous is not None and previous != chosen.adapter else "",
+            f", was {previous}" if moved else "",
         )
         self._restoring = "connect"
+
+    async def _sightings(self, adapters: list[str], window: float) -> dict[str, DiscoveredSpeaker]:
+        """Scan every adapter for the address at once; what each saw.
+
+        Scans end when every adapter saw the address, :data:`_PICK_GRACE` seconds after the
+        first did, or after ``window`` seconds. An adapter whose scan fails (unplugged) is
+        passed over.
+        """
+        sightings: dict[str, DiscoveredSpeaker] = {}
+        seen = asyncio.Event()
+
+        async def look(name: str) -> None:
+            try:
+                found = await find_speaker(
+                    self._address,
+                    timeout=window,
+                    backend=self._backend,
+                    profile=self._profile,
+                    events=self._bus,
+                    adapter=name,
+                )
+            except BluetoothError as exc:
+                _LOGGER.debug("%s: not found on %s: %s", self._address, name, exc.message)
+                return
+            except Exception as exc:  # noqa: BLE001 - one adapter's failure passes it over
+                _LOGGER.debug("%s: scanning on %s failed: %r", self._address, name, exc)
+                return
+            sightings[name] = found
+            seen.set()
+
+        tasks = [asyncio.create_task(look(name)) for name in adapters]
+        try:
+            everything: asyncio.Future[list[None]] = asyncio.gather(*tasks)
+            first: asyncio.Future[Any] = asyncio.ensure_future(seen.wait())
+            try:
+                await asyncio.wait([everything, first], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                first.cancel()
+            if not everything.done():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_PICK_GRACE):
+                        await asyncio.shield(everything)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return sightings
 
     def _elsewhere(self) -> bool:
         """Whether BlueZ saw the device on an adapter other than the one asked for.
