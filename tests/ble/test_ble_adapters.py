@@ -315,3 +315,12 @@ def test_an_adapter_name_that_is_not_plain_is_refused() -> None:
         SimWorld(adapters=[])
     with pytest.raises(UsageError):
         SimWorld(adapters=[AdapterSpec("hci0", connection_slots=0)])
+    with pytest.raises(UsageError, match="not an address"):
+        SimWorld(adapters=[AdapterSpec("hci0", address="hci0")])
+    with pytest.raises(UsageError, match="same address"):
+        SimWorld(
+            adapters=[
+                AdapterSpec("hci0", "F0:00:00:00:00:01"),
+                AdapterSpec("hci1", "F0:00:00:00:00:01"),
+            ]
+        )

@@ -281,6 +281,10 @@ class SimWorld:
             if slots is not None and slots < 1:
                 raise UsageError(f"connection_slots must be at least 1, got {slots}")
             address = (spec.address or f"{ADAPTER_ADDRESS[:-2]}{index + 1:02X}").upper()
+            try:
+                hci.Address(address, hci.Address.RANDOM_DEVICE_ADDRESS)
+            except (ValueError, TypeError) as exc:
+                raise UsageError(f"adapter {spec.name}: not an address: {address!r}") from exc
             resolved[spec.name] = AdapterSpec(spec.name, address, slots)
         addresses = [s.address for s in resolved.values()]
         if len(set(addresses)) != len(addresses):
