@@ -28,7 +28,7 @@ from wking_device.ble import (
     pick_adapter,
     read_all,
 )
-from wking_device.errors import DeviceNotFound, UsageError
+from wking_device.errors import BluetoothError, DeviceNotFound, UsageError
 from wking_device.sim import AdapterSpec, SimWorld
 
 if TYPE_CHECKING:
@@ -324,3 +324,23 @@ def test_an_adapter_name_that_is_not_plain_is_refused() -> None:
                 AdapterSpec("hci1", "F0:00:00:00:00:01"),
             ]
         )
+
+
+async def test_a_session_on_an_adapter_that_is_gone_fails_instead_of_waiting_for_a_slot(
+    fast_settings: BleSettings, fast_retry: RetryPolicy
+) -> None:
+    # The stack reports no such adapter: the slot view knows nothing, so the connect goes ahead
+    # and fails with the stack's own error (it must not wait for a slot that never comes).
+    async with SimWorld.fleet(1, adv_interval_ms=20, adapters=["hci0", "hci1"]) as world:
+        await world.unplug_adapter("hci1")
+        session = Speaker(
+            world.speakers[0].address,
+            backend=world.backend,
+            settings=fast_settings,
+            retry=fast_retry,
+            adapter="hci1",
+        )
+        async with asyncio.timeout(10):
+            with pytest.raises(BluetoothError, match="adapter 'hci1' not found"):
+                await session.connect()
+        assert not session.is_connected

@@ -42,7 +42,8 @@ class ConnectionLimiter:
     With a ``probe`` (the shared limiters of :func:`limiter_for` have one), a slot is granted
     only while ``limit - ours - foreign > 0``, where *foreign* counts the devices the adapter
     has connected that no holder of this limiter connected, and ``limit`` is lowered to the
-    controller's own limit where the stack reports one.
+    controller's own limit where the stack reports one. When the adapter's state is unknown, or
+    the stack has no such adapter, only ``limit`` applies.
 
     Args:
         limit: The number of slots (``Settings.ble.max_connections``).
@@ -91,12 +92,14 @@ class ConnectionLimiter:
         if self._probe is None:
             return None
         slots = await self._probe()
-        if slots is None:
+        if slots is None or not slots.present:
+            # Nothing known (or no such adapter: the connect then fails with the stack's own
+            # error, rather than waiting for a slot that never comes).
             self.foreign = 0
             self._stack_limit = None
         else:
             self.foreign = len(slots.connected - set(self._holders))
-            self._stack_limit = slots.limit if slots.present else 0
+            self._stack_limit = slots.limit
         return slots
 
     async def available(self) -> int:
