@@ -344,3 +344,15 @@ async def test_a_session_on_an_adapter_that_is_gone_fails_instead_of_waiting_for
             with pytest.raises(BluetoothError, match="adapter 'hci1' not found"):
                 await session.connect()
         assert not session.is_connected
+
+
+def test_the_adapter_of_a_device_comes_from_its_bluez_path_or_simulator_details() -> None:
+    from bleak.backends.device import BLEDevice  # noqa: PLC0415
+
+    from wking_device.ble._adapters import device_adapter  # noqa: PLC0415
+
+    address = "C0:57:4B:00:00:01"
+    bluez = BLEDevice(address, None, {"path": "/org/bluez/hci1/dev_C0_57_4B_00_00_01"})
+    assert device_adapter(bluez) == "hci1"
+    assert device_adapter(BLEDevice(address, None, {"path": "/somewhere/else"})) is None
+    assert device_adapter(BLEDevice(address, None, None)) is None  # macOS, Windows: unknown

@@ -294,6 +294,8 @@ async def _bluez_slots(adapter: str | None) -> AdapterSlots | None:
         _LOGGER.debug("BlueZ cannot be asked for its connections: %r", exc)
         return None
     by_adapter = bluez_connected_by_adapter(objects)
+    # No adapter named: the lowest hciN stands for BlueZ's default (its first powered adapter
+    # with the central role, which the object tree alone does not single out).
     name = adapter or (min(by_adapter) if by_adapter else None)
     if name is None or name not in by_adapter:
         return AdapterSlots(adapter, present=False, limit=None, connected=frozenset())
