@@ -22,7 +22,10 @@ from wking_device.sim import SimWorld, SpeakerSpec
 
 
 def _world() -> SimWorld:
-    return SimWorld([SpeakerSpec.for_index(1, adv_interval_ms=20, mtu=247)])
+    # two adapters: the simulator honours bleak's bluez={"adapter": ...} as BlueZ does
+    return SimWorld(
+        [SpeakerSpec.for_index(1, adv_interval_ms=20, mtu=247)], adapters=["hci0", "hci1"]
+    )
 
 
 def _bluez_mtu_client(base: Any) -> Any:

@@ -14,7 +14,15 @@ consent: collectors subscribe to the event bus.
 
 from __future__ import annotations
 
-from wking_device.ble._adapters import close_stale_connections, connected_in_stack
+from wking_device.ble._adapters import (
+    AdapterCandidate,
+    AdapterSlots,
+    adapter_slots,
+    bluez_connected_by_adapter,
+    close_stale_connections,
+    connected_in_stack,
+    pick_adapter,
+)
 from wking_device.ble._backend import BleBackend
 from wking_device.ble._discovery import (
     DEFAULT_SCAN_TIMEOUT,
@@ -48,6 +56,8 @@ from wking_device.ble._tracker import (
 from wking_device.ble._translate import RetryPolicy
 
 __all__ = [  # noqa: RUF022 - plain sorted() order, like wking_device.__all__
+    "AdapterCandidate",
+    "AdapterSlots",
     "AvailabilityEvent",
     "BatteryReading",
     "BleBackend",
@@ -72,6 +82,8 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, like wking_device.__all__
     "SpeakerUnavailable",
     "TrackedSpeaker",
     "Unsubscribe",
+    "adapter_slots",
+    "bluez_connected_by_adapter",
     "close_stale_connections",
     "connected_in_stack",
     "discover",
@@ -79,5 +91,6 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, like wking_device.__all__
     "find_speaker",
     "get_event_bus",
     "limiter_for",
+    "pick_adapter",
     "read_all",
 ]

@@ -15,13 +15,26 @@ paths:
 
 Where the platform has no adapter backend (macOS and Windows have none that lists connected
 devices here) or the stack cannot be asked (no BlueZ, no D-Bus), nothing is closed and the
-session connects as before. It does not count slots or choose adapters.
+session connects as before.
+
+It also owns the per-adapter slot view, :func:`adapter_slots` (:class:`AdapterSlots`): every
+device connected on an adapter, whoever connected it, and the controller's limit where the stack
+knows it — what habluetooth's ``BleakSlotManager`` counts. On BlueZ it is read from BlueZ's
+object manager (``org.freedesktop.DBus.ObjectManager.GetManagedObjects`` on ``org.bluez``, the
+``Connected`` and ``Adapter`` properties of every ``org.bluez.Device1``; BlueZ does not expose
+the controller's limit, so the configured ``max_connections`` stands for it), through
+:func:`bluez_connected_by_adapter`; an adapter backend that offers ``connection_state()`` (the
+simulator's) is asked instead. :func:`pick_adapter` chooses among several adapters the way
+habluetooth does. It does not hold slots (:mod:`wking_device.ble._limiter` does).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bleak.backends.adapter import get_platform_adapter_backend_type
@@ -29,13 +42,24 @@ from bleak.backends.adapter import get_platform_adapter_backend_type
 from wking_device.protocol import WKING_V1
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
     from bleak.backends.adapter import BaseBleakAdapter
     from bleak.backends.device import BLEDevice
 
     from wking_device.ble._backend import BleBackend
     from wking_device.protocol import DeviceProfile
 
-__all__ = ["close_stale_connections", "connected_in_stack"]
+__all__ = [
+    "AdapterCandidate",
+    "AdapterSlots",
+    "adapter_slots",
+    "bluez_connected_by_adapter",
+    "close_stale_connections",
+    "connected_in_stack",
+    "device_adapter",
+    "pick_adapter",
+]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -147,3 +171,202 @@ async def _bluez_disconnect(path: str) -> None:  # pragma: no cover - needs Blue
             raise OSError(f"BlueZ refused to disconnect: {reply.error_name} {reply.body!r}")
     finally:
         bus.disconnect()
+
+
+# --- slots ----------------------------------------------------------------------------------------
+
+_BLUEZ_ADAPTER = "org.bluez.Adapter1"
+_BLUEZ_DEVICE = "org.bluez.Device1"
+_BLUEZ_RETRY_S = 60.0
+"""After BlueZ could not be asked (no system bus, no BlueZ), seconds before asking again."""
+_bluez_unavailable_until = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterSlots:
+    """An adapter's connections as its Bluetooth stack reports them.
+
+    Attributes:
+        adapter: The adapter's name (``hci0``), or ``None`` for the default one.
+        present: Whether the stack has the adapter (an unplugged one has no free slot).
+        limit: The controller's connection limit where the stack knows it (the simulator), else
+            ``None`` (BlueZ does not expose it: the configured ``max_connections`` stands in).
+        connected: Upper-case addresses of every device connected on it, whoever connected it.
+    """
+
+    adapter: str | None
+    present: bool
+    limit: int | None
+    connected: frozenset[str]
+
+    def free(self, configured: int) -> int:
+        """Free slots: the limit (the lower of ``configured`` and the stack's) minus connected."""
+        if not self.present:
+            return 0
+        limit = configured if self.limit is None else min(configured, self.limit)
+        return max(0, limit - len(self.connected))
+
+
+def _plain(value: Any) -> Any:
+    """A D-Bus value without its ``Variant`` wrapper (dbus-fast keeps ``.value``)."""
+    return getattr(value, "value", value)
+
+
+def bluez_connected_by_adapter(
+    objects: Mapping[str, Mapping[str, Mapping[str, Any]]],
+) -> dict[str, frozenset[str]]:
+    """Every adapter BlueZ has and the addresses connected on it (from its object manager).
+
+    Args:
+        objects: What ``org.freedesktop.DBus.ObjectManager.GetManagedObjects`` on ``org.bluez``
+            returns: object path -> interface -> property -> value (plain or ``Variant``).
+
+    Returns:
+        Adapter name (``hci0``) -> upper-case addresses of its connected devices (empty set for
+        an adapter with none); a device of an adapter not listed is counted under its adapter
+        all the same.
+    """
+    result: dict[str, set[str]] = {}
+    for path, interfaces in objects.items():
+        if _BLUEZ_ADAPTER in interfaces:
+            result.setdefault(path.rsplit("/", 1)[-1], set())
+    for path, interfaces in objects.items():
+        device = interfaces.get(_BLUEZ_DEVICE)
+        if device is None or not _plain(device.get("Connected", False)):
+            continue
+        adapter_path = _plain(device.get("Adapter")) or path.rsplit("/", 1)[0]
+        address = _plain(device.get("Address"))
+        if not isinstance(adapter_path, str) or not isinstance(address, str):
+            continue
+        result.setdefault(adapter_path.rsplit("/", 1)[-1], set()).add(address.upper())
+    return {name: frozenset(addresses) for name, addresses in result.items()}
+
+
+async def adapter_slots(
+    *, backend: BleBackend | None = None, adapter: str | None = None
+) -> AdapterSlots | None:
+    """How many devices ``adapter`` has connected now, whoever connected them.
+
+    Args:
+        backend: The bleak backend (with its adapter backend); ``None`` for the platform's.
+        adapter: The adapter (``hci0``); ``None`` for the default one.
+
+    Returns:
+        The adapter's connections; ``None`` when the platform or stack cannot tell (no adapter
+        backend that reports them, not BlueZ, no D-Bus).
+    """
+    try:
+        if backend is not None and not backend.is_default:
+            if backend.adapter is None:
+                return None
+            stack = await backend.adapter.get(bluez={"adapter": adapter} if adapter else {})
+            state = getattr(stack, "connection_state", None)
+            if not callable(state):
+                return None
+            found = await state()
+            if found is None:
+                return AdapterSlots(adapter, present=False, limit=0, connected=frozenset())
+            limit, connected = found
+            return AdapterSlots(
+                adapter,
+                present=True,
+                limit=limit,
+                connected=frozenset(a.upper() for a in connected),
+            )
+        return await _bluez_slots(adapter)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - unknown here: the configured limit alone applies
+        _LOGGER.debug("the adapter's connections are unknown here: %r", exc)
+        return None
+
+
+async def _bluez_slots(adapter: str | None) -> AdapterSlots | None:
+    global _bluez_unavailable_until  # noqa: PLW0603 - one process-wide "do not ask again yet"
+    if sys.platform != "linux" or time.monotonic() < _bluez_unavailable_until:
+        return None
+    try:
+        objects = await _bluez_managed_objects()
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - no system bus or no BlueZ: not asked for a while
+        _bluez_unavailable_until = time.monotonic() + _BLUEZ_RETRY_S
+        _LOGGER.debug("BlueZ cannot be asked for its connections: %r", exc)
+        return None
+    by_adapter = bluez_connected_by_adapter(objects)
+    # No adapter named: the lowest hciN stands for BlueZ's default (its first powered adapter
+    # with the central role, which the object tree alone does not single out).
+    name = adapter or (min(by_adapter) if by_adapter else None)
+    if name is None or name not in by_adapter:
+        return AdapterSlots(adapter, present=False, limit=None, connected=frozenset())
+    return AdapterSlots(adapter, present=True, limit=None, connected=by_adapter[name])
+
+
+async def _bluez_managed_objects() -> dict[str, Any]:  # pragma: no cover - needs BlueZ
+    """``GetManagedObjects`` of ``org.bluez`` over the system bus (real BlueZ only)."""
+    from dbus_fast import BusType, Message, MessageType  # noqa: PLC0415 - Linux only
+    from dbus_fast.aio import MessageBus  # noqa: PLC0415
+
+    bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    try:
+        reply = await bus.call(
+            Message(
+                destination="org.bluez",
+                path="/",
+                interface="org.freedesktop.DBus.ObjectManager",
+                member="GetManagedObjects",
+            )
+        )
+        if reply is None or reply.message_type is MessageType.ERROR:
+            raise OSError(f"BlueZ did not list its objects: {reply!r}")
+        objects: dict[str, Any] = reply.body[0]
+        return objects
+    finally:
+        bus.disconnect()
+
+
+# --- choosing an adapter --------------------------------------------------------------------------
+
+
+def device_adapter(device: BLEDevice) -> str | None:
+    """The adapter that saw ``device`` (BlueZ: from its D-Bus path), where the backend tells."""
+    details: Any = device.details
+    if isinstance(details, dict):
+        path = details.get("path")
+        if isinstance(path, str) and path.startswith("/org/bluez/"):
+            return path.split("/")[3]
+        return None
+    name = getattr(details, "adapter", None)
+    return name if isinstance(name, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterCandidate:
+    """One adapter that saw a speaker, for :func:`pick_adapter`.
+
+    Attributes:
+        adapter: Its name.
+        rssi: The speaker's RSSI as this adapter sees it (dBm).
+        free: Its free connection slots.
+        connections: Devices connected on it now.
+    """
+
+    adapter: str
+    rssi: int
+    free: int
+    connections: int
+
+
+def pick_adapter(candidates: Iterable[AdapterCandidate]) -> AdapterCandidate | None:
+    """The adapter to connect through: a free slot, then the best RSSI, then fewer connections.
+
+    habluetooth's rule for a device several adapters see. The name breaks a remaining tie, so
+    the choice is the same every time.
+
+    Returns:
+        The chosen candidate; ``None`` when none has a free slot.
+    """
+    free = [c for c in candidates if c.free > 0]
+    if not free:
+        return None
+    return min(free, key=lambda c: (-c.rssi, c.connections, c.adapter))

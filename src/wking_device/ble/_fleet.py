@@ -21,7 +21,7 @@ from wking_device.errors import BluetoothError, DeviceNotFound
 from wking_device.protocol import WKING_V1
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable
+    from collections.abc import Awaitable, Callable, Iterable, Sequence
 
     from wking_device.ble._backend import BleBackend
     from wking_device.ble._events import EventBus
@@ -60,7 +60,7 @@ def _address_of(target: SpeakerTarget) -> str:
     return target if isinstance(target, str) else target.address
 
 
-async def read_all(
+async def read_all(  # noqa: PLR0915 - one flat flow: limiter, sessions, results
     speakers: Iterable[SpeakerTarget],
     *,
     backend: BleBackend | None = None,
@@ -71,6 +71,7 @@ async def read_all(
     retry: RetryPolicy | None = None,
     read: Callable[[Speaker], Awaitable[DeviceInfo]] | None = None,
     on_result: Callable[[str, DeviceInfo | BluetoothError], None] | None = None,
+    adapters: Sequence[str] | None = None,
 ) -> FleetResult:
     """Connect to each speaker, read its information, disconnect; concurrently, under a limit.
 
@@ -89,6 +90,9 @@ async def read_all(
         retry: Connection attempts and backoff for each session.
         read: What to do with each connected speaker (default :meth:`Speaker.read_info`).
         on_result: Called as each speaker finishes (progress display).
+        adapters: Several adapters to read through (``Speaker(adapters=...)``): each speaker
+            connects through the adapter with a free slot and the best RSSI. With no explicit
+            ``limit``, each adapter's shared limiter applies.
 
     Returns:
         Per-speaker results and errors.
@@ -101,8 +105,11 @@ async def read_all(
         if limit is not None
         else limiter_for(backend, settings.max_connections, adapter=settings.adapter)
     )
+    per_adapter = adapters is not None and limit is None  # each adapter's own limiter
     baseline_peak = limiter.peak
     limiter.reset_peak()
+    open_now = 0
+    open_peak = 0
     reader = read or (lambda speaker: speaker.read_info())
     result = FleetResult()
 
@@ -116,10 +123,17 @@ async def read_all(
                 profile=profile,
                 events=events,
                 settings=settings,
-                limiter=limiter,
+                limiter=None if per_adapter else limiter,
                 retry=retry,
+                adapters=adapters,
             ) as speaker:
-                outcome = await reader(speaker)
+                nonlocal open_now, open_peak
+                open_now += 1
+                open_peak = max(open_peak, open_now)
+                try:
+                    outcome = await reader(speaker)
+                finally:
+                    open_now -= 1
         except BluetoothError as exc:
             _LOGGER.debug("reading %s failed: %s", address, exc)
             outcome = exc
@@ -158,7 +172,7 @@ async def read_all(
             for target in unique:
                 group.create_task(one(target))
     finally:
-        result.peak_connections = limiter.peak
+        result.peak_connections = open_peak if per_adapter else limiter.peak
         limiter.peak = max(baseline_peak, limiter.peak)
         result.duration_s = loop.time() - started
     return result

@@ -1,4 +1,4 @@
-"""A limit on concurrent connections per adapter.
+"""A limit on concurrent connections per adapter, counted against the adapter's real state.
 
 This module owns :class:`ConnectionLimiter` (a counting gate that also measures how many
 connections were open at once) and the per-event-loop registry that gives every
@@ -7,75 +7,167 @@ connect anything; a speaker holds a slot from its first connection attempt until
 
 Real adapters manage 5-10 simultaneous LE connections; past that, BlueZ answers with
 "le-connection-abort-by-local" or out-of-slots errors, which are slow to recover from. Waiting for
-a slot is cheaper than failing.
+a slot is cheaper than failing. A shared limiter also reads the adapter's state
+(:func:`~wking_device.ble.adapter_slots`) before granting a slot, as habluetooth's
+``BleakSlotManager`` counts: a device connected on the adapter by another program (or another
+limiter) takes a slot too, and a controller limit lower than the configured one wins.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import weakref
+from collections import Counter
 from typing import TYPE_CHECKING
 
+from wking_device.ble._adapters import AdapterSlots, adapter_slots
+
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from wking_device.ble._backend import BleBackend
 
 __all__ = ["ConnectionLimiter", "limiter_for"]
 
+_RECHECK_S = 0.5
+"""While slots are taken by connections that are not ours, how often the adapter is read again
+(such a connection ending sends us nothing)."""
+
 
 class ConnectionLimiter:
     """At most ``limit`` connections at once; others wait for a slot (first come, first served).
+
+    With a ``probe`` (the shared limiters of :func:`limiter_for` have one), a slot is granted
+    only while ``limit - ours - foreign > 0``, where *foreign* counts the devices the adapter
+    has connected that no holder of this limiter connected, and ``limit`` is lowered to the
+    controller's own limit where the stack reports one. When the adapter's state is unknown, or
+    the stack has no such adapter, only ``limit`` applies.
+
+    Args:
+        limit: The number of slots (``Settings.ble.max_connections``).
+        probe: Reads the adapter's connections (see :func:`~wking_device.ble.adapter_slots`).
 
     Attributes:
         limit: The number of slots.
         active: Slots currently held.
         peak: The highest number of slots held at once since creation (or :meth:`reset_peak`).
+        foreign: Connections on the adapter that are not ours, at the last reading.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(
+        self,
+        limit: int,
+        *,
+        probe: Callable[[], Awaitable[AdapterSlots | None]] | None = None,
+    ) -> None:
         if limit < 1:
             raise ValueError("limit must be >= 1")
         self.limit = limit
         self.active = 0
         self.peak = 0
-        self._semaphore = asyncio.Semaphore(limit)
+        self.foreign = 0
+        self._probe = probe
+        self._stack_limit: int | None = None
+        self._holders: Counter[str] = Counter()
+        self._turn = asyncio.Lock()  # FIFO: one waiter at a time looks for a free slot
+        self._released = asyncio.Event()
+        self._waiters = 0
 
     @property
     def waiting(self) -> int:
         """How many tasks wait for a slot (approximate; for progress display)."""
-        waiters = getattr(self._semaphore, "_waiters", None)
-        return len(waiters) if waiters else 0
+        return self._waiters
 
-    async def acquire(self) -> None:
-        """Wait for a slot and take it."""
-        await self._semaphore.acquire()
+    @property
+    def effective_limit(self) -> int:
+        """``limit``, lowered to the controller's limit where the stack reported one."""
+        if self._stack_limit is None:
+            return self.limit
+        return min(self.limit, self._stack_limit)
+
+    async def read(self) -> AdapterSlots | None:
+        """Read the adapter's connections now and update :attr:`foreign` (``None``: unknown)."""
+        if self._probe is None:
+            return None
+        slots = await self._probe()
+        if slots is None or not slots.present:
+            # Nothing known (or no such adapter: the connect then fails with the stack's own
+            # error, rather than waiting for a slot that never comes).
+            self.foreign = 0
+            self._stack_limit = None
+        else:
+            self.foreign = len(slots.connected - set(self._holders))
+            self._stack_limit = slots.limit
+        return slots
+
+    async def available(self) -> int:
+        """Free slots now: the (effective) limit minus ours minus foreign connections."""
+        await self.read()
+        return max(0, self.effective_limit - self.active - self.foreign)
+
+    async def acquire(self, address: str | None = None) -> None:
+        """Wait for a slot and take it.
+
+        Args:
+            address: The device the slot is for: once connected it is ours, not foreign.
+        """
+        self._waiters += 1
+        try:
+            async with self._turn:
+                while True:
+                    self._released.clear()
+                    recheck: float | None = None
+                    if self.active < self.limit:
+                        if self._probe is None:
+                            break
+                        if await self.available() > 0:
+                            break
+                        recheck = _RECHECK_S
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(recheck):
+                            await self._released.wait()
+        finally:
+            self._waiters -= 1
         self.active += 1
         self.peak = max(self.peak, self.active)
+        self._holders[_key(address)] += 1
 
-    def release(self) -> None:
-        """Give a slot back."""
+    def release(self, address: str | None = None) -> None:
+        """Give a slot back (``address``: the one given to :meth:`acquire`)."""
         if self.active <= 0:
             raise RuntimeError("ConnectionLimiter.release() without acquire()")
         self.active -= 1
-        self._semaphore.release()
+        key = _key(address)
+        self._holders[key] -= 1
+        if self._holders[key] <= 0:
+            del self._holders[key]
+        self._released.set()
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def slot(self, address: str | None = None) -> AsyncIterator[None]:
         """Hold a slot for the duration of the ``async with`` block."""
-        await self.acquire()
+        await self.acquire(address)
         try:
             yield
         finally:
-            self.release()
+            self.release(address)
 
     def reset_peak(self) -> None:
         """Restart peak measurement from the current number of active slots."""
         self.peak = self.active
 
     def __repr__(self) -> str:
-        return f"ConnectionLimiter(limit={self.limit}, active={self.active}, peak={self.peak})"
+        return (
+            f"ConnectionLimiter(limit={self.limit}, active={self.active}, peak={self.peak}, "
+            f"foreign={self.foreign})"
+        )
+
+
+def _key(address: str | None) -> str:
+    # A slot taken without an address never matches a connected device's address.
+    return address.upper() if address else ""
 
 
 # One registry per event loop: asyncio primitives must not cross loops, and a CLI run or a test
@@ -90,7 +182,8 @@ def limiter_for(
 ) -> ConnectionLimiter:
     """Return the shared limiter for a backend and adapter in the running event loop.
 
-    The first call for a key creates the limiter with ``limit``; later calls return it as is.
+    The first call for a key creates the limiter with ``limit``, reading the adapter's state
+    through :func:`~wking_device.ble.adapter_slots`; later calls return it as is.
 
     Args:
         backend: The backend pair (``None`` for the platform default).
@@ -102,5 +195,6 @@ def limiter_for(
     key = (backend.client if backend is not None else None, adapter)
     limiter = per_loop.get(key)
     if limiter is None:
-        limiter = per_loop[key] = ConnectionLimiter(limit)
+        probe = functools.partial(adapter_slots, backend=backend, adapter=adapter)
+        limiter = per_loop[key] = ConnectionLimiter(limit, probe=probe)
     return limiter

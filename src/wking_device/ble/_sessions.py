@@ -39,7 +39,7 @@ from wking_device.errors import BluetoothError, UsageError
 from wking_device.protocol import WKING_V1
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable
+    from collections.abc import Collection, Iterable, Sequence
 
     from wking_device.ble._backend import BleBackend
     from wking_device.ble._discovery import DiscoveredSpeaker
@@ -92,6 +92,9 @@ class SessionKeeper:
         backoff: Delays between reconnection attempts (``attempts`` is not used: a kept speaker
             is retried until it is let go).
         retry: Connection attempts and backoff within one reconnection (each session's own).
+        adapters: Several adapters to keep sessions through (``Speaker(adapters=...)``): every
+            connection goes through the adapter with a free slot and the best RSSI, and a
+            session whose adapter disappears reconnects through another that sees the speaker.
 
     Attributes:
         reconnects: Connections made again after a kept link went down.
@@ -110,7 +113,9 @@ class SessionKeeper:
         slots: int | None = None,
         backoff: RetryPolicy = DEFAULT_BACKOFF,
         retry: RetryPolicy | None = None,
+        adapters: Sequence[str] | None = None,
     ) -> None:
+        self._adapters = list(adapters) if adapters is not None else None
         self._settings = settings or BleSettings()
         if slots is None:
             slots = self._settings.max_connections - 1
@@ -147,6 +152,14 @@ class SessionKeeper:
     def connected(self) -> set[str]:
         """Upper-case addresses of the kept speakers whose link is up now."""
         return {address for address, kept in self._kept.items() if kept.speaker.is_connected}
+
+    def adapter(self, address: str) -> str | None:
+        """The adapter the kept speaker's current (or last) connection goes through.
+
+        Raises:
+            UsageError: ``address`` is not kept.
+        """
+        return self.session(address).adapter
 
     def last_error(self, address: str) -> BluetoothError | None:
         """Why the kept speaker's latest connection attempt failed (``None``: it did not)."""
@@ -214,6 +227,7 @@ class SessionKeeper:
             retry=self._retry,
             disconnected_callback=on_down,
             close_stale=True,  # a connection left by another program would keep it silent
+            adapters=self._adapters,
         )
         kept = _Kept(speaker)
         self._kept[key] = kept

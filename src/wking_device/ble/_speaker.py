@@ -40,7 +40,12 @@ from bleak.backends.device import BLEDevice
 from bleak.uuids import normalize_uuid_str
 
 from wking_device._subscription import Subscription
-from wking_device.ble._adapters import close_stale_connections
+from wking_device.ble._adapters import (
+    AdapterCandidate,
+    close_stale_connections,
+    device_adapter,
+    pick_adapter,
+)
 from wking_device.ble._delivery import DEFAULT_MAX_QUEUED, EventQueue
 from wking_device.ble._discovery import DiscoveredSpeaker, find_speaker
 from wking_device.ble._events import OpTimer, get_event_bus
@@ -105,7 +110,7 @@ from wking_device.protocol import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable
+    from collections.abc import Awaitable, Callable, Iterable, Sequence
     from types import TracebackType
 
     from bleak.backends.characteristic import BleakGATTCharacteristic
@@ -133,6 +138,8 @@ DEFAULT_RECONNECT_TIMEOUT: Final = 15.0
 """Seconds a reconnect may take in total (``Speaker(reconnect_timeout=...)``'s default)."""
 _DISCONNECT_TIMEOUT = 5.0
 """Bound on a local disconnect: bumble's can hang when the peer vanished (simulator gap D)."""
+_PICK_GRACE = 1.0
+"""With several adapters: seconds the others may take to see the address after the first did."""
 _SEQ_SPACE = 256
 """Sequence numbers are one byte (docs/protocol.md): they wrap after 256 commands."""
 
@@ -245,6 +252,14 @@ class Speaker:
         adapter: The adapter name (e.g. ``hci0``), passed to bleak's BlueZ backend for the
             connection and for any scan that re-finds the address (a ``target`` BlueZ saw on
             another adapter is re-found on this one: BlueZ connects through the device's path).
+        adapters: Several adapters to choose from (e.g. ``["hci0", "hci1"]``). Every connect
+            (and reconnect) then looks for the address on each of them at once and connects
+            through the one with a free slot and the best RSSI, fewer connections breaking a
+            tie (habluetooth's rule; :func:`~wking_device.ble.pick_adapter`); an adapter that
+            is gone (unplugged) or does not see the speaker is passed over, so a session whose
+            adapter disappears reconnects through another. :attr:`adapter` tells which one a
+            connection uses. Slots are those of each adapter's shared limiter (unless
+            ``limiter`` is given).
     """
 
     def __init__(  # noqa: PLR0915 - one flat list of the session's state
@@ -266,7 +281,12 @@ class Speaker:
         disconnected_callback: Callable[[Speaker], None] | None = None,
         reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT,
         close_stale: bool = False,
+        adapters: Sequence[str] | None = None,
     ) -> None:
+        if adapters is not None and not list(adapters):
+            raise UsageError("adapters needs at least one adapter name")
+        self._adapters = list(adapters) if adapters is not None else None
+        self._own_limiter = limiter is None
         self._reconnect_timeout = _positive_seconds("reconnect_timeout", reconnect_timeout)
         self._restoring = "slot"
         """What the reconnect in progress waits for: ``slot``, ``scan`` (the address to
@@ -378,6 +398,19 @@ class Speaker:
         return self._has_vendor
 
     @property
+    def adapter(self) -> str | None:
+        """The adapter the current (or last) connection goes through, where the backend tells.
+
+        From the connected ``BLEDevice`` (BlueZ: its D-Bus path; the simulator: its details),
+        else the adapter asked for; ``None`` when neither is known (the default adapter).
+        """
+        if self._device is not None:
+            seen_on = device_adapter(self._device)
+            if seen_on is not None:
+                return seen_on
+        return self._adapter
+
+    @property
     def limiter(self) -> ConnectionLimiter | None:
         """The connection limiter in use (known once connecting started)."""
         return self._limiter
@@ -420,16 +453,25 @@ class Speaker:
             self._closing = False
             self._closed = False
             if self._close_stale:
-                await close_stale_connections(
-                    self._address,
-                    backend=self._backend,
-                    adapter=self._adapter,
-                    profile=self._profile,
+                adapters: list[str | None] = (
+                    list(self._adapters) if self._adapters else [self._adapter]
                 )
+                for each in adapters:
+                    await close_stale_connections(
+                        self._address,
+                        backend=self._backend,
+                        adapter=each,
+                        profile=self._profile,
+                    )
+            picked = False
+            if self._adapters is not None:
+                await self._pick_adapter(deadline)
+                picked = True
             await self._acquire_slot()
             client: BleakClient | None = None
             try:
-                client = await self._connect_with_retries(deadline)
+                client = await self._connect_with_retries(deadline, picked=picked)
+                _LOGGER.debug("%s connected through %s", self._address, self.adapter or "default")
                 await self._set_up(client)
             except BaseException:
                 self._closing = True
@@ -545,13 +587,13 @@ class Speaker:
             self._limiter = limiter_for(
                 self._backend, self._settings.max_connections, adapter=self._adapter
             )
-        await self._limiter.acquire()
+        await self._limiter.acquire(self._address)
         self._holding_slot = True
 
     def _release_slot(self) -> None:
         if self._holding_slot and self._limiter is not None:
             self._holding_slot = False
-            self._limiter.release()
+            self._limiter.release(self._address)
 
     async def _teardown(self) -> None:
         """Forget the connection: fail pending commands, drop the codec, free the slot."""
@@ -585,6 +627,101 @@ class Speaker:
         self._model = found.model or self._model
         return found.device
 
+    async def _pick_adapter(self, deadline: float | None) -> None:
+        """Look for the address on every adapter at once; take the best one (see the class).
+
+        Raises:
+            DeviceNotFound: No adapter saw the address.
+        """
+        assert self._adapters is not None
+        self._restoring = "scan"
+        window = (
+            self._scan_timeout if deadline is None else self._window(self._scan_timeout, deadline)
+        )
+        sightings = await self._sightings(self._adapters, window)
+        if not sightings:
+            raise DeviceNotFound(
+                f"{self._address} did not advertise on any of {len(self._adapters)} adapters "
+                f"within {window:g} s",
+                address=self._address,
+            )
+        candidates = []
+        for name, found in sightings.items():
+            limiter = limiter_for(self._backend, self._settings.max_connections, adapter=name)
+            free = await limiter.available()
+            candidates.append(
+                AdapterCandidate(name, found.rssi, free, limiter.active + limiter.foreign)
+            )
+        chosen = pick_adapter(candidates) or min(candidates, key=lambda c: (-c.rssi, c.adapter))
+        previous = self.adapter if self.connections else None
+        found = sightings[chosen.adapter]
+        self._adapter = chosen.adapter
+        self._discovered = found
+        self._device = found.device
+        self._device_at = found.seen_at
+        self._name = found.name or self._name
+        self._model = found.model or self._model
+        if self._own_limiter and not self._holding_slot:
+            self._limiter = None  # the chosen adapter's shared limiter is taken next
+        moved = previous is not None and previous != chosen.adapter
+        (_LOGGER.info if moved else _LOGGER.debug)(
+            "%s: connecting through %s (RSSI %d dBm, %d free slots; %d adapters saw it)%s",
+            self._address,
+            chosen.adapter,
+            chosen.rssi,
+            chosen.free,
+            len(sightings),
+            f", was {previous}" if moved else "",
+        )
+        self._restoring = "connect"
+
+    async def _sightings(self, adapters: list[str], window: float) -> dict[str, DiscoveredSpeaker]:
+        """Scan every adapter for the address at once; what each saw.
+
+        Scans end when every adapter saw the address, :data:`_PICK_GRACE` seconds after the
+        first did, or after ``window`` seconds. An adapter whose scan fails (unplugged) is
+        passed over.
+        """
+        sightings: dict[str, DiscoveredSpeaker] = {}
+        seen = asyncio.Event()
+
+        async def look(name: str) -> None:
+            try:
+                found = await find_speaker(
+                    self._address,
+                    timeout=window,
+                    backend=self._backend,
+                    profile=self._profile,
+                    events=self._bus,
+                    adapter=name,
+                )
+            except BluetoothError as exc:
+                _LOGGER.debug("%s: not found on %s: %s", self._address, name, exc.message)
+                return
+            except Exception as exc:  # noqa: BLE001 - one adapter's failure passes it over
+                _LOGGER.debug("%s: scanning on %s failed: %r", self._address, name, exc)
+                return
+            sightings[name] = found
+            seen.set()
+
+        tasks = [asyncio.create_task(look(name)) for name in adapters]
+        try:
+            everything: asyncio.Future[list[None]] = asyncio.gather(*tasks)
+            first: asyncio.Future[Any] = asyncio.ensure_future(seen.wait())
+            try:
+                await asyncio.wait([everything, first], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                first.cancel()
+            if not everything.done():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_PICK_GRACE):
+                        await asyncio.shield(everything)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return sightings
+
     def _elsewhere(self) -> bool:
         """Whether BlueZ saw the device on an adapter other than the one asked for.
 
@@ -597,7 +734,9 @@ class Speaker:
         path = details.get("path") if isinstance(details, dict) else None
         return isinstance(path, str) and not path.startswith(f"/org/bluez/{self._adapter}/")
 
-    async def _connect_with_retries(self, deadline: float | None = None) -> BleakClient:
+    async def _connect_with_retries(
+        self, deadline: float | None = None, *, picked: bool = False
+    ) -> BleakClient:
         """Connect with bounded attempts; with a ``deadline`` (a reconnect), under the policy.
 
         Under the policy the first attempt always re-finds the address (a lost link is no
@@ -610,7 +749,7 @@ class Speaker:
         connect_timeout = self._connect_timeout
         for attempt in range(1, attempts + 1):
             # Re-find the device when the previous attempt suggests the stack lost it.
-            force = (deadline is not None and attempt == 1) or (
+            force = (deadline is not None and attempt == 1 and not picked) or (
                 last is not None
                 and last.reason in {BluetoothReason.NOT_FOUND, BluetoothReason.CONNECTION_ABORTED}
             )

@@ -32,10 +32,11 @@ if TYPE_CHECKING:
     from wking_device.sim._client import SimClient
     from wking_device.sim._scanner import SimDeviceDetails, SimScanner
     from wking_device.sim._speaker import SimSpeaker
-    from wking_device.sim._world import ADAPTER_ADDRESS, SimWorld
+    from wking_device.sim._world import ADAPTER_ADDRESS, AdapterSpec, SimWorld
 
 __all__ = [  # noqa: RUF022 - plain sorted(), as the package root's __all__ test expects
     "ADAPTER_ADDRESS",
+    "AdapterSpec",
     "BUMBLE_VERSION",
     "FaultPlan",
     "INSTALL_HINT",
@@ -54,6 +55,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as the package root's __all__ test
 
 _LAZY = {
     "ADAPTER_ADDRESS": "wking_device.sim._world",
+    "AdapterSpec": "wking_device.sim._world",
     "SimWorld": "wking_device.sim._world",
     "SimSpeaker": "wking_device.sim._speaker",
     "SimClient": "wking_device.sim._client",

@@ -50,6 +50,7 @@ from bumble import att, core, hci
 from bumble.gatt import Characteristic
 
 from wking_device.sim._scanner import SimDeviceDetails
+from wking_device.sim._stack import CONNECTION_TIMEOUT
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -218,7 +219,10 @@ class SimClient(BaseBleakClient):
         super().__init__(
             address_or_ble_device, disconnected_callback=disconnected_callback, timeout=timeout
         )
-        del kwargs  # bluez=, winrt=, pair=, _is_retry_client= ... mean nothing here
+        bluez = kwargs.get("bluez") or {}
+        # As bleak's BlueZ backend: the adapter to scan on when the client was made from an
+        # address; a BLEDevice connects through the adapter that saw it.
+        self._adapter_name: str | None = bluez.get("adapter")
         self._name: str | None = None
         self._details: SimDeviceDetails | None = None
         if isinstance(address_or_ble_device, BLEDevice):
@@ -231,6 +235,7 @@ class SimClient(BaseBleakClient):
         # BlueZ's "Value" property: the last value read or notified on this connection.
         self._cached_values: dict[int, bytes] = {}
         self._connection: Connection | None = None
+        self._attached_adapter: Any = None
         self._peer: Peer | None = None
         self._guard: _RequestGuard | None = None
         self._mtu = att.ATT_DEFAULT_MTU
@@ -268,7 +273,10 @@ class SimClient(BaseBleakClient):
             scanner = world.backend.scanner
             assert scanner is not None  # a world's backend always has both classes
             device = await BleakScanner.find_device_by_address(
-                self.address, timeout=scan_s, backend=scanner
+                self.address,
+                timeout=scan_s,
+                backend=scanner,
+                bluez={"adapter": self._adapter_name} if self._adapter_name else {},
             )
             if device is None or not isinstance(device.details, SimDeviceDetails):
                 raise BleakDeviceNotFoundError(
@@ -300,14 +308,16 @@ class SimClient(BaseBleakClient):
             return
         timeout = float(kwargs.get("timeout", self._timeout))
         self._use_bleak_cache = bool(kwargs.get("dangerous_use_bleak_cache", False))
-        adapter = self._world._running_adapter()
+        self._world._check_running()
         peer_address = await self._peer_address(timeout)
+        adapter = self._through()
         try:
             async with asyncio.timeout(timeout):
                 await self._until_connectable(peer_address)
                 async with adapter.connect_lock:
                     self._check_slots(adapter)
                     connection = await self._create_connection(adapter, peer_address)
+                self._attached_adapter = adapter
                 self._attach(connection)
                 await self._discover()
         except BaseException:
@@ -315,6 +325,24 @@ class SimClient(BaseBleakClient):
             if self._connection is not None:
                 await self._drop_quietly()
             raise
+
+    @property
+    def adapter(self) -> str | None:
+        """The world adapter this client connects (or is connected) through, once known."""
+        return None if self._details is None else self._details.adapter
+
+    def _through(self) -> Any:
+        """The adapter that saw the device (BlueZ connects through the device's D-Bus path).
+
+        Raises:
+            BleakError: That adapter was unplugged: BlueZ removed the device object with it
+                (bleak's manager: ``device 'dev_…' not found``).
+        """
+        assert self._details is not None
+        adapter = self._world._adapter_or_none(self._details.adapter)
+        if adapter is None:
+            raise BleakError(f"device 'dev_{self.address.replace(':', '_')}' not found")
+        return adapter
 
     async def _until_connectable(self, peer_address: hci.Address) -> None:
         """Wait until the target advertises connectably, without holding the adapter.
@@ -325,14 +353,21 @@ class SimClient(BaseBleakClient):
         connectably goes to the controller.
         """
         link = self._world.link
+        adapter = self._through()
         while True:
+            if not adapter.present:
+                raise BleakError(f"device 'dev_{self.address.replace(':', '_')}' not found")
             target = link.find_sim_controller(peer_address)
-            if target is not None and target.is_connectable_now():
+            if (
+                target is not None
+                and target.is_connectable_now()
+                and target.rssi_seen_by(adapter.controller) is not None
+            ):
                 return
             await asyncio.sleep(_POLL_S)
 
     def _check_slots(self, adapter: Any) -> None:
-        slots = self._world.connection_slots
+        slots = adapter.connection_slots
         if slots is not None and len(adapter.device.connections) >= slots:
             raise BleakDBusError(CONNECTION_LIMIT_ERROR[0], list(CONNECTION_LIMIT_ERROR[1]))
 
@@ -465,6 +500,13 @@ class SimClient(BaseBleakClient):
         connection = self._connection
         if connection is None:
             return
+        adapter = self._attached_adapter
+        if adapter is not None and not adapter.present:
+            # The adapter was unplugged: the link is gone with it and nothing can be sent (BlueZ
+            # removed the device object). Its disconnection event may still be on its way.
+            connection.remove_listener("disconnection", self._on_disconnection)
+            self._on_disconnection(CONNECTION_TIMEOUT)
+            return
         try:
             await asyncio.wait_for(connection.disconnect(), _DISCONNECT_TIMEOUT)
         except (TimeoutError, core.BaseBumbleError, hci.HCI_Error):
@@ -528,7 +570,8 @@ class SimClient(BaseBleakClient):
         value = self._cached_values.get(handle)
         if value is None:
             # BlueZ exports no Value until one was read or notified; bleak's manager then fails.
-            path = f"/org/bluez/hci0/dev_{self.address.replace(':', '_')}/{kind}{handle:04x}"
+            name = self._details.adapter if self._details is not None else "hci0"
+            path = f"/org/bluez/{name}/dev_{self.address.replace(':', '_')}/{kind}{handle:04x}"
             raise BleakError(f"{kind} at {path} not found, device may be disconnected")
         return bytearray(value)
 

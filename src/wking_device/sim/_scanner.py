@@ -49,10 +49,13 @@ class SimDeviceDetails:
     Attributes:
         address: The bumble ``Address`` (random static).
         world_id: ``id()`` of the world that saw it (a device from another world is refused).
+        adapter: The world adapter that saw it; a client connects through it (as BlueZ
+            connects through the adapter in the device's D-Bus path).
     """
 
     address: hci.Address
     world_id: int
+    adapter: str = "hci0"
 
 
 def address_string(address: hci.Address) -> str:
@@ -119,8 +122,11 @@ def parse_ad_structures(
 class SimScanner(BaseBleakScanner):
     """bleak scanner backend for a :class:`~wking_device.sim.SimWorld` (use ``world.backend``).
 
-    Several scanners may run at once; the world's adapter scans while at least one does (as
-    BlueZ shares one discovery session), actively unless every scanner asked for passive.
+    ``bluez={"adapter": "hci1"}`` selects the world's adapter (default: the first present); as
+    on BlueZ, :meth:`start` raises ``BleakError("adapter 'hci1' not found")`` when the world has
+    no such adapter plugged in. Several scanners may run at once; an adapter scans while at least
+    one of its scanners does (as BlueZ shares one discovery session), actively unless every
+    scanner asked for passive. Each advertisement carries the RSSI the adapter sees.
     A passive scan gets no scan responses, hence no names; as on BlueZ it needs
     ``bluez={"or_patterns": [...]}`` (``BleakError`` at construction without them) and reports
     only advertisements a pattern matches.
@@ -139,6 +145,8 @@ class SimScanner(BaseBleakScanner):
         self.scanning_mode = scanning_mode
         self._running = False
         bluez = kwargs.get("bluez") or {}
+        self._adapter_name: str | None = bluez.get("adapter")
+        self._adapter: Any = None
         self._or_patterns = [
             (int(start), int(ad_type), bytes(content))
             for start, ad_type, content in bluez.get("or_patterns") or ()
@@ -158,8 +166,9 @@ class SimScanner(BaseBleakScanner):
         self.seen_devices = {}
         if self._running:
             return
-        adapter = self._world._running_adapter()
+        adapter = self._world._running_adapter(self._adapter_name)
         self._running = True
+        self._adapter = adapter
         await adapter.add_scanner(self)
 
     async def stop(self) -> None:
@@ -167,8 +176,8 @@ class SimScanner(BaseBleakScanner):
         if not self._running:
             return
         self._running = False
-        adapter = self._world._adapter_or_none()
-        if adapter is not None:
+        adapter, self._adapter = self._adapter, None
+        if adapter is not None and not self._world._closed:
             await adapter.remove_scanner(self)
 
     def _matches_or_patterns(self, structures: Sequence[tuple[int, bytes]]) -> bool:
@@ -206,6 +215,9 @@ class SimScanner(BaseBleakScanner):
             rssi=advertisement.rssi,
             platform_data=(advertisement,),
         )
-        details = SimDeviceDetails(advertisement.address, id(self._world))
+        adapter = self._adapter
+        details = SimDeviceDetails(
+            advertisement.address, id(self._world), adapter.name if adapter else "hci0"
+        )
         device = self.create_or_update_device(address, address, name, details, adv)
         self.call_detection_callbacks(device, adv)

@@ -151,13 +151,44 @@ class SimSpeaker:
 
     @property
     def rssi(self) -> int:
-        """The RSSI the world's adapter sees for this speaker (dBm)."""
+        """The RSSI the world's adapters see for this speaker (dBm), unless set per adapter."""
         return int(self.controller.rssi)
 
     @rssi.setter
     def rssi(self, value: int) -> None:
         self._rssi = float(value)
         self.controller.rssi = int(value)
+
+    def set_rssi(self, value: int | None, *, adapter: str | None = None) -> None:
+        """Set the RSSI one adapter of the world sees for this speaker (a simple position model).
+
+        Args:
+            value: dBm; ``None``: out of that adapter's reach (it hears nothing and cannot
+                connect; a connection through it drops with reason 0x08, connection timeout).
+            adapter: The adapter's name; ``None`` sets :attr:`rssi`, what every adapter without
+                a value of its own sees (RSSI drift moves only that one).
+
+        Raises:
+            UsageError: No such adapter in the world, or ``None`` without an adapter.
+        """
+        if adapter is None:
+            if value is None:
+                raise UsageError("a speaker out of every adapter's reach: use remove_speaker()")
+            self.rssi = value
+            return
+        spec = self._world.adapter_spec(adapter)
+        assert spec.address is not None
+        key = bytes(hci.Address(spec.address, hci.Address.RANDOM_DEVICE_ADDRESS).address_bytes)
+        self.controller.rssi_by_receiver[key] = None if value is None else int(value)
+        if value is None:
+            self._world.drop_reach(self, adapter)
+
+    def rssi_on(self, adapter: str) -> int | None:
+        """The RSSI ``adapter`` sees for this speaker; ``None``: out of its reach."""
+        spec = self._world.adapter_spec(adapter)
+        assert spec.address is not None
+        key = bytes(hci.Address(spec.address, hci.Address.RANDOM_DEVICE_ADDRESS).address_bytes)
+        return self.controller.rssi_by_receiver.get(key, self.rssi)
 
     @property
     def connected(self) -> bool:

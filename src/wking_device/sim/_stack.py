@@ -204,7 +204,10 @@ class SimController(Controller):
     """A bumble controller with the simulator's fixes (gaps A/B, C, D and the cost).
 
     Attributes:
-        rssi: The RSSI other controllers report for this one's advertisements (dBm).
+        rssi: The RSSI other controllers report for this one's advertisements (dBm), unless
+            :attr:`rssi_by_receiver` says otherwise for a receiver.
+        rssi_by_receiver: Per receiving controller (key: its address bytes), the RSSI it sees
+            for this one, or ``None``: out of its reach (not heard, cannot connect).
         instant_connect: Connect at once when the target advertises, instead of waiting for its
             next advertisement (an option for large test fleets).
         connection_gate: Called with the initiator's address when a central tries to connect to
@@ -220,6 +223,7 @@ class SimController(Controller):
         self._out_of_range = False
         self.sim_link = link
         self.rssi = -60
+        self.rssi_by_receiver: dict[bytes, int | None] = {}
         self.instant_connect = False
         self.connectable = True
         self.connection_gate: Callable[[hci.Address], int | None] | None = None
@@ -229,6 +233,12 @@ class SimController(Controller):
         self.link = link
         self.random_address = address
         link.add_controller(self)
+
+    def rssi_seen_by(self, receiver: Controller) -> int | None:
+        """The RSSI ``receiver`` sees for this controller; ``None``: out of its reach."""
+        if not self.rssi_by_receiver:
+            return int(self.rssi)
+        return self.rssi_by_receiver.get(_key(receiver.random_address), int(self.rssi))
 
     # --- quiet HCI (cost) -------------------------------------------------------------------
 
@@ -361,13 +371,17 @@ class SimController(Controller):
         if pending is None:
             return
         target = self.sim_link.find_sim_controller(pending.peer_address)
-        if target is not None and target.is_connectable_now():
+        if (
+            target is not None
+            and target.is_connectable_now()
+            and target.rssi_seen_by(self) is not None
+        ):
             self.create_le_connection(pending.peer_address)
 
     def create_le_connection(self, peer_address: hci.Address) -> None:
         """Connect to an advertiser, unless its connection gate fails the attempt."""
         target = self.sim_link.find_sim_controller(peer_address)
-        if target is None or not target.is_connectable_now():
+        if target is None or not target.is_connectable_now() or target.rssi_seen_by(self) is None:
             return
         if target.connection_gate is not None:
             status = target.connection_gate(self.random_address)
@@ -419,6 +433,9 @@ class SimController(Controller):
         """Turn an advertisement from ``sender`` into truthful reports (and connect if pending)."""
         if self._out_of_range or sender.out_of_range:
             return
+        seen = sender.rssi_seen_by(self)
+        if seen is None:
+            return  # out of this receiver's reach
         address = pdu.advertiser_address
         state = sender._advertiser_state(address)
         if state is None:
@@ -426,7 +443,7 @@ class SimController(Controller):
         connectable, scannable, adv_data, scan_rsp = state
         connectable = connectable and sender.connectable
         if self._scanning:
-            rssi = max(_RSSI_MIN, min(_RSSI_MAX, int(sender.rssi)))
+            rssi = max(_RSSI_MIN, min(_RSSI_MAX, seen))
             event_type = _ExtType.LEGACY_ADVERTISING_PDU_USED
             if connectable:
                 event_type |= _ExtType.CONNECTABLE_ADVERTISING

@@ -1,0 +1,358 @@
+"""Adapters: slots counted from the adapter's real state, the pick among several, failover.
+
+The slot view is read from the simulated adapter's state (every device its controller has
+connected, whoever connected it) and, on BlueZ, from BlueZ's object manager: the pure function
+that reads an object-manager answer is tested here on such a dict (no BlueZ on the test machine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+from bleak import BleakClient
+from dbus_fast import Variant
+
+from wking_device._redact import MAC_RE
+from wking_device.ble import (
+    AdapterCandidate,
+    AdapterSlots,
+    SessionKeeper,
+    Speaker,
+    adapter_slots,
+    bluez_connected_by_adapter,
+    limiter_for,
+    pick_adapter,
+    read_all,
+)
+from wking_device.errors import BluetoothError, DeviceNotFound, UsageError
+from wking_device.sim import AdapterSpec, SimWorld
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from wking_device.ble import RetryPolicy
+    from wking_device.config import BleSettings
+
+from tests.ble.test_ble_sessions import FAST_BACKOFF
+
+
+async def _until(condition: Callable[[], bool], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition never held"
+        await asyncio.sleep(0.01)
+
+
+# --- the BlueZ object manager, read by a pure function --------------------------------------------
+
+
+def test_bluez_connected_devices_are_counted_per_adapter() -> None:
+    device = "org.bluez.Device1"
+    objects = {
+        "/org/bluez": {"org.bluez.AgentManager1": {}},
+        "/org/bluez/hci0": {"org.bluez.Adapter1": {"Address": Variant("s", "00:1A:7D:DA:71:13")}},
+        "/org/bluez/hci1": {"org.bluez.Adapter1": {}},
+        "/org/bluez/hci0/dev_C0_57_4B_00_00_01": {
+            device: {
+                "Address": Variant("s", "c0:57:4b:00:00:01"),
+                "Adapter": Variant("o", "/org/bluez/hci0"),
+                "Connected": Variant("b", True),
+            }
+        },
+        # connected by another program: counted all the same
+        "/org/bluez/hci0/dev_AA_BB_CC_DD_EE_FF": {
+            device: {
+                "Address": "AA:BB:CC:DD:EE:FF",
+                "Adapter": "/org/bluez/hci0",
+                "Connected": True,
+            }
+        },
+        "/org/bluez/hci0/dev_C0_57_4B_00_00_02": {
+            device: {
+                "Address": "C0:57:4B:00:00:02",
+                "Adapter": "/org/bluez/hci0",
+                "Connected": False,
+            }
+        },
+        # a service object under a device is not a device
+        "/org/bluez/hci0/dev_C0_57_4B_00_00_01/service0010": {"org.bluez.GattService1": {}},
+        # no Adapter property: the path tells
+        "/org/bluez/hci2/dev_C0_57_4B_00_00_03": {
+            device: {"Address": "C0:57:4B:00:00:03", "Connected": True}
+        },
+    }
+    assert bluez_connected_by_adapter(objects) == {
+        "hci0": frozenset({"C0:57:4B:00:00:01", "AA:BB:CC:DD:EE:FF"}),
+        "hci1": frozenset(),
+        "hci2": frozenset({"C0:57:4B:00:00:03"}),
+    }
+    assert bluez_connected_by_adapter({}) == {}
+
+
+def test_free_slots_take_the_lower_limit_and_every_connection() -> None:
+    two = frozenset({"C0:57:4B:00:00:01", "C0:57:4B:00:00:02"})
+    assert AdapterSlots("hci0", present=True, limit=None, connected=two).free(5) == 3
+    assert AdapterSlots("hci0", present=True, limit=3, connected=two).free(5) == 1
+    assert AdapterSlots("hci0", present=True, limit=1, connected=two).free(5) == 0
+    assert AdapterSlots("hci1", present=False, limit=None, connected=frozenset()).free(5) == 0
+
+
+def test_pick_takes_a_free_slot_then_the_best_rssi_then_fewer_connections() -> None:
+    near_full = AdapterCandidate("hci0", rssi=-40, free=0, connections=5)
+    far = AdapterCandidate("hci1", rssi=-80, free=2, connections=1)
+    mid = AdapterCandidate("hci2", rssi=-60, free=1, connections=3)
+    mid_quiet = AdapterCandidate("hci3", rssi=-60, free=4, connections=0)
+    assert pick_adapter([near_full, far]) == far  # the strongest has no free slot
+    assert pick_adapter([near_full, far, mid]) == mid
+    assert pick_adapter([mid, mid_quiet]) == mid_quiet  # a tie: fewer connections
+    assert pick_adapter([near_full]) is None
+    assert pick_adapter([]) is None
+
+
+# --- the slot view on the simulator ---------------------------------------------------------------
+
+
+async def test_a_connection_made_by_another_program_takes_one_of_our_slots(
+    fast_settings: BleSettings, fast_retry: RetryPolicy
+) -> None:
+    settings = fast_settings.model_copy(update={"max_connections": 2})
+    async with SimWorld.fleet(3, adv_interval_ms=20) as world:
+        a, b, c = (s.address for s in world.speakers)
+        other_program = BleakClient(a, backend=world.backend.client, timeout=5)
+        await other_program.connect()
+        slots = await adapter_slots(backend=world.backend)
+        assert slots is not None
+        assert slots.connected == {a}
+        limiter = limiter_for(world.backend, settings.max_connections)
+        assert await limiter.available() == 1
+        assert limiter.foreign == 1
+
+        first = Speaker(b, backend=world.backend, settings=settings, retry=fast_retry)
+        await first.connect()
+        assert await limiter.available() == 0  # our own connection is not foreign
+        assert limiter.foreign == 1
+        second = Speaker(c, backend=world.backend, settings=settings, retry=fast_retry)
+        waiting = asyncio.create_task(second.connect())
+        await _until(lambda: limiter.waiting == 1)
+        assert not world.speakers[2].connected  # it waits for a slot instead of trying
+        await other_program.disconnect()  # the other program lets go: the slot is ours
+        async with asyncio.timeout(10):
+            await waiting
+        assert second.is_connected
+        await first.disconnect()
+        await second.disconnect()
+
+
+async def test_a_controller_limit_lower_than_configured_wins(
+    fast_settings: BleSettings, fast_retry: RetryPolicy
+) -> None:
+    # max_connections says 5; the controller holds 1: the second session waits for a slot
+    # instead of failing with BlueZ's le-connection-concurrent-connection-limit.
+    async with SimWorld.fleet(2, adv_interval_ms=20, connection_slots=1) as world:
+        a, b = (s.address for s in world.speakers)
+        limiter = limiter_for(world.backend, fast_settings.max_connections)
+        first = Speaker(a, backend=world.backend, settings=fast_settings, retry=fast_retry)
+        await first.connect()
+        second = Speaker(b, backend=world.backend, settings=fast_settings, retry=fast_retry)
+        waiting = asyncio.create_task(second.connect())
+        await _until(lambda: limiter.waiting == 1)
+        assert limiter.effective_limit == 1
+        await first.disconnect()
+        async with asyncio.timeout(10):
+            await waiting
+        assert second.is_connected
+        await second.disconnect()
+
+
+# --- several adapters -----------------------------------------------------------------------------
+
+
+async def test_a_speaker_connects_through_the_adapter_with_a_free_slot_and_the_best_rssi(
+    fast_settings: BleSettings, fast_retry: RetryPolicy
+) -> None:
+    adapters = [AdapterSpec("hci0"), AdapterSpec("hci1", connection_slots=1)]
+    async with SimWorld.fleet(3, adv_interval_ms=20, adapters=adapters) as world:
+        one, two, three = world.speakers
+        for speaker in world.speakers:
+            speaker.set_rssi(-80, adapter="hci0")
+            speaker.set_rssi(-45, adapter="hci1")
+        first = Speaker(
+            one.address,
+            backend=world.backend,
+            settings=fast_settings,
+            retry=fast_retry,
+            adapters=["hci0", "hci1"],
+        )
+        await first.connect()
+        assert first.adapter == "hci1"  # the best RSSI
+        assert world.connected_on("hci1") == [one.address]
+        # another program fills nothing more on hci1: its one slot is ours now
+        second = Speaker(
+            two.address,
+            backend=world.backend,
+            settings=fast_settings,
+            retry=fast_retry,
+            adapters=["hci0", "hci1"],
+        )
+        await second.connect()
+        assert second.adapter == "hci0"  # hci1 has no free slot: the next best
+        assert world.connected_on("hci0") == [two.address]
+        await first.disconnect()
+        await second.disconnect()
+        # a speaker only one adapter sees goes through that one
+        three.set_rssi(None, adapter="hci1")
+        async with Speaker(
+            three.address,
+            backend=world.backend,
+            settings=fast_settings,
+            retry=fast_retry,
+            adapters=["hci0", "hci1"],
+        ) as third:
+            assert third.adapter == "hci0"
+
+
+async def test_no_adapter_sees_the_speaker(
+    fast_settings: BleSettings, fast_retry: RetryPolicy
+) -> None:
+    async with SimWorld.fleet(1, adv_interval_ms=20, adapters=["hci0", "hci1"]) as world:
+        speaker = world.speakers[0]
+        speaker.set_rssi(None, adapter="hci0")
+        speaker.set_rssi(None, adapter="hci1")
+        session = Speaker(
+            speaker.address,
+            backend=world.backend,
+            settings=fast_settings,
+            retry=fast_retry,
+            adapters=["hci0", "hci1", "hci7"],  # an unknown one is passed over
+        )
+        with pytest.raises(DeviceNotFound, match="any of 3 adapters"):
+            await session.connect()
+    with pytest.raises(UsageError):
+        Speaker("C0:57:4B:00:00:01", adapters=[])
+
+
+async def test_a_kept_session_fails_over_when_its_adapter_is_unplugged(
+    fast_settings: BleSettings, fast_retry: RetryPolicy, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with SimWorld.fleet(1, adv_interval_ms=20, adapters=["hci0", "hci1"]) as world:
+        sim = world.speakers[0]
+        sim.set_rssi(-40, adapter="hci0")
+        sim.set_rssi(-75, adapter="hci1")
+        with caplog.at_level(logging.DEBUG, logger="wking_device"):
+            async with SessionKeeper(
+                backend=world.backend,
+                settings=fast_settings,
+                backoff=FAST_BACKOFF,
+                retry=fast_retry,
+                adapters=["hci0", "hci1"],
+            ) as keeper:
+                from wking_device.ble import discover  # noqa: PLC0415
+
+                found = await discover(2.0, backend=world.backend, count=1)
+                assert await keeper.keep({sim.address}, found) == {sim.address}
+                await keeper.settled(10)  # the first connection is set up (or failed)
+                assert keeper.last_error(sim.address) is None
+                assert keeper.connected() == {sim.address}
+                assert keeper.adapter(sim.address) == "hci0"
+
+                await world.unplug_adapter("hci0")
+                await _until(
+                    lambda: (
+                        keeper.adapter(sim.address) == "hci1"
+                        and keeper.connected() == {sim.address}
+                        and keeper.reconnects == 1
+                    )
+                )
+                assert world.connected_on("hci1") == [sim.address]
+        failover = [r.getMessage() for r in caplog.records if "was hci0" in r.getMessage()]
+        assert failover, "the failover was not logged"
+        assert "hci1" in failover[0]
+        for record in caplog.records:
+            assert not MAC_RE.search(record.getMessage()), record.getMessage()
+
+
+async def test_read_all_through_several_adapters(
+    fast_settings: BleSettings, fast_retry: RetryPolicy
+) -> None:
+    adapters = [AdapterSpec("hci0", connection_slots=1), AdapterSpec("hci1", connection_slots=1)]
+    async with SimWorld.fleet(4, adv_interval_ms=20, adapters=adapters) as world:
+        result = await read_all(
+            [s.address for s in world.speakers],
+            backend=world.backend,
+            settings=fast_settings,
+            retry=fast_retry,
+            adapters=["hci0", "hci1"],
+        )
+        assert result.ok, result.errors
+        assert len(result.infos) == 4
+        assert 1 <= result.peak_connections <= 2  # one slot on each adapter
+
+
+def test_a_malformed_object_manager_answer_counts_only_what_it_can_read() -> None:
+    # BlueZ's answer is trusted for its shape only: wrong types are skipped, never raised on.
+    device = "org.bluez.Device1"
+    objects = {
+        "/org/bluez/hci0": {"org.bluez.Adapter1": {}},
+        "/org/bluez/hci0/dev_1": {device: {"Address": 42, "Connected": True}},
+        "/org/bluez/hci0/dev_2": {device: {"Address": "C0:57:4B:00:00:02", "Adapter": 7}},
+        "/org/bluez/hci0/dev_3": {device: {"Connected": True}},
+        "/org/bluez/hci0/dev_4": {device: {"Address": "C0:57:4B:00:00:04", "Connected": 1}},
+    }
+    assert bluez_connected_by_adapter(objects) == {"hci0": frozenset({"C0:57:4B:00:00:04"})}
+
+
+def test_an_adapter_name_that_is_not_plain_is_refused() -> None:
+    for name in ("", "../hci0", "hci0/dev_C0"):
+        with pytest.raises(UsageError):
+            SimWorld(adapters=[name])
+    with pytest.raises(UsageError):
+        SimWorld(adapters=["hci0", "hci0"])
+    with pytest.raises(UsageError):
+        SimWorld(adapters=[])
+    with pytest.raises(UsageError):
+        SimWorld(adapters=[AdapterSpec("hci0", connection_slots=0)])
+    with pytest.raises(UsageError, match="not an address"):
+        SimWorld(adapters=[AdapterSpec("hci0", address="hci0")])
+    with pytest.raises(UsageError, match="same address"):
+        SimWorld(
+            adapters=[
+                AdapterSpec("hci0", "F0:00:00:00:00:01"),
+                AdapterSpec("hci1", "F0:00:00:00:00:01"),
+            ]
+        )
+
+
+async def test_a_session_on_an_adapter_that_is_gone_fails_instead_of_waiting_for_a_slot(
+    fast_settings: BleSettings, fast_retry: RetryPolicy
+) -> None:
+    # The stack reports no such adapter: the slot view knows nothing, so the connect goes ahead
+    # and fails with the stack's own error (it must not wait for a slot that never comes).
+    async with SimWorld.fleet(1, adv_interval_ms=20, adapters=["hci0", "hci1"]) as world:
+        await world.unplug_adapter("hci1")
+        session = Speaker(
+            world.speakers[0].address,
+            backend=world.backend,
+            settings=fast_settings,
+            retry=fast_retry,
+            adapter="hci1",
+        )
+        async with asyncio.timeout(10):
+            with pytest.raises(BluetoothError, match="adapter 'hci1' not found"):
+                await session.connect()
+        assert not session.is_connected
+
+
+def test_the_adapter_of_a_device_comes_from_its_bluez_path_or_simulator_details() -> None:
+    from bleak.backends.device import BLEDevice  # noqa: PLC0415
+
+    from wking_device.ble._adapters import device_adapter  # noqa: PLC0415
+
+    address = "C0:57:4B:00:00:01"
+    bluez = BLEDevice(address, None, {"path": "/org/bluez/hci1/dev_C0_57_4B_00_00_01"})
+    assert device_adapter(bluez) == "hci1"
+    assert device_adapter(BLEDevice(address, None, {"path": "/somewhere/else"})) is None
+    assert device_adapter(BLEDevice(address, None, None)) is None  # macOS, Windows: unknown
