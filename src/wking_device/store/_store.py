@@ -353,6 +353,18 @@ def _shapes(rows: int) -> list[int]:
     return shapes
 
 
+def _padded_shape(rows: int) -> int:
+    """The shape (see :func:`_shapes`) one statement of ``rows`` rows is padded to; 0 if none.
+
+    At most ``_SHAPE_STEP - 1`` padding rows (each a copy of the last row, ignored by SQLite);
+    0 when ``rows`` needs more than one statement.
+    """
+    if rows <= _SHAPE_STEP:
+        return rows
+    shape = -(-rows // _SHAPE_STEP) * _SHAPE_STEP
+    return shape if shape <= _SHAPE_MAX else 0
+
+
 @functools.lru_cache(maxsize=128)
 def _insert_sql(rows: int) -> str:
     """One multi-row INSERT of ``rows`` rows (a batch takes one to a few, see :func:`_shapes`).
@@ -1087,13 +1099,19 @@ class RecordStore:
         before = conn.total_changes
         freed = 0
         self._commits += 1
-        shapes = _shapes(rows)
-        if len(shapes) == 1 and self._bytes + size <= self.max_bytes:
+        shape = _padded_shape(rows)
+        if shape and self._bytes + size <= self.max_bytes:
             # One statement in autocommit mode is one durable transaction (WAL, FULL): the
-            # whole group commit is a single sqlite3 call.
-            conn.execute(_insert_sql(rows), params)
+            # whole group commit is a single sqlite3 call, so the writer gives up and re-takes
+            # the GIL once per commit (each re-take can wait for the event loop's thread for up
+            # to the interpreter's switch interval). Rounded up to a prepared shape with copies
+            # of the last row: its record id is taken by then, so INSERT OR IGNORE skips them.
+            if shape > rows:
+                params += params[-6:] * (shape - rows)
+            conn.execute(_insert_sql(shape), params)
             self._account(conn.total_changes - before, rows, size, freed)
             return
+        shapes = _shapes(rows)
         conn.execute("BEGIN IMMEDIATE")
         try:
             if self._bytes + size > self.max_bytes:
