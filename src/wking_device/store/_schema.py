@@ -193,13 +193,14 @@ def encode_body(record: Record) -> bytes:
         if type(consent_id) is str and type(version) is str:
             # the same bytes as dumps({"c": ..., "p": ..., "b": ...}): the head is serialised and
             # checked once per grant; only the body is checked per record (no MAC form can span
-            # the two: the head ends in '"b":', a quote and a colon)
+            # the two: the head ends in '"b":', a quote and a colon). The body is serialised as
+            # {"b": body}, at the depth it has in the whole (orjson's nesting limit applies alike)
             head = _HEADS.get((consent_id, version))
             if head is None:
                 head = _head(consent_id, version)
-            body = orjson.dumps(record.body)
-            if head and (record.category == _MAC_CATEGORY or not mac_hint(body)):
-                return b"".join((head, body, b"}"))
+            tail = orjson.dumps({"b": record.body})  # {"b":<body>}
+            if head and (record.category == _MAC_CATEGORY or not mac_hint(tail)):
+                return head + tail[5:]
         plaintext = orjson.dumps({"c": consent_id, "p": version, "b": record.body})
     except TypeError as exc:
         raise UsageError(f"record {record.record_id} has a body that is not JSON: {exc}") from exc
