@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -11,7 +12,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wking_device._redact import MAC_RE, RedactingFilter, install_redaction, mac_hint, redact
+from wking_device._redact import (
+    _BARE,
+    _FORMS,
+    _PAIRS,
+    _SHAPE,
+    _WORD,
+    MAC_RE,
+    RedactingFilter,
+    install_redaction,
+    mac_hint,
+    redact,
+)
 from wking_device.collect._install import open_installation_gate
 from wking_device.config import load_settings, resolve_paths
 from wking_device.models import Record
@@ -253,3 +265,61 @@ def test_a_mac_glued_to_other_text_is_still_redacted(text: str, expected: str) -
 )
 def test_longer_hex_runs_and_versions_are_not_macs(text: str) -> None:
     assert MAC_RE.search(text) is None
+
+
+def _mac_hint_before(data: bytes) -> bool:
+    """mac_hint as it was before its prefilters (the reference the fast version must equal)."""
+    shape = data.translate(_SHAPE)
+    if b"\\" in shape or any(pairs in shape for pairs in _PAIRS):
+        return True
+    size = len(shape)
+    for form in _FORMS:
+        start = shape.find(form)
+        while start >= 0:
+            end = start + len(form)
+            run = re.compile(rb"h*")
+            if start and shape[start - 1] in _WORD:
+                match = run.match(shape, start)
+                assert match is not None
+                start = shape.find(form, match.end())
+                continue
+            if end < size and shape[end] in _WORD:
+                match = run.match(shape, end)
+                assert match is not None
+                start = shape.find(form, match.end())
+                continue
+            if (
+                form is _BARE
+                and data[start - 1 : start] == b"-"
+                and shape[start - 5 : start] == b"hhhh:"
+            ):
+                start = shape.find(form, end)
+                continue
+            return True
+    return False
+
+
+_SHAPE_TEXT = st.text(alphabet='0123456789abcdefABCDEFxyz:-_.\\"é\x1b 1.5', max_size=80)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(_SHAPE_TEXT, _texts_with_macs()))
+def test_the_prefiltered_mac_hint_decides_as_the_full_scan(text: str) -> None:
+    # the prefilters (a short part of each separated form first) only skip work: same answer
+    for data in (orjson.dumps({text: [text, 12.5]}), text.encode()):
+        assert mac_hint(data) is _mac_hint_before(data), data
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "hh 12.34 and 1234.5678.9abc",  # a dotted-quad MAC behind a float
+        "12:34 then C0:57:4B:00:00:01",
+        "C0.57.4B.00.00.01",
+        "0123456789abcdef0123456789abcdef C0574B000001",  # after a long run of hex digits
+        "C0574B000001",
+        "1234.5678.9abc",
+    ],
+)
+def test_the_prefiltered_mac_hint_sees_each_form_after_a_near_miss(text: str) -> None:
+    assert mac_hint(orjson.dumps({"c": text}))

@@ -68,14 +68,13 @@ _SHAPE: Final = _shape_table()
 _BARE: Final = b"h" * 12
 _PAIRS: Final = (b"hh:hh:hh:hh:hh:hh", b"hh.hh.hh.hh.hh.hh")
 _FORMS: Final = (b"hhhh.hhhh.hhhh", _BARE)
+_UNDOTTED: Final = (_BARE,)
 _WORD: Final = frozenset(b"h")  # only more hex digits make a longer run: letters do not
-_RUN: Final = re.compile(rb"h*")
 
 
 def _past_run(shape: bytes, at: int) -> int:
     """The index after the run of hex digits (``h``) starting at ``at``."""
-    match = _RUN.match(shape, at)
-    return at if match is None else match.end()
+    return len(shape) - len(shape[at:].lstrip(b"h"))
 
 
 def mac_hint(data: bytes) -> bool:
@@ -95,10 +94,17 @@ def mac_hint(data: bytes) -> bool:
         Whether the exact check (:data:`MAC_RE` on each string) is needed.
     """
     shape = data.translate(_SHAPE)
-    if b"\\" in shape or any(pairs in shape for pairs in _PAIRS):
-        return True  # six separated pairs are a MAC wherever they stand
+    if b"\\" in shape:
+        return True
+    # six separated pairs are a MAC wherever they stand; a short necessary part is looked for
+    # first (most records have none), the full form only when it is there
+    if b"hh:hh" in shape and _PAIRS[0] in shape:
+        return True
+    dotted = b"hh.hh" in shape
+    if dotted and _PAIRS[1] in shape:
+        return True
     size = len(shape)
-    for form in _FORMS:
+    for form in _FORMS if dotted else _UNDOTTED:  # the dotted quads hold "hh.hh" too
         start = shape.find(form)
         while start >= 0:
             end = start + len(form)

@@ -16,7 +16,7 @@ import enum
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -121,12 +121,17 @@ def new_record_id() -> str:
     Time-ordered ids keep SQLite's primary-key index append-mostly; 74 random bits make
     collisions between installations negligible.
     """
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (rand >> 4) & ((1 << 76) - 1)
-    # set the RFC 9562 variant bits (10xx) in byte 8
-    value = (value & ~(0xC << 60)) | (0x8 << 60)
-    return f"{value:032x}"
+    # 48 bits of milliseconds, then 76 random bits of which the version (7) and variant (10xx)
+    # bits are overwritten: one expression (this runs once per record)
+    value = ((time.time_ns() // 1_000_000) & 0xFFFF_FFFF_FFFF) << 80 | (
+        int.from_bytes(os.urandom(10), "big") >> 4
+    ) & _RANDOM_BITS
+    return f"{value & _VARIANT_CLEAR | _VERSION_VARIANT:032x}"
+
+
+_RANDOM_BITS: Final = (1 << 76) - 1
+_VARIANT_CLEAR: Final = ((1 << 128) - 1) & ~(0xC << 60)
+_VERSION_VARIANT: Final = 0x7 << 76 | 0x8 << 60
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -199,3 +199,33 @@ async def test_a_reopened_store_reads_what_batches_wrote(
     finally:
         await again.aclose()
     assert {r.record_id: r.body for r in exported} == {r.record_id: r.body for r in records}
+
+
+@pytest.mark.parametrize("rows", [1, 15, 16, 17, 31, 100, 992, 993, 1000])
+async def test_a_commit_padded_to_a_prepared_shape_stores_each_record_once(
+    paths, store, make_record, permit, rows: int
+) -> None:
+    # sizes that are not a shape are padded with copies of the last row (ignored by SQLite);
+    # past the largest shape the batch takes several statements in one transaction
+    before = store._commits
+    records = [make_record(n=i) for i in range(rows)]
+    await store.append(records, permit)
+    assert store._commits - before == 1
+    stats = await store.stats()
+    assert stats.total == rows
+    assert _ids_on_disk(paths) == {record.record_id for record in records}
+    exported = await store.export()
+    assert sorted(r.body["n"] for r in exported) == list(range(rows))
+    size = store._bytes
+    assert size == store._measure()  # the size cap's count was not thrown off by the copies
+
+
+async def test_a_padded_commit_whose_last_record_is_already_stored_keeps_the_count(
+    store, make_record, permit
+) -> None:
+    last = make_record(n=-1)
+    await store.append([last], permit)
+    records = [make_record(n=i) for i in range(20)] + [last]  # 21 rows: padded to 32
+    await store.append(records, permit)
+    assert (await store.stats()).total == 21
+    assert store._bytes == store._measure()

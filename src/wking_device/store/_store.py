@@ -139,6 +139,7 @@ DEFAULT_PRIORITY: Final[Mapping[str, int]] = {
 
 
 _MAC_CATEGORY: Final = "mac_addresses"
+_CATALOG_IDS: Final = frozenset(CATALOG)
 
 
 def key_scope(record: Record) -> str:
@@ -350,6 +351,18 @@ def _shapes(rows: int) -> list[int]:
     if rows:
         shapes.append(rows)
     return shapes
+
+
+def _padded_shape(rows: int) -> int:
+    """The shape (see :func:`_shapes`) one statement of ``rows`` rows is padded to; 0 if none.
+
+    At most ``_SHAPE_STEP - 1`` padding rows (each a copy of the last row, ignored by SQLite);
+    0 when ``rows`` needs more than one statement.
+    """
+    if rows <= _SHAPE_STEP:
+        return rows
+    shape = -(-rows // _SHAPE_STEP) * _SHAPE_STEP
+    return shape if shape <= _SHAPE_MAX else 0
 
 
 @functools.lru_cache(maxsize=128)
@@ -618,14 +631,17 @@ class RecordStore:
                 ``created_at`` is not a finite number.
             StoreClosed: The store was closed.
         """
-        self._check_open(write=True)
-        self._check_permit(permit)
+        # Every check below runs for every call; the common case takes the cheap branch of each.
+        if self._closed or self.readonly:
+            self._check_open(write=True)
+        if self._trusted.get(id(permit)) is not permit:
+            self._check_permit(permit)
         if not records:
             return
         scopes = [key_scope(record) for record in records]
         needed = _categories(scopes)
-        unknown = needed - CATALOG.keys()
-        if unknown:
+        if not needed <= _CATALOG_IDS:
+            unknown = needed - _CATALOG_IDS
             raise UsageError(
                 f"unknown data categories: {', '.join(sorted(map(str, unknown)))}",
                 remedy=f"use one of {', '.join(CATALOG)}",
@@ -634,9 +650,9 @@ class RecordStore:
             permit.require(category)
         for record in records:
             _check_record(record)
+        plaintexts = [encode_body(record) for record in records]
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        plaintexts = [encode_body(record) for record in records]
         self._join(
             loop,
             permit,
@@ -1083,13 +1099,19 @@ class RecordStore:
         before = conn.total_changes
         freed = 0
         self._commits += 1
-        shapes = _shapes(rows)
-        if len(shapes) == 1 and self._bytes + size <= self.max_bytes:
+        shape = _padded_shape(rows)
+        if shape and self._bytes + size <= self.max_bytes:
             # One statement in autocommit mode is one durable transaction (WAL, FULL): the
-            # whole group commit is a single sqlite3 call.
-            conn.execute(_insert_sql(rows), params)
+            # whole group commit is a single sqlite3 call, so the writer gives up and re-takes
+            # the GIL once per commit (each re-take can wait for the event loop's thread for up
+            # to the interpreter's switch interval). Rounded up to a prepared shape with copies
+            # of the last row: its record id is taken by then, so INSERT OR IGNORE skips them.
+            if shape > rows:
+                params += params[-6:] * (shape - rows)
+            conn.execute(_insert_sql(shape), params)
             self._account(conn.total_changes - before, rows, size, freed)
             return
+        shapes = _shapes(rows)
         conn.execute("BEGIN IMMEDIATE")
         try:
             if self._bytes + size > self.max_bytes:
