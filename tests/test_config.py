@@ -187,6 +187,35 @@ def test_adapter_setting_is_validated(home: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("adapters", "expected"),
+    [
+        ('adapters = ["hci0", "/org/bluez/hci1"]', "ble.adapters"),  # not a plain name
+        ('adapters = ["hci0", "hci0"]', "ble.adapters"),  # listed twice
+        ('adapters = "hci0"', "ble.adapters"),  # a list, not a text
+        ('adapter = "hci2"\nadapters = ["hci0", "hci1"]', "ble"),  # the sources disagree
+    ],
+)
+def test_several_adapters_are_validated(home: Path, adapters: str, expected: str) -> None:
+    _write(home, f"[ble]\n{adapters}\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert (info.value.key or "").startswith(expected), info.value
+    assert "adapter" in str(info.value)
+
+
+def test_several_adapters_from_the_file_and_the_environment(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write(home, '[ble]\nadapter = "hci1"\nadapters = ["hci0", "hci1"]\n')
+    assert load_settings().ble.adapters == ("hci0", "hci1")
+    monkeypatch.setenv("WKING_BLE__ADAPTERS", '["hci1", "hci2"]')
+    assert load_settings().ble.adapters == ("hci1", "hci2")
+    monkeypatch.setenv("WKING_BLE__ADAPTERS", '["hci0"]')  # hci1 (the file's adapter) is gone
+    with pytest.raises(ConfigError, match="not one of adapters"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
     ("upload", "expected"),
     [
         ('endpoint = "http://collector.example/v1/logs"', "https"),

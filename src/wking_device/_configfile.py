@@ -80,6 +80,9 @@ TEMPLATE: Final = """\
 # connect_attempts = 3
 # The adapter on Linux (hci0, hci1, ...); unset: BlueZ's default.
 # adapter = "hci0"
+# Several adapters to connect through: each connection takes the one with a free slot and
+# the best RSSI, and fails over when one disappears (scans use `adapter`).
+# adapters = ["hci0", "hci1"]
 
 [storage]
 # Size cap of the encrypted store in bytes (1 MiB to 1 TiB); past it the lowest-priority

@@ -143,6 +143,8 @@ def resolve_paths(home: str | os.PathLike[str] | None = None) -> Paths:
 # command wait forever or overflow a timer (issue 7).
 _Seconds = Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)]
 """A duration in seconds: more than 0, at most an hour."""
+_AdapterName = Annotated[str, Field(pattern=r"^hci[0-9]{1,3}$")]
+"""A Linux adapter name (``hci0``, ``hci1``, ...)."""
 
 
 class _Section(BaseModel):
@@ -160,6 +162,25 @@ class BleSettings(_Section):
     command_timeout: _Seconds = 5.0
     adapter: str | None = Field(default=None, pattern=r"^hci[0-9]{1,3}$")
     """The adapter to use on Linux (``hci0``, ``hci1``, ...); ``None``: BlueZ's default."""
+    adapters: tuple[_AdapterName, ...] = Field(default=(), max_length=16)
+    """Several adapters to connect through (``["hci0", "hci1"]``): every connection takes the
+    one with a free slot and the best RSSI and fails over when one disappears; scans use
+    ``adapter``. Empty: connections use ``adapter``."""
+
+    @field_validator("adapters")
+    @classmethod
+    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("an adapter is listed twice")
+        return value
+
+    @model_validator(mode="after")
+    def _adapter_among_adapters(self) -> BleSettings:
+        if self.adapters and self.adapter is not None and self.adapter not in self.adapters:
+            raise ValueError(
+                f"adapter {self.adapter!r} is not one of adapters {list(self.adapters)!r}"
+            )
+        return self
 
 
 class StorageSettings(_Section):

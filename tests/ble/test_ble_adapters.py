@@ -292,6 +292,43 @@ async def test_read_all_through_several_adapters(
         assert 1 <= result.peak_connections <= 2  # one slot on each adapter
 
 
+async def test_configured_adapters_are_used_by_every_session(
+    fast_settings: BleSettings, fast_retry: RetryPolicy
+) -> None:
+    # `[ble] adapters = [...]` in config.toml reaches Speaker, SessionKeeper and read_all
+    settings = type(fast_settings).model_validate(
+        {**fast_settings.model_dump(), "adapters": ["hci0", "hci1"]}
+    )
+    async with SimWorld.fleet(2, adv_interval_ms=20, adapters=["hci0", "hci1"]) as world:
+        one, two = world.speakers
+        for speaker in world.speakers:
+            speaker.set_rssi(-80, adapter="hci0")
+            speaker.set_rssi(-45, adapter="hci1")
+        async with Speaker(
+            one.address, backend=world.backend, settings=settings, retry=fast_retry
+        ) as session:
+            assert session.adapter == "hci1"  # picked among the configured ones
+        async with SessionKeeper(
+            backend=world.backend, settings=settings, backoff=FAST_BACKOFF, retry=fast_retry
+        ) as keeper:
+            from wking_device.ble import discover  # noqa: PLC0415
+
+            found = await discover(2.0, backend=world.backend, count=2)
+            assert await keeper.keep({two.address}, found) == {two.address}
+            await keeper.settled(10)
+            assert keeper.adapter(two.address) == "hci1"
+            await world.unplug_adapter("hci1")
+            await _until(lambda: keeper.adapter(two.address) == "hci0" and keeper.connected())
+        result = await read_all(
+            [one.address, two.address],
+            backend=world.backend,
+            settings=settings,
+            retry=fast_retry,
+        )
+        assert result.ok, result.errors
+        assert world.connected_on("hci1") is None  # unplugged: both were read through hci0
+
+
 def test_a_malformed_object_manager_answer_counts_only_what_it_can_read() -> None:
     # BlueZ's answer is trusted for its shape only: wrong types are skipped, never raised on.
     device = "org.bluez.Device1"

@@ -92,12 +92,14 @@ async def read_all(  # noqa: PLR0915 - one flat flow: limiter, sessions, results
         on_result: Called as each speaker finishes (progress display).
         adapters: Several adapters to read through (``Speaker(adapters=...)``): each speaker
             connects through the adapter with a free slot and the best RSSI. With no explicit
-            ``limit``, each adapter's shared limiter applies.
+            ``limit``, each adapter's shared limiter applies. Default: ``settings.adapters``.
 
     Returns:
         Per-speaker results and errors.
     """
     settings = settings or BleSettings()
+    if adapters is None and settings.adapters:
+        adapters = settings.adapters  # `[ble] adapters` in config.toml
     loop = asyncio.get_running_loop()
     started = loop.time()
     limiter: ConnectionLimiter = (

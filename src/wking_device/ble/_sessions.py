@@ -95,6 +95,7 @@ class SessionKeeper:
         adapters: Several adapters to keep sessions through (``Speaker(adapters=...)``): every
             connection goes through the adapter with a free slot and the best RSSI, and a
             session whose adapter disappears reconnects through another that sees the speaker.
+            Default: ``settings.adapters``.
 
     Attributes:
         reconnects: Connections made again after a kept link went down.
@@ -115,8 +116,10 @@ class SessionKeeper:
         retry: RetryPolicy | None = None,
         adapters: Sequence[str] | None = None,
     ) -> None:
-        self._adapters = list(adapters) if adapters is not None else None
         self._settings = settings or BleSettings()
+        if adapters is None and self._settings.adapters:
+            adapters = self._settings.adapters  # `[ble] adapters` in config.toml
+        self._adapters = list(adapters) if adapters is not None else None
         if slots is None:
             slots = self._settings.max_connections - 1
         if slots < 0:

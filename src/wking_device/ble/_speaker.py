@@ -259,7 +259,8 @@ class Speaker:
             is gone (unplugged) or does not see the speaker is passed over, so a session whose
             adapter disappears reconnects through another. :attr:`adapter` tells which one a
             connection uses. Slots are those of each adapter's shared limiter (unless
-            ``limiter`` is given).
+            ``limiter`` is given). Default: ``settings.adapters`` (``[ble] adapters``), or one
+            adapter (``adapter``) when that is empty.
     """
 
     def __init__(  # noqa: PLR0915 - one flat list of the session's state
@@ -292,6 +293,8 @@ class Speaker:
         """What the reconnect in progress waits for: ``slot``, ``scan`` (the address to
         advertise) or ``connect``."""
         settings = settings or _DEFAULTS
+        if self._adapters is None and settings.adapters:
+            self._adapters = list(settings.adapters)  # `[ble] adapters` in config.toml
         self._close_stale = close_stale
         self._disconnected_callback = disconnected_callback
         self._streams: list[EventStream[SessionEvent]] = []
