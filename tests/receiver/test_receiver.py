@@ -67,6 +67,16 @@ async def test_protobuf_gzip_or_not_is_stored_once(rx: Receiver) -> None:
     assert rx.stats.duplicates == 2
 
 
+async def test_a_200_comes_after_a_commit_synced_to_disk(rx: Receiver) -> None:
+    # the uploader deletes its copy on the 200: the commit must survive a power loss too
+    assert (await _post(rx, _body()))[0] == 200
+    assert rx._db is not None
+    connection = rx._db._conn
+    assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert len(rx.export()) == 2
+
+
 async def test_otlp_json_is_accepted_and_answered_in_json(rx: Receiver) -> None:
     request = {
         "resourceLogs": [

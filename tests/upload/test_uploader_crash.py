@@ -1,15 +1,21 @@
-"""Crash test: an uploading process is SIGKILLed mid-drain; after a restart everything arrives once.
+"""Crash tests: an uploading process is SIGKILLed mid-drain; a restart delivers everything once.
 
 The child claims batches, sends them to the reference receiver (running in this process, over TLS
 on 127.0.0.1) and acknowledges them; it is killed while batches are claimed and in flight. The
 store makes claimed rows pending again when it is reopened, so a new drain re-sends them and the
 receiver's de-duplication by ``wking.record_id`` leaves exactly one copy of each record.
+
+The uploader's delete after an acknowledgement commits without an fsync of its own
+(``RecordStore.ack(..., sync=False)``): it must survive a killed process, and when a power loss
+undoes it (simulated by putting back the store's files as they were before the drain) the
+records are re-sent and stored once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import sys
 from typing import TYPE_CHECKING
@@ -134,6 +140,76 @@ async def test_killed_mid_drain_then_restarted_delivers_everything_once(
             async with uploader:
                 await uploader.drain()
             assert (await store.stats()).total == 0
+        received = [row["record_id"] for row in rx.export()]
+    assert len(received) == len(set(received)) == TOTAL
+    assert set(received) == ids
+
+
+ACK_CHILD = r"""
+import asyncio, sys
+from wking_device.config import load_settings, resolve_paths
+from wking_device.store import open_store
+
+async def main() -> None:
+    paths = resolve_paths(sys.argv[1])
+    store = open_store(paths, load_settings(paths))
+    rows = await store.claim_opened(100)
+    deleted = await store.ack([row.record_id for row in rows], sync=False)
+    sys.stdout.write(f"acked {deleted}\n")
+    sys.stdout.flush()
+    await asyncio.sleep(3600)  # killed here, the store never closed
+
+asyncio.run(main())
+"""
+
+
+async def test_an_unsynced_ack_survives_a_killed_process(home: Path) -> None:
+    await _fill(home)
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", ACK_CHILD, str(home), stdout=asyncio.subprocess.PIPE
+    )
+    assert child.stdout is not None
+    async with asyncio.timeout(60):
+        line = (await child.stdout.readline()).decode().strip()
+    child.send_signal(signal.SIGKILL)
+    await child.wait()
+    assert line == "acked 100"
+    paths = resolve_paths(home)
+    async with open_store(paths, load_settings(paths)) as store:
+        stats = await store.stats()
+    assert stats.total == stats.pending == TOTAL - 100
+
+
+async def test_acks_undone_by_a_power_loss_are_resent_and_stored_once(
+    home: Path, tmp_path: Path
+) -> None:
+    ids = await _fill(home)
+    paths = resolve_paths(home)
+    settings = load_settings(paths)
+    # the store's files before the drain: what a power loss leaves if no delete reached the disk
+    before = tmp_path / "before"
+    shutil.copytree(paths.data_dir, before)
+    async with Receiver(tmp_path / "rx") as rx:
+        target = UploadTarget(
+            endpoint=parse_endpoint(rx.endpoint), tls=TLSOptions(ca_file=rx.ca_file)
+        )
+        gate = open_installation_gate(paths, settings)
+        async with open_store(paths, settings) as store:
+            async with open_uploader(target, store=store, gate=gate, data_dir=paths.data_dir) as up:
+                assert (await up.drain()).counters.sent == TOTAL
+            assert (await store.stats()).total == 0
+            connection = store._conn  # the setting appends rely on
+            assert connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+        shutil.rmtree(paths.data_dir)
+        shutil.copytree(before, paths.data_dir)
+        gate = open_installation_gate(paths, settings)
+        async with open_store(paths, settings) as store:
+            assert (await store.stats()).pending == TOTAL
+            async with open_uploader(target, store=store, gate=gate, data_dir=paths.data_dir) as up:
+                assert (await up.drain()).counters.sent == TOTAL
+            assert (await store.stats()).total == 0
+        assert rx.stats.stored == TOTAL
+        assert rx.stats.duplicates == TOTAL
         received = [row["record_id"] for row in rx.export()]
     assert len(received) == len(set(received)) == TOTAL
     assert set(received) == ids

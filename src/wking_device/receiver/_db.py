@@ -5,8 +5,10 @@ Schema version 1 (``PRAGMA user_version``)::
     records(record_id TEXT PRIMARY KEY, category, installation_id, consent_id, policy_version,
             body TEXT, time_unix_nano INTEGER, source_ip TEXT NULL, received_at REAL)
 
-``source_ip`` is NULL unless the batch declared ``ip_address`` consent. All writes go through
-one thread (:class:`ReceiverDB` is used from the server through a single-worker executor).
+``source_ip`` is NULL unless the batch declared ``ip_address`` consent. Each request's records
+are committed in one transaction, synced to disk (WAL, ``synchronous=FULL``) before the server
+answers: an acknowledged record survives a power loss. All writes go through one thread
+(:class:`ReceiverDB` is used from the server through a single-worker executor).
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ class ReceiverDB:
     def __init__(self, path: Path) -> None:
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
+        # FULL: a commit is on disk before the server answers 200, and the uploader deletes
+        # its copy on that answer (NORMAL could lose acknowledged records to a power loss)
+        self._conn.execute("PRAGMA synchronous=FULL")
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
         if version == 0:
             self._conn.execute(

@@ -725,12 +725,22 @@ class RecordStore:
         result: int = await self._submit(functools.partial(self._reject_sync, ids))
         return result
 
-    async def ack(self, record_ids: Iterable[str]) -> int:
-        """Delete records the collector acknowledged; returns how many were deleted."""
+    async def ack(self, record_ids: Iterable[str], *, sync: bool = True) -> int:
+        """Delete records the collector acknowledged; returns how many were deleted.
+
+        Args:
+            record_ids: The records to delete.
+            sync: Whether the delete's commit waits for the disk (``fsync``). The uploader
+                passes ``False`` for records a de-duplicating collector stored: the commit is
+                then atomic and survives a crash of the process, but a power loss may undo it,
+                and those records are pending again and re-sent (never lost, never sent twice
+                into the collector's store). The next synced commit (any append) makes it
+                durable too.
+        """
         ids = list(record_ids)
         if not ids:
             return 0
-        result: int = await self._submit(functools.partial(self._ack_sync, ids))
+        result: int = await self._submit(functools.partial(self._ack_sync, ids, sync=sync))
         return result
 
     async def release(self, record_ids: Iterable[str]) -> int:
@@ -1420,7 +1430,19 @@ class RecordStore:
         self._took(taken, bad, shredded)
         return opened
 
-    def _ack_sync(self, ids: list[str]) -> int:
+    def _ack_sync(self, ids: list[str], *, sync: bool = True) -> int:
+        if sync:
+            return self._ack_in_transaction(ids)
+        # WAL with synchronous=NORMAL: the commit is appended to the log without an fsync
+        # (atomic, kept through a process crash; a power loss may undo it, see ack())
+        conn = self._conn
+        conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            return self._ack_in_transaction(ids)
+        finally:
+            conn.execute("PRAGMA synchronous = FULL")
+
+    def _ack_in_transaction(self, ids: list[str]) -> int:
         conn = self._conn
         claims = self._claims
         held = [h for h in map(claims.get, ids) if h is not None]
