@@ -393,3 +393,22 @@ def test_the_adapter_of_a_device_comes_from_its_bluez_path_or_simulator_details(
     assert device_adapter(bluez) == "hci1"
     assert device_adapter(BLEDevice(address, None, {"path": "/somewhere/else"})) is None
     assert device_adapter(BLEDevice(address, None, None)) is None  # macOS, Windows: unknown
+
+
+async def test_a_system_bus_that_never_answers_leaves_the_slots_unknown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # BlueZ's D-Bus cannot exist here: its call is replaced by one that never returns
+    from wking_device.ble import _adapters  # noqa: PLC0415
+
+    async def never() -> dict[str, object]:
+        await asyncio.Event().wait()
+        raise AssertionError  # pragma: no cover
+
+    monkeypatch.setattr(_adapters, "_bluez_managed_objects", never)
+    monkeypatch.setattr(_adapters, "_BLUEZ_ASK_S", 0.05)
+    monkeypatch.setattr(_adapters, "_bluez_unavailable_until", 0.0)
+    monkeypatch.setattr(_adapters.sys, "platform", "linux")
+    async with asyncio.timeout(5):
+        assert await _adapters._bluez_slots("hci0") is None
+    assert _adapters._bluez_unavailable_until > time.monotonic()  # not asked again for a while

@@ -177,6 +177,8 @@ async def _bluez_disconnect(path: str) -> None:  # pragma: no cover - needs Blue
 
 _BLUEZ_ADAPTER = "org.bluez.Adapter1"
 _BLUEZ_DEVICE = "org.bluez.Device1"
+_BLUEZ_ASK_S = 2.0
+"""Seconds BlueZ's object manager may take to list its objects before slots count as unknown."""
 _BLUEZ_RETRY_S = 60.0
 """After BlueZ could not be asked (no system bus, no BlueZ), seconds before asking again."""
 _bluez_unavailable_until = 0.0
@@ -286,7 +288,8 @@ async def _bluez_slots(adapter: str | None) -> AdapterSlots | None:
     if sys.platform != "linux" or time.monotonic() < _bluez_unavailable_until:
         return None
     try:
-        objects = await _bluez_managed_objects()
+        async with asyncio.timeout(_BLUEZ_ASK_S):  # a bus that never answers: not waited on
+            objects = await _bluez_managed_objects()
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - no system bus or no BlueZ: not asked for a while
