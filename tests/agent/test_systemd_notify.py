@@ -122,7 +122,7 @@ def test_agent_run_without_notify_socket_sends_nothing_and_works(tmp_path: Path)
     env["WATCHDOG_USEC"] = "100000"  # a watchdog without a socket: ignored
     _grant(tmp_path / "home", "operation_logs")
     result = subprocess.run(
-        [WKING, "--simulate", "1", "agent", "run", "--duration", "0.5", "--interval", "0.2"],
+        [WKING, "--simulate", "1", "agent", "run", "--cycles", "1", "--interval", "0.2"],
         env=env,
         capture_output=True,
         text=True,
@@ -211,7 +211,7 @@ def test_a_bounded_run_says_stopping_when_its_duration_is_over(
     _grant(tmp_path / "home", "operation_logs")
     env["NOTIFY_SOCKET"] = path
     result = subprocess.run(
-        [WKING, "--simulate", "1", "agent", "run", "--duration", "0.5", "--interval", "0.2"],
+        [WKING, "--simulate", "1", "agent", "run", "--cycles", "1", "--interval", "0.2"],
         env=env,
         capture_output=True,
         text=True,
