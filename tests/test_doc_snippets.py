@@ -161,7 +161,7 @@ HOW: list[tuple[str, How]] = [
     ),
     (
         r"python3 -m venv \.venv && \.venv/bin/pip install -e \"\.\[dev\]\" && "
-        r"\.venv/bin/python -m pytest",
+        r"\.venv/bin/python -m pytest -n 4",
         How("the test suite itself, as .ci/run runs it"),
     ),
     (r"(\.venv/bin/)?python -m pytest.*", How("the test suite itself, as .ci/run runs it")),
