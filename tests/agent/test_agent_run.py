@@ -339,7 +339,6 @@ async def test_a_long_running_agent_sweeps_expired_records() -> None:
     assert kept < stored  # the older ones were deleted while the agent ran
 
 
-
 async def test_a_run_of_n_cycles_runs_exactly_n() -> None:
     gate, store = _open()
     gate.grant(["device_info"])

@@ -345,8 +345,7 @@ class Agent:
     async def run(
         self, duration: float | None = None, *, cycles: int | None = None
     ) -> AgentSummary:
-        """Run cycles until ``duration`` seconds have passed, ``cycles`` are done, :meth:`stop`,
-        or cancellation.
+        """Run cycles until the duration or the cycles run out, :meth:`stop`, or cancellation.
 
         The package's log records are redacted (no speaker address, at any level) since
         ``import wking_device``, whatever logging set-up embeds the agent (DESIGN §4).

@@ -228,7 +228,8 @@ async def _supervise(
         state.on_signal(sig)
     try:
         return await _stop_within_deadline(
-            state, _run(app, duration, cycles, interval, upload, state)
+            state,
+            _run(app, state, duration=duration, cycles=cycles, interval=interval, upload=upload),
         )
     finally:
         for sig in installed:
@@ -288,11 +289,12 @@ def _summary(state: _Run) -> dict[str, Any]:
 
 async def _run(
     app: AppContext,
+    state: _Run,
+    *,
     duration: float | None,
     cycles: int | None,
     interval: float,
     upload: dict[str, Any],
-    state: _Run,
 ) -> tuple[dict[str, Any], WkingError | None]:
     from wking_device.agent import STATUS_FILE, Agent  # noqa: PLC0415
     from wking_device.collect import open_installation_gate  # noqa: PLC0415
