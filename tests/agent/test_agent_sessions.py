@@ -83,7 +83,11 @@ async def test_a_state_change_after_a_reconnect_reaches_the_store() -> None:
         assert not _state_notes(await store.export())  # nothing had changed so far
         sim.state.volume = 12
         await sim.notify_state()
-        await _until(lambda: agent.summary.cycles >= 4, "two more cycles (a flush)")
+        # under load a cycle's read may fail while the link comes back: wait for a read over it
+        await _until(
+            lambda: agent.summary.cycles >= 4 and agent.summary.reads_ok >= 2,
+            "two more cycles (a flush) and a read over the link before and after the reconnect",
+        )
         agent.stop()
         summary = await task
         records = await store.export()
