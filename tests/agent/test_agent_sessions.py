@@ -87,10 +87,15 @@ async def test_a_state_change_after_a_reconnect_reaches_the_store() -> None:
         assert not _state_notes(await store.export())  # nothing had changed so far
         sim.state.volume = 12
         await sim.notify_state()
-        # under load a cycle's read may fail while the link comes back: wait for a read over it
+        # under load a cycle's read may fail while the link comes back, or reconnect it itself
+        # (auto-reconnect) before the keeper's backoff is over: wait for both to be done
         await _until(
-            lambda: agent.summary.cycles >= 4 and agent.summary.reads_ok >= 2,
-            "two more cycles (a flush) and a read over the link before and after the reconnect",
+            lambda: (
+                agent.summary.cycles >= 4
+                and agent.summary.reads_ok >= 2
+                and agent.sessions.reconnects >= 1
+            ),
+            "two more cycles (a flush), reads over the link, and the keeper's reconnect",
         )
         agent.stop()
         summary = await task
