@@ -161,7 +161,7 @@ HOW: list[tuple[str, How]] = [
     ),
     (
         r"python3 -m venv \.venv && \.venv/bin/pip install -e \"\.\[dev\]\" && "
-        r"\.venv/bin/python -m pytest",
+        r"\.venv/bin/python -m pytest -n 4",
         How("the test suite itself, as .ci/run runs it"),
     ),
     (r"(\.venv/bin/)?python -m pytest.*", How("the test suite itself, as .ci/run runs it")),
@@ -408,8 +408,11 @@ def _how(command: str, output: list[str]) -> How | None:
 
 def _adapt(command: str) -> str:
     command = _DURATION.sub(lambda m: f"--duration {min(float(m.group(1)), 2):g}", command)
-    if re.search(r"\bagent run\b", command) and "--duration" not in command:
-        command += " --duration 2"  # it runs until stopped otherwise
+    if re.search(r"\bagent run\b", command):
+        if "--duration" not in command:
+            command += " --duration 2"  # it runs until stopped otherwise
+        if "--cycles" not in command and "&" not in command:
+            command += " --cycles 1"  # ends after its first cycle, not its (bounded) duration
     if _ASKS.search(command):
         command += " --yes"
     return command
@@ -852,9 +855,10 @@ def test_a_wrong_documented_output_fails(tmp_path: Path) -> None:
 
 def test_commands_that_wait_are_adapted_and_system_steps_are_listed() -> None:
     assert _adapt("wking --simulate 3 agent run --duration 10") == (
-        "wking --simulate 3 agent run --duration 2"
+        "wking --simulate 3 agent run --duration 2 --cycles 1"
     )
-    assert _adapt("wking agent run") == "wking agent run --duration 2"
+    assert _adapt("wking agent run") == "wking agent run --duration 2 --cycles 1"
+    assert _adapt("wking agent run --cycles 3") == "wking agent run --cycles 3 --duration 2"
     assert (
         _adapt("wking consent grant operation_logs") == "wking consent grant operation_logs --yes"
     )

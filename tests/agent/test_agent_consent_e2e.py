@@ -43,7 +43,7 @@ def _records(runner: CliRunner) -> dict[str, object]:
 
 def _agent(runner: CliRunner, env: dict[str, str] | None = None) -> dict[str, object]:
     summary = _invoke(
-        runner, "--simulate", "3", "agent", "run", "--duration", "2", "--interval", "1", env=env
+        runner, "--simulate", "3", "agent", "run", "--cycles", "1", "--interval", "1", env=env
     )
     assert isinstance(summary, dict)
     return summary

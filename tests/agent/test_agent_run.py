@@ -12,9 +12,12 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, TypeVar
 
+import pytest
+
 from wking_device.agent import Agent
 from wking_device.collect import open_installation_gate
 from wking_device.config import BleSettings, load_settings, resolve_paths
+from wking_device.errors import UsageError
 from wking_device.sim import SimWorld
 from wking_device.store import open_store
 
@@ -334,3 +337,32 @@ async def test_a_long_running_agent_sweeps_expired_records() -> None:
     stored = summary.records["DeviceInfoCollector"]
     assert stored >= 6
     assert kept < stored  # the older ones were deleted while the agent ran
+
+
+async def test_a_run_of_n_cycles_runs_exactly_n() -> None:
+    gate, store = _open()
+    gate.grant(["device_info"])
+    async with SimWorld.fleet(2, instant_connect=True) as world, store:
+        agent = _agent(gate, store, world, interval=0.1, scan_seconds=0.3, keep_connected=0)
+        summary = await asyncio.wait_for(agent.run(_BOUND_S, cycles=3), _BOUND_S)
+    assert summary.cycles == 3
+    assert summary.reads_ok == 6  # each speaker once per cycle
+
+
+async def test_a_run_of_one_cycle_ends_without_waiting_for_the_interval() -> None:
+    gate, store = _open()
+    gate.grant(["device_info"])
+    async with SimWorld.fleet(3, instant_connect=True) as world, store:
+        agent = _agent(gate, store, world, interval=3600.0, scan_seconds=0.4)
+        # an hour-long interval: a pause after the last cycle would hit the bound
+        summary = await asyncio.wait_for(agent.run(None, cycles=1), _BOUND_S)
+    assert summary.cycles == 1
+    assert summary.reads_ok == 3
+
+
+async def test_cycles_below_one_is_a_usage_error() -> None:
+    gate, store = _open()
+    async with SimWorld.fleet(1, instant_connect=True) as world, store:
+        agent = _agent(gate, store, world)
+        with pytest.raises(UsageError, match="at least 1"):
+            await agent.run(cycles=0)

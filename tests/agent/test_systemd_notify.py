@@ -7,6 +7,7 @@ again and again (``WATCHDOG_USEC`` set small), ``STOPPING=1`` on SIGTERM, and a 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -122,7 +123,7 @@ def test_agent_run_without_notify_socket_sends_nothing_and_works(tmp_path: Path)
     env["WATCHDOG_USEC"] = "100000"  # a watchdog without a socket: ignored
     _grant(tmp_path / "home", "operation_logs")
     result = subprocess.run(
-        [WKING, "--simulate", "1", "agent", "run", "--duration", "0.5", "--interval", "0.2"],
+        [WKING, "--simulate", "1", "agent", "run", "--cycles", "1", "--interval", "0.2"],
         env=env,
         capture_output=True,
         text=True,
@@ -211,7 +212,7 @@ def test_a_bounded_run_says_stopping_when_its_duration_is_over(
     _grant(tmp_path / "home", "operation_logs")
     env["NOTIFY_SOCKET"] = path
     result = subprocess.run(
-        [WKING, "--simulate", "1", "agent", "run", "--duration", "0.5", "--interval", "0.2"],
+        [WKING, "--simulate", "1", "agent", "run", "--cycles", "1", "--interval", "0.2"],
         env=env,
         capture_output=True,
         text=True,
@@ -223,3 +224,27 @@ def test_a_bounded_run_says_stopping_when_its_duration_is_over(
     assert "READY" in messages[0]
     assert not any("WATCHDOG" in m for m in messages)  # no WATCHDOG_USEC: no pings
     assert messages[-1]["STATUS"] == "stopping (the run is over)"
+
+
+async def test_a_signal_ends_the_watchdog_pings_at_once(
+    notify_socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stop can take seconds (a Bluetooth call finishing); systemd stops watching at STOPPING=1,
+    # and a ping after it would say the service is still running normally.
+    from wking_device.cli._agent import _Run  # noqa: PLC0415
+
+    sock, path = notify_socket
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.setenv("WATCHDOG_USEC", "100000")
+    state = _Run()
+    assert state.systemd is not None
+    state.watchdog = asyncio.ensure_future(state.systemd.keep_watchdog())
+    pinged = await asyncio.to_thread(_wait_for, sock, "WATCHDOG", 10)  # the loop keeps running
+    assert "WATCHDOG" in pinged[-1]
+    try:
+        state.on_signal(signal.SIGTERM)
+        await asyncio.wait({state.watchdog}, timeout=5)
+        assert state.watchdog.cancelled(), "still pinging after STOPPING=1"
+    finally:
+        state.watchdog.cancel()
+        state.systemd.close()

@@ -338,6 +338,13 @@ def test_a_number_of_seconds_must_be_finite(args: list[str]) -> None:
     assert "Invalid value for '--" in result.stderr
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "1.5", "many"])
+def test_agent_cycles_must_be_a_whole_number_of_at_least_one(value: str) -> None:
+    result = CliRunner().invoke(cli, ["--simulate", "1", "agent", "run", "--cycles", value])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--cycles'" in result.stderr
+
+
 def test_a_ctrl_c_before_the_loop_starts_leaves_no_unawaited_coroutine(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

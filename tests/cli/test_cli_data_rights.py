@@ -24,7 +24,7 @@ def _ok(runner: CliRunner, *args: str, input: str | None = None) -> str:
 
 def _collect(runner: CliRunner, *categories: str) -> None:
     _ok(runner, "consent", "grant", "--yes", *categories)
-    _ok(runner, "--simulate", "2", "agent", "run", "--duration", "1.5", "--interval", "0.5")
+    _ok(runner, "--simulate", "2", "agent", "run", "--cycles", "1", "--interval", "0.5")
 
 
 def _by_category(runner: CliRunner) -> dict[str, int]:

@@ -99,7 +99,8 @@ def test_readme_agent_reads_what_was_bound_and_withdrawal_shreds() -> None:
 
     run("--simulate", "3", "devices", "bind", "C0:57:4B:00:00:02")
     run("consent", "grant", "--yes", "operation_logs", "device_info")
-    summary = run("--simulate", "3", "agent", "run", "--duration", "3")
+    summary = run("--simulate", "3", "agent", "run", "--cycles", "1")
+    assert summary["cycles"] == 1
     # "read the bound speakers": three advertise, one is bound, so one read per cycle
     assert summary["speakers_seen"] == 3
     assert summary["reads_ok"] == summary["cycles"]

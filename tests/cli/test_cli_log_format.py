@@ -101,7 +101,7 @@ def test_the_agents_do_not_track_warning_is_a_json_line_too(home: Path) -> None:
     del home
     granted = _run("consent", "grant", "--yes", "operation_logs")
     assert granted.returncode == 0, granted.stderr
-    args = ("--simulate", "1", "agent", "run", "--duration", "0.5", "--interval", "0.3")
+    args = ("--simulate", "1", "agent", "run", "--cycles", "1", "--interval", "0.3")
     proc = _run("--log-format", "json", *args, env={"DO_NOT_TRACK": "1"})
     assert proc.returncode == 0, proc.stderr
     entries = [json.loads(line) for line in proc.stderr.splitlines()]  # every line is JSON

@@ -23,7 +23,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     env = {**os.environ, "WKING_HOME": str(home), "TERM": "xterm"}
     for args in (
         ["consent", "grant", "--yes", "operation_logs"],
-        ["--simulate", "1", "agent", "run", "--duration", "0.5", "--interval", "0.2"],
+        ["--simulate", "1", "agent", "run", "--cycles", "1", "--interval", "0.2"],
     ):
         subprocess.run([WKING, *args], env=env, capture_output=True, check=True)
     return env

@@ -215,7 +215,8 @@ def test_agent_run_after_a_significant_notice_change_says_so(tmp_path: Path) -> 
     assert "wking consent grant device_info operation_logs" in line
     regranted = _wking(home, "consent", "grant", "--yes", "operation_logs", "device_info")
     assert regranted.returncode == 0, regranted.stderr
-    assert _wking(home, "--simulate", "1", "agent", "run", "--duration", "0.5").returncode == 0
+    again = _wking(home, "--simulate", "1", "agent", "run", "--cycles", "1", "--interval", "0.2")
+    assert again.returncode == 0, again.stderr
 
 
 def test_agent_run_under_do_not_track_warns_once_and_connects_to_nobody(
@@ -228,7 +229,7 @@ def test_agent_run_under_do_not_track_warns_once_and_connects_to_nobody(
         "3",
         "agent",
         "run",
-        "--duration",
+        "--cycles",
         "1",
         "--interval",
         "0.3",

@@ -288,7 +288,7 @@ def _leaves(group: click.Group, prefix: tuple[str, ...]) -> list[tuple[str, ...]
 # Each command's arguments for a run that prints a result. A command added to the tree without
 # an entry here fails test_every_command_has_a_json_sample.
 SAMPLES: dict[tuple[str, ...], list[str]] = {
-    ("agent", "run"): ["--duration", "0.5", "--interval", "0.2"],
+    ("agent", "run"): ["--cycles", "1", "--interval", "0.2"],
     ("agent", "status"): [],
     ("completion",): ["bash"],
     ("config", "init"): [],

@@ -230,7 +230,7 @@ def test_withdraw_all_with_nothing_granted_asks_nothing() -> None:
 
 def test_delete_all_names_only_categories_that_hold_records() -> None:
     _ok("consent", "grant", "--yes", "device_info")
-    _ok("--simulate", "2", "agent", "run", "--duration", "1.5", "--interval", "0.5")
+    _ok("--simulate", "2", "agent", "run", "--cycles", "1", "--interval", "0.5")
     result = _ok("data", "delete", "--all", input="y\n")
     prompt = result.stderr
     assert "device_info" in prompt

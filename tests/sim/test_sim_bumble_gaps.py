@@ -550,8 +550,12 @@ def test_stock_trap_controller_needs_running_loop_and_world_is_per_loop() -> Non
 async def test_stock_trap_one_pending_connection_and_fixed() -> None:
     link = LocalLink()
     central = await _device(link, "central", CENTRAL)
-    first = asyncio.create_task(central.connect(hci.Address(PERIPHERAL), timeout=0.2))
-    await asyncio.sleep(0.01)
+    first = asyncio.create_task(central.connect(hci.Address(PERIPHERAL), timeout=5))
+    # pending once the controller took the command (a fixed 10 ms was not always enough)
+    for _ in range(1000):  # at least 5 s
+        if central.is_le_connecting:
+            break
+        await asyncio.sleep(0.005)
     with pytest.raises(core.InvalidStateError):
         await central.connect(hci.Address("C0:00:00:00:00:03"), timeout=0.2)
     first.cancel()

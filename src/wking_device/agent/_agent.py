@@ -67,6 +67,7 @@ from wking_device.errors import (
     BluetoothError,
     ConfigError,
     LedgerTampered,
+    UsageError,
 )
 
 if TYPE_CHECKING:
@@ -270,6 +271,7 @@ class Agent:
         self._stop_grace = stop_grace
         self._stop = asyncio.Event()
         self._deadline: float | None = None
+        self._max_cycles: int | None = None
         self._failure: LedgerTampered | AdapterUnavailable | None = None
         self._scanned = False
         self._stragglers: set[asyncio.Task[Any]] = set()
@@ -340,8 +342,10 @@ class Agent:
         """Whether :meth:`stop` was called."""
         return self._stop.is_set()
 
-    async def run(self, duration: float | None = None) -> AgentSummary:
-        """Run cycles until ``duration`` seconds have passed, :meth:`stop`, or cancellation.
+    async def run(
+        self, duration: float | None = None, *, cycles: int | None = None
+    ) -> AgentSummary:
+        """Run cycles until the duration or the cycles run out, :meth:`stop`, or cancellation.
 
         The package's log records are redacted (no speaker address, at any level) since
         ``import wking_device``, whatever logging set-up embeds the agent (DESIGN §4).
@@ -349,6 +353,9 @@ class Agent:
         Args:
             duration: Seconds to run; ``None`` runs until stopped or cancelled. A scan, connect
                 or read still in progress half a second after it ends is cancelled.
+            cycles: Scan-and-read cycles to run (at least 1); ``None``: no limit. The run ends
+                right after the last one (no pause), whichever of ``duration`` and ``cycles``
+                comes first.
 
         Returns:
             The summary of the run (also on cancellation, via :attr:`summary`).
@@ -357,10 +364,14 @@ class Agent:
             LedgerTampered: The consent ledger failed verification (at the start or while
                 running); collection stopped, the summary is in :attr:`summary`.
             AdapterUnavailable: The first scan found no usable Bluetooth adapter.
+            UsageError: ``cycles`` is less than 1.
         """
+        if cycles is not None and cycles < 1:
+            raise UsageError(f"cycles must be at least 1, not {cycles}")
         loop = asyncio.get_running_loop()
         started = loop.time()
         self._deadline = None if duration is None else started + duration
+        self._max_cycles = cycles
         detach: list[Callable[[], None]] = [
             self._store.attach(self._gate),
             self.operations.attach(self._events),
@@ -393,6 +404,8 @@ class Agent:
 
     def _ended(self) -> bool:
         if self._stop.is_set():
+            return True
+        if self._max_cycles is not None and self.summary.cycles >= self._max_cycles:
             return True
         return self._deadline is not None and asyncio.get_running_loop().time() >= self._deadline
 

@@ -85,6 +85,13 @@ def agent(ctx: click.Context) -> None:
     help="Seconds to run (default: until interrupted).",
 )
 @click.option(
+    "--cycles",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Scan-and-read cycles to run, then stop (default: no limit; "
+    "with --duration, whichever ends first).",
+)
+@click.option(
     "--interval",
     type=Seconds(min=0.1, max=3600.0),
     default=5.0,
@@ -93,13 +100,20 @@ def agent(ctx: click.Context) -> None:
 )
 @upload_options
 @pass_app
-def run(app: AppContext, /, duration: float | None, interval: float, **upload: Any) -> None:
+def run(
+    app: AppContext,
+    /,
+    duration: float | None,
+    cycles: int | None,
+    interval: float,
+    **upload: Any,
+) -> None:
     """Scan, read the bound (or, simulated, all) speakers and collect what consent allows.
 
     With a collector configured (upload.endpoint) or given (--endpoint), it also uploads every
     upload.interval seconds.
     """
-    summary, error = _run_in_own_loop(app, duration, interval, upload)
+    summary, error = _run_in_own_loop(app, duration, cycles, interval, upload)
 
     def render(console: Console) -> None:
         table = Table(title="Agent run", show_header=False)
@@ -133,6 +147,7 @@ class _Run:
         from wking_device.agent._systemd import SystemdNotifier  # noqa: PLC0415 - the agent's
 
         self.systemd = SystemdNotifier.from_environment()
+        self.watchdog: asyncio.Task[None] | None = None  # pings systemd's watchdog while running
 
     def on_signal(self, sig: signal.Signals) -> None:
         self.signals.append(sig.name)
@@ -141,12 +156,18 @@ class _Run:
         self.stop_asked.set()
         if self.systemd is not None:
             self.systemd.stopping(f"stopping ({sig.name})")
+            if self.watchdog is not None:
+                self.watchdog.cancel()  # no ping after STOPPING=1, however long the stop takes
         if self.agent is not None:
             self.agent.stop()
 
 
 def _run_in_own_loop(
-    app: AppContext, duration: float | None, interval: float, upload: dict[str, Any]
+    app: AppContext,
+    duration: float | None,
+    cycles: int | None,
+    interval: float,
+    upload: dict[str, Any],
 ) -> tuple[dict[str, Any], WkingError | None]:
     """Run the agent in an event loop whose end is bounded too.
 
@@ -155,7 +176,7 @@ def _run_in_own_loop(
     """
     loop = asyncio.new_event_loop()
     try:
-        return loop.run_until_complete(_supervise(app, duration, interval, upload))
+        return loop.run_until_complete(_supervise(app, duration, cycles, interval, upload))
     finally:
         try:
             _close_loop(loop)
@@ -188,7 +209,11 @@ def _quiet_about_abandoned_tasks(loop: asyncio.AbstractEventLoop, context: dict[
 
 
 async def _supervise(
-    app: AppContext, duration: float | None, interval: float, upload: dict[str, Any]
+    app: AppContext,
+    duration: float | None,
+    cycles: int | None,
+    interval: float,
+    upload: dict[str, Any],
 ) -> tuple[dict[str, Any], WkingError | None]:
     loop = asyncio.get_running_loop()
     state = _Run()
@@ -202,7 +227,10 @@ async def _supervise(
     for sig in _signals.take():  # received while the command line was parsed
         state.on_signal(sig)
     try:
-        return await _stop_within_deadline(state, _run(app, duration, interval, upload, state))
+        return await _stop_within_deadline(
+            state,
+            _run(app, state, duration=duration, cycles=cycles, interval=interval, upload=upload),
+        )
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
@@ -261,10 +289,12 @@ def _summary(state: _Run) -> dict[str, Any]:
 
 async def _run(
     app: AppContext,
+    state: _Run,
+    *,
     duration: float | None,
+    cycles: int | None,
     interval: float,
     upload: dict[str, Any],
-    state: _Run,
 ) -> tuple[dict[str, Any], WkingError | None]:
     from wking_device.agent import STATUS_FILE, Agent  # noqa: PLC0415
     from wking_device.collect import open_installation_gate  # noqa: PLC0415
@@ -308,7 +338,7 @@ async def _run(
             agent_.stop()
         watchdog = _tell_systemd_ready(state)
         try:
-            await agent_.run(duration)
+            await agent_.run(duration, cycles=cycles)
         except LedgerTampered as exc:
             error = exc  # printed after the summary of what was stored until then
         finally:
@@ -332,7 +362,8 @@ def _tell_systemd_ready(state: _Run) -> asyncio.Task[None] | None:
             f"{sum(tally.records.values())} records stored"
         )
 
-    return asyncio.ensure_future(state.systemd.keep_watchdog(describe))
+    state.watchdog = asyncio.ensure_future(state.systemd.keep_watchdog(describe))
+    return state.watchdog
 
 
 def _tell_systemd_stopping(state: _Run, watchdog: asyncio.Task[None] | None) -> None:
@@ -340,7 +371,7 @@ def _tell_systemd_stopping(state: _Run, watchdog: asyncio.Task[None] | None) -> 
     if watchdog is not None:
         watchdog.cancel()
     if state.systemd is not None:
-        if not state.signals:  # the run's --duration is over
+        if not state.signals:  # the run's --duration or --cycles is over
             state.systemd.stopping("stopping (the run is over)")
         state.systemd.close()
 

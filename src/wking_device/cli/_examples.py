@@ -17,6 +17,7 @@ EXAMPLES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("agent", "run"): (
         "wking agent run",
         "wking --simulate 3 agent run --duration 30 --interval 2",
+        "wking --simulate 3 agent run --cycles 1",
         "wking agent run --endpoint https://collector.example.org/v1/logs --ca-file ca.pem",
     ),
     ("agent", "status"): ("wking agent status", "wking agent status --json"),
