@@ -44,11 +44,12 @@ _BOUND_S = 30.0
 """The longest a condition is waited for: a bound for a test that goes wrong, never waited out."""
 
 
-async def _until(condition: Callable[[], bool], what: str) -> None:
+async def _until(condition: Callable[[], bool], what: str | Callable[[], str]) -> None:
     deadline = asyncio.get_running_loop().time() + _BOUND_S
     while not condition():
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not within {_BOUND_S} s: {what}")
+            said = what if isinstance(what, str) else what()
+            raise AssertionError(f"not within {_BOUND_S} s: {said}")
         await asyncio.sleep(0.05)
 
 
@@ -95,7 +96,11 @@ async def test_a_state_change_after_a_reconnect_reaches_the_store() -> None:
                 and agent.summary.reads_ok >= 2
                 and agent.sessions.reconnects >= 1
             ),
-            "two more cycles (a flush), reads over the link, and the keeper's reconnect",
+            lambda: (
+                "two more cycles (a flush), reads over the link, and the keeper's reconnect: "
+                f"{agent.summary.cycles} cycles, {agent.summary.reads_ok} reads ok, "
+                f"{agent.sessions.reconnects} reconnects, connected {agent.sessions.connected()}"
+            ),
         )
         agent.stop()
         summary = await task

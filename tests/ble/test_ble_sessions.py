@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from bleak import BleakClient
+from bumble.core import UUID
 
 from wking_device.ble import (
     BleBackend,
@@ -74,6 +75,44 @@ async def test_a_lost_link_is_reconnected_and_resubscribed(
     assert len(subscribes) >= 4  # vendor channel and battery, on each of the two connections
     notes = [e for e in recorder.of(OperationKind.NOTIFY) if e.outcome is Outcome.OK]
     assert any(e.detail.get("code") is not None for e in notes)  # the state change, logged
+
+
+async def test_a_link_lost_while_setting_up_is_not_connected_and_its_reconnect_counts(
+    fast_settings: BleSettings, fast_retry: RetryPolicy
+) -> None:
+    async with SimWorld.fleet(1, adv_interval_ms=20) as world:
+        sim = world.speakers[0]
+        dropped = False
+
+        def drop_once(_connection: object, characteristic: Any, *_: object) -> None:
+            # the speaker takes the set-up's first subscription, then goes out of range (the
+            # Service Changed subscription comes before, while bleak connects)
+            nonlocal dropped
+            if not dropped and characteristic.uuid != UUID.from_16_bits(0x2A05):
+                dropped = True
+                sim.faults.in_range = False
+
+        sim.device.on("characteristic_subscription", drop_once)
+        found = await discover(2.0, backend=world.backend, count=1)
+        async with SessionKeeper(
+            backend=world.backend,
+            settings=fast_settings,
+            backoff=FAST_BACKOFF,
+            retry=fast_retry,
+        ) as keeper:
+            assert await keeper.keep({sim.address}, found) == {sim.address}
+            async with keeper.session(sim.address).events() as events:
+                assert await _next(events, Disconnected) == Disconnected(expected=False)
+                # set up or not, the link was up: it is not a session the caller can use
+                assert keeper.connected() == set()
+                sim.faults.in_range = True
+                assert await _next(events, Connected) == Connected(reconnect=True)
+                deadline = asyncio.get_running_loop().time() + 10
+                while keeper.connected() != {sim.address}:
+                    assert asyncio.get_running_loop().time() < deadline, "never set up"
+                    await asyncio.sleep(0.01)
+                # the session's second link: a reconnect, as its own event says
+                assert keeper.reconnects == 1
 
 
 async def test_more_wanted_than_slots_keeps_the_strongest_and_leaves_the_rest(

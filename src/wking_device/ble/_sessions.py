@@ -57,7 +57,17 @@ DEFAULT_BACKOFF = RetryPolicy(attempts=1, base_delay=1.0, max_delay=60.0, out_of
 class _Kept:
     """One kept speaker: its session, the task that keeps it up, and its link-down signal."""
 
-    __slots__ = ("down", "failures", "last_error", "settled", "speaker", "stopping", "task")
+    __slots__ = (
+        "counted",
+        "down",
+        "failures",
+        "last_error",
+        "settled",
+        "speaker",
+        "stopping",
+        "task",
+        "up",
+    )
 
     def __init__(self, speaker: Speaker) -> None:
         self.speaker = speaker
@@ -69,6 +79,10 @@ class _Kept:
         self.stopping = False
         """Let go: the task ends (also when a Bluetooth call swallowed its cancellation)."""
         self.task: asyncio.Task[None] | None = None
+        self.up = False
+        """The last connect of the keeping loop succeeded and its link has not gone down since."""
+        self.counted = 1
+        """The session's connections up to which reconnects were counted (the first is none)."""
 
 
 class SessionKeeper:
@@ -153,8 +167,13 @@ class SessionKeeper:
         return kept.speaker
 
     def connected(self) -> set[str]:
-        """Upper-case addresses of the kept speakers whose link is up now."""
-        return {address for address, kept in self._kept.items() if kept.speaker.is_connected}
+        """Upper-case addresses of the kept speakers whose link is up and set up now.
+
+        A session still setting up its connection (services, subscriptions) is not in it yet.
+        """
+        return {
+            address for address, kept in self._kept.items() if kept.up and kept.speaker.is_connected
+        }
 
     def adapter(self, address: str) -> str | None:
         """The adapter the kept speaker's current (or last) connection goes through.
@@ -219,6 +238,7 @@ class SessionKeeper:
         kept: _Kept
 
         def on_down(_speaker: Speaker) -> None:
+            kept.up = False
             kept.down.set()
 
         speaker = Speaker(
@@ -252,7 +272,6 @@ class SessionKeeper:
     async def _reconnect_forever(self, kept: _Kept) -> None:
         """Connect, wait for the link to go down, back off, connect again; until let go."""
         speaker = kept.speaker
-        first = True
         while not kept.stopping:
             kept.down.clear()
             try:
@@ -276,9 +295,11 @@ class SessionKeeper:
             kept.failures = 0
             kept.last_error = None
             kept.settled.set()
-            if not first:
-                self.reconnects += 1
-            first = False
+            # Every link of the session after its first is a reconnect (one that went down while
+            # it was being set up too), as the session's own Connected(reconnect=True) says.
+            self.reconnects += max(0, speaker.connections - kept.counted)
+            kept.counted = max(kept.counted, speaker.connections)
+            kept.up = speaker.is_connected
             if kept.stopping:  # let go while connecting (a cancellation lost in the stack)
                 return
             await kept.down.wait()
