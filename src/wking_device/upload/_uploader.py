@@ -1,11 +1,13 @@
 """The uploader: claim a batch, re-check consent, de-identify, encode, send, acknowledge.
 
-:class:`Uploader` drains the record store to one collector. Each of ``concurrency`` workers
-loops: claim up to ``batch_size`` records the current consent lets it send → check every record
-again right before sending → de-identify when the transfer is cross-border and not permitted →
-encode each record's ``LogRecord`` once → frame, gzip → POST → acknowledge (the store deletes
-what the collector accepted). Memory is bounded by ``concurrency * batch_size`` records whatever
-the backlog: nothing is claimed ahead of a free worker.
+:class:`Uploader` drains the record store to one collector. One task claims up to
+``batch_size`` records the current consent lets it send, de-identifies them when the transfer is
+cross-border and not permitted, and encodes each record's ``LogRecord`` once, one batch ahead of
+the ``concurrency`` workers; each worker takes a prepared batch → checks every record against
+consent as it is right before sending (withdrawn: purged, never sent) → frames, gzips → POSTs →
+acknowledges (the store deletes what the collector accepted, only after its 2xx). Memory is
+bounded by ``(concurrency + 1) * batch_size`` records whatever the backlog: a batch holds one of
+``concurrency + 1`` slots from before its claim until it is settled.
 
 What happens to a record (docs/upload.md, "Delivery"):
 
@@ -159,6 +161,14 @@ class DrainResult:
 
 _Item = tuple["OpenedRecord", bytes]
 """A claimed record on its way: what the store opened and its encoded ``LogRecord``."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A claimed batch encoded ahead of its send, and whether it was de-identified."""
+
+    items: list[_Item]
+    restricted: bool
 
 
 @dataclass(slots=True)
@@ -358,26 +368,26 @@ class Uploader:
         """
         started = time.monotonic()
         before = UploadCounters(**self.counters.as_dict())
-        stop = asyncio.Event()
-        workers = [
-            asyncio.create_task(self._worker(stop), name=f"wking-upload-{n}")
+        ready: asyncio.Queue[_Prepared | None] = asyncio.Queue()
+        # a batch holds a slot from before its claim until it is settled (acknowledged, set
+        # aside or released): ``concurrency`` batches in flight and one prepared ahead
+        slots = asyncio.Semaphore(self._concurrency + 1)
+        tasks = [asyncio.create_task(self._prefetch(ready, slots), name="wking-upload-claim")]
+        tasks += [
+            asyncio.create_task(self._worker(ready, slots), name=f"wking-upload-{n}")
             for n in range(self._concurrency)
         ]
         try:
-            done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            failure = next(
+                (task.exception() for task in done if not task.cancelled() and task.exception()),
+                None,
+            )
         except BaseException:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            await self._stop(tasks, ready)
             raise
-        failure = next(
-            (task.exception() for task in done if not task.cancelled() and task.exception()), None
-        )
         if failure is not None:
-            stop.set()
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            await self._stop(tasks, ready)
             if isinstance(failure, UploadError):
                 self.last_error = str(failure)
             raise failure
@@ -403,27 +413,75 @@ class Uploader:
             )
         return result
 
-    async def _worker(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            self._gate.refresh()  # another process may have withdrawn (cheap when unchanged)
-            plan = self._current_plan()
-            if not plan.scopes:
+    async def _stop(
+        self, tasks: list[asyncio.Task[None]], ready: asyncio.Queue[_Prepared | None]
+    ) -> None:
+        """Cancel the drain's tasks; the batches prepared and not taken are pending again."""
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        left: set[str] = set()
+        while not ready.empty():
+            prepared = ready.get_nowait()
+            if prepared is not None:
+                left.update(row.record_id for row, _ in prepared.items)
+        if left:
+            await asyncio.shield(self._store.release(left))
+
+    async def _prefetch(
+        self, ready: asyncio.Queue[_Prepared | None], slots: asyncio.Semaphore
+    ) -> None:
+        """Claim and encode batches ahead of the workers (at most one waits for a worker).
+
+        Claiming and encoding the next batch overlaps the requests in flight, so a worker sends
+        its next batch as soon as its last one is answered. Nothing prepared here is sent
+        without the consent check of the moment it is sent (:meth:`_deliver`).
+        """
+        try:
+            while True:
+                await slots.acquire()
+                self._gate.refresh()  # another process may have withdrawn (cheap when unchanged)
+                plan = self._current_plan()
+                if not plan.scopes:
+                    slots.release()
+                    return
+                claiming = asyncio.ensure_future(
+                    self._store.claim_opened(self._batch_size, scopes=plan.scopes)
+                )
+                try:
+                    rows = await asyncio.shield(claiming)
+                except asyncio.CancelledError:
+                    # the claim goes on in the store's thread: what it takes is pending again
+                    claiming.add_done_callback(self._release_late)
+                    raise
+                except BaseException:
+                    slots.release()
+                    raise
+                if not rows:
+                    slots.release()
+                    return
+                try:
+                    items = self._encode(rows, restricted=plan.restricted)
+                except BaseException:
+                    await asyncio.shield(self._store.release([row.record_id for row in rows]))
+                    raise
+                ready.put_nowait(_Prepared(items, plan.restricted))
+        finally:
+            for _ in range(self._concurrency):
+                ready.put_nowait(None)  # no more batches: each worker stops
+
+    async def _worker(
+        self, ready: asyncio.Queue[_Prepared | None], slots: asyncio.Semaphore
+    ) -> None:
+        while True:
+            prepared = await ready.get()
+            if prepared is None:
                 return
-            claiming = asyncio.ensure_future(
-                self._store.claim_opened(self._batch_size, scopes=plan.scopes)
-            )
+            outstanding = {row.record_id for row, _ in prepared.items}
             try:
-                rows = await asyncio.shield(claiming)
-            except asyncio.CancelledError:
-                # the claim goes on in the store's thread: what it takes is pending again
-                claiming.add_done_callback(self._release_late)
-                raise
-            if not rows:
-                return
-            outstanding = {row.record_id for row in rows}
-            try:
-                await self._settle(rows, outstanding)
+                await self._settle(prepared, outstanding)
             finally:
+                slots.release()
                 if outstanding:
                     # an error or a cancellation: whatever was not settled is pending again
                     await asyncio.shield(self._store.release(outstanding))
@@ -492,18 +550,13 @@ class Uploader:
         self.counters.purged += len(records)
         _LOGGER.info("%d records not sent: their consent was withdrawn", len(records))
 
-    async def _settle(self, claimed: list[OpenedRecord], outstanding: set[str]) -> None:
+    async def _settle(self, prepared: _Prepared, outstanding: set[str]) -> None:
         """Send one claimed batch until every record is acknowledged, set aside or released."""
-        rows = await self._check(claimed, outstanding)
-        if not rows:
-            return
-        plan = self._current_plan()
-        items = self._encode(rows, restricted=plan.restricted)
-        stack: list[tuple[list[_Item], bool]] = [(items, plan.restricted)]
+        stack: list[list[_Item]] = [prepared.items]
         while stack:
-            batch, restricted = stack.pop()
-            halves = await self._deliver(batch, restricted, outstanding)
-            stack.extend((half, restricted) for half in reversed(halves))
+            batch = stack.pop()
+            halves = await self._deliver(batch, prepared.restricted, outstanding)
+            stack.extend(reversed(halves))
 
     async def _deliver(
         self, batch: list[_Item], restricted: bool, outstanding: set[str]
@@ -511,11 +564,11 @@ class Uploader:
         """Send one request (with retries); return the halves to send when it was too large."""
         attempt = 0
         while True:
-            if attempt:
-                # time passed: consent may have changed while we waited
-                batch = await self._recheck(batch, restricted, outstanding)
-                if not batch:
-                    return []
+            # consent right before each attempt: it may have changed since the claim (the
+            # batch was prepared ahead) or while a retry waited
+            batch = await self._recheck(batch, restricted, outstanding)
+            if not batch:
+                return []
             plan = self._current_plan()
             framer = self._framer(plan.ip_consent)
             encoded = [data for _, data in batch]
@@ -554,7 +607,7 @@ class Uploader:
     async def _recheck(
         self, batch: list[_Item], restricted: bool, outstanding: set[str]
     ) -> list[_Item]:
-        """Before a retry: the same consent check as before the first send."""
+        """Before each send: every record checked against consent as it is now."""
         if self._current_plan().restricted != restricted:
             # the cross-border decision changed: release them; a new claim encodes them anew
             ids = [row.record_id for row, _ in batch]
