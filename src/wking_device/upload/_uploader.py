@@ -48,6 +48,7 @@ consent (the gate does).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -163,12 +164,14 @@ _Item = tuple["OpenedRecord", bytes]
 """A claimed record on its way: what the store opened and its encoded ``LogRecord``."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Prepared:
     """A claimed batch encoded ahead of its send, and whether it was de-identified."""
 
     items: list[_Item]
     restricted: bool
+    acks: list[asyncio.Task[None]] = field(default_factory=list)
+    """The deletes of its accepted parts, still running (the batch's slot waits for them)."""
 
 
 @dataclass(slots=True)
@@ -243,6 +246,8 @@ class Uploader:
         self.counters = UploadCounters()
         self.last_error: str | None = None
         self._late: set[asyncio.Future[int]] = set()  # releases of claims cut short
+        self._acking: set[asyncio.Task[None]] = set()  # batches whose deletes are running
+        self._ack_failure: BaseException | None = None
 
     @property
     def endpoint(self) -> str:
@@ -368,6 +373,7 @@ class Uploader:
         """
         started = time.monotonic()
         before = UploadCounters(**self.counters.as_dict())
+        self._ack_failure = None
         ready: asyncio.Queue[_Prepared | None] = asyncio.Queue()
         # a batch holds a slot from before its claim until it is settled (acknowledged, set
         # aside or released): ``concurrency`` batches in flight and one prepared ahead
@@ -383,9 +389,13 @@ class Uploader:
                 (task.exception() for task in done if not task.cancelled() and task.exception()),
                 None,
             )
+            if failure is None:
+                await self._acked()
         except BaseException:
             await self._stop(tasks, ready)
             raise
+        if failure is None:
+            failure = self._ack_failure
         if failure is not None:
             await self._stop(tasks, ready)
             if isinstance(failure, UploadError):
@@ -420,6 +430,8 @@ class Uploader:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # deletes of what the collector accepted run to their end
+        await asyncio.shield(asyncio.gather(*self._acking, return_exceptions=True))
         left: set[str] = set()
         while not ready.empty():
             prepared = ready.get_nowait()
@@ -474,6 +486,8 @@ class Uploader:
         self, ready: asyncio.Queue[_Prepared | None], slots: asyncio.Semaphore
     ) -> None:
         while True:
+            if self._ack_failure is not None:
+                raise self._ack_failure  # the store failed: stop sending
             prepared = await ready.get()
             if prepared is None:
                 return
@@ -481,12 +495,46 @@ class Uploader:
             try:
                 await self._settle(prepared, outstanding)
             finally:
-                slots.release()
+                if prepared.acks:
+                    # the batch keeps its slot until its deletes are done; meanwhile this
+                    # worker sends the batch prepared behind it
+                    finishing = asyncio.ensure_future(self._finish(prepared.acks, slots))
+                    self._acking.add(finishing)
+                    finishing.add_done_callback(self._acking.discard)
+                else:
+                    slots.release()
                 if outstanding:
                     # an error or a cancellation: whatever was not settled is pending again
                     await asyncio.shield(self._store.release(outstanding))
             if self._progress is not None:
                 self._progress(self.counters)
+
+    async def _finish(self, acks: list[asyncio.Task[None]], slots: asyncio.Semaphore) -> None:
+        """Wait for a batch's deletes, then free its slot (a failure stops the drain)."""
+        try:
+            for outcome in await asyncio.gather(*acks, return_exceptions=True):
+                if isinstance(outcome, BaseException) and self._ack_failure is None:
+                    self._ack_failure = outcome
+        finally:
+            slots.release()
+
+    async def _acked(self) -> None:
+        """Wait for every delete still running."""
+        while self._acking:
+            await asyncio.gather(*self._acking, return_exceptions=True)
+
+    async def _ack(self, ids: list[str]) -> None:
+        """Delete records the collector accepted (see :meth:`_delivered`)."""
+        try:
+            # no fsync of its own: a power loss may undo the delete, and the records are then
+            # re-sent and de-duplicated by the collector (they are never lost)
+            await self._store.ack(ids, sync=False)
+        except BaseException:
+            # what was not deleted is pending again (or at the store's reopening)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._store.release(ids))
+            raise
+        self.counters.sent += len(ids)
 
     def _release_late(self, claiming: asyncio.Future[list[OpenedRecord]]) -> None:
         """Release what a claim cut short by a cancellation took (else claimed until reopen)."""
@@ -555,13 +603,14 @@ class Uploader:
         stack: list[list[_Item]] = [prepared.items]
         while stack:
             batch = stack.pop()
-            halves = await self._deliver(batch, prepared.restricted, outstanding)
+            halves = await self._deliver(batch, prepared, outstanding)
             stack.extend(reversed(halves))
 
     async def _deliver(
-        self, batch: list[_Item], restricted: bool, outstanding: set[str]
+        self, batch: list[_Item], prepared: _Prepared, outstanding: set[str]
     ) -> list[list[_Item]]:
         """Send one request (with retries); return the halves to send when it was too large."""
+        restricted = prepared.restricted
         attempt = 0
         while True:
             # consent right before each attempt: it may have changed since the claim (the
@@ -581,7 +630,7 @@ class Uploader:
                 self.counters.retried += len(batch)
             result: SendResult = await self._sender.send(body)
             if isinstance(result, Delivered):
-                await self._delivered(batch, result, outstanding)
+                await self._delivered(batch, result, prepared, outstanding)
                 return []
             if isinstance(result, TooLarge):
                 if len(batch) == 1:
@@ -618,7 +667,7 @@ class Uploader:
         return [item for item in batch if id(item[0]) in keep]
 
     async def _delivered(
-        self, batch: list[_Item], result: Delivered, outstanding: set[str]
+        self, batch: list[_Item], result: Delivered, prepared: _Prepared, outstanding: set[str]
     ) -> None:
         ids = [row.record_id for row, _ in batch]
         if result.rejected:
@@ -636,11 +685,10 @@ class Uploader:
                 result.error_message or "no reason given",
             )
             return
-        # no fsync of its own: a power loss may undo the delete, and the records are then
-        # re-sent and de-duplicated by the collector (they are never lost)
-        await self._store.ack(ids, sync=False)
+        # the delete runs while the worker sends its next batch; the records stay claimed
+        # until it is done, so no claim takes them again (and the batch keeps its slot)
+        prepared.acks.append(asyncio.ensure_future(self._ack(ids)))
         outstanding.difference_update(ids)
-        self.counters.sent += len(batch)
 
     async def _set_aside(
         self, batch: list[_Item], outstanding: set[str], *, too_large: bool
