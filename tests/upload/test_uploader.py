@@ -754,3 +754,32 @@ async def test_at_most_one_batch_is_claimed_ahead_of_the_workers(
     assert result.counters.sent == 1000
     # a claim starts only while at most two batches (the workers') are held: three at most
     assert max(held_at_claim) == 200
+
+
+async def test_a_failed_delete_after_a_2xx_stops_the_drain_and_loses_nothing(
+    rx: Receiver, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    from wking_device.errors import StorageError  # noqa: PLC0415
+
+    ids = await fill(store, permit, 1000)
+    real_ack = store.ack
+    failed: list[int] = []
+
+    async def failing_ack(record_ids: Any, **kw: Any) -> int:
+        if not failed:
+            failed.append(1)
+            raise StorageError("disk I/O error")  # the store fails on the first delete
+        return await real_ack(record_ids, **kw)
+
+    store.ack = failing_ack  # type: ignore[method-assign]
+    async with uploader(rx, store, gate, paths, concurrency=2) as up:
+        with pytest.raises(StorageError):
+            await up.drain()
+        stats = await store.stats()
+        assert stats.claimed == 0  # nothing left claimed: what was not deleted is pending
+        assert stats.pending >= 100  # the batch whose delete failed is pending again
+        assert up.counters.sent == 1000 - stats.pending
+        result = await up.drain()
+    assert result.counters.sent == stats.pending
+    assert (await store.stats()).total == 0
+    assert sorted(set(received_ids(rx))) == sorted(ids)
