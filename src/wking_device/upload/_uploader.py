@@ -5,9 +5,10 @@
 cross-border and not permitted, and encodes each record's ``LogRecord`` once, one batch ahead of
 the ``concurrency`` workers; each worker takes a prepared batch → checks every record against
 consent as it is right before sending (withdrawn: purged, never sent) → frames, gzips → POSTs →
-acknowledges (the store deletes what the collector accepted, only after its 2xx). Memory is
-bounded by ``(concurrency + 1) * batch_size`` records whatever the backlog: a batch holds one of
-``concurrency + 1`` slots from before its claim until it is settled.
+acknowledges (the store deletes what the collector accepted, only after its 2xx; the delete runs
+while the worker sends its next batch). Memory is bounded by ``(concurrency + 1) * batch_size``
+records whatever the backlog: a batch holds one of ``concurrency + 1`` slots from before its
+claim until it is deleted, set aside or released.
 
 What happens to a record (docs/upload.md, "Delivery"):
 
@@ -197,7 +198,7 @@ class Uploader:
         pseudonymizer: MAC pseudonyms for cross-border de-identification (built from the
             store's key store when needed and not given).
         batch_size: Records per request (and per claim).
-        concurrency: Requests in flight (workers); each holds at most one batch.
+        concurrency: Requests in flight (workers); one more batch is claimed ahead of them.
         backoff: Retry timing.
         max_attempts: Attempts per batch before the drain gives up with
             :class:`~wking_device.errors.UploadUnavailable` (``None``: keep trying).
