@@ -204,7 +204,8 @@ class Uploader:
             :class:`~wking_device.errors.UploadUnavailable` (``None``: keep trying).
         sleep: ``asyncio.sleep`` (inject a fake in tests).
         rng: The random source for jitter.
-        progress: Called with the cumulative counters after each batch is settled.
+        progress: Called with the cumulative counters after each batch is settled (its
+            accepted records deleted).
     """
 
     def __init__(
@@ -507,7 +508,7 @@ class Uploader:
                 if outstanding:
                     # an error or a cancellation: whatever was not settled is pending again
                     await asyncio.shield(self._store.release(outstanding))
-            if self._progress is not None:
+            if self._progress is not None and not prepared.acks:
                 self._progress(self.counters)
 
     async def _finish(self, acks: list[asyncio.Task[None]], slots: asyncio.Semaphore) -> None:
@@ -518,6 +519,8 @@ class Uploader:
                     self._ack_failure = outcome
         finally:
             slots.release()
+        if self._progress is not None:
+            self._progress(self.counters)  # the batch is settled: its records counted as sent
 
     async def _acked(self) -> None:
         """Wait for every delete still running."""
