@@ -14,7 +14,7 @@ otherwise replace the exporter's ``certificate_file`` with them: notes/performan
 
 The receiver runs in its own process (its own GIL), started with the same ``Receiver`` class as
 ``wking receiver run``. ``--records 1000000`` also prints the uploader's RSS every 10 % of the
-drain: memory must stay flat (at most ``concurrency * batch_size`` records are held).
+drain: memory must stay flat (at most ``(concurrency + 1) * batch_size`` records are held).
 
     .venv/bin/python benchmarks/upload.py                      # 100,000 + the SDK's 20,000
     .venv/bin/python benchmarks/upload.py --records 1000000 --sdk 0

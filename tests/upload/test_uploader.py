@@ -666,3 +666,120 @@ async def test_the_speaker_key_never_leaves_this_machine(
     assert {body["op"] for body in bodies} == {"read", "scan"}
     assert {"speaker": "kept"} in [body.get("detail") for body in bodies]
     assert key not in str(rx.export())
+
+
+# --- batches prepared ahead of the workers ------------------------------------------------------
+
+
+def _sent_ids(body: bytes) -> list[str]:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (  # noqa: PLC0415
+        ExportLogsServiceRequest,
+    )
+
+    request = ExportLogsServiceRequest.FromString(body)  # aiohttp un-gzipped it
+    return [
+        attribute.value.string_value
+        for resource in request.resource_logs
+        for scope in resource.scope_logs
+        for log in scope.log_records
+        for attribute in log.attributes
+        if attribute.key == "wking.record_id"
+    ]
+
+
+async def test_a_batch_claimed_ahead_is_checked_again_when_sent_and_withdrawn_never_sent(
+    store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    ids = await fill(store, permit, 300)
+    held = asyncio.Event()
+    arrived = asyncio.Event()
+    claims: list[list[str]] = []
+    real_claim = store.claim_opened
+    prefetched = asyncio.Event()
+
+    async def counting_claim(n: int, **kw: Any) -> list[OpenedRecord]:
+        rows = await real_claim(n, **kw)
+        if rows:
+            claims.append([row.record_id for row in rows])
+        if len(claims) == 3:
+            prefetched.set()
+        return rows
+
+    async def hold(_: web.Request) -> web.StreamResponse:
+        arrived.set()
+        await held.wait()
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    store.claim_opened = counting_claim  # type: ignore[method-assign]
+    async with bare_server(paths.data_dir, hold) as server:
+        async with uploader(
+            server.url, store, gate, paths, ca_file=server.ca_file, concurrency=2
+        ) as up:
+            draining = asyncio.create_task(up.drain())
+            async with asyncio.timeout(30):
+                # two requests in flight, a third batch claimed and encoded behind them
+                await prefetched.wait()
+                while len(server.requests) < 2:
+                    arrived.clear()
+                    await arrived.wait()
+            gate.withdraw(["operation_logs"], method="api")
+            held.set()
+            async with asyncio.timeout(30):
+                result = await draining
+        sent = [rid for _, body in server.requests for rid in _sent_ids(body)]
+    ahead = set(claims[2])
+    assert len(ahead) == 100
+    assert not ahead & set(sent)  # claimed before the withdrawal, never sent
+    assert sorted(sent) == sorted(set(ids) - ahead)
+    assert result.counters.purged == 100
+    assert (await store.stats()).total == 0
+
+
+async def test_at_most_one_batch_is_claimed_ahead_of_the_workers(
+    tmp_path: Path, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    await fill(store, permit, 1000)
+    real_claim = store.claim_opened
+    held_at_claim: list[int] = []
+
+    async def watching_claim(n: int, **kw: Any) -> list[OpenedRecord]:
+        held_at_claim.append((await store.stats()).claimed)
+        return await real_claim(n, **kw)
+
+    store.claim_opened = watching_claim  # type: ignore[method-assign]
+    async with Receiver(tmp_path / "slow", fault_plan=FaultPlan(latency=0.02)) as slow:
+        async with uploader(slow, store, gate, paths, concurrency=2) as up:
+            result = await up.drain()
+        assert len(set(received_ids(slow))) == 1000
+    assert result.counters.sent == 1000
+    # a claim starts only while at most two batches (the workers') are held: three at most
+    assert max(held_at_claim) == 200
+
+
+async def test_a_failed_delete_after_a_2xx_stops_the_drain_and_loses_nothing(
+    rx: Receiver, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    from wking_device.errors import StorageError  # noqa: PLC0415
+
+    ids = await fill(store, permit, 1000)
+    real_ack = store.ack
+    failed: list[int] = []
+
+    async def failing_ack(record_ids: Any, **kw: Any) -> int:
+        if not failed:
+            failed.append(1)
+            raise StorageError("disk I/O error")  # the store fails on the first delete
+        return await real_ack(record_ids, **kw)
+
+    store.ack = failing_ack  # type: ignore[method-assign]
+    async with uploader(rx, store, gate, paths, concurrency=2) as up:
+        with pytest.raises(StorageError):
+            await up.drain()
+        stats = await store.stats()
+        assert stats.claimed == 0  # nothing left claimed: what was not deleted is pending
+        assert stats.pending >= 100  # the batch whose delete failed is pending again
+        assert up.counters.sent == 1000 - stats.pending
+        result = await up.drain()
+    assert result.counters.sent == stats.pending
+    assert (await store.stats()).total == 0
+    assert sorted(set(received_ids(rx))) == sorted(ids)

@@ -213,3 +213,100 @@ async def test_acks_undone_by_a_power_loss_are_resent_and_stored_once(
         received = [row["record_id"] for row in rx.export()]
     assert len(received) == len(set(received)) == TOTAL
     assert set(received) == ids
+
+
+AHEAD_CHILD = r"""
+import asyncio, sys
+from pathlib import Path
+from wking_device.collect._install import open_installation_gate
+from wking_device.config import load_settings, resolve_paths
+from wking_device.store import open_store
+from wking_device.upload import UploadTarget, open_uploader, parse_endpoint
+from wking_device.upload._tls import TLSOptions
+
+async def main() -> None:
+    paths = resolve_paths(sys.argv[1])
+    settings = load_settings(paths)
+    gate = open_installation_gate(paths, settings)
+    store = open_store(paths, settings)
+    real_claim = store.claim_opened
+    claimed = 0
+
+    async def claim(n, **kw):
+        nonlocal claimed
+        rows = await real_claim(n, **kw)
+        claimed += len(rows)
+        sys.stdout.write(f"claimed {claimed}\n")
+        sys.stdout.flush()
+        return rows
+
+    store.claim_opened = claim
+    target = UploadTarget(
+        endpoint=parse_endpoint(sys.argv[2]),
+        tls=TLSOptions(ca_file=Path(sys.argv[3])),
+        batch_size=100,
+        concurrency=2,
+    )
+    uploader = open_uploader(target, store=store, gate=gate, data_dir=paths.data_dir)
+    await uploader.drain()
+    sys.stdout.write("finished\n")
+    sys.stdout.flush()
+
+asyncio.run(main())
+"""
+
+
+async def test_killed_with_a_batch_claimed_ahead_loses_nothing(home: Path, tmp_path: Path) -> None:
+    from _upload_helpers import bare_server  # noqa: PLC0415
+    from aiohttp import web  # noqa: PLC0415
+
+    ids = await _fill(home)
+    held = asyncio.Event()
+    arrived = asyncio.Event()
+
+    async def hold(_: web.Request) -> web.StreamResponse:
+        arrived.set()
+        await held.wait()  # never answered before the kill: nothing is acknowledged
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    async with bare_server(tmp_path, hold) as server:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            AHEAD_CHILD,
+            str(home),
+            server.url,
+            str(server.ca_file),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert child.stdout is not None
+        claimed = 0
+        async with asyncio.timeout(60):
+            # two batches in flight and a third claimed and encoded behind them
+            while claimed < 300:
+                line = (await child.stdout.readline()).decode()
+                assert line.startswith("claimed "), line
+                claimed = int(line.split()[1])
+            while len(server.requests) < 2:
+                arrived.clear()
+                if len(server.requests) < 2:
+                    await arrived.wait()
+        child.send_signal(signal.SIGKILL)
+        await child.wait()
+        held.set()
+    assert claimed == 300
+    paths = resolve_paths(home)
+    settings = load_settings(paths)
+    async with open_store(paths, settings) as store:
+        stats = await store.stats()
+        assert (stats.total, stats.pending, stats.claimed) == (TOTAL, TOTAL, 0)
+    async with Receiver(tmp_path / "rx") as rx:
+        gate = open_installation_gate(paths, settings)
+        async with open_store(paths, settings) as store:
+            target = UploadTarget(
+                endpoint=parse_endpoint(rx.endpoint), tls=TLSOptions(ca_file=rx.ca_file)
+            )
+            async with open_uploader(target, store=store, gate=gate, data_dir=paths.data_dir) as up:
+                assert (await up.drain()).counters.sent == TOTAL
+        received = [row["record_id"] for row in rx.export()]
+    assert sorted(received) == sorted(ids)

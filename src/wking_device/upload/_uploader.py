@@ -1,11 +1,14 @@
 """The uploader: claim a batch, re-check consent, de-identify, encode, send, acknowledge.
 
-:class:`Uploader` drains the record store to one collector. Each of ``concurrency`` workers
-loops: claim up to ``batch_size`` records the current consent lets it send → check every record
-again right before sending → de-identify when the transfer is cross-border and not permitted →
-encode each record's ``LogRecord`` once → frame, gzip → POST → acknowledge (the store deletes
-what the collector accepted). Memory is bounded by ``concurrency * batch_size`` records whatever
-the backlog: nothing is claimed ahead of a free worker.
+:class:`Uploader` drains the record store to one collector. One task claims up to
+``batch_size`` records the current consent lets it send, de-identifies them when the transfer is
+cross-border and not permitted, and encodes each record's ``LogRecord`` once, one batch ahead of
+the ``concurrency`` workers; each worker takes a prepared batch → checks every record against
+consent as it is right before sending (withdrawn: purged, never sent) → frames, gzips → POSTs →
+acknowledges (the store deletes what the collector accepted, only after its 2xx; the delete runs
+while the worker sends its next batch). Memory is bounded by ``(concurrency + 1) * batch_size``
+records whatever the backlog: a batch holds one of ``concurrency + 1`` slots from before its
+claim until it is deleted, set aside or released.
 
 What happens to a record (docs/upload.md, "Delivery"):
 
@@ -46,6 +49,7 @@ consent (the gate does).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -162,6 +166,16 @@ _Item = tuple["OpenedRecord", bytes]
 
 
 @dataclass(slots=True)
+class _Prepared:
+    """A claimed batch encoded ahead of its send, and whether it was de-identified."""
+
+    items: list[_Item]
+    restricted: bool
+    acks: list[asyncio.Task[None]] = field(default_factory=list)
+    """The deletes of its accepted parts, still running (the batch's slot waits for them)."""
+
+
+@dataclass(slots=True)
 class _Plan:
     """What may be sent now: computed from the gate before each claim and each send."""
 
@@ -184,13 +198,14 @@ class Uploader:
         pseudonymizer: MAC pseudonyms for cross-border de-identification (built from the
             store's key store when needed and not given).
         batch_size: Records per request (and per claim).
-        concurrency: Requests in flight (workers); each holds at most one batch.
+        concurrency: Requests in flight (workers); one more batch is claimed ahead of them.
         backoff: Retry timing.
         max_attempts: Attempts per batch before the drain gives up with
             :class:`~wking_device.errors.UploadUnavailable` (``None``: keep trying).
         sleep: ``asyncio.sleep`` (inject a fake in tests).
         rng: The random source for jitter.
-        progress: Called with the cumulative counters after each batch is settled.
+        progress: Called with the cumulative counters after each batch is settled (its
+            accepted records deleted).
     """
 
     def __init__(
@@ -233,6 +248,8 @@ class Uploader:
         self.counters = UploadCounters()
         self.last_error: str | None = None
         self._late: set[asyncio.Future[int]] = set()  # releases of claims cut short
+        self._acking: set[asyncio.Task[None]] = set()  # batches whose deletes are running
+        self._ack_failure: BaseException | None = None
 
     @property
     def endpoint(self) -> str:
@@ -358,26 +375,31 @@ class Uploader:
         """
         started = time.monotonic()
         before = UploadCounters(**self.counters.as_dict())
-        stop = asyncio.Event()
-        workers = [
-            asyncio.create_task(self._worker(stop), name=f"wking-upload-{n}")
+        self._ack_failure = None
+        ready: asyncio.Queue[_Prepared | None] = asyncio.Queue()
+        # a batch holds a slot from before its claim until it is settled (acknowledged, set
+        # aside or released): ``concurrency`` batches in flight and one prepared ahead
+        slots = asyncio.Semaphore(self._concurrency + 1)
+        tasks = [asyncio.create_task(self._prefetch(ready, slots), name="wking-upload-claim")]
+        tasks += [
+            asyncio.create_task(self._worker(ready, slots), name=f"wking-upload-{n}")
             for n in range(self._concurrency)
         ]
         try:
-            done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            failure = next(
+                (task.exception() for task in done if not task.cancelled() and task.exception()),
+                None,
+            )
+            if failure is None:
+                await self._acked()
         except BaseException:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            await self._stop(tasks, ready)
             raise
-        failure = next(
-            (task.exception() for task in done if not task.cancelled() and task.exception()), None
-        )
+        if failure is None:
+            failure = self._ack_failure
         if failure is not None:
-            stop.set()
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            await self._stop(tasks, ready)
             if isinstance(failure, UploadError):
                 self.last_error = str(failure)
             raise failure
@@ -403,32 +425,120 @@ class Uploader:
             )
         return result
 
-    async def _worker(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            self._gate.refresh()  # another process may have withdrawn (cheap when unchanged)
-            plan = self._current_plan()
-            if not plan.scopes:
+    async def _stop(
+        self, tasks: list[asyncio.Task[None]], ready: asyncio.Queue[_Prepared | None]
+    ) -> None:
+        """Cancel the drain's tasks; the batches prepared and not taken are pending again."""
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # deletes of what the collector accepted run to their end
+        await asyncio.shield(asyncio.gather(*self._acking, return_exceptions=True))
+        left: set[str] = set()
+        while not ready.empty():
+            prepared = ready.get_nowait()
+            if prepared is not None:
+                left.update(row.record_id for row, _ in prepared.items)
+        if left:
+            await asyncio.shield(self._store.release(left))
+
+    async def _prefetch(
+        self, ready: asyncio.Queue[_Prepared | None], slots: asyncio.Semaphore
+    ) -> None:
+        """Claim and encode batches ahead of the workers (at most one waits for a worker).
+
+        Claiming and encoding the next batch overlaps the requests in flight, so a worker sends
+        its next batch as soon as its last one is answered. Nothing prepared here is sent
+        without the consent check of the moment it is sent (:meth:`_deliver`).
+        """
+        try:
+            while True:
+                await slots.acquire()
+                self._gate.refresh()  # another process may have withdrawn (cheap when unchanged)
+                plan = self._current_plan()
+                if not plan.scopes:
+                    slots.release()
+                    return
+                claiming = asyncio.ensure_future(
+                    self._store.claim_opened(self._batch_size, scopes=plan.scopes)
+                )
+                try:
+                    rows = await asyncio.shield(claiming)
+                except asyncio.CancelledError:
+                    # the claim goes on in the store's thread: what it takes is pending again
+                    claiming.add_done_callback(self._release_late)
+                    raise
+                except BaseException:
+                    slots.release()
+                    raise
+                if not rows:
+                    slots.release()
+                    return
+                try:
+                    items = self._encode(rows, restricted=plan.restricted)
+                except BaseException:
+                    await asyncio.shield(self._store.release([row.record_id for row in rows]))
+                    raise
+                ready.put_nowait(_Prepared(items, plan.restricted))
+        finally:
+            for _ in range(self._concurrency):
+                ready.put_nowait(None)  # no more batches: each worker stops
+
+    async def _worker(
+        self, ready: asyncio.Queue[_Prepared | None], slots: asyncio.Semaphore
+    ) -> None:
+        while True:
+            if self._ack_failure is not None:
+                raise self._ack_failure  # the store failed: stop sending
+            prepared = await ready.get()
+            if prepared is None:
                 return
-            claiming = asyncio.ensure_future(
-                self._store.claim_opened(self._batch_size, scopes=plan.scopes)
-            )
+            outstanding = {row.record_id for row, _ in prepared.items}
             try:
-                rows = await asyncio.shield(claiming)
-            except asyncio.CancelledError:
-                # the claim goes on in the store's thread: what it takes is pending again
-                claiming.add_done_callback(self._release_late)
-                raise
-            if not rows:
-                return
-            outstanding = {row.record_id for row in rows}
-            try:
-                await self._settle(rows, outstanding)
+                await self._settle(prepared, outstanding)
             finally:
+                if prepared.acks:
+                    # the batch keeps its slot until its deletes are done; meanwhile this
+                    # worker sends the batch prepared behind it
+                    finishing = asyncio.ensure_future(self._finish(prepared.acks, slots))
+                    self._acking.add(finishing)
+                    finishing.add_done_callback(self._acking.discard)
+                else:
+                    slots.release()
                 if outstanding:
                     # an error or a cancellation: whatever was not settled is pending again
                     await asyncio.shield(self._store.release(outstanding))
-            if self._progress is not None:
+            if self._progress is not None and not prepared.acks:
                 self._progress(self.counters)
+
+    async def _finish(self, acks: list[asyncio.Task[None]], slots: asyncio.Semaphore) -> None:
+        """Wait for a batch's deletes, then free its slot (a failure stops the drain)."""
+        try:
+            for outcome in await asyncio.gather(*acks, return_exceptions=True):
+                if isinstance(outcome, BaseException) and self._ack_failure is None:
+                    self._ack_failure = outcome
+        finally:
+            slots.release()
+        if self._progress is not None:
+            self._progress(self.counters)  # the batch is settled: its records counted as sent
+
+    async def _acked(self) -> None:
+        """Wait for every delete still running."""
+        while self._acking:
+            await asyncio.gather(*self._acking, return_exceptions=True)
+
+    async def _ack(self, ids: list[str]) -> None:
+        """Delete records the collector accepted (see :meth:`_delivered`)."""
+        try:
+            # no fsync of its own: a power loss may undo the delete, and the records are then
+            # re-sent and de-duplicated by the collector (they are never lost)
+            await self._store.ack(ids, sync=False)
+        except BaseException:
+            # what was not deleted is pending again (or at the store's reopening)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._store.release(ids))
+            raise
+        self.counters.sent += len(ids)
 
     def _release_late(self, claiming: asyncio.Future[list[OpenedRecord]]) -> None:
         """Release what a claim cut short by a cancellation took (else claimed until reopen)."""
@@ -492,30 +602,26 @@ class Uploader:
         self.counters.purged += len(records)
         _LOGGER.info("%d records not sent: their consent was withdrawn", len(records))
 
-    async def _settle(self, claimed: list[OpenedRecord], outstanding: set[str]) -> None:
+    async def _settle(self, prepared: _Prepared, outstanding: set[str]) -> None:
         """Send one claimed batch until every record is acknowledged, set aside or released."""
-        rows = await self._check(claimed, outstanding)
-        if not rows:
-            return
-        plan = self._current_plan()
-        items = self._encode(rows, restricted=plan.restricted)
-        stack: list[tuple[list[_Item], bool]] = [(items, plan.restricted)]
+        stack: list[list[_Item]] = [prepared.items]
         while stack:
-            batch, restricted = stack.pop()
-            halves = await self._deliver(batch, restricted, outstanding)
-            stack.extend((half, restricted) for half in reversed(halves))
+            batch = stack.pop()
+            halves = await self._deliver(batch, prepared, outstanding)
+            stack.extend(reversed(halves))
 
     async def _deliver(
-        self, batch: list[_Item], restricted: bool, outstanding: set[str]
+        self, batch: list[_Item], prepared: _Prepared, outstanding: set[str]
     ) -> list[list[_Item]]:
         """Send one request (with retries); return the halves to send when it was too large."""
+        restricted = prepared.restricted
         attempt = 0
         while True:
-            if attempt:
-                # time passed: consent may have changed while we waited
-                batch = await self._recheck(batch, restricted, outstanding)
-                if not batch:
-                    return []
+            # consent right before each attempt: it may have changed since the claim (the
+            # batch was prepared ahead) or while a retry waited
+            batch = await self._recheck(batch, restricted, outstanding)
+            if not batch:
+                return []
             plan = self._current_plan()
             framer = self._framer(plan.ip_consent)
             encoded = [data for _, data in batch]
@@ -528,7 +634,7 @@ class Uploader:
                 self.counters.retried += len(batch)
             result: SendResult = await self._sender.send(body)
             if isinstance(result, Delivered):
-                await self._delivered(batch, result, outstanding)
+                await self._delivered(batch, result, prepared, outstanding)
                 return []
             if isinstance(result, TooLarge):
                 if len(batch) == 1:
@@ -554,7 +660,7 @@ class Uploader:
     async def _recheck(
         self, batch: list[_Item], restricted: bool, outstanding: set[str]
     ) -> list[_Item]:
-        """Before a retry: the same consent check as before the first send."""
+        """Before each send: every record checked against consent as it is now."""
         if self._current_plan().restricted != restricted:
             # the cross-border decision changed: release them; a new claim encodes them anew
             ids = [row.record_id for row, _ in batch]
@@ -565,7 +671,7 @@ class Uploader:
         return [item for item in batch if id(item[0]) in keep]
 
     async def _delivered(
-        self, batch: list[_Item], result: Delivered, outstanding: set[str]
+        self, batch: list[_Item], result: Delivered, prepared: _Prepared, outstanding: set[str]
     ) -> None:
         ids = [row.record_id for row, _ in batch]
         if result.rejected:
@@ -583,11 +689,10 @@ class Uploader:
                 result.error_message or "no reason given",
             )
             return
-        # no fsync of its own: a power loss may undo the delete, and the records are then
-        # re-sent and de-duplicated by the collector (they are never lost)
-        await self._store.ack(ids, sync=False)
+        # the delete runs while the worker sends its next batch; the records stay claimed
+        # until it is done, so no claim takes them again (and the batch keeps its slot)
+        prepared.acks.append(asyncio.ensure_future(self._ack(ids)))
         outstanding.difference_update(ids)
-        self.counters.sent += len(batch)
 
     async def _set_aside(
         self, batch: list[_Item], outstanding: set[str], *, too_large: bool
