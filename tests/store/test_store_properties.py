@@ -6,7 +6,7 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from wking_device.collect._install import open_installation_gate
@@ -35,6 +35,16 @@ ops = st.lists(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(program=ops)
+# a claimed record purged, then a new one numbered with its seq: not claimed, and claimable
+@example(
+    program=[
+        ("append", ["device_info"]),
+        ("claim", 1),
+        ("purge", "device_info"),
+        ("append", ["operation_logs"]),
+        ("claim", 1),
+    ]
+)
 def test_store_matches_model(program) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(_run(Path(tmp), program))

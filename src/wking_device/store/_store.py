@@ -1535,6 +1535,27 @@ class RecordStore:
         """The claimed rows' seq values, for :data:`_CLAIMED_SEQS`."""
         return _seq_json(seq for seq, _ in self._claims.values())
 
+    def _forget_gone_claims(self) -> None:
+        """Forget the claims of rows deleted other than by an ack (purged, expired).
+
+        SQLite may give a new row the ``seq`` of a deleted one: a claim left behind would count
+        that new record as claimed and keep it from being claimed until the stale claim is
+        settled. (An ack never deletes a row that is not the claimed one: it checks the id.)
+        """
+        if not self._claims:
+            return
+        alive = set(
+            self._conn.execute(
+                f"SELECT seq, record_id FROM records WHERE seq IN ({_CLAIMED_SEQS})",  # noqa: S608
+                (self._claimed_json(),),
+            ).fetchall()
+        )
+        gone = [rid for rid, (seq, _) in self._claims.items() if (seq, rid) not in alive]
+        for record_id in gone:
+            del self._claims[record_id]
+        if gone:
+            self._note_claims()
+
     def _claimed_count(self) -> int:
         """Claimed records that still exist (for stats)."""
         if not self._claims:
@@ -1577,6 +1598,7 @@ class RecordStore:
         except BaseException:
             self._rollback()
             raise
+        self._forget_gone_claims()
         self._bytes = self._measure()
         if deleted or destroyed:
             _LOGGER.info(
@@ -1650,6 +1672,8 @@ class RecordStore:
         except BaseException:
             self._rollback()
             raise
+        if expired:
+            self._forget_gone_claims()
         in_use = {int(key_id) for (key_id,) in conn.execute("SELECT DISTINCT key_id FROM records")}
         live = self.keys.data_key_ids()
         newest: dict[str, int] = {}
