@@ -248,6 +248,7 @@ class Uploader:
         self.counters = UploadCounters()
         self.last_error: str | None = None
         self._late: set[asyncio.Future[int]] = set()  # releases of claims cut short
+        self._claiming: set[asyncio.Future[list[OpenedRecord]]] = set()  # claims running
         self._acking: set[asyncio.Task[None]] = set()  # batches whose deletes are running
         self._ack_failure: BaseException | None = None
 
@@ -432,6 +433,12 @@ class Uploader:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # a claim cut short runs on in the store's thread and is then released: the drain
+        # returns with nothing of it left claimed
+        if self._claiming:
+            await asyncio.shield(asyncio.gather(*self._claiming, return_exceptions=True))
+        if self._late:
+            await asyncio.shield(asyncio.gather(*self._late, return_exceptions=True))
         # deletes of what the collector accepted run to their end
         await asyncio.shield(asyncio.gather(*self._acking, return_exceptions=True))
         left: set[str] = set()
@@ -462,6 +469,8 @@ class Uploader:
                 claiming = asyncio.ensure_future(
                     self._store.claim_opened(self._batch_size, scopes=plan.scopes)
                 )
+                self._claiming.add(claiming)
+                claiming.add_done_callback(self._claiming.discard)
                 try:
                     rows = await asyncio.shield(claiming)
                 except asyncio.CancelledError:
