@@ -206,14 +206,28 @@ def run_baseline(directory: Path, total: int, batch: int = 1000) -> float:
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
-    """For ``python -m benchmarks``: the baseline runs before and after the store (paired)."""
+    """For ``python -m benchmarks``: the baseline runs before and after the store (paired).
+
+    ``--quick`` interleaves three shorter rounds (baseline, store, baseline, store, ...) and
+    reports the median round: one round of 20,000 records lasts under a second, and the disk's
+    ``fsync`` time swings between such short runs.
+    """
     total = 20_000 if quick else 200_000
+    rounds = 3 if quick else 1
+    results: list[dict[str, Any]] = []
+    baselines: list[float] = []
+    cpu = 0.0
     with tempfile.TemporaryDirectory(prefix="wking-ingest-") as tmp:
-        before = run_baseline(Path(tmp) / "b1", total) if _mkdir(Path(tmp) / "b1") else 0.0
-        cpu = time.process_time()
-        result = asyncio.run(run_store(Path(tmp) / "home", total, 100))
-        cpu = time.process_time() - cpu
-        after = run_baseline(Path(tmp) / "b2", total) if _mkdir(Path(tmp) / "b2") else 0.0
+        root = Path(tmp)
+        baselines.append(run_baseline(root / "b0", total) if _mkdir(root / "b0") else 0.0)
+        for n in range(rounds):
+            started = time.process_time()
+            results.append(asyncio.run(run_store(root / f"home{n}", total, 100)))
+            cpu += time.process_time() - started
+            base = root / f"b{n + 1}"
+            baselines.append(run_baseline(base, total) if _mkdir(base) else 0.0)
+    result = sorted(results, key=lambda r: r["rate"])[len(results) // 2]
+    cpu /= rounds
     return [
         {
             "name": "ingest.100_producers",
@@ -221,10 +235,12 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
             "unit": "records/s",
             "better": "higher",
             "baseline": "plaintext SQLite WAL/FULL batch insert (1,000 rows/commit)",
-            "baseline_values": [before, after],
+            "baseline_values": baselines,
             "budget": 0.5,
             "cpu_us_per_item": cpu / result["records"] * 1e6,
-            "detail": f"{result['records']:,} durable encrypted appends, p50 "
+            "detail": f"{result['records']:,} durable encrypted appends"
+            + (f" (median of {rounds} interleaved rounds)" if rounds > 1 else "")
+            + f", p50 "
             f"{result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms (budget 25 ms at 1,000 "
             "producers; >= 40,000 records/s when quiet); CPU µs/record: event loop "
             f"{result['loop_cpu_us']:.1f} + writer {result['writer_cpu_us']:.1f}; "
