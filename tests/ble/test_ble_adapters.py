@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 from bleak import BleakClient
 from dbus_fast import Variant
+from tests._waiting import until as _until
 
 from wking_device._redact import MAC_RE
 from wking_device.ble import (
@@ -32,20 +33,10 @@ from wking_device.errors import BluetoothError, DeviceNotFound, UsageError
 from wking_device.sim import AdapterSpec, SimWorld
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from wking_device.ble import RetryPolicy
     from wking_device.config import BleSettings
 
 from tests.ble.test_ble_sessions import FAST_BACKOFF
-
-
-async def _until(condition: Callable[[], bool], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition never held"
-        await asyncio.sleep(0.01)
-
 
 # --- the BlueZ object manager, read by a pure function --------------------------------------------
 

@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
+from tests._waiting import until as _until
 
 from wking_device.ble import Speaker
 from wking_device.ble._delivery import EventQueue
@@ -23,16 +24,7 @@ from wking_device.sim import SimWorld, SpeakerSpec
 pytestmark = pytest.mark.filterwarnings("ignore:Speaker.subscribe:DeprecationWarning")
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from wking_device.config import BleSettings
-
-
-async def _until(condition: Callable[[], bool], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition never held"
-        await asyncio.sleep(0.01)
 
 
 async def test_a_slow_subscriber_does_not_delay_a_command(fast_settings: BleSettings) -> None:

@@ -16,28 +16,19 @@ and a speaker placed between them, which the simulator provides.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING
 
 import pytest
 from bleak import BleakClient, BleakScanner
 from bleak.exc import BleakDBusError, BleakError
+from tests._waiting import until as _until
 
 from wking_device.sim import AdapterSpec, SimWorld
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from bleak.backends.device import BLEDevice
     from bleak.backends.scanner import AdvertisementData
     from tests.conformance.conftest import Bench
-
-
-async def _until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition never held"
-        await asyncio.sleep(0.01)
 
 
 async def _seen_on(

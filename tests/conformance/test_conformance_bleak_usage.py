@@ -11,31 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from typing import TYPE_CHECKING
 
 import pytest
 from bleak import BleakClient, BleakScanner
 from bleak.exc import BleakError, BleakGATTProtocolError
+from tests._waiting import until as _until
 
 from wking_device.protocol import BATTERY_LEVEL_UUID, WKING_SERVICE_UUID
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from bleak.backends.device import BLEDevice
     from bleak.backends.scanner import AdvertisementData
 
     from conftest import Bench
 
 _CCCD = "00002902-0000-1000-8000-00805f9b34fb"
-
-
-async def _until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition never held"
-        await asyncio.sleep(0.01)
 
 
 # --- scanning -------------------------------------------------------------------------------------

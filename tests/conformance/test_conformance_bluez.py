@@ -27,12 +27,11 @@ from bumble.gatt import (
     Descriptor,
     Service,
 )
+from tests._waiting import until as _until
 
 from wking_device.protocol import BATTERY_LEVEL_UUID, BATTERY_SERVICE_UUID
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from bleak import BleakClient
     from bleak.backends.characteristic import BleakGATTCharacteristic
     from bumble.device import Connection
@@ -40,13 +39,6 @@ if TYPE_CHECKING:
     from conftest import Bench
 
 _SERVICE_CHANGED = "00002a05-0000-1000-8000-00805f9b34fb"
-
-
-async def _until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition never held"
-        await asyncio.sleep(0.01)
 
 
 # --- services= ------------------------------------------------------------------------------------

@@ -8,10 +8,6 @@ changes the behaviour shows up here. docs/testing.md lists what still differs.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from typing import TYPE_CHECKING
-
 import pytest
 from bleak import BleakClient, BleakScanner
 from bleak.args.bluez import BlueZScannerArgs, OrPattern
@@ -23,6 +19,7 @@ from bleak.exc import (
     BleakGATTProtocolError,
     BleakGATTProtocolErrorCode,
 )
+from tests._waiting import until as _until
 
 from wking_device.ble import discover
 from wking_device.ble._discovery import PASSIVE_OR_PATTERNS, bluez_scanner_args
@@ -34,9 +31,6 @@ from wking_device.protocol import (
     WKING_SERVICE_UUID,
 )
 from wking_device.sim import SimWorld, SpeakerSpec
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
 FLAGS_06 = OrPattern(0, AdvertisementDataType.FLAGS, b"\x06")
 
@@ -194,13 +188,6 @@ async def test_services_are_reset_after_disconnect() -> None:
         await client.connect()
         assert client.services.get_characteristic(BATTERY_LEVEL_UUID) is not None
         await client.disconnect()
-
-
-async def _until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition never held"
-        await asyncio.sleep(0.01)
 
 
 # --- connection slots -----------------------------------------------------------------------------

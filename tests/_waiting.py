@@ -1,0 +1,18 @@
+"""Waiting on a condition in tests: polled every 10 ms, bounded, never a fixed sleep."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
+    """Return once ``condition()`` holds; fail the test after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition never held"
+        await asyncio.sleep(0.01)
