@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -248,3 +249,30 @@ async def test_a_signal_ends_the_watchdog_pings_at_once(
     finally:
         state.watchdog.cancel()
         state.systemd.close()
+
+
+def test_a_full_socket_never_blocks_the_caller(notify_socket, caplog) -> None:
+    # systemd busy (its queue full): notify runs on the agent's event loop, so it must give up
+    # at once instead of blocking every speaker session until systemd reads again
+    sock, path = notify_socket
+    notifier = SystemdNotifier(path)
+    outcomes: list[bool] = []
+
+    def flood() -> None:
+        for _ in range(100_000):  # far more than any queue holds (net.unix.max_dgram_qlen)
+            if not notifier.status("x" * 200):
+                outcomes.append(False)
+                return
+        outcomes.append(True)
+
+    worker = threading.Thread(target=flood, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    blocked = worker.is_alive()
+    sock.recv(4096)  # let a blocked sender go before the socket closes
+    worker.join(timeout=10)
+    assert not blocked, "notify blocked on a full socket"
+    assert outcomes == [False]
+    assert len(caplog.records) == 1
+    assert caplog.records[0].getMessage().startswith("cannot notify systemd: ")
+    notifier.close()

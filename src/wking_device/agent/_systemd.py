@@ -9,7 +9,8 @@ is unset: outside systemd it does nothing at all.
 It does not decide *when* the agent is ready or stopping: the CLI (``cli/_agent.py``) says so.
 The watchdog is kept by a task of the agent's event loop, so a loop that hangs stops the pings
 and systemd restarts the service (``WatchdogSec=`` in the unit). A failure to send is logged and
-never stops the agent: the service manager's view is a convenience, not a precondition.
+never stops the agent: the service manager's view is a convenience, not a precondition. Sending
+never blocks (a service manager that stops reading cannot stall the event loop).
 
 Messages (``man sd_notify``): ``READY=1`` once the agent runs, ``WATCHDOG=1`` every half
 watchdog period, ``STOPPING=1`` when asked to stop, and ``STATUS=...`` lines shown by
@@ -82,13 +83,19 @@ class SystemdNotifier:
     def notify(self, *lines: str) -> bool:
         """Send one message of ``KEY=value`` lines.
 
+        Never blocks: when systemd's queue is full the message is dropped (the next watchdog ping
+        or status line is sent again anyway).
+
         Returns:
             Whether the datagram was sent (a failure is logged once, at WARNING).
         """
         message = "\n".join(lines).encode("utf-8", "backslashreplace")
         try:
             if self._sock is None:
+                # non-blocking: this runs on the agent's event loop, and a service manager that
+                # does not read (its queue full) must not stall every speaker session
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                self._sock.settimeout(0.0)
             self._sock.sendto(message, self.address)
         except OSError as exc:
             if not self._failed:
