@@ -105,7 +105,8 @@ async def test_a_state_change_after_a_reconnect_reaches_the_store() -> None:
         agent.stop()
         summary = await task
         records = await store.export()
-    assert agent.sessions.reconnects >= 1
+    assert summary.reconnects == agent.sessions.reconnects >= 1
+    assert summary.as_dict()["reconnects"] == summary.reconnects
     assert summary.reads_ok >= 2, summary  # over the kept link, before and after the reconnect
     assert _state_notes(records), "the state change after the reconnect was logged"
     assert not world.speakers[1].connected  # not bound: never connected
@@ -123,6 +124,8 @@ async def test_more_bound_speakers_than_slots_the_rest_are_polled() -> None:
         agent.stop()
         summary = await task
     assert len(kept) == 1
+    assert summary.sessions_kept == 1  # after the last cycle; the other two polled
+    assert summary.as_dict()["sessions_kept"] == 1
     assert summary.reads_failed == 0
     assert summary.cycles >= 1
 
@@ -135,9 +138,10 @@ async def test_a_withdrawal_closes_the_kept_sessions() -> None:
         sim = world.speakers[0]
         agent = _agent(gate, store, world, bound={sim.address})
         task = asyncio.create_task(agent.run())
-        await _until(lambda: sim.connected, "kept connected")
+        await _until(lambda: sim.connected and agent.summary.sessions_kept == 1, "kept connected")
         other.withdraw(["operation_logs", "device_info"])
         await _until(lambda: not sim.connected, "disconnected after the withdrawal")
         assert agent.sessions.kept == set()
         agent.stop()
-        await task
+        summary = await task
+        assert summary.sessions_kept == 0  # the summary does not claim a session it closed

@@ -154,6 +154,8 @@ class AgentSummary:
         speakers_read: Distinct speakers read successfully at least once.
         reads_ok: Successful information reads.
         reads_failed: Failed reads (after the BLE layer's retries).
+        sessions_kept: Speakers kept connected after the last cycle (the others are polled).
+        reconnects: Kept speakers connected again after their link went down.
         records: Records the store accepted, per collector category set.
         skipped: Inputs the collectors ignored for want of consent.
         errors: One line per cycle-level error.
@@ -168,6 +170,8 @@ class AgentSummary:
     speakers_read: int = 0
     reads_ok: int = 0
     reads_failed: int = 0
+    sessions_kept: int = 0
+    reconnects: int = 0
     records: dict[str, int] = field(default_factory=dict)
     skipped: int = 0
     errors: list[str] = field(default_factory=list)
@@ -183,6 +187,8 @@ class AgentSummary:
             "speakers_read": self.speakers_read,
             "reads_ok": self.reads_ok,
             "reads_failed": self.reads_failed,
+            "sessions_kept": self.sessions_kept,
+            "reconnects": self.reconnects,
             "records": dict(sorted(self.records.items())),
             "skipped": self.skipped,
             "errors": list(self.errors),
@@ -540,6 +546,7 @@ class Agent:
         self.summary.speakers_seen = len(self._seen)
         self.summary.speakers_read = len(self._read)
         self.summary.skipped = sum(c.stats.skipped for c in self.collectors)
+        self.summary.reconnects = self.sessions.reconnects
         for collector in self.collectors:
             self.summary.records[type(collector).__name__] = collector.stats.flushed
         return self.summary
@@ -623,6 +630,7 @@ class Agent:
         self._poll_consent()  # another process may have granted or withdrawn
         if self._failure is not None or not self._may_keep_anything():
             await self._close_sessions()  # nothing could be kept: no connection stays open
+            self.summary.sessions_kept = 0
             return  # and no scan, no connection
         loop = asyncio.get_running_loop()
         seconds = self._scan_seconds
@@ -658,6 +666,7 @@ class Agent:
         if self._ended() or not self._may_keep_anything():
             return
         kept = await self.sessions.keep(wanted, targets)
+        self.summary.sessions_kept = len(kept)
         self._names.update(s.name for s in found if s.name)
         await self._read_kept(kept)
         targets = [s for s in targets if s.address.upper() not in kept]
@@ -801,6 +810,8 @@ class Agent:
             "speakers_read": summary.speakers_read,
             "reads_ok": summary.reads_ok,
             "reads_failed": summary.reads_failed,
+            "sessions_kept": summary.sessions_kept,
+            "reconnects": summary.reconnects,
             "records": sum(summary.records.values()),
             "skipped": summary.skipped,
             "active": self._active(),

@@ -117,7 +117,15 @@ def run(
 
     def render(console: Console) -> None:
         table = Table(title="Agent run", show_header=False)
-        for key in ("cycles", "speakers_seen", "reads_ok", "reads_failed", "skipped"):
+        for key in (
+            "cycles",
+            "speakers_seen",
+            "reads_ok",
+            "reads_failed",
+            "sessions_kept",
+            "reconnects",
+            "skipped",
+        ):
             table.add_row(key, cell(summary[key]))
         for name, count in summary["records"].items():
             table.add_row(cell(f"stored by {name}"), cell(count))
@@ -402,7 +410,15 @@ def status(app: AppContext, /) -> None:
         else:
             console.print(f"not running (last seen {_when(state.get('updated_at'))})")
         table = Table(show_header=False)
-        for key in ("cycles", "speakers_seen", "speakers_read", "reads_ok", "reads_failed"):
+        for key in (
+            "cycles",
+            "speakers_seen",
+            "speakers_read",
+            "reads_ok",
+            "reads_failed",
+            "sessions_kept",
+            "reconnects",
+        ):
             table.add_row(key, cell(state.get(key)))
         table.add_row("records stored", cell(state.get("records")))
         upload = state.get("upload")
