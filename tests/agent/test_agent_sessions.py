@@ -145,3 +145,22 @@ async def test_a_withdrawal_closes_the_kept_sessions() -> None:
         agent.stop()
         summary = await task
         assert summary.sessions_kept == 0  # the summary does not claim a session it closed
+
+
+async def test_every_configured_adapter_scans_for_speakers() -> None:
+    # `[ble] adapters`: a speaker only the second adapter hears is seen, kept and read
+    gate, store = _open()
+    gate.grant(["device_info"])
+    two = QUICK.model_copy(update={"adapters": ("hci0", "hci1")})
+    settings = load_settings().model_copy(update={"ble": two})
+    async with SimWorld.fleet(2, adv_interval_ms=20, adapters=["hci0", "hci1"]) as world, store:
+        on0, on1 = world.speakers
+        on0.set_rssi(None, adapter="hci1")
+        on1.set_rssi(None, adapter="hci0")
+        agent = _agent(gate, store, world, settings=settings, connect_all=True)
+        task = asyncio.create_task(agent.run())
+        await _until(lambda: agent.tally().speakers_read == 2, lambda: f"{agent.summary}")
+        agent.stop()
+        summary = await task
+    assert summary.speakers_seen == 2
+    assert summary.reads_failed == 0, summary.errors

@@ -403,3 +403,36 @@ async def test_a_system_bus_that_never_answers_leaves_the_slots_unknown(
     async with asyncio.timeout(5):
         assert await _adapters._bluez_slots("hci0") is None
     assert _adapters._bluez_unavailable_until > time.monotonic()  # not asked again for a while
+
+
+async def test_discovery_scans_every_adapter_given(caplog: pytest.LogCaptureFixture) -> None:
+    # `[ble] adapters`: a speaker only the second adapter hears is found too, at its best RSSI
+    from wking_device.ble import discover  # noqa: PLC0415
+
+    async with SimWorld.fleet(3, adv_interval_ms=20, adapters=["hci0", "hci1"]) as world:
+        near0, near1, both = world.speakers
+        near0.set_rssi(None, adapter="hci1")
+        near1.set_rssi(None, adapter="hci0")
+        both.set_rssi(-85, adapter="hci0")
+        both.set_rssi(-42, adapter="hci1")
+        one = await discover(1.0, backend=world.backend, adapter="hci0", count=3)
+        assert {s.address for s in one} == {near0.address, both.address}
+        every = await discover(5.0, backend=world.backend, adapters=["hci0", "hci1"], count=3)
+        assert {s.address for s in every} == {near0.address, near1.address, both.address}
+        best = next(s for s in every if s.address == both.address)
+        assert best.rssi == -42  # the sighting a connection through hci1 would use
+        assert [s.rssi for s in every] == sorted((s.rssi for s in every), reverse=True)
+        # an adapter that is gone is passed over (one warning), while another still scans
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            partial = await discover(5.0, backend=world.backend, adapters=["hci7", "hci1"], count=2)
+        assert {s.address for s in partial} == {near1.address, both.address}
+        assert [r.getMessage() for r in caplog.records if "hci7" in r.getMessage()]
+        from wking_device.errors import AdapterUnavailable  # noqa: PLC0415
+
+        with pytest.raises(AdapterUnavailable):
+            await discover(0.5, backend=world.backend, adapters=["hci7", "hci8"])
+    with pytest.raises(UsageError):
+        await discover(0.1, adapters=[])
+    with pytest.raises(UsageError):
+        await discover(0.1, adapter="hci0", adapters=["hci0", "hci1"])

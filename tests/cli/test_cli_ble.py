@@ -46,6 +46,22 @@ def test_scan_json_lists_the_deterministic_fleet(runner: CliRunner) -> None:
         assert row["model"] in {"d8-mini", "x10", "t9-pro"}
 
 
+def test_scan_with_several_adapters_scans_each(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # `[ble] adapters`: the simulated world has one adapter (hci0): hci1 is passed over, once
+    monkeypatch.setenv("WKING_BLE__ADAPTERS", '["hci0", "hci1"]')
+    result = runner.invoke(
+        cli, ["--simulate", "3", "--json", "scan", "--timeout", "1"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)) == 3
+    warned = [r.getMessage() for r in caplog.records if "hci1" in r.getMessage()]
+    assert warned == [
+        "cannot scan with 'hci1': cannot start scanning: scan: adapter 'hci1' not found"
+    ]
+
+
 def test_scan_watch_json_is_one_object_a_line_and_ends_with_the_duration(
     runner: CliRunner,
 ) -> None:

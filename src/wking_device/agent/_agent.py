@@ -637,11 +637,14 @@ class Agent:
         if self._deadline is not None:
             seconds = max(0.1, min(seconds, self._deadline - loop.time()))
         try:
+            ble = self._settings.ble
             found = await discover(
                 seconds,
                 backend=self._backend,
                 events=self._events,
-                adapter=self._settings.ble.adapter,
+                # `[ble] adapters`: a speaker any of them hears is found
+                adapter=None if ble.adapters else ble.adapter,
+                adapters=ble.adapters or None,
             )
         except AdapterUnavailable:
             raise

@@ -3,8 +3,9 @@
 This module owns :class:`DiscoveredSpeaker`, the streaming :class:`SpeakerScanner`, and the
 one-shot helpers :func:`discover`, :func:`find_speaker` and :func:`find`. Advertisements are
 matched through a :class:`~wking_device.protocol.DeviceProfile` (name prefix, vendor service UUID,
-manufacturer data) and deduplicated by address, the latest RSSI winning. A malformed advertisement
-is skipped, counted and logged at debug level; it never stops a scan.
+manufacturer data) and deduplicated by address, the latest RSSI winning (across several adapters,
+the strongest adapter's sighting). A malformed advertisement is skipped, counted and logged at
+debug level; it never stops a scan.
 
 It does not connect (see :mod:`._speaker`) and does not keep anything beyond the scanner's life.
 Every scan emits one ``SCAN`` operation event when it stops, with counts in ``detail``.
@@ -31,6 +32,7 @@ from wking_device.errors import (
     DeviceNotFound,
     ProtocolError,
     UnsupportedOperation,
+    UsageError,
 )
 from wking_device.models import OperationKind
 from wking_device.protocol import (
@@ -41,7 +43,7 @@ from wking_device.protocol import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Collection
+    from collections.abc import AsyncIterator, Callable, Collection, Sequence
     from types import TracebackType
 
     from bleak.backends.device import BLEDevice
@@ -393,6 +395,7 @@ async def discover(
     count: int | None = None,
     scanning_mode: Literal["active", "passive"] = "active",
     adapter: str | None = None,
+    adapters: Sequence[str] | None = None,
 ) -> list[DiscoveredSpeaker]:
     """Scan for speakers and return them, strongest signal first.
 
@@ -404,15 +407,35 @@ async def discover(
         count: Stop early once this many speakers were seen.
         scanning_mode: ``"active"`` or ``"passive"`` (passive scans see no names).
         adapter: The adapter to scan with (e.g. ``hci1``); ``None`` for the default one.
+        adapters: Several adapters to scan with at once (``[ble] adapters``), instead of
+            ``adapter``: a speaker any of them hears is found, with the sighting of the adapter
+            that hears it best (its ``device`` connects through that adapter). An adapter that
+            cannot scan (unplugged) is passed over with a warning while another scans.
 
     Returns:
         The speakers seen, deduplicated by address (latest RSSI).
 
     Raises:
-        AdapterUnavailable: Scanning could not start.
+        AdapterUnavailable: Scanning could not start (on any of ``adapters``).
         UnsupportedOperation: A passive scan the platform cannot do.
+        UsageError: ``adapters`` is empty, or given with ``adapter``.
     """
     timeout = DEFAULT_SCAN_TIMEOUT if timeout is None else timeout
+    if adapters is not None:
+        if adapter is not None:
+            raise UsageError("give adapter or adapters, not both")
+        names = list(adapters)
+        if not names:
+            raise UsageError("adapters needs at least one adapter name")
+        return await _discover_on(
+            names,
+            timeout,
+            backend=backend,
+            profile=profile,
+            events=events,
+            count=count,
+            scanning_mode=scanning_mode,
+        )
     async with SpeakerScanner(
         backend=backend,
         profile=profile,
@@ -425,6 +448,57 @@ async def discover(
         else:
             await scanner.wait_for(count, timeout)
     return scanner.found()
+
+
+async def _discover_on(
+    names: list[str],
+    timeout: float,  # noqa: ASYNC109 - a scan's duration is its API
+    *,
+    backend: BleBackend | None,
+    profile: DeviceProfile,
+    events: EventBus | None,
+    count: int | None,
+    scanning_mode: Literal["active", "passive"],
+) -> list[DiscoveredSpeaker]:
+    """:func:`discover` on several adapters at once, their sightings merged (best RSSI)."""
+    seen: set[str] = set()
+    enough = asyncio.Event()
+
+    def on_speaker(speaker: DiscoveredSpeaker) -> None:
+        seen.add(speaker.address.upper())
+        if count is not None and len(seen) >= count:
+            enough.set()
+
+    scanning: list[SpeakerScanner] = []
+    first_error: AdapterUnavailable | None = None
+    async with contextlib.AsyncExitStack() as stack:
+        for name in names:
+            scanner = SpeakerScanner(
+                backend=backend,
+                profile=profile,
+                events=events,
+                scanning_mode=scanning_mode,
+                adapter=name,
+                on_speaker=on_speaker,
+            )
+            try:
+                scanning.append(await stack.enter_async_context(scanner))
+            except AdapterUnavailable as exc:
+                _LOGGER.warning("cannot scan with %r: %s", name, exc.message)
+                first_error = first_error or exc
+        if not scanning:
+            assert first_error is not None
+            raise first_error
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await (enough.wait() if count is not None else asyncio.Event().wait())
+    best: dict[str, DiscoveredSpeaker] = {}
+    for scanner in scanning:
+        for speaker in scanner.found():
+            key = speaker.address.upper()
+            if key not in best or speaker.rssi > best[key].rssi:
+                best[key] = speaker
+    return sorted(best.values(), key=lambda s: (-s.rssi, s.address))
 
 
 async def find_speaker(

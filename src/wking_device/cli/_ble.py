@@ -234,7 +234,10 @@ def scan(app: AppContext, timeout: float | None, watch: bool, duration: float | 
     async def run() -> list[DiscoveredSpeaker]:
         async with bluetooth(app) as backend:
             with _progress(app, f"Scanning for {seconds:g} s…"):
-                return await discover(seconds, backend=backend, adapter=app.settings.ble.adapter)
+                ble = app.settings.ble
+                if ble.adapters:  # `[ble] adapters`: every one of them scans
+                    return await discover(seconds, backend=backend, adapters=ble.adapters)
+                return await discover(seconds, backend=backend, adapter=ble.adapter)
 
     found = app.run(run())
     rows = [_speaker_row(s) for s in found]
