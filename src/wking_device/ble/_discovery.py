@@ -424,7 +424,7 @@ async def discover(
     if adapters is not None:
         if adapter is not None:
             raise UsageError("give adapter or adapters, not both")
-        names = list(adapters)
+        names = list(dict.fromkeys(adapters))  # one scan per adapter, in the order given
         if not names:
             raise UsageError("adapters needs at least one adapter name")
         return await _discover_on(
