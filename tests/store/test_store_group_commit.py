@@ -229,3 +229,23 @@ async def test_a_padded_commit_whose_last_record_is_already_stored_keeps_the_cou
     await store.append(records, permit)
     assert (await store.stats()).total == 21
     assert store._bytes == store._measure()
+
+
+async def test_a_long_turn_is_cut_once_per_hand_over_rows(
+    store, make_record, permit, held, paths
+) -> None:
+    # More appends in one turn than _HAND_OVER_ROWS (1,000 producers resumed by one commit):
+    # the batch is queued as soon as it holds that many rows, the rest follows at the turn's
+    # end: two batches here, not one (no overlap) and not more (each cut costs GIL hand-offs)
+    from wking_device.store._store import _HAND_OVER_ROWS  # noqa: PLC0415
+
+    queued = store._queue.qsize()
+    records = [make_record(n=i) for i in range(_HAND_OVER_ROWS + 88)]
+    appends = asyncio.gather(*(store.append([record], permit) for record in records))
+    await _until(lambda: store._open is None and store._queue.qsize() > queued)
+    await asyncio.sleep(0)  # one more turn: nothing else is queued
+    assert store._queue.qsize() - queued == 2
+    assert not appends.done()  # nothing is acknowledged before its commit
+    held.set()
+    await appends
+    assert _ids_on_disk(paths) >= {record.record_id for record in records}

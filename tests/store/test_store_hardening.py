@@ -373,8 +373,10 @@ async def test_unknown_categories_and_odd_columns_are_refused(store, permit) -> 
         Record(**{**_fields(good), "created_at": "yesterday"}),
     ]
     for record in odd:
-        with pytest.raises(UsageError):
-            await store.append([record, good], permit)
+        # alone (the one-record path of append) and with another record (the general path)
+        for records in ([record], [record, good], [good, record]):
+            with pytest.raises(UsageError):
+                await store.append(records, permit)
     assert (await store.stats()).total == 0
 
 
