@@ -493,7 +493,7 @@ async def test_do_not_track_and_suspension_defer_and_keep(
     store = open_store(paths, settings)
     try:
         await fill(store, permit, 20)
-        dnt_gate = open_installation_gate(paths, settings.model_copy(update={"do_not_track": True}))
+        dnt_gate = open_installation_gate(paths, settings.replace(do_not_track=True))
         async with uploader(rx, store, dnt_gate, paths) as up:
             result = await up.drain()
         assert result.counters.sent == 0
