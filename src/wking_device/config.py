@@ -13,6 +13,12 @@ another switched on. Every number has a finite, bounded range. A ``WKING_*`` var
 reads is ignored with one warning naming the closest known one. A malformed file raises
 :class:`~wking_device.errors.ConfigError` naming the file, the line and the key; a malformed
 variable raises it naming the variable.
+
+The settings (:class:`Settings` and its sections :class:`BleSettings`, :class:`StorageSettings`,
+:class:`UploadSettings`) are frozen, slotted ``attrs`` classes validated when they are built: a
+bad value raises ``ConfigError`` naming its dotted key (``ble.connect_attempts``), and
+``replace(**changes)`` makes a validated copy. They are not pydantic models, so loading the
+configuration imports neither pydantic nor ``importlib.metadata``/``email`` (issue 11).
 """
 
 from __future__ import annotations
