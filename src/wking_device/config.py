@@ -167,7 +167,10 @@ def _number_text(value: str) -> float | None:
     """A number written as text (ASCII digits, ``inf``, ``nan``), or ``None``."""
     text = value.strip()
     if _FLOAT_TEXT.fullmatch(text) or text.lower() in _NOT_FINITE_TEXT:
-        return float(text)
+        try:
+            return float(text)
+        except ValueError:  # pragma: no cover - the pattern admits only what float() reads
+            return None
     return None
 
 
