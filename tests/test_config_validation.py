@@ -265,3 +265,15 @@ def test_numbers_in_variables_are_read_as_before(
     monkeypatch.setenv(variable, value)
     ble = load_settings().ble
     assert getattr(ble, variable.rpartition("__")[2].lower()) == expected
+
+
+def test_config_set_knows_the_type_of_every_setting() -> None:
+    # `wking config set` takes text settings as typed and parses the others as TOML values: it
+    # reads the annotation as written in config.py, so a new spelling must be known here
+    from wking_device._configfile import _TEXT_TYPES, _field_type, setting_keys  # noqa: PLC0415
+
+    other = {"int", "float", "bool", "tuple[str, ...]"}
+    for key in setting_keys():
+        assert _field_type(key) in _TEXT_TYPES | other, key
+    assert _field_type("upload.ca_bundle") in _TEXT_TYPES
+    assert _field_type("ble.max_connections") not in _TEXT_TYPES
