@@ -19,17 +19,15 @@ import difflib
 import logging
 import os
 import tomllib
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+import attrs
 import tomlkit
-from pydantic import BaseModel, ValidationError
 from tomlkit.exceptions import TOMLKitError
 
-from wking_device.config import Settings, _flag
+from wking_device.config import _SECTIONS, Settings, _flag, _reason
 from wking_device.errors import ConfigError, StorageError, UsageError
 
 if TYPE_CHECKING:
@@ -136,31 +134,23 @@ class SettingSource:
     variable: str | None = None
 
 
-def _sections() -> dict[str, type[BaseModel]]:
-    sections: dict[str, type[BaseModel]] = {}
-    for name, info in Settings.model_fields.items():
-        annotation = info.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            sections[name] = annotation
-    return sections
-
-
 def setting_keys() -> list[str]:
     """Every dotted key of the settings, in the model's order."""
-    sections = _sections()
     keys: list[str] = []
-    for name in Settings.model_fields:
-        if name in sections:
-            keys.extend(f"{name}.{sub}" for sub in sections[name].model_fields)
+    for field in attrs.fields(Settings):
+        section = _SECTIONS.get(field.name)
+        if section is not None:
+            keys.extend(f"{field.name}.{inner.name}" for inner in attrs.fields(section))
         else:
-            keys.append(name)
+            keys.append(field.name)
     return keys
 
 
-def _field_annotation(key: str) -> Any:
+def _field_type(key: str) -> str:
+    """A setting's annotation, as written in :mod:`wking_device.config` (``"str | None"``)."""
     section, _, name = key.rpartition(".")
-    model: type[BaseModel] = _sections()[section] if section else Settings
-    return model.model_fields[name].annotation
+    model: type[Any] = _SECTIONS[section] if section else Settings
+    return str(attrs.fields_dict(model)[name].type)
 
 
 def _jsonable(value: Any) -> Any:
@@ -260,7 +250,7 @@ def _check_key(key: str) -> None:
     keys = setting_keys()
     if key in keys:
         return
-    if key in _sections():
+    if key in _SECTIONS:
         raise UsageError(
             f"{key!r} is a section, not a setting",
             remedy=f"set one of its keys: {', '.join(k for k in keys if k.startswith(key + '.'))}",
@@ -273,15 +263,12 @@ def _check_key(key: str) -> None:
     )
 
 
-def _is_text(annotation: Any) -> bool:
+_TEXT_TYPES = frozenset({"str", "str | None", "Path", "Path | None"})
+
+
+def _is_text(annotation: str) -> bool:
     """Whether a field takes text as typed (a string or a path, optional or not)."""
-    if annotation in (str, Path):
-        return True
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        members = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return bool(members) and all(a in (str, Path) for a in members)
-    return False
+    return annotation in _TEXT_TYPES
 
 
 def _parse_value(key: str, raw: str) -> Any:
@@ -290,7 +277,7 @@ def _parse_value(key: str, raw: str) -> Any:
     Text for text and path settings, else a TOML value (``7``, ``true``, ``["a", "b"]``), else
     text (which validation then refuses, naming the key).
     """
-    if _is_text(_field_annotation(key)):
+    if _is_text(_field_type(key)):
         return raw
     try:
         return tomllib.loads(f"v = {raw}")["v"]
@@ -308,12 +295,10 @@ def _validate(data: dict[str, Any], path: Path) -> None:
     if "do_not_track" in rest and _flag(rest.pop("do_not_track")) is None:
         raise ConfigError("must be true or false", file=str(path), key="do_not_track")
     try:
-        # the model's validator alone: Settings' constructor would mix in the environment
-        Settings.__pydantic_validator__.validate_python(rest)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(first["msg"], file=str(path), key=key) from exc
+        # the values alone: Settings' constructor would mix in the environment
+        Settings.from_mapping(rest)
+    except ConfigError as exc:
+        raise ConfigError(_reason(exc), file=str(path), key=exc.key) from exc
 
 
 def set_value(paths: Paths, key: str, raw: str) -> Any:

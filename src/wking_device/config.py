@@ -13,6 +13,12 @@ another switched on. Every number has a finite, bounded range. A ``WKING_*`` var
 reads is ignored with one warning naming the closest known one. A malformed file raises
 :class:`~wking_device.errors.ConfigError` naming the file, the line and the key; a malformed
 variable raises it naming the variable.
+
+The settings (:class:`Settings` and its sections :class:`BleSettings`, :class:`StorageSettings`,
+:class:`UploadSettings`) are frozen, slotted ``attrs`` classes validated when they are built: a
+bad value raises ``ConfigError`` naming its dotted key (``ble.connect_attempts``), and
+``replace(**changes)`` makes a validated copy. They are not pydantic models, so loading the
+configuration imports neither pydantic nor ``importlib.metadata``/``email`` (issue 11).
 """
 
 from __future__ import annotations
@@ -20,29 +26,24 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import math
 import os
 import re
 import stat
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin
+from typing import TYPE_CHECKING, Any, ClassVar, Final, NoReturn, TypeVar, cast
 
+import attrs
 import platformdirs
-from pydantic import (
-    AliasChoices,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
 
 from wking_device.errors import ConfigError, StorageError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Sequence
+    from typing import Self
 
 __all__ = [
     "APP_NAME",
@@ -139,157 +140,522 @@ def resolve_paths(home: str | os.PathLike[str] | None = None) -> Paths:
     )
 
 
-# Every number has a finite, bounded range: `scan_timeout = inf` (or nan, or 1e300) would make a
-# command wait forever or overflow a timer (issue 7).
-_Seconds = Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)]
-"""A duration in seconds: more than 0, at most an hour."""
-_AdapterName = Annotated[str, Field(pattern=r"^hci[0-9]{1,3}$")]
-"""A Linux adapter name (``hci0``, ``hci1``, ...)."""
+# The settings are attrs classes, not pydantic models: defining or validating the first pydantic
+# model imports importlib.metadata and email to look for plugins (~20 ms of every command's
+# start-up), and pydantic itself is most of the rest (issue 11). Each class is frozen and slotted;
+# converters accept what a file or a variable gives (numbers as text, a list for a tuple, a table
+# for a section) and validators, run by ``__init__``, refuse the rest with a ConfigError naming the
+# dotted key. Every number has a finite, bounded range: `scan_timeout = inf` (or nan, or 1e300)
+# would make a command wait forever or overflow a timer (issue 7).
+
+_INT_TEXT = re.compile(r"[+-]?[0-9]+(?:_[0-9]+)*")
+_FLOAT_TEXT = re.compile(
+    r"[+-]?(?:[0-9]+(?:_[0-9]+)*(?:\.(?:[0-9]+(?:_[0-9]+)*)?)?|\.[0-9]+(?:_[0-9]+)*)"
+    r"(?:[eE][+-]?[0-9]+(?:_[0-9]+)*)?"
+)
+_NOT_FINITE_TEXT = frozenset(
+    sign + word for sign in ("", "+", "-") for word in ("inf", "infinity", "nan")
+)
+_ADAPTER_NAME = re.compile(r"hci[0-9]{1,3}")
+_HEX_PIN = re.compile(r"[0-9A-Fa-f]{64}")
+_B64_PIN = re.compile(r"[A-Za-z0-9+/]{43}=")
+_LIST: Final = {"wking_list": True}
+"""Field metadata: the field is a list (written as JSON in a variable)."""
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+def _number_text(value: str) -> float | None:
+    """A number written as text (ASCII digits, ``inf``, ``nan``), or ``None``."""
+    text = value.strip()
+    if _FLOAT_TEXT.fullmatch(text) or text.lower() in _NOT_FINITE_TEXT:
+        try:
+            return float(text)
+        except ValueError:  # pragma: no cover - the pattern admits only what float() reads
+            return None
+    return None
 
 
-class BleSettings(_Section):
+def _as_int(value: int) -> int:
+    """An integer from what a file or a variable gives (``"7"``, ``7.0``); the rest unchanged.
+
+    Booleans stay as they are (the validator refuses them): ``max_connections = true`` is a
+    mistake, not 1.
+    """
+    candidate: object = value
+    if isinstance(candidate, str):
+        text = candidate.strip()
+        if _INT_TEXT.fullmatch(text):
+            try:
+                return int(text)
+            except ValueError:  # more digits than int() reads (sys.get_int_max_str_digits)
+                return value
+        number = _number_text(text)
+        candidate = value if number is None else number
+    if isinstance(candidate, float) and math.isfinite(candidate) and candidate.is_integer():
+        return int(candidate)
+    return value
+
+
+def _as_float(value: float) -> float:
+    """A float from an integer or from text (``"2.5"``, ``"3"``); the rest unchanged."""
+    candidate: object = value
+    if isinstance(candidate, int) and not isinstance(candidate, bool):
+        try:
+            return float(candidate)
+        except OverflowError:
+            return value
+    if isinstance(candidate, str):
+        number = _number_text(candidate)
+        return value if number is None else number
+    return value
+
+
+def _as_bool(value: bool) -> bool:
+    """A boolean from ``0``/``1`` or text (``"yes"``, ``"off"``...); the rest unchanged."""
+    flag = _flag(value)
+    return value if flag is None else flag
+
+
+def _as_tuple(value: Sequence[str]) -> tuple[str, ...]:
+    """A tuple from a list; the rest unchanged (a text is not a list of its letters)."""
+    return tuple(value) if isinstance(value, list) else cast("tuple[str, ...]", value)
+
+
+def _as_path(value: str | os.PathLike[str] | None) -> Path | None:
+    """A path from non-empty text or a path-like object; the rest unchanged."""
+    if (isinstance(value, str) and value) or isinstance(value, os.PathLike):
+        return Path(value)
+    return cast("Path | None", value)
+
+
+def _stripped(value: str | None) -> str | None:
+    """Text without surrounding whitespace; the rest unchanged."""
+    return value.strip() if isinstance(value, str) else value
+
+
+def _key(instance: object, attribute: attrs.Attribute[Any], *index: int) -> str:
+    """The dotted key of a field (``ble.scan_timeout``), with a list item's index."""
+    section = getattr(type(instance), "_SECTION", "")
+    parts = ([section] if section else []) + [attribute.name] + [str(i) for i in index]
+    return ".".join(parts)
+
+
+def _invalid(
+    instance: object, attribute: attrs.Attribute[Any], reason: str, *index: int
+) -> NoReturn:
+    """Raise a ConfigError naming the field's dotted key."""
+    raise ConfigError(reason, key=_key(instance, attribute, *index))
+
+
+_Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
+
+
+def _integer(low: int, high: int) -> _Validator:
+    """A validator: an integer (not a boolean) from ``low`` to ``high``."""
+
+    def check(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if isinstance(value, float) and not math.isfinite(value):
+            _invalid(instance, attribute, "Input should be a finite number")
+        if isinstance(value, float) and not value.is_integer():
+            _invalid(
+                instance,
+                attribute,
+                "Input should be a valid integer, got a number with a fractional part",
+            )
+        if isinstance(value, str):
+            _invalid(
+                instance,
+                attribute,
+                "Input should be a valid integer, unable to parse string as an integer",
+            )
+        if not isinstance(value, int) or isinstance(value, bool):
+            _invalid(instance, attribute, "Input should be a valid integer")
+        if value < low:
+            _invalid(instance, attribute, f"Input should be greater than or equal to {low}")
+        if value > high:
+            _invalid(instance, attribute, f"Input should be less than or equal to {high}")
+
+    return check
+
+
+def _seconds(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """A validator: a duration in seconds, more than 0 and at most an hour."""
+    if isinstance(value, str):
+        _invalid(
+            instance,
+            attribute,
+            "Input should be a valid number, unable to parse string as a number",
+        )
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        _invalid(instance, attribute, "Input should be a valid number")
+    if isinstance(value, float) and not math.isfinite(value):
+        _invalid(instance, attribute, "Input should be a finite number")
+    if value <= 0:
+        _invalid(instance, attribute, "Input should be greater than 0")
+    if value > 3600:
+        _invalid(instance, attribute, "Input should be less than or equal to 3600")
+
+
+def _boolean(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """A validator: ``True`` or ``False``."""
+    if not isinstance(value, bool):
+        _invalid(instance, attribute, "Input should be a valid boolean, unable to interpret input")
+
+
+def _text(
+    *, optional: bool = False, min_length: int = 0, max_length: int | None = None
+) -> _Validator:
+    """A validator: a string (or ``None`` when ``optional``) of a bounded length."""
+
+    def check(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if value is None and optional:
+            return
+        if not isinstance(value, str):
+            _invalid(instance, attribute, "Input should be a valid string")
+            return
+        if len(value) < min_length:
+            _invalid(instance, attribute, f"String should have at least {min_length} character")
+        if max_length is not None and len(value) > max_length:
+            _invalid(instance, attribute, f"String should have at most {max_length} characters")
+
+    return check
+
+
+def _adapter_name(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """A validator: ``None`` or a Linux adapter name (``hci0``, ``hci1``, ...)."""
+    if value is None:
+        return
+    if not isinstance(value, str):
+        _invalid(instance, attribute, "Input should be a valid string")
+    elif not _ADAPTER_NAME.fullmatch(value):
+        _invalid(instance, attribute, f"String should match pattern '^{_ADAPTER_NAME.pattern}$'")
+
+
+def _texts(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """A validator: a tuple of strings."""
+    if not isinstance(value, tuple):
+        _invalid(instance, attribute, "Input should be a valid tuple")
+        return
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            _invalid(instance, attribute, "Input should be a valid string", index)
+
+
+def _adapter_names(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """A validator: at most 16 distinct adapter names."""
+    _texts(instance, attribute, value)
+    names = cast("tuple[str, ...]", value)
+    for index, name in enumerate(names):
+        if not _ADAPTER_NAME.fullmatch(name):
+            pattern = f"'^{_ADAPTER_NAME.pattern}$'"
+            _invalid(instance, attribute, f"String should match pattern {pattern}", index)
+    if len(names) > 16:
+        _invalid(
+            instance,
+            attribute,
+            f"Tuple should have at most 16 items after validation, not {len(names)}",
+        )
+    if len(set(names)) != len(names):
+        _invalid(instance, attribute, "an adapter is listed twice")
+
+
+def _path(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """A validator: ``None`` or a path (an empty text is not the current directory)."""
+    if value == "":
+        _invalid(instance, attribute, "Input should be a non-empty path")
+    elif value is not None and not isinstance(value, Path):
+        _invalid(instance, attribute, "Input should be a valid path")
+
+
+def _https_endpoint(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """A validator: ``None`` or an ``https://`` URL without spaces or control characters."""
+    if value is None:
+        return
+    if not isinstance(value, str):
+        _invalid(instance, attribute, "Input should be a valid string")
+        return
+    if not value.lower().startswith("https://") or len(value) <= len("https://"):
+        _invalid(
+            instance,
+            attribute,
+            "the endpoint must be an https:// URL (records are only sent over TLS)",
+        )
+    if any(char.isspace() or not char.isprintable() for char in value):
+        _invalid(instance, attribute, "the endpoint must not hold spaces or control characters")
+
+
+def _spki_pins(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """A validator: SHA-256 SPKI pins (``sha256//BASE64``, base64 or 64 hex digits)."""
+    _texts(instance, attribute, value)
+    for pin in cast("tuple[str, ...]", value):
+        text = pin.strip()
+        text = text[len("sha256//") :] if text.lower().startswith("sha256//") else text
+        if not (_HEX_PIN.fullmatch(text.replace(":", "")) or _B64_PIN.fullmatch(text)):
+            _invalid(
+                instance,
+                attribute,
+                f"{pin[:80]!r} is not a SHA-256 SPKI pin (sha256//BASE64, base64 or 64 hex digits)",
+            )
+
+
+_S = TypeVar("_S", "BleSettings", "StorageSettings", "UploadSettings")
+
+
+def _section_of(cls: type[_S], value: object, key: str) -> _S:
+    """A section from a table (a ``dict``), checked for unknown keys; an instance as it is."""
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"Input should be a valid dictionary or instance of {cls.__name__}", key=key
+        )
+    unknown: tuple[str | int, ...] | None = _unknown_key(cls, value)
+    if unknown is not None:
+        raise ConfigError("Extra inputs are not permitted", key=f"{key}.{_dotted(unknown)}")
+    return cls(**value)
+
+
+class _Group:
+    """What every settings class has: its section's name and validated copies."""
+
+    __slots__ = ()
+    _SECTION: ClassVar[str] = ""
+
+    def replace(self, **changes: Any) -> Self:
+        """A validated copy with some values changed (``settings.replace(max_connections=3)``).
+
+        Raises:
+            ConfigError: A changed value is invalid (naming its key).
+            TypeError: A name that is not a setting.
+        """
+        return attrs.evolve(cast("Any", self), **changes)  # type: ignore[no-any-return]
+
+
+@attrs.frozen
+class BleSettings(_Group):
     """Bluetooth behaviour."""
 
-    max_connections: int = Field(default=5, ge=1, le=64)
+    _SECTION: ClassVar[str] = "ble"
+
+    max_connections: int = attrs.field(default=5, converter=_as_int, validator=_integer(1, 64))
     """Concurrent connections per adapter (real adapters manage 5-10)."""
-    scan_timeout: _Seconds = 5.0
-    connect_timeout: _Seconds = 10.0
-    connect_attempts: int = Field(default=3, ge=1, le=10)
-    command_timeout: _Seconds = 5.0
-    adapter: str | None = Field(default=None, pattern=r"^hci[0-9]{1,3}$")
+    scan_timeout: float = attrs.field(default=5.0, converter=_as_float, validator=_seconds)
+    connect_timeout: float = attrs.field(default=10.0, converter=_as_float, validator=_seconds)
+    connect_attempts: int = attrs.field(default=3, converter=_as_int, validator=_integer(1, 10))
+    command_timeout: float = attrs.field(default=5.0, converter=_as_float, validator=_seconds)
+    adapter: str | None = attrs.field(default=None, validator=_adapter_name)
     """The adapter to use on Linux (``hci0``, ``hci1``, ...); ``None``: BlueZ's default."""
-    adapters: tuple[_AdapterName, ...] = Field(default=(), max_length=16)
+    adapters: tuple[str, ...] = attrs.field(
+        default=(), converter=_as_tuple, validator=_adapter_names, metadata=_LIST
+    )
     """Several adapters to connect through (``["hci0", "hci1"]``): every connection takes the
     one with a free slot and the best RSSI and fails over when one disappears; scans use
     ``adapter``. Empty: connections use ``adapter``."""
 
-    @field_validator("adapters")
-    @classmethod
-    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if len(set(value)) != len(value):
-            raise ValueError("an adapter is listed twice")
-        return value
-
-    @model_validator(mode="after")
-    def _adapter_among_adapters(self) -> BleSettings:
+    def __attrs_post_init__(self) -> None:
         if self.adapters and self.adapter is not None and self.adapter not in self.adapters:
-            raise ValueError(
-                f"adapter {self.adapter!r} is not one of adapters {list(self.adapters)!r}"
+            raise ConfigError(
+                f"adapter {self.adapter!r} is not one of adapters {list(self.adapters)!r}",
+                key=self._SECTION,
             )
-        return self
 
 
-class StorageSettings(_Section):
+@attrs.frozen
+class StorageSettings(_Group):
     """The encrypted local store."""
 
-    max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024, le=1024**4)
+    _SECTION: ClassVar[str] = "storage"
+
+    max_bytes: int = attrs.field(
+        default=256 * 1024 * 1024, converter=_as_int, validator=_integer(1024 * 1024, 1024**4)
+    )
     """Size cap (1 MiB to 1 TiB); past it the lowest-priority records are evicted and counted."""
-    dek_rotation_days: int = Field(default=30, ge=1, le=3650)
+    dek_rotation_days: int = attrs.field(default=30, converter=_as_int, validator=_integer(1, 3650))
 
 
-class UploadSettings(_Section):
+@attrs.frozen
+class UploadSettings(_Group):
     """The OTLP/HTTP uploader (docs/upload.md). Nothing is uploaded without an ``endpoint``."""
 
-    endpoint: str | None = None
+    _SECTION: ClassVar[str] = "upload"
+
+    endpoint: str | None = attrs.field(default=None, converter=_stripped, validator=_https_endpoint)
     """The collector's OTLP/HTTP logs URL; ``https://`` only (``/v1/logs`` added to a bare
     origin)."""
-    ca_bundle: Path | None = None
+    ca_bundle: Path | None = attrs.field(default=None, converter=_as_path, validator=_path)
     """A PEM bundle of the CAs to trust instead of the system's (a private collector)."""
-    spki_pins: tuple[str, ...] = ()
+    spki_pins: tuple[str, ...] = attrs.field(
+        default=(), converter=_as_tuple, validator=_spki_pins, metadata=_LIST
+    )
     """SHA-256 pins of the collector's public key (``sha256//BASE64``, base64 or hex)."""
-    client_cert: Path | None = None
+    client_cert: Path | None = attrs.field(default=None, converter=_as_path, validator=_path)
     """A PEM client certificate for mutual TLS (may hold the key)."""
-    client_key: Path | None = None
+    client_key: Path | None = attrs.field(default=None, converter=_as_path, validator=_path)
     """Its private key, when in a separate file."""
-    token_file: Path | None = None
+    token_file: Path | None = attrs.field(default=None, converter=_as_path, validator=_path)
     """A file (mode 0600) holding a bearer token; never the token itself."""
-    collector_region: str | None = Field(default=None, min_length=1, max_length=32)
+    collector_region: str | None = attrs.field(
+        default=None, validator=_text(optional=True, min_length=1, max_length=32)
+    )
     """The collector's region; when it differs from ``region`` and ``cross_border_transfer``
     is not granted, records are de-identified (or kept) before they leave."""
-    batch_size: int = Field(default=2000, ge=1, le=10_000)
+    batch_size: int = attrs.field(default=2000, converter=_as_int, validator=_integer(1, 10_000))
     """Records per request."""
-    concurrency: int = Field(default=2, ge=1, le=8)
+    concurrency: int = attrs.field(default=2, converter=_as_int, validator=_integer(1, 8))
     """Requests in flight."""
-    interval: _Seconds = 30.0
+    interval: float = attrs.field(default=30.0, converter=_as_float, validator=_seconds)
     """Seconds between uploads of ``wking agent run``."""
 
-    @field_validator("endpoint")
-    @classmethod
-    def _https_only(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.strip()
-        if not value.lower().startswith("https://") or len(value) <= len("https://"):
-            raise ValueError(
-                "the endpoint must be an https:// URL (records are only sent over TLS)"
-            )
-        return value
-
-    @field_validator("spki_pins")
-    @classmethod
-    def _pins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for pin in value:
-            text = pin.strip()
-            text = text[len("sha256//") :] if text.lower().startswith("sha256//") else text
-            if not (_HEX_PIN.fullmatch(text.replace(":", "")) or _B64_PIN.fullmatch(text)):
-                raise ValueError(
-                    f"{pin!r} is not a SHA-256 SPKI pin (sha256//BASE64, base64 or 64 hex digits)"
-                )
-        return value
-
-    @model_validator(mode="after")
-    def _key_needs_cert(self) -> UploadSettings:
+    def __attrs_post_init__(self) -> None:
         if self.client_key is not None and self.client_cert is None:
-            raise ValueError("client_key is set without client_cert")
-        return self
+            raise ConfigError("client_key is set without client_cert", key=self._SECTION)
 
 
-_HEX_PIN = re.compile(r"[0-9A-Fa-f]{64}")
-_B64_PIN = re.compile(r"[A-Za-z0-9+/]{43}=")
+def _as_ble(value: BleSettings) -> BleSettings:
+    return _section_of(BleSettings, value, "ble")
 
 
-class Settings(BaseModel):
+def _as_storage(value: StorageSettings) -> StorageSettings:
+    return _section_of(StorageSettings, value, "storage")
+
+
+def _as_upload(value: UploadSettings) -> UploadSettings:
+    return _section_of(UploadSettings, value, "upload")
+
+
+def _is_instance(cls: type[Any]) -> _Validator:
+    """A validator: an instance of a section's class."""
+
+    def check(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if not isinstance(value, cls):
+            _invalid(instance, attribute, f"Input should be an instance of {cls.__name__}")
+
+    return check
+
+
+@attrs.frozen(init=False)
+class Settings(_Group):
     """All settings of one installation.
 
     Build it with :func:`load_settings`, which reads the TOML file and the environment. Built
     directly, ``Settings(**values)`` reads the environment too: ``WKING_*`` variables override the
     values given (``WKING_SECTION__KEY`` for a key of a section; tables and lists as JSON; an
     empty variable counts as unset), and any Do Not Track variable saying on switches it on.
-    ``Settings.model_validate`` validates the values alone.
+    :meth:`from_mapping` validates the values alone, and :meth:`replace` makes a validated copy
+    (without reading the environment again).
+
+    Every class of settings is frozen; a section is given as its class or as a ``dict``
+    (``Settings(ble={"scan_timeout": 2.0})``). Numbers may be given as text (``"7"``), as a file
+    or a variable gives them; an invalid value raises :class:`~wking_device.errors.ConfigError`
+    naming its dotted key (``ble.scan_timeout``).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    do_not_track: bool = Field(
-        default=False,
-        validation_alias=AliasChoices("do_not_track", "WKING_DO_NOT_TRACK", "DO_NOT_TRACK"),
-    )
-    minor: bool = False
+    do_not_track: bool = attrs.field(default=False, converter=_as_bool, validator=_boolean)
+    minor: bool = attrs.field(default=False, converter=_as_bool, validator=_boolean)
     """The profile belongs to a minor: sensitive categories need a guardian grant."""
-    region: str = "EU"
+    region: str = attrs.field(default="EU", validator=_text())
     """The user's region (compared with the collector's for cross-border transfer)."""
-    location: str | None = None
+    location: str | None = attrs.field(default=None, validator=_text(optional=True))
     """A coarse location the user chose to report (collected only under a ``location`` grant)."""
-    simulate: int = Field(default=0, ge=0, le=1000)
-    ble: BleSettings = BleSettings()
-    storage: StorageSettings = StorageSettings()
-    upload: UploadSettings = UploadSettings()
+    simulate: int = attrs.field(default=0, converter=_as_int, validator=_integer(0, 1000))
+    ble: BleSettings = attrs.field(
+        factory=BleSettings, converter=_as_ble, validator=_is_instance(BleSettings)
+    )
+    storage: StorageSettings = attrs.field(
+        factory=StorageSettings, converter=_as_storage, validator=_is_instance(StorageSettings)
+    )
+    upload: UploadSettings = attrs.field(
+        factory=UploadSettings, converter=_as_upload, validator=_is_instance(UploadSettings)
+    )
 
     def __init__(self, **values: Any) -> None:
-        super().__init__(**_merged(values, _from_environment()))
+        _refuse_unknown(values)
+        self.__attrs_init__(**_merged(values, _from_environment()))
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Settings:
+        """Validate values alone, as a file gives them (tables for sections); no environment.
+
+        Raises:
+            ConfigError: A key is unknown or has a bad value (naming it).
+        """
+        _refuse_unknown(values)
+        settings = object.__new__(cls)
+        settings.__attrs_init__(**values)
+        return settings
+
+    def replace(self, **changes: Any) -> Settings:
+        """A validated copy with some values changed; the environment is not read again.
+
+        Raises:
+            ConfigError: A changed value is invalid (naming its key).
+            TypeError: A name that is not a setting.
+        """
+        settings = object.__new__(Settings)
+        settings.__attrs_init__(**{**_values_of(self), **changes})
+        return settings
 
 
-def _is_complex(annotation: Any) -> bool:
-    """Whether a field's value is written as JSON in a variable (a table or a list)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return True
-    return get_origin(annotation) in (tuple, list, dict, set, frozenset) or any(
-        _is_complex(arg) for arg in get_args(annotation) if arg is not type(None)
-    )
+_SECTIONS: Final[dict[str, type[BleSettings | StorageSettings | UploadSettings]]] = {
+    "ble": BleSettings,
+    "storage": StorageSettings,
+    "upload": UploadSettings,
+}
+"""The sections of :class:`Settings`, by name."""
+
+
+def _values_of(instance: _Group) -> dict[str, Any]:
+    """The fields of a settings object, by name (sections as objects)."""
+    fields: tuple[attrs.Attribute[Any], ...] = attrs.fields(cast("Any", type(instance)))
+    return {field.name: getattr(instance, field.name) for field in fields}
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _unknown_key(cls: type[Any], values: Mapping[Any, Any]) -> tuple[str | int, ...] | None:
+    """The first key in ``values`` that no field of ``cls`` (or of its sections) has."""
+    names = attrs.fields_dict(cls)
+    for key, value in values.items():
+        if key not in names:
+            return (key,)
+        section = _SECTIONS.get(key) if cls is Settings else None
+        if section is not None and isinstance(value, Mapping):
+            inner = _unknown_key(section, value)
+            if inner is not None:
+                return (key, *inner)
+    return None
+
+
+def _refuse_unknown(values: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigError` for the first key no setting has.
+
+    Raises:
+        ConfigError: A key no setting has (naming it).
+    """
+    unknown = _unknown_key(Settings, values)
+    if unknown is not None:
+        raise ConfigError("Extra inputs are not permitted", key=_dotted(unknown))
+
+
+def _reason(error: ConfigError) -> str:
+    """What a ConfigError raised by a validator says, without the ``[key]`` it names."""
+    return error.message.removeprefix(f"[{error.key}]: ")
+
+
+def _loc_of(key: str | None) -> tuple[str | int, ...]:
+    """A validator's dotted key as a path (its parts are field names and list indices)."""
+    if not key:
+        return ()
+    return tuple(int(part) if part.isdigit() else part for part in key.split("."))
+
+
+def _is_complex(section: str | None, name: str) -> bool:
+    """Whether a setting's value is written as JSON in a variable (a table or a list)."""
+    if section is None:
+        return name in _SECTIONS
+    field = attrs.fields_dict(_SECTIONS[section]).get(name)
+    return field is not None and bool(field.metadata.get("wking_list"))
 
 
 def _decoded(name: str, raw: str, key: str) -> Any:
@@ -323,27 +689,26 @@ def _from_environment() -> dict[str, Any]:
         if raw:
             env[name.upper()] = (name, raw)
     values: dict[str, Any] = {}
-    for field, info in Settings.model_fields.items():
-        if field == "do_not_track":
+    for field in attrs.fields(Settings):
+        if field.name == "do_not_track":
             continue
-        variable = f"WKING_{field.upper()}"
+        variable = f"WKING_{field.name.upper()}"
         if variable in env:
             name, raw = env[variable]
-            values[field] = _decoded(name, raw, field) if _is_complex(info.annotation) else raw
-        section = info.annotation
-        if not (isinstance(section, type) and issubclass(section, _Section)):
+            complex_value = _is_complex(None, field.name)
+            values[field.name] = _decoded(name, raw, field.name) if complex_value else raw
+        if field.name not in _SECTIONS:
             continue
         nested: dict[str, Any] = {}
         for upper, (name, raw) in env.items():
             if not upper.startswith(variable + "__"):
                 continue
             key = upper[len(variable) + 2 :].lower()
-            inner = section.model_fields.get(key)
-            complex_value = inner is not None and _is_complex(inner.annotation)
-            nested[key] = _decoded(name, raw, f"{field}.{key}") if complex_value else raw
+            complex_value = _is_complex(field.name, key)
+            nested[key] = _decoded(name, raw, f"{field.name}.{key}") if complex_value else raw
         if nested:
-            whole = values.get(field, {})
-            values[field] = _merged(whole, nested) if isinstance(whole, dict) else whole
+            whole = values.get(field.name, {})
+            values[field.name] = _merged(whole, nested) if isinstance(whole, dict) else whole
     for upper, (_, raw) in env.items():
         if upper in _DNT_VARIABLES and raw.strip() and _flag(raw) is not False:
             values["do_not_track"] = True
@@ -351,10 +716,16 @@ def _from_environment() -> dict[str, Any]:
 
 
 def _merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` updated by ``override``, tables merged key by key (environment over file)."""
+    """``base`` updated by ``override``, tables merged key by key (environment over file).
+
+    A section given as an object is merged as its values, so a variable overriding one of its
+    keys keeps the others.
+    """
     result = dict(base)
     for key, value in override.items():
         below = result.get(key)
+        if isinstance(value, dict) and isinstance(below, _Group):
+            below = _values_of(below)
         if isinstance(below, dict) and isinstance(value, dict):
             result[key] = _merged(below, value)
         else:
@@ -422,24 +793,25 @@ def load_settings(
     _warn_unknown_variables()
     do_not_track = _do_not_track(data, text, file)
     data.pop("do_not_track", None)
-    try:
-        settings = Settings(**data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = tuple(first["loc"])
-        key = ".".join(str(part) for part in loc)
-        variable = _variable_of(loc)
-        from_file = variable is None and _lookup(data, loc)
-        raise ConfigError(
-            first["msg"],
-            file=str(file) if from_file else None,
-            line=_line_of(text, loc) if from_file else None,
-            key=key,
-            remedy=None if from_file else f"check the environment variable {variable or 'WKING_*'}",
-        ) from exc
-    if do_not_track:
-        settings = settings.model_copy(update={"do_not_track": True})
-    return settings
+    values = _merged(data, _from_environment())
+    loc = _unknown_key(Settings, values)
+    reason = "Extra inputs are not permitted"
+    if loc is None:
+        try:
+            settings = Settings.from_mapping(values)
+        except ConfigError as exc:
+            loc, reason = _loc_of(exc.key), _reason(exc)
+        else:
+            return settings.replace(do_not_track=True) if do_not_track else settings
+    variable = _variable_of(loc)
+    from_file = variable is None and _lookup(data, loc)
+    raise ConfigError(
+        reason,
+        file=str(file) if from_file else None,
+        line=_line_of(text, loc) if from_file else None,
+        key=_dotted(loc),
+        remedy=None if from_file else f"check the environment variable {variable or 'WKING_*'}",
+    )
 
 
 _DNT_VARIABLES = ("DO_NOT_TRACK", "WKING_DO_NOT_TRACK")
@@ -508,11 +880,14 @@ _warned: set[str] = set()
 
 def _known_variables() -> set[str]:
     known = set(_OTHER_VARIABLES)
-    for name, info in Settings.model_fields.items():
-        known.add(f"WKING_{name.upper()}")
-        section = info.annotation
-        if isinstance(section, type) and issubclass(section, _Section):
-            known.update(f"WKING_{name.upper()}__{key.upper()}" for key in section.model_fields)
+    for field in attrs.fields(Settings):
+        known.add(f"WKING_{field.name.upper()}")
+        section = _SECTIONS.get(field.name)
+        if section is not None:
+            known.update(
+                f"WKING_{field.name.upper()}__{inner.name.upper()}"
+                for inner in attrs.fields(section)
+            )
     return known
 
 
@@ -555,7 +930,8 @@ def _lookup(data: Mapping[str, Any], loc: tuple[str | int, ...]) -> bool:
     """Tell whether a location exists in the parsed file (to blame the file or the environment)."""
     node: Any = data
     for part in loc:
-        if isinstance(node, dict) and part in node:
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_list or (isinstance(node, dict) and part in node):
             node = node[part]
         else:
             return False

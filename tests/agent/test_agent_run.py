@@ -106,9 +106,7 @@ async def test_a_failing_speaker_does_not_stop_the_others() -> None:
     async with SimWorld.fleet(3, instant_connect=True) as world, store:
         world.speakers[0].faults.connectable = False
         quick = BleSettings(connect_timeout=0.5, connect_attempts=2)
-        agent = _agent(
-            gate, store, world, settings=load_settings().model_copy(update={"ble": quick})
-        )
+        agent = _agent(gate, store, world, settings=load_settings().replace(ble=quick))
         summary = await _run_until(
             agent,
             lambda: agent.summary.reads_ok >= 2 and agent.summary.reads_failed >= 1,

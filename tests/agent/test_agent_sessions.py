@@ -31,7 +31,7 @@ def _open() -> tuple[ConsentGate, RecordStore]:
 
 def _agent(gate: ConsentGate, store: RecordStore, world: SimWorld, **options: Any) -> Agent:
     defaults: dict[str, Any] = {
-        "settings": load_settings().model_copy(update={"ble": QUICK}),
+        "settings": load_settings().replace(ble=QUICK),
         "interval": 0.5,
         "scan_seconds": 0.4,
         "adapter_mac": "",

@@ -62,7 +62,7 @@ async def test_the_duration_is_enforced_while_connects_are_slow() -> None:
     slow = BleSettings(connect_timeout=10.0, connect_attempts=3)
     never = FaultPlan(connectable=False)
     async with SimWorld.fleet(2, instant_connect=True, faults=never) as world, store:
-        settings = load_settings().model_copy(update={"ble": slow})
+        settings = load_settings().replace(ble=slow)
         agent = _agent(gate, store, world, settings=settings)
         started = time.monotonic()
         summary = await asyncio.wait_for(agent.run(1.0), 40.0)

@@ -184,8 +184,8 @@ async def test_one_speaker_out_of_range_never_stops_the_others_and_the_status_is
     async with SimWorld.fleet(3, instant_connect=True) as world, store:
         addresses = [s.address for s in world.speakers]
         names = [s.spec.name for s in world.speakers]
-        quick = load_settings().model_copy(
-            update={"ble": BleSettings(connect_timeout=0.5, connect_attempts=1, scan_timeout=0.5)}
+        quick = load_settings().replace(
+            ble=BleSettings(connect_timeout=0.5, connect_attempts=1, scan_timeout=0.5)
         )
         agent = _agent(gate, store, world, settings=quick)
         task = asyncio.create_task(agent.run(_BOUND_S))

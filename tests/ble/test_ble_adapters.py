@@ -110,7 +110,7 @@ def test_pick_takes_a_free_slot_then_the_best_rssi_then_fewer_connections() -> N
 async def test_a_connection_made_by_another_program_takes_one_of_our_slots(
     fast_settings: BleSettings, fast_retry: RetryPolicy
 ) -> None:
-    settings = fast_settings.model_copy(update={"max_connections": 2})
+    settings = fast_settings.replace(max_connections=2)
     async with SimWorld.fleet(3, adv_interval_ms=20) as world:
         a, b, c = (s.address for s in world.speakers)
         other_program = BleakClient(a, backend=world.backend.client, timeout=5)
@@ -287,9 +287,7 @@ async def test_configured_adapters_are_used_by_every_session(
     fast_settings: BleSettings, fast_retry: RetryPolicy
 ) -> None:
     # `[ble] adapters = [...]` in config.toml reaches Speaker, SessionKeeper and read_all
-    settings = type(fast_settings).model_validate(
-        {**fast_settings.model_dump(), "adapters": ["hci0", "hci1"]}
-    )
+    settings = fast_settings.replace(adapters=("hci0", "hci1"))
     async with SimWorld.fleet(2, adv_interval_ms=20, adapters=["hci0", "hci1"]) as world:
         one, two = world.speakers
         for speaker in world.speakers:

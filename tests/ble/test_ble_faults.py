@@ -38,7 +38,7 @@ def _world(**faults: object) -> SimWorld:
 async def test_not_connectable_fails_after_bounded_attempts(
     recorder: Recorder, fast_settings: BleSettings, fast_retry: RetryPolicy
 ) -> None:
-    settings = fast_settings.model_copy(update={"connect_timeout": 0.25})
+    settings = fast_settings.replace(connect_timeout=0.25)
     async with _world(connectable=False) as world:
         speaker = Speaker(
             world.speakers[0].address,
@@ -106,7 +106,7 @@ async def test_aborted_on_every_attempt_says_so(
 async def test_out_of_range_while_connected_fails_the_operation_in_flight(
     recorder: Recorder, fast_settings: BleSettings
 ) -> None:
-    settings = fast_settings.model_copy(update={"command_timeout": 3.0})
+    settings = fast_settings.replace(command_timeout=3.0)
     async with (
         _world(response_delay_s=2.0) as world,
         Speaker(
@@ -236,7 +236,7 @@ async def test_two_timeouts_in_a_row_never_give_the_next_read_the_wrong_value(
 ) -> None:
     # Issue 10, defect 1: read_battery times out, read_serial_number (queued behind it) times
     # out, and the next read took the battery byte for the manufacturer name.
-    settings = fast_settings.model_copy(update={"command_timeout": 0.5})
+    settings = fast_settings.replace(command_timeout=0.5)
     async with (
         _world() as world,
         Speaker(world.speakers[0].address, backend=world.backend, settings=settings) as sp,
@@ -267,7 +267,7 @@ async def test_truncated_frames_at_mtu_23_fail_only_their_own_commands(
         mtu=23,
         faults=FaultPlan(malformed_responses=0.3, malformed_kind="truncated"),
     )
-    settings = fast_settings.model_copy(update={"command_timeout": 0.8})
+    settings = fast_settings.replace(command_timeout=0.8)
     async with (
         SimWorld([spec]) as world,
         Speaker(world.speakers[0].address, backend=world.backend, settings=settings) as sp,
@@ -306,7 +306,7 @@ async def test_truncation_timeouts_and_a_slow_subscriber_fail_only_the_affected_
         faults=FaultPlan(malformed_responses=0.2, malformed_kind="truncated", drop_responses=0.1),
     )
     # Long enough that only a dropped answer times out, even on a loaded machine.
-    settings = fast_settings.model_copy(update={"command_timeout": 0.8})
+    settings = fast_settings.replace(command_timeout=0.8)
     async with (
         SimWorld([spec]) as world,
         Speaker(world.speakers[0].address, backend=world.backend, settings=settings) as sp,

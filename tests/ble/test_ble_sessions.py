@@ -121,7 +121,7 @@ async def test_more_wanted_than_slots_keeps_the_strongest_and_leaves_the_rest(
     async with SimWorld.fleet(3, adv_interval_ms=20, connection_slots=3) as world:
         found = await discover(2.0, backend=world.backend, count=3)
         wanted = {s.address for s in world.speakers}
-        settings = fast_settings.model_copy(update={"max_connections": 3})
+        settings = fast_settings.replace(max_connections=3)
         async with SessionKeeper(
             backend=world.backend,
             settings=settings,

@@ -57,8 +57,8 @@ def test_template_names_every_setting_at_its_default() -> None:
     named = {k for k, v in data.items() if not isinstance(v, dict)}
     named |= {f"{s}.{k}" for s, t in data.items() if isinstance(t, dict) for k in t}
     assert named == set(setting_keys())
-    Settings.__pydantic_validator__.validate_python(data)
-    defaults = Settings.model_construct()
+    Settings.from_mapping(data)
+    defaults = Settings.from_mapping({})
     for key in setting_keys():
         section, _, name = key.rpartition(".")
         default = getattr(getattr(defaults, section) if section else defaults, name)

@@ -23,6 +23,7 @@ from aiohttp import web
 from wking_device.collect._install import open_installation_gate
 from wking_device.config import Settings, UploadSettings, load_settings, resolve_paths
 from wking_device.errors import (
+    ConfigError,
     InsecureEndpoint,
     PinMismatch,
     TLSReason,
@@ -264,7 +265,7 @@ async def test_pin_mismatch_is_refused(
 def test_http_is_refused_before_anything_is_opened() -> None:
     with pytest.raises(InsecureEndpoint):
         UploadTarget.resolve(UploadSettings(), endpoint="http://127.0.0.1:4318/v1/logs")
-    with pytest.raises(ValueError, match="https"):
+    with pytest.raises(ConfigError, match="https"):  # the settings refuse it when built
         UploadSettings(endpoint="http://127.0.0.1:4318")
 
 
@@ -493,7 +494,7 @@ async def test_do_not_track_and_suspension_defer_and_keep(
     store = open_store(paths, settings)
     try:
         await fill(store, permit, 20)
-        dnt_gate = open_installation_gate(paths, settings.model_copy(update={"do_not_track": True}))
+        dnt_gate = open_installation_gate(paths, settings.replace(do_not_track=True))
         async with uploader(rx, store, dnt_gate, paths) as up:
             result = await up.drain()
         assert result.counters.sent == 0
