@@ -447,9 +447,9 @@ class BleSettings(_Group):
     adapters: tuple[str, ...] = attrs.field(
         default=(), converter=_as_tuple, validator=_adapter_names, metadata=_LIST
     )
-    """Several adapters to connect through (``["hci0", "hci1"]``): every connection takes the
-    one with a free slot and the best RSSI and fails over when one disappears; scans use
-    ``adapter``. Empty: connections use ``adapter``."""
+    """Several adapters (``["hci0", "hci1"]``): scans listen on all of them, every connection
+    takes the one with a free slot and the best RSSI and fails over when one disappears.
+    Empty: scans and connections use ``adapter``."""
 
     def __attrs_post_init__(self) -> None:
         if self.adapters and self.adapter is not None and self.adapter not in self.adapters:

@@ -151,8 +151,8 @@ async def test_every_configured_adapter_scans_for_speakers() -> None:
     # `[ble] adapters`: a speaker only the second adapter hears is seen, kept and read
     gate, store = _open()
     gate.grant(["device_info"])
-    two = QUICK.model_copy(update={"adapters": ("hci0", "hci1")})
-    settings = load_settings().model_copy(update={"ble": two})
+    two = QUICK.replace(adapters=("hci0", "hci1"))
+    settings = load_settings().replace(ble=two)
     async with SimWorld.fleet(2, adv_interval_ms=20, adapters=["hci0", "hci1"]) as world, store:
         on0, on1 = world.speakers
         on0.set_rssi(None, adapter="hci1")
