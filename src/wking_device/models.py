@@ -7,7 +7,9 @@ the uploader sends them). It does not validate consent, encrypt or store anythin
 Hot-path types (events and records) are frozen, slotted, keyword-only dataclasses: pydantic
 validation costs ~5 µs per object (see shared notes/performance.md) and these are built by the
 thousand. :class:`DeviceInfo` is a pydantic model because it is built from untrusted speaker data
-and validates on construction.
+and validates on construction; it is defined in ``wking_device._device_info`` and loaded on first
+use, so that the commands and layers that never read a speaker (``wking consent status``, the
+store) do not import pydantic (~80 ms with its plugin loader).
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import enum
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field
+if TYPE_CHECKING:
+    from wking_device._device_info import DeviceInfo
 
 __all__ = [
     "MAC_FIELDS",
@@ -96,25 +99,6 @@ class OperationEvent:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-class DeviceInfo(BaseModel):
-    """What a speaker tells about itself (Device Information, Battery and the vendor channel)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    address: str
-    name: str | None = None
-    manufacturer: str | None = None
-    model: str | None = None
-    model_number: str | None = None
-    firmware: str | None = None
-    hardware: str | None = None
-    battery: int | None = Field(default=None, ge=0, le=100)
-    rssi: int | None = None
-    volume: int | None = Field(default=None, ge=0, le=100)
-    eq: str | None = None
-    light: str | None = None
-
-
 def new_record_id() -> str:
     """Return a new, time-ordered, 32-hex-digit record id (UUIDv7 layout).
 
@@ -159,3 +143,13 @@ class Record:
     body: dict[str, Any]
     record_id: str = field(default_factory=new_record_id)
     created_at: float = field(default_factory=time.time)
+
+
+def __getattr__(name: str) -> Any:
+    """Load :class:`DeviceInfo` (and pydantic) on first use."""
+    if name == "DeviceInfo":
+        from wking_device._device_info import DeviceInfo  # noqa: PLC0415 - the point
+
+        globals()[name] = DeviceInfo
+        return DeviceInfo
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -70,3 +71,30 @@ def test_help_lists_every_command_with_its_summary() -> None:
     for name, (_, short_help) in _app._LAZY_COMMANDS.items():
         assert f"  {name}" in proc.stdout
         assert short_help in proc.stdout, name
+
+
+def test_consent_status_imports_no_bluetooth_validation_or_network_stack(tmp_path) -> None:
+    # the command people run to check what they agreed to answers without pydantic (the
+    # speakers' model), bleak, aiohttp or the email package (pydantic's plugin loader)
+    probe = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from wking_device.cli import cli\n"
+        "result = CliRunner().invoke(cli, ['consent', 'status'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "assert 'operation_logs' in result.output, result.output\n"
+        "print('\\n'.join(sorted(sys.modules)))\n"
+    )
+    env = {**os.environ, "WKING_HOME": str(tmp_path / "home")}
+    proc = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=env,
+    )
+    loaded = set(proc.stdout.split())
+    assert "wking_device.cli._consent" in loaded  # the probe really ran
+    heavy = ("pydantic", "pydantic_core", "email", "bleak", "aiohttp", "wking_device.ble")
+    assert not {name for name in heavy if name in loaded}

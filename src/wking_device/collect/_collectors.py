@@ -13,7 +13,6 @@ import platform
 import re
 import sys
 import traceback
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -356,6 +355,10 @@ class SoftwareInfoCollector(Collector):
 
 
 def _version(distribution: str) -> str | None:
+    # imported here: importlib.metadata imports the email package (~20 ms), which a command
+    # that never collects software info (`wking consent status`) should not pay for
+    from importlib import metadata  # noqa: PLC0415
+
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
