@@ -27,10 +27,12 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -97,6 +99,10 @@ class ReceiverProcess:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def thread_cpu(self) -> dict[str, float]:
+        """CPU seconds by thread (``main``: the event loop's; ``other``: the database's)."""
+        return thread_cpu(self.proc.pid)
+
     def count(self, prefix: str | None = None) -> int:
         conn = sqlite3.connect(self.db)
         try:
@@ -113,6 +119,36 @@ class ReceiverProcess:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=60)
+
+
+def thread_cpu(pid: int | None = None) -> dict[str, float]:
+    """CPU seconds (user + system) of each thread of a process (``/proc``), by thread.
+
+    Threads are named ``main`` (the event loop's), by their Python name in this process
+    (numbered pools summed), else ``other``.
+    """
+    own = pid is None
+    pid = os.getpid() if pid is None else pid
+    names = {t.native_id: re.sub(r"_\d+$", "", t.name) for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            fields = task.joinpath("stat").read_text().rpartition(")")[2].split()
+            tid = int(task.name)
+            name = "main" if tid == pid else (names.get(tid, "other") if own else "other")
+            out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def thread_delta(before: dict[str, float], after: dict[str, float], n: int) -> str:
+    """CPU µs per record by thread, busiest first."""
+    names = sorted(after, key=lambda name: before.get(name, 0.0) - after[name])
+    return ", ".join(
+        f"{name} {(after[name] - before.get(name, 0.0)) / n * 1e6:.1f}"
+        for name in names
+        if after[name] - before.get(name, 0.0) > 0
+    )
 
 
 async def fill(home: Path, n: int) -> Any:
@@ -172,6 +208,7 @@ async def drain(
     )
     rss_before = rss_mib()
     rx_cpu = rx.cpu_seconds()
+    rx_threads, threads = rx.thread_cpu(), thread_cpu()
     cpu = time.process_time()
     started = time.perf_counter()
     async with uploader:
@@ -179,6 +216,10 @@ async def drain(
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu
     rx_cpu = rx.cpu_seconds() - rx_cpu
+    rx_threads, threads = (
+        thread_delta(rx_threads, rx.thread_cpu(), n),
+        thread_delta(threads, thread_cpu(), n),
+    )
     left = (await store.stats()).total
     await store.aclose()
     delivered = rx.count() - rx.count("gen-")  # not the SDK's records
@@ -193,6 +234,7 @@ async def drain(
         f"threads), {rx_cpu:.2f} s in the receiver ({rx_cpu / n * 1e6:.1f} us/record); load "
         f"average {os.getloadavg()[0]:.2f}"
     )
+    print(f"ours: CPU us/record by thread: uploader {threads}; receiver {rx_threads}")
     print(f"ours: RSS before drain {rss_before:.0f} MiB; during: {' '.join(samples)}")
     LAST.update(cpu_us=cpu / n * 1e6, rx_cpu_us=rx_cpu / n * 1e6, lost=n - delivered, left=left)
     return rate if delivered == n else 0.0

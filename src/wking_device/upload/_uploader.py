@@ -98,6 +98,8 @@ purpose ``mac_addresses`` is asked for — and link them across a full local del
 rotates the installation id but not the bindings."""
 _SPEAKER_MARK: Final = b'"speaker":'
 """Cheap pre-check on a body's JSON text before it is parsed to drop the speaker key."""
+_SPEAKER_TEXT: Final = b'"speaker"'
+_MEMBER_START: Final = (b",", b"{")
 _PERMANENT_REMEDY: Final = {
     400: "the collector could not read the request: check that the endpoint is an OTLP/HTTP "
     "logs endpoint of a compatible version",
@@ -676,7 +678,10 @@ class Uploader:
             await self._store.release(ids)
             outstanding.difference_update(ids)
             return []
-        keep = {id(row) for row in await self._check([row for row, _ in batch], outstanding)}
+        kept = await self._check([row for row, _ in batch], outstanding)
+        if len(kept) == len(batch):
+            return batch  # every record may go (the common case): nothing to filter
+        keep = {id(row) for row in kept}
         return [item for item in batch if id(item[0]) in keep]
 
     async def _delivered(
@@ -748,12 +753,35 @@ class Uploader:
 
 
 def _without_speaker_key(body: bytes) -> bytes:
-    """The body's JSON text without its top-level speaker key (see :data:`_SPEAKER_KEY`)."""
+    r"""The body's JSON text without its top-level speaker key (see :data:`_SPEAKER_KEY`).
+
+    For a body that is orjson's output — every stored body is: the store seals what orjson
+    wrote — the same bytes as parsing it, deleting the key and serialising the rest again; for
+    any other JSON text, the same JSON value. The body is parsed (to know that the key is at
+    the top level, and its value), then, in the usual case, the member is cut out of the text
+    instead of serialising the rest again (that took about two thirds of the time). The text is
+    cut only when ``"speaker"`` occurs in it exactly once, directly followed by ``:`` and the
+    value as orjson writes it, then ``,`` or ``}``, preceded by ``{`` or ``,``, and the text
+    has no ``\u`` escape (the only way another spelling of the key could hide): that one
+    occurrence is then the top-level key. Anything else takes the full path.
+    """
     value = orjson.loads(body)
-    if isinstance(value, dict) and _SPEAKER_KEY in value:
-        del value[_SPEAKER_KEY]
-        return orjson.dumps(value)
-    return body
+    if type(value) is not dict or _SPEAKER_KEY not in value:
+        return body
+    if body.count(_SPEAKER_TEXT) == 1 and b"\\u" not in body:
+        start = body.find(_SPEAKER_MARK)
+        if start > 0:
+            text = orjson.dumps(value[_SPEAKER_KEY])
+            end = start + len(_SPEAKER_MARK) + len(text)
+            before = body[start - 1 : start]
+            after = body[end : end + 1]
+            if body[end - len(text) : end] == text and before in _MEMBER_START:
+                if after == b",":  # {…,"speaker":V,…} or {"speaker":V,…}
+                    return body[:start] + body[end + 1 :]
+                if after == b"}":  # {…,"speaker":V} or {"speaker":V}
+                    return body[: start - 1] + body[end:] if before == b"," else b"{}"
+    del value[_SPEAKER_KEY]
+    return orjson.dumps(value)
 
 
 def _frame_gzip(framer: LogsFramer, encoded: list[bytes]) -> bytes:
