@@ -93,6 +93,24 @@ def test_an_unexpected_exception_is_one_line_and_exit_1() -> None:
     assert "-v" in lines[0]
 
 
+def test_a_ctrl_c_wrapped_by_the_interpreter_is_an_interruption() -> None:
+    # Ctrl-C while an import runs a class body's __set_name__ (Python 3.11 wraps the
+    # KeyboardInterrupt in a RuntimeError): the documented outcome, not "a bug in wking"
+    @click.command("interrupted-for-test")
+    def interrupted() -> None:
+        wrapped = RuntimeError("Error calling __set_name__ on 'cached_property'")
+        wrapped.__cause__ = KeyboardInterrupt()
+        raise wrapped
+
+    cli.add_command(interrupted)
+    try:
+        result = CliRunner().invoke(cli, ["interrupted-for-test"])
+    finally:
+        del cli.commands["interrupted-for-test"]
+    assert result.exit_code == 130
+    assert result.stderr.strip() == "interrupted"
+
+
 @pytest.mark.usefixtures("broken_command")
 def test_an_unexpected_exception_shows_its_traceback_with_v() -> None:
     result = CliRunner().invoke(cli, ["-v", "broken-for-test"])

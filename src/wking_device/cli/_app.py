@@ -219,12 +219,31 @@ class _Group(click.Group):
             _print_error(ctx, str(exc))
             raise click.exceptions.Exit(1) from exc
         except Exception as exc:  # the last line of defence: one line, no traceback
+            if _interrupted(exc):
+                click.echo("interrupted", err=True)
+                raise click.exceptions.Exit(130) from None
             _print_error(
                 ctx,
                 f"unexpected {type(exc).__name__}: {exc} "
                 "(a bug in wking: run with -v for the traceback and please report it)",
             )
             raise click.exceptions.Exit(1) from exc
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` was caused by Ctrl-C.
+
+    Python 3.11 wraps a ``KeyboardInterrupt`` raised in a class body's ``__set_name__`` (an
+    import in progress) in a ``RuntimeError``.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _print_error(ctx: click.Context, message: str) -> None:
