@@ -277,3 +277,33 @@ def test_config_set_knows_the_type_of_every_setting() -> None:
         assert _field_type(key) in _TEXT_TYPES | other, key
     assert _field_type("upload.ca_bundle") in _TEXT_TYPES
     assert _field_type("ble.max_connections") not in _TEXT_TYPES
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://alice:s3cret@collector.example/v1/logs",
+        "https://s3cret@collector.example",
+        "https://:s3cret@collector.example:4318",
+    ],
+)
+def test_credentials_in_the_endpoint_are_refused_and_never_shown(
+    home: Path, monkeypatch: pytest.MonkeyPatch, endpoint: str
+) -> None:
+    # a password in the URL would be printed by `wking config show`, kept in shell history and
+    # logs: refused where the setting is read, without repeating it
+    with pytest.raises(ConfigError, match="credentials") as info:
+        UploadSettings(endpoint=endpoint)
+    assert "s3cret" not in str(info.value)
+    _write(home, f'[upload]\nendpoint = "{endpoint}"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.key == "upload.endpoint"
+    assert "s3cret" not in str(info.value)
+    _write(home, "")
+    monkeypatch.setenv("WKING_UPLOAD__ENDPOINT", endpoint)
+    result = CliRunner().invoke(cli, ["config", "show"])
+    assert result.exit_code == 2, result.output
+    assert "s3cret" not in result.output
+    assert "token in a file and set upload.token_file" in result.stderr  # where it belongs
+    assert "[TOKEN]" not in result.stderr

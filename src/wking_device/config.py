@@ -367,7 +367,7 @@ def _path(instance: object, attribute: attrs.Attribute[Any], value: object) -> N
 
 
 def _https_endpoint(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """A validator: ``None`` or an ``https://`` URL without spaces or control characters."""
+    """A validator: ``None`` or an ``https://`` URL (no spaces, control characters, credentials)."""
     if value is None:
         return
     if not isinstance(value, str):
@@ -381,6 +381,14 @@ def _https_endpoint(instance: object, attribute: attrs.Attribute[Any], value: ob
         )
     if any(char.isspace() or not char.isprintable() for char in value):
         _invalid(instance, attribute, "the endpoint must not hold spaces or control characters")
+    authority = re.split(r"[/?#]", value[len("https://") :], maxsplit=1)[0]
+    if "@" in authority:  # the value is not repeated: it holds a secret
+        _invalid(
+            instance,
+            attribute,
+            "the endpoint must not hold credentials (user:password@): put the collector's token "
+            "in a file and set upload.token_file (or pass --token-file)",
+        )
 
 
 def _spki_pins(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:

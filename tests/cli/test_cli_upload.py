@@ -94,6 +94,16 @@ async def test_upload_refusals_exit_5_with_one_line_and_lose_nothing(
         assert err.count("\n") == 1
         assert err.startswith("error: refusing endpoint")
         assert "not https" in err
+        # credentials in the URL: refused, not repeated, and the remedy reads whole (the log
+        # redaction once turned "bearer token in a file" into "bearer [TOKEN] a file")
+        code, out, err = await wking(
+            home, "upload", "--endpoint", f"https://alice:s3cret@127.0.0.1:{rx.port}"
+        )
+        assert (code, out) == (5, "")
+        assert err.count("\n") == 1
+        assert "s3cret" not in err
+        assert "[TOKEN]" not in err
+        assert "token in a file and pass --token-file" in err
         # the receiver's private CA is not a system CA: verification fails, nothing is sent
         code, out, err = await wking(home, "upload", "--endpoint", rx.url)
         assert (code, out) == (5, "")

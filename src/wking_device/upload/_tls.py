@@ -100,7 +100,7 @@ def parse_endpoint(url: str) -> Endpoint:
     if parts.username is not None or parts.password is not None:
         raise InsecureEndpoint(
             "refusing an endpoint URL with credentials in it",
-            remedy="put the bearer token in a file and pass --token-file",
+            remedy="put the collector's token in a file and pass --token-file",
         )
     if parts.fragment:
         raise InsecureEndpoint(f"refusing endpoint {url!r}: a URL fragment is not allowed")
