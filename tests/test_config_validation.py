@@ -158,7 +158,7 @@ def test_values_are_converted_as_a_file_or_variable_gives_them() -> None:
         ('[upload]\nca_bundle = ""', "upload.ca_bundle", "non-empty path"),
         ("[upload]\nca_bundle = 5", "upload.ca_bundle", "valid path"),
         ('[upload]\nendpoint = "https://c.example/\\u0000x"', "upload.endpoint", "control"),
-        ('[upload]\ncollector_region = ""', "upload.collector_region", "at least 1"),
+        ('[upload]\ncollector_region = ""', "upload.collector_region", "short code"),
         ('region = ["EU"]', "region", "valid string"),
         ("minor = 2", "minor", "valid boolean"),
     ],
@@ -307,3 +307,30 @@ def test_credentials_in_the_endpoint_are_refused_and_never_shown(
     assert "s3cret" not in result.output
     assert "token in a file and set upload.token_file" in result.stderr  # where it belongs
     assert "[TOKEN]" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('region = "\\u001b[31mUS"', "region"),
+        ('region = ""', "region"),
+        (f'region = "{"E" * 33}"', "region"),
+        ('region = "EU; DROP"', "region"),
+        ('[upload]\ncollector_region = "US\\nEU"', "upload.collector_region"),
+        ('[upload]\ncollector_region = "Ü"', "upload.collector_region"),
+    ],
+)
+def test_a_region_is_a_short_code(home: Path, text: str, key: str) -> None:
+    # recorded with every consent event and compared for cross-border transfer: a code, not
+    # free text (an escape sequence or a megabyte would go into every ledger entry)
+    _write(home, text + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.key == key
+    assert "short code" in str(info.value)
+
+
+def test_regions_are_read_without_surrounding_blanks(home: Path) -> None:
+    _write(home, 'region = " us-ca "\n[upload]\ncollector_region = "EU"\n')
+    settings = load_settings()
+    assert (settings.region, settings.upload.collector_region) == ("us-ca", "EU")

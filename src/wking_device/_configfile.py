@@ -58,7 +58,8 @@ TEMPLATE: Final = """\
 # The profile belongs to a minor: sensitive categories need a guardian's grant.
 # minor = false
 
-# Your region, compared with the collector's for cross-border transfers.
+# Your region (a short code: EU, US, US-CA...), compared with the collector's for
+# cross-border transfers.
 # region = "EU"
 
 # A coarse location you choose to report (collected only under a `location` grant).

@@ -157,6 +157,7 @@ _NOT_FINITE_TEXT = frozenset(
     sign + word for sign in ("", "+", "-") for word in ("inf", "infinity", "nan")
 )
 _ADAPTER_NAME = re.compile(r"hci[0-9]{1,3}")
+_REGION = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,31}")
 _HEX_PIN = re.compile(r"[0-9A-Fa-f]{64}")
 _B64_PIN = re.compile(r"[A-Za-z0-9+/]{43}=")
 _LIST: Final = {"wking_list": True}
@@ -318,6 +319,21 @@ def _text(
             _invalid(instance, attribute, f"String should have at most {max_length} characters")
 
     return check
+
+
+def _region(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """A validator: ``None`` or a region code (``EU``, ``US``, ``US-CA``...)."""
+    if value is None:
+        return
+    if not isinstance(value, str):
+        _invalid(instance, attribute, "Input should be a valid string")
+    elif not _REGION.fullmatch(value):
+        _invalid(
+            instance,
+            attribute,
+            "a region is a short code such as EU, US or US-CA (ASCII letters, digits and "
+            "hyphens, at most 32)",
+        )
 
 
 def _adapter_name(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -501,9 +517,7 @@ class UploadSettings(_Group):
     """Its private key, when in a separate file."""
     token_file: Path | None = attrs.field(default=None, converter=_as_path, validator=_path)
     """A file (mode 0600) holding a bearer token; never the token itself."""
-    collector_region: str | None = attrs.field(
-        default=None, validator=_text(optional=True, min_length=1, max_length=32)
-    )
+    collector_region: str | None = attrs.field(default=None, converter=_stripped, validator=_region)
     """The collector's region; when it differs from ``region`` and ``cross_border_transfer``
     is not granted, records are de-identified (or kept) before they leave."""
     batch_size: int = attrs.field(default=2000, converter=_as_int, validator=_integer(1, 10_000))
@@ -560,7 +574,7 @@ class Settings(_Group):
     do_not_track: bool = attrs.field(default=False, converter=_as_bool, validator=_boolean)
     minor: bool = attrs.field(default=False, converter=_as_bool, validator=_boolean)
     """The profile belongs to a minor: sensitive categories need a guardian grant."""
-    region: str = attrs.field(default="EU", validator=_text())
+    region: str = attrs.field(default="EU", converter=_stripped, validator=_region)
     """The user's region (compared with the collector's for cross-border transfer)."""
     location: str | None = attrs.field(default=None, validator=_text(optional=True))
     """A coarse location the user chose to report (collected only under a ``location`` grant)."""

@@ -151,7 +151,7 @@ def test_set_keeps_comments_and_writes_a_valid_private_file(home: Path) -> None:
     assert code == 0, err
     assert "upload.endpoint" in out
     assert _run("config", "set", "ble.max_connections", "7")[0] == 0
-    assert _run("config", "set", "region", "1")[0] == 0  # text for a text setting, not 1
+    assert _run("config", "set", "location", "1")[0] == 0  # text for a text setting, not 1
     assert _run("config", "set", "upload.spki_pins", '["' + "a" * 64 + '"]')[0] == 0
     text = _config(home).read_text()
     assert text.startswith("# wking settings")
@@ -159,7 +159,7 @@ def test_set_keeps_comments_and_writes_a_valid_private_file(home: Path) -> None:
     settings = load_settings(resolve_paths(home))
     assert settings.upload.endpoint == "https://collector.example.org/v1/logs"
     assert settings.ble.max_connections == 7
-    assert settings.region == "1"
+    assert settings.location == "1"
     assert settings.upload.spki_pins == ("a" * 64,)
     assert stat.S_IMODE(_config(home).stat().st_mode) == 0o600
 
@@ -230,10 +230,10 @@ def test_a_secret_is_never_set_inline_nor_repeated(home: Path, key: str) -> None
 
 def test_set_cannot_inject_toml(home: Path) -> None:
     hostile = 'EU"\n[upload]\nendpoint = "https://evil.example"\n#'
-    code, _, err = _run("config", "set", "region", hostile)
+    code, _, err = _run("config", "set", "location", hostile)
     assert code == 0, err
     settings = load_settings(resolve_paths(home))
-    assert settings.region == hostile  # one string, escaped in the file
+    assert settings.location == hostile  # one string, escaped in the file
     assert settings.upload.endpoint is None
 
 
