@@ -73,7 +73,7 @@ class TrackedSpeaker:
     Attributes:
         address: The Bluetooth address (a UUID on macOS).
         name: The latest advertised name (kept when a later advertisement has none).
-        rssi: Signal strength of the latest advertisement, in dBm.
+        rssi: Signal strength of the latest advertisement (of the kept sighting), in dBm.
         model: The profile's model id, when it could tell.
         tx_power: Advertised TX power in dBm, when present.
         service_uuids: Advertised service UUIDs.
@@ -83,7 +83,8 @@ class TrackedSpeaker:
         adverts: Advertisements heard.
         interval: The learned advertising interval in seconds (``None`` until two
             advertisements were heard at least 10 ms apart).
-        device: bleak's ``BLEDevice`` of the latest advertisement (connect with it).
+        device: bleak's ``BLEDevice`` of the latest advertisement (connect with it); on several
+            adapters, of the sighting the scanner keeps (see :meth:`SpeakerScanner.takes`).
     """
 
     address: str
