@@ -451,7 +451,11 @@ class SpeakerScanner:
             return
         scan.heard.add(address)
         previous = self.speakers.get(address)
-        if previous is not None and not self.takes(address, scan.adapter, adv.rssi):
+        if (
+            previous is not None
+            and self._several
+            and not self.takes(address, scan.adapter, adv.rssi)
+        ):
             self._advertised(previous)  # heard, by an adapter whose sighting is not kept
             return
         name = adv.local_name or device.name
@@ -468,7 +472,8 @@ class SpeakerScanner:
             device=device,
         )
         self.speakers[address] = speaker
-        self._kept_from[address] = scan.adapter
+        if self._several:
+            self._kept_from[address] = scan.adapter
         self._changed.set()
         self._advertised(speaker)
         if previous is None or (self._report_updates and speaker != previous):
