@@ -21,18 +21,26 @@ from wking_device._redact import MAC_RE
 from wking_device.ble import (
     AdapterCandidate,
     AdapterSlots,
+    DiscoveredSpeaker,
     SessionKeeper,
     Speaker,
+    SpeakerScanner,
+    SpeakerTracker,
+    SpeakerUnavailable,
     adapter_slots,
     bluez_connected_by_adapter,
     limiter_for,
     pick_adapter,
     read_all,
 )
-from wking_device.errors import BluetoothError, DeviceNotFound, UsageError
+from wking_device.ble._adapters import device_adapter
+from wking_device.errors import AdapterUnavailable, BluetoothError, DeviceNotFound, UsageError
+from wking_device.models import OperationKind, Outcome
 from wking_device.sim import AdapterSpec, SimWorld
 
 if TYPE_CHECKING:
+    from tests.ble.conftest import Recorder
+
     from wking_device.ble import RetryPolicy
     from wking_device.config import BleSettings
 
@@ -436,3 +444,124 @@ async def test_discovery_scans_every_adapter_given(caplog: pytest.LogCaptureFixt
         await discover(0.1, adapters=[])
     with pytest.raises(UsageError):
         await discover(0.1, adapter="hci0", adapters=["hci0", "hci1"])
+
+
+# --- streaming scans on several adapters ----------------------------------------------------------
+
+
+async def test_a_streaming_scan_listens_on_every_adapter_given(recorder: Recorder) -> None:
+    # A speaker only hci1 hears is streamed; one both hear keeps one consistent sighting: the
+    # stronger adapter's, its device that adapter's, until that adapter stops hearing it.
+    async with SimWorld.fleet(3, adv_interval_ms=20, adapters=["hci0", "hci1"]) as world:
+        near0, near1, both = world.speakers
+        near0.set_rssi(None, adapter="hci1")
+        near1.set_rssi(None, adapter="hci0")
+        both.set_rssi(-85, adapter="hci0")
+        both.set_rssi(-42, adapter="hci1")
+        kept: list[tuple[int, str | None]] = []
+
+        def on_advertisement(speaker: DiscoveredSpeaker) -> None:
+            if speaker.address == both.address:
+                kept.append((speaker.rssi, device_adapter(speaker.device)))
+
+        scanner = SpeakerScanner(
+            backend=world.backend,
+            events=recorder.bus,
+            adapters=["hci0", "hci1", "hci0"],  # a name given twice scans once
+            on_advertisement=on_advertisement,
+            stale_after=1.0,
+        )
+        streamed: dict[str, DiscoveredSpeaker] = {}
+        async with scanner:
+            async with asyncio.timeout(10):
+                async for speaker in scanner:
+                    streamed[speaker.address] = speaker
+                    if len(streamed) == 3:
+                        break
+            assert device_adapter(streamed[near1.address].device) == "hci1"
+            assert device_adapter(streamed[near0.address].device) == "hci0"
+            # heard by both: hci1 is stronger, so its sighting is kept from its first one on
+            await _until(lambda: kept.count((-42, "hci1")) >= 20)
+            assert set(kept) <= {(-85, "hci0"), (-42, "hci1")}  # RSSI and device go together
+            switched = kept.index((-42, "hci1"))
+            assert set(kept[switched:]) == {(-42, "hci1")}  # hci0's weaker ones never win
+            sighting = scanner.speakers[both.address.upper()]
+            assert (sighting.rssi, device_adapter(sighting.device)) == (-42, "hci1")
+            # hci1 stops hearing it: once its sighting is stale, hci0's weaker one is kept
+            both.set_rssi(None, adapter="hci1")
+            await _until(
+                lambda: device_adapter(scanner.speakers[both.address.upper()].device) == "hci0"
+            )
+            assert scanner.speakers[both.address.upper()].rssi == -85
+    scans = recorder.of(OperationKind.SCAN)  # one per adapter scanned, each with its own counts
+    assert sorted(e.detail["adapter"] for e in scans) == ["hci0", "hci1"]
+    assert {e.outcome for e in scans} == {Outcome.OK}
+    assert all(e.detail["speakers"] == 2 and e.detail["adverts"] > 0 for e in scans)
+
+
+async def test_an_adapter_that_cannot_scan_is_passed_over_with_one_warning(
+    recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    hostile = ["hci7", "../hci0", "hci0\n\x1b[2J"]  # names a library caller may pass
+    async with SimWorld.fleet(1, adv_interval_ms=20, adapters=["hci0", "hci1"]) as world:
+        only1 = world.speakers[0]
+        only1.set_rssi(None, adapter="hci0")
+        with caplog.at_level(logging.WARNING):
+            async with SpeakerScanner(
+                backend=world.backend, events=recorder.bus, adapters=[*hostile, "hci1"]
+            ) as scanner:
+                assert await scanner.wait_for(1, 10)
+        assert device_adapter(scanner.speakers[only1.address.upper()].device) == "hci1"
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 3  # one each
+        for name, message in zip(hostile, warnings, strict=True):
+            assert message.startswith(f"cannot scan with {name!r}: ")
+            assert message.isprintable(), message  # no newline, no escape sequence
+        # a name that is no adapter name never reaches the stack (no "/org/bluez/../hci0")
+        assert warnings[1] == "cannot scan with '../hci0': not an adapter name"
+        failed = [e for e in recorder.of(OperationKind.SCAN) if e.outcome is not Outcome.OK]
+        assert [e.error for e in failed] == ["adapter_unavailable"] * 3
+        # none can scan: AdapterUnavailable; one hostile name alone: the same, no warning
+        with pytest.raises(AdapterUnavailable):
+            await SpeakerScanner(backend=world.backend, adapters=hostile).start()
+        caplog.clear()
+        with pytest.raises(AdapterUnavailable, match="not an adapter name"):
+            await SpeakerScanner(backend=world.backend, adapter="../hci0").start()
+        assert not caplog.records
+    with pytest.raises(UsageError):
+        SpeakerScanner(adapters=[])
+    with pytest.raises(UsageError):
+        SpeakerScanner(adapter="hci0", adapters=["hci1"])
+
+
+async def test_a_tracker_loses_a_speaker_only_when_no_adapter_hears_it() -> None:
+    async with SimWorld.fleet(1, adv_interval_ms=20, adapters=["hci0", "hci1"]) as world:
+        sim = world.speakers[0]
+        sim.set_rssi(-40, adapter="hci0")
+        sim.set_rssi(-75, adapter="hci1")
+        key = sim.address.upper()
+        gone: list[SpeakerUnavailable] = []
+        async with SpeakerTracker(
+            backend=world.backend,
+            adapters=["hci0", "hci1"],
+            min_timeout=1.0,  # the learned interval (20 ms) makes this the timeout
+            max_timeout=2.0,
+            check_every=0.05,
+        ) as tracker:
+            tracker.subscribe(
+                lambda event: gone.append(event) if isinstance(event, SpeakerUnavailable) else None
+            )
+            await _until(lambda: key in tracker.speakers)
+            assert device_adapter(tracker.speakers[key].device) == "hci0"  # the stronger
+            sim.set_rssi(None, adapter="hci0")  # out of hci0's reach: hci1 still hears it
+            await _until(lambda: device_adapter(tracker.speakers[key].device) == "hci1")
+            heard = tracker.speakers[key].adverts
+            # well past the timeout, adverts heard through hci1 alone (20 ms apart, 2 s)
+            await _until(lambda: tracker.speakers[key].adverts >= heard + 100)
+            assert gone == []
+            assert tracker.speakers[key].available
+            assert tracker.speakers[key].rssi == -75
+            sim.set_rssi(None, adapter="hci1")  # now no adapter hears it: lost
+            await _until(lambda: len(gone) == 1)
+    with pytest.raises(UsageError):
+        SpeakerTracker(adapters=[])

@@ -62,6 +62,26 @@ def test_scan_with_several_adapters_scans_each(
     ]
 
 
+def test_scan_watch_with_several_adapters_listens_on_each(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # `[ble] adapters` reaches --watch as it reaches a single scan: hci0 listens, the simulated
+    # world has no hci1, which is passed over with one warning
+    monkeypatch.setenv("WKING_BLE__ADAPTERS", '["hci0", "hci1"]')
+    result = runner.invoke(
+        cli,
+        ["--simulate", "2", "--json", "scan", "--watch", "--duration", "1"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {row["address"] for row in rows} == {"C0:57:4B:00:00:01", ADDRESS}
+    warned = [r.getMessage() for r in caplog.records if "hci1" in r.getMessage()]
+    assert warned == [
+        "cannot scan with 'hci1': cannot start scanning: scan: adapter 'hci1' not found"
+    ]
+
+
 def test_scan_watch_json_is_one_object_a_line_and_ends_with_the_duration(
     runner: CliRunner,
 ) -> None:

@@ -26,6 +26,7 @@ from wking_device.ble._adapters import (
 from wking_device.ble._backend import BleBackend
 from wking_device.ble._discovery import (
     DEFAULT_SCAN_TIMEOUT,
+    SIGHTING_STALE_S,
     DiscoveredSpeaker,
     SpeakerScanner,
     discover,
@@ -71,6 +72,7 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, like wking_device.__all__
     "EventStream",
     "FleetResult",
     "RetryPolicy",
+    "SIGHTING_STALE_S",
     "SessionKeeper",
     "Speaker",
     "SpeakerAppeared",

@@ -3,12 +3,14 @@
 This module owns :class:`DiscoveredSpeaker`, the streaming :class:`SpeakerScanner`, and the
 one-shot helpers :func:`discover`, :func:`find_speaker` and :func:`find`. Advertisements are
 matched through a :class:`~wking_device.protocol.DeviceProfile` (name prefix, vendor service UUID,
-manufacturer data) and deduplicated by address, the latest RSSI winning (across several adapters,
-the strongest adapter's sighting). A malformed advertisement is skipped, counted and logged at
+manufacturer data) and deduplicated by address, the latest RSSI winning. A scan on several adapters
+runs one bleak scanner per adapter into the same table, keeping one sighting per address by
+:meth:`SpeakerScanner.takes`'s rule. A malformed advertisement is skipped, counted and logged at
 debug level; it never stops a scan.
 
 It does not connect (see :mod:`._speaker`) and does not keep anything beyond the scanner's life.
-Every scan emits one ``SCAN`` operation event when it stops, with counts in ``detail``.
+Every scan emits one ``SCAN`` operation event per adapter it scans on when it stops (or fails
+to start), with counts in ``detail``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -29,6 +32,7 @@ from wking_device.ble._events import OpTimer, get_event_bus
 from wking_device.ble._translate import translate
 from wking_device.errors import (
     AdapterUnavailable,
+    BluetoothError,
     DeviceNotFound,
     ProtocolError,
     UnsupportedOperation,
@@ -55,6 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_SCAN_TIMEOUT",
+    "SIGHTING_STALE_S",
     "DiscoveredSpeaker",
     "SpeakerScanner",
     "discover",
@@ -66,6 +71,14 @@ _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_SCAN_TIMEOUT = 5.0
 """Seconds :func:`discover` scans when given no timeout (``Settings.ble.scan_timeout``)."""
+
+SIGHTING_STALE_S = 5.0
+"""Seconds after which a kept sighting gives way to another adapter's weaker one (see
+:meth:`SpeakerScanner.takes`)."""
+
+_PLAIN_ADAPTER = re.compile(r"[A-Za-z0-9_]{1,64}")
+"""An adapter name that can be handed to the stack: one D-Bus object path element (``hci1``).
+Anything else (``../hci0``, control characters) never reaches bleak."""
 
 PASSIVE_OR_PATTERNS: tuple[OrPattern, ...] = (
     OrPattern(0, AdvertisementDataType.FLAGS, b"\x02"),
@@ -177,17 +190,28 @@ class SpeakerScanner:
         report_updates: Also report a speaker again when a later advertisement changes it.
         on_advertisement: Called with every matching advertisement, repeats included (the
             :class:`~wking_device.ble.SpeakerTracker` learns advertising intervals from them).
+            On several adapters, with the sighting kept for its address after each one, whichever
+            adapter heard it.
         scanning_mode: ``"active"`` (names arrive in scan responses) or ``"passive"`` (on
             BlueZ through an advertisement monitor matching :data:`PASSIVE_OR_PATTERNS`, which
             bleak requires for a passive scan).
         adapter: The adapter to scan with (e.g. ``hci1``), passed to bleak's BlueZ backend;
             ``None`` for the default one. A ``BLEDevice`` found on one adapter connects through
             that adapter, so a session on another adapter must scan on its own.
+        adapters: Several adapters to scan with at once (``[ble] adapters``), instead of
+            ``adapter``; a name given twice scans once. Each runs its own bleak scanner into the
+            same :attr:`speakers` and stream, one sighting kept per address (see :meth:`takes`).
+            An adapter that cannot scan is passed over with one warning when the scan starts.
+        stale_after: Seconds after which a kept sighting gives way to another adapter's weaker
+            one (only with ``adapters``).
 
     Attributes:
         speakers: The speakers seen so far, by address.
-        adverts: Advertisements received.
+        adverts: Advertisements received (on every adapter).
         malformed: Advertisements skipped because the profile could not parse them.
+
+    Raises:
+        UsageError: ``adapters`` is empty, or given with ``adapter``.
     """
 
     def __init__(
@@ -202,10 +226,22 @@ class SpeakerScanner:
         scanning_mode: Literal["active", "passive"] = "active",
         adapter: str | None = None,
         on_advertisement: Callable[[DiscoveredSpeaker], None] | None = None,
+        adapters: Sequence[str] | None = None,
+        stale_after: float = SIGHTING_STALE_S,
     ) -> None:
+        self._names: list[str | None]
+        if adapters is not None:
+            if adapter is not None:
+                raise UsageError("give adapter or adapters, not both")
+            self._names = list(dict.fromkeys(adapters))  # one scanner each, in the order given
+            if not self._names:
+                raise UsageError("adapters needs at least one adapter name")
+        else:
+            self._names = [adapter]
+        self._several = adapters is not None
+        self._stale_after = stale_after
         self._backend = backend
         self._on_advertisement = on_advertisement
-        self._adapter = adapter
         self._profile = profile
         self._bus = events if events is not None else get_event_bus()
         self._addresses = {a.upper() for a in addresses} if addresses is not None else None
@@ -217,38 +253,74 @@ class SpeakerScanner:
         self.malformed = 0
         # Created when a stream starts, so a scanner nobody iterates keeps no backlog.
         self._queues: list[asyncio.Queue[DiscoveredSpeaker | None]] = []
-        self._scanner: BleakScanner | None = None
-        self._timer: OpTimer | None = None
+        self._running = False
+        self._scans: list[_AdapterScan] = []
+        self._kept_from: dict[str, str | None] = {}  # address -> adapter of the kept sighting
         self._changed = asyncio.Event()
 
     # --- life cycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start scanning.
+        """Start scanning (on every adapter given).
 
         Raises:
-            AdapterUnavailable: The backend cannot scan (no adapter, no BlueZ, powered off).
+            AdapterUnavailable: The backend cannot scan (no adapter, no BlueZ, powered off); with
+                ``adapters``, on none of them.
             UnsupportedOperation: A passive scan the backend cannot do (CoreBluetooth never;
                 BlueZ does, through an advertisement monitor with :data:`PASSIVE_OR_PATTERNS`).
         """
-        if self._scanner is not None:
+        if self._running:
             return
-        self._timer = OpTimer(self._bus, OperationKind.SCAN, detail={})
+        scans: list[_AdapterScan] = []
+        first_error: BluetoothError | None = None
+        try:
+            for name in self._names:
+                scan = _AdapterScan(name, self._bus, named=self._several)
+                try:
+                    await self._start_one(scan)
+                except BluetoothError as error:
+                    if not self._several:
+                        raise
+                    # the name as repr: a caller's name never breaks the line
+                    _LOGGER.warning("cannot scan with %r: %s", name, error.message)
+                    first_error = first_error or error
+                    continue
+                scans.append(scan)
+        except BaseException:
+            for scan in scans:
+                await scan.stop(ok=False)
+            raise
+        if not scans:
+            assert first_error is not None
+            raise first_error
+        self._scans = scans
+        self._running = True
+
+    async def _start_one(self, scan: _AdapterScan) -> None:
+        """Start ``scan``'s bleak scanner; its ``SCAN`` event fails with the typed error."""
+        name = scan.adapter
+        if name is not None and not _PLAIN_ADAPTER.fullmatch(name):
+            refused = AdapterUnavailable("not an adapter name")  # never handed to the stack
+            scan.timer.fail(refused)
+            raise refused
         constructed = False
         try:
+
+            def on_advert(device: BLEDevice, adv: AdvertisementData) -> None:
+                self._on_advert(device, adv, scan)
+
             # bleak's backends refuse some settings when constructed (BlueZ: a passive scan
             # without or_patterns; CoreBluetooth: any passive scan), so this is inside the try.
             scanner = BleakScanner(
-                self._on_advert,
+                on_advert,
                 scanning_mode=self._scanning_mode,
-                bluez=bluez_scanner_args(self._scanning_mode, self._adapter),
+                bluez=bluez_scanner_args(self._scanning_mode, name),
                 backend=self._backend.scanner if self._backend is not None else None,
             )
             constructed = True
             await scanner.start()
         except asyncio.CancelledError:
-            self._timer.fail(asyncio.CancelledError())
-            self._timer = None
+            scan.timer.fail(asyncio.CancelledError())
             raise
         except Exception as exc:
             error = translate(exc, address=None, operation="scan")
@@ -259,29 +331,22 @@ class SpeakerScanner:
                 )
             elif not isinstance(error, AdapterUnavailable):
                 error = AdapterUnavailable(f"cannot start scanning: {error.message}")
-            self._timer.fail(error)
-            self._timer = None
+            scan.timer.fail(error)
             raise error from exc
-        self._scanner = scanner
+        scan.scanner = scanner
 
     async def stop(self) -> None:
-        """Stop scanning (idempotent) and emit the ``SCAN`` event; ends any stream."""
-        scanner, self._scanner = self._scanner, None
-        if scanner is None:
+        """Stop scanning on every adapter (idempotent); emit the ``SCAN`` events, end any stream."""
+        if not self._running:
             return
+        self._running = False
+        scans, self._scans = self._scans, []
         try:
-            await scanner.stop()
-        except Exception:  # a failing stop must not hide what the scan found
-            _LOGGER.debug("stopping the scanner failed", exc_info=True)
+            for scan in scans:
+                await scan.stop(ok=True)
         finally:
             for queue in self._queues:
                 queue.put_nowait(None)
-            if self._timer is not None:
-                self._timer.detail.update(
-                    adverts=self.adverts, malformed=self.malformed, speakers=len(self.speakers)
-                )
-                self._timer.ok()
-                self._timer = None
 
     async def __aenter__(self) -> SpeakerScanner:
         await self.start()
@@ -310,7 +375,7 @@ class SpeakerScanner:
         queue: asyncio.Queue[DiscoveredSpeaker | None] = asyncio.Queue()
         for speaker in self.found():
             queue.put_nowait(speaker)
-        if self._scanner is None:
+        if not self._running:
             queue.put_nowait(None)
         self._queues.append(queue)
         try:
@@ -334,8 +399,35 @@ class SpeakerScanner:
 
     # --- advertisement handling -----------------------------------------------------------------
 
-    def _on_advert(self, device: BLEDevice, adv: AdvertisementData) -> None:
+    def takes(
+        self, address: str, adapter: str | None, rssi: int, *, now: float | None = None
+    ) -> bool:
+        """Whether an advertisement ``adapter`` heard replaces the sighting kept for ``address``.
+
+        The rule for one address heard by several adapters: the sighting of the adapter that
+        heard it last is kept while that adapter keeps hearing it (a new advertisement from it
+        always replaces it, as on one adapter); another adapter's replaces it only when its RSSI
+        is stronger, or when the kept one is older than ``stale_after`` (that adapter stopped
+        hearing it). So the kept sighting is the strongest adapter's within one advertising
+        interval of a change, as :func:`discover` and a connection's choice of adapter
+        (:func:`~wking_device.ble.pick_adapter`) prefer, and its ``device`` always belongs to
+        the adapter it came from.
+
+        Args:
+            address: The address, upper case.
+            adapter: The adapter that heard the advertisement.
+            rssi: Its RSSI, in dBm.
+            now: ``time.monotonic()`` of the advertisement (default: now).
+        """
+        kept = self.speakers.get(address)
+        if kept is None or self._kept_from.get(address) == adapter or rssi > kept.rssi:
+            return True
+        now = time.monotonic() if now is None else now
+        return now - kept.seen_at >= self._stale_after
+
+    def _on_advert(self, device: BLEDevice, adv: AdvertisementData, scan: _AdapterScan) -> None:
         self.adverts += 1
+        scan.adverts += 1
         address = device.address.upper()
         wanted = self._addresses
         if wanted is not None and address not in wanted:
@@ -347,15 +439,25 @@ class SpeakerScanner:
             )
         except ProtocolError as exc:
             self.malformed += 1
+            scan.malformed += 1
             _LOGGER.debug("skipped a malformed advertisement: %s", exc)
             return
         except Exception:  # a third-party profile must not stop a scan (DESIGN §9)
             self.malformed += 1
+            scan.malformed += 1
             _LOGGER.debug("profile %r failed on an advertisement", self._profile, exc_info=True)
             return
         if model is None and wanted is None:
             return
+        scan.heard.add(address)
         previous = self.speakers.get(address)
+        if (
+            previous is not None
+            and self._several
+            and not self.takes(address, scan.adapter, adv.rssi)
+        ):
+            self._advertised(previous)  # heard, by an adapter whose sighting is not kept
+            return
         name = adv.local_name or device.name
         if name is None and previous is not None:
             name = previous.name
@@ -370,12 +472,10 @@ class SpeakerScanner:
             device=device,
         )
         self.speakers[address] = speaker
+        if self._several:
+            self._kept_from[address] = scan.adapter
         self._changed.set()
-        if self._on_advertisement is not None:
-            try:
-                self._on_advertisement(speaker)
-            except Exception:
-                _LOGGER.exception("on_advertisement callback raised; scanning continues")
+        self._advertised(speaker)
         if previous is None or (self._report_updates and speaker != previous):
             for queue in self._queues:
                 queue.put_nowait(speaker)
@@ -384,6 +484,44 @@ class SpeakerScanner:
                     self._on_speaker(speaker)
                 except Exception:
                     _LOGGER.exception("on_speaker callback raised; scanning continues")
+
+    def _advertised(self, speaker: DiscoveredSpeaker) -> None:
+        if self._on_advertisement is not None:
+            try:
+                self._on_advertisement(speaker)
+            except Exception:
+                _LOGGER.exception("on_advertisement callback raised; scanning continues")
+
+
+class _AdapterScan:
+    """One adapter's bleak scanner within a :class:`SpeakerScanner`, with its ``SCAN`` event."""
+
+    __slots__ = ("adapter", "adverts", "heard", "malformed", "scanner", "timer")
+
+    def __init__(self, adapter: str | None, bus: EventBus, *, named: bool) -> None:
+        self.adapter = adapter
+        self.timer = OpTimer(bus, OperationKind.SCAN, detail={"adapter": adapter} if named else {})
+        self.scanner: BleakScanner | None = None
+        self.adverts = 0
+        self.malformed = 0
+        self.heard: set[str] = set()
+
+    async def stop(self, *, ok: bool) -> None:
+        """Stop the scanner; emit the event (``ok``: the scan ran, else it was abandoned)."""
+        scanner, self.scanner = self.scanner, None
+        try:
+            if scanner is not None:
+                await scanner.stop()
+        except Exception:  # a failing stop must not hide what the scan found
+            _LOGGER.debug("stopping the scanner failed", exc_info=True)
+        finally:
+            self.timer.detail.update(
+                adverts=self.adverts, malformed=self.malformed, speakers=len(self.heard)
+            )
+            if ok:
+                self.timer.ok()
+            else:
+                self.timer.fail(asyncio.CancelledError())
 
 
 async def discover(
@@ -409,8 +547,9 @@ async def discover(
         adapter: The adapter to scan with (e.g. ``hci1``); ``None`` for the default one.
         adapters: Several adapters to scan with at once (``[ble] adapters``), instead of
             ``adapter``: a speaker any of them hears is found, with the sighting of the adapter
-            that hears it best (its ``device`` connects through that adapter). An adapter that
-            cannot scan (unplugged) is passed over with a warning while another scans.
+            that hears it best (:meth:`SpeakerScanner.takes`; its ``device`` connects through
+            that adapter). An adapter that cannot scan (unplugged) is passed over with a
+            warning while another scans.
 
     Returns:
         The speakers seen, deduplicated by address (latest RSSI).
@@ -421,84 +560,19 @@ async def discover(
         UsageError: ``adapters`` is empty, or given with ``adapter``.
     """
     timeout = DEFAULT_SCAN_TIMEOUT if timeout is None else timeout
-    if adapters is not None:
-        if adapter is not None:
-            raise UsageError("give adapter or adapters, not both")
-        names = list(dict.fromkeys(adapters))  # one scan per adapter, in the order given
-        if not names:
-            raise UsageError("adapters needs at least one adapter name")
-        return await _discover_on(
-            names,
-            timeout,
-            backend=backend,
-            profile=profile,
-            events=events,
-            count=count,
-            scanning_mode=scanning_mode,
-        )
     async with SpeakerScanner(
         backend=backend,
         profile=profile,
         events=events,
         scanning_mode=scanning_mode,
         adapter=adapter,
+        adapters=adapters,
     ) as scanner:
         if count is None:
             await asyncio.sleep(timeout)
         else:
             await scanner.wait_for(count, timeout)
     return scanner.found()
-
-
-async def _discover_on(
-    names: list[str],
-    timeout: float,  # noqa: ASYNC109 - a scan's duration is its API
-    *,
-    backend: BleBackend | None,
-    profile: DeviceProfile,
-    events: EventBus | None,
-    count: int | None,
-    scanning_mode: Literal["active", "passive"],
-) -> list[DiscoveredSpeaker]:
-    """:func:`discover` on several adapters at once, their sightings merged (best RSSI)."""
-    seen: set[str] = set()
-    enough = asyncio.Event()
-
-    def on_speaker(speaker: DiscoveredSpeaker) -> None:
-        seen.add(speaker.address.upper())
-        if count is not None and len(seen) >= count:
-            enough.set()
-
-    scanning: list[SpeakerScanner] = []
-    first_error: AdapterUnavailable | None = None
-    async with contextlib.AsyncExitStack() as stack:
-        for name in names:
-            scanner = SpeakerScanner(
-                backend=backend,
-                profile=profile,
-                events=events,
-                scanning_mode=scanning_mode,
-                adapter=name,
-                on_speaker=on_speaker,
-            )
-            try:
-                scanning.append(await stack.enter_async_context(scanner))
-            except AdapterUnavailable as exc:
-                _LOGGER.warning("cannot scan with %r: %s", name, exc.message)
-                first_error = first_error or exc
-        if not scanning:
-            assert first_error is not None
-            raise first_error
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await (enough.wait() if count is not None else asyncio.Event().wait())
-    best: dict[str, DiscoveredSpeaker] = {}
-    for scanner in scanning:
-        for speaker in scanner.found():
-            key = speaker.address.upper()
-            if key not in best or speaker.rssi > best[key].rssi:
-                best[key] = speaker
-    return sorted(best.values(), key=lambda s: (-s.rssi, s.address))
 
 
 async def find_speaker(

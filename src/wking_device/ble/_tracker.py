@@ -31,13 +31,13 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from wking_device.ble._delivery import DEFAULT_MAX_QUEUED, EventQueue
-from wking_device.ble._discovery import SpeakerScanner
+from wking_device.ble._discovery import SIGHTING_STALE_S, SpeakerScanner
 from wking_device.ble._stream import EventStream
 from wking_device.errors import UsageError
 from wking_device.protocol import WKING_V1
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from types import TracebackType
 
     from bleak.backends.device import BLEDevice
@@ -73,7 +73,7 @@ class TrackedSpeaker:
     Attributes:
         address: The Bluetooth address (a UUID on macOS).
         name: The latest advertised name (kept when a later advertisement has none).
-        rssi: Signal strength of the latest advertisement, in dBm.
+        rssi: Signal strength of the latest advertisement (of the kept sighting), in dBm.
         model: The profile's model id, when it could tell.
         tx_power: Advertised TX power in dBm, when present.
         service_uuids: Advertised service UUIDs.
@@ -83,7 +83,8 @@ class TrackedSpeaker:
         adverts: Advertisements heard.
         interval: The learned advertising interval in seconds (``None`` until two
             advertisements were heard at least 10 ms apart).
-        device: bleak's ``BLEDevice`` of the latest advertisement (connect with it).
+        device: bleak's ``BLEDevice`` of the latest advertisement (connect with it); on several
+            adapters, of the sighting the scanner keeps (see :meth:`SpeakerScanner.takes`).
     """
 
     address: str
@@ -175,6 +176,12 @@ class SpeakerTracker:
         events: The operation-event bus (the scan's ``SCAN`` event goes there when it stops).
         scanning_mode: ``"active"`` or ``"passive"`` (as :class:`SpeakerScanner`).
         adapter: The adapter to scan with (e.g. ``hci1``); ``None`` for the default one.
+        adapters: Several adapters to scan with at once (``[ble] adapters``), instead of
+            ``adapter`` (as :class:`SpeakerScanner`): an advertisement any of them hears counts,
+            so a speaker is unavailable only once no adapter heard it for its timeout. The
+            snapshot (RSSI, ``device``) is the scanner's kept sighting, which moves to another
+            adapter that hears it when the kept one has not for ``min_timeout`` (at most
+            :data:`~wking_device.ble.SIGHTING_STALE_S`).
         missed_intervals: Learned advertising intervals of silence after which a speaker is
             unavailable.
         min_timeout: The shortest silence, in seconds, that makes a speaker unavailable (radio
@@ -191,7 +198,8 @@ class SpeakerTracker:
             upper-case address.
 
     Raises:
-        UsageError: A bound is not positive, or ``min_timeout`` exceeds ``max_timeout``.
+        UsageError: A bound is not positive, ``min_timeout`` exceeds ``max_timeout``, or
+            ``adapters`` is empty or given with ``adapter``.
     """
 
     def __init__(
@@ -202,6 +210,7 @@ class SpeakerTracker:
         events: EventBus | None = None,
         scanning_mode: Literal["active", "passive"] = "active",
         adapter: str | None = None,
+        adapters: Sequence[str] | None = None,
         missed_intervals: int = 10,
         min_timeout: float = 10.0,
         max_timeout: float = 300.0,
@@ -229,6 +238,8 @@ class SpeakerTracker:
             events=events,
             scanning_mode=scanning_mode,
             adapter=adapter,
+            adapters=adapters,
+            stale_after=min(SIGHTING_STALE_S, min_timeout),
             on_advertisement=self.observe,
         )
         self._tracks: dict[str, _Track] = {}

@@ -262,10 +262,14 @@ def _watch(app: AppContext, duration: float | None) -> None:
 
     from wking_device.ble import SpeakerTracker  # noqa: PLC0415
 
+    ble = app.settings.ble
+    adapters = ble.adapters or None  # `[ble] adapters`: every one of them listens, as in a scan
+    adapter = None if adapters else ble.adapter
+
     async def run() -> None:
         async with (
             bluetooth(app) as backend,
-            SpeakerTracker(backend=backend, adapter=app.settings.ble.adapter) as tracker,
+            SpeakerTracker(backend=backend, adapter=adapter, adapters=adapters) as tracker,
             tracker.events() as stream,
         ):
             with contextlib.suppress(TimeoutError):
