@@ -232,6 +232,14 @@ async def test_no_adapter_sees_the_speaker(
             await session.connect()
     with pytest.raises(UsageError):
         Speaker("C0:57:4B:00:00:01", adapters=[])
+    # a name that is not one path element never reaches the stack (its errors repeat it)
+    for hostile in ("../hci0", "hci0\n\x1b[2J", "hci0/dev_C0_57_4B_00_00_01", ""):
+        with pytest.raises(UsageError) as info:
+            Speaker("C0:57:4B:00:00:01", adapters=["hci0", hostile])
+        assert "\x1b" not in str(info.value)
+        assert "\n" not in str(info.value)
+        with pytest.raises(UsageError):
+            Speaker("C0:57:4B:00:00:01", adapter=hostile or "..")
 
 
 async def test_a_kept_session_fails_over_when_its_adapter_is_unplugged(

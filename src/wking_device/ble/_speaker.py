@@ -47,7 +47,7 @@ from wking_device.ble._adapters import (
     pick_adapter,
 )
 from wking_device.ble._delivery import DEFAULT_MAX_QUEUED, EventQueue
-from wking_device.ble._discovery import DiscoveredSpeaker, find_speaker
+from wking_device.ble._discovery import _PLAIN_ADAPTER, DiscoveredSpeaker, find_speaker
 from wking_device.ble._events import OpTimer, get_event_bus
 from wking_device.ble._limiter import ConnectionLimiter, limiter_for
 from wking_device.ble._stream import BatteryMemory, EventStream, unify
@@ -286,6 +286,12 @@ class Speaker:
     ) -> None:
         if adapters is not None and not list(adapters):
             raise UsageError("adapters needs at least one adapter name")
+        for name in [adapter, *(adapters or ())]:
+            if name is not None and not _PLAIN_ADAPTER.fullmatch(name):
+                # never handed to the stack, whose errors would repeat it (a path, escapes)
+                raise UsageError(
+                    f"not an adapter name: {name[:40]!r}", remedy="use a name such as hci0"
+                )
         self._adapters = list(adapters) if adapters is not None else None
         self._own_limiter = limiter is None
         self._reconnect_timeout = _positive_seconds("reconnect_timeout", reconnect_timeout)
