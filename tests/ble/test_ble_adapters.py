@@ -573,3 +573,28 @@ async def test_a_tracker_loses_a_speaker_only_when_no_adapter_hears_it() -> None
             await _until(lambda: len(gone) == 1)
     with pytest.raises(UsageError):
         SpeakerTracker(adapters=[])
+
+
+async def test_an_adapter_that_stays_gone_is_warned_about_once_until_it_scans_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # the agent scans every cycle (5 s by default): an unplugged dongle is one WARNING, not
+    # 720 an hour; once it scans again, losing it again is news again
+    from wking_device.ble import discover  # noqa: PLC0415
+
+    async with SimWorld.fleet(1, adv_interval_ms=20, adapters=["hci0", "hci1"]) as world:
+        await world.unplug_adapter("hci1")
+        with caplog.at_level(logging.DEBUG, logger="wking_device.ble"):
+            for _ in range(3):
+                assert await discover(
+                    2.0, backend=world.backend, adapters=["hci0", "hci1"], count=1
+                )
+            warned = [r for r in caplog.records if "hci1" in r.getMessage()]
+            assert [r.levelno for r in warned] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+            await world.plug_adapter("hci1")
+            assert await discover(2.0, backend=world.backend, adapters=["hci0", "hci1"], count=1)
+            await world.unplug_adapter("hci1")
+            caplog.clear()
+            assert await discover(2.0, backend=world.backend, adapters=["hci0", "hci1"], count=1)
+        warned = [r for r in caplog.records if "hci1" in r.getMessage()]
+        assert [r.levelno for r in warned] == [logging.WARNING]

@@ -76,6 +76,19 @@ SIGHTING_STALE_S = 5.0
 """Seconds after which a kept sighting gives way to another adapter's weaker one (see
 :meth:`SpeakerScanner.takes`)."""
 
+_UNAVAILABLE: set[tuple[BleBackend | None, str | None]] = set()
+"""(backend, adapter) pairs whose last scan could not start in this process: warned about once,
+then at DEBUG until a scan there starts again."""
+_UNAVAILABLE_MAX = 64
+
+
+def _unavailable(backend: BleBackend | None, adapter: str | None) -> None:
+    """Remember that ``adapter`` could not scan (a bounded set: forgetting costs one warning)."""
+    if len(_UNAVAILABLE) >= _UNAVAILABLE_MAX:
+        _UNAVAILABLE.clear()
+    _UNAVAILABLE.add((backend, adapter))
+
+
 _PLAIN_ADAPTER = re.compile(r"[A-Za-z0-9_]{1,64}")
 """An adapter name that can be handed to the stack: one D-Bus object path element (``hci1``).
 Anything else (``../hci0``, control characters) never reaches bleak."""
@@ -201,7 +214,8 @@ class SpeakerScanner:
         adapters: Several adapters to scan with at once (``[ble] adapters``), instead of
             ``adapter``; a name given twice scans once. Each runs its own bleak scanner into the
             same :attr:`speakers` and stream, one sighting kept per address (see :meth:`takes`).
-            An adapter that cannot scan is passed over with one warning when the scan starts.
+            An adapter that cannot scan is passed over with one warning when the scan starts
+            (later scans that cannot start on it log at DEBUG until one does).
         stale_after: Seconds after which a kept sighting gives way to another adapter's weaker
             one (only with ``adapters``).
 
@@ -281,10 +295,16 @@ class SpeakerScanner:
                 except BluetoothError as error:
                     if not self._several:
                         raise
+                    # once per adapter until it scans again (the agent scans every cycle);
                     # the name as repr: a caller's name never breaks the line
-                    _LOGGER.warning("cannot scan with %r: %s", name, error.message)
+                    level = (
+                        logging.DEBUG if (self._backend, name) in _UNAVAILABLE else logging.WARNING
+                    )
+                    _unavailable(self._backend, name)
+                    _LOGGER.log(level, "cannot scan with %r: %s", name, error.message)
                     first_error = first_error or error
                     continue
+                _UNAVAILABLE.discard((self._backend, name))
                 scans.append(scan)
         except BaseException:
             for scan in scans:
