@@ -24,6 +24,7 @@ from wking_device.ble import (
     DiscoveredSpeaker,
     SessionKeeper,
     Speaker,
+    SpeakerChanged,
     SpeakerScanner,
     SpeakerTracker,
     SpeakerUnavailable,
@@ -488,6 +489,9 @@ async def test_a_streaming_scan_listens_on_every_adapter_given(recorder: Recorde
                         break
             assert device_adapter(streamed[near1.address].device) == "hci1"
             assert device_adapter(streamed[near0.address].device) == "hci0"
+            # the public field says the same as the device
+            assert streamed[near1.address].adapter == "hci1"
+            assert streamed[near0.address].adapter == "hci0"
             # heard by both: hci1 is stronger, so its sighting is kept from its first one on
             await _until(lambda: kept.count((-42, "hci1")) >= 20)
             assert set(kept) <= {(-85, "hci0"), (-42, "hci1")}  # RSSI and device go together
@@ -501,6 +505,7 @@ async def test_a_streaming_scan_listens_on_every_adapter_given(recorder: Recorde
                 lambda: device_adapter(scanner.speakers[both.address.upper()].device) == "hci0"
             )
             assert scanner.speakers[both.address.upper()].rssi == -85
+            assert scanner.speakers[both.address.upper()].adapter == "hci0"
     scans = recorder.of(OperationKind.SCAN)  # one per adapter scanned, each with its own counts
     assert sorted(e.detail["adapter"] for e in scans) == ["hci0", "hci1"]
     assert {e.outcome for e in scans} == {Outcome.OK}
@@ -549,6 +554,7 @@ async def test_a_tracker_loses_a_speaker_only_when_no_adapter_hears_it() -> None
         sim.set_rssi(-75, adapter="hci1")
         key = sim.address.upper()
         gone: list[SpeakerUnavailable] = []
+        moved: list[SpeakerChanged] = []
         async with SpeakerTracker(
             backend=world.backend,
             adapters=["hci0", "hci1"],
@@ -559,10 +565,21 @@ async def test_a_tracker_loses_a_speaker_only_when_no_adapter_hears_it() -> None
             tracker.subscribe(
                 lambda event: gone.append(event) if isinstance(event, SpeakerUnavailable) else None
             )
+            tracker.subscribe(
+                lambda event: (
+                    moved.append(event)
+                    if isinstance(event, SpeakerChanged) and "adapter" in event.changed
+                    else None
+                )
+            )
             await _until(lambda: key in tracker.speakers)
             assert device_adapter(tracker.speakers[key].device) == "hci0"  # the stronger
+            assert tracker.speakers[key].adapter == "hci0"
             sim.set_rssi(None, adapter="hci0")  # out of hci0's reach: hci1 still hears it
             await _until(lambda: device_adapter(tracker.speakers[key].device) == "hci1")
+            assert tracker.speakers[key].adapter == "hci1"
+            await _until(lambda: bool(moved))  # a move between adapters is a change
+            assert moved[-1].speaker.adapter == "hci1"
             heard = tracker.speakers[key].adverts
             # well past the timeout, adverts heard through hci1 alone (20 ms apart, 2 s)
             await _until(lambda: tracker.speakers[key].adverts >= heard + 100)

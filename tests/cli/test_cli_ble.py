@@ -55,7 +55,9 @@ def test_scan_with_several_adapters_scans_each(
         cli, ["--simulate", "3", "--json", "scan", "--timeout", "1"], catch_exceptions=False
     )
     assert result.exit_code == 0, result.output
-    assert len(json.loads(result.stdout)) == 3
+    rows = json.loads(result.stdout)
+    assert len(rows) == 3
+    assert {row["adapter"] for row in rows} == {"hci0"}  # the adapter that heard each
     warned = [r.getMessage() for r in caplog.records if "hci1" in r.getMessage()]
     assert warned == [
         "cannot scan with 'hci1': cannot start scanning: scan: adapter 'hci1' not found"
@@ -99,8 +101,10 @@ def test_scan_watch_json_is_one_object_a_line_and_ends_with_the_duration(
         "tx_power",
         "interval_s",
         "available",
+        "adapter",
         "returned",
     }
+    assert rows[0]["adapter"] is None  # no adapter named: the platform's default
 
 
 @pytest.mark.parametrize(

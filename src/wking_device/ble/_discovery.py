@@ -130,6 +130,9 @@ class DiscoveredSpeaker:
         address_type: ``"public"`` or ``"random"``, when the backend reports it.
         tx_power: Advertised TX power in dBm, when present.
         service_uuids: Advertised service UUIDs.
+        adapter: The adapter that heard it, when the scan named one (``adapter=`` or
+            ``adapters=``); ``None`` for the platform's default adapter. Its ``device``
+            connects through that adapter.
         device: bleak's ``BLEDevice`` to connect with.
         seen_at: ``time.monotonic()`` of the latest advertisement.
     """
@@ -141,6 +144,7 @@ class DiscoveredSpeaker:
     address_type: str | None = None
     tx_power: int | None = None
     service_uuids: tuple[str, ...] = ()
+    adapter: str | None = None
     device: BLEDevice = field(compare=False, repr=False)
     seen_at: float = field(default_factory=time.monotonic, compare=False, repr=False)
 
@@ -489,6 +493,7 @@ class SpeakerScanner:
             address_type=_address_type(device),
             tx_power=adv.tx_power,
             service_uuids=tuple(adv.service_uuids),
+            adapter=scan.adapter,
             device=device,
         )
         self.speakers[address] = speaker

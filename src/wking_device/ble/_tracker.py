@@ -83,6 +83,8 @@ class TrackedSpeaker:
         adverts: Advertisements heard.
         interval: The learned advertising interval in seconds (``None`` until two
             advertisements were heard at least 10 ms apart).
+        adapter: The adapter of the kept sighting, when the scan named one (``None``: the
+            platform's default adapter).
         device: bleak's ``BLEDevice`` of the latest advertisement (connect with it); on several
             adapters, of the sighting the scanner keeps (see :meth:`SpeakerScanner.takes`).
     """
@@ -98,6 +100,7 @@ class TrackedSpeaker:
     last_seen: float = 0.0
     adverts: int = 1
     interval: float | None = None
+    adapter: str | None = None
     device: BLEDevice | None = field(default=None, compare=False, repr=False)
 
 
@@ -121,7 +124,8 @@ class SpeakerChanged:
     Attributes:
         speaker: What is known of it now.
         changed: The fields that changed: ``name``, ``model``, ``tx_power``, ``service_uuids``,
-            and ``rssi`` when it moved by ``rssi_step`` dB or more since the last event.
+            ``adapter`` (another adapter's sighting is kept now), and ``rssi`` when it moved by
+            ``rssi_step`` dB or more since the last event.
     """
 
     speaker: TrackedSpeaker
@@ -392,7 +396,7 @@ class SpeakerTracker:
             return
         changed = [
             name
-            for name in ("name", "model", "tx_power", "service_uuids")
+            for name in ("name", "model", "tx_power", "service_uuids", "adapter")
             if getattr(snapshot, name) != getattr(old, name)
         ]
         if abs(snapshot.rssi - track.reported_rssi) >= self._rssi_step:
@@ -421,6 +425,7 @@ class SpeakerTracker:
             last_seen=now,
             adverts=old.adverts + 1 if old is not None else 1,
             interval=interval,
+            adapter=seen.adapter,
             device=seen.device,
         )
 

@@ -200,6 +200,7 @@ def _speaker_row(speaker: DiscoveredSpeaker) -> dict[str, Any]:
         "model": speaker.model,
         "address_type": speaker.address_type,
         "tx_power": speaker.tx_power,
+        "adapter": speaker.adapter,
     }
 
 
@@ -299,6 +300,7 @@ def _change_row(event: AvailabilityEvent) -> dict[str, Any]:
         "tx_power": speaker.tx_power,
         "interval_s": None if speaker.interval is None else round(speaker.interval, 4),
         "available": speaker.available,
+        "adapter": speaker.adapter,
     }
     if isinstance(event, SpeakerAppeared):
         row["returned"] = event.returned
