@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -62,6 +63,18 @@ __all__ = [
 ]
 
 _LOGGER = logging.getLogger(__name__)
+
+_PLAIN_ADAPTER = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+def is_plain_adapter_name(name: str) -> bool:
+    """Whether ``name`` can be handed to the stack: one D-Bus object path element (``hci1``).
+
+    Anything else (``../hci0``, control characters) never reaches bleak, whose errors would
+    repeat it.
+    """
+    return _PLAIN_ADAPTER.fullmatch(name) is not None
+
 
 _DISCONNECT_TIMEOUT = 5.0
 """Seconds a forced disconnection may take (bleak-retry-connector allows the same order)."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,6 +27,7 @@ from bleak.args.bluez import BlueZScannerArgs, OrPattern
 from bleak.assigned_numbers import AdvertisementDataType
 from bleak.exc import BleakError
 
+from wking_device.ble._adapters import is_plain_adapter_name
 from wking_device.ble._events import OpTimer, get_event_bus
 from wking_device.ble._translate import translate
 from wking_device.errors import (
@@ -88,10 +88,6 @@ def _unavailable(backend: BleBackend | None, adapter: str | None) -> None:
         _UNAVAILABLE.clear()
     _UNAVAILABLE.add((backend, adapter))
 
-
-_PLAIN_ADAPTER = re.compile(r"[A-Za-z0-9_]{1,64}")
-"""An adapter name that can be handed to the stack: one D-Bus object path element (``hci1``).
-Anything else (``../hci0``, control characters) never reaches bleak."""
 
 PASSIVE_OR_PATTERNS: tuple[OrPattern, ...] = (
     OrPattern(0, AdvertisementDataType.FLAGS, b"\x02"),
@@ -323,7 +319,7 @@ class SpeakerScanner:
     async def _start_one(self, scan: _AdapterScan) -> None:
         """Start ``scan``'s bleak scanner; its ``SCAN`` event fails with the typed error."""
         name = scan.adapter
-        if name is not None and not _PLAIN_ADAPTER.fullmatch(name):
+        if name is not None and not is_plain_adapter_name(name):
             refused = AdapterUnavailable("not an adapter name")  # never handed to the stack
             scan.timer.fail(refused)
             raise refused

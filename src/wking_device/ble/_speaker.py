@@ -44,10 +44,11 @@ from wking_device.ble._adapters import (
     AdapterCandidate,
     close_stale_connections,
     device_adapter,
+    is_plain_adapter_name,
     pick_adapter,
 )
 from wking_device.ble._delivery import DEFAULT_MAX_QUEUED, EventQueue
-from wking_device.ble._discovery import _PLAIN_ADAPTER, DiscoveredSpeaker, find_speaker
+from wking_device.ble._discovery import DiscoveredSpeaker, find_speaker
 from wking_device.ble._events import OpTimer, get_event_bus
 from wking_device.ble._limiter import ConnectionLimiter, limiter_for
 from wking_device.ble._stream import BatteryMemory, EventStream, unify
@@ -287,7 +288,7 @@ class Speaker:
         if adapters is not None and not list(adapters):
             raise UsageError("adapters needs at least one adapter name")
         for name in [adapter, *(adapters or ())]:
-            if name is not None and not _PLAIN_ADAPTER.fullmatch(name):
+            if name is not None and not is_plain_adapter_name(name):
                 # never handed to the stack, whose errors would repeat it (a path, escapes)
                 raise UsageError(
                     f"not an adapter name: {name[:40]!r}", remedy="use a name such as hci0"
