@@ -304,7 +304,8 @@ async def test_configured_adapters_are_used_by_every_session(
     fast_settings: BleSettings, fast_retry: RetryPolicy
 ) -> None:
     # `[ble] adapters = [...]` in config.toml reaches Speaker, SessionKeeper and read_all
-    settings = fast_settings.replace(adapters=("hci0", "hci1"))
+    # what is tested is the adapter chosen, not timing: a command may wait on a loaded machine
+    settings = fast_settings.replace(adapters=("hci0", "hci1"), command_timeout=3.0)
     async with SimWorld.fleet(2, adv_interval_ms=20, adapters=["hci0", "hci1"]) as world:
         one, two = world.speakers
         for speaker in world.speakers:
