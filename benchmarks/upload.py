@@ -1,6 +1,7 @@
 """Upload throughput: drain stored records to the reference receiver over TLS on loopback.
 
-Subject: ``N`` records (default 100,000, ~200-byte bodies) appended to a real encrypted store
+Subject: ``N`` records (default 100,000, ~190-byte bodies shaped as the operation-log
+collector writes them: the speaker key first, 50 speakers) appended to a real encrypted store
 under a real consent permit, then one :meth:`Uploader.drain` through the public API
 (``open_uploader``): claim + decrypt, consent check, encode, frame, gzip, POST over TLS 1.3
 (keep-alive, 2 batches of 2,000 in flight), acknowledge + delete. The rate is end to end, from
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import os
 import re
 import sqlite3
@@ -151,6 +153,10 @@ def thread_delta(before: dict[str, float], after: dict[str, float], n: int) -> s
     )
 
 
+SPEAKERS = [f"spk:{hashlib.sha256(bytes([k])).hexdigest()[:32]}" for k in range(50)]
+"""Speaker keys as :class:`~wking_device.bindings.SpeakerKeys` makes them (``spk:`` + 32 hex)."""
+
+
 async def fill(home: Path, n: int) -> Any:
     paths = resolve_paths(home)
     settings = load_settings(paths)
@@ -167,12 +173,13 @@ async def fill(home: Path, n: int) -> Any:
                 consent_id=consent_id,
                 policy_version=permit.policy_version,
                 body={
-                    "op": "read",
+                    "speaker": SPEAKERS[i % 50],
+                    "kind": "read",
                     "outcome": "ok",
-                    "speaker": i % 50,
-                    "characteristic": "0000fff1-0000-1000-8000-00805f9b34fb",
+                    "started_at": 1_795_000_000.0 + i / 1000,
                     "duration_s": 0.0125 + (i % 9) / 1000,
                     "attempt": 1,
+                    "name": "W-KING D8",
                     "detail": {"rssi": -40 - i % 40, "battery": 80 - i % 30},
                 },
             )

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from wking_device import (
@@ -37,6 +38,7 @@ from wking_device.config import BleSettings
 from wking_device.crypto import open_key_store
 from wking_device.models import Record
 from wking_device.sim import SimWorld
+from wking_device.upload._uploader import _SPEAKER_FIRST, _without_speaker_key
 
 GUIDE = Path(__file__).parents[1] / "docs" / "library.md"
 CATEGORIES = ("operation_logs", "device_info", "software_info", "diagnostics", "location")
@@ -178,6 +180,22 @@ async def test_the_speaker_key_joins_a_binding_and_its_records(
     about_one = [r for r in records if r.category == "operation_logs" and "speaker" in r.body]
     assert about_one
     assert {r.body["speaker"] for r in about_one} == {speaker}
+
+
+async def test_the_speaker_key_comes_first_so_the_uploader_cuts_it_unparsed(
+    produced: tuple[list[Record], str, Path],
+) -> None:
+    records, _speaker, _home = produced
+    with_key = [r for r in records if "speaker" in r.body]
+    assert {r.category for r in with_key} >= {"device_info", "operation_logs"}
+    for record in with_key:
+        assert next(iter(record.body)) == "speaker", record.body
+        text = orjson.dumps(record.body)
+        assert text.startswith(_SPEAKER_FIRST)
+        cut = _without_speaker_key(text)
+        rest = dict(record.body)
+        del rest["speaker"]
+        assert cut == orjson.dumps(rest)
 
 
 def test_the_checker_catches_drift_both_ways() -> None:

@@ -92,6 +92,15 @@ def test_the_cut_equals_parse_and_serialise_for_orjson_bodies(body: dict[str, An
         b'{"speaker":null}',
         b'{"\\u0001":"\\u0001","speaker":true}',  # an escape anywhere: the full path
         b'{"speaker":"caf\xc3\xa9","z":"\xe2\x82\xac"}',
+        # the key first with a string value (how the collectors write it: cut unparsed)
+        b'{"speaker":"spk:0123456789abcdef0123456789abcdef","kind":"read"}',
+        b'{"speaker":"","a":1}',
+        b'{"speaker":"a,b}","c":"}"}',  # the value holding a comma and a brace
+        b'{"speaker":"x\\\\"}',  # a value ending in a backslash: the full path
+        b'{"speaker":"x\\"y","a":1}',  # an escaped quote inside the value
+        b'{"speaker":"spk:1","a":{"speaker":"spk:1"}}',  # nested too: the full path
+        b'{"speaker":"spk:1","a":"\\"speaker\\""}',  # the key's text inside a string
+        b'{"speaker":"spk:1","b":"\\\\","c":1}',  # an escape elsewhere: the full path
     ],
 )
 def test_adversarial_bodies(text: bytes) -> None:
@@ -111,10 +120,25 @@ def test_adversarial_bodies(text: bytes) -> None:
         b'{"speaker":1 ,"a":2}',
         b'{"a":2, "speaker":1}',
         b'{"speaker":1} ',
+        # the key first, then the same key again (only other JSON text can repeat a key):
+        # the last one wins when parsed, so cutting the first would send it
+        b'{"speaker":"spk:a","speaker":"spk:b"}',
+        b'{"speaker":"spk:a","spe\\u0061ker":"spk:b"}',
+        b'{"speaker":"spk:a","\\u0073peaker":"spk:b","c":1}',
+        b'{"speaker":"spk:a"} ',
+        b'{"speaker":"spk:a" ,"b":1}',
     ],
 )
 def test_other_json_keeps_its_value(text: bytes) -> None:
     assert orjson.loads(_without_speaker_key(text)) == orjson.loads(reference(text))
+
+
+def test_a_repeated_speaker_key_never_reaches_the_collector() -> None:
+    for text in (
+        b'{"speaker":"spk:a","speaker":"spk:b"}',
+        b'{"speaker":"spk:a","spe\\u0061ker":"spk:b","c":1}',
+    ):
+        assert "speaker" not in orjson.loads(_without_speaker_key(text))
 
 
 def test_a_nested_speaker_key_is_never_cut_for_the_top_level_one() -> None:

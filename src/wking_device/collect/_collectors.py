@@ -180,13 +180,15 @@ class OperationLogCollector(Collector):
         if permit is None:
             self.stats.skipped += 1
             return
-        body: dict[str, Any] = {
-            "kind": str(event.kind),
-            "outcome": str(event.outcome),
-            "started_at": event.started_at,
-            "duration_s": event.duration_s,
-            "attempt": event.attempt,
-        }
+        body: dict[str, Any] = {}
+        if event.address is not None and self._speaker_keys is not None:
+            # first: the uploader cuts it out of the sealed text without parsing it
+            body["speaker"] = self._speaker_keys.key(event.address)
+        body["kind"] = str(event.kind)
+        body["outcome"] = str(event.outcome)
+        body["started_at"] = event.started_at
+        body["duration_s"] = event.duration_s
+        body["attempt"] = event.attempt
         if event.name is not None:
             body["name"] = event.name
         if event.model is not None:
@@ -197,8 +199,6 @@ class OperationLogCollector(Collector):
             body["error_type"] = event.error_type
         if event.detail:
             body["detail"] = dict(event.detail)
-        if event.address is not None and self._speaker_keys is not None:
-            body["speaker"] = self._speaker_keys.key(event.address)
         macs: dict[str, str] = {}
         mac_permit = self._permit(_WITH_MACS)
         if mac_permit is not None:
@@ -301,10 +301,13 @@ class DeviceInfoCollector(Collector):
         if permit is None:
             self.stats.skipped += 1
             return
-        body = info.model_dump(exclude={"address"}, exclude_none=True)
-        _strip_macs(body)
+        fields = info.model_dump(exclude={"address"}, exclude_none=True)
+        _strip_macs(fields)
+        # the speaker key first: the uploader cuts it out of the sealed text without parsing
+        body: dict[str, Any] = {}
         if self._speaker_keys is not None:
             body["speaker"] = self._speaker_keys.key(info.address)
+        body.update(fields)
         body["host"] = dict(self._host)
         self._emit("device_info", body, permit)
 

