@@ -64,6 +64,38 @@ def test_scan_with_several_adapters_scans_each(
     ]
 
 
+def test_scan_table_names_the_adapter_only_when_several_scan(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one = runner.invoke(cli, ["--simulate", "2", "scan", "--timeout", "1"], catch_exceptions=False)
+    assert one.exit_code == 0, one.output
+    assert "Adapter" not in one.stdout
+    monkeypatch.setenv("WKING_BLE__ADAPTERS", '["hci0", "hci1"]')
+    several = runner.invoke(
+        cli, ["--simulate", "2", "scan", "--timeout", "1"], catch_exceptions=False
+    )
+    assert several.exit_code == 0, several.output
+    assert "Adapter" in several.stdout
+    rows = [line for line in several.stdout.splitlines() if ADDRESS in line]
+    assert len(rows) == 1
+    assert "hci0" in rows[0]
+
+
+def test_scan_watch_lines_name_the_adapter_when_several_listen(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = ["--simulate", "2", "scan", "--watch", "--duration", "1"]
+    one = runner.invoke(cli, args, catch_exceptions=False)
+    assert one.exit_code == 0, one.output
+    assert ADDRESS in one.stdout
+    assert "via" not in one.stdout
+    monkeypatch.setenv("WKING_BLE__ADAPTERS", '["hci0", "hci1"]')
+    several = runner.invoke(cli, args, catch_exceptions=False)
+    assert several.exit_code == 0, several.output
+    (line,) = [line for line in several.stdout.splitlines() if ADDRESS in line]
+    assert line.endswith("via hci0")
+
+
 def test_scan_watch_with_several_adapters_listens_on_each(
     runner: CliRunner, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

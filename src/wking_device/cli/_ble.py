@@ -15,7 +15,7 @@ import platform
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import click
 from rich.table import Table
@@ -192,6 +192,15 @@ def _scan_seconds(app: AppContext, timeout: float | None) -> float:
     return min(seconds, 1.5) if app.simulate else seconds
 
 
+_HEADERS: Final = {
+    "address": "Address",
+    "name": "Name",
+    "model": "Model",
+    "rssi": "RSSI",
+    "adapter": "Adapter",
+}
+
+
 def _speaker_row(speaker: DiscoveredSpeaker) -> dict[str, Any]:
     return {
         "address": speaker.address,
@@ -242,16 +251,17 @@ def scan(app: AppContext, timeout: float | None, watch: bool, duration: float | 
 
     found = app.run(run())
     rows = [_speaker_row(s) for s in found]
+    ble = app.settings.ble
 
     def render(console: Console) -> None:
         if not rows:
             console.print("No W-KING speakers found.")
             return
-        table = Table("Address", "Name", "Model", "RSSI")
+        # with several adapters (`[ble] adapters`), which one heard each speaker
+        keys = ["address", "name", "model", "rssi"] + (["adapter"] if ble.adapters else [])
+        table = Table(*(_HEADERS[key] for key in keys))
         for row in rows:
-            table.add_row(
-                *(cell(row[key]) for key in ("address", "name", "model", "rssi")),
-            )
+            table.add_row(*(cell(row[key]) for key in keys))
         console.print(table)
 
     app.out(rows, render)
@@ -276,7 +286,7 @@ def _watch(app: AppContext, duration: float | None) -> None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(duration):
                     async for event in stream:
-                        _print_change(app, event)
+                        _print_change(app, event, via=adapters is not None)
 
     app.run(run())
 
@@ -311,7 +321,8 @@ def _change_row(event: AvailabilityEvent) -> dict[str, Any]:
     return row
 
 
-def _print_change(app: AppContext, event: AvailabilityEvent) -> None:
+def _print_change(app: AppContext, event: AvailabilityEvent, *, via: bool = False) -> None:
+    """One line for a tracker event; ``via``: name the adapter that heard it (several scan)."""
     row = _change_row(event)
     if app.json:
         write_json(json_line(row).encode() + b"\n")
@@ -325,6 +336,7 @@ def _print_change(app: AppContext, event: AvailabilityEvent) -> None:
     app.console.print(
         f"{mark} {markup(row['address'])}  {markup(row['name'] or '-')}  "
         f"{markup(row['model'] or '-')}  {row['rssi']} dBm  {what}"
+        + (f"  via {markup(row['adapter'] or '-')}" if via else "")
     )
 
 
