@@ -75,6 +75,9 @@ TEMPLATE: Final = """\
 # scan_timeout = 5.0
 # connect_timeout = 10.0
 # command_timeout = 5.0
+# Seconds a connection waits for a free connection slot of its adapter (> 0, at most 3600);
+# every slot that comes free restarts the wait; past it the connection fails.
+# slot_timeout = 60.0
 # Connection attempts before a speaker counts as unreachable (1-10).
 # connect_attempts = 3
 # The adapter on Linux (hci0, hci1, ...); unset: BlueZ's default.

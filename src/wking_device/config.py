@@ -466,6 +466,15 @@ class BleSettings(_Group):
     connect_timeout: float = attrs.field(default=10.0, converter=_as_float, validator=_seconds)
     connect_attempts: int = attrs.field(default=3, converter=_as_int, validator=_integer(1, 10))
     command_timeout: float = attrs.field(default=5.0, converter=_as_float, validator=_seconds)
+    slot_timeout: float = attrs.field(default=60.0, converter=_as_float, validator=_seconds)
+    """Seconds a first connection waits for a connection slot of its adapter while none comes
+    free: every slot granted or given back on that adapter restarts the wait, so a queue that
+    moves (``read_all`` of 100 speakers through 5 slots) is waited out; past it, the connect
+    raises :class:`~wking_device.errors.ConnectionFailed` (``too_many_connections``). 60 s is
+    about twice what a first connection that fails every attempt takes with the defaults
+    (3 attempts of 10 s, plus backoff): a fleet's queue stands still that long only when the
+    session on every slot takes that long at once. A reconnect is bounded by its own total
+    (``reconnect_timeout``) instead."""
     adapter: str | None = attrs.field(default=None, validator=_adapter_name)
     """The adapter to use on Linux (``hci0``, ``hci1``, ...); ``None``: BlueZ's default."""
     adapters: tuple[str, ...] = attrs.field(

@@ -21,7 +21,7 @@ what to do (in terms of this package's API). ``cli_remedy`` is the same advice i
     ├── BluetoothError              exit 4   (address, reason, remedy)
     │   ├── AdapterUnavailable               no adapter / backend cannot start
     │   ├── DeviceNotFound                   address not seen in discovery
-    │   ├── ConnectionFailed                 connect failed after bounded retries
+    │   ├── ConnectionFailed                 connect failed after bounded retries, or no slot
     │   ├── DeviceDisconnected               link lost during an operation
     │   ├── OperationTimeout                 no answer in time (connect, read, command)
     │   ├── GattError                        an ATT/GATT error (att_code)
@@ -308,7 +308,11 @@ class DeviceNotFound(BluetoothError):
 
 
 class ConnectionFailed(BluetoothError):
-    """A connection could not be established within the bounded retries."""
+    """A connection could not be established within the bounded retries.
+
+    Also raised, with ``reason`` ``TOO_MANY_CONNECTIONS``, by a first connect for which no
+    connection slot of the adapter came free within ``slot_timeout`` (no attempt was made).
+    """
 
     default_reason = BluetoothReason.CONNECTION_FAILED
     default_remedy = "make sure the speaker is on, in range and not connected to another host"

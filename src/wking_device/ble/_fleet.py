@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -83,7 +84,13 @@ async def read_all(  # noqa: PLR0915 - one flat flow: limiter, sessions, results
         speakers: Discovery results, ``BLEDevice`` objects or addresses.
         backend: The bleak backend pair; ``None`` for the platform default.
         limit: Connections open at once; defaults to ``settings.max_connections``. With no
-            explicit limit the adapter's shared limiter is used, so other sessions count too.
+            explicit limit the adapter's shared limiter is used, so other sessions count too,
+            and a speaker waits for a slot at most ``settings.slot_timeout`` while none is
+            granted or given back (then it is recorded as
+            :class:`~wking_device.errors.ConnectionFailed`, reason
+            ``TOO_MANY_CONNECTIONS``); the queue of this read moving restarts the wait. With
+            ``limit``, the limiter is this read's own and its speakers wait for their turn
+            without that bound (only these sessions, each bounded, hold its slots).
         profile: The vendor profile.
         events: The operation-event bus; defaults to the process-wide bus.
         settings: Timeouts, attempts and the default limit.
@@ -128,6 +135,8 @@ async def read_all(  # noqa: PLR0915 - one flat flow: limiter, sessions, results
                 limiter=None if per_adapter else limiter,
                 retry=retry,
                 adapters=adapters,
+                # its own limiter is held only by these sessions, each bounded: no bound needed
+                slot_timeout=math.inf if limit is not None else None,
             ) as speaker:
                 nonlocal open_now, open_peak
                 open_now += 1

@@ -10,7 +10,9 @@ Real adapters manage 5-10 simultaneous LE connections; past that, BlueZ answers 
 a slot is cheaper than failing. A shared limiter also reads the adapter's state
 (:func:`~wking_device.ble.adapter_slots`) before granting a slot, as habluetooth's
 ``BleakSlotManager`` counts: a device connected on the adapter by another program (or another
-limiter) takes a slot too, and a controller limit lower than the configured one wins.
+limiter) takes a slot too, and a controller limit lower than the configured one wins. A wait
+can be bounded by the time the queue stands still (``Settings.ble.slot_timeout`` for a
+:class:`~wking_device.ble.Speaker`), so slots held for good do not hang a caller.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ _RECHECK_S = 0.5
 
 class ConnectionLimiter:
     """At most ``limit`` connections at once; others wait for a slot (first come, first served).
+
+    A wait may be bounded (``acquire(timeout=...)``): it fails with :class:`TimeoutError` once
+    that long passed with no slot granted or given back, so a queue that moves is waited out
+    however long it is, and one that does not (every slot held, by us or by another program)
+    is not waited on forever.
 
     With a ``probe`` (the shared limiters of :func:`limiter_for` have one), a slot is granted
     only while ``limit - ours - foreign > 0``, where *foreign* counts the devices the adapter
@@ -74,6 +81,8 @@ class ConnectionLimiter:
         self._turn = asyncio.Lock()  # FIFO: one waiter at a time looks for a free slot
         self._released = asyncio.Event()
         self._waiters = 0
+        self._bounds: set[tuple[asyncio.Timeout, float]] = set()
+        """The bounded waits in progress, with their seconds (restarted when the queue moves)."""
 
     @property
     def waiting(self) -> int:
@@ -107,32 +116,53 @@ class ConnectionLimiter:
         await self.read()
         return max(0, self.effective_limit - self.active - self.foreign)
 
-    async def acquire(self, address: str | None = None) -> None:
+    async def acquire(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - restarted as the queue moves
+    ) -> None:
         """Wait for a slot and take it.
 
         Args:
             address: The device the slot is for: once connected it is ours, not foreign.
+            timeout: Seconds to wait while the queue does not move; every slot granted or
+                given back restarts them (``None``: no bound). A wait that ends without a
+                slot, by this bound or by a cancellation, leaves the counts as they were.
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed without a slot granted or given back.
         """
         self._waiters += 1
         try:
-            async with self._turn:
-                while True:
-                    self._released.clear()
-                    recheck: float | None = None
-                    if self.active < self.limit:
-                        if self._probe is None:
-                            break
-                        if await self.available() > 0:
-                            break
-                        recheck = _RECHECK_S
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(recheck):
-                            await self._released.wait()
+            async with asyncio.timeout(timeout) as bound:
+                entry = None if timeout is None else (bound, timeout)
+                if entry is not None:
+                    self._bounds.add(entry)
+                try:
+                    async with self._turn:
+                        while True:
+                            self._released.clear()
+                            recheck: float | None = None
+                            if self.active < self.limit:
+                                if self._probe is None:
+                                    break
+                                if await self.available() > 0:
+                                    break
+                                recheck = _RECHECK_S
+                            with contextlib.suppress(TimeoutError):
+                                async with asyncio.timeout(recheck):
+                                    await self._released.wait()
+                        # taken with no await in between, before this bound can end the wait
+                        self.active += 1
+                        self.peak = max(self.peak, self.active)
+                        self._holders[_key(address)] += 1
+                        self._moved()
+                finally:
+                    if entry is not None:
+                        self._bounds.discard(entry)
         finally:
             self._waiters -= 1
-        self.active += 1
-        self.peak = max(self.peak, self.active)
-        self._holders[_key(address)] += 1
 
     def release(self, address: str | None = None) -> None:
         """Give a slot back (``address``: the one given to :meth:`acquire`)."""
@@ -144,11 +174,26 @@ class ConnectionLimiter:
         if self._holders[key] <= 0:
             del self._holders[key]
         self._released.set()
+        self._moved()
+
+    def _moved(self) -> None:
+        """The queue moved (a slot granted or given back): every bounded wait starts again."""
+        if not self._bounds:
+            return
+        now = asyncio.get_running_loop().time()
+        for bound, seconds in self._bounds:
+            if not bound.expired():
+                bound.reschedule(now + seconds)
 
     @contextlib.asynccontextmanager
-    async def slot(self, address: str | None = None) -> AsyncIterator[None]:
-        """Hold a slot for the duration of the ``async with`` block."""
-        await self.acquire(address)
+    async def slot(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - as acquire's
+    ) -> AsyncIterator[None]:
+        """Hold a slot for the duration of the ``async with`` block (``timeout``: see acquire)."""
+        await self.acquire(address, timeout=timeout)
         try:
             yield
         finally:

@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import re
 import time
 import warnings
@@ -212,16 +213,21 @@ class Speaker:
     flight with :class:`DeviceDisconnected`; :meth:`reconnect` (or ``auto_reconnect=True``)
     connects again and restores every notification subscription.
 
-    The first connection makes up to ``connect_attempts`` attempts (default 3) of
-    ``connect_timeout`` each (default 10 s), with backoff between them. A reconnect — by
-    :meth:`reconnect`, or by the next operation with ``auto_reconnect=True`` — follows the
-    reconnect policy instead: it first looks for the address advertising (at most
+    The first connection waits for a slot while every slot of the adapter is taken — by our
+    sessions or by other connections on the adapter — for at most ``slot_timeout`` (default
+    60 s) with no slot granted or given back on that adapter: each one restarts the wait, so a
+    queue that moves (:func:`read_all` through fewer slots than speakers) is waited out. Past it,
+    :class:`ConnectionFailed` (``reason`` ``TOO_MANY_CONNECTIONS``) names the adapter and who
+    holds its slots, and no slot is kept. It then makes up to ``connect_attempts`` attempts
+    (default 3) of ``connect_timeout`` each (default 10 s), with backoff between them. A
+    reconnect — by :meth:`reconnect`, or by the next operation with ``auto_reconnect=True`` —
+    follows the reconnect policy instead: it first looks for the address advertising (at most
     ``scan_timeout``, default 5 s), because a link that was lost is no evidence the speaker is
     still there; a speaker not seen, or one the adapter reports unknown, has gone away and the
     reconnect fails at once with :class:`DeviceDisconnected` (``reason`` ``NOT_FOUND``). Otherwise
     attempts follow as for the first connection, all within ``reconnect_timeout`` in total
-    (default 15 s, scan, slot wait and backoff included); past it, :class:`DeviceDisconnected`
-    again, with the last attempt's error as its ``__cause__``.
+    (default 15 s, scan, slot wait and backoff included; ``slot_timeout`` does not apply); past
+    it, :class:`DeviceDisconnected` again, with the last attempt's error as its ``__cause__``.
 
     Args:
         target: A :class:`DiscoveredSpeaker`, a bleak ``BLEDevice`` or an address (found by
@@ -243,6 +249,9 @@ class Speaker:
             reconnect policy above; default ``False``: the operation raises
             :class:`DeviceDisconnected`).
         reconnect_timeout: Seconds a reconnect may take in total (default 15 s).
+        slot_timeout: Seconds the first connection waits for a slot while none is granted or
+            given back on the adapter (default ``settings.slot_timeout``, 60 s); ``math.inf``:
+            no bound, for a caller whose own sessions are the only ones it waits for.
         disconnected_callback: Called with this session, in the event loop's thread, each time
             an established link goes down — lost, or closed by :meth:`disconnect` (as bleak's
             ``disconnected_callback``). :meth:`events` reports the same, and more.
@@ -284,6 +293,7 @@ class Speaker:
         reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT,
         close_stale: bool = False,
         adapters: Sequence[str] | None = None,
+        slot_timeout: float | None = None,
     ) -> None:
         if adapters is not None and not list(adapters):
             raise UsageError("adapters needs at least one adapter name")
@@ -316,6 +326,15 @@ class Speaker:
         self._connect_timeout = connect_timeout or settings.connect_timeout
         self._command_timeout = command_timeout or settings.command_timeout
         self._scan_timeout = scan_timeout or settings.scan_timeout
+        self._slot_timeout: float | None = settings.slot_timeout
+        """Seconds the first connect waits for a slot while the queue stands still (``None``:
+        no bound)."""
+        if slot_timeout is not None:
+            self._slot_timeout = (
+                None
+                if slot_timeout == math.inf
+                else _positive_seconds("slot_timeout", slot_timeout)
+            )
         self._fresh_for = fresh_for
         self._auto_reconnect = auto_reconnect
         self._adapter = adapter if adapter is not None else settings.adapter
@@ -448,7 +467,8 @@ class Speaker:
 
         Raises:
             ConnectionFailed: No attempt succeeded (reason tells aborted / too many
-                connections / failed).
+                connections / failed), or no connection slot came free within
+                ``slot_timeout`` (reason ``TOO_MANY_CONNECTIONS``).
             DeviceNotFound: The address did not advertise.
             AdapterUnavailable: The backend cannot connect at all.
             DeviceDisconnected: The link dropped while setting up.
@@ -477,7 +497,7 @@ class Speaker:
             if self._adapters is not None:
                 await self._pick_adapter(deadline)
                 picked = True
-            await self._acquire_slot()
+            await self._acquire_slot(deadline)
             client: BleakClient | None = None
             try:
                 client = await self._connect_with_retries(deadline, picked=picked)
@@ -590,15 +610,56 @@ class Speaker:
         for stream in list(self._streams):
             stream.end()
 
-    async def _acquire_slot(self) -> None:
+    async def _acquire_slot(self, deadline: float | None = None) -> None:
+        """Take a slot: bounded by ``slot_timeout``, or by a reconnect's ``deadline`` alone.
+
+        Raises:
+            ConnectionFailed: No slot within ``slot_timeout`` (a first connect).
+        """
         if self._holding_slot:
             return
         if self._limiter is None:
             self._limiter = limiter_for(
                 self._backend, self._settings.max_connections, adapter=self._adapter
             )
-        await self._limiter.acquire(self._address)
+        limiter = self._limiter
+        bound = self._slot_timeout if deadline is None else None
+        try:
+            await limiter.acquire(self._address, timeout=bound)
+        except TimeoutError:
+            if bound is None:  # a caller's timeout (a reconnect's deadline): not ours to name
+                raise
+            raise self._no_slot(limiter, bound) from None
         self._holding_slot = True
+
+    def _no_slot(self, limiter: ConnectionLimiter, bound: float) -> ConnectionFailed:
+        """The error of a first connect that found every slot taken for ``bound`` seconds."""
+        adapter = f"adapter {self._adapter}" if self._adapter else "the default adapter"
+        slots = limiter.effective_limit
+        lowered = (
+            f" (the controller's limit; max_connections is {limiter.limit})"
+            if slots < limiter.limit
+            else ""
+        )
+        held = (
+            f"{limiter.active} by sessions of this process, "
+            f"{limiter.foreign} by other connections on the adapter"
+        )
+        return ConnectionFailed(
+            f"could not connect to {self._address}: no connection slot of {adapter} came free "
+            f"within {bound:g} s; {slots} slots{lowered}, taken: {held}",
+            address=self._address,
+            reason=BluetoothReason.TOO_MANY_CONNECTIONS,
+            remedy=(
+                "disconnect another speaker, raise max_connections if the adapter manages "
+                "more, or wait longer with slot_timeout (BleSettings or Speaker)"
+            ),
+            cli_remedy=(
+                "disconnect another speaker (or stop the program holding the adapter's "
+                "connections), raise ble.max_connections if the adapter manages more, or "
+                "raise ble.slot_timeout in config.toml"
+            ),
+        )
 
     def _release_slot(self) -> None:
         if self._holding_slot and self._limiter is not None:
