@@ -180,7 +180,10 @@ class ConnectionLimiter:
         """The queue moved (a slot granted or given back): every bounded wait starts again."""
         if not self._bounds:
             return
-        now = asyncio.get_running_loop().time()
+        try:
+            now = asyncio.get_running_loop().time()
+        except RuntimeError:  # released outside the loop: no wait there to resume
+            return
         for bound, seconds in self._bounds:
             if not bound.expired():
                 bound.reschedule(now + seconds)
