@@ -1,8 +1,8 @@
 """Reading many speakers at once, under the connection limit, one failure not stopping the rest.
 
-This module owns :func:`read_all` and its :class:`FleetResult`, used by ``wking info``, the agent
-and the benchmark. Each speaker gets its own :class:`~wking_device.ble.Speaker` session (connect,
-read info, disconnect); at most ``limit`` are connected at once. It does not scan (pass the
+This module owns :func:`read_all` and its :class:`FleetResult`, used by the agent and the fleet
+benchmark. Each speaker gets its own :class:`~wking_device.ble.Speaker` session (connect, read
+info, disconnect); at most ``limit`` are connected at once. It does not scan (pass the
 results of :func:`~wking_device.ble.discover`) and does not retry beyond what each session does.
 """
 
