@@ -120,7 +120,8 @@ async def fixture_produced(
     )
     gate.grant(["location"], method="api")
     bus = EventBus()
-    fast = BleSettings(scan_timeout=2.0, connect_timeout=2.0, command_timeout=0.3)
+    # get_state times out on purpose; 1 s so that read_info before it answers on a loaded machine
+    fast = BleSettings(scan_timeout=2.0, connect_timeout=2.0, command_timeout=1.0)
     async with SimWorld.fleet(1, adv_interval_ms=20) as world, open_store(paths, settings) as store:
         sim = world.speakers[0]
         keys = open_key_store(paths)

@@ -168,8 +168,9 @@ async def test_a_stale_connection_of_another_program_is_closed_before_keeping(
         )
         await other.connect()
         assert [d.address for d in await connected_in_stack(backend=world.backend)] == [sim.address]
+        held = fast_settings.replace(connect_timeout=0.5)  # about that timeout: short
         with pytest.raises(ConnectionFailed):  # without closing it, a connect times out
-            await Speaker(found[0], backend=world.backend, settings=fast_settings).connect()
+            await Speaker(found[0], backend=world.backend, settings=held).connect()
         async with SessionKeeper(
             backend=world.backend, settings=fast_settings, backoff=FAST_BACKOFF, retry=fast_retry
         ) as keeper:

@@ -22,6 +22,7 @@ from bumble.device import AdvertisingType, Device, Peer
 from bumble.gatt import Characteristic, CharacteristicValue, Service
 from bumble.host import Host
 from bumble.link import LocalLink
+from tests._waiting import until
 
 from wking_device.errors import UsageError
 from wking_device.protocol import BATTERY_LEVEL_UUID, MODEL_NUMBER_UUID
@@ -136,11 +137,13 @@ async def test_fixed_gap_ab_cancelled_bleak_connect_leaves_nothing_pending() -> 
             speaker.address, 2.0, backend=world.backend.scanner
         )
         assert device is not None
-        client = BleakClient(device, timeout=0.2, backend=world.backend.client)
+        # 1 s: well before the next advertisement (3 s), long enough to be seen pending when loaded
+        client = BleakClient(device, timeout=1.0, backend=world.backend.client)
         adapter = world._running_adapter()
         task = asyncio.create_task(client.connect())
-        await asyncio.sleep(0.1)
-        assert adapter.controller.pending_le_connection is not None  # waiting for an advert
+        # waiting for an advert
+        await until(lambda: adapter.controller.pending_le_connection is not None)
+        assert not task.done()
         with pytest.raises(TimeoutError):
             await task
         assert adapter.controller.pending_le_connection is None

@@ -19,6 +19,7 @@ import pytest
 import trustme
 from _upload_helpers import bare_server
 from aiohttp import web
+from tests._waiting import until
 
 from wking_device.collect._install import open_installation_gate
 from wking_device.config import Settings, UploadSettings, load_settings, resolve_paths
@@ -784,3 +785,66 @@ async def test_a_failed_delete_after_a_2xx_stops_the_drain_and_loses_nothing(
     assert result.counters.sent == stats.pending
     assert (await store.stats()).total == 0
     assert sorted(set(received_ids(rx))) == sorted(ids)
+
+
+def _awaiting(task: asyncio.Task[Any]) -> list[str]:
+    """The names of the coroutines a task is suspended in, outermost first."""
+    names: list[str] = []
+    coro: Any = task.get_coro()
+    while coro is not None and hasattr(coro, "cr_code"):
+        names.append(coro.cr_code.co_name)
+        coro = coro.cr_await
+    return names
+
+
+class _HeldDeletes:
+    """The real store, its deletes held until let go, so that a cancellation meets them in flight.
+
+    As in the real store, a delete handed over runs to its end when its caller is cancelled (the
+    store's thread does not look back).
+    """
+
+    def __init__(self, store: RecordStore) -> None:
+        self._store = store
+        self.handed = asyncio.Event()
+        self.go = asyncio.Event()
+        self.deletes: list[asyncio.Future[int]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def ack(self, record_ids: Any, *, sync: bool = True) -> int:
+        ids = list(record_ids)
+
+        async def delete() -> int:
+            await self.go.wait()
+            return await self._store.ack(ids, sync=sync)
+
+        deleting = asyncio.ensure_future(delete())
+        self.deletes.append(deleting)
+        self.handed.set()
+        return await asyncio.shield(deleting)
+
+
+async def test_a_drain_cancelled_while_deleting_counts_what_it_deleted(
+    rx: Receiver, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # The agent stops its uploader by cancelling it. A delete of records the collector accepted
+    # runs to its end in the store's thread; the drain must wait for it and count those records
+    # as sent (the agent's summary showed 17 received, 1 sent and 10 left: 6 deleted, uncounted).
+    await fill(store, permit, 50)
+    held = _HeldDeletes(store)
+    async with uploader(rx, held, gate, paths) as up:  # type: ignore[arg-type]
+        task = asyncio.create_task(up.drain())
+        async with asyncio.timeout(10):
+            await held.handed.wait()
+        await until(lambda: "_acked" in _awaiting(task))  # everything sent; waits for deletes
+        task.cancel()
+        held.go.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await asyncio.gather(*held.deletes, return_exceptions=True)
+        stats = await store.stats()
+    assert len(received_ids(rx)) == 50
+    assert stats.total == 0
+    assert up.counters.sent == 50

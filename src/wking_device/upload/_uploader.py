@@ -537,9 +537,14 @@ class Uploader:
             self._progress(self.counters)  # the batch is settled: its records counted as sent
 
     async def _acked(self) -> None:
-        """Wait for every delete still running."""
+        """Wait for every delete still running.
+
+        Shielded: a cancelled drain must not cancel the deletes. The store's thread completes a
+        delete handed over anyway, and a cancelled one never counted its records as ``sent``;
+        :meth:`_stop` waits for them to their end.
+        """
         while self._acking:
-            await asyncio.gather(*self._acking, return_exceptions=True)
+            await asyncio.shield(asyncio.gather(*self._acking, return_exceptions=True))
 
     async def _ack(self, ids: list[str]) -> None:
         """Delete records the collector accepted (see :meth:`_delivered`)."""
