@@ -118,6 +118,7 @@ async def test_a_reconnect_waiting_for_a_connection_slot_is_bounded_and_not_take
             limiter=limiter,
             auto_reconnect=True,
             reconnect_timeout=1.0,
+            slot_timeout=0.05,  # a first connect's bound: not a reconnect's
         ) as speaker:
             first.faults.in_range = False
             await _wait_until(lambda: not speaker.is_connected)
@@ -127,7 +128,11 @@ async def test_a_reconnect_waiting_for_a_connection_slot_is_bounded_and_not_take
                     with pytest.raises(DeviceDisconnected) as caught:
                         await speaker.get_state()
             assert caught.value.reason is not BluetoothReason.NOT_FOUND
-            assert "connection slot" in caught.value.message
+            # the total bound ended it, waiting for a slot, not slot_timeout's error
+            assert "within 1 s (out of time waiting for a connection slot)" in (
+                caught.value.message
+            )
+            assert (limiter.active, limiter.waiting) == (0, 0)
             await speaker.set_volume(5)  # the slot is free again
             assert speaker.connections == 2
 

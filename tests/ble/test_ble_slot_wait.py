@@ -24,7 +24,6 @@ from wking_device.config import BleSettings
 from wking_device.errors import (
     BluetoothReason,
     ConnectionFailed,
-    DeviceDisconnected,
     UsageError,
 )
 from wking_device.sim import AdapterSpec, SimWorld
@@ -249,32 +248,6 @@ async def test_read_all_on_the_shared_limiter_records_the_speakers_no_slot_came_
             assert error.reason is BluetoothReason.TOO_MANY_CONNECTIONS
         limiter = limiter_for(world.backend, settings.max_connections)
         assert (limiter.active, limiter.waiting) == (0, 0)
-
-
-async def test_a_reconnect_waits_for_a_slot_under_reconnect_timeout_not_slot_timeout() -> None:
-    async with SimWorld.fleet(2, adv_interval_ms=20) as world:
-        first, second = world.speakers
-        limiter = ConnectionLimiter(1)
-        async with Speaker(
-            first.address,
-            backend=world.backend,
-            limiter=limiter,
-            auto_reconnect=True,
-            reconnect_timeout=1.0,
-            slot_timeout=0.05,
-        ) as speaker:
-            first.faults.in_range = False
-            await until(lambda: not speaker.is_connected)
-            first.faults.in_range = True
-            async with Speaker(second.address, backend=world.backend, limiter=limiter):
-                async with asyncio.timeout(_LARGE):
-                    with pytest.raises(DeviceDisconnected) as caught:
-                        await speaker.get_state()
-            # the total bound ended it, waiting for a slot, not slot_timeout's error
-            assert "within 1 s (out of time waiting for a connection slot)" in (
-                caught.value.message
-            )
-            assert (limiter.active, limiter.waiting) == (0, 0)
 
 
 async def test_the_limiter_bound_restarts_when_a_slot_is_given_back() -> None:
