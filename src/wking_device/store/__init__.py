@@ -9,9 +9,9 @@ consent permits from :mod:`wking_device.consent`.
 
 from __future__ import annotations
 
+from wking_device.store._files import DB_FILE, store_in_use, withdrawal_progress
 from wking_device.store._schema import OpenedRecord, PlaintextReader
 from wking_device.store._store import (
-    DB_FILE,
     DEFAULT_PRIORITY,
     DEFAULT_RETENTION,
     MAC_FIELDS,
@@ -20,8 +20,6 @@ from wking_device.store._store import (
     SweepResult,
     key_scope,
     open_store,
-    store_in_use,
-    withdrawal_progress,
 )
 
 __all__ = [
