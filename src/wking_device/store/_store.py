@@ -35,7 +35,6 @@ from wking_device.consent import Ledger, Permit, issued_by, ledger_path, permit_
 from wking_device.crypto import (
     LEDGER_SECRET,
     LEGACY_ENVELOPE_VERSION,
-    NONCE_BLOCK,
     Sealer,
     open_key_store,
 )
@@ -86,6 +85,7 @@ from wking_device.store._records import (
     catalog_retention,
     key_scope,
 )
+from wking_device.store._rows import _CHUNK, _MEASURE, _ROW_OVERHEAD, _Rows
 from wking_device.store._schema import (
     STATE_CLAIMED,
     STATE_PENDING,
@@ -93,7 +93,6 @@ from wking_device.store._schema import (
     OpenedRecord,
     PlaintextReader,
     encode_body,
-    record_from_row,
 )
 
 if TYPE_CHECKING:
@@ -114,12 +113,6 @@ __all__ = [
 
 _LOGGER = logging.getLogger(__name__)
 
-_ROW_OVERHEAD: Final = 64
-"""Bytes counted per row beside its payload (columns, index entries) for the size cap."""
-_CHUNK: Final = 500
-_MEASURE: Final = (
-    f"SELECT COALESCE(SUM(length(payload)), 0) + COUNT(*) * {_ROW_OVERHEAD} FROM records"  # noqa: S608
-)
 _CLAIMED_SEQS: Final = "SELECT value FROM json_each(?)"
 """A subquery over the claimed rows' ``seq`` values, bound as one JSON array."""
 _FLOORS: Final = 16
@@ -215,7 +208,7 @@ class SweepResult:
     quarantined: int = 0
 
 
-class RecordStore:
+class RecordStore(_Rows):
     """The encrypted local record store. Build it with :func:`open_store`.
 
     All database work runs on one writer thread in FIFO order; the ``async`` methods queue work
@@ -823,11 +816,6 @@ class RecordStore:
             self._conn.execute("REINDEX")
             return fn()
 
-    def _rollback(self) -> None:
-        if self._conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.execute("ROLLBACK")
-
     def _flush(self, batches: list[_Batch]) -> None:
         """Commit queued batches in one transaction; one outcome per permit group."""
         if not batches:
@@ -876,22 +864,6 @@ class RecordStore:
         if sealer.remaining() < count:
             self._reserve(sealer)
         return sealer
-
-    def _reserve(self, sealer: Sealer) -> None:
-        """Durably reserve a nonce block for a key before any nonce of it is used."""
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            (end,) = conn.execute(
-                "INSERT INTO nonce_blocks (key_id, next) VALUES (?, ?) "
-                "ON CONFLICT (key_id) DO UPDATE SET next = next + excluded.next RETURNING next",
-                (sealer.key_id, NONCE_BLOCK),
-            ).fetchone()
-            conn.execute("COMMIT")
-        except BaseException:
-            self._rollback()
-            raise
-        sealer.set_block(int(end) - NONCE_BLOCK)
 
     def _write(self, live: list[_Group]) -> None:
         now = self._clock()
@@ -965,9 +937,6 @@ class RecordStore:
         else:
             self._bytes += size - freed
 
-    def _measure(self) -> int:
-        return int(self._conn.execute(_MEASURE).fetchone()[0])
-
     def _evict(self, need: int, top_priority: int) -> int:
         """Delete pending records, lowest priority and oldest first, until ``need`` bytes are free.
 
@@ -1017,96 +986,6 @@ class RecordStore:
         )
         _LOGGER.warning("size cap reached: evicted %d records", evicted)
         return freed
-
-    def _sealer_for(self, key_id: int) -> Sealer | None:
-        sealer = self._sealers.get(key_id)
-        if sealer is None:
-            dek = self.keys.data_key(key_id)
-            if dek is None:
-                return None
-            sealer = self._sealers[key_id] = Sealer(key_id, dek.key)
-        return sealer
-
-    def _open_rows(
-        self, rows: list[tuple[int, str, str, int, float, float, bytes]]
-    ) -> tuple[list[tuple[int, Record]], list[tuple[int, str]], list[int]]:
-        """Decrypt rows; return (good, quarantine candidates with reason, shredded seqs)."""
-        good: list[tuple[int, Record]] = []
-        bad: list[tuple[int, str]] = []
-        shredded: list[int] = []
-        missing: dict[int, bool] = {}  # key id -> destroyed? (looked up once per call)
-        for seq, record_id, category, key_id, created_at, expires_at, payload in rows:
-            sealer = self._sealer_or_set_aside(seq, key_id, missing, bad, shredded)
-            if sealer is None:
-                continue
-            try:
-                good.append(
-                    (
-                        seq,
-                        record_from_row(
-                            record_id, category, created_at, payload, sealer, expires_at=expires_at
-                        ),
-                    )
-                )
-            except RecordCorrupt:
-                bad.append((seq, "authentication failed"))
-        return good, bad, shredded
-
-    def _sealer_or_set_aside(
-        self,
-        seq: int,
-        key_id: object,
-        missing: dict[int, bool],
-        bad: list[tuple[int, str]],
-        shredded: list[int],
-    ) -> Sealer | None:
-        """The sealer of a row's key, or ``None`` with the row filed as shredded or bad.
-
-        ``missing`` remembers, per call, which key ids have no sealer (destroyed or unknown).
-        """
-        if type(key_id) is not int:  # an edited row (SQLite keeps text in any column)
-            bad.append((seq, "authentication failed"))
-            return None
-        sealer = None if key_id in missing else self._sealer_for(key_id)
-        if sealer is None:
-            if key_id not in missing:
-                missing[key_id] = self.keys.was_destroyed(key_id)
-            if missing[key_id]:
-                shredded.append(seq)
-            else:
-                bad.append((seq, "unknown data key"))
-        return sealer
-
-    def _set_aside(self, bad: list[tuple[int, str]], shredded: list[int]) -> None:
-        """Quarantine failing rows and drop shredded ones (inside the caller's transaction)."""
-        conn = self._conn
-        now = self._clock()
-        for seq, reason in bad:
-            conn.execute(
-                "INSERT OR REPLACE INTO quarantine "
-                "(seq, record_id, category, key_id, created_at, reason, quarantined_at, payload) "
-                "SELECT seq, record_id, category, key_id, created_at, ?, ?, payload "
-                "FROM records WHERE seq = ?",
-                (reason, now, seq),
-            )
-            _LOGGER.warning("record #%d quarantined: %s", seq, reason)
-        gone = [seq for seq, _ in bad] + shredded
-        for start in range(0, len(gone), _CHUNK):
-            chunk = gone[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            conn.execute(f"DELETE FROM records WHERE seq IN ({marks})", chunk)  # noqa: S608
-        if bad:
-            conn.execute(
-                "UPDATE meta SET value = value + ? WHERE name = 'quarantined'", (len(bad),)
-            )
-        if shredded:
-            conn.execute(
-                "UPDATE meta SET value = value + ? WHERE name = 'shredded'", (len(shredded),)
-            )
-
-    _SELECT: Final = (
-        "SELECT seq, record_id, category, key_id, created_at, expires_at, payload FROM records"
-    )
 
     # -- claims ----------------------------------------------------------------------------------
     # A claim writes nothing per record: the writer keeps claimed record ids in memory
