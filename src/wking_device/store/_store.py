@@ -1,14 +1,18 @@
-"""The encrypted record store: durable group commit, claim/ack, crypto-shredding, retention.
+"""The encrypted record store's public face: :class:`RecordStore` and :func:`open_store`.
 
-This module owns ``records.sqlite3`` in the data directory: one writer thread, fed by a queue,
-runs every database operation in FIFO order; appends that arrive together are sealed and committed
-in one transaction (WAL, ``synchronous=FULL``), and each caller's ``await`` returns only after
-that commit. It checks consent permits (a second time, in the writer, so a permit revoked while
-a record waited is refused), keeps the size cap, quarantines records that fail authentication,
-and crypto-shreds a category by destroying its data keys (:mod:`wking_device.crypto`).
+This module owns what callers touch: opening the store (:func:`open_store`: key store, writer
+lock, checked and migrated database, pending withdrawals and re-sealing queued first), the
+``async`` calls that queue work for the one writer thread and await its result, and the append
+path up to the queue: consent permits checked (sealed by this installation's gate), records
+checked, and each record joined to its loop's open batch, so appends that arrive together are
+committed in one transaction and each caller's ``await`` returns only after that commit. It
+also attaches a consent gate, so a withdrawal it reports crypto-shreds at once.
 
-It does not decide consent (:mod:`wking_device.consent` issues permits), upload, or know the
-retention policy of a category (passed in as ``retention``).
+The work itself runs elsewhere, on the writer thread: the group commit, size cap and ledger
+watch (:mod:`._writer`), claims (:mod:`._claims`), purge, withdrawals, retention, export and
+counts (:mod:`._maintenance`), shared row work (:mod:`._rows`); the SQLite file and its lock are
+:mod:`._files`. It does not decide consent (:mod:`wking_device.consent` issues permits), upload,
+or know the retention policy of a category (passed in as ``retention``).
 """
 
 from __future__ import annotations
