@@ -17,7 +17,7 @@ import pytest
 from wking_device.errors import PermitRevoked, StoreClosed, UsageError
 from wking_device.models import Record
 from wking_device.store import DB_FILE, open_store
-from wking_device.store._store import _Call
+from wking_device.store._batches import _Call
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -237,7 +237,7 @@ async def test_a_long_turn_is_cut_once_per_hand_over_rows(
     # More appends in one turn than _HAND_OVER_ROWS (1,000 producers resumed by one commit):
     # the batch is queued as soon as it holds that many rows, the rest follows at the turn's
     # end: two batches here, not one (no overlap) and not more (each cut costs GIL hand-offs)
-    from wking_device.store._store import _HAND_OVER_ROWS  # noqa: PLC0415
+    from wking_device.store._batches import _HAND_OVER_ROWS  # noqa: PLC0415
 
     queued = store._queue.qsize()
     records = [make_record(n=i) for i in range(_HAND_OVER_ROWS + 88)]

@@ -9,20 +9,12 @@ consent permits from :mod:`wking_device.consent`.
 
 from __future__ import annotations
 
+from wking_device.models import MAC_FIELDS
+from wking_device.store._files import DB_FILE, store_in_use, withdrawal_progress
+from wking_device.store._maintenance import StoreStats, SweepResult
+from wking_device.store._records import DEFAULT_PRIORITY, DEFAULT_RETENTION, key_scope
 from wking_device.store._schema import OpenedRecord, PlaintextReader
-from wking_device.store._store import (
-    DB_FILE,
-    DEFAULT_PRIORITY,
-    DEFAULT_RETENTION,
-    MAC_FIELDS,
-    RecordStore,
-    StoreStats,
-    SweepResult,
-    key_scope,
-    open_store,
-    store_in_use,
-    withdrawal_progress,
-)
+from wking_device.store._store import RecordStore, open_store
 
 __all__ = [
     "DB_FILE",

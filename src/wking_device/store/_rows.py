@@ -1,0 +1,177 @@
+"""The sealed rows as the store's writer holds them: opening, setting aside, nonces, size.
+
+This module owns :class:`_Rows`, the base of :class:`~wking_device.store.RecordStore` that
+declares the state the writer thread keeps (its connection, key store, sealers, claims, size
+count) and the row work every role shares: opening rows (a sealer per data key, kept), setting
+aside rows that fail authentication (quarantine) or whose key was shredded, reserving nonce
+blocks durably before sealing, measuring the size counted against the cap, and rolling back.
+
+It does not decide which rows to read or delete (claims in :mod:`._claims`, maintenance in
+:mod:`._maintenance`, appends in :mod:`._store`), run a thread, or hold state of its own:
+:class:`~wking_device.store.RecordStore` sets every attribute declared here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from typing import TYPE_CHECKING, Final
+
+from wking_device.crypto import NONCE_BLOCK, Sealer
+from wking_device.errors import RecordCorrupt
+from wking_device.store._schema import record_from_row
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from wking_device.consent import Ledger
+    from wking_device.crypto import KeyStore
+    from wking_device.models import Record
+    from wking_device.store._schema import PlaintextReader
+
+_LOGGER = logging.getLogger(__name__)
+
+_ROW_OVERHEAD: Final = 64
+"""Bytes counted per row beside its payload (columns, index entries) for the size cap."""
+_CHUNK: Final = 500
+_MEASURE: Final = (
+    f"SELECT COALESCE(SUM(length(payload)), 0) + COUNT(*) * {_ROW_OVERHEAD} FROM records"  # noqa: S608
+)
+
+
+class _Rows:
+    """The writer's state and the row work shared by appends, claims and maintenance."""
+
+    # set by RecordStore.__init__; used on the writer thread only
+    keys: KeyStore
+    readonly: bool
+    max_bytes: int
+    _conn: sqlite3.Connection
+    _directory: Path
+    _clock: Callable[[], float]
+    _retention: dict[str, float]
+    _priority: dict[str, int]
+    _sealers: dict[int, Sealer]
+    _reader: PlaintextReader
+    _claims: dict[str, tuple[int, int]]
+    _floors: dict[frozenset[str] | None, int]
+    _bytes: int
+    _ledger_file: Path | None
+    _ledger: Ledger | None
+    _watching: bool
+
+    _SELECT: Final = (
+        "SELECT seq, record_id, category, key_id, created_at, expires_at, payload FROM records"
+    )
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+
+    def _reserve(self, sealer: Sealer) -> None:
+        """Durably reserve a nonce block for a key before any nonce of it is used."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            (end,) = conn.execute(
+                "INSERT INTO nonce_blocks (key_id, next) VALUES (?, ?) "
+                "ON CONFLICT (key_id) DO UPDATE SET next = next + excluded.next RETURNING next",
+                (sealer.key_id, NONCE_BLOCK),
+            ).fetchone()
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        sealer.set_block(int(end) - NONCE_BLOCK)
+
+    def _measure(self) -> int:
+        return int(self._conn.execute(_MEASURE).fetchone()[0])
+
+    def _sealer_for(self, key_id: int) -> Sealer | None:
+        sealer = self._sealers.get(key_id)
+        if sealer is None:
+            dek = self.keys.data_key(key_id)
+            if dek is None:
+                return None
+            sealer = self._sealers[key_id] = Sealer(key_id, dek.key)
+        return sealer
+
+    def _open_rows(
+        self, rows: list[tuple[int, str, str, int, float, float, bytes]]
+    ) -> tuple[list[tuple[int, Record]], list[tuple[int, str]], list[int]]:
+        """Decrypt rows; return (good, quarantine candidates with reason, shredded seqs)."""
+        good: list[tuple[int, Record]] = []
+        bad: list[tuple[int, str]] = []
+        shredded: list[int] = []
+        missing: dict[int, bool] = {}  # key id -> destroyed? (looked up once per call)
+        for seq, record_id, category, key_id, created_at, expires_at, payload in rows:
+            sealer = self._sealer_or_set_aside(seq, key_id, missing, bad, shredded)
+            if sealer is None:
+                continue
+            try:
+                good.append(
+                    (
+                        seq,
+                        record_from_row(
+                            record_id, category, created_at, payload, sealer, expires_at=expires_at
+                        ),
+                    )
+                )
+            except RecordCorrupt:
+                bad.append((seq, "authentication failed"))
+        return good, bad, shredded
+
+    def _sealer_or_set_aside(
+        self,
+        seq: int,
+        key_id: object,
+        missing: dict[int, bool],
+        bad: list[tuple[int, str]],
+        shredded: list[int],
+    ) -> Sealer | None:
+        """The sealer of a row's key, or ``None`` with the row filed as shredded or bad.
+
+        ``missing`` remembers, per call, which key ids have no sealer (destroyed or unknown).
+        """
+        if type(key_id) is not int:  # an edited row (SQLite keeps text in any column)
+            bad.append((seq, "authentication failed"))
+            return None
+        sealer = None if key_id in missing else self._sealer_for(key_id)
+        if sealer is None:
+            if key_id not in missing:
+                missing[key_id] = self.keys.was_destroyed(key_id)
+            if missing[key_id]:
+                shredded.append(seq)
+            else:
+                bad.append((seq, "unknown data key"))
+        return sealer
+
+    def _set_aside(self, bad: list[tuple[int, str]], shredded: list[int]) -> None:
+        """Quarantine failing rows and drop shredded ones (inside the caller's transaction)."""
+        conn = self._conn
+        now = self._clock()
+        for seq, reason in bad:
+            conn.execute(
+                "INSERT OR REPLACE INTO quarantine "
+                "(seq, record_id, category, key_id, created_at, reason, quarantined_at, payload) "
+                "SELECT seq, record_id, category, key_id, created_at, ?, ?, payload "
+                "FROM records WHERE seq = ?",
+                (reason, now, seq),
+            )
+            _LOGGER.warning("record #%d quarantined: %s", seq, reason)
+        gone = [seq for seq, _ in bad] + shredded
+        for start in range(0, len(gone), _CHUNK):
+            chunk = gone[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            conn.execute(f"DELETE FROM records WHERE seq IN ({marks})", chunk)  # noqa: S608
+        if bad:
+            conn.execute(
+                "UPDATE meta SET value = value + ? WHERE name = 'quarantined'", (len(bad),)
+            )
+        if shredded:
+            conn.execute(
+                "UPDATE meta SET value = value + ? WHERE name = 'shredded'", (len(shredded),)
+            )
