@@ -7,9 +7,10 @@ reconnect policy (one total deadline; a speaker gone fails at once), the set-up 
 connection (services, codec, one bleak subscription per characteristic, restored after a
 reconnect), noticing a lost link and failing what waits on it, and the guarded GATT operation
 every read, write and subscription goes through (the link's loss and the command timeout bound
-it; bleak's errors become :mod:`wking_device.errors`). It does not decode notifications, send
-vendor commands or deliver events (see :mod:`._speaker`); the public methods and the state's
-initialisation live on :class:`~wking_device.ble.Speaker`, this class only declares the state.
+it; bleak's errors become :mod:`wking_device.errors`). It does not decode notifications or
+deliver events (see :mod:`._notifications`) or send vendor commands (see :mod:`._speaker`); the
+public methods and the state's initialisation live on :class:`~wking_device.ble.Speaker`, this
+class only declares the state.
 
 Why not ``bleak_retry_connector.establish_connection``? It is the field's reference and this
 module follows its classification (``_translate``) and backoff table, but:
@@ -132,7 +133,7 @@ class SpeakerLink:
     connections: int
 
     if TYPE_CHECKING:
-        # Provided by Speaker: its public face and the decoding of what is notified.
+        # Provided by the classes above: Speaker's public face, SpeakerNotifications' decoding.
 
         @property
         def adapter(self) -> str | None: ...

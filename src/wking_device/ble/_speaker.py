@@ -5,20 +5,20 @@ identity, the public life cycle (``async with``, :meth:`~Speaker.connect`,
 :meth:`~Speaker.reconnect`, :meth:`~Speaker.disconnect`), GATT reads and writes, standard Device
 Information and Battery (which work on any BLE device), the ``wking-v1`` vendor channel (the
 sans-IO :class:`~wking_device.protocol.FrameCodec` driven over GATT writes and notifications,
-requests and responses correlated by sequence number) and notification decoding and delivery
-(subscribers, event streams). Every operation emits an
+requests and responses correlated by sequence number) and the public side of notifications
+(raw subscriptions, subscribers, event streams). Every operation emits an
 :class:`~wking_device.models.OperationEvent`.
 It does not keep the link itself: connecting with retries and backoff, slots, adapter choice,
 the reconnect policy, teardown and the guarded GATT operation are its base class's,
 :class:`~wking_device.ble._connection.SpeakerLink` (where the reasons for not using
-``bleak_retry_connector.establish_connection`` are given). It stores nothing.
+``bleak_retry_connector.establish_connection`` are given); decoding what is notified, matching
+responses to waiting commands and delivering events are
+:class:`~wking_device.ble._notifications.SpeakerNotifications`'s. It stores nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
 import math
 import time
@@ -29,16 +29,15 @@ from bleak.backends.device import BLEDevice
 
 from wking_device._subscription import Subscription
 from wking_device.ble._adapters import device_adapter, is_plain_adapter_name
-from wking_device.ble._connection import SpeakerLink
 from wking_device.ble._delivery import DEFAULT_MAX_QUEUED, EventQueue
 from wking_device.ble._discovery import DiscoveredSpeaker
 from wking_device.ble._events import get_event_bus
 from wking_device.ble._limiter import ConnectionLimiter
-from wking_device.ble._stream import BatteryMemory, EventStream, unify
+from wking_device.ble._notifications import SpeakerNotifications, _Subscription
+from wking_device.ble._stream import BatteryMemory, EventStream
 from wking_device.ble._translate import RetryPolicy, is_caller_cancelled, translate
 from wking_device.ble._values import (
     _ADDRESS_RE,
-    BatteryReading,
     CommandFrame,
     SpeakerEvent,
     SpeakerTarget,
@@ -71,11 +70,7 @@ from wking_device.protocol import (
     MODEL_NUMBER_UUID,
     SERIAL_NUMBER_UUID,
     WKING_V1,
-    BrokenFrame,
     EqPreset,
-    Event,
-    Frame,
-    FrameType,
     GetInfo,
     GetState,
     InfoResult,
@@ -89,7 +84,6 @@ from wking_device.protocol import (
     SetVolume,
     StateResult,
     Status,
-    UnknownEvent,
     model_by_code,
 )
 
@@ -114,28 +108,7 @@ _SEQ_SPACE = 256
 """Sequence numbers are one byte (docs/protocol.md): they wrap after 256 commands."""
 
 
-class _Subscription(Subscription):
-    """The :class:`~wking_device.Subscription` :meth:`Speaker.subscribe` returns."""
-
-    __slots__ = ("_queue",)
-
-    def __init__(self, speaker: Speaker, queue: EventQueue[SpeakerEvent]) -> None:
-        super().__init__(functools.partial(_unsubscribe, speaker, queue))
-        self._queue = queue
-
-    @property
-    def dropped(self) -> int:
-        """Events dropped for this subscriber because it fell too far behind."""
-        return self._queue.dropped
-
-
-def _unsubscribe(speaker: Speaker, queue: EventQueue[SpeakerEvent]) -> None:
-    with contextlib.suppress(ValueError):
-        speaker._listeners.remove(queue)
-    queue.close()
-
-
-class Speaker(SpeakerLink):
+class Speaker(SpeakerNotifications):
     """A session with one speaker: ``async with Speaker(target, backend=...) as speaker: ...``.
 
     Entering connects (waiting for a slot of the adapter's :class:`ConnectionLimiter`, then with
@@ -595,96 +568,6 @@ class Speaker(SpeakerLink):
         stream: EventStream[SessionEvent] = EventStream(self._streams.remove, max_queue=max_queue)
         self._streams.append(stream)
         return stream
-
-    def _stream(self, frame: Any) -> None:
-        if not self._streams:
-            return
-        event = unify(frame, self._battery)
-        if event is not None:
-            for stream in list(self._streams):
-                stream.put(event)
-
-    def _deliver(self, event: SpeakerEvent) -> None:
-        self._stream(event)
-        for queue in self._listeners:
-            queue.put(event)
-
-    def _on_battery_data(self, data: bytes) -> None:
-        timer = self._timer(OperationKind.NOTIFY, detail={"char": BATTERY_LEVEL_UUID})
-        if len(data) != 1 or data[0] > 100:
-            self.malformed += 1
-            error = MalformedResponse(
-                f"{self._address}: battery notification {data.hex()}", address=self._address
-            )
-            timer.fail(error)
-            return
-        timer.detail["battery"] = data[0]
-        timer.ok()
-        self._deliver(BatteryReading(data[0]))
-
-    def _on_vendor_data(self, data: bytes) -> None:
-        codec = self._codec
-        if codec is None:
-            return
-        # One notification is one fragment: the codec resynchronises on fragment boundaries
-        # (docs/protocol.md, "Resynchronisation"), so a broken frame fails only its command.
-        self._on_received(codec.receive_fragment(data))
-
-    def _on_received(self, received: list[Frame | BrokenFrame]) -> None:
-        for item in received:
-            if isinstance(item, Response):
-                self._on_response(item)
-            elif isinstance(item, BrokenFrame):
-                self._on_broken(item)
-            elif isinstance(item, Event | UnknownEvent):
-                code = item.code
-                self._timer(
-                    OperationKind.NOTIFY,
-                    detail={"char": self._profile.notify_uuid, "code": int(code)},
-                ).ok()
-                self._deliver(item)
-
-    def _on_response(self, response: Response) -> None:
-        seq = response.seq
-        waiter = self._pending.pop(seq, None)
-        if waiter is None or waiter[1].done():
-            # A late answer to a command that already timed out or was cancelled: its seq is not
-            # reused while it may still come (see _take_seq), so it is dropped here.
-            self._abandoned.pop(seq, None)
-            _LOGGER.debug("%s: dropped response seq=%d (no waiter)", self._address, seq)
-            return
-        opcode, future = waiter
-        if int(response.opcode) != opcode:
-            # Not the answer to the command waiting under this seq: a speaker bug, or an answer
-            # so late that its seq was reused after all. Either way not this command's result.
-            answered, asked = _opcode_name(int(response.opcode)), _opcode_name(opcode)
-            future.set_exception(
-                MalformedResponse(
-                    f"{self._address}: response seq={seq} answers {answered}, not {asked}",
-                    address=self._address,
-                )
-            )
-            return
-        future.set_result(response)
-
-    def _on_broken(self, broken: BrokenFrame) -> None:
-        """A frame the codec dropped: fail the command it answered, and only that one.
-
-        The header is not confirmed by the CRC, so a waiting command is failed only when both
-        its seq and its opcode match; any other command waits for its own answer.
-        """
-        self.malformed += 1
-        _LOGGER.debug("%s: broken vendor frame dropped (%s)", self._address, broken.reason)
-        error = MalformedResponse(
-            f"{self._address}: malformed response ({broken.reason})", address=self._address
-        )
-        self._timer(OperationKind.NOTIFY, detail={"char": self._profile.notify_uuid}).fail(error)
-        if broken.frame_type is not FrameType.RESPONSE or broken.seq is None:
-            return
-        waiter = self._pending.get(broken.seq)
-        if waiter is not None and waiter[0] == broken.code and not waiter[1].done():
-            del self._pending[broken.seq]
-            waiter[1].set_exception(error)
 
     # --- vendor commands ------------------------------------------------------------------------
 
