@@ -19,7 +19,6 @@ responses to waiting commands and delivering events are
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import time
 import warnings
@@ -29,13 +28,14 @@ from bleak.backends.device import BLEDevice
 
 from wking_device._subscription import Subscription
 from wking_device.ble._adapters import device_adapter, is_plain_adapter_name
+from wking_device.ble._commands import SpeakerCommands
 from wking_device.ble._delivery import DEFAULT_MAX_QUEUED, EventQueue
 from wking_device.ble._discovery import DiscoveredSpeaker
 from wking_device.ble._events import get_event_bus
 from wking_device.ble._limiter import ConnectionLimiter
-from wking_device.ble._notifications import SpeakerNotifications, _Subscription
+from wking_device.ble._notifications import _Subscription
 from wking_device.ble._stream import BatteryMemory, EventStream
-from wking_device.ble._translate import RetryPolicy, is_caller_cancelled, translate
+from wking_device.ble._translate import RetryPolicy
 from wking_device.ble._values import (
     _ADDRESS_RE,
     CommandFrame,
@@ -50,13 +50,9 @@ from wking_device.ble._values import (
 )
 from wking_device.config import BleSettings
 from wking_device.errors import (
-    BluetoothError,
-    CommandRejected,
     DeviceDisconnected,
     InvalidAddress,
     MalformedResponse,
-    OperationTimeout,
-    ProtocolError,
     UnsupportedOperation,
     UsageError,
 )
@@ -83,7 +79,6 @@ from wking_device.protocol import (
     SetLight,
     SetVolume,
     StateResult,
-    Status,
     model_by_code,
 )
 
@@ -99,16 +94,12 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_RECONNECT_TIMEOUT", "Speaker"]
 
-_LOGGER = logging.getLogger(__name__)
-
 _DEFAULTS = BleSettings()
 DEFAULT_RECONNECT_TIMEOUT: Final = 15.0
 """Seconds a reconnect may take in total (``Speaker(reconnect_timeout=...)``'s default)."""
-_SEQ_SPACE = 256
-"""Sequence numbers are one byte (docs/protocol.md): they wrap after 256 commands."""
 
 
-class Speaker(SpeakerNotifications):
+class Speaker(SpeakerCommands):
     """A session with one speaker: ``async with Speaker(target, backend=...) as speaker: ...``.
 
     Entering connects (waiting for a slot of the adapter's :class:`ConnectionLimiter`, then with
@@ -626,109 +617,6 @@ class Speaker(SpeakerNotifications):
         timer.ok()
         return response
 
-    def _take_seq(self, codec: FrameCodec) -> int:
-        """The next sequence number that no waiting or unanswered command holds.
-
-        A command that timed out may still be answered; were its seq handed out again (256
-        commands later), the late answer would be taken for the new command's. Such seqs are
-        skipped until their answer came or every other seq is taken too (then the oldest goes).
-
-        Raises:
-            UsageError: All 256 sequence numbers belong to commands still waiting.
-        """
-        for _ in range(_SEQ_SPACE):
-            seq = codec.next_seq()
-            if seq not in self._pending and seq not in self._abandoned:
-                return seq
-        if self._abandoned:
-            oldest = next(iter(self._abandoned))
-            del self._abandoned[oldest]
-            return oldest
-        raise UsageError(
-            f"{_SEQ_SPACE} commands to {self._address} already wait for their responses; "
-            "await some before sending more"
-        )
-
-    async def _exchange(
-        self,
-        client: BleakClient,
-        codec: FrameCodec,
-        frame: CommandFrame,
-        future: asyncio.Future[Response],
-        lost: asyncio.Future[None],
-    ) -> Response:
-        """Write the command's fragments and wait for its response, translating failures."""
-        what = _opcode_name(int(frame.opcode))
-        try:
-            async with asyncio.timeout(self._command_timeout):
-                fragments = codec.send(frame)
-                command_char = _resolve(client, self._profile.command_uuid)
-                async with self._write_lock:
-                    for fragment in fragments:
-                        await self._race(
-                            client.write_gatt_char(
-                                command_char, fragment, response=self._write_response
-                            ),
-                            lost,
-                        )
-                return await self._race(asyncio.shield(future), lost)
-        except TimeoutError as exc:
-            raise self._timeout_error(codec, frame.seq, what) from exc
-        except asyncio.CancelledError as exc:
-            if is_caller_cancelled():
-                raise
-            raise DeviceDisconnected(
-                f"{what} on {self._address}: the link was lost", address=self._address
-            ) from exc
-        except BluetoothError:
-            raise
-        except ProtocolError as exc:
-            # The codec refused to encode (it never enters ERROR on received bytes, so this is
-            # a bug or misuse); report it as what it is for this session.
-            raise MalformedResponse(
-                f"{what} on {self._address}: {exc.message}", address=self._address
-            ) from exc
-        except Exception as exc:
-            translated = translate(exc, address=self._address, operation=what)
-            if lost.done():
-                translated = DeviceDisconnected(
-                    f"{what} on {self._address}: the link was lost", address=self._address
-                )
-            raise translated from exc
-
-    def _check_status(self, response: Response, what: str) -> None:
-        if response.status is Status.UNSUPPORTED:
-            raise UnsupportedOperation(
-                f"{self._address} does not support {what}", address=self._address
-            )
-        if response.status is not Status.OK:
-            raise CommandRejected(
-                f"{self._address} rejected {what}: {response.status.name}",
-                address=self._address,
-                status=int(response.status),
-                remedy=_REJECT_REMEDIES.get(response.status),
-            )
-
-    def _timeout_error(self, codec: FrameCodec, seq: int, what: str) -> BluetoothError:
-        header = codec.partial_header
-        if codec.buffered and (
-            header is None or header[1] == seq or header[1] not in self._pending
-        ):
-            # Part of a frame arrived and the rest never will (a truncated response, or noise
-            # no waiting command claims): drop it so the next response starts on a clean
-            # buffer. A frame in progress for another waiting command is left alone.
-            received = codec.drop_partial(f"{what} timed out with the response incomplete")
-            self.malformed += 1
-            self._on_received(received[1:])
-            if header is not None and header[1] == seq:
-                return MalformedResponse(
-                    f"{what} on {self._address}: truncated response", address=self._address
-                )
-        return OperationTimeout(
-            f"{what} on {self._address}: no response within {self._command_timeout:g} s",
-            address=self._address,
-        )
-
     async def get_info(self) -> InfoResult:
         """Vendor GET_INFO: model code, firmware, hardware revision, serial number."""
         response = await self.command(lambda seq: GetInfo(seq=seq))
@@ -837,11 +725,3 @@ class Speaker(SpeakerNotifications):
         """The Device Information serial number (0x2A25), when present."""
         await self._ready()
         return await self._read_text(SERIAL_NUMBER_UUID)
-
-
-_REJECT_REMEDIES: dict[Status, str] = {
-    Status.BAD_PARAM: "check the value against 'wking control --help'",
-    Status.BUSY: "the speaker is busy; retry in a moment",
-    Status.LOW_BATTERY: "charge the speaker and retry",
-    Status.FAILED: "retry; if it persists, power-cycle the speaker",
-}
