@@ -44,7 +44,8 @@ _SEQ_SPACE = 256
 class SpeakerCommands(SpeakerNotifications):
     """How a :class:`~wking_device.ble.Speaker` exchanges vendor commands (a base class)."""
 
-    _write_lock: asyncio.Lock
+    if TYPE_CHECKING:  # initialised by Speaker.__init__
+        _write_lock: asyncio.Lock
 
     def _take_seq(self, codec: FrameCodec) -> int:
         """The next sequence number that no waiting or unanswered command holds.

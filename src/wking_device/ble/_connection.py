@@ -89,50 +89,50 @@ class SpeakerLink:
     arguments); it is declared here for the methods that keep the link.
     """
 
-    _adapters: list[str] | None
-    _own_limiter: bool
-    _reconnect_timeout: float
-    _restoring: str
-    _close_stale: bool
-    _disconnected_callback: Callable[[Any], None] | None
-    _streams: list[EventStream[SessionEvent]]
-    _backend: BleBackend | None
-    _profile: DeviceProfile
-    _notify_uuid: str
-    _bus: EventBus
-    _settings: BleSettings
-    _limiter: ConnectionLimiter | None
-    _retry: RetryPolicy
-    _connect_timeout: float
-    _command_timeout: float
-    _scan_timeout: float
-    _slot_timeout: float | None
-    _fresh_for: float
-    _auto_reconnect: bool
-    _adapter: str | None
-    _discovered: DiscoveredSpeaker | None
-    _device: BLEDevice | None
-    _device_at: float
-    _address: str
-    _name: str | None
-    _model: str | None
-    _client: BleakClient | None
-    _codec: FrameCodec | None
-    _has_vendor: bool
-    _write_response: bool
-    _pending: dict[int, tuple[int, asyncio.Future[Response]]]
-    _abandoned: dict[int, int]
-    _raw_subscriptions: dict[str, Callable[[bytes], None]]
-    _notifying: set[str]
-    _battery_notify: bool
-    _lost: asyncio.Future[None] | None
-    _connect_lock: asyncio.Lock
-    _holding_slot: bool
-    _closing: bool
-    _closed: bool
-    connections: int
+    if TYPE_CHECKING:  # declared for the type checker only: no annotations at run time
+        _adapters: list[str] | None
+        _own_limiter: bool
+        _reconnect_timeout: float
+        _restoring: str
+        _close_stale: bool
+        _disconnected_callback: Callable[[Any], None] | None
+        _streams: list[EventStream[SessionEvent]]
+        _backend: BleBackend | None
+        _profile: DeviceProfile
+        _notify_uuid: str
+        _bus: EventBus
+        _settings: BleSettings
+        _limiter: ConnectionLimiter | None
+        _retry: RetryPolicy
+        _connect_timeout: float
+        _command_timeout: float
+        _scan_timeout: float
+        _slot_timeout: float | None
+        _fresh_for: float
+        _auto_reconnect: bool
+        _adapter: str | None
+        _discovered: DiscoveredSpeaker | None
+        _device: BLEDevice | None
+        _device_at: float
+        _address: str
+        _name: str | None
+        _model: str | None
+        _client: BleakClient | None
+        _codec: FrameCodec | None
+        _has_vendor: bool
+        _write_response: bool
+        _pending: dict[int, tuple[int, asyncio.Future[Response]]]
+        _abandoned: dict[int, int]
+        _raw_subscriptions: dict[str, Callable[[bytes], None]]
+        _notifying: set[str]
+        _battery_notify: bool
+        _lost: asyncio.Future[None] | None
+        _connect_lock: asyncio.Lock
+        _holding_slot: bool
+        _closing: bool
+        _closed: bool
+        connections: int
 
-    if TYPE_CHECKING:
         # Provided by the classes above: Speaker's public face, SpeakerNotifications' decoding.
 
         @property

@@ -67,9 +67,10 @@ def _unsubscribe(speaker: Speaker, queue: EventQueue[SpeakerEvent]) -> None:
 class SpeakerNotifications(SpeakerLink):
     """What a :class:`~wking_device.ble.Speaker` receives (a base class; see the module)."""
 
-    _battery: BatteryMemory
-    _listeners: list[EventQueue[SpeakerEvent]]
-    malformed: int
+    if TYPE_CHECKING:  # initialised by Speaker.__init__
+        _battery: BatteryMemory
+        _listeners: list[EventQueue[SpeakerEvent]]
+        malformed: int
 
     def _stream(self, frame: Any) -> None:
         if not self._streams:
