@@ -37,14 +37,7 @@ from wking_device.ble._events import EventBus, EventCallback, Unsubscribe, get_e
 from wking_device.ble._fleet import FleetResult, read_all
 from wking_device.ble._limiter import ConnectionLimiter, limiter_for
 from wking_device.ble._sessions import SessionKeeper
-from wking_device.ble._speaker import (
-    DEFAULT_RECONNECT_TIMEOUT,
-    BatteryReading,
-    CommandFrame,
-    Speaker,
-    SpeakerEvent,
-    SpeakerTarget,
-)
+from wking_device.ble._speaker import DEFAULT_RECONNECT_TIMEOUT, Speaker
 from wking_device.ble._stream import EventStream
 from wking_device.ble._tracker import (
     AvailabilityEvent,
@@ -55,6 +48,7 @@ from wking_device.ble._tracker import (
     TrackedSpeaker,
 )
 from wking_device.ble._translate import RetryPolicy
+from wking_device.ble._values import BatteryReading, CommandFrame, SpeakerEvent, SpeakerTarget
 
 __all__ = [  # noqa: RUF022 - plain sorted() order, like wking_device.__all__
     "AdapterCandidate",

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from wking_device.ble._discovery import SpeakerScanner
 from wking_device.ble._limiter import ConnectionLimiter, limiter_for
-from wking_device.ble._speaker import Speaker, SpeakerTarget
+from wking_device.ble._speaker import Speaker
+from wking_device.ble._values import SpeakerTarget
 from wking_device.config import BleSettings
 from wking_device.errors import BluetoothError, DeviceNotFound
 from wking_device.protocol import WKING_V1

@@ -1,211 +1,105 @@
-"""The device session: one connected speaker, its GATT reads, vendor commands and notifications.
+"""The device session's public face: :class:`Speaker`, its command API and its notifications.
 
-This module owns :class:`Speaker`: connecting with bounded retries and backoff from a fresh
-``BLEDevice``, the per-adapter connection limit, reading standard Device Information and Battery
-(which work on any BLE device), the ``wking-v1`` vendor channel (the sans-IO
-:class:`~wking_device.protocol.FrameCodec` driven over GATT writes and notifications, requests and
-responses correlated by sequence number), notification delivery and re-subscription after a
-reconnect, and the translation of every bleak, bumble and asyncio error into
-:mod:`wking_device.errors`. Every operation emits an :class:`~wking_device.models.OperationEvent`.
-It does not scan on its own account beyond re-finding its own address, and it stores nothing.
-
-Why not ``bleak_retry_connector.establish_connection``? It is the field's reference and this
-module follows its classification (``_translate``) and backoff table, but:
-
-* it reports nothing per attempt, while every attempt here must emit an operation event with its
-  number and outcome (RETRY / ERROR / OK);
-* transient errors do not count against its ``max_attempts`` (up to 9 more attempts), and its
-  connect timeout (20 s) and safety timeout (60 s) are fixed, while ``ble.connect_attempts`` and
-  ``ble.connect_timeout`` must bound a connection exactly;
-* on Linux it asks BlueZ over D-Bus for already-connected devices before every connection, which
-  a simulated backend (or a machine without BlueZ) does not have.
-
-So the retry loop lives here, and a retry re-finds the device by address when the previous
-``BLEDevice`` is stale or the stack lost it (DESIGN §6: always a fresh ``BLEDevice``).
+This module owns :class:`Speaker`, the one public class of a session: its arguments and state,
+identity, the public life cycle (``async with``, :meth:`~Speaker.connect`,
+:meth:`~Speaker.reconnect`, :meth:`~Speaker.disconnect`), GATT reads and writes, standard Device
+Information and Battery (which work on any BLE device), the ``wking-v1`` vendor channel (the
+sans-IO :class:`~wking_device.protocol.FrameCodec` driven over GATT writes and notifications,
+requests and responses correlated by sequence number) and the public side of notifications
+(raw subscriptions, subscribers, event streams). Every operation emits an
+:class:`~wking_device.models.OperationEvent`.
+It does not keep the link itself: connecting with retries and backoff, slots, adapter choice,
+the reconnect policy, teardown and the guarded GATT operation are its base class's,
+:class:`~wking_device.ble._connection.SpeakerLink` (where the reasons for not using
+``bleak_retry_connector.establish_connection`` are given); decoding what is notified, matching
+responses to waiting commands and delivering events are
+:class:`~wking_device.ble._notifications.SpeakerNotifications`'s. It stores nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
-import logging
 import math
-import re
 import time
 import warnings
-from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 
-from bleak import BleakClient
 from bleak.backends.device import BLEDevice
-from bleak.uuids import normalize_uuid_str
 
 from wking_device._subscription import Subscription
-from wking_device.ble._adapters import (
-    AdapterCandidate,
-    close_stale_connections,
-    device_adapter,
-    is_plain_adapter_name,
-    pick_adapter,
-)
+from wking_device.ble._adapters import device_adapter, is_plain_adapter_name
+from wking_device.ble._commands import SpeakerCommands
 from wking_device.ble._delivery import DEFAULT_MAX_QUEUED, EventQueue
-from wking_device.ble._discovery import DiscoveredSpeaker, find_speaker
-from wking_device.ble._events import OpTimer, get_event_bus
-from wking_device.ble._limiter import ConnectionLimiter, limiter_for
-from wking_device.ble._stream import BatteryMemory, EventStream, unify
-from wking_device.ble._translate import RetryPolicy, is_caller_cancelled, is_transient, translate
+from wking_device.ble._discovery import DiscoveredSpeaker
+from wking_device.ble._events import get_event_bus
+from wking_device.ble._limiter import ConnectionLimiter
+from wking_device.ble._notifications import _Subscription
+from wking_device.ble._stream import BatteryMemory, EventStream
+from wking_device.ble._translate import RetryPolicy
+from wking_device.ble._values import (
+    _ADDRESS_RE,
+    CommandFrame,
+    SpeakerEvent,
+    SpeakerTarget,
+    _enum_value,
+    _first_char,
+    _opcode_name,
+    _positive_seconds,
+    _resolve,
+    _uuid,
+)
 from wking_device.config import BleSettings
 from wking_device.errors import (
-    AdapterUnavailable,
-    BluetoothError,
-    BluetoothReason,
-    CommandRejected,
-    ConnectionFailed,
     DeviceDisconnected,
-    DeviceNotFound,
     InvalidAddress,
     MalformedResponse,
-    OperationTimeout,
-    ProtocolError,
     UnsupportedOperation,
     UsageError,
 )
-from wking_device.events import Connected, Disconnected
 from wking_device.events import SpeakerEvent as SessionEvent
 from wking_device.models import DeviceInfo, OperationKind
 from wking_device.protocol import (
-    ATT_HEADER_SIZE,
     BATTERY_LEVEL_UUID,
     FIRMWARE_REVISION_UUID,
     HARDWARE_REVISION_UUID,
     MANUFACTURER_NAME_UUID,
-    MAX_MTU,
-    MIN_MTU,
     MODEL_NUMBER_UUID,
     SERIAL_NUMBER_UUID,
     WKING_V1,
-    BrokenFrame,
-    Command,
     EqPreset,
-    Event,
-    Frame,
-    FrameType,
     GetInfo,
     GetState,
     InfoResult,
     LightMode,
-    MalformedCommand,
-    Opcode,
     Ping,
     PingResult,
     PowerOff,
     Response,
-    Role,
     SetEq,
     SetLight,
     SetVolume,
     StateResult,
-    Status,
-    UnknownEvent,
-    UnsupportedCommand,
     model_by_code,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable, Sequence
+    from collections.abc import Callable, Sequence
     from types import TracebackType
 
-    from bleak.backends.characteristic import BleakGATTCharacteristic
-    from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
+    from bleak import BleakClient
 
     from wking_device.ble._backend import BleBackend
     from wking_device.ble._events import EventBus
     from wking_device.protocol import DeviceProfile, FrameCodec
 
-__all__ = [
-    "DEFAULT_RECONNECT_TIMEOUT",
-    "BatteryReading",
-    "CommandFrame",
-    "Speaker",
-    "SpeakerEvent",
-    "SpeakerTarget",
-]
-
-_LOGGER = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
+__all__ = ["DEFAULT_RECONNECT_TIMEOUT", "Speaker"]
 
 _DEFAULTS = BleSettings()
 DEFAULT_RECONNECT_TIMEOUT: Final = 15.0
 """Seconds a reconnect may take in total (``Speaker(reconnect_timeout=...)``'s default)."""
-_DISCONNECT_TIMEOUT = 5.0
-"""Bound on a local disconnect: bumble's can hang when the peer vanished (simulator gap D)."""
-_PICK_GRACE = 1.0
-"""With several adapters: seconds the others may take to see the address after the first did."""
-_SEQ_SPACE = 256
-"""Sequence numbers are one byte (docs/protocol.md): they wrap after 256 commands."""
 
 
-class BatteryReading:
-    """A battery level notified on the standard Battery Level characteristic (0x2A19).
-
-    Attributes:
-        level: 0-100 %.
-    """
-
-    __slots__ = ("level",)
-
-    def __init__(self, level: int) -> None:
-        self.level = level
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, BatteryReading) and other.level == self.level
-
-    def __hash__(self) -> int:
-        return hash(("BatteryReading", self.level))
-
-    def __repr__(self) -> str:
-        return f"BatteryReading(level={self.level})"
-
-
-SpeakerEvent: TypeAlias = Event | UnknownEvent | BatteryReading
-"""What notification subscribers receive: a vendor event frame or a standard battery reading."""
-
-CommandFrame: TypeAlias = Command | MalformedCommand | UnsupportedCommand
-"""Frames :meth:`Speaker.command` sends (the last two only to test a speaker's answers)."""
-
-SpeakerTarget: TypeAlias = DiscoveredSpeaker | BLEDevice | str
-"""What a :class:`Speaker` can be built from: a discovery result, a bleak device or an address."""
-
-
-_ADDRESS_RE: Final = re.compile(
-    r"^(?:[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5}"  # a MAC (BlueZ, Windows)
-    r"|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})$"  # macOS
-)
-
-
-class _Subscription(Subscription):
-    """The :class:`~wking_device.Subscription` :meth:`Speaker.subscribe` returns."""
-
-    __slots__ = ("_queue",)
-
-    def __init__(self, speaker: Speaker, queue: EventQueue[SpeakerEvent]) -> None:
-        super().__init__(functools.partial(_unsubscribe, speaker, queue))
-        self._queue = queue
-
-    @property
-    def dropped(self) -> int:
-        """Events dropped for this subscriber because it fell too far behind."""
-        return self._queue.dropped
-
-
-def _unsubscribe(speaker: Speaker, queue: EventQueue[SpeakerEvent]) -> None:
-    with contextlib.suppress(ValueError):
-        speaker._listeners.remove(queue)
-    queue.close()
-
-
-class Speaker:
+class Speaker(SpeakerCommands):
     """A session with one speaker: ``async with Speaker(target, backend=...) as speaker: ...``.
 
     Entering connects (waiting for a slot of the adapter's :class:`ConnectionLimiter`, then with
@@ -475,43 +369,6 @@ class Speaker:
         """
         await self._connect()
 
-    async def _connect(self, deadline: float | None = None) -> None:
-        """Connect; ``deadline`` (``loop.time()``) marks a reconnect under the policy."""
-        async with self._connect_lock:
-            if self.is_connected:
-                return
-            self._closing = False
-            self._closed = False
-            if self._close_stale:
-                adapters: list[str | None] = (
-                    list(self._adapters) if self._adapters else [self._adapter]
-                )
-                for each in adapters:
-                    await close_stale_connections(
-                        self._address,
-                        backend=self._backend,
-                        adapter=each,
-                        profile=self._profile,
-                    )
-            picked = False
-            if self._adapters is not None:
-                await self._pick_adapter(deadline)
-                picked = True
-            await self._acquire_slot(deadline)
-            client: BleakClient | None = None
-            try:
-                client = await self._connect_with_retries(deadline, picked=picked)
-                _LOGGER.debug("%s connected through %s", self._address, self.adapter or "default")
-                await self._set_up(client)
-            except BaseException:
-                self._closing = True
-                try:
-                    if client is not None:
-                        await self._abandon(client)
-                finally:
-                    await self._teardown()  # the slot is freed even if the cleanup is cancelled
-                raise
-
     async def reconnect(self) -> None:
         """Drop the link if it is up, then connect again; subscriptions are restored.
 
@@ -531,49 +388,6 @@ class Speaker:
         else:
             await self._restore()
 
-    async def _restore(self) -> None:
-        """Reconnect under the policy: one total deadline; a speaker gone fails at once."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._reconnect_timeout
-        self._restoring = "slot"
-        try:
-            async with asyncio.timeout_at(deadline):
-                await self._connect(deadline)
-        except TimeoutError as exc:
-            if self._restoring != "scan":
-                raise self._restore_failed(exc) from exc
-            # the deadline fell while looking for the address: it is not advertising
-            raise DeviceDisconnected(
-                f"{self._address} went away: not seen advertising within "
-                f"{self._reconnect_timeout:g} s",
-                address=self._address,
-                reason=BluetoothReason.NOT_FOUND,
-                remedy=DeviceNotFound.default_remedy,
-                cli_remedy=DeviceNotFound.default_cli_remedy,
-            ) from DeviceNotFound(str(exc) or "out of time", address=self._address)
-        except DeviceNotFound as exc:
-            raise DeviceDisconnected(
-                f"{self._address} went away: {exc.message}",
-                address=self._address,
-                reason=BluetoothReason.NOT_FOUND,
-                remedy=DeviceNotFound.default_remedy,
-                cli_remedy=DeviceNotFound.default_cli_remedy,
-            ) from exc
-        except (ConnectionFailed, OperationTimeout) as exc:
-            raise self._restore_failed(exc) from exc
-
-    def _restore_failed(self, exc: Exception) -> DeviceDisconnected:
-        waiting = "a connection slot" if self._restoring == "slot" else "the connection"
-        why = (
-            exc.message if isinstance(exc, BluetoothError) else f"out of time waiting for {waiting}"
-        )
-        return DeviceDisconnected(
-            f"{self._address}: the link was lost and could not be restored within "
-            f"{self._reconnect_timeout:g} s ({why})",
-            address=self._address,
-            reason=exc.reason if isinstance(exc, BluetoothError) else None,
-        )
-
     async def disconnect(self) -> None:
         """Disconnect and free the connection slot (idempotent; never raises for a lost link).
 
@@ -582,524 +396,6 @@ class Speaker:
         """
         async with self._connect_lock:
             await self._disconnect()
-
-    async def _disconnect(self) -> None:
-        self._closing = True
-        client = self._client
-        if client is None:
-            await self._teardown()
-            self._closed = True
-            return
-        timer = self._timer(OperationKind.DISCONNECT)
-        try:
-            if client.is_connected:
-                async with asyncio.timeout(_DISCONNECT_TIMEOUT):
-                    await client.disconnect()
-        except asyncio.CancelledError:
-            timer.fail(asyncio.CancelledError())
-            await self._teardown()
-            raise
-        except Exception as exc:  # noqa: BLE001 - the link is being dropped anyway
-            error = translate(exc, address=self._address, operation="disconnect")
-            _LOGGER.debug("disconnect from %s: %s", self._address, error)
-            timer.fail(error)
-        else:
-            timer.ok()
-        await self._teardown()
-        self._closed = True
-        for stream in list(self._streams):
-            stream.end()
-
-    async def _acquire_slot(self, deadline: float | None = None) -> None:
-        """Take a slot: bounded by ``slot_timeout``, or by a reconnect's ``deadline`` alone.
-
-        Raises:
-            ConnectionFailed: No slot within ``slot_timeout`` (a first connect).
-        """
-        if self._holding_slot:
-            return
-        if self._limiter is None:
-            self._limiter = limiter_for(
-                self._backend, self._settings.max_connections, adapter=self._adapter
-            )
-        limiter = self._limiter
-        bound = self._slot_timeout if deadline is None else None
-        try:
-            await limiter.acquire(self._address, timeout=bound)
-        except TimeoutError:
-            if bound is None:  # a caller's timeout (a reconnect's deadline): not ours to name
-                raise
-            raise self._no_slot(limiter, bound) from None
-        self._holding_slot = True
-
-    def _no_slot(self, limiter: ConnectionLimiter, bound: float) -> ConnectionFailed:
-        """The error of a first connect that found every slot taken for ``bound`` seconds."""
-        adapter = f"adapter {self._adapter}" if self._adapter else "the default adapter"
-        slots = limiter.effective_limit
-        lowered = (
-            f" (the controller's limit; max_connections is {limiter.limit})"
-            if slots < limiter.limit
-            else ""
-        )
-        held = (
-            f"{limiter.active} by sessions of this process, "
-            f"{limiter.foreign} by other connections on the adapter"
-        )
-        return ConnectionFailed(
-            f"could not connect to {self._address}: no connection slot of {adapter} came free "
-            f"within {bound:g} s; {slots} slots{lowered}, taken: {held}",
-            address=self._address,
-            reason=BluetoothReason.TOO_MANY_CONNECTIONS,
-            remedy=(
-                "disconnect another speaker, raise max_connections if the adapter manages "
-                "more, or wait longer with slot_timeout (BleSettings or Speaker)"
-            ),
-            cli_remedy=(
-                "disconnect another speaker (or stop the program holding the adapter's "
-                "connections), raise ble.max_connections if the adapter manages more, or "
-                "raise ble.slot_timeout in config.toml"
-            ),
-        )
-
-    def _release_slot(self) -> None:
-        if self._holding_slot and self._limiter is not None:
-            self._holding_slot = False
-            self._limiter.release(self._address)
-
-    async def _teardown(self) -> None:
-        """Forget the connection: fail pending commands, drop the codec, free the slot."""
-        self._mark_lost(DeviceDisconnected(f"{self._address}: disconnected", address=self._address))
-        self._client = None
-        self._codec = None
-        self._release_slot()
-
-    # --- connecting -----------------------------------------------------------------------------
-
-    async def _fresh_device(self, *, force: bool, window: float | None = None) -> BLEDevice:
-        """A ``BLEDevice`` seen recently, re-found by address when stale, missing or forced."""
-        stale = time.monotonic() - self._device_at > self._fresh_for
-        self._restoring = "connect"  # what follows, unless a scan comes first
-        if self._device is not None and not force and not stale and not self._elsewhere():
-            return self._device
-        self._restoring = "scan"
-        found = await find_speaker(
-            self._address,
-            timeout=self._scan_timeout if window is None else window,
-            backend=self._backend,
-            profile=self._profile,
-            events=self._bus,
-            adapter=self._adapter,  # a device found on another adapter connects through that one
-        )
-        self._discovered = found
-        self._device = found.device
-        self._device_at = found.seen_at
-        self._restoring = "connect"
-        self._name = found.name or self._name
-        self._model = found.model or self._model
-        return found.device
-
-    async def _pick_adapter(self, deadline: float | None) -> None:
-        """Look for the address on every adapter at once; take the best one (see the class).
-
-        Raises:
-            DeviceNotFound: No adapter saw the address.
-        """
-        assert self._adapters is not None
-        self._restoring = "scan"
-        window = (
-            self._scan_timeout if deadline is None else self._window(self._scan_timeout, deadline)
-        )
-        sightings = await self._sightings(self._adapters, window)
-        if not sightings:
-            raise DeviceNotFound(
-                f"{self._address} did not advertise on any of {len(self._adapters)} adapters "
-                f"within {window:g} s",
-                address=self._address,
-            )
-        candidates = []
-        for name, found in sightings.items():
-            limiter = limiter_for(self._backend, self._settings.max_connections, adapter=name)
-            free = await limiter.available()
-            candidates.append(
-                AdapterCandidate(name, found.rssi, free, limiter.active + limiter.foreign)
-            )
-        chosen = pick_adapter(candidates) or min(candidates, key=lambda c: (-c.rssi, c.adapter))
-        previous = self.adapter if self.connections else None
-        found = sightings[chosen.adapter]
-        self._adapter = chosen.adapter
-        self._discovered = found
-        self._device = found.device
-        self._device_at = found.seen_at
-        self._name = found.name or self._name
-        self._model = found.model or self._model
-        if self._own_limiter and not self._holding_slot:
-            self._limiter = None  # the chosen adapter's shared limiter is taken next
-        moved = previous is not None and previous != chosen.adapter
-        (_LOGGER.info if moved else _LOGGER.debug)(
-            "%s: connecting through %s (RSSI %d dBm, %d free slots; %d adapters saw it)%s",
-            self._address,
-            chosen.adapter,
-            chosen.rssi,
-            chosen.free,
-            len(sightings),
-            f", was {previous}" if moved else "",
-        )
-        self._restoring = "connect"
-
-    async def _sightings(self, adapters: list[str], window: float) -> dict[str, DiscoveredSpeaker]:
-        """Scan every adapter for the address at once; what each saw.
-
-        Scans end when every adapter saw the address, :data:`_PICK_GRACE` seconds after the
-        first did, or after ``window`` seconds. An adapter whose scan fails (unplugged) is
-        passed over.
-        """
-        sightings: dict[str, DiscoveredSpeaker] = {}
-        seen = asyncio.Event()
-
-        async def look(name: str) -> None:
-            try:
-                found = await find_speaker(
-                    self._address,
-                    timeout=window,
-                    backend=self._backend,
-                    profile=self._profile,
-                    events=self._bus,
-                    adapter=name,
-                )
-            except BluetoothError as exc:
-                _LOGGER.debug("%s: not found on %s: %s", self._address, name, exc.message)
-                return
-            except Exception as exc:  # noqa: BLE001 - one adapter's failure passes it over
-                _LOGGER.debug("%s: scanning on %s failed: %r", self._address, name, exc)
-                return
-            sightings[name] = found
-            seen.set()
-
-        tasks = [asyncio.create_task(look(name)) for name in adapters]
-        try:
-            everything: asyncio.Future[list[None]] = asyncio.gather(*tasks)
-            first: asyncio.Future[Any] = asyncio.ensure_future(seen.wait())
-            try:
-                await asyncio.wait([everything, first], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                first.cancel()
-            if not everything.done():
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(_PICK_GRACE):
-                        await asyncio.shield(everything)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        return sightings
-
-    def _elsewhere(self) -> bool:
-        """Whether BlueZ saw the device on an adapter other than the one asked for.
-
-        BlueZ connects through the adapter in the ``BLEDevice``'s D-Bus path, whatever
-        ``bluez={"adapter": ...}`` says, so such a device must be re-found on our adapter.
-        """
-        if self._adapter is None or self._device is None:
-            return False
-        details: Any = self._device.details
-        path = details.get("path") if isinstance(details, dict) else None
-        return isinstance(path, str) and not path.startswith(f"/org/bluez/{self._adapter}/")
-
-    async def _connect_with_retries(
-        self, deadline: float | None = None, *, picked: bool = False
-    ) -> BleakClient:
-        """Connect with bounded attempts; with a ``deadline`` (a reconnect), under the policy.
-
-        Under the policy the first attempt always re-finds the address (a lost link is no
-        evidence the speaker is still there), a :class:`DeviceNotFound` ends the loop at once
-        (the speaker went away), and every scan, attempt and backoff fits before the deadline.
-        """
-        loop = asyncio.get_running_loop()
-        attempts = self._retry.attempts
-        last: BluetoothError | None = None
-        connect_timeout = self._connect_timeout
-        for attempt in range(1, attempts + 1):
-            # Re-find the device when the previous attempt suggests the stack lost it.
-            force = (deadline is not None and attempt == 1 and not picked) or (
-                last is not None
-                and last.reason in {BluetoothReason.NOT_FOUND, BluetoothReason.CONNECTION_ABORTED}
-            )
-            scan_window = None if deadline is None else self._window(self._scan_timeout, deadline)
-            try:
-                device = await self._fresh_device(force=force, window=scan_window)
-            except DeviceNotFound as exc:
-                last = exc
-                if attempt == attempts or self._device is None or deadline is not None:
-                    raise
-                await asyncio.sleep(self._retry.delay(attempt, exc))
-                continue
-            if deadline is not None:
-                connect_timeout = self._window(self._connect_timeout, deadline)
-            timer = self._timer(OperationKind.CONNECT, attempt=attempt)
-            client: BleakClient | None = None
-            try:
-                # Constructing is inside: bleak picks (and imports) the platform backend here,
-                # and a backend may refuse the device (e.g. a BLEDevice of another backend).
-                client = BleakClient(
-                    device,
-                    disconnected_callback=self._on_disconnected,
-                    timeout=connect_timeout,
-                    backend=self._backend.client if self._backend is not None else None,
-                    bluez={"adapter": self._adapter} if self._adapter else {},
-                )
-                # bleak applies the timeout itself; the outer bound covers backends that do not.
-                async with asyncio.timeout(connect_timeout + 1.0):
-                    await client.connect()
-            except asyncio.CancelledError as exc:
-                if is_caller_cancelled():
-                    timer.fail(exc)
-                    if client is not None:
-                        await self._abandon(client)
-                    raise
-                error = _connect_error(exc, self._address)
-            except Exception as exc:  # noqa: BLE001 - translated; the loop decides on retry
-                error = _connect_error(exc, self._address)
-            else:
-                timer.ok()
-                return client
-            if client is not None:
-                await self._abandon(client)
-            last = error
-            delay = self._retry.delay(attempt, error)
-            out_of_time = deadline is not None and loop.time() + delay >= deadline
-            gone = deadline is not None and isinstance(error, DeviceNotFound)
-            if not is_transient(error) or attempt == attempts or out_of_time or gone:
-                final = self._final_connect_error(error, attempt)
-                timer.fail(final)
-                raise final from error
-            timer.retry(error)
-            _LOGGER.debug(
-                "connect %s attempt %d/%d failed (%s); retrying in %.2f s",
-                self._address,
-                attempt,
-                attempts,
-                error.message,
-                delay,
-            )
-            await asyncio.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    @staticmethod
-    def _window(seconds: float, deadline: float) -> float:
-        """``seconds``, cut to what is left before ``deadline`` (``loop.time()``)."""
-        return max(0.0, min(seconds, deadline - asyncio.get_running_loop().time()))
-
-    def _final_connect_error(self, error: BluetoothError, attempts: int) -> BluetoothError:
-        if isinstance(error, AdapterUnavailable | DeviceNotFound | UnsupportedOperation):
-            return error
-        reason = error.reason
-        if reason not in {BluetoothReason.CONNECTION_ABORTED, BluetoothReason.TOO_MANY_CONNECTIONS}:
-            reason = BluetoothReason.CONNECTION_FAILED
-        plural = "attempt" if attempts == 1 else "attempts"
-        remedy = error.remedy if reason is not BluetoothReason.CONNECTION_FAILED else None
-        return ConnectionFailed(
-            f"could not connect to {self._address} after {attempts} {plural}: {error.message}",
-            address=self._address,
-            reason=reason,
-            remedy=remedy,
-        )
-
-    async def _abandon(self, client: BleakClient) -> None:
-        """Best-effort cleanup of a failed attempt, so the stack holds no pending connection.
-
-        Failures are swallowed, but not the caller's cancellation: swallowing it would let a
-        connect run on past its caller's ``asyncio.timeout``.
-        """
-        try:
-            async with asyncio.timeout(_DISCONNECT_TIMEOUT):
-                await client.disconnect()
-        except asyncio.CancelledError:
-            if is_caller_cancelled():
-                raise
-        except Exception as exc:  # noqa: BLE001 - the attempt failed already; cleanup is best effort
-            _LOGGER.debug("cleaning up a failed connection to %s: %r", self._address, exc)
-
-    async def _set_up(self, client: BleakClient) -> None:
-        """Services, codec and subscriptions of a fresh connection."""
-        loop = asyncio.get_running_loop()
-        self._lost = loop.create_future()
-        self._client = client
-        self.connections += 1
-        self._abandoned.clear()  # a new link: nothing sent on the old one can be answered here
-        timer = self._timer(OperationKind.SERVICES)
-        try:
-            services = client.services
-            vendor = _first(services.services.values(), self._profile.service_uuid)
-            command_char = _first_char(services, self._profile.command_uuid)
-            notify_char = _first_char(services, self._profile.notify_uuid)
-            battery_char = _first_char(services, BATTERY_LEVEL_UUID)
-            timer.detail.update(
-                services=len(services.services), characteristics=len(services.characteristics)
-            )
-        except Exception as exc:
-            error = translate(exc, address=self._address, operation="discover services")
-            timer.fail(error)
-            raise error from exc
-        timer.ok()
-        self._has_vendor = (
-            vendor is not None and command_char is not None and notify_char is not None
-        )
-        self._notifying = set()
-        self._battery_notify = battery_char is not None and "notify" in battery_char.properties
-        if self._has_vendor:
-            assert command_char is not None
-            self._write_response = "write" in command_char.properties
-            mtu = _fragment_mtu(command_char)
-            self._codec = self._profile.new_codec(Role.CENTRAL, mtu=mtu)
-            await self._start_notify(self._notify_uuid)
-        if self._battery_notify:
-            await self._start_notify(BATTERY_LEVEL_UUID)
-        # Re-subscription after a reconnect (DESIGN §6): the session's raw subscriptions too.
-        for uuid in list(self._raw_subscriptions):
-            await self._start_notify(uuid)
-        self._stream(Connected(reconnect=self.connections > 1))
-
-    async def _start_notify(self, uuid: str) -> None:
-        """One bleak subscription per characteristic, dispatching to every interested handler.
-
-        bleak keeps one callback per characteristic, so the vendor channel, the battery reading
-        and a caller's raw subscription to the same characteristic share one subscription.
-        """
-        if uuid in self._notifying:
-            return
-
-        def on_notify(_char: BleakGATTCharacteristic, data: bytearray) -> None:
-            self._on_notify(uuid, bytes(data))
-
-        await self._gatt(
-            OperationKind.SUBSCRIBE,
-            uuid,
-            lambda client: client.start_notify(_resolve(client, uuid), on_notify),
-            reconnect=False,
-        )
-        self._notifying.add(uuid)
-
-    def _on_notify(self, uuid: str, data: bytes) -> None:
-        if uuid == self._notify_uuid and self._has_vendor:
-            self._on_vendor_data(data)
-        elif uuid == BATTERY_LEVEL_UUID and self._battery_notify:
-            self._on_battery_data(data)
-        callback = self._raw_subscriptions.get(uuid)
-        if callback is not None:
-            self._timer(OperationKind.NOTIFY, detail={"char": uuid, "size": len(data)}).ok()
-            try:
-                callback(data)
-            except Exception:
-                _LOGGER.exception("notification callback for %s raised", uuid)
-
-    def _on_disconnected(self, client: BleakClient) -> None:
-        """Handle bleak's disconnected callback (also fired by a local disconnect, as on BlueZ)."""
-        if client is not self._client:
-            return
-        if self._closing:
-            return
-        _LOGGER.debug("%s: link lost", self._address)
-        error = DeviceDisconnected(f"{self._address}: the link was lost", address=self._address)
-        self._timer(OperationKind.DISCONNECT).fail(error)
-        self._mark_lost(error)
-        self._client = None
-        self._codec = None
-        self._release_slot()
-
-    def _link_went_down(self) -> None:
-        """Tell ``disconnected_callback`` and the event streams that the link went down."""
-        self._stream(Disconnected(expected=self._closing))
-        if self._disconnected_callback is not None:
-            try:
-                self._disconnected_callback(self)
-            except Exception:
-                _LOGGER.exception("disconnected_callback raised; ignored")
-
-    def _link_lost(self) -> bool:
-        return self._lost is None or self._lost.done()
-
-    def _mark_lost(self, error: DeviceDisconnected) -> None:
-        if self._lost is not None and not self._lost.done():
-            self._lost.set_result(None)
-            self._link_went_down()
-        pending, self._pending = self._pending, {}
-        for _opcode, future in pending.values():
-            if not future.done():
-                future.set_exception(error)
-                # Retrieved by the waiting command; mark it so an orphan does not log.
-                future.exception()
-
-    # --- the guarded operation ------------------------------------------------------------------
-
-    async def _ready(self, *, reconnect: bool = True) -> BleakClient:
-        client = self._client
-        if client is not None and not self._link_lost():
-            return client
-        if reconnect and self._auto_reconnect and not self._closed:
-            await (self.connect() if self.connections == 0 else self._restore())
-            if self._client is not None:
-                return self._client
-        raise DeviceDisconnected(
-            f"{self._address} is not connected",
-            address=self._address,
-            remedy="connect first (async with Speaker(...)), or call reconnect()",
-        )
-
-    async def _race(self, awaitable: Awaitable[_T], lost: asyncio.Future[None]) -> _T:
-        """Await ``awaitable`` unless the link is lost first (then DeviceDisconnected)."""
-        task = asyncio.ensure_future(awaitable)
-        try:
-            await asyncio.wait((task, lost), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not task.done():
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    if is_caller_cancelled():
-                        raise  # the caller was cancelled meanwhile: that must reach it
-                except Exception:  # noqa: BLE001, S110 - the operation was abandoned
-                    pass
-        if task.cancelled() or (not task.done()):
-            raise DeviceDisconnected(f"{self._address}: the link was lost", address=self._address)
-        return task.result()
-
-    async def _gatt(
-        self,
-        kind: OperationKind,
-        uuid: str,
-        operation: Callable[[BleakClient], Awaitable[_T]],
-        *,
-        what: str | None = None,
-        reconnect: bool = True,
-    ) -> _T:
-        client = await self._ready(reconnect=reconnect)
-        lost = self._lost
-        assert lost is not None
-        timer = self._timer(kind, detail={"char": uuid})
-        label = what or f"{kind.value} {uuid}"
-        try:
-            async with asyncio.timeout(self._command_timeout):
-                result = await self._race(operation(client), lost)
-        except asyncio.CancelledError as exc:
-            if is_caller_cancelled():
-                timer.fail(exc)
-                raise
-            error: BluetoothError = DeviceDisconnected(
-                f"{label} on {self._address}: the link was lost", address=self._address
-            )
-            timer.fail(error)
-            raise error from exc
-        except Exception as exc:
-            error = translate(exc, address=self._address, operation=label)
-            if lost.done() and not isinstance(error, DeviceDisconnected):
-                error = DeviceDisconnected(
-                    f"{label} on {self._address}: the link was lost", address=self._address
-                )
-            timer.fail(error)
-            raise error from exc
-        timer.ok()
-        return result
 
     # --- GATT reads and raw notifications -------------------------------------------------------
 
@@ -1264,96 +560,6 @@ class Speaker:
         self._streams.append(stream)
         return stream
 
-    def _stream(self, frame: Any) -> None:
-        if not self._streams:
-            return
-        event = unify(frame, self._battery)
-        if event is not None:
-            for stream in list(self._streams):
-                stream.put(event)
-
-    def _deliver(self, event: SpeakerEvent) -> None:
-        self._stream(event)
-        for queue in self._listeners:
-            queue.put(event)
-
-    def _on_battery_data(self, data: bytes) -> None:
-        timer = self._timer(OperationKind.NOTIFY, detail={"char": BATTERY_LEVEL_UUID})
-        if len(data) != 1 or data[0] > 100:
-            self.malformed += 1
-            error = MalformedResponse(
-                f"{self._address}: battery notification {data.hex()}", address=self._address
-            )
-            timer.fail(error)
-            return
-        timer.detail["battery"] = data[0]
-        timer.ok()
-        self._deliver(BatteryReading(data[0]))
-
-    def _on_vendor_data(self, data: bytes) -> None:
-        codec = self._codec
-        if codec is None:
-            return
-        # One notification is one fragment: the codec resynchronises on fragment boundaries
-        # (docs/protocol.md, "Resynchronisation"), so a broken frame fails only its command.
-        self._on_received(codec.receive_fragment(data))
-
-    def _on_received(self, received: list[Frame | BrokenFrame]) -> None:
-        for item in received:
-            if isinstance(item, Response):
-                self._on_response(item)
-            elif isinstance(item, BrokenFrame):
-                self._on_broken(item)
-            elif isinstance(item, Event | UnknownEvent):
-                code = item.code
-                self._timer(
-                    OperationKind.NOTIFY,
-                    detail={"char": self._profile.notify_uuid, "code": int(code)},
-                ).ok()
-                self._deliver(item)
-
-    def _on_response(self, response: Response) -> None:
-        seq = response.seq
-        waiter = self._pending.pop(seq, None)
-        if waiter is None or waiter[1].done():
-            # A late answer to a command that already timed out or was cancelled: its seq is not
-            # reused while it may still come (see _take_seq), so it is dropped here.
-            self._abandoned.pop(seq, None)
-            _LOGGER.debug("%s: dropped response seq=%d (no waiter)", self._address, seq)
-            return
-        opcode, future = waiter
-        if int(response.opcode) != opcode:
-            # Not the answer to the command waiting under this seq: a speaker bug, or an answer
-            # so late that its seq was reused after all. Either way not this command's result.
-            answered, asked = _opcode_name(int(response.opcode)), _opcode_name(opcode)
-            future.set_exception(
-                MalformedResponse(
-                    f"{self._address}: response seq={seq} answers {answered}, not {asked}",
-                    address=self._address,
-                )
-            )
-            return
-        future.set_result(response)
-
-    def _on_broken(self, broken: BrokenFrame) -> None:
-        """A frame the codec dropped: fail the command it answered, and only that one.
-
-        The header is not confirmed by the CRC, so a waiting command is failed only when both
-        its seq and its opcode match; any other command waits for its own answer.
-        """
-        self.malformed += 1
-        _LOGGER.debug("%s: broken vendor frame dropped (%s)", self._address, broken.reason)
-        error = MalformedResponse(
-            f"{self._address}: malformed response ({broken.reason})", address=self._address
-        )
-        self._timer(OperationKind.NOTIFY, detail={"char": self._profile.notify_uuid}).fail(error)
-        if broken.frame_type is not FrameType.RESPONSE or broken.seq is None:
-            return
-        waiter = self._pending.get(broken.seq)
-        if waiter is not None and waiter[0] == broken.code and not waiter[1].done():
-            del self._pending[broken.seq]
-            waiter[1].set_exception(error)
-
     # --- vendor commands ------------------------------------------------------------------------
 
     async def command(self, build: Callable[[int], CommandFrame]) -> Response:
@@ -1410,109 +616,6 @@ class Speaker:
             raise
         timer.ok()
         return response
-
-    def _take_seq(self, codec: FrameCodec) -> int:
-        """The next sequence number that no waiting or unanswered command holds.
-
-        A command that timed out may still be answered; were its seq handed out again (256
-        commands later), the late answer would be taken for the new command's. Such seqs are
-        skipped until their answer came or every other seq is taken too (then the oldest goes).
-
-        Raises:
-            UsageError: All 256 sequence numbers belong to commands still waiting.
-        """
-        for _ in range(_SEQ_SPACE):
-            seq = codec.next_seq()
-            if seq not in self._pending and seq not in self._abandoned:
-                return seq
-        if self._abandoned:
-            oldest = next(iter(self._abandoned))
-            del self._abandoned[oldest]
-            return oldest
-        raise UsageError(
-            f"{_SEQ_SPACE} commands to {self._address} already wait for their responses; "
-            "await some before sending more"
-        )
-
-    async def _exchange(
-        self,
-        client: BleakClient,
-        codec: FrameCodec,
-        frame: CommandFrame,
-        future: asyncio.Future[Response],
-        lost: asyncio.Future[None],
-    ) -> Response:
-        """Write the command's fragments and wait for its response, translating failures."""
-        what = _opcode_name(int(frame.opcode))
-        try:
-            async with asyncio.timeout(self._command_timeout):
-                fragments = codec.send(frame)
-                command_char = _resolve(client, self._profile.command_uuid)
-                async with self._write_lock:
-                    for fragment in fragments:
-                        await self._race(
-                            client.write_gatt_char(
-                                command_char, fragment, response=self._write_response
-                            ),
-                            lost,
-                        )
-                return await self._race(asyncio.shield(future), lost)
-        except TimeoutError as exc:
-            raise self._timeout_error(codec, frame.seq, what) from exc
-        except asyncio.CancelledError as exc:
-            if is_caller_cancelled():
-                raise
-            raise DeviceDisconnected(
-                f"{what} on {self._address}: the link was lost", address=self._address
-            ) from exc
-        except BluetoothError:
-            raise
-        except ProtocolError as exc:
-            # The codec refused to encode (it never enters ERROR on received bytes, so this is
-            # a bug or misuse); report it as what it is for this session.
-            raise MalformedResponse(
-                f"{what} on {self._address}: {exc.message}", address=self._address
-            ) from exc
-        except Exception as exc:
-            translated = translate(exc, address=self._address, operation=what)
-            if lost.done():
-                translated = DeviceDisconnected(
-                    f"{what} on {self._address}: the link was lost", address=self._address
-                )
-            raise translated from exc
-
-    def _check_status(self, response: Response, what: str) -> None:
-        if response.status is Status.UNSUPPORTED:
-            raise UnsupportedOperation(
-                f"{self._address} does not support {what}", address=self._address
-            )
-        if response.status is not Status.OK:
-            raise CommandRejected(
-                f"{self._address} rejected {what}: {response.status.name}",
-                address=self._address,
-                status=int(response.status),
-                remedy=_REJECT_REMEDIES.get(response.status),
-            )
-
-    def _timeout_error(self, codec: FrameCodec, seq: int, what: str) -> BluetoothError:
-        header = codec.partial_header
-        if codec.buffered and (
-            header is None or header[1] == seq or header[1] not in self._pending
-        ):
-            # Part of a frame arrived and the rest never will (a truncated response, or noise
-            # no waiting command claims): drop it so the next response starts on a clean
-            # buffer. A frame in progress for another waiting command is left alone.
-            received = codec.drop_partial(f"{what} timed out with the response incomplete")
-            self.malformed += 1
-            self._on_received(received[1:])
-            if header is not None and header[1] == seq:
-                return MalformedResponse(
-                    f"{what} on {self._address}: truncated response", address=self._address
-                )
-        return OperationTimeout(
-            f"{what} on {self._address}: no response within {self._command_timeout:g} s",
-            address=self._address,
-        )
 
     async def get_info(self) -> InfoResult:
         """Vendor GET_INFO: model code, firmware, hardware revision, serial number."""
@@ -1622,125 +725,3 @@ class Speaker:
         """The Device Information serial number (0x2A25), when present."""
         await self._ready()
         return await self._read_text(SERIAL_NUMBER_UUID)
-
-    # --- helpers --------------------------------------------------------------------------------
-
-    def _timer(
-        self,
-        kind: OperationKind,
-        *,
-        attempt: int = 1,
-        detail: dict[str, Any] | None = None,
-    ) -> OpTimer:
-        return OpTimer(
-            self._bus,
-            kind,
-            address=self._address,
-            name=self._name,
-            model=self._model,
-            attempt=attempt,
-            detail=detail,
-        )
-
-
-_REJECT_REMEDIES: dict[Status, str] = {
-    Status.BAD_PARAM: "check the value against 'wking control --help'",
-    Status.BUSY: "the speaker is busy; retry in a moment",
-    Status.LOW_BATTERY: "charge the speaker and retry",
-    Status.FAILED: "retry; if it persists, power-cycle the speaker",
-}
-
-
-def _positive_seconds(name: str, value: float) -> float:
-    if not 0 < value < float("inf"):
-        raise UsageError(f"{name} must be a positive number of seconds: {value!r}")
-    return float(value)
-
-
-def _uuid(value: str) -> str:
-    """``value`` as bleak writes a UUID (128-bit, lower case), so one characteristic has one key.
-
-    Raises:
-        UsageError: ``value`` is not a UUID.
-    """
-    try:
-        return normalize_uuid_str(value)
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise UsageError(f"not a Bluetooth UUID: {value!r}") from exc
-
-
-def _connect_error(exc: BaseException, address: str) -> BluetoothError:
-    """A failed attempt's typed error, with bleak's error as its cause.
-
-    The final error is raised ``from`` this one, so the foreign error stays in the chain.
-    """
-    error = translate(exc, address=address, operation="connect", connecting=True)
-    if error is not exc and error.__cause__ is None:
-        error.__cause__ = exc
-    return error
-
-
-_Attribute = TypeVar("_Attribute", "BleakGATTService", "BleakGATTCharacteristic")
-
-
-def _first(attributes: Iterable[_Attribute], uuid: str) -> _Attribute | None:
-    """The attribute with ``uuid`` that has the lowest handle, or ``None``.
-
-    bleak's ``get_service``/``get_characteristic`` raise ``BleakError`` when a device has the UUID
-    more than once (earbuds and some speakers carry two Battery services), which would make the
-    device unusable; the first one is what a UUID-addressed operation means here.
-    """
-    wanted = normalize_uuid_str(uuid)
-    matches = [a for a in attributes if a.uuid == wanted]
-    return min(matches, key=lambda a: a.handle) if matches else None
-
-
-def _first_char(services: BleakGATTServiceCollection, uuid: str) -> BleakGATTCharacteristic | None:
-    """The first characteristic with ``uuid`` (see :func:`_first`)."""
-    return _first(services.characteristics.values(), uuid)
-
-
-def _resolve(client: BleakClient, uuid: str) -> BleakGATTCharacteristic | str:
-    """The characteristic to address by handle; the UUID itself when the device has none.
-
-    (bleak then raises ``BleakCharacteristicNotFoundError``: an ``UnsupportedOperation``.)
-    """
-    char = _first_char(client.services, uuid)
-    return char if char is not None else uuid
-
-
-def _fragment_mtu(command_char: BleakGATTCharacteristic) -> int:
-    """The ATT MTU to fragment commands for: the command characteristic's write size + 3.
-
-    Not ``BleakClient.mtu_size``: bleak's BlueZ backend answers that with 23 and a warning on
-    every connection unless its private ``_acquire_mtu()`` ran. Every backend reports the
-    negotiated size through the characteristic instead (BlueZ >= 5.62 from its MTU property,
-    older BlueZ 20; CoreBluetooth; WinRT), which is also what bounds one write without response.
-    """
-    try:
-        size = int(command_char.max_write_without_response_size)
-    except Exception:  # noqa: BLE001 - a backend that cannot tell: the ATT default is always safe
-        return MIN_MTU
-    return min(max(size + ATT_HEADER_SIZE, MIN_MTU), MAX_MTU)
-
-
-def _opcode_name(opcode: int) -> str:
-    try:
-        return Opcode(opcode).name
-    except ValueError:
-        return f"0x{opcode:02x}"
-
-
-def _enum_value(kind: type[EqPreset] | type[LightMode], value: object) -> Any:
-    """An enum member from a member, its value or its name (case-insensitive)."""
-    if isinstance(value, kind):
-        return value
-    if isinstance(value, str):
-        key = value.strip().upper().replace("-", "_").replace(" ", "_")
-        if key in kind.__members__:
-            return kind[key]
-    if isinstance(value, int) and not isinstance(value, bool):
-        with contextlib.suppress(ValueError):
-            return kind(value)
-    names = ", ".join(m.name.lower() for m in kind)
-    raise UsageError(f"{value!r} is not a {kind.__name__}; choose one of: {names}")

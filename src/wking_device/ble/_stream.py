@@ -12,6 +12,7 @@ import collections
 import logging
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from wking_device.ble._values import BatteryReading
 from wking_device.events import BatteryChanged, SpeakerEvent
 from wking_device.protocol import BatteryLevel, Event, UnknownEvent
 
@@ -38,8 +39,6 @@ class BatteryMemory:
 
 def unify(frame: Any, battery: BatteryMemory) -> SpeakerEvent | None:
     """One session event for a vendor frame or a standard battery reading (``None``: a repeat)."""
-    from wking_device.ble._speaker import BatteryReading  # noqa: PLC0415 - avoids a cycle
-
     if isinstance(frame, BatteryLevel | BatteryReading):
         charging = frame.charging if isinstance(frame, BatteryLevel) else battery.charging
         known = battery.charging
