@@ -192,6 +192,26 @@ async def test_claims_skip_claimed_rows_yet_find_released_and_renumbered_ones(
     assert [r.record_id for r in await store.claim_opened(10)] == [late.record_id]
 
 
+@pytest.mark.parametrize("how", ["ack", "purge"])
+async def test_claims_stay_oldest_first_when_new_rows_reuse_numbers_below_a_floor(
+    store: RecordStore, permit: Permit, make_record: Any, how: str
+) -> None:
+    # found by the model test: one row claimed (the floor at its number), deleted, then two
+    # new rows numbered from 1 again; a claim of one must give the older, not the one past
+    # the floor
+    first = make_record(n=0)
+    await store.append([first], permit)
+    assert [r.record_id for r in await store.claim(1)] == [first.record_id]
+    if how == "ack":
+        assert await store.ack([first.record_id]) == 1
+    else:
+        assert await store.purge(first.category) == 1
+    older, newer = make_record(n=1), make_record(n=2)
+    await store.append([older, newer], permit)
+    assert [r.record_id for r in await store.claim(1)] == [older.record_id]
+    assert [r.record_id for r in await store.claim_opened(1)] == [newer.record_id]
+
+
 @pytest.mark.parametrize("plaintext", [b"not json", b'{"c":"x","p":"1"}', b"[1,2]"])
 async def test_an_authentic_row_whose_plaintext_is_no_record_is_quarantined(
     paths: Paths,

@@ -314,8 +314,9 @@ class _Writer(_Maintenance):
             # of the last row: its record id is taken by then, so INSERT OR IGNORE skips them.
             if shape > rows:
                 params += params[-6:] * (shape - rows)
-            conn.execute(_insert_sql(shape), params)
+            last = conn.execute(_insert_sql(shape), params).lastrowid
             self._account(conn.total_changes - before, rows, size, freed)
+            self._numbered_from(last, rows)
             return
         shapes = _shapes(rows)
         conn.execute("BEGIN IMMEDIATE")
@@ -329,8 +330,9 @@ class _Writer(_Maintenance):
                 freed = self._evict(self._bytes + size - int(self.max_bytes * _EVICT_TO), top)
             before = conn.total_changes
             start = 0
+            last = None
             for count in shapes:
-                conn.execute(_insert_sql(count), params[start : start + 6 * count])
+                last = conn.execute(_insert_sql(count), params[start : start + 6 * count]).lastrowid
                 start += 6 * count
             inserted = conn.total_changes - before
             conn.execute("COMMIT")
@@ -338,6 +340,22 @@ class _Writer(_Maintenance):
             self._rollback()
             raise
         self._account(inserted, rows, size, freed)
+        self._numbered_from(last, rows)
+
+    def _numbered_from(self, last: int | None, rows: int) -> None:
+        """Keep claims oldest first after an insert of up to ``rows`` rows, the last ``last``.
+
+        SQLite numbers a new row one past the highest number in the table, so once the newest
+        rows were deleted (acked, purged, swept) new rows can take numbers at or below a claim
+        floor (a claim starts past its floor): the floors are lowered under the new rows.
+        """
+        floors = self._floors
+        if not floors or last is None:
+            return
+        lowest = last - rows  # every new row is numbered above it (consecutive numbers)
+        for allowed, floor in floors.items():
+            if floor > lowest:
+                floors[allowed] = lowest
 
     def _account(self, inserted: int, offered: int, size: int, freed: int) -> None:
         if inserted != offered:
