@@ -44,23 +44,23 @@ _MEASURE: Final = (
 class _Rows:
     """The writer's state and the row work shared by appends, claims and maintenance."""
 
-    # set by RecordStore.__init__; used on the writer thread only
-    keys: KeyStore
-    readonly: bool
-    max_bytes: int
-    _conn: sqlite3.Connection
-    _directory: Path
-    _clock: Callable[[], float]
-    _retention: dict[str, float]
-    _priority: dict[str, int]
-    _sealers: dict[int, Sealer]
-    _reader: PlaintextReader
-    _claims: dict[str, tuple[int, int]]
-    _floors: dict[frozenset[str] | None, int]
-    _bytes: int
-    _ledger_file: Path | None
-    _ledger: Ledger | None
-    _watching: bool
+    if TYPE_CHECKING:  # set by RecordStore.__init__ (writer thread only); no run-time annotations
+        keys: KeyStore
+        readonly: bool
+        max_bytes: int
+        _conn: sqlite3.Connection
+        _directory: Path
+        _clock: Callable[[], float]
+        _retention: dict[str, float]
+        _priority: dict[str, int]
+        _sealers: dict[int, Sealer]
+        _reader: PlaintextReader
+        _claims: dict[str, tuple[int, int]]
+        _floors: dict[frozenset[str] | None, int]
+        _bytes: int
+        _ledger_file: Path | None
+        _ledger: Ledger | None
+        _watching: bool
 
     _SELECT: Final = (
         "SELECT seq, record_id, category, key_id, created_at, expires_at, payload FROM records"

@@ -71,12 +71,12 @@ class _Gate(Protocol):
 class _Writer(_Maintenance):
     """The writer thread's loop and the group commit (writer thread only)."""
 
-    # set by RecordStore.__init__
-    _queue: queue.SimpleQueue[Any]
-    _watched: tuple[_Gate, asyncio.AbstractEventLoop] | None
-    _max_batch: int
-    _commits: int
-    _rotate_after: float
+    if TYPE_CHECKING:  # set by RecordStore.__init__; no run-time annotations
+        _queue: queue.SimpleQueue[Any]
+        _watched: tuple[_Gate, asyncio.AbstractEventLoop] | None
+        _max_batch: int
+        _commits: int
+        _rotate_after: float
 
     def _next_item(self) -> Any:
         """The next queued item; while idle, have an attached gate re-read a changed ledger."""
