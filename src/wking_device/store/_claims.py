@@ -97,16 +97,7 @@ class _Claims(_Rows):
     ) -> None:
         """Hold claimed rows in memory; quarantine or drop the rows that did not open."""
         self._claims.update(taken)
-        if bad or shredded:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._set_aside(bad, shredded)
-                conn.execute("COMMIT")
-            except BaseException:
-                self._rollback()
-                raise
-            self._bytes = self._measure()
+        self._set_aside_now(bad, shredded)
         self._note_claims()
 
     def _note_claims(self, *, in_transaction: bool = False) -> None:

@@ -238,15 +238,7 @@ class _Maintenance(_Claims):
         if not rows:
             return 0, None
         _, bad, shredded = self._open_rows(rows)
-        if bad or shredded:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._set_aside(bad, shredded)
-                conn.execute("COMMIT")
-            except BaseException:
-                self._rollback()
-                raise
-            self._bytes = self._measure()
+        self._set_aside_now(bad, shredded)
         return len(bad), int(rows[-1][0])
 
     def _reseal_sync(self) -> int:
@@ -316,15 +308,8 @@ class _Maintenance(_Claims):
                 (*categories, now),
             ).fetchall()
         good, bad, shredded = self._open_rows(rows)
-        if (bad or shredded) and not self.readonly:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._set_aside(bad, shredded)
-                conn.execute("COMMIT")
-            except BaseException:
-                self._rollback()
-                raise
-            self._bytes = self._measure()
+        if not self.readonly:
+            self._set_aside_now(bad, shredded)
         return [record for _, record in good]
 
     def _stats_sync(self) -> StoreStats:

@@ -149,6 +149,20 @@ class _Rows:
                 bad.append((seq, "unknown data key"))
         return sealer
 
+    def _set_aside_now(self, bad: list[tuple[int, str]], shredded: list[int]) -> None:
+        """:meth:`_set_aside` in a transaction of its own, then the size measured again."""
+        if not (bad or shredded):
+            return
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._set_aside(bad, shredded)
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        self._bytes = self._measure()
+
     def _set_aside(self, bad: list[tuple[int, str]], shredded: list[int]) -> None:
         """Quarantine failing rows and drop shredded ones (inside the caller's transaction)."""
         conn = self._conn
