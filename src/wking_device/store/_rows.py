@@ -55,7 +55,7 @@ class _Rows:
         _priority: dict[str, int]
         _sealers: dict[int, Sealer]
         _reader: PlaintextReader
-        _claims: dict[str, tuple[int, int]]
+        _claims: dict[str, int]
         _floors: dict[frozenset[str] | None, int]
         _bytes: int
         _ledger_file: Path | None

@@ -147,8 +147,9 @@ class RecordStore(_Writer):
         self._permit_key = permit_key
         self._trusted: dict[int, Permit] = {}
         self._reader = PlaintextReader()
-        self._claims: dict[str, tuple[int, int]] = {}
-        """Claimed records, record id -> (seq, bytes counted for the cap); writer thread only."""
+        self._claims: dict[str, int] = {}
+        """Claimed records, record id -> ``seq << 32 | bytes counted for the cap`` (one int, not a
+        tuple: see :mod:`._claims`); writer thread only."""
         self._floors: dict[frozenset[str] | None, int] = {}
         """Per set of claimed scopes, a seq up to which every claimable row is claimed."""
         self._sealers: dict[int, Sealer] = {}
