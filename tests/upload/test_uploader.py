@@ -489,6 +489,41 @@ async def test_consent_withdrawn_between_claim_and_send_is_never_sent(
     assert stats.total == 0  # the operation logs were shredded, device info sent
 
 
+async def test_a_mixed_batch_sends_purges_and_defers_each_record_by_its_own_consent(
+    rx: Receiver, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # every batch interleaves records the send-time check keeps, purges (a withdrawn category)
+    # and defers (a sensitive category once the user is a minor): each gets its own fate
+    kinds = ["operation_logs", "location", "diagnostics", "device_info"] * 30
+    records = [record(permit, category, n=i) for i, category in enumerate(kinds)]
+    await store.append(records, permit)
+    real_claim = store.claim_opened
+
+    async def claim_then_change(n: int, **kw: Any) -> list[OpenedRecord]:
+        claimed = await real_claim(n, **kw)
+        if claimed and not gate.minor:
+            # after the claim: only the check right before the send can see it
+            gate.set_minor(True)
+            gate.withdraw(["diagnostics"], method="api")
+        return claimed
+
+    store.claim_opened = claim_then_change  # type: ignore[method-assign]
+    async with uploader(rx, store, gate, paths, batch_size=50, concurrency=1) as up:
+        result = await up.drain()
+    of = {k: {r.record_id for r in records if r.category == k} for k in set(kinds)}
+    assert set(received_ids(rx)) == of["operation_logs"] | of["device_info"]
+    assert result.counters.sent == 60
+    # the claimed ones purged at the check, the rest crypto-shredded with their category
+    assert 0 < result.counters.purged <= len(of["diagnostics"])
+    assert result.counters.deferred == len(of["location"]) == 30
+    assert (await store.stats()).total == (await store.stats()).pending == 30
+    gate.set_minor(False)
+    store.claim_opened = real_claim  # type: ignore[method-assign]
+    async with uploader(rx, store, gate, paths) as up:
+        assert (await up.drain()).counters.sent == 30
+    assert set(received_ids(rx)) == of["operation_logs"] | of["device_info"] | of["location"]
+
+
 async def test_do_not_track_and_suspension_defer_and_keep(
     rx: Receiver, paths: Paths, settings: Settings, permit: Permit, gate: ConsentGate
 ) -> None:
