@@ -19,6 +19,11 @@ levels reach the operation-log collector as ``NOTIFY`` events (kept only under i
 cycle reads a kept speaker over its open link (one that is reconnecting counts as a failed read);
 the rest are polled as before (connect, read, disconnect). Sessions are closed when nothing the
 agent could keep is granted (or Do Not Track is on), when a speaker is unbound, and at the end.
+When the kept sessions hold every connection slot a poll could use (an adapter managing fewer
+connections than ``max_connections``), no slot comes free within the cycle: its polls are skipped
+at once and counted (``reads_no_slot``, in ``reads_failed`` too) rather than each waiting
+``ble.slot_timeout``, with one log line when that starts and one when it ends. The agent keeps
+its sessions all the same (their notifications need the open link).
 
 Supervision: each part — the cycle (discovery and speaker sessions), each speaker's read, each
 collector's flush, the uploader, the retention sweep and the consent watch — fails alone. An
