@@ -15,7 +15,7 @@ from wking_device.agent import Agent
 from wking_device.ble import Speaker, limiter_for
 from wking_device.collect import open_installation_gate
 from wking_device.config import BleSettings, load_settings, resolve_paths
-from wking_device.sim import SimWorld
+from wking_device.sim import AdapterSpec, SimWorld
 from wking_device.store import open_store
 
 if TYPE_CHECKING:
@@ -182,3 +182,42 @@ async def test_a_slot_held_by_a_library_session_keeps_the_bounded_wait(
             await user.disconnect()
     assert summary.reads_no_slot == 0
     assert not _lines(caplog, _SKIPPED)
+
+
+async def test_a_controller_with_fewer_slots_than_kept_sessions_skips_the_polls() -> None:
+    # max_connections 3 keeps 2 speakers, but the controller manages 1 connection: the first
+    # kept session fills it, the second cannot connect, the third speaker's poll is skipped
+    three = ONE_SLOT.replace(max_connections=3)
+    gate, store = _open()
+    async with SimWorld.fleet(3, adv_interval_ms=20, connection_slots=1) as world, store:
+        agent = _agent(gate, store, world, three, bound={s.address for s in world.speakers})
+        summary = await asyncio.wait_for(agent.run(cycles=2), _BOUND_S)
+    assert summary.cycles == 2
+    assert summary.sessions_kept == 2
+    assert summary.reads_no_slot == 2, summary  # one polled speaker, in each cycle
+
+
+async def test_with_several_adapters_polls_are_skipped_only_when_every_one_is_held(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="wking_device")
+    two = ONE_SLOT.replace(adapters=("hci0", "hci1"))
+    gate, store = _open()
+    adapters = [AdapterSpec("hci0", connection_slots=1), AdapterSpec("hci1", connection_slots=1)]
+    async with SimWorld.fleet(3, adv_interval_ms=20, adapters=adapters) as world, store:
+        bound = {s.address for s in world.speakers}
+        # one kept session: the other adapter's slot is free for the poll
+        agent = _agent(
+            gate, store, world, two, bound={s.address for s in world.speakers[:2]}, keep_connected=1
+        )
+        summary = await asyncio.wait_for(agent.run(cycles=1), _BOUND_S)
+        assert summary.reads_no_slot == 0, summary
+        assert summary.reads_ok == 2, summary
+        assert not _lines(caplog, _SKIPPED)
+        # two kept sessions, one on each adapter: no slot is left for the third speaker
+        agent = _agent(gate, store, world, two, bound=bound, keep_connected=2)
+        summary = await asyncio.wait_for(agent.run(cycles=2), _BOUND_S)
+    assert summary.sessions_kept == 2
+    assert summary.reads_no_slot == 2, summary
+    (line,) = (r.getMessage() for r in _lines(caplog, _SKIPPED))
+    assert "hci0 (1), hci1 (1)" in line
