@@ -737,7 +737,7 @@ class Agent:
             if state is not None:
                 _LOGGER.warning(
                     "polled reads skipped: every connection slot of %s is held by a speaker "
-                    "this agent keeps connected; %d bound speakers are not read until a slot is "
+                    "this agent keeps connected; %d polled speakers are not read until a slot is "
                     "free (set ble.max_connections to the adapter's slots so one stays free)",
                     state,
                     polled,
