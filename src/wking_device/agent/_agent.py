@@ -19,6 +19,11 @@ levels reach the operation-log collector as ``NOTIFY`` events (kept only under i
 cycle reads a kept speaker over its open link (one that is reconnecting counts as a failed read);
 the rest are polled as before (connect, read, disconnect). Sessions are closed when nothing the
 agent could keep is granted (or Do Not Track is on), when a speaker is unbound, and at the end.
+When the kept sessions hold every connection slot a poll could use (an adapter managing fewer
+connections than ``max_connections``), no slot comes free within the cycle: its polls are skipped
+at once and counted (``reads_no_slot``, in ``reads_failed`` too) rather than each waiting
+``ble.slot_timeout``, with one log line when that starts and one when it ends. The agent keeps
+its sessions all the same (their notifications need the open link).
 
 Supervision: each part — the cycle (discovery and speaker sessions), each speaker's read, each
 collector's flush, the uploader, the retention sweep and the consent watch — fails alone. An
@@ -53,7 +58,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from wking_device._redact import redact
 from wking_device.agent._status import StatusWriter
-from wking_device.ble import SessionKeeper, discover, read_all
+from wking_device.ble import SessionKeeper, discover, limiter_for, read_all
 from wking_device.collect import (
     DeviceInfoCollector,
     DiagnosticsCollector,
@@ -153,7 +158,10 @@ class AgentSummary:
         speakers_seen: Distinct W-KING speakers seen advertising.
         speakers_read: Distinct speakers read successfully at least once.
         reads_ok: Successful information reads.
-        reads_failed: Failed reads (after the BLE layer's retries).
+        reads_failed: Failed reads (after the BLE layer's retries), including those not
+            attempted for want of a slot (``reads_no_slot``).
+        reads_no_slot: Polled reads not attempted because this agent's kept sessions held every
+            connection slot of the adapter (counted in ``reads_failed`` too).
         sessions_kept: Speakers kept connected after the last cycle (the others are polled).
         reconnects: Kept speakers connected again after their link went down.
         records: Records the store accepted, per collector category set.
@@ -170,6 +178,7 @@ class AgentSummary:
     speakers_read: int = 0
     reads_ok: int = 0
     reads_failed: int = 0
+    reads_no_slot: int = 0
     sessions_kept: int = 0
     reconnects: int = 0
     records: dict[str, int] = field(default_factory=dict)
@@ -187,6 +196,7 @@ class AgentSummary:
             "speakers_read": self.speakers_read,
             "reads_ok": self.reads_ok,
             "reads_failed": self.reads_failed,
+            "reads_no_slot": self.reads_no_slot,
             "sessions_kept": self.sessions_kept,
             "reconnects": self.reconnects,
             "records": dict(sorted(self.records.items())),
@@ -303,6 +313,8 @@ class Agent:
         self._status = StatusWriter(status_file) if status_file is not None else None
         self._started_at = time.time()
         self._shown_active: list[str] = []
+        self._no_slot: str | None = None
+        """The adapters whose every slot this agent's kept sessions held at the last look."""
         if adapter_mac is None:
             adapter_mac = host_adapter_mac(adapter=settings.ble.adapter) or ""
 
@@ -675,6 +687,12 @@ class Agent:
         targets = [s for s in targets if s.address.upper() not in kept]
         if not targets:
             return
+        if await self._slots_kept_for_good(len(targets)):
+            # no slot can come free while these sessions are kept: waiting slot_timeout per
+            # speaker would only delay the next cycle, which looks again
+            self.summary.reads_failed += len(targets)
+            self.summary.reads_no_slot += len(targets)
+            return
         result = await read_all(
             targets,
             backend=self._backend,
@@ -689,6 +707,48 @@ class Agent:
         self._read.update(address.upper() for address in result.infos)
         for info in result.infos.values():
             self.device_info.on_info(info)
+
+    async def _slots_kept_for_good(self, polled: int) -> bool:
+        """Whether this agent's kept sessions hold every slot a polled read could use.
+
+        "For good": each adapter a poll could go through (``ble.adapters``, else ``ble.adapter``)
+        has as many slots held by kept sessions whose link is up as its effective limit (the
+        controller's own limit where the stack reports one). The agent lets such a session go
+        only between cycles (an unbind, a withdrawal, the end), so no slot comes free for this
+        cycle's polls but by a link going down. Slots held by anyone else — another program, a
+        library user's session, a kept session still connecting — may come free: those polls
+        keep the bounded wait (``ble.slot_timeout``). The state is logged when it changes: one
+        WARNING when polls start being skipped, one INFO when a slot is free again.
+        """
+        ble = self._settings.ble
+        connected = self.sessions.connected()
+        names: list[str | None] = list(ble.adapters) if ble.adapters else [ble.adapter]
+        full: list[str] = []
+        if connected:
+            for name in names:
+                limiter = limiter_for(self._backend, ble.max_connections, adapter=name)
+                await limiter.read()
+                held = limiter.held_by(connected)
+                if held < limiter.effective_limit:
+                    break
+                full.append(f"{name or 'the default adapter'} ({limiter.effective_limit})")
+        state = ", ".join(full) if len(full) == len(names) else None
+        if state != self._no_slot:
+            if state is not None:
+                _LOGGER.warning(
+                    "polled reads skipped: every connection slot of %s is held by a speaker "
+                    "this agent keeps connected; %d polled speakers are not read until a slot is "
+                    "free (set ble.max_connections to the adapter's slots so one stays free)",
+                    state,
+                    polled,
+                )
+            else:
+                _LOGGER.info(
+                    "polled reads resume: this agent's kept sessions no longer hold every "
+                    "connection slot"
+                )
+            self._no_slot = state
+        return state is not None
 
     async def _read_kept(self, kept: set[str]) -> None:
         """Read the kept speakers over their open links (new ones get one connection attempt)."""
@@ -813,6 +873,7 @@ class Agent:
             "speakers_read": summary.speakers_read,
             "reads_ok": summary.reads_ok,
             "reads_failed": summary.reads_failed,
+            "reads_no_slot": summary.reads_no_slot,
             "sessions_kept": summary.sessions_kept,
             "reconnects": summary.reconnects,
             "records": sum(summary.records.values()),

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from wking_device.ble._adapters import AdapterSlots, adapter_slots
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
     from wking_device.ble._backend import BleBackend
 
@@ -95,6 +95,14 @@ class ConnectionLimiter:
         if self._stack_limit is None:
             return self.limit
         return min(self.limit, self._stack_limit)
+
+    def held_by(self, addresses: Iterable[str]) -> int:
+        """Slots held now by sessions for these devices (addresses, any case; each counted once).
+
+        A caller that knows some holders will not give their slot back soon (the agent's kept
+        sessions) compares this with :attr:`effective_limit` to tell a wait that cannot end.
+        """
+        return sum(self._holders.get(key, 0) for key in {_key(a) for a in addresses if a})
 
     async def read(self) -> AdapterSlots | None:
         """Read the adapter's connections now and update :attr:`foreign` (``None``: unknown)."""

@@ -122,6 +122,7 @@ def run(
             "speakers_seen",
             "reads_ok",
             "reads_failed",
+            "reads_no_slot",
             "sessions_kept",
             "reconnects",
             "skipped",
@@ -416,6 +417,7 @@ def status(app: AppContext, /) -> None:
             "speakers_read",
             "reads_ok",
             "reads_failed",
+            "reads_no_slot",
             "sessions_kept",
             "reconnects",
         ):
