@@ -37,6 +37,8 @@ from wking_device.protocol import (
     Button,
     ButtonAction,
     ButtonPressed,
+    Event,
+    Frame,
     FrameCodec,
     PowerState,
     Response,
@@ -51,7 +53,6 @@ from wking_device.sim._vendor import SpeakerState, VendorHandler
 if TYPE_CHECKING:
     from bumble.device import Connection
 
-    from wking_device.protocol import Event, Frame
     from wking_device.sim._world import SimWorld
 
 __all__ = ["MAX_ADV_DATA", "SimSpeaker"]
