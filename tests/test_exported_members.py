@@ -90,26 +90,24 @@ def _public_objects() -> dict[int, object]:
     return found
 
 
+_PLAIN_HINTS_PENDING = {
+    # (where, why) pairs whose hints still need names imported for the type checker only: each
+    # is an exported class's method, not a class or module-level function, and resolving it
+    # plainly would import something heavy at run time or edit a module reserved to another task
+    "Agent.__init__": "RecordStore, Uploader: would load sqlite3 and aiohttp with the agent",
+    "SpeakerKeys.from_key_store": "KeyStore: not exported at the top for a lazy name",
+    "UploadTarget.resolve": "UploadSettings: not exported at the top for a lazy name",
+    "Uploader.__init__": "upload/_uploader.py: being changed by the coordinator",
+    "FaultPlan.model_post_init": "pydantic's own method (BaseModel)",
+}
+"""Methods whose annotations ``typing.get_type_hints`` cannot resolve yet without help."""
+
+
 def _namespace() -> dict[str, object]:
-    """Every name any loaded module of the package (public or not) or a foreign import defines."""
-    import collections.abc  # noqa: PLC0415
-    import typing  # noqa: PLC0415
-
+    """Every name the loaded modules define: the help the pending methods still need."""
     namespace: dict[str, object] = {}
-    for module in (typing, collections.abc):
-        namespace.update(vars(module))
     for name, module in list(sys.modules.items()):
-        if name.split(".")[0] in {"bleak", "ssl", "pathlib", "asyncio", "types", "sqlite3"}:
-            namespace.update({k: v for k, v in vars(module).items() if isinstance(v, type)})
-        if name.startswith(("bleak.backends", "bumble.")) and module is not None:
-            namespace.update({k: v for k, v in vars(module).items() if not k.startswith("_")})
-    import random  # noqa: PLC0415
-
-    namespace["random"] = random
-    if "bumble.hci" in sys.modules:
-        namespace["hci"] = sys.modules["bumble.hci"]
-    for name, module in list(sys.modules.items()):
-        if name == "wking_device" or name.startswith("wking_device."):
+        if name.startswith(("wking_device", "pydantic")) and module is not None:
             namespace.update(
                 {k: v for k, v in vars(module).items() if not isinstance(v, types.ModuleType)}
             )
@@ -162,14 +160,17 @@ def test_every_type_in_a_public_signature_is_exported() -> None:
     import typing  # noqa: PLC0415
 
     public = _public_objects()
-    namespace = _namespace()
     problems: list[str] = []
     for obj in list(public.values()):
         for where, target in _signatures(obj):
-            module = sys.modules.get(getattr(target, "__module__", ""), None)
-            globalns = {**namespace, **(vars(module) if module else {})}
             try:
-                hints = typing.get_type_hints(target, globalns=globalns)
+                if where in _PLAIN_HINTS_PENDING:
+                    module = sys.modules.get(getattr(target, "__module__", ""), None)
+                    globalns = {**_namespace(), **(vars(module) if module else {})}
+                    hints = typing.get_type_hints(target, globalns=globalns)
+                else:
+                    # plainly, as pydantic, FastAPI, cattrs and dataclass tooling call it
+                    hints = typing.get_type_hints(target)
             except Exception as exc:  # noqa: BLE001 - reported below
                 problems.append(f"{where}: hints do not resolve ({exc})")
                 continue
@@ -200,3 +201,54 @@ def test_the_split_session_and_store_classes_resolve_their_hints_plainly() -> No
 
     for cls in (Speaker, RecordStore):
         assert not {k for k in typing.get_type_hints(cls) if not k.isupper()}, cls
+
+
+def test_every_public_class_and_function_resolves_its_hints_plainly() -> None:
+    # no extra globals: a name imported only for the type checker is a NameError here
+    import inspect  # noqa: PLC0415
+    import typing  # noqa: PLC0415
+
+    failures: list[str] = []
+    for obj in _public_objects().values():
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            try:
+                typing.get_type_hints(obj)
+            except Exception as exc:  # noqa: BLE001 - reported below
+                failures.append(f"{obj.__module__}.{obj.__qualname__}: {exc!r}")
+    assert not failures, "\n".join(sorted(failures))
+
+
+def test_the_pending_methods_still_need_help() -> None:
+    # a method fixed since must leave _PLAIN_HINTS_PENDING, so the plain check covers it again
+    import typing  # noqa: PLC0415
+
+    found = {
+        where: target
+        for obj in _public_objects().values()
+        for where, target in _signatures(obj)
+        if where in _PLAIN_HINTS_PENDING
+    }
+    assert set(found) == set(_PLAIN_HINTS_PENDING)
+    resolved = []
+    for where, target in found.items():
+        try:
+            typing.get_type_hints(target)
+        except NameError:
+            continue
+        resolved.append(where)
+    assert not resolved, resolved
+
+
+def test_hints_resolve_in_a_fresh_interpreter() -> None:
+    # the lazy names load on demand: nothing else needs to have imported them first
+    code = (
+        "import inspect, typing, wking_device, wking_device.ble, wking_device.sim; "
+        "[typing.get_type_hints(v) for m in (wking_device, wking_device.ble) for n in m.__all__ "
+        "if inspect.isclass(v := getattr(m, n)) or inspect.isfunction(v)]; "
+        "typing.get_type_hints(wking_device.sim.SimScanner); "
+        "typing.get_type_hints(wking_device.open_store); print('ok')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -8,12 +8,9 @@ closed, or left as a context manager. It does not deliver anything itself.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-    from types import TracebackType
-    from typing import Self
+from collections.abc import Callable
+from types import TracebackType
+from typing import Self
 
 __all__ = ["Subscription"]
 

@@ -26,20 +26,19 @@ import hashlib
 import hmac
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+import wking_device  # annotations name wking_device.X: get_type_hints loads X lazily
 from wking_device.errors import StorageError, StoreIntegrityError, UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from pathlib import Path
-
-    from wking_device.config import Paths
     from wking_device.crypto import KeyStore
 
 __all__ = [
@@ -64,7 +63,7 @@ _SPEAKER_KEY_LABEL = b"wking-device speaker key v1"
 _SEPARATORS = str.maketrans("", "", ":-.")
 
 
-def bindings_path(paths: Paths) -> Path:
+def bindings_path(paths: wking_device.Paths) -> Path:
     """The bindings file of an installation."""
     return paths.config_dir / BINDINGS_FILE
 
@@ -138,7 +137,7 @@ class BoundSpeaker:
     bound_at: float = 0.0
 
 
-def open_bindings(paths: Paths) -> list[BoundSpeaker]:
+def open_bindings(paths: wking_device.Paths) -> list[BoundSpeaker]:
     """Read an installation's bound speakers, oldest first, writing nothing.
 
     Creates no directory, key or file: with nothing bound it returns ``[]`` without opening the

@@ -31,19 +31,15 @@ import os
 import re
 import stat
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Final, NoReturn, TypeVar, cast
+from typing import Any, ClassVar, Final, NoReturn, Self, TypeVar, cast
 
 import attrs
 import platformdirs
 
 from wking_device.errors import ConfigError, StorageError
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-    from typing import Self
 
 __all__ = [
     "APP_NAME",

@@ -157,13 +157,16 @@ async def test_slow_response_times_out(recorder: Recorder, fast_settings: BleSet
             settings=settings,
         ) as speaker,
     ):
-        world.speakers[0].faults.response_delay_s = 1.3
+        sim = world.speakers[0]
+        sim.faults.response_delay_s = 1.3
+        answered = sim.responses_sent
         with pytest.raises(OperationTimeout) as caught:
             await speaker.get_state()
         assert caught.value.address == world.speakers[0].address
-        # the late answer is dropped by sequence number, the next command gets its own
-        world.speakers[0].faults.response_delay_s = 0.0
-        await asyncio.sleep(0.4)
+        # the late answer is dropped by sequence number, the next command gets its own: the ping
+        # goes out once the late answer was sent, so it meets it
+        sim.faults.response_delay_s = 0.0
+        await sim.wait_for(lambda s: s.responses_sent > answered, timeout_s=10.0)
         assert await speaker.ping(b"after") < 1
     timed_out = [e for e in recorder.of(OperationKind.COMMAND) if e.outcome is Outcome.TIMEOUT]
     assert len(timed_out) == 1
@@ -399,3 +402,25 @@ async def test_an_adapter_out_of_slots_is_a_typed_too_many_connections_error(
             assert second.is_connected
     connects = recorder.of(OperationKind.CONNECT)
     assert [e.outcome for e in connects[:2]] == [Outcome.RETRY, Outcome.ERROR]
+
+
+async def test_the_simulator_counts_what_it_was_asked_and_what_it_answered(
+    fast_settings: BleSettings,
+) -> None:
+    settings = fast_settings.replace(command_timeout=0.5)
+    async with (
+        _world() as world,
+        Speaker(world.speakers[0].address, backend=world.backend, settings=settings) as sp,
+    ):
+        sim = world.speakers[0]
+        asked, answered = sim.commands_received, sim.responses_sent
+        await sp.ping(b"one")
+        await sim.wait_for(lambda s: s.responses_sent == answered + 1, timeout_s=5.0)
+        assert sim.commands_received == asked + 1
+        sim.faults.drop_responses = 1.0
+        with pytest.raises(OperationTimeout):
+            await sp.ping(b"two")
+        # asked, not answered: a dropped response is not counted as sent
+        assert (sim.commands_received, sim.responses_sent) == (asked + 2, answered + 1)
+        with pytest.raises(TimeoutError):
+            await sim.wait_for(lambda s: s.responses_sent > answered + 1, timeout_s=0.2)

@@ -53,13 +53,24 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from wking_device._redact import redact
 from wking_device.agent._status import StatusWriter
-from wking_device.ble import SessionKeeper, discover, limiter_for, read_all
+from wking_device.ble import (
+    BleBackend,
+    EventBus,
+    SessionKeeper,
+    Speaker,
+    discover,
+    limiter_for,
+    read_all,
+)
 from wking_device.collect import (
+    Collector,
     DeviceInfoCollector,
     DiagnosticsCollector,
     LocationCollector,
@@ -67,6 +78,8 @@ from wking_device.collect import (
     SoftwareInfoCollector,
     host_adapter_mac,
 )
+from wking_device.config import Paths, Settings
+from wking_device.consent import ConsentGate
 from wking_device.errors import (
     AdapterUnavailable,
     BluetoothError,
@@ -76,13 +89,6 @@ from wking_device.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
-    from pathlib import Path
-
-    from wking_device.ble import BleBackend, EventBus, Speaker
-    from wking_device.collect import Collector
-    from wking_device.config import Paths, Settings
-    from wking_device.consent import ConsentGate
     from wking_device.store import RecordStore
     from wking_device.upload import Uploader
 

@@ -19,16 +19,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import orjson
 
+from wking_device.config import Paths
 from wking_device.errors import StorageError
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from wking_device.config import Paths
 
 __all__ = ["STATUS_FILE", "StatusWriter", "agent_status", "read_status"]
 

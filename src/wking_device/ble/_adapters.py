@@ -35,21 +35,18 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from bleak.backends.adapter import get_platform_adapter_backend_type
+from bleak.backends.adapter import BaseBleakAdapter, get_platform_adapter_backend_type
 
-from wking_device.protocol import WKING_V1
+# Imported at run time (this package loads it anyway) so that
+# typing.get_type_hints resolves the public annotations that name them.
+from bleak.backends.device import BLEDevice  # noqa: TC002
 
-if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
-
-    from bleak.backends.adapter import BaseBleakAdapter
-    from bleak.backends.device import BLEDevice
-
-    from wking_device.ble._backend import BleBackend
-    from wking_device.protocol import DeviceProfile
+from wking_device.ble._backend import BleBackend
+from wking_device.protocol import WKING_V1, DeviceProfile
 
 __all__ = [
     "AdapterCandidate",

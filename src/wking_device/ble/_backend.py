@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from bleak.backends.adapter import BaseBleakAdapter
-    from bleak.backends.client import BaseBleakClient
-    from bleak.backends.scanner import BaseBleakScanner
+# Imported at run time (this package loads it anyway) so that
+# typing.get_type_hints resolves the public annotations that name them.
+from bleak.backends.adapter import BaseBleakAdapter  # noqa: TC002
+from bleak.backends.client import BaseBleakClient  # noqa: TC002
+from bleak.backends.scanner import BaseBleakScanner  # noqa: TC002
 
 __all__ = ["BleBackend"]
 

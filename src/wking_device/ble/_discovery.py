@@ -19,16 +19,24 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from types import TracebackType
+from typing import Any, Literal
 
 from bleak import BleakScanner
 from bleak.args.bluez import BlueZScannerArgs, OrPattern
 from bleak.assigned_numbers import AdvertisementDataType
+
+# Imported at run time (this package loads it anyway) so that
+# typing.get_type_hints resolves the public annotations that name them.
+from bleak.backends.device import BLEDevice  # noqa: TC002
+from bleak.backends.scanner import AdvertisementData  # noqa: TC002
 from bleak.exc import BleakError
 
 from wking_device.ble._adapters import is_plain_adapter_name
-from wking_device.ble._events import OpTimer, get_event_bus
+from wking_device.ble._backend import BleBackend
+from wking_device.ble._events import EventBus, OpTimer, get_event_bus
 from wking_device.ble._translate import translate
 from wking_device.errors import (
     AdapterUnavailable,
@@ -42,20 +50,10 @@ from wking_device.models import OperationKind
 from wking_device.protocol import (
     MANUFACTURER_MAGIC,
     WKING_V1,
+    DeviceProfile,
     WkingV1Profile,
     parse_manufacturer_data,
 )
-
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Collection, Sequence
-    from types import TracebackType
-
-    from bleak.backends.device import BLEDevice
-    from bleak.backends.scanner import AdvertisementData
-
-    from wking_device.ble._backend import BleBackend
-    from wking_device.ble._events import EventBus
-    from wking_device.protocol import DeviceProfile
 
 __all__ = [
     "DEFAULT_SCAN_TIMEOUT",

@@ -11,25 +11,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from wking_device.ble._backend import BleBackend
 from wking_device.ble._discovery import SpeakerScanner
+from wking_device.ble._events import EventBus
 from wking_device.ble._limiter import ConnectionLimiter, limiter_for
 from wking_device.ble._speaker import Speaker
+from wking_device.ble._translate import RetryPolicy
 from wking_device.ble._values import SpeakerTarget
 from wking_device.config import BleSettings
 from wking_device.errors import BluetoothError, DeviceNotFound
-from wking_device.protocol import WKING_V1
-
-if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable, Sequence
-
-    from wking_device.ble._backend import BleBackend
-    from wking_device.ble._events import EventBus
-    from wking_device.ble._translate import RetryPolicy
-    from wking_device.models import DeviceInfo
-    from wking_device.protocol import DeviceProfile
+from wking_device.models import DeviceInfo
+from wking_device.protocol import WKING_V1, DeviceProfile
 
 __all__ = ["FleetResult", "read_all"]
 

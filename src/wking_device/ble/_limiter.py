@@ -22,14 +22,10 @@ import contextlib
 import functools
 import weakref
 from collections import Counter
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from wking_device.ble._adapters import AdapterSlots, adapter_slots
-
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-
-    from wking_device.ble._backend import BleBackend
+from wking_device.ble._backend import BleBackend
 
 __all__ = ["ConnectionLimiter", "limiter_for"]
 

@@ -30,21 +30,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Collection, Iterable, Sequence
 
+from wking_device.ble._backend import BleBackend
+from wking_device.ble._discovery import DiscoveredSpeaker
+from wking_device.ble._events import EventBus
 from wking_device.ble._speaker import Speaker
 from wking_device.ble._translate import RetryPolicy
 from wking_device.config import BleSettings
 from wking_device.errors import BluetoothError, UsageError
-from wking_device.protocol import WKING_V1
-
-if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable, Sequence
-
-    from wking_device.ble._backend import BleBackend
-    from wking_device.ble._discovery import DiscoveredSpeaker
-    from wking_device.ble._events import EventBus
-    from wking_device.protocol import DeviceProfile
+from wking_device.protocol import WKING_V1, DeviceProfile
 
 __all__ = ["DEFAULT_BACKOFF", "SessionKeeper"]
 

@@ -22,16 +22,19 @@ import asyncio
 import math
 import time
 import warnings
+from collections.abc import Callable, Sequence
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 from bleak.backends.device import BLEDevice
 
 from wking_device._subscription import Subscription
 from wking_device.ble._adapters import device_adapter, is_plain_adapter_name
+from wking_device.ble._backend import BleBackend
 from wking_device.ble._commands import SpeakerCommands
 from wking_device.ble._delivery import DEFAULT_MAX_QUEUED, EventQueue
 from wking_device.ble._discovery import DiscoveredSpeaker
-from wking_device.ble._events import get_event_bus
+from wking_device.ble._events import EventBus, get_event_bus
 from wking_device.ble._limiter import ConnectionLimiter
 from wking_device.ble._notifications import _Subscription
 from wking_device.ble._stream import BatteryMemory, EventStream
@@ -66,7 +69,9 @@ from wking_device.protocol import (
     MODEL_NUMBER_UUID,
     SERIAL_NUMBER_UUID,
     WKING_V1,
+    DeviceProfile,
     EqPreset,
+    FrameCodec,
     GetInfo,
     GetState,
     InfoResult,
@@ -83,14 +88,7 @@ from wking_device.protocol import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-    from types import TracebackType
-
     from bleak import BleakClient
-
-    from wking_device.ble._backend import BleBackend
-    from wking_device.ble._events import EventBus
-    from wking_device.protocol import DeviceProfile, FrameCodec
 
 __all__ = ["DEFAULT_RECONNECT_TIMEOUT", "Speaker"]
 

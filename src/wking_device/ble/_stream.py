@@ -10,15 +10,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, Self, TypeVar
 
 from wking_device.ble._values import BatteryReading
 from wking_device.events import BatteryChanged, SpeakerEvent
 from wking_device.protocol import BatteryLevel, Event, UnknownEvent
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-    from typing import Self
 
 __all__ = ["BatteryMemory", "EventStream", "unify"]
 

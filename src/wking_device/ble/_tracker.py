@@ -27,25 +27,22 @@ import collections
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from types import TracebackType
+from typing import Literal, TypeAlias
 
+# Imported at run time (this package loads it anyway) so that
+# typing.get_type_hints resolves the public annotations that name them.
+from bleak.backends.device import BLEDevice  # noqa: TC002
+
+from wking_device.ble._backend import BleBackend
 from wking_device.ble._delivery import DEFAULT_MAX_QUEUED, EventQueue
-from wking_device.ble._discovery import SIGHTING_STALE_S, SpeakerScanner
+from wking_device.ble._discovery import SIGHTING_STALE_S, DiscoveredSpeaker, SpeakerScanner
+from wking_device.ble._events import EventBus
 from wking_device.ble._stream import EventStream
 from wking_device.errors import UsageError
-from wking_device.protocol import WKING_V1
-
-if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-    from types import TracebackType
-
-    from bleak.backends.device import BLEDevice
-
-    from wking_device.ble._backend import BleBackend
-    from wking_device.ble._discovery import DiscoveredSpeaker
-    from wking_device.ble._events import EventBus
-    from wking_device.protocol import DeviceProfile
+from wking_device.protocol import WKING_V1, DeviceProfile
 
 __all__ = [
     "INTERVAL_SAMPLES",

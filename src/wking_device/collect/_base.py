@@ -20,17 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, Self
 
+from wking_device.collect._sink import RecordSink
+from wking_device.consent import ConsentGate, Permit, Revocation
 from wking_device.errors import ConsentRequired, PermitRevoked
 from wking_device.models import Record
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-    from typing import Self
-
-    from wking_device.collect._sink import RecordSink
-    from wking_device.consent import ConsentGate, Permit, Revocation
 
 __all__ = ["Collector", "CollectorStats"]
 

@@ -13,21 +13,17 @@ import platform
 import re
 import sys
 import traceback
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
+import wking_device  # annotations name wking_device.X: get_type_hints loads X lazily
 from wking_device._subscription import Subscription
 from wking_device.bindings import SpeakerKeys
 from wking_device.collect._base import Collector
-from wking_device.collect._sink import MAC_FIELDS, MAC_PATTERN
-from wking_device.models import Outcome, Record
-
-if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
-
-    from wking_device.collect._sink import RecordSink
-    from wking_device.consent import ConsentGate, Permit
-    from wking_device.models import DeviceInfo, OperationEvent
+from wking_device.collect._sink import MAC_FIELDS, MAC_PATTERN, RecordSink
+from wking_device.consent import ConsentGate, Permit
+from wking_device.models import OperationEvent, Outcome, Record
 
 __all__ = [
     "DeviceInfoCollector",
@@ -291,7 +287,7 @@ class DeviceInfoCollector(Collector):
         self._host = dict(host_info() if host is None else host)
         self._speaker_keys = _speaker_keys_of(sink, speaker_keys)
 
-    def on_info(self, info: DeviceInfo) -> None:
+    def on_info(self, info: wking_device.DeviceInfo) -> None:
         """Record what a speaker told about itself, if ``device_info`` is granted.
 
         Args:

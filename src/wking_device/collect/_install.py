@@ -10,17 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING
 
-from wking_device.config import warn_loose_permissions
+from wking_device.config import Paths, Settings, warn_loose_permissions
 from wking_device.consent import ConsentGate, Ledger, ledger_path
-from wking_device.crypto import LEDGER_SECRET, open_key_store
+from wking_device.crypto import LEDGER_SECRET, KeyStore, open_key_store
 from wking_device.errors import KeyMissing
-
-if TYPE_CHECKING:
-    from wking_device.config import Paths, Settings
-    from wking_device.crypto import KeyStore
-    from wking_device.policy import PolicySet
+from wking_device.policy import PolicySet
 
 __all__ = ["LEDGER_SECRET", "open_installation_gate"]
 

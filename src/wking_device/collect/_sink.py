@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 from wking_device._redact import MAC_RE
-from wking_device.models import MAC_FIELDS
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from wking_device.consent import Permit
-    from wking_device.models import Record
+from wking_device.consent import Permit
+from wking_device.models import MAC_FIELDS, Record
 
 __all__ = ["MAC_FIELDS", "MAC_PATTERN", "MemorySink", "RecordSink", "check_records"]
 

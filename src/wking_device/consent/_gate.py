@@ -19,9 +19,13 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from types import TracebackType
+from typing import Any
 
+import wking_device  # annotations name wking_device.X: get_type_hints loads X lazily
 from wking_device._subscription import Subscription
 from wking_device.consent._ledger import Ledger, LedgerEntry
 from wking_device.consent._permit import _ISSUER, Permit, Revocation, _Token, permit_key
@@ -37,19 +41,12 @@ from wking_device.models import new_record_id
 from wking_device.policy import (
     CATALOG,
     CATEGORY_IDS,
+    PolicyDocument,
     PolicySet,
     dependents_of,
     shipped_policies,
     validate_categories,
 )
-
-if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
-    from pathlib import Path
-    from types import TracebackType
-
-    from wking_device.config import Paths, Settings
-    from wking_device.policy import PolicyDocument
 
 __all__ = [
     "GRANT_METHODS",
@@ -251,7 +248,7 @@ class ConsentGate:
 
     @classmethod
     def from_settings(
-        cls, ledger: Ledger, settings: Settings, *, policies: PolicySet | None = None
+        cls, ledger: Ledger, settings: wking_device.Settings, *, policies: PolicySet | None = None
     ) -> ConsentGate:
         """Build a gate with the flags and region of an installation's settings.
 
@@ -774,13 +771,17 @@ class ConsentGate:
         }
 
 
-def ledger_path(paths: Paths) -> Path:
+def ledger_path(paths: wking_device.Paths) -> Path:
     """Return where an installation keeps its consent ledger."""
     return paths.data_dir / "consent" / "ledger.jsonl"
 
 
 def open_gate(
-    paths: Paths, settings: Settings, *, key: bytes, policies: PolicySet | None = None
+    paths: wking_device.Paths,
+    settings: wking_device.Settings,
+    *,
+    key: bytes,
+    policies: PolicySet | None = None,
 ) -> ConsentGate:
     """Open the consent gate of an installation.
 

@@ -41,18 +41,16 @@ import hmac
 import logging
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import orjson
 
 from wking_device.errors import LedgerTampered, StorageError, UsageError, WkingError
 from wking_device.models import new_record_id
-
-if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
-    from pathlib import Path
 
 __all__ = ["GENESIS", "Ledger", "LedgerAnchor", "LedgerEntry"]
 

@@ -15,14 +15,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
 from wking_device.errors import ConsentRequired, PermitRevoked
-
-if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
 
 __all__ = ["REVOCATION_REASONS", "Permit", "Revocation", "issued_by", "permit_key"]
 

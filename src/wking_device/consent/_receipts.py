@@ -17,13 +17,11 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from wking_device.consent._gate import ConsentGate
+from wking_device.consent._ledger import LedgerEntry
 from wking_device.policy import CATALOG
-
-if TYPE_CHECKING:
-    from wking_device.consent._gate import ConsentGate
-    from wking_device.consent._ledger import LedgerEntry
 
 __all__ = ["RECEIPT_SCHEMA", "build_receipts"]
 

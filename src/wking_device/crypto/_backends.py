@@ -22,8 +22,9 @@ import hashlib
 import logging
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -31,9 +32,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from wking_device.errors import KeyMissing, KeyStoreError, WrongKey
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
 
 __all__ = [
     "CREDENTIAL_NAME",

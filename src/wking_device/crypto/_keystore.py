@@ -28,14 +28,16 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+import wking_device  # annotations name wking_device.X: get_type_hints loads X lazily
 from wking_device.crypto._backends import (
     KEK_SIZE,
     KekBackend,
@@ -46,11 +48,6 @@ from wking_device.crypto._backends import (
     kek_id,
 )
 from wking_device.errors import KeyMissing, KeyStoreError, UsageError, WrongKey
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
-
-    from wking_device.config import Paths
 
 __all__ = ["LEDGER_SECRET", "DataKey", "KeyStore", "key_dir", "open_key_store"]
 
@@ -67,7 +64,7 @@ LEDGER_SECRET: Final = "ledger-hmac"  # noqa: S105 - the name of a key-store sec
 """The key store's name for the consent ledger's HMAC key (the permit key derives from it)."""
 
 
-def key_dir(paths: Paths) -> Path:
+def key_dir(paths: wking_device.Paths) -> Path:
     """Return the directory holding the key store file (and, at the lowest level, the KEK)."""
     return paths.data_dir / "keys"
 
@@ -563,7 +560,7 @@ def _backend_for(
 
 
 def open_key_store(
-    paths: Paths,
+    paths: wking_device.Paths,
     *,
     create: bool = True,
     backend: KekBackend | None = None,

@@ -12,14 +12,11 @@ import hashlib
 import hmac
 import re
 import time
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable
+from typing import Final
 
+from wking_device.crypto._keystore import KeyStore
 from wking_device.errors import UsageError
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from wking_device.crypto._keystore import KeyStore
 
 __all__ = ["MacPseudonymizer", "normalize_mac"]
 

@@ -17,16 +17,14 @@ import functools
 import hashlib
 import logging
 import tomllib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from wking_device.errors import ConfigError, UsageError
 from wking_device.policy._catalog import validate_categories
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
 
 __all__ = [
     "PolicyDiff",

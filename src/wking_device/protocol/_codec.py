@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Literal, NoReturn
+from typing import Final, Literal, NoReturn
 
 from wking_device.errors import CodecStateError, FrameError, ProtocolError, UsageError
 from wking_device.protocol._frames import (
@@ -46,9 +47,6 @@ from wking_device.protocol._state import (
     role_send_message,
     transition,
 )
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable
 
 __all__ = [
     "ATT_HEADER_SIZE",

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-    from pathlib import Path
-
     from wking_device.receiver._decode import ReceivedRecord
 
 __all__ = ["DB_FILE", "ReceiverDB", "export_records"]

@@ -26,14 +26,11 @@ import json
 import random
 import tomllib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from wking_device.errors import ConfigError
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 __all__ = ["FaultDecision", "FaultPicker", "FaultPlan", "load_fault_plan"]
 

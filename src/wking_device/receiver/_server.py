@@ -25,6 +25,8 @@ import concurrent.futures
 import logging
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -38,9 +40,6 @@ from wking_device.receiver._pki import ensure_pki, server_ssl_context
 from wking_device.upload._otlp import CONTENT_TYPE_JSON, CONTENT_TYPE_PROTOBUF, encode_status
 
 if TYPE_CHECKING:
-    from pathlib import Path
-    from types import TracebackType
-
     from wking_device.receiver._decode import ReceivedRecord
 
 __all__ = ["Receiver", "ReceiverStats"]

@@ -69,6 +69,8 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     require_bumble()
+    # the world first: it binds the name SimWorld in the modules it imports, for get_type_hints
+    importlib.import_module("wking_device.sim._world")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

@@ -31,11 +31,12 @@ import asyncio
 import logging
 import uuid
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from bleak import BleakScanner
 from bleak.backends.characteristic import BleakGATTCharacteristic
-from bleak.backends.client import BaseBleakClient
+from bleak.backends.client import BaseBleakClient, NotifyCallback
 from bleak.backends.descriptor import BleakGATTDescriptor
 from bleak.backends.device import BLEDevice
 from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
@@ -53,9 +54,6 @@ from wking_device.sim._scanner import SimDeviceDetails
 from wking_device.sim._stack import CONNECTION_TIMEOUT
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-
-    from bleak.backends.client import NotifyCallback
     from bumble.device import Connection, Peer
     from bumble.gatt_client import CharacteristicProxy, Client
 

@@ -8,12 +8,10 @@ can be built, validated and serialised where the ``sim`` extra is missing); the 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
 __all__ = ["FaultPlan"]
 

@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.exc import BleakError
 
+# Imported at run time (this package loads it anyway) so that
+# typing.get_type_hints resolves the public annotations that name them.
+from bumble import hci  # noqa: TC002
+from bumble.device import Advertisement  # noqa: TC002
+
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from bumble import hci
-    from bumble.device import Advertisement
-
     from wking_device.sim._world import SimWorld
 
 __all__ = ["SimDeviceDetails", "SimScanner", "address_string", "parse_ad_structures"]

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import random
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bumble import att, hci
@@ -37,6 +38,8 @@ from wking_device.protocol import (
     Button,
     ButtonAction,
     ButtonPressed,
+    Event,
+    Frame,
     FrameCodec,
     PowerState,
     Response,
@@ -51,7 +54,6 @@ from wking_device.sim._vendor import SpeakerState, VendorHandler
 if TYPE_CHECKING:
     from bumble.device import Connection
 
-    from wking_device.protocol import Event, Frame
     from wking_device.sim._world import SimWorld
 
 __all__ = ["MAX_ADV_DATA", "SimSpeaker"]
@@ -92,6 +94,10 @@ class SimSpeaker:
         operations: GATT reads and writes it served.
         responses_corrupted: Vendor responses the fault plan corrupted (``malformed_responses``).
         responses_dropped: Vendor responses the fault plan did not send (``drop_responses``).
+        commands_received: Vendor commands it decoded (each is answered, late or never as the
+            fault plan says).
+        responses_sent: Vendor responses it sent (late ones included), counted once the last
+            fragment was handed to the link. Wait on these with :meth:`wait_for`.
     """
 
     def __init__(self, world: SimWorld, spec: SpeakerSpec) -> None:
@@ -115,6 +121,9 @@ class SimSpeaker:
         self.operations = 0
         self.responses_corrupted = 0
         self.responses_dropped = 0
+        self.commands_received = 0
+        self.responses_sent = 0
+        self._counted = asyncio.Event()
         self._rng = random.Random(spec.address)  # noqa: S311 - fault dice, not cryptography
         self._rssi = float(spec.rssi)
         self._reported_battery = self.state.battery_level
@@ -409,6 +418,7 @@ class SimSpeaker:
             if isinstance(frame, BrokenFrame):
                 _LOGGER.debug("%s: bad command bytes dropped (%s)", self.name, frame.reason)
             else:
+                self._count("commands_received")
                 self._spawn(self._answer(connection, frame))
 
     async def _answer(self, connection: Connection, command: Frame) -> None:
@@ -425,7 +435,8 @@ class SimSpeaker:
                     plan.malformed_responses and self._rng.random() < plan.malformed_responses
                 )
                 self.responses_corrupted += corrupt
-                await self._send_frame(connection, frame, corrupt=corrupt)
+                if await self._send_frame(connection, frame, corrupt=corrupt):
+                    self._count("responses_sent")
             else:
                 await self._send_event(connection, frame)
         if self.state.power is PowerState.SHUTTING_DOWN:
@@ -437,10 +448,11 @@ class SimSpeaker:
             return
         await self._send_frame(connection, event, corrupt=False)
 
-    async def _send_frame(self, connection: Connection, frame: Frame, *, corrupt: bool) -> None:
+    async def _send_frame(self, connection: Connection, frame: Frame, *, corrupt: bool) -> bool:
+        """Send a frame's fragments; False if the connection went away first."""
         codec = self._codecs.get(connection.handle)
         if codec is None:
-            return
+            return False
         codec.mtu = max(23, min(connection.att_mtu, 517))
         if not isinstance(frame, Response):
             frame = dataclasses.replace(frame, seq=codec.next_seq())
@@ -453,8 +465,33 @@ class SimSpeaker:
         async with lock:
             for fragment in fragments:
                 if connection.handle not in self._codecs:
-                    return
+                    return False
                 await self.device.notify_subscriber(connection, self._notify_char, fragment)
+        return True
+
+    def _count(self, counter: str) -> None:
+        setattr(self, counter, getattr(self, counter) + 1)
+        self._counted.set()
+
+    async def wait_for(
+        self, condition: Callable[[SimSpeaker], bool], timeout_s: float = 10.0
+    ) -> None:
+        """Return once ``condition(self)`` holds, checked whenever the speaker is asked or answers.
+
+        A test's way to wait for a late answer instead of sleeping, e.g.
+        ``await speaker.wait_for(lambda s: s.responses_sent >= 2)``.
+
+        Args:
+            condition: Read the counters (``commands_received``, ``responses_sent``, ...).
+            timeout_s: Bound on the wait.
+
+        Raises:
+            TimeoutError: The condition did not hold within ``timeout_s``.
+        """
+        async with asyncio.timeout(timeout_s):
+            while not condition(self):
+                self._counted.clear()
+                await self._counted.wait()
 
     def _corrupt(self, fragments: list[bytes], size: int) -> list[bytes]:
         data = b"".join(fragments)

@@ -13,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import bumble
@@ -27,18 +30,14 @@ from bumble.device import Device
 from wking_device.ble._backend import BleBackend
 from wking_device.errors import AdapterUnavailable, DeviceNotFound, UsageError
 from wking_device.sim._client import SimClient
+from wking_device.sim._faults import FaultPlan
 from wking_device.sim._scanner import SimDeviceDetails, SimScanner, address_string
 from wking_device.sim._speaker import SimSpeaker
 from wking_device.sim._spec import SpeakerSpec
 from wking_device.sim._stack import CONNECTION_TIMEOUT, SimController, SimHost, SimLink
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
-    from types import TracebackType
-
     from bumble.device import Advertisement
-
-    from wking_device.sim._faults import FaultPlan
 
 __all__ = ["ADAPTER_ADDRESS", "DEFAULT_ADAPTER", "AdapterSpec", "SimWorld", "adapter_not_found"]
 
@@ -666,3 +665,17 @@ class _SimBleakAdapter(BaseBleakAdapter):
             return None
         spec = self._world.adapter_spec(self.name) if self.name else None
         return (spec.connection_slots if spec is not None else None), connected
+
+
+def _bind_world_for_type_hints() -> None:
+    """Give the modules this one imports the name ``SimWorld`` their annotations use.
+
+    They cannot import it themselves (this module imports them), so until now
+    ``typing.get_type_hints`` raised ``NameError`` on their classes; the package's lazy
+    ``__getattr__`` loads this module before any of them is handed out.
+    """
+    for name in ("_client", "_scanner", "_speaker"):
+        vars(sys.modules[f"wking_device.sim.{name}"]).setdefault("SimWorld", SimWorld)
+
+
+_bind_world_for_type_hints()

@@ -20,8 +20,11 @@ import os
 import shutil
 import sqlite3
 import threading
-from typing import TYPE_CHECKING, Final
+from pathlib import Path
+from typing import Final
 
+from wking_device.config import Paths
+from wking_device.crypto import KeyStore
 from wking_device.errors import (
     StorageError,
     StoreFull,
@@ -31,12 +34,6 @@ from wking_device.errors import (
     WrongKey,
 )
 from wking_device.store._schema import STATE_PENDING, STATE_REJECTED, migrate, same_store_id
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from wking_device.config import Paths
-    from wking_device.crypto import KeyStore
 
 __all__ = ["DB_FILE", "store_in_use", "withdrawal_progress"]
 

@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Final
+from collections.abc import Mapping
+from typing import Final
 
 from wking_device._redact import MAC_RE
 from wking_device.errors import UsageError
-from wking_device.models import MAC_FIELDS
+from wking_device.models import MAC_FIELDS, Record
 from wking_device.policy import CATALOG
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-    from wking_device.models import Record
 
 __all__ = ["DEFAULT_PRIORITY", "DEFAULT_RETENTION", "catalog_retention", "key_scope"]
 

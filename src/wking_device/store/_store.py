@@ -27,12 +27,22 @@ import queue
 import sqlite3
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
 
 from wking_device._subscription import Subscription
-from wking_device.config import load_settings, warn_loose_permissions
-from wking_device.consent import Ledger, Permit, issued_by, ledger_path, permit_key
-from wking_device.crypto import LEDGER_SECRET, Sealer, open_key_store
+from wking_device.config import Paths, Settings, load_settings, warn_loose_permissions
+from wking_device.consent import (
+    ConsentGate,
+    Ledger,
+    Permit,
+    Revocation,
+    issued_by,
+    ledger_path,
+    permit_key,
+)
+from wking_device.crypto import LEDGER_SECRET, KekBackend, KeyStore, Sealer, open_key_store
 from wking_device.errors import (
     ForeignPermit,
     StorageError,
@@ -42,6 +52,7 @@ from wking_device.errors import (
     StoreNotFound,
     UsageError,
 )
+from wking_device.models import Record
 from wking_device.policy import CATALOG
 from wking_device.store._batches import _HAND_OVER_ROWS, _STOP, _Batch, _Call, _Group
 from wking_device.store._files import (
@@ -66,15 +77,6 @@ from wking_device.store._records import (
 from wking_device.store._rows import _MEASURE
 from wking_device.store._schema import OpenedRecord, PlaintextReader, encode_body
 from wking_device.store._writer import _Gate, _Writer
-
-if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
-    from pathlib import Path
-
-    from wking_device.config import Paths, Settings
-    from wking_device.consent import ConsentGate, Revocation
-    from wking_device.crypto import KekBackend, KeyStore
-    from wking_device.models import Record
 
 __all__ = [
     "RecordStore",

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import wking_device  # annotations name wking_device.X: get_type_hints loads X lazily
 from wking_device.upload._http import OTLPSender, Timeouts
 from wking_device.upload._identity import installation_id
 from wking_device.upload._tls import (
@@ -22,17 +26,11 @@ from wking_device.upload._tls import (
     parse_endpoint,
     read_token,
 )
-from wking_device.upload._uploader import Uploader
+from wking_device.upload._uploader import UploadCounters, Uploader
 
 if TYPE_CHECKING:
-    import random
-    from collections.abc import Awaitable, Callable
-    from pathlib import Path
-
     from wking_device.config import UploadSettings
-    from wking_device.consent import ConsentGate
-    from wking_device.store import RecordStore
-    from wking_device.upload._uploader import UploadCounters
+
 
 __all__ = ["UploadTarget", "open_uploader"]
 
@@ -134,8 +132,8 @@ class UploadTarget:
 def open_uploader(
     target: UploadTarget,
     *,
-    store: RecordStore,
-    gate: ConsentGate,
+    store: wking_device.RecordStore,
+    gate: wking_device.ConsentGate,
     data_dir: Path,
     max_attempts: int | None = 8,
     timeouts: Timeouts | None = None,

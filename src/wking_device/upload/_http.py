@@ -27,8 +27,10 @@ import enum
 import logging
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from types import TracebackType
+from typing import Final
 
 import aiohttp
 import orjson
@@ -44,10 +46,6 @@ from wking_device.errors import (
 from wking_device.upload._backoff import parse_retry_after
 from wking_device.upload._otlp import CONTENT_TYPE_PROTOBUF, decode_status_message
 from wking_device.upload._tls import Endpoint, PinMismatchError, parse_endpoint
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-    from types import TracebackType
 
 __all__ = [
     "Delivered",

@@ -15,12 +15,10 @@ import logging
 import os
 import re
 import secrets
-from typing import TYPE_CHECKING, Final
+from pathlib import Path
+from typing import Final
 
 from wking_device.errors import StorageError
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 __all__ = ["INSTALLATION_ID_FILE", "forget_installation_id", "installation_id"]
 

@@ -31,16 +31,13 @@ from __future__ import annotations
 import struct
 import time
 import zlib
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
 
 import orjson
 
 from wking_device._version import __version__
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
-
-    from wking_device.models import Record
+from wking_device.models import Record
 
 __all__ = [
     "ATTR_CATEGORY",

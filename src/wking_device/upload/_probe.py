@@ -15,20 +15,17 @@ import contextlib
 import email.utils
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from cryptography import x509
 
 from wking_device._version import __version__
 from wking_device.errors import TLSError, UploadUnavailable
+from wking_device.upload._connect import UploadTarget
 from wking_device.upload._http import _certificate_error, _ssl_reason
 from wking_device.upload._tls import build_ssl_context, read_token, spki_sha256
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from wking_device.upload._connect import UploadTarget
 
 __all__ = ["EndpointReport", "probe_endpoint"]
 
