@@ -647,8 +647,10 @@ class Agent:
     async def _cycle(self) -> None:
         self._poll_consent()  # another process may have granted or withdrawn
         if self._failure is not None or not self._may_keep_anything():
-            await self._close_sessions()  # nothing could be kept: no connection stays open
+            # nothing could be kept: no connection stays open (counted first: a stop may cancel
+            # the cycle while the sessions close, and the summary must not claim them)
             self.summary.sessions_kept = 0
+            await self._close_sessions()
             return  # and no scan, no connection
         loop = asyncio.get_running_loop()
         seconds = self._scan_seconds
