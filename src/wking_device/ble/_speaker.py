@@ -231,6 +231,9 @@ class Speaker(SpeakerCommands):
         self._auto_reconnect = auto_reconnect
         self._adapter = adapter if adapter is not None else settings.adapter
 
+        self._heard: dict[str, DiscoveredSpeaker] = {}
+        """With several adapters: those that heard the address at the last pick, preferred
+        first (the slot wait stands in all their queues)."""
         self._discovered: DiscoveredSpeaker | None = None
         self._device: BLEDevice | None = None
         self._device_at = 0.0
