@@ -300,7 +300,7 @@ class SpeakerLink:
         except TimeoutError:
             if bound is None:  # a caller's timeout (a reconnect's deadline): not ours to name
                 raise
-            waited: dict[str | None, ConnectionLimiter] = {**by_name}
+            waited: dict[str | None, ConnectionLimiter] = dict(by_name.items())
             raise self._no_slot(waited, bound) from None
         self._limiter = winner
         self._holding_slot = True
