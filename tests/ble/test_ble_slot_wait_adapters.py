@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING
 import pytest
 from tests._waiting import until
 
-from wking_device.ble import Speaker, limiter_for
+from wking_device.ble import ConnectionLimiter, Speaker, limiter_for
+from wking_device.ble._limiter import acquire_first
 from wking_device.errors import BluetoothReason, ConnectionFailed
 from wking_device.sim import AdapterSpec, SimWorld
 
 if TYPE_CHECKING:
-    from wking_device.ble import ConnectionLimiter, RetryPolicy
+    from wking_device.ble import RetryPolicy
     from wking_device.config import BleSettings
     from wking_device.sim import SimSpeaker
 
@@ -148,8 +149,7 @@ async def test_a_cancelled_wait_on_several_adapters_leaves_every_limiter_clean(
         for holder in holders:
             await holder.connect()
         waiters = [
-            asyncio.create_task(_session(world, s, settings, fast_retry).connect())
-            for s in (c, d)
+            asyncio.create_task(_session(world, s, settings, fast_retry).connect()) for s in (c, d)
         ]
         # each wait is registered on both adapters
         await until(lambda: (l0.waiting, l1.waiting) == (2, 2))
@@ -202,3 +202,98 @@ async def test_no_slot_on_any_adapter_names_every_adapter_and_leaves_counts_exac
         for holder in holders:
             await holder.disconnect()
         assert _counts((l0, l1)) == [(0, 0), (0, 0)]
+
+
+# --- the limiters alone: acquire_first over two queues -----------------------------------------
+
+
+async def test_a_free_slot_is_taken_in_the_order_of_preference() -> None:
+    l0, l1 = ConnectionLimiter(1), ConnectionLimiter(1)
+    assert await acquire_first([l1, l0], "A") is l1
+    assert await acquire_first([l1, l0], "B") is l0  # l1 full: the next one
+    assert [(x.active, x.waiting) for x in (l0, l1)] == [(1, 0), (1, 0)]
+    with pytest.raises(ValueError, match="at least one"):
+        await acquire_first([], "C")
+
+
+async def test_each_queue_stays_first_come_first_served() -> None:
+    l0, l1 = ConnectionLimiter(1), ConnectionLimiter(1)
+    await l0.acquire("A")
+    await l1.acquire("B")
+    single = asyncio.create_task(l0.acquire("S", timeout=_LARGE))  # first in l0's queue
+    await until(lambda: l0.waiting == 1)
+    both = asyncio.create_task(acquire_first([l0, l1], "M", timeout=_LARGE))
+    await until(lambda: (l0.waiting, l1.waiting) == (2, 1))
+    l0.release("A")  # l0's slot goes to the one who came first there
+    async with asyncio.timeout(_HANG):
+        await single
+    assert not both.done()
+    assert (l0.active, l0.waiting, l1.waiting) == (1, 1, 1)
+    l1.release("B")
+    async with asyncio.timeout(_HANG):
+        assert await both is l1
+    assert [(x.active, x.waiting) for x in (l0, l1)] == [(1, 0), (1, 0)]
+
+
+async def test_a_wait_granted_elsewhere_lets_the_next_in_the_queue_move() -> None:
+    # no starvation: a group at the head of l0's queue, granted by l1, gives l0's turn away
+    l0, l1 = ConnectionLimiter(1), ConnectionLimiter(1)
+    await l0.acquire("A")
+    await l1.acquire("B")
+    both = asyncio.create_task(acquire_first([l0, l1], "M", timeout=_LARGE))
+    await until(lambda: (l0.waiting, l1.waiting) == (1, 1))
+    behind = asyncio.create_task(l0.acquire("S", timeout=_LARGE))
+    await until(lambda: l0.waiting == 2)
+    l1.release("B")
+    async with asyncio.timeout(_HANG):
+        assert await both is l1
+    # withdrawn from l0 by the time the caller resumes
+    assert (l0.waiting, l1.waiting) == (1, 0)
+    l0.release("A")
+    async with asyncio.timeout(_HANG):
+        await behind
+    assert [(x.active, x.waiting) for x in (l0, l1)] == [(1, 0), (1, 0)]
+
+
+async def test_slots_freed_on_both_at_once_are_taken_once() -> None:
+    l0, l1 = ConnectionLimiter(1), ConnectionLimiter(1)
+    await l0.acquire("A")
+    await l1.acquire("B")
+    both = asyncio.create_task(acquire_first([l0, l1], "M", timeout=_LARGE))
+    await until(lambda: (l0.waiting, l1.waiting) == (1, 1))
+    l0.release("A")
+    l1.release("B")
+    async with asyncio.timeout(_HANG):
+        winner = await both
+    assert (l0.active + l1.active, l0.waiting + l1.waiting) == (1, 0)
+    assert winner.active == 1
+    assert winner.held_by(["M"]) == 1
+
+
+async def test_a_cancellation_racing_a_grant_gives_the_slot_back() -> None:
+    l0, l1 = ConnectionLimiter(1), ConnectionLimiter(1)
+    await l0.acquire("A")
+    await l1.acquire("B")
+    both = asyncio.create_task(acquire_first([l0, l1], "M", timeout=_LARGE))
+    await until(lambda: (l0.waiting, l1.waiting) == (1, 1))
+    l0.release("A")  # l0's queue wakes and grants before the caller sees its cancellation
+    both.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await both
+    assert [(x.active, x.waiting) for x in (l0, l1)] == [(0, 0), (1, 0)]
+    assert l0.held_by(["M"]) == 0
+
+
+async def test_the_bound_fails_the_wait_and_restarts_when_any_queue_moves() -> None:
+    l0, l1 = ConnectionLimiter(1), ConnectionLimiter(2)
+    await l0.acquire("A")
+    await l1.acquire("B")
+    await l1.acquire("C")
+    with pytest.raises(TimeoutError):
+        await acquire_first([l0, l1], "M", timeout=0.05)
+    assert [(x.active, x.waiting) for x in (l0, l1)] == [(1, 0), (2, 0)]
+    waiter = asyncio.create_task(acquire_first([l0, l1], "M", timeout=_LARGE))
+    await until(lambda: (l0.waiting, l1.waiting) == (1, 1))
+    l1.release("C")
+    async with asyncio.timeout(_HANG):
+        assert await waiter is l1
