@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 from tests._waiting import until
 
-from wking_device.ble import ConnectionLimiter, Speaker, limiter_for
-from wking_device.ble._limiter import acquire_first
+from wking_device.ble import ConnectionLimiter, Speaker, acquire_first, limiter_for
 from wking_device.errors import BluetoothReason, ConnectionFailed
 from wking_device.sim import AdapterSpec, SimWorld
 

@@ -1,7 +1,9 @@
 """A limit on concurrent connections per adapter, counted against the adapter's real state.
 
 This module owns :class:`ConnectionLimiter` (a counting gate that also measures how many
-connections were open at once) and the per-event-loop registry that gives every
+connections were open at once), :func:`acquire_first` (one wait in the queues of several
+limiters, one per adapter: the first slot granted on any wins, and the wait is withdrawn from the
+others at once) and the per-event-loop registry that gives every
 :class:`~wking_device.ble.Speaker` on the same backend and adapter the same limiter. It does not
 connect anything; a speaker holds a slot from its first connection attempt until it disconnects.
 
@@ -365,10 +367,10 @@ async def acquire_first(
                     for limiter in unique:
                         limiter._bounds.discard(entry)
     except BaseException:
-        group.close()
-        await _settle(group.tasks)
+        group.close()  # no grant after this
         if group.winner is not None:  # granted while the wait was ending: given back
             group.winner.release(address)
+        await _settle(group.tasks)
         raise
     group.close()
     try:
