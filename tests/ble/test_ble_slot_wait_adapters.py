@@ -296,3 +296,34 @@ async def test_the_bound_fails_the_wait_and_restarts_when_any_queue_moves() -> N
     l1.release("C")
     async with asyncio.timeout(_HANG):
         assert await waiter is l1
+
+
+async def test_many_waits_over_two_queues_all_end_with_exact_counts() -> None:
+    # 30 connects, some preferring each adapter, some on one adapter only, with cancellations:
+    # nobody starves, no limiter ever grants past its limit, nothing is left counted at the end
+    l0, l1 = ConnectionLimiter(2), ConnectionLimiter(1)
+    assert await acquire_first([l0, l0], "dup") is l0  # one limiter twice: a plain acquire
+    l0.release("dup")
+    over: list[int] = []
+    gate = asyncio.Event()  # the first holders keep their slots until every session queued
+
+    async def session(index: int) -> None:
+        choice = [[l0, l1], [l1, l0], [l0], [l1]][index % 4]
+        limiter = await acquire_first(choice, f"S{index}", timeout=_LARGE)
+        if l0.active > l0.limit or l1.active > l1.limit:
+            over.append(index)
+        await gate.wait()
+        await asyncio.sleep(0)  # hold the slot across a turn of the loop
+        limiter.release(f"S{index}")
+
+    tasks = [asyncio.create_task(session(i)) for i in range(30)]
+    await until(lambda: (l0.active, l1.active) == (2, 1) and l0.waiting + l1.waiting >= 20)
+    tasks[-1].cancel()
+    tasks[-2].cancel()
+    gate.set()
+    async with asyncio.timeout(_HANG):
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert over == []
+    assert all(r is None or isinstance(r, asyncio.CancelledError) for r in results)
+    assert sum(r is None for r in results) == 28
+    assert [(x.active, x.waiting) for x in (l0, l1)] == [(0, 0), (0, 0)]
