@@ -267,6 +267,7 @@ class SpeakerLink:
         """
         if self._holding_slot:
             return
+        self._restoring = "slot"  # what a reconnect's deadline would end (after a pick's scan)
         bound = self._slot_timeout if deadline is None else None
         if self._limiter is None and len(self._heard) > 1:
             await self._acquire_any_slot(bound)
@@ -306,7 +307,8 @@ class SpeakerLink:
         self._holding_slot = True
         name = next(n for n, limiter in by_name.items() if limiter is winner)
         if name != self._adapter:
-            _LOGGER.debug(
+            # as a pick's own log: a reconnect's change of adapter at INFO
+            (_LOGGER.info if self.connections else _LOGGER.debug)(
                 "%s: a slot of %s came free first; connecting through it instead of %s",
                 self._address,
                 name,
