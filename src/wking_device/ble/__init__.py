@@ -5,7 +5,8 @@ This package owns everything that talks to bleak: finding speakers (:func:`disco
 bounded retries from a fresh ``BLEDevice``, standard and vendor reads, control commands,
 notifications), persistent sessions (:class:`SessionKeeper`), availability tracking
 (:class:`SpeakerTracker`: which speakers are around, and when one goes away), the per-adapter
-:class:`ConnectionLimiter`, reading a fleet (:func:`read_all`) and the :class:`EventBus` every
+:class:`ConnectionLimiter` (and :func:`acquire_first`: the slot of whichever of several
+adapters frees one first), reading a fleet (:func:`read_all`) and the :class:`EventBus` every
 operation reports to. Every entry point takes
 ``backend: BleBackend | None`` (the simulator's or the platform default). Foreign errors are
 translated here into :mod:`wking_device.errors`. It stores nothing and decides nothing about
@@ -35,7 +36,7 @@ from wking_device.ble._discovery import (
 )
 from wking_device.ble._events import EventBus, EventCallback, Unsubscribe, get_event_bus
 from wking_device.ble._fleet import FleetResult, read_all
-from wking_device.ble._limiter import ConnectionLimiter, limiter_for
+from wking_device.ble._limiter import ConnectionLimiter, acquire_first, limiter_for
 from wking_device.ble._sessions import SessionKeeper
 from wking_device.ble._speaker import DEFAULT_RECONNECT_TIMEOUT, Speaker
 from wking_device.ble._stream import EventStream
@@ -78,6 +79,7 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, like wking_device.__all__
     "SpeakerUnavailable",
     "TrackedSpeaker",
     "Unsubscribe",
+    "acquire_first",
     "adapter_slots",
     "bluez_connected_by_adapter",
     "close_stale_connections",

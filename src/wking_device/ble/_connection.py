@@ -40,7 +40,7 @@ from bleak import BleakClient
 from wking_device.ble._adapters import AdapterCandidate, close_stale_connections, pick_adapter
 from wking_device.ble._discovery import DiscoveredSpeaker, find_speaker
 from wking_device.ble._events import OpTimer
-from wking_device.ble._limiter import ConnectionLimiter, limiter_for
+from wking_device.ble._limiter import ConnectionLimiter, acquire_first, limiter_for
 from wking_device.ble._translate import is_caller_cancelled, is_transient, translate
 from wking_device.ble._values import _first, _first_char, _fragment_mtu, _resolve
 from wking_device.errors import (
@@ -111,6 +111,7 @@ class SpeakerLink:
         _fresh_for: float
         _auto_reconnect: bool
         _adapter: str | None
+        _heard: dict[str, DiscoveredSpeaker]
         _discovered: DiscoveredSpeaker | None
         _device: BLEDevice | None
         _device_at: float
@@ -266,36 +267,88 @@ class SpeakerLink:
         """
         if self._holding_slot:
             return
+        self._restoring = "slot"  # what a reconnect's deadline would end (after a pick's scan)
+        bound = self._slot_timeout if deadline is None else None
+        if self._limiter is None and len(self._heard) > 1:
+            await self._acquire_any_slot(bound)
+            return
         if self._limiter is None:
             self._limiter = limiter_for(
                 self._backend, self._settings.max_connections, adapter=self._adapter
             )
         limiter = self._limiter
-        bound = self._slot_timeout if deadline is None else None
         try:
             await limiter.acquire(self._address, timeout=bound)
         except TimeoutError:
             if bound is None:  # a caller's timeout (a reconnect's deadline): not ours to name
                 raise
-            raise self._no_slot(limiter, bound) from None
+            raise self._no_slot({self._adapter: limiter}, bound) from None
         self._holding_slot = True
 
-    def _no_slot(self, limiter: ConnectionLimiter, bound: float) -> ConnectionFailed:
-        """The error of a first connect that found every slot taken for ``bound`` seconds."""
-        adapter = f"adapter {self._adapter}" if self._adapter else "the default adapter"
-        slots = limiter.effective_limit
-        lowered = (
-            f" (the controller's limit; max_connections is {limiter.limit})"
-            if slots < limiter.limit
-            else ""
-        )
-        held = (
-            f"{limiter.active} by sessions of this process, "
-            f"{limiter.foreign} by other connections on the adapter"
-        )
+    async def _acquire_any_slot(self, bound: float | None) -> None:
+        """Take the first slot free on any adapter that heard the address (several did).
+
+        The adapters are tried in the order :meth:`_pick_adapter` preferred them; when none has
+        a free slot, the wait stands in every one's queue and the first slot granted wins. The
+        connection then goes through that adapter, with the device it saw.
+        """
+        by_name = {
+            name: limiter_for(self._backend, self._settings.max_connections, adapter=name)
+            for name in self._heard
+        }
+        try:
+            winner = await acquire_first(list(by_name.values()), self._address, timeout=bound)
+        except TimeoutError:
+            if bound is None:  # a caller's timeout (a reconnect's deadline): not ours to name
+                raise
+            waited: dict[str | None, ConnectionLimiter] = dict(by_name.items())
+            raise self._no_slot(waited, bound) from None
+        self._limiter = winner
+        self._holding_slot = True
+        name = next(n for n, limiter in by_name.items() if limiter is winner)
+        if name != self._adapter:
+            # as a pick's own log: a reconnect's change of adapter at INFO
+            (_LOGGER.info if self.connections else _LOGGER.debug)(
+                "%s: a slot of %s came free first; connecting through it instead of %s",
+                self._address,
+                name,
+                self._adapter,
+            )
+            self._use_sighting(name, self._heard[name])
+
+    def _no_slot(
+        self, limiters: dict[str | None, ConnectionLimiter], bound: float
+    ) -> ConnectionFailed:
+        """The error of a first connect that found every slot taken for ``bound`` seconds.
+
+        Args:
+            limiters: Adapter name (``None``: the default one) -> its limiter, every adapter
+                waited on, in the order of preference.
+            bound: The seconds waited while no queue moved.
+        """
+
+        def taken(limiter: ConnectionLimiter) -> str:
+            slots = limiter.effective_limit
+            lowered = (
+                f" (the controller's limit; max_connections is {limiter.limit})"
+                if slots < limiter.limit
+                else ""
+            )
+            return (
+                f"{slots} slots{lowered}, taken: {limiter.active} by sessions of this process, "
+                f"{limiter.foreign} by other connections on the adapter"
+            )
+
+        if len(limiters) == 1:
+            ((name, limiter),) = limiters.items()
+            adapter = f"adapter {name}" if name else "the default adapter"
+            held = taken(limiter)
+        else:
+            adapter = "adapters " + ", ".join(str(name) for name in limiters)
+            held = "; ".join(f"{name}: {taken(limiter)}" for name, limiter in limiters.items())
         return ConnectionFailed(
             f"could not connect to {self._address}: no connection slot of {adapter} came free "
-            f"within {bound:g} s; {slots} slots{lowered}, taken: {held}",
+            f"within {bound:g} s; {held}",
             address=self._address,
             reason=BluetoothReason.TOO_MANY_CONNECTIONS,
             remedy=(
@@ -353,6 +406,7 @@ class SpeakerLink:
             DeviceNotFound: No adapter saw the address.
         """
         assert self._adapters is not None
+        self._heard = {}
         self._restoring = "scan"
         window = (
             self._scan_timeout if deadline is None else self._window(self._scan_timeout, deadline)
@@ -373,15 +427,16 @@ class SpeakerLink:
             )
         chosen = pick_adapter(candidates) or min(candidates, key=lambda c: (-c.rssi, c.adapter))
         previous = self.adapter if self.connections else None
-        found = sightings[chosen.adapter]
-        self._adapter = chosen.adapter
-        self._discovered = found
-        self._device = found.device
-        self._device_at = found.seen_at
-        self._name = found.name or self._name
-        self._model = found.model or self._model
+        self._use_sighting(chosen.adapter, sightings[chosen.adapter])
         if self._own_limiter and not self._holding_slot:
             self._limiter = None  # the chosen adapter's shared limiter is taken next
+            # Every adapter that heard it, preferred first (free slots, then RSSI): the slot
+            # wait takes the first slot freed on any of them.
+            rest = sorted(
+                (c for c in candidates if c is not chosen),
+                key=lambda c: (c.free <= 0, -c.rssi, c.connections, c.adapter),
+            )
+            self._heard = {c.adapter: sightings[c.adapter] for c in [chosen, *rest]}
         moved = previous is not None and previous != chosen.adapter
         (_LOGGER.info if moved else _LOGGER.debug)(
             "%s: connecting through %s (RSSI %d dBm, %d free slots; %d adapters saw it)%s",
@@ -393,6 +448,15 @@ class SpeakerLink:
             f", was {previous}" if moved else "",
         )
         self._restoring = "connect"
+
+    def _use_sighting(self, adapter: str, found: DiscoveredSpeaker) -> None:
+        """Connect through ``adapter``, with the device it saw."""
+        self._adapter = adapter
+        self._discovered = found
+        self._device = found.device
+        self._device_at = found.seen_at
+        self._name = found.name or self._name
+        self._model = found.model or self._model
 
     async def _sightings(self, adapters: list[str], window: float) -> dict[str, DiscoveredSpeaker]:
         """Scan every adapter for the address at once; what each saw.

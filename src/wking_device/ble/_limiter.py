@@ -1,7 +1,9 @@
 """A limit on concurrent connections per adapter, counted against the adapter's real state.
 
 This module owns :class:`ConnectionLimiter` (a counting gate that also measures how many
-connections were open at once) and the per-event-loop registry that gives every
+connections were open at once), :func:`acquire_first` (one wait in the queues of several
+limiters, one per adapter: the first slot granted on any wins, and the wait is withdrawn from the
+others at once) and the per-event-loop registry that gives every
 :class:`~wking_device.ble.Speaker` on the same backend and adapter the same limiter. It does not
 connect anything; a speaker holds a slot from its first connection attempt until it disconnects.
 
@@ -22,12 +24,12 @@ import contextlib
 import functools
 import weakref
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
 from wking_device.ble._adapters import AdapterSlots, adapter_slots
 from wking_device.ble._backend import BleBackend
 
-__all__ = ["ConnectionLimiter", "limiter_for"]
+__all__ = ["ConnectionLimiter", "acquire_first", "limiter_for"]
 
 _RECHECK_S = 0.5
 """While slots are taken by connections that are not ours, how often the adapter is read again
@@ -144,29 +146,59 @@ class ConnectionLimiter:
                 if entry is not None:
                     self._bounds.add(entry)
                 try:
-                    async with self._turn:
-                        while True:
-                            self._released.clear()
-                            recheck: float | None = None
-                            if self.active < self.limit:
-                                if self._probe is None:
-                                    break
-                                if await self.available() > 0:
-                                    break
-                                recheck = _RECHECK_S
-                            with contextlib.suppress(TimeoutError):
-                                async with asyncio.timeout(recheck):
-                                    await self._released.wait()
-                        # taken with no await in between, before this bound can end the wait
-                        self.active += 1
-                        self.peak = max(self.peak, self.active)
-                        self._holders[_key(address)] += 1
-                        self._moved()
+                    await self._take_turn(address, None)
                 finally:
                     if entry is not None:
                         self._bounds.discard(entry)
         finally:
             self._waiters -= 1
+
+    async def try_acquire(self, address: str | None = None) -> bool:
+        """Take a slot if one is free now and nobody waits for one; never wait for a slot.
+
+        Returns:
+            Whether a slot was taken (``False``: all taken, or others queue before this call).
+        """
+        if self._waiters or self._turn.locked():
+            return False  # first come, first served: not ahead of those who wait
+        async with self._turn:
+            if self.active >= self.limit:
+                return False
+            if self._probe is not None and await self.available() <= 0:
+                return False
+            self._grant(address)
+            return True
+
+    async def _take_turn(self, address: str | None, group: _Group | None) -> bool:
+        """Queue for the turn, wait for a free slot, take it (``group``: unless another won).
+
+        Returns:
+            Whether this limiter's slot was taken (``False``: ``group`` was granted elsewhere).
+        """
+        async with self._turn:
+            while True:
+                self._released.clear()
+                recheck: float | None = None
+                if self.active < self.limit:
+                    if self._probe is None:
+                        break
+                    if await self.available() > 0:
+                        break
+                    recheck = _RECHECK_S
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(recheck):
+                        await self._released.wait()
+            # taken with no await in between, before a bound can end the wait
+            if group is not None and not group.grant(self):
+                return False  # another adapter granted first: the next in this queue looks
+            self._grant(address)
+            return True
+
+    def _grant(self, address: str | None) -> None:
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        self._holders[_key(address)] += 1
+        self._moved()
 
     def release(self, address: str | None = None) -> None:
         """Give a slot back (``address``: the one given to :meth:`acquire`)."""
@@ -220,6 +252,147 @@ class ConnectionLimiter:
 def _key(address: str | None) -> str:
     # A slot taken without an address never matches a connected device's address.
     return address.upper() if address else ""
+
+
+class _Group:
+    """One wait registered in the queues of several limiters; the first slot granted wins.
+
+    The wait counts in every limiter's :attr:`~ConnectionLimiter.waiting` from its start; the
+    moment one limiter grants, it is withdrawn from all the others (their counts drop and their
+    queue tasks are cancelled) before anything else runs.
+    """
+
+    def __init__(self, limiters: list[ConnectionLimiter], address: str | None) -> None:
+        self.address = address
+        self.winner: ConnectionLimiter | None = None
+        self.closed = False
+        self.granted: asyncio.Future[ConnectionLimiter] = asyncio.get_running_loop().create_future()
+        self.tasks: list[asyncio.Task[None]] = []
+        self._registered: list[ConnectionLimiter] = []
+        for limiter in limiters:
+            limiter._waiters += 1  # the group's own count in each queue
+            self._registered.append(limiter)
+
+    def withdraw(self, limiter: ConnectionLimiter) -> None:
+        """No longer wait in ``limiter``'s queue (its count drops once, at once)."""
+        if limiter in self._registered:
+            self._registered.remove(limiter)
+            limiter._waiters -= 1
+
+    def grant(self, limiter: ConnectionLimiter) -> bool:
+        """``limiter`` has a slot for the group: take it unless the group ended or won already."""
+        if self.closed or self.winner is not None:
+            return False
+        self.winner = limiter
+        self.close()
+        if not self.granted.done():
+            self.granted.set_result(limiter)
+        return True
+
+    def fail(self, error: BaseException) -> None:
+        """A queue task failed unexpectedly: the wait ends with its error."""
+        if not self.closed and not self.granted.done():
+            self.granted.set_exception(error)
+
+    def close(self) -> None:
+        """End the wait in every queue: counts drop now, the queue tasks are cancelled."""
+        self.closed = True
+        for limiter in list(self._registered):
+            self.withdraw(limiter)
+        current = asyncio.current_task()
+        for task in self.tasks:
+            if task is not current:
+                task.cancel()
+
+    async def member(self, limiter: ConnectionLimiter) -> None:
+        """The group's place in ``limiter``'s queue."""
+        try:
+            await limiter._take_turn(self.address, self)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting caller
+            self.fail(exc)
+        finally:
+            self.withdraw(limiter)
+
+
+async def acquire_first(
+    limiters: Sequence[ConnectionLimiter],
+    address: str | None = None,
+    *,
+    timeout: float | None = None,  # noqa: ASYNC109 - restarted as any queue moves
+) -> ConnectionLimiter:
+    """Take the first slot that comes free on any of several limiters (one per adapter).
+
+    A free slot is taken at once, in the order given (the caller's preference); when none is
+    free, the wait is registered in every limiter's queue (first come, first served in each)
+    and ends with the first slot granted, which withdraws it from all the others at once. With
+    one limiter this is :meth:`ConnectionLimiter.acquire`.
+
+    Args:
+        limiters: The limiters, most preferred first (duplicates are ignored).
+        address: The device the slot is for.
+        timeout: Seconds to wait while no queue moves: a slot granted or given back on any of
+            the limiters restarts them (``None``: no bound). A wait that ends without a slot, by
+            this bound or by a cancellation, leaves every limiter's counts as they were.
+
+    Returns:
+        The limiter whose slot was taken (give it back with its :meth:`~ConnectionLimiter.release`).
+
+    Raises:
+        TimeoutError: ``timeout`` seconds passed with no slot granted or given back on any.
+        ValueError: No limiter given.
+    """
+    unique = list(dict.fromkeys(limiters))
+    if not unique:
+        raise ValueError("acquire_first() needs at least one limiter")
+    if len(unique) == 1:
+        await unique[0].acquire(address, timeout=timeout)
+        return unique[0]
+    for limiter in unique:
+        if await limiter.try_acquire(address):
+            return limiter
+    group = _Group(unique, address)
+    try:
+        async with asyncio.timeout(timeout) as bound:
+            entry = None if timeout is None else (bound, timeout)
+            if entry is not None:
+                for limiter in unique:
+                    limiter._bounds.add(entry)  # one bound, restarted by any queue
+            try:
+                group.tasks = [asyncio.create_task(group.member(limiter)) for limiter in unique]
+                winner = await group.granted
+            finally:
+                if entry is not None:
+                    for limiter in unique:
+                        limiter._bounds.discard(entry)
+    except BaseException:
+        group.close()  # no grant after this
+        if group.winner is not None:  # granted while the wait was ending: given back
+            group.winner.release(address)
+        await _settle(group.tasks)
+        raise
+    group.close()
+    try:
+        await _settle(group.tasks)
+    except asyncio.CancelledError:
+        winner.release(address)
+        raise
+    return winner
+
+
+async def _settle(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for cancelled queue tasks to end, even when cancelled meanwhile (re-raised after)."""
+    cancelled = False
+    pending = [task for task in tasks if not task.done()]
+    while pending:
+        try:
+            await asyncio.wait(pending)
+        except asyncio.CancelledError:
+            cancelled = True
+        pending = [task for task in tasks if not task.done()]
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 # One registry per event loop: asyncio primitives must not cross loops, and a CLI run or a test

@@ -161,7 +161,10 @@ class Speaker(SpeakerCommands):
             is gone (unplugged) or does not see the speaker is passed over, so a session whose
             adapter disappears reconnects through another. :attr:`adapter` tells which one a
             connection uses. Slots are those of each adapter's shared limiter (unless
-            ``limiter`` is given). Default: ``settings.adapters`` (``[ble] adapters``), or one
+            ``limiter`` is given); when no adapter that heard the address has a free slot, the
+            wait stands in all their queues and takes the first slot freed on any of them
+            (:func:`~wking_device.ble.acquire_first`), bounded by ``slot_timeout`` as above,
+            restarted by any of them. Default: ``settings.adapters`` (``[ble] adapters``), or one
             adapter (``adapter``) when that is empty.
     """
 
@@ -231,6 +234,9 @@ class Speaker(SpeakerCommands):
         self._auto_reconnect = auto_reconnect
         self._adapter = adapter if adapter is not None else settings.adapter
 
+        self._heard: dict[str, DiscoveredSpeaker] = {}
+        """With several adapters: those that heard the address at the last pick, preferred
+        first (the slot wait stands in all their queues)."""
         self._discovered: DiscoveredSpeaker | None = None
         self._device: BLEDevice | None = None
         self._device_at = 0.0
