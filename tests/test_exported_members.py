@@ -95,9 +95,6 @@ _PLAIN_HINTS_PENDING = {
     # is an exported class's method, not a class or module-level function, and resolving it
     # plainly would import something heavy at run time or edit a module reserved to another task
     "Agent.__init__": "RecordStore, Uploader: would load sqlite3 and aiohttp with the agent",
-    "SpeakerKeys.from_key_store": "KeyStore: not exported at the top for a lazy name",
-    "UploadTarget.resolve": "UploadSettings: not exported at the top for a lazy name",
-    "Uploader.__init__": "upload/_uploader.py: being changed by the coordinator",
     "FaultPlan.model_post_init": "pydantic's own method (BaseModel)",
 }
 """Methods whose annotations ``typing.get_type_hints`` cannot resolve yet without help."""
@@ -252,3 +249,52 @@ def test_hints_resolve_in_a_fresh_interpreter() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
     )
     assert out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_public_subpackages_load_on_first_attribute_access() -> None:
+    # annotations written wking_device.crypto.KeyStore resolve without importing crypto first
+    code = (
+        "import sys, wking_device\n"
+        "assert 'wking_device.crypto' not in sys.modules\n"
+        "keys = wking_device.crypto.KeyStore\n"
+        "assert 'wking_device.crypto' in sys.modules and keys.__name__ == 'KeyStore'\n"
+        "assert not hasattr(wking_device, 'no_such_module')\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_the_upload_and_bindings_hints_name_the_classes_themselves() -> None:
+    import typing  # noqa: PLC0415
+
+    from wking_device.bindings import SpeakerKeys  # noqa: PLC0415
+    from wking_device.config import UploadSettings  # noqa: PLC0415
+    from wking_device.consent import ConsentGate  # noqa: PLC0415
+    from wking_device.crypto import KeyStore, MacPseudonymizer  # noqa: PLC0415
+    from wking_device.store import RecordStore  # noqa: PLC0415
+    from wking_device.upload import OTLPSender, Uploader, UploadTarget  # noqa: PLC0415
+
+    assert typing.get_type_hints(SpeakerKeys.from_key_store)["keys"] is KeyStore
+    assert typing.get_type_hints(UploadTarget.resolve)["upload"] is UploadSettings
+    hints = typing.get_type_hints(Uploader.__init__)
+    assert hints["store"] is RecordStore
+    assert hints["gate"] is ConsentGate
+    assert hints["sender"] is OTLPSender
+    assert hints["pseudonymizer"] == MacPseudonymizer | None
+
+
+def test_loading_upload_or_bindings_loads_no_store_consent_crypto_or_config() -> None:
+    # the hints above are resolved lazily: importing the modules that declare them stays light
+    code = (
+        "import sys, wking_device.upload, wking_device.bindings\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('wking_device.store', "
+        "'wking_device.consent', 'wking_device.crypto', 'wking_device.config'))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"

@@ -242,9 +242,35 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, checked by tests/test_export
 ]
 
 
+_SUBPACKAGES = frozenset(
+    {
+        "agent",
+        "bindings",
+        "ble",
+        "collect",
+        "config",
+        "consent",
+        "crypto",
+        "events",
+        "models",
+        "policy",
+        "protocol",
+        "receiver",
+        "sim",
+        "store",
+        "upload",
+    }
+)
+"""Public modules :func:`__getattr__` imports on first use: an annotation written
+``wking_device.crypto.KeyStore`` (a name not re-exported here) then resolves with
+``typing.get_type_hints`` though nothing imported the module yet."""
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
+        if name in _SUBPACKAGES:
+            return importlib.import_module(f"{__name__}.{name}")
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value

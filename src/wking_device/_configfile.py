@@ -27,7 +27,8 @@ import attrs
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
-from wking_device.config import _SECTIONS, Settings, _flag, _reason
+from wking_device._config_values import _flag
+from wking_device.config import _SECTIONS, Settings, _reason
 from wking_device.errors import ConfigError, StorageError, UsageError
 
 if TYPE_CHECKING:

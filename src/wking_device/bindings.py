@@ -39,7 +39,7 @@ import wking_device  # annotations name wking_device.X: get_type_hints loads X l
 from wking_device.errors import StorageError, StoreIntegrityError, UsageError
 
 if TYPE_CHECKING:
-    from wking_device.crypto import KeyStore
+    import wking_device.crypto
 
 __all__ = [
     "BINDINGS_FILE",
@@ -91,7 +91,7 @@ class SpeakerKeys:
         self._cache: dict[str, str] = {}
 
     @classmethod
-    def from_key_store(cls, keys: KeyStore) -> SpeakerKeys:
+    def from_key_store(cls, keys: wking_device.crypto.KeyStore) -> SpeakerKeys:
         """The speaker keys of the installation whose key store this is.
 
         The bindings secret is created if the key store has none yet (a write); a reader that

@@ -1,9 +1,12 @@
 """Configuration: where an installation keeps its files, and its settings.
 
-This module owns path resolution (``WKING_HOME`` / ``--home`` or the platform's user directories
-from ``platformdirs``) and the settings model (a TOML file, overridden by ``WKING_*`` environment
-variables). It does not create keys, databases or ledgers; the layers that own those files create
-them under the paths given here.
+This module is the configuration's public door and owns the settings model (a TOML file,
+overridden by ``WKING_*`` environment variables) and how it is read. Path resolution
+(``WKING_HOME`` / ``--home`` or the platform's user directories) and the permission checks are
+:mod:`wking_device._config_paths`; the converters and validators of the settings' fields are
+:mod:`wking_device._config_values`; every public name is re-exported here. It does not create
+keys, databases or ledgers; the layers that own those files create them under the paths given
+here.
 
 Precedence, highest first: environment (``WKING_SECTION__KEY``; an empty variable counts as
 unset), the TOML file (``<config dir>/config.toml``), defaults. Do Not Track is the exception: it
@@ -26,20 +29,48 @@ from __future__ import annotations
 import difflib
 import json
 import logging
-import math
 import os
 import re
-import stat
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+
+# Sequence is not used here but read at run time: attrs gives each generated __init__ its
+# converters' annotations (``_as_tuple``'s ``Sequence[str]``), which typing.get_type_hints resolves
+# in this module's namespace (as it does ``os`` for ``_as_path``'s ``os.PathLike[str]``).
+from collections.abc import Mapping, Sequence  # noqa: F401 - see above
 from pathlib import Path
-from typing import Any, ClassVar, Final, NoReturn, Self, TypeVar, cast
+from typing import Any, ClassVar, Final, Self, TypeVar, cast
 
 import attrs
-import platformdirs
 
-from wking_device.errors import ConfigError, StorageError
+from wking_device._config_paths import (
+    APP_NAME,
+    Paths,
+    permission_problems,
+    resolve_paths,
+    warn_loose_permissions,
+)
+from wking_device._config_values import (
+    _LIST,
+    _adapter_name,
+    _adapter_names,
+    _as_bool,
+    _as_float,
+    _as_int,
+    _as_path,
+    _as_tuple,
+    _boolean,
+    _flag,
+    _https_endpoint,
+    _integer,
+    _is_instance,
+    _path,
+    _region,
+    _seconds,
+    _spki_pins,
+    _stripped,
+    _text,
+)
+from wking_device.errors import ConfigError
 
 __all__ = [
     "APP_NAME",
@@ -55,367 +86,6 @@ __all__ = [
 ]
 
 _LOGGER = logging.getLogger(__name__)
-
-APP_NAME = "wking"
-
-
-@dataclass(frozen=True, slots=True)
-class Paths:
-    """The directories of one installation.
-
-    Attributes:
-        home: The ``WKING_HOME`` directory, or ``None`` when platform directories are used.
-        config_dir: Holds ``config.toml`` and device bindings.
-        data_dir: Holds the consent ledger, the encrypted store and (lowest key-store level) keys.
-    """
-
-    home: Path | None
-    config_dir: Path
-    data_dir: Path
-
-    @property
-    def config_file(self) -> Path:
-        """The TOML settings file."""
-        return self.config_dir / "config.toml"
-
-    def ensure(self) -> None:
-        """Create the directories, private to the user (0700).
-
-        Raises:
-            StorageError: A directory cannot be created (a file in the way, no permission, a
-                read-only file system).
-        """
-        directories: tuple[Path, ...] = (self.config_dir, self.data_dir)
-        if self.home is not None:
-            directories = (self.home, *directories)
-        for directory in directories:
-            try:
-                directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-                if directory is not self.home:
-                    directory.chmod(0o700)
-            except OSError as exc:
-                raise StorageError(
-                    f"cannot create the directory {directory}: {exc.strerror or exc}",
-                    remedy="choose another --home (or WKING_HOME), or fix that path",
-                ) from exc
-
-
-def resolve_paths(home: str | os.PathLike[str] | None = None) -> Paths:
-    """Resolve the installation's directories.
-
-    Args:
-        home: An explicit home (``--home``); defaults to ``$WKING_HOME``, then platform dirs.
-
-    Returns:
-        The paths; nothing is created.
-
-    Raises:
-        ConfigError: The home cannot be resolved (``~user`` of an unknown user, a symlink loop),
-            or is empty (``--home ""``, ``WKING_HOME=""``).
-    """
-    chosen = home if home is not None else os.environ.get("WKING_HOME")
-    if chosen is not None and not os.fspath(chosen).strip():
-        # `--home ""` or `WKING_HOME=` would otherwise mean the current directory (Path("")).
-        raise ConfigError(
-            "the home directory is empty",
-            remedy="give --home (or WKING_HOME) a directory, or unset WKING_HOME",
-        )
-    if chosen is not None:
-        try:
-            root = Path(chosen).expanduser().resolve()
-        except (RuntimeError, OSError) as exc:  # unknown ~user, symlink loop
-            raise ConfigError(
-                f"cannot use {os.fspath(chosen)!r} as the home directory: {exc}",
-                remedy="give --home (or WKING_HOME) an existing or creatable directory",
-            ) from exc
-        return Paths(home=root, config_dir=root / "config", data_dir=root / "data")
-    return Paths(
-        home=None,
-        config_dir=Path(platformdirs.user_config_dir(APP_NAME)),
-        data_dir=Path(platformdirs.user_data_dir(APP_NAME)),
-    )
-
-
-# The settings are attrs classes, not pydantic models: defining or validating the first pydantic
-# model imports importlib.metadata and email to look for plugins (~20 ms of every command's
-# start-up), and pydantic itself is most of the rest (issue 11). Each class is frozen and slotted;
-# converters accept what a file or a variable gives (numbers as text, a list for a tuple, a table
-# for a section) and validators, run by ``__init__``, refuse the rest with a ConfigError naming the
-# dotted key. Every number has a finite, bounded range: `scan_timeout = inf` (or nan, or 1e300)
-# would make a command wait forever or overflow a timer (issue 7).
-
-_INT_TEXT = re.compile(r"[+-]?[0-9]+(?:_[0-9]+)*")
-_FLOAT_TEXT = re.compile(
-    r"[+-]?(?:[0-9]+(?:_[0-9]+)*(?:\.(?:[0-9]+(?:_[0-9]+)*)?)?|\.[0-9]+(?:_[0-9]+)*)"
-    r"(?:[eE][+-]?[0-9]+(?:_[0-9]+)*)?"
-)
-_NOT_FINITE_TEXT = frozenset(
-    sign + word for sign in ("", "+", "-") for word in ("inf", "infinity", "nan")
-)
-_ADAPTER_NAME = re.compile(r"hci[0-9]{1,3}")
-_REGION = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,31}")
-_HEX_PIN = re.compile(r"[0-9A-Fa-f]{64}")
-_B64_PIN = re.compile(r"[A-Za-z0-9+/]{43}=")
-_LIST: Final = {"wking_list": True}
-"""Field metadata: the field is a list (written as JSON in a variable)."""
-
-
-def _number_text(value: str) -> float | None:
-    """A number written as text (ASCII digits, ``inf``, ``nan``), or ``None``."""
-    text = value.strip()
-    if _FLOAT_TEXT.fullmatch(text) or text.lower() in _NOT_FINITE_TEXT:
-        try:
-            return float(text)
-        except ValueError:  # pragma: no cover - the pattern admits only what float() reads
-            return None
-    return None
-
-
-def _as_int(value: int) -> int:
-    """An integer from what a file or a variable gives (``"7"``, ``7.0``); the rest unchanged.
-
-    Booleans stay as they are (the validator refuses them): ``max_connections = true`` is a
-    mistake, not 1.
-    """
-    candidate: object = value
-    if isinstance(candidate, str):
-        text = candidate.strip()
-        if _INT_TEXT.fullmatch(text):
-            try:
-                return int(text)
-            except ValueError:  # more digits than int() reads (sys.get_int_max_str_digits)
-                return value
-        number = _number_text(text)
-        candidate = value if number is None else number
-    if isinstance(candidate, float) and math.isfinite(candidate) and candidate.is_integer():
-        return int(candidate)
-    return value
-
-
-def _as_float(value: float) -> float:
-    """A float from an integer or from text (``"2.5"``, ``"3"``); the rest unchanged."""
-    candidate: object = value
-    if isinstance(candidate, int) and not isinstance(candidate, bool):
-        try:
-            return float(candidate)
-        except OverflowError:
-            return value
-    if isinstance(candidate, str):
-        number = _number_text(candidate)
-        return value if number is None else number
-    return value
-
-
-def _as_bool(value: bool) -> bool:
-    """A boolean from ``0``/``1`` or text (``"yes"``, ``"off"``...); the rest unchanged."""
-    flag = _flag(value)
-    return value if flag is None else flag
-
-
-def _as_tuple(value: Sequence[str]) -> tuple[str, ...]:
-    """A tuple from a list; the rest unchanged (a text is not a list of its letters)."""
-    return tuple(value) if isinstance(value, list) else cast("tuple[str, ...]", value)
-
-
-def _as_path(value: str | os.PathLike[str] | None) -> Path | None:
-    """A path from non-empty text or a path-like object; the rest unchanged."""
-    if (isinstance(value, str) and value) or isinstance(value, os.PathLike):
-        return Path(value)
-    return cast("Path | None", value)
-
-
-def _stripped(value: str | None) -> str | None:
-    """Text without surrounding whitespace; the rest unchanged."""
-    return value.strip() if isinstance(value, str) else value
-
-
-def _key(instance: object, attribute: attrs.Attribute[Any], *index: int) -> str:
-    """The dotted key of a field (``ble.scan_timeout``), with a list item's index."""
-    section = getattr(type(instance), "_SECTION", "")
-    parts = ([section] if section else []) + [attribute.name] + [str(i) for i in index]
-    return ".".join(parts)
-
-
-def _invalid(
-    instance: object, attribute: attrs.Attribute[Any], reason: str, *index: int
-) -> NoReturn:
-    """Raise a ConfigError naming the field's dotted key."""
-    raise ConfigError(reason, key=_key(instance, attribute, *index))
-
-
-_Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
-
-
-def _integer(low: int, high: int) -> _Validator:
-    """A validator: an integer (not a boolean) from ``low`` to ``high``."""
-
-    def check(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-        if isinstance(value, float) and not math.isfinite(value):
-            _invalid(instance, attribute, "Input should be a finite number")
-        if isinstance(value, float) and not value.is_integer():
-            _invalid(
-                instance,
-                attribute,
-                "Input should be a valid integer, got a number with a fractional part",
-            )
-        if isinstance(value, str):
-            _invalid(
-                instance,
-                attribute,
-                "Input should be a valid integer, unable to parse string as an integer",
-            )
-        if not isinstance(value, int) or isinstance(value, bool):
-            _invalid(instance, attribute, "Input should be a valid integer")
-        if value < low:
-            _invalid(instance, attribute, f"Input should be greater than or equal to {low}")
-        if value > high:
-            _invalid(instance, attribute, f"Input should be less than or equal to {high}")
-
-    return check
-
-
-def _seconds(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """A validator: a duration in seconds, more than 0 and at most an hour."""
-    if isinstance(value, str):
-        _invalid(
-            instance,
-            attribute,
-            "Input should be a valid number, unable to parse string as a number",
-        )
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        _invalid(instance, attribute, "Input should be a valid number")
-    if isinstance(value, float) and not math.isfinite(value):
-        _invalid(instance, attribute, "Input should be a finite number")
-    if value <= 0:
-        _invalid(instance, attribute, "Input should be greater than 0")
-    if value > 3600:
-        _invalid(instance, attribute, "Input should be less than or equal to 3600")
-
-
-def _boolean(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """A validator: ``True`` or ``False``."""
-    if not isinstance(value, bool):
-        _invalid(instance, attribute, "Input should be a valid boolean, unable to interpret input")
-
-
-def _text(
-    *, optional: bool = False, min_length: int = 0, max_length: int | None = None
-) -> _Validator:
-    """A validator: a string (or ``None`` when ``optional``) of a bounded length."""
-
-    def check(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-        if value is None and optional:
-            return
-        if not isinstance(value, str):
-            _invalid(instance, attribute, "Input should be a valid string")
-            return
-        if len(value) < min_length:
-            _invalid(instance, attribute, f"String should have at least {min_length} character")
-        if max_length is not None and len(value) > max_length:
-            _invalid(instance, attribute, f"String should have at most {max_length} characters")
-
-    return check
-
-
-def _region(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """A validator: ``None`` or a region code (``EU``, ``US``, ``US-CA``...)."""
-    if value is None:
-        return
-    if not isinstance(value, str):
-        _invalid(instance, attribute, "Input should be a valid string")
-    elif not _REGION.fullmatch(value):
-        _invalid(
-            instance,
-            attribute,
-            "a region is a short code such as EU, US or US-CA (ASCII letters, digits and "
-            "hyphens, at most 32)",
-        )
-
-
-def _adapter_name(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """A validator: ``None`` or a Linux adapter name (``hci0``, ``hci1``, ...)."""
-    if value is None:
-        return
-    if not isinstance(value, str):
-        _invalid(instance, attribute, "Input should be a valid string")
-    elif not _ADAPTER_NAME.fullmatch(value):
-        _invalid(instance, attribute, f"String should match pattern '^{_ADAPTER_NAME.pattern}$'")
-
-
-def _texts(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """A validator: a tuple of strings."""
-    if not isinstance(value, tuple):
-        _invalid(instance, attribute, "Input should be a valid tuple")
-        return
-    for index, item in enumerate(value):
-        if not isinstance(item, str):
-            _invalid(instance, attribute, "Input should be a valid string", index)
-
-
-def _adapter_names(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """A validator: at most 16 distinct adapter names."""
-    _texts(instance, attribute, value)
-    names = cast("tuple[str, ...]", value)
-    for index, name in enumerate(names):
-        if not _ADAPTER_NAME.fullmatch(name):
-            pattern = f"'^{_ADAPTER_NAME.pattern}$'"
-            _invalid(instance, attribute, f"String should match pattern {pattern}", index)
-    if len(names) > 16:
-        _invalid(
-            instance,
-            attribute,
-            f"Tuple should have at most 16 items after validation, not {len(names)}",
-        )
-    if len(set(names)) != len(names):
-        _invalid(instance, attribute, "an adapter is listed twice")
-
-
-def _path(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """A validator: ``None`` or a path (an empty text is not the current directory)."""
-    if value == "":
-        _invalid(instance, attribute, "Input should be a non-empty path")
-    elif value is not None and not isinstance(value, Path):
-        _invalid(instance, attribute, "Input should be a valid path")
-
-
-def _https_endpoint(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """A validator: ``None`` or an ``https://`` URL (no spaces, control characters, credentials)."""
-    if value is None:
-        return
-    if not isinstance(value, str):
-        _invalid(instance, attribute, "Input should be a valid string")
-        return
-    if not value.lower().startswith("https://") or len(value) <= len("https://"):
-        _invalid(
-            instance,
-            attribute,
-            "the endpoint must be an https:// URL (records are only sent over TLS)",
-        )
-    if any(char.isspace() or not char.isprintable() for char in value):
-        _invalid(instance, attribute, "the endpoint must not hold spaces or control characters")
-    authority = re.split(r"[/?#]", value[len("https://") :], maxsplit=1)[0]
-    if "@" in authority:  # the value is not repeated: it holds a secret
-        _invalid(
-            instance,
-            attribute,
-            "the endpoint must not hold credentials (user:password@): put the collector's token "
-            "in a file and set upload.token_file (or pass --token-file)",
-        )
-
-
-def _spki_pins(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """A validator: SHA-256 SPKI pins (``sha256//BASE64``, base64 or 64 hex digits)."""
-    _texts(instance, attribute, value)
-    for pin in cast("tuple[str, ...]", value):
-        text = pin.strip()
-        text = text[len("sha256//") :] if text.lower().startswith("sha256//") else text
-        if not (_HEX_PIN.fullmatch(text.replace(":", "")) or _B64_PIN.fullmatch(text)):
-            _invalid(
-                instance,
-                attribute,
-                f"{pin[:80]!r} is not a SHA-256 SPKI pin (sha256//BASE64, base64 or 64 hex digits)",
-            )
-
 
 _S = TypeVar("_S", "BleSettings", "StorageSettings", "UploadSettings")
 
@@ -547,16 +217,6 @@ def _as_storage(value: StorageSettings) -> StorageSettings:
 
 def _as_upload(value: UploadSettings) -> UploadSettings:
     return _section_of(UploadSettings, value, "upload")
-
-
-def _is_instance(cls: type[Any]) -> _Validator:
-    """A validator: an instance of a section's class."""
-
-    def check(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-        if not isinstance(value, cls):
-            _invalid(instance, attribute, f"Input should be an instance of {cls.__name__}")
-
-    return check
 
 
 @attrs.frozen(init=False)
@@ -842,27 +502,6 @@ def load_settings(
 
 
 _DNT_VARIABLES = ("DO_NOT_TRACK", "WKING_DO_NOT_TRACK")
-_DNT_ON = frozenset({"1", "true", "yes", "on", "y", "t"})
-_DNT_OFF = frozenset({"0", "false", "no", "off", "n", "f"})
-
-
-def _flag(value: object) -> bool | None:
-    """Read a Do Not Track value: ``True``/``False``, or ``None`` when it is malformed.
-
-    ``true``/``1``/``"1"``/``"yes"``/``"true"``/``"on"`` (any case, surrounding whitespace)
-    mean on; ``false``/``0`` and ``"no"``/``"false"``/``"off"`` mean off.
-    """
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return {0: False, 1: True}.get(value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in _DNT_ON:
-            return True
-        if text in _DNT_OFF:
-            return False
-    return None
 
 
 def _do_not_track(data: Mapping[str, Any], text: str, file: Path) -> bool:
@@ -963,67 +602,3 @@ def _lookup(data: Mapping[str, Any], loc: tuple[str | int, ...]) -> bool:
         else:
             return False
     return True
-
-
-# Files that hold secrets or personal data, relative to the data (d) or config (c) directory.
-_PRIVATE_FILES = (
-    ("d", "records.sqlite3"),
-    ("d", "records.sqlite3-wal"),
-    ("d", "records.sqlite3-shm"),
-    ("d", "consent/ledger.jsonl"),
-    ("d", "consent/ledger.jsonl.head"),
-    ("d", "keys/keystore.json"),
-    ("d", "keys/master.key"),
-    ("d", "keys/master.key.sealed"),
-    ("c", "devices.bin"),
-)
-_warned_permissions: set[str] = set()
-
-
-def permission_problems(paths: Paths) -> list[str]:
-    """List what others could read or change among an installation's directories and files.
-
-    Directories (the home, the config and data directories, ``consent/``, ``keys/``) writable
-    by group or others, and private files (records, ledger, key store, key file, bindings)
-    readable or writable by group or others. Nothing is created or changed.
-
-    Returns:
-        One line per problem (empty when every existing path is private).
-    """
-    problems: list[str] = []
-    directories = [paths.config_dir, paths.data_dir, paths.data_dir / "consent"]
-    directories.append(paths.data_dir / "keys")
-    if paths.home is not None:
-        directories.insert(0, paths.home)
-    for directory in directories:
-        try:
-            mode = stat.S_IMODE(directory.stat().st_mode)
-        except OSError:
-            continue
-        if mode & 0o022:
-            problems.append(f"{directory} is writable by others ({mode:04o}; chmod 700 it)")
-    for base, name in _PRIVATE_FILES:
-        file = (paths.data_dir if base == "d" else paths.config_dir) / name
-        try:
-            mode = stat.S_IMODE(file.stat().st_mode)
-        except OSError:
-            continue
-        if mode & 0o077:
-            problems.append(f"{file} is open to others ({mode:04o}; chmod 600 it)")
-    return problems
-
-
-def warn_loose_permissions(paths: Paths) -> list[str]:
-    """Log each permission problem of :func:`permission_problems` once per process (WARNING).
-
-    Refusals are elsewhere: a key file open to group or others is refused by the key store.
-
-    Returns:
-        The problems found.
-    """
-    problems = permission_problems(paths)
-    for problem in problems:
-        if problem not in _warned_permissions:
-            _warned_permissions.add(problem)
-            _LOGGER.warning("loose permissions: %s", problem)
-    return problems

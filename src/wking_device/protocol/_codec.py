@@ -24,18 +24,7 @@ from dataclasses import dataclass
 from typing import Final, Literal, NoReturn
 
 from wking_device.errors import CodecStateError, FrameError, ProtocolError, UsageError
-from wking_device.protocol._frames import (
-    FRAME_OVERHEAD,
-    HEADER_SIZE,
-    MAX_FRAME_SIZE,
-    Frame,
-    FrameType,
-    check_crc,
-    check_header_prefix,
-    decode_body,
-    encode_frame,
-    parse_header,
-)
+from wking_device.protocol._frames import Frame
 from wking_device.protocol._state import (
     RECEIVES,
     SENDS,
@@ -46,6 +35,14 @@ from wking_device.protocol._state import (
     role_receive_message,
     role_send_message,
     transition,
+)
+from wking_device.protocol._vocabulary import FRAME_OVERHEAD, HEADER_SIZE, MAX_FRAME_SIZE, FrameType
+from wking_device.protocol._wire import (
+    check_crc,
+    check_header_prefix,
+    decode_body,
+    encode_frame,
+    parse_header,
 )
 
 __all__ = [

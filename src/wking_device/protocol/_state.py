@@ -2,7 +2,7 @@
 
 This module owns which operations a :class:`~wking_device.protocol.FrameCodec` allows in which
 state, and which frame types each role may send and receive, with the message each misuse gets.
-It does not parse bytes (``_frames``) or buffer them (``_codec``).
+It does not parse bytes (``_wire``) or buffer them (``_codec``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from typing import Final
 
-from wking_device.protocol._frames import FrameType
+from wking_device.protocol._vocabulary import FrameType
 
 __all__ = [
     "RECEIVES",

@@ -29,7 +29,7 @@ from wking_device.upload._tls import (
 from wking_device.upload._uploader import UploadCounters, Uploader
 
 if TYPE_CHECKING:
-    from wking_device.config import UploadSettings
+    import wking_device.config
 
 
 __all__ = ["UploadTarget", "open_uploader"]
@@ -62,7 +62,7 @@ class UploadTarget:
     @classmethod
     def resolve(
         cls,
-        upload: UploadSettings,
+        upload: wking_device.config.UploadSettings,
         *,
         endpoint: str | None = None,
         ca_file: Path | None = None,

@@ -53,26 +53,25 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+import wking_device  # annotations name wking_device.X: get_type_hints loads X lazily
 from wking_device._redact import MAC_RE
 from wking_device.errors import StorageError, UploadError, UploadRejected, UploadUnavailable
 from wking_device.models import MAC_FIELDS
 from wking_device.policy import CATALOG
 from wking_device.upload._backoff import BackoffPolicy
-from wking_device.upload._http import Delivered, Permanent, Retryable, TooLarge
+from wking_device.upload._http import Delivered, OTLPSender, Permanent, Retryable, TooLarge
 from wking_device.upload._otlp import LogRecordEncoder, LogsFramer, gzip_body
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
-
-    from wking_device.consent import ConsentGate
-    from wking_device.crypto import MacPseudonymizer
-    from wking_device.store import OpenedRecord, RecordStore
-    from wking_device.upload._http import OTLPSender, SendResult
+    import wking_device.crypto
+    from wking_device.store import OpenedRecord
+    from wking_device.upload._http import SendResult
 
 __all__ = [
     "NOT_DEIDENTIFIABLE",
@@ -251,13 +250,13 @@ class Uploader:
 
     def __init__(
         self,
-        store: RecordStore,
-        gate: ConsentGate,
+        store: wking_device.RecordStore,
+        gate: wking_device.ConsentGate,
         sender: OTLPSender,
         *,
         installation_id: str,
         collector_region: str | None = None,
-        pseudonymizer: MacPseudonymizer | None = None,
+        pseudonymizer: wking_device.crypto.MacPseudonymizer | None = None,
         batch_size: int = 2000,
         concurrency: int = 2,
         backoff: BackoffPolicy | None = None,
