@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wking_device.upload._uploader import _without_speaker_key
+from wking_device.upload._speaker_key import _without_speaker_key
 
 
 def reference(body: bytes) -> bytes:

@@ -53,7 +53,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Final
 
@@ -67,6 +67,8 @@ from wking_device.policy import CATALOG
 from wking_device.upload._backoff import BackoffPolicy
 from wking_device.upload._http import Delivered, OTLPSender, Permanent, Retryable, TooLarge
 from wking_device.upload._otlp import LogRecordEncoder, LogsFramer, gzip_body
+from wking_device.upload._parts import _Parts
+from wking_device.upload._speaker_key import _SPEAKER_KEY, _SPEAKER_MARK, _without_speaker_key
 
 if TYPE_CHECKING:
     import wking_device.crypto
@@ -90,18 +92,6 @@ _MAC_CATEGORY: Final = "mac_addresses"
 _CROSS_BORDER: Final = "cross_border_transfer"
 _IP_CATEGORY: Final = "ip_address"
 _LOCATION_KEY: Final = "location"
-_SPEAKER_KEY: Final = "speaker"
-"""A record's stable speaker key (``spk:…``): a local join key (bindings ↔ records) that never
-leaves this machine. Sent, it would let the collector tell speakers apart for good — the
-purpose ``mac_addresses`` is asked for — and link them across a full local deletion, which
-rotates the installation id but not the bindings."""
-_SPEAKER_MARK: Final = b'"speaker":'
-"""Cheap pre-check on a body's JSON text before it is parsed to drop the speaker key."""
-_SPEAKER_TEXT: Final = b'"speaker"'
-_SPEAKER_FIRST: Final = b'{"speaker":"'
-"""How the store collectors' bodies begin: the speaker key first, its value a string."""
-_SPEAKER_FIRST_SIZE: Final = len(_SPEAKER_FIRST)
-_MEMBER_START: Final = (b",", b"{")
 _PERMANENT_REMEDY: Final = {
     400: "the collector could not read the request: check that the endpoint is an OTLP/HTTP "
     "logs endpoint of a compatible version",
@@ -163,46 +153,6 @@ class DrainResult:
             "duration_s": round(self.duration_s, 3),
             "cross_border": self.cross_border,
         }
-
-
-@dataclass(slots=True)
-class _Parts:
-    """Claimed records on their way, column by column.
-
-    ``ids`` and ``encoded`` (the ``LogRecord`` bytes) per record, and per record in ``kinds``
-    the index of its consent key (scope, category, consent id) in ``keys``. No object per
-    record that the garbage collector tracks: a batch lives from its claim to its delete (tens
-    of milliseconds, several young collections), and 2,000 tuples per batch were traversed by
-    each collection and promoted to the old generations, whose full collections then walked
-    them again (≈ 14 % of the uploader's CPU in a 100,000-record drain). Strings, bytes and
-    small ints are not tracked.
-    """
-
-    ids: list[str]
-    encoded: list[bytes]
-    kinds: list[int]
-    keys: list[tuple[str, str, str]]
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def take(self, indexes: Sequence[int]) -> _Parts:
-        """The records at ``indexes``, in order."""
-        ids, encoded, kinds = self.ids, self.encoded, self.kinds
-        return _Parts(
-            [ids[i] for i in indexes],
-            [encoded[i] for i in indexes],
-            [kinds[i] for i in indexes],
-            self.keys,
-        )
-
-    def halves(self) -> list[_Parts]:
-        """The first and the second half (for a 413)."""
-        middle = len(self.ids) // 2
-        return [
-            _Parts(self.ids[:middle], self.encoded[:middle], self.kinds[:middle], self.keys),
-            _Parts(self.ids[middle:], self.encoded[middle:], self.kinds[middle:], self.keys),
-        ]
 
 
 @dataclass(slots=True)
@@ -809,55 +759,6 @@ class Uploader:
                 failures, reported = 0, None
                 wait = interval
             await self._sleep(wait)
-
-
-def _without_speaker_key(body: bytes) -> bytes:
-    r"""The body's JSON text without its top-level speaker key (see :data:`_SPEAKER_KEY`).
-
-    For a body that is orjson's output — every stored body is: the store seals what orjson
-    wrote — the same bytes as parsing it, deleting the key and serialising the rest again; for
-    any other JSON text, the same JSON value. The body is parsed (to know that the key is at
-    the top level, and its value), then, in the usual case, the member is cut out of the text
-    instead of serialising the rest again (that took about two thirds of the time). The text is
-    cut only when ``"speaker"`` occurs in it exactly once, directly followed by ``:`` and the
-    value as orjson writes it, then ``,`` or ``}``, preceded by ``{`` or ``,``, and the text
-    has no ``\u`` escape (the only way another spelling of the key could hide): that one
-    occurrence is then the top-level key. Anything else takes the full path.
-
-    The store collectors write the key first (``{"speaker":"spk:…",…}``): that body is cut
-    without parsing it (≈ 0.6 µs against ≈ 2.9) when the text has no backslash (so the value
-    ends at the next quote and no escaped spelling of the key can hide) and no second
-    ``"speaker"``: a member that starts the text is a top-level member.
-    """
-    if (
-        body[:_SPEAKER_FIRST_SIZE] == _SPEAKER_FIRST
-        and body.find(b"\\") < 0
-        and body.find(_SPEAKER_TEXT, _SPEAKER_FIRST_SIZE) < 0
-    ):
-        end = body.find(b'"', _SPEAKER_FIRST_SIZE) + 1  # past the value's closing quote
-        if end > 0:
-            after = body[end : end + 1]
-            if after == b",":  # {"speaker":"…",…}
-                return b"{" + body[end + 1 :]
-            if after == b"}" and end + 1 == len(body):  # {"speaker":"…"}
-                return b"{}"
-    value = orjson.loads(body)
-    if type(value) is not dict or _SPEAKER_KEY not in value:
-        return body
-    if body.count(_SPEAKER_TEXT) == 1 and b"\\u" not in body:
-        start = body.find(_SPEAKER_MARK)
-        if start > 0:
-            text = orjson.dumps(value[_SPEAKER_KEY])
-            end = start + len(_SPEAKER_MARK) + len(text)
-            before = body[start - 1 : start]
-            after = body[end : end + 1]
-            if body[end - len(text) : end] == text and before in _MEMBER_START:
-                if after == b",":  # {…,"speaker":V,…} or {"speaker":V,…}
-                    return body[:start] + body[end + 1 :]
-                if after == b"}":  # {…,"speaker":V} or {"speaker":V}
-                    return body[: start - 1] + body[end:] if before == b"," else b"{}"
-    del value[_SPEAKER_KEY]
-    return orjson.dumps(value)
 
 
 def _frame_gzip(framer: LogsFramer, encoded: list[bytes]) -> bytes:
