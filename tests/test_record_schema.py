@@ -38,7 +38,7 @@ from wking_device.config import BleSettings
 from wking_device.crypto import open_key_store
 from wking_device.models import Record
 from wking_device.sim import SimWorld
-from wking_device.upload._uploader import _SPEAKER_FIRST, _without_speaker_key
+from wking_device.upload._speaker_key import _SPEAKER_FIRST, _without_speaker_key
 
 GUIDE = Path(__file__).parents[1] / "docs" / "library.md"
 CATEGORIES = ("operation_logs", "device_info", "software_info", "diagnostics", "location")
