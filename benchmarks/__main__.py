@@ -25,6 +25,7 @@ import importlib
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,33 @@ def far_off(entry: dict[str, Any]) -> bool:
     if entry.get("better", "higher") == "higher":
         return bool(ratio < budget / FAR)
     return bool(ratio > budget * FAR)
+
+
+def measure(
+    run: Callable[..., list[dict[str, Any]]], *, quick: bool, check: bool
+) -> list[dict[str, Any]]:
+    """Run one benchmark module's figures; with ``check``, once more if one is far off.
+
+    A shared machine has moments when one process gets much less of the CPU than its paired
+    baseline did a second before: a single far-off ratio is measured again before it fails
+    the check, and the second run's figures stand (both ratios are in its detail). A real
+    regression is far off twice.
+    """
+    figures = [finish(entry) for entry in run(quick=quick)]
+    far = {entry["name"]: entry["ratio"] for entry in figures if far_off(entry)}
+    if not (check and far):
+        return figures
+    print(
+        f"far below budget, measuring again: {', '.join(sorted(far))}",
+        file=sys.stderr,
+        flush=True,
+    )
+    again = [finish(entry) for entry in run(quick=quick)]
+    for entry in again:
+        if entry["name"] in far:
+            first = f"first run's ratio {far[entry['name']]:.3g}, measured again"
+            entry["detail"] = f"{entry['detail']}; {first}" if entry["detail"] else first
+    return again
 
 
 def _fmt(value: Any) -> str:
@@ -127,8 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.names or list(BENCHMARKS):
         started = time.perf_counter()
         module = importlib.import_module(BENCHMARKS[name])
-        figures = module.run(quick=args.quick)
-        results += [finish(entry) for entry in figures]
+        results += measure(module.run, quick=args.quick, check=args.check)
         print(f"{name}: {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps(results, indent=2))

@@ -91,6 +91,47 @@ def test_check_fails_only_far_from_budget() -> None:
     assert not far_off(entry(99.0, "lower", None))
 
 
+def test_check_measures_a_far_off_figure_once_more_before_it_fails() -> None:
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks.__main__ import far_off, measure  # noqa: PLC0415
+    finally:
+        sys.path.remove(str(ROOT))
+
+    def bench(*values: float) -> tuple[list[int], object]:
+        calls: list[int] = []
+
+        def run(*, quick: bool) -> list[dict[str, object]]:
+            assert quick
+            value = values[min(len(calls), len(values) - 1)]
+            calls.append(1)
+            return [
+                {"name": "x", "value": value, "unit": "u", "baseline": "b",
+                 "baseline_values": [1.0, 1.0], "budget": 0.5, "detail": "d"},
+                {"name": "y", "value": 1.0, "unit": "u", "baseline": "b",
+                 "baseline_values": [1.0, 1.0], "budget": 0.5},
+            ]  # fmt: skip
+
+        return calls, run
+
+    calls, run = bench(0.2, 0.4)  # a moment of load: far off, then only below budget
+    figures = measure(run, quick=True, check=True)  # type: ignore[arg-type]
+    assert len(calls) == 2
+    assert [entry["ratio"] for entry in figures] == [0.4, 1.0]
+    assert not any(far_off(entry) for entry in figures)
+    assert figures[0]["detail"] == "d; first run's ratio 0.2, measured again"
+    assert figures[1]["detail"] == ""
+    calls, run = bench(0.2, 0.2)  # a regression: far off both times, the check fails
+    assert far_off(measure(run, quick=True, check=True)[0])  # type: ignore[arg-type]
+    assert len(calls) == 2
+    calls, run = bench(0.2)  # without --check: measured once, reported as it is
+    assert far_off(measure(run, quick=True, check=False)[0])  # type: ignore[arg-type]
+    assert len(calls) == 1
+    calls, run = bench(0.3)  # within the far line: never measured again
+    measure(run, quick=True, check=True)  # type: ignore[arg-type]
+    assert len(calls) == 1
+
+
 def test_unknown_name_is_refused() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", "nope"],
