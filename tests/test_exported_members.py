@@ -188,15 +188,16 @@ def test_every_error_is_exported_at_the_top() -> None:
     assert set(errors.__all__) <= set(wking_device.__all__)
 
 
-def test_the_split_session_and_store_classes_resolve_their_hints_plainly() -> None:
+def test_the_split_session_store_and_agent_classes_resolve_their_hints_plainly() -> None:
     # the module splits declared the base classes' state for the type checker only: at run
     # time these classes carry no annotation naming an import made for the type checker
     import typing  # noqa: PLC0415
 
+    from wking_device.agent import Agent  # noqa: PLC0415
     from wking_device.ble import Speaker  # noqa: PLC0415
     from wking_device.store import RecordStore  # noqa: PLC0415
 
-    for cls in (Speaker, RecordStore):
+    for cls in (Speaker, RecordStore, Agent):
         assert not {k for k in typing.get_type_hints(cls) if not k.isupper()}, cls
 
 

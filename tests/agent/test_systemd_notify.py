@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import socket
@@ -97,6 +98,8 @@ def test_agent_run_notifies_ready_watchdog_and_stopping(notify_socket, tmp_path:
         while len(pings) < 5:
             pings += [m for m in _wait_for(sock, "WATCHDOG") if "WATCHDOG" in m]
         assert all(m["WATCHDOG"] == "1" and "cycles" in m["STATUS"] for m in pings)
+        # the polled reads skipped for want of a slot show beside the other counts
+        assert all(re.search(r"\b\d+ reads skipped \(no free slot\)", m["STATUS"]) for m in pings)
         proc.send_signal(signal.SIGTERM)
         stopping = _wait_for(sock, "STOPPING", timeout=30)[-1]
         assert stopping["STOPPING"] == "1"

@@ -44,6 +44,14 @@ obeyed even when a cancellation is lost inside a Bluetooth library (Python 3.11'
 in progress half a second after it ends is cancelled. A step that ignores its cancellation is left
 behind after ``stop_grace`` seconds. When nothing the agent could keep is granted (or Do Not
 Track is on), it scans and connects to nobody.
+
+Where the parts live: this module owns :class:`Agent`'s arguments and state, its public methods
+(the run, the loop, the shutdown, :meth:`Agent.tally`, :meth:`Agent.status`), the status file's
+writes and :class:`AgentSummary`. One cycle (scan, kept sessions, polled reads) is its base
+class's, :class:`~wking_device.agent._cycle.AgentCycle`; the consent watch (ledger, Do Not Track,
+tampering) is :class:`~wking_device.agent._consent_watch.AgentConsent`'s; the steps cut short on
+a stop, the supervised parts and their failures are
+:class:`~wking_device.agent._supervision.AgentSupervision`'s.
 """
 
 from __future__ import annotations
@@ -53,21 +61,19 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from wking_device._redact import redact
+from wking_device.agent._consent_watch import _ConfigDoNotTrack
+from wking_device.agent._cycle import AgentCycle
 from wking_device.agent._status import StatusWriter
+from wking_device.agent._supervision import _Interrupted
 from wking_device.ble import (
     BleBackend,
     EventBus,
     SessionKeeper,
-    Speaker,
-    discover,
-    limiter_for,
-    read_all,
 )
 from wking_device.collect import (
     Collector,
@@ -82,8 +88,6 @@ from wking_device.config import Paths, Settings
 from wking_device.consent import ConsentGate
 from wking_device.errors import (
     AdapterUnavailable,
-    BluetoothError,
-    ConfigError,
     LedgerTampered,
     UsageError,
 )
@@ -95,64 +99,6 @@ if TYPE_CHECKING:
 __all__ = ["Agent", "AgentSummary"]
 
 _LOGGER = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
-
-_OVERRUN_S = 0.5
-"""Seconds a step may run past the end of the duration to finish (a scan stopping), then cut."""
-
-_LAST_ERRORS = 5  # errors kept in the status file
-_MAX_SUMMARY_ERRORS = 100  # error lines kept in the summary of a long run
-_ERROR_CHARS = 200  # an error message's length there
-
-
-# The collectors whose data comes from speakers: with none of them active, the agent neither
-# scans nor connects (software and location snapshots need no radio, and diagnostics alone is no
-# reason to connect to anyone).
-_RADIO_COLLECTORS = ("operations", "device_info")
-
-
-class _Interrupted(Exception):
-    """A step of the loop was cut short by :meth:`Agent.stop` or the end of the duration."""
-
-
-class _ConfigDoNotTrack:
-    """Whether the settings say Do Not Track now: ``config.toml`` is re-read when it changes (stat).
-
-    The environment counts too (it does not change while the process runs).
-
-    A file that cannot be read or parsed counts as Do Not Track on (fail closed) until it is
-    fixed, with one warning per change.
-    """
-
-    def __init__(self, paths: Paths, settings: Settings) -> None:
-        self._paths = paths
-        # the settings were read from the file as it is now (environment included)
-        self._stamp = self._disk_stamp()
-        self._value = settings.do_not_track
-
-    def _disk_stamp(self) -> tuple[int, int, int] | None:
-        try:
-            info = self._paths.config_file.stat()
-        except OSError:
-            return None
-        return (info.st_ino, info.st_size, info.st_mtime_ns)
-
-    def __call__(self) -> bool:
-        stamp = self._disk_stamp()
-        if stamp == self._stamp:
-            return self._value
-        self._stamp = stamp
-        from wking_device.config import load_settings  # noqa: PLC0415 - avoids an import cycle
-
-        try:
-            self._value = load_settings(self._paths).do_not_track
-        except ConfigError as exc:
-            _LOGGER.warning(
-                "the configuration cannot be read (%s): Do Not Track is taken as on", exc
-            )
-            self._value = True
-        return self._value
 
 
 @dataclass(slots=True, kw_only=True)
@@ -214,7 +160,7 @@ class AgentSummary:
         }
 
 
-class Agent:
+class Agent(AgentCycle):
     """Runs collection for a bounded or unbounded time.
 
     Args:
@@ -426,58 +372,6 @@ class Agent:
             raise self._failure
         return self.summary
 
-    def _ended(self) -> bool:
-        if self._stop.is_set():
-            return True
-        if self._max_cycles is not None and self.summary.cycles >= self._max_cycles:
-            return True
-        return self._deadline is not None and asyncio.get_running_loop().time() >= self._deadline
-
-    async def _step(self, coro: Coroutine[Any, Any, _T]) -> _T:
-        """Run one step of the loop, cut short by :meth:`stop` or the end of the duration.
-
-        Raises:
-            _Interrupted: The step was cut short (it was cancelled, and left behind when it did
-                not finish within ``stop_grace``).
-        """
-        loop = asyncio.get_running_loop()
-        task = asyncio.ensure_future(coro)
-        stopped = asyncio.ensure_future(self._stop.wait())
-        timeout = None
-        if self._deadline is not None:
-            timeout = max(0.0, self._deadline + _OVERRUN_S - loop.time())
-        try:
-            await asyncio.wait(
-                {task, stopped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        except asyncio.CancelledError:
-            await self._let_go(task)  # the run itself is cancelled: so is its step
-            raise
-        finally:
-            stopped.cancel()
-        if not task.done():
-            await self._let_go(task)
-            raise _Interrupted
-        if task.cancelled():
-            raise _Interrupted
-        return task.result()
-
-    async def _let_go(self, task: asyncio.Task[Any]) -> None:
-        """Cancel a step and give it ``stop_grace`` seconds; past that, leave it behind."""
-        task.cancel()
-        task.add_done_callback(_consume)
-        try:
-            await asyncio.wait({task}, timeout=self._stop_grace)
-        finally:
-            if not task.done():
-                # A Bluetooth call that swallowed its cancellation: the run does not wait for it.
-                _LOGGER.warning(
-                    "a Bluetooth operation did not stop within %g s; leaving it behind",
-                    self._stop_grace,
-                )
-                self._stragglers.add(task)
-                task.add_done_callback(self._stragglers.discard)
-
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         await self._sweep()
@@ -569,305 +463,6 @@ class Agent:
             self.summary.records[type(collector).__name__] = collector.stats.flushed
         return self.summary
 
-    async def _watch_consent(self) -> None:
-        """Pick up grants, withdrawals and Do Not Track set elsewhere (``wking consent …``).
-
-        A withdrawal found here revokes the permits at once: collectors stop and the store,
-        attached to the gate, crypto-shreds the category. A ledger that fails verification ends
-        the run (one ERROR; it is not read again).
-        """
-        pause = self._consent_poll
-        while self._failure is None:
-            await asyncio.sleep(pause)
-            try:
-                self._poll_consent()
-            except Exception as exc:  # noqa: BLE001 - an unreadable ledger is retried later
-                pause = min(self._failed("consent", exc), self._consent_poll * 8)
-            else:
-                self._recovered("consent")
-                pause = self._consent_poll
-            # a grant or withdrawal shows in the status at once
-            if self._status is not None and self._active() != self._shown_active:
-                self._write_status("running")
-
-    def _poll_consent(self) -> None:
-        """Re-read the ledger (when it changed) and the Do Not Track sources; stop on tampering."""
-        if self._failure is not None:
-            return
-        self._gate.refresh()
-        if self._check_tampered():
-            return
-        history = self._gate.history()
-        fresh, self._history_seen = history[self._history_seen :], len(history)
-        if not self._dnt_latched and any(entry.event == "dnt_on" for entry in fresh):
-            self._dnt_latched = True
-            _LOGGER.warning(
-                "Do Not Track was turned on by another process: collecting nothing until the "
-                "agent is restarted"
-            )
-        self._apply_do_not_track()
-
-    def _apply_do_not_track(self) -> None:
-        wanted = self._own_dnt() or self._dnt_latched
-        if wanted == self._dnt_applied:
-            return
-        self._dnt_applied = wanted
-        _LOGGER.warning(
-            "Do Not Track is %s: %s",
-            "on" if wanted else "off",
-            "collecting nothing" if wanted else "collecting what is granted again",
-        )
-        self._gate.set_do_not_track(wanted)
-        self._history_seen = len(self._gate.history())  # our own dnt_on/dnt_off: not a latch
-        self._check_tampered()
-
-    def _check_tampered(self) -> bool:
-        """End the run, with one ERROR, if the ledger failed verification."""
-        tampered = self._gate.tampered
-        if tampered is None:
-            return False
-        if self._failure is None:
-            _LOGGER.error("collecting nothing and stopping: %s", tampered)
-            self._failure = tampered
-            self._stop.set()
-        return True
-
-    def _may_keep_anything(self) -> bool:
-        """Whether a scan or a connection could produce a record anyone may keep."""
-        return any(getattr(self, name).active for name in _RADIO_COLLECTORS)
-
-    async def _close_sessions(self) -> None:
-        """Disconnect the kept speakers, within ``stop_grace`` seconds."""
-        try:
-            async with asyncio.timeout(self._stop_grace):
-                await self.sessions.aclose()
-        except TimeoutError:
-            _LOGGER.warning("kept sessions did not close within %g s", self._stop_grace)
-
-    async def _cycle(self) -> None:
-        self._poll_consent()  # another process may have granted or withdrawn
-        if self._failure is not None or not self._may_keep_anything():
-            # nothing could be kept: no connection stays open (counted first: a stop may cancel
-            # the cycle while the sessions close, and the summary must not claim them)
-            self.summary.sessions_kept = 0
-            await self._close_sessions()
-            return  # and no scan, no connection
-        loop = asyncio.get_running_loop()
-        seconds = self._scan_seconds
-        if self._deadline is not None:
-            seconds = max(0.1, min(seconds, self._deadline - loop.time()))
-        try:
-            ble = self._settings.ble
-            found = await discover(
-                seconds,
-                backend=self._backend,
-                events=self._events,
-                # `[ble] adapters`: a speaker any of them hears is found
-                adapter=None if ble.adapters else ble.adapter,
-                adapters=ble.adapters or None,
-            )
-        except AdapterUnavailable:
-            raise
-        except BluetoothError as exc:
-            self._scanned = True
-            self._failed("scan", exc)
-            return
-        self._scanned = True
-        self._seen.update(s.address.upper() for s in found)
-        bound = {address.upper() for address in self._bound_addresses()}
-        targets = [
-            s for s in found if s.address.upper() in bound or (self._connect_all and not bound)
-        ]
-        # A kept speaker may not advertise while connected: it stays wanted while bound (or,
-        # with connect_all and no bindings, while kept).
-        wanted = bound or (
-            {s.address.upper() for s in targets} | self.sessions.kept
-            if self._connect_all
-            else set()
-        )
-        # a cancellation lost inside the scan must not lead to connections after a stop
-        if self._ended() or not self._may_keep_anything():
-            return
-        kept = await self.sessions.keep(wanted, targets)
-        self.summary.sessions_kept = len(kept)
-        self._names.update(s.name for s in found if s.name)
-        await self._read_kept(kept)
-        targets = [s for s in targets if s.address.upper() not in kept]
-        if not targets:
-            return
-        if await self._slots_kept_for_good(len(targets)):
-            # no slot can come free while these sessions are kept: waiting slot_timeout per
-            # speaker would only delay the next cycle, which looks again
-            self.summary.reads_failed += len(targets)
-            self.summary.reads_no_slot += len(targets)
-            return
-        result = await read_all(
-            targets,
-            backend=self._backend,
-            events=self._events,
-            settings=self._settings.ble,
-            read=self._read_speaker,
-        )
-        if self._ended():
-            raise _Interrupted
-        self.summary.reads_ok += len(result.infos)
-        self.summary.reads_failed += len(result.errors)
-        self._read.update(address.upper() for address in result.infos)
-        for info in result.infos.values():
-            self.device_info.on_info(info)
-
-    async def _slots_kept_for_good(self, polled: int) -> bool:
-        """Whether this agent's kept sessions hold every slot a polled read could use.
-
-        "For good": each adapter a poll could go through (``ble.adapters``, else ``ble.adapter``)
-        has as many slots held by kept sessions whose link is up as its effective limit (the
-        controller's own limit where the stack reports one). The agent lets such a session go
-        only between cycles (an unbind, a withdrawal, the end), so no slot comes free for this
-        cycle's polls but by a link going down. Slots held by anyone else — another program, a
-        library user's session, a kept session still connecting — may come free: those polls
-        keep the bounded wait (``ble.slot_timeout``). The state is logged when it changes: one
-        WARNING when polls start being skipped, one INFO when a slot is free again.
-        """
-        ble = self._settings.ble
-        connected = self.sessions.connected()
-        names: list[str | None] = list(ble.adapters) if ble.adapters else [ble.adapter]
-        full: list[str] = []
-        if connected:
-            for name in names:
-                limiter = limiter_for(self._backend, ble.max_connections, adapter=name)
-                await limiter.read()
-                held = limiter.held_by(connected)
-                if held < limiter.effective_limit:
-                    break
-                full.append(f"{name or 'the default adapter'} ({limiter.effective_limit})")
-        state = ", ".join(full) if len(full) == len(names) else None
-        if state != self._no_slot:
-            if state is not None:
-                _LOGGER.warning(
-                    "polled reads skipped: every connection slot of %s is held by a speaker "
-                    "this agent keeps connected; %d polled speakers are not read until a slot is "
-                    "free (set ble.max_connections to the adapter's slots so one stays free)",
-                    state,
-                    polled,
-                )
-            else:
-                _LOGGER.info(
-                    "polled reads resume: this agent's kept sessions no longer hold every "
-                    "connection slot"
-                )
-            self._no_slot = state
-        return state is not None
-
-    async def _read_kept(self, kept: set[str]) -> None:
-        """Read the kept speakers over their open links (new ones get one connection attempt)."""
-        if not kept:
-            return
-        ble = self._settings.ble
-        await self.sessions.settled(ble.connect_timeout * ble.connect_attempts + ble.scan_timeout)
-        for address in sorted(kept):
-            if self._ended():
-                raise _Interrupted
-            if address not in self.sessions.connected():
-                self.summary.reads_failed += 1
-                error = self.sessions.last_error(address)
-                _LOGGER.debug("kept %s is not connected: %s", address, error)
-                continue
-            try:
-                info = await self._read_speaker(self.sessions.session(address))
-            except BluetoothError as exc:
-                self.summary.reads_failed += 1
-                _LOGGER.debug("reading kept %s failed: %s", address, exc)
-                continue
-            self.summary.reads_ok += 1
-            self._read.add(address)
-            self.device_info.on_info(info)
-
-    def _bound_addresses(self) -> set[str]:
-        if self._bound is None:
-            return set()
-        if callable(self._bound):
-            return self._bound()
-        return self._bound
-
-    async def _read_speaker(self, speaker: Speaker) -> Any:
-        """Read one speaker; an unexpected exception is that speaker's error, not the cycle's."""
-        try:
-            return await speaker.read_info()
-        except (BluetoothError, asyncio.CancelledError):
-            raise
-        except Exception as exc:
-            self._failed("speaker", exc)
-            raise BluetoothError(
-                f"reading the speaker failed: unexpected {type(exc).__name__}"
-            ) from exc
-
-    async def _flush(self) -> None:
-        failed = False
-        for collector in self.collectors:
-            try:
-                await collector.flush()
-            except Exception as exc:  # noqa: BLE001 - one collector must not stop the others
-                # The collector keeps the batch; the next cycle retries it.
-                self._failed("store", exc)
-                failed = True
-        if not failed:
-            self._recovered("store")
-
-    async def _sweep(self) -> None:
-        try:
-            await self._store.sweep(now=time.time())
-        except Exception as exc:  # noqa: BLE001 - the next sweep retries
-            self._failed("retention", exc)
-        else:
-            self._recovered("retention")
-
-    async def _supervise(self, part: str, start: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Run a long-lived part; restart it with backoff whenever it raises, until cancelled."""
-        while not self._stop.is_set():
-            try:
-                await start()
-            except Exception as exc:  # noqa: BLE001 - a failing part must not end the run
-                await asyncio.sleep(self._failed(part, exc))
-            else:
-                return
-
-    def _failed(self, where: str, exc: BaseException) -> float:
-        """Count a failure of a part, log it once, keep it for the status; return the backoff.
-
-        The same failure again (type and message) is not logged again until the part recovers.
-        """
-        failures = self.summary.failures
-        failures[where] = failures.get(where, 0) + 1
-        streak = self._streak[where] = self._streak.get(where, 0) + 1
-        key = f"{type(exc).__name__}: {exc}"
-        if self._reported.get(where) != key:
-            self._reported[where] = key
-            _LOGGER.warning("%s failed (%s): %s", where, type(exc).__name__, exc)
-        if len(self.summary.errors) < _MAX_SUMMARY_ERRORS:
-            self.summary.errors.append(f"{where}: {exc}")
-        self._last_errors.append(
-            {
-                "at": time.time(),
-                "part": where,
-                "type": type(exc).__name__,
-                "message": self._scrub(str(exc)),
-            }
-        )
-        del self._last_errors[:-_LAST_ERRORS]
-        self.diagnostics.on_exception(exc, where=where)
-        return float(min(self._max_backoff, self._interval * 2.0 ** min(streak - 1, 20)))
-
-    def _recovered(self, where: str) -> None:
-        if self._streak.pop(where, 0) and self._reported.pop(where, None) is not None:
-            _LOGGER.info("%s works again", where)
-
-    def _scrub(self, text: str) -> str:
-        """No address, key or speaker name in a message kept in the status file."""
-        text = redact(text)
-        for name in sorted(self._names, key=len, reverse=True):
-            text = text.replace(name, "[NAME]")
-        return text[:_ERROR_CHARS]
-
     def status(self, state: str) -> dict[str, Any]:
         """The status ``wking agent status`` reads: counts and timestamps only."""
         summary = self.tally()
@@ -903,9 +498,3 @@ class Agent:
             self._status.write(self.status(state))
         except OSError as exc:  # a full disk: the run goes on without a status
             self._status.failed(exc)
-
-
-def _consume(task: asyncio.Task[Any]) -> None:
-    """Retrieve a left-behind task's outcome so asyncio does not report it as never retrieved."""
-    if not task.cancelled():
-        task.exception()

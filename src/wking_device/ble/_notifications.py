@@ -1,13 +1,14 @@
 """What a speaker session receives: notification decoding, response matching, event delivery.
 
 This module owns :class:`SpeakerNotifications`, the base of :class:`~wking_device.ble.Speaker`
-between its connection life cycle (:class:`~wking_device.ble._connection.SpeakerLink`) and its
-public API: turning each vendor notification into frames through the codec, handing a response
-to the command waiting under its sequence number (a broken frame fails only the command it
-answered), checking standard battery notifications, and delivering events to the session's
-subscribers (:class:`_Subscription`, each with its own bounded queue) and event streams. It does
-not subscribe to characteristics or keep the link (see :mod:`._connection`) and does not send
-commands (see :mod:`._speaker`); the state it uses is initialised by ``Speaker.__init__``.
+between its adapter choice and connection slot (:class:`~wking_device.ble._slots.SpeakerSlots`,
+above its connection life cycle) and its public API: turning each vendor notification into
+frames through the codec, handing a response to the command waiting under its sequence number
+(a broken frame fails only the command it answered), checking standard battery notifications,
+and delivering events to the session's subscribers (:class:`_Subscription`, each with its own
+bounded queue) and event streams. It does not subscribe to characteristics or keep the link
+(see :mod:`._connection`) and does not send commands (see :mod:`._speaker`); the state it uses
+is initialised by ``Speaker.__init__``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from wking_device._subscription import Subscription
-from wking_device.ble._connection import SpeakerLink
+from wking_device.ble._slots import SpeakerSlots
 from wking_device.ble._stream import unify
 from wking_device.ble._values import BatteryReading, SpeakerEvent, _opcode_name
 from wking_device.errors import MalformedResponse
@@ -64,7 +65,7 @@ def _unsubscribe(speaker: Speaker, queue: EventQueue[SpeakerEvent]) -> None:
     queue.close()
 
 
-class SpeakerNotifications(SpeakerLink):
+class SpeakerNotifications(SpeakerSlots):
     """What a :class:`~wking_device.ble.Speaker` receives (a base class; see the module)."""
 
     if TYPE_CHECKING:  # initialised by Speaker.__init__

@@ -8,10 +8,11 @@ sans-IO :class:`~wking_device.protocol.FrameCodec` driven over GATT writes and n
 requests and responses correlated by sequence number) and the public side of notifications
 (raw subscriptions, subscribers, event streams). Every operation emits an
 :class:`~wking_device.models.OperationEvent`.
-It does not keep the link itself: connecting with retries and backoff, slots, adapter choice,
-the reconnect policy, teardown and the guarded GATT operation are its base class's,
+It does not keep the link itself: connecting with retries and backoff, the reconnect policy,
+teardown and the guarded GATT operation are its base class's,
 :class:`~wking_device.ble._connection.SpeakerLink` (where the reasons for not using
-``bleak_retry_connector.establish_connection`` are given); decoding what is notified, matching
+``bleak_retry_connector.establish_connection`` are given); the adapter choice and the connection
+slot are :class:`~wking_device.ble._slots.SpeakerSlots`'s; decoding what is notified, matching
 responses to waiting commands and delivering events are
 :class:`~wking_device.ble._notifications.SpeakerNotifications`'s. It stores nothing.
 """

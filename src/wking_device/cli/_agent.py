@@ -368,7 +368,8 @@ def _tell_systemd_ready(state: _Run) -> asyncio.Task[None] | None:
         tally = agent_.tally()
         return (
             f"running: {tally.cycles} cycles, {tally.speakers_seen} speakers seen, "
-            f"{sum(tally.records.values())} records stored"
+            f"{sum(tally.records.values())} records stored, "
+            f"{tally.reads_no_slot} reads skipped (no free slot)"
         )
 
     state.watchdog = asyncio.ensure_future(state.systemd.keep_watchdog(describe))
