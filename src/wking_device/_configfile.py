@@ -83,8 +83,9 @@ TEMPLATE: Final = """\
 # connect_attempts = 3
 # The adapter on Linux (hci0, hci1, ...); unset: BlueZ's default.
 # adapter = "hci0"
-# Several adapters to connect through: each connection takes the one with a free slot and
-# the best RSSI, and fails over when one disappears (scans use `adapter`).
+# Several adapters: scans listen on all of them; each connection takes the one with a free
+# slot and the best RSSI (none free: the first slot freed on any that heard the speaker), and
+# fails over when one disappears.
 # adapters = ["hci0", "hci1"]
 
 [storage]

@@ -147,8 +147,9 @@ class BleSettings(_Group):
         default=(), converter=_as_tuple, validator=_adapter_names, metadata=_LIST
     )
     """Several adapters (``["hci0", "hci1"]``): scans listen on all of them, every connection
-    takes the one with a free slot and the best RSSI and fails over when one disappears.
-    Empty: scans and connections use ``adapter``."""
+    takes the one with a free slot and the best RSSI (none free: the first slot freed on any
+    that heard the speaker) and fails over when one disappears. Empty: scans and connections
+    use ``adapter``."""
 
     def __attrs_post_init__(self) -> None:
         if self.adapters and self.adapter is not None and self.adapter not in self.adapters:
