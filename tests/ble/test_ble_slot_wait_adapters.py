@@ -13,11 +13,13 @@ on elapsed times.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING
 
 import pytest
 from tests._waiting import until
 
+from wking_device._redact import MAC_RE
 from wking_device.ble import ConnectionLimiter, Speaker, acquire_first, limiter_for
 from wking_device.errors import BluetoothReason, ConnectionFailed
 from wking_device.sim import AdapterSpec, SimWorld
@@ -63,8 +65,9 @@ def _session(
 
 
 async def test_a_slot_freed_on_the_other_adapter_is_taken_at_once(
-    fast_settings: BleSettings, fast_retry: RetryPolicy
+    fast_settings: BleSettings, fast_retry: RetryPolicy, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="wking_device")
     settings = fast_settings.replace(slot_timeout=_LARGE)
     async with SimWorld.fleet(3, adv_interval_ms=20, adapters=_two_adapters()) as world:
         a, b, c = world.speakers
@@ -92,6 +95,13 @@ async def test_a_slot_freed_on_the_other_adapter_is_taken_at_once(
         await late.disconnect()
         await first.disconnect()
         assert _counts((l0, l1)) == [(0, 0), (0, 0)]
+    # the switch of adapter is logged, and no log line names a speaker's address (DESIGN §4)
+    switched = [r.getMessage() for r in caplog.records if "came free first" in r.getMessage()]
+    assert len(switched) == 1, switched
+    assert "hci1" in switched[0]
+    messages = " ".join(r.getMessage() for r in caplog.records).upper()
+    assert not MAC_RE.search(messages), [r.getMessage() for r in caplog.records]
+    assert not any(s.address.upper() in messages for s in (a, b, c))
 
 
 async def test_a_speaker_heard_by_one_adapter_never_takes_the_others_slot(
