@@ -59,9 +59,20 @@ def fixture_make_record(permit: Permit) -> Callable[..., Record]:
     return make
 
 
+@pytest.fixture(name="writer", params=["thread", "process"])
+def fixture_writer(request: pytest.FixtureRequest) -> str:
+    """Who commits appends: the writer thread, or a writer process (``writer_process=True``).
+
+    A test about one of them only says so with ``@pytest.mark.parametrize("writer", [...])``.
+    """
+    return str(request.param)
+
+
 @pytest.fixture(name="store")
-def fixture_store(paths: Paths, settings: Settings, gate: ConsentGate) -> Iterator[RecordStore]:
+def fixture_store(
+    paths: Paths, settings: Settings, gate: ConsentGate, writer: str
+) -> Iterator[RecordStore]:
     del gate  # the gate creates the key store first, as the installation does
-    store = open_store(paths, settings)
+    store = open_store(paths, settings, writer_process=writer == "process")
     yield store
     store.close()

@@ -56,6 +56,8 @@ def fixture_held(store: RecordStore) -> Iterator[threading.Event]:
     release.set()
 
 
+# the writer thread's batching (a writer process cuts turns into shorter batches)
+@pytest.mark.parametrize("writer", ["thread"])
 async def test_producers_resumed_together_share_one_commit(store, make_record, permit) -> None:
     before = store._commits
     records = [make_record(n=i) for i in range(200)]
@@ -231,6 +233,8 @@ async def test_a_padded_commit_whose_last_record_is_already_stored_keeps_the_cou
     assert store._bytes == store._measure()
 
 
+# the writer thread's batching (a writer process cuts turns into shorter batches)
+@pytest.mark.parametrize("writer", ["thread"])
 async def test_a_long_turn_is_cut_once_per_hand_over_rows(
     store, make_record, permit, held, paths
 ) -> None:

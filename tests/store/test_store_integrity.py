@@ -95,6 +95,8 @@ async def test_damaged_database_is_refused_on_open(
     assert info.value.exit_code == 7
 
 
+# the page limit is set on the writer thread's connection (a writer process has its own)
+@pytest.mark.parametrize("writer", ["thread"])
 async def test_database_full_raises_store_full_and_keeps_everything(
     paths, store, make_record, permit
 ) -> None:

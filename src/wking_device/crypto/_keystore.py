@@ -320,6 +320,26 @@ class KeyStore:
             assert key is not None
             return key
 
+    def data_key_in_force(
+        self, category: str, *, rotate_after: float, now: float | None = None
+    ) -> DataKey | None:
+        """The data key :meth:`current_data_key` would return, if that creates none.
+
+        Never writes: ``None`` when the category has no data key yet, or when its newest is due
+        for rotation (a new epoch needs :meth:`current_data_key`).
+
+        Args:
+            category: The data category (or key scope).
+            rotate_after: Seconds a DEK seals new records before the next epoch starts.
+            now: The current UTC time (injectable for tests).
+        """
+        now = time.time() if now is None else now
+        with self._lock:
+            entry = self._newest(category)
+            if entry is None or entry["created_at"] + rotate_after <= now:
+                return None
+            return self.data_key(int(entry["id"]))
+
     def _newest(self, category: str) -> dict[str, Any] | None:
         newest: dict[str, Any] | None = None
         for entry in self._doc["deks"]:

@@ -50,6 +50,8 @@ class _Batch:
     loop: asyncio.AbstractEventLoop
     groups: dict[int, _Group] = dataclasses.field(default_factory=dict)
     count: int = 0
+    size: int = 0
+    """Bytes the size cap counts for it while a writer process holds it (see ``_appender``)."""
 
 
 @dataclass(slots=True)
@@ -71,6 +73,12 @@ the writer can take a batch queued mid-turn only once the interpreter forces a G
 producers: about half the writer's context switches per commit, ≈ 20 % less CPU per record and
 a higher rate in seven alternating pairs (docs/performance.md); one cut per 1,000-row turn still
 lets the writer commit the first half while the loop builds the second."""
+
+
+_CHILD_HAND_OVER_ROWS: Final = 32
+"""The same cut with a writer process: it commits one batch while the loop fills the next
+(another process takes no GIL from the loop), so shorter batches overlap more (benchmarks/
+ingest.py: 32-50 rows with 100 producers)."""
 
 
 _INSERT_ROWS: Final = 1000

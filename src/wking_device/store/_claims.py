@@ -71,14 +71,19 @@ class _Claims(_Rows):
         # claimable below the floor (a released one lowers the floor; SQLite may give a deleted
         # row's number to a new one) is found by a second pass from the start when the first
         # falls short, so nothing waits for long.
+        epoch = self._floor_epoch
         floor = self._floors.get(allowed, 0)
         rows = self._claim_query(where, params, n, floor)
         if len(rows) < n and floor:
             rows = self._claim_query(where, params, n, 0)
         if rows:
-            if len(self._floors) >= _FLOORS:
-                self._floors.clear()
-            self._floors[allowed] = int(rows[-1][0])
+            with self._floor_lock:
+                # not when a writer process's commit lowered the floors meanwhile (its rows
+                # may be under this claim's last row)
+                if self._floor_epoch == epoch:
+                    if len(self._floors) >= _FLOORS:
+                        self._floors.clear()
+                    self._floors[allowed] = int(rows[-1][0])
         return rows, scopes
 
     def _claim_query(
@@ -248,8 +253,7 @@ class _Claims(_Rows):
         if not seqs:
             return 0
         lowest = min(seqs) - 1  # claimable again: the next claims start no later than them
-        for allowed, floor in self._floors.items():
-            self._floors[allowed] = min(floor, lowest)
+        self._lower_floors(lowest)
         released = self._conn.execute(
             f"SELECT COUNT(*) FROM records WHERE state = ? AND seq IN ({_CLAIMED_SEQS})",  # noqa: S608
             (STATE_PENDING, _seq_json(seqs)),

@@ -104,6 +104,10 @@ class _Maintenance(_Claims):
     """Purge, withdrawals, sweep, verify, reseal, export and stats (writer thread only)."""
 
     def _purge_sync(self, category: str) -> int:
+        with self._keys_paused():  # a writer process holding these keys is stopped first
+            return self._purge_paused(category)
+
+    def _purge_paused(self, category: str) -> int:
         # Shred first: once the keys are gone the rows are unreadable even if we crash before
         # deleting them (the next read drops them as shredded).
         doomed = {
@@ -112,8 +116,7 @@ class _Maintenance(_Claims):
             if category in scope.split("+")
         }
         destroyed = self.keys.destroy_data_keys(key_ids=doomed) if doomed else []
-        for key_id in destroyed:
-            self._sealers.pop(key_id, None)
+        self._forget_keys(destroyed)
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -210,22 +213,31 @@ class _Maintenance(_Claims):
             raise
         if expired:
             self._forget_gone_claims()
+        destroyed: list[int] = []
+        if self._unused_keys():
+            # a writer process may hold one of them with rows it has not committed yet: once
+            # it is stopped its rows are in the table, and the keys are looked at again
+            with self._keys_paused():
+                doomed = self._unused_keys()
+                destroyed = self.keys.destroy_data_keys(key_ids=doomed) if doomed else []
+                self._forget_keys(destroyed)
+        if expired:
+            self._bytes = self._measure()
+        return SweepResult(expired=int(expired), keys_destroyed=len(destroyed))
+
+    def _unused_keys(self) -> set[int]:
+        """Data keys no record needs: no row sealed with them, and not the newest of a scope."""
+        conn = self._conn
         in_use = {int(key_id) for (key_id,) in conn.execute("SELECT DISTINCT key_id FROM records")}
         live = self.keys.data_key_ids()
         newest: dict[str, int] = {}
         for key_id, category in live.items():
             newest[category] = max(newest.get(category, key_id), key_id)
-        doomed = {
+        return {
             key_id
             for key_id, category in live.items()
             if key_id not in in_use and key_id != newest[category]
         }
-        destroyed = self.keys.destroy_data_keys(key_ids=doomed) if doomed else []
-        for key_id in destroyed:
-            self._sealers.pop(key_id, None)
-        if expired:
-            self._bytes = self._measure()
-        return SweepResult(expired=int(expired), keys_destroyed=len(destroyed))
 
     _VERIFY_CHUNK: Final = 2000
 
@@ -335,7 +347,7 @@ class _Maintenance(_Claims):
             evicted=int(meta.get("evicted", 0)),
             shredded=int(meta.get("shredded", 0)),
             key_store=self.keys.level,
-            bytes=self._bytes,
+            bytes=self._stored_bytes,
             max_bytes=self.max_bytes,
         )
 

@@ -23,12 +23,14 @@ from wking_device.errors import RecordCorrupt
 from wking_device.store._schema import record_from_row
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    import threading
+    from collections.abc import Callable, Iterable
     from pathlib import Path
 
     from wking_device.consent import Ledger
-    from wking_device.crypto import KeyStore
+    from wking_device.crypto import DataKey, KeyStore
     from wking_device.models import Record
+    from wking_device.store._appender import _Appender
     from wking_device.store._schema import PlaintextReader
 
 _LOGGER = logging.getLogger(__name__)
@@ -57,7 +59,12 @@ class _Rows:
         _reader: PlaintextReader
         _claims: dict[str, int]
         _floors: dict[frozenset[str] | None, int]
+        _floor_lock: threading.Lock
+        _floor_epoch: int
         _bytes: int
+        _child_added: int
+        _child_keys: dict[str, DataKey]
+        _appender: _Appender | None
         _ledger_file: Path | None
         _ledger: Ledger | None
         _watching: bool
@@ -88,7 +95,44 @@ class _Rows:
         sealer.set_block(int(end) - NONCE_BLOCK)
 
     def _measure(self) -> int:
-        return int(self._conn.execute(_MEASURE).fetchone()[0])
+        """The bytes the size cap counts, less those a writer process already added.
+
+        The process's additions (``_child_added``, counted on the event loop) are read before
+        the query: a commit acknowledged in between is counted twice until the next measure
+        (the cap errs towards evicting early, by at most one commit).
+        """
+        added = self._child_added
+        return int(self._conn.execute(_MEASURE).fetchone()[0]) - added
+
+    @property
+    def _stored_bytes(self) -> int:
+        """The bytes the size cap counts now (the writer thread's and a writer process's)."""
+        return self._bytes + self._child_added
+
+    def _keys_paused(self) -> contextlib.AbstractContextManager[None]:
+        """Around work that destroys data keys: no writer process runs (or starts) meanwhile."""
+        appender = self._appender
+        return contextlib.nullcontext() if appender is None else appender.paused()
+
+    def _forget_keys(self, destroyed: Iterable[int]) -> None:
+        """Drop every cached use of destroyed data keys (writer thread)."""
+        gone = set(destroyed)
+        if not gone:
+            return
+        for key_id in gone:
+            self._sealers.pop(key_id, None)
+        for scope, dek in list(self._child_keys.items()):
+            if dek.key_id in gone:
+                self._child_keys.pop(scope, None)
+
+    def _lower_floors(self, lowest: int) -> None:
+        """Have every claim start no later than after ``lowest`` (from either thread)."""
+        with self._floor_lock:
+            self._floor_epoch += 1
+            floors = self._floors
+            for allowed, floor in floors.items():
+                if floor > lowest:
+                    floors[allowed] = lowest
 
     def _sealer_for(self, key_id: int) -> Sealer | None:
         sealer = self._sealers.get(key_id)

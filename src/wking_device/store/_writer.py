@@ -267,6 +267,7 @@ class _Writer(_Maintenance):
 
     def _sealer(self, scope: str, count: int, now: float) -> Sealer:
         dek = self.keys.current_data_key(scope, rotate_after=self._rotate_after, now=now)
+        self._child_keys[scope] = dek  # a writer process may seal with it from now on
         sealer = self._sealers.get(dek.key_id)
         if sealer is None:
             sealer = self._sealers[dek.key_id] = Sealer(dek.key_id, dek.key)
@@ -306,7 +307,7 @@ class _Writer(_Maintenance):
         freed = 0
         self._commits += 1
         shape = _padded_shape(rows)
-        if shape and self._bytes + size <= self.max_bytes:
+        if shape and self._stored_bytes + size <= self.max_bytes:
             # One statement in autocommit mode is one durable transaction (WAL, FULL): the
             # whole group commit is a single sqlite3 call, so the writer gives up and re-takes
             # the GIL once per commit (each re-take can wait for the event loop's thread for up
@@ -321,13 +322,15 @@ class _Writer(_Maintenance):
         shapes = _shapes(rows)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if self._bytes + size > self.max_bytes:
+            if self._stored_bytes + size > self.max_bytes:
                 top = max(
                     self._priority.get(category, 0)
                     for group in live
                     for category in {r.category for r in group.records}
                 )
-                freed = self._evict(self._bytes + size - int(self.max_bytes * _EVICT_TO), top)
+                freed = self._evict(
+                    self._stored_bytes + size - int(self.max_bytes * _EVICT_TO), top
+                )
             before = conn.total_changes
             start = 0
             last = None
@@ -349,13 +352,9 @@ class _Writer(_Maintenance):
         rows were deleted (acked, purged, swept) new rows can take numbers at or below a claim
         floor (a claim starts past its floor): the floors are lowered under the new rows.
         """
-        floors = self._floors
-        if not floors or last is None:
+        if not self._floors or last is None:
             return
-        lowest = last - rows  # every new row is numbered above it (consecutive numbers)
-        for allowed, floor in floors.items():
-            if floor > lowest:
-                floors[allowed] = lowest
+        self._lower_floors(last - rows)  # every new row is numbered above it (consecutive)
 
     def _account(self, inserted: int, offered: int, size: int, freed: int) -> None:
         if inserted != offered:

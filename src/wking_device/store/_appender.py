@@ -1,0 +1,412 @@
+"""The parent's side of the store's writer process: spawn, send, acknowledge, stop.
+
+This module owns :class:`_Appender`, through which a :class:`~wking_device.store.RecordStore`
+opened with ``writer_process=True`` has the appends of one event loop sealed and committed by
+a child process (:mod:`._child`) instead of its writer thread. A process has its own GIL: while
+it seals and commits one batch the event loop fills the next, which a thread of the same
+process cannot do (both need the GIL for most of their work, so their phases run one after the
+other; see docs/performance.md).
+
+The appender is driven from that event loop (sending batches, reading acknowledgements with
+``add_reader``, so no thread hand-off per commit) and from the writer thread (pausing the child
+while keys are destroyed). Every batch sent stays held until the child acknowledges its commit;
+when the child ends without acknowledging (killed, crashed, refused something), the held
+batches go to the writer thread, which checks their permits again and writes them (a record the
+child did commit is ignored there by its id): nothing acknowledged is lost and nothing is
+acknowledged twice.
+
+It does not check permits or records, choose keys or decide what the child may receive (the
+store does); nor does it read or delete rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import pickle
+import subprocess
+import sys
+import threading
+from typing import TYPE_CHECKING, Any, Final
+
+from wking_device.store._batches import _settle_groups
+from wking_device.store._child import ACK, BATCH_NO, FRAME
+
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from wking_device.store._batches import _Batch
+
+_LOGGER = logging.getLogger(__name__)
+
+_MAX_FAILURES: Final = 3
+"""Child processes that may end on their own before appends stay on the writer thread."""
+_PIPE_SIZE: Final = 1 << 20
+"""Bytes the pipe to the child may hold (Linux ``F_SETPIPE_SZ``; the default 64 KiB holds about
+150 records)."""
+_F_SETPIPE_SZ: Final = 1031
+_STOP_WAIT: Final = 30.0
+"""Seconds a stopping child may take to commit what it was sent before it is killed."""
+
+
+class _Appender:
+    """One child process at a time, serving appends of one event loop.
+
+    Args:
+        database: The store's database file.
+        requeue: Puts a batch the child did not acknowledge on the writer thread's queue
+            (called with the appender's lock held; must not block).
+        committed: Called on the event loop for each acknowledged commit with
+            ``(last row number, rows offered, rows inserted, bytes added or -1)``, before
+            the callers' futures are settled.
+    """
+
+    def __init__(
+        self,
+        database: Path,
+        *,
+        requeue: Callable[[_Batch], None],
+        committed: Callable[[int, int, int, int], None],
+    ) -> None:
+        self._database = database
+        self._requeue = requeue
+        self._committed = committed
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._fds = (-1, -1)
+        """The child's pipes (to it, from it), kept after they are closed, to stop watching."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._held: dict[int, _Batch] = {}
+        self._next = 0
+        self._sent_keys: set[int] = set()
+        self._out = bytearray()  # bytes not yet taken by the pipe
+        self._acks = bytearray()  # a partial acknowledgement
+        self._paused = 0
+        self._failures = 0
+        self._disabled = False
+        self._closed = False
+        self.held_bytes = 0
+        """Bytes of the held batches, as the size cap counts them (estimated before sealing)."""
+        self.spawned = 0
+        """Child processes started so far."""
+        self.acknowledged = 0
+        """Batches the child processes committed and acknowledged so far."""
+
+    # -- state --------------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        """The running child's process id (None when there is none)."""
+        proc = self._proc
+        return None if proc is None else proc.pid
+
+    def usable(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether a batch of ``loop`` may go to the child now (else: the writer thread)."""
+        return (
+            not self._disabled
+            and not self._closed
+            and not self._paused
+            and (self._loop is None or self._loop is loop)
+        )
+
+    # -- the event loop's side ----------------------------------------------------------------
+
+    def send(
+        self,
+        batch: _Batch,
+        *,
+        rows: list[tuple[Any, ...]],
+        key_ids: set[int],
+        live_key: Callable[[int], bytes | None],
+        size: int,
+    ) -> bool:
+        """Send a checked batch (on its loop); False when it must go to the writer thread.
+
+        Args:
+            batch: The batch; held until the child acknowledges it.
+            rows: Its rows: ``(record_id, category, key_id, created_at, expires_at, plaintext)``.
+            key_ids: The data keys its rows are to be sealed with.
+            live_key: A data key's 32 bytes, or None once it was destroyed. Asked for every key
+                of the batch while no pause can begin (:meth:`paused`): a key destroyed later
+                is destroyed only after this child is stopped.
+            size: The batch's bytes as the size cap counts them.
+        """
+        loop = batch.loop
+        with self._lock:
+            if not self.usable(loop):
+                return False
+            if self._proc is None and not self._spawn(loop):
+                return False
+            given: list[tuple[int, bytes]] = []
+            for key_id in key_ids:
+                key = live_key(key_id)
+                if key is None:
+                    return False  # destroyed: the writer thread seals with the key in force
+                if key_id not in self._sent_keys:
+                    given.append((key_id, key))
+            messages: list[bytes] = []
+            if given:
+                messages.append(pickle.dumps(("keys", given), protocol=5))
+            number = self._next
+            self._next += 1
+            messages.append(pickle.dumps(("batch", number, rows), protocol=5))
+            data = b"".join(FRAME.pack(len(m)) + m for m in messages)
+            if not self._write(data):
+                return False
+            self._sent_keys.update(key_id for key_id, _ in given)
+            self._held[number] = batch
+            self.held_bytes += size
+            batch.size = size
+            return True
+
+    def _spawn(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Start a child bound to ``loop`` (lock held); False (and disabled) if it cannot start."""
+        assert self._loop is None or self._loop is loop
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - our interpreter, our module, no shell
+                [sys.executable, "-m", "wking_device.store._child", str(self._database)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                close_fds=True,
+                bufsize=0,
+            )
+        except OSError as exc:
+            self._disabled = True
+            _LOGGER.warning(
+                "the store's writer process cannot start (%s); appends use the writer thread",
+                exc.strerror or type(exc).__name__,
+            )
+            return False
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        with contextlib.suppress(OSError):  # Linux only; a smaller pipe only waits more often
+            fcntl.fcntl(proc.stdin.fileno(), _F_SETPIPE_SZ, _PIPE_SIZE)
+        os.set_blocking(proc.stdin.fileno(), False)
+        os.set_blocking(proc.stdout.fileno(), False)
+        self._proc = proc
+        self._fds = (proc.stdin.fileno(), proc.stdout.fileno())
+        self._loop = loop
+        self._sent_keys = set()
+        self._out = bytearray()
+        self._acks = bytearray()
+        self.spawned += 1
+        loop.add_reader(self._fds[1], self._on_readable)
+        return True
+
+    def _write(self, data: bytes) -> bool:
+        """Write to the child, keeping what the pipe does not take (lock held)."""
+        proc = self._proc
+        assert proc is not None
+        assert proc.stdin is not None
+        assert self._loop is not None
+        if self._out:
+            self._out += data
+            return True
+        try:
+            written = os.write(self._fds[0], data)
+        except BlockingIOError:
+            written = 0
+        except OSError:  # the child is gone: its end shows on the acknowledgement pipe
+            return False
+        if written < len(data):
+            self._out += data[written:]
+            self._loop.add_writer(self._fds[0], self._on_writable)
+        return True
+
+    def _on_writable(self) -> None:
+        with self._lock:
+            proc = self._proc
+            if proc is None or proc.stdin is None or self._loop is None:
+                return
+            fd = self._fds[0]
+            try:
+                written = os.write(fd, self._out)
+            except BlockingIOError:
+                return
+            except OSError:
+                written = len(self._out)  # gone: the held batches are written again on its end
+            del self._out[:written]
+            if not self._out:
+                self._loop.remove_writer(fd)
+
+    def _on_readable(self) -> None:
+        """Acknowledgements (or the child's end) on the loop: settle or hand back the batches."""
+        settled: list[_Batch] = []
+        with self._lock:
+            proc = self._proc
+            if proc is None or proc.stdout is None:
+                return
+            try:
+                data = os.read(self._fds[1], 1 << 16)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if data:
+                settled = self._take_acks(data)
+            else:
+                self._ended()
+        for batch in settled:
+            _settle_groups([(group.futures, None) for group in batch.groups.values()])
+
+    def _take_acks(self, data: bytes) -> list[_Batch]:
+        """Batches the complete acknowledgements in ``data`` confirm (lock held)."""
+        acks = self._acks
+        acks += data
+        settled: list[_Batch] = []
+        start = 0
+        while len(acks) - start >= ACK.size:
+            count, last, offered, inserted, size = ACK.unpack_from(acks, start)
+            end = start + ACK.size + count * BATCH_NO.size
+            if end > len(acks):
+                break
+            self._committed(last, offered, inserted, size)
+            for (number,) in BATCH_NO.iter_unpack(acks[start + ACK.size : end]):
+                batch = self._held.pop(number)
+                self.held_bytes -= batch.size
+                settled.append(batch)
+                self.acknowledged += 1
+            start = end
+        del acks[:start]
+        return settled
+
+    def _ended(self) -> None:
+        """The child closed its output: hand the held batches to the writer thread (lock held)."""
+        proc = self._proc
+        assert proc is not None
+        assert proc.stdout is not None
+        assert self._loop is not None
+        _unwatch(self._loop, self._fds)
+        self._proc = None
+        held = list(self._held.values())
+        self._held.clear()
+        self.held_bytes = 0
+        for batch in held:
+            self._requeue(batch)
+        with contextlib.suppress(OSError):
+            proc.stdout.close()
+        with contextlib.suppress(OSError):
+            if proc.stdin is not None:
+                proc.stdin.close()
+        try:
+            status = proc.wait(timeout=1.0)  # it closed its output: it is ending
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            status = proc.wait()
+        if self._paused or self._closed:
+            return  # ended on purpose
+        self._failures += 1
+        if self._failures >= _MAX_FAILURES:
+            self._disabled = True
+            _LOGGER.warning(
+                "the store's writer process ended %d times (last exit status %s); appends use "
+                "the writer thread",
+                self._failures,
+                status,
+            )
+        else:
+            _LOGGER.info(
+                "the store's writer process ended (exit status %s); %d batches go to the writer "
+                "thread",
+                status,
+                len(held),
+            )
+
+    # -- the writer thread's side --------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Stop the child (killing it) and send nothing to a new one until the block ends.
+
+        For the writer thread, around work that destroys data keys: a child may hold a key
+        and batches sealed under it that it has not committed yet; once it is dead, what it
+        committed is in the database and nothing more can arrive, so the keys it had can be
+        destroyed (the batches it held go to the writer thread, behind this work).
+        """
+        with self._lock:
+            self._paused += 1
+            proc = self._proc
+        try:
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+            yield
+        finally:
+            with self._lock:
+                self._paused -= 1
+                if proc is not None and self._proc is proc:
+                    # its end was not seen on the loop yet: a new child must start clean
+                    self._sent_keys = set()
+
+    def close(self) -> None:
+        """Have the child commit what it was sent and end; settle or hand back every batch.
+
+        Blocking; from any thread. Acknowledgements read here are settled on the loop.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            proc = self._proc
+            loop = self._loop
+            if proc is None:
+                return
+            # what the pipe did not take yet stays held (written again by the writer thread);
+            # the child commits every complete batch it received, then ends
+            self._out.clear()
+            self._close_input()
+        try:
+            proc.wait(timeout=_STOP_WAIT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        settled: list[_Batch] = []
+        with self._lock:
+            if self._proc is proc and proc.stdout is not None:
+                with contextlib.suppress(OSError):
+                    while data := os.read(self._fds[1], 1 << 16):
+                        settled += self._take_acks(data)
+                assert loop is not None
+                self._proc = None
+                held = list(self._held.values())
+                self._held.clear()
+                self.held_bytes = 0
+                for batch in held:
+                    self._requeue(batch)
+                try:
+                    # the loop may be watching them: stopped there first, then closed
+                    loop.call_soon_threadsafe(_unwatch, loop, self._fds)
+                    loop.call_soon_threadsafe(_close_pipes, proc)
+                except RuntimeError:  # the loop is closed: nothing watches them
+                    _close_pipes(proc)
+        if settled and loop is not None:
+            outcomes: list[tuple[list[asyncio.Future[None]], BaseException | None]] = [
+                (g.futures, None) for b in settled for g in b.groups.values()
+            ]
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody awaits them
+                loop.call_soon_threadsafe(_settle_groups, outcomes)
+
+    def _close_input(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+
+
+def _unwatch(loop: asyncio.AbstractEventLoop, fds: tuple[int, int]) -> None:
+    """Stop watching a child's pipes (on its loop; before they are closed)."""
+    to_child, from_child = fds
+    loop.remove_writer(to_child)
+    loop.remove_reader(from_child)
+
+
+def _close_pipes(proc: subprocess.Popen[bytes]) -> None:
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()

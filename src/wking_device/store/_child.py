@@ -1,0 +1,212 @@
+"""The store's writer process: seals and commits batches of appends for its parent store.
+
+Run as ``python -m wking_device.store._child DATABASE`` by :mod:`._appender` (never by hand).
+It reads framed messages from its standard input: data keys it may seal with, and batches of
+checked records (their plaintext already serialised and scrubbed by the parent, their data key,
+``created_at`` and ``expires_at`` chosen by the parent). It takes every batch waiting, seals each
+record under a nonce block it reserved durably first, inserts them in one durable transaction
+(WAL, ``synchronous=FULL``) and only then writes one acknowledgement for those batches to its
+standard output. On anything unexpected (an SQLite error, a full disk, a key it was not given,
+a malformed message) it rolls back and exits without acknowledging: the parent writes the
+unacknowledged batches again through its own writer thread, which reports the error to the
+callers (nothing acknowledged is lost; a record written twice is ignored by its id).
+
+Its own parent is its only peer: it reads the parent's pickles (a pipe between the two
+processes, nothing else can write to it) and writes only fixed-layout binary acknowledgements
+(the parent never unpickles anything from the child). It logs nothing, ignores SIGINT and
+SIGTERM (the parent ends it by closing the pipe, after which it finishes what it was sent, or
+kills it), and exits when its parent's end of the pipe closes.
+
+It does not check permits or records, choose keys, evict under the size cap, claim or delete
+anything (the parent store does all of that).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import sqlite3
+import struct
+import sys
+from pathlib import Path
+from typing import Any, Final
+
+from wking_device.crypto._envelope import NONCE_BLOCK, Sealer
+from wking_device.store._batches import _insert_sql, _padded_shape, _shapes
+from wking_device.store._rows import _ROW_OVERHEAD
+
+FRAME: Final = struct.Struct("<I")
+"""Length prefix of every message the parent writes (then a pickle of that many bytes)."""
+ACK: Final = struct.Struct("<IqIIq")
+"""One commit's acknowledgement: batches, last row number, rows offered, rows inserted, bytes
+added for the size cap (then that many 8-byte batch numbers)."""
+BATCH_NO: Final = struct.Struct("<Q")
+
+_READ: Final = 1 << 20
+
+
+def _reserve(conn: sqlite3.Connection, sealer: Sealer) -> None:
+    """Durably reserve a nonce block for ``sealer`` (the same statement as the writer thread's)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        (end,) = conn.execute(
+            "INSERT INTO nonce_blocks (key_id, next) VALUES (?, ?) "
+            "ON CONFLICT (key_id) DO UPDATE SET next = next + excluded.next RETURNING next",
+            (sealer.key_id, NONCE_BLOCK),
+        ).fetchone()
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    sealer.set_block(int(end) - NONCE_BLOCK)
+
+
+class _Child:
+    def __init__(self, conn: sqlite3.Connection, inp: int, out: int) -> None:
+        self._conn = conn
+        self._in = inp
+        self._out = out
+        self._buffer = bytearray()
+        self._keys: dict[int, bytes] = {}
+        self._sealers: dict[int, Sealer] = {}
+
+    def _messages(self) -> list[Any] | None:
+        """Every complete message waiting (blocking for the first one); None at end of input."""
+        buffer = self._buffer
+        while True:
+            if len(buffer) >= FRAME.size:
+                (size,) = FRAME.unpack_from(buffer)
+                if len(buffer) >= FRAME.size + size:
+                    break
+            chunk = os.read(self._in, _READ)
+            if not chunk:
+                return None  # the parent is done (a partial message was not acknowledged)
+            buffer += chunk
+        os.set_blocking(self._in, False)
+        try:
+            while True:
+                chunk = os.read(self._in, _READ)
+                if not chunk:
+                    break
+                buffer += chunk
+        except BlockingIOError:
+            pass
+        finally:
+            os.set_blocking(self._in, True)
+        messages = []
+        start = 0
+        while len(buffer) - start >= FRAME.size:
+            (size,) = FRAME.unpack_from(buffer, start)
+            end = start + FRAME.size + size
+            if end > len(buffer):
+                break
+            messages.append(pickle.loads(buffer[start + FRAME.size : end]))  # noqa: S301 - the parent
+            start = end
+        del buffer[:start]
+        return messages
+
+    def _sealer(self, key_id: int, count: int) -> Sealer:
+        sealer = self._sealers.get(key_id)
+        if sealer is None:
+            sealer = self._sealers[key_id] = Sealer(key_id, self._keys[key_id])
+        if sealer.remaining() < count:
+            _reserve(self._conn, sealer)
+        return sealer
+
+    def _commit(self, batches: list[tuple[int, list[tuple[Any, ...]]]]) -> bytes:
+        """Seal and insert ``batches`` in one durable transaction; return the acknowledgement."""
+        counts: dict[int, int] = {}
+        for _, rows in batches:
+            for row in rows:
+                counts[row[2]] = counts.get(row[2], 0) + 1
+        sealers = {key_id: self._sealer(key_id, count) for key_id, count in counts.items()}
+        params: list[Any] = []
+        extend = params.extend
+        size = 0
+        for _, rows in batches:
+            for record_id, category, key_id, created, expires, plaintext in rows:
+                payload = sealers[key_id].seal(
+                    record_id, category, plaintext, created_at=created, expires_at=expires
+                )
+                size += len(payload)
+                extend((record_id, category, key_id, created, expires, payload))
+        rows_count = len(params) // 6
+        size += _ROW_OVERHEAD * rows_count
+        conn = self._conn
+        before = conn.total_changes
+        shape = _padded_shape(rows_count)
+        if shape:
+            if shape > rows_count:
+                params += params[-6:] * (shape - rows_count)
+            last = conn.execute(_insert_sql(shape), params).lastrowid
+        else:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                start = 0
+                last = None
+                for count in _shapes(rows_count):
+                    last = conn.execute(
+                        _insert_sql(count), params[start : start + 6 * count]
+                    ).lastrowid
+                    start += 6 * count
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        inserted = conn.total_changes - before
+        if inserted != rows_count:
+            size = -1  # duplicates were ignored: the parent measures the store again
+        numbers = [number for number, _ in batches]
+        return ACK.pack(len(numbers), last or 0, rows_count, inserted, size) + b"".join(
+            BATCH_NO.pack(number) for number in numbers
+        )
+
+    def run(self) -> None:
+        while True:
+            messages = self._messages()
+            if messages is None:
+                return
+            batches: list[tuple[int, list[tuple[Any, ...]]]] = []
+            for message in messages:
+                if message[0] == "keys":
+                    self._keys.update(message[1])
+                elif message[0] == "batch":
+                    batches.append((message[1], message[2]))
+                else:
+                    raise ValueError("unknown message")
+            if batches:
+                ack = self._commit(batches)
+                view = memoryview(ack)
+                while view:
+                    view = view[os.write(self._out, view) :]
+
+
+def main(argv: list[str]) -> int:
+    """Serve the parent named by the pipes on standard input and output; the exit status."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # mode=rw: the parent's database exists; never create one
+    conn = sqlite3.connect(
+        f"{Path(argv[1]).as_uri()}?mode=rw",
+        uri=True,
+        isolation_level=None,
+        check_same_thread=False,
+        cached_statements=256,
+    )
+    try:
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA cache_size = -8192")
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            return 3  # not the store's database (the parent opened it in WAL mode)
+        _Child(conn, sys.stdin.fileno(), sys.stdout.fileno()).run()
+    except Exception:  # noqa: BLE001 - the parent writes the batches again and reports errors
+        return 1
+    finally:
+        conn.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,366 @@
+"""The store's writer process (``writer_process=True``): real child processes, real signals.
+
+What is tested is what a process adds to the store's promises: every acknowledged append is
+stored exactly once whatever happens to the child (killed, unable to start, ending with its
+parent, stopped by a withdrawal); a withdrawal stops the child that held the withdrawn keys
+before it returns; nonces stay unique between the child and the writer thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+
+from wking_device.errors import ConsentError, StoreClosed
+from wking_device.models import Record
+from wking_device.store import DB_FILE, open_store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from wking_device.config import Paths, Settings
+    from wking_device.consent import ConsentGate, Permit
+    from wking_device.store import RecordStore
+
+
+def _rows(paths: Paths) -> list[tuple[str, str, bytes]]:
+    conn = sqlite3.connect(paths.data_dir / DB_FILE)
+    try:
+        return conn.execute("SELECT record_id, category, payload FROM records").fetchall()
+    finally:
+        conn.close()
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 20.0
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.002)
+
+
+def _cmdline(pid: int) -> bytes:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:  # noqa: PTH123
+        return f.read()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.fixture(name="pstore")
+def fixture_pstore(paths: Paths, settings: Settings, gate: ConsentGate) -> Iterator[RecordStore]:
+    del gate  # the gate creates the key store first, as the installation does
+    store = open_store(paths, settings, writer_process=True)
+    yield store
+    store.close()
+
+
+async def _produce(
+    store: RecordStore,
+    permit: Permit,
+    make_record: Callable[..., Record],
+    *,
+    producers: int,
+    each: int,
+    category: str = "operation_logs",
+) -> list[str]:
+    """``producers`` tasks appending ``each`` records one at a time; the ids acknowledged."""
+    acknowledged: list[str] = []
+
+    async def producer(k: int) -> None:
+        for i in range(each):
+            record = make_record(category, k=k, i=i)
+            await store.append([record], permit)
+            acknowledged.append(record.record_id)
+
+    await asyncio.gather(*(producer(k) for k in range(producers)))
+    return acknowledged
+
+
+async def _warm(store: RecordStore, permit: Permit, make_record: Callable[..., Record]) -> None:
+    """One append per category used (the writer thread makes each scope's first data key)."""
+    for category in ("operation_logs", "device_info"):
+        await store.append([make_record(category, warm=True)], permit)
+
+
+async def test_appends_are_committed_by_the_writer_process(
+    pstore, paths, permit, make_record
+) -> None:
+    await _warm(pstore, permit, make_record)
+    ids = await _produce(pstore, permit, make_record, producers=50, each=8)
+    appender = pstore._appender
+    assert appender.spawned == 1
+    assert appender.acknowledged > 0  # batches were committed by the child, not the thread
+    pid = appender.pid
+    assert b"wking_device.store._child" in _cmdline(pid)
+    rows = _rows(paths)
+    assert len(rows) == len({row[0] for row in rows}) == 402
+    assert set(ids) <= {row[0] for row in rows}
+    exported = {record.record_id: record for record in await pstore.export()}
+    assert exported[ids[-1]].body == {"k": 49, "i": 7}
+    # the size cap counts what the child added, exactly
+    conn = sqlite3.connect(paths.data_dir / DB_FILE)
+    try:
+        (measured,) = conn.execute(
+            "SELECT SUM(length(payload)) + COUNT(*) * 64 FROM records"
+        ).fetchone()
+    finally:
+        conn.close()
+    assert (await pstore.stats()).bytes == measured
+
+
+async def test_a_killed_writer_process_loses_no_acknowledged_record(
+    pstore, paths, permit, make_record, caplog
+) -> None:
+    await _warm(pstore, permit, make_record)
+    appender = pstore._appender
+    caplog.set_level(logging.INFO, logger="wking_device.store")
+    task = asyncio.ensure_future(_produce(pstore, permit, make_record, producers=100, each=30))
+    await _until(lambda: appender.acknowledged >= 3)
+    pid = appender.pid
+    os.kill(pid, signal.SIGKILL)
+    ids = await task  # every append returns: what the child did not acknowledge was rewritten
+    rows = _rows(paths)
+    stored = [row[0] for row in rows]
+    assert len(stored) == len(set(stored))  # nothing stored twice
+    assert set(ids) <= set(stored)
+    assert len(ids) == 3000
+    assert any("writer process ended" in r.getMessage() for r in caplog.records)
+    # the next appends start a new child
+    await _produce(pstore, permit, make_record, producers=40, each=2)
+    assert appender.spawned == 2
+    assert (await pstore.stats()).total == 2 + 3000 + 80
+
+
+async def test_withdrawal_stops_the_writer_process_and_leaves_nothing_of_the_category(
+    pstore, paths, gate, permit, make_record
+) -> None:
+    pstore.attach(gate)
+    await _warm(pstore, permit, make_record)
+    appender = pstore._appender
+    kept = await _produce(pstore, permit, make_record, producers=40, each=2, category="device_info")
+    assert appender.acknowledged > 0
+    refused: list[BaseException] = []
+
+    async def producer(k: int) -> None:
+        for i in range(1000):
+            try:
+                await pstore.append([make_record(k=k, i=i)], permit)
+            except ConsentError as exc:
+                refused.append(exc)
+                return
+
+    tasks = [asyncio.ensure_future(producer(k)) for k in range(50)]
+    await _until(lambda: appender.acknowledged >= 10)
+    pid = appender.pid
+    gate.withdraw(["operation_logs"])
+    await asyncio.gather(*tasks)
+    await pstore.finish_withdrawals()
+    assert len(refused) == 50  # every producer was refused once the permit was revoked
+    assert _gone(pid)  # the child that held the withdrawn key was stopped (and reaped)
+    rows = _rows(paths)
+    assert not [row for row in rows if row[1] == "operation_logs"]
+    assert set(kept) <= {row[0] for row in rows}
+
+
+async def test_nonces_stay_unique_between_the_process_and_the_writer_thread(
+    pstore, paths, permit, make_record
+) -> None:
+    await _warm(pstore, permit, make_record)  # sealed by the writer thread
+    await _produce(pstore, permit, make_record, producers=50, each=4)  # by the child
+    os.kill(pstore._appender.pid, signal.SIGKILL)
+    await _until(lambda: pstore._appender.pid is None)
+    await pstore.append([make_record(after=True)], permit)  # a new child
+    rows = _rows(paths)
+    nonces = [payload[1:13] for _, _, payload in rows]
+    assert len(rows) == 203
+    assert len(set(nonces)) == len(nonces)
+    prefixes = {nonce[:4] for nonce in nonces}
+    assert len(prefixes) >= 3  # the thread's sealer and two children's, each its own block
+
+
+async def test_appends_use_the_writer_thread_when_the_process_cannot_start(
+    pstore, paths, permit, make_record, caplog, monkeypatch, tmp_path
+) -> None:
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    caplog.set_level(logging.WARNING, logger="wking_device.store")
+    await _warm(pstore, permit, make_record)
+    ids = await _produce(pstore, permit, make_record, producers=50, each=4)
+    assert set(ids) <= {row[0] for row in _rows(paths)}
+    assert pstore._appender.spawned == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "cannot start" in warnings[0]
+    assert "use the writer thread" in warnings[0]
+
+
+async def test_a_process_that_keeps_ending_is_given_up_after_three(
+    pstore, paths, permit, make_record, caplog
+) -> None:
+    await _warm(pstore, permit, make_record)
+    appender = pstore._appender
+    caplog.set_level(logging.WARNING, logger="wking_device.store")
+    for round_ in range(3):
+        await _produce(pstore, permit, make_record, producers=40, each=1)
+        assert appender.spawned == round_ + 1
+        os.kill(appender.pid, signal.SIGKILL)
+        await _until(lambda: appender.pid is None)
+    ids = await _produce(pstore, permit, make_record, producers=40, each=2)
+    assert appender.spawned == 3
+    assert not appender.usable(asyncio.get_running_loop())
+    assert set(ids) <= {row[0] for row in _rows(paths)}
+    assert ["ended 3 times" in r.getMessage() for r in caplog.records] == [True]
+
+
+async def test_close_commits_what_the_process_was_sent(
+    paths, settings, gate, permit, make_record
+) -> None:
+    del gate
+    store = open_store(paths, settings, writer_process=True)
+    await _warm(store, permit, make_record)
+    acknowledged: list[str] = []
+    refused: list[StoreClosed] = []
+
+    async def producer(k: int) -> None:
+        for i in range(10_000):
+            record = make_record(k=k, i=i)
+            try:
+                await store.append([record], permit)
+            except StoreClosed as exc:  # refused at the call: the store was closed before it
+                refused.append(exc)
+                return
+            acknowledged.append(record.record_id)
+
+    tasks = asyncio.gather(*(producer(k) for k in range(100)))
+    await _until(lambda: store._appender.acknowledged >= 2 and bool(store._appender._held))
+    pid = store._appender.pid
+    await store.aclose()
+    await tasks  # every append in flight at the close was committed and acknowledged
+    assert len(refused) == 100
+    assert _gone(pid)
+    stored = {row[0] for row in _rows(paths)}
+    assert set(acknowledged) <= stored
+    assert len(stored) == len(acknowledged) + 2
+
+
+async def test_the_process_ignores_interrupts_meant_for_its_parent(
+    pstore, permit, make_record
+) -> None:
+    await _warm(pstore, permit, make_record)
+    await _produce(pstore, permit, make_record, producers=40, each=1)
+    appender = pstore._appender
+    pid = appender.pid
+    before = appender.acknowledged
+    os.kill(pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole process group
+    os.kill(pid, signal.SIGTERM)  # as does a service manager's stop
+    await _produce(pstore, permit, make_record, producers=40, each=2)
+    assert appender.pid == pid  # the same child went on (its parent ends it)
+    assert appender.acknowledged > before
+
+
+async def test_appends_of_a_second_event_loop_use_the_writer_thread(
+    pstore, paths, permit, make_record
+) -> None:
+    await _warm(pstore, permit, make_record)
+    other: list[str] = []
+
+    def in_another_loop() -> None:
+        async def run() -> None:
+            other.extend(await _produce(pstore, permit, make_record, producers=20, each=3))
+
+        asyncio.run(run())
+
+    thread = threading.Thread(target=in_another_loop)
+    thread.start()
+    mine = await _produce(pstore, permit, make_record, producers=50, each=3)
+    await asyncio.to_thread(thread.join, 30)
+    assert not thread.is_alive()
+    assert pstore._appender.spawned == 1
+    assert set(mine) | set(other) <= {row[0] for row in _rows(paths)}
+    assert len(other) == 60
+
+
+_PARENT = textwrap.dedent(
+    """
+    import asyncio, sys
+    from wking_device.collect._install import open_installation_gate
+    from wking_device.config import load_settings, resolve_paths
+    from wking_device.models import Record
+    from wking_device.store import open_store
+
+    paths = resolve_paths(sys.argv[1])
+    settings = load_settings(paths)
+    gate = open_installation_gate(paths, settings)
+    permit = gate.permit(["operation_logs"])
+    store = open_store(paths, settings, writer_process=True)
+
+    async def main():
+        n = 0
+        async def producer(k):
+            nonlocal n
+            while True:
+                record = Record(category="operation_logs", policy_version=permit.policy_version,
+                                consent_id=permit.consent_ids["operation_logs"], body={"k": k})
+                await store.append([record], permit)
+                n += 1
+                if n % 200 == 0 and store._appender.pid:
+                    print(n, store._appender.pid, flush=True)
+        await asyncio.gather(*(producer(k) for k in range(50)))
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_the_process_ends_with_its_parent_and_keeps_what_was_acknowledged(
+    paths, settings, gate
+) -> None:
+    del gate  # granted in the fixture: the parent asks for its permit
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT, str(paths.home)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdout is not None
+    acknowledged, child = 0, 0
+    deadline = time.monotonic() + 60
+    try:
+        while acknowledged < 2000:
+            assert time.monotonic() < deadline, "the parent did not append in time"
+            line = parent.stdout.readline()
+            assert line, "the parent ended early"
+            count, pid = map(int, line.split())
+            acknowledged, child = count, pid
+    finally:
+        parent.kill()
+        parent.wait()
+        parent.stdout.close()
+    deadline = time.monotonic() + 30
+    while not _gone(child):
+        assert time.monotonic() < deadline, "the writer process outlived its parent"
+        time.sleep(0.01)
+    with contextlib.closing(sqlite3.connect(paths.data_dir / DB_FILE)) as conn:
+        assert conn.execute("PRAGMA quick_check").fetchone() == ("ok",)
+        (stored,) = conn.execute("SELECT COUNT(*) FROM records").fetchone()
+    assert stored >= acknowledged
+    store = open_store(paths, settings, writer_process=True)  # nobody holds the store now
+    try:
+        assert asyncio.run(store.stats()).total == stored
+    finally:
+        store.close()
