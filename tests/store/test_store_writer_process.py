@@ -26,6 +26,7 @@ import pytest
 from wking_device.errors import ConsentError, StoreClosed
 from wking_device.models import Record
 from wking_device.store import DB_FILE, open_store
+from wking_device.store._child import ACK, BATCH_NO
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -177,6 +178,35 @@ async def test_withdrawal_stops_the_writer_process_and_leaves_nothing_of_the_cat
     rows = _rows(paths)
     assert not [row for row in rows if row[1] == "operation_logs"]
     assert set(kept) <= {row[0] for row in rows}
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        ACK.pack(1, 1, 1, 1, 100) + BATCH_NO.pack(10**9),  # a batch it was never sent
+        ACK.pack(10**6, 1, 1, 1, 100),  # more batches than it holds
+    ],
+    ids=["unknown-batch", "absurd-count"],
+)
+async def test_a_forged_acknowledgement_stops_the_process_and_loses_nothing(
+    pstore, paths, permit, make_record, caplog, forged
+) -> None:
+    await _warm(pstore, permit, make_record)
+    appender = pstore._appender
+    caplog.set_level(logging.ERROR, logger="wking_device.store")
+    task = asyncio.ensure_future(_produce(pstore, permit, make_record, producers=100, each=20))
+    await _until(lambda: appender.acknowledged >= 2)
+    pid = appender.pid
+    # written into the child's own output pipe, as a buggy child would
+    with open(f"/proc/{pid}/fd/1", "wb", buffering=0) as pipe:  # noqa: PTH123, ASYNC230
+        pipe.write(forged)
+    ids = await task
+    stored = [row[0] for row in _rows(paths)]
+    assert len(stored) == len(set(stored))
+    assert set(ids) <= set(stored)
+    assert len(ids) == 2000
+    assert _gone(pid)
+    assert ["malformed acknowledgement" in r.getMessage() for r in caplog.records] == [True]
 
 
 async def test_nonces_stay_unique_between_the_process_and_the_writer_thread(

@@ -168,7 +168,9 @@ class _Appender:
         assert self._loop is None or self._loop is loop
         try:
             proc = subprocess.Popen(  # noqa: S603 - our interpreter, our module, no shell
-                [sys.executable, "-m", "wking_device.store._child", str(self._database)],
+                # -P: the working directory is not put on the child's import path (a module
+                # planted there must not run with the store's keys)
+                [sys.executable, "-P", "-m", "wking_device.store._child", str(self._database)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
@@ -248,32 +250,47 @@ class _Appender:
             except OSError:
                 data = b""
             if data:
-                settled = self._take_acks(data)
+                settled, malformed = self._take_acks(data)
+                if malformed:
+                    # not an acknowledgement of batches it holds (a bug): stop it; what it
+                    # holds is written again by the writer thread
+                    _LOGGER.error("the store's writer process sent a malformed acknowledgement")
+                    proc.kill()
+                    self._ended()
             else:
                 self._ended()
         for batch in settled:
             _settle_groups([(group.futures, None) for group in batch.groups.values()])
 
-    def _take_acks(self, data: bytes) -> list[_Batch]:
-        """Batches the complete acknowledgements in ``data`` confirm (lock held)."""
+    def _take_acks(self, data: bytes) -> tuple[list[_Batch], bool]:
+        """Batches the complete acknowledgements in ``data`` confirm; whether one is malformed.
+
+        Called with the lock held. A malformed acknowledgement (naming a batch the child does
+        not hold) ends the parsing; the batches confirmed before it are returned.
+        """
         acks = self._acks
         acks += data
         settled: list[_Batch] = []
         start = 0
         while len(acks) - start >= ACK.size:
             count, last, offered, inserted, size = ACK.unpack_from(acks, start)
+            if not 0 < count <= len(self._held):
+                return settled, True
             end = start + ACK.size + count * BATCH_NO.size
             if end > len(acks):
                 break
+            numbers = [number for (number,) in BATCH_NO.iter_unpack(acks[start + ACK.size : end])]
+            if not all(number in self._held for number in numbers):
+                return settled, True
             self._committed(last, offered, inserted, size)
-            for (number,) in BATCH_NO.iter_unpack(acks[start + ACK.size : end]):
+            for number in numbers:
                 batch = self._held.pop(number)
                 self.held_bytes -= batch.size
                 settled.append(batch)
                 self.acknowledged += 1
             start = end
         del acks[:start]
-        return settled
+        return settled, False
 
     def _ended(self) -> None:
         """The child closed its output: hand the held batches to the writer thread (lock held)."""
@@ -370,7 +387,10 @@ class _Appender:
             if self._proc is proc and proc.stdout is not None:
                 with contextlib.suppress(OSError):
                     while data := os.read(self._fds[1], 1 << 16):
-                        settled += self._take_acks(data)
+                        confirmed, malformed = self._take_acks(data)
+                        settled += confirmed
+                        if malformed:
+                            break
                 assert loop is not None
                 self._proc = None
                 held = list(self._held.values())
