@@ -170,6 +170,9 @@ class StorageSettings(_Group):
     )
     """Size cap (1 MiB to 1 TiB); past it the lowest-priority records are evicted and counted."""
     dek_rotation_days: int = attrs.field(default=30, converter=_as_int, validator=_integer(1, 3650))
+    writer_process: bool = attrs.field(default=False, converter=_as_bool, validator=_boolean)
+    """Seal and commit appends in a child process (about 1.5x the durable appends per second
+    with many concurrent producers on a machine with a spare core; one more process)."""
 
 
 @attrs.frozen

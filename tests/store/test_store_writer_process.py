@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from wking_device.config import load_settings
 from wking_device.errors import ConsentError, StoreClosed
 from wking_device.models import Record
 from wking_device.store import DB_FILE, open_store
@@ -392,5 +393,23 @@ def test_the_process_ends_with_its_parent_and_keeps_what_was_acknowledged(
     store = open_store(paths, settings, writer_process=True)  # nobody holds the store now
     try:
         assert asyncio.run(store.stats()).total == stored
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(("line", "expected"), [("", False), ("writer_process = true\n", True)])
+def test_the_setting_chooses_the_writer_unless_the_caller_does(paths, gate, line, expected) -> None:
+    del gate
+    paths.config_file.write_text(f"[storage]\n{line}", encoding="utf-8")
+    settings = load_settings(paths)
+    assert settings.storage.writer_process is expected
+    store = open_store(paths, settings)
+    try:
+        assert (store._appender is not None) is expected
+    finally:
+        store.close()
+    store = open_store(paths, settings, writer_process=not expected)
+    try:
+        assert (store._appender is not None) is (not expected)
     finally:
         store.close()

@@ -681,7 +681,7 @@ def open_store(  # noqa: PLR0912 - one linear open sequence with its cleanup pat
     max_bytes: int | None = None,
     max_batch: int = 2048,
     finish_withdrawals: bool = True,
-    writer_process: bool = False,
+    writer_process: bool | None = None,
 ) -> RecordStore:
     """Open (or create) the record store of an installation.
 
@@ -707,9 +707,10 @@ def open_store(  # noqa: PLR0912 - one linear open sequence with its cleanup pat
         writer_process: Have a child process seal and commit the appends of the event loop
             that appends first (started at its first append), so the loop fills the next
             batch while the child commits one: about 1.5x the appends per second of the writer
-            thread with many concurrent producers, for one more process (about 25 MiB). The
-            writer thread still makes and rotates keys, evicts under the size cap, and takes
-            any batch the child did not acknowledge (docs/performance.md).
+            thread with many concurrent producers where the machine has a spare core, for one
+            more process (about 25 MiB). The writer thread still makes and rotates keys, evicts
+            under the size cap, and takes any batch the child did not acknowledge. Default:
+            ``storage.writer_process`` of the settings (off). See docs/performance.md.
 
     Returns:
         The open store; close it with :meth:`RecordStore.close` or ``async with``.
@@ -752,7 +753,9 @@ def open_store(  # noqa: PLR0912 - one linear open sequence with its cleanup pat
             ledger_file=ledger_path(paths),
             permit_key=None if readonly else permit_key(keys.secret(LEDGER_SECRET)),
             held=None if readonly else _held_key(paths),
-            writer_process=writer_process,
+            writer_process=(
+                settings.storage.writer_process if writer_process is None else writer_process
+            ),
         )
         if not readonly:
             with _HELD_LOCK:
