@@ -16,6 +16,7 @@ import pickle
 import pkgutil
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -40,7 +41,7 @@ PENDING = {
 fails once one does, so it leaves this list."""
 
 
-def _exported(modules: tuple[str, ...]) -> list[tuple[str, str, object]]:
+def _exported(modules: tuple[str, ...]) -> list[tuple[str, str, Any]]:
     """(public module, name, object) for every class and function the modules export."""
     found = []
     for module_name in modules:
@@ -54,11 +55,11 @@ def _exported(modules: tuple[str, ...]) -> list[tuple[str, str, object]]:
     return found
 
 
-def _checked() -> list[tuple[str, str, object]]:
+def _checked() -> list[tuple[str, str, Any]]:
     return [
         (where, name, value)
         for where, name, value in _exported(_public_modules())
-        if where not in PENDING and not value.__module__.startswith(tuple(f"{m}." for m in PENDING))  # type: ignore[attr-defined]
+        if where not in PENDING and not value.__module__.startswith(tuple(f"{m}." for m in PENDING))
     ]
 
 
@@ -66,10 +67,10 @@ def test_every_exported_name_reports_a_public_module_it_is_importable_from() -> 
     assert {"wking_device.protocol", "wking_device.sim.pytest_plugin"} <= set(_public_modules())
     problems = []
     for where, name, value in _checked():
-        module = value.__module__  # type: ignore[attr-defined]
+        module = value.__module__
         if _is_private(module):
             problems.append(f"{where}.{name}: {module}")
-        elif getattr(importlib.import_module(module), value.__qualname__, None) is not value:  # type: ignore[attr-defined]
+        elif getattr(importlib.import_module(module), value.__qualname__, None) is not value:
             problems.append(f"{where}.{name}: not importable from {module}")
     assert not problems, "\n".join(problems)
 
@@ -87,7 +88,7 @@ def test_a_name_exported_twice_reports_the_more_specific_package() -> None:
 
 def test_the_pending_packages_still_leak() -> None:
     for module_name in PENDING:
-        leaking = [v for _, _, v in _exported((module_name,)) if _is_private(v.__module__)]  # type: ignore[attr-defined]
+        leaking = [v for _, _, v in _exported((module_name,)) if _is_private(v.__module__)]
         assert leaking, f"{module_name} re-homes its names now: remove it from PENDING"
 
 
