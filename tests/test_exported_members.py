@@ -90,12 +90,10 @@ def _public_objects() -> dict[int, object]:
     return found
 
 
-_PLAIN_HINTS_PENDING = {
+_PLAIN_HINTS_PENDING: dict[str, str] = {
     # (where, why) pairs whose hints still need names imported for the type checker only: each
     # is an exported class's method, not a class or module-level function, and resolving it
     # plainly would import something heavy at run time or edit a module reserved to another task
-    "Agent.__init__": "RecordStore, Uploader: would load sqlite3 and aiohttp with the agent",
-    "FaultPlan.model_post_init": "pydantic's own method (BaseModel)",
 }
 """Methods whose annotations ``typing.get_type_hints`` cannot resolve yet without help."""
 
@@ -299,3 +297,41 @@ def test_loading_upload_or_bindings_loads_no_store_consent_crypto_or_config() ->
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_the_agent_hints_resolve_plainly_and_loading_the_agent_stays_light() -> None:
+    # Agent.__init__ names the store and the uploader as wking_device.X: resolving its hints
+    # loads them, importing the agent does not
+    code = (
+        "import sys, typing, wking_device.agent\n"
+        "heavy = ('sqlite3', 'aiohttp', 'wking_device.store', 'wking_device.upload')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+        "hints = typing.get_type_hints(wking_device.agent.Agent.__init__)\n"
+        "from wking_device.store import RecordStore\n"
+        "from wking_device.upload import Uploader\n"
+        "assert hints['store'] is RecordStore, hints\n"
+        "assert hints['uploader'] == Uploader | None, hints\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["[]", "ok"]
+
+
+def test_the_fault_plan_hook_resolves_plainly_and_each_plan_has_its_own_observers() -> None:
+    import typing  # noqa: PLC0415
+
+    from wking_device.sim import FaultPlan  # noqa: PLC0415
+
+    assert typing.get_type_hints(FaultPlan.model_post_init) == {
+        "context": typing.Any,
+        "return": type(None),
+    }
+    seen: list[str] = []
+    first, second = FaultPlan(), FaultPlan.model_construct()
+    first.observe(seen.append)
+    second.in_range = False
+    first.in_range = False
+    assert seen == ["in_range"]

@@ -62,3 +62,7 @@ class Subscription:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {'active' if self.active else 'ended'}>"
+
+
+# its public home: ``wking_device.Subscription`` (repr, pickle and API docs name it there)
+Subscription.__module__ = "wking_device"

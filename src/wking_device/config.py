@@ -70,6 +70,7 @@ from wking_device._config_values import (
     _stripped,
     _text,
 )
+from wking_device._public import publish as _publish
 from wking_device.errors import ConfigError
 
 __all__ = [
@@ -84,6 +85,8 @@ __all__ = [
     "resolve_paths",
     "warn_loose_permissions",
 ]
+
+_publish(__name__, globals(), __all__)
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -150,6 +150,7 @@ def __getattr__(name: str) -> Any:
     if name == "DeviceInfo":
         from wking_device._device_info import DeviceInfo  # noqa: PLC0415 - the point
 
+        DeviceInfo.__module__ = __name__  # its public home, for repr, pickle and docs
         globals()[name] = DeviceInfo
         return DeviceInfo
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,6 +8,7 @@ for a slot held by its own kept session would not finish within the bound.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ from wking_device.sim import AdapterSpec, SimWorld
 from wking_device.store import open_store
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
 
     import pytest
 
@@ -81,20 +82,22 @@ def _lines(caplog: pytest.LogCaptureFixture, start: str) -> list[logging.LogReco
     ]
 
 
-async def test_polls_on_slots_the_agent_keeps_are_skipped_at_once_and_logged_once(
+@contextlib.asynccontextmanager
+async def _one_slot_one_kept(
     caplog: pytest.LogCaptureFixture,
-) -> None:
+) -> AsyncIterator[tuple[SimWorld, Agent]]:
+    """Two bound speakers, one slot, an agent keeping one session; every log line captured."""
     caplog.set_level(logging.DEBUG, logger="wking_device")
     gate, store = _open()
     async with SimWorld.fleet(2, adv_interval_ms=20) as world, store:
-        agent = _agent(
-            gate,
-            store,
-            world,
-            ONE_SLOT,
-            bound={s.address for s in world.speakers},
-            keep_connected=1,
-        )
+        bound = {s.address for s in world.speakers}
+        yield world, _agent(gate, store, world, ONE_SLOT, bound=bound, keep_connected=1)
+
+
+async def test_polls_on_slots_the_agent_keeps_are_skipped_at_once_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with _one_slot_one_kept(caplog) as (world, agent):
         # the kept session holds the only slot: a poll waiting slot_timeout would not end in time
         summary = await asyncio.wait_for(agent.run(cycles=3), _BOUND_S)
         addresses = [s.address for s in world.speakers]
@@ -120,17 +123,7 @@ async def test_polls_on_slots_the_agent_keeps_are_skipped_at_once_and_logged_onc
 async def test_polling_resumes_once_a_kept_session_is_lost(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="wking_device")
-    gate, store = _open()
-    async with SimWorld.fleet(2, adv_interval_ms=20) as world, store:
-        agent = _agent(
-            gate,
-            store,
-            world,
-            ONE_SLOT,
-            bound={s.address for s in world.speakers},
-            keep_connected=1,
-        )
+    async with _one_slot_one_kept(caplog) as (world, agent):
         task = asyncio.create_task(agent.run())
         try:
             await _until(

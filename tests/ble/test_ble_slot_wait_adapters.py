@@ -38,8 +38,10 @@ _SMALL = 0.3
 _BOTH = ["hci0", "hci1"]
 
 
-def _two_adapters() -> list[AdapterSpec]:
-    return [AdapterSpec("hci0", connection_slots=1), AdapterSpec("hci1", connection_slots=1)]
+def _fleet(speakers: int) -> SimWorld:
+    """``speakers`` speakers heard by two adapters with one slot each."""
+    adapters = [AdapterSpec("hci0", connection_slots=1), AdapterSpec("hci1", connection_slots=1)]
+    return SimWorld.fleet(speakers, adv_interval_ms=20, adapters=adapters)
 
 
 def _near(speaker: SimSpeaker, adapter: str) -> None:
@@ -64,12 +66,22 @@ def _session(
     )
 
 
+async def _connected(
+    world: SimWorld, settings: BleSettings, retry: RetryPolicy, *speakers: SimSpeaker
+) -> list[Speaker]:
+    """Sessions of ``speakers``, connected one after the other (each takes a slot)."""
+    sessions = [_session(world, s, settings, retry) for s in speakers]
+    for session in sessions:
+        await session.connect()
+    return sessions
+
+
 async def test_a_slot_freed_on_the_other_adapter_is_taken_at_once(
     fast_settings: BleSettings, fast_retry: RetryPolicy, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="wking_device")
     settings = fast_settings.replace(slot_timeout=_LARGE)
-    async with SimWorld.fleet(3, adv_interval_ms=20, adapters=_two_adapters()) as world:
+    async with _fleet(3) as world:
         a, b, c = world.speakers
         _near(a, "hci0")
         _near(b, "hci1")
@@ -108,7 +120,7 @@ async def test_a_speaker_heard_by_one_adapter_never_takes_the_others_slot(
     fast_settings: BleSettings, fast_retry: RetryPolicy
 ) -> None:
     settings = fast_settings.replace(slot_timeout=_LARGE)
-    async with SimWorld.fleet(4, adv_interval_ms=20, adapters=_two_adapters()) as world:
+    async with _fleet(4) as world:
         a, b, only0, both = world.speakers
         _near(a, "hci0")
         _near(b, "hci1")
@@ -116,9 +128,7 @@ async def test_a_speaker_heard_by_one_adapter_never_takes_the_others_slot(
         only0.set_rssi(None, adapter="hci1")  # hci1 does not hear it
         _near(both, "hci0")
         l0, l1 = _limiters(world, settings)
-        holders = [_session(world, s, settings, fast_retry) for s in (a, b)]
-        for holder in holders:
-            await holder.connect()
+        holders = await _connected(world, settings, fast_retry, a, b)
         lonely = _session(world, only0, settings, fast_retry)
         lonely_wait = asyncio.create_task(lonely.connect())
         await until(lambda: l0.waiting == 1)
@@ -147,16 +157,14 @@ async def test_a_cancelled_wait_on_several_adapters_leaves_every_limiter_clean(
     fast_settings: BleSettings, fast_retry: RetryPolicy
 ) -> None:
     settings = fast_settings.replace(slot_timeout=_LARGE)
-    async with SimWorld.fleet(4, adv_interval_ms=20, adapters=_two_adapters()) as world:
+    async with _fleet(4) as world:
         a, b, c, d = world.speakers
         _near(a, "hci0")
         _near(b, "hci1")
         _near(c, "hci0")
         _near(d, "hci1")
         l0, l1 = _limiters(world, settings)
-        holders = [_session(world, s, settings, fast_retry) for s in (a, b)]
-        for holder in holders:
-            await holder.connect()
+        holders = await _connected(world, settings, fast_retry, a, b)
         waiters = [
             asyncio.create_task(_session(world, s, settings, fast_retry).connect()) for s in (c, d)
         ]
@@ -180,15 +188,13 @@ async def test_no_slot_on_any_adapter_names_every_adapter_and_leaves_counts_exac
     fast_settings: BleSettings, fast_retry: RetryPolicy
 ) -> None:
     settings = fast_settings.replace(slot_timeout=_SMALL)
-    async with SimWorld.fleet(3, adv_interval_ms=20, adapters=_two_adapters()) as world:
+    async with _fleet(3) as world:
         a, b, c = world.speakers
         _near(a, "hci0")
         _near(b, "hci1")
         _near(c, "hci1")
         l0, l1 = _limiters(world, settings)
-        holders = [_session(world, s, settings, fast_retry) for s in (a, b)]
-        for holder in holders:
-            await holder.connect()
+        holders = await _connected(world, settings, fast_retry, a, b)
         late = _session(world, c, settings, fast_retry)
         async with asyncio.timeout(_HANG):
             with pytest.raises(ConnectionFailed) as caught:
@@ -214,6 +220,18 @@ async def test_no_slot_on_any_adapter_names_every_adapter_and_leaves_counts_exac
 
 
 # --- the limiters alone: acquire_first over two queues -----------------------------------------
+
+
+async def _both_held_and_m_waiting() -> tuple[
+    ConnectionLimiter, ConnectionLimiter, asyncio.Task[ConnectionLimiter]
+]:
+    """Two one-slot limiters held by "A" and "B", and "M" waiting on both (l0 preferred)."""
+    l0, l1 = ConnectionLimiter(1), ConnectionLimiter(1)
+    await l0.acquire("A")
+    await l1.acquire("B")
+    both = asyncio.create_task(acquire_first([l0, l1], "M", timeout=_LARGE))
+    await until(lambda: (l0.waiting, l1.waiting) == (1, 1))
+    return l0, l1, both
 
 
 async def test_a_free_slot_is_taken_in_the_order_of_preference() -> None:
@@ -246,11 +264,7 @@ async def test_each_queue_stays_first_come_first_served() -> None:
 
 async def test_a_wait_granted_elsewhere_lets_the_next_in_the_queue_move() -> None:
     # no starvation: a group at the head of l0's queue, granted by l1, gives l0's turn away
-    l0, l1 = ConnectionLimiter(1), ConnectionLimiter(1)
-    await l0.acquire("A")
-    await l1.acquire("B")
-    both = asyncio.create_task(acquire_first([l0, l1], "M", timeout=_LARGE))
-    await until(lambda: (l0.waiting, l1.waiting) == (1, 1))
+    l0, l1, both = await _both_held_and_m_waiting()
     behind = asyncio.create_task(l0.acquire("S", timeout=_LARGE))
     await until(lambda: l0.waiting == 2)
     l1.release("B")
@@ -265,11 +279,7 @@ async def test_a_wait_granted_elsewhere_lets_the_next_in_the_queue_move() -> Non
 
 
 async def test_slots_freed_on_both_at_once_are_taken_once() -> None:
-    l0, l1 = ConnectionLimiter(1), ConnectionLimiter(1)
-    await l0.acquire("A")
-    await l1.acquire("B")
-    both = asyncio.create_task(acquire_first([l0, l1], "M", timeout=_LARGE))
-    await until(lambda: (l0.waiting, l1.waiting) == (1, 1))
+    l0, l1, both = await _both_held_and_m_waiting()
     l0.release("A")
     l1.release("B")
     async with asyncio.timeout(_HANG):
@@ -280,11 +290,7 @@ async def test_slots_freed_on_both_at_once_are_taken_once() -> None:
 
 
 async def test_a_cancellation_racing_a_grant_gives_the_slot_back() -> None:
-    l0, l1 = ConnectionLimiter(1), ConnectionLimiter(1)
-    await l0.acquire("A")
-    await l1.acquire("B")
-    both = asyncio.create_task(acquire_first([l0, l1], "M", timeout=_LARGE))
-    await until(lambda: (l0.waiting, l1.waiting) == (1, 1))
+    l0, l1, both = await _both_held_and_m_waiting()
     l0.release("A")  # l0's queue wakes and grants before the caller sees its cancellation
     both.cancel()
     with pytest.raises(asyncio.CancelledError):

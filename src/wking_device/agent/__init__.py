@@ -8,7 +8,10 @@ storage logic; it wires :mod:`wking_device.ble`, :mod:`wking_device.collect`,
 
 from __future__ import annotations
 
+from wking_device._public import publish as _publish
 from wking_device.agent._agent import Agent, AgentSummary
 from wking_device.agent._status import STATUS_FILE, agent_status
 
 __all__ = ["STATUS_FILE", "Agent", "AgentSummary", "agent_status"]
+
+_publish(__name__, globals(), __all__)

@@ -66,6 +66,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import wking_device  # annotations name wking_device.X: get_type_hints loads X lazily
 from wking_device.agent._consent_watch import _ConfigDoNotTrack
 from wking_device.agent._cycle import AgentCycle
 from wking_device.agent._status import StatusWriter
@@ -93,8 +94,8 @@ from wking_device.errors import (
 )
 
 if TYPE_CHECKING:
-    from wking_device.store import RecordStore
-    from wking_device.upload import Uploader
+    import wking_device.store
+    import wking_device.upload
 
 __all__ = ["Agent", "AgentSummary"]
 
@@ -202,7 +203,7 @@ class Agent(AgentCycle):
         self,
         *,
         gate: ConsentGate,
-        store: RecordStore,
+        store: wking_device.store.RecordStore,
         settings: Settings,
         backend: BleBackend | None = None,
         events: EventBus | None = None,
@@ -215,7 +216,7 @@ class Agent(AgentCycle):
         sweep_every: float = 3600.0,
         paths: Paths | None = None,
         stop_grace: float = 2.0,
-        uploader: Uploader | None = None,
+        uploader: wking_device.upload.Uploader | None = None,
         upload_interval: float = 30.0,
         status_file: Path | None = None,
         max_backoff: float = 60.0,

@@ -15,6 +15,7 @@ consent: collectors subscribe to the event bus.
 
 from __future__ import annotations
 
+from wking_device._public import publish as _publish
 from wking_device.ble._adapters import (
     AdapterCandidate,
     AdapterSlots,
@@ -92,3 +93,5 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, like wking_device.__all__
     "pick_adapter",
     "read_all",
 ]
+
+_publish(__name__, globals(), __all__)

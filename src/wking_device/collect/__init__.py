@@ -9,6 +9,7 @@ store does) nor decide consent (the gate does).
 
 from __future__ import annotations
 
+from wking_device._public import publish as _publish
 from wking_device.collect._base import Collector, CollectorStats
 from wking_device.collect._collectors import (
     DeviceInfoCollector,
@@ -50,3 +51,5 @@ __all__ = [
     "open_installation_gate",
     "scrub",
 ]
+
+_publish(__name__, globals(), __all__)

@@ -9,6 +9,7 @@ it for permits and subscribe to revocations.
 
 from __future__ import annotations
 
+from wking_device._public import publish as _publish
 from wking_device.consent._gate import (
     GRANT_METHODS,
     CategoryState,
@@ -44,3 +45,5 @@ __all__ = [
     "open_gate",
     "permit_key",
 ]
+
+_publish(__name__, globals(), __all__)

@@ -9,6 +9,7 @@ pseudonyms. It does not store records (:mod:`wking_device.store`) nor decide con
 
 from __future__ import annotations
 
+from wking_device._public import publish as _publish
 from wking_device.crypto._backends import (
     CREDENTIAL_NAME,
     KekBackend,
@@ -55,3 +56,5 @@ __all__ = [
     "open_key_store",
     "secure_keyring",
 ]
+
+_publish(__name__, globals(), __all__)

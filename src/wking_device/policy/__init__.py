@@ -8,6 +8,7 @@ helpers) and the policy documents (:class:`PolicyDocument`, :class:`PolicySet`,
 
 from __future__ import annotations
 
+from wking_device._public import publish as _publish
 from wking_device.policy._catalog import (
     CATALOG,
     CATEGORY_IDS,
@@ -39,3 +40,5 @@ __all__ = [
     "validate_categories",
     "with_prerequisites",
 ]
+
+_publish(__name__, globals(), __all__)

@@ -13,6 +13,7 @@ The real W-KING protocol is unpublished; ``wking-v1`` is this project's own spec
 
 from __future__ import annotations
 
+from wking_device._public import publish as _publish
 from wking_device.protocol._codec import (
     ATT_HEADER_SIZE,
     DEFAULT_MAX_BUFFER,
@@ -206,3 +207,5 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, like wking_device.__all__
     "parse_manufacturer_data",
     "uuid16",
 ]
+
+_publish(__name__, globals(), __all__)

@@ -17,6 +17,7 @@ It is not a production collector: see docs/upload.md and docs/deploy.md.
 
 from __future__ import annotations
 
+from wking_device._public import publish as _publish
 from wking_device.receiver._db import DB_FILE, export_records
 from wking_device.receiver._faults import FaultDecision, FaultPicker, FaultPlan, load_fault_plan
 from wking_device.receiver._pki import PKI, ensure_pki
@@ -34,3 +35,5 @@ __all__ = [
     "export_records",
     "load_fault_plan",
 ]
+
+_publish(__name__, globals(), __all__)

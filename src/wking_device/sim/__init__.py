@@ -17,6 +17,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from wking_device._public import claim as _claim
+from wking_device._public import publish as _publish
 from wking_device.sim._compat import (
     BUMBLE_VERSION,
     INSTALL_HINT,
@@ -53,6 +55,8 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as the package root's __all__ test
     "speaker_address",
 ]
 
+_publish(__name__, globals(), __all__)
+
 _LAZY = {
     "ADAPTER_ADDRESS": "wking_device.sim._world",
     "AdapterSpec": "wking_device.sim._world",
@@ -72,6 +76,7 @@ def __getattr__(name: str) -> Any:
     # the world first: it binds the name SimWorld in the modules it imports, for get_type_hints
     importlib.import_module("wking_device.sim._world")
     value = getattr(importlib.import_module(module), name)
+    _claim(value, __name__)
     globals()[name] = value
     return value
 

@@ -59,7 +59,15 @@ class FaultPlan(BaseModel):
     battery_drain_per_min: float = Field(default=0.0, ge=0.0)
     rssi_drift_db_per_s: float = 0.0
 
-    _observers: list[Callable[[str], None]] = PrivateAttr(default_factory=list)
+    _observers: list[Callable[[str], None]] = PrivateAttr()
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Start with no observers (pydantic calls this after validating a new plan).
+
+        Args:
+            context: pydantic's validation context (unused).
+        """
+        self._observers = []
 
     def observe(self, callback: Callable[[str], None]) -> Callable[[], None]:
         """Call ``callback(field_name)`` after every assignment to a field.

@@ -20,6 +20,7 @@ commands that upload. See docs/upload.md.
 
 from __future__ import annotations
 
+from wking_device._public import publish as _publish
 from wking_device.upload._backoff import BackoffPolicy, parse_retry_after
 from wking_device.upload._connect import UploadTarget, open_uploader
 from wking_device.upload._http import (
@@ -102,3 +103,5 @@ __all__ = [
     "read_token",
     "spki_sha256",
 ]
+
+_publish(__name__, globals(), __all__)
