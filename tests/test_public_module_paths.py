@@ -33,14 +33,6 @@ def _public_modules() -> tuple[str, ...]:
     return ("wking_device", *(m.name for m in found if not _is_private(m.name)))
 
 
-PENDING = {
-    # module: why its names still report their private modules
-    "wking_device.store": "store/ is reserved to the record-store writer work of the same wave",
-}
-"""Packages that do not re-home their names yet: ``test_the_pending_packages_still_leak``
-fails once one does, so it leaves this list."""
-
-
 def _exported(modules: tuple[str, ...]) -> list[tuple[str, str, Any]]:
     """(public module, name, object) for every class and function the modules export."""
     found = []
@@ -56,11 +48,7 @@ def _exported(modules: tuple[str, ...]) -> list[tuple[str, str, Any]]:
 
 
 def _checked() -> list[tuple[str, str, Any]]:
-    return [
-        (where, name, value)
-        for where, name, value in _exported(_public_modules())
-        if where not in PENDING and not value.__module__.startswith(tuple(f"{m}." for m in PENDING))
-    ]
+    return _exported(_public_modules())
 
 
 def test_every_exported_name_reports_a_public_module_it_is_importable_from() -> None:
@@ -84,12 +72,6 @@ def test_a_name_exported_twice_reports_the_more_specific_package() -> None:
     assert wking_device.DeviceInfo.__module__ == "wking_device.models"
     assert wking_device.Subscription.__module__ == "wking_device"
     assert repr(wking_device.FrameCodec) == "<class 'wking_device.protocol.FrameCodec'>"
-
-
-def test_the_pending_packages_still_leak() -> None:
-    for module_name in PENDING:
-        leaking = [v for _, _, v in _exported((module_name,)) if _is_private(v.__module__)]
-        assert leaking, f"{module_name} re-homes its names now: remove it from PENDING"
 
 
 def test_every_exported_class_and_function_pickles_by_its_public_path() -> None:

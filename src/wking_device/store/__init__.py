@@ -9,6 +9,7 @@ consent permits from :mod:`wking_device.consent`.
 
 from __future__ import annotations
 
+from wking_device._public import publish as _publish
 from wking_device.models import MAC_FIELDS
 from wking_device.store._files import DB_FILE, store_in_use, withdrawal_progress
 from wking_device.store._maintenance import StoreStats, SweepResult
@@ -31,3 +32,5 @@ __all__ = [
     "store_in_use",
     "withdrawal_progress",
 ]
+
+_publish(__name__, globals(), __all__)
