@@ -99,6 +99,7 @@ async def _warm(store: RecordStore, permit: Permit, make_record: Callable[..., R
     """One append per category used (the writer thread makes each scope's first data key)."""
     for category in ("operation_logs", "device_info"):
         await store.append([make_record(category, warm=True)], permit)
+    await _until(lambda: store._appender.ready)  # started when the store opened
 
 
 async def test_appends_are_committed_by_the_writer_process(
@@ -227,14 +228,18 @@ async def test_nonces_stay_unique_between_the_process_and_the_writer_thread(
 
 
 async def test_appends_use_the_writer_thread_when_the_process_cannot_start(
-    pstore, paths, permit, make_record, caplog, monkeypatch, tmp_path
+    paths, settings, gate, permit, make_record, caplog, monkeypatch, tmp_path
 ) -> None:
+    del gate
     monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
     caplog.set_level(logging.WARNING, logger="wking_device.store")
-    await _warm(pstore, permit, make_record)
-    ids = await _produce(pstore, permit, make_record, producers=50, each=4)
-    assert set(ids) <= {row[0] for row in _rows(paths)}
-    assert pstore._appender.spawned == 0
+    store = open_store(paths, settings, writer_process=True)
+    try:
+        ids = await _produce(store, permit, make_record, producers=50, each=4)
+        assert set(ids) <= {row[0] for row in _rows(paths)}
+        assert store._appender.spawned == 0
+    finally:
+        await store.aclose()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "cannot start" in warnings[0]
@@ -413,3 +418,23 @@ def test_the_setting_chooses_the_writer_unless_the_caller_does(paths, gate, line
         assert (store._appender is not None) is (not expected)
     finally:
         store.close()
+
+
+async def test_a_starting_process_takes_no_batch_until_it_says_it_is_ready(
+    paths, settings, gate, permit, make_record
+) -> None:
+    del gate
+    store = open_store(paths, settings, writer_process=True)
+    try:
+        appender = store._appender
+        loop = asyncio.get_running_loop()
+        # an interpreter starting: the batches of these turns go to the writer thread
+        assert appender.prepare(loop) is False
+        await store.append([make_record(early=True)], permit)
+        assert appender.acknowledged == 0
+        await _until(lambda: appender.prepare(loop))
+        await _produce(store, permit, make_record, producers=40, each=2)
+        assert appender.acknowledged > 0
+        assert appender.spawned == 1  # the one started when the store opened
+    finally:
+        await store.aclose()

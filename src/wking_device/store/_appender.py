@@ -32,7 +32,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Final
 
 from wking_device.store._batches import _settle_groups
-from wking_device.store._child import ACK, BATCH_NO, FRAME
+from wking_device.store._child import ACK, BATCH_NO, FRAME, READY
 
 if TYPE_CHECKING:
     import asyncio
@@ -79,6 +79,9 @@ class _Appender:
         self._proc: subprocess.Popen[bytes] | None = None
         self._fds = (-1, -1)
         """The child's pipes (to it, from it), kept after they are closed, to stop watching."""
+        self._watched = -1
+        """The pipe from a child the loop watches (-1: none)."""
+        self._ready = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._held: dict[int, _Batch] = {}
         self._next = 0
@@ -104,14 +107,45 @@ class _Appender:
         proc = self._proc
         return None if proc is None else proc.pid
 
+    @property
+    def ready(self) -> bool:
+        """Whether a child is running and said it is ready for batches."""
+        return self._proc is not None and self._ready
+
     def usable(self, loop: asyncio.AbstractEventLoop) -> bool:
-        """Whether a batch of ``loop`` may go to the child now (else: the writer thread)."""
+        """Whether a batch of ``loop`` may go to the child (else: the writer thread)."""
         return (
             not self._disabled
             and not self._closed
             and not self._paused
             and (self._loop is None or self._loop is loop)
         )
+
+    def start(self) -> None:
+        """Start a child now (when the store opens), so it is ready by the first batches."""
+        with self._lock:
+            if self._proc is None and not self._disabled and not self._closed:
+                self._spawn()
+
+    def prepare(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """On ``loop``, before a batch is built: whether the child will take it now.
+
+        Binds the appender to the first loop that asks, watches a child's output there, and
+        starts a child when none runs. A child that has not said it is ready yet (an
+        interpreter starting, about 0.1-0.3 s) takes nothing: batches go to the writer thread
+        meanwhile rather than wait for it.
+        """
+        with self._lock:
+            if not self.usable(loop):
+                return False
+            if self._proc is None and not self._spawn():
+                return False
+            if self._loop is None:
+                self._loop = loop
+            if self._watched != self._fds[1]:
+                loop.add_reader(self._fds[1], self._on_readable)
+                self._watched = self._fds[1]
+            return self._ready
 
     # -- the event loop's side ----------------------------------------------------------------
 
@@ -137,9 +171,7 @@ class _Appender:
         """
         loop = batch.loop
         with self._lock:
-            if not self.usable(loop):
-                return False
-            if self._proc is None and not self._spawn(loop):
+            if not self.usable(loop) or not self.ready or self._watched != self._fds[1]:
                 return False
             given: list[tuple[int, bytes]] = []
             for key_id in key_ids:
@@ -163,9 +195,8 @@ class _Appender:
             batch.size = size
             return True
 
-    def _spawn(self, loop: asyncio.AbstractEventLoop) -> bool:
-        """Start a child bound to ``loop`` (lock held); False (and disabled) if it cannot start."""
-        assert self._loop is None or self._loop is loop
+    def _spawn(self) -> bool:
+        """Start a child (lock held); False (and disabled) if it cannot start."""
         try:
             proc = subprocess.Popen(  # noqa: S603 - our interpreter, our module, no shell
                 # -P: the working directory is not put on the child's import path (a module
@@ -192,12 +223,11 @@ class _Appender:
         os.set_blocking(proc.stdout.fileno(), False)
         self._proc = proc
         self._fds = (proc.stdin.fileno(), proc.stdout.fileno())
-        self._loop = loop
+        self._ready = False
         self._sent_keys = set()
         self._out = bytearray()
         self._acks = bytearray()
         self.spawned += 1
-        loop.add_reader(self._fds[1], self._on_readable)
         return True
 
     def _write(self, data: bytes) -> bool:
@@ -250,7 +280,7 @@ class _Appender:
             except OSError:
                 data = b""
             if data:
-                settled, malformed = self._take_acks(data)
+                settled, malformed = self._consume(data)
                 if malformed:
                     # not an acknowledgement of batches it holds (a bug): stop it; what it
                     # holds is written again by the writer thread
@@ -261,6 +291,15 @@ class _Appender:
                 self._ended()
         for batch in settled:
             _settle_groups([(group.futures, None) for group in batch.groups.values()])
+
+    def _consume(self, data: bytes) -> tuple[list[_Batch], bool]:
+        """The child's output: its ready mark first, then acknowledgements (lock held)."""
+        if not self._ready:
+            if data[:1] != READY:
+                return [], True
+            self._ready = True
+            data = data[1:]
+        return self._take_acks(data)
 
     def _take_acks(self, data: bytes) -> tuple[list[_Batch], bool]:
         """Batches the complete acknowledgements in ``data`` confirm; whether one is malformed.
@@ -297,8 +336,9 @@ class _Appender:
         proc = self._proc
         assert proc is not None
         assert proc.stdout is not None
-        assert self._loop is not None
-        _unwatch(self._loop, self._fds)
+        if self._loop is not None and self._watched == self._fds[1]:
+            _unwatch(self._loop, self._fds)
+        self._watched = -1
         self._proc = None
         held = list(self._held.values())
         self._held.clear()
@@ -357,8 +397,13 @@ class _Appender:
             with self._lock:
                 self._paused -= 1
                 if proc is not None and self._proc is proc:
-                    # its end was not seen on the loop yet: a new child must start clean
-                    self._sent_keys = set()
+                    if self._watched != self._fds[1]:
+                        # no loop watches it (it was never sent anything): ended here
+                        self._proc = None
+                        _close_pipes(proc)
+                    else:
+                        # its end was not seen on the loop yet: a new child must start clean
+                        self._sent_keys = set()
 
     def close(self) -> None:
         """Have the child commit what it was sent and end; settle or hand back every batch.
@@ -387,23 +432,19 @@ class _Appender:
             if self._proc is proc and proc.stdout is not None:
                 with contextlib.suppress(OSError):
                     while data := os.read(self._fds[1], 1 << 16):
-                        confirmed, malformed = self._take_acks(data)
+                        confirmed, malformed = self._consume(data)
                         settled += confirmed
                         if malformed:
                             break
-                assert loop is not None
                 self._proc = None
                 held = list(self._held.values())
                 self._held.clear()
                 self.held_bytes = 0
                 for batch in held:
                     self._requeue(batch)
-                try:
-                    # the loop may be watching them: stopped there first, then closed
-                    loop.call_soon_threadsafe(_unwatch, loop, self._fds)
-                    loop.call_soon_threadsafe(_close_pipes, proc)
-                except RuntimeError:  # the loop is closed: nothing watches them
-                    _close_pipes(proc)
+                watched, self._watched = self._watched == self._fds[1], -1
+                if loop is None or not watched or not _on_loop(loop, self._fds, proc):
+                    _close_pipes(proc)  # no loop watches them (or it is closed)
         if settled and loop is not None:
             outcomes: list[tuple[list[asyncio.Future[None]], BaseException | None]] = [
                 (g.futures, None) for b in settled for g in b.groups.values()
@@ -416,6 +457,18 @@ class _Appender:
         if proc is not None and proc.stdin is not None:
             with contextlib.suppress(OSError):
                 proc.stdin.close()
+
+
+def _on_loop(
+    loop: asyncio.AbstractEventLoop, fds: tuple[int, int], proc: subprocess.Popen[bytes]
+) -> bool:
+    """Have ``loop`` stop watching a child's pipes, then close them; False if it is closed."""
+    try:
+        loop.call_soon_threadsafe(_unwatch, loop, fds)
+        loop.call_soon_threadsafe(_close_pipes, proc)
+    except RuntimeError:
+        return False
+    return True
 
 
 def _unwatch(loop: asyncio.AbstractEventLoop, fds: tuple[int, int]) -> None:

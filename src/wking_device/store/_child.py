@@ -42,6 +42,8 @@ ACK: Final = struct.Struct("<IqIIq")
 """One commit's acknowledgement: batches, last row number, rows offered, rows inserted, bytes
 added for the size cap (then that many 8-byte batch numbers)."""
 BATCH_NO: Final = struct.Struct("<Q")
+READY: Final = b"R"
+"""Written once, first, when the child can take batches (its database open)."""
 
 _READ: Final = 1 << 20
 
@@ -200,6 +202,7 @@ def main(argv: list[str]) -> int:
         conn.execute("PRAGMA cache_size = -8192")
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             return 3  # not the store's database (the parent opened it in WAL mode)
+        os.write(sys.stdout.fileno(), READY)
         _Child(conn, sys.stdin.fileno(), sys.stdout.fileno()).run()
     except Exception:  # noqa: BLE001 - the parent writes the batches again and reports errors
         return 1

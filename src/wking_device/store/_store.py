@@ -196,6 +196,8 @@ class RecordStore(_Writer):
         )
         self._thread = threading.Thread(target=self._run, name="wking-store-writer", daemon=True)
         self._thread.start()
+        if self._appender is not None:
+            self._appender.start()  # ready by the first batches, as a rule
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -285,7 +287,7 @@ class RecordStore(_Writer):
         revoked fails here.
         """
         appender = self._appender
-        if appender is None or not appender.usable(batch.loop):
+        if appender is None or not appender.prepare(batch.loop):
             return False
         now = self._clock()
         keys = self._child_keys
