@@ -438,3 +438,28 @@ async def test_a_starting_process_takes_no_batch_until_it_says_it_is_ready(
         assert appender.spawned == 1  # the one started when the store opened
     finally:
         await store.aclose()
+
+
+async def test_records_appended_again_through_the_process_are_stored_once_and_counted_once(
+    pstore, paths, permit, make_record
+) -> None:
+    await _warm(pstore, permit, make_record)
+    records = [make_record(i=i) for i in range(300)]
+    await asyncio.gather(*(pstore.append([record], permit) for record in records))
+    before = pstore._appender.acknowledged
+    # the same ids, each beside a new record in the batches: the child's INSERT ignores the
+    # old ones, so its count is not the bytes added and the store is measured again
+    fresh = [make_record(j=j) for j in range(300)]
+    again = [r for pair in zip(records, fresh, strict=True) for r in pair]
+    await asyncio.gather(*(pstore.append([record], permit) for record in again))
+    assert pstore._appender.acknowledged > before
+    stats = await pstore.stats()
+    assert stats.total == 602
+    conn = sqlite3.connect(paths.data_dir / DB_FILE)
+    try:
+        (measured,) = conn.execute(
+            "SELECT SUM(length(payload)) + COUNT(*) * 64 FROM records"
+        ).fetchone()
+    finally:
+        conn.close()
+    assert stats.bytes == measured

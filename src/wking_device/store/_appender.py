@@ -207,6 +207,9 @@ class _Appender:
                 stderr=subprocess.DEVNULL,
                 close_fds=True,
                 bufsize=0,
+                # its own process group: a Ctrl-C in the terminal is for the parent, which
+                # ends the child by closing its pipe (the child also ignores SIGINT and SIGTERM)
+                process_group=0,
             )
         except OSError as exc:
             self._disabled = True

@@ -343,8 +343,9 @@ class RecordStore(_Writer):
         if size >= 0:
             self._child_added += size
         else:  # duplicates were ignored: measured again on the writer thread
-            with contextlib.suppress(StoreClosed):
-                self._enqueue(_Call(self._remeasure))
+            # put directly (not _enqueue): this runs under the appender's lock, which the loop
+            # takes inside _enqueue_lock; after a stop, the call is dropped with the leftovers
+            self._queue.put(_Call(self._remeasure))
         if self._floors and inserted:
             self._lower_floors(last - offered)
 
