@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from wking_device._store_child import ACK, BATCH_NO
 from wking_device.config import load_settings
 from wking_device.errors import ConsentError, StoreClosed
 from wking_device.models import Record
 from wking_device.store import DB_FILE, open_store
-from wking_device.store._child import ACK, BATCH_NO
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -111,7 +111,7 @@ async def test_appends_are_committed_by_the_writer_process(
     assert appender.spawned == 1
     assert appender.acknowledged > 0  # batches were committed by the child, not the thread
     pid = appender.pid
-    assert b"wking_device.store._child" in _cmdline(pid)
+    assert b"wking_device._store_child" in _cmdline(pid)
     rows = _rows(paths)
     assert len(rows) == len({row[0] for row in rows}) == 402
     assert set(ids) <= {row[0] for row in rows}

@@ -2,10 +2,10 @@
 
 This module owns :class:`_Appender`, through which a :class:`~wking_device.store.RecordStore`
 opened with ``writer_process=True`` has the appends of one event loop sealed and committed by
-a child process (:mod:`._child`) instead of its writer thread. A process has its own GIL: while
-it seals and commits one batch the event loop fills the next, which a thread of the same
-process cannot do (both need the GIL for most of their work, so their phases run one after the
-other; see docs/performance.md).
+a child process (:mod:`wking_device._store_child`) instead of its writer thread. A process has
+its own GIL: while it seals and commits one batch the event loop fills the next, which a thread
+of the same process cannot do (both need the GIL for most of their work, so their phases run
+one after the other; see docs/performance.md).
 
 The appender is driven from that event loop (sending batches, reading acknowledgements with
 ``add_reader``, so no thread hand-off per commit) and from the writer thread (pausing the child
@@ -31,8 +31,8 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
+from wking_device._store_child import ACK, BATCH_NO, FRAME, READY
 from wking_device.store._batches import _settle_groups
-from wking_device.store._child import ACK, BATCH_NO, FRAME, READY
 
 if TYPE_CHECKING:
     import asyncio
@@ -201,7 +201,7 @@ class _Appender:
             proc = subprocess.Popen(  # noqa: S603 - our interpreter, our module, no shell
                 # -P: the working directory is not put on the child's import path (a module
                 # planted there must not run with the store's keys)
-                [sys.executable, "-P", "-m", "wking_device.store._child", str(self._database)],
+                [sys.executable, "-P", "-m", "wking_device._store_child", str(self._database)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,

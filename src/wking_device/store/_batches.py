@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -79,62 +78,6 @@ _CHILD_HAND_OVER_ROWS: Final = 32
 """The same cut with a writer process: it commits one batch while the loop fills the next
 (another process takes no GIL from the loop), so shorter batches overlap more (benchmarks/
 ingest.py: 32-50 rows with 100 producers)."""
-
-
-_INSERT_ROWS: Final = 1000
-"""Rows per INSERT statement (6 parameters each, under SQLite's 32,766-variable limit)."""
-
-
-_SHAPE_STEP: Final = 16
-_SHAPE_MAX: Final = _INSERT_ROWS - _INSERT_ROWS % _SHAPE_STEP
-
-
-def _shapes(rows: int) -> list[int]:
-    """Split ``rows`` into INSERT sizes from a small set, so prepared statements are reused.
-
-    Preparing a multi-row INSERT costs about as much again as binding it (≈ 2 µs a row): sizes
-    are 1 to 16 rows or multiples of 16 (at most 77 shapes, within the connection's statement
-    cache), so a batch of any size takes one or two statements that were prepared before.
-    """
-    if rows <= _SHAPE_STEP:
-        return [rows]
-    shapes: list[int] = []
-    while rows >= _SHAPE_STEP:
-        count = min(rows, _SHAPE_MAX)
-        count -= count % _SHAPE_STEP
-        shapes.append(count)
-        rows -= count
-    if rows:
-        shapes.append(rows)
-    return shapes
-
-
-def _padded_shape(rows: int) -> int:
-    """The shape (see :func:`_shapes`) one statement of ``rows`` rows is padded to; 0 if none.
-
-    At most ``_SHAPE_STEP - 1`` padding rows (each a copy of the last row, ignored by SQLite);
-    0 when ``rows`` needs more than one statement.
-    """
-    if rows <= _SHAPE_STEP:
-        return rows
-    shape = -(-rows // _SHAPE_STEP) * _SHAPE_STEP
-    return shape if shape <= _SHAPE_MAX else 0
-
-
-@functools.lru_cache(maxsize=128)
-def _insert_sql(rows: int) -> str:
-    """One multi-row INSERT of ``rows`` rows (a batch takes one to a few, see :func:`_shapes`).
-
-    A single statement is a single ``sqlite3_step``: the writer gives up and re-takes the GIL
-    once per statement instead of once per row. Each re-take can wait for the event loop's thread
-    for up to the interpreter's switch interval, which made per-row ``executemany`` the
-    bottleneck under 100 producers (see docs/security.md, "Performance").
-    """
-    values = ",".join(["(?, ?, ?, ?, ?, ?)"] * rows)
-    return (
-        "INSERT OR IGNORE INTO records "  # noqa: S608 - placeholders only, no data in the text
-        f"(record_id, category, key_id, created_at, expires_at, payload) VALUES {values}"
-    )
 
 
 def _settle_groups(outcomes: list[tuple[list[asyncio.Future[None]], BaseException | None]]) -> None:

@@ -18,6 +18,7 @@ import logging
 import sqlite3
 from typing import TYPE_CHECKING, Final
 
+from wking_device._store_sql import ROW_OVERHEAD
 from wking_device.crypto import NONCE_BLOCK, Sealer
 from wking_device.errors import RecordCorrupt
 from wking_device.store._schema import record_from_row
@@ -35,8 +36,7 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
-_ROW_OVERHEAD: Final = 64
-"""Bytes counted per row beside its payload (columns, index entries) for the size cap."""
+_ROW_OVERHEAD: Final = ROW_OVERHEAD
 _CHUNK: Final = 500
 _MEASURE: Final = (
     f"SELECT COALESCE(SUM(length(payload)), 0) + COUNT(*) * {_ROW_OVERHEAD} FROM records"  # noqa: S608

@@ -21,6 +21,7 @@ import sqlite3
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from wking_device._store_sql import _insert_sql, _padded_shape, _shapes
 from wking_device.crypto import Sealer
 from wking_device.errors import ConsentError, StorageError, StoreClosed, StoreFull
 from wking_device.store._batches import (
@@ -28,11 +29,8 @@ from wking_device.store._batches import (
     _Batch,
     _Call,
     _Group,
-    _insert_sql,
-    _padded_shape,
     _settle,
     _settle_groups,
-    _shapes,
 )
 from wking_device.store._files import _translate
 from wking_device.store._maintenance import _Maintenance
