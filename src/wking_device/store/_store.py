@@ -270,8 +270,17 @@ class RecordStore(_Writer):
         with self._enqueue_lock:
             if self._open is batch:
                 self._open = None
-                if not self._to_child(batch):
-                    self._queue.put(batch)
+                self._dispatch(batch)
+
+    def _dispatch(self, batch: _Batch) -> None:
+        """Queue a closed batch: to the writer process if it takes it, else the writer thread."""
+        try:
+            sent = self._to_child(batch)
+        except Exception:  # a bug must not lose appends: the writer thread takes the batch
+            _LOGGER.exception("a batch could not go to the store's writer process")
+            sent = False
+        if not sent:
+            self._queue.put(batch)
 
     def _queue_put(self, batch: _Batch) -> None:
         """Queue a batch a writer process did not acknowledge, for the writer thread."""
@@ -290,11 +299,11 @@ class RecordStore(_Writer):
         if appender is None or not appender.prepare(batch.loop):
             return False
         now = self._clock()
-        keys = self._child_keys
+        keys = self._child_keys  # the writer thread may change it meanwhile: read once a scope
         rotate_after = self._rotate_after
-        used: set[int] = set()
+        chosen: dict[str, int] = {}
         for group in batch.groups.values():
-            for scope in set(group.scopes):
+            for scope in set(group.scopes) - chosen.keys():
                 dek = keys.get(scope)
                 if dek is None or dek.created_at + rotate_after <= now:
                     # a key made before (this store opened again): no need to wait for the
@@ -303,7 +312,7 @@ class RecordStore(_Writer):
                     if dek is None:
                         return False
                     keys[scope] = dek
-                used.add(dek.key_id)
+                chosen[scope] = dek.key_id
         retention = self._retention
         rows: list[tuple[Any, ...]] = []
         append = rows.append
@@ -323,14 +332,16 @@ class RecordStore(_Writer):
                 created = float(record.created_at) + 0.0
                 expires = (min(created, now) + retention.get(category, DEFAULT_RETENTION)) + 0.0
                 size += len(plaintext)
-                key_id = keys[scope].key_id
+                key_id = chosen[scope]
                 append((record.record_id, category, key_id, created, expires, plaintext))
         if not rows:
             return True
         size += (_ENVELOPE_OVERHEAD + _ROW_OVERHEAD) * len(rows)
         if self._stored_bytes + appender.held_bytes + size > self.max_bytes:
             return False
-        return appender.send(batch, rows=rows, key_ids=used, live_key=self._live_key, size=size)
+        return appender.send(
+            batch, rows=rows, key_ids=set(chosen.values()), live_key=self._live_key, size=size
+        )
 
     def _live_key(self, key_id: int) -> bytes | None:
         """A data key's bytes, or None once it is destroyed (asked while sending a batch)."""
@@ -390,8 +401,7 @@ class RecordStore(_Writer):
                 # a long turn of the loop (many producers): the writer starts on what it has
                 # while the loop goes on filling the next batch
                 self._open = None
-                if not self._to_child(batch):
-                    self._queue.put(batch)
+                self._dispatch(batch)
 
     async def _submit(self, fn: Callable[[], Any], *, write: bool = True) -> Any:
         self._check_open(write=write)
