@@ -54,16 +54,21 @@ def rss_mib() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def _stat_cpu(path: str) -> float:
+    """User + system CPU seconds in a ``/proc`` ``stat`` file (0.0 when it is gone)."""
+    try:
+        with open(path) as f:  # noqa: PTH123
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def thread_cpu(name: str) -> float:
     """CPU seconds used so far by the live thread called ``name`` (0.0 when there is none)."""
     for thread in threading.enumerate():
         if thread.name == name and thread.native_id is not None:
-            try:
-                with open(f"/proc/self/task/{thread.native_id}/stat") as f:  # noqa: PTH123
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                return 0.0
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            return _stat_cpu(f"/proc/self/task/{thread.native_id}/stat")
     return 0.0
 
 
@@ -85,14 +90,7 @@ def body(n: int) -> dict:
 
 def process_cpu(pid: int | None) -> float:
     """CPU seconds used so far by process ``pid`` (0.0 when there is none)."""
-    if pid is None:
-        return 0.0
-    try:
-        with open(f"/proc/{pid}/stat") as f:  # noqa: PTH123
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0 if pid is None else _stat_cpu(f"/proc/{pid}/stat")
 
 
 async def run_store(

@@ -34,7 +34,13 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
-from wking_device._store_sql import ROW_OVERHEAD, _insert_sql, _padded_shape, _shapes
+from wking_device._store_sql import (
+    ROW_OVERHEAD,
+    _insert_sql,
+    _padded_shape,
+    _shapes,
+    reserve_nonces,
+)
 from wking_device.crypto._envelope import NONCE_BLOCK, Sealer
 
 FRAME: Final = struct.Struct("<I")
@@ -47,22 +53,6 @@ READY: Final = b"R"
 """Written once, first, when the child can take batches (its database open)."""
 
 _READ: Final = 1 << 20
-
-
-def _reserve(conn: sqlite3.Connection, sealer: Sealer) -> None:
-    """Durably reserve a nonce block for ``sealer`` (the same statement as the writer thread's)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        (end,) = conn.execute(
-            "INSERT INTO nonce_blocks (key_id, next) VALUES (?, ?) "
-            "ON CONFLICT (key_id) DO UPDATE SET next = next + excluded.next RETURNING next",
-            (sealer.key_id, NONCE_BLOCK),
-        ).fetchone()
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    sealer.set_block(int(end) - NONCE_BLOCK)
 
 
 class _Child:
@@ -114,7 +104,7 @@ class _Child:
         if sealer is None:
             sealer = self._sealers[key_id] = Sealer(key_id, self._keys[key_id])
         if sealer.remaining() < count:
-            _reserve(self._conn, sealer)
+            sealer.set_block(reserve_nonces(self._conn, key_id, NONCE_BLOCK))
         return sealer
 
     def _commit(self, batches: list[tuple[int, list[tuple[Any, ...]]]]) -> bytes:

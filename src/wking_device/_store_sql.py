@@ -1,15 +1,17 @@
-"""The record store's SQL shapes: multi-row INSERTs from a few sizes, and the size cap's row cost.
+"""The record store's shared SQL: INSERT shapes, the size cap's row cost, nonce reservations.
 
 A leaf module (standard library only), shared by the store's writer thread
 (:mod:`wking_device.store`) and its writer process (:mod:`wking_device._store_child`), which
 imports it without loading the store package.
 
-It does not run any statement.
+It runs one transaction itself (:func:`reserve_nonces`); the rest are shapes and constants.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import sqlite3
 from typing import Final
 
 ROW_OVERHEAD: Final = 64
@@ -70,3 +72,25 @@ def _insert_sql(rows: int) -> str:
         "INSERT OR IGNORE INTO records "  # noqa: S608 - placeholders only, no data in the text
         f"(record_id, category, key_id, created_at, expires_at, payload) VALUES {values}"
     )
+
+
+def reserve_nonces(conn: sqlite3.Connection, key_id: int, block: int) -> int:
+    """Durably reserve the next ``block`` nonce counters of a data key; the first of them.
+
+    One ``BEGIN IMMEDIATE`` transaction: two connections (the writer thread's and the writer
+    process's) never get the same block.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        (end,) = conn.execute(
+            "INSERT INTO nonce_blocks (key_id, next) VALUES (?, ?) "
+            "ON CONFLICT (key_id) DO UPDATE SET next = next + excluded.next RETURNING next",
+            (key_id, block),
+        ).fetchone()
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # the first error is the one to report
+                conn.execute("ROLLBACK")
+        raise
+    return int(end) - block

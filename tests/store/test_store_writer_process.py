@@ -52,6 +52,15 @@ async def _until(condition: Callable[[], bool]) -> None:
         await asyncio.sleep(0.002)
 
 
+def _measured(paths: Paths) -> int:
+    """The bytes the size cap counts, measured on the database."""
+    with contextlib.closing(sqlite3.connect(paths.data_dir / DB_FILE)) as conn:
+        (measured,) = conn.execute(
+            "SELECT SUM(length(payload)) + COUNT(*) * 64 FROM records"
+        ).fetchone()
+    return int(measured)
+
+
 def _cmdline(pid: int) -> bytes:
     with open(f"/proc/{pid}/cmdline", "rb") as f:  # noqa: PTH123
         return f.read()
@@ -118,13 +127,7 @@ async def test_appends_are_committed_by_the_writer_process(
     exported = {record.record_id: record for record in await pstore.export()}
     assert exported[ids[-1]].body == {"k": 49, "i": 7}
     # the size cap counts what the child added, exactly
-    conn = sqlite3.connect(paths.data_dir / DB_FILE)
-    try:
-        (measured,) = conn.execute(
-            "SELECT SUM(length(payload)) + COUNT(*) * 64 FROM records"
-        ).fetchone()
-    finally:
-        conn.close()
+    measured = _measured(paths)
     assert (await pstore.stats()).bytes == measured
 
 
@@ -455,11 +458,5 @@ async def test_records_appended_again_through_the_process_are_stored_once_and_co
     assert pstore._appender.acknowledged > before
     stats = await pstore.stats()
     assert stats.total == 602
-    conn = sqlite3.connect(paths.data_dir / DB_FILE)
-    try:
-        (measured,) = conn.execute(
-            "SELECT SUM(length(payload)) + COUNT(*) * 64 FROM records"
-        ).fetchone()
-    finally:
-        conn.close()
+    measured = _measured(paths)
     assert stats.bytes == measured

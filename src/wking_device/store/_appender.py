@@ -343,11 +343,7 @@ class _Appender:
             _unwatch(self._loop, self._fds)
         self._watched = -1
         self._proc = None
-        held = list(self._held.values())
-        self._held.clear()
-        self.held_bytes = 0
-        for batch in held:
-            self._requeue(batch)
+        held = self._hand_back()
         with contextlib.suppress(OSError):
             proc.stdout.close()
         with contextlib.suppress(OSError):
@@ -376,6 +372,15 @@ class _Appender:
                 status,
                 len(held),
             )
+
+    def _hand_back(self) -> list[_Batch]:
+        """Give every held batch to the writer thread (lock held); the batches."""
+        held = list(self._held.values())
+        self._held.clear()
+        self.held_bytes = 0
+        for batch in held:
+            self._requeue(batch)
+        return held
 
     # -- the writer thread's side --------------------------------------------------------------
 
@@ -440,11 +445,7 @@ class _Appender:
                         if malformed:
                             break
                 self._proc = None
-                held = list(self._held.values())
-                self._held.clear()
-                self.held_bytes = 0
-                for batch in held:
-                    self._requeue(batch)
+                self._hand_back()
                 watched, self._watched = self._watched == self._fds[1], -1
                 if loop is None or not watched or not _on_loop(loop, self._fds, proc):
                     _close_pipes(proc)  # no loop watches them (or it is closed)

@@ -18,7 +18,7 @@ import logging
 import sqlite3
 from typing import TYPE_CHECKING, Final
 
-from wking_device._store_sql import ROW_OVERHEAD
+from wking_device._store_sql import ROW_OVERHEAD, reserve_nonces
 from wking_device.crypto import NONCE_BLOCK, Sealer
 from wking_device.errors import RecordCorrupt
 from wking_device.store._schema import record_from_row
@@ -80,19 +80,7 @@ class _Rows:
 
     def _reserve(self, sealer: Sealer) -> None:
         """Durably reserve a nonce block for a key before any nonce of it is used."""
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            (end,) = conn.execute(
-                "INSERT INTO nonce_blocks (key_id, next) VALUES (?, ?) "
-                "ON CONFLICT (key_id) DO UPDATE SET next = next + excluded.next RETURNING next",
-                (sealer.key_id, NONCE_BLOCK),
-            ).fetchone()
-            conn.execute("COMMIT")
-        except BaseException:
-            self._rollback()
-            raise
-        sealer.set_block(int(end) - NONCE_BLOCK)
+        sealer.set_block(reserve_nonces(self._conn, sealer.key_id, NONCE_BLOCK))
 
     def _measure(self) -> int:
         """The bytes the size cap counts, less those a writer process already added.
