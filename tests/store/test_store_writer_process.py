@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import signal
 import sqlite3
 import subprocess
@@ -460,3 +461,24 @@ async def test_records_appended_again_through_the_process_are_stored_once_and_co
     assert stats.total == 602
     measured = _measured(paths)
     assert stats.bytes == measured
+
+
+async def test_a_process_that_cannot_write_hands_everything_to_the_writer_thread(
+    pstore, paths, permit, make_record, caplog
+) -> None:
+    await _warm(pstore, permit, make_record)
+    appender = pstore._appender
+    caplog.set_level(logging.INFO, logger="wking_device.store")
+    pid = appender.pid
+    # the child may not grow any file past its size now: its next commit fails for real
+    # (SQLite reports the disk full), it rolls back and ends without acknowledging
+    wal = paths.data_dir / f"{DB_FILE}-wal"
+    limit = max(wal.stat().st_size, (paths.data_dir / DB_FILE).stat().st_size) + 4096
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (limit, limit))
+    ids = await _produce(pstore, permit, make_record, producers=100, each=20)
+    assert _gone(pid)
+    stored = [row[0] for row in _rows(paths)]
+    assert len(stored) == len(set(stored))
+    assert set(ids) <= set(stored)
+    assert len(ids) == 2000
+    assert any("exit status 1" in r.getMessage() for r in caplog.records)
