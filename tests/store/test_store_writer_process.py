@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from wking_device._store_child import ACK, BATCH_NO
-from wking_device.config import load_settings
+from wking_device.collect._install import open_installation_gate
+from wking_device.config import load_settings, resolve_paths
 from wking_device.errors import ConsentError, StoreClosed
 from wking_device.models import Record
 from wking_device.store import DB_FILE, open_store
@@ -482,3 +483,56 @@ async def test_a_process_that_cannot_write_hands_everything_to_the_writer_thread
     assert set(ids) <= set(stored)
     assert len(ids) == 2000
     assert any("exit status 1" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_process_stores_the_same_times_as_the_writer_thread(
+    tmp_path, permit, make_record
+) -> None:
+    """created_at as given (an int, -0.0, a future time) and expires_at from the store's clock."""
+    now = 1_795_000_000.5
+    times = [1_700_000_000, -0.0, now + 10 * 86400, now - 5.25, 0]
+    stored: dict[bool, list[tuple[str, float, float]]] = {}
+    for process in (False, True):
+        paths = resolve_paths(tmp_path / f"home-{process}")
+        paths.ensure()
+        settings = load_settings(paths)
+        gate = open_installation_gate(paths, settings)
+        gate.grant(["operation_logs", "device_info"], method="api")
+        mine = gate.permit(["operation_logs", "device_info"])
+        store = open_store(paths, settings, writer_process=process, clock=lambda: now)
+        try:
+            # a first append per category makes its data key; then the process is ready
+            for category in ("operation_logs", "device_info"):
+                await store.append([_record(mine, category, created_at=now)], mine)
+            if process:
+                await _until(lambda store=store: store._appender.ready)
+            before = store._appender.acknowledged if process else 0
+            records = [
+                _record(mine, category, created_at=t, n=i)
+                for i, t in enumerate(times)
+                for category in ("operation_logs", "device_info")
+            ]
+            await asyncio.gather(*(store.append([r], mine) for r in records))
+            if process:
+                assert store._appender.acknowledged > before  # the child wrote them
+        finally:
+            await store.aclose()
+        with contextlib.closing(sqlite3.connect(paths.data_dir / DB_FILE)) as conn:
+            rows = conn.execute(
+                "SELECT category, created_at, expires_at FROM records ORDER BY seq"
+            ).fetchall()
+        stored[process] = sorted(rows)
+    assert stored[True] == stored[False]
+    assert len(stored[True]) == 12
+    by_time = {(c, t) for c, t, _ in stored[True]}
+    assert ("operation_logs", 1_700_000_000.0) in by_time
+
+
+def _record(permit: Permit, category: str, *, created_at: float, **body: object) -> Record:
+    return Record(
+        category=category,
+        consent_id=permit.consent_ids[category],
+        policy_version=permit.policy_version,
+        body=dict(body) or {"op": "connect"},
+        created_at=created_at,
+    )
