@@ -536,3 +536,26 @@ def _record(permit: Permit, category: str, *, created_at: float, **body: object)
         body=dict(body) or {"op": "connect"},
         created_at=created_at,
     )
+
+
+async def test_batches_go_to_the_writer_thread_while_a_stalled_process_has_a_full_pipe(
+    pstore, paths, permit, make_record
+) -> None:
+    await _warm(pstore, permit, make_record)
+    appender = pstore._appender
+    pid = appender.pid
+    os.kill(pid, signal.SIGSTOP)  # the child takes nothing from its pipe any more
+    try:
+        batches = [[make_record(b=b, i=i, pad="p" * 200) for i in range(500)] for b in range(12)]
+        tasks = [asyncio.ensure_future(pstore.append(batch, permit)) for batch in batches]
+        # some batches filled the pipe and wait in it; the others went to the writer thread
+        await _until(lambda: any(task.done() for task in tasks))
+        await asyncio.sleep(0)
+        assert appender._held  # held by the stalled child
+        assert not all(task.done() for task in tasks)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    await asyncio.gather(*tasks)
+    assert appender.pid == pid  # the same child caught up
+    stored = [row[0] for row in _rows(paths)]
+    assert len(stored) == len(set(stored)) == 2 + 12 * 500

@@ -21,6 +21,7 @@ store does); nor does it read or delete rows.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import fcntl
 import logging
@@ -28,6 +29,7 @@ import os
 import pickle
 import subprocess
 import sys
+import termios
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
@@ -47,7 +49,9 @@ _MAX_FAILURES: Final = 3
 """Child processes that may end on their own before appends stay on the writer thread."""
 _PIPE_SIZE: Final = 1 << 20
 """Bytes the pipe to the child may hold (Linux ``F_SETPIPE_SZ``; the default 64 KiB holds about
-150 records)."""
+150 records). A batch that does not fit in what is free goes to the writer thread."""
+_PIPE_FALLBACK: Final = 4096
+"""The pipe's size where it cannot be read (POSIX promises at least this much)."""
 _F_SETPIPE_SZ: Final = 1031
 _STOP_WAIT: Final = 30.0
 """Seconds a stopping child may take to commit what it was sent before it is killed."""
@@ -86,7 +90,7 @@ class _Appender:
         self._held: dict[int, _Batch] = {}
         self._next = 0
         self._sent_keys: set[int] = set()
-        self._out = bytearray()  # bytes not yet taken by the pipe
+        self._pipe_size = _PIPE_FALLBACK
         self._acks = bytearray()  # a partial acknowledgement
         self._paused = 0
         self._failures = 0
@@ -220,54 +224,48 @@ class _Appender:
             return False
         assert proc.stdin is not None
         assert proc.stdout is not None
-        with contextlib.suppress(OSError):  # Linux only; a smaller pipe only waits more often
-            fcntl.fcntl(proc.stdin.fileno(), _F_SETPIPE_SZ, _PIPE_SIZE)
+        try:  # Linux: room for about 2,500 records; elsewhere the system's size (at least 4 KiB)
+            self._pipe_size = fcntl.fcntl(proc.stdin.fileno(), _F_SETPIPE_SZ, _PIPE_SIZE)
+        except (OSError, AttributeError):
+            self._pipe_size = _PIPE_FALLBACK
         os.set_blocking(proc.stdin.fileno(), False)
         os.set_blocking(proc.stdout.fileno(), False)
         self._proc = proc
         self._fds = (proc.stdin.fileno(), proc.stdout.fileno())
         self._ready = False
         self._sent_keys = set()
-        self._out = bytearray()
         self._acks = bytearray()
         self.spawned += 1
         return True
 
     def _write(self, data: bytes) -> bool:
-        """Write to the child, keeping what the pipe does not take (lock held)."""
-        proc = self._proc
-        assert proc is not None
-        assert proc.stdin is not None
-        assert self._loop is not None
-        if self._out:
-            self._out += data
-            return True
+        """Write a whole message to the child if the pipe has room for it now (lock held).
+
+        False when it has not (the child is far behind, or gone): the batch goes to the writer
+        thread instead of waiting in this process. Nothing is ever left half written (the loop
+        watches no pipe for writing: a pipe closed under such a watch could leave it on another
+        file that takes the same number).
+        """
+        fd = self._fds[0]
         try:
-            written = os.write(self._fds[0], data)
-        except BlockingIOError:
-            written = 0
-        except OSError:  # the child is gone: its end shows on the acknowledgement pipe
+            queued = array.array("i", [0])
+            fcntl.ioctl(fd, termios.FIONREAD, queued)
+            if self._pipe_size - queued[0] < len(data):
+                return False
+            written = os.write(fd, data)
+        except OSError:  # gone (its end shows on the acknowledgement pipe), or full after all
             return False
-        if written < len(data):
-            self._out += data[written:]
-            self._loop.add_writer(self._fds[0], self._on_writable)
+        if written < len(data):  # not expected (nothing else writes to the pipe): no half frame
+            _LOGGER.error("the store's writer process took part of a message; stopping it")
+            self._kill()
         return True
 
-    def _on_writable(self) -> None:
-        with self._lock:
-            proc = self._proc
-            if proc is None or proc.stdin is None or self._loop is None:
-                return
-            fd = self._fds[0]
-            try:
-                written = os.write(fd, self._out)
-            except BlockingIOError:
-                return
-            except OSError:
-                written = len(self._out)  # gone: the held batches are written again on its end
-            del self._out[:written]
-            if not self._out:
-                self._loop.remove_writer(fd)
+    def _kill(self) -> None:
+        """Kill the child (lock held): what it holds is handed back when its end is seen."""
+        proc = self._proc
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                proc.kill()
 
     def _on_readable(self) -> None:
         """Acknowledgements (or the child's end) on the loop: settle or hand back the batches."""
@@ -426,9 +424,7 @@ class _Appender:
             loop = self._loop
             if proc is None:
                 return
-            # what the pipe did not take yet stays held (written again by the writer thread);
-            # the child commits every complete batch it received, then ends
-            self._out.clear()
+            # the child commits every batch it received, then ends
             self._close_input()
         try:
             proc.wait(timeout=_STOP_WAIT)
@@ -476,10 +472,8 @@ def _on_loop(
 
 
 def _unwatch(loop: asyncio.AbstractEventLoop, fds: tuple[int, int]) -> None:
-    """Stop watching a child's pipes (on its loop; before they are closed)."""
-    to_child, from_child = fds
-    loop.remove_writer(to_child)
-    loop.remove_reader(from_child)
+    """Stop watching a child's output (on its loop; before it is closed)."""
+    loop.remove_reader(fds[1])
 
 
 def _close_pipes(proc: subprocess.Popen[bytes]) -> None:
