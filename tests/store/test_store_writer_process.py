@@ -559,3 +559,17 @@ async def test_batches_go_to_the_writer_thread_while_a_stalled_process_has_a_ful
     assert appender.pid == pid  # the same child caught up
     stored = [row[0] for row in _rows(paths)]
     assert len(stored) == len(set(stored)) == 2 + 12 * 500
+
+
+async def test_a_blocking_close_on_the_loop_itself_settles_what_was_in_flight(
+    paths, settings, gate, permit, make_record
+) -> None:
+    del gate
+    store = open_store(paths, settings, writer_process=True)
+    await _warm(store, permit, make_record)
+    appends = [asyncio.ensure_future(store.append([make_record(i=i)], permit)) for i in range(300)]
+    await _until(lambda: bool(store._appender._held))
+    store.close()  # blocks this loop: the child's acknowledgements are read by close itself
+    outcomes = await asyncio.gather(*appends, return_exceptions=True)
+    assert outcomes == [None] * 300
+    assert len(_rows(paths)) == 302
