@@ -95,7 +95,7 @@ TEMPLATE: Final = """\
 # Days between rotations of the data keys (1-3650).
 # dek_rotation_days = 30
 # Seal and commit appends in a child process: about 1.5x the durable appends per second with
-# many concurrent producers, where the machine has a spare core; one more process (~25 MiB).
+# many concurrent producers, where the machine has a spare core; one more process (~40 MiB).
 # writer_process = false
 
 [upload]

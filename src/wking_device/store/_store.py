@@ -721,7 +721,7 @@ def open_store(  # noqa: PLR0912 - one linear open sequence with its cleanup pat
             that appends first (started at its first append), so the loop fills the next
             batch while the child commits one: about 1.5x the appends per second of the writer
             thread with many concurrent producers where the machine has a spare core, for one
-            more process (about 25 MiB). The writer thread still makes and rotates keys, evicts
+            more process (about 40 MiB). The writer thread still makes and rotates keys, evicts
             under the size cap, and takes any batch the child did not acknowledge. Default:
             ``storage.writer_process`` of the settings (off). See docs/performance.md.
 
