@@ -20,7 +20,7 @@ import sys
 import textwrap
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -113,6 +113,26 @@ async def _warm(store: RecordStore, permit: Permit, make_record: Callable[..., R
     await _until(lambda: store._appender.ready)  # started when the store opened
 
 
+async def _mid_stream(
+    store: RecordStore,
+    permit: Permit,
+    make_record: Callable[..., Record],
+    *,
+    each: int,
+    acknowledged: int,
+) -> tuple[Any, asyncio.Future[list[str]], int]:
+    """100 producers appending ``each`` records, once the child acknowledged some batches.
+
+    Returns the appender, the producers' task (its result: the ids acknowledged) and the pid
+    of the child they are writing through.
+    """
+    await _warm(store, permit, make_record)
+    appender = store._appender
+    task = asyncio.ensure_future(_produce(store, permit, make_record, producers=100, each=each))
+    await _until(lambda: appender.acknowledged >= acknowledged)
+    return appender, task, appender.pid
+
+
 async def test_appends_are_committed_by_the_writer_process(
     pstore, paths, permit, make_record
 ) -> None:
@@ -136,12 +156,8 @@ async def test_appends_are_committed_by_the_writer_process(
 async def test_a_killed_writer_process_loses_no_acknowledged_record(
     pstore, paths, permit, make_record, caplog
 ) -> None:
-    await _warm(pstore, permit, make_record)
-    appender = pstore._appender
     caplog.set_level(logging.INFO, logger="wking_device.store")
-    task = asyncio.ensure_future(_produce(pstore, permit, make_record, producers=100, each=30))
-    await _until(lambda: appender.acknowledged >= 3)
-    pid = appender.pid
+    appender, task, pid = await _mid_stream(pstore, permit, make_record, each=30, acknowledged=3)
     os.kill(pid, signal.SIGKILL)
     ids = await task  # every append returns: what the child did not acknowledge was rewritten
     rows = _rows(paths)
@@ -198,12 +214,8 @@ async def test_withdrawal_stops_the_writer_process_and_leaves_nothing_of_the_cat
 async def test_a_forged_acknowledgement_stops_the_process_and_loses_nothing(
     pstore, paths, permit, make_record, caplog, forged
 ) -> None:
-    await _warm(pstore, permit, make_record)
-    appender = pstore._appender
     caplog.set_level(logging.ERROR, logger="wking_device.store")
-    task = asyncio.ensure_future(_produce(pstore, permit, make_record, producers=100, each=20))
-    await _until(lambda: appender.acknowledged >= 2)
-    pid = appender.pid
+    _, task, pid = await _mid_stream(pstore, permit, make_record, each=20, acknowledged=2)
     # written into the child's own output pipe, as a buggy child would
     with open(f"/proc/{pid}/fd/1", "wb", buffering=0) as pipe:  # noqa: PTH123, ASYNC230
         pipe.write(forged)
