@@ -402,14 +402,11 @@ class _Appender:
         finally:
             with self._lock:
                 self._paused -= 1
-                if proc is not None and self._proc is proc:
-                    if self._watched != self._fds[1]:
-                        # no loop watches it (it was never sent anything): ended here
-                        self._proc = None
-                        _close_pipes(proc)
-                    else:
-                        # its end was not seen on the loop yet: a new child must start clean
-                        self._sent_keys = set()
+                if proc is not None and self._proc is proc and self._watched != self._fds[1]:
+                    # no loop watches it (it was never sent anything): it ends here; a watched
+                    # one ends on its loop (until then a batch sent to it finds its pipe closed)
+                    self._proc = None
+                    _close_pipes(proc)
 
     def close(self) -> None:
         """Have the child commit what it was sent and end; settle or hand back every batch.
