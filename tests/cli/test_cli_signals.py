@@ -168,6 +168,48 @@ def test_ctrl_c_at_random_early_moments_gives_the_documented_outcome(
             json.loads(stdout)
 
 
+_LOST_INTERRUPT = """
+import sys, time, weakref
+from wking_device.cli import _signals
+
+_signals.defer()  # as wking's main does
+_signals.keep_interrupts()
+_signals.default_behaviour()  # as a command does: Ctrl-C raises KeyboardInterrupt
+
+
+class Lock:
+    pass
+
+
+def callback(ref):  # a Ctrl-C that lands here (the import system's locks have such callbacks)
+    raise KeyboardInterrupt
+
+
+lock = Lock()
+watch = weakref.ref(lock, callback)
+try:
+    del lock  # the callback runs now; Python cannot raise from it
+    time.sleep(120)  # the command goes on (waiting, say): the Ctrl-C must end the wait
+except KeyboardInterrupt:
+    print("interrupted")
+    sys.exit(130)
+print("lost")
+"""
+
+
+def test_a_ctrl_c_landing_in_a_weakref_callback_is_not_lost_nor_a_traceback() -> None:
+    # seen in CI (3.13): Ctrl-C during an import printed "Exception ignored in ... Traceback"
+    # and the command went on as if no Ctrl-C had come
+    out = subprocess.run(  # a lost Ctrl-C would sleep out the timeout: TimeoutExpired
+        [sys.executable, "-c", _LOST_INTERRUPT],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert (out.returncode, out.stdout.strip(), out.stderr) == (130, "interrupted", "")
+
+
 # --- refusals at start (item 15) ---------------------------------------------------------------
 
 

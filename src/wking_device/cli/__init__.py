@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
         # Ctrl-C and SIGTERM are recorded until the command takes over, and again once it is
         # done: the process is ending with the command's own exit code (cli/_signals.py)
         _signals.defer()
+        _signals.keep_interrupts()
         code = cli.main(args=argv, prog_name="wking", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

@@ -9,17 +9,22 @@ that moment. ``agent run`` keeps them and stops the agent gracefully
 (:mod:`wking_device.cli._agent`).
 
 A signal that arrives while Python itself is still starting (before ``main`` runs, about the first
-0.3 s) has the operating system's default effect.
+0.3 s) has the operating system's default effect. A Ctrl-C that lands where Python cannot raise
+it (a weak-reference callback or a finaliser, run by the garbage collector at any moment) is
+delivered again rather than dropped with a traceback (:func:`keep_interrupts`).
 """
 
 from __future__ import annotations
 
+import _thread
 import os
 import signal
+import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["SIGNALS", "default_behaviour", "defer", "record", "take"]
+__all__ = ["SIGNALS", "default_behaviour", "defer", "keep_interrupts", "record", "take"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 """The signals the ``wking`` command handles."""
@@ -51,6 +56,43 @@ def defer() -> None:
     _received.clear()
     for sig in SIGNALS:
         signal.signal(sig, record)
+
+
+def keep_interrupts() -> None:
+    """Have a Ctrl-C that Python would drop delivered again (``wking``'s own process only).
+
+    Installs a ``sys.unraisablehook`` that handles ``KeyboardInterrupt`` and hands anything
+    else to the hook it replaces (a library must not change it for its host, so only
+    :func:`wking_device.cli.main` calls this).
+    """
+    global _previous_hook  # noqa: PLW0603 - the one hook this process had before
+    if sys.unraisablehook is not _unraisable:
+        _previous_hook = sys.unraisablehook
+        sys.unraisablehook = _unraisable
+
+
+_previous_hook: Callable[[Any], object] = sys.__unraisablehook__
+
+
+def _unraisable(unraisable: Any) -> None:
+    """A Ctrl-C that landed in a callback Python cannot raise from is delivered again.
+
+    A ``KeyboardInterrupt`` raised inside a weak-reference callback or a finaliser (the import
+    system's module locks have one; the garbage collector runs them at any moment) cannot
+    propagate: Python prints ``Exception ignored in ...`` with a traceback and drops the
+    interrupt. It is sent again as a signal instead, from another thread once this hook has
+    returned (sent from here, the handler would raise inside the hook), and the current handler
+    receives it at the next step of the main thread: the command ends with ``interrupted``, exit
+    130 (while signals are recorded, it is recorded). Anything else goes to the hook before.
+    """
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        # to the main thread (a wait there ends at once), from a thread started with _thread:
+        # threading.Thread.start() waits for it, and the signal could land inside this hook
+        main = threading.main_thread().ident
+        if main is not None:
+            _thread.start_new_thread(signal.pthread_kill, (main, signal.SIGINT))
+        return
+    _previous_hook(unraisable)
 
 
 def default_behaviour() -> None:
