@@ -585,3 +585,53 @@ async def test_a_blocking_close_on_the_loop_itself_settles_what_was_in_flight(
     outcomes = await asyncio.gather(*appends, return_exceptions=True)
     assert outcomes == [None] * 300
     assert len(_rows(paths)) == 302
+
+
+_FORKED = """
+import asyncio, os, signal, sys, time
+from wking_device.collect._install import open_installation_gate
+from wking_device.config import load_settings, resolve_paths
+from wking_device.models import Record
+from wking_device.store import open_store
+
+paths = resolve_paths(sys.argv[1])
+settings = load_settings(paths)
+permit = open_installation_gate(paths, settings).permit(["operation_logs"])
+store = open_store(paths, settings, writer_process=True)
+
+
+async def main():
+    for n in range(400):
+        record = Record(category="operation_logs", policy_version=permit.policy_version,
+                        consent_id=permit.consent_ids["operation_logs"], body={"n": n})
+        await store.append([record], permit)
+
+
+asyncio.run(main())
+child = store._appender.pid
+worker = os.fork()  # a worker made by fork (multiprocessing's default on Linux) lives on
+if worker == 0:
+    time.sleep(120)
+    os._exit(0)
+try:
+    store.close()  # the writer process sees its input end at once, not after the worker
+    print("closed", child is not None)
+finally:
+    os.kill(worker, signal.SIGKILL)
+    os.waitpid(worker, 0)
+"""
+
+
+def test_a_process_forked_from_the_store_does_not_keep_the_writer_process_alive(
+    paths, gate
+) -> None:
+    del gate  # granted in the fixture
+    out = subprocess.run(  # before the fix, close waited for the worker (and then killed)
+        [sys.executable, "-c", _FORKED, str(paths.home)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=20,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["closed", "True"]

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import termios
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any, Final
 
 from wking_device._store_child import ACK, BATCH_NO, FRAME, READY
@@ -77,6 +78,7 @@ class _Appender:
         committed: Callable[[int, int, int, int], None],
     ) -> None:
         self._database = database
+        _LIVE.add(self)
         self._requeue = requeue
         self._committed = committed
         self._lock = threading.Lock()
@@ -454,6 +456,27 @@ class _Appender:
         if proc is not None and proc.stdin is not None:
             with contextlib.suppress(OSError):
                 proc.stdin.close()
+
+
+_LIVE: Final[weakref.WeakSet[_Appender]] = weakref.WeakSet()
+"""Every appender of this process (for :func:`_after_fork`)."""
+
+
+def _after_fork() -> None:
+    """In a process made by ``fork``: let go of the parent's writer processes.
+
+    The copy of each pipe to a child would keep that child from seeing its input end when the
+    parent closes the store (the parent's ``close`` would wait, then kill it); the copies are
+    closed, and the appenders here send nothing (a store is not used across ``fork``).
+    """
+    for appender in list(_LIVE):
+        appender._closed = True
+        proc, appender._proc = appender._proc, None
+        if proc is not None:
+            _close_pipes(proc)  # through their file objects: nothing closes the numbers twice
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _on_loop(
