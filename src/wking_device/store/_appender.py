@@ -344,11 +344,7 @@ class _Appender:
         self._watched = -1
         self._proc = None
         held = self._hand_back()
-        with contextlib.suppress(OSError):
-            proc.stdout.close()
-        with contextlib.suppress(OSError):
-            if proc.stdin is not None:
-                proc.stdin.close()
+        _close_pipes(proc)
         try:
             status = proc.wait(timeout=1.0)  # it closed its output: it is ending
         except subprocess.TimeoutExpired:
@@ -424,7 +420,9 @@ class _Appender:
             if proc is None:
                 return
             # the child commits every batch it received, then ends
-            self._close_input()
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
         try:
             proc.wait(timeout=_STOP_WAIT)
         except subprocess.TimeoutExpired:
@@ -450,12 +448,6 @@ class _Appender:
             ]
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody awaits them
                 loop.call_soon_threadsafe(_settle_groups, outcomes)
-
-    def _close_input(self) -> None:
-        proc = self._proc
-        if proc is not None and proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                proc.stdin.close()
 
 
 _LIVE: Final[weakref.WeakSet[_Appender]] = weakref.WeakSet()
@@ -497,6 +489,7 @@ def _unwatch(loop: asyncio.AbstractEventLoop, fds: tuple[int, int]) -> None:
 
 
 def _close_pipes(proc: subprocess.Popen[bytes]) -> None:
+    """Close both pipes of a child through their file objects (each once)."""
     for pipe in (proc.stdin, proc.stdout):
         if pipe is not None:
             with contextlib.suppress(OSError):
