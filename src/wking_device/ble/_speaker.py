@@ -437,8 +437,11 @@ class Speaker(SpeakerCommands):
 
         Raises:
             UnsupportedOperation, OperationTimeout, DeviceDisconnected, GattError: As :meth:`read`.
+            UsageError: ``data`` is not bytes.
         """
         uuid = _uuid(uuid)
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise UsageError(f"data must be bytes, got {type(data).__name__}")
         await self._gatt(
             OperationKind.WRITE,
             uuid,
