@@ -116,8 +116,11 @@ class Collector:
     def _permit(self, categories: frozenset[str] | None = None) -> Permit | None:
         """Return a valid permit for ``categories`` (default: :attr:`categories`), or ``None``.
 
-        A denied request is retried only after the gate's state changed.
+        A denied request is retried only after the gate's state changed. A closed gate issues
+        none (its permits are revoked): the collector then collects nothing, without an error.
         """
+        if self._gate.closed:
+            return None
         wanted = self.categories if categories is None else categories
         cached = self._permits.get(wanted)
         if cached is not None:
