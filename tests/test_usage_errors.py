@@ -46,3 +46,25 @@ def test_a_senseless_value_is_a_usage_error(case: str) -> None:
     call, word = CASES[case]
     with pytest.raises(UsageError, match=word):
         call()
+
+
+@pytest.mark.parametrize("interval", [0, -1.0, float("nan"), float("inf"), "1", None])
+async def test_a_periodic_loop_refuses_an_interval_that_is_not_positive_seconds(
+    interval: object, home: Path
+) -> None:
+    from wking_device.collect import MemorySink, OperationLogCollector  # noqa: PLC0415
+    from wking_device.collect._install import open_installation_gate  # noqa: PLC0415
+    from wking_device.config import load_settings, resolve_paths  # noqa: PLC0415
+
+    up = Uploader(None, None, None, installation_id="ab" * 16)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="interval"):
+        async with asyncio.timeout(10):  # 0 was a busy loop: this bounds the failure
+            await up.run(interval)  # type: ignore[arg-type]
+    paths = resolve_paths(home)
+    paths.ensure()
+    gate = open_installation_gate(paths, load_settings(paths))
+    collector = OperationLogCollector(gate, MemorySink())
+    with pytest.raises(UsageError, match="interval"):
+        async with asyncio.timeout(10):
+            await collector.run(interval)  # type: ignore[arg-type]
+    await collector.aclose()

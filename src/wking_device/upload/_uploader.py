@@ -748,7 +748,16 @@ class Uploader:
         Args:
             interval: Seconds between drains.
             max_pause: The longest wait after repeated failures.
+
+        Raises:
+            UsageError: ``interval`` is not a positive number of seconds.
         """
+        if (
+            isinstance(interval, bool)
+            or not isinstance(interval, int | float)
+            or not 0 < interval < float("inf")
+        ):
+            raise UsageError(f"interval must be a positive number of seconds, not {interval!r}")
         failures = 0
         reported: str | None = None
         while True:
