@@ -212,7 +212,7 @@ class Bindings:
 
     def __init__(self, path: Path, key: bytes) -> None:
         if len(key) != 32:
-            raise ValueError("bindings key must be 32 bytes")
+            raise UsageError(f"the bindings key must be 32 bytes, not {len(key)}")
         self._path = path
         self._aead = AESGCM(key)
 

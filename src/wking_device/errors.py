@@ -59,7 +59,7 @@ what to do (in terms of this package's API). ``cli_remedy`` is the same advice i
 from __future__ import annotations
 
 import enum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 __all__ = [
     "AdapterUnavailable",
@@ -141,6 +141,16 @@ class WkingError(Exception):
             cli_remedy = self.default_cli_remedy if remedy is None else None
         self.cli_remedy = cli_remedy if cli_remedy is not None else self.remedy
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle without calling ``__init__`` again: the fields travel as they are.
+
+        ``BaseException``'s own reduction rebuilds an error as ``cls(*args)``, which fails or
+        garbles the message for every error whose constructor takes keyword-only or other than
+        the message arguments (``StoreInUse``, ``ConsentRequired``...). multiprocessing,
+        ``concurrent.futures`` and pytest-xdist pickle errors between processes.
+        """
+        return (_rebuild_error, (type(self), self.args), dict(vars(self)))
+
     def __str__(self) -> str:
         if self.remedy:
             return f"{self.message} ({self.remedy})"
@@ -151,6 +161,13 @@ class WkingError(Exception):
         if self.cli_remedy:
             return f"{self.message} ({self.cli_remedy})"
         return self.message
+
+
+def _rebuild_error(cls: type[WkingError], args: tuple[Any, ...]) -> WkingError:
+    """An error of ``cls`` with ``args``, its fields restored by pickle (no ``__init__`` call)."""
+    error = cls.__new__(cls)
+    error.args = args
+    return error
 
 
 class UsageError(WkingError):

@@ -28,6 +28,7 @@ from wking_device.errors import (
     GattError,
     OperationTimeout,
     UnsupportedOperation,
+    UsageError,
 )
 from wking_device.models import OperationEvent, OperationKind, Outcome
 from wking_device.sim import SimWorld
@@ -203,5 +204,5 @@ def test_retry_policy_backs_off_exponentially_up_to_a_cap() -> None:
     assert policy.delay(1, slots) == policy.out_of_slots_delay
     jittered = RetryPolicy(base_delay=1.0, jitter=0.5)
     assert all(1.0 <= jittered.delay(1) <= 1.5 for _ in range(50))
-    with pytest.raises(ValueError, match="attempts"):
+    with pytest.raises(UsageError, match="attempts"):
         RetryPolicy(attempts=0)

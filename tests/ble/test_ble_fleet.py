@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
+import pytest
+
 from wking_device.ble import ConnectionLimiter, Speaker, discover, limiter_for, read_all
-from wking_device.errors import ConnectionFailed, DeviceNotFound
+from wking_device.errors import ConnectionFailed, DeviceNotFound, UsageError
 from wking_device.models import OperationKind
 from wking_device.sim import SimWorld
 
@@ -104,12 +106,8 @@ async def test_limiter_counts_and_rejects_misuse() -> None:
     assert limiter.active == 1
     assert limiter.peak == 2
     limiter.release()
-    try:
+    with pytest.raises(UsageError, match="without acquire"):
         limiter.release()
-    except RuntimeError:
-        pass
-    else:  # pragma: no cover
-        raise AssertionError("release without acquire must fail")
 
 
 async def test_addresses_are_resolved_with_one_shared_scan(recorder: Recorder) -> None:

@@ -21,7 +21,7 @@ from tests._waiting import until
 
 from wking_device._redact import MAC_RE
 from wking_device.ble import ConnectionLimiter, Speaker, acquire_first, limiter_for
-from wking_device.errors import BluetoothReason, ConnectionFailed
+from wking_device.errors import BluetoothReason, ConnectionFailed, UsageError
 from wking_device.sim import AdapterSpec, SimWorld
 
 if TYPE_CHECKING:
@@ -239,7 +239,7 @@ async def test_a_free_slot_is_taken_in_the_order_of_preference() -> None:
     assert await acquire_first([l1, l0], "A") is l1
     assert await acquire_first([l1, l0], "B") is l0  # l1 full: the next one
     assert [(x.active, x.waiting) for x in (l0, l1)] == [(1, 0), (1, 0)]
-    with pytest.raises(ValueError, match="at least one"):
+    with pytest.raises(UsageError, match="at least one"):
         await acquire_first([], "C")
 
 

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from wking_device.errors import UsageError
 from wking_device.upload import BackoffPolicy, parse_retry_after
 
 NOW = 1_800_000_000.0
@@ -41,9 +42,9 @@ def test_retry_after_is_a_floor_and_capped() -> None:
 
 
 def test_a_bad_policy_is_refused() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(UsageError):
         BackoffPolicy(base=0.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(UsageError):
         BackoffPolicy(base=2.0, cap=1.0)
 
 

@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from bleak import BleakScanner
 from bleak.args.bluez import BlueZScannerArgs, OrPattern
@@ -42,6 +43,7 @@ from wking_device.errors import (
     AdapterUnavailable,
     BluetoothError,
     DeviceNotFound,
+    InvalidAddress,
     ProtocolError,
     UnsupportedOperation,
     UsageError,
@@ -578,7 +580,7 @@ async def discover(
         UnsupportedOperation: A passive scan the platform cannot do.
         UsageError: ``adapters`` is empty, or given with ``adapter``.
     """
-    timeout = DEFAULT_SCAN_TIMEOUT if timeout is None else timeout
+    timeout = _scan_seconds(timeout)
     async with SpeakerScanner(
         backend=backend,
         profile=profile,
@@ -592,6 +594,33 @@ async def discover(
         else:
             await scanner.wait_for(count, timeout)
     return scanner.found()
+
+
+_ADDRESS_RE: Final = re.compile(
+    r"^(?:[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5}"  # a MAC (BlueZ, Windows)
+    r"|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})$"  # macOS
+)
+
+
+def _check_address(address: object) -> None:
+    """Refuse, before any scan, what cannot be an address (``Speaker`` does the same)."""
+    if not isinstance(address, str):
+        raise UsageError(f"address must be a str, not {type(address).__name__}")
+    if not _ADDRESS_RE.match(address):
+        raise InvalidAddress(address)
+
+
+def _scan_seconds(timeout: object) -> float:
+    """``timeout`` (``None``: the default) as seconds to scan: a finite number, 0 or more."""
+    if timeout is None:
+        return DEFAULT_SCAN_TIMEOUT
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not 0 <= timeout < float("inf")
+    ):
+        raise UsageError(f"timeout must be a number of seconds (0 or more), not {timeout!r}")
+    return float(timeout)
 
 
 async def find_speaker(
@@ -619,8 +648,11 @@ async def find_speaker(
     Raises:
         DeviceNotFound: The address did not advertise in time.
         AdapterUnavailable: Scanning could not start.
+        InvalidAddress: ``address`` is not a Bluetooth address (refused before any scan).
+        UsageError: ``address`` is not a string, or ``timeout`` not a number of seconds.
     """
-    timeout = DEFAULT_SCAN_TIMEOUT if timeout is None else timeout
+    _check_address(address)
+    timeout = _scan_seconds(timeout)
     async with SpeakerScanner(
         backend=backend, profile=profile, events=events, addresses=(address,), adapter=adapter
     ) as scanner:
@@ -651,6 +683,8 @@ async def find(
     Raises:
         DeviceNotFound: The address did not advertise in time.
         AdapterUnavailable: Scanning could not start.
+        InvalidAddress: ``address`` is not a Bluetooth address (refused before any scan).
+        UsageError: ``address`` is not a string, or ``timeout`` not a number of seconds.
     """
     speaker = await find_speaker(
         address, timeout=timeout, backend=backend, events=events, adapter=adapter

@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 
 from wking_device.ble._adapters import AdapterSlots, adapter_slots
 from wking_device.ble._backend import BleBackend
+from wking_device.errors import UsageError
 
 __all__ = ["ConnectionLimiter", "acquire_first", "limiter_for"]
 
@@ -68,7 +69,7 @@ class ConnectionLimiter:
         probe: Callable[[], Awaitable[AdapterSlots | None]] | None = None,
     ) -> None:
         if limit < 1:
-            raise ValueError("limit must be >= 1")
+            raise UsageError(f"limit must be >= 1, not {limit}")
         self.limit = limit
         self.active = 0
         self.peak = 0
@@ -203,7 +204,7 @@ class ConnectionLimiter:
     def release(self, address: str | None = None) -> None:
         """Give a slot back (``address``: the one given to :meth:`acquire`)."""
         if self.active <= 0:
-            raise RuntimeError("ConnectionLimiter.release() without acquire()")
+            raise UsageError("ConnectionLimiter.release() without acquire()")
         self.active -= 1
         key = _key(address)
         self._holders[key] -= 1
@@ -341,11 +342,11 @@ async def acquire_first(
 
     Raises:
         TimeoutError: ``timeout`` seconds passed with no slot granted or given back on any.
-        ValueError: No limiter given.
+        UsageError: No limiter given.
     """
     unique = list(dict.fromkeys(limiters))
     if not unique:
-        raise ValueError("acquire_first() needs at least one limiter")
+        raise UsageError("acquire_first() needs at least one limiter")
     if len(unique) == 1:
         await unique[0].acquire(address, timeout=timeout)
         return unique[0]

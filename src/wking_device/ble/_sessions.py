@@ -213,7 +213,15 @@ class SessionKeeper:
 
         Returns:
             The upper-case addresses kept; poll the others.
+
+        Raises:
+            UsageError: ``wanted`` is one address (a string), not a collection of them.
         """
+        if isinstance(wanted, str | bytes):
+            raise UsageError(
+                "wanted must be a collection of addresses, not one string",
+                remedy="wrap one address in a set: keeper.keep({address}, found)",
+            )
         wanted_keys = {address.upper() for address in wanted}
         for address in [a for a in self._kept if a not in wanted_keys]:
             await self._let_go(address)

@@ -34,14 +34,13 @@ from wking_device.ble._adapters import device_adapter, is_plain_adapter_name
 from wking_device.ble._backend import BleBackend
 from wking_device.ble._commands import SpeakerCommands
 from wking_device.ble._delivery import DEFAULT_MAX_QUEUED, EventQueue
-from wking_device.ble._discovery import DiscoveredSpeaker
+from wking_device.ble._discovery import _ADDRESS_RE, DiscoveredSpeaker
 from wking_device.ble._events import EventBus, get_event_bus
 from wking_device.ble._limiter import ConnectionLimiter
 from wking_device.ble._notifications import _Subscription
 from wking_device.ble._stream import BatteryMemory, EventStream
 from wking_device.ble._translate import RetryPolicy
 from wking_device.ble._values import (
-    _ADDRESS_RE,
     CommandFrame,
     SpeakerEvent,
     SpeakerTarget,
@@ -437,8 +436,11 @@ class Speaker(SpeakerCommands):
 
         Raises:
             UnsupportedOperation, OperationTimeout, DeviceDisconnected, GattError: As :meth:`read`.
+            UsageError: ``data`` is not bytes.
         """
         uuid = _uuid(uuid)
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise UsageError(f"data must be bytes, got {type(data).__name__}")
         await self._gatt(
             OperationKind.WRITE,
             uuid,

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, Generic, Self, TypeVar
 
 from wking_device.ble._values import BatteryReading
+from wking_device.errors import UsageError
 from wking_device.events import BatteryChanged, SpeakerEvent
 from wking_device.protocol import BatteryLevel, Event, UnknownEvent
 
@@ -60,10 +61,15 @@ class EventStream(Generic[_E]):
 
     Args:
         detach: Called once when the stream closes (removes it from the session).
-        max_queue: Most events kept for a slow consumer.
+        max_queue: Most events kept for a slow consumer (at least 1).
+
+    Raises:
+        UsageError: ``max_queue`` is below 1.
     """
 
     def __init__(self, detach: Callable[[EventStream[_E]], None], *, max_queue: int = 256) -> None:
+        if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
+            raise UsageError(f"max_queue must be an int of at least 1, not {max_queue!r}")
         self._detach: Callable[[EventStream[_E]], None] | None = detach
         self._queue: collections.deque[_E] = collections.deque(maxlen=max_queue)
         self._wakeup = asyncio.Event()

@@ -37,6 +37,7 @@ from wking_device.errors import (
     GattError,
     OperationTimeout,
     UnsupportedOperation,
+    UsageError,
 )
 
 __all__ = ["RetryPolicy", "is_caller_cancelled", "is_transient", "translate"]
@@ -220,9 +221,9 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
-            raise ValueError("attempts must be >= 1")
+            raise UsageError(f"attempts must be >= 1, not {self.attempts}")
         if min(self.base_delay, self.max_delay, self.out_of_slots_delay, self.jitter) < 0:
-            raise ValueError("delays and jitter must be >= 0")
+            raise UsageError("base_delay, max_delay, out_of_slots_delay and jitter must be >= 0")
 
     def delay(self, attempt: int, error: BluetoothError | None = None) -> float:
         """The backoff after failed attempt number ``attempt`` (1-based).

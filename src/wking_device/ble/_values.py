@@ -11,8 +11,7 @@ no events (see :mod:`._speaker`, :mod:`._connection`).
 from __future__ import annotations
 
 import contextlib
-import re
-from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from bleak.backends.device import BLEDevice
 from bleak.uuids import normalize_uuid_str
@@ -78,12 +77,6 @@ CommandFrame: TypeAlias = Command | MalformedCommand | UnsupportedCommand
 
 SpeakerTarget: TypeAlias = DiscoveredSpeaker | BLEDevice | str
 """What a :class:`Speaker` can be built from: a discovery result, a bleak device or an address."""
-
-
-_ADDRESS_RE: Final = re.compile(
-    r"^(?:[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5}"  # a MAC (BlueZ, Windows)
-    r"|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})$"  # macOS
-)
 
 
 def _positive_seconds(name: str, value: float) -> float:

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Self
 
 from wking_device.collect._sink import RecordSink
 from wking_device.consent import ConsentGate, Permit, Revocation
-from wking_device.errors import ConsentRequired, PermitRevoked
+from wking_device.errors import ConsentRequired, PermitRevoked, UsageError
 from wking_device.models import Record
 
 __all__ = ["Collector", "CollectorStats"]
@@ -116,8 +116,11 @@ class Collector:
     def _permit(self, categories: frozenset[str] | None = None) -> Permit | None:
         """Return a valid permit for ``categories`` (default: :attr:`categories`), or ``None``.
 
-        A denied request is retried only after the gate's state changed.
+        A denied request is retried only after the gate's state changed. A closed gate issues
+        none (its permits are revoked): the collector then collects nothing, without an error.
         """
+        if self._gate.closed:
+            return None
         wanted = self.categories if categories is None else categories
         cached = self._permits.get(wanted)
         if cached is not None:
@@ -278,7 +281,16 @@ class Collector:
 
         Args:
             interval: Seconds between flushes.
+
+        Raises:
+            UsageError: ``interval`` is not a positive number of seconds.
         """
+        if (
+            isinstance(interval, bool)
+            or not isinstance(interval, int | float)
+            or not 0 < interval < float("inf")
+        ):
+            raise UsageError(f"interval must be a positive number of seconds, not {interval!r}")
         try:
             while True:
                 await asyncio.sleep(interval)

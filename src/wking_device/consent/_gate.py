@@ -570,6 +570,11 @@ class ConsentGate:
             A :class:`~wking_device.Subscription`: call it, ``close()`` it or leave its
             ``with`` block to unsubscribe.
         """
+        if not callable(listener):
+            raise UsageError(
+                f"listener must be callable, not {type(listener).__name__}",
+                remedy="pass a function taking a Revocation",
+            )
         self._listeners.append(listener)
 
         def unsubscribe() -> None:
@@ -707,7 +712,12 @@ class ConsentGate:
         return entry
 
     def set_do_not_track(self, on: bool) -> None:
-        """Switch Do Not Track; the change is recorded and, when on, revokes every permit."""
+        """Switch Do Not Track; the change is recorded and, when on, revokes every permit.
+
+        Raises:
+            UsageError: ``on`` is not a ``bool``, or the gate is closed.
+        """
+        self._check_switch(on)
         if on == self._dnt == self._replayed.do_not_track:
             return
         self._dnt = on
@@ -716,7 +726,12 @@ class ConsentGate:
         self._update(before)
 
     def set_minor(self, on: bool) -> None:
-        """Mark the profile as a minor's (or not); sensitive non-guardian grants stop at once."""
+        """Mark the profile as a minor's (or not); sensitive non-guardian grants stop at once.
+
+        Raises:
+            UsageError: ``on`` is not a ``bool``, or the gate is closed.
+        """
+        self._check_switch(on)
         if on == self._minor == self._replayed.minor:
             return
         self._minor = on
@@ -724,12 +739,24 @@ class ConsentGate:
         self._record_facts()
         self._update(before)
 
+    def _check_switch(self, on: object) -> None:
+        if not isinstance(on, bool):
+            raise UsageError(
+                f"on must be True or False, not {type(on).__name__}",
+                remedy="pass a bool: a string such as 'no' would be true",
+            )
+        self._refuse_if_closed()
+
     def apply_policies(self, policies: PolicySet) -> None:
         """Install another set of policy documents (an upgrade); suspended grants are revoked.
 
         Args:
             policies: The new set; its newest document becomes the installed version.
+
+        Raises:
+            UsageError: The gate is closed.
         """
+        self._refuse_if_closed()
         self._policies = policies
         before = self._replayed
         self._record_facts()

@@ -189,9 +189,23 @@ def validate_categories(categories: Iterable[str]) -> frozenset[str]:
         The ids as a frozen set.
 
     Raises:
-        UsageError: An id is not in the catalog.
+        UsageError: An id is not in the catalog, or ``categories`` is one string (not a
+            list of them) or not iterable.
     """
-    chosen = frozenset(categories)
+    if isinstance(categories, str | bytes):
+        raise UsageError(
+            "categories must be a list of category names, not one string",
+            remedy=f"wrap it in a list: [{categories!r}]"
+            if isinstance(categories, str) and categories in CATALOG
+            else "wrap it in a list, e.g. ['operation_logs']",
+        )
+    try:
+        chosen = frozenset(categories)
+    except TypeError:
+        raise UsageError(
+            f"categories must be a list of category names, not {type(categories).__name__}",
+            remedy="pass a list, e.g. ['operation_logs']",
+        ) from None
     for category_id in sorted(chosen):
         get_category(category_id)
     return chosen

@@ -33,6 +33,7 @@ import orjson
 from aiohttp import web
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
+from wking_device.errors import UsageError
 from wking_device.receiver._db import DB_FILE, ReceiverDB, export_records
 from wking_device.receiver._decode import BadRequest, decode_request
 from wking_device.receiver._faults import FaultPicker, FaultPlan
@@ -135,7 +136,9 @@ class Receiver:
     def port(self) -> int:
         """The port it listens on (after :meth:`start`)."""
         if self._port is None:
-            raise RuntimeError("the receiver is not started")
+            raise UsageError(
+                "the receiver is not started", remedy="await receiver.start() or use async with"
+            )
         return self._port
 
     @property

@@ -55,6 +55,7 @@ from wking_device.errors import (
 )
 from wking_device.models import Record
 from wking_device.policy import CATALOG
+from wking_device.store import _arguments
 from wking_device.store._appender import _Appender
 from wking_device.store._batches import (
     _CHILD_HAND_OVER_ROWS,
@@ -510,9 +511,9 @@ class RecordStore(_Writer):
                 or ``"<category>+mac_addresses"`` for a record holding MAC addresses). The
                 uploader passes what it may send now; the other records stay pending.
         """
-        if n <= 0:
+        allowed = _scopes(scopes)
+        if _arguments.count(n) <= 0:
             return []
-        allowed = None if scopes is None else frozenset(scopes)
         result: list[Record] = await self._submit(functools.partial(self._claim_sync, n, allowed))
         return result
 
@@ -525,9 +526,9 @@ class RecordStore(_Writer):
         plaintext (:class:`~wking_device.store.PlaintextReader`) with no parse and no object
         built per record. Claims, releases and acknowledgements work the same for both.
         """
-        if n <= 0:
+        allowed = _scopes(scopes)
+        if _arguments.count(n) <= 0:
             return []
-        allowed = None if scopes is None else frozenset(scopes)
         result: list[OpenedRecord] = await self._submit(
             functools.partial(self._claim_opened_sync, n, allowed)
         )
@@ -539,7 +540,7 @@ class RecordStore(_Writer):
         They are kept (encrypted) for inspection and export, counted in :meth:`stats`, never
         claimed again, and deleted by retention, withdrawal or erasure like any other record.
         """
-        ids = list(record_ids)
+        ids = _record_ids(record_ids)
         if not ids:
             return 0
         result: int = await self._submit(functools.partial(self._reject_sync, ids))
@@ -557,7 +558,7 @@ class RecordStore(_Writer):
                 into the collector's store). The next synced commit (any append) makes it
                 durable too.
         """
-        ids = list(record_ids)
+        ids = _record_ids(record_ids)
         if not ids:
             return 0
         result: int = await self._submit(functools.partial(self._ack_sync, ids, sync=sync))
@@ -565,7 +566,7 @@ class RecordStore(_Writer):
 
     async def release(self, record_ids: Iterable[str]) -> int:
         """Make claimed records pending again (upload failed); returns how many."""
-        ids = list(record_ids)
+        ids = _record_ids(record_ids)
         if not ids:
             return 0
         result: int = await self._submit(functools.partial(self._release_sync, ids))
@@ -577,6 +578,7 @@ class RecordStore(_Writer):
         Returns:
             The number of records deleted.
         """
+        _arguments.category(category)
         result: int = await self._submit(functools.partial(self._purge_sync, category))
         return result
 
@@ -615,7 +617,8 @@ class RecordStore(_Writer):
 
     async def export(self, categories: Iterable[str] | None = None) -> list[Record]:
         """Decrypt every record (or those of some categories) for the owner, oldest first."""
-        wanted = None if categories is None else sorted(set(categories))
+        listed = _arguments.names(categories, "categories", "store.export(['operation_logs'])")
+        wanted = None if listed is None else sorted(set(listed))
         result: list[Record] = await self._submit(
             functools.partial(self._export_sync, wanted), write=False
         )
@@ -680,6 +683,16 @@ class RecordStore(_Writer):
         return Subscription(detach)
 
 
+def _record_ids(record_ids: Iterable[str]) -> list[str]:
+    example = "store.ack([record.record_id])"
+    return _arguments.names(record_ids, "record_ids", example, optional=False) or []
+
+
+def _scopes(scopes: Iterable[str] | None) -> frozenset[str] | None:
+    listed = _arguments.names(scopes, "scopes", "store.claim(n, scopes=['operation_logs'])")
+    return None if listed is None else frozenset(listed)
+
+
 def open_store(  # noqa: PLR0912 - one linear open sequence with its cleanup paths
     paths: Paths,
     settings: Settings | None = None,
@@ -736,6 +749,11 @@ def open_store(  # noqa: PLR0912 - one linear open sequence with its cleanup pat
         StoreInUse: Opening for writing while this process or another one holds the store.
         StorageError: The database cannot be used.
     """
+    if not isinstance(paths, Paths):
+        raise UsageError(
+            f"paths must be a Paths, not {type(paths).__name__}",
+            remedy="pass the installation's paths: open_store(resolve_paths(home))",
+        )
     settings = settings if settings is not None else load_settings(paths)
     warn_loose_permissions(paths)
     db = paths.data_dir / DB_FILE

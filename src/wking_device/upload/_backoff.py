@@ -12,6 +12,8 @@ import math
 import random
 from dataclasses import dataclass
 
+from wking_device.errors import UsageError
+
 __all__ = ["BackoffPolicy", "parse_retry_after"]
 
 _MAX_RETRY_AFTER = 24 * 3600.0  # an absurd Retry-After is clamped rather than obeyed for days
@@ -37,12 +39,15 @@ class BackoffPolicy:
 
     def __post_init__(self) -> None:
         if not (self.base > 0 and self.cap >= self.base and self.max_retry_after >= 0):
-            raise ValueError("need 0 < base <= cap and max_retry_after >= 0")
+            raise UsageError(
+                "BackoffPolicy needs 0 < base <= cap and max_retry_after >= 0, not "
+                f"base={self.base}, cap={self.cap}, max_retry_after={self.max_retry_after}"
+            )
 
     def window(self, attempt: int) -> float:
         """The upper bound of the wait before retry number ``attempt`` (0-based)."""
         if attempt < 0:
-            raise ValueError("attempt must be >= 0")
+            raise UsageError(f"attempt must be >= 0, not {attempt}")
         # 2**attempt overflows a float near 1024: the cap is reached long before
         exponent = min(attempt, 1023)
         return min(self.cap, self.base * math.ldexp(1.0, exponent))

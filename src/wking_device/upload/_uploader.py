@@ -61,7 +61,13 @@ import orjson
 
 import wking_device  # annotations name wking_device.X: get_type_hints loads X lazily
 from wking_device._redact import MAC_RE
-from wking_device.errors import StorageError, UploadError, UploadRejected, UploadUnavailable
+from wking_device.errors import (
+    StorageError,
+    UploadError,
+    UploadRejected,
+    UploadUnavailable,
+    UsageError,
+)
 from wking_device.models import MAC_FIELDS
 from wking_device.policy import CATALOG
 from wking_device.upload._backoff import BackoffPolicy
@@ -216,9 +222,12 @@ class Uploader:
         progress: Callable[[UploadCounters], None] | None = None,
     ) -> None:
         if batch_size < 1 or concurrency < 1:
-            raise ValueError("batch_size and concurrency must be at least 1")
+            raise UsageError(
+                "batch_size and concurrency must be at least 1, not "
+                f"batch_size={batch_size}, concurrency={concurrency}"
+            )
         if max_attempts is not None and max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+            raise UsageError(f"max_attempts must be at least 1 (or None), not {max_attempts}")
         self._store = store
         self._gate = gate
         self._sender = sender
@@ -739,7 +748,16 @@ class Uploader:
         Args:
             interval: Seconds between drains.
             max_pause: The longest wait after repeated failures.
+
+        Raises:
+            UsageError: ``interval`` is not a positive number of seconds.
         """
+        if (
+            isinstance(interval, bool)
+            or not isinstance(interval, int | float)
+            or not 0 < interval < float("inf")
+        ):
+            raise UsageError(f"interval must be a positive number of seconds, not {interval!r}")
         failures = 0
         reported: str | None = None
         while True:

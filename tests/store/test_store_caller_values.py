@@ -1,0 +1,90 @@
+"""A caller's wrong values get a typed UsageError naming the argument, never a silent no-op.
+
+``store.ack(record.record_id)`` (one id, not a list of them) used to ack each *character* of the
+id: nothing was deleted, nothing was said, and the record was uploaded again and again.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from wking_device.errors import UsageError
+from wking_device.store import open_store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from wking_device.config import Paths
+    from wking_device.consent import Permit
+    from wking_device.models import Record
+    from wking_device.store import RecordStore
+
+
+@pytest.mark.parametrize("writer", ["thread"])
+@pytest.mark.parametrize("method", ["ack", "release", "reject"])
+async def test_one_record_id_instead_of_a_list_is_refused(
+    store: RecordStore, make_record: Callable[..., Record], permit: Permit, method: str
+) -> None:
+    record = make_record()
+    await store.append([record], permit)
+    assert [r.record_id for r in await store.claim(5)] == [record.record_id]
+    with pytest.raises(UsageError, match="record_ids") as caught:
+        await getattr(store, method)(record.record_id)
+    assert "[" in (caught.value.remedy or "")
+    # nothing happened: the record is still claimed, and a list does the job
+    stats = await store.stats()
+    assert (stats.claimed, stats.pending) == (1, 0)
+    assert await getattr(store, method)([record.record_id]) == 1
+
+
+@pytest.mark.parametrize("writer", ["thread"])
+async def test_one_category_instead_of_a_list_is_refused_by_export(
+    store: RecordStore, make_record: Callable[..., Record], permit: Permit
+) -> None:
+    await store.append([make_record()], permit)
+    with pytest.raises(UsageError, match="categories"):
+        await store.export("operation_logs")
+    assert len(await store.export(["operation_logs"])) == 1
+
+
+@pytest.mark.parametrize("writer", ["thread"])
+async def test_one_scope_instead_of_a_list_is_refused_by_claim(
+    store: RecordStore, make_record: Callable[..., Record], permit: Permit
+) -> None:
+    await store.append([make_record()], permit)
+    for claim in (store.claim, store.claim_opened):
+        with pytest.raises(UsageError, match="scopes"):
+            await claim(5, scopes="operation_logs")
+    assert len(await store.claim(5, scopes=["operation_logs"])) == 1
+
+
+@pytest.mark.parametrize("writer", ["thread"])
+@pytest.mark.parametrize("n", ["5", None, 2.5, True])
+async def test_claim_count_that_is_not_an_int_is_refused(store: RecordStore, n: object) -> None:
+    for claim in (store.claim, store.claim_opened):
+        with pytest.raises(UsageError, match=r"\bn\b"):
+            await claim(n)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("writer", ["thread"])
+async def test_purge_of_a_list_is_a_usage_error_not_a_database_error(store: RecordStore) -> None:
+    with pytest.raises(UsageError, match="category"):
+        await store.purge(["operation_logs"])  # type: ignore[arg-type]
+
+
+def test_open_store_with_a_directory_instead_of_paths_names_the_argument(paths: Paths) -> None:
+    with pytest.raises(UsageError, match="paths") as caught:
+        open_store(str(paths.data_dir))  # type: ignore[arg-type]
+    assert "resolve_paths" in (caught.value.remedy or "")
+    with pytest.raises(UsageError, match="paths"):
+        open_store(paths.data_dir)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("writer", ["thread"])
+async def test_record_ids_of_none_is_refused(store: RecordStore) -> None:
+    with pytest.raises(UsageError, match="record_ids"):
+        await store.ack(None)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="record_ids"):
+        await store.release(5)  # type: ignore[arg-type]
