@@ -1,0 +1,82 @@
+"""Adversarial checks of the store's writer process (``writer_process=True``).
+
+Each test holds the child in a state a user or the system can put it in (stopped, killed, its
+loop gone) and checks that the store keeps the promises it keeps with the writer thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sqlite3
+import time
+from typing import TYPE_CHECKING
+
+from wking_device.store import DB_FILE, open_store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from wking_device.config import Paths, Settings
+    from wking_device.consent import ConsentGate, Permit
+    from wking_device.models import Record
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 20.0
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.002)
+
+
+def _measured(paths: Paths) -> int:
+    """The bytes the size cap counts, measured on the database."""
+    with contextlib.closing(sqlite3.connect(paths.data_dir / DB_FILE)) as conn:
+        (measured,) = conn.execute(
+            "SELECT COALESCE(SUM(length(payload)), 0) + COUNT(*) * 64 FROM records"
+        ).fetchone()
+    return int(measured)
+
+
+async def test_the_size_cap_counts_what_a_stalled_process_holds(
+    paths: Paths,
+    settings: Settings,
+    gate: ConsentGate,
+    permit: Permit,
+    make_record: Callable[..., Record],
+) -> None:
+    """A batch that crosses the cap goes to the writer thread, which must count the held ones."""
+    del gate
+    cap = 200_000
+    store = open_store(paths, settings, writer_process=True, max_bytes=cap)
+    try:
+        # evictable rows (the writer thread: each scope's first key is made there)
+        await store.append(
+            [make_record("diagnostics", i=i, pad="d" * 500) for i in range(100)], permit
+        )
+        await store.append([make_record(warm=True)], permit)
+        appender = store._appender
+        assert appender is not None
+        await _until(lambda: appender.ready)
+        pid = appender.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)  # it holds what it is sent, uncommitted
+        try:
+            held = []
+            for b in range(2):
+                batch = [make_record(b=b, i=i, pad="p" * 500) for i in range(60)]
+                held.append(asyncio.ensure_future(store.append(batch, permit)))
+                await _until(lambda b=b: len(appender._held) == b + 1)
+            # this one would cross the cap with the held batches: the writer thread takes it
+            crossing = [make_record(b=2, i=i, pad="p" * 500) for i in range(100)]
+            await store.append(crossing, permit)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        await asyncio.gather(*held)
+        assert appender.acknowledged >= 2  # the held batches were committed by the child
+        assert _measured(paths) <= cap
+        assert (await store.stats()).evicted > 0
+    finally:
+        await store.aclose()
