@@ -14,6 +14,9 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING
 
+import pytest
+
+from wking_device.errors import ConsentError
 from wking_device.store import DB_FILE, open_store
 
 if TYPE_CHECKING:
@@ -78,5 +81,43 @@ async def test_the_size_cap_counts_what_a_stalled_process_holds(
         assert appender.acknowledged >= 2  # the held batches were committed by the child
         assert _measured(paths) <= cap
         assert (await store.stats()).evicted > 0
+    finally:
+        await store.aclose()
+
+
+def _ids(paths: Paths) -> set[str]:
+    with contextlib.closing(sqlite3.connect(paths.data_dir / DB_FILE)) as conn:
+        return {row[0] for row in conn.execute("SELECT record_id FROM records")}
+
+
+async def test_a_permit_revoked_while_the_process_holds_its_batch_fails_it(
+    paths: Paths,
+    settings: Settings,
+    gate: ConsentGate,
+    permit: Permit,
+    make_record: Callable[..., Record],
+) -> None:
+    """As with the writer thread: a permit revoked before the commit fails its group, unstored."""
+    store = open_store(paths, settings, writer_process=True)
+    try:
+        await store.append([make_record(warm=True)], permit)
+        appender = store._appender
+        assert appender is not None
+        await _until(lambda: appender.ready)
+        pid = appender.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)  # the batch waits in the pipe, checked and not committed
+        try:
+            batch = [make_record(i=i) for i in range(40)]
+            task = asyncio.ensure_future(store.append(batch, permit))
+            await _until(lambda: bool(appender._held))
+            gate.set_do_not_track(True)  # revokes every permit (nothing is purged)
+            assert not permit.valid
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        with pytest.raises(ConsentError):
+            await task
+        assert not {record.record_id for record in batch} & _ids(paths)
+        assert (await store.stats()).bytes == _measured(paths)
     finally:
         await store.aclose()

@@ -182,7 +182,12 @@ class RecordStore(_Writer):
         """Per key scope, the data key the writer thread sealed with last: a writer process
         seals with it too until it is due for rotation (the writer thread then makes the next)."""
         self._appender = (
-            _Appender(directory / DB_FILE, requeue=self._queue_put, committed=self._committed)
+            _Appender(
+                directory / DB_FILE,
+                requeue=self._queue_put,
+                committed=self._committed,
+                revoked=self._revoked,
+            )
             if writer_process and not readonly
             else None
         )
@@ -362,6 +367,39 @@ class RecordStore(_Writer):
 
     def _remeasure(self) -> None:
         self._bytes = self._measure()
+
+    def _revoked(self, loop: asyncio.AbstractEventLoop, group: _Group, error: ConsentError) -> None:
+        """A group a writer process committed, its permit revoked by its acknowledgement.
+
+        The writer thread deletes its records, then fails its callers with ``error`` (put
+        directly, as in ``_committed``; a close queues it before its stop).
+        """
+        call = functools.partial(self._drop_revoked_sync, loop, group, error)
+        self._queue.put(_Call(call))
+
+    def _drop_revoked_sync(
+        self, loop: asyncio.AbstractEventLoop, group: _Group, error: ConsentError
+    ) -> None:
+        try:
+            ids = [record.record_id for record in group.records]
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    conn.execute(f"DELETE FROM records WHERE record_id IN ({marks})", chunk)  # noqa: S608
+                conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+            self._forget_gone_claims()
+            self._bytes = self._measure()
+        finally:
+            with contextlib.suppress(RuntimeError):  # the caller's loop is gone
+                outcome: list[tuple[list[asyncio.Future[None]], BaseException | None]]
+                outcome = [(group.futures, error)]
+                loop.call_soon_threadsafe(_settle_groups, outcome)
 
     def _join(
         self,
