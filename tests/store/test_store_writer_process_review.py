@@ -11,13 +11,14 @@ import contextlib
 import os
 import signal
 import sqlite3
+import threading
 import time
 from typing import TYPE_CHECKING
 
 import pytest
 
 from wking_device.errors import ConsentError
-from wking_device.store import DB_FILE, open_store
+from wking_device.store import DB_FILE, RecordStore, open_store
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -120,4 +121,55 @@ async def test_a_permit_revoked_while_the_process_holds_its_batch_fails_it(
         assert not {record.record_id for record in batch} & _ids(paths)
         assert (await store.stats()).bytes == _measured(paths)
     finally:
+        await store.aclose()
+
+
+async def test_appends_made_at_open_wait_for_the_pending_withdrawals_as_with_the_thread(
+    paths: Paths,
+    settings: Settings,
+    gate: ConsentGate,
+    make_record: Callable[..., Record],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A withdrawal nobody carried out is carried out before any append of the new store.
+
+    Withdrawn and granted again while no store ran: the open shreds the category whole (its
+    old data key too). An append made meanwhile under the new grant must not be sealed with
+    that old key by the writer process and then shredded after it was acknowledged.
+    """
+    gate.withdraw(["diagnostics"])  # carried out by the first store, which marks the ledger
+    first = open_store(paths, settings, writer_process=False)
+    old = make_record()
+    await first.append([old], gate.permit(["operation_logs"]))  # the category's data key
+    await first.aclose()
+    gate.withdraw(["operation_logs"])
+    gate.grant(["operation_logs"])
+    again = gate.permit(["operation_logs"])
+    release = threading.Event()
+    finish = RecordStore._finish_withdrawals_sync
+
+    def held_back(self: RecordStore) -> dict[str, int]:
+        release.wait(20.0)  # the writer thread is slow to get there (a big store, a slow disk)
+        return finish(self)
+
+    monkeypatch.setattr(RecordStore, "_finish_withdrawals_sync", held_back)
+    store = open_store(paths, settings, writer_process=True)
+    try:
+        appender = store._appender
+        assert appender is not None
+        loop = asyncio.get_running_loop()
+        appender.prepare(loop)  # as an append does: the child's output watched on the loop
+        await _until(lambda: appender.ready)
+        new = make_record()
+        task = asyncio.ensure_future(store.append([new], again))
+        # committed by the child, or queued for the writer thread (which took the work queued
+        # at the open long ago, and is held back in the withdrawals)
+        await _until(lambda: appender.acknowledged > 0 or store._queue.qsize() >= 1)
+        release.set()
+        await task
+        await store.stats()  # everything queued at the open has run
+        assert new.record_id in _ids(paths)
+        assert old.record_id not in _ids(paths)
+    finally:
+        release.set()
         await store.aclose()

@@ -102,6 +102,8 @@ class _Appender:
         self._pipe_size = _PIPE_FALLBACK
         self._acks = bytearray()  # a partial acknowledgement
         self._paused = 0
+        self._held_off = 0
+        """Holds (:meth:`hold`): a child starts and gets ready meanwhile, but takes nothing."""
         self._failures = 0
         self._disabled = False
         self._closed = False
@@ -140,6 +142,16 @@ class _Appender:
             if self._proc is None and not self._disabled and not self._closed:
                 self._spawn()
 
+    def hold(self) -> None:
+        """Send nothing to a child until :meth:`resume` (the work queued at the open first)."""
+        with self._lock:
+            self._held_off += 1
+
+    def resume(self) -> None:
+        """End a :meth:`hold` (on the writer thread, once the work queued before it ran)."""
+        with self._lock:
+            self._held_off -= 1
+
     def prepare(self, loop: asyncio.AbstractEventLoop) -> bool:
         """On ``loop``, before a batch is built: whether the child will take it now.
 
@@ -158,7 +170,7 @@ class _Appender:
             if self._watched != self._fds[1]:
                 loop.add_reader(self._fds[1], self._on_readable)
                 self._watched = self._fds[1]
-            return self._ready
+            return self._ready and not self._held_off
 
     # -- the event loop's side ----------------------------------------------------------------
 
@@ -184,7 +196,12 @@ class _Appender:
         """
         loop = batch.loop
         with self._lock:
-            if not self.usable(loop) or not self.ready or self._watched != self._fds[1]:
+            if (
+                not self.usable(loop)
+                or not self.ready
+                or self._held_off
+                or self._watched != self._fds[1]
+            ):
                 return False
             given: list[tuple[int, bytes]] = []
             for key_id in key_ids:

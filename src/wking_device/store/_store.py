@@ -827,11 +827,18 @@ def open_store(  # noqa: PLR0912 - one linear open sequence with its cleanup pat
             os.close(lock_fd)
         raise
     store._watching = finish_withdrawals
+    appender = store._appender
+    if appender is not None:
+        # appends wait behind the work queued here, as with the writer thread alone (FIFO): a
+        # withdrawal carried out now may shred a data key the child would otherwise seal with
+        appender.hold()
     if finish_withdrawals and not readonly:
         # withdrawals first: nothing withdrawn waits behind other work
         store._enqueue(_Call(store._finish_withdrawals_sync))
     if not readonly:
         # rows sealed before their times were bound: queued before any work a caller asks for
         store._enqueue(_Call(store._reseal_sync))
+    if appender is not None:
+        store._enqueue(_Call(appender.resume))
     _LOGGER.debug("record store open (key store %s)", keys.level)
     return store
