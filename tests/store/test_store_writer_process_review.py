@@ -173,3 +173,43 @@ async def test_appends_made_at_open_wait_for_the_pending_withdrawals_as_with_the
     finally:
         release.set()
         await store.aclose()
+
+
+async def test_an_append_made_after_a_purge_call_is_kept_as_with_the_thread(
+    paths: Paths,
+    settings: Settings,
+    gate: ConsentGate,
+    permit: Permit,
+    make_record: Callable[..., Record],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Work runs in the order it was asked for: an append after ``purge()`` outlives it."""
+    del gate
+    release = threading.Event()
+    purge = RecordStore._purge_sync
+
+    def held_back(self: RecordStore, category: str) -> int:
+        release.wait(20.0)  # the writer thread is busy a while before it gets there
+        return purge(self, category)
+
+    monkeypatch.setattr(RecordStore, "_purge_sync", held_back)
+    store = open_store(paths, settings, writer_process=True)
+    try:
+        before = make_record()
+        await store.append([before], permit)  # the scope's data key, made by the thread
+        appender = store._appender
+        assert appender is not None
+        await _until(lambda: appender.ready)
+        purged = asyncio.ensure_future(store.purge("operation_logs"))
+        await _until(lambda: store._queue.qsize() == 0)  # the writer thread is in the purge
+        after = make_record()
+        task = asyncio.ensure_future(store.append([after], permit))
+        await _until(lambda: appender.acknowledged > 0 or store._queue.qsize() >= 1)
+        release.set()
+        assert await purged == 1
+        await task
+        assert _ids(paths) == {after.record_id}
+        assert [r.record_id for r in await store.export()] == [after.record_id]
+    finally:
+        release.set()
+        await store.aclose()

@@ -255,13 +255,25 @@ class RecordStore(_Writer):
         if write and self.readonly:
             raise UsageError("the record store was opened read-only")
 
-    def _enqueue(self, item: _Call) -> None:
+    def _enqueue(self, item: _Call, *, fence: bool = False) -> None:
+        """Queue a call for the writer thread, behind the appends made before it.
+
+        ``fence``: for a call that destroys data keys (purge, withdrawals), appends made after
+        it also run after it, as the writer thread alone runs them: a writer process takes no
+        batch until the call has run (else it could commit records under a key the call then
+        shreds, after acknowledging them).
+        """
         # The check and the put are one step, so nothing is ever queued behind _STOP.
         with self._enqueue_lock:
             if self._closed:
                 raise StoreClosed("the record store is closed")
             self._queue_open()  # appends made before this call run before it (FIFO)
+            appender = self._appender if fence else None
+            if appender is not None:
+                appender.hold()  # under the lock: no batch goes to the process from now on
             self._queue.put(item)
+            if appender is not None:
+                self._queue.put(_Call(appender.resume))
 
     def _queue_open(self) -> None:
         """Queue the open batch, if any (the caller holds ``_enqueue_lock``)."""
@@ -441,11 +453,13 @@ class RecordStore(_Writer):
                 self._open = None
                 self._dispatch(batch)
 
-    async def _submit(self, fn: Callable[[], Any], *, write: bool = True) -> Any:
+    async def _submit(
+        self, fn: Callable[[], Any], *, write: bool = True, fence: bool = False
+    ) -> Any:
         self._check_open(write=write)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._enqueue(_Call(fn, future, loop))
+        self._enqueue(_Call(fn, future, loop), fence=fence)
         return await future
 
     # -- public API ----------------------------------------------------------------------------
@@ -615,7 +629,7 @@ class RecordStore(_Writer):
         Returns:
             The number of records deleted.
         """
-        result: int = await self._submit(functools.partial(self._purge_sync, category))
+        result: int = await self._submit(functools.partial(self._purge_sync, category), fence=True)
         return result
 
     async def finish_withdrawals(self) -> dict[str, int]:
@@ -632,7 +646,7 @@ class RecordStore(_Writer):
         Returns:
             Records deleted, per category shredded now (empty when nothing was pending).
         """
-        result: dict[str, int] = await self._submit(self._finish_withdrawals_sync)
+        result: dict[str, int] = await self._submit(self._finish_withdrawals_sync, fence=True)
         return result
 
     async def sweep(self, now: float | None = None) -> SweepResult:
@@ -690,9 +704,10 @@ class RecordStore(_Writer):
                 return
             with contextlib.suppress(StoreClosed):
                 for category in sorted(categories):
-                    self._enqueue(_Call(functools.partial(self._purge_sync, category)))
+                    call = _Call(functools.partial(self._purge_sync, category))
+                    self._enqueue(call, fence=True)
                 # and record them as carried out (anything else pending goes too)
-                self._enqueue(_Call(self._finish_withdrawals_sync))
+                self._enqueue(_Call(self._finish_withdrawals_sync), fence=True)
 
         def listener(revocation: Revocation) -> None:
             if revocation.reason == "withdrawn":
@@ -827,18 +842,12 @@ def open_store(  # noqa: PLR0912 - one linear open sequence with its cleanup pat
             os.close(lock_fd)
         raise
     store._watching = finish_withdrawals
-    appender = store._appender
-    if appender is not None:
-        # appends wait behind the work queued here, as with the writer thread alone (FIFO): a
-        # withdrawal carried out now may shred a data key the child would otherwise seal with
-        appender.hold()
     if finish_withdrawals and not readonly:
-        # withdrawals first: nothing withdrawn waits behind other work
-        store._enqueue(_Call(store._finish_withdrawals_sync))
+        # withdrawals first: nothing withdrawn waits behind other work (and appends wait
+        # behind them, with a writer process too)
+        store._enqueue(_Call(store._finish_withdrawals_sync), fence=True)
     if not readonly:
         # rows sealed before their times were bound: queued before any work a caller asks for
         store._enqueue(_Call(store._reseal_sync))
-    if appender is not None:
-        store._enqueue(_Call(appender.resume))
     _LOGGER.debug("record store open (key store %s)", keys.level)
     return store
