@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from wking_device.errors import ConsentError
+from wking_device.errors import ConsentError, StoreClosed
 from wking_device.store import DB_FILE, RecordStore, open_store
 
 if TYPE_CHECKING:
@@ -213,3 +213,42 @@ async def test_an_append_made_after_a_purge_call_is_kept_as_with_the_thread(
     finally:
         release.set()
         await store.aclose()
+
+
+def test_two_event_loops_in_turn_then_two_closes_and_an_append_after(
+    paths: Paths,
+    settings: Settings,
+    gate: ConsentGate,
+    permit: Permit,
+    make_record: Callable[..., Record],
+) -> None:
+    """``asyncio.run`` twice on one store, ``close`` twice, an append after: as with the thread."""
+    del gate
+    store = open_store(paths, settings, writer_process=True)
+
+    async def produce(run: int) -> list[str]:
+        ids: list[str] = []
+
+        async def producer(k: int) -> None:
+            for i in range(5):
+                record = make_record(run=run, k=k, i=i)
+                await store.append([record], permit)
+                ids.append(record.record_id)
+
+        await asyncio.gather(*(producer(k) for k in range(40)))
+        return ids
+
+    first = asyncio.run(produce(1))
+    appender = store._appender
+    assert appender is not None
+    pid = appender.pid
+    second = asyncio.run(produce(2))  # another loop: the writer thread
+    store.close()
+    store.close()
+    with pytest.raises(StoreClosed):
+        asyncio.run(store.append([make_record()], permit))
+    stored = sorted(_ids(paths))
+    assert stored == sorted(first + second)
+    assert pid is not None  # the first loop's appends went through a child
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # ended and reaped by the first close
