@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sqlite3
@@ -252,3 +253,37 @@ def test_two_event_loops_in_turn_then_two_closes_and_an_append_after(
     assert pid is not None  # the first loop's appends went through a child
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # ended and reaped by the first close
+
+
+async def test_bodies_near_the_pipe_size_are_stored_as_with_the_thread(
+    paths: Paths,
+    settings: Settings,
+    gate: ConsentGate,
+    permit: Permit,
+    make_record: Callable[..., Record],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bodies about the pipe's size (1 MiB), escape sequences and MAC-shaped text in them."""
+    del gate
+    caplog.set_level(logging.INFO, logger="wking_device.store")
+    store = open_store(paths, settings, writer_process=True)
+    try:
+        await store.append([make_record(warm=True)], permit)
+        appender = store._appender
+        assert appender is not None
+        await _until(lambda: appender.ready)
+        hostile = "\x1b[2J\x1b]0;owned\x07 AA:BB:CC:DD:EE:FF "
+        sizes = [(1 << 20) - 4096, (1 << 20) - 200, 1 << 20, (1 << 20) + 100, 600_000]
+        records = [make_record(n=n, text=hostile + "x" * n) for n in sizes]
+        await asyncio.gather(*(store.append([record], permit) for record in records))
+        exported = {r.record_id: r for r in await store.export()}
+        for record, n in zip(records, sizes, strict=True):
+            text = exported[record.record_id].body["text"]
+            assert text.endswith("x" * n)
+            assert "AA:BB:CC:DD:EE:FF" not in text  # scrubbed before it crosses, as before
+        assert appender.pid is not None
+        assert appender.acknowledged >= 1  # the child took those that fit its pipe
+        assert appender.spawned == 1  # no child was stopped for a message it took part of
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    finally:
+        await store.aclose()
