@@ -388,6 +388,11 @@ class RecordStore(_Writer):
         """
         call = functools.partial(self._drop_revoked_sync, loop, group, error)
         self._queue.put(_Call(call))
+        if self._closed:  # the loop may get here after the stop: its callers must not wait
+            with contextlib.suppress(RuntimeError):
+                outcome: list[tuple[list[asyncio.Future[None]], BaseException | None]]
+                outcome = [(group.futures, error)]
+                loop.call_soon_threadsafe(_settle_groups, outcome)
 
     def _drop_revoked_sync(
         self, loop: asyncio.AbstractEventLoop, group: _Group, error: ConsentError
