@@ -146,10 +146,11 @@ async def test_appends_made_at_open_wait_for_the_pending_withdrawals_as_with_the
     gate.withdraw(["operation_logs"])
     gate.grant(["operation_logs"])
     again = gate.permit(["operation_logs"])
-    release = threading.Event()
+    entered, release = threading.Event(), threading.Event()
     finish = RecordStore._finish_withdrawals_sync
 
     def held_back(self: RecordStore) -> dict[str, int]:
+        entered.set()
         release.wait(20.0)  # the writer thread is slow to get there (a big store, a slow disk)
         return finish(self)
 
@@ -160,12 +161,12 @@ async def test_appends_made_at_open_wait_for_the_pending_withdrawals_as_with_the
         assert appender is not None
         loop = asyncio.get_running_loop()
         appender.prepare(loop)  # as an append does: the child's output watched on the loop
-        await _until(lambda: appender.ready)
+        await _until(lambda: appender.ready and entered.is_set())
+        queued = store._queue.qsize()  # what the writer thread did not take yet
         new = make_record()
         task = asyncio.ensure_future(store.append([new], again))
-        # committed by the child, or queued for the writer thread (which took the work queued
-        # at the open long ago, and is held back in the withdrawals)
-        await _until(lambda: appender.acknowledged > 0 or store._queue.qsize() >= 1)
+        # committed by the child, or queued for the writer thread (held back in the withdrawals)
+        await _until(lambda: appender.acknowledged > 0 or store._queue.qsize() > queued)
         release.set()
         await task
         await store.stats()  # everything queued at the open has run
@@ -186,10 +187,11 @@ async def test_an_append_made_after_a_purge_call_is_kept_as_with_the_thread(
 ) -> None:
     """Work runs in the order it was asked for: an append after ``purge()`` outlives it."""
     del gate
-    release = threading.Event()
+    entered, release = threading.Event(), threading.Event()
     purge = RecordStore._purge_sync
 
     def held_back(self: RecordStore, category: str) -> int:
+        entered.set()
         release.wait(20.0)  # the writer thread is busy a while before it gets there
         return purge(self, category)
 
@@ -202,10 +204,11 @@ async def test_an_append_made_after_a_purge_call_is_kept_as_with_the_thread(
         assert appender is not None
         await _until(lambda: appender.ready)
         purged = asyncio.ensure_future(store.purge("operation_logs"))
-        await _until(lambda: store._queue.qsize() == 0)  # the writer thread is in the purge
+        await _until(entered.is_set)  # the writer thread is in the purge
+        queued = store._queue.qsize()  # what it did not take yet
         after = make_record()
         task = asyncio.ensure_future(store.append([after], permit))
-        await _until(lambda: appender.acknowledged > 0 or store._queue.qsize() >= 1)
+        await _until(lambda: appender.acknowledged > 0 or store._queue.qsize() > queued)
         release.set()
         assert await purged == 1
         await task
