@@ -35,6 +35,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Final
 
 from wking_device._store_child import ACK, BATCH_NO, FRAME, READY
+from wking_device.errors import ConsentError
 from wking_device.store._batches import _settle_groups
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
-    from wking_device.store._batches import _Batch
+    from wking_device.store._batches import _Batch, _Group
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -68,6 +69,10 @@ class _Appender:
         committed: Called on the event loop for each acknowledged commit with
             ``(last row number, rows offered, rows inserted, bytes added or -1)``, before
             the callers' futures are settled.
+        revoked: Called with ``(loop, group, error)`` for an acknowledged permit group whose
+            permit was revoked by then (it may have been before the commit): the store deletes
+            its records, then fails its callers with the permit's error, as the writer thread
+            would have (must not block).
     """
 
     def __init__(
@@ -76,11 +81,13 @@ class _Appender:
         *,
         requeue: Callable[[_Batch], None],
         committed: Callable[[int, int, int, int], None],
+        revoked: Callable[[asyncio.AbstractEventLoop, _Group, ConsentError], None],
     ) -> None:
         self._database = database
         _LIVE.add(self)
         self._requeue = requeue
         self._committed = committed
+        self._revoked = revoked
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._fds = (-1, -1)
@@ -95,6 +102,8 @@ class _Appender:
         self._pipe_size = _PIPE_FALLBACK
         self._acks = bytearray()  # a partial acknowledgement
         self._paused = 0
+        self._held_off = 0
+        """Holds (:meth:`hold`): a child starts and gets ready meanwhile, but takes nothing."""
         self._failures = 0
         self._disabled = False
         self._closed = False
@@ -133,6 +142,16 @@ class _Appender:
             if self._proc is None and not self._disabled and not self._closed:
                 self._spawn()
 
+    def hold(self) -> None:
+        """Send nothing to a child until :meth:`resume` (the work queued at the open first)."""
+        with self._lock:
+            self._held_off += 1
+
+    def resume(self) -> None:
+        """End a :meth:`hold` (on the writer thread, once the work queued before it ran)."""
+        with self._lock:
+            self._held_off -= 1
+
     def prepare(self, loop: asyncio.AbstractEventLoop) -> bool:
         """On ``loop``, before a batch is built: whether the child will take it now.
 
@@ -151,7 +170,7 @@ class _Appender:
             if self._watched != self._fds[1]:
                 loop.add_reader(self._fds[1], self._on_readable)
                 self._watched = self._fds[1]
-            return self._ready
+            return self._ready and not self._held_off
 
     # -- the event loop's side ----------------------------------------------------------------
 
@@ -177,7 +196,12 @@ class _Appender:
         """
         loop = batch.loop
         with self._lock:
-            if not self.usable(loop) or not self.ready or self._watched != self._fds[1]:
+            if (
+                not self.usable(loop)
+                or not self.ready
+                or self._held_off
+                or self._watched != self._fds[1]
+            ):
                 return False
             given: list[tuple[int, bytes]] = []
             for key_id in key_ids:
@@ -292,8 +316,29 @@ class _Appender:
                     self._ended()
             else:
                 self._ended()
+        if settled:
+            _settle_groups(self._outcomes(settled))
+
+    def _outcomes(
+        self, settled: list[_Batch]
+    ) -> list[tuple[list[asyncio.Future[None]], BaseException | None]]:
+        """Acknowledged batches' outcomes: a group whose permit is revoked by now fails.
+
+        The writer thread checks permits right before it writes; the loop checked them before
+        the batch was sent, and the batch may have waited in the pipe since. A group whose
+        permit was revoked meanwhile is left to the store's ``revoked``: deleted, then failed.
+        """
+        outcomes: list[tuple[list[asyncio.Future[None]], BaseException | None]] = []
         for batch in settled:
-            _settle_groups([(group.futures, None) for group in batch.groups.values()])
+            for group in batch.groups.values():
+                try:
+                    for category in group.needed:
+                        group.permit.require(category)
+                except ConsentError as exc:
+                    self._revoked(batch.loop, group, exc)
+                    continue
+                outcomes.append((group.futures, None))
+        return outcomes
 
     def _consume(self, data: bytes) -> tuple[list[_Batch], bool]:
         """The child's output: its ready mark first, then acknowledgements (lock held)."""
@@ -442,10 +487,9 @@ class _Appender:
                 watched, self._watched = self._watched == self._fds[1], -1
                 if loop is None or not watched or not _on_loop(loop, self._fds, proc):
                     _close_pipes(proc)  # no loop watches them (or it is closed)
+        if settled:
+            outcomes = self._outcomes(settled)  # here: the deletions are queued before the stop
         if settled and loop is not None:
-            outcomes: list[tuple[list[asyncio.Future[None]], BaseException | None]] = [
-                (g.futures, None) for b in settled for g in b.groups.values()
-            ]
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody awaits them
                 loop.call_soon_threadsafe(_settle_groups, outcomes)
 

@@ -183,7 +183,12 @@ class RecordStore(_Writer):
         """Per key scope, the data key the writer thread sealed with last: a writer process
         seals with it too until it is due for rotation (the writer thread then makes the next)."""
         self._appender = (
-            _Appender(directory / DB_FILE, requeue=self._queue_put, committed=self._committed)
+            _Appender(
+                directory / DB_FILE,
+                requeue=self._queue_put,
+                committed=self._committed,
+                revoked=self._revoked,
+            )
             if writer_process and not readonly
             else None
         )
@@ -251,13 +256,25 @@ class RecordStore(_Writer):
         if write and self.readonly:
             raise UsageError("the record store was opened read-only")
 
-    def _enqueue(self, item: _Call) -> None:
+    def _enqueue(self, item: _Call, *, fence: bool = False) -> None:
+        """Queue a call for the writer thread, behind the appends made before it.
+
+        ``fence``: for a call that destroys data keys (purge, withdrawals), appends made after
+        it also run after it, as the writer thread alone runs them: a writer process takes no
+        batch until the call has run (else it could commit records under a key the call then
+        shreds, after acknowledging them).
+        """
         # The check and the put are one step, so nothing is ever queued behind _STOP.
         with self._enqueue_lock:
             if self._closed:
                 raise StoreClosed("the record store is closed")
             self._queue_open()  # appends made before this call run before it (FIFO)
+            appender = self._appender if fence else None
+            if appender is not None:
+                appender.hold()  # under the lock: no batch goes to the process from now on
             self._queue.put(item)
+            if appender is not None:
+                self._queue.put(_Call(appender.resume))
 
     def _queue_open(self) -> None:
         """Queue the open batch, if any (the caller holds ``_enqueue_lock``)."""
@@ -364,6 +381,44 @@ class RecordStore(_Writer):
     def _remeasure(self) -> None:
         self._bytes = self._measure()
 
+    def _revoked(self, loop: asyncio.AbstractEventLoop, group: _Group, error: ConsentError) -> None:
+        """A group a writer process committed, its permit revoked by its acknowledgement.
+
+        The writer thread deletes its records, then fails its callers with ``error`` (put
+        directly, as in ``_committed``; a close queues it before its stop).
+        """
+        call = functools.partial(self._drop_revoked_sync, loop, group, error)
+        self._queue.put(_Call(call))
+        if self._closed:  # the loop may get here after the stop: its callers must not wait
+            with contextlib.suppress(RuntimeError):
+                outcome: list[tuple[list[asyncio.Future[None]], BaseException | None]]
+                outcome = [(group.futures, error)]
+                loop.call_soon_threadsafe(_settle_groups, outcome)
+
+    def _drop_revoked_sync(
+        self, loop: asyncio.AbstractEventLoop, group: _Group, error: ConsentError
+    ) -> None:
+        try:
+            ids = [record.record_id for record in group.records]
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    conn.execute(f"DELETE FROM records WHERE record_id IN ({marks})", chunk)  # noqa: S608
+                conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+            self._forget_gone_claims()
+            self._bytes = self._measure()
+        finally:
+            with contextlib.suppress(RuntimeError):  # the caller's loop is gone
+                outcome: list[tuple[list[asyncio.Future[None]], BaseException | None]]
+                outcome = [(group.futures, error)]
+                loop.call_soon_threadsafe(_settle_groups, outcome)
+
     def _join(
         self,
         loop: asyncio.AbstractEventLoop,
@@ -404,11 +459,13 @@ class RecordStore(_Writer):
                 self._open = None
                 self._dispatch(batch)
 
-    async def _submit(self, fn: Callable[[], Any], *, write: bool = True) -> Any:
+    async def _submit(
+        self, fn: Callable[[], Any], *, write: bool = True, fence: bool = False
+    ) -> Any:
         self._check_open(write=write)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._enqueue(_Call(fn, future, loop))
+        self._enqueue(_Call(fn, future, loop), fence=fence)
         return await future
 
     # -- public API ----------------------------------------------------------------------------
@@ -579,7 +636,7 @@ class RecordStore(_Writer):
             The number of records deleted.
         """
         _arguments.category(category)
-        result: int = await self._submit(functools.partial(self._purge_sync, category))
+        result: int = await self._submit(functools.partial(self._purge_sync, category), fence=True)
         return result
 
     async def finish_withdrawals(self) -> dict[str, int]:
@@ -596,7 +653,7 @@ class RecordStore(_Writer):
         Returns:
             Records deleted, per category shredded now (empty when nothing was pending).
         """
-        result: dict[str, int] = await self._submit(self._finish_withdrawals_sync)
+        result: dict[str, int] = await self._submit(self._finish_withdrawals_sync, fence=True)
         return result
 
     async def sweep(self, now: float | None = None) -> SweepResult:
@@ -655,9 +712,10 @@ class RecordStore(_Writer):
                 return
             with contextlib.suppress(StoreClosed):
                 for category in sorted(categories):
-                    self._enqueue(_Call(functools.partial(self._purge_sync, category)))
+                    call = _Call(functools.partial(self._purge_sync, category))
+                    self._enqueue(call, fence=True)
                 # and record them as carried out (anything else pending goes too)
-                self._enqueue(_Call(self._finish_withdrawals_sync))
+                self._enqueue(_Call(self._finish_withdrawals_sync), fence=True)
 
         def listener(revocation: Revocation) -> None:
             if revocation.reason == "withdrawn":
@@ -808,8 +866,9 @@ def open_store(  # noqa: PLR0912 - one linear open sequence with its cleanup pat
         raise
     store._watching = finish_withdrawals
     if finish_withdrawals and not readonly:
-        # withdrawals first: nothing withdrawn waits behind other work
-        store._enqueue(_Call(store._finish_withdrawals_sync))
+        # withdrawals first: nothing withdrawn waits behind other work (and appends wait
+        # behind them, with a writer process too)
+        store._enqueue(_Call(store._finish_withdrawals_sync), fence=True)
     if not readonly:
         # rows sealed before their times were bound: queued before any work a caller asks for
         store._enqueue(_Call(store._reseal_sync))

@@ -304,8 +304,11 @@ class _Writer(_Maintenance):
         before = conn.total_changes
         freed = 0
         self._commits += 1
+        # batches a writer process holds are committed after this one: room is kept for them
+        appender = self._appender
+        stored = self._stored_bytes + (0 if appender is None else appender.held_bytes)
         shape = _padded_shape(rows)
-        if shape and self._stored_bytes + size <= self.max_bytes:
+        if shape and stored + size <= self.max_bytes:
             # One statement in autocommit mode is one durable transaction (WAL, FULL): the
             # whole group commit is a single sqlite3 call, so the writer gives up and re-takes
             # the GIL once per commit (each re-take can wait for the event loop's thread for up
@@ -320,14 +323,16 @@ class _Writer(_Maintenance):
         shapes = _shapes(rows)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if self._stored_bytes + size > self.max_bytes:
+            if stored + size > self.max_bytes:
                 top = max(
                     self._priority.get(category, 0)
                     for group in live
                     for category in {r.category for r in group.records}
                 )
                 freed = self._evict(
-                    self._stored_bytes + size - int(self.max_bytes * _EVICT_TO), top
+                    stored + size - int(self.max_bytes * _EVICT_TO),
+                    top,
+                    held=stored - self._stored_bytes,
                 )
             before = conn.total_changes
             start = 0
@@ -361,11 +366,12 @@ class _Writer(_Maintenance):
         else:
             self._bytes += size - freed
 
-    def _evict(self, need: int, top_priority: int) -> int:
+    def _evict(self, need: int, top_priority: int, *, held: int = 0) -> int:
         """Delete pending records, lowest priority and oldest first, until ``need`` bytes are free.
 
         Runs inside the caller's transaction. Raises StoreFull (the caller rolls back) when
-        records of priority up to ``top_priority`` cannot free enough.
+        records of priority up to ``top_priority`` cannot free enough, not counting ``held``
+        (bytes a writer process holds, in ``need`` but not in the table yet to evict).
         """
         conn = self._conn
         categories = sorted(
@@ -399,7 +405,7 @@ class _Writer(_Maintenance):
                     "AND seq NOT IN (SELECT value FROM json_each(?))",
                     (category, STATE_PENDING, last, self._claimed_json()),
                 )
-        if freed < need:
+        if freed < need - held:
             raise StoreFull(
                 f"the store reached its size cap ({self.max_bytes} bytes) and nothing of equal or "
                 "lower priority is left to evict"
