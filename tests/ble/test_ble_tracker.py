@@ -131,6 +131,27 @@ def test_bad_bounds_are_usage_errors() -> None:
         SpeakerTracker(missed_intervals=0)
 
 
+@pytest.mark.parametrize(
+    "argument", ["missed_intervals", "min_timeout", "max_timeout", "rssi_step", "check_every"]
+)
+@pytest.mark.parametrize("value", ["x", None, True, float("nan"), [1]])
+def test_a_bound_that_is_not_a_number_is_a_usage_error_naming_it(
+    argument: str, value: object
+) -> None:
+    # "x" was a TypeError from inside the constructor; nan and True were accepted
+    if argument == "check_every" and value is None:
+        return  # None is check_every's default (a quarter of min_timeout)
+    with pytest.raises(UsageError, match=argument):
+        SpeakerTracker(**{argument: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [0, -1.0, float("inf")])
+def test_check_every_must_be_a_positive_finite_number(value: float) -> None:
+    # 0 was accepted and made the checker a busy loop
+    with pytest.raises(UsageError, match="check_every"):
+        SpeakerTracker(check_every=value)
+
+
 # --- against the simulator ----------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from wking_device.errors import UsageError
 from wking_device.store import open_store
+from wking_device.store._files import DB_FILE
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -88,3 +89,25 @@ async def test_record_ids_of_none_is_refused(store: RecordStore) -> None:
         await store.ack(None)  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="record_ids"):
         await store.release(5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("writer", ["thread"])
+@pytest.mark.parametrize("now", ["x", True, float("nan"), float("inf"), [1.0]])
+async def test_sweep_of_a_time_that_is_not_a_finite_number_is_refused(
+    store: RecordStore, make_record: Callable[..., Record], permit: Permit, now: object
+) -> None:
+    # "x" was a TypeError from the writer thread; inf deleted every record as expired
+    await store.append([make_record()], permit)
+    with pytest.raises(UsageError, match="now"):
+        await store.sweep(now)  # type: ignore[arg-type]
+    assert (await store.stats()).total == 1
+
+
+@pytest.mark.parametrize("max_batch", [0, -1, "8", 2.5, True, None])
+def test_open_store_refuses_a_max_batch_that_is_not_a_positive_int(
+    paths: Paths, max_batch: object
+) -> None:
+    # 0 and negative were accepted (a writer that could not commit a group as documented)
+    with pytest.raises(UsageError, match="max_batch"):
+        open_store(paths, max_batch=max_batch)  # type: ignore[arg-type]
+    assert not (paths.data_dir / DB_FILE).exists()

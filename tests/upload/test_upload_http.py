@@ -13,6 +13,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceResponse,
 )
 
+from wking_device.errors import UsageError
 from wking_device.receiver import FaultPlan, Receiver
 from wking_device.upload import (
     Delivered,
@@ -167,3 +168,15 @@ async def test_a_refused_connection_is_retryable(tmp_path: Path) -> None:
         result = await sender.send(make_body(1))
     assert isinstance(result, Retryable)
     assert result.kind is FailureKind.CONNECTION
+
+
+async def test_a_closed_sender_refuses_to_send_and_opens_no_session(receiver: Receiver) -> None:
+    # send() after close() opened a new aiohttp session that nothing closed again
+    sender = _sender(receiver.endpoint, receiver.ca_file)
+    async with sender:
+        assert isinstance(await sender.send(make_body(1)), Delivered)
+    assert sender.closed
+    with pytest.raises(UsageError, match="closed"):
+        await sender.send(make_body(1))
+    assert receiver.stats.requests == 1
+    await sender.close()  # still idempotent

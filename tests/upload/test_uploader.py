@@ -31,6 +31,7 @@ from wking_device.errors import (
     TLSVerificationFailed,
     UploadRejected,
     UploadUnavailable,
+    UsageError,
 )
 from wking_device.models import Record
 from wking_device.receiver import FaultPlan, Receiver
@@ -883,3 +884,21 @@ async def test_a_drain_cancelled_while_deleting_counts_what_it_deleted(
     assert len(received_ids(rx)) == 50
     assert stats.total == 0
     assert up.counters.sent == 50
+
+
+async def test_a_closed_uploader_refuses_to_drain_and_opens_nothing(
+    rx: Receiver, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # it opened a new aiohttp session, sent and leaked it (nothing closed it again)
+    up = uploader(rx, store, gate, paths)
+    async with up:
+        await up.drain()
+    ids = await fill(store, permit, 5)
+    with pytest.raises(UsageError, match="closed"):
+        await up.drain()
+    with pytest.raises(UsageError, match="closed"):
+        await up.run(1.0)
+    assert rx.stats.requests == 0
+    stats = await store.stats()
+    assert (stats.total, stats.pending, stats.claimed) == (len(ids), len(ids), 0)
+    await up.aclose()  # still idempotent

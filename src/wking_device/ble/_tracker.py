@@ -26,6 +26,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -161,6 +162,14 @@ class _Track:
         self.reported_rssi = snapshot.rssi
 
 
+def _number(name: str, value: object, *, optional: bool = False) -> None:
+    """Refuse a bound that is not a real number (``"10"``, ``True``, NaN) with its name."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise UsageError(f"{name} must be a number, not {value!r}")
+
+
 class SpeakerTracker:
     """A scan that runs until stopped and tells when speakers appear, change and go away.
 
@@ -199,8 +208,9 @@ class SpeakerTracker:
             upper-case address.
 
     Raises:
-        UsageError: A bound is not positive, ``min_timeout`` exceeds ``max_timeout``, or
-            ``adapters`` is empty or given with ``adapter``.
+        UsageError: A bound is not a number (the message names it) or not positive,
+            ``min_timeout`` exceeds ``max_timeout``, or ``adapters`` is empty or given with
+            ``adapter``.
     """
 
     def __init__(
@@ -219,6 +229,18 @@ class SpeakerTracker:
         check_every: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        for name, value in (
+            ("missed_intervals", missed_intervals),
+            ("min_timeout", min_timeout),
+            ("max_timeout", max_timeout),
+            ("rssi_step", rssi_step),
+            ("check_every", check_every),
+        ):
+            _number(name, value, optional=name == "check_every")
+        if check_every is not None and not 0 < check_every < math.inf:
+            raise UsageError(
+                f"check_every must be a positive number of seconds, not {check_every!r}"
+            )
         if missed_intervals < 1 or min_timeout <= 0 or rssi_step < 1:
             raise UsageError(
                 "missed_intervals and rssi_step must be at least 1 and min_timeout positive"

@@ -18,8 +18,9 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import NoReturn
 
-from wking_device.errors import ConsentRequired, PermitRevoked
+from wking_device.errors import ConsentRequired, PermitRevoked, UsageError
 
 __all__ = ["REVOCATION_REASONS", "Permit", "Revocation", "issued_by", "permit_key"]
 
@@ -117,6 +118,11 @@ class Permit:
     Not Track, a minor profile, ledger tampering); it never becomes valid again — ask the gate for
     a new one. :attr:`valid` is a single attribute read, cheap enough for every event.
 
+    A permit is bound to its installation's gate and does not travel: pickling one raises
+    :class:`~wking_device.errors.UsageError` (another process asks its own gate for its own
+    permit), and ``copy.copy``/``copy.deepcopy`` return the permit itself, so a copy is revoked
+    with it (a copy with a revocation flag of its own would stay valid after a withdrawal).
+
     Attributes:
         permit_id: Unique id of this permit (for logs).
         categories: The categories it covers.
@@ -177,6 +183,19 @@ class Permit:
 
     def __delattr__(self, name: str) -> None:
         raise AttributeError("permits are immutable")
+
+    def __copy__(self) -> Permit:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Permit:
+        return self
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        raise UsageError(
+            f"permit {self.permit_id} cannot be pickled: it is bound to this installation's "
+            "consent gate and is revoked through it",
+            remedy="let each process ask its own consent gate for a permit (gate.permit())",
+        )
 
     def __repr__(self) -> str:
         state = "valid" if self._token.reason is None else f"revoked: {self._token.reason}"

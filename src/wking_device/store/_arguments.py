@@ -8,6 +8,7 @@ argument, before anything is queued for the writer. Does not own the store's sta
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 
 from wking_device.errors import UsageError
@@ -51,6 +52,28 @@ def count(n: object, argument: str = "n") -> int:
     if isinstance(n, bool) or not isinstance(n, int):
         raise UsageError(f"{argument} must be an int, not {type(n).__name__}")
     return n
+
+
+def positive(n: object, argument: str) -> int:
+    """``n`` when it is an ``int`` of at least 1 (not a ``bool``); :class:`UsageError` otherwise."""
+    checked = count(n, argument)
+    if checked < 1:
+        raise UsageError(f"{argument} must be at least 1, not {checked}")
+    return checked
+
+
+def instant(value: object, argument: str) -> float | None:
+    """``value`` when it is ``None`` or a finite number of seconds (not a ``bool``).
+
+    Raises:
+        UsageError: Anything else (a string, NaN, an infinity: ``inf`` would be a time after
+            every expiry).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise UsageError(f"{argument} must be a finite number of seconds (UTC), not {value!r}")
+    return float(value)
 
 
 def category(value: object) -> str:

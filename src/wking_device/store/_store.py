@@ -663,7 +663,14 @@ class RecordStore(_Writer):
         a row whose bound columns were edited — an ``expires_at`` moved into the future to keep
         it past its retention — is quarantined and counted, not kept. Quarantined rows are
         deleted once the longest retention has passed since they were set aside.
+
+        Args:
+            now: The time to sweep at (UTC seconds; default: the store's clock).
+
+        Raises:
+            UsageError: ``now`` is not a finite number.
         """
+        now = _arguments.instant(now, "now")
         result: SweepResult = await self._submit(functools.partial(self._sweep_sync, now))
         quarantined = 0
         after: int | None = 0
@@ -783,7 +790,7 @@ def open_store(  # noqa: PLR0912 - one linear open sequence with its cleanup pat
         clock: UTC time source.
         check: Run SQLite's ``quick_check`` on open.
         max_bytes: Override the size cap of the settings.
-        max_batch: Most records per group commit.
+        max_batch: Most records per group commit (an int, at least 1).
         finish_withdrawals: Carry out withdrawals recorded in the ledger that no process
             carried out yet (queued first, before anything else); pass ``False`` to call
             :meth:`RecordStore.finish_withdrawals` yourself and see what it did (the store
@@ -806,12 +813,15 @@ def open_store(  # noqa: PLR0912 - one linear open sequence with its cleanup pat
         StoreNotFound: ``readonly`` and there is no record database (nothing is created).
         StoreInUse: Opening for writing while this process or another one holds the store.
         StorageError: The database cannot be used.
+        UsageError: ``paths`` is not a :class:`~wking_device.config.Paths`, or ``max_batch``
+            is not an int of at least 1.
     """
     if not isinstance(paths, Paths):
         raise UsageError(
             f"paths must be a Paths, not {type(paths).__name__}",
             remedy="pass the installation's paths: open_store(resolve_paths(home))",
         )
+    _arguments.positive(max_batch, "max_batch")
     settings = settings if settings is not None else load_settings(paths)
     warn_loose_permissions(paths)
     db = paths.data_dir / DB_FILE

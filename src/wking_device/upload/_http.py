@@ -42,6 +42,7 @@ from wking_device.errors import (
     TLSError,
     TLSReason,
     TLSVerificationFailed,
+    UsageError,
 )
 from wking_device.upload._backoff import parse_retry_after
 from wking_device.upload._otlp import CONTENT_TYPE_PROTOBUF, decode_status_message
@@ -169,7 +170,8 @@ class OTLPSender:
     """POSTs OTLP/HTTP logs bodies to one collector over verified TLS.
 
     Use as ``async with OTLPSender(...) as sender:`` (or call :meth:`close`). Safe to call
-    :meth:`send` concurrently (up to ``max_connections`` requests in flight).
+    :meth:`send` concurrently (up to ``max_connections`` requests in flight). Once closed, it
+    stays closed: :meth:`send` raises :class:`~wking_device.errors.UsageError` and opens nothing.
 
     Args:
         endpoint: The collector URL (``https://`` only) or a checked :class:`Endpoint`.
@@ -208,6 +210,12 @@ class OTLPSender:
         if token is not None:
             self._headers["Authorization"] = f"Bearer {token}"
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (a closed sender sends nothing more)."""
+        return self._closed
 
     async def __aenter__(self) -> OTLPSender:
         return self
@@ -221,6 +229,11 @@ class OTLPSender:
         await self.close()
 
     def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise UsageError(
+                f"cannot send to {self.endpoint.url}: this sender was closed",
+                remedy="open a new uploader (open_uploader) instead of reusing a closed one",
+            )
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
                 ssl=self._ssl,
@@ -241,7 +254,8 @@ class OTLPSender:
         return self._session
 
     async def close(self) -> None:
-        """Close the connections (idempotent)."""
+        """Close the connections (idempotent); the sender cannot send again."""
+        self._closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -260,6 +274,7 @@ class OTLPSender:
             TLSVerificationFailed: The collector's certificate did not verify.
             PinMismatch: Its key matches no configured pin.
             TLSError: Another TLS handshake failure.
+            UsageError: The sender was closed.
         """
         headers = dict(self._headers)
         if gzipped:

@@ -257,7 +257,11 @@ class Uploader:
         return self._sender.endpoint.url
 
     async def aclose(self) -> None:
-        """Close the connections to the collector."""
+        """Close the connections to the collector (idempotent).
+
+        A closed uploader stays closed: :meth:`drain` and :meth:`run` raise
+        :class:`~wking_device.errors.UsageError` and claim, open and send nothing.
+        """
         await self._sender.close()
 
     async def __aenter__(self) -> Uploader:
@@ -382,7 +386,13 @@ class Uploader:
             UploadRejected: The collector refused the upload permanently (4xx).
             UploadUnavailable: It stayed unavailable for ``max_attempts`` attempts of a batch.
             StorageError: The store failed.
+            UsageError: The uploader was closed (:meth:`aclose`).
         """
+        if self._sender.closed:
+            raise UsageError(
+                f"cannot drain to {self.endpoint}: this uploader was closed",
+                remedy="open a new uploader (open_uploader) instead of reusing a closed one",
+            )
         started = time.monotonic()
         before = UploadCounters(**self.counters.as_dict())
         self._ack_failure = None
@@ -750,7 +760,8 @@ class Uploader:
             max_pause: The longest wait after repeated failures.
 
         Raises:
-            UsageError: ``interval`` is not a positive number of seconds.
+            UsageError: ``interval`` is not a positive number of seconds, or the uploader was
+                closed.
         """
         if (
             isinstance(interval, bool)
