@@ -419,22 +419,22 @@ class RecordStore(_Writer):
                 outcome = [(group.futures, error)]
                 loop.call_soon_threadsafe(_settle_groups, outcome)
 
-    def _join(
+    def _join(  # noqa: PLR0917 - called once per append: positional arguments cost less
         self,
         loop: asyncio.AbstractEventLoop,
         permit: Permit,
-        *,
-        needed: set[str],
+        needed: Iterable[str],
         records: Sequence[Record],
-        plaintexts: list[bytes],
-        scopes: list[str],
+        plaintexts: Sequence[bytes],
+        scopes: Sequence[str],
         future: asyncio.Future[None],
     ) -> None:
         """Add checked records to the open batch of ``loop`` (a new batch when there is none).
 
         A new batch is queued by a ``call_soon`` callback: every producer the loop already
         resumed (all those one commit acknowledged) joins it first. That is the group commit's
-        linger, bounded by one turn of the loop rather than by a timer.
+        linger, bounded by one turn of the loop rather than by a timer. (Positional: this runs
+        once per append.)
         """
         with self._enqueue_lock:
             if self._closed:
@@ -447,7 +447,7 @@ class RecordStore(_Writer):
             group = batch.groups.get(id(permit))
             if group is None or group.permit is not permit:
                 group = batch.groups[id(permit)] = _Group(permit, set(), [], [], [], [])
-            group.needed |= needed
+            group.needed.update(needed)
             group.records += records
             group.plaintexts += plaintexts
             group.scopes += scopes
@@ -499,14 +499,14 @@ class RecordStore(_Writer):
             # of the general path (≈ 1.3 µs of the loop's ≈ 15 µs per record at 100 producers)
             record = records[0]
             scope = key_scope(record)
+            scopes: Sequence[str] = (scope,)
             if scope in _CATALOG_IDS:
                 permit.require(scope)
-                needed = {scope}
+                needed: Iterable[str] = scopes  # a catalog category is its own key scope
             else:
                 needed = self._require(permit, [scope])
             _check_record(record)
-            scopes = [scope]
-            plaintexts = [encode_body(record)]
+            plaintexts: Sequence[bytes] = (encode_body(record),)
         elif not records:
             return
         else:
@@ -517,15 +517,7 @@ class RecordStore(_Writer):
             plaintexts = [encode_body(record) for record in records]
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._join(
-            loop,
-            permit,
-            needed=needed,
-            records=records,
-            plaintexts=plaintexts,
-            scopes=scopes,
-            future=future,
-        )
+        self._join(loop, permit, needed, records, plaintexts, scopes, future)
         await future
 
     @staticmethod
