@@ -127,20 +127,24 @@ _PREFIX: tuple[int, str] = (-1, "")
 _RANDOM: Final[collections.deque[str]] = collections.deque()
 """The last 20 hex digits of ids, drawn ahead (``popleft`` is atomic: threads share it)."""
 _DRAWN: Final = 256
-_VARIANT: Final = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+_CHUNK_CLEAR: Final = ((1 << 76) - 1) & ~(0xC << 60)
+"""Of an id's last 80 bits: the random ones (the version's four and the variant's two cleared)."""
+_CHUNK_SET: Final = 0x7 << 76 | 0x8 << 60
+_BLOCK_CLEAR: Final = int.from_bytes(_CHUNK_CLEAR.to_bytes(10, "big") * _DRAWN, "big")
+_BLOCK_SET: Final = int.from_bytes(_CHUNK_SET.to_bytes(10, "big") * _DRAWN, "big")
 
 
 def _draw() -> str:
     """Draw the next ids' random digits; return one of them.
 
-    Each id takes 10 random bytes (20 hex digits ``d0…d19``): ``7 d0 d1 d2 v d4 … d18``, where
-    ``v`` keeps the two low bits of ``d3`` under the variant's ``10`` (RFC 9562 version 7).
+    Each id takes 10 random bytes ``r`` (80 bits): its last 20 hex digits are ``r >> 4`` with
+    the version (7) in the top four bits and the variant (``10``) in bits 63-62 (RFC 9562).
+    All 256 are made at once: the block shifted right by four bits gives every id its own
+    ``r >> 4`` (the four bits shifted in from the id before land where the version goes).
     """
-    digits = os.urandom(10 * _DRAWN).hex()
-    tails = [
-        f"7{digits[i : i + 3]}{_VARIANT[digits[i + 3]]}{digits[i + 4 : i + 19]}"
-        for i in range(0, len(digits), 20)
-    ]
+    block = (int.from_bytes(os.urandom(10 * _DRAWN), "big") >> 4) & _BLOCK_CLEAR | _BLOCK_SET
+    digits = block.to_bytes(10 * _DRAWN, "big").hex()
+    tails = [digits[i : i + 20] for i in range(0, 20 * _DRAWN, 20)]
     tail = tails.pop()
     _RANDOM.extend(tails)
     return tail
