@@ -492,12 +492,20 @@ class RecordStore(_Writer):
         # Every check below runs for every call; the common case takes the cheap branch of each.
         if self._closed or self.readonly:
             self._check_open(write=True)
-        if self._trusted.get(id(permit)) is not permit:
+        if self._trusted.get(id(permit), False) is not permit:
             self._check_permit(permit)
+        if type(records) is not list and (
+            not isinstance(records, Sequence) or isinstance(records, str | bytes)
+        ):
+            raise UsageError(
+                f"records must be a list of Record objects, not {type(records).__name__}",
+                remedy="append([record], permit) for one record",
+            )
         if len(records) == 1:
             # one record (a producer per event): the same checks, without the lists and sets
             # of the general path (≈ 1.3 µs of the loop's ≈ 15 µs per record at 100 producers)
             record = records[0]
+            _check_record(record)
             scope = key_scope(record)
             scopes: Sequence[str] = (scope,)
             if scope in _CATALOG_IDS:
@@ -505,15 +513,14 @@ class RecordStore(_Writer):
                 needed: Iterable[str] = scopes  # a catalog category is its own key scope
             else:
                 needed = self._require(permit, [scope])
-            _check_record(record)
             plaintexts: Sequence[bytes] = (encode_body(record),)
         elif not records:
             return
         else:
-            scopes = [key_scope(record) for record in records]
-            needed = self._require(permit, scopes)
             for record in records:
                 _check_record(record)
+            scopes = [key_scope(record) for record in records]
+            needed = self._require(permit, scopes)
             plaintexts = [encode_body(record) for record in records]
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
@@ -536,7 +543,7 @@ class RecordStore(_Writer):
 
     def _check_permit(self, permit: Permit) -> None:
         """Refuse anything but a permit sealed by this installation's gate (cached per object)."""
-        if self._trusted.get(id(permit)) is permit:
+        if self._trusted.get(id(permit), False) is permit:
             return
         if self._permit_key is None or not issued_by(permit, self._permit_key):
             raise ForeignPermit(
