@@ -454,11 +454,10 @@ class _Appender:
     def close(self) -> None:
         """Have the child commit what it was sent and end; settle or hand back every batch.
 
-        Blocking; from any thread. Acknowledgements read here are settled on the loop.
+        Blocking; from any thread. Acknowledgements read here are settled on the loop. A
+        close interrupted while it waits for the child is finished by the next call.
         """
         with self._lock:
-            if self._closed:
-                return
             self._closed = True
             proc = self._proc
             loop = self._loop

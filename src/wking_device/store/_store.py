@@ -194,6 +194,8 @@ class RecordStore(_Writer):
         )
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False
+        self._stopped = False
+        """Whether the writer's stop is queued (once, by whichever ``close`` gets there)."""
         self._enqueue_lock = threading.Lock()
         self._open: _Batch | None = None
         """The batch appends join until it is queued (guarded by ``_enqueue_lock``)."""
@@ -218,19 +220,26 @@ class RecordStore(_Writer):
         return self._closed
 
     def close(self) -> None:
-        """Finish queued work, stop the writer and close the database (idempotent, blocking)."""
+        """Finish queued work, stop the writer and close the database (idempotent, blocking).
+
+        A close interrupted (Ctrl-C while it waits) is finished by the next call: every step
+        is taken once, whichever call gets to it.
+        """
         with self._enqueue_lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._queue_open()
-            if self._appender is None:
+            if not self._closed:
+                self._closed = True
+                self._queue_open()
+            if self._appender is None and not self._stopped:
                 self._queue.put(_STOP)
+                self._stopped = True
         if self._appender is not None:
             # the process commits what it received; what it did not acknowledge is queued for
             # the writer thread ahead of the stop (nothing joins the queue once _closed is set)
             self._appender.close()
-            self._queue.put(_STOP)
+            with self._enqueue_lock:
+                if not self._stopped:
+                    self._queue.put(_STOP)
+                    self._stopped = True
         self._thread.join()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
