@@ -390,13 +390,14 @@ class RecordStore(_Writer):
     def _remeasure(self) -> None:
         self._bytes = self._measure()
 
-    def _revoked(self, loop: asyncio.AbstractEventLoop, group: _Group, error: ConsentError) -> None:
+    def _revoked(self, batch: _Batch, group: _Group, error: ConsentError) -> None:
         """A group a writer process committed, its permit revoked by its acknowledgement.
 
-        The writer thread deletes its records, then fails its callers with ``error`` (put
-        directly, as in ``_committed``; a close queues it before its stop).
+        The writer thread deletes the rows that commit added for it, then fails its callers
+        with ``error`` (put directly, as in ``_committed``; a close queues it before its stop).
         """
-        call = functools.partial(self._drop_revoked_sync, loop, group, error)
+        loop = batch.loop
+        call = functools.partial(self._drop_revoked_sync, loop, group, error, batch.after)
         self._queue.put(_Call(call))
         if self._closed:  # the loop may get here after the stop: its callers must not wait
             with contextlib.suppress(RuntimeError):
@@ -405,7 +406,7 @@ class RecordStore(_Writer):
                 loop.call_soon_threadsafe(_settle_groups, outcome)
 
     def _drop_revoked_sync(
-        self, loop: asyncio.AbstractEventLoop, group: _Group, error: ConsentError
+        self, loop: asyncio.AbstractEventLoop, group: _Group, error: ConsentError, after: int
     ) -> None:
         try:
             ids = [record.record_id for record in group.records]
@@ -415,7 +416,12 @@ class RecordStore(_Writer):
                 for start in range(0, len(ids), 500):
                     chunk = ids[start : start + 500]
                     marks = ",".join("?" * len(chunk))
-                    conn.execute(f"DELETE FROM records WHERE record_id IN ({marks})", chunk)  # noqa: S608
+                    # only the rows its commit added: a record the child ignored as already
+                    # stored keeps its earlier row (that append was acknowledged)
+                    conn.execute(
+                        f"DELETE FROM records WHERE seq > ? AND record_id IN ({marks})",  # noqa: S608
+                        [after, *chunk],
+                    )
                 conn.execute("COMMIT")
             except BaseException:
                 self._rollback()
