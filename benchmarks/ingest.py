@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import resource
 import sqlite3
@@ -34,7 +35,7 @@ import threading
 import time
 from array import array
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -42,6 +43,9 @@ from wking_device.collect import open_installation_gate
 from wking_device.config import load_settings, resolve_paths
 from wking_device.models import Record
 from wking_device.store import open_store
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
 
 CATEGORY = "operation_logs"
 _BUCKETS = 200_000
@@ -93,6 +97,53 @@ def process_cpu(pid: int | None) -> float:
     return 0.0 if pid is None else _stat_cpu(f"/proc/{pid}/stat")
 
 
+class GcWatch:
+    """The garbage collector's work while it is installed: collections, full ones, pauses.
+
+    A closed-loop producer is resumed only after its record is acknowledged, so a collection
+    that stops the event loop for a few milliseconds lands in the latency of every record then
+    in flight (1,000 at a time with 1,000 producers): the reason a p99 is what it is.
+    """
+
+    def __init__(self) -> None:
+        self.collections = 0
+        self.full = 0
+        self.total_s = 0.0
+        self.longest_s = 0.0
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._started
+        self.collections += 1
+        self.full += info["generation"] == 2
+        self.total_s += took
+        self.longest_s = max(self.longest_s, took)
+
+    def __enter__(self) -> GcWatch:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def figures(self) -> dict[str, float]:
+        return {
+            "gc_collections": self.collections,
+            "gc_full": self.full,
+            "gc_ms": self.total_s * 1e3,
+            "gc_longest_ms": self.longest_s * 1e3,
+        }
+
+    def describe(self) -> str:
+        return (
+            f"{self.collections} collections ({self.full} full), {self.total_s * 1e3:.0f} ms "
+            f"in all, the longest {self.longest_s * 1e3:.1f} ms"
+        )
+
+
 async def run_store(
     home: Path,
     total: int,
@@ -101,13 +152,10 @@ async def run_store(
     *,
     writer_process: bool = False,
 ) -> dict:
-    """Append ``total`` records from ``producers`` tasks, each awaiting its append.
+    """Append ``total`` records from ``producers`` tasks to a store in a new home.
 
-    Closed loop (``rate`` None): a producer sends its next record as soon as the last one is
-    acknowledged; latency is from the call to the acknowledgement. Open loop: producer ``k``
-    sends record ``i`` at its scheduled time ``start + k / (producers * rate) + i / rate`` (or at
-    once when it is late), and latency is counted from that scheduled time, so a slow store is
-    charged for the wait it caused (no coordinated omission).
+    The producers are :func:`drive`'s; the figures add the CPU of the event loop and of the
+    writer (thread or process) per record, and the rows per group commit.
     """
     paths = resolve_paths(home)
     settings = load_settings(paths)
@@ -127,9 +175,45 @@ async def run_store(
         # the writer process started with the store (an interpreter starting, 0.1-0.3 s);
         # until it is ready the writer thread takes the batches: steady state is measured
         await asyncio.sleep(0.005)
+    writer0, cpu0 = thread_cpu(_WRITER), time.process_time()
+    commits0 = getattr(store, "_commits", 0)
+    result = await drive(store.append, permit, total, producers, rate, consent_id, version)
+    writer = thread_cpu(_WRITER) - writer0
+    cpu = time.process_time() - cpu0
+    child = process_cpu(appender.pid) if appender is not None else 0.0
+    commits = getattr(store, "_commits", 0) - commits0
+    stats = await store.stats()
+    await store.aclose()
+    count = result["records"]
+    assert stats.total == count + 1, stats
+    return result | {
+        "cpu_us": cpu / count * 1e6,
+        "writer_cpu_us": writer / count * 1e6,
+        "child_cpu_us": child / count * 1e6,
+        "loop_cpu_us": (cpu - writer) / count * 1e6,
+        "rows_per_commit": count / commits if commits else None,
+    }
+
+
+async def drive(
+    append: Callable[[list[Record], Any], Awaitable[None]],
+    permit: Any,
+    total: int,
+    producers: int,
+    rate: float | None,
+    consent_id: str,
+    version: str,
+) -> dict[str, Any]:
+    """Run ``producers`` tasks making and appending ``total`` records; rate, latency, GC, RSS.
+
+    Closed loop (``rate`` None): a producer sends its next record as soon as the last one is
+    acknowledged; latency is from the call to the acknowledgement. Open loop: producer ``k``
+    sends record ``i`` at its scheduled time ``start + k / (producers * rate) + i / rate`` (or at
+    once when it is late), and latency is counted from that scheduled time, so a slow store is
+    charged for the wait it caused (no coordinated omission).
+    """
     # a fixed histogram (10 µs buckets up to 2 s): measuring must not grow memory itself
     histogram = array("q", bytes(8 * _BUCKETS))
-    count = 0
     per = total // producers
     rss: list[tuple[int, float]] = [(0, rss_mib())]
     done = 0
@@ -138,7 +222,6 @@ async def run_store(
     async def producer(k: int) -> None:
         nonlocal done
         perf = time.perf_counter
-        append = store.append
         for i in range(per):
             if rate is not None:
                 t0 = start + k / (producers * rate) + i / rate
@@ -156,32 +239,48 @@ async def run_store(
             if done % step == 0:
                 rss.append((done, rss_mib()))
 
-    writer0, cpu0 = thread_cpu(_WRITER), time.process_time()
-    commits0 = getattr(store, "_commits", 0)
+    cpu0 = time.process_time()
     start = time.perf_counter()
-    await asyncio.gather(*(producer(k) for k in range(producers)))
+    with GcWatch() as collector:
+        await asyncio.gather(*(producer(k) for k in range(producers)))
     elapsed = time.perf_counter() - start
-    writer = thread_cpu(_WRITER) - writer0
-    cpu = time.process_time() - cpu0
-    child = process_cpu(appender.pid) if appender is not None else 0.0
-    commits = getattr(store, "_commits", 0) - commits0
-    stats = await store.stats()
-    await store.aclose()
-    assert stats.total == per * producers + 1, stats
-    count = done
     return {
-        "records": count,
-        "rate": count / elapsed,
-        "p50_ms": _percentile(histogram, count, 0.50),
-        "p99_ms": _percentile(histogram, count, 0.99),
-        "max_ms": _percentile(histogram, count, 1.0),
+        "records": done,
+        "rate": done / elapsed,
+        "p50_ms": _percentile(histogram, done, 0.50),
+        "p99_ms": _percentile(histogram, done, 0.99),
+        "max_ms": _percentile(histogram, done, 1.0),
         "rss": rss,
-        "cpu_us": cpu / count * 1e6,
-        "writer_cpu_us": writer / count * 1e6,
-        "child_cpu_us": child / count * 1e6,
-        "loop_cpu_us": (cpu - writer) / count * 1e6,
-        "rows_per_commit": count / commits if commits else None,
+        "process_cpu_us": (time.process_time() - cpu0) / done * 1e6,
+        "gc": collector.describe(),
+        **collector.figures(),
     }
+
+
+async def run_harness(total: int, producers: int) -> dict[str, Any]:
+    """The producers of :func:`drive` against a stand-in that stores nothing (the floor).
+
+    Each append takes a future that a ``call_soon`` callback resolves at the end of the loop's
+    turn (a group commit that costs nothing): what is left is the producers' own work (making a
+    record, the latency histogram) and asyncio's (a future, a wake-up): the part of the loop's
+    CPU and of the p99 at many producers that no store can remove.
+    """
+    loop = asyncio.get_running_loop()
+    pending: list[asyncio.Future[None]] = []
+
+    def settle() -> None:
+        for future in pending:
+            future.set_result(None)
+        pending.clear()
+
+    async def append(records: list[Record], permit: Any) -> None:
+        future = loop.create_future()
+        if not pending:
+            loop.call_soon(settle)
+        pending.append(future)
+        await future
+
+    return await drive(append, None, total, producers, None, "c-0", "1")
 
 
 def _percentile(histogram: array, count: int, q: float) -> float:
@@ -294,7 +393,36 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                 f"{result['rows_per_commit'] or 0:,.0f} rows per commit",
             }
         )
+    figures.append(thousand_producers(total))
     return figures
+
+
+def thousand_producers(total: int) -> dict[str, Any]:
+    """The p99 at 1,000 closed-loop producers (writer process), between two harness-alone runs.
+
+    The baseline is the same producers against a stand-in that stores nothing
+    (:func:`run_harness`), before and after: the ratio is how much the store multiplies the
+    latency the producers and asyncio have anyway. The issue's goal is absolute (p99 <= 25 ms),
+    so it is stated in the detail and not checked (CI checks ratios only).
+    """
+    before = asyncio.run(run_harness(total, 1_000))
+    with tempfile.TemporaryDirectory(prefix="wking-ingest-") as tmp:
+        r = asyncio.run(run_store(Path(tmp) / "home", total, 1_000, writer_process=True))
+    after = asyncio.run(run_harness(total, 1_000))
+    return {
+        "name": "ingest.1000_producers.p99",
+        "value": r["p99_ms"],
+        "unit": "ms",
+        "better": "lower",
+        "baseline": "the same producers, nothing stored (p99)",
+        "baseline_values": [before["p99_ms"], after["p99_ms"]],
+        "budget": None,
+        "cpu_us_per_item": r["loop_cpu_us"] + r["child_cpu_us"],
+        "detail": f"{r['records']:,} appends from 1,000 closed-loop producers, writer process: "
+        f"{r['rate']:,.0f} records/s, p50 {r['p50_ms']:.2f} ms; goal p99 <= 25 ms "
+        + ("met" if r["p99_ms"] <= 25.0 else "NOT met")
+        + f"; garbage collector: {r['gc']} (producers alone: {before['gc']})",
+    }
 
 
 def _mkdir(path: Path) -> bool:
@@ -323,9 +451,9 @@ def scaling(*, quick: bool, writer_process: bool = False) -> None:
         print(f"load average before: {' '.join(f.read().split()[:3])}")
     print(
         "| producers | records/s | ratio to baseline | p50 ms | p99 ms | rows per commit "
-        "| CPU µs/record (loop + writer) |"
+        "| CPU µs/record (loop + writer) | full GCs (longest pause ms) |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     rows: list[tuple[int, float | None, int]] = [
         (producers, None, small if quick else full) for producers, full, small in SCALING
     ]
@@ -346,11 +474,33 @@ def scaling(*, quick: bool, writer_process: bool = False) -> None:
             f"| {label} | {r['rate']:,.0f} | {ratio:.2f} | {r['p50_ms']:.2f} | "
             f"{r['p99_ms']:.2f} | {'-' if per is None else f'{per:,.0f}'} | "
             f"{r['loop_cpu_us']:.1f} + "
-            f"{r['child_cpu_us'] if writer_process else r['writer_cpu_us']:.1f} |",
+            f"{r['child_cpu_us'] if writer_process else r['writer_cpu_us']:.1f} | "
+            f"{r['gc_full']} ({r['gc_longest_ms']:.1f}) |",
             flush=True,
         )
+    producers, full, small = SCALING[-1]
+    floor = asyncio.run(run_harness(small if quick else full, producers))
+    print(
+        f"| {producers:,}, the producers alone (nothing stored) | {floor['rate']:,.0f} | - | "
+        f"{floor['p50_ms']:.2f} | {floor['p99_ms']:.2f} | - | {floor['process_cpu_us']:.1f} | "
+        f"{floor['gc_full']} ({floor['gc_longest_ms']:.1f}) |",
+        flush=True,
+    )
     with open("/proc/loadavg") as f:  # noqa: PTH123
         print(f"load average after: {' '.join(f.read().split()[:3])}")
+
+
+def _goal(producers: int, result: dict[str, Any], baseline: float) -> tuple[str, bool]:
+    """The issue's goal for this many closed-loop producers, and whether ``result`` meets it."""
+    if producers >= 1_000:
+        return "p99 <= 25 ms", result["p99_ms"] <= 25.0
+    if producers >= 100:
+        return ">= 40,000 records/s and >= 0.5x the baseline", (
+            result["rate"] >= 40_000 and result["rate"] / baseline >= 0.5
+        )
+    if producers >= 10:
+        return ">= 10,000 records/s", result["rate"] >= 10_000
+    return "none (reported only)", True
 
 
 def main() -> None:
@@ -364,6 +514,11 @@ def main() -> None:
         action="store_true",
         help="the scaling table: 1, 10, 100 and 1,000 producers (and 1,000 open loop), "
         "each between two baselines",
+    )
+    parser.add_argument(
+        "--harness",
+        action="store_true",
+        help="also run the producers against a stand-in that stores nothing (their own cost)",
     )
     parser.add_argument(
         "--writer-process",
@@ -392,17 +547,25 @@ def main() -> None:
         f"baseline           {baseline:,.0f} rows/s (plaintext SQLite WAL FULL, batch 1000, "
         f"{baseline_n:,} rows)"
     )
-    print(f"ratio              {result['rate'] / baseline:.2f}  (goal >= 0.5)")
+    print(f"ratio              {result['rate'] / baseline:.2f}")
     writer = "writer process" if args.writer_process else "writer"
     writer_cpu = result["child_cpu_us"] if args.writer_process else result["writer_cpu_us"]
     print(
         f"CPU per record     loop {result['loop_cpu_us']:.1f} µs + {writer} "
         f"{writer_cpu:.1f} µs; {result['rows_per_commit'] or 0:,.0f} rows per commit"
     )
+    print(f"garbage collector  {result['gc']}")
+    if args.harness:
+        floor = asyncio.run(run_harness(total, args.producers))
+        print(
+            f"harness alone      {floor['rate']:,.0f} records/s, p50 {floor['p50_ms']:.2f} ms, "
+            f"p99 {floor['p99_ms']:.2f} ms, loop {floor['process_cpu_us']:.1f} µs/record; "
+            f"garbage collector: {floor['gc']}"
+        )
     print(f"peak RSS           {peak:.1f} MiB")
     print("RSS over the run   " + "  ".join(f"{n:,}:{m:.0f}MiB" for n, m in result["rss"]))
-    ok = result["rate"] >= 40_000 and result["rate"] / baseline >= 0.5
-    print("goals              " + ("met" if ok else "NOT met"))
+    goal, ok = _goal(args.producers, result, baseline)
+    print(f"goal               {goal}: " + ("met" if ok else "NOT met"))
     sys.stdout.flush()
 
 

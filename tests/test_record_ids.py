@@ -42,6 +42,21 @@ def test_an_id_has_the_same_bits_as_the_reference(
     models._RANDOM.clear()
 
 
+def test_every_id_of_a_draw_takes_its_own_ten_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # distinct bytes per id (and all 256 byte values at each position): an id made from its
+    # neighbour's bits, or bits shifted across ids, differs from the reference
+    raw = bytes((7 * k + 31 * (k // 10)) % 256 for k in range(10 * models._DRAWN))
+    chunks = [raw[i : i + 10] for i in range(0, len(raw), 10)]
+    monkeypatch.setattr(models.os, "urandom", lambda n: raw[:n])
+    monkeypatch.setattr(models.time, "time_ns", lambda: 1_795_000_000_123 * 1_000_000)
+    models._RANDOM.clear()
+    ids = [new_record_id() for _ in range(models._DRAWN)]
+    models._RANDOM.clear()
+    # the first id takes the last chunk drawn (the rest are kept in order for the ids after it)
+    expected = [chunks[-1], *chunks[:-1]]
+    assert ids == [_reference(1_795_000_000_123, int.from_bytes(c, "big")) for c in expected]
+
+
 def test_ids_are_version_7_uuids_in_time_order_and_never_mac_shaped() -> None:
     ids = [new_record_id() for _ in range(2000)]
     assert len(set(ids)) == len(ids)

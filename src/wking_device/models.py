@@ -109,36 +109,48 @@ def new_record_id() -> str:
     busy on the other core, that call cost the event loop 2-4 µs a record); a process made by
     ``fork`` starts with none drawn, so it never repeats its parent's ids.
     """
-    # 48 bits of milliseconds, then 76 random bits of which the version (7) and variant (10xx)
-    # bits are overwritten: one expression (this runs once per record)
+    # 48 bits of milliseconds (12 hex digits, made once a millisecond), then 20 digits drawn
+    # ahead: the version (7), 74 random bits and the variant (10xx) are already in them (this
+    # runs once per record)
+    global _PREFIX  # noqa: PLW0603 - one (ms, digits) pair, replaced whole (threads share it)
+    ms = time.time_ns() // 1_000_000
+    prefix = _PREFIX
+    if prefix[0] != ms:
+        prefix = _PREFIX = (ms, f"{ms & 0xFFFF_FFFF_FFFF:012x}")
     try:
-        rand = _RANDOM.popleft()
+        return prefix[1] + _RANDOM.popleft()
     except IndexError:
-        rand = _draw()
-    value = ((time.time_ns() // 1_000_000) & 0xFFFF_FFFF_FFFF) << 80 | (rand >> 4) & _RANDOM_BITS
-    return f"{value & _VARIANT_CLEAR | _VERSION_VARIANT:032x}"
+        return prefix[1] + _draw()
 
 
-_RANDOM: Final[collections.deque[int]] = collections.deque()
-"""Random 80-bit values drawn ahead for ids (``popleft`` is atomic: threads share it)."""
+_PREFIX: tuple[int, str] = (-1, "")
+_RANDOM: Final[collections.deque[str]] = collections.deque()
+"""The last 20 hex digits of ids, drawn ahead (``popleft`` is atomic: threads share it)."""
 _DRAWN: Final = 256
+_CHUNK_CLEAR: Final = ((1 << 76) - 1) & ~(0xC << 60)
+"""Of an id's last 80 bits: the random ones (the version's four and the variant's two cleared)."""
+_CHUNK_SET: Final = 0x7 << 76 | 0x8 << 60
+_BLOCK_CLEAR: Final = int.from_bytes(_CHUNK_CLEAR.to_bytes(10, "big") * _DRAWN, "big")
+_BLOCK_SET: Final = int.from_bytes(_CHUNK_SET.to_bytes(10, "big") * _DRAWN, "big")
 
 
-def _draw() -> int:
-    """Draw the next ids' random values; return one of them."""
-    data = os.urandom(10 * _DRAWN)
-    values = [int.from_bytes(data[i : i + 10], "big") for i in range(0, len(data), 10)]
-    rand = values.pop()
-    _RANDOM.extend(values)
-    return rand
+def _draw() -> str:
+    """Draw the next ids' random digits; return one of them.
+
+    Each id takes 10 random bytes ``r`` (80 bits): its last 20 hex digits are ``r >> 4`` with
+    the version (7) in the top four bits and the variant (``10``) in bits 63-62 (RFC 9562).
+    All 256 are made at once: the block shifted right by four bits gives every id its own
+    ``r >> 4`` (the four bits shifted in from the id before land where the version goes).
+    """
+    block = (int.from_bytes(os.urandom(10 * _DRAWN), "big") >> 4) & _BLOCK_CLEAR | _BLOCK_SET
+    digits = block.to_bytes(10 * _DRAWN, "big").hex()
+    tails = [digits[i : i + 20] for i in range(0, 20 * _DRAWN, 20)]
+    tail = tails.pop()
+    _RANDOM.extend(tails)
+    return tail
 
 
 os.register_at_fork(after_in_child=_RANDOM.clear)
-
-
-_RANDOM_BITS: Final = (1 << 76) - 1
-_VARIANT_CLEAR: Final = ((1 << 128) - 1) & ~(0xC << 60)
-_VERSION_VARIANT: Final = 0x7 << 76 | 0x8 << 60
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

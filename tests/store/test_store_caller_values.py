@@ -10,16 +10,16 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from wking_device.errors import UsageError
-from wking_device.store import open_store
+from wking_device.errors import ConsentRequired, ForeignPermit, UsageError
+from wking_device.models import Record
+from wking_device.store import key_scope, open_store
 from wking_device.store._files import DB_FILE
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from wking_device.config import Paths
-    from wking_device.consent import Permit
-    from wking_device.models import Record
+    from wking_device.consent import ConsentGate, Permit
     from wking_device.store import RecordStore
 
 
@@ -111,3 +111,71 @@ def test_open_store_refuses_a_max_batch_that_is_not_a_positive_int(
     with pytest.raises(UsageError, match="max_batch"):
         open_store(paths, max_batch=max_batch)  # type: ignore[arg-type]
     assert not (paths.data_dir / DB_FILE).exists()
+
+
+class _LyingDict(dict):  # type: ignore[type-arg]
+    """A body whose membership test hides a key that is there (orjson writes it anyway)."""
+
+    def __contains__(self, key: object) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("writer", ["thread"])
+async def test_one_record_instead_of_a_list_is_refused_by_append(
+    store: RecordStore, make_record: Callable[..., Record], permit: Permit
+) -> None:
+    with pytest.raises(UsageError, match="records"):
+        await store.append(make_record(), permit)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="records"):
+        await store.append("a record", permit)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="Record"):
+        await store.append(["x"], permit)  # type: ignore[list-item]
+    with pytest.raises(UsageError, match="Record"):
+        await store.append([make_record(), {"op": "connect"}], permit)  # type: ignore[list-item]
+    assert (await store.stats()).total == 0
+
+
+@pytest.mark.parametrize("writer", ["thread"])
+@pytest.mark.parametrize("offered", [None, "permit", object()])
+async def test_something_else_than_a_permit_is_a_foreign_permit(
+    store: RecordStore, make_record: Callable[..., Record], offered: object
+) -> None:
+    with pytest.raises(ForeignPermit):
+        await store.append([make_record()], offered)  # type: ignore[arg-type]
+    assert (await store.stats()).total == 0
+
+
+@pytest.mark.parametrize("writer", ["thread"])
+@pytest.mark.parametrize("body", [None, ["op", "connect"], "connect", 3])
+async def test_a_body_that_is_not_a_dict_is_refused(
+    store: RecordStore, permit: Permit, body: object
+) -> None:
+    record = Record(
+        category="operation_logs",
+        consent_id=permit.consent_ids["operation_logs"],
+        policy_version=permit.policy_version,
+        body=body,  # type: ignore[arg-type]
+    )
+    with pytest.raises(UsageError, match="body"):
+        await store.append([record], permit)
+    assert (await store.stats()).total == 0
+
+
+async def test_a_mac_field_a_dict_subclass_hides_still_needs_the_mac_permit(
+    store: RecordStore, gate: ConsentGate
+) -> None:
+    # the data key is chosen by the MAC fields a body holds: a dict subclass that answers "not
+    # here" must not get a MAC sealed under the operation_logs key (which a withdrawal of
+    # mac_addresses would not shred)
+    no_macs = gate.permit(["operation_logs"])
+    body = _LyingDict(speaker_mac="C0:57:4B:00:00:01", op="connect")
+    record = Record(
+        category="operation_logs",
+        consent_id=no_macs.consent_ids["operation_logs"],
+        policy_version=no_macs.policy_version,
+        body=body,
+    )
+    assert key_scope(record) == "operation_logs+mac_addresses"
+    with pytest.raises(ConsentRequired):
+        await store.append([record], no_macs)
+    assert (await store.stats()).total == 0

@@ -10,6 +10,8 @@ is sealed is what is opened) is checked through a real store.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import enum
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -167,3 +169,34 @@ def test_a_body_nested_too_deep_for_the_whole_is_refused_as_before(depth: int) -
             encode_body(record)
     else:
         assert encode_body(record) == expected
+
+
+@dataclasses.dataclass
+class _Peer:
+    name: str
+    address: str
+
+
+class _Where(enum.Enum):
+    HOME = "C0:57:4B:00:00:01"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"peer": _Peer("D8", "C0:57:4B:00:00:01")},  # orjson writes dataclasses as objects
+        {"peer": [_Peer("D8", "C0574B000001")]},
+        {"where": _Where.HOME},  # and enums as their values
+        {"where": {"nested": (_Where.HOME, "ok")}},
+        {"speaker": _Peer("C0-57-4B-00-00-01", "x"), "note": "C0:57:4B:00:00:02"},
+    ],
+    ids=["dataclass", "dataclass-in-list", "enum", "enum-in-tuple", "dataclass-and-text"],
+)
+def test_a_mac_inside_any_value_orjson_writes_is_scrubbed(body: dict[str, Any]) -> None:
+    # redacting the caller's objects missed what orjson serialises on its own (dataclasses,
+    # enums): the MAC was sealed under the operation_logs key, out of reach of a withdrawal
+    # of mac_addresses
+    record = Record(category="operation_logs", consent_id="c-3", policy_version="1", body=body)
+    plaintext = encode_body(record)
+    assert MAC_RE.search(plaintext.decode()) is None, plaintext
+    assert b"[MAC]" in plaintext

@@ -635,3 +635,87 @@ def test_a_process_forked_from_the_store_does_not_keep_the_writer_process_alive(
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["closed", "True"]
+
+
+_INTERRUPTED_CLOSE = """
+import asyncio, os, signal, sys, threading
+from wking_device.collect._install import open_installation_gate
+from wking_device.config import load_settings, resolve_paths
+from wking_device.models import Record
+from wking_device.errors import StoreInUse
+from wking_device.store import open_store
+from wking_device.store._batches import _Call
+
+paths = resolve_paths(sys.argv[1])
+process = sys.argv[2] == "process"
+settings = load_settings(paths)
+permit = open_installation_gate(paths, settings).permit(["operation_logs"])
+store = open_store(paths, settings, writer_process=process)
+
+
+async def main():
+    for n in range(50):
+        record = Record(category="operation_logs", policy_version=permit.policy_version,
+                        consent_id=permit.consent_ids["operation_logs"], body={"n": n})
+        await store.append([record], permit)
+
+
+asyncio.run(main())
+# what close waits for: the writer thread busy with a long call, or a stopped writer process
+blocked, release = threading.Event(), threading.Event()
+if process:
+    os.kill(store._appender.pid, signal.SIGSTOP)
+    blocked.set()
+else:
+    store._enqueue(_Call(lambda: (blocked.set(), release.wait(60))))
+interrupted = threading.Event()
+
+
+def ctrl_c():  # a Ctrl-C while close() waits
+    blocked.wait(60)
+    while not interrupted.wait(0.05):
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+
+threading.Thread(target=ctrl_c, daemon=True).start()
+try:
+    store.close()
+except KeyboardInterrupt:
+    interrupted.set()
+print("interrupted", interrupted.is_set())
+release.set()
+if process:
+    os.kill(store._appender.pid, signal.SIGCONT)
+store.close()  # finishes what the interrupted close left
+print("writer stopped", not store._thread.is_alive())
+try:
+    open_store(paths, settings).close()  # the store's lock is let go
+    print("reopened True")
+except StoreInUse:
+    print("reopened False")
+"""
+
+
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_a_close_interrupted_by_ctrl_c_is_finished_by_the_next_close(
+    paths, gate, writer: str
+) -> None:
+    del gate  # granted in the fixture
+    out = subprocess.run(  # before the fix, the second close returned at once: writer alive
+        [sys.executable, "-c", _INTERRUPTED_CLOSE, str(paths.home), writer],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == [
+        "interrupted",
+        "True",
+        "writer",
+        "stopped",
+        "True",
+        "reopened",
+        "True",
+    ], out.stdout
+    assert len(_rows(paths)) == 50

@@ -125,6 +125,48 @@ async def test_a_permit_revoked_while_the_process_holds_its_batch_fails_it(
         await store.aclose()
 
 
+async def test_a_revoked_repeat_of_a_stored_record_does_not_delete_the_stored_one(
+    paths: Paths,
+    settings: Settings,
+    gate: ConsentGate,
+    permit: Permit,
+    make_record: Callable[..., Record],
+) -> None:
+    """The revoked group's rows go, not an earlier row with the same id (acknowledged before).
+
+    The child ignores a record it already stored (by id); deleting the revoked group by id
+    alone deleted the stored one, whose append had returned before the revocation.
+    """
+    store = open_store(paths, settings, writer_process=True)
+    try:
+        stored = make_record(kept=True)
+        await store.append([stored], permit)
+        appender = store._appender
+        assert appender is not None
+        await _until(lambda: appender.ready)
+        await store.append([make_record(warm=True)], permit)
+        await _until(lambda: appender.spawned == 1 and not appender._held)
+        pid = appender.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            again = gate.permit(["operation_logs"])
+            fresh = [make_record(i=i) for i in range(40)]
+            task = asyncio.ensure_future(store.append([stored, *fresh], again))
+            await _until(lambda: bool(appender._held))
+            gate.set_do_not_track(True)  # revokes every permit (nothing is purged)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        with pytest.raises(ConsentError):
+            await task
+        ids = _ids(paths)
+        assert stored.record_id in ids  # acknowledged before the revocation: kept
+        assert not {record.record_id for record in fresh} & ids
+        assert (await store.stats()).bytes == _measured(paths)
+    finally:
+        await store.aclose()
+
+
 async def test_appends_made_at_open_wait_for_the_pending_withdrawals_as_with_the_thread(
     paths: Paths,
     settings: Settings,

@@ -69,10 +69,10 @@ class _Appender:
         committed: Called on the event loop for each acknowledged commit with
             ``(last row number, rows offered, rows inserted, bytes added or -1)``, before
             the callers' futures are settled.
-        revoked: Called with ``(loop, group, error)`` for an acknowledged permit group whose
+        revoked: Called with ``(batch, group, error)`` for an acknowledged permit group whose
             permit was revoked by then (it may have been before the commit): the store deletes
-            its records, then fails its callers with the permit's error, as the writer thread
-            would have (must not block).
+            the rows the commit added for it, then fails its callers with the permit's error,
+            as the writer thread would have (must not block).
     """
 
     def __init__(
@@ -81,7 +81,7 @@ class _Appender:
         *,
         requeue: Callable[[_Batch], None],
         committed: Callable[[int, int, int, int], None],
-        revoked: Callable[[asyncio.AbstractEventLoop, _Group, ConsentError], None],
+        revoked: Callable[[_Batch, _Group, ConsentError], None],
     ) -> None:
         self._database = database
         _LIVE.add(self)
@@ -335,7 +335,7 @@ class _Appender:
                     for category in group.needed:
                         group.permit.require(category)
                 except ConsentError as exc:
-                    self._revoked(batch.loop, group, exc)
+                    self._revoked(batch, group, exc)
                     continue
                 outcomes.append((group.futures, None))
         return outcomes
@@ -372,6 +372,7 @@ class _Appender:
             self._committed(last, offered, inserted, size)
             for number in numbers:
                 batch = self._held.pop(number)
+                batch.after = last - inserted  # one transaction: its rows' seqs follow on
                 self.held_bytes -= batch.size
                 settled.append(batch)
                 self.acknowledged += 1
@@ -454,11 +455,10 @@ class _Appender:
     def close(self) -> None:
         """Have the child commit what it was sent and end; settle or hand back every batch.
 
-        Blocking; from any thread. Acknowledgements read here are settled on the loop.
+        Blocking; from any thread. Acknowledgements read here are settled on the loop. A
+        close interrupted while it waits for the child is finished by the next call.
         """
         with self._lock:
-            if self._closed:
-                return
             self._closed = True
             proc = self._proc
             loop = self._loop

@@ -51,6 +51,9 @@ class _Batch:
     count: int = 0
     size: int = 0
     """Bytes the size cap counts for it while a writer process holds it (see ``_appender``)."""
+    after: int = 0
+    """Once a writer process committed it: the rows that commit added have a greater ``seq``
+    (a record it ignored as already stored has its earlier row, at or below it)."""
 
 
 @dataclass(slots=True)

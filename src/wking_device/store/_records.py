@@ -49,9 +49,18 @@ def key_scope(record: Record) -> str:
     records holding MAC addresses (and withdrawing ``operation_logs`` destroys them too).
     """
     body = record.body
-    if record.category != _MAC_CATEGORY and (MAC_FIELDS[0] in body or MAC_FIELDS[1] in body):
+    if record.category == _MAC_CATEGORY:
+        return record.category
+    if type(body) is dict:
+        if MAC_FIELDS[0] in body or MAC_FIELDS[1] in body:
+            return f"{record.category}+{_MAC_CATEGORY}"
+    # a subclass's own __contains__ could hide a key that orjson writes all the same
+    elif isinstance(body, dict) and (_HAS(body, MAC_FIELDS[0]) or _HAS(body, MAC_FIELDS[1])):
         return f"{record.category}+{_MAC_CATEGORY}"
     return record.category
+
+
+_HAS: Final = dict.__contains__
 
 
 _RECORD_ID_RE: Final = re.compile(r"[0-9A-Za-z_-]{1,64}")
@@ -67,6 +76,11 @@ def _check_record(record: Record) -> None:
     The id is a plaintext column: it must look like an id, never like a MAC. ``created_at`` is
     a plaintext column bound into the associated data: it must be a finite number.
     """
+    if type(record) is not Record and not isinstance(record, Record):
+        raise UsageError(
+            f"records must be Record objects, not {type(record).__name__}",
+            remedy="make each one with wking_device.models.Record(...)",
+        )
     record_id = record.record_id
     if type(record_id) is str and _HEX_ID_RE.fullmatch(record_id) is not None:
         pass  # the common case, decided by one match
@@ -79,6 +93,9 @@ def _check_record(record: Record) -> None:
             "a record id must be 1 to 64 letters, digits, '-' or '_', and not a MAC address",
             remedy="leave record_id to its default (models.new_record_id)",
         )
+    body = record.body
+    if type(body) is not dict and not isinstance(body, dict):
+        raise UsageError(f"record {record_id}: its body must be a dict, not {type(body).__name__}")
     created = record.created_at
     if type(created) is not float and (type(created) is not int):
         raise UsageError(f"record {record_id}: created_at must be a number of seconds")

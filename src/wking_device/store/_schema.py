@@ -182,7 +182,8 @@ def encode_body(record: Record) -> bytes:
     withdrawing ``mac_addresses`` would not shred it.
 
     Cost: one :func:`~wking_device._redact.mac_hint` pass over the JSON text (~2 µs); only a
-    record that holds something MAC-shaped (or a JSON escape) is walked and serialised again.
+    record that holds something MAC-shaped (or a JSON escape) is read back from its JSON, walked
+    and serialised again.
 
     Raises:
         UsageError: The body is not JSON-serialisable (checked before the record is queued, so
@@ -206,11 +207,14 @@ def encode_body(record: Record) -> bytes:
         raise UsageError(f"record {record.record_id} has a body that is not JSON: {exc}") from exc
     if record.category == _MAC_CATEGORY or not mac_hint(plaintext):
         return plaintext
+    # what was written, read back: plain JSON values only, so every string orjson wrote on its
+    # own (a dataclass's fields, an enum's value) is redacted too, not only the caller's str
+    written = orjson.loads(plaintext)
     return orjson.dumps(
         {
-            "c": redact_macs(record.consent_id),
-            "p": redact_macs(record.policy_version),
-            "b": redact_macs(record.body, keep=_MAC_FIELDS),
+            "c": redact_macs(written["c"]),
+            "p": redact_macs(written["p"]),
+            "b": redact_macs(written["b"], keep=_MAC_FIELDS),
         }
     )
 
