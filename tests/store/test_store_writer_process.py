@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import resource
@@ -23,6 +24,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from tests._waiting import until
+from tests.store._measure import measured
 
 from wking_device._store_child import ACK, BATCH_NO
 from wking_device.collect._install import open_installation_gate
@@ -47,20 +50,8 @@ def _rows(paths: Paths) -> list[tuple[str, str, bytes]]:
         conn.close()
 
 
-async def _until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 20.0
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.002)
-
-
-def _measured(paths: Paths) -> int:
-    """The bytes the size cap counts, measured on the database."""
-    with contextlib.closing(sqlite3.connect(paths.data_dir / DB_FILE)) as conn:
-        (measured,) = conn.execute(
-            "SELECT SUM(length(payload)) + COUNT(*) * 64 FROM records"
-        ).fetchone()
-    return int(measured)
+_until = functools.partial(until, within=20.0)
+_measured = measured
 
 
 def _cmdline(pid: int) -> bytes:

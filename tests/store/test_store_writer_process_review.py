@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import sqlite3
 import threading
-import time
 from typing import TYPE_CHECKING
 
 import pytest
+from tests._waiting import until
+from tests.store._measure import measured
 
 from wking_device.errors import ConsentError, StoreClosed
 from wking_device.store import DB_FILE, RecordStore, open_store
@@ -29,20 +31,8 @@ if TYPE_CHECKING:
     from wking_device.models import Record
 
 
-async def _until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 20.0
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.002)
-
-
-def _measured(paths: Paths) -> int:
-    """The bytes the size cap counts, measured on the database."""
-    with contextlib.closing(sqlite3.connect(paths.data_dir / DB_FILE)) as conn:
-        (measured,) = conn.execute(
-            "SELECT COALESCE(SUM(length(payload)), 0) + COUNT(*) * 64 FROM records"
-        ).fetchone()
-    return int(measured)
+_until = functools.partial(until, within=20.0)
+_measured = measured
 
 
 async def test_the_size_cap_counts_what_a_stalled_process_holds(
