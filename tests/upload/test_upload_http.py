@@ -60,6 +60,19 @@ async def test_retry_after_in_seconds_and_as_a_date(tmp_path: Path, status: int)
         )
 
 
+@pytest.mark.parametrize("value", ["9" * 5000, "\u00b2"])
+async def test_a_hostile_retry_after_is_retryable_not_a_crash(tmp_path: Path, value: str) -> None:
+    # a collector's header must never raise out of send() (the agent's loop only expects
+    # UploadError/StorageError): an absurd number is clamped, a non-number ignored
+    async with (
+        bare_server(tmp_path, _answer(503, {"Retry-After": value})) as server,
+        _sender(server.url, server.ca_file) as sender,
+    ):
+        result = await sender.send(make_body(1))
+    assert isinstance(result, Retryable)
+    assert result.retry_after == (86400.0 if value.isascii() else None)
+
+
 @pytest.mark.parametrize("status", [500, 502, 504, 408])
 async def test_server_errors_are_retryable(tmp_path: Path, status: int) -> None:
     async with (
