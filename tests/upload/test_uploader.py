@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import random
 import re
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,7 @@ from wking_device.models import Record
 from wking_device.receiver import FaultPlan, Receiver
 from wking_device.store import open_store
 from wking_device.upload import (
+    LogsFramer,
     TLSOptions,
     Uploader,
     UploadTarget,
@@ -883,3 +885,40 @@ async def test_a_drain_cancelled_while_deleting_counts_what_it_deleted(
     assert len(received_ids(rx)) == 50
     assert stats.total == 0
     assert up.counters.sent == 50
+
+
+async def test_a_withdrawal_while_the_batch_is_framed_stops_its_send(
+    rx: Receiver,
+    store: RecordStore,
+    gate: ConsentGate,
+    permit: Permit,
+    paths: Paths,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the framing runs in a thread, after the last consent check: a withdrawal that returns
+    # meanwhile (on the event loop) must still stop the send of that batch
+    await fill(store, permit, 50)
+    loop = asyncio.get_running_loop()
+    framing = asyncio.Event()
+    withdrawn = threading.Event()
+    real_frame = LogsFramer.frame_framed
+
+    def frame_while_withdrawn(self: LogsFramer, records: Any) -> bytes:
+        if not withdrawn.is_set():
+            loop.call_soon_threadsafe(framing.set)
+            assert withdrawn.wait(30)
+        return real_frame(self, records)
+
+    monkeypatch.setattr(LogsFramer, "frame_framed", frame_while_withdrawn)
+    async with uploader(rx, store, gate, paths) as up:
+        draining = asyncio.create_task(up.drain())
+        async with asyncio.timeout(30):
+            await framing.wait()
+        gate.withdraw(["operation_logs"], method="api")
+        withdrawn.set()
+        async with asyncio.timeout(30):
+            result = await draining
+    assert rx.export() == []  # nothing of the withdrawn category reached the collector
+    assert result.counters.purged == 50
+    assert result.counters.sent == 0
+    assert (await store.stats()).total == 0

@@ -1,14 +1,14 @@
 """The uploader: claim a batch, re-check consent, de-identify, encode, send, acknowledge.
 
-:class:`Uploader` drains the record store to one collector. One task claims up to
-``batch_size`` records the current consent lets it send, de-identifies them when the transfer is
-cross-border and not permitted, and encodes each record's ``LogRecord`` once, one batch ahead of
-the ``concurrency`` workers; each worker takes a prepared batch → checks every record against
-consent as it is right before sending (withdrawn: purged, never sent) → frames, gzips → POSTs →
-acknowledges (the store deletes what the collector accepted, only after its 2xx; the delete runs
+:class:`Uploader` drains the record store to one collector. One task claims up to ``batch_size``
+records the current consent lets it send, de-identifies them when the transfer is cross-border and
+not permitted, and encodes each record's ``LogRecord`` once, one batch ahead of the ``concurrency``
+workers; each worker takes a prepared batch → checks every record against consent as it is right
+before sending (withdrawn: purged, never sent) → frames, gzips (consent checked again after) → POSTs
+→ acknowledges (the store deletes what the collector accepted, only after its 2xx; the delete runs
 while the worker sends its next batch). Memory is bounded by ``(concurrency + 1) * batch_size``
-records whatever the backlog: a batch holds one of ``concurrency + 1`` slots from before its
-claim until it is deleted, set aside or released.
+records whatever the backlog: a batch holds one of ``concurrency + 1`` slots from before its claim
+until it is deleted, set aside or released.
 
 What happens to a record (docs/upload.md, "Delivery"):
 
@@ -666,7 +666,11 @@ class Uploader:
             framer = self._framer(plan.ip_consent)
             # framing is a join and zlib releases the GIL: off the event loop, the compression
             # of one batch overlaps the claim, decryption and encoding of the next
+            generation = self._gate.generation
             body = await asyncio.to_thread(_frame_gzip, framer, batch.encoded)
+            self._gate.refresh()
+            if self._gate.generation != generation:
+                continue  # consent changed while the body was framed: check again first
             self.counters.requests += 1
             self.counters.bytes += len(body)
             if attempt:
