@@ -280,14 +280,18 @@ class OTLPSender:
         except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
             return Retryable(kind=FailureKind.TIMEOUT, detail=f"timed out: {type(exc).__name__}")
         except aiohttp.ClientConnectorError as exc:
-            return Retryable(kind=FailureKind.CONNECTION, detail=f"cannot connect to {host}: {exc}")
+            return Retryable(
+                kind=FailureKind.CONNECTION, detail=_clean(f"cannot connect to {host}: {exc}")
+            )
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
-            return Retryable(kind=FailureKind.RESET, detail=f"connection dropped: {exc}")
+            return Retryable(kind=FailureKind.RESET, detail=_clean(f"connection dropped: {exc}"))
         except aiohttp.ClientError as exc:
             # ClientOSError (reset by peer), invalid responses...: the outcome is unknown, the
             # receiver de-duplicates a re-send
+            # (aiohttp's parse errors quote the collector's bytes over several lines)
             return Retryable(
-                kind=FailureKind.RESET, detail=f"connection failed: {type(exc).__name__}: {exc}"
+                kind=FailureKind.RESET,
+                detail=_clean(f"connection failed: {type(exc).__name__}: {exc}"),
             )
 
     def _classify(self, response: aiohttp.ClientResponse, content: bytes) -> SendResult:
