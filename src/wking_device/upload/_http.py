@@ -352,9 +352,11 @@ def _certificate_error(error: BaseException, host: str) -> TLSError:
 
 def _ssl_reason(exc: BaseException) -> str:
     for candidate in (exc, exc.__cause__, getattr(exc, "os_error", None)):
-        if isinstance(candidate, ssl.SSLError) and candidate.reason:
-            return str(candidate.reason).lower().replace("_", " ")
-    return str(exc)
+        # aiohttp's ClientConnectorSSLError is an ssl.SSLError without a ``reason`` attribute
+        reason = getattr(candidate, "reason", None) if isinstance(candidate, ssl.SSLError) else None
+        if reason:
+            return str(reason).lower().replace("_", " ")
+    return _clean(str(exc))
 
 
 def _clean(text: str) -> str:
