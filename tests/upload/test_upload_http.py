@@ -221,3 +221,23 @@ async def test_a_malformed_answer_gives_a_one_line_bounded_detail(
     assert isinstance(result, Retryable)
     assert result.detail.isprintable()  # no line break, no escape character
     assert len(result.detail) <= 300
+
+
+async def test_a_guard_that_says_no_keeps_the_body_back(tmp_path: Path) -> None:
+    asked: list[bool] = []
+
+    def guard() -> bool:
+        asked.append(True)
+        return False
+
+    async with (
+        Receiver(tmp_path / "rx") as rx,
+        _sender(rx.endpoint, rx.ca_file) as sender,
+    ):
+        result = await sender.send(make_body(3), guard=guard)
+        assert result == Retryable(kind=FailureKind.WITHHELD, detail="the body was withheld")
+        assert asked == [True]
+        assert rx.export() == []
+        # the sender stays usable
+        assert await sender.send(make_body(3), guard=lambda: True) == Delivered(status=200)
+        assert len(rx.export()) == 3

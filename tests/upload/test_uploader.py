@@ -922,3 +922,50 @@ async def test_a_withdrawal_while_the_batch_is_framed_stops_its_send(
     assert result.counters.purged == 50
     assert result.counters.sent == 0
     assert (await store.stats()).total == 0
+
+
+async def test_a_withdrawal_during_the_tls_handshake_stops_the_send(
+    rx: Receiver, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # the last window: the body is framed, the request started, the connection not yet up (a
+    # relay holds the collector's first TLS bytes); a withdrawal that returns then must still
+    # keep the body from being written
+    await fill(store, permit, 20)
+    held = asyncio.Event()
+    release = asyncio.Event()
+    port = int(rx.endpoint.rsplit(":", 1)[1].split("/", 1)[0])
+
+    async def pipe(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, hold: bool
+    ) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := await reader.read(65536):
+                if hold and not release.is_set():
+                    held.set()
+                    await release.wait()
+                writer.write(chunk)
+                await writer.drain()
+        writer.close()
+
+    async def relay(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.gather(
+            pipe(client_r, server_w, hold=False), pipe(server_r, client_w, hold=True)
+        )
+
+    listener = await asyncio.start_server(relay, "127.0.0.1", 0)
+    url = f"https://127.0.0.1:{listener.sockets[0].getsockname()[1]}/v1/logs"
+    try:
+        async with uploader(url, store, gate, paths, ca_file=rx.ca_file) as up:
+            draining = asyncio.create_task(up.drain())
+            async with asyncio.timeout(30):
+                await held.wait()
+            gate.withdraw(["operation_logs"], method="api")
+            release.set()
+            async with asyncio.timeout(30):
+                result = await draining
+    finally:
+        listener.close()
+    assert rx.export() == []
+    assert result.counters.purged == 20
+    assert (await store.stats()).total == 0

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -71,7 +72,14 @@ from wking_device.errors import (
 from wking_device.models import MAC_FIELDS
 from wking_device.policy import CATALOG
 from wking_device.upload._backoff import BackoffPolicy
-from wking_device.upload._http import Delivered, OTLPSender, Permanent, Retryable, TooLarge
+from wking_device.upload._http import (
+    Delivered,
+    FailureKind,
+    OTLPSender,
+    Permanent,
+    Retryable,
+    TooLarge,
+)
 from wking_device.upload._otlp import LogRecordEncoder, LogsFramer, gzip_body
 from wking_device.upload._parts import _Parts
 from wking_device.upload._speaker_key import _SPEAKER_KEY, _SPEAKER_MARK, _without_speaker_key
@@ -627,6 +635,11 @@ class Uploader:
             outstanding.difference_update(deferred)
         return parts.take(keep)
 
+    def _consent_unchanged(self, generation: int) -> bool:
+        """Whether the gate is as it was at ``generation`` (other processes' changes included)."""
+        self._gate.refresh()
+        return self._gate.generation == generation
+
     def _grant_live(self, category: str, consent_id: str) -> bool:
         """Whether a record's own grant is still live (withdrawn-and-granted-again is not)."""
         state = self._gate.states().get(category)
@@ -668,14 +681,20 @@ class Uploader:
             # of one batch overlaps the claim, decryption and encoding of the next
             generation = self._gate.generation
             body = await asyncio.to_thread(_frame_gzip, framer, batch.encoded)
-            self._gate.refresh()
-            if self._gate.generation != generation:
+            if not self._consent_unchanged(generation):
                 continue  # consent changed while the body was framed: check again first
             self.counters.requests += 1
             self.counters.bytes += len(body)
             if attempt:
                 self.counters.retried += len(batch)
-            result: SendResult = await self._sender.send(body)
+            # the guard: a consent change during the connection's set-up keeps the body back
+            result: SendResult = await self._sender.send(
+                body, guard=functools.partial(self._consent_unchanged, generation)
+            )
+            if isinstance(result, Retryable) and result.kind is FailureKind.WITHHELD:
+                self.counters.requests -= 1
+                self.counters.bytes -= len(body)
+                continue  # nothing was sent: check consent again, no retry counted
             if isinstance(result, Delivered):
                 await self._delivered(batch, result, prepared, outstanding)
                 return []
