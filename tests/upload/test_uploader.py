@@ -969,3 +969,43 @@ async def test_a_withdrawal_during_the_tls_handshake_stops_the_send(
     assert rx.export() == []
     assert result.counters.purged == 20
     assert (await store.stats()).total == 0
+
+
+async def test_the_agent_loop_waits_out_the_last_retry_after_before_the_next_drain(
+    store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # the drain gives up after max_attempts on a 429: the next drain must not come before the
+    # collector's Retry-After either (docs/upload.md: "never before Retry-After")
+    await fill(store, permit, 10)
+
+    async def busy(_: web.Request) -> web.StreamResponse:
+        return web.Response(status=429, headers={"Retry-After": "600"})
+
+    waits: list[float] = []
+    done = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) >= 4:
+            done.set()
+            await asyncio.Event().wait()  # park until cancelled
+
+    async with bare_server(paths.data_dir, busy) as server:
+        up = open_uploader(
+            target(server.url, ca_file=server.ca_file),
+            store=store,
+            gate=gate,
+            data_dir=paths.data_dir,
+            max_attempts=2,
+            sleep=sleep,
+        )
+        task = asyncio.create_task(up.run(interval=10.0))
+        async with asyncio.timeout(30):
+            await done.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await up.aclose()
+    assert len(server.requests) == 4  # two drains of 2 attempts each
+    assert all(wait >= 600 for wait in waits), waits
+    assert (await store.stats()).pending == 10

@@ -765,7 +765,8 @@ class Uploader:
         """Drain every ``interval`` seconds until cancelled (the agent runs this as a task).
 
         A failure is logged once (not again while it stays the same) and the next drain waits
-        longer each time it fails again (doubling, up to ``max_pause``): a refused token or a
+        longer each time it fails again (doubling, up to ``max_pause``), and never less than
+        the collector's last ``Retry-After`` (capped like the backoff's): a refused token or a
         bad certificate never turns into a tight loop. Nothing is lost meanwhile.
 
         Args:
@@ -794,6 +795,9 @@ class Uploader:
                     reported = message
                 self.last_error = message
                 wait = min(max_pause, interval * (2 ** min(failures, 20)))
+                if isinstance(exc, UploadUnavailable) and exc.retry_after is not None:
+                    # the next drain does not come before the collector's Retry-After either
+                    wait = max(wait, min(exc.retry_after, self._backoff.max_retry_after))
             else:
                 if reported is not None:
                     _LOGGER.info("upload resumed")
