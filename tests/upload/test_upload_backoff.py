@@ -58,6 +58,10 @@ def test_a_bad_policy_is_refused() -> None:
         ("99999999", 86400.0),  # clamped to a day
         ("-5", None),
         ("1.5", None),
+        ("9" * 5000, 86400.0),  # past Python's int() digit limit: still a huge wait, clamped
+        ("\u00b2", None),  # str.isdigit() but not an RFC 9110 DIGIT
+        ("\u0661\u0662", None),  # Arabic-Indic digits: not ASCII DIGITs
+        ("+5", None),
         ("tomorrow", None),
         ("", None),
         (None, None),

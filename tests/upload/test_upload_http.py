@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
+import ssl
 from pathlib import Path
 
 import pytest
+import trustme
 from _upload_helpers import bare_server, make_body
 from aiohttp import web
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -59,6 +62,19 @@ async def test_retry_after_in_seconds_and_as_a_date(tmp_path: Path, status: int)
             status=status,
             retry_after=expected,
         )
+
+
+@pytest.mark.parametrize("value", ["9" * 5000, "\u00b2"])
+async def test_a_hostile_retry_after_is_retryable_not_a_crash(tmp_path: Path, value: str) -> None:
+    # a collector's header must never raise out of send() (the agent's loop only expects
+    # UploadError/StorageError): an absurd number is clamped, a non-number ignored
+    async with (
+        bare_server(tmp_path, _answer(503, {"Retry-After": value})) as server,
+        _sender(server.url, server.ca_file) as sender,
+    ):
+        result = await sender.send(make_body(1))
+    assert isinstance(result, Retryable)
+    assert result.retry_after == (86400.0 if value.isascii() else None)
 
 
 @pytest.mark.parametrize("status", [500, 502, 504, 408])
@@ -180,3 +196,61 @@ async def test_a_closed_sender_refuses_to_send_and_opens_no_session(receiver: Re
         await sender.send(make_body(1))
     assert receiver.stats.requests == 1
     await sender.close()  # still idempotent
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 2\x1b[2J00 OK\xe2\x80\xae " + b"A" * 8000 + b"\r\n\r\n",  # bad status line
+        b"HTTP/1.1 503 X\r\nX-Evil: " + b"\x1b[31m" * 4000 + b"\r\n\r\n",  # a header too long
+        b"HTTP/1.1 503 X\r\nX-E\x1b[2Jvil: y\r\nContent-Length: 0\r\n\r\n",  # a bad header name
+    ],
+)
+async def test_a_malformed_answer_gives_a_one_line_bounded_detail(
+    tmp_path: Path, answer: bytes
+) -> None:
+    # aiohttp's parse errors quote the collector's bytes over several lines: the detail that
+    # goes to logs and to UploadUnavailable must stay one short printable line
+    ca = trustme.CA()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+
+    async def answer_raw(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer_raw, "127.0.0.1", 0, ssl=context)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with _sender(f"https://127.0.0.1:{port}/v1/logs", ca_file) as sender:
+            result = await sender.send(make_body(1))
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert isinstance(result, Retryable)
+    assert result.detail.isprintable()  # no line break, no escape character
+    assert len(result.detail) <= 300
+
+
+async def test_a_guard_that_says_no_keeps_the_body_back(tmp_path: Path) -> None:
+    asked: list[bool] = []
+
+    def guard() -> bool:
+        asked.append(True)
+        return False
+
+    async with (
+        Receiver(tmp_path / "rx") as rx,
+        _sender(rx.endpoint, rx.ca_file) as sender,
+    ):
+        result = await sender.send(make_body(3), guard=guard)
+        assert result == Retryable(kind=FailureKind.WITHHELD, detail="the body was withheld")
+        assert asked == [True]
+        assert rx.export() == []
+        # the sender stays usable
+        assert await sender.send(make_body(3), guard=lambda: True) == Delivered(status=200)
+        assert len(rx.export()) == 3

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
+import socket
 import ssl
+import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -17,6 +21,7 @@ from wking_device.errors import (
     CredentialError,
     InsecureEndpoint,
     PinMismatch,
+    TLSError,
     TLSReason,
     TLSVerificationFailed,
     UploadError,
@@ -283,3 +288,80 @@ def _subject_hash(pem: Path) -> str:
         timeout=30,
     )
     return done.stdout.strip()
+
+
+async def test_proxy_variables_are_never_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a proxy from the environment would see (and could downgrade) the connection: it is ignored
+    proxied: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        proxied.append(await reader.read(4096))
+        writer.close()
+
+    listener = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    proxy_url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}"
+    for name in (
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ):
+        monkeypatch.setenv(name, proxy_url)
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.setenv("no_proxy", "")
+    try:
+        async with bare_server(tmp_path) as server:
+            context = build_ssl_context(TLSOptions(ca_file=server.ca_file))
+            async with OTLPSender(server.url, ssl_context=context) as sender:
+                result = await sender.send(make_body(1))
+            assert result == Delivered(status=200)
+            assert len(server.requests) == 1
+    finally:
+        listener.close()
+        await listener.wait_closed()
+    assert proxied == []
+
+
+async def test_a_collector_offering_only_tls_1_1_is_refused(tmp_path: Path) -> None:
+    # a blocking server socket, so OpenSSL answers the ClientHello with its protocol alert (an
+    # asyncio server would just drop the connection)
+    ca = trustme.CA()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = ssl.TLSVersion.TLSv1
+        context.maximum_version = ssl.TLSVersion.TLSv1_1
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")  # let this server really offer TLS 1.1
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(30)
+    handed_over: list[bytes] = []
+    server_saw: list[BaseException] = []
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            try:
+                with context.wrap_socket(connection, server_side=True) as tls:
+                    handed_over.append(tls.recv(4096))  # only after a completed handshake
+            except (ssl.SSLError, OSError) as exc:
+                server_saw.append(exc)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    try:
+        error = await _expect_tls_error(f"https://127.0.0.1:{port}/v1/logs", ca_file)
+    finally:
+        await asyncio.to_thread(thread.join, 30)
+        listener.close()
+    assert isinstance(error, TLSError)
+    assert "unsupported protocol" in str(error) or "protocol version" in str(error)
+    assert handed_over == []
+    assert server_saw  # the handshake failed on the server's side too

@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import random
 import re
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ from wking_device.models import Record
 from wking_device.receiver import FaultPlan, Receiver
 from wking_device.store import open_store
 from wking_device.upload import (
+    LogsFramer,
     TLSOptions,
     Uploader,
     UploadTarget,
@@ -902,3 +904,127 @@ async def test_a_closed_uploader_refuses_to_drain_and_opens_nothing(
     stats = await store.stats()
     assert (stats.total, stats.pending, stats.claimed) == (len(ids), len(ids), 0)
     await up.aclose()  # still idempotent
+
+
+async def test_a_withdrawal_while_the_batch_is_framed_stops_its_send(
+    rx: Receiver,
+    store: RecordStore,
+    gate: ConsentGate,
+    permit: Permit,
+    paths: Paths,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the framing runs in a thread, after the last consent check: a withdrawal that returns
+    # meanwhile (on the event loop) must still stop the send of that batch
+    await fill(store, permit, 50)
+    loop = asyncio.get_running_loop()
+    framing = asyncio.Event()
+    withdrawn = threading.Event()
+    real_frame = LogsFramer.frame_framed
+
+    def frame_while_withdrawn(self: LogsFramer, records: Any) -> bytes:
+        if not withdrawn.is_set():
+            loop.call_soon_threadsafe(framing.set)
+            assert withdrawn.wait(30)
+        return real_frame(self, records)
+
+    monkeypatch.setattr(LogsFramer, "frame_framed", frame_while_withdrawn)
+    async with uploader(rx, store, gate, paths) as up:
+        draining = asyncio.create_task(up.drain())
+        async with asyncio.timeout(30):
+            await framing.wait()
+        gate.withdraw(["operation_logs"], method="api")
+        withdrawn.set()
+        async with asyncio.timeout(30):
+            result = await draining
+    assert rx.export() == []  # nothing of the withdrawn category reached the collector
+    assert result.counters.purged == 50
+    assert result.counters.sent == 0
+    assert (await store.stats()).total == 0
+
+
+async def test_a_withdrawal_during_the_tls_handshake_stops_the_send(
+    rx: Receiver, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # the last window: the body is framed, the request started, the connection not yet up (a
+    # relay holds the collector's first TLS bytes); a withdrawal that returns then must still
+    # keep the body from being written
+    await fill(store, permit, 20)
+    held = asyncio.Event()
+    release = asyncio.Event()
+    port = int(rx.endpoint.rsplit(":", 1)[1].split("/", 1)[0])
+
+    async def pipe(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, hold: bool
+    ) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := await reader.read(65536):
+                if hold and not release.is_set():
+                    held.set()
+                    await release.wait()
+                writer.write(chunk)
+                await writer.drain()
+        writer.close()
+
+    async def relay(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.gather(
+            pipe(client_r, server_w, hold=False), pipe(server_r, client_w, hold=True)
+        )
+
+    listener = await asyncio.start_server(relay, "127.0.0.1", 0)
+    url = f"https://127.0.0.1:{listener.sockets[0].getsockname()[1]}/v1/logs"
+    try:
+        async with uploader(url, store, gate, paths, ca_file=rx.ca_file) as up:
+            draining = asyncio.create_task(up.drain())
+            async with asyncio.timeout(30):
+                await held.wait()
+            gate.withdraw(["operation_logs"], method="api")
+            release.set()
+            async with asyncio.timeout(30):
+                result = await draining
+    finally:
+        listener.close()
+    assert rx.export() == []
+    assert result.counters.purged == 20
+    assert (await store.stats()).total == 0
+
+
+async def test_the_agent_loop_waits_out_the_last_retry_after_before_the_next_drain(
+    store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # the drain gives up after max_attempts on a 429: the next drain must not come before the
+    # collector's Retry-After either (docs/upload.md: "never before Retry-After")
+    await fill(store, permit, 10)
+
+    async def busy(_: web.Request) -> web.StreamResponse:
+        return web.Response(status=429, headers={"Retry-After": "600"})
+
+    waits: list[float] = []
+    done = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) >= 4:
+            done.set()
+            await asyncio.Event().wait()  # park until cancelled
+
+    async with bare_server(paths.data_dir, busy) as server:
+        up = open_uploader(
+            target(server.url, ca_file=server.ca_file),
+            store=store,
+            gate=gate,
+            data_dir=paths.data_dir,
+            max_attempts=2,
+            sleep=sleep,
+        )
+        task = asyncio.create_task(up.run(interval=10.0))
+        async with asyncio.timeout(30):
+            await done.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await up.aclose()
+    assert len(server.requests) == 4  # two drains of 2 attempts each
+    assert all(wait >= 600 for wait in waits), waits
+    assert (await store.stats()).pending == 10

@@ -92,8 +92,11 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
     text = value.strip()
     if not text:
         return None
-    if text.isdigit():
-        return min(float(int(text)), _MAX_RETRY_AFTER)
+    if text.isascii() and text.isdigit():
+        # RFC 9110 delta-seconds are ASCII digits (str.isdigit() also takes "²", which int()
+        # refuses); more digits than a day has are a day (int() refuses over 4,300 digits)
+        digits = text.lstrip("0")[: len(str(int(_MAX_RETRY_AFTER))) + 1] or "0"
+        return min(float(int(digits)), _MAX_RETRY_AFTER)
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):

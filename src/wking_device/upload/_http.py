@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import aiohttp
 import orjson
@@ -47,6 +47,9 @@ from wking_device.errors import (
 from wking_device.upload._backoff import parse_retry_after
 from wking_device.upload._otlp import CONTENT_TYPE_PROTOBUF, decode_status_message
 from wking_device.upload._tls import Endpoint, PinMismatchError, parse_endpoint
+
+if TYPE_CHECKING:
+    from aiohttp.abc import AbstractStreamWriter
 
 __all__ = [
     "Delivered",
@@ -86,6 +89,7 @@ class FailureKind(enum.StrEnum):
     CONNECTION = "connection"  # refused, unreachable, DNS
     RESET = "reset"  # the connection dropped mid-request or mid-response
     TIMEOUT = "timeout"
+    WITHHELD = "withheld"  # the caller's guard kept the body from being written
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -260,12 +264,17 @@ class OTLPSender:
             await self._session.close()
             self._session = None
 
-    async def send(self, body: bytes, *, gzipped: bool = True) -> SendResult:
+    async def send(
+        self, body: bytes, *, gzipped: bool = True, guard: Callable[[], bool] | None = None
+    ) -> SendResult:
         """POST one request body.
 
         Args:
             body: A serialized ``ExportLogsServiceRequest`` (gzip-compressed when ``gzipped``).
             gzipped: Whether ``body`` is gzip (sets ``Content-Encoding: gzip``).
+            guard: Called once the connection is up, right before the first byte of the body is
+                written; when it returns ``False`` no byte of the body is written (the request
+                is abandoned) and the result is ``Retryable(kind=WITHHELD)``.
 
         Returns:
             What happened (see the module docstring).
@@ -279,10 +288,22 @@ class OTLPSender:
         headers = dict(self._headers)
         if gzipped:
             headers["Content-Encoding"] = "gzip"
+        if guard is None:
+            return await self._post(body, headers)
+        guarded = _GuardedBody(body, guard)
+        result = await self._post(guarded, headers)
+        if guarded.withheld:
+            # whatever aiohttp made of the abandoned request: no byte of the body went out
+            return Retryable(kind=FailureKind.WITHHELD, detail="the body was withheld")
+        return result
+
+    async def _post(
+        self, data: bytes | aiohttp.BytesPayload, headers: dict[str, str]
+    ) -> SendResult:
         host = self.endpoint.host
         try:
             async with self._get_session().post(
-                self.endpoint.url, data=body, headers=headers, allow_redirects=False
+                self.endpoint.url, data=data, headers=headers, allow_redirects=False
             ) as response:
                 content = await _read_bounded(response)
                 return self._classify(response, content)
@@ -295,14 +316,18 @@ class OTLPSender:
         except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
             return Retryable(kind=FailureKind.TIMEOUT, detail=f"timed out: {type(exc).__name__}")
         except aiohttp.ClientConnectorError as exc:
-            return Retryable(kind=FailureKind.CONNECTION, detail=f"cannot connect to {host}: {exc}")
+            return Retryable(
+                kind=FailureKind.CONNECTION, detail=_clean(f"cannot connect to {host}: {exc}")
+            )
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
-            return Retryable(kind=FailureKind.RESET, detail=f"connection dropped: {exc}")
+            return Retryable(kind=FailureKind.RESET, detail=_clean(f"connection dropped: {exc}"))
         except aiohttp.ClientError as exc:
             # ClientOSError (reset by peer), invalid responses...: the outcome is unknown, the
             # receiver de-duplicates a re-send
+            # (aiohttp's parse errors quote the collector's bytes over several lines)
             return Retryable(
-                kind=FailureKind.RESET, detail=f"connection failed: {type(exc).__name__}: {exc}"
+                kind=FailureKind.RESET,
+                detail=_clean(f"connection failed: {type(exc).__name__}: {exc}"),
             )
 
     def _classify(self, response: aiohttp.ClientResponse, content: bytes) -> SendResult:
@@ -328,6 +353,34 @@ class OTLPSender:
                 retry_after=retry_after,
             )
         return Permanent(status=status, message=message)
+
+
+class _Withheld(Exception):
+    """Raised by :class:`_GuardedBody` instead of writing: aiohttp abandons the request."""
+
+
+class _GuardedBody(aiohttp.BytesPayload):
+    """A request body that asks a guard, right before its first byte is written, if it may go."""
+
+    def __init__(self, value: bytes, guard: Callable[[], bool]) -> None:
+        super().__init__(value, content_type=CONTENT_TYPE_PROTOBUF)
+        self._guard = guard
+        self.withheld = False
+
+    def _check(self) -> None:
+        if not self._guard():
+            self.withheld = True
+            raise _Withheld
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        self._check()
+        await super().write(writer)
+
+    async def write_with_length(
+        self, writer: AbstractStreamWriter, content_length: int | None
+    ) -> None:
+        self._check()
+        await super().write_with_length(writer, content_length)
 
 
 async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
@@ -363,9 +416,11 @@ def _certificate_error(error: BaseException, host: str) -> TLSError:
 
 def _ssl_reason(exc: BaseException) -> str:
     for candidate in (exc, exc.__cause__, getattr(exc, "os_error", None)):
-        if isinstance(candidate, ssl.SSLError) and candidate.reason:
-            return str(candidate.reason).lower().replace("_", " ")
-    return str(exc)
+        # aiohttp's ClientConnectorSSLError is an ssl.SSLError without a ``reason`` attribute
+        reason = getattr(candidate, "reason", None) if isinstance(candidate, ssl.SSLError) else None
+        if reason:
+            return str(reason).lower().replace("_", " ")
+    return _clean(str(exc))
 
 
 def _clean(text: str) -> str:

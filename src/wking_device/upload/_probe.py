@@ -168,8 +168,10 @@ def _parse_head(head: bytes) -> tuple[int | None, float | None]:
     lines = text.split("\r\n")
     status: int | None = None
     parts = lines[0].split(" ", 2)
-    if len(parts) >= 2 and parts[0].startswith("HTTP/") and parts[1].isdigit():
-        status = int(parts[1])
+    # a status code is three ASCII digits (isdigit() alone takes "\u00b2", which int() refuses)
+    code = parts[1] if len(parts) > 1 else ""
+    if parts[0].startswith("HTTP/") and len(code) == 3 and code.isascii() and code.isdigit():
+        status = int(code)
     date: float | None = None
     for line in lines[1:]:
         name, _, value = line.partition(":")

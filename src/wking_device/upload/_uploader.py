@@ -1,14 +1,14 @@
 """The uploader: claim a batch, re-check consent, de-identify, encode, send, acknowledge.
 
-:class:`Uploader` drains the record store to one collector. One task claims up to
-``batch_size`` records the current consent lets it send, de-identifies them when the transfer is
-cross-border and not permitted, and encodes each record's ``LogRecord`` once, one batch ahead of
-the ``concurrency`` workers; each worker takes a prepared batch → checks every record against
-consent as it is right before sending (withdrawn: purged, never sent) → frames, gzips → POSTs →
-acknowledges (the store deletes what the collector accepted, only after its 2xx; the delete runs
+:class:`Uploader` drains the record store to one collector. One task claims up to ``batch_size``
+records the current consent lets it send, de-identifies them when the transfer is cross-border and
+not permitted, and encodes each record's ``LogRecord`` once, one batch ahead of the ``concurrency``
+workers; each worker takes a prepared batch → checks every record against consent as it is right
+before sending (withdrawn: purged, never sent) → frames, gzips (consent checked again after) → POSTs
+→ acknowledges (the store deletes what the collector accepted, only after its 2xx; the delete runs
 while the worker sends its next batch). Memory is bounded by ``(concurrency + 1) * batch_size``
-records whatever the backlog: a batch holds one of ``concurrency + 1`` slots from before its
-claim until it is deleted, set aside or released.
+records whatever the backlog: a batch holds one of ``concurrency + 1`` slots from before its claim
+until it is deleted, set aside or released.
 
 What happens to a record (docs/upload.md, "Delivery"):
 
@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -71,7 +72,14 @@ from wking_device.errors import (
 from wking_device.models import MAC_FIELDS
 from wking_device.policy import CATALOG
 from wking_device.upload._backoff import BackoffPolicy
-from wking_device.upload._http import Delivered, OTLPSender, Permanent, Retryable, TooLarge
+from wking_device.upload._http import (
+    Delivered,
+    FailureKind,
+    OTLPSender,
+    Permanent,
+    Retryable,
+    TooLarge,
+)
 from wking_device.upload._otlp import LogRecordEncoder, LogsFramer, gzip_body
 from wking_device.upload._parts import _Parts
 from wking_device.upload._speaker_key import _SPEAKER_KEY, _SPEAKER_MARK, _without_speaker_key
@@ -637,6 +645,11 @@ class Uploader:
             outstanding.difference_update(deferred)
         return parts.take(keep)
 
+    def _consent_unchanged(self, generation: int) -> bool:
+        """Whether the gate is as it was at ``generation`` (other processes' changes included)."""
+        self._gate.refresh()
+        return self._gate.generation == generation
+
     def _grant_live(self, category: str, consent_id: str) -> bool:
         """Whether a record's own grant is still live (withdrawn-and-granted-again is not)."""
         state = self._gate.states().get(category)
@@ -676,12 +689,22 @@ class Uploader:
             framer = self._framer(plan.ip_consent)
             # framing is a join and zlib releases the GIL: off the event loop, the compression
             # of one batch overlaps the claim, decryption and encoding of the next
+            generation = self._gate.generation
             body = await asyncio.to_thread(_frame_gzip, framer, batch.encoded)
+            if not self._consent_unchanged(generation):
+                continue  # consent changed while the body was framed: check again first
             self.counters.requests += 1
             self.counters.bytes += len(body)
             if attempt:
                 self.counters.retried += len(batch)
-            result: SendResult = await self._sender.send(body)
+            # the guard: a consent change during the connection's set-up keeps the body back
+            result: SendResult = await self._sender.send(
+                body, guard=functools.partial(self._consent_unchanged, generation)
+            )
+            if isinstance(result, Retryable) and result.kind is FailureKind.WITHHELD:
+                self.counters.requests -= 1
+                self.counters.bytes -= len(body)
+                continue  # nothing was sent: check consent again, no retry counted
             if isinstance(result, Delivered):
                 await self._delivered(batch, result, prepared, outstanding)
                 return []
@@ -752,7 +775,8 @@ class Uploader:
         """Drain every ``interval`` seconds until cancelled (the agent runs this as a task).
 
         A failure is logged once (not again while it stays the same) and the next drain waits
-        longer each time it fails again (doubling, up to ``max_pause``): a refused token or a
+        longer each time it fails again (doubling, up to ``max_pause``), and never less than
+        the collector's last ``Retry-After`` (capped like the backoff's): a refused token or a
         bad certificate never turns into a tight loop. Nothing is lost meanwhile.
 
         Args:
@@ -782,6 +806,9 @@ class Uploader:
                     reported = message
                 self.last_error = message
                 wait = min(max_pause, interval * (2 ** min(failures, 20)))
+                if isinstance(exc, UploadUnavailable) and exc.retry_after is not None:
+                    # the next drain does not come before the collector's Retry-After either
+                    wait = max(wait, min(exc.retry_after, self._backoff.max_retry_after))
             else:
                 if reported is not None:
                     _LOGGER.info("upload resumed")
