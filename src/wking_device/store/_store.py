@@ -499,9 +499,10 @@ class RecordStore(_Writer):
                 stored before was lost.
             ForeignPermit: The permit was not issued by this installation's consent gate (a
                 look-alike object, or a permit of another installation).
-            UsageError: A record's body is not JSON-serialisable, its category is unknown, its
-                id is not an id (1 to 64 letters, digits, ``-`` or ``_``, not MAC-shaped) or its
-                ``created_at`` is not a finite number.
+            UsageError: ``records`` is not a list (or other sequence) of :class:`Record`, a
+                record's body is not a dict or not JSON-serialisable, its category is unknown,
+                its id is not an id (1 to 64 letters, digits, ``-`` or ``_``, not MAC-shaped)
+                or its ``created_at`` is not a finite number.
             StoreClosed: The store was closed.
         """
         # Every check below runs for every call; the common case takes the cheap branch of each.
