@@ -10,9 +10,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 
-async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
-    """Return once ``condition()`` holds; fail the test after ``within`` seconds."""
+async def until(condition: Callable[[], bool], within: float = 10.0, every: float = 0.01) -> None:
+    """Return once ``condition()`` holds (looked at every ``every`` seconds); fail the test
+    after ``within`` seconds. A condition that holds only for a moment needs a short ``every``.
+    """
     deadline = time.monotonic() + within
     while not condition():
         assert time.monotonic() < deadline, "condition never held"
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(every)

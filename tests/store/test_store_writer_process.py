@@ -50,7 +50,8 @@ def _rows(paths: Paths) -> list[tuple[str, str, bytes]]:
         conn.close()
 
 
-_until = functools.partial(until, within=20.0)
+# short looks: some conditions (a batch held by the child) last only milliseconds
+_until = functools.partial(until, within=20.0, every=0.002)
 _measured = measured
 
 

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from wking_device.models import Record
 
 
-_until = functools.partial(until, within=20.0)
+# short looks: some conditions (a batch held by the child) last only milliseconds
+_until = functools.partial(until, within=20.0, every=0.002)
 _measured = measured
 
 
