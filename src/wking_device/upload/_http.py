@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Final
 import aiohttp
 import orjson
 
+from wking_device._url_mask import mask_url
 from wking_device._version import __version__
 from wking_device.errors import (
     InsecureEndpoint,
@@ -178,7 +179,9 @@ class OTLPSender:
     stays closed: :meth:`send` raises :class:`~wking_device.errors.UsageError` and opens nothing.
 
     Args:
-        endpoint: The collector URL (``https://`` only) or a checked :class:`Endpoint`.
+        endpoint: The collector URL (``https://`` only) or a checked :class:`Endpoint`, kept as
+            ``self.endpoint``; its query may hold a secret, so messages show
+            :func:`~wking_device.upload.mask_url` of it.
         ssl_context: From :func:`~wking_device.upload.build_ssl_context`.
         token: A bearer token (:func:`~wking_device.upload.read_token`); never logged.
         timeouts: Connect/read/total limits.
@@ -235,7 +238,7 @@ class OTLPSender:
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
             raise UsageError(
-                f"cannot send to {self.endpoint.url}: this sender was closed",
+                f"cannot send to {mask_url(self.endpoint.url)}: this sender was closed",
                 remedy="open a new uploader (open_uploader) instead of reusing a closed one",
             )
         if self._session is None or self._session.closed:
