@@ -300,3 +300,37 @@ async def test_the_probe_errors_do_not_show_the_key(
         await server.wait_closed()
     assert SECRET not in str(info.value)
     assert "api_key=[…]" in str(info.value)
+
+
+async def test_a_malformed_answer_does_not_show_the_key(
+    tmp_path: Path,
+    home: Path,
+    store: RecordStore,
+    gate: ConsentGate,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # aiohttp's error for an answer it cannot parse quotes the request URL, query included
+    caplog.set_level(logging.DEBUG)
+    ca = trustme.CA()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=context)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        up = _uploader(f"https://127.0.0.1:{port}/v1/logs{QUERY}", ca_file, store, gate, home)
+        with pytest.raises(UploadUnavailable) as info:
+            await up.drain()
+        await up.aclose()
+    finally:
+        server.close()
+        await server.wait_closed()
+    _assert_hidden(info.value, caplog)

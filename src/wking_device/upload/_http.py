@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 import ssl
 import time
 from collections.abc import Callable
@@ -67,6 +68,8 @@ _LOGGER = logging.getLogger(__name__)
 
 _MAX_RESPONSE_BYTES: Final = 64 * 1024
 _MAX_MESSAGE_CHARS: Final = 300
+# a URL quoted in an error text (aiohttp quotes the request URL, query included)
+_URL_IN_TEXT: Final = re.compile(r"https?://[^\s'\"<>]+", re.IGNORECASE)
 _RETRYABLE_STATUS: Final = frozenset({408, 429, 500, 502, 503, 504})
 
 # OpenSSL X509_V_ERR_* codes -> what to tell the user
@@ -427,7 +430,12 @@ def _ssl_reason(exc: BaseException) -> str:
 
 
 def _clean(text: str) -> str:
-    """Untrusted text from the collector: printable, one line, bounded."""
+    """Untrusted text from the collector: printable, one line, bounded, URLs masked.
+
+    aiohttp's errors quote the request URL (``url='https://…?api_key=…'``): every URL in the
+    text is shown as :func:`mask_url` renders it.
+    """
+    text = _URL_IN_TEXT.sub(lambda match: mask_url(match.group()), text)
     text = "".join(ch if ch.isprintable() else " " for ch in text).strip()
     return text[:_MAX_MESSAGE_CHARS]
 
