@@ -16,7 +16,7 @@ import orjson
 from wking_device.collect._install import open_installation_gate
 from wking_device.config import load_settings, resolve_paths
 from wking_device.models import Record
-from wking_device.receiver import Receiver
+from wking_device.receiver import FaultPlan, Receiver
 from wking_device.store import open_store
 
 if TYPE_CHECKING:
@@ -187,3 +187,64 @@ async def test_full_local_deletion_rotates_the_installation_id(home: Path, tmp_p
         rows = rx.export()
     assert first != second
     assert {row["installation_id"] for row in rows} == {first, second}
+
+
+SECRET = "s3cr3t-Qm4pW7"
+
+
+async def test_a_key_in_the_endpoint_query_is_never_shown(home: Path, tmp_path: Path) -> None:
+    ids = await fill(home, 10)
+    async with Receiver(tmp_path / "rx") as rx:
+        url = f"{rx.endpoint}?api_key={SECRET}"
+        ca = ("--ca-file", str(rx.ca_file))
+        # the records reach the collector; the JSON and the table show the masked URL
+        code, out, err = await wking(home, "--json", "upload", "--endpoint", url, *ca)
+        assert code == 0, err
+        assert orjson.loads(out)["endpoint"] == f"{rx.endpoint}?api_key=[…]"
+        assert SECRET not in out + err
+        assert {row["record_id"] for row in rx.export()} == ids
+        await fill(home, 3)
+        code, out, err = await wking(home, "upload", "--endpoint", url, *ca)
+        assert code == 0, err
+        assert "api_key=" in out
+        assert SECRET not in out + err
+        # the doctor's check of a configured collector, as JSON and as a table
+        config = home / "config" / "config.toml"
+        config.write_text(
+            f'[upload]\nendpoint = "{url}"\nca_bundle = "{rx.ca_file}"\n', encoding="utf-8"
+        )
+        for args in (("--json", "doctor"), ("doctor",)):
+            code, out, err = await wking(home, *args)
+            assert code == 0, err
+            assert "api_key=" in out
+            assert SECRET not in out + err
+    # where records go (data status) and the settings (config show and set)
+    for args in (
+        ("--json", "data", "status"),
+        ("data", "status"),
+        ("--json", "config", "show"),
+        ("config", "show"),
+        ("--json", "config", "set", "upload.endpoint", url),
+        ("config", "set", "upload.endpoint", url),
+    ):
+        code, out, err = await wking(home, *args)
+        assert code == 0, (args, err)
+        assert "api_key=" in out, args
+        assert SECRET not in out + err, args
+    # a refused plaintext URL and a collector that refuses the upload (nothing is lost)
+    code, out, err = await wking(
+        home, "upload", "--endpoint", f"http://127.0.0.1:9/?api_key={SECRET}"
+    )
+    assert code == 5
+    assert "api_key=[…]" in err
+    assert SECRET not in out + err
+    await fill(home, 4)
+    async with Receiver(tmp_path / "rx401", fault_plan=FaultPlan(status={401: 1.0})) as rx:
+        url = f"{rx.endpoint}?api_key={SECRET}"
+        code, out, err = await wking(
+            home, "upload", "--endpoint", url, "--ca-file", str(rx.ca_file)
+        )
+        assert code == 5
+        assert "HTTP 401" in err
+        assert SECRET not in out + err
+    assert await pending(home) == 4

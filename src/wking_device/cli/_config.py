@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.table import Table
 
+from wking_device._url_mask import mask_url
 from wking_device.cli._app import AppContext, pass_app
 from wking_device.cli._term import cell
 
@@ -56,7 +57,8 @@ def config_show(app: AppContext) -> None:
         "file": str(paths.config_file),
         "file_exists": paths.config_file.exists(),
         "settings": {
-            e.key: {"value": e.value, "source": e.source, "variable": e.variable} for e in entries
+            e.key: {"value": _displayed(e.key, e.value), "source": e.source, "variable": e.variable}
+            for e in entries
         },
     }
 
@@ -68,10 +70,17 @@ def config_show(app: AppContext) -> None:
             table.add_column(column)
         for e in entries:
             source = f"env ({e.variable})" if e.variable else e.source
-            table.add_row(cell(e.key), cell(_shown(e.value)), cell(source))
+            table.add_row(cell(e.key), cell(_shown(_displayed(e.key, e.value))), cell(source))
         console.print(table)
 
     app.out(data, render)
+
+
+def _displayed(key: str, value: Any) -> Any:
+    """A setting's value as shown: the collector's URL with its query values masked."""
+    if key == "upload.endpoint" and isinstance(value, str):
+        return mask_url(value)  # its query may hold a secret (?api_key=...)
+    return value
 
 
 def _shown(value: Any) -> str:
@@ -96,7 +105,7 @@ def config_set(app: AppContext, key: str, value: str) -> None:
     """
     from wking_device._configfile import set_value  # noqa: PLC0415
 
-    written = set_value(app.paths, key, value)
+    written = _displayed(key, set_value(app.paths, key, value))
     path = app.paths.config_file
     app.out(
         {"path": str(path), "key": key, "value": written},

@@ -25,6 +25,7 @@ import click
 from rich.table import Table
 
 from wking_device._redact import redact
+from wking_device._url_mask import mask_url
 from wking_device.cli._app import AppContext, parse_categories, pass_app, write_json
 from wking_device.cli._term import cell, for_stderr, json_bytes, make_console, markup
 from wking_device.errors import UsageError
@@ -114,19 +115,25 @@ def data_status(app: AppContext, as_json: bool) -> None:
     if as_json:
         app.json = True
     data = app.run(_status(app.paths, app.settings))
-    data["collector"] = app.settings.upload.endpoint
+    endpoint = app.settings.upload.endpoint
+    data["collector"] = (
+        None if endpoint is None else mask_url(endpoint)
+    )  # a query may hold a secret
     app.out(data, _render(data))
 
 
 def destination(endpoint: str | None) -> str:
-    """Where collected records go: the configured collector, or nowhere (Rich markup, escaped)."""
+    """Where collected records go: the configured collector, or nowhere (Rich markup, escaped).
+
+    The collector's URL is shown masked (:func:`~wking_device.upload.mask_url`).
+    """
     if endpoint is None:
         return (
             f"No collector is configured ({markup('[upload] endpoint')}): nothing leaves this "
             "machine unless you run 'wking upload --endpoint URL'."
         )
     return (
-        f"Records go to {markup(endpoint)} (OpenTelemetry logs over verified TLS) when "
+        f"Records go to {markup(mask_url(endpoint))} (OpenTelemetry logs over verified TLS) when "
         "'wking upload' or 'wking agent run' runs; nothing else leaves this machine."
     )
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.table import Table
 
+from wking_device._url_mask import mask_url
 from wking_device.cli._app import AppContext, pass_app
 
 if TYPE_CHECKING:
@@ -169,7 +170,7 @@ async def _drain(app: AppContext, target: UploadTarget) -> dict[str, Any]:
     gate = open_installation_gate(paths, settings)
     if gate.tampered is not None:
         raise gate.tampered  # the ledger was altered: nothing may be sent (exit 7)
-    base = {"endpoint": target.endpoint.url}
+    base = {"endpoint": mask_url(target.endpoint.url)}  # its query may hold a secret
     db = paths.data_dir / DB_FILE
     if not db.exists() or db.stat().st_size == 0:
         empty = dict.fromkeys(

@@ -12,7 +12,8 @@ run`` every ``upload.interval``); :func:`open_uploader` builds one from an :clas
 - :mod:`._backoff`: exponential backoff with full jitter, ``Retry-After`` parsing;
 - :mod:`._identity`: the pseudonymous installation id;
 - :mod:`._uploader`: claim, consent, de-identification, send, acknowledge;
-- :mod:`._probe`: the endpoint check of ``wking doctor``.
+- :mod:`._probe`: the endpoint check of ``wking doctor``;
+- :func:`mask_url`: an endpoint as messages and displays show it (query values masked).
 
 Importing this package imports aiohttp (about half a second): the CLI imports it only on the
 commands that upload. See docs/upload.md.
@@ -21,6 +22,7 @@ commands that upload. See docs/upload.md.
 from __future__ import annotations
 
 from wking_device._public import publish as _publish
+from wking_device._url_mask import mask_url
 from wking_device.upload._backoff import BackoffPolicy, parse_retry_after
 from wking_device.upload._connect import UploadTarget, open_uploader
 from wking_device.upload._http import (
@@ -95,6 +97,7 @@ __all__ = [
     "forget_installation_id",
     "gzip_body",
     "installation_id",
+    "mask_url",
     "open_uploader",
     "parse_endpoint",
     "parse_pin",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 import ssl
 import time
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Final
 import aiohttp
 import orjson
 
+from wking_device._url_mask import mask_url
 from wking_device._version import __version__
 from wking_device.errors import (
     InsecureEndpoint,
@@ -66,6 +68,8 @@ _LOGGER = logging.getLogger(__name__)
 
 _MAX_RESPONSE_BYTES: Final = 64 * 1024
 _MAX_MESSAGE_CHARS: Final = 300
+# a URL quoted in an error text (aiohttp quotes the request URL, query included)
+_URL_IN_TEXT: Final = re.compile(r"https?://[^\s'\"<>]+", re.IGNORECASE)
 _RETRYABLE_STATUS: Final = frozenset({408, 429, 500, 502, 503, 504})
 
 # OpenSSL X509_V_ERR_* codes -> what to tell the user
@@ -178,7 +182,9 @@ class OTLPSender:
     stays closed: :meth:`send` raises :class:`~wking_device.errors.UsageError` and opens nothing.
 
     Args:
-        endpoint: The collector URL (``https://`` only) or a checked :class:`Endpoint`.
+        endpoint: The collector URL (``https://`` only) or a checked :class:`Endpoint`, kept as
+            ``self.endpoint``; its query may hold a secret, so messages show
+            :func:`~wking_device.upload.mask_url` of it.
         ssl_context: From :func:`~wking_device.upload.build_ssl_context`.
         token: A bearer token (:func:`~wking_device.upload.read_token`); never logged.
         timeouts: Connect/read/total limits.
@@ -235,7 +241,7 @@ class OTLPSender:
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
             raise UsageError(
-                f"cannot send to {self.endpoint.url}: this sender was closed",
+                f"cannot send to {mask_url(self.endpoint.url)}: this sender was closed",
                 remedy="open a new uploader (open_uploader) instead of reusing a closed one",
             )
         if self._session is None or self._session.closed:
@@ -424,7 +430,12 @@ def _ssl_reason(exc: BaseException) -> str:
 
 
 def _clean(text: str) -> str:
-    """Untrusted text from the collector: printable, one line, bounded."""
+    """Untrusted text from the collector: printable, one line, bounded, URLs masked.
+
+    aiohttp's errors quote the request URL (``url='https://…?api_key=…'``): every URL in the
+    text is shown as :func:`mask_url` renders it.
+    """
+    text = _URL_IN_TEXT.sub(lambda match: mask_url(match.group()), text)
     text = "".join(ch if ch.isprintable() else " " for ch in text).strip()
     return text[:_MAX_MESSAGE_CHARS]
 

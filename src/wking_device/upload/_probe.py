@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from cryptography import x509
 
+from wking_device._url_mask import mask_url
 from wking_device._version import __version__
 from wking_device.errors import TLSError, UploadUnavailable
 from wking_device.upload._connect import UploadTarget
@@ -37,7 +38,7 @@ class EndpointReport:
     """What ``wking doctor`` shows about the collector.
 
     Attributes:
-        endpoint: The URL checked.
+        endpoint: The URL checked, its query values masked (:func:`~wking_device.upload.mask_url`).
         tls_version: The negotiated protocol (``TLSv1.3``...).
         subject: The certificate's subject.
         issuer: Its issuer.
@@ -102,7 +103,9 @@ async def probe_endpoint(
             f"TLS handshake with {endpoint.host} failed: {_ssl_reason(exc)}", host=endpoint.host
         ) from exc
     except TimeoutError as exc:
-        raise UploadUnavailable(f"{endpoint.url} did not answer within {timeout:g} s") from exc
+        raise UploadUnavailable(
+            f"{mask_url(endpoint.url)} did not answer within {timeout:g} s"
+        ) from exc
     except OSError as exc:
         raise UploadUnavailable(
             f"cannot connect to {endpoint.host}:{endpoint.port}: {exc.strerror or exc}"
@@ -140,9 +143,11 @@ async def _probe(
         head = await reader.readuntil(b"\r\n\r\n")
         received_at = clock()
     except asyncio.IncompleteReadError as exc:
-        raise UploadUnavailable(f"{endpoint.url} closed the connection without an answer") from exc
+        raise UploadUnavailable(
+            f"{mask_url(endpoint.url)} closed the connection without an answer"
+        ) from exc
     except asyncio.LimitOverrunError as exc:
-        raise UploadUnavailable(f"{endpoint.url} sent an oversized answer") from exc
+        raise UploadUnavailable(f"{mask_url(endpoint.url)} sent an oversized answer") from exc
     finally:
         writer.close()
         with contextlib.suppress(OSError, ssl.SSLError):
@@ -150,7 +155,7 @@ async def _probe(
     status, date = _parse_head(head[:_MAX_HEADER])
     not_after = certificate.not_valid_after_utc
     return EndpointReport(
-        endpoint=endpoint.url,
+        endpoint=mask_url(endpoint.url),
         tls_version=str(ssl_object.version()),
         subject=certificate.subject.rfc4514_string(),
         issuer=certificate.issuer.rfc4514_string(),

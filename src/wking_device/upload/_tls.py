@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from wking_device._url_mask import mask_url
 from wking_device.errors import CredentialError, InsecureEndpoint
 
 if TYPE_CHECKING:
@@ -62,7 +63,8 @@ class Endpoint:
     """A checked collector endpoint.
 
     Attributes:
-        url: The full URL to POST to (``https://host[:port]/…/v1/logs``).
+        url: The full URL to POST to (``https://host[:port]/…/v1/logs``). Its query may hold a
+            secret (``?api_key=…``): show ``mask_url(endpoint.url)`` to people, never this.
         host: The host name (or IP literal) certificates are checked against.
         port: The TCP port.
     """
@@ -85,25 +87,31 @@ def parse_endpoint(url: str) -> Endpoint:
         InsecureEndpoint: Not ``https://`` (``http://`` included), no host, or credentials or a
             fragment in the URL.
     """
+    shown = mask_url(url)  # a query may hold a secret: refusals repeat only the masked URL
     try:
         parts = urlsplit(url.strip())
-        port = parts.port
     except ValueError as exc:
-        raise InsecureEndpoint(f"not a valid endpoint URL: {url!r} ({exc})") from exc
-    if parts.scheme.lower() != "https":
-        scheme = parts.scheme or "no scheme"
-        raise InsecureEndpoint(
-            f"refusing endpoint {url!r}: {scheme} is not https, records are only sent over TLS"
-        )
-    if not parts.hostname:
-        raise InsecureEndpoint(f"refusing endpoint {url!r}: it names no host")
-    if parts.username is not None or parts.password is not None:
+        raise InsecureEndpoint(f"not a valid endpoint URL: {shown!r} ({exc})") from exc
+    # credentials first: the other refusals repeat the URL, which must not show a password
+    if "@" in parts.netloc:
         raise InsecureEndpoint(
             "refusing an endpoint URL with credentials in it",
             remedy="put the collector's token in a file and pass --token-file",
         )
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise InsecureEndpoint(f"not a valid endpoint URL: {shown!r} ({exc})") from exc
+    if parts.scheme.lower() != "https":
+        scheme = parts.scheme or "no scheme"
+        raise InsecureEndpoint(
+            f"refusing endpoint {shown!r}: {scheme} is not https, records are only sent over TLS"
+        )
+    if not parts.hostname:
+        raise InsecureEndpoint(f"refusing endpoint {shown!r}: it names no host")
     if parts.fragment:
-        raise InsecureEndpoint(f"refusing endpoint {url!r}: a URL fragment is not allowed")
+        without = mask_url(url.partition("#")[0])  # the fragment itself is not repeated either
+        raise InsecureEndpoint(f"refusing endpoint {without!r}: a URL fragment is not allowed")
     path = parts.path if parts.path not in ("", "/") else "/v1/logs"
     netloc = parts.netloc
     query = f"?{parts.query}" if parts.query else ""

@@ -62,6 +62,7 @@ import orjson
 
 import wking_device  # annotations name wking_device.X: get_type_hints loads X lazily
 from wking_device._redact import MAC_RE
+from wking_device._url_mask import mask_url
 from wking_device.errors import (
     StorageError,
     UploadError,
@@ -261,7 +262,11 @@ class Uploader:
 
     @property
     def endpoint(self) -> str:
-        """The collector's URL."""
+        """The collector's URL, as it is sent to.
+
+        Its query may hold a secret (``?api_key=…``): messages and displays use
+        :func:`~wking_device.upload.mask_url` of it (as this uploader's errors do), never this.
+        """
         return self._sender.endpoint.url
 
     async def aclose(self) -> None:
@@ -398,7 +403,7 @@ class Uploader:
         """
         if self._sender.closed:
             raise UsageError(
-                f"cannot drain to {self.endpoint}: this uploader was closed",
+                f"cannot drain to {mask_url(self.endpoint)}: this uploader was closed",
                 remedy="open a new uploader (open_uploader) instead of reusing a closed one",
             )
         started = time.monotonic()
@@ -715,13 +720,13 @@ class Uploader:
                     return []
                 return batch.halves()
             if isinstance(result, Permanent):
-                raise _permanent(result, self.endpoint)
+                raise _permanent(result, mask_url(self.endpoint))
             assert isinstance(result, Retryable)
             attempt += 1
             if self._max_attempts is not None and attempt >= self._max_attempts:
                 raise UploadUnavailable(
-                    f"the collector at {self.endpoint} stayed unavailable after {attempt} "
-                    f"attempts ({result.detail}); the records stay pending",
+                    f"the collector at {mask_url(self.endpoint)} stayed unavailable after "
+                    f"{attempt} attempts ({result.detail}); the records stay pending",
                     retry_after=result.retry_after,
                 )
             delay = self._backoff.delay(attempt - 1, retry_after=result.retry_after, rng=self._rng)
@@ -828,6 +833,7 @@ def _quiet(task: asyncio.Future[Any]) -> None:
 
 
 def _permanent(result: Permanent, endpoint: str) -> UploadRejected:
+    """The error of a permanent refusal (``endpoint``: the masked URL, shown to people)."""
     detail = f": {result.message}" if result.message else ""
     error = UploadRejected(
         f"the collector at {endpoint} refused the upload with HTTP {result.status}{detail}; "
