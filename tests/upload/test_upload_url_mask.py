@@ -334,3 +334,10 @@ async def test_a_malformed_answer_does_not_show_the_key(
         server.close()
         await server.wait_closed()
     _assert_hidden(info.value, caplog)
+
+
+def test_an_endpoints_repr_masks_its_query() -> None:
+    endpoint = parse_endpoint("https://collector.example/v1/logs?api_key=s3cr3t-repr")
+    assert "s3cr3t" not in repr(endpoint)
+    assert "api_key=" in repr(endpoint)
+    assert "s3cr3t-repr" in endpoint.url  # the real URL is what is sent to

@@ -73,6 +73,9 @@ class Endpoint:
     host: str
     port: int
 
+    def __repr__(self) -> str:  # the query masked: a repr ends up in logs and tracebacks
+        return f"Endpoint(url={mask_url(self.url)!r}, host={self.host!r}, port={self.port!r})"
+
 
 def parse_endpoint(url: str) -> Endpoint:
     """Check a collector URL: ``https://`` only, with a host; add ``/v1/logs`` to a bare origin.
