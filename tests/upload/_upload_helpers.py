@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -64,6 +65,28 @@ async def bare_server(
         yield server
     finally:
         await runner.cleanup()
+
+
+RawHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def raw_tls_server(tmp_path: Path, handler: RawHandler) -> AsyncIterator[tuple[int, Path]]:
+    """A TLS server on 127.0.0.1 answering with raw bytes (no HTTP stack): (port, its CA file).
+
+    For answers no HTTP server would send: malformed status lines, bad headers, floods.
+    """
+    ca = trustme.CA()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca_file = tmp_path / f"raw-ca-{id(ca)}.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=context)
+    try:
+        yield server.sockets[0].getsockname()[1], ca_file
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 def make_records(n: int, *, start: int = 0) -> list[bytes]:

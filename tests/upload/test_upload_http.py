@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import ssl
 from pathlib import Path
 
 import pytest
-import trustme
-from _upload_helpers import bare_server, make_body
+from _upload_helpers import bare_server, make_body, raw_tls_server
 from aiohttp import web
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsPartialSuccess,
@@ -211,11 +209,6 @@ async def test_a_malformed_answer_gives_a_one_line_bounded_detail(
 ) -> None:
     # aiohttp's parse errors quote the collector's bytes over several lines: the detail that
     # goes to logs and to UploadUnavailable must stay one short printable line
-    ca = trustme.CA()
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
 
     async def answer_raw(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
@@ -223,14 +216,11 @@ async def test_a_malformed_answer_gives_a_one_line_bounded_detail(
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(answer_raw, "127.0.0.1", 0, ssl=context)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        async with _sender(f"https://127.0.0.1:{port}/v1/logs", ca_file) as sender:
-            result = await sender.send(make_body(1))
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with (
+        raw_tls_server(tmp_path, answer_raw) as (port, ca_file),
+        _sender(f"https://127.0.0.1:{port}/v1/logs", ca_file) as sender,
+    ):
+        result = await sender.send(make_body(1))
     assert isinstance(result, Retryable)
     assert result.detail.isprintable()  # no line break, no escape character
     assert len(result.detail) <= 300

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import ssl
 from pathlib import Path
 
 import pytest
-import trustme
+from _upload_helpers import raw_tls_server
 
 from wking_device.config import UploadSettings
 from wking_device.upload import UploadTarget, probe_endpoint
@@ -24,11 +23,6 @@ from wking_device.upload import UploadTarget, probe_endpoint
 async def test_a_hostile_status_line_is_no_crash(
     tmp_path: Path, head: bytes, status: int | None
 ) -> None:
-    ca = trustme.CA()
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
@@ -36,15 +30,10 @@ async def test_a_hostile_status_line_is_no_crash(
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=context)
-    port = server.sockets[0].getsockname()[1]
-    target = UploadTarget.resolve(
-        UploadSettings(), endpoint=f"https://127.0.0.1:{port}/v1/logs", ca_file=ca_file
-    )
-    assert target is not None
-    try:
+    async with raw_tls_server(tmp_path, answer) as (port, ca_file):
+        target = UploadTarget.resolve(
+            UploadSettings(), endpoint=f"https://127.0.0.1:{port}/v1/logs", ca_file=ca_file
+        )
+        assert target is not None
         report = await probe_endpoint(target, timeout=30)
-    finally:
-        server.close()
-        await server.wait_closed()
     assert report.http_status == status

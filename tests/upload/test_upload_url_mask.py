@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import trustme
-from _upload_helpers import bare_server
+from _upload_helpers import bare_server, raw_tls_server
 from aiohttp import web
 
 from wking_device.collect._install import open_installation_gate
@@ -268,11 +268,6 @@ async def test_the_probe_report_does_not_show_the_key(tmp_path: Path) -> None:
 async def test_the_probe_errors_do_not_show_the_key(
     tmp_path: Path, behaviour: str, message: str
 ) -> None:
-    ca = trustme.CA()
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
     done = asyncio.Event()
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -285,19 +280,16 @@ async def test_the_probe_errors_do_not_show_the_key(
             await done.wait()
         writer.close()
 
-    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=context)
-    port = server.sockets[0].getsockname()[1]
-    target = UploadTarget.resolve(
-        UploadSettings(), endpoint=f"https://127.0.0.1:{port}/v1/logs{QUERY}", ca_file=ca_file
-    )
-    assert target is not None
-    try:
-        with pytest.raises(UploadUnavailable, match=message) as info:
-            await probe_endpoint(target, timeout=2 if behaviour == "silent" else 30)
-    finally:
-        done.set()
-        server.close()
-        await server.wait_closed()
+    async with raw_tls_server(tmp_path, answer) as (port, ca_file):
+        target = UploadTarget.resolve(
+            UploadSettings(), endpoint=f"https://127.0.0.1:{port}/v1/logs{QUERY}", ca_file=ca_file
+        )
+        assert target is not None
+        try:
+            with pytest.raises(UploadUnavailable, match=message) as info:
+                await probe_endpoint(target, timeout=2 if behaviour == "silent" else 30)
+        finally:
+            done.set()
     assert SECRET not in str(info.value)
     assert "api_key=[…]" in str(info.value)
 
