@@ -253,3 +253,97 @@ async def test_a_long_turn_is_cut_once_per_hand_over_rows(
     held.set()
     await appends
     assert _ids_on_disk(paths) >= {record.record_id for record in records}
+
+
+# -- waking the callers of one commit --------------------------------------------------------
+
+
+async def _wakes_per_turn(done: list[int], total: int) -> list[int]:
+    """How many callers each turn of the loop resumed, until ``total`` have been."""
+    counts: list[int] = []
+    seen = len(done)
+    for _ in range(10_000):
+        if seen == total:
+            return counts
+        await asyncio.sleep(0)
+        counts.append(len(done) - seen)
+        seen = len(done)
+    raise AssertionError(f"{total - seen} callers never resumed")
+
+
+@pytest.mark.parametrize("writer", ["thread", "process"])
+async def test_one_commit_resumes_its_callers_a_chunk_a_turn_in_order(
+    store, make_record, permit
+) -> None:
+    # 1,000 producers acknowledged by one commit used to be woken in one go: 2,000 objects
+    # the garbage collector tracks, past its threshold, until full collections stopped the
+    # loop. They are woken at most _WAKE_CHUNK a turn, in the order they appended.
+    from wking_device.store._batches import _WAKE_CHUNK  # noqa: PLC0415
+
+    total = 3 * _WAKE_CHUNK + 10
+    done: list[int] = []
+
+    async def produce(n: int) -> None:
+        await store.append([make_record(n=n)], permit)
+        done.append(n)
+
+    tasks = [asyncio.create_task(produce(n)) for n in range(total)]
+    counts = await _wakes_per_turn(done, total)
+    await asyncio.gather(*tasks)
+    assert max(counts) <= _WAKE_CHUNK
+    assert done == sorted(done)  # first appended, first resumed
+    assert (await store.stats()).total == total
+
+
+async def test_later_acknowledgements_wait_behind_the_earlier_ones() -> None:
+    from wking_device.store._batches import _WAKE_CHUNK, _WAKING, _settle_groups  # noqa: PLC0415
+
+    loop = asyncio.get_running_loop()
+    first = [loop.create_future() for _ in range(2 * _WAKE_CHUNK + 1)]
+    second = [loop.create_future() for _ in range(3)]
+    failed = [loop.create_future() for _ in range(2)]
+    _settle_groups([(first, None)])
+    _settle_groups([(second, None), (failed, PermitRevoked("withdrawn"))])
+    assert sum(f.done() for f in first) == _WAKE_CHUNK  # the rest in the next turns
+    assert not any(f.done() for f in second + failed)
+    await asyncio.sleep(0)
+    assert sum(f.done() for f in first) == 2 * _WAKE_CHUNK
+    await asyncio.sleep(0)
+    assert all(f.done() for f in first + second + failed)
+    assert all(f.exception() is None for f in first + second)
+    assert all(isinstance(f.exception(), PermitRevoked) for f in failed)
+    assert loop not in _WAKING  # nothing kept once everyone is resumed
+
+
+def test_waking_callers_of_a_closed_loop_neither_raises_nor_keeps_them() -> None:
+    from wking_device.store._batches import _WAKE_CHUNK, _WAKING, _settle_groups  # noqa: PLC0415
+
+    loop = asyncio.new_event_loop()
+    futures = [loop.create_future() for _ in range(_WAKE_CHUNK + 5)]
+    loop.close()
+    _settle_groups([(futures, None)])  # a writer's acknowledgement after the loop ended
+    assert loop not in _WAKING
+    assert sum(f.done() for f in futures) == _WAKE_CHUNK
+
+
+async def test_one_turn_of_waking_stays_under_the_collectors_threshold() -> None:
+    # what the chunk is for: the objects one turn of waking allocates must not set off a
+    # collection of their own (its survivors, the pending wake-ups, would be promoted)
+    import gc  # noqa: PLC0415
+
+    from wking_device.store._batches import _settle_groups  # noqa: PLC0415
+
+    loop = asyncio.get_running_loop()
+    futures = [loop.create_future() for _ in range(1_000)]
+    waiters = [asyncio.ensure_future(future) for future in futures]
+    await asyncio.sleep(0)  # each waiter is now parked on its future
+    gc.collect()
+    gc.disable()
+    try:
+        before = gc.get_count()[0]
+        _settle_groups([(futures, None)])
+        allocated = gc.get_count()[0] - before
+    finally:
+        gc.enable()
+    assert 0 < allocated < gc.get_threshold()[0]
+    await asyncio.gather(*waiters)
