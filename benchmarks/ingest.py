@@ -43,6 +43,7 @@ from wking_device.collect import open_installation_gate
 from wking_device.config import load_settings, resolve_paths
 from wking_device.models import Record
 from wking_device.store import open_store
+from wking_device.store._batches import _settle_groups
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -261,16 +262,16 @@ async def run_harness(total: int, producers: int) -> dict[str, Any]:
     """The producers of :func:`drive` against a stand-in that stores nothing (the floor).
 
     Each append takes a future that a ``call_soon`` callback resolves at the end of the loop's
-    turn (a group commit that costs nothing): what is left is the producers' own work (making a
-    record, the latency histogram) and asyncio's (a future, a wake-up): the part of the loop's
-    CPU and of the p99 at many producers that no store can remove.
+    turn, the way the store wakes its callers (at most 256 a turn, in order): a group commit
+    that costs nothing. What is left is the producers' own work (making a record, the latency
+    histogram) and asyncio's (a future, a wake-up): the part of the loop's CPU and of the p99
+    at many producers that no store can remove.
     """
     loop = asyncio.get_running_loop()
     pending: list[asyncio.Future[None]] = []
 
     def settle() -> None:
-        for future in pending:
-            future.set_result(None)
+        _settle_groups([(pending[:], None)])
         pending.clear()
 
     async def append(records: list[Record], permit: Any) -> None:

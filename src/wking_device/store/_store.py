@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from wking_device._running import running_loop
 from wking_device._subscription import Subscription
 from wking_device.config import Paths, Settings, load_settings, warn_loose_permissions
 from wking_device.consent import (
@@ -478,7 +479,7 @@ class RecordStore(_Writer):
         self, fn: Callable[[], Any], *, write: bool = True, fence: bool = False
     ) -> Any:
         self._check_open(write=write)
-        loop = asyncio.get_running_loop()
+        loop = running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._enqueue(_Call(fn, future, loop), fence=fence)
         return await future
@@ -538,7 +539,7 @@ class RecordStore(_Writer):
             scopes = [key_scope(record) for record in records]
             needed = self._require(permit, scopes)
             plaintexts = [encode_body(record) for record in records]
-        loop = asyncio.get_running_loop()
+        loop = running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._join(loop, permit, needed, records, plaintexts, scopes, future)
         await future
