@@ -312,7 +312,11 @@ async def test_later_acknowledgements_wait_behind_the_earlier_ones() -> None:
     assert all(f.done() for f in first + second + failed)
     assert all(f.exception() is None for f in first + second)
     assert all(isinstance(f.exception(), PermitRevoked) for f in failed)
+    await asyncio.sleep(0)  # a turn with no one left to wake
     assert loop not in _WAKING  # nothing kept once everyone is resumed
+    alone = [loop.create_future() for _ in range(3)]
+    _settle_groups([(alone, None)])
+    assert all(f.done() for f in alone)  # no one waits: woken at once
 
 
 def test_waking_callers_of_a_closed_loop_neither_raises_nor_keeps_them() -> None:

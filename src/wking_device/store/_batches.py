@@ -98,54 +98,55 @@ records. 256 a turn keep the count below the threshold (benchmarks/ingest.py, 1,
 about 35 collections and no full one per 200,000 records against 210 and 2)."""
 
 _WAKING: dict[asyncio.AbstractEventLoop, collections.deque[_Outcome]] = {}
-"""Per loop, the outcomes still to deliver, oldest first (only while some wait; each loop's
-entry is read and changed on its own thread only)."""
+"""Per loop, the outcomes still to deliver, oldest first: from a turn that wakes callers
+until a turn has no one left to wake (each loop's entry is read and changed on its own thread
+only)."""
 
 
 def _settle_groups(outcomes: list[_Outcome]) -> None:
     """Resolve the futures of batches' permit groups, one outcome per group (on their loop).
 
-    In the order acknowledgements come: at most :data:`_WAKE_CHUNK` callers now, the rest in
-    the next turns of the loop, behind any still waiting from before.
+    In the order acknowledgements come, at most :data:`_WAKE_CHUNK` callers a turn of the
+    loop: up to that many now, unless this turn woke callers already; the rest in the next
+    turns, behind those still waiting from before.
     """
     loop = next((futures[0].get_loop() for futures, _ in outcomes if futures), None)
     if loop is None:
         return
     waiting = _WAKING.get(loop)
-    if waiting is not None:  # a wake-up is scheduled: these go behind the earlier ones
+    if waiting is not None:  # callers were woken this turn, or wait: these go behind them
         waiting.extend(outcomes)
         return
-    waiting = collections.deque(outcomes)
-    if _wake(waiting):
-        _WAKING[loop] = waiting
-        try:
-            loop.call_soon(_wake_later, loop)
-        except RuntimeError:  # the loop is closed: its callers can no longer be resumed
-            del _WAKING[loop]
+    waiting = _WAKING[loop] = collections.deque(outcomes)
+    _wake(waiting)
+    try:  # kept until a turn wakes no one: what comes meanwhile waits for the next turn
+        loop.call_soon(_wake_later, loop)
+    except RuntimeError:  # the loop is closed: its callers can no longer be resumed
+        del _WAKING[loop]
 
 
 def _wake_later(loop: asyncio.AbstractEventLoop) -> None:
     """The next turn's share of the callers waiting on ``loop`` (from ``call_soon``)."""
     waiting = _WAKING[loop]
-    if _wake(waiting):
-        loop.call_soon(_wake_later, loop)
-    else:
-        del _WAKING[loop]
+    if not waiting:
+        del _WAKING[loop]  # a turn with no one to wake: the next acknowledgement wakes at once
+        return
+    _wake(waiting)
+    loop.call_soon(_wake_later, loop)
 
 
-def _wake(waiting: collections.deque[_Outcome]) -> bool:
-    """Resolve up to :data:`_WAKE_CHUNK` futures from the head of ``waiting``; whether any wait."""
+def _wake(waiting: collections.deque[_Outcome]) -> None:
+    """Resolve up to :data:`_WAKE_CHUNK` futures from the head of ``waiting``."""
     budget = _WAKE_CHUNK
     while waiting:
         futures, exc = waiting[0]
         if len(futures) > budget:
             _resolve(futures[:budget], exc)
             waiting[0] = (futures[budget:], exc)
-            return True
+            return
         waiting.popleft()
         _resolve(futures, exc)
         budget -= len(futures)
-    return False
 
 
 def _resolve(futures: list[asyncio.Future[None]], exc: BaseException | None) -> None:
