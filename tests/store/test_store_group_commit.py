@@ -351,3 +351,19 @@ async def test_one_turn_of_waking_stays_under_the_collectors_threshold() -> None
         gc.enable()
     assert 0 < allocated < gc.get_threshold()[0]
     await asyncio.gather(*waiters)
+
+
+def test_a_loop_closed_with_callers_still_waiting_is_not_kept() -> None:
+    from wking_device.store._batches import _WAKE_CHUNK, _WAKING, _settle_groups  # noqa: PLC0415
+
+    loop = asyncio.new_event_loop()
+    futures = [loop.create_future() for _ in range(_WAKE_CHUNK + 1)]
+    _settle_groups([(futures, None)])  # one left for the next turn, which never comes
+    loop.close()
+    assert loop in _WAKING
+    other = asyncio.new_event_loop()
+    try:
+        _settle_groups([([other.create_future()], None)])  # the next acknowledgement anywhere
+        assert loop not in _WAKING
+    finally:
+        other.close()

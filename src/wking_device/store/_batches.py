@@ -117,12 +117,17 @@ def _settle_groups(outcomes: list[_Outcome]) -> None:
     if waiting is not None:  # callers were woken this turn, or wait: these go behind them
         waiting.extend(outcomes)
         return
-    waiting = _WAKING[loop] = collections.deque(outcomes)
-    _wake(waiting)
+    for other in list(_WAKING):  # list(): one step, while other loops' threads may change it
+        if other.is_closed():  # closed with callers still waiting, never resumed: let it go
+            _WAKING.pop(other, None)
+    waiting = collections.deque(outcomes)
     try:  # kept until a turn wakes no one: what comes meanwhile waits for the next turn
-        loop.call_soon(_wake_later, loop)
+        loop.call_soon(_wake_later, loop)  # first: a failure below does not stop the next turns
     except RuntimeError:  # the loop is closed: its callers can no longer be resumed
-        del _WAKING[loop]
+        _wake(waiting)
+        return
+    _WAKING[loop] = waiting
+    _wake(waiting)
 
 
 def _wake_later(loop: asyncio.AbstractEventLoop) -> None:
@@ -131,8 +136,8 @@ def _wake_later(loop: asyncio.AbstractEventLoop) -> None:
     if not waiting:
         del _WAKING[loop]  # a turn with no one to wake: the next acknowledgement wakes at once
         return
-    _wake(waiting)
     loop.call_soon(_wake_later, loop)
+    _wake(waiting)
 
 
 def _wake(waiting: collections.deque[_Outcome]) -> None:
@@ -140,13 +145,14 @@ def _wake(waiting: collections.deque[_Outcome]) -> None:
     budget = _WAKE_CHUNK
     while waiting:
         futures, exc = waiting[0]
+        # taken off the queue first: a future that fails to resolve is not tried again
         if len(futures) > budget:
-            _resolve(futures[:budget], exc)
             waiting[0] = (futures[budget:], exc)
+            _resolve(futures[:budget], exc)
             return
         waiting.popleft()
-        _resolve(futures, exc)
         budget -= len(futures)
+        _resolve(futures, exc)
 
 
 def _resolve(futures: list[asyncio.Future[None]], exc: BaseException | None) -> None:
