@@ -22,6 +22,7 @@ from wking_device.upload import (
     OTLPSender,
     Permanent,
     Retryable,
+    Timeouts,
     TLSOptions,
     TooLarge,
     build_ssl_context,
@@ -244,3 +245,43 @@ async def test_a_guard_that_says_no_keeps_the_body_back(tmp_path: Path) -> None:
         # the sender stays usable
         assert await sender.send(make_body(3), guard=lambda: True) == Delivered(status=200)
         assert len(rx.export()) == 3
+
+
+async def test_a_timeout_says_whether_the_body_had_started_going_out(tmp_path: Path) -> None:
+    # the uploader sends smaller requests only after a timeout while sending (a slow uplink):
+    # a server that never finishes the TLS handshake is not that, a slow reader is
+    limits = Timeouts(connect=0.3, read=5.0, total=0.6)
+    silent_clients: list[asyncio.StreamWriter] = []
+
+    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        silent_clients.append(writer)  # accepts the TCP connection, never answers the TLS hello
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with Receiver(tmp_path / "rx") as rx:  # only for its CA file
+            context = build_ssl_context(TLSOptions(ca_file=rx.ca_file))
+        async with OTLPSender(
+            f"https://127.0.0.1:{port}/v1/logs", ssl_context=context, timeouts=limits
+        ) as sender:
+            never = await sender.send(make_body(1), guard=lambda: True)
+    finally:
+        for writer in silent_clients:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    assert isinstance(never, Retryable)
+    assert never.kind is FailureKind.TIMEOUT
+    assert not never.while_sending
+    async with (
+        Receiver(tmp_path / "rxslow", fault_plan=FaultPlan(slow_read=1.0)) as rx,
+        OTLPSender(
+            rx.endpoint,
+            ssl_context=build_ssl_context(TLSOptions(ca_file=rx.ca_file)),
+            timeouts=limits,
+        ) as sender,
+    ):
+        slow = await sender.send(make_body(1), guard=lambda: True)
+    assert isinstance(slow, Retryable)
+    assert slow.kind is FailureKind.TIMEOUT
+    assert slow.while_sending

@@ -39,6 +39,7 @@ from wking_device.receiver import FaultPlan, Receiver
 from wking_device.store import open_store
 from wking_device.upload import (
     LogsFramer,
+    Timeouts,
     TLSOptions,
     Uploader,
     UploadTarget,
@@ -137,6 +138,7 @@ def uploader(
     clock: FakeTime | None = None,
     max_attempts: int | None = 8,
     progress: Callable[[Any], None] | None = None,
+    timeouts: Timeouts | None = None,
     **kw: Any,
 ) -> Uploader:
     return open_uploader(
@@ -145,6 +147,7 @@ def uploader(
         gate=gate,
         data_dir=paths.data_dir,
         max_attempts=max_attempts,
+        timeouts=timeouts,
         sleep=(clock or FakeTime()).sleep,
         rng=random.Random(1),
         progress=progress,
@@ -622,6 +625,71 @@ async def test_413_splits_down_to_one_record_and_sets_a_giant_aside(
     assert (stats.total, stats.rejected, stats.pending) == (1, 1, 0)
     exported = await store.export()
     assert [r.record_id for r in exported] == [giant.record_id]  # kept for inspection
+
+
+async def test_a_request_too_slow_for_the_uplink_is_sent_in_smaller_ones(
+    tmp_path: Path, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # A slow uplink (the receiver reads 16 KiB per 0.1 s) and a 0.25 s request limit: 64
+    # records (~4 reads) never get through whole, however often they are retried; 16 do.
+    # The records must not wait until retention or the size cap takes them.
+    noise = random.Random(7)
+
+    async def noisy(n: int) -> list[str]:  # ~1 KB each that gzip cannot shrink
+        records = [record(permit, pad=noise.randbytes(1000).hex()) for _ in range(n)]
+        await store.append(records, permit)
+        return [r.record_id for r in records]
+
+    ids = await noisy(64)
+    slow = FaultPlan(slow_read=0.1)
+    limits = Timeouts(connect=5.0, read=5.0, total=0.25)
+    async with Receiver(tmp_path / "rxslow", fault_plan=slow) as rx:
+        async with uploader(
+            rx, store, gate, paths, batch_size=64, concurrency=1, timeouts=limits
+        ) as up:
+            first = await up.drain()
+            more = await noisy(64)
+            second = await up.drain()
+        assert sorted(received_ids(rx)) == sorted(ids + more)
+    assert first.counters.sent == 64
+    assert first.counters.retried >= 64  # the whole batch timed out, then went in parts
+    assert second.counters.sent == 64
+    # later batches start at the smaller size: no request of all 64 timed out first
+    assert second.counters.retried < 64
+    assert (await store.stats()).total == 0
+
+
+async def test_after_a_slow_spell_requests_grow_back_to_the_batch_size(
+    tmp_path: Path, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    noise = random.Random(8)
+
+    async def noisy(n: int) -> None:
+        await store.append(
+            [record(permit, pad=noise.randbytes(1000).hex()) for _ in range(n)], permit
+        )
+
+    limits = Timeouts(connect=5.0, read=5.0, total=0.25)
+    rx = Receiver(tmp_path / "rxgrow", fault_plan=FaultPlan(slow_read=0.1))
+    async with (
+        rx,
+        uploader(rx, store, gate, paths, batch_size=64, concurrency=1, timeouts=limits) as up,
+    ):
+        await noisy(64)
+        await up.drain()  # the uplink is slow: smaller requests from now on
+        rx._faults = None  # the uplink recovers (the receiver reads at full speed)
+        requests = []
+        for _ in range(6):
+            await noisy(64)
+            drained = await up.drain()
+            assert drained.counters.sent == 64
+            assert drained.counters.retried == 0
+            requests.append(drained.counters.requests)
+    # smaller requests while they keep going through, doubling after 8 in a row, back to one
+    # request a batch
+    assert requests[0] > 1
+    assert requests == sorted(requests, reverse=True)
+    assert requests[-1] == 1
 
 
 async def test_partial_success_is_counted_and_kept_never_resent(

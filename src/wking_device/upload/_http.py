@@ -29,7 +29,7 @@ import re
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
@@ -122,12 +122,16 @@ class Retryable:
         detail: One line for logs (no secrets).
         status: The HTTP status, for ``STATUS``.
         retry_after: Seconds the collector asked to wait (``Retry-After``), when it did.
+        while_sending: For ``TIMEOUT``: the time ran out after the body had started going out
+            (a slow uplink or a slow collector: a smaller body may get through), not while
+            connecting. Known only for a send with a ``guard``.
     """
 
     kind: FailureKind
     detail: str
     status: int | None = None
     retry_after: float | None = None
+    while_sending: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -301,6 +305,8 @@ class OTLPSender:
         if guarded.withheld:
             # whatever aiohttp made of the abandoned request: no byte of the body went out
             return Retryable(kind=FailureKind.WITHHELD, detail="the body was withheld")
+        if guarded.started and isinstance(result, Retryable) and result.kind is FailureKind.TIMEOUT:
+            return replace(result, while_sending=True)
         return result
 
     async def _post(
@@ -372,11 +378,14 @@ class _GuardedBody(aiohttp.BytesPayload):
         super().__init__(value, content_type=CONTENT_TYPE_PROTOBUF)
         self._guard = guard
         self.withheld = False
+        self.started = False
+        """Whether the guard let the body go (its first byte was about to be written)."""
 
     def _check(self) -> None:
         if not self._guard():
             self.withheld = True
             raise _Withheld
+        self.started = True
 
     async def write(self, writer: AbstractStreamWriter) -> None:
         self._check()

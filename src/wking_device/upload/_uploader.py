@@ -27,6 +27,10 @@ collector ``partial_success``           OTLP forbids retrying and does not say w
 413 Request Entity Too Large            the batch is split in halves down to one record; a single
                                         record still too large is set aside as rejected
                                         (``too_large``)
+timeout while the body was being sent   a slow uplink or collector: the batch is sent in halves,
+                                        and later requests hold at most that many records
+                                        (doubling again after 8 full ones in a row); a single
+                                        record is retried with backoff (``retried``)
 429/503/5xx/connection failures         retried with exponential backoff and full jitter, never
                                         before ``Retry-After`` (``retried``); after
                                         ``max_attempts`` the drain stops with
@@ -104,6 +108,8 @@ NOT_DEIDENTIFIABLE: Final = frozenset({"location", "mac_addresses"})
 ``cross_border_transfer`` (kept locally, counted as deferred)."""
 
 _MAC_CATEGORY: Final = "mac_addresses"
+_GROW_AFTER: Final = 8
+"""Full requests in a row at a lowered size (after a timeout while sending) before it doubles."""
 _CROSS_BORDER: Final = "cross_border_transfer"
 _IP_CATEGORY: Final = "ip_address"
 _LOCATION_KEY: Final = "location"
@@ -244,6 +250,10 @@ class Uploader:
         self._collector_region = collector_region
         self._pseudonymizer = pseudonymizer
         self._batch_size = batch_size
+        self._send_limit = batch_size
+        """Records per request: halved when a request timed out while its body went out (a
+        slow uplink or collector), doubled again after _GROW_AFTER full requests in a row."""
+        self._fitted = 0
         self._concurrency = concurrency
         self._backoff = backoff or BackoffPolicy()
         self._max_attempts = max_attempts
@@ -675,6 +685,9 @@ class Uploader:
         stack: list[_Parts] = [prepared.parts]
         while stack:
             batch = stack.pop()
+            if len(batch) > self._send_limit:
+                stack.extend(reversed(batch.halves()))
+                continue
             halves = await self._deliver(batch, prepared, outstanding)
             stack.extend(reversed(halves))
 
@@ -711,6 +724,7 @@ class Uploader:
                 self.counters.bytes -= len(body)
                 continue  # nothing was sent: check consent again, no retry counted
             if isinstance(result, Delivered):
+                self._went_through(len(batch))
                 await self._delivered(batch, result, prepared, outstanding)
                 return []
             if isinstance(result, TooLarge):
@@ -722,6 +736,8 @@ class Uploader:
             if isinstance(result, Permanent):
                 raise _permanent(result, mask_url(self.endpoint))
             assert isinstance(result, Retryable)
+            if result.while_sending and len(batch) > 1:
+                return self._too_slow(batch)
             attempt += 1
             if self._max_attempts is not None and attempt >= self._max_attempts:
                 raise UploadUnavailable(
@@ -732,6 +748,30 @@ class Uploader:
             delay = self._backoff.delay(attempt - 1, retry_after=result.retry_after, rng=self._rng)
             _LOGGER.info("upload failed (%s); retrying in %.1f s", result.detail, delay)
             await self._sleep(delay)
+
+    def _too_slow(self, batch: _Parts) -> list[_Parts]:
+        """A request timed out while it was sent: its halves, and smaller requests from now on.
+
+        A slow uplink or collector: smaller requests may get through where a retry of the same
+        size never would (and the records would wait until retention or the cap took them).
+        """
+        self._send_limit = min(self._send_limit, (len(batch) + 1) // 2)
+        self._fitted = 0
+        self.counters.retried += len(batch)
+        _LOGGER.info(
+            "a request of %d records timed out while it was sent; sending at most %d at a time",
+            len(batch),
+            self._send_limit,
+        )
+        return batch.halves()
+
+    def _went_through(self, size: int) -> None:
+        """A request of ``size`` records was delivered: after enough full ones, try larger."""
+        if size >= self._send_limit and self._send_limit < self._batch_size:
+            self._fitted += 1
+            if self._fitted >= _GROW_AFTER:
+                self._send_limit = min(self._batch_size, 2 * self._send_limit)
+                self._fitted = 0
 
     async def _recheck(self, batch: _Parts, restricted: bool, outstanding: set[str]) -> _Parts:
         """Before each send: every record checked against consent as it is now."""
