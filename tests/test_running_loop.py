@@ -95,3 +95,20 @@ def test_a_child_forked_inside_a_coroutine_has_no_running_loop() -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], timeout=60, check=False)
     assert done.returncode == 0
+
+
+def test_a_loop_that_runs_itself_is_asked_for_each_time() -> None:
+    # a loop class with its own run_forever may keep _thread_id set after it stops: never cached
+    class OwnRun(asyncio.SelectorEventLoop):
+        def run_forever(self) -> None:
+            super().run_forever()
+            self._thread_id = threading.get_ident()  # type: ignore[attr-defined]  # stale on purpose
+
+    loop = OwnRun()
+    try:
+        assert loop.run_until_complete(_both())[0] is loop
+        with pytest.raises(RuntimeError):
+            running_loop()  # not the stopped loop, whatever its _thread_id says
+    finally:
+        loop._thread_id = None  # type: ignore[attr-defined]
+        loop.close()

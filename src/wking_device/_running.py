@@ -8,7 +8,9 @@ system call, and there :func:`running_loop` is :func:`asyncio.get_running_loop` 
 
 This module owns :func:`running_loop` and nothing else. It keeps, per thread, the last loop it
 found, and returns it again only while that loop runs in this thread (asyncio runs at most one
-loop per thread at a time); a forked child forgets it. It does not manage loops.
+loop per thread at a time), as asyncio's own ``run_forever`` records it; a forked child forgets
+it; a loop that runs itself otherwise (uvloop) is looked up with asyncio each time. It does not
+manage loops.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class _Last(threading.local):
 
 _LAST = _Last()
 _get_ident = threading.get_ident
+_RUN_FOREVER = asyncio.BaseEventLoop.run_forever
 
 
 def _running_loop_311() -> asyncio.AbstractEventLoop:
@@ -51,7 +54,10 @@ def _running_loop_311() -> asyncio.AbstractEventLoop:
     if loop is not None and getattr(loop, "_thread_id", None) == _get_ident():
         return loop
     loop = asyncio.get_running_loop()
-    _LAST.loop = weakref.ref(loop)
+    if type(loop).run_forever is _RUN_FOREVER:
+        # only a loop that runs through asyncio's own run_forever, which sets and clears
+        # _thread_id; for any other (uvloop, a loop that runs itself) asyncio is asked each time
+        _LAST.loop = weakref.ref(loop)
     return loop
 
 
