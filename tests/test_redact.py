@@ -23,6 +23,7 @@ from wking_device._redact import (
     install_redaction,
     mac_hint,
     redact,
+    redact_macs,
 )
 from wking_device.collect._install import open_installation_gate
 from wking_device.config import load_settings, resolve_paths
@@ -323,3 +324,51 @@ def test_the_prefiltered_mac_hint_decides_as_the_full_scan(text: str) -> None:
 )
 def test_the_prefiltered_mac_hint_sees_each_form_after_a_near_miss(text: str) -> None:
     assert mac_hint(orjson.dumps({"c": text}))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.one_of(_MAC_TEXT, _texts_with_macs()),
+    st.one_of(_MAC_TEXT, _texts_with_macs()),
+    st.one_of(_MAC_TEXT, _texts_with_macs()),
+)
+def test_the_scrub_of_a_whole_plaintext_misses_nothing_mac_re_finds(
+    consent: str, version: str, text: str
+) -> None:
+    # the writers check a grant's head once and the rest per record: split at the first
+    # ',"b":', no MAC-shaped text may fall through the cut, wherever it stands
+    from wking_device._scrub import scrub_plaintext  # noqa: PLC0415
+
+    for body in ({"x": text}, {text: 1, "b": [text]}, {"n": f'",{text}"b":'}):
+        plaintext = orjson.dumps({"c": consent, "p": version, "b": body})
+        scrubbed = scrub_plaintext(plaintext, "operation_logs")
+        assert not any(MAC_RE.search(t) for t in _strings(orjson.loads(scrubbed))), scrubbed
+        assert scrub_plaintext(scrubbed, "operation_logs") == scrubbed  # once is enough
+
+
+def _strings(value: object) -> list[str]:
+    """Every string of a JSON value: values and keys, at any depth."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    return []
+
+
+@pytest.mark.parametrize(
+    "glued",
+    [
+        "AA:BB:CC:DD:EE:FFC0574B000001",  # a bare MAC right after a colon one
+        "aa-bb-cc-dd-ee-ffc0:57:4b:00:00:01",
+        "00:00:00:00:00:00000000000000",
+        "C057.4B00.0001C0574B000001",
+    ],
+)
+def test_a_mac_glued_to_the_end_of_another_is_redacted_too(glued: str) -> None:
+    # the second only looks like a MAC once the first is replaced: one pass left it
+    text = f"speaker {glued} lost"
+    assert not MAC_RE.search(redact(text)), redact(text)
+    body = redact_macs({glued: glued, "n": [glued]})
+    assert not any(MAC_RE.search(t) for t in _strings(body)), body

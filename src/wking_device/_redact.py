@@ -169,7 +169,22 @@ def redact(text: str) -> str:
     text = _BYTES_RE.sub(KEY_MARK, text)
     text = _HEX_KEY_RE.sub(KEY_MARK, text)
     text = _B64_KEY_RE.sub(_b64_key, text)
-    return MAC_RE.sub(MAC_MARK, text)
+    return _sub_macs(text)
+
+
+def _sub_macs(text: str) -> str:
+    """``text`` with every MAC-shaped substring as ``[MAC]``, until none is left.
+
+    One pass is not always enough: a MAC glued to the end of another
+    (``AA:BB:CC:DD:EE:FFC0574B000001``) is preceded by a hex digit while the first is there,
+    and shows only once it is replaced (``[MAC]C0574B000001``). Each pass that changes
+    something makes the text shorter, so this ends; text without a MAC takes one pass.
+    """
+    while True:
+        scrubbed = MAC_RE.sub(MAC_MARK, text)
+        if scrubbed == text:
+            return scrubbed
+        text = scrubbed
 
 
 def redact_macs(value: Any, *, keep: frozenset[str] = frozenset()) -> Any:
@@ -184,12 +199,10 @@ def redact_macs(value: Any, *, keep: frozenset[str] = frozenset()) -> Any:
         A copy with every MAC-shaped substring as ``[MAC]`` (other values unchanged).
     """
     if isinstance(value, str):
-        return MAC_RE.sub(MAC_MARK, value)
+        return _sub_macs(value)
     if isinstance(value, dict):
         return {
-            (MAC_RE.sub(MAC_MARK, k) if isinstance(k, str) else k): (
-                v if k in keep else redact_macs(v)
-            )
+            (_sub_macs(k) if isinstance(k, str) else k): (v if k in keep else redact_macs(v))
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):

@@ -4,9 +4,10 @@ Run as ``python -P -m wking_device._store_child DATABASE`` by the store's append
 (:mod:`wking_device.store._appender`; never by hand). It lives outside the store package, so it
 loads only what it uses (the envelope, SQLite): about 150 modules instead of 280.
 It reads framed messages from its standard input: data keys it may seal with, and batches of
-checked records (their plaintext already serialised and scrubbed by the parent, their data key,
-``created_at`` and ``expires_at`` chosen by the parent). It takes every batch waiting, seals each
-record under a nonce block it reserved durably first, inserts them in one durable transaction
+checked records (their plaintext serialised by the parent, their data key, ``created_at`` and
+``expires_at`` chosen by the parent). It takes every batch waiting, scrubs each plaintext of
+MAC-shaped text (:func:`wking_device._scrub.scrub_plaintext`, as the writer thread does), seals it
+under a nonce block it reserved durably first, inserts them in one durable transaction
 (WAL, ``synchronous=FULL``) and only then writes one acknowledgement for those batches to its
 standard output. On anything unexpected (an SQLite error, a full disk, a key it was not given,
 a malformed message) it rolls back and exits without acknowledging: the parent writes the
@@ -34,6 +35,7 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
+from wking_device._scrub import scrub_plaintext
 from wking_device._store_sql import (
     ROW_OVERHEAD,
     _insert_sql,
@@ -120,7 +122,11 @@ class _Child:
         for _, rows in batches:
             for record_id, category, key_id, created, expires, plaintext in rows:
                 payload = sealers[key_id].seal(
-                    record_id, category, plaintext, created_at=created, expires_at=expires
+                    record_id,
+                    category,
+                    scrub_plaintext(plaintext, category),  # the parent only serialised it
+                    created_at=created,
+                    expires_at=expires,
                 )
                 size += len(payload)
                 extend((record_id, category, key_id, created, expires, payload))

@@ -711,3 +711,39 @@ def test_a_close_interrupted_by_ctrl_c_is_finished_by_the_next_close(
         "True",
     ], out.stdout
     assert len(_rows(paths)) == 50
+
+
+@pytest.mark.parametrize("handed_back", [False, True])
+async def test_the_writer_that_seals_an_append_scrubs_its_macs(
+    pstore, paths, permit, make_record, handed_back
+) -> None:
+    # appends are only serialised on the caller's loop: the process that seals them scrubs
+    # them, and so does the writer thread when a batch the process never committed comes back
+    from wking_device._redact import MAC_RE  # noqa: PLC0415
+
+    await _warm(pstore, permit, make_record)
+    appender = pstore._appender
+    pid = appender.pid
+    if handed_back:  # its next commit fails (the disk "full"): it ends without acknowledging
+        wal = paths.data_dir / f"{DB_FILE}-wal"
+        limit = max(wal.stat().st_size, (paths.data_dir / DB_FILE).stat().st_size) + 4096
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (limit, limit))
+    before = appender.acknowledged
+    records = [
+        make_record(
+            note=f"seen C0:57:4B:00:{n % 256:02X}:01 via hci0", n=n, **{f"c0574b{n:06x}": 1}
+        )
+        for n in range(300)
+    ]
+    await asyncio.gather(*(pstore.append([record], permit) for record in records))
+    if handed_back:
+        assert _gone(pid)
+        assert appender.acknowledged == before  # none of these went through the process
+    else:
+        assert appender.acknowledged > before  # these went through the process
+    exported = {r.record_id: r for r in await pstore.export()}
+    for record in records:
+        stored = exported[record.record_id].body
+        assert MAC_RE.search(repr(stored)) is None, stored
+        assert stored["note"] == "seen [MAC] via hci0"
+        assert stored["n"] == record.body["n"]

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import orjson
 
-from wking_device._redact import mac_hint, redact_macs
+from wking_device._scrub import scrub_plaintext
 from wking_device.errors import RecordCorrupt, StorageError, UsageError
-from wking_device.models import MAC_FIELDS, Record
+from wking_device.models import Record
 
 if TYPE_CHECKING:
     from wking_device.crypto import Sealer
@@ -39,11 +39,10 @@ __all__ = [
     "migrate",
     "record_from_row",
     "same_store_id",
+    "serialize_body",
 ]
 
 SCHEMA_VERSION: Final = 2
-_MAC_CATEGORY: Final = "mac_addresses"
-_MAC_FIELDS: Final = frozenset(MAC_FIELDS)
 STATE_PENDING: Final = 0
 STATE_CLAIMED: Final = 1
 STATE_REJECTED: Final = 2
@@ -169,21 +168,14 @@ def migrate(conn: sqlite3.Connection, *, store_id: str) -> int:
     return found
 
 
-def encode_body(record: Record) -> bytes:
+def serialize_body(record: Record) -> bytes:
     """Serialise what a row keeps encrypted: the body, the consent id and the policy version.
 
-    This is the one place every record's plaintext passes through before it is sealed (appends
-    and the re-sealing of old rows): unless the record's category is ``mac_addresses``,
-    MAC-shaped text (:data:`wking_device._redact.MAC_RE`, every common notation) in any string
-    — nested values, dict keys, the consent id and the policy version — becomes ``[MAC]``. Only
-    the MAC fields themselves (:data:`~wking_device.models.MAC_FIELDS`, present only under a
-    ``mac_addresses`` permit and sealed under that category's key) are kept. Strings from a
-    speaker, an exception or a caller are untrusted; a MAC in them must never be kept where
-    withdrawing ``mac_addresses`` would not shred it.
-
-    Cost: one :func:`~wking_device._redact.mac_hint` pass over the JSON text (~2 µs); only a
-    record that holds something MAC-shaped (or a JSON escape) is read back from its JSON, walked
-    and serialised again.
+    ``{"c": <consent id>, "p": <policy version>, "b": <body>}`` as JSON, not yet scrubbed: the
+    store's writers run :func:`~wking_device._scrub.scrub_plaintext` on it right before they
+    seal it (an append only serialises its records, on the caller's event loop). The head is
+    serialised once per grant and the body as ``{"b": body}``, at the depth it has in the
+    whole (orjson's nesting limit applies alike); the same bytes as serialising the whole.
 
     Raises:
         UsageError: The body is not JSON-serialisable (checked before the record is queued, so
@@ -192,42 +184,37 @@ def encode_body(record: Record) -> bytes:
     consent_id, version = record.consent_id, record.policy_version
     try:
         if type(consent_id) is str and type(version) is str:
-            # the same bytes as dumps({"c": ..., "p": ..., "b": ...}): the head is serialised and
-            # checked once per grant; only the body is checked per record (no MAC form can span
-            # the two: the head ends in '"b":', a quote and a colon). The body is serialised as
-            # {"b": body}, at the depth it has in the whole (orjson's nesting limit applies alike)
             head = _HEADS.get((consent_id, version))
             if head is None:
                 head = _head(consent_id, version)
-            tail = orjson.dumps({"b": record.body})  # {"b":<body>}
-            if head and (record.category == _MAC_CATEGORY or not mac_hint(tail)):
-                return head + tail[5:]
-        plaintext = orjson.dumps({"c": consent_id, "p": version, "b": record.body})
+            return head + orjson.dumps({"b": record.body})[5:]  # {"b":<body>} less '{"b":'
+        return orjson.dumps({"c": consent_id, "p": version, "b": record.body})
     except TypeError as exc:
         raise UsageError(f"record {record.record_id} has a body that is not JSON: {exc}") from exc
-    if record.category == _MAC_CATEGORY or not mac_hint(plaintext):
-        return plaintext
-    # what was written, read back: plain JSON values only, so every string orjson wrote on its
-    # own (a dataclass's fields, an enum's value) is redacted too, not only the caller's str
-    written = orjson.loads(plaintext)
-    return orjson.dumps(
-        {
-            "c": redact_macs(written["c"]),
-            "p": redact_macs(written["p"]),
-            "b": redact_macs(written["b"], keep=_MAC_FIELDS),
-        }
-    )
+
+
+def encode_body(record: Record) -> bytes:
+    """A record's plaintext as it is sealed: serialised, then scrubbed of MAC-shaped text.
+
+    :func:`serialize_body` then :func:`~wking_device._scrub.scrub_plaintext` (every string,
+    nested values, dict keys, the consent id and the policy version; only the MAC fields of a
+    record under a ``mac_addresses`` permit are kept). For one-off callers such as the
+    re-sealing of old rows; appends leave the scrub to the writer that seals them.
+
+    Raises:
+        UsageError: The body is not JSON-serialisable.
+    """
+    return scrub_plaintext(serialize_body(record), record.category)
 
 
 _HEADS: dict[tuple[str, str], bytes] = {}
-"""``{"c":<consent id>,"p":<policy version>,"b":`` by grant; ``b""`` when it looks MAC-shaped."""
+"""``{"c":<consent id>,"p":<policy version>,"b":`` by grant."""
 _HEADS_KEPT: Final = 64
 
 
 def _head(consent_id: str, version: str) -> bytes:
-    """The serialised head of a grant's plaintexts, or ``b""`` if it needs the exact check."""
-    text = orjson.dumps({"c": consent_id, "p": version, "b": 0})
-    head = b"" if mac_hint(text) else text[:-2]  # the 0 and the closing brace cut off
+    """The serialised head of a grant's plaintexts."""
+    head = orjson.dumps({"c": consent_id, "p": version, "b": 0})[:-2]  # the 0 and "}" cut off
     if len(_HEADS) >= _HEADS_KEPT:
         _HEADS.clear()
     _HEADS[consent_id, version] = head

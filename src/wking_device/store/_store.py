@@ -88,7 +88,7 @@ from wking_device.store._records import (
     key_scope,
 )
 from wking_device.store._rows import _MEASURE, _ROW_OVERHEAD
-from wking_device.store._schema import OpenedRecord, PlaintextReader, encode_body
+from wking_device.store._schema import OpenedRecord, PlaintextReader, serialize_body
 from wking_device.store._writer import _Gate, _Writer
 
 __all__ = [
@@ -530,7 +530,7 @@ class RecordStore(_Writer):
                 needed: Iterable[str] = scopes  # a catalog category is its own key scope
             else:
                 needed = self._require(permit, [scope])
-            plaintexts: Sequence[bytes] = (encode_body(record),)
+            plaintexts: Sequence[bytes] = (serialize_body(record),)
         elif not records:
             return
         else:
@@ -538,7 +538,7 @@ class RecordStore(_Writer):
                 _check_record(record)
             scopes = [key_scope(record) for record in records]
             needed = self._require(permit, scopes)
-            plaintexts = [encode_body(record) for record in records]
+            plaintexts = [serialize_body(record) for record in records]
         loop = running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._join(loop, permit, needed, records, plaintexts, scopes, future)

@@ -21,6 +21,7 @@ import sqlite3
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from wking_device._scrub import scrub_plaintext
 from wking_device._store_sql import _insert_sql, _padded_shape, _shapes
 from wking_device.crypto import Sealer
 from wking_device.errors import ConsentError, StorageError, StoreClosed, StoreFull
@@ -294,7 +295,11 @@ class _Writer(_Maintenance):
                 created = float(record.created_at) + 0.0
                 expires = (min(created, now) + retention.get(category, DEFAULT_RETENTION)) + 0.0
                 payload = sealer.seal(
-                    record_id, category, plaintext, created_at=created, expires_at=expires
+                    record_id,
+                    category,
+                    scrub_plaintext(plaintext, category),  # appends leave the scrub to the seal
+                    created_at=created,
+                    expires_at=expires,
                 )
                 size += len(payload)
                 extend((record_id, category, sealer.key_id, created, expires, payload))
