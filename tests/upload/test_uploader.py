@@ -1096,3 +1096,78 @@ async def test_the_agent_loop_waits_out_the_last_retry_after_before_the_next_dra
     assert len(server.requests) == 4  # two drains of 2 attempts each
     assert all(wait >= 600 for wait in waits), waits
     assert (await store.stats()).pending == 10
+
+
+# -- a collector that never answers in time (a timeout after the body went out) ----------
+
+_HUNG = Timeouts(connect=5.0, read=5.0, total=0.3)
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+async def test_a_collector_that_never_answers_in_time_ends_the_drain_with_all_pending(
+    tmp_path: Path,
+    store: RecordStore,
+    gate: ConsentGate,
+    permit: Permit,
+    paths: Paths,
+    concurrency: int,
+) -> None:
+    ids = await fill(store, permit, 16)
+    clock = FakeTime()
+    hung = FaultPlan(latency=1.0)  # every answer comes after the client gave up
+    async with Receiver(tmp_path / "rxhung", fault_plan=hung) as rx:
+        async with uploader(
+            rx,
+            store,
+            gate,
+            paths,
+            clock=clock,
+            batch_size=16 // concurrency,
+            concurrency=concurrency,
+            max_attempts=2,
+            timeouts=_HUNG,
+        ) as up:
+            with pytest.raises(UploadUnavailable, match="after 2 attempts"):
+                await up.drain()
+            # halves down to one record (no backoff: each waited out its timeout), then one
+            # record retried with backoff until max_attempts: bounded, not forever
+            assert up.counters.requests <= concurrency * (5 + 2)
+            assert len(clock.waits) <= concurrency  # one backoff per give-up, at most
+            stats = await store.stats()
+            assert (stats.total, stats.pending, stats.claimed) == (16, 16, 0)
+            rx._faults = None  # the collector recovers
+            after = await up.drain()
+        # what the hung collector stored after the client gave up, and what came again,
+        # is in its store once
+        got = received_ids(rx)
+        assert sorted(set(got)) == sorted(ids)
+        assert len(got) == len(set(got))
+    assert after.counters.sent == 16
+    assert (await store.stats()).total == 0
+
+
+async def test_a_withdrawal_while_a_timed_out_request_is_out_sends_no_half(
+    tmp_path: Path, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # the first request times out (its body went out); consent is withdrawn while it is
+    # out: its halves are purged, never sent
+    await fill(store, permit, 8)
+
+    async def withdraw_once_it_arrived(rx: Receiver) -> None:
+        deadline = asyncio.get_running_loop().time() + 10
+        while rx.stats.requests < 1:
+            assert asyncio.get_running_loop().time() < deadline, "no request came"
+            await asyncio.sleep(0.005)
+        gate.withdraw(GRANTED, method="api")
+
+    async with Receiver(tmp_path / "rxw", fault_plan=FaultPlan(latency=1.0)) as rx:
+        async with uploader(
+            rx, store, gate, paths, batch_size=8, concurrency=1, max_attempts=2, timeouts=_HUNG
+        ) as up:
+            withdrawing = asyncio.ensure_future(withdraw_once_it_arrived(rx))
+            result = await up.drain()
+            await withdrawing
+        assert rx.stats.requests == 1  # the one that went out before the withdrawal
+    assert result.counters.purged == 8
+    assert result.counters.sent == 0
+    assert (await store.stats()).total == 0
