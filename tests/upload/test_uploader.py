@@ -1133,6 +1133,10 @@ async def test_a_collector_that_never_answers_in_time_ends_the_drain_with_all_pe
             # record retried with backoff until max_attempts: bounded, not forever
             assert up.counters.requests <= concurrency * (5 + 2)
             assert len(clock.waits) <= concurrency  # one backoff per give-up, at most
+            if concurrency == 1:
+                # sent again: the halves 8, 4, 2, 1, then that record once more; not the
+                # halves left unsent when the drain gave up
+                assert up.counters.retried == 8 + 4 + 2 + 1 + 1
             stats = await store.stats()
             assert (stats.total, stats.pending, stats.claimed) == (16, 16, 0)
             rx._faults = None  # the collector recovers
@@ -1170,4 +1174,5 @@ async def test_a_withdrawal_while_a_timed_out_request_is_out_sends_no_half(
         assert rx.stats.requests == 1  # the one that went out before the withdrawal
     assert result.counters.purged == 8
     assert result.counters.sent == 0
+    assert result.counters.retried == 0  # nothing was sent again
     assert (await store.stats()).total == 0

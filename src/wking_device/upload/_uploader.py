@@ -30,7 +30,8 @@ collector ``partial_success``           OTLP forbids retrying and does not say w
 timeout while the body was being sent   a slow uplink or collector: the batch is sent in halves,
                                         and later requests hold at most that many records
                                         (doubling again after 8 full ones in a row); a single
-                                        record is retried with backoff (``retried``)
+                                        record is retried with backoff (``retried``: the
+                                        records sent again, the halves' included)
 429/503/5xx/connection failures         retried with exponential backoff and full jitter, never
                                         before ``Retry-After`` (``retried``); after
                                         ``max_attempts`` the drain stops with
@@ -682,19 +683,26 @@ class Uploader:
 
     async def _settle(self, prepared: _Prepared, outstanding: set[str]) -> None:
         """Send one claimed batch until every record is acknowledged, set aside or released."""
-        stack: list[_Parts] = [prepared.parts]
+        # each part with whether it went out before (its halves after a timeout while it was
+        # sent): its first request then counts as a re-send (``retried``)
+        stack: list[tuple[_Parts, bool]] = [(prepared.parts, False)]
         while stack:
-            batch = stack.pop()
+            batch, again = stack.pop()
             if len(batch) > self._send_limit:
-                stack.extend(reversed(batch.halves()))
+                stack.extend((half, again) for half in reversed(batch.halves()))
                 continue
-            halves = await self._deliver(batch, prepared, outstanding)
-            stack.extend(reversed(halves))
+            halves, again = await self._deliver(batch, prepared, outstanding, again=again)
+            stack.extend((half, again) for half in reversed(halves))
 
     async def _deliver(
-        self, batch: _Parts, prepared: _Prepared, outstanding: set[str]
-    ) -> list[_Parts]:
-        """Send one request (with retries); return the halves to send when it was too large."""
+        self, batch: _Parts, prepared: _Prepared, outstanding: set[str], *, again: bool = False
+    ) -> tuple[list[_Parts], bool]:
+        """Send one request (with retries); return the halves to send next, if any.
+
+        The halves are those of a request too large (413), or of one that timed out while it
+        was sent (then True: they went out once already). ``again``: ``batch`` went out before
+        (its first request counts as a re-send).
+        """
         restricted = prepared.restricted
         attempt = 0
         while True:
@@ -702,7 +710,7 @@ class Uploader:
             # batch was prepared ahead) or while a retry waited
             batch = await self._recheck(batch, restricted, outstanding)
             if not batch:
-                return []
+                return [], False
             plan = self._current_plan()
             framer = self._framer(plan.ip_consent)
             # framing is a join and zlib releases the GIL: off the event loop, the compression
@@ -713,7 +721,7 @@ class Uploader:
                 continue  # consent changed while the body was framed: check again first
             self.counters.requests += 1
             self.counters.bytes += len(body)
-            if attempt:
+            if attempt or again:
                 self.counters.retried += len(batch)
             # the guard: a consent change during the connection's set-up keeps the body back
             result: SendResult = await self._sender.send(
@@ -726,18 +734,18 @@ class Uploader:
             if isinstance(result, Delivered):
                 self._went_through(len(batch))
                 await self._delivered(batch, result, prepared, outstanding)
-                return []
+                return [], False
             if isinstance(result, TooLarge):
                 if len(batch) == 1:
                     await self._set_aside(batch, outstanding, too_large=True)
                     _LOGGER.warning("a record too large for the collector was set aside")
-                    return []
-                return batch.halves()
+                    return [], False
+                return batch.halves(), False
             if isinstance(result, Permanent):
                 raise _permanent(result, mask_url(self.endpoint))
             assert isinstance(result, Retryable)
             if result.while_sending and len(batch) > 1:
-                return self._too_slow(batch)
+                return self._too_slow(batch), True
             attempt += 1
             if self._max_attempts is not None and attempt >= self._max_attempts:
                 raise UploadUnavailable(
@@ -757,7 +765,6 @@ class Uploader:
         """
         self._send_limit = min(self._send_limit, (len(batch) + 1) // 2)
         self._fitted = 0
-        self.counters.retried += len(batch)
         _LOGGER.info(
             "a request of %d records timed out while it was sent; sending at most %d at a time",
             len(batch),
