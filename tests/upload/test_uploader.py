@@ -1114,7 +1114,8 @@ async def test_a_collector_that_never_answers_in_time_ends_the_drain_with_all_pe
 ) -> None:
     ids = await fill(store, permit, 16)
     clock = FakeTime()
-    hung = FaultPlan(latency=1.0)  # every answer comes after the client gave up
+    # it stores each request's records, then answers later than the client waits
+    hung = FaultPlan(answer_latency=1.0)
     async with Receiver(tmp_path / "rxhung", fault_plan=hung) as rx:
         async with uploader(
             rx,
@@ -1146,6 +1147,7 @@ async def test_a_collector_that_never_answers_in_time_ends_the_drain_with_all_pe
         got = received_ids(rx)
         assert sorted(set(got)) == sorted(ids)
         assert len(got) == len(set(got))
+        assert rx.stats.duplicates > 0  # it stored them while the client gave up
     assert after.counters.sent == 16
     assert (await store.stats()).total == 0
 
