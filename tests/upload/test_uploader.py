@@ -1178,3 +1178,25 @@ async def test_a_withdrawal_while_a_timed_out_request_is_out_sends_no_half(
     assert result.counters.sent == 0
     assert result.counters.retried == 0  # nothing was sent again
     assert (await store.stats()).total == 0
+
+
+async def test_two_workers_on_a_slow_uplink_share_the_smaller_size_and_lose_nothing(
+    tmp_path: Path, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # both workers' first requests time out while sent; the size both drop to is shared, and
+    # every record arrives once
+    noise = random.Random(9)
+    records = [record(permit, pad=noise.randbytes(1000).hex()) for _ in range(128)]
+    await store.append(records, permit)
+    limits = Timeouts(connect=5.0, read=5.0, total=0.25)
+    async with Receiver(tmp_path / "rxslow2", fault_plan=FaultPlan(slow_read=0.1)) as rx:
+        async with uploader(
+            rx, store, gate, paths, batch_size=64, concurrency=2, timeouts=limits
+        ) as up:
+            result = await up.drain()
+            assert up._send_limit < 64
+        got = received_ids(rx)
+    assert sorted(got) == sorted(r.record_id for r in records)  # each once
+    assert result.counters.sent == 128
+    assert result.counters.retried >= 64
+    assert (await store.stats()).total == 0
