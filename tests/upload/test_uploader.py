@@ -1200,3 +1200,56 @@ async def test_two_workers_on_a_slow_uplink_share_the_smaller_size_and_lose_noth
     assert result.counters.sent == 128
     assert result.counters.retried >= 64
     assert (await store.stats()).total == 0
+
+
+async def test_a_retry_whose_body_is_withheld_counts_as_one_re_send(
+    store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # the first request gets a 503 (the connection closed); consent changes while the retry's
+    # connection is set up, so its body is withheld and it is sent once more: the records
+    # went out again once, and ``retried`` says so once
+    await fill(store, permit, 10)
+    answers = iter([503])
+
+    async def flaky(_: web.Request) -> web.StreamResponse:
+        status = next(answers, 200)
+        response = web.Response(status=status, body=b"", content_type="application/x-protobuf")
+        response.force_close()  # each attempt on a new connection
+        return response
+
+    accepted = 0
+
+    async with bare_server(paths.data_dir, flaky) as server:
+        port = int(server.url.split(":")[2].split("/")[0])
+
+        async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal accepted
+            accepted += 1
+            if accepted == 2:  # the retry's connection: before its TLS handshake
+                gate.grant(["software_info"], method="api")
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+
+            async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+                try:
+                    while data := await src.read(65536):
+                        dst.write(data)
+                        await dst.drain()
+                except OSError:
+                    pass
+                finally:
+                    dst.close()
+
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+        relay = await asyncio.start_server(forward, "127.0.0.1", 0)
+        url = server.url.replace(str(port), str(relay.sockets[0].getsockname()[1]))
+        try:
+            async with uploader(url, store, gate, paths, ca_file=server.ca_file) as up:
+                result = await up.drain()
+        finally:
+            relay.close()
+            await relay.wait_closed()
+    assert accepted == 3  # the first request, the withheld retry, the retry sent
+    assert result.counters.sent == 10
+    assert result.counters.requests == 2  # the withheld one is not a request
+    assert result.counters.retried == 10

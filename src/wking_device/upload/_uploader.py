@@ -721,8 +721,8 @@ class Uploader:
                 continue  # consent changed while the body was framed: check again first
             self.counters.requests += 1
             self.counters.bytes += len(body)
-            if attempt or again:
-                self.counters.retried += len(batch)
+            resent = len(batch) if attempt or again else 0
+            self.counters.retried += resent
             # the guard: a consent change during the connection's set-up keeps the body back
             result: SendResult = await self._sender.send(
                 body, guard=functools.partial(self._consent_unchanged, generation)
@@ -730,6 +730,7 @@ class Uploader:
             if isinstance(result, Retryable) and result.kind is FailureKind.WITHHELD:
                 self.counters.requests -= 1
                 self.counters.bytes -= len(body)
+                self.counters.retried -= resent
                 continue  # nothing was sent: check consent again, no retry counted
             if isinstance(result, Delivered):
                 self._went_through(len(batch))
