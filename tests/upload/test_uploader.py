@@ -1253,3 +1253,49 @@ async def test_a_retry_whose_body_is_withheld_counts_as_one_re_send(
     assert result.counters.sent == 10
     assert result.counters.requests == 2  # the withheld one is not a request
     assert result.counters.retried == 10
+
+
+async def test_one_timeout_at_a_size_that_went_through_is_retried_not_halved(
+    store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # a blip (one answer late) is no sign the requests are too large: once a request of that
+    # size went through, the one that timed out is retried as it is, and later requests keep
+    # their size (random timeouts of one request in ten used to shrink them to a few dozen
+    # records on average, and to one or two at one in five)
+    ids = await fill(store, permit, 32)
+    late = asyncio.Event()
+    answered = 0
+
+    async def one_late(_: web.Request) -> web.StreamResponse:
+        nonlocal answered
+        answered += 1
+        if answered == 2:  # the second request: answered after the client gave up
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(late.wait(), 5)
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    clock = FakeTime()
+    limits = Timeouts(connect=5.0, read=5.0, total=0.5)
+    async with bare_server(paths.data_dir, one_late) as server:
+        try:
+            async with uploader(
+                server.url,
+                store,
+                gate,
+                paths,
+                ca_file=server.ca_file,
+                clock=clock,
+                batch_size=8,
+                concurrency=1,
+                timeouts=limits,
+            ) as up:
+                result = await up.drain()
+                assert up._send_limit == 8
+        finally:
+            late.set()
+    assert result.counters.sent == 32
+    assert result.counters.requests == 5  # 4 of 8 records, and the late one once more
+    assert result.counters.retried == 8
+    assert len(clock.waits) == 1  # retried after a backoff, as any timeout
+    assert (await store.stats()).total == 0
+    assert len(ids) == 32

@@ -30,8 +30,10 @@ collector ``partial_success``           OTLP forbids retrying and does not say w
 timeout while the body was being sent   a slow uplink or collector: the batch is sent in halves,
                                         and later requests hold at most that many records
                                         (doubling again after 8 full ones in a row); a single
-                                        record is retried with backoff (``retried``: the
-                                        records sent again, the halves' included)
+                                        record, or a request no larger than the last one
+                                        delivered (a first time), is retried with backoff
+                                        (``retried``: the records sent again, the halves'
+                                        included)
 429/503/5xx/connection failures         retried with exponential backoff and full jitter, never
                                         before ``Retry-After`` (``retried``); after
                                         ``max_attempts`` the drain stops with
@@ -255,6 +257,9 @@ class Uploader:
         """Records per request: halved when a request timed out while its body went out (a
         slow uplink or collector), doubled again after _GROW_AFTER full requests in a row."""
         self._fitted = 0
+        self._went = 0
+        """Records in the last request delivered: a timeout at a size no larger is first
+        retried as it is (a blip, not a request too large)."""
         self._concurrency = concurrency
         self._backoff = backoff or BackoffPolicy()
         self._max_attempts = max_attempts
@@ -705,6 +710,7 @@ class Uploader:
         """
         restricted = prepared.restricted
         attempt = 0
+        timed_out = False  # this part timed out while it was sent
         while True:
             # consent right before each attempt: it may have changed since the claim (the
             # batch was prepared ahead) or while a retry waited
@@ -746,7 +752,11 @@ class Uploader:
                 raise _permanent(result, mask_url(self.endpoint))
             assert isinstance(result, Retryable)
             if result.while_sending and len(batch) > 1:
-                return self._too_slow(batch), True
+                if timed_out or len(batch) > self._went:
+                    return self._too_slow(batch), True
+                # no larger than a request that went through: once more as it is (random
+                # timeouts would otherwise shrink every request to a few records)
+                timed_out = True
             attempt += 1
             if self._max_attempts is not None and attempt >= self._max_attempts:
                 raise UploadUnavailable(
@@ -763,6 +773,8 @@ class Uploader:
 
         A slow uplink or collector: smaller requests may get through where a retry of the same
         size never would (and the records would wait until retention or the cap took them).
+        Called when the request was larger than the last one delivered, or timed out a second
+        time: a request of a size that went through is first retried as it is.
         """
         self._send_limit = min(self._send_limit, (len(batch) + 1) // 2)
         self._fitted = 0
@@ -775,6 +787,7 @@ class Uploader:
 
     def _went_through(self, size: int) -> None:
         """A request of ``size`` records was delivered: after enough full ones, try larger."""
+        self._went = size
         if size >= self._send_limit and self._send_limit < self._batch_size:
             self._fitted += 1
             if self._fitted >= _GROW_AFTER:
