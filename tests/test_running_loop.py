@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import subprocess
 import sys
 import textwrap
 import threading
+import weakref
 
 import pytest
 
@@ -112,3 +114,46 @@ def test_a_loop_that_runs_itself_is_asked_for_each_time() -> None:
     finally:
         loop._thread_id = None  # type: ignore[attr-defined]
         loop.close()
+
+
+def test_loops_taking_turns_in_one_thread_unclosed_are_each_found() -> None:
+    # pytest-asyncio style: a loop per test, an earlier one run again before it is closed
+    first, second = asyncio.new_event_loop(), asyncio.new_event_loop()
+    try:
+        for loop in (first, second, first, second, second, first):
+            assert loop.run_until_complete(_both()) == (loop, loop)
+        with asyncio.Runner() as runner:  # asyncio.Runner's own loop, run twice
+            assert runner.run(_both())[0] is runner.get_loop()
+            assert runner.run(_both())[0] is runner.get_loop()
+        assert first.run_until_complete(_both())[0] is first
+    finally:
+        first.close()
+        second.close()
+
+
+def test_the_last_loop_found_is_not_kept_alive() -> None:
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(_both())  # cached (on 3.11) as this thread's last loop
+    loop.close()
+    gone = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert gone() is None
+    with pytest.raises(RuntimeError, match="no running event loop"):
+        running_loop()
+
+
+def test_a_loop_run_in_a_worker_thread_of_another_loop_is_that_threads() -> None:
+    # a loop in an executor thread of a running loop, both running at once, each caching
+    def worker() -> tuple[asyncio.AbstractEventLoop, asyncio.AbstractEventLoop]:
+        return asyncio.run(_both())
+
+    async def outer() -> None:
+        for _ in range(3):
+            ours, asyncios = await _both()
+            inner = await asyncio.get_running_loop().run_in_executor(None, worker)
+            assert ours is asyncios is asyncio.get_running_loop()
+            assert inner[0] is inner[1]
+            assert inner[0] is not ours
+
+    asyncio.run(outer())

@@ -9,8 +9,10 @@ system call, and there :func:`running_loop` is :func:`asyncio.get_running_loop` 
 This module owns :func:`running_loop` and nothing else. It keeps, per thread, the last loop it
 found, and returns it again only while that loop runs in this thread (asyncio runs at most one
 loop per thread at a time), as asyncio's own ``run_forever`` records it; a forked child forgets
-it; a loop that runs itself otherwise (uvloop) is looked up with asyncio each time. It does not
-manage loops.
+it; a loop that runs itself otherwise (uvloop) is looked up with asyncio each time. Code that
+clears asyncio's running loop (its private ``_set_running_loop``) to run another loop inside a
+running one is not supported: the outer loop, still running in this thread, is returned. It does
+not manage loops.
 """
 
 from __future__ import annotations

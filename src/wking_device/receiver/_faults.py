@@ -4,6 +4,7 @@ A plan is a TOML or JSON file (or a :class:`FaultPlan` built in code)::
 
     seed = 7
     latency = 0.05              # seconds added before every answer
+    answer_latency = 0.0        # seconds between storing a request's records and answering
     reset_rate = 0.1            # drop the connection mid-request (after reading the body)
     reset_after_store = true    # ... after storing its records (the client cannot know)
     truncate_rate = 0.05        # announce a body, send half of it, close
@@ -44,6 +45,9 @@ class FaultPlan(BaseModel):
     status: dict[int, float] = Field(default_factory=dict)
     retry_after: float | None = Field(default=None, ge=0)
     latency: float = Field(default=0.0, ge=0, le=60)
+    answer_latency: float = Field(default=0.0, ge=0, le=60)
+    """Seconds between storing a request's records and answering it: a collector slow to answer
+    (a client that gives up meanwhile cannot know its records were stored)."""
     reset_rate: float = Field(default=0.0, ge=0, le=1)
     reset_after_store: bool = True
     truncate_rate: float = Field(default=0.0, ge=0, le=1)

@@ -236,6 +236,8 @@ class Receiver:
             rejected = len(records) - len(kept)
             records = kept
         await self._store(records, request.remote)
+        if plan is not None and plan.answer_latency:
+            await asyncio.sleep(plan.answer_latency)  # stored: a client giving up cannot know
         if reset:
             return self._reset(request)
         # an empty ExportLogsServiceResponse: all accepted

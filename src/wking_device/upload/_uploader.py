@@ -30,7 +30,10 @@ collector ``partial_success``           OTLP forbids retrying and does not say w
 timeout while the body was being sent   a slow uplink or collector: the batch is sent in halves,
                                         and later requests hold at most that many records
                                         (doubling again after 8 full ones in a row); a single
-                                        record is retried with backoff (``retried``)
+                                        record, or a request no larger than the last one
+                                        delivered (a first time), is retried with backoff
+                                        (``retried``: the records sent again, the halves'
+                                        included)
 429/503/5xx/connection failures         retried with exponential backoff and full jitter, never
                                         before ``Retry-After`` (``retried``); after
                                         ``max_attempts`` the drain stops with
@@ -254,6 +257,9 @@ class Uploader:
         """Records per request: halved when a request timed out while its body went out (a
         slow uplink or collector), doubled again after _GROW_AFTER full requests in a row."""
         self._fitted = 0
+        self._went = 0
+        """Records in the last request delivered: a timeout at a size no larger is first
+        retried as it is (a blip, not a request too large)."""
         self._concurrency = concurrency
         self._backoff = backoff or BackoffPolicy()
         self._max_attempts = max_attempts
@@ -682,27 +688,35 @@ class Uploader:
 
     async def _settle(self, prepared: _Prepared, outstanding: set[str]) -> None:
         """Send one claimed batch until every record is acknowledged, set aside or released."""
-        stack: list[_Parts] = [prepared.parts]
+        # each part with whether it went out before (its halves after a timeout while it was
+        # sent): its first request then counts as a re-send (``retried``)
+        stack: list[tuple[_Parts, bool]] = [(prepared.parts, False)]
         while stack:
-            batch = stack.pop()
+            batch, again = stack.pop()
             if len(batch) > self._send_limit:
-                stack.extend(reversed(batch.halves()))
+                stack.extend((half, again) for half in reversed(batch.halves()))
                 continue
-            halves = await self._deliver(batch, prepared, outstanding)
-            stack.extend(reversed(halves))
+            halves, again = await self._deliver(batch, prepared, outstanding, again=again)
+            stack.extend((half, again) for half in reversed(halves))
 
     async def _deliver(
-        self, batch: _Parts, prepared: _Prepared, outstanding: set[str]
-    ) -> list[_Parts]:
-        """Send one request (with retries); return the halves to send when it was too large."""
+        self, batch: _Parts, prepared: _Prepared, outstanding: set[str], *, again: bool = False
+    ) -> tuple[list[_Parts], bool]:
+        """Send one request (with retries); return the halves to send next, if any.
+
+        The halves are those of a request too large (413), or of one that timed out while it
+        was sent (then True: they went out once already). ``again``: ``batch`` went out before
+        (its first request counts as a re-send).
+        """
         restricted = prepared.restricted
         attempt = 0
+        timed_out = False  # this part timed out while it was sent
         while True:
             # consent right before each attempt: it may have changed since the claim (the
             # batch was prepared ahead) or while a retry waited
             batch = await self._recheck(batch, restricted, outstanding)
             if not batch:
-                return []
+                return [], False
             plan = self._current_plan()
             framer = self._framer(plan.ip_consent)
             # framing is a join and zlib releases the GIL: off the event loop, the compression
@@ -713,8 +727,8 @@ class Uploader:
                 continue  # consent changed while the body was framed: check again first
             self.counters.requests += 1
             self.counters.bytes += len(body)
-            if attempt:
-                self.counters.retried += len(batch)
+            resent = len(batch) if attempt or again else 0
+            self.counters.retried += resent
             # the guard: a consent change during the connection's set-up keeps the body back
             result: SendResult = await self._sender.send(
                 body, guard=functools.partial(self._consent_unchanged, generation)
@@ -722,22 +736,27 @@ class Uploader:
             if isinstance(result, Retryable) and result.kind is FailureKind.WITHHELD:
                 self.counters.requests -= 1
                 self.counters.bytes -= len(body)
+                self.counters.retried -= resent
                 continue  # nothing was sent: check consent again, no retry counted
             if isinstance(result, Delivered):
                 self._went_through(len(batch))
                 await self._delivered(batch, result, prepared, outstanding)
-                return []
+                return [], False
             if isinstance(result, TooLarge):
                 if len(batch) == 1:
                     await self._set_aside(batch, outstanding, too_large=True)
                     _LOGGER.warning("a record too large for the collector was set aside")
-                    return []
-                return batch.halves()
+                    return [], False
+                return batch.halves(), False
             if isinstance(result, Permanent):
                 raise _permanent(result, mask_url(self.endpoint))
             assert isinstance(result, Retryable)
             if result.while_sending and len(batch) > 1:
-                return self._too_slow(batch)
+                if timed_out or len(batch) > self._went:
+                    return self._too_slow(batch), True
+                # no larger than a request that went through: once more as it is (random
+                # timeouts would otherwise shrink every request to a few records)
+                timed_out = True
             attempt += 1
             if self._max_attempts is not None and attempt >= self._max_attempts:
                 raise UploadUnavailable(
@@ -754,10 +773,11 @@ class Uploader:
 
         A slow uplink or collector: smaller requests may get through where a retry of the same
         size never would (and the records would wait until retention or the cap took them).
+        Called when the request was larger than the last one delivered, or timed out a second
+        time: a request of a size that went through is first retried as it is.
         """
         self._send_limit = min(self._send_limit, (len(batch) + 1) // 2)
         self._fitted = 0
-        self.counters.retried += len(batch)
         _LOGGER.info(
             "a request of %d records timed out while it was sent; sending at most %d at a time",
             len(batch),
@@ -767,6 +787,7 @@ class Uploader:
 
     def _went_through(self, size: int) -> None:
         """A request of ``size`` records was delivered: after enough full ones, try larger."""
+        self._went = size
         if size >= self._send_limit and self._send_limit < self._batch_size:
             self._fitted += 1
             if self._fitted >= _GROW_AFTER:
