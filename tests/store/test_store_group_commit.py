@@ -13,11 +13,11 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
+from tests.store._hold import hold_writer
 
 from wking_device.errors import PermitRevoked, StoreClosed, UsageError
 from wking_device.models import Record
 from wking_device.store import DB_FILE, open_store
-from wking_device.store._batches import _Call
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -43,15 +43,7 @@ async def _until(condition: Callable[[], bool]) -> None:
 @pytest.fixture(name="held")
 def fixture_held(store: RecordStore) -> Iterator[threading.Event]:
     """Keep the writer busy (a queued call waiting on an event) until the event is set."""
-    started, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        started.set()
-        release.wait(30)
-
-    store._enqueue(_Call(hold))
-    assert started.wait(30), "the writer did not start the queued call"
-    # the writer is inside the call: whatever is queued from now on waits behind it
+    release = hold_writer(store)
     yield release
     release.set()
 

@@ -12,9 +12,10 @@ import threading
 from typing import TYPE_CHECKING
 
 import pytest
+from tests.store._hold import hold_writer
 
 from wking_device.errors import StoreClosed
-from wking_device.store._batches import _WAKE_CHUNK, _WAKING, _Call
+from wking_device.store._batches import _WAKE_CHUNK, _WAKING
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -26,19 +27,6 @@ if TYPE_CHECKING:
 _TOTAL = 2 * _WAKE_CHUNK + 10
 
 
-def _hold(store: RecordStore) -> threading.Event:
-    """Keep the writer thread busy until the returned event is set (appends queue up)."""
-    started, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        started.set()
-        release.wait(30)
-
-    store._enqueue(_Call(hold))
-    assert started.wait(30), "the writer did not start the queued call"
-    return release
-
-
 def _stopped_with_callers_queued(
     loop: asyncio.AbstractEventLoop,
     store: RecordStore,
@@ -48,7 +36,7 @@ def _stopped_with_callers_queued(
     total: int,
 ) -> list[asyncio.Task[None]]:
     """Producers whose appends one acknowledgement settles; ``loop`` stopped mid-wake."""
-    release = _hold(store)
+    release = hold_writer(store)
     try:
         tasks = _producers(store, make_record, permit, done, total=total)
         for _ in range(2):  # the appends join batches, handed over at the end of the turn
