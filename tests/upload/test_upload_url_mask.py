@@ -187,36 +187,27 @@ async def test_the_collector_gets_the_key_and_the_uploader_keeps_the_real_url(
     assert set(queries) == {f"api_key={SECRET}"}
 
 
-async def test_a_permanent_refusal_does_not_show_the_key(
+@pytest.mark.parametrize(
+    ("status", "error", "said"),
+    [(401, UploadRejected, "HTTP 401"), (503, UploadUnavailable, "stayed unavailable")],
+)
+async def test_a_refusing_or_unavailable_collector_does_not_show_the_key(
     tmp_path: Path,
     home: Path,
     store: RecordStore,
     gate: ConsentGate,
     caplog: pytest.LogCaptureFixture,
+    status: int,
+    error: type[Exception],
+    said: str,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    async with Receiver(tmp_path / "rx", fault_plan=FaultPlan(status={401: 1.0})) as rx:
+    async with Receiver(tmp_path / "rx", fault_plan=FaultPlan(status={status: 1.0})) as rx:
         up = _uploader(rx.endpoint + QUERY, rx.ca_file, store, gate, home)
-        with pytest.raises(UploadRejected) as info:
+        with pytest.raises(error) as info:
             await up.drain()
         await up.aclose()
-    assert "HTTP 401" in str(info.value)
-    _assert_hidden(info.value, caplog)
-
-
-async def test_an_unavailable_collector_does_not_show_the_key(
-    tmp_path: Path,
-    home: Path,
-    store: RecordStore,
-    gate: ConsentGate,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    caplog.set_level(logging.DEBUG)
-    async with Receiver(tmp_path / "rx", fault_plan=FaultPlan(status={503: 1.0})) as rx:
-        up = _uploader(rx.endpoint + QUERY, rx.ca_file, store, gate, home)
-        with pytest.raises(UploadUnavailable, match="stayed unavailable") as info:
-            await up.drain()
-        await up.aclose()
+    assert said in str(info.value)
     _assert_hidden(info.value, caplog)
 
 

@@ -48,7 +48,7 @@ from wking_device.upload import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
     from wking_device.config import Paths
     from wking_device.consent import ConsentGate, Permit
@@ -152,6 +152,48 @@ def uploader(
         rng=random.Random(1),
         progress=progress,
     )
+
+
+async def _run_agent_loop(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    store: RecordStore,
+    gate: ConsentGate,
+    paths: Paths,
+    *,
+    waits: int,
+    max_attempts: int | None = 8,
+) -> tuple[list[float], int]:
+    """Run the agent's upload loop against a bare server until it has waited ``waits`` times.
+
+    Returns the waits asked for (none is slept: the last one parks until the loop is
+    cancelled) and the requests the server got.
+    """
+    asked: list[float] = []
+    done = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        asked.append(seconds)
+        if len(asked) >= waits:
+            done.set()
+            await asyncio.Event().wait()  # park until cancelled
+
+    async with bare_server(paths.data_dir, handler) as server:
+        up = open_uploader(
+            target(server.url, ca_file=server.ca_file),
+            store=store,
+            gate=gate,
+            data_dir=paths.data_dir,
+            max_attempts=max_attempts,
+            sleep=sleep,
+        )
+        task = asyncio.create_task(up.run(interval=10.0))
+        async with asyncio.timeout(30):
+            await done.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await up.aclose()
+    return asked, len(server.requests)
 
 
 def received_ids(rx: Receiver) -> list[str]:
@@ -433,30 +475,7 @@ async def test_the_agent_loop_reports_a_permanent_error_once_and_backs_off(
     async def refuse(_: web.Request) -> web.StreamResponse:
         return web.Response(status=401)
 
-    waits: list[float] = []
-    done = asyncio.Event()
-
-    async def sleep(seconds: float) -> None:
-        waits.append(seconds)
-        if len(waits) >= 5:
-            done.set()
-            await asyncio.Event().wait()  # park until cancelled
-
-    async with bare_server(paths.data_dir, refuse) as server:
-        up = open_uploader(
-            target(server.url, ca_file=server.ca_file),
-            store=store,
-            gate=gate,
-            data_dir=paths.data_dir,
-            sleep=sleep,
-        )
-        task = asyncio.create_task(up.run(interval=10.0))
-        async with asyncio.timeout(30):
-            await done.wait()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await up.aclose()
+    waits, _ = await _run_agent_loop(refuse, store, gate, paths, waits=5)
     errors = [r for r in caplog.records if "upload paused" in r.getMessage()]
     assert len(errors) == 1  # surfaced once, not at every attempt
     assert waits == sorted(waits)
@@ -1068,32 +1087,8 @@ async def test_the_agent_loop_waits_out_the_last_retry_after_before_the_next_dra
     async def busy(_: web.Request) -> web.StreamResponse:
         return web.Response(status=429, headers={"Retry-After": "600"})
 
-    waits: list[float] = []
-    done = asyncio.Event()
-
-    async def sleep(seconds: float) -> None:
-        waits.append(seconds)
-        if len(waits) >= 4:
-            done.set()
-            await asyncio.Event().wait()  # park until cancelled
-
-    async with bare_server(paths.data_dir, busy) as server:
-        up = open_uploader(
-            target(server.url, ca_file=server.ca_file),
-            store=store,
-            gate=gate,
-            data_dir=paths.data_dir,
-            max_attempts=2,
-            sleep=sleep,
-        )
-        task = asyncio.create_task(up.run(interval=10.0))
-        async with asyncio.timeout(30):
-            await done.wait()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await up.aclose()
-    assert len(server.requests) == 4  # two drains of 2 attempts each
+    waits, requests = await _run_agent_loop(busy, store, gate, paths, waits=4, max_attempts=2)
+    assert requests == 4  # two drains of 2 attempts each
     assert all(wait >= 600 for wait in waits), waits
     assert (await store.stats()).pending == 10
 
