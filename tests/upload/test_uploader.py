@@ -1125,14 +1125,16 @@ async def test_a_collector_that_never_answers_in_time_ends_the_drain_with_all_pe
         ) as up:
             with pytest.raises(UploadUnavailable, match="after 2 attempts"):
                 await up.drain()
-            # halves down to one record (no backoff: each waited out its timeout), then one
-            # record retried with backoff until max_attempts: bounded, not forever
-            assert up.counters.requests <= concurrency * (5 + 2)
-            assert len(clock.waits) <= concurrency  # one backoff per give-up, at most
+            # every request that failed counts, the split ones included: two timeouts of each
+            # batch (the whole, then a half), not log2(batch size) more before the budget
+            # starts (a drain of 2,000-record batches at the default 60 s timeout used to
+            # take 11 extra minutes to give up)
+            assert up.counters.requests <= concurrency * 2
+            assert clock.waits == []  # each waited out its timeout: no backoff before a half
             if concurrency == 1:
-                # sent again: the halves 8, 4, 2, 1, then that record once more; not the
-                # halves left unsent when the drain gave up
-                assert up.counters.retried == 8 + 4 + 2 + 1 + 1
+                assert up.counters.requests == 2
+                assert up.counters.retried == 8  # the half sent again, not the one left unsent
+            assert up._send_limit <= 8 // concurrency  # the next drain starts smaller
             stats = await store.stats()
             assert (stats.total, stats.pending, stats.claimed) == (16, 16, 0)
             rx._faults = None  # the collector recovers
@@ -1292,4 +1294,46 @@ async def test_one_timeout_at_a_size_that_went_through_is_retried_not_halved(
     assert result.counters.requests == 5  # 4 of 8 records, and the late one once more
     assert result.counters.retried == 8
     assert len(clock.waits) == 1  # retried after a backoff, as any timeout
+    assert (await store.stats()).total == 0
+
+
+async def test_max_attempts_1_ends_the_drain_at_the_first_timeout_and_keeps_the_lesson(
+    tmp_path: Path, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # max_attempts is the number of requests of a batch that may fail in a row: 1 means no
+    # retry and no split; the smaller size is kept for the next drain, and a blip at a size
+    # that went through does not lower it
+    ids = await fill(store, permit, 16)
+    clock = FakeTime()
+    async with Receiver(tmp_path / "rx1", fault_plan=FaultPlan(answer_latency=1.0)) as rx:
+        async with uploader(
+            rx,
+            store,
+            gate,
+            paths,
+            clock=clock,
+            batch_size=16,
+            concurrency=1,
+            max_attempts=1,
+            timeouts=_HUNG,
+        ) as up:
+            with pytest.raises(UploadUnavailable, match=r"after 1 attempt \("):
+                await up.drain()
+            assert up.counters.requests == 1
+            assert up._send_limit == 8
+            assert (await store.stats()).pending == 16
+            rx._faults = None
+            after = await up.drain()
+            assert (after.counters.sent, after.counters.requests) == (16, 2)
+            more = await fill(store, permit, 8)
+            rx._faults = FaultPlan(answer_latency=1.0)
+            with pytest.raises(UploadUnavailable):
+                await up.drain()
+            assert up._send_limit == 8  # 8 went through: one late answer lowers nothing
+            rx._faults = None
+            last = await up.drain()
+        got = received_ids(rx)
+    assert sorted(set(got)) == sorted(ids + more)
+    assert last.counters.sent == 8
+    assert clock.waits == []
     assert (await store.stats()).total == 0

@@ -33,10 +33,12 @@ timeout while the body was being sent   a slow uplink or collector: the batch is
                                         record, or a request no larger than the last one
                                         delivered (a first time), is retried with backoff
                                         (``retried``: the records sent again, the halves'
-                                        included)
+                                        included); each such timeout is a failed attempt
 429/503/5xx/connection failures         retried with exponential backoff and full jitter, never
                                         before ``Retry-After`` (``retried``); after
-                                        ``max_attempts`` the drain stops with
+                                        ``max_attempts`` failed requests of a batch in a row
+                                        (splits included; a delivery starts the count again)
+                                        the drain stops with
                                         :class:`~wking_device.errors.UploadUnavailable`
 400/401/403/404 and other permanent     the drain stops with
 statuses, TLS failures                  :class:`~wking_device.errors.UploadRejected` /
@@ -190,6 +192,13 @@ class _Prepared:
 
 
 @dataclass(slots=True)
+class _Failures:
+    """Failed requests of one claimed batch since one of its requests was last delivered."""
+
+    count: int = 0
+
+
+@dataclass(slots=True)
 class _Plan:
     """What may be sent now: computed from the gate before each claim and each send."""
 
@@ -214,8 +223,10 @@ class Uploader:
         batch_size: Records per request (and per claim).
         concurrency: Requests in flight (workers); one more batch is claimed ahead of them.
         backoff: Retry timing.
-        max_attempts: Attempts per batch before the drain gives up with
-            :class:`~wking_device.errors.UploadUnavailable` (``None``: keep trying).
+        max_attempts: Failed requests of a batch in a row (a timeout that splits it
+            included; a delivery of any of its records starts the count again) before the drain
+            gives up with :class:`~wking_device.errors.UploadUnavailable` (``None``: keep
+            trying). 1: no retry and no split.
         sleep: ``asyncio.sleep`` (inject a fake in tests).
         rng: The random source for jitter.
         progress: Called with the cumulative counters after each batch is settled (its
@@ -691,25 +702,38 @@ class Uploader:
         # each part with whether it went out before (its halves after a timeout while it was
         # sent): its first request then counts as a re-send (``retried``)
         stack: list[tuple[_Parts, bool]] = [(prepared.parts, False)]
+        failures = _Failures()
         while stack:
             batch, again = stack.pop()
             if len(batch) > self._send_limit:
                 stack.extend((half, again) for half in reversed(batch.halves()))
                 continue
-            halves, again = await self._deliver(batch, prepared, outstanding, again=again)
+            halves, again = await self._deliver(batch, prepared, outstanding, failures, again=again)
             stack.extend((half, again) for half in reversed(halves))
 
     async def _deliver(
-        self, batch: _Parts, prepared: _Prepared, outstanding: set[str], *, again: bool = False
+        self,
+        batch: _Parts,
+        prepared: _Prepared,
+        outstanding: set[str],
+        failures: _Failures,
+        *,
+        again: bool = False,
     ) -> tuple[list[_Parts], bool]:
         """Send one request (with retries); return the halves to send next, if any.
 
         The halves are those of a request too large (413), or of one that timed out while it
         was sent (then True: they went out once already). ``again``: ``batch`` went out before
-        (its first request counts as a re-send).
+        (its first request counts as a re-send). ``failures``: the claimed batch's failed
+        requests since its last delivery, this part's and its halves' included: a drain gives
+        up after ``max_attempts`` of them, whether they were retried as they were or split.
+
+        Raises:
+            UploadUnavailable: ``max_attempts`` requests of the batch failed in a row.
+            UploadRejected: A permanent refusal.
         """
         restricted = prepared.restricted
-        attempt = 0
+        tries = 0  # requests of this part sent so far
         timed_out = False  # this part timed out while it was sent
         while True:
             # consent right before each attempt: it may have changed since the claim (the
@@ -727,7 +751,8 @@ class Uploader:
                 continue  # consent changed while the body was framed: check again first
             self.counters.requests += 1
             self.counters.bytes += len(body)
-            resent = len(batch) if attempt or again else 0
+            resent = len(batch) if tries or again else 0
+            tries += 1
             self.counters.retried += resent
             # the guard: a consent change during the connection's set-up keeps the body back
             result: SendResult = await self._sender.send(
@@ -739,6 +764,7 @@ class Uploader:
                 self.counters.retried -= resent
                 continue  # nothing was sent: check consent again, no retry counted
             if isinstance(result, Delivered):
+                failures.count = 0  # progress: the budget starts again
                 self._went_through(len(batch))
                 await self._delivered(batch, result, prepared, outstanding)
                 return [], False
@@ -751,25 +777,47 @@ class Uploader:
             if isinstance(result, Permanent):
                 raise _permanent(result, mask_url(self.endpoint))
             assert isinstance(result, Retryable)
-            if result.while_sending and len(batch) > 1:
-                if timed_out or len(batch) > self._went:
-                    return self._too_slow(batch), True
-                # no larger than a request that went through: once more as it is (random
-                # timeouts would otherwise shrink every request to a few records)
-                timed_out = True
-            attempt += 1
-            if self._max_attempts is not None and attempt >= self._max_attempts:
-                raise UploadUnavailable(
-                    f"the collector at {mask_url(self.endpoint)} stayed unavailable after "
-                    f"{attempt} attempts ({result.detail}); the records stay pending",
-                    retry_after=result.retry_after,
-                )
-            delay = self._backoff.delay(attempt - 1, retry_after=result.retry_after, rng=self._rng)
+            # a timeout while the body went out: smaller requests, unless no larger than one
+            # that went through (then once more as it is: random timeouts would otherwise
+            # shrink every request to a few records)
+            split = (
+                result.while_sending and len(batch) > 1 and (timed_out or len(batch) > self._went)
+            )
+            timed_out = timed_out or result.while_sending
+            if split:
+                self._too_slow(batch)  # also for the next drain, if this one ends now
+            self._count_failure(failures, result)
+            if split:
+                return batch.halves(), True  # no backoff: the timeout was the wait
+            delay = self._backoff.delay(
+                failures.count - 1, retry_after=result.retry_after, rng=self._rng
+            )
             _LOGGER.info("upload failed (%s); retrying in %.1f s", result.detail, delay)
             await self._sleep(delay)
 
-    def _too_slow(self, batch: _Parts) -> list[_Parts]:
-        """A request timed out while it was sent: its halves, and smaller requests from now on.
+    def _count_failure(self, failures: _Failures, result: Retryable) -> None:
+        """A request of the batch failed: the drain ends after ``max_attempts`` in a row.
+
+        Every failed request counts, a timeout that splits the batch too: a collector that
+        never answers in time ends the drain after ``max_attempts`` timeouts, not after
+        log2(batch_size) more (each a whole timeout). A delivery starts the count again, so a
+        slow uplink has ``max_attempts - 1`` halvings to find a size that goes through (and the
+        next drain starts at the size reached).
+
+        Raises:
+            UploadUnavailable: That was the ``max_attempts``-th.
+        """
+        failures.count += 1
+        if self._max_attempts is not None and failures.count >= self._max_attempts:
+            attempts = "attempt" if failures.count == 1 else "attempts"
+            raise UploadUnavailable(
+                f"the collector at {mask_url(self.endpoint)} stayed unavailable after "
+                f"{failures.count} {attempts} ({result.detail}); the records stay pending",
+                retry_after=result.retry_after,
+            )
+
+    def _too_slow(self, batch: _Parts) -> None:
+        """A request timed out while it was sent: smaller requests from now on (its halves).
 
         A slow uplink or collector: smaller requests may get through where a retry of the same
         size never would (and the records would wait until retention or the cap took them).
@@ -783,7 +831,6 @@ class Uploader:
             len(batch),
             self._send_limit,
         )
-        return batch.halves()
 
     def _went_through(self, size: int) -> None:
         """A request of ``size`` records was delivered: after enough full ones, try larger."""
