@@ -1337,3 +1337,80 @@ async def test_max_attempts_1_ends_the_drain_at_the_first_timeout_and_keeps_the_
     assert last.counters.sent == 8
     assert clock.waits == []
     assert (await store.stats()).total == 0
+
+
+# -- the collector's 2xx answer: partial_success must never be read as "none rejected" -----
+
+
+def _partial_response(rejected: int, message: str) -> bytes:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (  # noqa: PLC0415
+        ExportLogsServiceResponse,
+    )
+
+    response = ExportLogsServiceResponse()
+    response.partial_success.rejected_log_records = rejected
+    response.partial_success.error_message = message
+    return response.SerializeToString()
+
+
+async def _answer_every_request_with(
+    body: bytes, content_type: str, store: RecordStore, gate: ConsentGate, paths: Paths
+) -> Any:
+    async def answer(_: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, content_type=content_type)
+
+    async with bare_server(paths.data_dir, answer) as server:
+        async with uploader(
+            server.url, store, gate, paths, ca_file=server.ca_file, batch_size=10, concurrency=1
+        ) as up:
+            result = await up.drain()
+        assert len(server.requests) == 1  # never re-sent
+    return result
+
+
+async def test_a_partial_success_with_a_long_message_is_still_a_partial_success(
+    store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # a collector may explain each rejected record: an answer over 64 KiB is still read
+    await fill(store, permit, 10)
+    body = _partial_response(3, "record refused: bad attribute; " * 3000)  # ~93 KB
+    assert len(body) > 64 * 1024
+    result = await _answer_every_request_with(body, "application/x-protobuf", store, gate, paths)
+    assert (result.counters.sent, result.counters.rejected) == (7, 3)
+    stats = await store.stats()
+    assert (stats.total, stats.rejected, stats.pending) == (10, 10, 0)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (_partial_response(3, "x" * (2 * 1024 * 1024)), "application/x-protobuf"),  # too long
+        (b"\x0a\x05\x08\x03", "application/x-protobuf"),  # cut short
+        (b"<html><body>OK</body></html>", "text/html"),  # not an OTLP answer
+        (b'{"partialSuccess": {"rejectedLogRecords": "many"}}', "application/json"),
+        (b'{"partialSuccess": {"rejectedLogRecords": "-2"}}', "application/json"),
+        (b'["ok"]', "application/json"),
+        (b'{"partialSuccess": ', "application/json"),
+    ],
+    ids=["over-long", "truncated", "html", "json-nan", "json-negative", "json-list", "json-cut"],
+)
+async def test_a_2xx_answer_that_cannot_be_read_keeps_the_batch_as_rejected(
+    store: RecordStore,
+    gate: ConsentGate,
+    permit: Permit,
+    paths: Paths,
+    body: bytes,
+    content_type: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # whether the collector rejected some records is unknown: nothing is deleted as if all
+    # were accepted, and (OTLP: a partial success is never retried) nothing is sent again
+    await fill(store, permit, 10)
+    result = await _answer_every_request_with(body, content_type, store, gate, paths)
+    assert (result.counters.sent, result.counters.rejected) == (0, 10)
+    stats = await store.stats()
+    assert (stats.total, stats.rejected, stats.pending) == (10, 10, 0)
+    unread = [r for r in caplog.records if "could not be read" in r.getMessage()]
+    assert len(unread) == 1
+    assert "\n" not in unread[0].getMessage()
+    assert len(unread[0].getMessage()) < 400

@@ -24,6 +24,8 @@ collector ``partial_success``           OTLP forbids retrying and does not say w
                                         rejected: the whole batch is kept locally in state
                                         ``rejected`` for inspection (``rejected`` counts the
                                         collector's number), never claimed again
+2xx answer that cannot be read          may be a partial success: the whole batch is kept as
+                                        ``rejected`` (and counted so), never re-sent
 413 Request Entity Too Large            the batch is split in halves down to one record; a single
                                         record still too large is set aside as rejected
                                         (``too_large``)
@@ -854,20 +856,30 @@ class Uploader:
         self, batch: _Parts, result: Delivered, prepared: _Prepared, outstanding: set[str]
     ) -> None:
         ids = batch.ids
-        if result.rejected:
-            # OTLP: never retry a partial success; it does not say which records were rejected
-            rejected = min(result.rejected, len(batch))
+        if result.rejected or not result.understood:
+            # OTLP: never retry a partial success; it does not say which records were rejected.
+            # An answer that cannot be read may be one: nothing is deleted as if all went
+            # through, nothing is sent again (the collector may have stored some)
+            rejected = min(result.rejected, len(batch)) if result.understood else len(batch)
             await self._store.reject(ids)
             outstanding.difference_update(ids)
             self.counters.sent += len(batch) - rejected
             self.counters.rejected += rejected
-            _LOGGER.warning(
-                "the collector rejected %d of %d records (%s); the batch is kept locally as "
-                "rejected",
-                rejected,
-                len(batch),
-                result.error_message or "no reason given",
-            )
+            if result.understood:
+                _LOGGER.warning(
+                    "the collector rejected %d of %d records (%s); the batch is kept locally "
+                    "as rejected",
+                    rejected,
+                    len(batch),
+                    result.error_message or "no reason given",
+                )
+            else:
+                _LOGGER.warning(
+                    "the collector's answer could not be read (%s): whether it rejected some "
+                    "records is unknown; the batch of %d is kept locally as rejected",
+                    result.error_message,
+                    len(batch),
+                )
             return
         # the delete runs while the worker sends its next batch; the records stay claimed
         # until it is done, so no claim takes them again (and the batch keeps its slot)
