@@ -646,6 +646,35 @@ async def test_413_splits_down_to_one_record_and_sets_a_giant_aside(
     assert [r.record_id for r in exported] == [giant.record_id]  # kept for inspection
 
 
+async def test_a_413_is_paid_once_per_drain_not_once_per_batch(
+    tmp_path: Path, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # a collector that refuses bodies over its limit: once a body size was refused, the
+    # drain's later batches are split before they are sent, not posted in vain each time
+    # (on a slow uplink each refused body is upload time and bytes wasted)
+    noise = random.Random(5)
+
+    async def noisy(n: int) -> list[str]:  # ~350 B each, gzipped
+        records = [record(permit, pad=noise.randbytes(300).hex()) for _ in range(n)]
+        await store.append(records, permit)
+        return [r.record_id for r in records]
+
+    first_ids = await noisy(32)
+    async with Receiver(tmp_path / "rx413b", max_body=4000) as rx:
+        async with uploader(rx, store, gate, paths, batch_size=32, concurrency=1) as up:
+            first = await up.drain()
+            once = rx.stats.refused
+            more = await noisy(32 * 4)
+            second = await up.drain()
+            refused = rx.stats.refused - once
+        assert sorted(received_ids(rx)) == sorted(first_ids + more)
+    assert once > 1
+    assert first.counters.sent == 32
+    assert second.counters.sent == 128
+    assert refused == once  # the four batches of the second drain paid as one did
+    assert (await store.stats()).total == 0
+
+
 async def test_a_request_too_slow_for_the_uplink_is_sent_in_smaller_ones(
     tmp_path: Path, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
 ) -> None:

@@ -28,7 +28,8 @@ collector ``partial_success``           OTLP forbids retrying and does not say w
                                         ``rejected`` (and counted so), never re-sent
 413 Request Entity Too Large            the batch is split in halves down to one record; a single
                                         record still too large is set aside as rejected
-                                        (``too_large``)
+                                        (``too_large``); later bodies as large are split before
+                                        they are sent, for the rest of the drain
 timeout while the body was being sent   a slow uplink or collector: the batch is sent in halves,
                                         and later requests hold at most that many records
                                         (doubling again after 8 full ones in a row); a single
@@ -270,6 +271,9 @@ class Uploader:
         """Records per request: halved when a request timed out while its body went out (a
         slow uplink or collector), doubled again after _GROW_AFTER full requests in a row."""
         self._fitted = 0
+        self._refused_bytes: int | None = None
+        """The smallest body the collector answered 413 in this drain: a body as large is
+        split before it is sent (413 means "over my size limit"), not posted in vain again."""
         self._went = 0
         """Records in the last request delivered: a timeout at a size no larger is first
         retried as it is (a blip, not a request too large)."""
@@ -437,6 +441,7 @@ class Uploader:
             )
         started = time.monotonic()
         before = UploadCounters(**self.counters.as_dict())
+        self._refused_bytes = None  # each drain asks again: the collector's limit may have grown
         self._ack_failure = None
         ready: asyncio.Queue[_Prepared | None] = asyncio.Queue()
         # a batch holds a slot from before its claim until it is settled (acknowledged, set
@@ -751,6 +756,8 @@ class Uploader:
             body = await asyncio.to_thread(_frame_gzip, framer, batch.encoded)
             if not self._consent_unchanged(generation):
                 continue  # consent changed while the body was framed: check again first
+            if len(batch) > 1 and len(body) >= (self._refused_bytes or len(body) + 1):
+                return batch.halves(), again  # a body as large was refused (413): not sent
             self.counters.requests += 1
             self.counters.bytes += len(body)
             resent = len(batch) if tries or again else 0
@@ -771,6 +778,7 @@ class Uploader:
                 await self._delivered(batch, result, prepared, outstanding)
                 return [], False
             if isinstance(result, TooLarge):
+                self._refused_bytes = min(self._refused_bytes or len(body), len(body))
                 if len(batch) == 1:
                     await self._set_aside(batch, outstanding, too_large=True)
                     _LOGGER.warning("a record too large for the collector was set aside")
