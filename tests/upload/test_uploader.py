@@ -676,6 +676,30 @@ async def test_a_413_is_paid_once_per_drain_not_once_per_batch(
     assert (await store.stats()).total == 0
 
 
+async def test_a_collector_refusing_every_record_as_too_large_does_not_strand_the_store(
+    store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # a 413 for anything (a proxy with a tiny body limit, a hostile collector): records set
+    # aside as too large are never sent again, so one record alone may be set aside (it may
+    # be a giant), but a second in a row without a delivery between ends the drain with the
+    # rest pending (it used to set aside the whole store, one record at a time)
+    await fill(store, permit, 20)
+
+    async def refuse(_: web.Request) -> web.StreamResponse:
+        return web.Response(status=413, text="too large", content_type="text/plain")
+
+    async with bare_server(paths.data_dir, refuse) as server:
+        async with uploader(
+            server.url, store, gate, paths, ca_file=server.ca_file, batch_size=10, concurrency=1
+        ) as up:
+            with pytest.raises(UploadRejected, match="413") as caught:
+                await up.drain()
+        assert len(server.requests) <= 2 * 10  # one batch's splits, not every record's
+    assert caught.value.status == 413
+    stats = await store.stats()
+    assert (stats.total, stats.rejected, stats.pending, stats.claimed) == (20, 1, 19, 0)
+
+
 async def test_a_request_too_slow_for_the_uplink_is_sent_in_smaller_ones(
     tmp_path: Path, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
 ) -> None:

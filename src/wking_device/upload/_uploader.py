@@ -28,8 +28,10 @@ collector ``partial_success``           OTLP forbids retrying and does not say w
                                         ``rejected`` (and counted so), never re-sent
 413 Request Entity Too Large            the batch is split in halves down to one record; a single
                                         record still too large is set aside as rejected
-                                        (``too_large``); later bodies as large are split before
-                                        they are sent, for the rest of the drain
+                                        (``too_large``), a second in a row with no delivery
+                                        between ends the drain (``UploadRejected``); later
+                                        bodies as large are split before they are sent, for
+                                        the rest of the drain
 timeout while the body was being sent   a slow uplink or collector: the batch is sent in halves,
                                         and later requests hold at most that many records
                                         (doubling again after 8 full ones in a row); a single
@@ -274,6 +276,9 @@ class Uploader:
         self._refused_bytes: int | None = None
         """The smallest body the collector answered 413 in this drain: a body as large is
         split before it is sent (413 means "over my size limit"), not posted in vain again."""
+        self._set_aside_alone = False
+        """A record alone was set aside as too large (413) in this drain, and nothing was
+        delivered since: a second one ends the drain (a collector refusing everything)."""
         self._went = 0
         """Records in the last request delivered: a timeout at a size no larger is first
         retried as it is (a blip, not a request too large)."""
@@ -442,6 +447,7 @@ class Uploader:
         started = time.monotonic()
         before = UploadCounters(**self.counters.as_dict())
         self._refused_bytes = None  # each drain asks again: the collector's limit may have grown
+        self._set_aside_alone = False
         self._ack_failure = None
         ready: asyncio.Queue[_Prepared | None] = asyncio.Queue()
         # a batch holds a slot from before its claim until it is settled (acknowledged, set
@@ -774,12 +780,14 @@ class Uploader:
                 continue  # nothing was sent: check consent again, no retry counted
             if isinstance(result, Delivered):
                 failures.count = 0  # progress: the budget starts again
+                self._set_aside_alone = False
                 self._went_through(len(batch))
                 await self._delivered(batch, result, prepared, outstanding)
                 return [], False
             if isinstance(result, TooLarge):
                 self._refused_bytes = min(self._refused_bytes or len(body), len(body))
                 if len(batch) == 1:
+                    self._too_large_alone(result)
                     await self._set_aside(batch, outstanding, too_large=True)
                     _LOGGER.warning("a record too large for the collector was set aside")
                     return [], False
@@ -804,6 +812,30 @@ class Uploader:
             )
             _LOGGER.info("upload failed (%s); retrying in %.1f s", result.detail, delay)
             await self._sleep(delay)
+
+    def _too_large_alone(self, result: TooLarge) -> None:
+        """One record alone was answered 413: set it aside, unless that happened just before.
+
+        A record set aside as too large is never sent again. One may be a giant; a second in a
+        row with nothing delivered between says the collector refuses everything (a proxy's
+        tiny body limit, a hostile collector), which would otherwise set aside the whole store
+        one record at a time: the drain ends instead, the rest pending.
+
+        Raises:
+            UploadRejected: A record alone was already refused since the last delivery.
+        """
+        if not self._set_aside_alone:
+            self._set_aside_alone = True
+            return
+        detail = f": {result.message}" if result.message else ""
+        error = UploadRejected(
+            f"the collector at {mask_url(self.endpoint)} refused single records as too large "
+            f"(HTTP 413{detail}) and accepted nothing between; nothing was lost, the records "
+            "stay pending",
+            status=413,
+        )
+        error.remedy = "check the collector's (or its proxy's) request size limit"
+        raise error
 
     def _count_failure(self, failures: _Failures, result: Retryable) -> None:
         """A request of the batch failed: the drain ends after ``max_attempts`` in a row.
