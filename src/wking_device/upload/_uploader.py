@@ -275,7 +275,10 @@ class Uploader:
         self._fitted = 0
         self._refused_bytes: int | None = None
         """The smallest body the collector answered 413 in this drain: a body as large is
-        split before it is sent (413 means "over my size limit"), not posted in vain again."""
+        split before it is sent (413 means "over my size limit"), not posted in vain again.
+        Doubled after _GROW_AFTER deliveries in a row: a collector that refused a small body
+        once (flaky, hostile) cannot make the rest of the drain go one record at a time."""
+        self._since_refused = 0
         self._set_aside_alone = False
         """A record alone was set aside as too large (413) in this drain, and nothing was
         delivered since: a second one ends the drain (a collector refusing everything)."""
@@ -447,6 +450,7 @@ class Uploader:
         started = time.monotonic()
         before = UploadCounters(**self.counters.as_dict())
         self._refused_bytes = None  # each drain asks again: the collector's limit may have grown
+        self._since_refused = 0
         self._set_aside_alone = False
         self._ack_failure = None
         ready: asyncio.Queue[_Prepared | None] = asyncio.Queue()
@@ -786,6 +790,7 @@ class Uploader:
                 return [], False
             if isinstance(result, TooLarge):
                 self._refused_bytes = min(self._refused_bytes or len(body), len(body))
+                self._since_refused = 0
                 if len(batch) == 1:
                     self._too_large_alone(result)
                     await self._set_aside(batch, outstanding, too_large=True)
@@ -877,6 +882,11 @@ class Uploader:
     def _went_through(self, size: int) -> None:
         """A request of ``size`` records was delivered: after enough full ones, try larger."""
         self._went = size
+        if self._refused_bytes is not None:
+            self._since_refused += 1
+            if self._since_refused >= _GROW_AFTER:
+                self._refused_bytes *= 2  # a larger body may go through now: ask again
+                self._since_refused = 0
         if size >= self._send_limit and self._send_limit < self._batch_size:
             self._fitted += 1
             if self._fitted >= _GROW_AFTER:
