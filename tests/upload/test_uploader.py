@@ -1477,23 +1477,36 @@ async def test_a_partial_success_with_a_long_message_is_still_a_partial_success(
     ],
     ids=["over-long", "truncated", "html", "json-nan", "json-negative", "json-list", "json-cut"],
 )
-async def test_a_2xx_answer_that_cannot_be_read_keeps_the_batch_as_rejected(
+async def test_a_2xx_answer_that_cannot_be_read_ends_the_drain_with_the_records_pending(
     store: RecordStore,
     gate: ConsentGate,
     permit: Permit,
     paths: Paths,
     body: bytes,
     content_type: str,
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # whether the collector rejected some records is unknown: nothing is deleted as if all
-    # were accepted, and (OTLP: a partial success is never retried) nothing is sent again
-    await fill(store, permit, 10)
-    result = await _answer_every_request_with(body, content_type, store, gate, paths)
-    assert (result.counters.sent, result.counters.rejected) == (0, 10)
+    # whether the collector stored or rejected records is unknown: nothing is deleted as if
+    # all were accepted, nothing set aside (an endpoint that is no OTLP collector, e.g. a web
+    # page at the wrong path, would otherwise set aside the whole store), and the drain stops
+    await fill(store, permit, 20)
+
+    async def answer(_: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, content_type=content_type)
+
+    async with bare_server(paths.data_dir, answer) as server:
+        async with uploader(
+            server.url, store, gate, paths, ca_file=server.ca_file, batch_size=10, concurrency=1
+        ) as up:
+            with pytest.raises(UploadRejected) as caught:
+                await up.drain()
+            assert up.counters.sent == 0
+            assert up.counters.rejected == 0
+        assert len(server.requests) == 1  # the drain ended at the first such answer
+    message = str(caught.value)
+    assert "not an OTLP logs response" in message
+    assert "stay pending" in message
+    assert "\n" not in message
+    assert len(message) < 400
+    assert caught.value.status == 200
     stats = await store.stats()
-    assert (stats.total, stats.rejected, stats.pending) == (10, 10, 0)
-    unread = [r for r in caplog.records if "could not be read" in r.getMessage()]
-    assert len(unread) == 1
-    assert "\n" not in unread[0].getMessage()
-    assert len(unread[0].getMessage()) < 400
+    assert (stats.total, stats.rejected, stats.pending) == (20, 0, 20)

@@ -112,8 +112,8 @@ class Delivered:
             text, cleaned and shortened); when not ``understood``, why the answer was not read.
         understood: Whether the answer's body was read whole and is an
             ``ExportLogsServiceResponse`` (empty counts: the empty message). When ``False``,
-            some records may have been rejected and which or how many is unknown (OTLP: a
-            partial success must not be retried, nor taken for a full one).
+            whether the collector stored the records, or rejected some, is unknown: never
+            taken for a full success (the uploader ends the drain, the records pending).
     """
 
     status: int

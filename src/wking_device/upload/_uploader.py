@@ -783,10 +783,10 @@ class Uploader:
                 self.counters.retried -= resent
                 continue  # nothing was sent: check consent again, no retry counted
             if isinstance(result, Delivered):
+                await self._delivered(batch, result, prepared, outstanding)
                 failures.count = 0  # progress: the budget starts again
                 self._set_aside_alone = False
                 self._went_through(len(batch))
-                await self._delivered(batch, result, prepared, outstanding)
                 return [], False
             if isinstance(result, TooLarge):
                 self._refused_bytes = min(self._refused_bytes or len(body), len(body))
@@ -905,31 +905,28 @@ class Uploader:
     async def _delivered(
         self, batch: _Parts, result: Delivered, prepared: _Prepared, outstanding: set[str]
     ) -> None:
+        """A 2xx: delete the batch here, or keep it as rejected after a partial success.
+
+        Raises:
+            UploadRejected: The answer is no readable OTLP logs response (records pending).
+        """
+        if not result.understood:
+            raise _unreadable(result, mask_url(self.endpoint))
         ids = batch.ids
-        if result.rejected or not result.understood:
-            # OTLP: never retry a partial success; it does not say which records were rejected.
-            # An answer that cannot be read may be one: nothing is deleted as if all went
-            # through, nothing is sent again (the collector may have stored some)
-            rejected = min(result.rejected, len(batch)) if result.understood else len(batch)
+        if result.rejected:
+            # OTLP: never retry a partial success; it does not say which records were rejected
+            rejected = min(result.rejected, len(batch))
             await self._store.reject(ids)
             outstanding.difference_update(ids)
             self.counters.sent += len(batch) - rejected
             self.counters.rejected += rejected
-            if result.understood:
-                _LOGGER.warning(
-                    "the collector rejected %d of %d records (%s); the batch is kept locally "
-                    "as rejected",
-                    rejected,
-                    len(batch),
-                    result.error_message or "no reason given",
-                )
-            else:
-                _LOGGER.warning(
-                    "the collector's answer could not be read (%s): whether it rejected some "
-                    "records is unknown; the batch of %d is kept locally as rejected",
-                    result.error_message,
-                    len(batch),
-                )
+            _LOGGER.warning(
+                "the collector rejected %d of %d records (%s); the batch is kept locally "
+                "as rejected",
+                rejected,
+                len(batch),
+                result.error_message or "no reason given",
+            )
             return
         # the delete runs while the worker sends its next batch; the records stay claimed
         # until it is done, so no claim takes them again (and the batch keeps its slot)
@@ -1000,6 +997,24 @@ def _quiet(task: asyncio.Future[Any]) -> None:
     """A late release that failed (the store closed): the records are pending at reopen."""
     if not task.cancelled() and task.exception() is not None:
         _LOGGER.debug("a late release failed: %s", task.exception())
+
+
+def _unreadable(result: Delivered, endpoint: str) -> UploadRejected:
+    """The error of a 2xx answer that is no readable OTLP logs response.
+
+    Whether the collector stored the records, or rejected some (OTLP says so in
+    ``partial_success``), is unknown: the drain ends and they stay pending, so neither a
+    deletion as if all went through nor a set-aside of the whole store follows from an
+    endpoint that is not an OTLP collector (a web server's page at the wrong path). Sent
+    again later, they are de-duplicated by record id where the collector does it.
+    """
+    error = UploadRejected(
+        f"the endpoint {endpoint} answered {result.error_message}; whether it stored the "
+        "records is unknown, they stay pending",
+        status=result.status,
+    )
+    error.remedy = "check that the endpoint is an OTLP/HTTP logs endpoint (its path: /v1/logs)"
+    return error
 
 
 def _permanent(result: Permanent, endpoint: str) -> UploadRejected:
