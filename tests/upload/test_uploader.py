@@ -646,6 +646,89 @@ async def test_413_splits_down_to_one_record_and_sets_a_giant_aside(
     assert [r.record_id for r in exported] == [giant.record_id]  # kept for inspection
 
 
+async def test_a_413_is_paid_once_per_drain_not_once_per_batch(
+    tmp_path: Path, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # a collector that refuses bodies over its limit: once a body size was refused, the
+    # drain's later batches are split before they are sent, not posted in vain each time
+    # (on a slow uplink each refused body is upload time and bytes wasted)
+    noise = random.Random(5)
+
+    async def noisy(n: int) -> list[str]:  # ~350 B each, gzipped
+        records = [record(permit, pad=noise.randbytes(300).hex()) for _ in range(n)]
+        await store.append(records, permit)
+        return [r.record_id for r in records]
+
+    first_ids = await noisy(32)
+    async with Receiver(tmp_path / "rx413b", max_body=4000) as rx:
+        async with uploader(rx, store, gate, paths, batch_size=32, concurrency=1) as up:
+            first = await up.drain()
+            once = rx.stats.refused
+            more = await noisy(32 * 8)
+            second = await up.drain()
+            refused = rx.stats.refused - once
+        assert sorted(received_ids(rx)) == sorted(first_ids + more)
+    assert once > 1
+    assert first.counters.sent == 32
+    assert second.counters.sent == 256
+    # the eight batches of the second drain paid the first one's refusals and about one per
+    # 8 requests that went through (the size refused is tried again after 8: it may have
+    # grown); every batch paid them all before (8 x as much)
+    assert refused < 4 * once
+    assert (await store.stats()).total == 0
+
+
+async def test_a_collector_refusing_every_record_as_too_large_does_not_strand_the_store(
+    store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # a 413 for anything (a proxy with a tiny body limit, a hostile collector): records set
+    # aside as too large are never sent again, so one record alone may be set aside (it may
+    # be a giant), but a second in a row without a delivery between ends the drain with the
+    # rest pending (it used to set aside the whole store, one record at a time)
+    await fill(store, permit, 20)
+
+    async def refuse(_: web.Request) -> web.StreamResponse:
+        return web.Response(status=413, text="too large", content_type="text/plain")
+
+    async with bare_server(paths.data_dir, refuse) as server:
+        async with uploader(
+            server.url, store, gate, paths, ca_file=server.ca_file, batch_size=10, concurrency=1
+        ) as up:
+            with pytest.raises(UploadRejected, match="413") as caught:
+                await up.drain()
+        assert len(server.requests) <= 2 * 10  # one batch's splits, not every record's
+    assert caught.value.status == 413
+    stats = await store.stats()
+    assert (stats.total, stats.rejected, stats.pending, stats.claimed) == (20, 1, 19, 0)
+
+
+async def test_413s_on_small_bodies_once_do_not_send_the_rest_of_the_drain_one_by_one(
+    store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # a collector that answers 413 to a few requests, small ones included, then accepts
+    # everything (a flaky proxy, a hostile collector): the size it refused is not believed
+    # for ever, requests grow back as they go through
+    ids = await fill(store, permit, 320)
+    refusals = iter(range(6))
+
+    async def flaky(_: web.Request) -> web.StreamResponse:
+        if next(refusals, None) is not None:  # 64, 32, 16, 8, 4, 2 records refused
+            return web.Response(status=413, text="too large", content_type="text/plain")
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    async with bare_server(paths.data_dir, flaky) as server:
+        async with uploader(
+            server.url, store, gate, paths, ca_file=server.ca_file, batch_size=64, concurrency=1
+        ) as up:
+            result = await up.drain()
+        got = len(server.requests)
+    assert result.counters.sent == 320
+    assert (await store.stats()).total == 0
+    assert len(ids) == 320
+    # one record per request for the rest of the drain would be ~320
+    assert got < 120
+
+
 async def test_a_request_too_slow_for_the_uplink_is_sent_in_smaller_ones(
     tmp_path: Path, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
 ) -> None:
@@ -1125,14 +1208,16 @@ async def test_a_collector_that_never_answers_in_time_ends_the_drain_with_all_pe
         ) as up:
             with pytest.raises(UploadUnavailable, match="after 2 attempts"):
                 await up.drain()
-            # halves down to one record (no backoff: each waited out its timeout), then one
-            # record retried with backoff until max_attempts: bounded, not forever
-            assert up.counters.requests <= concurrency * (5 + 2)
-            assert len(clock.waits) <= concurrency  # one backoff per give-up, at most
+            # every request that failed counts, the split ones included: two timeouts of each
+            # batch (the whole, then a half), not log2(batch size) more before the budget
+            # starts (a drain of 2,000-record batches at the default 60 s timeout used to
+            # take 11 extra minutes to give up)
+            assert up.counters.requests <= concurrency * 2
+            assert clock.waits == []  # each waited out its timeout: no backoff before a half
             if concurrency == 1:
-                # sent again: the halves 8, 4, 2, 1, then that record once more; not the
-                # halves left unsent when the drain gave up
-                assert up.counters.retried == 8 + 4 + 2 + 1 + 1
+                assert up.counters.requests == 2
+                assert up.counters.retried == 8  # the half sent again, not the one left unsent
+            assert up._send_limit <= 8 // concurrency  # the next drain starts smaller
             stats = await store.stats()
             assert (stats.total, stats.pending, stats.claimed) == (16, 16, 0)
             rx._faults = None  # the collector recovers
@@ -1293,3 +1378,135 @@ async def test_one_timeout_at_a_size_that_went_through_is_retried_not_halved(
     assert result.counters.retried == 8
     assert len(clock.waits) == 1  # retried after a backoff, as any timeout
     assert (await store.stats()).total == 0
+
+
+async def test_max_attempts_1_ends_the_drain_at_the_first_timeout_and_keeps_the_lesson(
+    tmp_path: Path, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # max_attempts is the number of requests of a batch that may fail in a row: 1 means no
+    # retry and no split; the smaller size is kept for the next drain, and a blip at a size
+    # that went through does not lower it
+    ids = await fill(store, permit, 16)
+    clock = FakeTime()
+    async with Receiver(tmp_path / "rx1", fault_plan=FaultPlan(answer_latency=1.0)) as rx:
+        async with uploader(
+            rx,
+            store,
+            gate,
+            paths,
+            clock=clock,
+            batch_size=16,
+            concurrency=1,
+            max_attempts=1,
+            timeouts=_HUNG,
+        ) as up:
+            with pytest.raises(UploadUnavailable, match=r"after 1 attempt \("):
+                await up.drain()
+            assert up.counters.requests == 1
+            assert up._send_limit == 8
+            assert (await store.stats()).pending == 16
+            rx._faults = None
+            after = await up.drain()
+            assert (after.counters.sent, after.counters.requests) == (16, 2)
+            more = await fill(store, permit, 8)
+            rx._faults = FaultPlan(answer_latency=1.0)
+            with pytest.raises(UploadUnavailable):
+                await up.drain()
+            assert up._send_limit == 8  # 8 went through: one late answer lowers nothing
+            rx._faults = None
+            last = await up.drain()
+        got = received_ids(rx)
+    assert sorted(set(got)) == sorted(ids + more)
+    assert last.counters.sent == 8
+    assert clock.waits == []
+    assert (await store.stats()).total == 0
+
+
+# -- the collector's 2xx answer: partial_success must never be read as "none rejected" -----
+
+
+def _partial_response(rejected: int, message: str) -> bytes:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (  # noqa: PLC0415
+        ExportLogsServiceResponse,
+    )
+
+    response = ExportLogsServiceResponse()
+    response.partial_success.rejected_log_records = rejected
+    response.partial_success.error_message = message
+    return response.SerializeToString()
+
+
+async def _answer_every_request_with(
+    body: bytes, content_type: str, store: RecordStore, gate: ConsentGate, paths: Paths
+) -> Any:
+    async def answer(_: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, content_type=content_type)
+
+    async with bare_server(paths.data_dir, answer) as server:
+        async with uploader(
+            server.url, store, gate, paths, ca_file=server.ca_file, batch_size=10, concurrency=1
+        ) as up:
+            result = await up.drain()
+        assert len(server.requests) == 1  # never re-sent
+    return result
+
+
+async def test_a_partial_success_with_a_long_message_is_still_a_partial_success(
+    store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # a collector may explain each rejected record: an answer over 64 KiB is still read
+    await fill(store, permit, 10)
+    body = _partial_response(3, "record refused: bad attribute; " * 3000)  # ~93 KB
+    assert len(body) > 64 * 1024
+    result = await _answer_every_request_with(body, "application/x-protobuf", store, gate, paths)
+    assert (result.counters.sent, result.counters.rejected) == (7, 3)
+    stats = await store.stats()
+    assert (stats.total, stats.rejected, stats.pending) == (10, 10, 0)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (_partial_response(3, "x" * (2 * 1024 * 1024)), "application/x-protobuf"),  # too long
+        (b"\x0a\x05\x08\x03", "application/x-protobuf"),  # cut short
+        (b"<html><body>OK</body></html>", "text/html"),  # not an OTLP answer
+        (b'{"partialSuccess": {"rejectedLogRecords": "many"}}', "application/json"),
+        (b'{"partialSuccess": {"rejectedLogRecords": "-2"}}', "application/json"),
+        (b'["ok"]', "application/json"),
+        (b'{"partialSuccess": ', "application/json"),
+    ],
+    ids=["over-long", "truncated", "html", "json-nan", "json-negative", "json-list", "json-cut"],
+)
+async def test_a_2xx_answer_that_cannot_be_read_ends_the_drain_with_the_records_pending(
+    store: RecordStore,
+    gate: ConsentGate,
+    permit: Permit,
+    paths: Paths,
+    body: bytes,
+    content_type: str,
+) -> None:
+    # whether the collector stored or rejected records is unknown: nothing is deleted as if
+    # all were accepted, nothing set aside (an endpoint that is no OTLP collector, e.g. a web
+    # page at the wrong path, would otherwise set aside the whole store), and the drain stops
+    await fill(store, permit, 20)
+
+    async def answer(_: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, content_type=content_type)
+
+    async with bare_server(paths.data_dir, answer) as server:
+        async with uploader(
+            server.url, store, gate, paths, ca_file=server.ca_file, batch_size=10, concurrency=1
+        ) as up:
+            with pytest.raises(UploadRejected) as caught:
+                await up.drain()
+            assert up.counters.sent == 0
+            assert up.counters.rejected == 0
+        assert len(server.requests) == 1  # the drain ended at the first such answer
+    message = str(caught.value)
+    assert "not an OTLP logs response" in message
+    assert "stay pending" in message
+    assert "\n" not in message
+    assert len(message) < 400
+    assert caught.value.status == 200
+    stats = await store.stats()
+    assert (stats.total, stats.rejected, stats.pending) == (20, 0, 20)

@@ -149,7 +149,8 @@ def open_uploader(
         gate: The consent gate.
         data_dir: The installation's data directory (holds the installation id, created here
             on first upload).
-        max_attempts: Attempts per batch before a drain gives up (``None``: never).
+        max_attempts: Failed requests of a batch in a row (splits included) before a drain
+            gives up (``None``: never); see :class:`~wking_device.upload.Uploader`.
         timeouts: Request timeouts.
         sleep: Injected sleep (tests).
         rng: Injected jitter source (tests).

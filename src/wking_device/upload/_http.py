@@ -67,6 +67,10 @@ __all__ = [
 _LOGGER = logging.getLogger(__name__)
 
 _MAX_RESPONSE_BYTES: Final = 64 * 1024
+"""The most read of an error answer (its message is cut to 300 characters anyway)."""
+_MAX_SUCCESS_BYTES: Final = 1024 * 1024
+"""The most read of a 2xx answer: its ``partial_success`` must be read whole (a collector may
+explain every rejected record); a longer one cannot be read, and is not taken as "all accepted"."""
 _MAX_MESSAGE_CHARS: Final = 300
 # a URL quoted in an error text (aiohttp quotes the request URL, query included)
 _URL_IN_TEXT: Final = re.compile(r"https?://[^\s'\"<>]+", re.IGNORECASE)
@@ -105,12 +109,17 @@ class Delivered:
         rejected: Records the collector declared rejected (OTLP ``partial_success``); they were
             not stored there and must be kept for inspection.
         error_message: The collector's explanation of the partial success, if any (untrusted
-            text, cleaned and shortened).
+            text, cleaned and shortened); when not ``understood``, why the answer was not read.
+        understood: Whether the answer's body was read whole and is an
+            ``ExportLogsServiceResponse`` (empty counts: the empty message). When ``False``,
+            whether the collector stored the records, or rejected some, is unknown: never
+            taken for a full success (the uploader ends the drain, the records pending).
     """
 
     status: int
     rejected: int = 0
     error_message: str = ""
+    understood: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -317,7 +326,11 @@ class OTLPSender:
             async with self._get_session().post(
                 self.endpoint.url, data=data, headers=headers, allow_redirects=False
             ) as response:
-                content = await _read_bounded(response)
+                ok = 200 <= response.status < 300
+                limit = _MAX_SUCCESS_BYTES if ok else _MAX_RESPONSE_BYTES
+                content, whole = await _read_bounded(response, limit)
+                if ok and not whole:
+                    return _unreadable(response, f"longer than {limit} bytes")
                 return self._classify(response, content)
         except aiohttp.ClientConnectorCertificateError as exc:
             raise _certificate_error(exc.certificate_error, host) from exc
@@ -345,7 +358,10 @@ class OTLPSender:
     def _classify(self, response: aiohttp.ClientResponse, content: bytes) -> SendResult:
         status = response.status
         if 200 <= status < 300:
-            rejected, message = _partial_success(content, response.content_type)
+            partial = _partial_success(content, response.content_type)
+            if partial is None:
+                return _unreadable(response, f"{len(content)} bytes")
+            rejected, message = partial
             if rejected or message:
                 _LOGGER.warning("collector rejected %d records: %s", rejected, message)
             return Delivered(status=status, rejected=rejected, error_message=message)
@@ -398,17 +414,30 @@ class _GuardedBody(aiohttp.BytesPayload):
         await super().write_with_length(writer, content_length)
 
 
-async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
-    """Read the whole response body, up to a limit (a truncated body raises ClientPayloadError)."""
+async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+    """Read the response body up to ``limit`` bytes: (its first bytes, whether that is all).
+
+    A truncated body raises ClientPayloadError.
+    """
     chunks: list[bytes] = []
     size = 0
-    while size <= _MAX_RESPONSE_BYTES:
-        chunk = await response.content.read(_MAX_RESPONSE_BYTES + 1 - size)
+    while size <= limit:
+        chunk = await response.content.read(limit + 1 - size)
         if not chunk:
             break
         chunks.append(chunk)
         size += len(chunk)
-    return b"".join(chunks)[:_MAX_RESPONSE_BYTES]
+    return b"".join(chunks)[:limit], size <= limit
+
+
+def _unreadable(response: aiohttp.ClientResponse, what: str) -> Delivered:
+    """A 2xx whose body is no readable ``ExportLogsServiceResponse``: acceptance unknown."""
+    kind = _clean(response.content_type)[:60]
+    return Delivered(
+        status=response.status,
+        understood=False,
+        error_message=f"HTTP {response.status}, {kind}, {what}: not an OTLP logs response",
+    )
 
 
 def _certificate_error(error: BaseException, host: str) -> TLSError:
@@ -449,30 +478,52 @@ def _clean(text: str) -> str:
     return text[:_MAX_MESSAGE_CHARS]
 
 
-def _partial_success(content: bytes, content_type: str) -> tuple[int, str]:
+def _partial_success(content: bytes, content_type: str) -> tuple[int, str] | None:
+    """A 2xx body's ``partial_success``: (rejected, message), or ``None`` if it cannot be read.
+
+    OTLP: a server that rejected some records MUST say so in ``partial_success``; an answer
+    that is not an ``ExportLogsServiceResponse`` therefore says nothing about the rejected
+    ones, and is not read as "none rejected". An empty body is the empty message (all accepted).
+    """
     if not content:
         return 0, ""
-    try:
-        if content_type == "application/json":
-            data = orjson.loads(content)
-            partial = data.get("partialSuccess") or data.get("partial_success") or {}
-            rejected = partial.get("rejectedLogRecords", partial.get("rejected_log_records", 0))
-            message = partial.get("errorMessage", partial.get("error_message", ""))
-            return max(int(rejected), 0), _clean(str(message))
-        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (  # noqa: PLC0415
-            ExportLogsServiceResponse,
-        )
+    if content_type == "application/json":
+        return _json_partial_success(content)
+    from google.protobuf.message import DecodeError  # noqa: PLC0415
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (  # noqa: PLC0415
+        ExportLogsServiceResponse,
+    )
 
+    try:
         parsed = ExportLogsServiceResponse.FromString(content)
-    except Exception:  # noqa: BLE001 - a malformed success body is still a success
-        _LOGGER.warning(
-            "the collector's success response could not be parsed; assuming none rejected"
-        )
-        return 0, ""
+    except DecodeError:
+        return None
+    if parsed.partial_success.rejected_log_records < 0:
+        return None
     return (
-        max(parsed.partial_success.rejected_log_records, 0),
+        parsed.partial_success.rejected_log_records,
         _clean(parsed.partial_success.error_message),
     )
+
+
+def _json_partial_success(content: bytes) -> tuple[int, str] | None:
+    try:
+        data = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    partial = data.get("partialSuccess", data.get("partial_success")) or {}
+    if not isinstance(partial, dict):
+        return None
+    rejected = partial.get("rejectedLogRecords", partial.get("rejected_log_records", 0))
+    message = partial.get("errorMessage", partial.get("error_message", ""))
+    # proto3 JSON: an int64 is a decimal string (or a number)
+    if isinstance(rejected, str) and rejected.isascii() and rejected.isdigit():
+        rejected = int(rejected)
+    if isinstance(rejected, bool) or not isinstance(rejected, int) or rejected < 0:
+        return None
+    return (rejected, _clean(message)) if isinstance(message, str) else None
 
 
 def _error_message(content: bytes, content_type: str) -> str:  # noqa: PLR0911 - one per type

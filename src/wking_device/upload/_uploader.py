@@ -24,19 +24,26 @@ collector ``partial_success``           OTLP forbids retrying and does not say w
                                         rejected: the whole batch is kept locally in state
                                         ``rejected`` for inspection (``rejected`` counts the
                                         collector's number), never claimed again
+2xx answer that cannot be read          may be a partial success: the whole batch is kept as
+                                        ``rejected`` (and counted so), never re-sent
 413 Request Entity Too Large            the batch is split in halves down to one record; a single
                                         record still too large is set aside as rejected
-                                        (``too_large``)
+                                        (``too_large``), a second in a row with no delivery
+                                        between ends the drain (``UploadRejected``); later
+                                        bodies as large are split before they are sent, for
+                                        the rest of the drain
 timeout while the body was being sent   a slow uplink or collector: the batch is sent in halves,
                                         and later requests hold at most that many records
                                         (doubling again after 8 full ones in a row); a single
                                         record, or a request no larger than the last one
                                         delivered (a first time), is retried with backoff
                                         (``retried``: the records sent again, the halves'
-                                        included)
+                                        included); each such timeout is a failed attempt
 429/503/5xx/connection failures         retried with exponential backoff and full jitter, never
                                         before ``Retry-After`` (``retried``); after
-                                        ``max_attempts`` the drain stops with
+                                        ``max_attempts`` failed requests of a batch in a row
+                                        (splits included; a delivery starts the count again)
+                                        the drain stops with
                                         :class:`~wking_device.errors.UploadUnavailable`
 400/401/403/404 and other permanent     the drain stops with
 statuses, TLS failures                  :class:`~wking_device.errors.UploadRejected` /
@@ -190,6 +197,13 @@ class _Prepared:
 
 
 @dataclass(slots=True)
+class _Failures:
+    """Failed requests of one claimed batch since one of its requests was last delivered."""
+
+    count: int = 0
+
+
+@dataclass(slots=True)
 class _Plan:
     """What may be sent now: computed from the gate before each claim and each send."""
 
@@ -214,8 +228,10 @@ class Uploader:
         batch_size: Records per request (and per claim).
         concurrency: Requests in flight (workers); one more batch is claimed ahead of them.
         backoff: Retry timing.
-        max_attempts: Attempts per batch before the drain gives up with
-            :class:`~wking_device.errors.UploadUnavailable` (``None``: keep trying).
+        max_attempts: Failed requests of a batch in a row (a timeout that splits it
+            included; a delivery of any of its records starts the count again) before the drain
+            gives up with :class:`~wking_device.errors.UploadUnavailable` (``None``: keep
+            trying). 1: no retry and no split.
         sleep: ``asyncio.sleep`` (inject a fake in tests).
         rng: The random source for jitter.
         progress: Called with the cumulative counters after each batch is settled (its
@@ -257,6 +273,15 @@ class Uploader:
         """Records per request: halved when a request timed out while its body went out (a
         slow uplink or collector), doubled again after _GROW_AFTER full requests in a row."""
         self._fitted = 0
+        self._refused_bytes: int | None = None
+        """The smallest body the collector answered 413 in this drain: a body as large is
+        split before it is sent (413 means "over my size limit"), not posted in vain again.
+        Doubled after _GROW_AFTER deliveries in a row: a collector that refused a small body
+        once (flaky, hostile) cannot make the rest of the drain go one record at a time."""
+        self._since_refused = 0
+        self._set_aside_alone = False
+        """A record alone was set aside as too large (413) in this drain, and nothing was
+        delivered since: a second one ends the drain (a collector refusing everything)."""
         self._went = 0
         """Records in the last request delivered: a timeout at a size no larger is first
         retried as it is (a blip, not a request too large)."""
@@ -424,6 +449,9 @@ class Uploader:
             )
         started = time.monotonic()
         before = UploadCounters(**self.counters.as_dict())
+        self._refused_bytes = None  # each drain asks again: the collector's limit may have grown
+        self._since_refused = 0
+        self._set_aside_alone = False
         self._ack_failure = None
         ready: asyncio.Queue[_Prepared | None] = asyncio.Queue()
         # a batch holds a slot from before its claim until it is settled (acknowledged, set
@@ -691,25 +719,38 @@ class Uploader:
         # each part with whether it went out before (its halves after a timeout while it was
         # sent): its first request then counts as a re-send (``retried``)
         stack: list[tuple[_Parts, bool]] = [(prepared.parts, False)]
+        failures = _Failures()
         while stack:
             batch, again = stack.pop()
             if len(batch) > self._send_limit:
                 stack.extend((half, again) for half in reversed(batch.halves()))
                 continue
-            halves, again = await self._deliver(batch, prepared, outstanding, again=again)
+            halves, again = await self._deliver(batch, prepared, outstanding, failures, again=again)
             stack.extend((half, again) for half in reversed(halves))
 
     async def _deliver(
-        self, batch: _Parts, prepared: _Prepared, outstanding: set[str], *, again: bool = False
+        self,
+        batch: _Parts,
+        prepared: _Prepared,
+        outstanding: set[str],
+        failures: _Failures,
+        *,
+        again: bool = False,
     ) -> tuple[list[_Parts], bool]:
         """Send one request (with retries); return the halves to send next, if any.
 
         The halves are those of a request too large (413), or of one that timed out while it
         was sent (then True: they went out once already). ``again``: ``batch`` went out before
-        (its first request counts as a re-send).
+        (its first request counts as a re-send). ``failures``: the claimed batch's failed
+        requests since its last delivery, this part's and its halves' included: a drain gives
+        up after ``max_attempts`` of them, whether they were retried as they were or split.
+
+        Raises:
+            UploadUnavailable: ``max_attempts`` requests of the batch failed in a row.
+            UploadRejected: A permanent refusal.
         """
         restricted = prepared.restricted
-        attempt = 0
+        tries = 0  # requests of this part sent so far
         timed_out = False  # this part timed out while it was sent
         while True:
             # consent right before each attempt: it may have changed since the claim (the
@@ -725,9 +766,12 @@ class Uploader:
             body = await asyncio.to_thread(_frame_gzip, framer, batch.encoded)
             if not self._consent_unchanged(generation):
                 continue  # consent changed while the body was framed: check again first
+            if len(batch) > 1 and len(body) >= (self._refused_bytes or len(body) + 1):
+                return batch.halves(), again  # a body as large was refused (413): not sent
             self.counters.requests += 1
             self.counters.bytes += len(body)
-            resent = len(batch) if attempt or again else 0
+            resent = len(batch) if tries or again else 0
+            tries += 1
             self.counters.retried += resent
             # the guard: a consent change during the connection's set-up keeps the body back
             result: SendResult = await self._sender.send(
@@ -739,11 +783,16 @@ class Uploader:
                 self.counters.retried -= resent
                 continue  # nothing was sent: check consent again, no retry counted
             if isinstance(result, Delivered):
-                self._went_through(len(batch))
                 await self._delivered(batch, result, prepared, outstanding)
+                failures.count = 0  # progress: the budget starts again
+                self._set_aside_alone = False
+                self._went_through(len(batch))
                 return [], False
             if isinstance(result, TooLarge):
+                self._refused_bytes = min(self._refused_bytes or len(body), len(body))
+                self._since_refused = 0
                 if len(batch) == 1:
+                    self._too_large_alone(result)
                     await self._set_aside(batch, outstanding, too_large=True)
                     _LOGGER.warning("a record too large for the collector was set aside")
                     return [], False
@@ -751,25 +800,71 @@ class Uploader:
             if isinstance(result, Permanent):
                 raise _permanent(result, mask_url(self.endpoint))
             assert isinstance(result, Retryable)
-            if result.while_sending and len(batch) > 1:
-                if timed_out or len(batch) > self._went:
-                    return self._too_slow(batch), True
-                # no larger than a request that went through: once more as it is (random
-                # timeouts would otherwise shrink every request to a few records)
-                timed_out = True
-            attempt += 1
-            if self._max_attempts is not None and attempt >= self._max_attempts:
-                raise UploadUnavailable(
-                    f"the collector at {mask_url(self.endpoint)} stayed unavailable after "
-                    f"{attempt} attempts ({result.detail}); the records stay pending",
-                    retry_after=result.retry_after,
-                )
-            delay = self._backoff.delay(attempt - 1, retry_after=result.retry_after, rng=self._rng)
+            # a timeout while the body went out: smaller requests, unless no larger than one
+            # that went through (then once more as it is: random timeouts would otherwise
+            # shrink every request to a few records)
+            split = (
+                result.while_sending and len(batch) > 1 and (timed_out or len(batch) > self._went)
+            )
+            timed_out = timed_out or result.while_sending
+            if split:
+                self._too_slow(batch)  # also for the next drain, if this one ends now
+            self._count_failure(failures, result)
+            if split:
+                return batch.halves(), True  # no backoff: the timeout was the wait
+            delay = self._backoff.delay(
+                failures.count - 1, retry_after=result.retry_after, rng=self._rng
+            )
             _LOGGER.info("upload failed (%s); retrying in %.1f s", result.detail, delay)
             await self._sleep(delay)
 
-    def _too_slow(self, batch: _Parts) -> list[_Parts]:
-        """A request timed out while it was sent: its halves, and smaller requests from now on.
+    def _too_large_alone(self, result: TooLarge) -> None:
+        """One record alone was answered 413: set it aside, unless that happened just before.
+
+        A record set aside as too large is never sent again. One may be a giant; a second in a
+        row with nothing delivered between says the collector refuses everything (a proxy's
+        tiny body limit, a hostile collector), which would otherwise set aside the whole store
+        one record at a time: the drain ends instead, the rest pending.
+
+        Raises:
+            UploadRejected: A record alone was already refused since the last delivery.
+        """
+        if not self._set_aside_alone:
+            self._set_aside_alone = True
+            return
+        detail = f": {result.message}" if result.message else ""
+        error = UploadRejected(
+            f"the collector at {mask_url(self.endpoint)} refused single records as too large "
+            f"(HTTP 413{detail}) and accepted nothing between; nothing was lost, the records "
+            "stay pending",
+            status=413,
+        )
+        error.remedy = "check the collector's (or its proxy's) request size limit"
+        raise error
+
+    def _count_failure(self, failures: _Failures, result: Retryable) -> None:
+        """A request of the batch failed: the drain ends after ``max_attempts`` in a row.
+
+        Every failed request counts, a timeout that splits the batch too: a collector that
+        never answers in time ends the drain after ``max_attempts`` timeouts, not after
+        log2(batch_size) more (each a whole timeout). A delivery starts the count again, so a
+        slow uplink has ``max_attempts - 1`` halvings to find a size that goes through (and the
+        next drain starts at the size reached).
+
+        Raises:
+            UploadUnavailable: That was the ``max_attempts``-th.
+        """
+        failures.count += 1
+        if self._max_attempts is not None and failures.count >= self._max_attempts:
+            attempts = "attempt" if failures.count == 1 else "attempts"
+            raise UploadUnavailable(
+                f"the collector at {mask_url(self.endpoint)} stayed unavailable after "
+                f"{failures.count} {attempts} ({result.detail}); the records stay pending",
+                retry_after=result.retry_after,
+            )
+
+    def _too_slow(self, batch: _Parts) -> None:
+        """A request timed out while it was sent: smaller requests from now on (its halves).
 
         A slow uplink or collector: smaller requests may get through where a retry of the same
         size never would (and the records would wait until retention or the cap took them).
@@ -783,11 +878,15 @@ class Uploader:
             len(batch),
             self._send_limit,
         )
-        return batch.halves()
 
     def _went_through(self, size: int) -> None:
         """A request of ``size`` records was delivered: after enough full ones, try larger."""
         self._went = size
+        if self._refused_bytes is not None:
+            self._since_refused += 1
+            if self._since_refused >= _GROW_AFTER:
+                self._refused_bytes *= 2  # a larger body may go through now: ask again
+                self._since_refused = 0
         if size >= self._send_limit and self._send_limit < self._batch_size:
             self._fitted += 1
             if self._fitted >= _GROW_AFTER:
@@ -806,6 +905,13 @@ class Uploader:
     async def _delivered(
         self, batch: _Parts, result: Delivered, prepared: _Prepared, outstanding: set[str]
     ) -> None:
+        """A 2xx: delete the batch here, or keep it as rejected after a partial success.
+
+        Raises:
+            UploadRejected: The answer is no readable OTLP logs response (records pending).
+        """
+        if not result.understood:
+            raise _unreadable(result, mask_url(self.endpoint))
         ids = batch.ids
         if result.rejected:
             # OTLP: never retry a partial success; it does not say which records were rejected
@@ -815,8 +921,8 @@ class Uploader:
             self.counters.sent += len(batch) - rejected
             self.counters.rejected += rejected
             _LOGGER.warning(
-                "the collector rejected %d of %d records (%s); the batch is kept locally as "
-                "rejected",
+                "the collector rejected %d of %d records (%s); the batch is kept locally "
+                "as rejected",
                 rejected,
                 len(batch),
                 result.error_message or "no reason given",
@@ -891,6 +997,24 @@ def _quiet(task: asyncio.Future[Any]) -> None:
     """A late release that failed (the store closed): the records are pending at reopen."""
     if not task.cancelled() and task.exception() is not None:
         _LOGGER.debug("a late release failed: %s", task.exception())
+
+
+def _unreadable(result: Delivered, endpoint: str) -> UploadRejected:
+    """The error of a 2xx answer that is no readable OTLP logs response.
+
+    Whether the collector stored the records, or rejected some (OTLP says so in
+    ``partial_success``), is unknown: the drain ends and they stay pending, so neither a
+    deletion as if all went through nor a set-aside of the whole store follows from an
+    endpoint that is not an OTLP collector (a web server's page at the wrong path). Sent
+    again later, they are de-duplicated by record id where the collector does it.
+    """
+    error = UploadRejected(
+        f"the endpoint {endpoint} answered {result.error_message}; whether it stored the "
+        "records is unknown, they stay pending",
+        status=result.status,
+    )
+    error.remedy = "check that the endpoint is an OTLP/HTTP logs endpoint (its path: /v1/logs)"
+    return error
 
 
 def _permanent(result: Permanent, endpoint: str) -> UploadRejected:
