@@ -36,6 +36,7 @@ BENCHMARKS: dict[str, str] = {
     "upload": "benchmarks.upload",
     "fleet": "benchmarks.discovery",
     "pipeline": "benchmarks.pipeline",
+    "footprint": "benchmarks.footprint",
 }
 """name -> module defining ``run(quick)``; add one line per new benchmark module."""
 

@@ -17,11 +17,19 @@ separated twice:
   agent (wking_device, bleak, SQLite, cryptography). The sampler's own CPU time is measured
   (``time.thread_time``) and taken out of the process's CPU.
 
-Budget (issue 9): RSS <= 120 MB (goal 80 MB); mean CPU <= 5 % of one core, of which the agent's
-own share is reported. The figures are printed; nothing is asserted.
+The agent uploads as a configured agent does: to the reference receiver (over TLS, a private
+CA) in a third process that is not counted, every ``--interval`` seconds. CPU is counted over a
+steady state: from the end of a warm-up (``--warmup``, default one cycle: imports, key store and
+SQLite set-up, the first scan) to the end; the peak RSS over the whole run.
 
-    .venv/bin/python benchmarks/footprint.py               # 10 speakers, 60 s each process
-    .venv/bin/python benchmarks/footprint.py --seconds 15  # quicker
+Budget (issues 9 and 11): the agent process's peak RSS <= 120 MB (goal 80 MB), with the
+simulated world in it; the agent's own mean CPU (by subtraction) <= 5 % of one core. For
+``python -m benchmarks`` (:func:`run`): ``footprint.rss`` and ``footprint.cpu``, each against its
+absolute budget; ``--quick`` runs both processes at once for 5 s after a 2 s warm-up (its
+CPU figure is reported, not checked: one or two cycles).
+
+    .venv/bin/python -m benchmarks.footprint               # 10 speakers, 60 s each process
+    .venv/bin/python -m benchmarks.footprint --seconds 15  # quicker
 """
 
 from __future__ import annotations
@@ -40,6 +48,10 @@ from pathlib import Path
 from typing import Any
 
 _SAMPLE_S = 0.005
+RSS_LIMIT_MB = 120.0
+"""The budget of ``footprint.rss`` (issue 11; goal 80 MB)."""
+CPU_LIMIT_PCT = 5.0
+"""The budget of ``footprint.cpu``: the agent's own mean CPU, % of one core (issue 9)."""
 
 
 def _rss_mb() -> float:
@@ -51,17 +63,25 @@ def _rss_mb() -> float:
 
 
 class _Sampler:
-    """Samples the main thread's stack: idle, simulator or agent."""
+    """Samples the main thread's stack after a warm-up (idle, simulator or agent); peak RSS.
 
-    def __init__(self) -> None:
+    At the end of the warm-up it notes the process's CPU times, the wall clock and its own CPU
+    time: the figures cover the steady state from there.
+    """
+
+    def __init__(self, warmup: float, seconds: float) -> None:
         self.counts = {"idle": 0, "sim": 0, "agent": 0}
         self.rss_peak = 0.0
-        self.thread_cpu = 0.0
+        self.mark: tuple[float, float, float] | None = None  # (process CPU, wall, own CPU)
+        self.end: tuple[float, float, float] | None = None
+        self._warmup = warmup
+        self._seconds = seconds
         self._stop = threading.Event()
         self._main = threading.main_thread().ident
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> _Sampler:
+        self._started = time.monotonic()
         self._thread.start()
         return self
 
@@ -72,14 +92,33 @@ class _Sampler:
     def _run(self) -> None:
         ticks = 0
         while not self._stop.wait(_SAMPLE_S):
-            frame = sys._current_frames().get(self._main)
-            if frame is None:
-                continue
-            self.counts[_classify(frame)] += 1
             ticks += 1
             if ticks % 200 == 0:
                 self.rss_peak = max(self.rss_peak, _rss_mb())
-        self.thread_cpu = time.thread_time()
+            elapsed = time.monotonic() - self._started
+            if self.mark is None:
+                if elapsed < self._warmup:
+                    continue
+                self.mark = (_process_cpu(), time.monotonic(), time.thread_time())
+            if self.end is None and elapsed >= self._warmup + self._seconds:
+                self.end = (_process_cpu(), time.monotonic(), time.thread_time())
+            if self.end is None:
+                frame = sys._current_frames().get(self._main)
+                if frame is not None:
+                    self.counts[_classify(frame)] += 1
+        self.rss_peak = max(self.rss_peak, _rss_mb())
+
+    def figures(self) -> tuple[float, float]:
+        """CPU seconds of the process (less this sampler's) and wall seconds, warm-up to end."""
+        if self.mark is None or self.end is None:
+            raise SystemExit("the run ended before its measured window did")
+        (cpu0, wall0, own0), (cpu1, wall1, own1) = self.mark, self.end
+        return (cpu1 - cpu0) - (own1 - own0), wall1 - wall0
+
+
+def _process_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def _classify(frame: Any) -> str:
@@ -101,12 +140,20 @@ async def _world_alone(speakers: int, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
 
-async def _agent_run(speakers: int, seconds: float, interval: float, home: Path) -> dict[str, Any]:
+async def _agent_run(
+    speakers: int, seconds: float, interval: float, home: Path, upload: tuple[str, str] | None
+) -> dict[str, Any]:
     from wking_device.agent import STATUS_FILE, Agent  # noqa: PLC0415
     from wking_device.collect import open_installation_gate  # noqa: PLC0415
     from wking_device.config import load_settings, resolve_paths  # noqa: PLC0415
     from wking_device.sim import SimWorld  # noqa: PLC0415
     from wking_device.store import open_store  # noqa: PLC0415
+    from wking_device.upload import (  # noqa: PLC0415
+        TLSOptions,
+        UploadTarget,
+        open_uploader,
+        parse_endpoint,
+    )
 
     paths = resolve_paths(home)
     paths.ensure()
@@ -117,6 +164,12 @@ async def _agent_run(speakers: int, seconds: float, interval: float, home: Path)
         SimWorld.fleet(speakers, instant_connect=True) as world,
         open_store(paths, settings) as store,
     ):
+        uploader = None
+        if upload is not None:
+            target = UploadTarget(
+                endpoint=parse_endpoint(upload[0]), tls=TLSOptions(ca_file=Path(upload[1]))
+            )
+            uploader = open_uploader(target, store=store, gate=gate, data_dir=paths.data_dir)
         agent = Agent(
             gate=gate,
             store=store,
@@ -128,26 +181,44 @@ async def _agent_run(speakers: int, seconds: float, interval: float, home: Path)
             adapter_mac="",
             paths=paths,
             status_file=paths.data_dir / STATUS_FILE,
+            uploader=uploader,
+            upload_interval=interval,
         )
-        summary = await agent.run(seconds)
-    return {"cycles": summary.cycles, "reads_ok": summary.reads_ok, "records": summary.records}
+        try:
+            summary = await agent.run(seconds)
+        finally:
+            if uploader is not None:
+                await uploader.aclose()
+    sent = (summary.upload or {}).get("sent", 0)
+    return {
+        "cycles": summary.cycles,
+        "reads_ok": summary.reads_ok,
+        "records": summary.records,
+        "uploaded": sent,
+    }
 
 
-def _child(kind: str, speakers: int, seconds: float, interval: float) -> None:
+def _child(
+    kind: str,
+    speakers: int,
+    seconds: float,
+    interval: float,
+    warmup: float,
+    upload: tuple[str, str] | None,
+) -> None:
     """Run one subject in this process and print its figures as JSON."""
     import wking_device.sim  # noqa: PLC0415, F401 - imports before the clock starts, as in a service
 
     extra: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp, _Sampler() as sampler:
-        before = os.times()
-        started = time.monotonic()
+    # a little past the measured window: its end is noted while the subject still runs (the
+    # agent's shutdown, closing the store and the uploader, is not the steady state)
+    total = warmup + seconds + 0.5
+    with tempfile.TemporaryDirectory() as tmp, _Sampler(warmup, seconds) as sampler:
         if kind == "world":
-            asyncio.run(_world_alone(speakers, seconds))
+            asyncio.run(_world_alone(speakers, total))
         else:
-            extra = asyncio.run(_agent_run(speakers, seconds, interval, Path(tmp)))
-        wall = time.monotonic() - started
-        after = os.times()
-    cpu = (after.user - before.user) + (after.system - before.system) - sampler.thread_cpu
+            extra = asyncio.run(_agent_run(speakers, total, interval, Path(tmp), upload))
+    cpu, wall = sampler.figures()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         json.dumps(
@@ -155,7 +226,6 @@ def _child(kind: str, speakers: int, seconds: float, interval: float) -> None:
                 "kind": kind,
                 "wall_s": wall,
                 "cpu_s": cpu,
-                "sampler_cpu_s": sampler.thread_cpu,
                 "rss_peak_mb": max(peak, sampler.rss_peak),
                 "samples": sampler.counts,
                 **extra,
@@ -164,27 +234,129 @@ def _child(kind: str, speakers: int, seconds: float, interval: float) -> None:
     )
 
 
-def _spawn(kind: str, args: argparse.Namespace) -> dict[str, Any]:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--child",
-            kind,
-            "--speakers",
-            str(args.speakers),
-            "--seconds",
-            str(args.seconds),
-            "--interval",
-            str(args.interval),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=args.seconds * 3 + 120,
-    )
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+def _start(
+    kind: str,
+    speakers: int,
+    seconds: float,
+    interval: float,
+    warmup: float,
+    upload: tuple[str, str] | None,
+) -> subprocess.Popen[str]:
+    args = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--speakers",
+        str(speakers),
+        "--seconds",
+        str(seconds),
+        "--interval",
+        str(interval),
+        "--warmup",
+        str(warmup),
+    ]
+    if upload is not None:
+        args += ["--endpoint", upload[0], "--ca-file", upload[1]]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    if proc.returncode != 0:
+        raise RuntimeError(f"footprint child failed ({proc.returncode}): {err.strip()[-500:]}")
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    result["cpu_pct"] = 100 * result["cpu_s"] / result["wall_s"]
     return result
+
+
+def measure(
+    *,
+    speakers: int = 10,
+    seconds: float = 60.0,
+    interval: float = 5.0,
+    warmup: float | None = None,
+    concurrent: bool = False,
+    upload: bool = True,
+) -> dict[str, Any]:
+    """The world alone and the agent (with it), one after the other or at once: their figures.
+
+    ``upload``: the agent uploads to the reference receiver in a third process, every
+    ``interval`` seconds. Returns ``{"world": ..., "agent": ..., "agent_share_pct": ...}``.
+    """
+    from benchmarks.upload import ReceiverProcess  # noqa: PLC0415
+
+    warmup = interval if warmup is None else warmup
+    timeout = (warmup + seconds) * 3 + 120
+    with tempfile.TemporaryDirectory(prefix="wking-footprint-") as tmp:
+        rx = ReceiverProcess(Path(tmp), profile=False) if upload else None
+        target = (rx.endpoint, str(rx.ca_file)) if rx is not None else None
+        try:
+            shape = (speakers, seconds, interval, warmup)
+            if concurrent:
+                procs = [_start(kind, *shape, target) for kind in ("world", "agent")]
+                world, agent = (_finish(proc, timeout) for proc in procs)
+            else:
+                world = _finish(_start("world", *shape, None), timeout)
+                agent = _finish(_start("agent", *shape, target), timeout)
+        finally:
+            if rx is not None:
+                rx.stop()
+    busy = agent["samples"]["sim"] + agent["samples"]["agent"]
+    share = agent["cpu_pct"] * agent["samples"]["agent"] / busy if busy else 0.0
+    return {"world": world, "agent": agent, "agent_share_pct": share}
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    """For ``python -m benchmarks``: the agent's peak RSS and its own CPU, against the budgets.
+
+    Full: the world alone, then the agent, 40 s each after a one-cycle warm-up (5 s). Quick:
+    both at once (each mostly idle), 5 s after a 2 s warm-up.
+    """
+    m = measure(seconds=5.0, warmup=2.0, concurrent=True) if quick else measure(seconds=40.0)
+    world, agent = m["world"], m["agent"]
+    own_cpu = agent["cpu_pct"] - world["cpu_pct"]
+    how = (
+        f"10 simulated speakers, a cycle every 5 s, uploads to the reference receiver every 5 s; "
+        f"{agent['wall_s']:.0f} s after the warm-up"
+        + (", world and agent at once" if quick else "")
+        + f"; {agent['cycles']} cycles, {agent['reads_ok']} reads, "
+        f"{sum(agent['records'].values())} records, {agent['uploaded']} uploaded"
+    )
+    return [
+        {
+            "name": "footprint.rss",
+            "value": agent["rss_peak_mb"],
+            "unit": "MB",
+            "better": "lower",
+            "baseline": "absolute budget",
+            "baseline_values": [RSS_LIMIT_MB],
+            "budget": 1.0,
+            "detail": f"peak RSS of the agent process, the simulated world in it (the world "
+            f"alone: {world['rss_peak_mb']:.1f} MB, so the agent's own "
+            f"{agent['rss_peak_mb'] - world['rss_peak_mb']:.1f} MB); budget 120 MB (goal 80); "
+            + how,
+        },
+        {
+            "name": "footprint.cpu",
+            "value": own_cpu,
+            "unit": "% of a core",
+            "better": "lower",
+            "baseline": "absolute budget",
+            "baseline_values": [CPU_LIMIT_PCT],
+            # a quick window holds one or two cycles: too coarse to check, so reported only
+            "budget": None if quick else 1.0,
+            "detail": f"the agent's own mean CPU: agent + world {agent['cpu_pct']:.2f} % less "
+            f"the world alone {world['cpu_pct']:.2f} % (by sampling the agent's thread: "
+            f"{m['agent_share_pct']:.2f} %); budget 5 %"
+            + (" (checked on full runs)" if quick else ""),
+        },
+    ]
 
 
 def main() -> None:
@@ -192,44 +364,54 @@ def main() -> None:
     parser.add_argument("--speakers", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--interval", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=None, help="default: one interval")
+    parser.add_argument("--no-upload", action="store_true", help="the agent uploads nothing")
     parser.add_argument("--child", choices=["world", "agent"])
+    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
+    parser.add_argument("--ca-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(args.child, args.speakers, args.seconds, args.interval)
+        upload = (args.endpoint, args.ca_file) if args.endpoint else None
+        warmup = args.interval if args.warmup is None else args.warmup
+        _child(args.child, args.speakers, args.seconds, args.interval, warmup, upload)
         return
     print(
-        f"{args.speakers} simulated speakers, {args.seconds:g} s per process, agent cycle every "
-        f"{args.interval:g} s; Python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
+        f"{args.speakers} simulated speakers, {args.seconds:g} s per process after a warm-up, "
+        f"agent cycle every {args.interval:g} s"
+        + ("" if args.no_upload else ", uploads to the reference receiver as often")
+        + f"; Python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
     )
-    world = _spawn("world", args)
-    agent = _spawn("agent", args)
-    for row in (world, agent):
-        row["cpu_pct"] = 100 * row["cpu_s"] / row["wall_s"]
+    m = measure(
+        speakers=args.speakers,
+        seconds=args.seconds,
+        interval=args.interval,
+        warmup=args.warmup,
+        upload=not args.no_upload,
+    )
+    world, agent = m["world"], m["agent"]
     busy = agent["samples"]["sim"] + agent["samples"]["agent"]
     total = busy + agent["samples"]["idle"]
-    agent_share = agent["cpu_pct"] * agent["samples"]["agent"] / busy if busy else 0.0
     print(f"{'':32}{'RSS peak MB':>12}{'CPU % of a core':>17}")
     baseline = "baseline: simulated world alone"
     print(f"{baseline:32}{world['rss_peak_mb']:12.1f}{world['cpu_pct']:17.2f}")
     print(f"{'agent + simulated world':32}{agent['rss_peak_mb']:12.1f}{agent['cpu_pct']:17.2f}")
+    own = agent["cpu_pct"] - world["cpu_pct"]
+    own_rss = agent["rss_peak_mb"] - world["rss_peak_mb"]
+    print(f"{'agent by subtraction':32}{own_rss:12.1f}{own:17.2f}")
     print(
-        f"{'agent by subtraction':32}{agent['rss_peak_mb'] - world['rss_peak_mb']:12.1f}"
-        f"{agent['cpu_pct'] - world['cpu_pct']:17.2f}"
-    )
-    print(
-        f"{'agent by sampling':32}{'':12}{agent_share:17.2f}"
+        f"{'agent by sampling':32}{'':12}{m['agent_share_pct']:17.2f}"
         f"   (main thread: {agent['samples']['agent']} agent, {agent['samples']['sim']} sim, "
         f"{agent['samples']['idle']} idle of {total} samples)"
     )
     print(
-        f"ratio CPU agent+world / world alone: {agent['cpu_pct'] / max(world['cpu_pct'], 1e-9):.2f}"
-        f"; agent cycles {agent['cycles']}, reads {agent['reads_ok']}, "
-        f"records {sum(agent['records'].values())}"
+        f"agent cycles {agent['cycles']}, reads {agent['reads_ok']}, "
+        f"records {sum(agent['records'].values())}, uploaded {agent['uploaded']}"
     )
-    verdict = "within" if agent["rss_peak_mb"] <= 120 else "OVER"
+    verdict = "within" if agent["rss_peak_mb"] <= RSS_LIMIT_MB else "OVER"
     print(
-        f"budget: RSS {agent['rss_peak_mb']:.1f} MB {verdict} 120 MB (goal 80); CPU "
-        f"{agent['cpu_pct']:.2f} % {'within' if agent['cpu_pct'] <= 5 else 'OVER'} 5 %"
+        f"budget: RSS {agent['rss_peak_mb']:.1f} MB {verdict} 120 MB (goal 80), the world "
+        f"included; the agent's own CPU {own:.2f} % "
+        f"{'within' if own <= CPU_LIMIT_PCT else 'OVER'} 5 %"
     )
 
 

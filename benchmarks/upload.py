@@ -121,6 +121,8 @@ class ReceiverProcess:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=60)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 def thread_cpu(pid: int | None = None) -> dict[str, float]:
