@@ -52,7 +52,9 @@ __all__ = [
     "GRANT_METHODS",
     "CategoryState",
     "ConsentGate",
+    "LedgerView",
     "ledger_path",
+    "ledger_view",
     "open_gate",
 ]
 
@@ -137,6 +139,8 @@ class _Replay:
     withdrawn: set[str] = field(default_factory=set)
     live: dict[str, set[str]] = field(default_factory=dict)
     """Per category, the ids of the grants made since its last withdrawal."""
+    grant_entries: dict[str, list[LedgerEntry]] = field(default_factory=dict)
+    """Per category, the grants made since its last withdrawal (the entries of ``live``)."""
     do_not_track: bool = False
     minor: bool = False
     policy_version: str | None = None
@@ -152,16 +156,69 @@ def _replay(entries: Iterable[LedgerEntry]) -> _Replay:
                 result.grants[category] = entry
                 result.withdrawn.discard(category)
                 result.live.setdefault(category, set()).add(entry.id)
+                result.grant_entries.setdefault(category, []).append(entry)
         elif entry.event == "withdraw":
             for category in known:
                 result.grants.pop(category, None)
                 result.withdrawn.add(category)
                 result.live.pop(category, None)
+                result.grant_entries.pop(category, None)
         elif entry.event in {"dnt_on", "dnt_off"}:
             result.do_not_track = entry.event == "dnt_on"
         elif entry.event in {"minor_on", "minor_off"}:
             result.minor = entry.event == "minor_on"
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerView:
+    """What the ledger alone says of the grants permits were issued under.
+
+    For a part that holds permits another object's gate issued (the record store's writer): a
+    gate that has not re-read the ledger yet (its ``watch`` rate limit, ``watch=None``, or a
+    check made off its thread) still holds valid permits after another process withdrew, turned
+    Do Not Track on, marked the profile a minor's or installed a policy that suspends the grant.
+    Built with :func:`ledger_view`; ``None`` entries (a ledger that failed verification) lapse
+    every grant.
+    """
+
+    replay: _Replay | None
+    changed_at: Mapping[str, int]
+    """Per category, the seq of the last ``policy_installed`` event that suspends older grants."""
+
+    def lapsed(self, category: str, consent_id: str) -> str | None:
+        """Return why the grant ``consent_id`` of ``category`` is no longer in force, or None.
+
+        Returns:
+            ``ledger_tampered``, ``withdrawn``, ``do_not_track``, ``minor`` or
+            ``policy_change``; ``None`` while the ledger keeps the grant in force.
+        """
+        replay = self.replay
+        if replay is None:
+            return "ledger_tampered"
+        if consent_id not in replay.live.get(category, ()):
+            return "withdrawn"
+        if replay.do_not_track:
+            return "do_not_track"
+        entry = replay.grants[category]
+        if replay.minor and CATALOG[category].sensitive and entry.method != "guardian":
+            return "minor"
+        grant_seq = max(e.seq for e in replay.grant_entries[category] if e.id == consent_id)
+        if self.changed_at.get(category, -1) > grant_seq:
+            return "policy_change"
+        return None
+
+
+def ledger_view(entries: Iterable[LedgerEntry] | None) -> LedgerView:
+    """Replay verified ledger entries into a :class:`LedgerView` (``None``: failed verification)."""
+    if entries is None:
+        return LedgerView(None, {})
+    listed = list(entries)
+    changed_at: dict[str, int] = {}
+    for entry in listed:
+        if entry.event == "policy_installed":
+            changed_at.update(dict.fromkeys(entry.categories, entry.seq))
+    return LedgerView(_replay(listed), changed_at)
 
 
 class ConsentGate:

@@ -43,6 +43,7 @@ from wking_device.consent import (
     ledger_path,
     permit_key,
 )
+from wking_device.consent._gate import LedgerView
 from wking_device.crypto import LEDGER_SECRET, DataKey, KekBackend, KeyStore, Sealer, open_key_store
 from wking_device.errors import (
     ConsentError,
@@ -174,6 +175,8 @@ class RecordStore(_Writer):
         self._sealers: dict[int, Sealer] = {}
         self._ledger_file = ledger_file
         self._ledger: Ledger | None = None
+        self._consent_view: LedgerView | None = None
+        """What the ledger said of grants when the writer last read it (appends are checked)."""
         self._watched: tuple[_Gate, asyncio.AbstractEventLoop] | None = None
         self._child_added = 0
         """Bytes a writer process added, counted on its event loop (see ``_Rows._measure``)."""
@@ -346,12 +349,10 @@ class RecordStore(_Writer):
         append = rows.append
         size = 0
         for key, group in list(batch.groups.items()):
-            try:
-                for category in group.needed:
-                    group.permit.require(category)
-            except ConsentError as exc:
+            refused = self._refusal(group)
+            if refused is not None:
                 del batch.groups[key]
-                _settle_groups([(group.futures, exc)])
+                _settle_groups([(group.futures, refused)])
                 continue
             for record, plaintext, scope in zip(
                 group.records, group.plaintexts, group.scopes, strict=True
