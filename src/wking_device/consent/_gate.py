@@ -27,6 +27,7 @@ from typing import Any
 
 import wking_device  # annotations name wking_device.X: get_type_hints loads X lazily
 from wking_device._subscription import Subscription
+from wking_device.config import _dnt_in_environment
 from wking_device.consent._ledger import Ledger, LedgerEntry
 from wking_device.consent._permit import _ISSUER, Permit, Revocation, _Token, permit_key
 from wking_device.errors import (
@@ -267,7 +268,8 @@ class ConsentGate:
         self._owner = threading.get_ident()
         self._permit_key = permit_key(ledger.key)
         self._policies = policies if policies is not None else shipped_policies()
-        self._dnt = do_not_track
+        # Do Not Track in the environment binds every gate, however its flags were given
+        self._dnt = do_not_track or _dnt_in_environment()
         self._minor = minor
         self._region = region
         self._tampered: LedgerTampered | None = None
@@ -772,9 +774,17 @@ class ConsentGate:
         """Switch Do Not Track; the change is recorded and, when on, revokes every permit.
 
         Raises:
-            UsageError: ``on`` is not a ``bool``, or the gate is closed.
+            UsageError: ``on`` is not a ``bool``, the gate is closed, or ``on`` is ``False``
+                while a Do Not Track variable in the environment says on (no source switches
+                off what another switched on).
         """
         self._check_switch(on)
+        if not on and _dnt_in_environment():
+            raise UsageError(
+                "Do Not Track stays on: DO_NOT_TRACK (or WKING_DO_NOT_TRACK) in the environment "
+                "says on",
+                remedy="unset the variable (or set it to 0) and start the program again",
+            )
         if on == self._dnt == self._replayed.do_not_track:
             return
         self._dnt = on
