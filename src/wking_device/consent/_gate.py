@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any
 
 import wking_device  # annotations name wking_device.X: get_type_hints loads X lazily
+from wking_device._config_values import _region_problem
 from wking_device._subscription import Subscription
 from wking_device.config import _dnt_in_environment
 from wking_device.consent._ledger import Ledger, LedgerEntry
@@ -262,6 +263,13 @@ class ConsentGate:
         region: str = "EU",
         watch: float | None = WATCH_INTERVAL,
     ) -> None:
+        problem = _region_problem(region)
+        if problem is not None:
+            # recorded in plaintext with every ledger entry and shown by `wking consent history`
+            raise UsageError(
+                f"the region is refused (its value is not repeated): {problem}",
+                remedy="pass a code such as 'EU'",
+            )
         self._ledger = ledger
         self._watch_every = watch
         self._next_watch = 0.0
