@@ -486,6 +486,28 @@ class Ledger:
         finally:
             os.close(fd)
 
+    def _write_line(self, fd: int, data: bytes) -> None:
+        """Write one whole line, or nothing that counts: a partial write is taken back.
+
+        ``os.write`` may write less than asked without raising (a file-size limit, a disk
+        filling up); the entry is then not recorded (no head is written for it).
+
+        Raises:
+            StorageError: The line was written in part only.
+        """
+        before = os.fstat(fd).st_size
+        written = os.write(fd, data)
+        if written == len(data):
+            return
+        with contextlib.suppress(OSError):  # else the next load cuts the torn line off
+            os.ftruncate(fd, before)
+            os.fsync(fd)
+        raise StorageError(
+            f"cannot use the consent ledger {self.path}: only {written} of {len(data)} bytes "
+            "of the entry were written; it is not recorded",
+            remedy="free disk space (or raise the file-size limit) and try again",
+        )
+
     def append(
         self,
         event: str,
@@ -543,7 +565,7 @@ class Ledger:
                 self._write_head(0, GENESIS)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                os.write(fd, line + b"\n")
+                self._write_line(fd, line + b"\n")
                 os.fsync(fd)
             finally:
                 os.close(fd)
