@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from wking_device.cli import cli
 from wking_device.collect import open_installation_gate
 from wking_device.config import load_settings, resolve_paths
-from wking_device.consent import ConsentGate
+from wking_device.consent import ConsentGate, ledger_path
 from wking_device.errors import ConsentError
 from wking_device.models import Record
 from wking_device.store import open_store
@@ -58,7 +58,11 @@ _ELSEWHERE = {
         _LIBRARY.format(action="gate.withdraw(['operation_logs'])")
     ),
     "do-not-track-on": lambda: _python(_LIBRARY.format(action=""), env={"DO_NOT_TRACK": "1"}),
+    "ledger-tampered": lambda: _python(
+        "import sys; open(sys.argv[1], 'ab').write(b'{}\\n')", str(ledger_path(resolve_paths()))
+    ),
 }
+_SHREDS = {"cli-withdraw", "library-withdraw"}
 
 
 def _kept(category: str) -> int:
@@ -94,5 +98,5 @@ async def test_a_stale_permit_stores_nothing_once_another_process_stopped_consen
         with pytest.raises(ConsentError):
             await store.append([_record(consent_id)], permit)
     assert permit.valid  # the gate never re-read the ledger: only the store can refuse
-    kept = 0 if elsewhere != "do-not-track-on" else 1  # Do Not Track shreds nothing stored
+    kept = 0 if elsewhere in _SHREDS else 1  # Do Not Track and tampering shred nothing
     assert _kept("operation_logs") == kept
