@@ -169,8 +169,10 @@ class _Maintenance(_Claims):
             The verified entries, or ``None`` (no ledger, or one that fails verification:
             every append is refused then, as the gate fails closed).
         """
+        stamp = self._ledger_stamp()  # before reading: a change while reading shows later
         ledger = self._installation_ledger()
         if ledger is None:
+            self._view_stamp = stamp
             return None
         try:
             entries = ledger.load()
@@ -178,9 +180,27 @@ class _Maintenance(_Claims):
             # the gate reports it (exit 7 / an error in the agent); nothing can be trusted here
             _LOGGER.debug("the consent ledger fails verification: %s", exc)
             self._consent_view = ledger_view(None)
+            self._view_stamp = stamp
             return None
         self._consent_view = ledger_view(entries)
+        self._view_stamp = stamp  # after the view: a thread that sees this stamp sees the view
         return entries
+
+    def _ledger_stamp(self) -> tuple[int, int, int] | None:
+        """The ledger file's identity, size and time (``None``: no ledger; any thread).
+
+        Appends only grow the file and a replaced or reset ledger is another file, so a batch
+        may skip the writer thread (go to a writer process) only while this equals the stamp
+        of the ledger the writer thread last read (``_view_stamp``).
+        """
+        path = self._ledger_file
+        if path is None:
+            return None
+        try:
+            st = path.stat()
+        except OSError:
+            return (-1, -1, -1)
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
 
     def _refusal(self, group: _Group) -> ConsentError | None:
         """Why a group's records may not be written now (``None``: they may).

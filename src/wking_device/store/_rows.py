@@ -70,6 +70,7 @@ class _Rows:
         _ledger: Ledger | None
         _watching: bool
         _consent_view: LedgerView | None
+        _view_stamp: tuple[int, int, int] | None
 
     _SELECT: Final = (
         "SELECT seq, record_id, category, key_id, created_at, expires_at, payload FROM records"

@@ -43,7 +43,6 @@ from wking_device.consent import (
     ledger_path,
     permit_key,
 )
-from wking_device.consent._gate import LedgerView
 from wking_device.crypto import LEDGER_SECRET, DataKey, KekBackend, KeyStore, Sealer, open_key_store
 from wking_device.errors import (
     ConsentError,
@@ -175,8 +174,9 @@ class RecordStore(_Writer):
         self._sealers: dict[int, Sealer] = {}
         self._ledger_file = ledger_file
         self._ledger: Ledger | None = None
-        self._consent_view: LedgerView | None = None
-        """What the ledger said of grants when the writer last read it (appends are checked)."""
+        # What the ledger said of grants when the writer thread last read it (appends are
+        # checked against it), and the ledger file's stamp then (see ``_ledger_stamp``).
+        self._consent_view = self._view_stamp = None
         self._watched: tuple[_Gate, asyncio.AbstractEventLoop] | None = None
         self._child_added = 0
         """Bytes a writer process added, counted on its event loop (see ``_Rows._measure``)."""
@@ -322,12 +322,17 @@ class RecordStore(_Writer):
 
         Returns False when the writer thread must take it: no process for this loop, a scope
         without a data key in force the process may use (the writer thread makes or rotates
-        keys), or the size cap within reach (the writer thread evicts). The permits are checked
-        again first, as the writer thread does right before writing: a group whose permit was
-        revoked fails here.
+        keys), the size cap within reach (the writer thread evicts), or a consent ledger that
+        changed since the writer thread read it. The permits, and the ledger as last read, are
+        checked again first, as the writer thread does right before writing: a group whose
+        permit was revoked or whose grant lapsed fails here.
         """
         appender = self._appender
         if appender is None or not appender.prepare(batch.loop):
+            return False
+        if self._ledger_file is not None and self._ledger_stamp() != self._view_stamp:
+            # the ledger changed since the writer thread read it (another process withdrew?):
+            # the writer thread reads it again before it writes this batch
             return False
         now = self._clock()
         keys = self._child_keys  # the writer thread may change it meanwhile: read once a scope

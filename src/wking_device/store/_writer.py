@@ -133,6 +133,7 @@ class _Writer(_Maintenance):
         if ledger is None:
             path = self._ledger_file
             if path is None or not path.exists():
+                self._view_stamp = self._ledger_stamp()  # none yet: nothing to refuse by
                 return
         elif not ledger.changed_on_disk():
             return
