@@ -263,6 +263,7 @@ class ConsentGate:
         region: str = "EU",
         watch: float | None = WATCH_INTERVAL,
     ) -> None:
+        _check_types(ledger, policies, watch)
         problem = _region_problem(region)
         if problem is not None:
             # recorded in plaintext with every ledger entry and shown by `wking consent history`
@@ -832,6 +833,7 @@ class ConsentGate:
             UsageError: The gate is closed.
         """
         self._refuse_if_closed()
+        _check_types(self._ledger, policies, None)
         self._policies = policies
         before = self._replayed
         self._record_facts()
@@ -871,6 +873,29 @@ class ConsentGate:
             },
             "categories": [state.to_dict() for state in self._states.values()],
         }
+
+
+def _check_types(ledger: object, policies: object, watch: object) -> None:
+    """Refuse constructor arguments of the wrong type (else a later call fails half-way).
+
+    Raises:
+        UsageError: Naming the argument.
+    """
+    if not isinstance(ledger, Ledger):
+        raise UsageError(
+            f"ledger must be a Ledger, not {type(ledger).__name__}",
+            remedy="open the installation's gate with open_installation_gate(paths, settings)",
+        )
+    if policies is not None and not isinstance(policies, PolicySet):
+        raise UsageError(
+            f"policies must be a PolicySet, not {type(policies).__name__}",
+            remedy="pass shipped_policies() or one built from it, or leave it out",
+        )
+    if watch is not None and (isinstance(watch, bool) or not isinstance(watch, int | float)):
+        raise UsageError(
+            f"watch must be a number of seconds or None, not {type(watch).__name__}",
+            remedy="e.g. watch=0.1",
+        )
 
 
 def ledger_path(paths: wking_device.Paths) -> Path:

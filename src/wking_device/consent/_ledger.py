@@ -182,7 +182,7 @@ class Ledger:
             file (for commands that only report, and homes on read-only file systems).
 
     Raises:
-        UsageError: The key is too short.
+        UsageError: The key is not bytes or too short.
     """
 
     def __init__(
@@ -194,6 +194,11 @@ class Ledger:
         anchor: LedgerAnchor | None = None,
         readonly: bool = False,
     ) -> None:
+        if isinstance(key, bytearray | memoryview):
+            key = bytes(key)
+        if not isinstance(key, bytes):
+            raise UsageError(f"the ledger key must be bytes, not {type(key).__name__}")
+        path = Path(path)  # a str is taken too (with_name below needs a Path)
         if len(key) < _MIN_KEY_BYTES:
             raise UsageError(f"the ledger key must be at least {_MIN_KEY_BYTES} bytes")
         self.path = path
