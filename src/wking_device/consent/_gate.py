@@ -141,8 +141,6 @@ class _Replay:
     withdrawn: set[str] = field(default_factory=set)
     live: dict[str, set[str]] = field(default_factory=dict)
     """Per category, the ids of the grants made since its last withdrawal."""
-    grant_entries: dict[str, list[LedgerEntry]] = field(default_factory=dict)
-    """Per category, the grants made since its last withdrawal (the entries of ``live``)."""
     do_not_track: bool = False
     minor: bool = False
     policy_version: str | None = None
@@ -158,13 +156,11 @@ def _replay(entries: Iterable[LedgerEntry]) -> _Replay:
                 result.grants[category] = entry
                 result.withdrawn.discard(category)
                 result.live.setdefault(category, set()).add(entry.id)
-                result.grant_entries.setdefault(category, []).append(entry)
         elif entry.event == "withdraw":
             for category in known:
                 result.grants.pop(category, None)
                 result.withdrawn.add(category)
                 result.live.pop(category, None)
-                result.grant_entries.pop(category, None)
         elif entry.event in {"dnt_on", "dnt_off"}:
             result.do_not_track = entry.event == "dnt_on"
         elif entry.event in {"minor_on", "minor_off"}:
@@ -187,6 +183,8 @@ class LedgerView:
     replay: _Replay | None
     changed_at: Mapping[str, int]
     """Per category, the seq of the last ``policy_installed`` event that suspends older grants."""
+    grant_seq: Mapping[str, int]
+    """The seq of every grant entry, by its id (the ``consent_id`` of permits and records)."""
 
     def lapsed(self, category: str, consent_id: str) -> str | None:
         """Return why the grant ``consent_id`` of ``category`` is no longer in force, or None.
@@ -205,8 +203,7 @@ class LedgerView:
         entry = replay.grants[category]
         if replay.minor and CATALOG[category].sensitive and entry.method != "guardian":
             return "minor"
-        grant_seq = max(e.seq for e in replay.grant_entries[category] if e.id == consent_id)
-        if self.changed_at.get(category, -1) > grant_seq:
+        if self.changed_at.get(category, -1) > self.grant_seq[consent_id]:
             return "policy_change"
         return None
 
@@ -214,13 +211,16 @@ class LedgerView:
 def ledger_view(entries: Iterable[LedgerEntry] | None) -> LedgerView:
     """Replay verified ledger entries into a :class:`LedgerView` (``None``: failed verification)."""
     if entries is None:
-        return LedgerView(None, {})
+        return LedgerView(None, {}, {})
     listed = list(entries)
     changed_at: dict[str, int] = {}
+    grant_seq: dict[str, int] = {}
     for entry in listed:
         if entry.event == "policy_installed":
             changed_at.update(dict.fromkeys(entry.categories, entry.seq))
-    return LedgerView(_replay(listed), changed_at)
+        elif entry.event == "grant":
+            grant_seq[entry.id] = entry.seq
+    return LedgerView(_replay(listed), changed_at, grant_seq)
 
 
 class ConsentGate:
