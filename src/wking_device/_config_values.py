@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn, cast
 
+from wking_device._redact import MAC_RE
 from wking_device.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -203,19 +204,29 @@ def _text(
     return check
 
 
+def _region_problem(value: object) -> str | None:
+    """What is wrong with a region code (``EU``, ``US``, ``US-CA``...), or ``None``.
+
+    The region is recorded in plaintext with every consent ledger entry, so a MAC-shaped value
+    (``AA-BB-CC-DD-EE-FF`` fits the pattern) is refused as well.
+    """
+    if not isinstance(value, str):
+        return "Input should be a valid string"
+    if not _REGION.fullmatch(value) or MAC_RE.search(value):
+        return (
+            "a region is a short code such as EU, US or US-CA (ASCII letters, digits and "
+            "hyphens, at most 32, not MAC-shaped)"
+        )
+    return None
+
+
 def _region(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """A validator: ``None`` or a region code (``EU``, ``US``, ``US-CA``...)."""
+    """A validator: ``None`` or a region code (see :func:`_region_problem`)."""
     if value is None:
         return
-    if not isinstance(value, str):
-        _invalid(instance, attribute, "Input should be a valid string")
-    elif not _REGION.fullmatch(value):
-        _invalid(
-            instance,
-            attribute,
-            "a region is a short code such as EU, US or US-CA (ASCII letters, digits and "
-            "hyphens, at most 32)",
-        )
+    problem = _region_problem(value)
+    if problem is not None:
+        _invalid(instance, attribute, problem)
 
 
 def _adapter_name(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:

@@ -403,10 +403,22 @@ def _from_environment() -> dict[str, Any]:
         if nested:
             whole = values.get(field.name, {})
             values[field.name] = _merged(whole, nested) if isinstance(whole, dict) else whole
-    for upper, (_, raw) in env.items():
-        if upper in _DNT_VARIABLES and raw.strip() and _flag(raw) is not False:
-            values["do_not_track"] = True
+    if _dnt_in_environment():
+        values["do_not_track"] = True
     return values
+
+
+def _dnt_in_environment() -> bool:
+    """Whether any Do Not Track variable in the environment says on.
+
+    ``DO_NOT_TRACK`` or ``WKING_DO_NOT_TRACK``, names in any letter case, each on its own: on
+    when it is set, not blank and not a spelling of off (a malformed value counts as on: fail
+    closed). The consent gate asks too, so a gate built in code honours the environment.
+    """
+    return any(
+        name.upper() in _DNT_VARIABLES and raw.strip() and _flag(raw) is not False
+        for name, raw in os.environ.items()
+    )
 
 
 def _merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

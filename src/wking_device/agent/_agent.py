@@ -85,7 +85,7 @@ from wking_device.collect import (
     SoftwareInfoCollector,
     host_adapter_mac,
 )
-from wking_device.config import Paths, Settings
+from wking_device.config import Paths, Settings, _dnt_in_environment
 from wking_device.consent import ConsentGate
 from wking_device.errors import (
     AdapterUnavailable,
@@ -249,7 +249,9 @@ class Agent(AgentCycle):
         self._own_dnt: Callable[[], bool] = (
             _ConfigDoNotTrack(paths, settings)
             if paths is not None
-            else lambda: settings.do_not_track
+            # settings made in code: the environment still counts (no source switches off
+            # what another switched on)
+            else lambda: settings.do_not_track or _dnt_in_environment()
         )
         self._dnt_latched = False
         self._dnt_applied = gate.do_not_track

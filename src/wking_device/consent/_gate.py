@@ -26,7 +26,9 @@ from types import TracebackType
 from typing import Any
 
 import wking_device  # annotations name wking_device.X: get_type_hints loads X lazily
+from wking_device._config_values import _region_problem
 from wking_device._subscription import Subscription
+from wking_device.config import _dnt_in_environment
 from wking_device.consent._ledger import Ledger, LedgerEntry
 from wking_device.consent._permit import _ISSUER, Permit, Revocation, _Token, permit_key
 from wking_device.errors import (
@@ -52,7 +54,9 @@ __all__ = [
     "GRANT_METHODS",
     "CategoryState",
     "ConsentGate",
+    "LedgerView",
     "ledger_path",
+    "ledger_view",
     "open_gate",
 ]
 
@@ -164,6 +168,61 @@ def _replay(entries: Iterable[LedgerEntry]) -> _Replay:
     return result
 
 
+@dataclass(frozen=True, slots=True)
+class LedgerView:
+    """What the ledger alone says of the grants permits were issued under.
+
+    For a part that holds permits another object's gate issued (the record store's writer): a
+    gate that has not re-read the ledger yet (its ``watch`` rate limit, ``watch=None``, or a
+    check made off its thread) still holds valid permits after another process withdrew, turned
+    Do Not Track on, marked the profile a minor's or installed a policy that suspends the grant.
+    Built with :func:`ledger_view`; ``None`` entries (a ledger that failed verification) lapse
+    every grant.
+    """
+
+    replay: _Replay | None
+    changed_at: Mapping[str, int]
+    """Per category, the seq of the last ``policy_installed`` event that suspends older grants."""
+    grant_seq: Mapping[str, int]
+    """The seq of every grant entry, by its id (the ``consent_id`` of permits and records)."""
+
+    def lapsed(self, category: str, consent_id: str) -> str | None:
+        """Return why the grant ``consent_id`` of ``category`` is no longer in force, or None.
+
+        Returns:
+            ``ledger_tampered``, ``withdrawn``, ``do_not_track``, ``minor`` or
+            ``policy_change``; ``None`` while the ledger keeps the grant in force.
+        """
+        replay = self.replay
+        if replay is None:
+            return "ledger_tampered"
+        if consent_id not in replay.live.get(category, ()):
+            return "withdrawn"
+        if replay.do_not_track:
+            return "do_not_track"
+        entry = replay.grants[category]
+        if replay.minor and CATALOG[category].sensitive and entry.method != "guardian":
+            return "minor"
+        if self.changed_at.get(category, -1) > self.grant_seq[consent_id]:
+            return "policy_change"
+        return None
+
+
+def ledger_view(entries: Iterable[LedgerEntry] | None) -> LedgerView:
+    """Replay verified ledger entries into a :class:`LedgerView` (``None``: failed verification)."""
+    if entries is None:
+        return LedgerView(None, {}, {})
+    listed = list(entries)
+    changed_at: dict[str, int] = {}
+    grant_seq: dict[str, int] = {}
+    for entry in listed:
+        if entry.event == "policy_installed":
+            changed_at.update(dict.fromkeys(entry.categories, entry.seq))
+        elif entry.event == "grant":
+            grant_seq[entry.id] = entry.seq
+    return LedgerView(_replay(listed), changed_at, grant_seq)
+
+
 class ConsentGate:
     """Decides, records and enforces consent for one installation.
 
@@ -204,13 +263,22 @@ class ConsentGate:
         region: str = "EU",
         watch: float | None = WATCH_INTERVAL,
     ) -> None:
+        _check_types(ledger, policies, watch)
+        problem = _region_problem(region)
+        if problem is not None:
+            # recorded in plaintext with every ledger entry and shown by `wking consent history`
+            raise UsageError(
+                f"the region is refused (its value is not repeated): {problem}",
+                remedy="pass a code such as 'EU'",
+            )
         self._ledger = ledger
         self._watch_every = watch
         self._next_watch = 0.0
         self._owner = threading.get_ident()
         self._permit_key = permit_key(ledger.key)
         self._policies = policies if policies is not None else shipped_policies()
-        self._dnt = do_not_track
+        # Do Not Track in the environment binds every gate, however its flags were given
+        self._dnt = do_not_track or _dnt_in_environment()
         self._minor = minor
         self._region = region
         self._tampered: LedgerTampered | None = None
@@ -715,9 +783,17 @@ class ConsentGate:
         """Switch Do Not Track; the change is recorded and, when on, revokes every permit.
 
         Raises:
-            UsageError: ``on`` is not a ``bool``, or the gate is closed.
+            UsageError: ``on`` is not a ``bool``, the gate is closed, or ``on`` is ``False``
+                while a Do Not Track variable in the environment says on (no source switches
+                off what another switched on).
         """
         self._check_switch(on)
+        if not on and _dnt_in_environment():
+            raise UsageError(
+                "Do Not Track stays on: DO_NOT_TRACK (or WKING_DO_NOT_TRACK) in the environment "
+                "says on",
+                remedy="unset the variable (or set it to 0) and start the program again",
+            )
         if on == self._dnt == self._replayed.do_not_track:
             return
         self._dnt = on
@@ -757,6 +833,7 @@ class ConsentGate:
             UsageError: The gate is closed.
         """
         self._refuse_if_closed()
+        _check_types(self._ledger, policies, None)
         self._policies = policies
         before = self._replayed
         self._record_facts()
@@ -796,6 +873,29 @@ class ConsentGate:
             },
             "categories": [state.to_dict() for state in self._states.values()],
         }
+
+
+def _check_types(ledger: object, policies: object, watch: object) -> None:
+    """Refuse constructor arguments of the wrong type (else a later call fails half-way).
+
+    Raises:
+        UsageError: Naming the argument.
+    """
+    if not isinstance(ledger, Ledger):
+        raise UsageError(
+            f"ledger must be a Ledger, not {type(ledger).__name__}",
+            remedy="open the installation's gate with open_installation_gate(paths, settings)",
+        )
+    if policies is not None and not isinstance(policies, PolicySet):
+        raise UsageError(
+            f"policies must be a PolicySet, not {type(policies).__name__}",
+            remedy="pass shipped_policies() or one built from it, or leave it out",
+        )
+    if watch is not None and (isinstance(watch, bool) or not isinstance(watch, int | float)):
+        raise UsageError(
+            f"watch must be a number of seconds or None, not {type(watch).__name__}",
+            remedy="e.g. watch=0.1",
+        )
 
 
 def ledger_path(paths: wking_device.Paths) -> Path:

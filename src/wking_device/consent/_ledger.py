@@ -182,7 +182,7 @@ class Ledger:
             file (for commands that only report, and homes on read-only file systems).
 
     Raises:
-        UsageError: The key is too short.
+        UsageError: The key is not bytes or too short.
     """
 
     def __init__(
@@ -194,6 +194,11 @@ class Ledger:
         anchor: LedgerAnchor | None = None,
         readonly: bool = False,
     ) -> None:
+        if isinstance(key, bytearray | memoryview):
+            key = bytes(key)
+        if not isinstance(key, bytes):
+            raise UsageError(f"the ledger key must be bytes, not {type(key).__name__}")
+        path = Path(path)  # a str is taken too (with_name below needs a Path)
         if len(key) < _MIN_KEY_BYTES:
             raise UsageError(f"the ledger key must be at least {_MIN_KEY_BYTES} bytes")
         self.path = path
@@ -486,6 +491,28 @@ class Ledger:
         finally:
             os.close(fd)
 
+    def _write_line(self, fd: int, data: bytes) -> None:
+        """Write one whole line, or nothing that counts: a partial write is taken back.
+
+        ``os.write`` may write less than asked without raising (a file-size limit, a disk
+        filling up); the entry is then not recorded (no head is written for it).
+
+        Raises:
+            StorageError: The line was written in part only.
+        """
+        before = os.fstat(fd).st_size
+        written = os.write(fd, data)
+        if written == len(data):
+            return
+        with contextlib.suppress(OSError):  # else the next load cuts the torn line off
+            os.ftruncate(fd, before)
+            os.fsync(fd)
+        raise StorageError(
+            f"cannot use the consent ledger {self.path}: only {written} of {len(data)} bytes "
+            "of the entry were written; it is not recorded",
+            remedy="free disk space (or raise the file-size limit) and try again",
+        )
+
     def append(
         self,
         event: str,
@@ -543,7 +570,7 @@ class Ledger:
                 self._write_head(0, GENESIS)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                os.write(fd, line + b"\n")
+                self._write_line(fd, line + b"\n")
                 os.fsync(fd)
             finally:
                 os.close(fd)

@@ -189,8 +189,9 @@ def validate_categories(categories: Iterable[str]) -> frozenset[str]:
         The ids as a frozen set.
 
     Raises:
-        UsageError: An id is not in the catalog, or ``categories`` is one string (not a
-            list of them) or not iterable.
+        UsageError: An id is not in the catalog or not a string, or ``categories`` is one
+            string (not a list of them), a mapping (``{"location": False}`` would name its
+            keys whatever the values say) or not iterable.
     """
     if isinstance(categories, str | bytes):
         raise UsageError(
@@ -199,6 +200,11 @@ def validate_categories(categories: Iterable[str]) -> frozenset[str]:
             if isinstance(categories, str) and categories in CATALOG
             else "wrap it in a list, e.g. ['operation_logs']",
         )
+    if isinstance(categories, Mapping):
+        raise UsageError(
+            f"categories must be a list of category names, not {type(categories).__name__}",
+            remedy="list the chosen categories, e.g. ['operation_logs']",
+        )
     try:
         chosen = frozenset(categories)
     except TypeError:
@@ -206,6 +212,12 @@ def validate_categories(categories: Iterable[str]) -> frozenset[str]:
             f"categories must be a list of category names, not {type(categories).__name__}",
             remedy="pass a list, e.g. ['operation_logs']",
         ) from None
+    for category_id in chosen:
+        if not isinstance(category_id, str):
+            raise UsageError(
+                f"a category name is a string, not {type(category_id).__name__}",
+                remedy="pass a list of names, e.g. ['operation_logs']",
+            )
     for category_id in sorted(chosen):
         get_category(category_id)
     return chosen

@@ -6,8 +6,9 @@ destroying its data keys, carrying out the consent ledger's withdrawals (once ea
 marked in ``meta``), retention sweeps and the authentication pass that follows them, re-sealing
 rows of the old envelope, export for the owner, and the counts of :class:`StoreStats`.
 
-It does not decide consent or read permits (:mod:`wking_device.consent`), queue work or run the
-writer thread (:mod:`._store`), or know a category's retention (passed in as ``retention``).
+It does not decide consent (:mod:`wking_device.consent` says, from the ledger it reads, which
+permits' grants lapsed: ``_refusal``), queue work or run the writer thread (:mod:`._store`), or
+know a category's retention (passed in as ``retention``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from wking_device.consent import Ledger
+from wking_device.consent._gate import ledger_view
 from wking_device.crypto import LEDGER_SECRET, LEGACY_ENVELOPE_VERSION
-from wking_device.errors import LedgerTampered
+from wking_device.errors import ConsentError, LedgerTampered, PermitRevoked
 from wking_device.policy import CATALOG
 from wking_device.store._claims import _Claims
 from wking_device.store._files import _CLAIMED_NOTE, _WITHDRAWALS_DONE
@@ -29,7 +31,9 @@ from wking_device.store._schema import STATE_CLAIMED, STATE_PENDING, STATE_REJEC
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from wking_device.consent import LedgerEntry
     from wking_device.models import Record
+    from wking_device.store._batches import _Group
 
 __all__ = ["StoreStats", "SweepResult"]
 
@@ -154,18 +158,82 @@ class _Maintenance(_Claims):
             self._ledger = Ledger(path, self.keys.secret(LEDGER_SECRET))
         return self._ledger
 
-    def _finish_withdrawals_sync(self) -> dict[str, int]:
-        if self.readonly:
-            return {}
-        self._watching = True
+    def _read_ledger(self) -> tuple[LedgerEntry, ...] | None:
+        """Load the installation's ledger and keep what it says of grants for appends.
+
+        Appends are checked against it as well as against their permits (see ``_lapsed``): a
+        permit is only as fresh as the last time its gate re-read the ledger, which may be
+        after another process withdrew.
+
+        Returns:
+            The verified entries, or ``None`` (no ledger, or one that fails verification:
+            every append is refused then, as the gate fails closed).
+        """
+        stamp = self._ledger_stamp()  # before reading: a change while reading shows later
         ledger = self._installation_ledger()
         if ledger is None:
-            return {}
+            self._view_stamp = stamp
+            return None
         try:
             entries = ledger.load()
         except LedgerTampered as exc:
             # the gate reports it (exit 7 / an error in the agent); nothing can be trusted here
-            _LOGGER.debug("pending withdrawals not checked: %s", exc)
+            _LOGGER.debug("the consent ledger fails verification: %s", exc)
+            self._consent_view = ledger_view(None)
+            self._view_stamp = stamp
+            return None
+        self._consent_view = ledger_view(entries)
+        self._view_stamp = stamp  # after the view: a thread that sees this stamp sees the view
+        return entries
+
+    def _ledger_stamp(self) -> tuple[int, int, int] | None:
+        """The ledger file's identity, size and time (``None``: no ledger; any thread).
+
+        Appends only grow the file and a replaced or reset ledger is another file, so a batch
+        may skip the writer thread (go to a writer process) only while this equals the stamp
+        of the ledger the writer thread last read (``_view_stamp``).
+        """
+        path = self._ledger_file
+        if path is None:
+            return None
+        try:
+            st = path.stat()
+        except OSError:
+            return (-1, -1, -1)
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def _refusal(self, group: _Group) -> ConsentError | None:
+        """Why a group's records may not be written now (``None``: they may).
+
+        Its permit may have been revoked while the records waited in the queue, or another
+        process withdrew (or turned Do Not Track on...) before the permit's gate re-read the
+        ledger: the ledger as the writer thread last read it is checked too.
+        """
+        try:
+            for category in group.needed:
+                group.permit.require(category)
+        except ConsentError as exc:
+            return exc
+        view = self._consent_view
+        if view is None:
+            return None
+        permit = group.permit
+        for category in group.needed:
+            reason = view.lapsed(category, permit.consent_ids.get(category, ""))
+            if reason is not None:
+                return PermitRevoked(
+                    f"permit {permit.permit_id} was revoked ({reason}: {category}, "
+                    "recorded in the consent ledger)",
+                    remedy="ask the consent gate for a new permit",
+                )
+        return None
+
+    def _finish_withdrawals_sync(self) -> dict[str, int]:
+        if self.readonly:
+            return {}
+        self._watching = True
+        entries = self._read_ledger()
+        if entries is None:
             return {}
         withdrawals = [entry for entry in entries if entry.event == "withdraw"]
         row = self._conn.execute(

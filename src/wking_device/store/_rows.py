@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from wking_device.consent import Ledger
+    from wking_device.consent._gate import LedgerView
     from wking_device.crypto import DataKey, KeyStore
     from wking_device.models import Record
     from wking_device.store._appender import _Appender
@@ -68,6 +69,8 @@ class _Rows:
         _ledger_file: Path | None
         _ledger: Ledger | None
         _watching: bool
+        _consent_view: LedgerView | None
+        _view_stamp: tuple[int, int, int] | None
 
     _SELECT: Final = (
         "SELECT seq, record_id, category, key_id, created_at, expires_at, payload FROM records"

@@ -174,6 +174,9 @@ class RecordStore(_Writer):
         self._sealers: dict[int, Sealer] = {}
         self._ledger_file = ledger_file
         self._ledger: Ledger | None = None
+        # What the ledger said of grants when the writer thread last read it (appends are
+        # checked against it), and the ledger file's stamp then (see ``_ledger_stamp``).
+        self._consent_view = self._view_stamp = None
         self._watched: tuple[_Gate, asyncio.AbstractEventLoop] | None = None
         self._child_added = 0
         """Bytes a writer process added, counted on its event loop (see ``_Rows._measure``)."""
@@ -319,12 +322,17 @@ class RecordStore(_Writer):
 
         Returns False when the writer thread must take it: no process for this loop, a scope
         without a data key in force the process may use (the writer thread makes or rotates
-        keys), or the size cap within reach (the writer thread evicts). The permits are checked
-        again first, as the writer thread does right before writing: a group whose permit was
-        revoked fails here.
+        keys), the size cap within reach (the writer thread evicts), or a consent ledger that
+        changed since the writer thread read it. The permits, and the ledger as last read, are
+        checked again first, as the writer thread does right before writing: a group whose
+        permit was revoked or whose grant lapsed fails here.
         """
         appender = self._appender
         if appender is None or not appender.prepare(batch.loop):
+            return False
+        if self._ledger_file is not None and self._ledger_stamp() != self._view_stamp:
+            # the ledger changed since the writer thread read it (another process withdrew?):
+            # the writer thread reads it again before it writes this batch
             return False
         now = self._clock()
         keys = self._child_keys  # the writer thread may change it meanwhile: read once a scope
@@ -346,12 +354,10 @@ class RecordStore(_Writer):
         append = rows.append
         size = 0
         for key, group in list(batch.groups.items()):
-            try:
-                for category in group.needed:
-                    group.permit.require(category)
-            except ConsentError as exc:
+            refused = self._refusal(group)
+            if refused is not None:
                 del batch.groups[key]
-                _settle_groups([(group.futures, exc)])
+                _settle_groups([(group.futures, refused)])
                 continue
             for record, plaintext, scope in zip(
                 group.records, group.plaintexts, group.scopes, strict=True

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from wking_device._scrub import scrub_plaintext
 from wking_device._store_sql import _insert_sql, _padded_shape, _shapes
 from wking_device.crypto import Sealer
-from wking_device.errors import ConsentError, StorageError, StoreClosed, StoreFull
+from wking_device.errors import StorageError, StoreClosed, StoreFull
 from wking_device.store._batches import (
     _STOP,
     _Batch,
@@ -127,17 +127,21 @@ class _Writer(_Maintenance):
         store's records whether or not the program attached its gate (issue 12): one ``stat``
         of the ledger files when nothing changed.
         """
-        if self.readonly or not self._watching:
+        if self.readonly:
             return
         ledger = self._ledger
         if ledger is None:
             path = self._ledger_file
             if path is None or not path.exists():
+                self._view_stamp = self._ledger_stamp()  # none yet: nothing to refuse by
                 return
         elif not ledger.changed_on_disk():
             return
         try:
-            self._finish_withdrawals_sync()
+            if self._watching:
+                self._finish_withdrawals_sync()
+            else:  # appends are still checked against the ledger (see _flush)
+                self._read_ledger()
         except Exception:
             _LOGGER.warning("pending withdrawals could not be carried out yet", exc_info=True)
 
@@ -235,12 +239,9 @@ class _Writer(_Maintenance):
         for batch in batches:
             mine = outcomes.setdefault(batch.loop, [])
             for group in batch.groups.values():
-                try:
-                    # the permit may have been revoked while the records waited in the queue
-                    for category in group.needed:
-                        group.permit.require(category)
-                except ConsentError as exc:
-                    mine.append((group.futures, exc))
+                refused = self._refusal(group)
+                if refused is not None:
+                    mine.append((group.futures, refused))
                     continue
                 live.append(group)
         failure: BaseException | None = None
