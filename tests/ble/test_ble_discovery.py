@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pytest
 from bleak.backends.scanner import BaseBleakScanner
 from bleak.exc import BleakError
+from tests._waiting import until
 
 from wking_device.ble import BleBackend, DiscoveredSpeaker, SpeakerScanner, discover, find
 from wking_device.errors import AdapterUnavailable, DeviceNotFound, UnsupportedOperation
@@ -134,7 +135,7 @@ class _ExplodingProfile:
 async def test_a_raising_profile_counts_as_malformed_not_a_crash() -> None:
     async with SimWorld.fleet(1, adv_interval_ms=20) as world:
         async with SpeakerScanner(backend=world.backend, profile=_ExplodingProfile()) as scanner:
-            await asyncio.sleep(0.2)
+            await until(lambda: scanner.adverts >= 3)
         assert scanner.adverts > 0
         assert scanner.malformed == scanner.adverts
         assert scanner.speakers == {}

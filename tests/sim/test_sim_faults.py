@@ -10,6 +10,7 @@ import pytest
 from bleak import BleakClient, BleakScanner
 from bleak.exc import BleakDBusError, BleakDeviceNotFoundError, BleakError
 from bleak_retry_connector import TRANSIENT_ERRORS, establish_connection
+from tests._waiting import until
 
 from wking_device.errors import ChecksumError, FrameError
 from wking_device.protocol import (
@@ -229,7 +230,7 @@ async def test_rssi_drift_moves_scan_rssi() -> None:
         speaker = world.speakers[0]
         start = speaker.rssi
         speaker.faults.rssi_drift_db_per_s = -50.0
-        await asyncio.sleep(0.3)
+        await until(lambda: speaker.rssi <= start - 5)  # drifted in the world; now in a scan?
         found = await BleakScanner.discover(0.1, return_adv=True, backend=world.backend.scanner)
         rssi = found[speaker.address][1].rssi
         assert rssi <= start - 5

@@ -77,7 +77,9 @@ _JSON = st.recursive(
 )
 
 
-@settings(max_examples=1500, deadline=None)
+# 400 examples: the time is hypothesis drawing the nested bodies (~20 ms each), not the code; a
+# head cached wrongly only for a backslash in a longer version was found at 300 (3 seeds of 3)
+@settings(max_examples=400, deadline=None)
 @given(
     consent_id=_TEXT,
     version=_TEXT,
