@@ -6,16 +6,15 @@ speaker every ``--interval`` seconds (default 5, the command's default) — in a
 a fresh home, for ``--seconds`` (default 60). Between cycles it sits idle with the speakers
 around: that is most of the time, and what a Raspberry Pi pays for around the clock.
 
-Baseline, in the same run and the same way: the simulated world alone (the same 10 speakers
-advertising and the bumble central, no agent), in its own process. The agent's own share is
-separated twice:
-
-- by subtraction: agent process - world-alone process (CPU % and RSS);
-- by sampling the agent process's main thread every 5 ms (``sys._current_frames``): a sample
-  whose innermost frame is the event loop's ``select`` is idle; otherwise it is charged to the
-  simulator when any frame on the stack is in ``wking_device/sim`` or ``bumble``, else to the
-  agent (wking_device, bleak, SQLite, cryptography). The sampler's own CPU time is measured
-  (``time.thread_time``) and taken out of the process's CPU.
+Baseline, in the same run and the same way, in its own process: the same simulated world (10
+speakers advertising, the bumble central and its emulated controllers, in the process as in the
+agent's) with **raw bleak** doing the Bluetooth part of each cycle — a scan as long as the
+agent's, then a connection to each speaker reading four characteristics — and nothing else (no
+profiles, sessions, consent, store or upload). The agent's own share is the difference (CPU %
+and RSS): what wking_device adds to the Bluetooth work, the simulator's side of that work taken
+out. (Sampling the main thread's stack to split the simulator from the agent, as before session
+22, undercounted: the sampler gets the GIL mostly while the loop waits in ``select``.) The
+sampler thread that notes the RSS takes its own CPU time out of the process's.
 
 The agent uploads as a configured agent does: to the reference receiver (over TLS, a private
 CA) in a third process that is not counted, every ``--interval`` seconds. CPU is counted over a
@@ -67,21 +66,19 @@ def _rss_mb() -> float:
 
 
 class _Sampler:
-    """Samples the main thread's stack after a warm-up (idle, simulator or agent); peak RSS.
+    """Notes the peak RSS, and the process's CPU and the clock at the measured window's ends.
 
-    At the end of the warm-up it notes the process's CPU times, the wall clock and its own CPU
-    time: the figures cover the steady state from there.
+    The window starts after the warm-up and lasts ``seconds``: the steady state. The sampler's
+    own CPU time (it wakes every 5 ms) is taken out of the process's.
     """
 
     def __init__(self, warmup: float, seconds: float) -> None:
-        self.counts = {"idle": 0, "sim": 0, "agent": 0}
         self.rss_peak = 0.0
         self.mark: tuple[float, float, float] | None = None  # (process CPU, wall, own CPU)
         self.end: tuple[float, float, float] | None = None
         self._warmup = warmup
         self._seconds = seconds
         self._stop = threading.Event()
-        self._main = threading.main_thread().ident
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> _Sampler:
@@ -100,16 +97,10 @@ class _Sampler:
             if ticks % 200 == 0:
                 self.rss_peak = max(self.rss_peak, _rss_mb())
             elapsed = time.monotonic() - self._started
-            if self.mark is None:
-                if elapsed < self._warmup:
-                    continue
+            if self.mark is None and elapsed >= self._warmup:
                 self.mark = (_process_cpu(), time.monotonic(), time.thread_time())
             if self.end is None and elapsed >= self._warmup + self._seconds:
                 self.end = (_process_cpu(), time.monotonic(), time.thread_time())
-            if self.end is None:
-                frame = sys._current_frames().get(self._main)
-                if frame is not None:
-                    self.counts[_classify(frame)] += 1
         self.rss_peak = max(self.rss_peak, _rss_mb())
 
     def figures(self) -> tuple[float, float]:
@@ -125,23 +116,48 @@ def _process_cpu() -> float:
     return times.user + times.system
 
 
-def _classify(frame: Any) -> str:
-    code = frame.f_code
-    if code.co_name in {"select", "poll", "epoll"} or code.co_filename.endswith("selectors.py"):
-        return "idle"
-    while frame is not None:
-        name = frame.f_code.co_filename
-        if f"{os.sep}bumble{os.sep}" in name or f"wking_device{os.sep}sim{os.sep}" in name:
-            return "sim"
-        frame = frame.f_back
-    return "agent"
+async def _raw_bleak_cycles(speakers: int, seconds: float, interval: float) -> dict[str, Any]:
+    """The baseline: the same world, and raw bleak doing each cycle's Bluetooth part."""
+    from bleak import BleakClient, BleakScanner  # noqa: PLC0415
 
-
-async def _world_alone(speakers: int, seconds: float) -> None:
+    from wking_device.protocol import (  # noqa: PLC0415
+        BATTERY_LEVEL_UUID,
+        FIRMWARE_REVISION_UUID,
+        MANUFACTURER_NAME_UUID,
+        MODEL_NUMBER_UUID,
+        WKING_SERVICE_UUID,
+    )
     from wking_device.sim import SimWorld  # noqa: PLC0415
 
-    async with SimWorld.fleet(speakers, instant_connect=True):
-        await asyncio.sleep(seconds)
+    uuids = (MANUFACTURER_NAME_UUID, MODEL_NUMBER_UUID, FIRMWARE_REVISION_UUID, BATTERY_LEVEL_UUID)
+    cycles = reads = 0
+    deadline = time.monotonic() + seconds
+    async with SimWorld.fleet(speakers, instant_connect=True) as world:
+        gate = asyncio.Semaphore(10)  # the agent's connection limit on one adapter
+
+        async def read(device: Any) -> None:
+            nonlocal reads
+            async with gate, BleakClient(device, backend=world.backend.client) as client:
+                for uuid in uuids:
+                    await client.read_gatt_char(uuid)
+                reads += 1
+
+        async def scan() -> list[Any]:
+            seen: dict[str, Any] = {}
+            async with BleakScanner(
+                lambda device, _: seen.setdefault(device.address, device),
+                service_uuids=[WKING_SERVICE_UUID],
+                backend=world.backend.scanner,
+            ):
+                await asyncio.sleep(min(1.5, interval))  # as long as the agent's scan
+            return list(seen.values())
+
+        while time.monotonic() < deadline:
+            await asyncio.gather(*(read(device) for device in await scan()))
+            cycles += 1
+            # as the agent: the interval is the pause after a cycle
+            await asyncio.sleep(max(0.0, min(interval, deadline - time.monotonic())))
+    return {"cycles": cycles, "reads_ok": reads}
 
 
 async def _agent_run(
@@ -218,8 +234,8 @@ def _child(
     # agent's shutdown, closing the store and the uploader, is not the steady state)
     total = warmup + seconds + 0.5
     with tempfile.TemporaryDirectory() as tmp, _Sampler(warmup, seconds) as sampler:
-        if kind == "world":
-            asyncio.run(_world_alone(speakers, total))
+        if kind == "bleak":
+            extra = asyncio.run(_raw_bleak_cycles(speakers, total, interval))
         else:
             extra = asyncio.run(_agent_run(speakers, total, interval, Path(tmp), upload))
     cpu, wall = sampler.figures()
@@ -233,7 +249,6 @@ def _child(
                 "wall_s": wall,
                 "cpu_s": cpu,
                 "rss_peak_mb": max(peak, sampler.rss_peak),
-                "samples": sampler.counts,
                 **extra,
             }
         )
@@ -290,10 +305,11 @@ def measure(
     concurrent: bool = False,
     upload: bool = True,
 ) -> dict[str, Any]:
-    """The world alone and the agent (with it), one after the other or at once: their figures.
+    """The baseline (the world and raw bleak) and the agent, one after the other or at once.
 
     ``upload``: the agent uploads to the reference receiver in a third process, every
-    ``interval`` seconds. Returns ``{"world": ..., "agent": ..., "agent_share_pct": ...}``.
+    ``interval`` seconds. Returns ``{"bleak": ..., "agent": ...}``, each with ``cpu_pct``
+    (% of a core over the measured window), ``rss_peak_mb``, ``cycles`` and ``reads_ok``.
     """
     from benchmarks.upload import ReceiverProcess  # noqa: PLC0415
 
@@ -305,31 +321,29 @@ def measure(
         try:
             shape = (speakers, seconds, interval, warmup)
             if concurrent:
-                procs = [_start(kind, *shape, target) for kind in ("world", "agent")]
-                world, agent = (_finish(proc, timeout) for proc in procs)
+                procs = [_start("bleak", *shape, None), _start("agent", *shape, target)]
+                bleak, agent = (_finish(proc, timeout) for proc in procs)
             else:
-                world = _finish(_start("world", *shape, None), timeout)
+                bleak = _finish(_start("bleak", *shape, None), timeout)
                 agent = _finish(_start("agent", *shape, target), timeout)
         finally:
             if rx is not None:
                 rx.stop()
-    busy = agent["samples"]["sim"] + agent["samples"]["agent"]
-    share = agent["cpu_pct"] * agent["samples"]["agent"] / busy if busy else 0.0
-    return {"world": world, "agent": agent, "agent_share_pct": share}
+    return {"bleak": bleak, "agent": agent}
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
     """For ``python -m benchmarks``: the agent's peak RSS and its own CPU, against the budgets.
 
-    Full: the world alone, then the agent, 40 s each after a one-cycle warm-up (5 s). Quick:
-    both at once (each mostly idle), 4 s after a 1.5 s warm-up, and the peak RSS only: a
-    window shorter than a cycle says nothing of the mean CPU.
+    Full: the baseline, then the agent, 40 s each after a one-cycle warm-up (5 s). Quick: both
+    at once (each mostly idle), 4 s after a 1.5 s warm-up, and the peak RSS only: a window
+    shorter than a cycle says nothing of the mean CPU.
     """
     m = measure(seconds=4.0, warmup=1.5, concurrent=True) if quick else measure(seconds=40.0)
-    world, agent = m["world"], m["agent"]
+    bleak, agent = m["bleak"], m["agent"]
     how = (
         "10 simulated speakers, a cycle every 5 s, uploads to the reference receiver every 5 s; "
-        + ("world and agent at once; " if quick else "")
+        + ("baseline and agent at once; " if quick else "")
         + f"{agent['cycles']} cycles, {agent['reads_ok']} reads, "
         f"{sum(agent['records'].values())} records, {agent['uploaded']} uploaded"
     )
@@ -343,8 +357,8 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
             "baseline_values": [RSS_LIMIT_MB],
             "budget": 1.0,
             "detail": f"peak RSS of the agent process, the simulated world in it (the world "
-            f"alone: {world['rss_peak_mb']:.1f} MB, so the agent's own "
-            f"{agent['rss_peak_mb'] - world['rss_peak_mb']:.1f} MB); budget 120 MB (goal 80); "
+            f"with raw bleak: {bleak['rss_peak_mb']:.1f} MB, so the agent's own "
+            f"{agent['rss_peak_mb'] - bleak['rss_peak_mb']:.1f} MB); budget 120 MB (goal 80); "
             + how,
         }
     ]
@@ -352,16 +366,16 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         figures.append(
             {
                 "name": "footprint.cpu",
-                "value": agent["cpu_pct"] - world["cpu_pct"],
+                "value": agent["cpu_pct"] - bleak["cpu_pct"],
                 "unit": "% of a core",
                 "better": "lower",
                 "baseline": "absolute budget",
                 "baseline_values": [CPU_LIMIT_PCT],
                 "budget": 1.0,
                 "detail": f"the agent's own mean CPU over {agent['wall_s']:.0f} s after the "
-                f"warm-up: agent + world {agent['cpu_pct']:.2f} % less the world alone "
-                f"{world['cpu_pct']:.2f} % (by sampling the agent's thread: "
-                f"{m['agent_share_pct']:.2f} %); budget 5 %",
+                f"warm-up: agent + world {agent['cpu_pct']:.2f} % less the world with raw bleak "
+                f"doing each cycle's scan and reads {bleak['cpu_pct']:.2f} % "
+                f"({bleak['cycles']} cycles, {bleak['reads_ok']} reads); budget 5 %",
             }
         )
     return figures
@@ -374,7 +388,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=None, help="default: one interval")
     parser.add_argument("--no-upload", action="store_true", help="the agent uploads nothing")
-    parser.add_argument("--child", choices=["world", "agent"])
+    parser.add_argument("--child", choices=["bleak", "agent"])
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     parser.add_argument("--ca-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -385,8 +399,8 @@ def main() -> None:
         return
     print(
         f"{args.speakers} simulated speakers, {args.seconds:g} s per process after a warm-up, "
-        f"agent cycle every {args.interval:g} s"
-        + ("" if args.no_upload else ", uploads to the reference receiver as often")
+        f"a cycle every {args.interval:g} s"
+        + ("" if args.no_upload else ", the agent uploading to the reference receiver as often")
         + f"; Python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
     )
     m = measure(
@@ -396,24 +410,18 @@ def main() -> None:
         warmup=args.warmup,
         upload=not args.no_upload,
     )
-    world, agent = m["world"], m["agent"]
-    busy = agent["samples"]["sim"] + agent["samples"]["agent"]
-    total = busy + agent["samples"]["idle"]
-    print(f"{'':32}{'RSS peak MB':>12}{'CPU % of a core':>17}")
-    baseline = "baseline: simulated world alone"
-    print(f"{baseline:32}{world['rss_peak_mb']:12.1f}{world['cpu_pct']:17.2f}")
-    print(f"{'agent + simulated world':32}{agent['rss_peak_mb']:12.1f}{agent['cpu_pct']:17.2f}")
-    own = agent["cpu_pct"] - world["cpu_pct"]
-    own_rss = agent["rss_peak_mb"] - world["rss_peak_mb"]
-    print(f"{'agent by subtraction':32}{own_rss:12.1f}{own:17.2f}")
+    bleak, agent = m["bleak"], m["agent"]
+    print(f"{'':36}{'RSS peak MB':>12}{'CPU % of a core':>17}")
+    base = "baseline: world + raw bleak cycles"
+    print(f"{base:36}{bleak['rss_peak_mb']:12.1f}{bleak['cpu_pct']:17.2f}")
+    print(f"{'agent + simulated world':36}{agent['rss_peak_mb']:12.1f}{agent['cpu_pct']:17.2f}")
+    own = agent["cpu_pct"] - bleak["cpu_pct"]
+    own_rss = agent["rss_peak_mb"] - bleak["rss_peak_mb"]
+    print(f"{'agent by subtraction':36}{own_rss:12.1f}{own:17.2f}")
     print(
-        f"{'agent by sampling':32}{'':12}{m['agent_share_pct']:17.2f}"
-        f"   (main thread: {agent['samples']['agent']} agent, {agent['samples']['sim']} sim, "
-        f"{agent['samples']['idle']} idle of {total} samples)"
-    )
-    print(
-        f"agent cycles {agent['cycles']}, reads {agent['reads_ok']}, "
-        f"records {sum(agent['records'].values())}, uploaded {agent['uploaded']}"
+        f"cycles: agent {agent['cycles']} ({agent['reads_ok']} reads, "
+        f"{sum(agent['records'].values())} records, {agent['uploaded']} uploaded), "
+        f"raw bleak {bleak['cycles']} ({bleak['reads_ok']} reads)"
     )
     verdict = "within" if agent["rss_peak_mb"] <= RSS_LIMIT_MB else "OVER"
     print(
