@@ -153,10 +153,12 @@ async def _raw_bleak_cycles(speakers: int, seconds: float, interval: float) -> d
             return list(seen.values())
 
         while time.monotonic() < deadline:
+            started = time.monotonic()
             await asyncio.gather(*(read(device) for device in await scan()))
             cycles += 1
-            # as the agent: the interval is the pause after a cycle
-            await asyncio.sleep(max(0.0, min(interval, deadline - time.monotonic())))
+            # as the agent: a cycle starts every interval (less the time the last one took)
+            pause = min(started + interval, deadline) - time.monotonic()
+            await asyncio.sleep(max(0.0, pause))
     return {"cycles": cycles, "reads_ok": reads}
 
 
