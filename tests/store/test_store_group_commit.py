@@ -251,10 +251,16 @@ async def test_a_long_turn_is_cut_once_per_hand_over_rows(
 
 
 async def _wakes_per_turn(done: list[int], total: int) -> list[int]:
-    """How many callers each turn of the loop resumed, until ``total`` have been."""
+    """How many callers each turn of the loop resumed, until ``total`` have been.
+
+    Bounded by time, not by turns: a turn with nothing to run takes microseconds, and a
+    commit on a loaded machine can take longer than 10,000 of them.
+    """
     counts: list[int] = []
     seen = len(done)
-    for _ in range(10_000):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60.0
+    while loop.time() < deadline:
         if seen == total:
             return counts
         await asyncio.sleep(0)
