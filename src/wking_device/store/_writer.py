@@ -158,6 +158,9 @@ class _Writer(_Maintenance):
             if item is _STOP:
                 return True  # nothing is queued behind _STOP (see _enqueue)
             self._call(item)
+            # the call may have taken long (an export, a sweep): the appends queued behind it
+            # are checked against the ledger as it is now, not as it was when the round began
+            self._watch_ledger()
         self._flush(appends)
         return False
 

@@ -1,0 +1,93 @@
+"""Review of the store's own ledger check (review22): its view must be fresh at each flush.
+
+Real parts: the library in a subprocess records the withdrawal while this process's writer thread
+is busy with a queued call (an export, a sweep...). An append queued behind that call is written
+in the same round of the writer, after the withdrawal returned: it must be refused then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+from click.testing import CliRunner
+from tests._waiting import until
+from tests.store._hold import hold_writer
+
+from wking_device.cli import cli
+from wking_device.collect import open_installation_gate
+from wking_device.config import load_settings, resolve_paths
+from wking_device.consent import ConsentGate
+from wking_device.errors import ConsentError
+from wking_device.models import Record
+from wking_device.store import open_store
+from wking_device.store._batches import _Call
+
+_WITHDRAW = """
+from wking_device.collect import open_installation_gate
+from wking_device.config import load_settings, resolve_paths
+paths = resolve_paths()
+open_installation_gate(paths, load_settings(paths)).withdraw(["operation_logs"])
+"""
+
+
+def _python(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=dict(os.environ),
+    )
+
+
+def _kept(category: str) -> int:
+    result = _python("-c", "from wking_device.cli import main; main()", "--json", "data", "status")
+    assert result.returncode == 0, result.stderr
+    return int(json.loads(result.stdout)["records"]["by_category"].get(category, 0))
+
+
+def _record(consent_id: str) -> Record:
+    return Record(
+        category="operation_logs", consent_id=consent_id, policy_version="1", body={"kind": "scan"}
+    )
+
+
+async def test_an_append_queued_behind_a_long_call_is_checked_against_the_ledger_then() -> None:
+    granted = CliRunner().invoke(cli, ["consent", "grant", "--yes", "operation_logs"])
+    assert granted.exit_code == 0, granted.output
+    paths = resolve_paths()
+    settings = load_settings(paths)
+    gate = ConsentGate(open_installation_gate(paths, settings).ledger, watch=None)
+    permit = gate.permit(["operation_logs"])
+    consent_id = permit.consent_ids["operation_logs"]
+    async with open_store(paths, settings, writer_process=False) as store:
+        await store.append([_record(consent_id)], permit)  # the scope's key exists
+        first = hold_writer(store)
+        # queued together behind the held call: the writer takes both in its next round
+        started, second = threading.Event(), threading.Event()
+
+        def busy() -> None:
+            started.set()
+            second.wait(30)
+
+        store._enqueue(_Call(busy))
+        late = asyncio.ensure_future(store.append([_record(consent_id)], permit))
+        await until(lambda: store._queue.qsize() == 2, within=10.0)  # both wait behind it
+        first.set()
+        try:
+            assert await asyncio.to_thread(started.wait, 30)  # the round began: ledger looked at
+            withdrawn = await asyncio.to_thread(_python, "-c", _WITHDRAW)
+            assert withdrawn.returncode == 0, withdrawn.stderr
+        finally:
+            second.set()
+        with pytest.raises(ConsentError):
+            await late
+    assert permit.valid
+    assert _kept("operation_logs") == 0
