@@ -153,3 +153,24 @@ async def test_a_ledger_changed_while_it_is_read_keeps_no_batch_off_the_writer_p
             await asyncio.wait_for(store.append([_record(consent_id)], permit), 20.0)
         finally:
             release.set()
+
+
+async def test_a_tampered_ledger_refuses_appends_saying_so_in_one_line() -> None:
+    granted = CliRunner().invoke(cli, ["consent", "grant", "--yes", "operation_logs"])
+    assert granted.exit_code == 0, granted.output
+    paths = resolve_paths()
+    settings = load_settings(paths)
+    ledger = open_installation_gate(paths, settings).ledger
+    permit = ConsentGate(ledger, watch=None).permit(["operation_logs"])
+    consent_id = permit.consent_ids["operation_logs"]
+    async with open_store(paths, settings, writer_process=False) as store:
+        await store.append([_record(consent_id)], permit)
+        with ledger.path.open("ab") as tampered:
+            tampered.write(b"{}\n")
+        with pytest.raises(ConsentError) as refused:
+            await store.append([_record(consent_id)], permit)
+    message = str(refused.value)
+    assert "fails verification" in message
+    assert "recorded in the consent ledger" not in message
+    assert "\n" not in message
+    assert "Traceback" not in message
