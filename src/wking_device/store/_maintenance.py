@@ -220,6 +220,12 @@ class _Maintenance(_Claims):
         permit = group.permit
         for category in group.needed:
             reason = view.lapsed(category, permit.consent_ids.get(category, ""))
+            if reason == "ledger_tampered":  # nothing was recorded: the ledger is not trusted
+                return PermitRevoked(
+                    f"permit {permit.permit_id} is refused: the consent ledger fails "
+                    "verification, so the store takes no appends",
+                    remedy="run `wking consent history` to see what is wrong with the ledger",
+                )
             if reason is not None:
                 return PermitRevoked(
                     f"permit {permit.permit_id} was revoked ({reason}: {category}, "

@@ -135,7 +135,10 @@ class _Writer(_Maintenance):
             if path is None or not path.exists():
                 self._view_stamp = self._ledger_stamp()  # none yet: nothing to refuse by
                 return
-        elif not ledger.changed_on_disk():
+        elif not ledger.changed_on_disk() and self._ledger_stamp() == self._view_stamp:
+            # (the stamps differ when the ledger changed while it was last read: the view is
+            # of the newer ledger, the stamp of the older, and no batch could go to a writer
+            # process until the ledger changed again)
             return
         try:
             if self._watching:
@@ -158,6 +161,9 @@ class _Writer(_Maintenance):
             if item is _STOP:
                 return True  # nothing is queued behind _STOP (see _enqueue)
             self._call(item)
+            # the call may have taken long (an export, a sweep): the appends queued behind it
+            # are checked against the ledger as it is now, not as it was when the round began
+            self._watch_ledger()
         self._flush(appends)
         return False
 
