@@ -9,41 +9,16 @@ ledger itself, so the stale permit must not let a record in after the CLI return
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
 
 import pytest
-from click.testing import CliRunner
 from tests._waiting import until
+from tests.consent._stale import kept, python, record, stale_permit, wking
 from tests.store._hold import hold_writer
 
-from wking_device.cli import cli
-from wking_device.collect import open_installation_gate
-from wking_device.config import load_settings, resolve_paths
-from wking_device.consent import ConsentGate, ledger_path
+from wking_device.config import resolve_paths
+from wking_device.consent import ledger_path
 from wking_device.errors import ConsentError
-from wking_device.models import Record
 from wking_device.store import open_store
-
-
-def _python(
-    code: str, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", code, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def _wking(*args: str) -> subprocess.CompletedProcess[str]:
-    return _python("from wking_device.cli import main; main()", *args)
-
 
 _LIBRARY = """
 from wking_device.collect import open_installation_gate
@@ -68,32 +43,15 @@ open_installation_gate(paths, load_settings(paths), policies=policies)
 
 # What another process does, each returning before this process's gate re-read the ledger.
 _ELSEWHERE = {
-    "cli-withdraw": lambda: _wking("consent", "withdraw", "--yes", "operation_logs"),
-    "library-withdraw": lambda: _python(
-        _LIBRARY.format(action="gate.withdraw(['operation_logs'])")
-    ),
-    "do-not-track-on": lambda: _python(_LIBRARY.format(action=""), env={"DO_NOT_TRACK": "1"}),
-    "policy-upgrade": lambda: _python(_UPGRADE),
-    "ledger-tampered": lambda: _python(
+    "cli-withdraw": lambda: wking("consent", "withdraw", "--yes", "operation_logs"),
+    "library-withdraw": lambda: python(_LIBRARY.format(action="gate.withdraw(['operation_logs'])")),
+    "do-not-track-on": lambda: python(_LIBRARY.format(action=""), env={"DO_NOT_TRACK": "1"}),
+    "policy-upgrade": lambda: python(_UPGRADE),
+    "ledger-tampered": lambda: python(
         "import sys; open(sys.argv[1], 'ab').write(b'{}\\n')", str(ledger_path(resolve_paths()))
     ),
 }
 _SHREDS = {"cli-withdraw", "library-withdraw"}
-
-
-def _kept(category: str) -> int:
-    result = _wking("--json", "data", "status")
-    assert result.returncode == 0, result.stderr
-    return int(json.loads(result.stdout)["records"]["by_category"].get(category, 0))
-
-
-def _record(gate_permit_consent: str) -> Record:
-    return Record(
-        category="operation_logs",
-        consent_id=gate_permit_consent,
-        policy_version="1",
-        body={"kind": "scan"},
-    )
 
 
 @pytest.mark.parametrize("writer_process", [False, True], ids=["writer-thread", "writer-process"])
@@ -101,44 +59,32 @@ def _record(gate_permit_consent: str) -> Record:
 async def test_a_stale_permit_stores_nothing_once_another_process_stopped_consent(
     elsewhere: str, writer_process: bool
 ) -> None:
-    granted = CliRunner().invoke(cli, ["consent", "grant", "--yes", "operation_logs"])
-    assert granted.exit_code == 0, granted.output
-    paths = resolve_paths()
-    settings = load_settings(paths)
-    gate = ConsentGate(open_installation_gate(paths, settings).ledger, watch=None)
-    permit = gate.permit(["operation_logs"])
-    consent_id = permit.consent_ids["operation_logs"]
+    paths, settings, permit, consent_id = stale_permit()
     async with open_store(paths, settings, writer_process=writer_process) as store:
-        await store.append([_record(consent_id)], permit)
+        await store.append([record(consent_id)], permit)
         withdrawn = await asyncio.to_thread(_ELSEWHERE[elsewhere])
         assert withdrawn.returncode == 0, withdrawn.stderr
         with pytest.raises(ConsentError):
-            await store.append([_record(consent_id)], permit)
+            await store.append([record(consent_id)], permit)
     assert permit.valid  # the gate never re-read the ledger: only the store can refuse
-    kept = 0 if elsewhere in _SHREDS else 1  # Do Not Track and tampering shred nothing
-    assert _kept("operation_logs") == kept
+    expected = 0 if elsewhere in _SHREDS else 1  # Do Not Track and tampering shred nothing
+    assert kept("operation_logs") == expected
 
 
 async def test_a_writer_process_takes_no_stale_permit_while_the_writer_thread_is_busy() -> None:
     """The writer thread re-reads the ledger; batches it never sees go to the writer process."""
-    granted = CliRunner().invoke(cli, ["consent", "grant", "--yes", "operation_logs"])
-    assert granted.exit_code == 0, granted.output
-    paths = resolve_paths()
-    settings = load_settings(paths)
-    gate = ConsentGate(open_installation_gate(paths, settings).ledger, watch=None)
-    permit = gate.permit(["operation_logs"])
-    consent_id = permit.consent_ids["operation_logs"]
+    paths, settings, permit, consent_id = stale_permit()
     async with open_store(paths, settings, writer_process=True) as store:
-        await store.append([_record(consent_id)], permit)  # the scope's key: writer thread
+        await store.append([record(consent_id)], permit)  # the scope's key: writer thread
         appender = store._appender
         assert appender is not None
         await until(lambda: appender.ready, within=20.0)
-        await store.append([_record(consent_id)], permit)  # the writer process takes it
+        await store.append([record(consent_id)], permit)  # the writer process takes it
         release = hold_writer(store)  # busy (a long export, a sweep...): no look at the ledger
         try:
             withdrawn = await asyncio.to_thread(_ELSEWHERE["library-withdraw"])
             assert withdrawn.returncode == 0, withdrawn.stderr
-            late = asyncio.ensure_future(store.append([_record(consent_id)], permit))
+            late = asyncio.ensure_future(store.append([record(consent_id)], permit))
             done, _ = await asyncio.wait({late}, timeout=2.0)
             if done:  # the writer process took it: it must have been refused
                 with pytest.raises(ConsentError):
@@ -149,4 +95,4 @@ async def test_a_writer_process_takes_no_stale_permit_while_the_writer_thread_is
             with pytest.raises(ConsentError):
                 await late
     assert permit.valid
-    assert _kept("operation_logs") == 0
+    assert kept("operation_logs") == 0

@@ -8,7 +8,6 @@ in the same round of the writer, after the withdrawal returned: it must be refus
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from tests._waiting import until
+from tests.consent._stale import kept, python, record, stale_permit
 from tests.store._hold import hold_writer
 
 from wking_device.cli import cli
@@ -25,7 +25,6 @@ from wking_device.collect import open_installation_gate
 from wking_device.config import load_settings, resolve_paths
 from wking_device.consent import ConsentGate
 from wking_device.errors import ConsentError
-from wking_device.models import Record
 from wking_device.store import open_store
 from wking_device.store._batches import _Call
 
@@ -37,39 +36,10 @@ open_installation_gate(paths, load_settings(paths)).withdraw(["operation_logs"])
 """
 
 
-def _python(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=dict(os.environ),
-    )
-
-
-def _kept(category: str) -> int:
-    result = _python("-c", "from wking_device.cli import main; main()", "--json", "data", "status")
-    assert result.returncode == 0, result.stderr
-    return int(json.loads(result.stdout)["records"]["by_category"].get(category, 0))
-
-
-def _record(consent_id: str) -> Record:
-    return Record(
-        category="operation_logs", consent_id=consent_id, policy_version="1", body={"kind": "scan"}
-    )
-
-
 async def test_an_append_queued_behind_a_long_call_is_checked_against_the_ledger_then() -> None:
-    granted = CliRunner().invoke(cli, ["consent", "grant", "--yes", "operation_logs"])
-    assert granted.exit_code == 0, granted.output
-    paths = resolve_paths()
-    settings = load_settings(paths)
-    gate = ConsentGate(open_installation_gate(paths, settings).ledger, watch=None)
-    permit = gate.permit(["operation_logs"])
-    consent_id = permit.consent_ids["operation_logs"]
+    paths, settings, permit, consent_id = stale_permit()
     async with open_store(paths, settings, writer_process=False) as store:
-        await store.append([_record(consent_id)], permit)  # the scope's key exists
+        await store.append([record(consent_id)], permit)  # the scope's key exists
         first = hold_writer(store)
         # queued together behind the held call: the writer takes both in its next round
         started, second = threading.Event(), threading.Event()
@@ -79,19 +49,19 @@ async def test_an_append_queued_behind_a_long_call_is_checked_against_the_ledger
             second.wait(30)
 
         store._enqueue(_Call(busy))
-        late = asyncio.ensure_future(store.append([_record(consent_id)], permit))
+        late = asyncio.ensure_future(store.append([record(consent_id)], permit))
         await until(lambda: store._queue.qsize() == 2, within=10.0)  # both wait behind it
         first.set()
         try:
             assert await asyncio.to_thread(started.wait, 30)  # the round began: ledger looked at
-            withdrawn = await asyncio.to_thread(_python, "-c", _WITHDRAW)
+            withdrawn = await asyncio.to_thread(python, _WITHDRAW)
             assert withdrawn.returncode == 0, withdrawn.stderr
         finally:
             second.set()
         with pytest.raises(ConsentError):
             await late
     assert permit.valid
-    assert _kept("operation_logs") == 0
+    assert kept("operation_logs") == 0
 
 
 _HOLD_LOCK = """
@@ -122,7 +92,7 @@ async def test_a_ledger_changed_while_it_is_read_keeps_no_batch_off_the_writer_p
     permit = gate.permit(["operation_logs"])
     consent_id = permit.consent_ids["operation_logs"]
     async with open_store(paths, settings, writer_process=True) as store:
-        await store.append([_record(consent_id)], permit)  # the scope's key: writer thread
+        await store.append([record(consent_id)], permit)  # the scope's key: writer thread
         appender = store._appender
         assert appender is not None
         await until(lambda: appender.ready, within=20.0)
@@ -139,7 +109,7 @@ async def test_a_ledger_changed_while_it_is_read_keeps_no_batch_off_the_writer_p
             st = ledger.path.stat()
             os.utime(ledger.path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
             waiting = _lock_waiters()
-            first = asyncio.ensure_future(store.append([_record(consent_id)], permit))
+            first = asyncio.ensure_future(store.append([record(consent_id)], permit))
             # the writer thread took the ledger's stamp and waits for the lock to read it
             await until(lambda: _lock_waiters() > waiting, within=20.0)
             holder.stdin.write("go\n")
@@ -147,10 +117,10 @@ async def test_a_ledger_changed_while_it_is_read_keeps_no_batch_off_the_writer_p
             await first
         finally:
             holder.communicate(timeout=30)
-        await store.append([_record(consent_id)], permit)  # the writer thread looks again
+        await store.append([record(consent_id)], permit)  # the writer thread looks again
         release = hold_writer(store)
         try:  # the writer process takes the batch while the writer thread is busy
-            await asyncio.wait_for(store.append([_record(consent_id)], permit), 20.0)
+            await asyncio.wait_for(store.append([record(consent_id)], permit), 20.0)
         finally:
             release.set()
 
@@ -164,11 +134,11 @@ async def test_a_tampered_ledger_refuses_appends_saying_so_in_one_line() -> None
     permit = ConsentGate(ledger, watch=None).permit(["operation_logs"])
     consent_id = permit.consent_ids["operation_logs"]
     async with open_store(paths, settings, writer_process=False) as store:
-        await store.append([_record(consent_id)], permit)
+        await store.append([record(consent_id)], permit)
         with ledger.path.open("ab") as tampered:
             tampered.write(b"{}\n")
         with pytest.raises(ConsentError) as refused:
-            await store.append([_record(consent_id)], permit)
+            await store.append([record(consent_id)], permit)
     message = str(refused.value)
     assert "fails verification" in message
     assert "recorded in the consent ledger" not in message
