@@ -1510,3 +1510,127 @@ async def test_a_2xx_answer_that_cannot_be_read_ends_the_drain_with_the_records_
     assert caught.value.status == 200
     stats = await store.stats()
     assert (stats.total, stats.rejected, stats.pending) == (20, 0, 20)
+
+
+# -- a hostile or flaky collector (review of the per-request answers) ----------------------------
+
+
+async def test_a_withdrawal_while_a_refused_request_is_out_sends_no_half(
+    store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # consent is withdrawn while the collector answers 413: the halves are purged, not sent
+    await fill(store, permit, 8)
+
+    async def withdraw_then_refuse(_: web.Request) -> web.StreamResponse:
+        gate.withdraw(GRANTED, method="api")
+        return web.Response(status=413, text="too large", content_type="text/plain")
+
+    async with bare_server(paths.data_dir, withdraw_then_refuse) as server:
+        async with uploader(
+            server.url, store, gate, paths, ca_file=server.ca_file, batch_size=8, concurrency=1
+        ) as up:
+            result = await up.drain()
+        assert len(server.requests) == 1
+    assert (result.counters.purged, result.counters.sent, result.counters.rejected) == (8, 0, 0)
+    assert (result.counters.requests, result.counters.retried) == (1, 0)
+    assert (await store.stats()).total == 0
+
+
+async def test_junk_2xx_then_good_answers_lose_nothing_and_count_right(
+    store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    ids = await fill(store, permit, 30)
+    answers = iter([b"\x0a\x05\x08"])  # the first answer is cut short, the rest are empty
+    got: list[str] = []
+
+    async def junk_once(request: web.Request) -> web.StreamResponse:
+        body = next(answers, b"")
+        if not body:
+            got.extend(_sent_ids(await request.read()))
+        return web.Response(body=body, content_type="application/x-protobuf")
+
+    async with bare_server(paths.data_dir, junk_once) as server:
+        async with uploader(
+            server.url, store, gate, paths, ca_file=server.ca_file, batch_size=10, concurrency=2
+        ) as up:
+            with pytest.raises(UploadRejected, match="not an OTLP logs response"):
+                await up.drain()
+            assert up.counters.sent <= 20
+            assert up.counters.rejected == 0
+            assert (await store.stats()).claimed == 0
+            result = await up.drain()
+            total = up.counters
+        assert total.requests == len(server.requests)
+    assert sorted(set(got)) == sorted(ids)
+    assert (total.sent, total.rejected, total.too_large) == (30, 0, 0)
+    assert result.counters.retried == 0
+    assert (await store.stats()).total == 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_random_hostile_answers_with_concurrency_never_delete_what_was_not_accepted(
+    seed: int, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # each request gets its own answer: 200, 413, 503, a partial success counting more
+    # records than the batch, 200 with junk. Whatever the order: a record deleted here was
+    # in a request answered with a plain 2xx; one set aside was in a request answered with a
+    # partial success or alone with a 413; nothing stays claimed; the counters add up.
+    ids = await fill(store, permit, 120)
+    rng = random.Random(seed)
+    accepted: set[str] = set()
+    kept: set[str] = set()
+    bodies = {
+        "ok": b"",
+        "partial": _partial_response(10**9, "no \x1b[31mred\x1b[0m <b>markup</b>\nhere"),
+        "junk": b"\x0a\x05\x08",
+    }
+
+    async def hostile(request: web.Request) -> web.StreamResponse:
+        sent = _sent_ids(await request.read())
+        answer = rng.choices(["ok", "413", "503", "partial", "junk"], [6, 3, 2, 1, 1])[0]
+        if answer == "413":
+            if len(sent) == 1:
+                kept.update(sent)
+            return web.Response(status=413, text="\x1b[2Jbig\r\nX", content_type="text/plain")
+        if answer == "503":
+            return web.Response(status=503, text="busy", content_type="text/plain")
+        if answer == "ok":
+            accepted.update(sent)
+        elif answer == "partial":
+            kept.update(sent)
+        return web.Response(body=bodies[answer], content_type="application/x-protobuf")
+
+    errors: list[str] = []
+    async with bare_server(paths.data_dir, hostile) as server:
+        async with uploader(
+            f"{server.url}?api_key=hunter2",
+            store,
+            gate,
+            paths,
+            ca_file=server.ca_file,
+            batch_size=16,
+            concurrency=3,
+        ) as up:
+            for _ in range(60):
+                try:
+                    await up.drain()
+                except (UploadRejected, UploadUnavailable) as exc:
+                    errors.append(str(exc))
+                stats = await store.stats()
+                assert stats.claimed == 0
+                if stats.pending == 0:
+                    break
+            counters = up.counters
+        assert counters.requests == len(server.requests)
+    assert stats.pending == 0
+    left = {r.record_id for r in await store.export()}
+    deleted = set(ids) - left
+    assert deleted <= accepted  # nothing deleted that a plain 2xx did not accept
+    assert left <= kept  # everything left was refused alone or in a partial success
+    assert counters.sent == len(deleted)
+    assert counters.rejected == stats.rejected == len(left)
+    assert counters.too_large <= counters.rejected
+    assert errors
+    for message in errors:
+        assert not set(message) & {"\n", "\r", "\x1b"}
+        assert "hunter2" not in message

@@ -916,10 +916,7 @@ class Uploader:
         if result.rejected:
             # OTLP: never retry a partial success; it does not say which records were rejected
             rejected = min(result.rejected, len(batch))
-            await self._store.reject(ids)
-            outstanding.difference_update(ids)
-            self.counters.sent += len(batch) - rejected
-            self.counters.rejected += rejected
+            await self._reject(ids, outstanding, sent=len(batch) - rejected, rejected=rejected)
             _LOGGER.warning(
                 "the collector rejected %d of %d records (%s); the batch is kept locally "
                 "as rejected",
@@ -935,11 +932,36 @@ class Uploader:
 
     async def _set_aside(self, batch: _Parts, outstanding: set[str], *, too_large: bool) -> None:
         ids = batch.ids
-        await self._store.reject(ids)
+        await self._reject(
+            ids, outstanding, rejected=len(ids), too_large=len(ids) if too_large else 0
+        )
+
+    async def _reject(
+        self,
+        ids: list[str],
+        outstanding: set[str],
+        *,
+        rejected: int,
+        sent: int = 0,
+        too_large: int = 0,
+    ) -> None:
+        """Set records aside as rejected and count them, to the end even if the drain stops.
+
+        The store's thread completes a reject handed over whatever happens to the worker (a
+        drain ended by another worker's error, a cancellation): the counting goes with it, and
+        the drain waits for it (:meth:`_stop`, :meth:`_acked`), as for a delete.
+        """
+        rejecting = asyncio.ensure_future(self._rejected(ids, rejected, sent, too_large))
+        self._acking.add(rejecting)
+        rejecting.add_done_callback(self._acking.discard)
+        await asyncio.shield(rejecting)
         outstanding.difference_update(ids)
-        self.counters.rejected += len(ids)
-        if too_large:
-            self.counters.too_large += len(ids)
+
+    async def _rejected(self, ids: list[str], rejected: int, sent: int, too_large: int) -> None:
+        await self._store.reject(ids)
+        self.counters.sent += sent
+        self.counters.rejected += rejected
+        self.counters.too_large += too_large
 
     # --- the agent's loop -----------------------------------------------------------------------
 
