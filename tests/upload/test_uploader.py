@@ -1515,6 +1515,39 @@ async def test_a_2xx_answer_that_cannot_be_read_ends_the_drain_with_the_records_
 # -- a hostile or flaky collector (review of the per-request answers) ----------------------------
 
 
+async def test_a_413_for_a_record_no_larger_than_a_body_delivered_keeps_it_pending(
+    store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # a collector (or proxy) that took 8-record bodies, then answers 413 to everything (a
+    # reload, a hostile collector): a single record no larger than a body it took in this
+    # drain is not too large, and is not set aside for good; the drain ends, it stays pending
+    await fill(store, permit, 16)
+    answered: list[int] = []
+
+    async def took_then_refuses(request: web.Request) -> web.StreamResponse:
+        answered.append(len(_sent_ids(await request.read())))
+        if len(answered) == 1:
+            return web.Response(body=b"", content_type="application/x-protobuf")
+        return web.Response(status=413, text="too large", content_type="text/plain")
+
+    async with (
+        bare_server(paths.data_dir, took_then_refuses) as server,
+        uploader(
+            server.url, store, gate, paths, ca_file=server.ca_file, batch_size=8, concurrency=1
+        ) as up,
+    ):
+        with pytest.raises(UploadRejected, match="413") as caught:
+            await up.drain()
+        counters = up.counters
+    assert answered[0] == 8
+    assert answered[-1] == 1  # split down to one record
+    assert caught.value.status == 413
+    assert "\n" not in str(caught.value)
+    assert (counters.sent, counters.rejected, counters.too_large) == (8, 0, 0)
+    stats = await store.stats()
+    assert (stats.total, stats.rejected, stats.pending, stats.claimed) == (8, 0, 8, 0)
+
+
 async def test_a_withdrawal_while_a_refused_request_is_out_sends_no_half(
     store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
 ) -> None:

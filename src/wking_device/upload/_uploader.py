@@ -29,7 +29,8 @@ collector ``partial_success``           OTLP forbids retrying and does not say w
 413 Request Entity Too Large            the batch is split in halves down to one record; a single
                                         record still too large is set aside as rejected
                                         (``too_large``), a second in a row with no delivery
-                                        between ends the drain (``UploadRejected``); later
+                                        between, or one no larger than a body delivered in
+                                        the drain, ends it (``UploadRejected``); later
                                         bodies as large are split before they are sent, for
                                         the rest of the drain
 timeout while the body was being sent   a slow uplink or collector: the batch is sent in halves,
@@ -279,6 +280,9 @@ class Uploader:
         Doubled after _GROW_AFTER deliveries in a row: a collector that refused a small body
         once (flaky, hostile) cannot make the rest of the drain go one record at a time."""
         self._since_refused = 0
+        self._accepted = (0, 0)
+        """The largest body delivered in this drain: (gzip bytes, framed bytes). A record alone
+        no larger in both is not over the collector's size limit, whatever a 413 says."""
         self._set_aside_alone = False
         """A record alone was set aside as too large (413) in this drain, and nothing was
         delivered since: a second one ends the drain (a collector refusing everything)."""
@@ -452,6 +456,7 @@ class Uploader:
         self._refused_bytes = None  # each drain asks again: the collector's limit may have grown
         self._since_refused = 0
         self._set_aside_alone = False
+        self._accepted = (0, 0)
         self._ack_failure = None
         ready: asyncio.Queue[_Prepared | None] = asyncio.Queue()
         # a batch holds a slot from before its claim until it is settled (acknowledged, set
@@ -786,13 +791,13 @@ class Uploader:
                 await self._delivered(batch, result, prepared, outstanding)
                 failures.count = 0  # progress: the budget starts again
                 self._set_aside_alone = False
-                self._went_through(len(batch))
+                self._went_through(batch, len(body))
                 return [], False
             if isinstance(result, TooLarge):
                 self._refused_bytes = min(self._refused_bytes or len(body), len(body))
                 self._since_refused = 0
                 if len(batch) == 1:
-                    self._too_large_alone(result)
+                    self._too_large_alone(result, len(body), _framed_size(batch))
                     await self._set_aside(batch, outstanding, too_large=True)
                     _LOGGER.warning("a record too large for the collector was set aside")
                     return [], False
@@ -818,25 +823,30 @@ class Uploader:
             _LOGGER.info("upload failed (%s); retrying in %.1f s", result.detail, delay)
             await self._sleep(delay)
 
-    def _too_large_alone(self, result: TooLarge) -> None:
+    def _too_large_alone(self, result: TooLarge, gzipped: int, framed: int) -> None:
         """One record alone was answered 413: set it aside, unless that happened just before.
 
         A record set aside as too large is never sent again. One may be a giant; a second in a
         row with nothing delivered between says the collector refuses everything (a proxy's
         tiny body limit, a hostile collector), which would otherwise set aside the whole store
-        one record at a time: the drain ends instead, the rest pending.
+        one record at a time: the drain ends instead, the rest pending. So does a record whose
+        body (``gzipped`` bytes, ``framed`` before compression) is no larger than one the
+        collector took in this drain: it is not over the size limit (a flaky proxy, a hostile
+        collector, a limit lowered meanwhile), and the next drain asks again.
 
         Raises:
-            UploadRejected: A record alone was already refused since the last delivery.
+            UploadRejected: A record alone was already refused since the last delivery, or a
+                larger body was delivered in this drain.
         """
-        if not self._set_aside_alone:
+        taken = gzipped <= self._accepted[0] and framed <= self._accepted[1]
+        if not self._set_aside_alone and not taken:
             self._set_aside_alone = True
             return
         detail = f": {result.message}" if result.message else ""
+        what = "after it accepted larger requests" if taken else "and accepted nothing between"
         error = UploadRejected(
             f"the collector at {mask_url(self.endpoint)} refused single records as too large "
-            f"(HTTP 413{detail}) and accepted nothing between; nothing was lost, the records "
-            "stay pending",
+            f"(HTTP 413{detail}) {what}; nothing was lost, the records stay pending",
             status=413,
         )
         error.remedy = "check the collector's (or its proxy's) request size limit"
@@ -879,9 +889,11 @@ class Uploader:
             self._send_limit,
         )
 
-    def _went_through(self, size: int) -> None:
-        """A request of ``size`` records was delivered: after enough full ones, try larger."""
-        self._went = size
+    def _went_through(self, batch: _Parts, gzipped: int) -> None:
+        """A request (``gzipped`` bytes) was delivered: after enough full ones, try larger."""
+        size = self._went = len(batch)
+        accepted, framed = self._accepted
+        self._accepted = (max(accepted, gzipped), max(framed, _framed_size(batch)))
         if self._refused_bytes is not None:
             self._since_refused += 1
             if self._since_refused >= _GROW_AFTER:
@@ -1009,6 +1021,11 @@ class Uploader:
                 failures, reported = 0, None
                 wait = interval
             await self._sleep(wait)
+
+
+def _framed_size(batch: _Parts) -> int:
+    """The bytes of a batch's records as framed, before compression (the headers aside)."""
+    return sum(map(len, batch.encoded))
 
 
 def _frame_gzip(framer: LogsFramer, encoded: list[bytes]) -> bytes:
