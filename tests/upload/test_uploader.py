@@ -1469,13 +1469,23 @@ async def test_a_partial_success_with_a_long_message_is_still_a_partial_success(
     [
         (_partial_response(3, "x" * (2 * 1024 * 1024)), "application/x-protobuf"),  # too long
         (b"\x0a\x05\x08\x03", "application/x-protobuf"),  # cut short
+        (_partial_response(-1, ""), "application/x-protobuf"),  # a negative count
         (b"<html><body>OK</body></html>", "text/html"),  # not an OTLP answer
         (b'{"partialSuccess": {"rejectedLogRecords": "many"}}', "application/json"),
         (b'{"partialSuccess": {"rejectedLogRecords": "-2"}}', "application/json"),
         (b'["ok"]', "application/json"),
         (b'{"partialSuccess": ', "application/json"),
     ],
-    ids=["over-long", "truncated", "html", "json-nan", "json-negative", "json-list", "json-cut"],
+    ids=[
+        "over-long",
+        "truncated",
+        "negative",
+        "html",
+        "json-nan",
+        "json-negative",
+        "json-list",
+        "json-cut",
+    ],
 )
 async def test_a_2xx_answer_that_cannot_be_read_ends_the_drain_with_the_records_pending(
     store: RecordStore,
@@ -1667,3 +1677,34 @@ async def test_random_hostile_answers_with_concurrency_never_delete_what_was_not
     for message in errors:
         assert not set(message) & {"\n", "\r", "\x1b"}
         assert "hunter2" not in message
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        web.Response(status=413, text="too large", content_type="text/plain"),
+        web.Response(body=b"\x0a\x05\x08", content_type="application/x-protobuf"),
+    ],
+    ids=["413-always", "unreadable-2xx"],
+)
+async def test_the_agent_loop_backs_off_after_the_new_rejections(
+    answer: web.Response, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # a collector refusing every record as too large, or answering junk 2xx: each drain ends
+    # with UploadRejected after a bounded number of requests, and the loop waits longer each
+    # time (it does not spin)
+    await fill(store, permit, 200)
+    body, status, content_type = answer.body, answer.status, answer.content_type
+
+    async def same(_: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, status=status, content_type=content_type)
+
+    waits, requests = await _run_agent_loop(same, store, gate, paths, waits=6)
+    assert waits == sorted(waits)
+    assert waits[-1] >= 16 * waits[0]
+    # batches of 100, 3 workers: at most a batch's splits per worker per drain
+    assert requests <= 6 * 3 * 2 * 100
+    stats = await store.stats()
+    assert stats.claimed == 0
+    assert stats.pending + stats.rejected == 200
+    assert stats.rejected <= len(waits)  # a record at most set aside per drain
