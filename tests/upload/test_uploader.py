@@ -1708,3 +1708,45 @@ async def test_the_agent_loop_backs_off_after_the_new_rejections(
     assert stats.claimed == 0
     assert stats.pending + stats.rejected == 200
     assert stats.rejected <= len(waits)  # a record at most set aside per drain
+
+
+async def test_a_retry_split_because_another_worker_got_a_413_counts_as_a_re_send(
+    store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # two workers: one batch is refused (413), the other answered 503; the second one's retry
+    # is as large as the body refused, so it is split before it is sent: its halves are its
+    # records sent again after a retryable failure (``retried``)
+    await fill(store, permit, 16)
+    full: list[web.Request] = []
+    both = asyncio.Event()
+    half_sent = asyncio.Event()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        n = len(_sent_ids(await request.read()))
+        if n == 8 and len(full) < 2:
+            full.append(request)
+            if len(full) == 2:
+                both.set()
+            async with asyncio.timeout(10):
+                await both.wait()
+            sizes = [int(r.headers["Content-Length"]) for r in full]
+            mine = int(request.headers["Content-Length"])
+            if request is full[sizes.index(min(sizes))]:
+                return web.Response(status=413, text="too large", content_type="text/plain")
+            assert mine >= min(sizes)
+            async with asyncio.timeout(10):
+                await half_sent.wait()
+            return web.Response(status=503, text="busy", content_type="text/plain")
+        half_sent.set()
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    async with bare_server(paths.data_dir, answer) as server:
+        async with uploader(
+            server.url, store, gate, paths, ca_file=server.ca_file, batch_size=8, concurrency=2
+        ) as up:
+            result = await up.drain()
+        sizes = [len(_sent_ids(body)) for _, body in server.requests]
+    assert sorted(sizes) == [4, 4, 4, 4, 8, 8]  # the 503's retry was split, not sent again whole
+    assert result.counters.sent == 16
+    assert result.counters.retried == 8
+    assert (await store.stats()).total == 0

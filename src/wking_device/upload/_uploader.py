@@ -772,7 +772,9 @@ class Uploader:
             if not self._consent_unchanged(generation):
                 continue  # consent changed while the body was framed: check again first
             if len(batch) > 1 and len(body) >= (self._refused_bytes or len(body) + 1):
-                return batch.halves(), again  # a body as large was refused (413): not sent
+                # a body as large was refused (413): not sent; its halves are re-sends if it
+                # went out before (a retry, when another worker's 413 lowered the size)
+                return batch.halves(), again or tries > 0
             self.counters.requests += 1
             self.counters.bytes += len(body)
             resent = len(batch) if tries or again else 0
