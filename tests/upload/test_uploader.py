@@ -1622,6 +1622,7 @@ async def test_random_hostile_answers_with_concurrency_never_delete_what_was_not
     rng = random.Random(seed)
     accepted: set[str] = set()
     kept: set[str] = set()
+    seen: list[str] = []
     bodies = {
         "ok": b"",
         "partial": _partial_response(10**9, "no \x1b[31mred\x1b[0m <b>markup</b>\nhere"),
@@ -1631,6 +1632,9 @@ async def test_random_hostile_answers_with_concurrency_never_delete_what_was_not
     async def hostile(request: web.Request) -> web.StreamResponse:
         sent = _sent_ids(await request.read())
         answer = rng.choices(["ok", "413", "503", "partial", "junk"], [6, 3, 2, 1, 1])[0]
+        if not (accepted or kept or seen):
+            answer = "junk"  # a drain ends so at least once
+        seen.append(answer)
         if answer == "413":
             if len(sent) == 1:
                 kept.update(sent)
@@ -1664,7 +1668,8 @@ async def test_random_hostile_answers_with_concurrency_never_delete_what_was_not
                 if stats.pending == 0:
                     break
             counters = up.counters
-        assert counters.requests == len(server.requests)
+        # a request in flight when a drain ended (cancelled) may never have reached the server
+        assert 0 <= counters.requests - len(server.requests) <= 3 * len(errors)
     assert stats.pending == 0
     left = {r.record_id for r in await store.export()}
     deleted = set(ids) - left
