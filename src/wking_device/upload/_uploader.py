@@ -24,8 +24,10 @@ collector ``partial_success``           OTLP forbids retrying and does not say w
                                         rejected: the whole batch is kept locally in state
                                         ``rejected`` for inspection (``rejected`` counts the
                                         collector's number), never claimed again
-2xx answer that cannot be read          may be a partial success: the whole batch is kept as
-                                        ``rejected`` (and counted so), never re-sent
+2xx answer that cannot be read          whether the collector stored or rejected records is
+                                        unknown: the drain stops with
+                                        :class:`~wking_device.errors.UploadRejected`, the
+                                        records pending (neither deleted nor set aside)
 413 Request Entity Too Large            the batch is split in halves down to one record; a single
                                         record still too large is set aside as rejected
                                         (``too_large``), a second in a row with no delivery
