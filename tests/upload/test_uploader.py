@@ -1469,13 +1469,23 @@ async def test_a_partial_success_with_a_long_message_is_still_a_partial_success(
     [
         (_partial_response(3, "x" * (2 * 1024 * 1024)), "application/x-protobuf"),  # too long
         (b"\x0a\x05\x08\x03", "application/x-protobuf"),  # cut short
+        (_partial_response(-1, ""), "application/x-protobuf"),  # a negative count
         (b"<html><body>OK</body></html>", "text/html"),  # not an OTLP answer
         (b'{"partialSuccess": {"rejectedLogRecords": "many"}}', "application/json"),
         (b'{"partialSuccess": {"rejectedLogRecords": "-2"}}', "application/json"),
         (b'["ok"]', "application/json"),
         (b'{"partialSuccess": ', "application/json"),
     ],
-    ids=["over-long", "truncated", "html", "json-nan", "json-negative", "json-list", "json-cut"],
+    ids=[
+        "over-long",
+        "truncated",
+        "negative",
+        "html",
+        "json-nan",
+        "json-negative",
+        "json-list",
+        "json-cut",
+    ],
 )
 async def test_a_2xx_answer_that_cannot_be_read_ends_the_drain_with_the_records_pending(
     store: RecordStore,
@@ -1510,3 +1520,238 @@ async def test_a_2xx_answer_that_cannot_be_read_ends_the_drain_with_the_records_
     assert caught.value.status == 200
     stats = await store.stats()
     assert (stats.total, stats.rejected, stats.pending) == (20, 0, 20)
+
+
+# -- a hostile or flaky collector (review of the per-request answers) ----------------------------
+
+
+async def test_a_413_for_a_record_no_larger_than_a_body_delivered_keeps_it_pending(
+    store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # a collector (or proxy) that took 8-record bodies, then answers 413 to everything (a
+    # reload, a hostile collector): a single record no larger than a body it took in this
+    # drain is not too large, and is not set aside for good; the drain ends, it stays pending
+    await fill(store, permit, 16)
+    answered: list[int] = []
+
+    async def took_then_refuses(request: web.Request) -> web.StreamResponse:
+        answered.append(len(_sent_ids(await request.read())))
+        if len(answered) == 1:
+            return web.Response(body=b"", content_type="application/x-protobuf")
+        return web.Response(status=413, text="too large", content_type="text/plain")
+
+    async with (
+        bare_server(paths.data_dir, took_then_refuses) as server,
+        uploader(
+            server.url, store, gate, paths, ca_file=server.ca_file, batch_size=8, concurrency=1
+        ) as up,
+    ):
+        with pytest.raises(UploadRejected, match="413") as caught:
+            await up.drain()
+        counters = up.counters
+    assert answered[0] == 8
+    assert answered[-1] == 1  # split down to one record
+    assert caught.value.status == 413
+    assert "\n" not in str(caught.value)
+    assert (counters.sent, counters.rejected, counters.too_large) == (8, 0, 0)
+    stats = await store.stats()
+    assert (stats.total, stats.rejected, stats.pending, stats.claimed) == (8, 0, 8, 0)
+
+
+async def test_a_withdrawal_while_a_refused_request_is_out_sends_no_half(
+    store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # consent is withdrawn while the collector answers 413: the halves are purged, not sent
+    await fill(store, permit, 8)
+
+    async def withdraw_then_refuse(_: web.Request) -> web.StreamResponse:
+        gate.withdraw(GRANTED, method="api")
+        return web.Response(status=413, text="too large", content_type="text/plain")
+
+    async with bare_server(paths.data_dir, withdraw_then_refuse) as server:
+        async with uploader(
+            server.url, store, gate, paths, ca_file=server.ca_file, batch_size=8, concurrency=1
+        ) as up:
+            result = await up.drain()
+        assert len(server.requests) == 1
+    assert (result.counters.purged, result.counters.sent, result.counters.rejected) == (8, 0, 0)
+    assert (result.counters.requests, result.counters.retried) == (1, 0)
+    assert (await store.stats()).total == 0
+
+
+async def test_junk_2xx_then_good_answers_lose_nothing_and_count_right(
+    store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    ids = await fill(store, permit, 30)
+    answers = iter([b"\x0a\x05\x08"])  # the first answer is cut short, the rest are empty
+    got: list[str] = []
+
+    async def junk_once(request: web.Request) -> web.StreamResponse:
+        body = next(answers, b"")
+        if not body:
+            got.extend(_sent_ids(await request.read()))
+        return web.Response(body=body, content_type="application/x-protobuf")
+
+    async with bare_server(paths.data_dir, junk_once) as server:
+        async with uploader(
+            server.url, store, gate, paths, ca_file=server.ca_file, batch_size=10, concurrency=2
+        ) as up:
+            with pytest.raises(UploadRejected, match="not an OTLP logs response"):
+                await up.drain()
+            assert up.counters.sent <= 20
+            assert up.counters.rejected == 0
+            assert (await store.stats()).claimed == 0
+            result = await up.drain()
+            total = up.counters
+        assert total.requests == len(server.requests)
+    assert sorted(set(got)) == sorted(ids)
+    assert (total.sent, total.rejected, total.too_large) == (30, 0, 0)
+    assert result.counters.retried == 0
+    assert (await store.stats()).total == 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_random_hostile_answers_with_concurrency_never_delete_what_was_not_accepted(
+    seed: int, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # each request gets its own answer: 200, 413, 503, a partial success counting more
+    # records than the batch, 200 with junk. Whatever the order: a record deleted here was
+    # in a request answered with a plain 2xx; one set aside was in a request answered with a
+    # partial success or alone with a 413; nothing stays claimed; the counters add up.
+    ids = await fill(store, permit, 120)
+    rng = random.Random(seed)
+    accepted: set[str] = set()
+    kept: set[str] = set()
+    seen: list[str] = []
+    bodies = {
+        "ok": b"",
+        "partial": _partial_response(10**9, "no \x1b[31mred\x1b[0m <b>markup</b>\nhere"),
+        "junk": b"\x0a\x05\x08",
+    }
+
+    async def hostile(request: web.Request) -> web.StreamResponse:
+        sent = _sent_ids(await request.read())
+        answer = rng.choices(["ok", "413", "503", "partial", "junk"], [6, 3, 2, 1, 1])[0]
+        if not (accepted or kept or seen):
+            answer = "junk"  # a drain ends so at least once
+        seen.append(answer)
+        if answer == "413":
+            if len(sent) == 1:
+                kept.update(sent)
+            return web.Response(status=413, text="\x1b[2Jbig\r\nX", content_type="text/plain")
+        if answer == "503":
+            return web.Response(status=503, text="busy", content_type="text/plain")
+        if answer == "ok":
+            accepted.update(sent)
+        elif answer == "partial":
+            kept.update(sent)
+        return web.Response(body=bodies[answer], content_type="application/x-protobuf")
+
+    errors: list[str] = []
+    async with bare_server(paths.data_dir, hostile) as server:
+        async with uploader(
+            f"{server.url}?api_key=hunter2",
+            store,
+            gate,
+            paths,
+            ca_file=server.ca_file,
+            batch_size=16,
+            concurrency=3,
+        ) as up:
+            for _ in range(60):
+                try:
+                    await up.drain()
+                except (UploadRejected, UploadUnavailable) as exc:
+                    errors.append(str(exc))
+                stats = await store.stats()
+                assert stats.claimed == 0
+                if stats.pending == 0:
+                    break
+            counters = up.counters
+        # a request in flight when a drain ended (cancelled) may never have reached the server
+        assert 0 <= counters.requests - len(server.requests) <= 3 * len(errors)
+    assert stats.pending == 0
+    left = {r.record_id for r in await store.export()}
+    deleted = set(ids) - left
+    assert deleted <= accepted  # nothing deleted that a plain 2xx did not accept
+    assert left <= kept  # everything left was refused alone or in a partial success
+    assert counters.sent == len(deleted)
+    assert counters.rejected == stats.rejected == len(left)
+    assert counters.too_large <= counters.rejected
+    assert errors
+    for message in errors:
+        assert not set(message) & {"\n", "\r", "\x1b"}
+        assert "hunter2" not in message
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        web.Response(status=413, text="too large", content_type="text/plain"),
+        web.Response(body=b"\x0a\x05\x08", content_type="application/x-protobuf"),
+    ],
+    ids=["413-always", "unreadable-2xx"],
+)
+async def test_the_agent_loop_backs_off_after_the_new_rejections(
+    answer: web.Response, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # a collector refusing every record as too large, or answering junk 2xx: each drain ends
+    # with UploadRejected after a bounded number of requests, and the loop waits longer each
+    # time (it does not spin)
+    await fill(store, permit, 200)
+    body, status, content_type = answer.body, answer.status, answer.content_type
+
+    async def same(_: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, status=status, content_type=content_type)
+
+    waits, requests = await _run_agent_loop(same, store, gate, paths, waits=6)
+    assert waits == sorted(waits)
+    assert waits[-1] >= 16 * waits[0]
+    # batches of 100, 3 workers: at most a batch's splits per worker per drain
+    assert requests <= 6 * 3 * 2 * 100
+    stats = await store.stats()
+    assert stats.claimed == 0
+    assert stats.pending + stats.rejected == 200
+    assert stats.rejected <= len(waits)  # a record at most set aside per drain
+
+
+async def test_a_retry_split_because_another_worker_got_a_413_counts_as_a_re_send(
+    store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # two workers: one batch is refused (413), the other answered 503; the second one's retry
+    # is as large as the body refused, so it is split before it is sent: its halves are its
+    # records sent again after a retryable failure (``retried``)
+    await fill(store, permit, 16)
+    full: list[web.Request] = []
+    both = asyncio.Event()
+    half_sent = asyncio.Event()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        n = len(_sent_ids(await request.read()))
+        if n == 8 and len(full) < 2:
+            full.append(request)
+            if len(full) == 2:
+                both.set()
+            async with asyncio.timeout(10):
+                await both.wait()
+            sizes = [int(r.headers["Content-Length"]) for r in full]
+            mine = int(request.headers["Content-Length"])
+            if request is full[sizes.index(min(sizes))]:
+                return web.Response(status=413, text="too large", content_type="text/plain")
+            assert mine >= min(sizes)
+            async with asyncio.timeout(10):
+                await half_sent.wait()
+            return web.Response(status=503, text="busy", content_type="text/plain")
+        half_sent.set()
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    async with bare_server(paths.data_dir, answer) as server:
+        async with uploader(
+            server.url, store, gate, paths, ca_file=server.ca_file, batch_size=8, concurrency=2
+        ) as up:
+            result = await up.drain()
+        sizes = [len(_sent_ids(body)) for _, body in server.requests]
+    assert sorted(sizes) == [4, 4, 4, 4, 8, 8]  # the 503's retry was split, not sent again whole
+    assert result.counters.sent == 16
+    assert result.counters.retried == 8
+    assert (await store.stats()).total == 0

@@ -24,12 +24,15 @@ collector ``partial_success``           OTLP forbids retrying and does not say w
                                         rejected: the whole batch is kept locally in state
                                         ``rejected`` for inspection (``rejected`` counts the
                                         collector's number), never claimed again
-2xx answer that cannot be read          may be a partial success: the whole batch is kept as
-                                        ``rejected`` (and counted so), never re-sent
+2xx answer that cannot be read          whether the collector stored or rejected records is
+                                        unknown: the drain stops with
+                                        :class:`~wking_device.errors.UploadRejected`, the
+                                        records pending (neither deleted nor set aside)
 413 Request Entity Too Large            the batch is split in halves down to one record; a single
                                         record still too large is set aside as rejected
                                         (``too_large``), a second in a row with no delivery
-                                        between ends the drain (``UploadRejected``); later
+                                        between, or one no larger than a body delivered in
+                                        the drain, ends it (``UploadRejected``); later
                                         bodies as large are split before they are sent, for
                                         the rest of the drain
 timeout while the body was being sent   a slow uplink or collector: the batch is sent in halves,
@@ -279,6 +282,9 @@ class Uploader:
         Doubled after _GROW_AFTER deliveries in a row: a collector that refused a small body
         once (flaky, hostile) cannot make the rest of the drain go one record at a time."""
         self._since_refused = 0
+        self._accepted = (0, 0)
+        """The largest body delivered in this drain: (gzip bytes, framed bytes). A record alone
+        no larger in both is not over the collector's size limit, whatever a 413 says."""
         self._set_aside_alone = False
         """A record alone was set aside as too large (413) in this drain, and nothing was
         delivered since: a second one ends the drain (a collector refusing everything)."""
@@ -452,6 +458,7 @@ class Uploader:
         self._refused_bytes = None  # each drain asks again: the collector's limit may have grown
         self._since_refused = 0
         self._set_aside_alone = False
+        self._accepted = (0, 0)
         self._ack_failure = None
         ready: asyncio.Queue[_Prepared | None] = asyncio.Queue()
         # a batch holds a slot from before its claim until it is settled (acknowledged, set
@@ -767,7 +774,9 @@ class Uploader:
             if not self._consent_unchanged(generation):
                 continue  # consent changed while the body was framed: check again first
             if len(batch) > 1 and len(body) >= (self._refused_bytes or len(body) + 1):
-                return batch.halves(), again  # a body as large was refused (413): not sent
+                # a body as large was refused (413): not sent; its halves are re-sends if it
+                # went out before (a retry, when another worker's 413 lowered the size)
+                return batch.halves(), again or tries > 0
             self.counters.requests += 1
             self.counters.bytes += len(body)
             resent = len(batch) if tries or again else 0
@@ -786,13 +795,13 @@ class Uploader:
                 await self._delivered(batch, result, prepared, outstanding)
                 failures.count = 0  # progress: the budget starts again
                 self._set_aside_alone = False
-                self._went_through(len(batch))
+                self._went_through(batch, len(body))
                 return [], False
             if isinstance(result, TooLarge):
                 self._refused_bytes = min(self._refused_bytes or len(body), len(body))
                 self._since_refused = 0
                 if len(batch) == 1:
-                    self._too_large_alone(result)
+                    self._too_large_alone(result, len(body), _framed_size(batch))
                     await self._set_aside(batch, outstanding, too_large=True)
                     _LOGGER.warning("a record too large for the collector was set aside")
                     return [], False
@@ -818,25 +827,30 @@ class Uploader:
             _LOGGER.info("upload failed (%s); retrying in %.1f s", result.detail, delay)
             await self._sleep(delay)
 
-    def _too_large_alone(self, result: TooLarge) -> None:
+    def _too_large_alone(self, result: TooLarge, gzipped: int, framed: int) -> None:
         """One record alone was answered 413: set it aside, unless that happened just before.
 
         A record set aside as too large is never sent again. One may be a giant; a second in a
         row with nothing delivered between says the collector refuses everything (a proxy's
         tiny body limit, a hostile collector), which would otherwise set aside the whole store
-        one record at a time: the drain ends instead, the rest pending.
+        one record at a time: the drain ends instead, the rest pending. So does a record whose
+        body (``gzipped`` bytes, ``framed`` before compression) is no larger than one the
+        collector took in this drain: it is not over the size limit (a flaky proxy, a hostile
+        collector, a limit lowered meanwhile), and the next drain asks again.
 
         Raises:
-            UploadRejected: A record alone was already refused since the last delivery.
+            UploadRejected: A record alone was already refused since the last delivery, or a
+                larger body was delivered in this drain.
         """
-        if not self._set_aside_alone:
+        taken = gzipped <= self._accepted[0] and framed <= self._accepted[1]
+        if not self._set_aside_alone and not taken:
             self._set_aside_alone = True
             return
         detail = f": {result.message}" if result.message else ""
+        what = "after it accepted larger requests" if taken else "and accepted nothing between"
         error = UploadRejected(
             f"the collector at {mask_url(self.endpoint)} refused single records as too large "
-            f"(HTTP 413{detail}) and accepted nothing between; nothing was lost, the records "
-            "stay pending",
+            f"(HTTP 413{detail}) {what}; nothing was lost, the records stay pending",
             status=413,
         )
         error.remedy = "check the collector's (or its proxy's) request size limit"
@@ -879,9 +893,11 @@ class Uploader:
             self._send_limit,
         )
 
-    def _went_through(self, size: int) -> None:
-        """A request of ``size`` records was delivered: after enough full ones, try larger."""
-        self._went = size
+    def _went_through(self, batch: _Parts, gzipped: int) -> None:
+        """A request (``gzipped`` bytes) was delivered: after enough full ones, try larger."""
+        size = self._went = len(batch)
+        accepted, framed = self._accepted
+        self._accepted = (max(accepted, gzipped), max(framed, _framed_size(batch)))
         if self._refused_bytes is not None:
             self._since_refused += 1
             if self._since_refused >= _GROW_AFTER:
@@ -916,10 +932,7 @@ class Uploader:
         if result.rejected:
             # OTLP: never retry a partial success; it does not say which records were rejected
             rejected = min(result.rejected, len(batch))
-            await self._store.reject(ids)
-            outstanding.difference_update(ids)
-            self.counters.sent += len(batch) - rejected
-            self.counters.rejected += rejected
+            await self._reject(ids, outstanding, sent=len(batch) - rejected, rejected=rejected)
             _LOGGER.warning(
                 "the collector rejected %d of %d records (%s); the batch is kept locally "
                 "as rejected",
@@ -935,11 +948,36 @@ class Uploader:
 
     async def _set_aside(self, batch: _Parts, outstanding: set[str], *, too_large: bool) -> None:
         ids = batch.ids
-        await self._store.reject(ids)
+        await self._reject(
+            ids, outstanding, rejected=len(ids), too_large=len(ids) if too_large else 0
+        )
+
+    async def _reject(
+        self,
+        ids: list[str],
+        outstanding: set[str],
+        *,
+        rejected: int,
+        sent: int = 0,
+        too_large: int = 0,
+    ) -> None:
+        """Set records aside as rejected and count them, to the end even if the drain stops.
+
+        The store's thread completes a reject handed over whatever happens to the worker (a
+        drain ended by another worker's error, a cancellation): the counting goes with it, and
+        the drain waits for it (:meth:`_stop`, :meth:`_acked`), as for a delete.
+        """
+        rejecting = asyncio.ensure_future(self._rejected(ids, rejected, sent, too_large))
+        self._acking.add(rejecting)
+        rejecting.add_done_callback(self._acking.discard)
+        await asyncio.shield(rejecting)
         outstanding.difference_update(ids)
-        self.counters.rejected += len(ids)
-        if too_large:
-            self.counters.too_large += len(ids)
+
+    async def _rejected(self, ids: list[str], rejected: int, sent: int, too_large: int) -> None:
+        await self._store.reject(ids)
+        self.counters.sent += sent
+        self.counters.rejected += rejected
+        self.counters.too_large += too_large
 
     # --- the agent's loop -----------------------------------------------------------------------
 
@@ -987,6 +1025,11 @@ class Uploader:
                 failures, reported = 0, None
                 wait = interval
             await self._sleep(wait)
+
+
+def _framed_size(batch: _Parts) -> int:
+    """The bytes of a batch's records as framed, before compression (the headers aside)."""
+    return sum(map(len, batch.encoded))
 
 
 def _frame_gzip(framer: LogsFramer, encoded: list[bytes]) -> bytes:
