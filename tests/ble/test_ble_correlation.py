@@ -26,6 +26,10 @@ async def _wait_until(predicate: object, within: float = 5.0) -> None:
             await asyncio.sleep(0.005)
 
 
+_LATE = 5.0
+"""Seconds the simulated speaker takes to answer the abandoned command (and the next one)."""
+
+
 def _world() -> SimWorld:
     return SimWorld([SpeakerSpec.for_index(1, adv_interval_ms=20)])
 
@@ -39,25 +43,30 @@ async def test_a_late_answer_is_not_taken_for_a_newer_command_after_the_seq_wrap
             world.speakers[0].address,
             backend=world.backend,
             events=recorder.bus,
-            command_timeout=5.0,
+            command_timeout=3 * _LATE,  # GET_STATE below is answered after _LATE
         ) as speaker,
     ):
         sim = world.speakers[0]
-        # GET_INFO is answered late; its caller gives up before the answer comes.
-        sim.faults.response_delay_s = 1.0
+        # GET_INFO is answered late; its caller gives up before the answer comes. Late enough
+        # for the 255 commands below on a loaded machine (they outlasted 1 s in a CI run)
+        sim.faults.response_delay_s = _LATE
         heard = sim.state.commands
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
         abandoned = asyncio.create_task(speaker.get_info())
         await _wait_until(lambda: sim.state.commands > heard)
         abandoned.cancel()
         with pytest.raises(asyncio.CancelledError):
             await abandoned
         # 255 more commands: the one-byte seq wraps back to GET_INFO's number (15 rounds of 17
-        # at once: done long before the late answer, however loaded the machine)...
+        # at once: done before the late answer)...
         sim.faults.response_delay_s = 0.0
         for _ in range(15):
             await asyncio.gather(*(speaker.ping() for _ in range(17)))
+        wrapped = loop.time()
+        assert wrapped - asked < _LATE, "the seq wrapped after the late answer came"
         # ...and the next command is in flight when the late GET_INFO answer arrives.
-        sim.faults.response_delay_s = 1.0
+        sim.faults.response_delay_s = _LATE
         state = await speaker.get_state()
         assert state.volume == sim.state.volume
     commands = recorder.of(OperationKind.COMMAND)
