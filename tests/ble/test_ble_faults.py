@@ -320,9 +320,10 @@ async def test_truncation_timeouts_and_a_slow_subscriber_fail_only_the_affected_
         mtu=23,
         faults=FaultPlan(malformed_responses=0.2, malformed_kind="truncated", drop_responses=0.1),
     )
-    # Long enough that only a dropped answer times out, even on a loaded machine; each dropped
+    # Long enough that only a dropped answer times out, even on a loaded machine (1 s was not,
+    # on a half-speed one: an answer held up by the slow subscriber timed out); each dropped
     # answer costs its worker this long.
-    settings = fast_settings.replace(command_timeout=1.0)
+    settings = fast_settings.replace(command_timeout=3.0)
     async with (
         SimWorld([spec]) as world,
         Speaker(world.speakers[0].address, backend=world.backend, settings=settings) as sp,

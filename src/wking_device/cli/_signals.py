@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -90,9 +91,26 @@ def _unraisable(unraisable: Any) -> None:
         # threading.Thread.start() waits for it, and the signal could land inside this hook
         main = threading.main_thread().ident
         if main is not None:
-            _thread.start_new_thread(signal.pthread_kill, (main, signal.SIGINT))
+            _thread.start_new_thread(_deliver_when_out, (main,))
         return
     _previous_hook(unraisable)
+
+
+def _deliver_when_out(main: int) -> None:
+    """SIGINT to the main thread once it has left :func:`_unraisable` (from its own thread).
+
+    Sent while the main thread is still in the hook (this thread can get the GIL before the
+    hook returns: a loaded machine), the ``KeyboardInterrupt`` would be raised inside the hook,
+    where Python drops it again: the Ctrl-C was lost (seen once in CI). Waits at most ~1 s.
+    """
+    for _ in range(1000):
+        frame = sys._current_frames().get(main)
+        while frame is not None and frame.f_code is not _unraisable.__code__:
+            frame = frame.f_back
+        if frame is None:
+            break
+        time.sleep(0.001)
+    signal.pthread_kill(main, signal.SIGINT)
 
 
 def default_behaviour() -> None:
