@@ -18,7 +18,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from wking_device.cli import cli
 from wking_device.receiver import Receiver
 from wking_device.upload import LogsFramer, encode_log_record, gzip_body
 
@@ -181,3 +183,37 @@ def test_clients_leaving_or_stalling_mid_body_neither_log_tracebacks_nor_hold_th
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("ca.pem", b"garbage\n"),
+        ("ca.key", b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
+        ("server.pem", b"\x00\x01 not pem"),
+        ("receiver.db", b"not a database at all, " * 20),
+    ],
+)
+def test_a_damaged_receiver_file_is_one_line_naming_it(
+    tmp_path: Path, name: str, content: bytes
+) -> None:
+    data = tmp_path / "rx"
+
+    async def first_start() -> None:
+        async with Receiver(data):
+            pass
+
+    asyncio.run(first_start())
+    (data / name).write_bytes(content)
+    args = ["--home", str(tmp_path / "home"), "receiver", "run", "--port", "0", "--data", str(data)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert str(data / name) in result.stderr
+    assert "a bug in wking" not in result.stderr
+    assert (data / name).read_bytes() == content  # never replaced without a word
+    if name == "receiver.db":
+        exported = CliRunner().invoke(cli, ["receiver", "export", "--data", str(data)])
+        assert exported.exit_code == 2, exported.output
+        assert str(data / name) in exported.stderr
+        assert "a bug in wking" not in exported.stderr
