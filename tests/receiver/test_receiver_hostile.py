@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from wking_device.cli import cli
 from wking_device.receiver import Receiver
@@ -95,6 +97,31 @@ async def test_thousands_of_gzip_members_are_refused(rx: Receiver) -> None:
     two = gzip.compress(body[:7], mtime=0) + gzip.compress(body[7:], mtime=0)
     assert (await _post(rx, two, gz=True)).startswith(b"HTTP/1.1 200 ")
     assert [row["record_id"] for row in rx.export()] == ["h0", "h1"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        AnyValue(string_value="x" * 201),
+        AnyValue(string_value=""),
+        AnyValue(int_value=7),
+    ],
+    ids=["too-long", "empty", "int"],
+)
+async def test_a_record_id_that_cannot_be_kept_refuses_the_request(
+    rx: Receiver, value: AnyValue
+) -> None:
+    # it was replaced by a made-up id: each re-send of the same record was stored once more
+    request = ExportLogsServiceRequest()
+    log = request.resource_logs.add().scope_logs.add().log_records.add(time_unix_nano=1)
+    log.body.string_value = "{}"
+    log.attributes.append(KeyValue(key="wking.record_id", value=value))
+    data = request.SerializeToString()
+    for _ in range(2):  # sent, then re-sent after a lost answer
+        answer = await _post(rx, data, gz=False)
+        assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+        assert b"wking.record_id" in answer
+    assert rx.export() == []
 
 
 async def test_a_client_stalled_mid_body_gets_408_and_nothing_is_stored(rx: Receiver) -> None:
