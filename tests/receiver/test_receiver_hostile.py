@@ -12,6 +12,7 @@ import gzip
 import os
 import signal
 import ssl
+import stat
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from wking_device.cli import cli
+from wking_device.errors import ConfigError
 from wking_device.receiver import Receiver
 from wking_device.upload import LogsFramer, encode_log_record, gzip_body
 
@@ -244,3 +246,29 @@ def test_a_damaged_receiver_file_is_one_line_naming_it(
         assert exported.exit_code == 2, exported.output
         assert str(data / name) in exported.stderr
         assert "a bug in wking" not in exported.stderr
+
+
+async def test_received_records_are_for_the_owner_only(tmp_path: Path) -> None:
+    # --data of a directory that exists already (0755): it does not shield the database
+    data = tmp_path / "rx"
+    data.mkdir(mode=0o755)
+    data.chmod(0o755)
+    async with Receiver(data) as rx:
+        assert (await _post(rx, gzip_body(_body(1)), gz=True)).startswith(b"HTTP/1.1 200 ")
+        files = sorted(path.name for path in data.glob("receiver.db*"))
+        assert files == ["receiver.db", "receiver.db-shm", "receiver.db-wal"]
+        modes = {name: stat.S_IMODE((data / name).stat().st_mode) for name in files}
+    assert modes == dict.fromkeys(files, 0o600)
+
+
+@pytest.mark.parametrize("name", ["ca.key", "server.key"])
+async def test_a_private_key_group_or_others_can_read_is_refused(tmp_path: Path, name: str) -> None:
+    data = tmp_path / "rx"
+    async with Receiver(data):
+        pass
+    (data / name).chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600") as info:
+        async with Receiver(data):
+            pass
+    assert str(data / name) in str(info.value)
+    assert stat.S_IMODE((data / name).stat().st_mode) == 0o644  # left as it is, not used

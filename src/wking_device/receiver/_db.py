@@ -13,6 +13,7 @@ answers: an acknowledged record survives a power loss. All writes go through one
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -52,6 +53,14 @@ class ReceiverDB:
     """
 
     def __init__(self, path: Path) -> None:
+        try:
+            # the received records (source IPs among them) for the owner only, whatever the
+            # directory's mode: SQLite gives its -wal and -shm files the database's mode
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create the receiver database: {exc.strerror or exc}", file=str(path)
+            ) from exc
         try:
             self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         except sqlite3.DatabaseError as exc:  # a directory, a path that cannot be created

@@ -3,9 +3,10 @@
 On first start :func:`ensure_pki` creates, in the data directory: ``ca.pem`` (a private CA,
 ECDSA P-256, valid 10 years), ``ca.key``, ``server.pem`` (the server certificate for
 ``localhost``, ``127.0.0.1`` and ``::1``, signed by the CA, valid 1 year, with the CA appended)
-and ``server.key``. Keys are written 0600 (created with that mode, never widened). Later starts
-reuse them; a server certificate within 30 days of expiry is re-issued from the same CA so
-clients that trust ``ca.pem`` keep working. This module does no networking.
+and ``server.key``. Keys are written 0600 (created with that mode, never widened); a key found
+group- or world-accessible is refused. Later starts reuse them; a server certificate within 30
+days of expiry is re-issued from the same CA so clients that trust ``ca.pem`` keep working. This
+module does no networking.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import ipaddress
 import logging
 import os
 import ssl
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,6 +173,7 @@ def ensure_pki(directory: Path, *, now: dt.datetime | None = None) -> PKI:
     if pki.ca_file.exists() and ca_key_file.exists():
         with _reading(pki.ca_file):
             ca_cert = x509.load_pem_x509_certificate(pki.ca_file.read_bytes())
+        _check_private(ca_key_file)
         with _reading(ca_key_file):
             loaded = serialization.load_pem_private_key(ca_key_file.read_bytes(), password=None)
         if not isinstance(loaded, ec.EllipticCurvePrivateKey):
@@ -180,9 +183,23 @@ def ensure_pki(directory: Path, *, now: dt.datetime | None = None) -> PKI:
         _LOGGER.info("creating the receiver's private CA in %s", directory)
         ca_cert, ca_key = _make_ca(directory, now)
         pki.cert_file.unlink(missing_ok=True)
+    if pki.key_file.exists():
+        _check_private(pki.key_file)
     if not pki.cert_file.exists() or not pki.key_file.exists() or _expiring(pki.cert_file, now):
         _make_server(directory, ca_cert, ca_key, now)
     return pki
+
+
+def _check_private(path: Path) -> None:
+    """Refuse a key that group or others may read or write (it is never used, nor re-chmodded)."""
+    with _reading(path):
+        mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(
+            f"a private key with mode {mode:04o}: group or others can read or write it",
+            file=str(path),
+            remedy=f"chmod 600 {path}, or move the directory away to start with a new CA",
+        )
 
 
 @contextlib.contextmanager

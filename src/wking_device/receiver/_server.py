@@ -13,7 +13,8 @@ the request's format; an error carries a ``google.rpc.Status`` (protobuf) or ``{
 bytes of output, never inflated whole); 415 for another content type or encoding; 400 for a
 body that does not decode (more than 64 gzip members included); 408 for a body not received
 within ``request_timeout``; 500 (without details) for anything unexpected. Never a traceback to
-the client, nor in the log for a client that disconnects mid-body. A :class:`~wking_device.receiver.FaultPlan` makes it misbehave deterministically.
+the client, nor in the log for a client that disconnects mid-body. A
+:class:`~wking_device.receiver.FaultPlan` makes it misbehave deterministically.
 
 It is a test and demo tool, not a production collector (docs/deploy.md shows an OpenTelemetry
 Collector for that): one process, one SQLite file, no authentication of clients.
