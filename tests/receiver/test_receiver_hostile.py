@@ -272,3 +272,16 @@ async def test_a_private_key_group_or_others_can_read_is_refused(tmp_path: Path,
             pass
     assert str(data / name) in str(info.value)
     assert stat.S_IMODE((data / name).stat().st_mode) == 0o644  # left as it is, not used
+
+
+async def test_a_certificate_of_a_former_ca_is_issued_again(tmp_path: Path) -> None:
+    # the CA is made again (its key was lost) and the process killed before the new server
+    # certificate was written: the old one, of the former CA, was reused start after start
+    data, other = tmp_path / "rx", tmp_path / "other"
+    for directory in (data, other):
+        async with Receiver(directory):
+            pass
+    for name in ("ca.pem", "ca.key"):
+        (data / name).write_bytes((other / name).read_bytes())
+    async with Receiver(data) as rx:
+        assert (await _post(rx, gzip_body(_body(1)), gz=True)).startswith(b"HTTP/1.1 200 ")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Final
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -185,7 +186,11 @@ def ensure_pki(directory: Path, *, now: dt.datetime | None = None) -> PKI:
         pki.cert_file.unlink(missing_ok=True)
     if pki.key_file.exists():
         _check_private(pki.key_file)
-    if not pki.cert_file.exists() or not pki.key_file.exists() or _expiring(pki.cert_file, now):
+    if (
+        not pki.cert_file.exists()
+        or not pki.key_file.exists()
+        or _stale(pki.cert_file, ca_cert, now)
+    ):
         _make_server(directory, ca_cert, ca_key, now)
     return pki
 
@@ -217,10 +222,23 @@ def _reading(path: Path) -> Iterator[None]:
         ) from exc
 
 
-def _expiring(cert_file: Path, now: dt.datetime) -> bool:
+def _stale(cert_file: Path, ca_cert: x509.Certificate, now: dt.datetime) -> bool:
+    """Whether the server certificate is near its expiry or was not issued by this CA.
+
+    The second happens when the CA was made again (its key was lost) and the process was killed
+    before the new server certificate was written: clients trusting the new ``ca.pem`` could
+    never connect to the old certificate, start after start.
+    """
     with _reading(cert_file):
         cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
-    return cert.not_valid_after_utc - now < _RENEW_BEFORE
+    if cert.not_valid_after_utc - now < _RENEW_BEFORE:
+        return True
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        _LOGGER.info("re-issuing the receiver's certificate: not signed by its CA")
+        return True
+    return False
 
 
 def server_ssl_context(pki: PKI) -> ssl.SSLContext:
