@@ -148,13 +148,16 @@ async def test_a_connection_that_never_sends_is_closed(rx: Receiver) -> None:
     assert rx.stats.requests == 0
 
 
-def _start_cli_receiver(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, int]:
+def _start_cli_receiver(
+    tmp_path: Path, *, verbose: bool = False
+) -> tuple[subprocess.Popen[str], Path, int]:
     data = tmp_path / "rx"
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "wking_device",
+            *(["-v"] if verbose else []),
             "receiver",
             "run",
             "--port",
@@ -285,3 +288,42 @@ async def test_a_certificate_of_a_former_ca_is_issued_again(tmp_path: Path) -> N
         (data / name).write_bytes((other / name).read_bytes())
     async with Receiver(data) as rx:
         assert (await _post(rx, gzip_body(_body(1)), gz=True)).startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "verbose"])
+def test_malformed_http_is_no_traceback_unless_verbose(tmp_path: Path, verbose: bool) -> None:
+    proc, ca_file, port = _start_cli_receiver(tmp_path, verbose=verbose)
+    try:
+
+        async def send(head: bytes) -> bytes:
+            reader, writer = await _connect(ca_file, port)
+            writer.write(head)
+            await writer.drain()
+            try:
+                return await _answer(reader)
+            finally:
+                writer.close()
+
+        async def scenario() -> None:
+            start = b"POST /v1/logs HTTP/1.1\r\nHost: x\r\n"
+            for head in (
+                start + b"X-Long: " + b"a" * 10_000 + b"\r\n\r\n",
+                start + b"Content-Length: -5\r\n\r\n",
+                start + b"Transfer-Encoding: chunked\r\n\r\nzz\x1b[31m\r\n",
+            ):
+                assert (await send(head)).startswith(b"HTTP/1.0 400 ")
+
+        asyncio.run(scenario())
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=_GUARD)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 0, err
+    assert "\x1b" not in err  # the client's bytes never reach the terminal as they are
+    if verbose:
+        assert err.count("Traceback") == 3, err
+    else:
+        assert "Traceback" not in err, err
+        assert "Error handling request" not in err, err

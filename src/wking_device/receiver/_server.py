@@ -29,10 +29,11 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
 from wking_device.errors import UsageError
@@ -48,6 +49,27 @@ if TYPE_CHECKING:
 __all__ = ["Receiver", "ReceiverStats"]
 
 _LOGGER = logging.getLogger(__name__)
+
+
+class _HttpLog(logging.LoggerAdapter):  # type: ignore[type-arg]  # generic only in typeshed
+    """aiohttp's server log: a request it refused as malformed HTTP is the client's doing.
+
+    aiohttp logs each one (a header line too long, a bad ``Content-Length`` or chunk size) as an
+    error with a traceback: on the terminal of ``wking receiver run`` without ``-v``, once per
+    request a client cares to send. They go to debug (shown with ``-v``); anything else stays
+    an error.
+    """
+
+    def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info")
+        if isinstance(error, HttpProcessingError):
+            self.logger.debug(msg, *args, **kwargs)
+        else:
+            kwargs.setdefault("exc_info", True)
+            self.logger.error(msg, *args, **kwargs)
+
+
+_HTTP_LOGGER: Final = cast("logging.Logger", _HttpLog(logging.getLogger(__name__ + ".http")))
 
 _PROTOBUF_TYPES: Final = frozenset({CONTENT_TYPE_PROTOBUF, "application/protobuf"})
 _CHUNK: Final = 16 * 1024
@@ -187,6 +209,7 @@ class Receiver:
             auto_decompress=False,
             # aiohttp's default keeps a silent connection open for an hour
             keepalive_timeout=self.request_timeout,
+            logger=_HTTP_LOGGER,
         )
         await self._runner.setup()
         self._site = web.TCPSite(
