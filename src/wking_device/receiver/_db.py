@@ -13,11 +13,14 @@ answers: an acknowledged record survives a power loss. All writes go through one
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
+
+from wking_device.errors import ConfigError
 
 if TYPE_CHECKING:
     from wking_device.receiver._decode import ReceivedRecord
@@ -44,15 +47,40 @@ class ReceiverDB:
 
     Args:
         path: The SQLite file (created with the schema when missing).
+
+    Raises:
+        ConfigError: The file cannot be opened or is no receiver database (names it).
     """
 
     def __init__(self, path: Path) -> None:
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        # FULL: a commit is on disk before the server answers 200, and the uploader deletes
-        # its copy on that answer (NORMAL could lose acknowledged records to a power loss)
-        self._conn.execute("PRAGMA synchronous=FULL")
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        try:
+            # the received records (source IPs among them) for the owner only, whatever the
+            # directory's mode: SQLite gives its -wal and -shm files the database's mode
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create the receiver database: {exc.strerror or exc}", file=str(path)
+            ) from exc
+        try:
+            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        except sqlite3.DatabaseError as exc:  # a directory, a path that cannot be created
+            raise _unusable(path, exc) from exc
+        try:
+            self._open(path)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _open(self, path: Path) -> None:
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit is on disk before the server answers 200, and the uploader
+            # deletes its copy on that answer (NORMAL could lose acknowledged records to a
+            # power loss)
+            self._conn.execute("PRAGMA synchronous=FULL")
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise _unusable(path, exc) from exc
         if version == 0:
             self._conn.execute(
                 "CREATE TABLE IF NOT EXISTS records (record_id TEXT PRIMARY KEY, category TEXT, "
@@ -61,7 +89,11 @@ class ReceiverDB:
             )
             self._conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
         elif version != _SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(f"unknown receiver schema version {version}")
+            raise ConfigError(
+                f"unknown receiver schema version {version}",
+                file=str(path),
+                remedy="use the wking version that wrote it, or move the file away",
+            )
 
     def store(self, records: Sequence[ReceivedRecord], source_ip: str | None) -> int:
         """Insert records, ignoring ids already stored; return how many were new."""
@@ -105,12 +137,28 @@ def export_records(path: Path) -> list[dict[str, Any]]:
 
     Returns:
         One dict per record with the columns of the schema.
+
+    Raises:
+        ConfigError: The file cannot be read or is no receiver database (names it).
     """
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.DatabaseError as exc:
+        raise _unusable(path, exc) from exc
     try:
         cursor = conn.execute(
             f"SELECT {', '.join(_COLUMNS)} FROM records ORDER BY received_at, record_id"  # noqa: S608 - constant columns
         )
         return [dict(zip(_COLUMNS, row, strict=True)) for row in cursor]
+    except sqlite3.DatabaseError as exc:
+        raise _unusable(path, exc) from exc
     finally:
         conn.close()
+
+
+def _unusable(path: Path, exc: sqlite3.DatabaseError) -> ConfigError:
+    return ConfigError(
+        f"not a usable receiver database: {exc}",
+        file=str(path),
+        remedy="move the file away to start with an empty one",
+    )

@@ -3,7 +3,9 @@
 Accepts what any OTLP/HTTP exporter sends: ``application/x-protobuf`` (or
 ``application/protobuf``) and ``application/json`` (OTLP/JSON: camelCase or snake_case keys,
 64-bit integers as strings or numbers, trace and span ids in hex). A record with a
-``wking.record_id`` attribute keeps it; one without (a stock SDK exporter's) gets a generated id.
+``wking.record_id`` attribute keeps it; one without (a stock SDK exporter's) gets a generated id,
+and one whose id is no string of 1 to 200 characters makes the request a bad one (a generated id
+would store it again each time it is re-sent).
 The source IP is kept only for records whose resource declares
 ``wking.consent.ip_address = true``. The body is stored as text: a string body as is, any other
 ``AnyValue`` as JSON. This module does no I/O.
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["BadRequest", "ReceivedRecord", "decode_request"]
 
 _MAX_ID_CHARS = 200
+_BAD_ID: Final = f"a wking.record_id is not a string of 1 to {_MAX_ID_CHARS} characters"
 
 
 class BadRequest(ValueError):
@@ -86,13 +89,18 @@ def decode_request(body: bytes, *, json: bool) -> list[ReceivedRecord]:
             for log in scope_logs.log_records:
                 # the four wking.* attributes, by position; the last of a repeated key wins
                 found: list[str | None] = [None, None, None, None]
+                id_given = False
                 for kv in log.attributes:
                     slot = _SLOTS.get(kv.key)
                     if slot is not None:
                         found[slot] = _string(kv.value)
+                        id_given = id_given or slot == 0
                 record_id, category, consent_id, policy_version = found
-                if not record_id or len(record_id) > _MAX_ID_CHARS:
-                    record_id = "gen-" + uuid.uuid4().hex
+                if not id_given:
+                    record_id = "gen-" + uuid.uuid4().hex  # a stock exporter's record
+                elif not record_id or len(record_id) > _MAX_ID_CHARS:
+                    # a made-up id would store the record again each time it is re-sent
+                    raise BadRequest(_BAD_ID)
                 content = log.body
                 text = content.string_value  # "" when unset or not a string
                 if not text and log.HasField("body"):

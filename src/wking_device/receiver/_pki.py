@@ -3,26 +3,33 @@
 On first start :func:`ensure_pki` creates, in the data directory: ``ca.pem`` (a private CA,
 ECDSA P-256, valid 10 years), ``ca.key``, ``server.pem`` (the server certificate for
 ``localhost``, ``127.0.0.1`` and ``::1``, signed by the CA, valid 1 year, with the CA appended)
-and ``server.key``. Keys are written 0600 (created with that mode, never widened). Later starts
-reuse them; a server certificate within 30 days of expiry is re-issued from the same CA so
-clients that trust ``ca.pem`` keep working. This module does no networking.
+and ``server.key``. Keys are written 0600 (created with that mode, never widened); a key found
+group- or world-accessible is refused. Later starts reuse them; a server certificate within 30
+days of expiry is re-issued from the same CA so clients that trust ``ca.pem`` keep working. This
+module does no networking.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import logging
 import os
 import ssl
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from wking_device.errors import ConfigError
 
 __all__ = ["PKI", "ensure_pki", "server_ssl_context"]
 
@@ -33,6 +40,10 @@ _SERVER_DAYS: Final = 365
 _RENEW_BEFORE: Final = dt.timedelta(days=30)
 _NAMES: Final = ("localhost",)
 _ADDRESSES: Final = ("127.0.0.1", "::1")
+_REMEDY: Final = (
+    "restore the file, or move the directory away to start with a new CA (clients must then "
+    "trust the new ca.pem)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,34 +162,89 @@ def ensure_pki(directory: Path, *, now: dt.datetime | None = None) -> PKI:
 
     Returns:
         The paths.
+
+    Raises:
+        ConfigError: A file of the directory cannot be read or is not what it should be (names
+            the file; the files are never replaced without a word).
     """
     now = now or dt.datetime.now(dt.UTC)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     pki = PKI(directory / "ca.pem", directory / "server.pem", directory / "server.key")
     ca_key_file = directory / "ca.key"
     if pki.ca_file.exists() and ca_key_file.exists():
-        ca_cert = x509.load_pem_x509_certificate(pki.ca_file.read_bytes())
-        loaded = serialization.load_pem_private_key(ca_key_file.read_bytes(), password=None)
+        with _reading(pki.ca_file):
+            ca_cert = x509.load_pem_x509_certificate(pki.ca_file.read_bytes())
+        _check_private(ca_key_file)
+        with _reading(ca_key_file):
+            loaded = serialization.load_pem_private_key(ca_key_file.read_bytes(), password=None)
         if not isinstance(loaded, ec.EllipticCurvePrivateKey):
-            raise TypeError("the receiver CA key is not an EC key")
+            raise ConfigError("not an EC private key", file=str(ca_key_file), remedy=_REMEDY)
         ca_key = loaded
     else:
         _LOGGER.info("creating the receiver's private CA in %s", directory)
         ca_cert, ca_key = _make_ca(directory, now)
         pki.cert_file.unlink(missing_ok=True)
-    if not pki.cert_file.exists() or not pki.key_file.exists() or _expiring(pki.cert_file, now):
+    if pki.key_file.exists():
+        _check_private(pki.key_file)
+    if (
+        not pki.cert_file.exists()
+        or not pki.key_file.exists()
+        or _stale(pki.cert_file, ca_cert, now)
+    ):
         _make_server(directory, ca_cert, ca_key, now)
     return pki
 
 
-def _expiring(cert_file: Path, now: dt.datetime) -> bool:
-    cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
-    return cert.not_valid_after_utc - now < _RENEW_BEFORE
+def _check_private(path: Path) -> None:
+    """Refuse a key that group or others may read or write (it is never used, nor re-chmodded)."""
+    with _reading(path):
+        mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(
+            f"a private key with mode {mode:04o}: group or others can read or write it",
+            file=str(path),
+            remedy=f"chmod 600 {path}, or move the directory away to start with a new CA",
+        )
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn a file that cannot be read or parsed into a :class:`ConfigError` naming it."""
+    try:
+        yield
+    except (OSError, ValueError, TypeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        reason = reason.splitlines()[0] if reason.strip() else type(exc).__name__
+        raise ConfigError(
+            f"cannot use the receiver's file: {reason}",
+            file=str(path),
+            remedy=_REMEDY,
+        ) from exc
+
+
+def _stale(cert_file: Path, ca_cert: x509.Certificate, now: dt.datetime) -> bool:
+    """Whether the server certificate is near its expiry or was not issued by this CA.
+
+    The second happens when the CA was made again (its key was lost) and the process was killed
+    before the new server certificate was written: clients trusting the new ``ca.pem`` could
+    never connect to the old certificate, start after start.
+    """
+    with _reading(cert_file):
+        cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    if cert.not_valid_after_utc - now < _RENEW_BEFORE:
+        return True
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        _LOGGER.info("re-issuing the receiver's certificate: not signed by its CA")
+        return True
+    return False
 
 
 def server_ssl_context(pki: PKI) -> ssl.SSLContext:
     """A TLS >= 1.2 server context with the receiver's certificate."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(pki.cert_file, pki.key_file)
+    with _reading(pki.key_file):  # the certificate was read by ensure_pki: the key is left
+        context.load_cert_chain(pki.cert_file, pki.key_file)
     return context

@@ -11,8 +11,10 @@ the request's format; an error carries a ``google.rpc.Status`` (protobuf) or ``{
 "message"}`` (JSON). Limits: 413 when the body is larger than ``max_body`` bytes as sent or
 ``max_decompressed`` once decompressed (a gzip bomb is cut off after ``max_decompressed + 1``
 bytes of output, never inflated whole); 415 for another content type or encoding; 400 for a
-body that does not decode; 500 (without details) for anything unexpected. Never a traceback to
-the client. A :class:`~wking_device.receiver.FaultPlan` makes it misbehave deterministically.
+body that does not decode (more than 64 gzip members included); 408 for a body not received
+within ``request_timeout``; 500 (without details) for anything unexpected. Never a traceback to
+the client, nor in the log for a client that disconnects mid-body. A
+:class:`~wking_device.receiver.FaultPlan` makes it misbehave deterministically.
 
 It is a test and demo tool, not a production collector (docs/deploy.md shows an OpenTelemetry
 Collector for that): one process, one SQLite file, no authentication of clients.
@@ -27,10 +29,11 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
 from wking_device.errors import UsageError
@@ -47,8 +50,31 @@ __all__ = ["Receiver", "ReceiverStats"]
 
 _LOGGER = logging.getLogger(__name__)
 
+
+class _HttpLog(logging.LoggerAdapter):  # type: ignore[type-arg]  # generic only in typeshed
+    """aiohttp's server log: a request it refused as malformed HTTP is the client's doing.
+
+    aiohttp logs each one (a header line too long, a bad ``Content-Length`` or chunk size) as an
+    error with a traceback: on the terminal of ``wking receiver run`` without ``-v``, once per
+    request a client cares to send. They go to debug (shown with ``-v``); anything else stays
+    an error.
+    """
+
+    def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info")
+        if isinstance(error, HttpProcessingError):
+            self.logger.debug(msg, *args, **kwargs)
+        else:
+            kwargs.setdefault("exc_info", True)
+            self.logger.error(msg, *args, **kwargs)
+
+
+_HTTP_LOGGER: Final = cast("logging.Logger", _HttpLog(logging.getLogger(__name__ + ".http")))
+
 _PROTOBUF_TYPES: Final = frozenset({CONTENT_TYPE_PROTOBUF, "application/protobuf"})
 _CHUNK: Final = 16 * 1024
+# a client sends one gzip member; a few are legal (RFC 1952), thousands are an attack
+_MAX_GZIP_MEMBERS: Final = 64
 # gRPC status codes used in google.rpc.Status bodies
 _INVALID_ARGUMENT: Final = 3
 _RESOURCE_EXHAUSTED: Final = 8
@@ -67,6 +93,8 @@ class ReceiverStats:
         faults: Requests that got an injected fault.
         refused: Requests answered 4xx by the receiver itself (size, type, garbage).
         rejected: Records refused by the fault plan's ``reject_categories`` (partial success).
+        dropped: Requests whose client disconnected (or that :meth:`Receiver.stop` dropped)
+            before the whole body arrived: nothing stored, no answer.
     """
 
     requests: int = 0
@@ -75,6 +103,7 @@ class ReceiverStats:
     faults: int = 0
     refused: int = 0
     rejected: int = 0
+    dropped: int = 0
 
 
 class _Refused(Exception):
@@ -94,6 +123,10 @@ class Receiver:
         fault_plan: Faults to inject, or ``None``.
         max_body: Largest request body as sent, bytes.
         max_decompressed: Largest request body after gzip decompression, bytes.
+        request_timeout: Seconds a client has to send a request's whole body (else 408 and the
+            connection is closed), and to send a request on a connection it opened or kept
+            alive (else the connection is closed): a client that connects and stalls does not
+            hold a connection for ever.
     """
 
     def __init__(
@@ -105,6 +138,7 @@ class Receiver:
         fault_plan: FaultPlan | None = None,
         max_body: int = 8 * 1024 * 1024,
         max_decompressed: int = 32 * 1024 * 1024,
+        request_timeout: float = 60.0,
     ) -> None:
         self.data_dir = data_dir
         self.host = host
@@ -112,6 +146,10 @@ class Receiver:
         self._faults = FaultPicker(fault_plan) if fault_plan is not None else None
         self.max_body = max_body
         self.max_decompressed = max_decompressed
+        self.request_timeout = request_timeout
+        # requests whose body is still arriving, by id (a request is not hashable)
+        self._reading: dict[int, web.BaseRequest] = {}
+        self._stopping = False
         self.stats = ReceiverStats()
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -164,7 +202,15 @@ class Receiver:
         app = web.Application(client_max_size=self.max_body)
         app.router.add_post("/v1/logs", self._handle)
         # we decompress ourselves, with a bound (aiohttp would inflate before we can count)
-        self._runner = web.AppRunner(app, access_log=None, auto_decompress=False)
+        self._stopping = False
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,
+            auto_decompress=False,
+            # aiohttp's default keeps a silent connection open for an hour
+            keepalive_timeout=self.request_timeout,
+            logger=_HTTP_LOGGER,
+        )
         await self._runner.setup()
         self._site = web.TCPSite(
             self._runner, self.host, self._requested_port, ssl_context=server_ssl_context(pki)
@@ -174,7 +220,15 @@ class Receiver:
         _LOGGER.info("receiver listening on %s", self.url)
 
     async def stop(self) -> None:
-        """Stop listening, finish in-flight requests, close the database (idempotent)."""
+        """Stop listening, finish in-flight requests, close the database (idempotent).
+
+        A request whose body is still arriving is dropped at once (nothing of it is stored; its
+        client retries): a client stalled mid-body does not hold the stop for aiohttp's 60 s.
+        Requests being stored and answered are finished.
+        """
+        self._stopping = True
+        for request in list(self._reading.values()):
+            _abort(request)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -199,8 +253,16 @@ class Receiver:
         except _Refused as refused:
             self.stats.refused += 1
             code = _RESOURCE_EXHAUSTED if refused.status == 413 else _INVALID_ARGUMENT
-            return _error(refused.status, code, refused.message, as_json=as_json)
-        except (ConnectionResetError, asyncio.CancelledError):
+            response = _error(refused.status, code, refused.message, as_json=as_json)
+            if refused.status == 408:
+                response.force_close()  # the rest of the body may still come: not reusable
+            return response
+        except ConnectionResetError:
+            # the client left (or stop() dropped it) before its body arrived: nothing stored,
+            # nobody to answer; aiohttp would log it with a traceback as an error
+            self.stats.dropped += 1
+            return web.Response(status=400)  # never reaches the client
+        except asyncio.CancelledError:
             raise
         except Exception:  # the client never sees a traceback
             _LOGGER.exception("receiver: unexpected error handling a request")
@@ -252,10 +314,27 @@ class Receiver:
         return web.Response(body=payload, content_type=content_type)
 
     async def _read_body(self, request: web.Request, *, slow: float) -> bytes:
+        self._reading[id(request)] = request
+        try:
+            if self._stopping:
+                _abort(request)  # accepted as the receiver stops: its client retries
+            return await self._read_body_until(request, slow=slow)
+        finally:
+            del self._reading[id(request)]
+
+    async def _read_body_until(self, request: web.Request, *, slow: float) -> bytes:
         chunks: list[bytes] = []
         size = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.request_timeout  # moved on by our own slow_read pauses
         while True:
-            chunk = await request.content.read(_CHUNK)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    chunk = await request.content.read(_CHUNK)
+            except TimeoutError:
+                raise _Refused(
+                    408, f"the request body did not arrive within {self.request_timeout:g} s"
+                ) from None
             if not chunk:
                 break
             size += len(chunk)
@@ -264,25 +343,51 @@ class Receiver:
             chunks.append(chunk)
             if slow:
                 await asyncio.sleep(slow)
+                deadline += slow
         return b"".join(chunks)
 
     def _gunzip(self, raw: bytes) -> bytes:
+        """Inflate a gzip body of one or more members, bounded in output and in work.
+
+        The input goes to zlib a chunk at a time: a member's ``unused_data`` is a copy of what
+        follows it, so handing zlib the whole rest after each member copied the body once per
+        member (8 MiB of empty members froze the event loop for tens of seconds).
+        """
         out: list[bytes] = []
         size = 0
-        data = raw
-        while data:  # gzip allows several members one after the other
-            inflater = zlib.decompressobj(wbits=31)
+        members = 0
+        view = memoryview(raw)
+        position = 0
+        pending: bytes | memoryview = b""  # input read but not yet given to zlib
+        inflater: Any = None
+        while True:
+            if not pending:
+                if position >= len(view):
+                    break
+                pending = view[position : position + _CHUNK]
+                position += len(pending)
+            if inflater is None:
+                members += 1
+                if members > _MAX_GZIP_MEMBERS:
+                    raise _Refused(400, f"more than {_MAX_GZIP_MEMBERS} gzip members")
+                inflater = zlib.decompressobj(wbits=31)
             try:
-                chunk = inflater.decompress(data, self.max_decompressed + 1 - size)
+                chunk = inflater.decompress(pending, self.max_decompressed + 1 - size)
             except zlib.error as exc:
                 raise _Refused(400, "the body is not valid gzip") from exc
             size += len(chunk)
-            if size > self.max_decompressed or inflater.unconsumed_tail:
+            if size > self.max_decompressed:
                 raise _Refused(413, f"decompressed body larger than {self.max_decompressed} bytes")
-            if not inflater.eof:
-                raise _Refused(400, "the gzip body is truncated")
             out.append(chunk)
-            data = inflater.unused_data
+            if inflater.eof:
+                pending = inflater.unused_data  # at most one chunk: the next member's start
+                inflater = None
+            else:
+                # output below the bound: zlib took all the input (a tail is only left when
+                # the output reached max_length, which is over the limit: refused above)
+                pending = inflater.unconsumed_tail
+        if inflater is not None:
+            raise _Refused(400, "the gzip body is truncated")
         return b"".join(out)
 
     async def _store(self, records: list[ReceivedRecord], remote: str | None) -> None:
@@ -318,6 +423,13 @@ class Receiver:
         if transport is not None:
             transport.abort()
         return response
+
+
+def _abort(request: web.BaseRequest) -> None:
+    """Drop a request's connection (its body read then raises ``ConnectionResetError``)."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
 
 
 def _partial_success(rejected: int, *, as_json: bool) -> bytes:
