@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import copy
 import fcntl
 import logging
 import os
@@ -169,14 +170,27 @@ class KeyStore:
 
     @contextlib.contextmanager
     def _mutating(self) -> Iterator[dict[str, Any]]:
-        """Lock (thread and file), re-read the file, yield it for changes, then write it."""
+        """Lock (thread and file), re-read the file, yield a copy for changes, then write it.
+
+        The copy is what this object goes by only once it is written: a change that fails (a
+        full disk, a failing backend) leaves what the file and the backend hold, re-read, so no
+        key that is not on disk is handed out (records sealed with it would not open after a
+        restart).
+        """
         with self._lock:
             lock_fd = os.open(self.directory / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(lock_fd, fcntl.LOCK_EX)
                 self._reload()
-                yield self._doc
-                self._write(self._doc)
+                doc = copy.deepcopy(self._doc)
+                try:
+                    yield doc
+                    self._write(doc)
+                except BaseException:
+                    with contextlib.suppress(Exception):  # the error raised says what failed
+                        self._reload()
+                    raise
+                self._doc = doc
             finally:
                 os.close(lock_fd)  # closing releases the flock
 
@@ -191,9 +205,11 @@ class KeyStore:
                 raise KeyMissing("the master key disappeared from its key store")
             pending = doc.get("pending")
             if pending and kek_id(kek) == pending["kek_id"]:
-                # another process is between steps 2 and 3 of a rotation: finish it here
+                # a rotation is between steps 2 and 3 (another process, or a step 3 that failed
+                # here): finish it; any opener does the same if this write fails too
                 _promote(doc)
-                self._write(doc)
+                with contextlib.suppress(KeyStoreError):
+                    self._write(doc)
             elif kek_id(kek) != doc["kek_id"]:
                 raise WrongKey("the master key does not match the key store file")
             self._kek = kek
@@ -458,15 +474,16 @@ class KeyStore:
             }
             # step 1: removal + pending copy durable under the old KEK
             self._write(doc)
+            self._doc = copy.deepcopy(doc)  # in force now, whatever happens next
+            for key_id in drop_deks:
+                self._deks.pop(key_id, None)
+            for name in drop_secrets:
+                self._secrets.pop(name, None)
             # step 2: the backend forgets the old KEK
             self._backend.save(new_kek)
             self._kek = new_kek
             # step 3 is the write _mutating() does on exit
             _promote(doc)
-            for key_id in drop_deks:
-                self._deks.pop(key_id, None)
-            for name in drop_secrets:
-                self._secrets.pop(name, None)
         _LOGGER.info(
             "master key rotated (%d data keys destroyed, %d secrets destroyed)",
             len(drop_deks),
