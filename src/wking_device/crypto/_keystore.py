@@ -481,6 +481,14 @@ class KeyStore:
                 self._secrets.pop(name, None)
             # step 2: the backend forgets the old KEK
             self._backend.save(new_kek)
+            if self._backend.load() != new_kek:
+                # a keyring that reports success and keeps the old entry (or none): promoting
+                # now would leave a key store file that no key kept anywhere opens
+                raise KeyStoreError(
+                    f"the {self.level} key store did not keep the new master key; the old one "
+                    "stays in force and the rotation is tried again on the next open",
+                    remedy="check that the OS keyring works (unlocked, writable) and try again",
+                )
             self._kek = new_kek
             # step 3 is the write _mutating() does on exit
             _promote(doc)
