@@ -588,6 +588,9 @@ def _read_doc(path: Path) -> dict[str, Any] | None:
     return doc
 
 
+_READ_TRIES: Final = 8  # re-reads of the key store file while rotations replace the KEK
+
+
 def _backend_for(
     level: str,
     directory: Path,
@@ -649,11 +652,22 @@ def open_key_store(
             f"the key store was created with level {doc['level']!r}, "
             "which is not available in this environment"
         )
-    kek = chosen.load()
-    if kek is None:
-        raise KeyMissing(f"the master key ({doc['level']}) of {directory} is missing")
-    found = kek_id(kek)
-    pending = doc.get("pending")
+    for _ in range(_READ_TRIES):
+        kek = chosen.load()
+        if kek is None:
+            raise KeyMissing(f"the master key ({doc['level']}) of {directory} is missing")
+        found = kek_id(kek)
+        pending = doc.get("pending")
+        if found == doc["kek_id"] or (pending and found == pending["kek_id"]):
+            break
+        # Another process may have rotated the KEK between reading the file and loading the
+        # key (its steps 1 and 2): the file it wrote first then names the key. Only a file
+        # that stayed the same makes the key a wrong one.
+        again = _read_doc(directory / _FILE)
+        if again is None or again == doc:
+            break
+        doc = again
+    assert kek is not None  # the loop ran, and refused a missing key
     store = KeyStore(directory, chosen, doc, kek)
     if found == doc["kek_id"]:
         if pending:
