@@ -3,6 +3,8 @@ from __future__ import annotations
 import base64
 import json
 import stat
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 import keyring
@@ -279,6 +281,61 @@ def test_keyring_level_rotates_the_entry(paths, memory_keyring) -> None:
     memory_keyring.entries.clear()
     with pytest.raises(KeyMissing):
         open_key_store(paths)
+
+
+def test_a_keyring_that_drops_the_new_master_key_loses_nothing(paths) -> None:
+    def set_password(self, service: str, username: str, password: str) -> None:
+        if not self.drop:  # else it reports success and keeps the old entry
+            self.entries[(service, username)] = password
+
+    previous = keyring.get_keyring()
+    lying = type("LyingKeyring", (_memory_keyring_class("HonestKeyring"),), {})()
+    type(lying).set_password = set_password
+    lying.entries, lying.drop = {}, False
+    keyring.set_keyring(lying)
+    try:
+        keys = open_key_store(paths)
+        assert keys.level == "keyring"
+        secret = keys.secret("ledger-hmac")
+        kept = keys.current_data_key("operation_logs", rotate_after=1e9)
+        keys.current_data_key("device_info", rotate_after=1e9)
+        lying.drop = True
+        with pytest.raises(KeyStoreError, match="did not keep"):
+            keys.destroy_data_keys(category="device_info")
+        lying.drop = False
+        # the old master key is still in force: nothing is lost, and the next open retires it
+        reopened = open_key_store(paths, create=False)
+        assert reopened.secret("ledger-hmac") == secret
+        assert reopened.data_key(kept.key_id) == kept
+    finally:
+        keyring.set_keyring(previous)
+
+
+def test_an_open_during_a_rotation_in_another_process_is_not_a_wrong_key(paths) -> None:
+    keys = open_key_store(paths)
+    secret = keys.secret("ledger-hmac")
+    rotate = (
+        "import sys\n"
+        "from wking_device.config import resolve_paths\n"
+        "from wking_device.crypto import open_key_store\n"
+        "open_key_store(resolve_paths(sys.argv[1]), create=False).rotate_master_key()\n"
+    )
+
+    class Slow(KeyFileBackend):
+        """A key location slow to answer (a keyring over D-Bus): another process rotates."""
+
+        raced = False
+
+        def load(self) -> bytes | None:
+            if not self.raced:
+                self.raced = True
+                subprocess.run(
+                    [sys.executable, "-c", rotate, str(paths.home)], check=True, timeout=60
+                )
+            return super().load()
+
+    reopened = open_key_store(paths, create=False, backend=Slow(key_dir(paths) / "master.key"))
+    assert reopened.secret("ledger-hmac") == secret
 
 
 def test_insecure_keyrings_are_skipped(paths) -> None:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+from tests._full_disk import fill, tiny_tmpfs
 
 from wking_device.errors import StorageError
 from wking_device.upload import forget_installation_id, installation_id
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 def test_reading_creates_nothing(tmp_path: Path) -> None:
@@ -38,3 +43,21 @@ def test_a_tampered_file_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "installation_id").write_text("C0:57:4B:00:00:01\n")
     with pytest.raises(StorageError, match="malformed"):
         installation_id(tmp_path, create=True)
+
+
+@pytest.fixture(name="tiny")
+def fixture_tiny(tmp_path: Path) -> Iterator[Path]:
+    yield from tiny_tmpfs(tmp_path / "tiny")
+
+
+def test_a_full_disk_leaves_no_empty_id_behind(tiny: Path) -> None:
+    data = tiny / "data"
+    filler = fill(tiny)
+    with pytest.raises(StorageError, match="No space left"):
+        installation_id(data, create=True)
+    assert installation_id(data, create=False) is None
+    assert sorted(p.name for p in data.iterdir()) == []  # nor a temporary file
+    filler.unlink()
+    created = installation_id(data, create=True)
+    assert created is not None
+    assert installation_id(data, create=False) == created

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -85,10 +86,17 @@ class KekBackend(Protocol):
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """Durably replace a file: write a private temporary file, fsync, rename, fsync the directory.
 
+    The file is replaced whole or not at all: ``os.write`` on a filling disk writes part of what
+    it is asked without raising, so it is repeated until everything is written or a write fails,
+    and the temporary file (it may hold key material) is removed on any failure.
+
     Args:
         path: The file to replace.
         data: Its new content.
         mode: Permission bits of the new file.
+
+    Raises:
+        OSError: The file could not be replaced; it is unchanged.
     """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -96,11 +104,21 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
         tmp.unlink()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    tmp.replace(path)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                if not written:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        tmp.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import copy
 import fcntl
 import logging
 import os
@@ -169,14 +170,27 @@ class KeyStore:
 
     @contextlib.contextmanager
     def _mutating(self) -> Iterator[dict[str, Any]]:
-        """Lock (thread and file), re-read the file, yield it for changes, then write it."""
+        """Lock (thread and file), re-read the file, yield a copy for changes, then write it.
+
+        The copy is what this object goes by only once it is written: a change that fails (a
+        full disk, a failing backend) leaves what the file and the backend hold, re-read, so no
+        key that is not on disk is handed out (records sealed with it would not open after a
+        restart).
+        """
         with self._lock:
             lock_fd = os.open(self.directory / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(lock_fd, fcntl.LOCK_EX)
                 self._reload()
-                yield self._doc
-                self._write(self._doc)
+                doc = copy.deepcopy(self._doc)
+                try:
+                    yield doc
+                    self._write(doc)
+                except BaseException:
+                    with contextlib.suppress(Exception):  # the error raised says what failed
+                        self._reload()
+                    raise
+                self._doc = doc
             finally:
                 os.close(lock_fd)  # closing releases the flock
 
@@ -191,9 +205,11 @@ class KeyStore:
                 raise KeyMissing("the master key disappeared from its key store")
             pending = doc.get("pending")
             if pending and kek_id(kek) == pending["kek_id"]:
-                # another process is between steps 2 and 3 of a rotation: finish it here
+                # a rotation is between steps 2 and 3 (another process, or a step 3 that failed
+                # here): finish it; any opener does the same if this write fails too
                 _promote(doc)
-                self._write(doc)
+                with contextlib.suppress(KeyStoreError):
+                    self._write(doc)
             elif kek_id(kek) != doc["kek_id"]:
                 raise WrongKey("the master key does not match the key store file")
             self._kek = kek
@@ -458,15 +474,24 @@ class KeyStore:
             }
             # step 1: removal + pending copy durable under the old KEK
             self._write(doc)
-            # step 2: the backend forgets the old KEK
-            self._backend.save(new_kek)
-            self._kek = new_kek
-            # step 3 is the write _mutating() does on exit
-            _promote(doc)
+            self._doc = copy.deepcopy(doc)  # in force now, whatever happens next
             for key_id in drop_deks:
                 self._deks.pop(key_id, None)
             for name in drop_secrets:
                 self._secrets.pop(name, None)
+            # step 2: the backend forgets the old KEK
+            self._backend.save(new_kek)
+            if self._backend.load() != new_kek:
+                # a keyring that reports success and keeps the old entry (or none): promoting
+                # now would leave a key store file that no key kept anywhere opens
+                raise KeyStoreError(
+                    f"the {self.level} key store did not keep the new master key; the old one "
+                    "stays in force and the rotation is tried again on the next open",
+                    remedy="check that the OS keyring works (unlocked, writable) and try again",
+                )
+            self._kek = new_kek
+            # step 3 is the write _mutating() does on exit
+            _promote(doc)
         _LOGGER.info(
             "master key rotated (%d data keys destroyed, %d secrets destroyed)",
             len(drop_deks),
@@ -563,6 +588,9 @@ def _read_doc(path: Path) -> dict[str, Any] | None:
     return doc
 
 
+_READ_TRIES: Final = 8  # re-reads of the key store file while rotations replace the KEK
+
+
 def _backend_for(
     level: str,
     directory: Path,
@@ -624,11 +652,22 @@ def open_key_store(
             f"the key store was created with level {doc['level']!r}, "
             "which is not available in this environment"
         )
-    kek = chosen.load()
-    if kek is None:
-        raise KeyMissing(f"the master key ({doc['level']}) of {directory} is missing")
-    found = kek_id(kek)
-    pending = doc.get("pending")
+    for _ in range(_READ_TRIES):
+        kek = chosen.load()
+        if kek is None:
+            raise KeyMissing(f"the master key ({doc['level']}) of {directory} is missing")
+        found = kek_id(kek)
+        pending = doc.get("pending")
+        if found == doc["kek_id"] or (pending and found == pending["kek_id"]):
+            break
+        # Another process may have rotated the KEK between reading the file and loading the
+        # key (its steps 1 and 2): the file it wrote first then names the key. Only a file
+        # that stayed the same makes the key a wrong one.
+        again = _read_doc(directory / _FILE)
+        if again is None or again == doc:
+            break
+        doc = again
+    assert kek is not None  # the loop ran, and refused a missing key
     store = KeyStore(directory, chosen, doc, kek)
     if found == doc["kek_id"]:
         if pending:

@@ -11,6 +11,8 @@ rotate; the caller of a full deletion does.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import re
@@ -60,21 +62,53 @@ def installation_id(data_dir: Path, *, create: bool) -> str | None:
 
 
 def _create(data_dir: Path, path: Path) -> str:
+    """Create the id file whole or not at all.
+
+    The id is written to a temporary file first and linked into place: a crash or a full disk
+    never leaves an empty or partial id file (which every later upload would refuse as malformed),
+    and a link never replaces an id another process created meanwhile.
+    """
     new_id = secrets.token_hex(16)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    data = f"{new_id}\n".encode("ascii")
     try:
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        # another process created it between our read and our create: use theirs
-        return installation_id(data_dir, create=False) or new_id
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            if os.write(fd, data) != len(data):  # a disk filling up writes part without raising
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            # another process created it between our read and our create: use theirs
+            return installation_id(data_dir, create=False) or new_id
+        except OSError as exc:
+            if exc.errno not in {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP}:
+                raise
+            tmp.replace(path)  # a file system without hard links (vfat): replace, still whole
+        _fsync_dir(data_dir)
     except OSError as exc:
-        raise StorageError(f"cannot create the installation id {path}: {exc}") from exc
-    with os.fdopen(fd, "w", encoding="ascii") as file:
-        file.write(new_id + "\n")
-        file.flush()
-        os.fsync(file.fileno())
+        raise StorageError(
+            f"cannot create the installation id {path}: {exc.strerror or exc}"
+        ) from exc
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
     _LOGGER.info("created a new pseudonymous installation id")
     return new_id
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def forget_installation_id(data_dir: Path) -> bool:
