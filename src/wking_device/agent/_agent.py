@@ -194,7 +194,9 @@ class Agent(AgentCycle):
             ``settings.ble.max_connections - 1``; 0 polls every speaker every cycle).
 
     Do Not Track while running: it is on when this process's environment, ``config.toml`` (with
-    ``paths``) or another process says so (a ``dnt_on`` recorded in the ledger). Once another
+    ``paths``), ``settings`` or another process says so (a ``dnt_on`` recorded in the ledger).
+    ``settings`` saying on where the file and the environment do not (settings made in code) keep
+    it on for the whole run, whatever the file says later. Once another
     process turned it on, it stays on for the rest of this run: a ``dnt_off`` recorded elsewhere
     (any command run without the variable) never restarts collection.
     """
