@@ -246,6 +246,7 @@ class Agent(AgentCycle):
         self._failure: LedgerTampered | AdapterUnavailable | None = None
         self._scanned = False
         self._stragglers: set[asyncio.Task[Any]] = set()
+        self._ran = False  # run() was called: an Agent runs once
         # Do Not Track: this process's own settings (environment, and config.toml re-read when
         # watched) and a latch for another process's dnt_on (kept until the run ends).
         self._own_dnt: Callable[[], bool] = (
@@ -339,10 +340,17 @@ class Agent(AgentCycle):
             LedgerTampered: The consent ledger failed verification (at the start or while
                 running); collection stopped, the summary is in :attr:`summary`.
             AdapterUnavailable: The first scan found no usable Bluetooth adapter.
-            UsageError: ``cycles`` is less than 1.
+            UsageError: ``cycles`` is less than 1, or this agent ran (or runs) already: an
+                ``Agent`` runs once (its collectors and sessions close when the run ends).
         """
         if cycles is not None and cycles < 1:
             raise UsageError(f"cycles must be at least 1, not {cycles}")
+        if self._ran:
+            raise UsageError(
+                "this Agent ran already: an Agent runs once",
+                remedy="make a new Agent for another run",
+            )
+        self._ran = True
         loop = asyncio.get_running_loop()
         started = loop.time()
         self._deadline = None if duration is None else started + duration

@@ -1,0 +1,83 @@
+"""An agent runs once (review).
+
+``Agent.run`` called while a run was going started a second loop on the same collectors: each
+operation event reached the operation-log collector twice (attached twice to the bus), so the
+store kept duplicate records, and both loops scanned and connected. Called again after a run, it
+went on with the closed collectors and sessions, its cycle count carried over: ``run(cycles=1)``
+again ran no cycle and returned the first run's summary as its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import pytest
+
+from wking_device.agent import Agent
+from wking_device.collect import open_installation_gate
+from wking_device.config import load_settings, resolve_paths
+from wking_device.errors import UsageError
+from wking_device.sim import SimWorld
+from wking_device.store import open_store
+
+if TYPE_CHECKING:
+    from wking_device.consent import ConsentGate
+    from wking_device.store import RecordStore
+
+
+def _open() -> tuple[ConsentGate, RecordStore]:
+    paths, settings = resolve_paths(), load_settings()
+    gate = open_installation_gate(paths, settings)
+    gate.grant(["operation_logs", "device_info"])
+    return gate, open_store(paths, settings)
+
+
+def _agent(gate: ConsentGate, store: RecordStore, world: SimWorld) -> Agent:
+    return Agent(
+        gate=gate,
+        store=store,
+        backend=world.backend,
+        settings=load_settings(),
+        connect_all=True,
+        interval=0.1,
+        scan_seconds=0.3,
+        adapter_mac="",
+        keep_connected=0,
+    )
+
+
+async def test_a_second_run_while_one_goes_is_a_usage_error() -> None:
+    gate, store = _open()
+    async with SimWorld.fleet(2, instant_connect=True) as world, store:
+        agent = _agent(gate, store, world)
+        first = asyncio.create_task(agent.run(30.0, cycles=2))
+        await asyncio.sleep(0)  # the first run has started
+        with pytest.raises(UsageError, match="runs once"):
+            await agent.run(30.0, cycles=2)
+        summary = await asyncio.wait_for(first, 30.0)
+        stored = (await store.stats()).by_category
+    assert summary.cycles == 2
+    assert summary.reads_ok == 4
+    # each operation once: the second call attached nothing
+    assert stored["operation_logs"] == summary.records["OperationLogCollector"]
+
+
+async def test_a_second_run_after_one_ended_is_a_usage_error() -> None:
+    gate, store = _open()
+    async with SimWorld.fleet(1, instant_connect=True) as world, store:
+        agent = _agent(gate, store, world)
+        summary = await asyncio.wait_for(agent.run(30.0, cycles=1), 30.0)
+        assert summary.cycles == 1
+        with pytest.raises(UsageError, match="runs once"):
+            await agent.run(30.0, cycles=1)
+
+
+async def test_stop_before_run_then_run_only_shuts_down() -> None:
+    gate, store = _open()
+    async with SimWorld.fleet(1, instant_connect=True) as world, store:
+        agent = _agent(gate, store, world)
+        agent.stop()
+        summary = await asyncio.wait_for(agent.run(30.0), 30.0)
+    assert summary.cycles == 0
+    assert summary.speakers_seen == 0
