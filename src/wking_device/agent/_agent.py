@@ -441,8 +441,8 @@ class Agent(AgentCycle):
         if self._failure is None:
             try:
                 self._poll_consent()
-            except Exception:  # an unreadable ledger must not stop the shutdown
-                _LOGGER.exception("re-reading the consent ledger failed")
+            except Exception as exc:  # noqa: BLE001 - an unreadable ledger must not stop the shutdown
+                self._failed("consent", exc)  # one line, as while running
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
