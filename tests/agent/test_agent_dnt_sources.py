@@ -13,6 +13,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from tests._waiting import until
+
 from wking_device.agent import Agent
 from wking_device.collect import open_installation_gate
 from wking_device.config import Settings, resolve_paths
@@ -53,9 +54,10 @@ async def test_do_not_track_set_in_code_is_not_switched_off_by_config_toml() -> 
     settings = Settings(do_not_track=True)  # the program's own choice
     gate = open_installation_gate(paths, settings)
     assert gate.do_not_track
-    async with SimWorld.fleet(2, instant_connect=True) as world, open_store(
-        paths, settings
-    ) as store:
+    async with (
+        SimWorld.fleet(2, instant_connect=True) as world,
+        open_store(paths, settings) as store,
+    ):
         agent = _agent(gate, store, world, paths, settings)
         task = asyncio.create_task(agent.run(cycles=8))
         await until(lambda: agent.summary.cycles >= 1)
@@ -75,9 +77,10 @@ async def test_do_not_track_in_config_toml_counts_when_the_code_made_its_own_set
     settings = Settings()  # made in code: says nothing of the file
     gate = open_installation_gate(paths, settings)
     gate.grant(["operation_logs", "device_info"])
-    async with SimWorld.fleet(2, instant_connect=True) as world, open_store(
-        paths, settings
-    ) as store:
+    async with (
+        SimWorld.fleet(2, instant_connect=True) as world,
+        open_store(paths, settings) as store,
+    ):
         summary = await _agent(gate, store, world, paths, settings).run(cycles=3)
         assert gate.do_not_track
     assert summary.speakers_seen == 0

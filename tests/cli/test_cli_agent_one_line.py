@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 
@@ -25,10 +26,10 @@ from wking_device.consent import ledger_path
 WKING = str(Path(sys.executable).with_name("wking"))
 
 
-def _status(home: Path) -> dict[str, object]:
+def _status(home: Path) -> dict[str, Any]:
     try:
         return dict(json.loads((home / "data" / "agent-status.json").read_text()))
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # not written yet, or being replaced
         return {}
 
 
@@ -55,10 +56,10 @@ def _run_then_break_the_ledger(home: Path, *options: str) -> tuple[int, str, str
         env={**os.environ, "WKING_HOME": str(home)},
     )
     try:
-        _wait(proc, lambda: int(_status(home).get("cycles", 0) or 0) >= 1)  # type: ignore[call-overload]
+        _wait(proc, lambda: _status(home).get("cycles", 0) >= 1)
         ledger.rename(ledger.with_name("moved-aside"))
         ledger.mkdir()  # reading the ledger now fails with an OS error
-        _wait(proc, lambda: "cycle" in (_status(home).get("failures") or {}))  # type: ignore[operator]
+        _wait(proc, lambda: "cycle" in _status(home).get("failures", {}))
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=60)
     finally:

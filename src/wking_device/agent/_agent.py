@@ -441,7 +441,7 @@ class Agent(AgentCycle):
         if self._failure is None:
             try:
                 self._poll_consent()
-            except Exception as exc:  # noqa: BLE001 - an unreadable ledger must not stop the shutdown
+            except Exception as exc:  # noqa: BLE001 - the shutdown goes on
                 self._failed("consent", exc)  # one line, as while running
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -146,7 +146,7 @@ class _Writer(_Maintenance):
                 self._finish_withdrawals_sync()
             else:  # appends are still checked against the ledger (see _flush)
                 self._read_ledger()
-        except Exception as exc:  # noqa: BLE001 - retried at the next look
+        except Exception as exc:
             # one line per distinct failure (looked at every 0.25 s while idle); the traceback
             # only with debug logging
             failure = f"{type(exc).__name__}: {exc}"
