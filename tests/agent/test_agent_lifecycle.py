@@ -81,3 +81,52 @@ async def test_stop_before_run_then_run_only_shuts_down() -> None:
         summary = await asyncio.wait_for(agent.run(30.0), 30.0)
     assert summary.cycles == 0
     assert summary.speakers_seen == 0
+
+
+# --- the code's arguments are checked like the command line's and the file's ------------------
+
+_BAD_SECONDS = [0, -1.0, float("nan"), float("inf"), True, "5"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["interval", "scan_seconds", "consent_poll", "sweep_every", "upload_interval", "max_backoff"],
+)
+@pytest.mark.parametrize("value", _BAD_SECONDS, ids=repr)
+async def test_a_period_that_is_not_a_positive_number_of_seconds_is_a_usage_error(
+    name: str, value: object
+) -> None:
+    # interval=0 or consent_poll=0 spun the event loop (no pause between cycles or ledger looks);
+    # upload_interval=0 failed the uploader at every restart, so nothing was ever uploaded
+    gate, store = _open()
+    async with SimWorld.fleet(1, instant_connect=True) as world, store:
+        with pytest.raises(UsageError, match=name):
+            Agent(
+                gate=gate,
+                store=store,
+                backend=world.backend,
+                settings=load_settings(),
+                adapter_mac="",
+                **{name: value},  # type: ignore[arg-type]
+            )
+
+
+@pytest.mark.parametrize("value", [-1.0, float("nan"), float("inf"), "2"], ids=repr)
+async def test_stop_grace_and_duration_must_be_numbers_of_seconds(value: object) -> None:
+    gate, store = _open()
+    async with SimWorld.fleet(1, instant_connect=True) as world, store:
+        with pytest.raises(UsageError, match="stop_grace"):
+            Agent(
+                gate=gate,
+                store=store,
+                backend=world.backend,
+                settings=load_settings(),
+                adapter_mac="",
+                stop_grace=value,  # type: ignore[arg-type]
+            )
+        agent = _agent(gate, store, world)
+        with pytest.raises(UsageError, match="duration"):
+            await agent.run(value)  # type: ignore[arg-type]
+        # refused before anything started: the agent can still run
+        summary = await asyncio.wait_for(agent.run(30.0, cycles=1), 30.0)
+    assert summary.cycles == 1

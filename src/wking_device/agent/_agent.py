@@ -161,6 +161,23 @@ class AgentSummary:
         }
 
 
+def _seconds(name: str, value: object, *, zero: bool = False) -> float:
+    """``value`` as seconds: a finite number more than 0 (with ``zero``, 0 or more).
+
+    Raises:
+        UsageError: It is not (a bool, a string, NaN, infinite, negative, or 0 without ``zero``).
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (value >= 0 if zero else value > 0)
+        or not value < float("inf")
+    ):
+        wanted = "0 or more" if zero else "a positive number of"
+        raise UsageError(f"{name} must be {wanted} seconds, not {value!r}")
+    return float(value)
+
+
 class Agent(AgentCycle):
     """Runs collection for a bounded or unbounded time.
 
@@ -192,6 +209,11 @@ class Agent(AgentCycle):
         max_backoff: The longest pause before a failing part is retried, seconds.
         keep_connected: Speakers kept connected between cycles (default
             ``settings.ble.max_connections - 1``; 0 polls every speaker every cycle).
+
+    Raises:
+        UsageError: A period (``interval``, ``scan_seconds``, ``consent_poll``, ``sweep_every``,
+            ``upload_interval``, ``max_backoff``) is not a finite number of seconds more than
+            0, or ``stop_grace`` is negative or not finite.
 
     Do Not Track while running: it is on when this process's environment, ``config.toml`` (with
     ``paths``), ``settings`` or another process says so (a ``dnt_on`` recorded in the ledger).
@@ -233,13 +255,19 @@ class Agent(AgentCycle):
         self._events = events if events is not None else get_event_bus()
         self._bound = bound
         self._connect_all = connect_all
-        self._interval = interval
-        self._scan_seconds = scan_seconds or min(settings.ble.scan_timeout, interval)
-        self._consent_poll = consent_poll
-        self._sweep_every = sweep_every
+        # the periods are checked as the command line and config.toml check theirs (0 or NaN
+        # would spin the loop), before anything subscribes to the gate
+        self._interval = _seconds("interval", interval)
+        self._scan_seconds = (
+            _seconds("scan_seconds", scan_seconds)
+            if scan_seconds is not None
+            else min(settings.ble.scan_timeout, self._interval)
+        )
+        self._consent_poll = _seconds("consent_poll", consent_poll)
+        self._sweep_every = _seconds("sweep_every", sweep_every)
         self._seen: set[str] = set()
         self._read: set[str] = set()
-        self._stop_grace = stop_grace
+        self._stop_grace = _seconds("stop_grace", stop_grace, zero=True)
         self._stop = asyncio.Event()
         self._deadline: float | None = None
         self._max_cycles: int | None = None
@@ -262,8 +290,8 @@ class Agent(AgentCycle):
         # (on permit checks), so "new since the last poll" is kept here, not asked of the gate
         self._history_seen = len(gate.history())
         self._uploader = uploader
-        self._upload_interval = upload_interval
-        self._max_backoff = max_backoff
+        self._upload_interval = _seconds("upload_interval", upload_interval)
+        self._max_backoff = _seconds("max_backoff", max_backoff)
         self._reported: dict[str, str] = {}  # part -> the failure last logged for it
         self._streak: dict[str, int] = {}  # part -> consecutive failures
         self._last_errors: list[dict[str, Any]] = []
@@ -340,11 +368,14 @@ class Agent(AgentCycle):
             LedgerTampered: The consent ledger failed verification (at the start or while
                 running); collection stopped, the summary is in :attr:`summary`.
             AdapterUnavailable: The first scan found no usable Bluetooth adapter.
-            UsageError: ``cycles`` is less than 1, or this agent ran (or runs) already: an
+            UsageError: ``cycles`` is less than 1, ``duration`` is not a number of seconds
+                (negative, NaN, infinite), or this agent ran (or runs) already: an
                 ``Agent`` runs once (its collectors and sessions close when the run ends).
         """
         if cycles is not None and cycles < 1:
             raise UsageError(f"cycles must be at least 1, not {cycles}")
+        if duration is not None:
+            duration = _seconds("duration", duration, zero=True)
         if self._ran:
             raise UsageError(
                 "this Agent ran already: an Agent runs once",
