@@ -74,13 +74,21 @@ async def test_a_second_run_after_one_ended_is_a_usage_error() -> None:
 
 
 async def test_stop_before_run_then_run_only_shuts_down() -> None:
+    # it used to take the software and location snapshots (records stored) before looking
     gate, store = _open()
+    gate.grant(["software_info", "location"])
+    settings = load_settings().replace(location="Berlin")
     async with SimWorld.fleet(1, instant_connect=True) as world, store:
-        agent = _agent(gate, store, world)
+        agent = Agent(
+            gate=gate, store=store, backend=world.backend, settings=settings, adapter_mac=""
+        )
         agent.stop()
         summary = await asyncio.wait_for(agent.run(30.0), 30.0)
+        stats = await store.stats()
     assert summary.cycles == 0
     assert summary.speakers_seen == 0
+    assert sum(summary.records.values()) == 0
+    assert stats.total == 0
 
 
 # --- the code's arguments are checked like the command line's and the file's ------------------

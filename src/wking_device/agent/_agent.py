@@ -418,8 +418,12 @@ class Agent(AgentCycle):
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
+        if self._ended():
+            return  # stopped before it started: the run only shuts down
         await self._sweep()
         swept = loop.time()
+        if self._ended():
+            return  # stopped during the sweep: no snapshot either
         self.software_info.snapshot()
         self.location.snapshot()
         while not self._ended():
