@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from tests._waiting import until
+
 from wking_device.ble import SpeakerScanner
 
 pytest.importorskip("bumble")
