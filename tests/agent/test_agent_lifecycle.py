@@ -138,3 +138,33 @@ async def test_stop_grace_and_duration_must_be_numbers_of_seconds(value: object)
         # refused before anything started: the agent can still run
         summary = await asyncio.wait_for(agent.run(30.0, cycles=1), 30.0)
     assert summary.cycles == 1
+
+
+# --- what a long run remembers of the speakers around it is bounded -----------------------------
+
+
+async def test_speakers_seen_and_their_names_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every distinct address heard advertising was kept for the whole run, and every name: a
+    # device nearby advertising W-KING look-alikes under ever new random addresses and names
+    # grew the agent's memory without end (and the names' scrub of each status message).
+    from wking_device.agent import _cycle  # noqa: PLC0415
+
+    monkeypatch.setattr(_cycle, "_SEEN_MAX", 3)
+    gate, store = _open()
+    async with SimWorld.fleet(6, instant_connect=True) as world, store:
+        agent = Agent(
+            gate=gate,
+            store=store,
+            backend=world.backend,
+            settings=load_settings(),
+            interval=0.1,
+            scan_seconds=0.5,
+            adapter_mac="",
+            bound={world.speakers[0].address},
+            keep_connected=0,
+        )
+        summary = await asyncio.wait_for(agent.run(30.0, cycles=2), 30.0)
+    assert summary.speakers_seen == 3  # counted up to the bound
+    assert summary.reads_ok == 2  # the bound speaker is read all the same
+    # only the names of speakers it connects to can reach an error message
+    assert agent._names == {world.speakers[0].name}

@@ -108,7 +108,7 @@ class AgentSummary:
 
     Attributes:
         cycles: Scan-and-read cycles completed.
-        speakers_seen: Distinct W-KING speakers seen advertising.
+        speakers_seen: Distinct W-KING speakers seen advertising (counted up to 4096).
         speakers_read: Distinct speakers read successfully at least once.
         reads_ok: Successful information reads.
         reads_failed: Failed reads (after the BLE layer's retries), including those not
