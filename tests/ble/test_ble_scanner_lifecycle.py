@@ -1,4 +1,4 @@
-"""A ``SpeakerScanner`` started twice at once scans once (review).
+"""A ``SpeakerScanner`` (and a ``SpeakerTracker``) started twice at once runs once (review).
 
 ``start()`` returns at once when the scanner runs, but it only counted as running after its
 bleak scanners had started: a second ``start()`` meanwhile (two tasks entering ``async with`` on
@@ -14,7 +14,7 @@ import asyncio
 import pytest
 from tests._waiting import until
 
-from wking_device.ble import SpeakerScanner
+from wking_device.ble import SpeakerScanner, SpeakerTracker
 
 pytest.importorskip("bumble")
 from wking_device.sim import SimWorld
@@ -45,3 +45,31 @@ async def test_a_stop_during_the_start_stops_the_scan() -> None:
         await scanner.stop()  # called after start(): the scanner ends stopped
         await starting
         await _nothing_more_heard(scanner, world)
+
+
+def _expiry_checks() -> list[asyncio.Task[object]]:
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if task.get_name() == "wking-tracker-expiry" and not task.done()
+    ]
+
+
+async def test_a_tracker_started_twice_at_once_leaves_no_check_running_after_stop() -> None:
+    # each start() made its own expiry check and kept the last: the first ran for ever
+    async with SimWorld.fleet(1, adv_interval_ms=20) as world:
+        tracker = SpeakerTracker(backend=world.backend)
+        await asyncio.gather(tracker.start(), tracker.start())
+        assert len(_expiry_checks()) == 1
+        await tracker.stop()
+        assert _expiry_checks() == []
+
+
+async def test_a_tracker_stopped_during_its_start_ends_stopped() -> None:
+    async with SimWorld.fleet(1, adv_interval_ms=20) as world:
+        tracker = SpeakerTracker(backend=world.backend)
+        starting = asyncio.ensure_future(tracker.start())
+        await asyncio.sleep(0)  # the start is under way
+        await tracker.stop()
+        await starting
+        assert _expiry_checks() == []
