@@ -149,7 +149,7 @@ async def test_speakers_seen_and_their_names_are_bounded(monkeypatch: pytest.Mon
     # grew the agent's memory without end (and the names' scrub of each status message).
     from wking_device.agent import _cycle  # noqa: PLC0415
 
-    monkeypatch.setattr(_cycle, "_SEEN_MAX", 3)
+    monkeypatch.setattr(_cycle, "_SEEN_MAX", 3, raising=False)
     gate, store = _open()
     async with SimWorld.fleet(6, instant_connect=True) as world, store:
         agent = Agent(
