@@ -108,7 +108,7 @@ class AgentSummary:
 
     Attributes:
         cycles: Scan-and-read cycles completed.
-        speakers_seen: Distinct W-KING speakers seen advertising.
+        speakers_seen: Distinct W-KING speakers seen advertising (counted up to 4096).
         speakers_read: Distinct speakers read successfully at least once.
         reads_ok: Successful information reads.
         reads_failed: Failed reads (after the BLE layer's retries), including those not
@@ -161,6 +161,23 @@ class AgentSummary:
         }
 
 
+def _seconds(name: str, value: object, *, zero: bool = False) -> float:
+    """``value`` as seconds: a finite number more than 0 (with ``zero``, 0 or more).
+
+    Raises:
+        UsageError: It is not (a bool, a string, NaN, infinite, negative, or 0 without ``zero``).
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (value >= 0 if zero else value > 0)
+        or not value < float("inf")
+    ):
+        wanted = "0 or more" if zero else "a positive number of"
+        raise UsageError(f"{name} must be {wanted} seconds, not {value!r}")
+    return float(value)
+
+
 class Agent(AgentCycle):
     """Runs collection for a bounded or unbounded time.
 
@@ -193,8 +210,15 @@ class Agent(AgentCycle):
         keep_connected: Speakers kept connected between cycles (default
             ``settings.ble.max_connections - 1``; 0 polls every speaker every cycle).
 
+    Raises:
+        UsageError: A period (``interval``, ``scan_seconds``, ``consent_poll``, ``sweep_every``,
+            ``upload_interval``, ``max_backoff``) is not a finite number of seconds more than
+            0, or ``stop_grace`` is negative or not finite.
+
     Do Not Track while running: it is on when this process's environment, ``config.toml`` (with
-    ``paths``) or another process says so (a ``dnt_on`` recorded in the ledger). Once another
+    ``paths``), ``settings`` or another process says so (a ``dnt_on`` recorded in the ledger).
+    ``settings`` saying on where the file and the environment do not (settings made in code) keep
+    it on for the whole run, whatever the file says later. Once another
     process turned it on, it stays on for the rest of this run: a ``dnt_off`` recorded elsewhere
     (any command run without the variable) never restarts collection.
     """
@@ -231,19 +255,26 @@ class Agent(AgentCycle):
         self._events = events if events is not None else get_event_bus()
         self._bound = bound
         self._connect_all = connect_all
-        self._interval = interval
-        self._scan_seconds = scan_seconds or min(settings.ble.scan_timeout, interval)
-        self._consent_poll = consent_poll
-        self._sweep_every = sweep_every
+        # the periods are checked as the command line and config.toml check theirs (0 or NaN
+        # would spin the loop), before anything subscribes to the gate
+        self._interval = _seconds("interval", interval)
+        self._scan_seconds = (
+            _seconds("scan_seconds", scan_seconds)
+            if scan_seconds is not None
+            else min(settings.ble.scan_timeout, self._interval)
+        )
+        self._consent_poll = _seconds("consent_poll", consent_poll)
+        self._sweep_every = _seconds("sweep_every", sweep_every)
         self._seen: set[str] = set()
         self._read: set[str] = set()
-        self._stop_grace = stop_grace
+        self._stop_grace = _seconds("stop_grace", stop_grace, zero=True)
         self._stop = asyncio.Event()
         self._deadline: float | None = None
         self._max_cycles: int | None = None
         self._failure: LedgerTampered | AdapterUnavailable | None = None
         self._scanned = False
         self._stragglers: set[asyncio.Task[Any]] = set()
+        self._ran = False  # run() was called: an Agent runs once
         # Do Not Track: this process's own settings (environment, and config.toml re-read when
         # watched) and a latch for another process's dnt_on (kept until the run ends).
         self._own_dnt: Callable[[], bool] = (
@@ -259,8 +290,8 @@ class Agent(AgentCycle):
         # (on permit checks), so "new since the last poll" is kept here, not asked of the gate
         self._history_seen = len(gate.history())
         self._uploader = uploader
-        self._upload_interval = upload_interval
-        self._max_backoff = max_backoff
+        self._upload_interval = _seconds("upload_interval", upload_interval)
+        self._max_backoff = _seconds("max_backoff", max_backoff)
         self._reported: dict[str, str] = {}  # part -> the failure last logged for it
         self._streak: dict[str, int] = {}  # part -> consecutive failures
         self._last_errors: list[dict[str, Any]] = []
@@ -337,10 +368,20 @@ class Agent(AgentCycle):
             LedgerTampered: The consent ledger failed verification (at the start or while
                 running); collection stopped, the summary is in :attr:`summary`.
             AdapterUnavailable: The first scan found no usable Bluetooth adapter.
-            UsageError: ``cycles`` is less than 1.
+            UsageError: ``cycles`` is less than 1, ``duration`` is not a number of seconds
+                (negative, NaN, infinite), or this agent ran (or runs) already: an
+                ``Agent`` runs once (its collectors and sessions close when the run ends).
         """
         if cycles is not None and cycles < 1:
             raise UsageError(f"cycles must be at least 1, not {cycles}")
+        if duration is not None:
+            duration = _seconds("duration", duration, zero=True)
+        if self._ran:
+            raise UsageError(
+                "this Agent ran already: an Agent runs once",
+                remedy="make a new Agent for another run",
+            )
+        self._ran = True
         loop = asyncio.get_running_loop()
         started = loop.time()
         self._deadline = None if duration is None else started + duration
@@ -377,8 +418,12 @@ class Agent(AgentCycle):
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
+        if self._ended():
+            return  # stopped before it started: the run only shuts down
         await self._sweep()
         swept = loop.time()
+        if self._ended():
+            return  # stopped during the sweep: no snapshot either
         self.software_info.snapshot()
         self.location.snapshot()
         while not self._ended():
@@ -431,8 +476,8 @@ class Agent(AgentCycle):
         if self._failure is None:
             try:
                 self._poll_consent()
-            except Exception:  # an unreadable ledger must not stop the shutdown
-                _LOGGER.exception("re-reading the consent ledger failed")
+            except Exception as exc:  # noqa: BLE001 - the shutdown goes on
+                self._failed("consent", exc)  # one line, as while running
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher

@@ -42,7 +42,10 @@ _RADIO_COLLECTORS = ("operations", "device_info")
 class _ConfigDoNotTrack:
     """Whether the settings say Do Not Track now: ``config.toml`` is re-read when it changes (stat).
 
-    The environment counts too (it does not change while the process runs).
+    The environment counts too (it does not change while the process runs). So do the settings
+    the agent was given, when they say on and the file and the environment do not (settings made
+    in code): that is a source of its own, which no change to the file switches off. Settings
+    that say off do not hide a file that says on.
 
     A file that cannot be read or parsed counts as Do Not Track on (fail closed) until it is
     fixed, with one warning per change.
@@ -50,9 +53,10 @@ class _ConfigDoNotTrack:
 
     def __init__(self, paths: Paths, settings: Settings) -> None:
         self._paths = paths
-        # the settings were read from the file as it is now (environment included)
         self._stamp = self._disk_stamp()
-        self._value = settings.do_not_track
+        self._value = self._read()  # the file and the environment as they are now
+        self._own = settings.do_not_track and not self._value
+        """The settings' own Do Not Track (made in code): on for the whole run."""
 
     def _disk_stamp(self) -> tuple[int, int, int] | None:
         try:
@@ -61,21 +65,23 @@ class _ConfigDoNotTrack:
             return None
         return (info.st_ino, info.st_size, info.st_mtime_ns)
 
-    def __call__(self) -> bool:
-        stamp = self._disk_stamp()
-        if stamp == self._stamp:
-            return self._value
-        self._stamp = stamp
+    def _read(self) -> bool:
         from wking_device.config import load_settings  # noqa: PLC0415 - avoids an import cycle
 
         try:
-            self._value = load_settings(self._paths).do_not_track
+            return load_settings(self._paths).do_not_track
         except ConfigError as exc:
             _LOGGER.warning(
                 "the configuration cannot be read (%s): Do Not Track is taken as on", exc
             )
-            self._value = True
-        return self._value
+            return True
+
+    def __call__(self) -> bool:
+        stamp = self._disk_stamp()
+        if stamp != self._stamp:
+            self._stamp = stamp
+            self._value = self._read()
+        return self._own or self._value
 
 
 class AgentConsent(AgentSupervision):

@@ -35,6 +35,10 @@ __all__ = ["AgentCycle"]
 
 _LOGGER = logging.getLogger(__name__)
 
+_SEEN_MAX = 4096
+"""Distinct addresses a run remembers for ``speakers_seen`` (then counted no further): a device
+advertising look-alikes under ever new random addresses must not grow the agent without end."""
+
 
 class AgentCycle(AgentConsent):
     """The cycle of an :class:`~wking_device.agent.Agent` (a base class; see the module)."""
@@ -90,7 +94,10 @@ class AgentCycle(AgentConsent):
             self._failed("scan", exc)
             return
         self._scanned = True
-        self._seen.update(s.address.upper() for s in found)
+        for seen in found:
+            if len(self._seen) >= _SEEN_MAX:
+                break
+            self._seen.add(seen.address.upper())
         bound = {address.upper() for address in self._bound_addresses()}
         targets = [
             s for s in found if s.address.upper() in bound or (self._connect_all and not bound)
@@ -107,7 +114,8 @@ class AgentCycle(AgentConsent):
             return
         kept = await self.sessions.keep(wanted, targets)
         self.summary.sessions_kept = len(kept)
-        self._names.update(s.name for s in found if s.name)
+        # the names an error message could hold: those of the speakers it connects to
+        self._names.update(s.name for s in targets if s.name)
         await self._read_kept(kept)
         targets = [s for s in targets if s.address.upper() not in kept]
         if not targets:

@@ -237,12 +237,17 @@ class SpeakerLink:
             reason=exc.reason if isinstance(exc, BluetoothError) else None,
         )
 
-    async def _disconnect(self) -> None:
+    async def _disconnect(self, *, close: bool = True) -> None:
+        """Drop the link; with ``close`` (not for a reconnect), close the session: end its streams.
+
+        The streams end also when the link was down already (lost, or never up).
+        """
         self._closing = True
         client = self._client
         if client is None:
             await self._teardown()
-            self._closed = True
+            if close:
+                self._close_streams()
             return
         timer = self._timer(OperationKind.DISCONNECT)
         try:
@@ -260,6 +265,11 @@ class SpeakerLink:
         else:
             timer.ok()
         await self._teardown()
+        if close:
+            self._close_streams()
+
+    def _close_streams(self) -> None:
+        """The session is closed: no reconnect on the next operation, and its streams end."""
         self._closed = True
         for stream in list(self._streams):
             stream.end()

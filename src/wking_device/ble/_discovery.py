@@ -271,6 +271,8 @@ class SpeakerScanner:
         self._scans: list[_AdapterScan] = []
         self._kept_from: dict[str, str | None] = {}  # address -> adapter of the kept sighting
         self._changed = asyncio.Event()
+        self._lifecycle = asyncio.Lock()
+        """Held by start() and stop(): one at a time, each after the one called before."""
 
     # --- life cycle -----------------------------------------------------------------------------
 
@@ -283,6 +285,10 @@ class SpeakerScanner:
             UnsupportedOperation: A passive scan the backend cannot do (CoreBluetooth never;
                 BlueZ does, through an advertisement monitor with :data:`PASSIVE_OR_PATTERNS`).
         """
+        async with self._lifecycle:  # a second start() meanwhile would start a second scan
+            await self._start()
+
+    async def _start(self) -> None:
         if self._running:
             return
         scans: list[_AdapterScan] = []
@@ -356,17 +362,21 @@ class SpeakerScanner:
         scan.scanner = scanner
 
     async def stop(self) -> None:
-        """Stop scanning on every adapter (idempotent); emit the ``SCAN`` events, end any stream."""
-        if not self._running:
-            return
-        self._running = False
-        scans, self._scans = self._scans, []
-        try:
-            for scan in scans:
-                await scan.stop(ok=True)
-        finally:
-            for queue in self._queues:
-                queue.put_nowait(None)
+        """Stop scanning on every adapter (idempotent); emit the ``SCAN`` events, end any stream.
+
+        Called while :meth:`start` is under way, it waits for it and then stops.
+        """
+        async with self._lifecycle:
+            if not self._running:
+                return
+            self._running = False
+            scans, self._scans = self._scans, []
+            try:
+                for scan in scans:
+                    await scan.stop(ok=True)
+            finally:
+                for queue in self._queues:
+                    queue.put_nowait(None)
 
     async def __aenter__(self) -> SpeakerScanner:
         await self.start()

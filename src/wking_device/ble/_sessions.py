@@ -310,7 +310,9 @@ class SessionKeeper:
             await asyncio.sleep(self._backoff.delay(1))
 
     async def _let_go(self, address: str) -> None:
-        await self._release([self._kept.pop(address)])
+        kept = self._kept.pop(address, None)
+        if kept is not None:  # not let go meanwhile by another keep() or aclose()
+            await self._release([kept])
 
     @staticmethod
     async def _release(items: list[_Kept]) -> None:

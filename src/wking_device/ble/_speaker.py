@@ -386,7 +386,8 @@ class Speaker(SpeakerCommands):
             AdapterUnavailable: The backend cannot connect at all.
         """
         if self._client is not None:
-            await self.disconnect()
+            async with self._connect_lock:
+                await self._disconnect(close=False)  # the session and its streams go on
         if self.connections == 0:
             await self.connect()
         else:
@@ -553,8 +554,8 @@ class Speaker(SpeakerCommands):
         and down (:class:`~wking_device.events.Connected`,
         :class:`~wking_device.events.Disconnected`), one
         :class:`~wking_device.events.BatteryChanged` per battery change, and the vendor events.
-        The stream survives reconnects and ends when the session is closed by
-        :meth:`disconnect`.
+        The stream survives reconnects (:meth:`reconnect` too) and ends when the session is
+        closed by :meth:`disconnect`, also when the link was down already.
 
         Args:
             max_queue: Most events kept for a slow consumer (the oldest go first, counted in

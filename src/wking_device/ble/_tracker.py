@@ -269,6 +269,8 @@ class SpeakerTracker:
         self._streams: list[EventStream[AvailabilityEvent]] = []
         self._listeners: list[EventQueue[AvailabilityEvent]] = []
         self._checker: asyncio.Task[None] | None = None
+        self._lifecycle = asyncio.Lock()
+        """Held by start() and stop(): one at a time, each after the one called before."""
 
     # --- life cycle -----------------------------------------------------------------------------
 
@@ -279,23 +281,28 @@ class SpeakerTracker:
             AdapterUnavailable: Scanning could not start.
             UnsupportedOperation: A passive scan the platform cannot do.
         """
-        if self._checker is not None:
-            return
-        await self._scanner.start()
-        self._checker = asyncio.get_running_loop().create_task(
-            self._check_forever(), name="wking-tracker-expiry"
-        )
+        async with self._lifecycle:  # a second start() meanwhile would start a second check
+            if self._checker is not None:
+                return
+            await self._scanner.start()
+            self._checker = asyncio.get_running_loop().create_task(
+                self._check_forever(), name="wking-tracker-expiry"
+            )
 
     async def stop(self) -> None:
-        """Stop scanning (idempotent); streams end, what is remembered stays."""
-        checker, self._checker = self._checker, None
-        if checker is not None:
-            checker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await checker
-        await self._scanner.stop()
-        for stream in list(self._streams):
-            stream.end()
+        """Stop scanning (idempotent); streams end, what is remembered stays.
+
+        Called while :meth:`start` is under way, it waits for it and then stops.
+        """
+        async with self._lifecycle:
+            checker, self._checker = self._checker, None
+            if checker is not None:
+                checker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await checker
+            await self._scanner.stop()
+            for stream in list(self._streams):
+                stream.end()
 
     async def __aenter__(self) -> SpeakerTracker:
         await self.start()

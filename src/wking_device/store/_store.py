@@ -177,6 +177,7 @@ class RecordStore(_Writer):
         # What the ledger said of grants when the writer thread last read it (appends are
         # checked against it), and the ledger file's stamp then (see ``_ledger_stamp``).
         self._consent_view = self._view_stamp = None
+        self._watch_failure: str | None = None  # the ledger's failure last logged (writer)
         self._watched: tuple[_Gate, asyncio.AbstractEventLoop] | None = None
         self._child_added = 0
         """Bytes a writer process added, counted on its event loop (see ``_Rows._measure``)."""

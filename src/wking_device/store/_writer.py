@@ -76,6 +76,7 @@ class _Writer(_Maintenance):
         _max_batch: int
         _commits: int
         _rotate_after: float
+        _watch_failure: str | None
 
     def _next_item(self) -> Any:
         """The next queued item; while idle, have an attached gate re-read a changed ledger."""
@@ -145,8 +146,16 @@ class _Writer(_Maintenance):
                 self._finish_withdrawals_sync()
             else:  # appends are still checked against the ledger (see _flush)
                 self._read_ledger()
-        except Exception:
-            _LOGGER.warning("pending withdrawals could not be carried out yet", exc_info=True)
+        except Exception as exc:
+            # one line per distinct failure (looked at every 0.25 s while idle); the traceback
+            # only with debug logging
+            failure = f"{type(exc).__name__}: {exc}"
+            if failure != self._watch_failure:
+                self._watch_failure = failure
+                _LOGGER.warning("pending withdrawals could not be carried out yet: %s", failure)
+                _LOGGER.debug("reading the consent ledger failed", exc_info=True)
+        else:
+            self._watch_failure = None
 
     def _process(self, items: list[Any]) -> bool:
         """Run queued work in FIFO order, appends in between grouped; True when told to stop."""
