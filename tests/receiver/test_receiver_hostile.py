@@ -101,6 +101,26 @@ async def test_thousands_of_gzip_members_are_refused(rx: Receiver) -> None:
     assert [row["record_id"] for row in rx.export()] == ["h0", "h1"]
 
 
+async def test_a_request_of_more_records_than_the_cap_is_413_and_nothing_is_stored(
+    tmp_path: Path,
+) -> None:
+    # an empty log record is two bytes of protobuf: 2 MiB of them were a million rows, 5 s of
+    # the event loop and 400 MB; the count is checked before any per-record work
+    request = ExportLogsServiceRequest()
+    logs = request.resource_logs.add().scope_logs.add().log_records
+    for _ in range(1001):
+        logs.add()
+    async with Receiver(tmp_path / "rx", max_records=1000) as rx:
+        answer = await _post(rx, request.SerializeToString(), gz=False)
+        assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+        assert b"1001 log records in one request (at most 1000)" in answer
+        assert rx.export() == []
+        del logs[1000]  # at the cap: stored
+        answer = await _post(rx, request.SerializeToString(), gz=False)
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+        assert len(rx.export()) == 1000
+
+
 @pytest.mark.parametrize(
     "value",
     [

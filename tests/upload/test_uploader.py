@@ -646,6 +646,22 @@ async def test_413_splits_down_to_one_record_and_sets_a_giant_aside(
     assert [r.record_id for r in exported] == [giant.record_id]  # kept for inspection
 
 
+async def test_a_receiver_taking_fewer_records_a_request_gets_them_all_in_smaller_ones(
+    tmp_path: Path, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
+) -> None:
+    # the receiver's cap on records per request (a few MiB of empty records were millions of
+    # rows): a batch over it is a 413, which the uploader answers by splitting, losing nothing
+    ids = await fill(store, permit, 100)
+    async with Receiver(tmp_path / "rxcap", max_records=30) as rx:
+        async with uploader(rx, store, gate, paths, batch_size=100, concurrency=1) as up:
+            result = await up.drain()
+        assert sorted(received_ids(rx)) == sorted(ids)
+        assert rx.stats.refused >= 1  # 100, then halves of 50: refused; 25s stored
+    assert result.counters.sent == 100
+    assert result.counters.rejected == 0
+    assert (await store.stats()).total == 0
+
+
 async def test_a_413_is_paid_once_per_drain_not_once_per_batch(
     tmp_path: Path, store: RecordStore, gate: ConsentGate, permit: Permit, paths: Paths
 ) -> None:

@@ -35,7 +35,7 @@ from wking_device.upload._otlp import (
 if TYPE_CHECKING:
     from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-__all__ = ["BadRequest", "ReceivedRecord", "decode_request"]
+__all__ = ["BadRequest", "ReceivedRecord", "TooManyRecords", "decode_request"]
 
 _MAX_ID_CHARS = 200
 _BAD_ID: Final = f"a wking.record_id is not a string of 1 to {_MAX_ID_CHARS} characters"
@@ -43,6 +43,10 @@ _BAD_ID: Final = f"a wking.record_id is not a string of 1 to {_MAX_ID_CHARS} cha
 
 class BadRequest(ValueError):
     """The request body is not a valid OTLP logs request (answered 400)."""
+
+
+class TooManyRecords(BadRequest):
+    """The request holds more log records than the receiver takes in one (answered 413)."""
 
 
 class ReceivedRecord(NamedTuple):
@@ -58,20 +62,31 @@ class ReceivedRecord(NamedTuple):
     keep_ip: bool
 
 
-def decode_request(body: bytes, *, json: bool) -> list[ReceivedRecord]:
+def decode_request(
+    body: bytes, *, json: bool, max_records: int | None = None
+) -> list[ReceivedRecord]:
     """Decode a request body (already decompressed).
 
     Args:
         body: The serialized ``ExportLogsServiceRequest``.
         json: Whether it is OTLP/JSON (else protobuf).
+        max_records: The most log records one request may hold, or ``None`` for no limit.
+            Counted after parsing and before any per-record work: an empty log record is two
+            bytes of protobuf, so a body of a few MiB can hold millions, each costing
+            microseconds and a row.
 
     Returns:
         The records, in request order.
 
     Raises:
+        TooManyRecords: More than `max_records` records.
         BadRequest: The body cannot be decoded.
     """
     request = _parse_json(body) if json else _parse_protobuf(body)
+    if max_records is not None:
+        count = sum(len(s.log_records) for r in request.resource_logs for s in r.scope_logs)
+        if count > max_records:
+            raise TooManyRecords(f"{count} log records in one request (at most {max_records})")
     records: list[ReceivedRecord] = []
     for resource_logs in request.resource_logs:
         resource = {kv.key: kv.value for kv in resource_logs.resource.attributes}

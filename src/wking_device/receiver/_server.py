@@ -10,11 +10,12 @@
 the request's format; an error carries a ``google.rpc.Status`` (protobuf) or ``{"code",
 "message"}`` (JSON). Limits: 413 when the body is larger than ``max_body`` bytes as sent or
 ``max_decompressed`` once decompressed (a gzip bomb is cut off after ``max_decompressed + 1``
-bytes of output, never inflated whole); 415 for another content type or encoding; 400 for a
-body that does not decode (more than 64 gzip members included); 408 for a body not received
-within ``request_timeout``; 500 (without details) for anything unexpected. Never a traceback to
-the client, nor in the log for a client that disconnects mid-body. A
-:class:`~wking_device.receiver.FaultPlan` makes it misbehave deterministically.
+bytes of output, never inflated whole) or holds more than ``max_records`` log records; 415
+for another content type or encoding; 400 for a body that does not decode (more than 64 gzip
+members included); 408 for a body not received within ``request_timeout``; 500 (without
+details) for anything unexpected. Never a traceback to the client, nor in the log for a client
+that disconnects mid-body. A :class:`~wking_device.receiver.FaultPlan` makes it misbehave
+deterministically.
 
 It is a test and demo tool, not a production collector (docs/deploy.md shows an OpenTelemetry
 Collector for that): one process, one SQLite file, no authentication of clients.
@@ -38,7 +39,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 from wking_device.errors import UsageError
 from wking_device.receiver._db import DB_FILE, ReceiverDB, export_records
-from wking_device.receiver._decode import BadRequest, decode_request
+from wking_device.receiver._decode import BadRequest, TooManyRecords, decode_request
 from wking_device.receiver._faults import FaultPicker, FaultPlan
 from wking_device.receiver._pki import ensure_pki, server_ssl_context
 from wking_device.upload._otlp import CONTENT_TYPE_JSON, CONTENT_TYPE_PROTOBUF, encode_status
@@ -127,6 +128,8 @@ class Receiver:
             connection is closed), and to send a request on a connection it opened or kept
             alive (else the connection is closed): a client that connects and stalls does not
             hold a connection for ever.
+        max_records: The most log records one request may hold (413 above it, so an uploader
+            splits its batch): a few MiB of empty records would be millions of rows.
     """
 
     def __init__(
@@ -139,6 +142,7 @@ class Receiver:
         max_body: int = 8 * 1024 * 1024,
         max_decompressed: int = 32 * 1024 * 1024,
         request_timeout: float = 60.0,
+        max_records: int = 100_000,
     ) -> None:
         self.data_dir = data_dir
         self.host = host
@@ -147,6 +151,7 @@ class Receiver:
         self.max_body = max_body
         self.max_decompressed = max_decompressed
         self.request_timeout = request_timeout
+        self.max_records = max_records
         # requests whose body is still arriving, by id (a request is not hashable)
         self._reading: dict[int, web.BaseRequest] = {}
         self._stopping = False
@@ -286,7 +291,9 @@ class Receiver:
             self.stats.faults += 1
             return self._injected_status(decision.status, as_json=as_json)
         try:
-            records = decode_request(body, json=as_json)
+            records = decode_request(body, json=as_json, max_records=self.max_records)
+        except TooManyRecords as exc:
+            raise _Refused(413, str(exc)) from exc
         except BadRequest as exc:
             raise _Refused(400, str(exc)) from exc
         reset = decision is not None and decision.reset
