@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
+import os
+import signal
 import stat
 import subprocess
 import sys
@@ -335,6 +338,181 @@ def test_an_open_during_a_rotation_in_another_process_is_not_a_wrong_key(paths) 
             return super().load()
 
     reopened = open_key_store(paths, create=False, backend=Slow(key_dir(paths) / "master.key"))
+    assert reopened.secret("ledger-hmac") == secret
+
+
+_OPEN = (
+    "import sys\n"
+    "from wking_device.config import resolve_paths\n"
+    "from wking_device.crypto import KeyFileBackend, key_dir, open_key_store\n"
+    "paths = resolve_paths(sys.argv[1])\n"
+    "keys = open_key_store(paths, create=False)\n"
+)
+_ROTATE = _OPEN + "keys.rotate_master_key()\n"
+_NEW_KEY = _OPEN + (
+    "dek = keys.current_data_key('operation_logs', rotate_after=1e9)\n"
+    "print(dek.key_id, dek.key.hex())\n"
+)
+_CRASH_BETWEEN_STEPS_2_AND_3 = _OPEN + (
+    "import os, signal\n"
+    "class Killed(KeyFileBackend):\n"
+    "    def save(self, kek):\n"
+    "        super().save(kek)\n"
+    "        os.kill(os.getpid(), signal.SIGKILL)\n"
+    "open_key_store(paths, create=False, backend=Killed(key_dir(paths) / 'master.key'))"
+    ".rotate_master_key()\n"
+)
+
+
+def _run(script: str, paths) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(paths.home)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _rotation_killed_between_steps_2_and_3(paths) -> None:
+    """Another process rotates the master key and is killed once the key location took the new
+    key: the file holds the old sections and the ``pending`` copy that is in force."""
+    done = subprocess.run(
+        [sys.executable, "-c", _CRASH_BETWEEN_STEPS_2_AND_3, str(paths.home)],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert json.loads((key_dir(paths) / "keystore.json").read_text())["pending"] is not None
+
+
+def _lock_is_free(paths) -> bool:
+    fd = os.open(key_dir(paths) / "keystore.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # releases the lock when it was taken
+    return True
+
+
+class _RacingKeyFile(KeyFileBackend):
+    """A key location slow to answer (a keyring over D-Bus): once armed, another process runs
+    ``script`` while this one waits for the key, as soon as the key store lock lets it (a
+    process that holds the lock waits for no one, so neither does this stand-in)."""
+
+    def __init__(self, paths, script: str) -> None:
+        super().__init__(key_dir(paths) / "master.key")
+        self.paths, self.script = paths, script
+        self.armed = False
+        self.output: str | None = None
+
+    def load(self) -> bytes | None:
+        if self.armed and _lock_is_free(self.paths):
+            self.armed = False
+            self.output = _run(self.script, self.paths)
+        return super().load()
+
+
+@pytest.mark.parametrize("caller", ["data_key", "was_destroyed"])
+def test_a_key_looked_up_during_a_rotation_in_another_process_is_not_a_wrong_key(
+    paths, caller: str
+) -> None:
+    open_key_store(paths).secret("ledger-hmac")
+    racing = _RacingKeyFile(paths, _ROTATE)
+    keys = open_key_store(paths, create=False, backend=racing)
+    other = open_key_store(paths, create=False)
+    dek = other.current_data_key("device_info", rotate_after=1e9)
+    gone = other.current_data_key("diagnostics", rotate_after=1e9)
+    other.destroy_data_keys(category="diagnostics")  # a rotation: keys' master key is stale
+    # keys reads the file, then the key location; a third process rotates in between
+    racing.armed = True
+    if caller == "data_key":
+        assert keys.data_key(dek.key_id) == dek
+    else:
+        assert keys.was_destroyed(gone.key_id)
+    assert racing.output is not None  # the race did happen
+    assert keys.master_key_id == open_key_store(paths, create=False).master_key_id
+
+
+@pytest.mark.parametrize("entry", ["open", "data_key"])
+def test_finishing_a_rotation_never_overwrites_a_newer_key_store_file(paths, entry: str) -> None:
+    """A rotation killed between steps 2 and 3 is finished by whoever comes next; a process that
+    read the file before another one finished it and went on must not write its older copy over
+    the newer file (here: losing a data key the other process made and sealed records with)."""
+    keys = open_key_store(paths)
+    keys.secret("ledger-hmac")
+    racing = _RacingKeyFile(paths, _NEW_KEY)
+    if entry == "open":
+        _rotation_killed_between_steps_2_and_3(paths)
+        racing.armed = True
+        opened = open_key_store(paths, create=False, backend=racing)
+        seen = None
+    else:
+        opened = open_key_store(paths, create=False, backend=racing)
+        other = open_key_store(paths, create=False)
+        other.rotate_master_key()  # opened's master key is stale
+        seen = other.current_data_key("device_info", rotate_after=1e9)
+        _rotation_killed_between_steps_2_and_3(paths)
+        racing.armed = True
+        assert opened.data_key(seen.key_id) == seen
+    assert racing.output is not None  # the other process finished the rotation and went on
+    key_id, key = racing.output.split()
+    reopened = open_key_store(paths, create=False)
+    dek = reopened.data_key(int(key_id))
+    assert dek is not None, "a data key another process created (and sealed records with) is lost"
+    assert dek.key.hex() == key
+    assert opened.data_key(int(key_id)) == dek
+    assert opened.secret("ledger-hmac") == reopened.secret("ledger-hmac")
+
+
+def test_a_key_location_failing_after_it_kept_the_new_key_loses_no_data_key(paths) -> None:
+    """A keyring that stores the new master key and then reports an error: the rotation is in
+    force (the key location has only the new key), so data keys made afterwards must be in the
+    sections the next open goes by."""
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.entries[(service, username)] = password
+        if self.fail_after_storing:
+            raise OSError("D-Bus: no reply")
+
+    previous = keyring.get_keyring()
+    flaky = type("FlakyKeyring", (_memory_keyring_class("StoringKeyring"),), {})()
+    type(flaky).set_password = set_password
+    flaky.entries, flaky.fail_after_storing = {}, False
+    keyring.set_keyring(flaky)
+    try:
+        keys = open_key_store(paths)
+        assert keys.level == "keyring"
+        secret = keys.secret("ledger-hmac")
+        before = keys.current_data_key("operation_logs", rotate_after=1e9)
+        flaky.fail_after_storing = True
+        with pytest.raises(KeyStoreError, match="keyring failed"):
+            keys.rotate_master_key()
+        flaky.fail_after_storing = False
+        after = keys.current_data_key("device_info", rotate_after=1e9)
+        reopened = open_key_store(paths, create=False)
+        assert reopened.data_key(after.key_id) == after, "a data key made after the failure is lost"
+        assert reopened.data_key(before.key_id) == before
+        assert reopened.secret("ledger-hmac") == secret
+    finally:
+        keyring.set_keyring(previous)
+
+
+def test_a_process_open_before_a_killed_rotation_loses_no_data_key(paths) -> None:
+    """Another process's rotation was killed once the key location took the new key: a process
+    that opened before, and still holds the old key, adds a data key; the next open promotes the
+    ``pending`` copy, which must hold it."""
+    keys = open_key_store(paths)
+    secret = keys.secret("ledger-hmac")
+    _rotation_killed_between_steps_2_and_3(paths)
+    dek = keys.current_data_key("device_info", rotate_after=1e9)
+    reopened = open_key_store(paths, create=False)
+    assert reopened.data_key(dek.key_id) == dek, "a data key made beside a pending rotation is lost"
     assert reopened.secret("ledger-hmac") == secret
 
 

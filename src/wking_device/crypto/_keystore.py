@@ -14,8 +14,12 @@ wrapped under the next KEK:
 2. replace the KEK in its backend with KEK' (the old KEK is gone from that place);
 3. write the file with ``pending`` promoted.
 
-On open, a KEK matching ``pending`` finishes step 3; a KEK matching the main section means the
-rotation stopped before step 2, and it is started again so the old KEK is still retired.
+The steps run under the key store's ``flock``, which every change of the file takes too. A
+rotation found stopped part-way is settled under that lock: a KEK matching ``pending`` finishes
+step 3 (and a change made then goes into the promoted sections, which the next open goes by); a
+KEK matching the main section means the rotation stopped before step 2, and the next open starts
+it again so the old KEK is still retired. A reader that finds a key matching neither section (a
+rotation between its unlocked read of the file and its load of the key) re-reads under the lock.
 """
 
 from __future__ import annotations
@@ -169,6 +173,21 @@ class KeyStore:
         return str(self._doc["kek_id"])
 
     @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """Hold the key store's ``flock`` (call with ``self._lock`` held: it is not re-entrant).
+
+        Every change of the file and every KEK rotation take it, so while it is held no rotation
+        is under way: the file and the key location agree, up to a rotation that stopped
+        part-way.
+        """
+        lock_fd = os.open(self.directory / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(lock_fd)  # closing releases the flock
+
+    @contextlib.contextmanager
     def _mutating(self) -> Iterator[dict[str, Any]]:
         """Lock (thread and file), re-read the file, yield a copy for changes, then write it.
 
@@ -177,45 +196,77 @@ class KeyStore:
         key that is not on disk is handed out (records sealed with it would not open after a
         restart).
         """
-        with self._lock:
-            lock_fd = os.open(self.directory / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        with self._lock, self._file_lock():
+            self._reload()
+            doc = copy.deepcopy(self._doc)
             try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX)
-                self._reload()
-                doc = copy.deepcopy(self._doc)
-                try:
-                    yield doc
-                    self._write(doc)
-                except BaseException:
-                    with contextlib.suppress(Exception):  # the error raised says what failed
-                        self._reload()
-                    raise
-                self._doc = doc
-            finally:
-                os.close(lock_fd)  # closing releases the flock
+                yield doc
+                self._write(doc)
+            except BaseException:
+                with contextlib.suppress(Exception):  # the error raised says what failed
+                    self._reload()
+                raise
+            self._doc = doc
 
-    def _reload(self) -> None:
-        """Pick up changes another process made (new DEKs, secrets, a rotated KEK)."""
+    def _refresh(self) -> None:
+        """Pick up changes another process made (new DEKs, secrets, a rotated KEK), unlocked.
+
+        The file is read before the key: a rotation in between (another process's steps 1 and
+        2) leaves a key that matches nothing read, and a file whose ``pending`` section is in
+        force must be promoted by a writer holding the lock. Both are settled under the lock.
+        """
         doc = _read_doc(self.path)
         if doc is None:
             raise KeyMissing(f"the key store file {self.path} disappeared")
         if doc["kek_id"] != kek_id(self._kek):
-            kek = self._backend.load()
-            if kek is None:
-                raise KeyMissing("the master key disappeared from its key store")
-            pending = doc.get("pending")
+            kek = self._load_kek()
+            if kek_id(kek) != doc["kek_id"]:
+                with self._file_lock():
+                    self._reload()
+                return
+            self._adopt(kek)
+        self._doc = doc
+
+    def _reload(self) -> None:
+        """Re-read the file and settle which KEK is in force. Call with the file lock held.
+
+        A ``pending`` section whose KEK the backend holds is in force (a rotation stopped
+        between steps 2 and 3: killed, or a key location that failed after keeping the new
+        KEK): it is promoted here, so the changes made under this lock go into the sections the
+        next open goes by. A ``pending`` section whose KEK the backend lacks is a rotation that
+        stopped before step 2 (its KEK is gone): the main section is in force, and the next open
+        starts that rotation again.
+        """
+        doc = _read_doc(self.path)
+        if doc is None:
+            raise KeyMissing(f"the key store file {self.path} disappeared")
+        pending = doc.get("pending")
+        if pending or doc["kek_id"] != kek_id(self._kek):
+            kek = self._load_kek()
             if pending and kek_id(kek) == pending["kek_id"]:
-                # a rotation is between steps 2 and 3 (another process, or a step 3 that failed
-                # here): finish it; any opener does the same if this write fails too
                 _promote(doc)
+                # promoted in memory it is right already; if this write fails, the next writer
+                # (or opener) holding the lock promotes the file
                 with contextlib.suppress(KeyStoreError):
                     self._write(doc)
             elif kek_id(kek) != doc["kek_id"]:
-                raise WrongKey("the master key does not match the key store file")
+                raise WrongKey(
+                    f"the master key ({self.level}) does not open the key store in {self.directory}"
+                )
+            self._adopt(kek)
+        self._doc = doc
+
+    def _load_kek(self) -> bytes:
+        kek = self._backend.load()
+        if kek is None:
+            raise KeyMissing(f"the master key ({self.level}) of {self.directory} is missing")
+        return kek
+
+    def _adopt(self, kek: bytes) -> None:
+        if kek != self._kek:
             self._kek = kek
             self._deks.clear()
             self._secrets.clear()
-        self._doc = doc
 
     def _write(self, doc: dict[str, Any]) -> None:
         try:
@@ -374,7 +425,7 @@ class KeyStore:
             entry = self._find(key_id)
             if entry is None:
                 # another process may have created it since we read the file
-                self._reload()
+                self._refresh()
                 entry = self._find(key_id)
                 if entry is None:
                     return None
@@ -399,7 +450,7 @@ class KeyStore:
         with self._lock:
             if key_id in self._doc.get("destroyed", ()):
                 return True
-            self._reload()
+            self._refresh()
             return key_id in self._doc.get("destroyed", ())
 
     def data_key_ids(self, category: str | None = None) -> dict[int, str]:
@@ -588,9 +639,6 @@ def _read_doc(path: Path) -> dict[str, Any] | None:
     return doc
 
 
-_READ_TRIES: Final = 8  # re-reads of the key store file while rotations replace the KEK
-
-
 def _backend_for(
     level: str,
     directory: Path,
@@ -652,35 +700,23 @@ def open_key_store(
             f"the key store was created with level {doc['level']!r}, "
             "which is not available in this environment"
         )
-    for _ in range(_READ_TRIES):
-        kek = chosen.load()
-        if kek is None:
-            raise KeyMissing(f"the master key ({doc['level']}) of {directory} is missing")
-        found = kek_id(kek)
-        pending = doc.get("pending")
-        if found == doc["kek_id"] or (pending and found == pending["kek_id"]):
-            break
-        # Another process may have rotated the KEK between reading the file and loading the
-        # key (its steps 1 and 2): the file it wrote first then names the key. Only a file
-        # that stayed the same makes the key a wrong one.
-        again = _read_doc(directory / _FILE)
-        if again is None or again == doc:
-            break
-        doc = again
-    assert kek is not None  # the loop ran, and refused a missing key
+    kek = chosen.load()
+    if kek is None:
+        raise KeyMissing(f"the master key ({doc['level']}) of {directory} is missing")
     store = KeyStore(directory, chosen, doc, kek)
-    if found == doc["kek_id"]:
-        if pending:
-            # the rotation stopped before the backend took the new KEK: finish retiring the old
-            _LOGGER.warning("an interrupted master key rotation is redone")
-            store.rotate_master_key()
+    if kek_id(kek) == doc["kek_id"] and not doc.get("pending"):
         return store
-    if pending and found == pending["kek_id"]:
-        with store._lock:
-            _promote(doc)
-            store._write(doc)
-        return store
-    raise WrongKey(f"the master key ({doc['level']}) does not open the key store in {directory}")
+    # A rotation is under way (another process), stopped part-way, or ran between reading the
+    # file and loading the key: settled under the lock, where no rotation is under way, so a
+    # promotion is written over the newest file, never over one another process wrote since.
+    with store._lock, store._file_lock():
+        store._reload()
+        redo = bool(store._doc.get("pending"))
+    if redo:
+        # the rotation stopped before the backend took the new KEK: finish retiring the old
+        _LOGGER.warning("an interrupted master key rotation is redone")
+        store.rotate_master_key()
+    return store
 
 
 def _create(
