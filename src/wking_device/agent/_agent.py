@@ -118,9 +118,11 @@ class AgentSummary:
         reconnects: Kept speakers connected again after their link went down.
         records: Records the store accepted, per collector category set.
         skipped: Inputs the collectors ignored for want of consent.
-        errors: One line per cycle-level error.
+        errors: One line per cycle-level error, without addresses, keys or the names of the
+            speakers it connected to (as in the status file).
         duration_s: Wall time of the run.
-        upload: The uploader's counters (and its last error), or ``None`` without one.
+        upload: The uploader's counters (and its last error, scrubbed as ``errors``), or
+            ``None`` without one.
         failures: Unexpected failures per supervised part (``cycle``, ``speaker``, ``store``,
             ``upload``, ``retention``, ``consent``).
     """
@@ -471,7 +473,11 @@ class Agent(AgentCycle):
         assert self._uploader is not None
         self.summary.upload = {
             **self._uploader.counters.as_dict(),
-            "last_error": self._uploader.last_error,
+            "last_error": (
+                None
+                if self._uploader.last_error is None
+                else self._scrub(self._uploader.last_error, limit=None)
+            ),
         }
         return cancelled
 
@@ -500,7 +506,8 @@ class Agent(AgentCycle):
                 _LOGGER.warning(
                     "%s: %d records not stored: %s", type(collector).__name__, unsent, exc
                 )
-                self.summary.errors.append(f"store: {unsent} records not stored: {exc}")
+                message = self._scrub(str(exc), limit=None)
+                self.summary.errors.append(f"store: {unsent} records not stored: {message}")
         self.tally()
         return cancelled
 
