@@ -57,7 +57,6 @@ a stop, the supervised parts and their failures are
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -119,9 +118,11 @@ class AgentSummary:
         reconnects: Kept speakers connected again after their link went down.
         records: Records the store accepted, per collector category set.
         skipped: Inputs the collectors ignored for want of consent.
-        errors: One line per cycle-level error.
+        errors: One line per cycle-level error, without addresses, keys or the names of the
+            speakers it connected to (as in the status file).
         duration_s: Wall time of the run.
-        upload: The uploader's counters (and its last error), or ``None`` without one.
+        upload: The uploader's counters (and its last error, scrubbed as ``errors``), or
+            ``None`` without one.
         failures: Unexpected failures per supervised part (``cycle``, ``speaker``, ``store``,
             ``upload``, ``retention``, ``consent``).
     """
@@ -407,11 +408,16 @@ class Agent(AgentCycle):
                 self._apply_do_not_track()
                 await self._loop()
         finally:
+            # a cancellation of the run while it waits for its own tasks to end is raised once
+            # the shutdown is done, not taken for theirs
+            cancelled = False
             if uploading is not None:
-                await self._stop_uploading(uploading)
-            await self._shut_down(watcher, detach)
+                cancelled = await self._stop_uploading(uploading)
+            cancelled = await self._shut_down(watcher, detach) or cancelled
             self.summary.duration_s = loop.time() - started
             self._write_status("stopped")
+        if cancelled:
+            raise asyncio.CancelledError
         if self._failure is not None:
             raise self._failure
         return self.summary
@@ -457,20 +463,28 @@ class Agent(AgentCycle):
                 except _Interrupted:
                     break
 
-    async def _stop_uploading(self, task: asyncio.Task[None]) -> None:
-        """Stop the uploader (what it holds claimed becomes pending again) and keep its counts."""
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    async def _stop_uploading(self, task: asyncio.Task[None]) -> bool:
+        """Stop the uploader (what it holds claimed becomes pending again) and keep its counts.
+
+        Returns:
+            Whether the run itself was cancelled meanwhile (see :func:`_end`).
+        """
+        cancelled = await _end(task)
         assert self._uploader is not None
         self.summary.upload = {
             **self._uploader.counters.as_dict(),
-            "last_error": self._uploader.last_error,
+            "last_error": (
+                None
+                if self._uploader.last_error is None
+                else self._scrub(self._uploader.last_error, limit=None)
+            ),
         }
+        return cancelled
 
     async def _shut_down(
         self, watcher: asyncio.Task[None], detach: list[Callable[[], None]]
-    ) -> None:
+    ) -> bool:
+        """Let go of everything the run holds; whether the run was cancelled meanwhile."""
         # A withdrawal made since the last look is carried out before the store is let go
         # (another process cannot purge while this one holds the store).
         if self._failure is None:
@@ -478,9 +492,7 @@ class Agent(AgentCycle):
                 self._poll_consent()
             except Exception as exc:  # noqa: BLE001 - the shutdown goes on
                 self._failed("consent", exc)  # one line, as while running
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        cancelled = await _end(watcher)
         await self._close_sessions()  # their disconnections are logged before the flush
         for undo in detach:
             undo()
@@ -494,8 +506,10 @@ class Agent(AgentCycle):
                 _LOGGER.warning(
                     "%s: %d records not stored: %s", type(collector).__name__, unsent, exc
                 )
-                self.summary.errors.append(f"store: {unsent} records not stored: {exc}")
+                message = self._scrub(str(exc), limit=None)
+                self.summary.errors.append(f"store: {unsent} records not stored: {message}")
         self.tally()
+        return cancelled
 
     def tally(self) -> AgentSummary:
         """Bring :attr:`summary` up to date with the collectors' counters, and return it.
@@ -546,3 +560,27 @@ class Agent(AgentCycle):
             self._status.write(self.status(state))
         except OSError as exc:  # a full disk: the run goes on without a status
             self._status.failed(exc)
+
+
+async def _end(task: asyncio.Task[None]) -> bool:
+    """Cancel one of the run's own tasks and wait until it has ended.
+
+    Its cancellation is not the caller's: a cancellation of the caller that lands during the
+    wait is not swallowed with the task's ``CancelledError`` (nor does it cut the wait short,
+    which would leave the task running past the shutdown); it is returned, for the run to raise
+    once its shutdown is done.
+
+    Returns:
+        Whether the caller was cancelled during the wait.
+    """
+    cancelled = False
+    task.cancel()
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            cancelled = True
+            task.cancel()
+    if not task.cancelled():
+        task.result()  # an exception of its own is raised, as before
+    return cancelled

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -40,6 +41,8 @@ _OVERRUN_S = 0.5
 _LAST_ERRORS = 5  # errors kept in the status file
 _MAX_SUMMARY_ERRORS = 100  # error lines kept in the summary of a long run
 _ERROR_CHARS = 200  # an error message's length there
+_MIN_NAME = 3  # shorter speaker names are not taken out of messages (see AgentSupervision._scrub)
+_NAME_ANYWHERE = 8  # names this long are taken out wherever they appear; shorter, where alone
 
 
 class _Interrupted(Exception):
@@ -165,17 +168,20 @@ class AgentSupervision:
         failures[where] = failures.get(where, 0) + 1
         streak = self._streak[where] = self._streak.get(where, 0) + 1
         key = f"{type(exc).__name__}: {exc}"
+        # the log line, the summary (printed on standard output, the journal under systemd) and
+        # the status file say the same, scrubbed of addresses, keys and speakers' names
+        message = self._scrub(str(exc), limit=None)
         if self._reported.get(where) != key:
             self._reported[where] = key
-            _LOGGER.warning("%s failed (%s): %s", where, type(exc).__name__, exc)
+            _LOGGER.warning("%s failed (%s): %s", where, type(exc).__name__, message)
         if len(self.summary.errors) < _MAX_SUMMARY_ERRORS:
-            self.summary.errors.append(f"{where}: {exc}")
+            self.summary.errors.append(f"{where}: {message}")
         self._last_errors.append(
             {
                 "at": time.time(),
                 "part": where,
                 "type": type(exc).__name__,
-                "message": self._scrub(str(exc)),
+                "message": message[:_ERROR_CHARS],
             }
         )
         del self._last_errors[:-_LAST_ERRORS]
@@ -186,12 +192,28 @@ class AgentSupervision:
         if self._streak.pop(where, 0) and self._reported.pop(where, None) is not None:
             _LOGGER.info("%s works again", where)
 
-    def _scrub(self, text: str) -> str:
-        """No address, key or speaker name in a message kept in the status file."""
+    def _scrub(self, text: str, *, limit: int | None = _ERROR_CHARS) -> str:
+        """No address, key or speaker name in an error message the run reports.
+
+        The log line of a failure, the summary's lines (standard output, the journal under
+        systemd) and the messages kept in the status file go through this. A name of
+        :data:`_NAME_ANYWHERE` characters or more is replaced wherever it appears; a shorter one
+        only where it stands alone (not inside a longer word: a speaker named ``Kit`` does not
+        mangle ``Kitchen``); one shorter than :data:`_MIN_NAME` is left, as it tells no speaker
+        apart and would match words such as ``a`` or the ``I`` of ``I/O``. Addresses and keys
+        are redacted after (a MAC-shaped name is taken out as a name first).
+        """
+        names = sorted((n for n in self._names if len(n) >= _MIN_NAME), key=len, reverse=True)
+        if names:
+            pattern = "|".join(
+                re.escape(name)
+                if len(name) >= _NAME_ANYWHERE
+                else rf"(?<!\w){re.escape(name)}(?!\w)"
+                for name in names
+            )
+            text = re.sub(pattern, "[NAME]", text)
         text = redact(text)
-        for name in sorted(self._names, key=len, reverse=True):
-            text = text.replace(name, "[NAME]")
-        return text[:_ERROR_CHARS]
+        return text if limit is None else text[:limit]
 
 
 def _consume(task: asyncio.Task[Any]) -> None:

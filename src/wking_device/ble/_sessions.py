@@ -57,6 +57,7 @@ class _Kept:
         "down",
         "failures",
         "last_error",
+        "reported",
         "settled",
         "speaker",
         "stopping",
@@ -71,6 +72,8 @@ class _Kept:
         """Set once the first connection attempt succeeded or failed."""
         self.failures = 0
         self.last_error: BluetoothError | None = None
+        self.reported: str | None = None
+        """The unexpected failure last logged (logged again only when it changes)."""
         self.stopping = False
         """Let go: the task ends (also when a Bluetooth call swallowed its cancellation)."""
         self.task: asyncio.Task[None] | None = None
@@ -289,13 +292,24 @@ class SessionKeeper:
                 )
                 await asyncio.sleep(delay)
                 continue
-            except Exception:  # a bug must not end the keeping: logged, retried later
+            except Exception as exc:  # a bug must not end the keeping: logged, retried later
                 kept.failures += 1
                 kept.settled.set()
-                _LOGGER.exception("kept session %s: unexpected error", speaker.address)
+                # one line per distinct failure (not one traceback per retry); the traceback
+                # of each at DEBUG
+                failure = f"{type(exc).__name__}: {exc}"
+                if failure != kept.reported:
+                    kept.reported = failure
+                    _LOGGER.warning(
+                        "kept session %s: unexpected %s; retried with backoff",
+                        speaker.address,
+                        failure,
+                    )
+                _LOGGER.debug("kept session %s: unexpected error", speaker.address, exc_info=True)
                 await asyncio.sleep(self._backoff.delay(kept.failures))
                 continue
             kept.failures = 0
+            kept.reported = None
             kept.last_error = None
             kept.settled.set()
             # Every link of the session after its first is a reconnect (one that went down while

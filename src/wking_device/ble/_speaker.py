@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from bleak.backends.device import BLEDevice
 
+from wking_device._redact import redact
 from wking_device._subscription import Subscription
 from wking_device.ble._adapters import device_adapter, is_plain_adapter_name
 from wking_device.ble._backend import BleBackend
@@ -343,8 +344,12 @@ class Speaker(SpeakerCommands):
         return self._limiter
 
     def __repr__(self) -> str:
+        # The name is the speaker's to choose: MAC-shaped text is redacted and the rest quoted
+        # with its control characters escaped, so a log line or a traceback that shows this
+        # holds no address, no escape sequence and no line of the speaker's making.
         state = "connected" if self.is_connected else "disconnected"
-        return f"<Speaker {self._name or '?'} {state}>"
+        name = "?" if not self._name else repr(redact(self._name))
+        return f"<Speaker {name} {state}>"
 
     # --- life cycle -----------------------------------------------------------------------------
 
