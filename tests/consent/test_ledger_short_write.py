@@ -40,11 +40,10 @@ _APPEND_PAST_THE_LIMIT = textwrap.dedent(
 )
 
 
-def test_a_partly_written_entry_is_refused_and_the_ledger_stays_readable(tmp_path: Path) -> None:
-    path = tmp_path / "consent" / "ledger.jsonl"
-    ConsentGate(Ledger(path, KEY)).grant(["device_info"])
+def _refused(script: str, path: Path) -> str:
+    """Run ``script`` on the ledger at ``path`` in a subprocess; return the refusal it printed."""
     result = subprocess.run(
-        [sys.executable, "-c", _APPEND_PAST_THE_LIMIT, str(path)],
+        [sys.executable, "-c", script, str(path)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -52,7 +51,13 @@ def test_a_partly_written_entry_is_refused_and_the_ledger_stays_readable(tmp_pat
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("refused:"), result.stdout
-    assert "\n" not in result.stdout.strip()
+    return result.stdout.strip()
+
+
+def test_a_partly_written_entry_is_refused_and_the_ledger_stays_readable(tmp_path: Path) -> None:
+    path = tmp_path / "consent" / "ledger.jsonl"
+    ConsentGate(Ledger(path, KEY)).grant(["device_info"])
+    assert "\n" not in _refused(_APPEND_PAST_THE_LIMIT, path)
     gate = ConsentGate(Ledger(path, KEY))
     assert gate.tampered is None
     assert [entry.event for entry in gate.history()] == ["grant"]
@@ -94,15 +99,7 @@ def test_a_head_written_in_part_leaves_the_old_head_whole(tmp_path: Path) -> Non
     old_head = head.read_bytes()
     gate.withdraw(["device_info"])
     head.write_bytes(old_head)  # an append that wrote its entry and stopped before its head
-    result = subprocess.run(
-        [sys.executable, "-c", _REPAIR_PAST_THE_LIMIT, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("refused:"), result.stdout
+    _refused(_REPAIR_PAST_THE_LIMIT, path)
     assert head.read_bytes() == old_head
     assert sorted(p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")) == []
     gate = ConsentGate(Ledger(path, KEY))  # without the limit the repair completes
