@@ -14,7 +14,6 @@ token is read from a private file (``upload.token_file``).
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import logging
 import os
@@ -27,6 +26,7 @@ import attrs
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
+from wking_device._atomic import atomic_write
 from wking_device._config_values import _flag
 from wking_device.config import _SECTIONS, Settings, _reason
 from wking_device.errors import ConfigError, StorageError, UsageError
@@ -391,29 +391,14 @@ def unset_value(paths: Paths, key: str) -> bool:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data``: a private temporary file, fsync, rename, fsync the dir."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Replace ``path`` with ``data`` whole (:func:`wking_device._atomic.atomic_write`).
+
+    Raises:
+        StorageError: It cannot be written; it is unchanged.
+    """
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        tmp.replace(path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        atomic_write(path, data)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise StorageError(
             f"cannot write {path}: {exc.strerror or exc}",
             remedy="choose another --home (or WKING_HOME), or fix that path",

@@ -36,6 +36,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 import wking_device  # annotations name wking_device.X: get_type_hints loads X lazily
+from wking_device._atomic import atomic_write
 from wking_device.errors import StorageError, StoreIntegrityError, UsageError
 
 if TYPE_CHECKING:
@@ -282,21 +283,7 @@ class Bindings:
     def _save(self, bindings: list[Binding]) -> None:
         nonce = os.urandom(_NONCE_LEN)
         blob = nonce + self._aead.encrypt(nonce, orjson.dumps([asdict(b) for b in bindings]), _AAD)
-        tmp = self._path.with_name(self._path.name + ".tmp")
         try:
-            self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, blob)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            tmp.replace(self._path)
-            dir_fd = os.open(self._path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            atomic_write(self._path, blob)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise StorageError(f"cannot write device bindings: {exc.strerror}") from exc

@@ -9,6 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from wking_device.cli import cli
+from wking_device.config import resolve_paths
+from wking_device.crypto import open_key_store
 
 
 @pytest.fixture(name="runner")
@@ -110,3 +112,37 @@ def test_delete_needs_categories_and_knows_them(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["data", "delete", "--yes", "browsing_history"])
     assert result.exit_code == 2
     assert "unknown data category" in result.stderr
+
+
+def test_delete_all_destroys_the_data_keys_also_without_a_database(
+    runner: CliRunner, home: Path
+) -> None:
+    # The database gone (removed by hand, or lost), its data keys are still in the key store and
+    # open any copy of it made before: a full deletion destroyed none of them.
+    _collect(runner, "device_info")
+    paths = resolve_paths(home)
+    assert open_key_store(paths, create=False).data_key_ids()
+    (paths.data_dir / "records.sqlite3").unlink()
+    result = json.loads(_ok(runner, "--json", "data", "delete", "--all", "--yes"))
+    assert result["total"] == 0
+    assert open_key_store(paths, create=False).data_key_ids() == {}
+
+
+def test_delete_all_in_a_new_home_creates_nothing(runner: CliRunner, home: Path) -> None:
+    result = json.loads(_ok(runner, "--json", "data", "delete", "--all", "--yes"))
+    assert result == {"deleted": {}, "total": 0, "installation_id_rotated": False}
+    data = resolve_paths(home).data_dir
+    assert not data.exists() or not list(data.iterdir())
+
+
+def test_export_to_a_missing_directory_is_a_one_line_storage_error(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    out = tmp_path / "missing" / "dir" / "export.json"
+    result = runner.invoke(cli, ["data", "export", "--out", str(out)])
+    assert result.exit_code == 6, result.output
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: cannot write the export ")
+    assert "No such file or directory" in result.stderr
+    assert "Errno" not in result.stderr
+    assert result.stderr.count("\n") == 1

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,3 +65,50 @@ def test_a_full_disk_leaves_no_empty_id_behind(tiny: Path) -> None:
     created = installation_id(data, create=True)
     assert created is not None
     assert installation_id(data, create=False) == created
+
+
+_FORGET = (
+    "import sys; from pathlib import Path; from wking_device.upload import forget_installation_id;"
+    " forget_installation_id(Path(sys.argv[1]))"
+)
+
+
+def test_a_forgotten_id_stays_forgotten_after_a_power_loss(tmp_path: Path) -> None:
+    # The unlink is durable only once the directory is synced: without it a power loss after
+    # 'wking data delete --all' could bring the old id (linkable to past uploads) back. Seen with
+    # strace on a real process: the directory is opened and fsync'd after the unlink.
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("needs strace")
+    data = tmp_path / "data"
+    created = installation_id(data, create=True)
+    assert created is not None
+    log = tmp_path / "trace"
+    calls = "trace=unlink,unlinkat,openat,open,fsync"
+    traced = subprocess.run(
+        [strace, "-f", "-o", str(log), "-e", calls, sys.executable, "-c", _FORGET, str(data)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if traced.returncode != 0 and "ptrace" in traced.stderr:
+        pytest.skip(f"strace cannot trace here: {traced.stderr.strip()}")
+    assert traced.returncode == 0, traced.stderr
+    assert installation_id(data, create=False) is None
+    lines = log.read_text().splitlines()
+    unlinked = next(
+        i for i, call in enumerate(lines) if "installation_id" in call and "unlink" in call
+    )
+    after = lines[unlinked:]
+    opened = [
+        match.group(1)
+        for call in after
+        if (
+            match := re.search(
+                rf'open(?:at)?\(.*"{re.escape(str(data))}", O_RDONLY.*= (\d+)$', call
+            )
+        )
+    ]
+    assert opened, after
+    assert any(re.search(rf"fsync\({opened[0]}\)\s+= 0", call) for call in after), after

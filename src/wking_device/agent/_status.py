@@ -16,7 +16,6 @@ when the process named in it is alive **and** some process holds the store's wri
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from wking_device._atomic import atomic_write
 from wking_device.config import Paths
 from wking_device.errors import StorageError
 
@@ -55,19 +55,8 @@ class StatusWriter:
             OSError: The file cannot be written (see :meth:`failed`).
         """
         data = orjson.dumps(status, option=orjson.OPT_SORT_KEYS)
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        try:
-            temporary.replace(self.path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                temporary.unlink()
-            raise
+        # never seen half written; fsync-free: it is rewritten every cycle and only informative
+        atomic_write(self.path, data, durable=False, parents=False)
         self._warned = False
 
     def failed(self, exc: OSError) -> None:

@@ -8,8 +8,8 @@ needs the store to itself. It does no storage work of its own: the store encrypt
 shreds. Deleting here is local; asking a collector to delete what it received arrives with the
 uploader.
 
-Exit codes: 6 when the master key is missing or wrong (never a silent empty report), 7 when the
-database fails its integrity check.
+Exit codes: 6 when the master key is missing or wrong (never a silent empty report) or the export
+file cannot be written, 7 when the database fails its integrity check.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from wking_device._redact import redact
 from wking_device._url_mask import mask_url
 from wking_device.cli._app import AppContext, parse_categories, pass_app, write_json
 from wking_device.cli._term import cell, for_stderr, json_bytes, make_console, markup
-from wking_device.errors import UsageError
+from wking_device.errors import StorageError, UsageError
 from wking_device.models import MAC_FIELDS
 from wking_device.policy import CATEGORY_IDS
 
@@ -203,10 +203,16 @@ def data_export(app: AppContext, categories: tuple[str, ...], out: Path, with_ma
     if str(out) == "-":
         write_json(data)
         return
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # an existing file keeps its mode on O_CREAT: make it private
-    with os.fdopen(fd, "wb") as file:
-        file.write(data)
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as file:
+            os.fchmod(fd, 0o600)  # an existing file keeps its mode on O_CREAT: make it private
+            file.write(data)
+    except OSError as exc:  # a missing directory, no permission, a full disk: exit 6, one line
+        raise StorageError(
+            f"cannot write the export {out}: {exc.strerror or exc}",
+            remedy="choose a file in an existing directory you can write, or '--out -'",
+        ) from exc
     click.echo(
         f"wrote {len(records)} records to {for_stderr(out)} (readable by you only)", err=True
     )
@@ -244,12 +250,17 @@ def _without_macs(value: Any) -> Any:
 
 
 async def _delete(app: AppContext, categories: list[str]) -> dict[str, int]:
+    from wking_device.crypto import key_dir  # noqa: PLC0415
     from wking_device.store import DB_FILE, open_store  # noqa: PLC0415
 
     paths = app.paths
     db = paths.data_dir / DB_FILE
-    if not db.exists() or db.stat().st_size == 0:
-        return dict.fromkeys(categories, 0)
+    if (not db.exists() or db.stat().st_size == 0) and not (
+        key_dir(paths) / "keystore.json"
+    ).exists():
+        return dict.fromkeys(categories, 0)  # no record and no data key: nothing to shred
+    # Without a database the key store may still hold data keys (they seal copies of the
+    # database made before): the store, opened for writing, destroys them like any purge.
     async with open_store(paths, app.settings) as store:
         return {category: await store.purge(category) for category in categories}
 

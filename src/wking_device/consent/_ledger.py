@@ -49,6 +49,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from wking_device._atomic import atomic_write, fsync_dir
 from wking_device.errors import LedgerTampered, StorageError, UsageError, WkingError
 from wking_device.models import new_record_id
 
@@ -474,22 +475,8 @@ class Ledger:
         if self._anchor is not None:
             body["anchored"] = True  # so removing the anchor is noticed too
         raw = _canonical({**body, "hmac": self._mac(_canonical(body))})
-        tmp = self.head_path.with_name(self.head_path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, raw)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        tmp.replace(self.head_path)
-        self._fsync_dir()
-
-    def _fsync_dir(self) -> None:
-        fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        # whole or not at all: a head cut short by a full disk would read as a tampered ledger
+        atomic_write(self.head_path, raw, parents=False)
 
     def _write_line(self, fd: int, data: bytes) -> None:
         """Write one whole line, or nothing that counts: a partial write is taken back.
@@ -575,7 +562,7 @@ class Ledger:
             finally:
                 os.close(fd)
             if created:
-                self._fsync_dir()
+                fsync_dir(self.path.parent)
             entry = self._parse_line(seq, line, prev)
             self._write_head(seq + 1, entry.hash)
             self._write_anchor(seq + 1, entry.hash)
@@ -601,7 +588,7 @@ class Ledger:
                 self.head_path.replace(
                     self.head_path.with_name(f"{self.head_path.name}.tampered-{suffix}")
                 )
-            self._fsync_dir()
+            fsync_dir(self.path.parent)
             self._write_anchor(0, GENESIS)
             self._entries = []
             self._stamp = self._disk_stamp()

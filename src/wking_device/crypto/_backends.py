@@ -17,8 +17,6 @@ logs key material.
 from __future__ import annotations
 
 import base64
-import contextlib
-import errno
 import hashlib
 import logging
 import os
@@ -32,6 +30,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from wking_device._atomic import atomic_write
 from wking_device.errors import KeyMissing, KeyStoreError, WrongKey
 
 __all__ = [
@@ -81,49 +80,6 @@ class KekBackend(Protocol):
 
     def save(self, kek: bytes) -> None:
         """Durably replace the KEK kept here (the old one is gone afterwards)."""
-
-
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Durably replace a file: write a private temporary file, fsync, rename, fsync the directory.
-
-    The file is replaced whole or not at all: ``os.write`` on a filling disk writes part of what
-    it is asked without raising, so it is repeated until everything is written or a write fails,
-    and the temporary file (it may hold key material) is removed on any failure.
-
-    Args:
-        path: The file to replace.
-        data: Its new content.
-        mode: Permission bits of the new file.
-
-    Raises:
-        OSError: The file could not be replaced; it is unchanged.
-    """
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                if not written:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        tmp.replace(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _check_private(path: Path) -> None:

@@ -11,15 +11,13 @@ rotate; the caller of a full deletion does.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import logging
-import os
 import re
 import secrets
 from pathlib import Path
 from typing import Final
 
+from wking_device._atomic import atomic_write, fsync_dir
 from wking_device.errors import StorageError
 
 __all__ = ["INSTALLATION_ID_FILE", "forget_installation_id", "installation_id"]
@@ -69,46 +67,17 @@ def _create(data_dir: Path, path: Path) -> str:
     and a link never replaces an id another process created meanwhile.
     """
     new_id = secrets.token_hex(16)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    data = f"{new_id}\n".encode("ascii")
     try:
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            if os.write(fd, data) != len(data):  # a disk filling up writes part without raising
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            # another process created it between our read and our create: use theirs
-            return installation_id(data_dir, create=False) or new_id
-        except OSError as exc:
-            if exc.errno not in {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP}:
-                raise
-            tmp.replace(path)  # a file system without hard links (vfat): replace, still whole
-        _fsync_dir(data_dir)
+        atomic_write(path, f"{new_id}\n".encode("ascii"), exclusive=True)
+    except FileExistsError:
+        # another process created it between our read and our create: use theirs
+        return installation_id(data_dir, create=False) or new_id
     except OSError as exc:
         raise StorageError(
             f"cannot create the installation id {path}: {exc.strerror or exc}"
         ) from exc
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
     _LOGGER.info("created a new pseudonymous installation id")
     return new_id
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def forget_installation_id(data_dir: Path) -> bool:
@@ -121,7 +90,8 @@ def forget_installation_id(data_dir: Path) -> bool:
         Whether there was an id to delete.
 
     Raises:
-        StorageError: The file exists but cannot be removed.
+        StorageError: The file exists but cannot be removed, or its removal cannot be made
+            durable (the directory cannot be synced).
     """
     try:
         (data_dir / INSTALLATION_ID_FILE).unlink()
@@ -129,4 +99,12 @@ def forget_installation_id(data_dir: Path) -> bool:
         return False
     except OSError as exc:
         raise StorageError(f"cannot delete the installation id: {exc}") from exc
+    try:
+        # the unlink is durable only once the directory is: else a power loss brings it back
+        fsync_dir(data_dir)
+    except OSError as exc:
+        raise StorageError(
+            f"the installation id was deleted, but the deletion may not survive a power loss: "
+            f"{exc.strerror or exc}"
+        ) from exc
     return True
