@@ -478,6 +478,22 @@ class Ledger:
         # whole or not at all: a head cut short by a full disk would read as a tampered ledger
         atomic_write(self.head_path, raw, parents=False)
 
+    def _head_names(self, count: int, last: str) -> bool:
+        """Whether the head on disk says the ledger holds `count` entries ending in `last`."""
+        try:
+            head = self._read_head()
+        except (OSError, LedgerTampered):
+            return False
+        return head is not None and head[:2] == (count, last)
+
+    def _take_back(self, fd: int, size: int) -> None:
+        """Cut the ledger back to `size` bytes (durably), undoing an entry not recorded."""
+        try:
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+        except OSError as exc:  # the entry stays: the next load completes it, as after a crash
+            _LOGGER.warning("consent ledger: cannot take back an entry not recorded: %s", exc)
+
     def _write_line(self, fd: int, data: bytes) -> None:
         """Write one whole line, or nothing that counts: a partial write is taken back.
 
@@ -557,14 +573,27 @@ class Ledger:
                 self._write_head(0, GENESIS)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
+                before = os.fstat(fd).st_size
                 self._write_line(fd, line + b"\n")
                 os.fsync(fd)
+                if created:
+                    fsync_dir(self.path.parent)
+                entry = self._parse_line(seq, line, prev)
+                try:
+                    self._write_head(seq + 1, entry.hash)
+                except BaseException as exc:
+                    if not self._head_names(seq + 1, entry.hash):
+                        # the caller is told the entry failed: it must not be in force later
+                        # (a load would adopt it as an interrupted append: a grant the user
+                        # was told had failed would let collection start)
+                        self._take_back(fd, before)
+                        raise
+                    if not isinstance(exc, Exception):  # an interrupt: not ours to swallow
+                        raise
+                    # the head is in place (only its directory's sync failed): recorded
+                    _LOGGER.warning("consent ledger: the head is written but not synced")
             finally:
                 os.close(fd)
-            if created:
-                fsync_dir(self.path.parent)
-            entry = self._parse_line(seq, line, prev)
-            self._write_head(seq + 1, entry.hash)
             self._write_anchor(seq + 1, entry.hash)
             self._entries.append(entry)
             self._stamp = self._disk_stamp()
