@@ -394,8 +394,32 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                 f"{result['rows_per_commit'] or 0:,.0f} rows per commit",
             }
         )
+    figures.append(ten_producers(5_000 if quick else 20_000, baselines))
     figures.append(thousand_producers(total))
     return figures
+
+
+def ten_producers(total: int, baselines: list[float]) -> dict[str, Any]:
+    """10 closed-loop producers, the default writer thread: records/s against the same baseline.
+
+    The issue's budget is absolute (>= 10,000 records/s), so it is stated in the detail and not
+    checked (CI checks ratios only); the ratio to the plaintext baseline is reported.
+    """
+    with tempfile.TemporaryDirectory(prefix="wking-ingest-") as tmp:
+        r = asyncio.run(run_store(Path(tmp) / "home", total, 10, writer_process=False))
+    return {
+        "name": "ingest.10_producers",
+        "value": r["rate"],
+        "unit": "records/s",
+        "better": "higher",
+        "baseline": "plaintext SQLite WAL/FULL batch insert (1,000 rows/commit)",
+        "baseline_values": baselines,
+        "budget": None,
+        "cpu_us_per_item": r["loop_cpu_us"] + r["writer_cpu_us"],
+        "detail": f"{r['records']:,} durable encrypted appends from 10 closed-loop producers, "
+        f"writer thread (the default), p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms; "
+        "goal >= 10,000 records/s " + ("met" if r["rate"] >= 10_000 else "NOT met"),
+    }
 
 
 def thousand_producers(total: int) -> dict[str, Any]:
