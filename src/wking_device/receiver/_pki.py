@@ -15,7 +15,6 @@ import contextlib
 import datetime as dt
 import ipaddress
 import logging
-import os
 import ssl
 import stat
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from wking_device._atomic import atomic_write
 from wking_device.errors import ConfigError
 
 __all__ = ["PKI", "ensure_pki", "server_ssl_context"]
@@ -62,18 +62,11 @@ class PKI:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as file:
-        file.write(data)
-    tmp.replace(path)
+    atomic_write(path, data, mode=0o600, parents=False)
 
 
 def _write_public(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    atomic_write(path, data, mode=0o644, parents=False)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
