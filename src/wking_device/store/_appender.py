@@ -353,7 +353,8 @@ class _Appender:
         """Batches the complete acknowledgements in ``data`` confirm; whether one is malformed.
 
         Called with the lock held. A malformed acknowledgement (naming a batch the child does
-        not hold) ends the parsing; the batches confirmed before it are returned.
+        not hold, or one batch twice) ends the parsing; the batches confirmed before it are
+        returned.
         """
         acks = self._acks
         acks += data
@@ -367,8 +368,8 @@ class _Appender:
             if end > len(acks):
                 break
             numbers = [number for (number,) in BATCH_NO.iter_unpack(acks[start + ACK.size : end])]
-            if not all(number in self._held for number in numbers):
-                return settled, True
+            if len(set(numbers)) != count or not all(number in self._held for number in numbers):
+                return settled, True  # a batch it does not hold, or one named twice
             self._committed(last, offered, inserted, size)
             for number in numbers:
                 batch = self._held.pop(number)

@@ -1,0 +1,80 @@
+"""The store's writer process answering what it should not, or started somewhere hostile.
+
+A child that writes a malformed acknowledgement (a bug, or something writing into its pipe) is
+stopped and every batch it held goes to the writer thread: no caller is left waiting, nothing
+acknowledged is lost or stored twice. Real child processes, real signals, real SQLite files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import signal
+import sqlite3
+from typing import TYPE_CHECKING
+
+from tests._waiting import until
+
+from wking_device._store_child import ACK, BATCH_NO
+from wking_device.store import DB_FILE, open_store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from wking_device.config import Paths, Settings
+    from wking_device.consent import ConsentGate, Permit
+    from wking_device.models import Record
+
+_until = functools.partial(until, within=20.0, every=0.002)
+
+
+def _ids(paths: Paths) -> list[str]:
+    conn = sqlite3.connect(paths.data_dir / DB_FILE)
+    try:
+        return [row[0] for row in conn.execute("SELECT record_id FROM records")]
+    finally:
+        conn.close()
+
+
+async def test_an_acknowledgement_naming_a_batch_twice_stops_the_process_and_loses_nothing(
+    paths: Paths,
+    settings: Settings,
+    gate: ConsentGate,
+    permit: Permit,
+    make_record: Callable[..., Record],
+    caplog,
+) -> None:
+    del gate
+    caplog.set_level(logging.ERROR, logger="wking_device.store")
+    store = open_store(paths, settings, writer_process=True)
+    try:
+        await store.append([make_record(warm=True)], permit)  # the writer thread makes the key
+        appender = store._appender
+        await _until(lambda: appender.ready)
+        pid = appender.pid
+        os.kill(pid, signal.SIGSTOP)  # it holds what it is sent, acknowledging nothing
+        try:
+            records = [make_record(n=1), make_record(n=2)]
+            first = asyncio.ensure_future(store.append([records[0]], permit))
+            await _until(lambda: len(appender._held) == 1)
+            second = asyncio.ensure_future(store.append([records[1]], permit))
+            await _until(lambda: len(appender._held) == 2)
+            number = min(appender._held)
+            # written into the child's own output pipe, as a buggy child would: one batch twice
+            with open(f"/proc/{pid}/fd/1", "wb", buffering=0) as pipe:  # noqa: PTH123, ASYNC230
+                pipe.write(ACK.pack(2, 1, 1, 1, 100) + BATCH_NO.pack(number) * 2)
+            # a guard against a hang, not a timed assertion: both callers must hear back
+            await asyncio.wait_for(asyncio.gather(first, second), timeout=30.0)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        await _until(lambda: appender.pid != pid)
+    finally:
+        store.close()
+    stored = _ids(paths)
+    assert sorted(stored) == sorted({*stored})
+    assert {r.record_id for r in records} <= set(stored)
+    assert ["malformed acknowledgement" in r.getMessage() for r in caplog.records] == [True]
