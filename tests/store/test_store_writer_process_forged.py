@@ -14,6 +14,9 @@ import logging
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
+import textwrap
 from typing import TYPE_CHECKING
 
 from tests._waiting import until
@@ -23,6 +26,7 @@ from wking_device.store import DB_FILE, open_store
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     from wking_device.config import Paths, Settings
     from wking_device.consent import ConsentGate, Permit
@@ -78,3 +82,57 @@ async def test_an_acknowledgement_naming_a_batch_twice_stops_the_process_and_los
     assert sorted(stored) == sorted({*stored})
     assert {r.record_id for r in records} <= set(stored)
     assert ["malformed acknowledgement" in r.getMessage() for r in caplog.records] == [True]
+
+
+_ISOLATED_PARENT = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    from wking_device.collect._install import open_installation_gate
+    from wking_device.config import load_settings, resolve_paths
+    from wking_device.models import Record
+    from wking_device.store import open_store
+
+    paths = resolve_paths(sys.argv[1])
+    settings = load_settings(paths)
+    permit = open_installation_gate(paths, settings).permit(["operation_logs"])
+    store = open_store(paths, settings, writer_process=True)
+    appender = store._appender
+
+    async def main():
+        deadline = time.monotonic() + 60
+        while not appender.acknowledged and not appender._disabled:
+            assert time.monotonic() < deadline, "the writer process never answered"
+            record = Record(category="operation_logs", policy_version=permit.policy_version,
+                            consent_id=permit.consent_ids["operation_logs"], body={"op": "x"})
+            await store.append([record], permit)
+            await asyncio.sleep(0.01)
+        print(appender.acknowledged, appender.spawned, flush=True)
+
+    asyncio.run(main())
+    store.close()
+    """
+)
+
+
+def test_a_parent_run_isolated_starts_its_writer_process_isolated(
+    paths: Paths, settings: Settings, gate: ConsentGate, tmp_path: Path
+) -> None:
+    del gate, settings  # granted in the fixture: the parent asks for its permit
+    hostile = tmp_path / "hostile"
+    (hostile / "wking_device").mkdir(parents=True)
+    marker = tmp_path / "planted-code-ran"
+    (hostile / "wking_device" / "__init__.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n", encoding="utf-8"
+    )
+    # python -I: the parent ignores PYTHONPATH (and the user's site-packages); so must its child
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", _ISOLATED_PARENT, str(paths.home)],
+        env={**os.environ, "PYTHONPATH": str(hostile)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    acknowledged, _ = map(int, result.stdout.split())
+    assert not marker.exists()
+    assert acknowledged >= 1  # the writer process did commit appends

@@ -230,8 +230,15 @@ class _Appender:
         try:
             proc = subprocess.Popen(  # noqa: S603 - our interpreter, our module, no shell
                 # -P: the working directory is not put on the child's import path (a module
-                # planted there must not run with the store's keys)
-                [sys.executable, "-P", "-m", "wking_device._store_child", str(self._database)],
+                # planted there must not run with the store's keys); and a parent that ignores
+                # PYTHONPATH (-E, -I) or the user's site-packages (-s) has a child that does too
+                [
+                    sys.executable,
+                    *_isolation_flags(),
+                    "-m",
+                    "wking_device._store_child",
+                    str(self._database),
+                ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
@@ -493,6 +500,23 @@ class _Appender:
         if settled and loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody awaits them
                 loop.call_soon_threadsafe(_settle_groups, outcomes)
+
+
+def _isolation_flags() -> list[str]:
+    """The interpreter options that keep the child importing what its parent may import.
+
+    ``-P`` always (never the working directory); the parent's own ``-I``, ``-E`` and ``-s``
+    too, else a parent run isolated from its environment would start a child that reads
+    ``PYTHONPATH`` and could import a planted ``wking_device`` with the store's keys.
+    """
+    flags = sys.flags
+    if flags.isolated:
+        return ["-I"]  # -E, -s and -P
+    return [
+        "-P",
+        *(["-E"] if flags.ignore_environment else []),
+        *(["-s"] if flags.no_user_site else []),
+    ]
 
 
 _LIVE: Final[weakref.WeakSet[_Appender]] = weakref.WeakSet()
