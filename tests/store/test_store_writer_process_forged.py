@@ -19,9 +19,11 @@ import sys
 import textwrap
 from typing import TYPE_CHECKING
 
+import pytest
 from tests._waiting import until
 
 from wking_device._store_child import ACK, BATCH_NO
+from wking_device.errors import ConsentError
 from wking_device.store import DB_FILE, open_store
 
 if TYPE_CHECKING:
@@ -136,3 +138,43 @@ def test_a_parent_run_isolated_starts_its_writer_process_isolated(
     acknowledged, _ = map(int, result.stdout.split())
     assert not marker.exists()
     assert acknowledged >= 1  # the writer process did commit appends
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect: a batch the child committed but did not acknowledge is handed back; "
+    "the writer thread refuses its revoked group and leaves the child's rows stored",
+)
+async def test_a_revoked_group_the_dead_child_committed_unacknowledged_is_not_kept(
+    paths: Paths,
+    settings: Settings,
+    gate: ConsentGate,
+    permit: Permit,
+    make_record: Callable[..., Record],
+) -> None:
+    """As with the writer thread: a caller told its permit was revoked has nothing stored."""
+    store = open_store(paths, settings, writer_process=True)
+    try:
+        await store.append([make_record(warm=True)], permit)
+        appender = store._appender
+        await _until(lambda: appender.ready)
+        pid = appender.pid
+        os.kill(pid, signal.SIGSTOP)
+        batch = [make_record(i=i) for i in range(40)]
+        task = asyncio.ensure_future(store.append(batch, permit))
+        await _until(lambda: bool(appender._held))
+        wanted = {record.record_id for record in batch}
+        # from here to the next await the loop runs nothing: garbage ahead of the child's
+        # acknowledgement, the child commits, and the permit is revoked before the loop reads
+        with open(f"/proc/{pid}/fd/1", "wb", buffering=0) as pipe:  # noqa: PTH123, ASYNC230
+            pipe.write(ACK.pack(1, 1, 1, 1, 100) + BATCH_NO.pack(10**9))
+        os.kill(pid, signal.SIGCONT)
+        while not wanted <= set(_ids(paths)):  # committed by the child, not yet acknowledged
+            os.sched_yield()
+        gate.set_do_not_track(True)  # revokes every permit (nothing is purged)
+        with pytest.raises(ConsentError):
+            await task
+        await store.stats()  # the writer thread has run what was queued before
+        assert not wanted & set(_ids(paths))
+    finally:
+        await store.aclose()
