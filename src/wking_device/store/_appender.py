@@ -230,8 +230,15 @@ class _Appender:
         try:
             proc = subprocess.Popen(  # noqa: S603 - our interpreter, our module, no shell
                 # -P: the working directory is not put on the child's import path (a module
-                # planted there must not run with the store's keys)
-                [sys.executable, "-P", "-m", "wking_device._store_child", str(self._database)],
+                # planted there must not run with the store's keys); and a parent that ignores
+                # PYTHONPATH (-E, -I) or the user's site-packages (-s) has a child that does too
+                [
+                    sys.executable,
+                    *_isolation_flags(),
+                    "-m",
+                    "wking_device._store_child",
+                    str(self._database),
+                ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
@@ -353,7 +360,8 @@ class _Appender:
         """Batches the complete acknowledgements in ``data`` confirm; whether one is malformed.
 
         Called with the lock held. A malformed acknowledgement (naming a batch the child does
-        not hold) ends the parsing; the batches confirmed before it are returned.
+        not hold, or one batch twice) ends the parsing; the batches confirmed before it are
+        returned.
         """
         acks = self._acks
         acks += data
@@ -367,8 +375,8 @@ class _Appender:
             if end > len(acks):
                 break
             numbers = [number for (number,) in BATCH_NO.iter_unpack(acks[start + ACK.size : end])]
-            if not all(number in self._held for number in numbers):
-                return settled, True
+            if len(set(numbers)) != count or not all(number in self._held for number in numbers):
+                return settled, True  # a batch it does not hold, or one named twice
             self._committed(last, offered, inserted, size)
             for number in numbers:
                 batch = self._held.pop(number)
@@ -492,6 +500,23 @@ class _Appender:
         if settled and loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody awaits them
                 loop.call_soon_threadsafe(_settle_groups, outcomes)
+
+
+def _isolation_flags() -> list[str]:
+    """The interpreter options that keep the child importing what its parent may import.
+
+    ``-P`` always (never the working directory); the parent's own ``-I``, ``-E`` and ``-s``
+    too, else a parent run isolated from its environment would start a child that reads
+    ``PYTHONPATH`` and could import a planted ``wking_device`` with the store's keys.
+    """
+    flags = sys.flags
+    if flags.isolated:
+        return ["-I"]  # -E, -s and -P
+    return [
+        "-P",
+        *(["-E"] if flags.ignore_environment else []),
+        *(["-s"] if flags.no_user_site else []),
+    ]
 
 
 _LIVE: Final[weakref.WeakSet[_Appender]] = weakref.WeakSet()
