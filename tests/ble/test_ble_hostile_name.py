@@ -27,3 +27,26 @@ async def test_a_speakers_repr_holds_no_address_and_nothing_a_terminal_acts_on()
     assert shown.isprintable(), shown  # no ESC, line break or bidirectional override
     assert "\\x1b" in shown  # escaped, still there for whoever debugs it
     assert shown.endswith(" connected>")
+
+
+async def test_reprs_of_a_discovery_result_and_device_info_hold_no_address_nor_raw_text() -> None:
+    # the dataclass and pydantic reprs showed the address and the speaker's raw strings: a log
+    # line or a traceback that showed one carried both
+    hostile_dis = "SN C0-57-4B-00-00-09\x1b]0;t\x07\r\nforged"
+    spec = dataclasses.replace(
+        SpeakerSpec.for_index(1, adv_interval_ms=20),
+        name=HOSTILE,
+        firmware=hostile_dis,
+    )
+    async with SimWorld([spec]) as world:
+        found = await discover(2.0, backend=world.backend, count=1)
+        async with Speaker(found[0], backend=world.backend) as speaker:
+            info = await speaker.read_info()
+    assert info.firmware == hostile_dis  # the value itself is exact
+    for shown in (repr(found[0]), str(found[0]), repr(info), str(info)):
+        assert "C0:57:4B" not in shown.upper(), shown
+        assert "C0-57-4B" not in shown.upper(), shown
+        assert "C0574B" not in shown.upper(), shown
+        assert "[MAC]" in shown
+        assert shown.isprintable(), shown
+        assert "\\x1b" in shown
