@@ -38,13 +38,7 @@ async def test_an_unexpected_error_of_a_kept_session_is_one_line_until_it_change
     async with SimWorld.fleet(1, adv_interval_ms=20) as world:
         sim = world.speakers[0]
         found = await discover(2.0, backend=world.backend, count=1)
-        async with SessionKeeper(
-            backend=world.backend,
-            profile=_BrokenCodec(),
-            settings=fast_settings,
-            backoff=FAST_BACKOFF,
-            retry=fast_retry,
-        ) as keeper:
+        async with _broken_keeper(world, fast_settings, fast_retry) as keeper:
             await keeper.keep({sim.address}, found)
             async with asyncio.timeout(20):
                 while sim.connect_attempts < 4:  # noqa: ASYNC110 - the simulator's counter
@@ -56,6 +50,17 @@ async def test_an_unexpected_error_of_a_kept_session_is_one_line_until_it_change
     assert "RuntimeError: the codec table is broken" in said[0].getMessage()
     traced = [r for r in mine if r.levelno == logging.DEBUG and _traced(r)]
     assert len(traced) >= 3  # each failure's traceback is there for -v
+
+
+def _broken_keeper(world: SimWorld, settings: BleSettings, retry: RetryPolicy) -> SessionKeeper:
+    """A keeper of the world's speakers whose profile's codec cannot be made."""
+    return SessionKeeper(
+        backend=world.backend,
+        profile=_BrokenCodec(),
+        settings=settings,
+        backoff=FAST_BACKOFF,
+        retry=retry,
+    )
 
 
 def _traced(record: logging.LogRecord) -> bool:
@@ -72,13 +77,7 @@ async def test_last_error_tells_the_latest_failure_when_it_is_unexpected(
         sim = world.speakers[0]
         sim.faults.abort_connect_attempts = frozenset(range(1, fast_retry.attempts + 1))
         found = await discover(2.0, backend=world.backend, count=1)
-        async with SessionKeeper(
-            backend=world.backend,
-            profile=_BrokenCodec(),
-            settings=fast_settings,
-            backoff=FAST_BACKOFF,
-            retry=fast_retry,
-        ) as keeper:
+        async with _broken_keeper(world, fast_settings, fast_retry) as keeper:
             await keeper.keep({sim.address}, found)
             await keeper.settled(20)
             first = keeper.last_error(sim.address)
