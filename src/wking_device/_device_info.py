@@ -7,7 +7,14 @@ commands) does not import pydantic; :mod:`wking_device.models` loads it on first
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from wking_device._redact import redact
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = ["DeviceInfo"]
 
@@ -29,3 +36,9 @@ class DeviceInfo(BaseModel):
     volume: int | None = Field(default=None, ge=0, le=100)
     eq: str | None = None
     light: str | None = None
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # repr() and str() end up in log lines and tracebacks: the address and MAC-shaped text
+        # in the speaker's strings are redacted (their control characters repr() escapes)
+        for name, value in super().__repr_args__():
+            yield name, redact(value) if isinstance(value, str) else value

@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+from wking_device._redact import redact_macs
+
 if TYPE_CHECKING:
     from wking_device._device_info import DeviceInfo
 
@@ -65,7 +67,7 @@ class Outcome(enum.StrEnum):
     RETRY = "retry"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class OperationEvent:
     """One Bluetooth operation, as the BLE layer saw it.
 
@@ -98,6 +100,18 @@ class OperationEvent:
     error: str | None = None
     error_type: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        # A repr ends up in log lines and tracebacks: the address and MAC-shaped text in the
+        # speaker's name, the error and the detail are redacted; repr() escapes controls.
+        return (
+            f"OperationEvent(kind={self.kind!r}, outcome={self.outcome!r}, "
+            f"address={redact_macs(self.address)!r}, name={redact_macs(self.name)!r}, "
+            f"model={redact_macs(self.model)!r}, started_at={self.started_at!r}, "
+            f"duration_s={self.duration_s!r}, attempt={self.attempt!r}, "
+            f"error={redact_macs(self.error)!r}, error_type={redact_macs(self.error_type)!r}, "
+            f"detail={redact_macs(self.detail)!r})"
+        )
 
 
 def new_record_id() -> str:

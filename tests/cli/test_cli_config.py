@@ -332,3 +332,29 @@ def test_unset_removes_a_secret_written_by_hand_and_an_empty_section(home: Path)
     assert code == 0, err
     assert "s3cret" not in out + err
     assert tomllib.loads(_config(home).read_text()) == {"region": "EU"}
+
+
+def test_markup_and_escapes_in_the_home_path_and_a_value_are_printed_literally(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the home path and a text value are the caller's, not the CLI's: Rich must not read them
+    # as markup (a link, or a closing tag that makes rich raise) nor the terminal as escapes
+    from wking_device.cli._term import visible  # noqa: PLC0415
+
+    home = tmp_path / "[link=http://evil.example]h[/link][/x]\x1b]0;t\x07"
+    monkeypatch.setenv("WKING_HOME", str(home))
+    value = "[bold]EU[/bold]\x1b[2J"
+    shown = visible(_config(home))
+    code, out, err = _run("config", "init")
+    assert code == 0, err
+    assert out == f"wrote {shown}\n"
+    code, out, err = _run("config", "set", "location", value)
+    assert code == 0, err
+    assert out == f"location = {visible(value)} in {shown}\n"
+    code, out, err = _run("config", "show")
+    assert code == 0, err
+    assert out.startswith(f"file: {shown}\n")
+    assert visible(value) in out
+    code, out, err = _run("config", "unset", "location")
+    assert code == 0, err
+    assert out == f"location taken out of {shown}: its default applies\n"

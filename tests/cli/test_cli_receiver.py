@@ -156,3 +156,31 @@ def test_help_does_not_import_aiohttp() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert proc.stderr.strip() == "False"
+
+
+def test_run_prints_a_hostile_data_path_escaped_on_one_line(tmp_path: Path) -> None:
+    # the --data path is the caller's: an escape sequence or a newline in it must not reach the
+    # terminal raw nor forge a line
+    from wking_device.cli._term import visible  # noqa: PLC0415
+
+    data = tmp_path / "rx\x1b]0;owned\x07\nforged: line\u202e"
+    args = ["receiver", "run", "--port", "0", "--data", str(data)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wking_device", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "WKING_HOME": str(tmp_path / "home")},
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(2)]  # bounded by the test timeout
+        proc.send_signal(signal.SIGTERM)
+        rest, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 0, stderr
+    assert lines[0].startswith(b"listening on https://127.0.0.1:")
+    assert lines[1].decode() == f"CA certificate: {visible(data / 'ca.pem')}\n"
+    assert rest == b""

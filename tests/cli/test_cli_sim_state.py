@@ -124,19 +124,26 @@ def test_the_state_file_is_private_and_holds_no_mac_address(tmp_path: Path) -> N
 def test_a_damaged_or_hostile_file_gives_one_line_and_the_defaults(
     tmp_path: Path, content: bytes
 ) -> None:
-    home = tmp_path / "home"
+    proc, lines = _info_over_a_bad_file(tmp_path / "home", content)
+    assert json.loads(proc.stdout)["volume"] == 30
+    assert lines[0].startswith("warning: ")
+    assert "sim-state.json" in lines[0]
+    assert "\x1b" not in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def _info_over_a_bad_file(
+    home: Path, content: bytes
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """``wking info`` with ``content`` as the state file: the process and its one stderr line."""
     state = home / STATE_FILE
     state.parent.mkdir(parents=True)
     state.write_bytes(content)
     proc = _wking("--home", str(home), "--simulate", "3", "--json", "info", ADDRESS)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["volume"] == 30
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("warning: ")
-    assert "sim-state.json" in lines[0]
-    assert "\x1b" not in proc.stderr
-    assert "Traceback" not in proc.stderr
+    return proc, lines
 
 
 def test_a_fifo_in_place_of_the_file_does_not_hang(tmp_path: Path) -> None:
@@ -189,3 +196,26 @@ def test_the_help_and_the_docs_say_so() -> None:
     root = Path(__file__).parents[2]
     for doc in ("docs/cli.md", "docs/testing.md"):
         assert "sim-state.json" in (root / doc).read_text(encoding="utf-8"), doc
+
+
+def test_the_warning_escapes_and_redacts_a_hostile_home_path(tmp_path: Path) -> None:
+    # the warning quoted the file's path raw: an escape sequence or a line break in the home
+    # (the caller's) reached standard error, the journal under systemd, as it was
+    home = tmp_path / "h\x1b]0;owned\x07\nerror: forged C0:57:4B:00:00:09"
+    proc, lines = _info_over_a_bad_file(home, b"not json")
+    assert lines[0].startswith("warning: ignoring ")
+    assert "\\x1b]0;owned\\x07\\nerror: forged [MAC]" in lines[0]
+    assert "\x1b" not in proc.stderr
+    assert "C0:57:4B:00:00:09" not in proc.stderr
+
+
+def test_the_warning_of_a_state_not_kept_escapes_a_hostile_home_path(tmp_path: Path) -> None:
+    home = tmp_path / "h\x1b]0;owned\x07\nerror: forged"
+    state = home / STATE_FILE
+    (state / "occupied").mkdir(parents=True)  # a directory in its place: not replaced
+    proc = _wking("--home", str(home), "--simulate", "3", "control", ADDRESS, "volume", "41")
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert any("was not kept in" in line for line in lines), proc.stderr
+    assert all(line.startswith("warning: ") for line in lines), proc.stderr
+    assert "\x1b" not in proc.stderr

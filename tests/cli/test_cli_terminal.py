@@ -27,7 +27,7 @@ import pytest
 from click.testing import CliRunner
 
 from wking_device.cli import cli
-from wking_device.cli._term import json_bytes, markup, visible
+from wking_device.cli._term import json_bytes, json_line, markup, visible
 from wking_device.receiver import DB_FILE
 from wking_device.receiver._db import ReceiverDB
 
@@ -105,6 +105,21 @@ def test_json_bytes_are_exact_json_and_inert() -> None:
     assert json.loads(raw) == value
     _assert_inert(raw)
     assert "é 😀".encode() in raw  # printable text stays UTF-8
+
+
+@pytest.mark.parametrize("render", [json_bytes, lambda v: json_line(v).encode()])
+def test_json_escapes_every_character_the_text_output_escapes(render: Any) -> None:
+    # DEL, a soft hyphen, the Mongolian vowel separator, interlinear annotation marks and tag
+    # characters (invisible text) were written raw in --json output while the text output
+    # escaped them: one definition (not str.isprintable(), as visible() uses) for both
+    hidden = "W\x7f\u00ad\u180e\ufff9\U000e0041\U000e0042\U0001d173 \u00a0é 😀"
+    raw = render({"name": hidden, hidden: 1})
+    assert json.loads(raw) == {"name": hidden, hidden: 1}
+    text = raw.decode("utf-8")
+    shown = {char for char in text if not char.isprintable()} - {"\n", "\u00a0"}
+    assert not shown, sorted(shown)
+    assert "\\udb40\\udc41" in text  # a tag character: a JSON surrogate pair
+    assert "\u00a0é 😀" in text  # printable text and spaces stay UTF-8
 
 
 @pytest.mark.parametrize(

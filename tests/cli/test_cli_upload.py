@@ -248,3 +248,13 @@ async def test_a_key_in_the_endpoint_query_is_never_shown(home: Path, tmp_path: 
         assert "HTTP 401" in err
         assert SECRET not in out + err
     assert await pending(home) == 4
+
+
+async def test_the_endpoint_in_the_title_is_text_not_markup(home: Path) -> None:
+    # the URL is the caller's: Rich read it as markup (a link dropped from what is shown, a
+    # closing tag an "unexpected MarkupError")
+    for path in ("[/x]", "[link=http://evil.example]a[/link]"):
+        endpoint = f"https://127.0.0.1:9/v1/logs/{path}"
+        code, out, err = await wking(home, "upload", "--endpoint", endpoint)
+        assert code == 0, err
+        assert f"Upload to {endpoint}" in out

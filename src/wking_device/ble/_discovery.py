@@ -35,6 +35,7 @@ from bleak.backends.device import BLEDevice  # noqa: TC002
 from bleak.backends.scanner import AdvertisementData  # noqa: TC002
 from bleak.exc import BleakError
 
+from wking_device._redact import redact
 from wking_device.ble._adapters import is_plain_adapter_name
 from wking_device.ble._backend import BleBackend
 from wking_device.ble._events import EventBus, OpTimer, get_event_bus
@@ -113,7 +114,7 @@ def bluez_scanner_args(scanning_mode: str, adapter: str | None) -> BlueZScannerA
     return args
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class DiscoveredSpeaker:
     """A speaker seen in an advertisement.
 
@@ -148,6 +149,17 @@ class DiscoveredSpeaker:
     def age(self) -> float:
         """Seconds since the latest advertisement."""
         return time.monotonic() - self.seen_at
+
+    def __repr__(self) -> str:
+        # A repr ends up in log lines and tracebacks: the address and MAC-shaped text in the
+        # name (the speaker's to choose) are redacted; repr() escapes control characters.
+        name = None if self.name is None else redact(self.name)
+        return (
+            f"DiscoveredSpeaker(address={redact(self.address)!r}, name={name!r}, "
+            f"rssi={self.rssi!r}, model={self.model!r}, address_type={self.address_type!r}, "
+            f"tx_power={self.tx_power!r}, service_uuids={self.service_uuids!r}, "
+            f"adapter={self.adapter!r})"
+        )
 
 
 def _address_type(device: BLEDevice) -> str | None:

@@ -294,6 +294,11 @@ class SessionKeeper:
                 continue
             except Exception as exc:  # a bug must not end the keeping: logged, retried later
                 kept.failures += 1
+                # the latest failure, not the Bluetooth error of an earlier attempt
+                kept.last_error = BluetoothError(
+                    f"connecting failed: unexpected {type(exc).__name__}"
+                )
+                kept.last_error.__cause__ = exc
                 kept.settled.set()
                 # one line per distinct failure (not one traceback per retry); the traceback
                 # of each at DEBUG

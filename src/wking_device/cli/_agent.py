@@ -406,7 +406,7 @@ def status(app: AppContext, /) -> None:
             return
         if report["running"]:
             console.print(
-                f"agent running (pid {cell(state.get('pid'))}) since "
+                f"agent running (pid {markup(state.get('pid'))}) since "
                 f"{_when(state.get('started_at'))}; last cycle {_when(state.get('updated_at'))}"
             )
         else:

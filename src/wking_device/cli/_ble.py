@@ -100,8 +100,10 @@ async def bluetooth(app: AppContext) -> AsyncIterator[BleBackend | None]:
     kept, problem = saved.load()
     if problem is not None:
         click.echo(
-            f"warning: ignoring {saved.path} ({problem}); the simulated speakers start from "
-            "their defaults",
+            for_stderr(
+                f"warning: ignoring {saved.path} ({problem}); the simulated speakers start from "
+                "their defaults"
+            ),
             err=True,
         )
     specs = [
@@ -135,7 +137,9 @@ def _save_sim_state(app: AppContext, saved: SavedFleet, changed: dict[int, Saved
     except (WkingError, OSError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         click.echo(
-            f"warning: the simulated speakers' state was not kept in {saved.path} ({reason})",
+            for_stderr(
+                f"warning: the simulated speakers' state was not kept in {saved.path} ({reason})"
+            ),
             err=True,
         )
 

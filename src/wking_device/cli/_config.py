@@ -15,7 +15,7 @@ from rich.table import Table
 
 from wking_device._url_mask import mask_url
 from wking_device.cli._app import AppContext, pass_app
-from wking_device.cli._term import cell
+from wking_device.cli._term import cell, markup
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -39,7 +39,7 @@ def config_init(app: AppContext, force: bool) -> None:
     from wking_device._configfile import write_template  # noqa: PLC0415 - tomlkit on this path
 
     path = write_template(app.paths, force=force)
-    app.out({"path": str(path), "written": True}, lambda c: c.print(f"wrote {cell(path)}"))
+    app.out({"path": str(path), "written": True}, lambda c: c.print(f"wrote {markup(path)}"))
 
 
 @config_group.command("show", short_help="Print every effective setting and where it comes from.")
@@ -64,7 +64,7 @@ def config_show(app: AppContext) -> None:
 
     def render(console: Console) -> None:
         exists = "" if data["file_exists"] else " (absent: defaults and environment only)"
-        console.print(f"file: {cell(paths.config_file)}{exists}")
+        console.print(f"file: {markup(paths.config_file)}{exists}")
         table = Table(show_header=True)
         for column in ("setting", "value", "source"):
             table.add_column(column)
@@ -109,7 +109,7 @@ def config_set(app: AppContext, key: str, value: str) -> None:
     path = app.paths.config_file
     app.out(
         {"path": str(path), "key": key, "value": written},
-        lambda c: c.print(f"{cell(key)} = {cell(_shown(written))} in {cell(path)}"),
+        lambda c: c.print(f"{markup(key)} = {markup(_shown(written))} in {markup(path)}"),
     )
 
 
@@ -130,9 +130,9 @@ def config_unset(app: AppContext, key: str) -> None:
     app.out(
         {"path": str(path), "key": key, "removed": removed},
         lambda c: c.print(
-            f"{cell(key)} taken out of {cell(path)}: its default applies"
+            f"{markup(key)} taken out of {markup(path)}: its default applies"
             if removed
-            else f"{cell(key)} is not set in {cell(path)}: nothing changed"
+            else f"{markup(key)} is not set in {markup(path)}: nothing changed"
         ),
     )
 

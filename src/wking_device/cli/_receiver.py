@@ -91,8 +91,8 @@ async def _serve(
             info = {"url": rx.url, "endpoint": rx.endpoint, "ca_file": str(rx.ca_file)}
 
             def render(console: Console) -> None:
-                console.print(Text(f"listening on {rx.endpoint}"))
-                console.print(Text(f"CA certificate: {rx.ca_file}"))
+                console.print(Text(visible(f"listening on {rx.endpoint}")))
+                console.print(Text(visible(f"CA certificate: {rx.ca_file}")))
 
             app.out(info, render)
             sys.stdout.flush()

@@ -12,9 +12,10 @@ typed — is untrusted (STYLE §14). Before it reaches a terminal:
   that is placed in a Rich markup string, and the consoles of :func:`make_console` do not
   replace ``:emoji:`` codes or highlight.
 
-``--json`` output stays exact JSON (:func:`json_bytes`): orjson escapes C0 controls; C1
-controls and bidirectional formatting characters, which it writes raw, are written as
-``\uXXXX`` escapes — the same strings to a JSON parser, inert on a terminal.
+``--json`` output stays exact JSON (:func:`json_bytes`): orjson escapes C0 controls; every
+other character :func:`visible` escapes (DEL, C1 controls, bidirectional and other invisible
+format characters), which orjson writes raw, is written as a ``\uXXXX`` escape — the same
+strings to a JSON parser, inert on a terminal.
 
 Output to something that is not a terminal (a pipe, a file) is neither wrapped nor truncated:
 a value is printed whole on one line, so ``grep`` and ``cut`` see it.
@@ -144,17 +145,26 @@ def cell(value: object) -> Text:
     return Text(visible(value))
 
 
-# Characters orjson writes raw that a terminal may act on: C1 controls (UTF-8 C2 80-C2 9F),
-# the Arabic letter mark, LRM/RLM, the line and paragraph separators, bidirectional
-# embeddings/overrides and isolates, and the BOM. Outside strings orjson writes only ASCII,
-# so a byte-level substitution changes nothing a JSON parser reads.
-_JSON_UNSAFE: Final = re.compile(
-    rb"\xc2[\x80-\x9f]|\xd8\x9c|\xe2\x80[\x8b-\x8f\xa8-\xae]|\xe2\x81[\xa0-\xa9]|\xef\xbb\xbf"
-)
+# orjson escapes C0 controls but writes every other character raw: DEL, C1 controls, the
+# bidirectional and other invisible format characters (zero-width, tag characters) among them.
+# Outside strings it writes only printable ASCII, spaces and newlines, so escaping a character
+# as a JSON ``\uXXXX`` (a surrogate pair beyond U+FFFF) changes nothing a JSON parser reads.
+# What is escaped is what :func:`visible` escapes in text output.
+_JSON_UNSAFE: Final = re.compile(rb"[^\x20-\x7e\n]+")
+
+
+def _json_char(char: str) -> str:
+    if char.isprintable() or char in _SPACES:
+        return char
+    code = ord(char)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def _json_escape(match: re.Match[bytes]) -> bytes:
-    return b"\\u%04x" % ord(match.group(0).decode())
+    return "".join(_json_char(char) for char in match.group(0).decode()).encode()
 
 
 def json_bytes(data: Any) -> bytes:

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from wking_device._url_mask import mask_url
 from wking_device.cli._app import AppContext, pass_app
+from wking_device.cli._term import markup
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -137,7 +138,7 @@ def upload(app: AppContext, /, **options: Any) -> None:
     result = app.run(_drain(app, target))
 
     def render(console: Console) -> None:
-        table = Table(title=f"Upload to {result['endpoint']}", show_header=False)
+        table = Table(title=f"Upload to {markup(result['endpoint'])}", show_header=False)
         for key in ("sent", "rejected", "deferred", "purged", "retried", "requests", "bytes"):
             table.add_row(key, str(result[key]))
         table.add_row("duration_s", str(result["duration_s"]))
