@@ -1,8 +1,9 @@
 """The store's writer process: seals and commits batches of appends for its parent store.
 
 Run as ``python -P -m wking_device._store_child DATABASE`` (with the parent's ``-I``, ``-E``
-or ``-s``) by the store's appender (:mod:`wking_device.store._appender`; never by hand). It lives outside the store package, so it
-loads only what it uses (the envelope, SQLite): about 150 modules instead of 280.
+or ``-s``) by the store's appender (:mod:`wking_device.store._appender`; never by hand). It
+lives outside the store package, so it loads only what it uses (the envelope, SQLite): about
+150 modules instead of 280.
 It reads framed messages from its standard input: data keys it may seal with, and batches of
 checked records (their plaintext serialised by the parent, their data key, ``created_at`` and
 ``expires_at`` chosen by the parent). It takes every batch waiting, scrubs each plaintext of
