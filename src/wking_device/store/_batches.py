@@ -55,6 +55,9 @@ class _Batch:
     after: int = 0
     """Once a writer process committed it: the rows that commit added have a greater ``seq``
     (a record it ignored as already stored has its earlier row, at or below it)."""
+    child: tuple[str, int] | None = None
+    """Once handed back by a writer process that died holding it: that process's token and
+    the batch's number (it may have committed the batch: see ``_store_child.COMMITS_ROW``)."""
 
 
 @dataclass(slots=True)

@@ -314,9 +314,9 @@ class RecordStore(_Writer):
         if not sent:
             self._queue.put(batch)
 
-    def _queue_put(self, batch: _Batch) -> None:
-        """Queue a batch a writer process did not acknowledge, for the writer thread."""
-        self._queue.put(batch)
+    def _queue_put(self, item: _Batch | _Call) -> None:
+        """Queue a batch a writer process did not acknowledge (or a call), for the writer thread."""
+        self._queue.put(item)
 
     def _to_child(self, batch: _Batch) -> bool:
         """Send a batch to the writer process (its loop's thread, ``_enqueue_lock`` held).
