@@ -53,8 +53,8 @@ from wking_device.crypto._envelope import NONCE_BLOCK, Sealer
 FRAME: Final = struct.Struct("<I")
 """Length prefix of every message the parent writes (then a pickle of that many bytes)."""
 ACK: Final = struct.Struct("<IqIIq")
-"""One commit's acknowledgement: batches, last row number, rows offered, rows inserted, bytes
-added for the size cap (then that many 8-byte batch numbers)."""
+"""One commit's acknowledgement: batches, last row number inserted (0: none), rows offered, rows
+inserted, bytes added for the size cap (then that many 8-byte batch numbers)."""
 BATCH_NO: Final = struct.Struct("<Q")
 READY: Final = b"R"
 """Written once, first, when the child can take batches (its database open)."""
@@ -186,7 +186,7 @@ class _Child:
         self._noted = noted
         if inserted != rows_count:
             size = -1  # duplicates were ignored: the parent measures the store again
-        return ACK.pack(len(numbers), last, rows_count, inserted, size) + b"".join(
+        return ACK.pack(len(numbers), upto, rows_count, inserted, size) + b"".join(
             BATCH_NO.pack(number) for number in numbers
         )
 

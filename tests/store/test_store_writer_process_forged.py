@@ -12,6 +12,7 @@ import contextlib
 import functools
 import logging
 import os
+import select
 import signal
 import sqlite3
 import subprocess
@@ -294,3 +295,45 @@ def _rows(paths: Paths) -> list[tuple[int, str]]:
         return conn.execute("SELECT seq, record_id FROM records ORDER BY seq").fetchall()
     finally:
         conn.close()
+
+
+async def test_a_revoked_duplicate_the_child_ignored_keeps_the_row_acknowledged_before(
+    paths: Paths,
+    settings: Settings,
+    gate: ConsentGate,
+    permit: Permit,
+    make_record: Callable[..., Record],
+) -> None:
+    """A commit that inserted nothing deletes nothing (its row number is not a new row's)."""
+    store = open_store(paths, settings, writer_process=True)
+    try:
+        # rows numbered past the meta table's (a connection's last row number may be there)
+        await store.append([make_record(warm=i) for i in range(20)], permit)
+        appender = store._appender
+        await _until(lambda: appender.ready)
+        acknowledged = appender.acknowledged
+        await store.append([make_record(n=1)], permit)  # the child inserts a row
+        assert appender.acknowledged == acknowledged + 1
+        record = make_record(n=2)
+        appender.hold()  # the writer thread stores this one, numbered after the child's row
+        try:
+            await store.append([record], permit)
+        finally:
+            appender.resume()
+        assert appender.acknowledged == acknowledged + 1
+        pid = appender.pid
+        os.kill(pid, signal.SIGSTOP)
+        task = asyncio.ensure_future(store.append([record], permit))  # a retry: ignored by id
+        await _until(lambda: bool(appender._held))
+        os.kill(pid, signal.SIGCONT)
+        # the loop runs nothing until the next await: the child commits (inserting nothing)
+        # and acknowledges, and the permit is revoked before the loop reads the acknowledgement
+        while not select.select([appender._fds[1]], [], [], 1.0)[0]:
+            pass
+        gate.set_do_not_track(True)
+        with pytest.raises(ConsentError):
+            await task
+        await store.stats()  # the writer thread has run what was queued before
+        assert record.record_id in _ids(paths)  # its first append was acknowledged
+    finally:
+        await store.aclose()

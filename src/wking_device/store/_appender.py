@@ -391,7 +391,8 @@ class _Appender:
             self._committed(last, offered, inserted, size)
             for number in numbers:
                 batch = self._held.pop(number)
-                batch.after = last - inserted  # one transaction: its rows' seqs follow on
+                # one transaction: the rows it inserted are numbered one after the other
+                batch.after, batch.upto = last - inserted, last
                 self.held_bytes -= batch.size
                 settled.append(batch)
                 self.acknowledged += 1
