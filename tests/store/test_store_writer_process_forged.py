@@ -18,14 +18,17 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from typing import TYPE_CHECKING
 
 import pytest
 from tests._waiting import until
+from tests.store.conftest import GRANTED
 
 from wking_device._store_child import ACK, BATCH_NO
 from wking_device.errors import ConsentError
 from wking_device.store import DB_FILE, open_store
+from wking_device.store._batches import _Call
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -336,4 +339,49 @@ async def test_a_revoked_duplicate_the_child_ignored_keeps_the_row_acknowledged_
         await store.stats()  # the writer thread has run what was queued before
         assert record.record_id in _ids(paths)  # its first append was acknowledged
     finally:
+        await store.aclose()
+
+
+async def test_the_next_child_takes_nothing_until_the_dead_childs_commits_are_read(
+    paths: Paths,
+    settings: Settings,
+    gate: ConsentGate,
+    permit: Permit,
+    make_record: Callable[..., Record],
+) -> None:
+    """The next child's first commit replaces the note: it must come after the writer read it."""
+    store = open_store(paths, settings, writer_process=True)
+    release = threading.Event()
+    try:
+        tasks, wanted = await _two_commits_then_death(store, paths, permit, make_record)
+        gate.set_do_not_track(True)  # revokes the permit of the dead child's batches
+        gate.set_do_not_track(False)
+        fresh = gate.permit(GRANTED)
+        await store.stats()  # the writer thread has read the ledger as it is now
+        store._queue.put(_Call(release.wait))  # the writer thread is busy (a long export, say)
+        appender = store._appender
+        dead = appender.pid
+        _hand_back_now(store)  # queued behind it
+        await _until(lambda: appender.pid is None)  # the loop saw its end
+        # starts the next child (this batch: the writer thread, it was not ready)
+        first = asyncio.ensure_future(store.append([make_record(warm=True)], fresh))
+        await _until(lambda: appender.ready)
+        assert appender.pid != dead
+        queued = store._queue.qsize()
+        later = [make_record(later=i) for i in range(5)]
+        task = asyncio.ensure_future(store.append(later, fresh))
+        ids = {record.record_id for record in later}
+        # either the next child committed them (overwriting the note) or they wait for the writer
+        await _until(lambda: store._queue.qsize() > queued or ids <= set(_ids(paths)))
+        release.set()
+        await asyncio.wait_for(asyncio.gather(first, task), timeout=30.0)  # against a hang
+        for old in tasks:
+            with pytest.raises(ConsentError):
+                await old
+        stats = await store.stats()
+        assert not wanted & set(_ids(paths))
+        assert ids <= set(_ids(paths))
+        assert stats.bytes == _bytes_kept(paths)
+    finally:
+        release.set()
         await store.aclose()
