@@ -11,9 +11,11 @@ The appender is driven from that event loop (sending batches, reading acknowledg
 ``add_reader``, so no thread hand-off per commit) and from the writer thread (pausing the child
 while keys are destroyed). Every batch sent stays held until the child acknowledges its commit;
 when the child ends without acknowledging (killed, crashed, refused something), the held
-batches go to the writer thread, which checks their permits again and writes them (a record the
-child did commit is ignored there by its id): nothing acknowledged is lost and nothing is
-acknowledged twice.
+batches go to the writer thread, once the child is dead, each marked with its child and number:
+there the batches the child noted as committed (``COMMITS_ROW``, in the same transaction) are
+settled as if acknowledged (a group whose permit was revoked meanwhile has the rows that commit
+added deleted, then fails), and the others are checked again and written: nothing
+acknowledged is lost, nothing is acknowledged twice and nothing refused is kept.
 
 It does not check permits or records, choose keys or decide what the child may receive (the
 store does); nor does it read or delete rows.
@@ -27,6 +29,7 @@ import fcntl
 import logging
 import os
 import pickle
+import secrets
 import subprocess
 import sys
 import termios
@@ -36,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from wking_device._store_child import ACK, BATCH_NO, FRAME, READY
 from wking_device.errors import ConsentError
-from wking_device.store._batches import _settle_groups
+from wking_device.store._batches import _Call, _settle_groups
 
 if TYPE_CHECKING:
     import asyncio
@@ -64,8 +67,8 @@ class _Appender:
 
     Args:
         database: The store's database file.
-        requeue: Puts a batch the child did not acknowledge on the writer thread's queue
-            (called with the appender's lock held; must not block).
+        requeue: Puts a batch the child did not acknowledge (or a call) on the writer
+            thread's queue (called with the appender's lock held; must not block).
         committed: Called on the event loop for each acknowledged commit with
             ``(last row number, rows offered, rows inserted, bytes added or -1)``, before
             the callers' futures are settled.
@@ -79,7 +82,7 @@ class _Appender:
         self,
         database: Path,
         *,
-        requeue: Callable[[_Batch], None],
+        requeue: Callable[[_Batch | _Call], None],
         committed: Callable[[int, int, int, int], None],
         revoked: Callable[[_Batch, _Group, ConsentError], None],
     ) -> None:
@@ -90,6 +93,8 @@ class _Appender:
         self._revoked = revoked
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
+        self._token = ""
+        """The running child's token: the commits it notes are told from another child's."""
         self._fds = (-1, -1)
         """The child's pipes (to it, from it), kept after they are closed, to stop watching."""
         self._watched = -1
@@ -215,7 +220,10 @@ class _Appender:
                 messages.append(pickle.dumps(("keys", given), protocol=5))
             number = self._next
             self._next += 1
-            messages.append(pickle.dumps(("batch", number, rows), protocol=5))
+            # the lowest number held (sent in order, acknowledged in order): the child drops
+            # its notes of the commits before it, acknowledged and read
+            unread = next(iter(self._held), number)
+            messages.append(pickle.dumps(("batch", number, rows, unread), protocol=5))
             data = b"".join(FRAME.pack(len(m)) + m for m in messages)
             if not self._write(data):
                 return False
@@ -227,6 +235,7 @@ class _Appender:
 
     def _spawn(self) -> bool:
         """Start a child (lock held); False (and disabled) if it cannot start."""
+        token = secrets.token_hex(8)
         try:
             proc = subprocess.Popen(  # noqa: S603 - our interpreter, our module, no shell
                 # -P: the working directory is not put on the child's import path (a module
@@ -238,6 +247,7 @@ class _Appender:
                     "-m",
                     "wking_device._store_child",
                     str(self._database),
+                    token,
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -264,6 +274,7 @@ class _Appender:
         os.set_blocking(proc.stdin.fileno(), False)
         os.set_blocking(proc.stdout.fileno(), False)
         self._proc = proc
+        self._token = token
         self._fds = (proc.stdin.fileno(), proc.stdout.fileno())
         self._ready = False
         self._sent_keys = set()
@@ -380,7 +391,8 @@ class _Appender:
             self._committed(last, offered, inserted, size)
             for number in numbers:
                 batch = self._held.pop(number)
-                batch.after = last - inserted  # one transaction: its rows' seqs follow on
+                # one transaction: the rows it inserted are numbered one after the other
+                batch.after, batch.upto = last - inserted, last
                 self.held_bytes -= batch.size
                 settled.append(batch)
                 self.acknowledged += 1
@@ -397,13 +409,14 @@ class _Appender:
             _unwatch(self._loop, self._fds)
         self._watched = -1
         self._proc = None
-        held = self._hand_back()
         _close_pipes(proc)
         try:
             status = proc.wait(timeout=1.0)  # it closed its output: it is ending
         except subprocess.TimeoutExpired:
             proc.kill()
             status = proc.wait()
+        # only now: a child still alive could commit a batch the writer thread finds uncommitted
+        held = self._hand_back()
         if self._paused or self._closed:
             return  # ended on purpose
         self._failures += 1
@@ -424,13 +437,23 @@ class _Appender:
             )
 
     def _hand_back(self) -> list[_Batch]:
-        """Give every held batch to the writer thread (lock held); the batches."""
-        held = list(self._held.values())
+        """Give every held batch to the writer thread (lock held, the child dead); the batches.
+
+        Each is marked with the child's token and its number: the writer thread tells by them
+        which the child committed (see ``COMMITS_ROW``).
+        """
+        held = list(self._held.items())
         self._held.clear()
         self.held_bytes = 0
-        for batch in held:
+        for number, batch in held:
+            batch.child = (self._token, number)
             self._requeue(batch)
-        return held
+        if held:
+            # the next child takes nothing until the writer thread has read what this one
+            # noted: its first commit replaces the note
+            self._held_off += 1
+            self._requeue(_Call(self.resume))
+        return [batch for _, batch in held]
 
     # -- the writer thread's side --------------------------------------------------------------
 

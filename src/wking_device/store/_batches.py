@@ -53,8 +53,12 @@ class _Batch:
     size: int = 0
     """Bytes the size cap counts for it while a writer process holds it (see ``_appender``)."""
     after: int = 0
-    """Once a writer process committed it: the rows that commit added have a greater ``seq``
-    (a record it ignored as already stored has its earlier row, at or below it)."""
+    """Once a writer process committed it: the rows that commit added are numbered (``seq``)
+    ``after + 1`` to ``upto``; a record it ignored as already stored has its earlier row."""
+    upto: int = 0
+    child: tuple[str, int] | None = None
+    """Once handed back by a writer process that died holding it: that process's token and
+    the batch's number (it may have committed the batch: see ``_store_child.COMMITS_ROW``)."""
 
 
 @dataclass(slots=True)

@@ -89,7 +89,7 @@ from wking_device.store._records import (
 )
 from wking_device.store._rows import _MEASURE, _ROW_OVERHEAD
 from wking_device.store._schema import OpenedRecord, PlaintextReader, serialize_body
-from wking_device.store._writer import _Gate, _Writer
+from wking_device.store._writer import _delete_added, _Gate, _Writer
 
 __all__ = [
     "RecordStore",
@@ -314,9 +314,9 @@ class RecordStore(_Writer):
         if not sent:
             self._queue.put(batch)
 
-    def _queue_put(self, batch: _Batch) -> None:
-        """Queue a batch a writer process did not acknowledge, for the writer thread."""
-        self._queue.put(batch)
+    def _queue_put(self, item: _Batch | _Call) -> None:
+        """Queue a batch a writer process did not acknowledge (or a call), for the writer thread."""
+        self._queue.put(item)
 
     def _to_child(self, batch: _Batch) -> bool:
         """Send a batch to the writer process (its loop's thread, ``_enqueue_lock`` held).
@@ -405,7 +405,9 @@ class RecordStore(_Writer):
         with ``error`` (put directly, as in ``_committed``; a close queues it before its stop).
         """
         loop = batch.loop
-        call = functools.partial(self._drop_revoked_sync, loop, group, error, batch.after)
+        call = functools.partial(
+            self._drop_revoked_sync, loop, group, error, batch.after, batch.upto
+        )
         self._queue.put(_Call(call))
         if self._closed:  # the loop may get here after the stop: its callers must not wait
             with contextlib.suppress(RuntimeError):
@@ -414,22 +416,21 @@ class RecordStore(_Writer):
                 loop.call_soon_threadsafe(_settle_groups, outcome)
 
     def _drop_revoked_sync(
-        self, loop: asyncio.AbstractEventLoop, group: _Group, error: ConsentError, after: int
+        self,
+        loop: asyncio.AbstractEventLoop,
+        group: _Group,
+        error: ConsentError,
+        after: int,
+        upto: int,
     ) -> None:
         try:
             ids = [record.record_id for record in group.records]
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for start in range(0, len(ids), 500):
-                    chunk = ids[start : start + 500]
-                    marks = ",".join("?" * len(chunk))
-                    # only the rows its commit added: a record the child ignored as already
-                    # stored keeps its earlier row (that append was acknowledged)
-                    conn.execute(
-                        f"DELETE FROM records WHERE seq > ? AND record_id IN ({marks})",  # noqa: S608
-                        [after, *chunk],
-                    )
+                # only the rows its commit added: a record the child ignored as already
+                # stored keeps its earlier row (that append was acknowledged)
+                _delete_added(conn, ids, after, upto)
                 conn.execute("COMMIT")
             except BaseException:
                 self._rollback()

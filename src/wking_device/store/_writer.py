@@ -22,6 +22,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from wking_device._scrub import scrub_plaintext
+from wking_device._store_child import COMMITS_ROW, commits_noted
 from wking_device._store_sql import _insert_sql, _padded_shape, _shapes
 from wking_device.crypto import Sealer
 from wking_device.errors import StorageError, StoreClosed, StoreFull
@@ -245,6 +246,8 @@ class _Writer(_Maintenance):
 
     def _flush(self, batches: list[_Batch]) -> None:
         """Commit queued batches in one transaction; one outcome per permit group."""
+        if any(batch.child is not None for batch in batches):
+            batches = self._settle_committed(batches)
         if not batches:
             return
         outcomes: dict[
@@ -279,6 +282,86 @@ class _Writer(_Maintenance):
         for loop, batch_outcomes in outcomes.items():
             with contextlib.suppress(RuntimeError):  # the caller's loop is gone
                 loop.call_soon_threadsafe(_settle_groups, batch_outcomes)
+
+    def _settle_committed(self, batches: list[_Batch]) -> list[_Batch]:
+        """Settle the batches a writer process committed, then died holding; the others.
+
+        A writer process notes its commits in their own transaction (``COMMITS_ROW``; the next
+        process takes nothing until this ran). Such a batch is settled as its acknowledgement
+        would have been, never written again: a group whose permit was revoked since has the
+        rows that commit inserted for it deleted (not a row of the same id stored before: that
+        append was acknowledged), then fails with the permit's error.
+        """
+        rest, committed = self._commits_of_dead(batches)
+        if not committed:
+            return rest
+        outcomes: dict[
+            asyncio.AbstractEventLoop, list[tuple[list[asyncio.Future[None]], BaseException | None]]
+        ] = {}
+        doomed: list[tuple[list[str], int, int]] = []
+        for batch, after, upto in committed:
+            mine = outcomes.setdefault(batch.loop, [])
+            for group in batch.groups.values():
+                refused = self._refusal(group)
+                if refused is not None and upto > after:
+                    doomed.append(([record.record_id for record in group.records], after, upto))
+                mine.append((group.futures, refused))
+        self._commits += len({(after, upto) for _, after, upto in committed})
+        conn = self._conn
+        try:
+            if doomed:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for ids, after, upto in doomed:
+                        _delete_added(conn, ids, after, upto)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    self._rollback()
+                    raise
+                self._forget_gone_claims()
+            lowest = min((after for _, after, upto in committed if upto > after), default=None)
+            if lowest is not None and self._floors:
+                self._lower_floors(lowest)  # as an acknowledgement would have
+            self._bytes = self._measure()  # its rows were never counted (nor acknowledged)
+        finally:
+            for loop, loop_outcomes in outcomes.items():
+                with contextlib.suppress(RuntimeError):  # the caller's loop is gone
+                    loop.call_soon_threadsafe(_settle_groups, loop_outcomes)
+        return rest
+
+    def _commits_of_dead(
+        self, batches: list[_Batch]
+    ) -> tuple[list[_Batch], list[tuple[_Batch, int, int]]]:
+        """``batches`` split: those to write, and those a dead writer process committed.
+
+        Each committed batch comes with the row numbers its commit inserted: ``after`` (not
+        included) to ``upto``.
+        """
+        row = self._conn.execute("SELECT value FROM meta WHERE name = ?", (COMMITS_ROW,)).fetchone()
+        noted: dict[str, list[tuple[int, int, int, int]]] = {}
+        rest: list[_Batch] = []
+        committed: list[tuple[_Batch, int, int]] = []
+        for batch in batches:
+            if batch.child is None:
+                rest.append(batch)
+                continue
+            token, number = batch.child
+            batch.child = None
+            if token not in noted:
+                noted[token] = commits_noted(None if row is None else row[0], token)
+            commit = next(
+                (
+                    (after, upto)
+                    for first, last, after, upto in noted[token]
+                    if first <= number <= last
+                ),
+                None,
+            )
+            if commit is None:
+                rest.append(batch)  # not committed: written now, as any batch
+            else:
+                committed.append((batch, *commit))
+        return rest, committed
 
     def _sealer(self, scope: str, count: int, now: float) -> Sealer:
         dek = self.keys.current_data_key(scope, rotate_after=self._rotate_after, now=now)
@@ -437,6 +520,21 @@ class _Writer(_Maintenance):
         )
         _LOGGER.warning("size cap reached: evicted %d records", evicted)
         return freed
+
+
+def _delete_added(conn: sqlite3.Connection, ids: list[str], after: int, upto: int) -> None:
+    """Delete the rows of ``ids`` that one commit inserted (numbered ``after + 1`` to ``upto``).
+
+    Inside the caller's transaction. A row of one of ``ids`` outside that range was stored by
+    another, acknowledged append, and is kept.
+    """
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        conn.execute(
+            f"DELETE FROM records WHERE seq > ? AND seq <= ? AND record_id IN ({marks})",  # noqa: S608
+            [after, upto, *chunk],
+        )
 
 
 def _refresh_quietly(gate: _Gate) -> None:
