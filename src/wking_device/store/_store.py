@@ -89,7 +89,7 @@ from wking_device.store._records import (
 )
 from wking_device.store._rows import _MEASURE, _ROW_OVERHEAD
 from wking_device.store._schema import OpenedRecord, PlaintextReader, serialize_body
-from wking_device.store._writer import _delete_added, _Gate, _Writer
+from wking_device.store._writer import _Gate, _Writer
 
 __all__ = [
     "RecordStore",
@@ -424,18 +424,9 @@ class RecordStore(_Writer):
         upto: int,
     ) -> None:
         try:
-            ids = [record.record_id for record in group.records]
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                # only the rows its commit added: a record the child ignored as already
-                # stored keeps its earlier row (that append was acknowledged)
-                _delete_added(conn, ids, after, upto)
-                conn.execute("COMMIT")
-            except BaseException:
-                self._rollback()
-                raise
-            self._forget_gone_claims()
+            # only the rows its commit added: a record the child ignored as already stored
+            # keeps its earlier row (that append was acknowledged)
+            self._drop_added([([record.record_id for record in group.records], after, upto)])
             self._bytes = self._measure()
         finally:
             with contextlib.suppress(RuntimeError):  # the caller's loop is gone

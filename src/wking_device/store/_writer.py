@@ -307,18 +307,9 @@ class _Writer(_Maintenance):
                     doomed.append(([record.record_id for record in group.records], after, upto))
                 mine.append((group.futures, refused))
         self._commits += len({(after, upto) for _, after, upto in committed})
-        conn = self._conn
         try:
             if doomed:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    for ids, after, upto in doomed:
-                        _delete_added(conn, ids, after, upto)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    self._rollback()
-                    raise
-                self._forget_gone_claims()
+                self._drop_added(doomed)
             lowest = min((after for _, after, upto in committed if upto > after), default=None)
             if lowest is not None and self._floors:
                 self._lower_floors(lowest)  # as an acknowledgement would have
@@ -328,6 +319,31 @@ class _Writer(_Maintenance):
                 with contextlib.suppress(RuntimeError):  # the caller's loop is gone
                     loop.call_soon_threadsafe(_settle_groups, loop_outcomes)
         return rest
+
+    def _drop_added(self, doomed: list[tuple[list[str], int, int]]) -> None:
+        """Delete, in one transaction, the rows each ``(ids, after, upto)`` commit inserted.
+
+        Only rows numbered ``after + 1`` to ``upto``: a row of one of ``ids`` outside that range
+        was stored by another, acknowledged append (the writer process ignored the record as
+        already stored), and is kept.
+        """
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for ids, after, upto in doomed:
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    conn.execute(
+                        "DELETE FROM records WHERE seq > ? AND seq <= ? "  # noqa: S608
+                        f"AND record_id IN ({marks})",
+                        [after, upto, *chunk],
+                    )
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        self._forget_gone_claims()
 
     def _commits_of_dead(
         self, batches: list[_Batch]
@@ -520,21 +536,6 @@ class _Writer(_Maintenance):
         )
         _LOGGER.warning("size cap reached: evicted %d records", evicted)
         return freed
-
-
-def _delete_added(conn: sqlite3.Connection, ids: list[str], after: int, upto: int) -> None:
-    """Delete the rows of ``ids`` that one commit inserted (numbered ``after + 1`` to ``upto``).
-
-    Inside the caller's transaction. A row of one of ``ids`` outside that range was stored by
-    another, acknowledged append, and is kept.
-    """
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        conn.execute(
-            f"DELETE FROM records WHERE seq > ? AND seq <= ? AND record_id IN ({marks})",  # noqa: S608
-            [after, upto, *chunk],
-        )
 
 
 def _refresh_quietly(gate: _Gate) -> None:
