@@ -99,7 +99,13 @@ class _Sampler:
             elapsed = time.monotonic() - self._started
             if self.mark is None and elapsed >= self._warmup:
                 self.mark = (_process_cpu(), time.monotonic(), time.thread_time())
-            if self.end is None and elapsed >= self._warmup + self._seconds:
+            # the window lasts `seconds` from its start as noted (this thread may get the GIL
+            # late at the warm-up's end: counted from the run's start, the window was short)
+            if (
+                self.end is None
+                and self.mark is not None
+                and time.monotonic() - self.mark[1] >= self._seconds
+            ):
                 self.end = (_process_cpu(), time.monotonic(), time.thread_time())
         self.rss_peak = max(self.rss_peak, _rss_mb())
 
@@ -233,8 +239,9 @@ def _child(
 
     extra: dict[str, Any] = {}
     # a little past the measured window: its end is noted while the subject still runs (the
-    # agent's shutdown, closing the store and the uploader, is not the steady state)
-    total = warmup + seconds + 0.5
+    # agent's shutdown, closing the store and the uploader, is not the steady state), also
+    # when the window started late
+    total = warmup + seconds + 1.0
     with tempfile.TemporaryDirectory() as tmp, _Sampler(warmup, seconds) as sampler:
         if kind == "bleak":
             extra = asyncio.run(_raw_bleak_cycles(speakers, total, interval))
